@@ -1,0 +1,44 @@
+"""Progress reporting and cancellation shared by every long-running core function.
+
+Core functions take ``progress: ProgressCallback | None``. It is called as
+``progress(done, total, stage)``; to cancel, the callback raises
+:class:`Cancelled` (the widgets do this when the user presses Cancel, the CLI
+never does). Core code only calls :func:`report`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+import os
+
+__all__ = ["Cancelled", "ProgressCallback", "report", "default_workers", "thread_pool"]
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+class Cancelled(Exception):
+    """Raised (by a progress callback) to stop a running computation."""
+
+
+def report(progress: ProgressCallback | None, done: int, total: int, stage: str = "") -> None:
+    """Call ``progress`` if given."""
+    if progress is not None:
+        progress(int(done), int(total), stage)
+
+
+def default_workers(workers: int | None = None) -> int:
+    """Number of threads to use: ``workers`` or all available cores."""
+    if workers is not None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1.")
+        return int(workers)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def thread_pool(workers: int | None = None) -> ThreadPoolExecutor:
+    """A thread pool sized by :func:`default_workers`."""
+    return ThreadPoolExecutor(max_workers=default_workers(workers))

@@ -1,0 +1,179 @@
+"""Average aligned frames into one high signal-to-noise image.
+
+Two modes:
+
+``"full"``
+    Every output pixel is the mean over the frames that cover it; the
+    coverage map (how many frames contributed) comes with it. A true zero in
+    the data is data, not a hole: coverage comes from the transforms (or NaN
+    borders), never from pixel values.
+``"crop"``
+    The same mean, cropped to the largest axis-aligned rectangle that every
+    frame covers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..transforms import FrameTransforms
+from ._progress import ProgressCallback, report
+from .warp import _check_options, _frames_shape, apply_transforms
+
+__all__ = ["FrameAverage", "average_frames", "largest_rectangle"]
+
+MODES = ("full", "crop")
+
+
+@dataclass
+class FrameAverage:
+    """Result of :func:`average_frames`.
+
+    Attributes
+    ----------
+    image : ndarray, float32, shape ([C,] Y, X)
+        The mean (NaN where no frame contributes); cropped in ``"crop"`` mode.
+    coverage : ndarray, int32, shape (Y, X)
+        Number of frames that contributed to each pixel (same crop as image).
+    crop : tuple of int
+        ``(row_start, row_stop, col_start, col_stop)`` of the region every
+        frame covers, in the uncropped frame's pixels (empty if none).
+    mode : str
+        ``"full"`` or ``"crop"``.
+    n_frames : int
+        Frames averaged.
+    """
+
+    image: np.ndarray
+    coverage: np.ndarray
+    crop: tuple[int, int, int, int]
+    mode: str
+    n_frames: int
+
+
+def largest_rectangle(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Largest axis-aligned all-True rectangle in a 2-D boolean mask.
+
+    Returns ``(row_start, row_stop, col_start, col_stop)``; ``(0, 0, 0, 0)``
+    when the mask has no True pixel. Runs in O(rows x cols) with the
+    histogram-and-stack method.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    rows, cols = mask.shape
+    heights = np.zeros(cols, dtype=np.int64)
+    best = (0, (0, 0, 0, 0))
+    for r in range(rows):
+        heights = np.where(mask[r], heights + 1, 0)
+        stack: list[int] = []
+        for c in range(cols + 1):
+            h = heights[c] if c < cols else 0
+            start = c
+            while stack and heights[stack[-1]] >= h:
+                top = stack.pop()
+                height = heights[top]
+                left = stack[-1] + 1 if stack else 0
+                area = height * (c - left)
+                if area > best[0]:
+                    best = (int(area), (r - int(height) + 1, r + 1, left, c))
+                start = top
+            del start
+            stack.append(c)
+    return best[1]
+
+
+def _common_rectangle(coverage: np.ndarray, n_frames: int) -> tuple[int, int, int, int]:
+    full = coverage >= n_frames
+    if not full.any():
+        return (0, 0, 0, 0)
+    # fast path: the common area of translations is already a rectangle
+    rows = np.flatnonzero(full.any(axis=1))
+    cols = np.flatnonzero(full.any(axis=0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    if full[r0:r1, c0:c1].all():
+        return (int(r0), int(r1), int(c0), int(c1))
+    return largest_rectangle(full)
+
+
+def average_frames(
+    stack: Any,
+    transforms: FrameTransforms | None = None,
+    *,
+    mode: str = "full",
+    frames: Any = None,
+    order: int = 1,
+    chunk_size: int = 64,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> FrameAverage:
+    """Average a stack into one image, with a coverage map.
+
+    Parameters
+    ----------
+    stack : array-like, shape (T, Y, X) or (T, C, Y, X)
+        With ``transforms``: the *unregistered* stack, warped on the fly
+        (never held in memory whole). Without: an already registered stack,
+        where NaN marks pixels a frame does not cover.
+    transforms : FrameTransforms, optional
+        Per-frame transforms to apply before averaging.
+    mode : {"full", "crop"}
+        See the module docstring.
+    frames : array-like of int or bool, optional
+        Frames to include (default all; with transforms, frames whose ``ok``
+        is False are still included unless excluded here).
+    order : {0, 1, 3}
+        Interpolation order when warping.
+    chunk_size, workers, progress
+        As in :func:`~napari_stackalign.apply_transforms`.
+
+    Returns
+    -------
+    FrameAverage
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    _check_options(order, "nan")
+    n_frames, extra, (h, w) = _frames_shape(stack)
+    if transforms is not None and len(transforms) != n_frames:
+        raise ValueError(f"the stack has {n_frames} frames but there are {len(transforms)} transforms.")
+    if frames is None:
+        selected = np.arange(n_frames)
+    else:
+        sel = np.asarray(frames)
+        selected = np.flatnonzero(sel) if sel.dtype == bool else sel.astype(int)
+    if selected.size == 0:
+        raise ValueError("no frames selected to average.")
+    total = np.zeros((*extra, h, w), dtype=np.float64)
+    coverage = np.zeros((h, w), dtype=np.int32)
+    report(progress, 0, selected.size, "average")
+    for start in range(0, selected.size, chunk_size):
+        idx = selected[start : start + chunk_size]
+        chunk = np.stack([np.asarray(stack[int(t)]) for t in idx]).astype(np.float32, copy=False)
+        if transforms is not None:
+            # NaN marks the pixels a frame does not fully cover
+            chunk = apply_transforms(
+                chunk, transforms[idx], order=order, border="nan", output_dtype=np.float32, workers=workers
+            )
+        for k in range(len(idx)):
+            _accumulate(total, coverage, chunk[k], extra)
+        report(progress, min(start + chunk_size, selected.size), selected.size, "average")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        image = (total / coverage).astype(np.float32)
+    image[..., coverage == 0] = np.nan
+    crop = _common_rectangle(coverage, selected.size)
+    if mode == "crop":
+        r0, r1, c0, c1 = crop
+        image = image[..., r0:r1, c0:c1]
+        coverage = coverage[r0:r1, c0:c1]
+    return FrameAverage(image=image, coverage=coverage, crop=crop, mode=mode, n_frames=int(selected.size))
+
+
+def _accumulate(total: np.ndarray, coverage: np.ndarray, frame: np.ndarray, extra: tuple) -> None:
+    """Add one ([C,] Y, X) frame where it is finite (all channels must be)."""
+    valid = np.isfinite(frame)
+    if extra:
+        valid = valid.all(axis=tuple(range(len(extra))))
+    total += np.where(valid, frame, 0.0)
+    coverage += valid

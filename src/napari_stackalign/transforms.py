@@ -1,0 +1,503 @@
+"""`FrameTransforms`: the one result type every registration method returns.
+
+One rigid/similarity transform per frame, stored as plain per-frame arrays.
+
+Sign convention (used everywhere in this package)
+-------------------------------------------------
+``dy, dx`` is the *correction* that moves frame ``t`` onto the reference, the
+sign :func:`skimage.registration.phase_cross_correlation` returns: the
+registered frame is ``registered[p] = frame[p - (dy, dx)]`` for a pure
+translation. The sample's drift is the negative of the correction.
+
+The full per-frame transform maps a point ``p = (row, col)`` of the input frame
+to its position in the registered (reference) frame::
+
+    p_registered = scale * R(angle) @ (p - center) + center + (dy, dx)
+
+with ``R(angle) = [[cos a, -sin a], [sin a, cos a]]`` in (row, col) order, so a
+positive angle turns the content counter-clockwise as displayed (rows grow
+downwards). ``angle`` is in degrees.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FrameTransforms", "TABLE_COLUMNS"]
+
+#: Column order of the CSV / HDF5 transform table.
+TABLE_COLUMNS = ("frame", "dy", "dx", "angle", "scale", "quality", "ok")
+
+
+def _as_float_array(values: Any, n: int, default: float, name: str) -> np.ndarray:
+    if values is None:
+        return np.full(n, default, dtype=np.float64)
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.size == 1 and n != 1:
+        arr = np.full(n, float(arr[0]))
+    if arr.size != n:
+        raise ValueError(f"{name} has {arr.size} values but there are {n} frames.")
+    return arr.copy()
+
+
+@dataclass
+class FrameTransforms:
+    """Per-frame similarity transforms (translation, rotation, scale).
+
+    Parameters
+    ----------
+    dy, dx : array_like of float, shape (T,)
+        Correction in pixels (rows, columns) that moves each frame onto the
+        reference (see the module docstring for the sign).
+    angle : array_like of float, shape (T,), optional
+        Rotation in degrees about ``center`` (counter-clockwise as displayed).
+        Default 0.
+    scale : array_like of float, shape (T,), optional
+        Isotropic scale about ``center``. Default 1.
+    center : tuple of float, optional
+        (row, col) centre of rotation and scale, in input-frame pixels.
+        Default (0, 0); methods that estimate rotation set it explicitly
+        (usually the frame centre ``((H - 1) / 2, (W - 1) / 2)``).
+    quality : array_like of float, shape (T,), optional
+        A per-frame score whose meaning each method documents (NaN if
+        unknown).
+    ok : array_like of bool, shape (T,), optional
+        False where the estimate failed or was interpolated; such frames are
+        still corrected (with the best available transform) but flagged.
+    method : str
+        Name of the method that produced the transforms.
+    params : dict
+        Parameters of that method (JSON-serialisable), for provenance.
+    """
+
+    dy: np.ndarray
+    dx: np.ndarray
+    angle: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    center: tuple[float, float] = (0.0, 0.0)
+    quality: np.ndarray | None = None
+    ok: np.ndarray | None = None
+    method: str = ""
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        dy = np.asarray(self.dy, dtype=np.float64).reshape(-1)
+        n = dy.size
+        self.dy = dy.copy()
+        self.dx = _as_float_array(self.dx, n, 0.0, "dx")
+        self.angle = _as_float_array(self.angle, n, 0.0, "angle")
+        self.scale = _as_float_array(self.scale, n, 1.0, "scale")
+        self.quality = _as_float_array(self.quality, n, np.nan, "quality")
+        if self.ok is None:
+            self.ok = np.ones(n, dtype=bool)
+        else:
+            ok = np.asarray(self.ok, dtype=bool).reshape(-1)
+            if ok.size != n:
+                raise ValueError(f"ok has {ok.size} values but there are {n} frames.")
+            self.ok = ok.copy()
+        center = np.asarray(self.center, dtype=np.float64).reshape(-1)
+        if center.size != 2:
+            raise ValueError("center must be a (row, col) pair.")
+        self.center = (float(center[0]), float(center[1]))
+        if np.any(self.scale <= 0) or not np.all(np.isfinite(self.scale)):
+            raise ValueError("scale must be finite and positive for every frame.")
+        self.params = dict(self.params)
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return int(self.dy.size)
+
+    def __getitem__(self, index: Any) -> FrameTransforms:
+        """Select frames (slice, integer array or boolean mask)."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return FrameTransforms(
+            dy=self.dy[index],
+            dx=self.dx[index],
+            angle=self.angle[index],
+            scale=self.scale[index],
+            center=self.center,
+            quality=self.quality[index],
+            ok=self.ok[index],
+            method=self.method,
+            params=self.params,
+        )
+
+    @classmethod
+    def identity(cls, n_frames: int, *, center: tuple[float, float] = (0.0, 0.0)) -> FrameTransforms:
+        """Transforms that leave ``n_frames`` frames unchanged."""
+        return cls(dy=np.zeros(n_frames), dx=np.zeros(n_frames), center=center, method="identity")
+
+    @classmethod
+    def from_shifts(cls, shifts: np.ndarray, **kwargs: Any) -> FrameTransforms:
+        """Build translation-only transforms from a (T, 2) array of (dy, dx)."""
+        shifts = np.asarray(shifts, dtype=np.float64)
+        if shifts.ndim != 2 or shifts.shape[1] != 2:
+            raise ValueError("shifts must have shape (T, 2) holding (dy, dx) per frame.")
+        return cls(dy=shifts[:, 0], dx=shifts[:, 1], **kwargs)
+
+    @property
+    def shifts(self) -> np.ndarray:
+        """(T, 2) array of the translation part (dy, dx)."""
+        return np.stack([self.dy, self.dx], axis=1)
+
+    @property
+    def is_translation(self) -> bool:
+        """True when every frame is a pure translation."""
+        return bool(np.all(self.angle == 0) and np.all(self.scale == 1))
+
+    def copy(self) -> FrameTransforms:
+        return self[slice(None)]
+
+    def with_center(self, center: tuple[float, float]) -> FrameTransforms:
+        """The same geometric transforms expressed about another centre."""
+        return FrameTransforms.from_matrices(
+            self.to_matrices(),
+            center=center,
+            quality=self.quality,
+            ok=self.ok,
+            method=self.method,
+            params=self.params,
+        )
+
+    # ---------------------------------------------------------------- matrices
+    def to_matrices(self) -> np.ndarray:
+        """Homogeneous 3x3 matrices in (row, col) order, shape (T, 3, 3).
+
+        Each matrix maps input-frame coordinates to registered coordinates
+        (napari's affine convention for a layer's data-to-world transform).
+        """
+        n = len(self)
+        theta = np.deg2rad(self.angle)
+        c, s = np.cos(theta) * self.scale, np.sin(theta) * self.scale
+        cy, cx = self.center
+        mats = np.zeros((n, 3, 3), dtype=np.float64)
+        mats[:, 0, 0] = c
+        mats[:, 0, 1] = -s
+        mats[:, 1, 0] = s
+        mats[:, 1, 1] = c
+        # t = -A c + c + d
+        mats[:, 0, 2] = -(c * cy - s * cx) + cy + self.dy
+        mats[:, 1, 2] = -(s * cy + c * cx) + cx + self.dx
+        mats[:, 2, 2] = 1.0
+        return mats
+
+    @classmethod
+    def from_matrices(
+        cls,
+        matrices: np.ndarray,
+        *,
+        center: tuple[float, float] = (0.0, 0.0),
+        atol: float = 1e-6,
+        **kwargs: Any,
+    ) -> FrameTransforms:
+        """Build transforms from (T, 3, 3) similarity matrices in (row, col) order.
+
+        Raises
+        ------
+        ValueError
+            If a matrix is not a similarity (rotation + isotropic scale +
+            translation).
+        """
+        mats = np.asarray(matrices, dtype=np.float64)
+        if mats.ndim == 2:
+            mats = mats[None]
+        if mats.shape[1:] != (3, 3):
+            raise ValueError("matrices must have shape (T, 3, 3).")
+        a, b = mats[:, 0, 0], mats[:, 0, 1]
+        c, d = mats[:, 1, 0], mats[:, 1, 1]
+        if not (np.allclose(a, d, atol=atol) and np.allclose(b, -c, atol=atol)):
+            raise ValueError("matrices are not similarity transforms (shear or anisotropic scale).")
+        scale = np.hypot(a, c)
+        angle = np.rad2deg(np.arctan2(c, a))
+        cy, cx = center
+        # d = t + A c - c
+        dy = mats[:, 0, 2] + (a * cy + b * cx) - cy
+        dx = mats[:, 1, 2] + (c * cy + d * cx) - cx
+        return cls(dy=dy, dx=dx, angle=angle, scale=scale, center=center, **kwargs)
+
+    def to_cv2_matrices(self) -> np.ndarray:
+        """(T, 2, 3) forward matrices in OpenCV's (x, y) order for ``cv2.warpAffine``."""
+        m = self.to_matrices()
+        out = np.empty((len(self), 2, 3), dtype=np.float64)
+        out[:, 0, 0] = m[:, 1, 1]
+        out[:, 0, 1] = m[:, 1, 0]
+        out[:, 0, 2] = m[:, 1, 2]
+        out[:, 1, 0] = m[:, 0, 1]
+        out[:, 1, 1] = m[:, 0, 0]
+        out[:, 1, 2] = m[:, 0, 2]
+        return out
+
+    # ----------------------------------------------------------- composition
+    def compose(self, other: FrameTransforms) -> FrameTransforms:
+        """Apply ``self`` first, then ``other`` (frame by frame).
+
+        Used by iterative refinement: the result resamples the pixels once.
+        Quality and method come from ``other``; ``ok`` is the logical and.
+        """
+        if len(other) != len(self):
+            raise ValueError(f"cannot compose {len(self)} transforms with {len(other)}.")
+        mats = other.to_matrices() @ self.to_matrices()
+        params = dict(self.params)
+        params.update(other.params)
+        return FrameTransforms.from_matrices(
+            mats,
+            center=self.center,
+            quality=other.quality,
+            ok=self.ok & other.ok,
+            method=other.method or self.method,
+            params=params,
+        )
+
+    def invert(self) -> FrameTransforms:
+        """The inverse transforms (from the reference back to each frame)."""
+        return FrameTransforms.from_matrices(
+            np.linalg.inv(self.to_matrices()),
+            center=self.center,
+            quality=self.quality,
+            ok=self.ok,
+            method=self.method,
+            params=self.params,
+        )
+
+    def relative_to(self, frame: int) -> FrameTransforms:
+        """Re-express the transforms so that ``frame`` is left unchanged."""
+        mats = self.to_matrices()
+        ref_inv = np.linalg.inv(mats[frame])
+        return FrameTransforms.from_matrices(
+            ref_inv[None] @ mats,
+            center=self.center,
+            quality=self.quality,
+            ok=self.ok,
+            method=self.method,
+            params=self.params,
+        )
+
+    # ------------------------------------------------------------------ tables
+    def to_table(self) -> dict[str, np.ndarray]:
+        """Column name -> array, in :data:`TABLE_COLUMNS` order."""
+        return {
+            "frame": np.arange(len(self)),
+            "dy": self.dy,
+            "dx": self.dx,
+            "angle": self.angle,
+            "scale": self.scale,
+            "quality": self.quality,
+            "ok": self.ok,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dictionary (NaN stored as null)."""
+
+        def clean(arr: np.ndarray) -> list:
+            return [None if not np.isfinite(v) else float(v) for v in arr]
+
+        return {
+            "format": "napari-stackalign transforms",
+            "version": 1,
+            "method": self.method,
+            "params": _jsonable(self.params),
+            "center": list(self.center),
+            "dy": clean(self.dy),
+            "dx": clean(self.dx),
+            "angle": clean(self.angle),
+            "scale": clean(self.scale),
+            "quality": clean(self.quality),
+            "ok": [bool(v) for v in self.ok],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FrameTransforms:
+        """Inverse of :meth:`to_dict`."""
+
+        def arr(key: str, default: float) -> np.ndarray | None:
+            if key not in data:
+                return None
+            return np.array([default if v is None else v for v in data[key]], dtype=np.float64)
+
+        try:
+            return cls(
+                dy=arr("dy", np.nan),
+                dx=arr("dx", np.nan),
+                angle=arr("angle", 0.0),
+                scale=arr("scale", 1.0),
+                center=tuple(data.get("center", (0.0, 0.0))),
+                quality=arr("quality", np.nan),
+                ok=data.get("ok"),
+                method=data.get("method", ""),
+                params=data.get("params", {}),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a transforms dictionary: {exc}") from exc
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Serialise to JSON; write it to ``path`` too when given."""
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            _atomic_write_text(Path(path), text)
+        return text
+
+    @classmethod
+    def from_json(cls, source: str | Path) -> FrameTransforms:
+        """Load from a JSON file path or a JSON string."""
+        text = str(source)
+        if not text.lstrip().startswith("{"):
+            text = Path(source).read_text()
+        return cls.from_dict(json.loads(text))
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """Write the per-frame table as CSV (one header block of ``#`` comments
+        holds the centre, method and parameters). Returns the text."""
+        buf = io.StringIO()
+        buf.write(f"# napari-stackalign transforms; method={self.method}\n")
+        buf.write(f"# center={json.dumps(list(self.center))}\n")
+        buf.write(f"# params={json.dumps(_jsonable(self.params))}\n")
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(TABLE_COLUMNS)
+        for t in range(len(self)):
+            writer.writerow(
+                [
+                    t,
+                    repr(float(self.dy[t])),
+                    repr(float(self.dx[t])),
+                    repr(float(self.angle[t])),
+                    repr(float(self.scale[t])),
+                    repr(float(self.quality[t])),
+                    int(bool(self.ok[t])),
+                ]
+            )
+        text = buf.getvalue()
+        if path is not None:
+            _atomic_write_text(Path(path), text)
+        return text
+
+    @classmethod
+    def from_csv(cls, source: str | Path) -> FrameTransforms:
+        """Read a table written by :meth:`to_csv`.
+
+        Plain CSV files with at least ``dy`` and ``dx`` columns (and optionally
+        ``angle``, ``scale``, ``quality``, ``ok``) are accepted too.
+        """
+        path = Path(source)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ValueError(f"cannot read transforms table {path}: {exc}") from exc
+        meta: dict[str, Any] = {"center": [0.0, 0.0], "params": {}, "method": ""}
+        rows = []
+        for line in text.splitlines():
+            if line.startswith("#"):
+                body = line[1:].strip()
+                for key in ("center", "params"):
+                    if body.startswith(key + "="):
+                        meta[key] = json.loads(body[len(key) + 1 :])
+                if "method=" in body:
+                    meta["method"] = body.split("method=", 1)[1].strip()
+                continue
+            if line.strip():
+                rows.append(line)
+        reader = csv.DictReader(rows)
+        cols: dict[str, list] = {}
+        for row in reader:
+            for key, value in row.items():
+                cols.setdefault(key.strip(), []).append(value)
+        if "dy" not in cols or "dx" not in cols:
+            raise ValueError(f"{path} has no 'dy' and 'dx' columns; is it a transforms table?")
+
+        def col(key: str) -> np.ndarray | None:
+            if key not in cols:
+                return None
+            return np.array([float(v) if v not in ("", "nan") else np.nan for v in cols[key]])
+
+        ok = cols.get("ok")
+        ok_arr = None if ok is None else np.array([str(v).strip().lower() in ("1", "true") for v in ok])
+        return cls(
+            dy=col("dy"),
+            dx=col("dx"),
+            angle=col("angle"),
+            scale=col("scale"),
+            center=tuple(meta["center"]),
+            quality=col("quality"),
+            ok=ok_arr,
+            method=meta["method"],
+            params=meta["params"],
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> FrameTransforms:
+        """Load a table from ``.csv`` or ``.json`` (chosen by extension)."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".json":
+            return cls.from_json(path)
+        if suffix in (".csv", ".txt", ".tsv"):
+            return cls.from_csv(path)
+        raise ValueError(f"unknown transforms file type {suffix!r}: use .csv or .json.")
+
+    def save(self, path: str | Path) -> Path:
+        """Save as ``.csv`` or ``.json`` (chosen by extension)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            self.to_json(path)
+        elif suffix == ".csv":
+            self.to_csv(path)
+        else:
+            raise ValueError(f"unknown transforms file type {suffix!r}: use .csv or .json.")
+        return path
+
+    def allclose(self, other: FrameTransforms, *, atol: float = 1e-9) -> bool:
+        """True when both describe the same geometric transforms."""
+        return len(self) == len(other) and bool(
+            np.allclose(self.to_matrices(), other.to_matrices(), atol=atol)
+        )
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert numpy scalars/arrays (recursively) to JSON-friendly values."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write text to a temporary file beside ``path`` and rename it into place."""
+    from .io._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def stack_transforms(parts: Sequence[FrameTransforms]) -> FrameTransforms:
+    """Concatenate transforms of consecutive frame chunks (same centre)."""
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    first = parts[0]
+    return FrameTransforms(
+        dy=np.concatenate([p.dy for p in parts]),
+        dx=np.concatenate([p.dx for p in parts]),
+        angle=np.concatenate([p.angle for p in parts]),
+        scale=np.concatenate([p.scale for p in parts]),
+        center=first.center,
+        quality=np.concatenate([p.quality for p in parts]),
+        ok=np.concatenate([p.ok for p in parts]),
+        method=first.method,
+        params=first.params,
+    )

@@ -1,0 +1,129 @@
+"""FrameTransforms: conventions, matrices, composition, tables."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_stackalign import FrameTransforms
+from napari_stackalign.transforms import stack_transforms
+
+
+def _random(n=6, seed=0, center=(31.5, 40.0)):
+    rng = np.random.default_rng(seed)
+    return FrameTransforms(
+        dy=rng.normal(0, 5, n),
+        dx=rng.normal(0, 5, n),
+        angle=rng.normal(0, 10, n),
+        scale=rng.uniform(0.8, 1.2, n),
+        center=center,
+        quality=rng.random(n),
+        ok=rng.random(n) > 0.3,
+        method="test",
+        params={"a": 1, "rates": [0.125, 1]},
+    )
+
+
+def test_sign_matches_skimage_phase_cross_correlation():
+    from skimage.registration import phase_cross_correlation
+
+    rng = np.random.default_rng(1)
+    ref = ndimage.gaussian_filter(rng.random((64, 64)), 2)
+    moving = ndimage.shift(ref, (3, -5), order=1, mode="grid-wrap")
+    shift, _, _ = phase_cross_correlation(ref, moving)
+    ft = FrameTransforms.from_shifts(shift[None])
+    # our correction applied with ndimage.shift convention: registered[p] = frame[p - d]
+    assert np.allclose(ft.shifts[0], (-3, 5))
+    registered = ndimage.shift(moving, ft.shifts[0], order=1, mode="grid-wrap")
+    assert np.allclose(registered, ref, atol=1e-6)
+
+
+def test_matrix_maps_point_as_documented():
+    ft = FrameTransforms(dy=[2.0], dx=[-1.0], angle=[90.0], scale=[2.0], center=(10.0, 10.0))
+    m = ft.to_matrices()[0]
+    # a point one column right of the centre, rotated +90 deg (counter-clockwise
+    # as displayed) lands above the centre, twice as far, then shifted by (dy, dx)
+    p = m @ np.array([10.0, 11.0, 1.0])
+    assert np.allclose(p[:2], (10 - 2 + 2, 10 - 1))
+
+
+def test_from_matrices_round_trip_any_centre():
+    ft = _random()
+    back = FrameTransforms.from_matrices(ft.to_matrices(), center=ft.center)
+    for name in ("dy", "dx", "angle", "scale"):
+        assert np.allclose(getattr(back, name), getattr(ft, name))
+    moved = ft.with_center((0.0, 0.0))
+    assert moved.allclose(ft)
+    assert moved.center == (0.0, 0.0)
+
+
+def test_from_matrices_rejects_shear():
+    m = np.eye(3)[None].copy()
+    m[0, 0, 1] = 0.3
+    with pytest.raises(ValueError, match="similarity"):
+        FrameTransforms.from_matrices(m)
+
+
+def test_compose_and_invert():
+    a, b = _random(seed=1), _random(seed=2)
+    ab = a.compose(b)
+    assert np.allclose(ab.to_matrices(), b.to_matrices() @ a.to_matrices())
+    ident = a.compose(a.invert())
+    assert ident.allclose(FrameTransforms.identity(len(a)), atol=1e-9)
+    assert np.array_equal(ab.ok, a.ok & b.ok)
+
+
+def test_relative_to_leaves_frame_unchanged():
+    ft = _random()
+    rel = ft.relative_to(3)
+    assert np.allclose(rel.to_matrices()[3], np.eye(3))
+
+
+def test_csv_and_json_round_trip(tmp_path):
+    ft = _random()
+    ft.quality[2] = np.nan
+    for name in ("t.csv", "t.json"):
+        path = ft.save(tmp_path / name)
+        back = FrameTransforms.load(path)
+        assert back.allclose(ft)
+        assert np.array_equal(back.ok, ft.ok)
+        assert np.isnan(back.quality[2])
+        assert back.center == ft.center
+        assert back.method == "test"
+        assert back.params == {"a": 1, "rates": [0.125, 1]}
+    json.loads(ft.to_json())  # strict JSON (NaN as null)
+    assert "NaN" not in ft.to_json()
+
+
+def test_plain_csv_with_dy_dx(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("dy,dx\n1.5,2\n-1,0.25\n")
+    ft = FrameTransforms.from_csv(path)
+    assert np.allclose(ft.shifts, [[1.5, 2], [-1, 0.25]])
+    assert ft.is_translation
+
+
+def test_bad_tables(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="dy"):
+        FrameTransforms.from_csv(path)
+    with pytest.raises(ValueError, match="cannot read"):
+        FrameTransforms.from_csv(tmp_path / "missing.csv")
+    with pytest.raises(ValueError, match=".csv or .json"):
+        FrameTransforms.load(tmp_path / "x.xlsx")
+
+
+def test_validation_of_lengths_and_scale():
+    with pytest.raises(ValueError, match="frames"):
+        FrameTransforms(dy=[0, 1], dx=[0, 1, 2])
+    with pytest.raises(ValueError, match="scale"):
+        FrameTransforms(dy=[0], dx=[0], scale=[0])
+
+
+def test_slicing_and_concatenation():
+    ft = _random(n=10)
+    parts = [ft[0:4], ft[4:10]]
+    assert stack_transforms(parts).allclose(ft)
+    assert len(ft[ft.ok]) == ft.ok.sum()
