@@ -1,0 +1,362 @@
+"""The public entry points: :func:`read_stack` and :func:`write_stack`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core._progress import ProgressCallback
+from ..transforms import FrameTransforms
+from ._atomic import atomic_path, check_writable_dir
+from ._folder import frame_files, read_frames
+from ._gif import GIF_SUFFIXES, read_gif
+from ._hdf5 import HDF5_SUFFIXES, read_hdf5, write_hdf5
+from ._lazy import check_memory_fraction
+from ._meta import SOURCE_KEY, check_transforms_length, jsonable, make_block, normalise_unit, per_axis_scale
+from ._stackdata import StackData
+from ._tiff import TIFF_SUFFIXES, read_tiff, write_tiff
+
+__all__ = ["COMPRESSIONS", "READ_SUFFIXES", "WRITE_SUFFIXES", "read_stack", "write_stack"]
+
+#: File extensions :func:`read_stack` understands (plus folders of TIFF frames).
+READ_SUFFIXES = TIFF_SUFFIXES + HDF5_SUFFIXES + GIF_SUFFIXES
+#: File extensions :func:`write_stack` writes.
+WRITE_SUFFIXES = TIFF_SUFFIXES + (".h5", ".hdf5", ".hd5")
+#: Accepted ``compression`` values of :func:`write_stack`.
+COMPRESSIONS = ("auto", "none", "zlib", "deflate", "gzip", "lzf")
+
+PathLike = str | os.PathLike
+
+
+def _suffix_error(path: Path, allowed: Sequence[str], verb: str) -> ValueError:
+    return ValueError(
+        f"cannot {verb} {path.name}: unknown file extension {path.suffix or '(none)'!r}. "
+        f"Use one of {', '.join(allowed)}" + (" or a folder of .tif frames." if verb == "read" else ".")
+    )
+
+
+def read_stack(
+    path: PathLike | Sequence[PathLike],
+    *,
+    dataset: str | None = None,
+    axes: str | None = None,
+    lazy: bool | None = None,
+    memory_fraction: float = 0.25,
+) -> StackData:
+    """Read a time series from a TIFF, HDF5 or GIF file, or a folder of frames.
+
+    Parameters
+    ----------
+    path : str or path-like, or a sequence of them
+        - A multi-page TIFF (plain, ImageJ hyperstack, or OME-TIFF: its first
+          series). Any number and size of frames.
+        - An HDF5 file (``.h5``, ``.hdf5``, ``.hd5``, HyperSpy ``.hspy``):
+          the dataset ``image_data`` if present, otherwise the only numeric
+          dataset with 3 or more dimensions, otherwise the one named by
+          ``dataset``. A ``metadata`` group's attributes (JSON text) become
+          :attr:`StackData.metadata`; a ``transforms`` group becomes
+          :attr:`StackData.transforms`.
+        - An animated GIF (always read into memory).
+        - A folder of single-frame TIFF files, stacked in natural order
+          (``2.tif`` before ``10.tif``), or a list of such files (in the
+          order given).
+    dataset : str, optional
+        HDF5 only: path of the dataset inside the file (e.g. ``"imaging"`` or
+        ``"Experiments/movie/data"``). Needed when several datasets qualify;
+        the error then lists them.
+    axes : str, optional
+        The file's axis order when the file does not say it or says it wrong,
+        one letter per dimension of the stored array: ``T`` time, ``C``
+        channel, ``Y`` rows, ``X`` columns (``Z`` for depth). For example an
+        HDF5 dataset stored as (rows, cols, frames) is read with
+        ``axes="YXT"``. Without it the order comes from the file (TIFF
+        axes, HDF5 dimension labels or an ``axes`` attribute, HyperSpy axes);
+        an unlabelled 3-D HDF5 dataset is taken as (T, Y, X).
+    lazy : bool, optional
+        True: return a dask array chunked by frames that reads on demand
+        (the file stays open; see :meth:`StackData.close`). False: read
+        everything into memory. None (default): lazy when the uncompressed
+        stack is larger than ``memory_fraction`` of this machine's RAM.
+    memory_fraction : float
+        Share of RAM (0 < f <= 1) above which ``lazy=None`` opens lazily.
+
+    Returns
+    -------
+    StackData
+        ``data`` is (T, Y, X) or (T, C, Y, X) (``channel_axis`` 1), with the
+        pixel size, units, metadata and transforms the file holds.
+
+    Raises
+    ------
+    ValueError
+        For a single 2-D image (a time series is needed), a volume over time
+        (not supported: pick a plane), truncated or corrupt files, an HDF5 file
+        without a usable dataset (or with several: the message lists them),
+        an unknown extension, or bad options. Each message says what to do.
+    FileNotFoundError
+        When ``path`` does not exist.
+    """
+    check_memory_fraction(memory_fraction)
+    if lazy not in (None, True, False):
+        raise ValueError(f"lazy must be True, False or None (decide by size), got {lazy!r}.")
+    if not isinstance(path, (str, os.PathLike)):
+        paths = [Path(p).expanduser() for p in path]
+        if not paths:
+            raise ValueError("no files given: pass a file, a folder or a list of frame files.")
+        if len(paths) > 1:
+            _reject_dataset(dataset, paths[0])
+            for p in paths:
+                _check_exists(p)
+                if p.suffix.lower() not in TIFF_SUFFIXES:
+                    raise ValueError(
+                        f"a list of files is read as one frame per file, which works for TIFF frames only; "
+                        f"{p.name} is not a .tif/.tiff file. Open it on its own."
+                    )
+            result = read_frames(paths, source=paths[0].parent, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
+            return _checked(result)
+        path = paths[0]
+    path = Path(path).expanduser()
+    _check_exists(path)
+    if path.is_dir():
+        _reject_dataset(dataset, path)
+        return _checked(
+            read_frames(frame_files(path), source=path, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
+        )
+    suffix = path.suffix.lower()
+    if suffix in HDF5_SUFFIXES:
+        result = read_hdf5(path, dataset=dataset, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
+    elif suffix in TIFF_SUFFIXES:
+        _reject_dataset(dataset, path)
+        result = read_tiff(path, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
+    elif suffix in GIF_SUFFIXES:
+        _reject_dataset(dataset, path)
+        if axes is not None:
+            raise ValueError("axes= does not apply to GIF files (they are always (T, Y, X) or RGB).")
+        result = read_gif(path)
+    else:
+        raise _suffix_error(path, READ_SUFFIXES, "read")
+    return _checked(result)
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: check the path.")
+
+
+def _reject_dataset(dataset: str | None, path: Path) -> None:
+    if dataset is not None:
+        raise ValueError(f"dataset= applies to HDF5 files only, not to {path.name}.")
+
+
+def _checked(result: StackData) -> StackData:
+    if any(int(n) == 0 for n in result.data.shape):
+        result.close()
+        raise ValueError(f"{result.path} holds an empty stack (shape {result.shape}): there are no pixels to align.")
+    return result
+
+
+def _normalise_compression(compression: str | None, fmt: str) -> str | None:
+    value = "none" if compression is None else str(compression).lower()
+    if value not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {COMPRESSIONS} or None, got {compression!r}.")
+    if value == "auto":
+        return None if fmt == "tiff" else "zlib"
+    if value in ("deflate", "gzip", "zlib"):
+        return "zlib"
+    if value == "lzf":
+        if fmt == "tiff":
+            raise ValueError("lzf compression exists for HDF5 only: use compression='zlib' for TIFF.")
+        return "lzf"
+    return None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _writable_data(data: Any) -> Any:
+    if not hasattr(data, "shape") or not hasattr(data, "dtype") or not hasattr(data, "__getitem__"):
+        data = np.asarray(data)
+    dtype = np.dtype(data.dtype)
+    if dtype.kind not in "uif":
+        raise ValueError(
+            f"cannot write data of type {dtype}: use an integer or floating-point stack "
+            "(convert booleans to uint8 first)."
+        )
+    return data
+
+
+def write_stack(
+    path: PathLike,
+    data: Any,
+    *,
+    metadata: Mapping | None = None,
+    transforms: FrameTransforms | Mapping | None = None,
+    scale: float | Sequence[float] | None = None,
+    units: str | None = None,
+    axes: str | None = None,
+    overwrite: bool = False,
+    force: bool = False,
+    source_path: PathLike | None = None,
+    compression: str | None = "auto",
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Write a (T, Y, X) or (T, C, Y, X) stack to TIFF or HDF5, atomically.
+
+    The data are streamed chunk by chunk (numpy, memmap, h5py and dask
+    inputs; a dask array is never computed whole) into a temporary file
+    beside ``path``, which is renamed onto ``path`` only when complete: an
+    error or a cancellation leaves any existing file untouched and no
+    temporary file behind.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output file. ``.tif``/``.tiff``: an ImageJ-compatible hyperstack
+        (axes, pixel size and unit in ImageJ's own fields). ImageJ holds only
+        uint8, uint16, int16 and float32; other types (float64, int32, ...)
+        and files over 4 GiB are written as plain (Big)TIFF, which
+        tifffile-based readers and this package read back fully.
+        ``.h5``/``.hdf5``/``.hd5``: dataset ``image_data`` chunked by frames
+        and compressed, a ``metadata`` group and a ``transforms`` table.
+        Either way, metadata, scale, units and transforms are also stored as
+        JSON (in the TIFF description) so :func:`read_stack` restores them.
+    data : array_like or StackData
+        Frames first. A :class:`StackData` also supplies the defaults of
+        ``metadata``, ``transforms``, ``scale``, ``units``, ``axes`` and
+        ``source_path``.
+    metadata : mapping, optional
+        JSON-serialisable metadata (numpy values are converted, other objects
+        stored as text).
+    transforms : FrameTransforms or dict, optional
+        One transform per frame, stored as a table.
+    scale : float or sequence of float, optional
+        The pixel size (one number for rows and columns), a (row, col) pair,
+        or one value per axis.
+    units : str, optional
+        Unit of the pixel size, e.g. ``"µm"`` or ``"nm"``.
+    axes : {"TYX", "TCYX"}, optional
+        Default: ``"TYX"`` for 3-D data, ``"TCYX"`` for 4-D data.
+    overwrite : bool
+        Replace an existing file. Without it, an existing ``path`` is refused.
+    force : bool
+        Also allow writing over ``source_path`` (implies ``overwrite``).
+    source_path : str or path-like, optional
+        The file the data was read from. Writing onto it is refused unless
+        ``force=True``: save under a new name instead.
+    compression : {"auto", "none", "zlib", "lzf"} or None
+        ``"auto"``: none for TIFF (fast, memory-mappable, readable
+        everywhere), gzip level 4 for HDF5. ``"zlib"`` (alias ``"deflate"``,
+        ``"gzip"``) works for both; ``"lzf"`` for HDF5 only.
+    progress : callable, optional
+        ``progress(done, total, stage)`` called per chunk of frames; raising
+        :class:`~napari_stackalign.Cancelled` from it stops the write and
+        leaves no file behind.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    ValueError
+        For bad data (2-D image, volumes, unsupported type), an unknown
+        extension, an existing file without ``overwrite``, the source file
+        without ``force``, or an output folder that is missing or not
+        writable; each message says what to do.
+    """
+    target = Path(path).expanduser()
+    if isinstance(data, StackData):
+        metadata = data.metadata if metadata is None else metadata
+        transforms = data.transforms if transforms is None else transforms
+        scale = data.scale if scale is None else scale
+        units = data.units if units is None else units
+        axes = data.axes if axes is None else axes
+        if source_path is None and data.path is not None and Path(data.path).is_file():
+            source_path = data.path
+        data = data.data
+    suffix = target.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        fmt = "tiff"
+    elif suffix in (".h5", ".hdf5", ".hd5"):
+        fmt = "hdf5"
+    else:
+        raise _suffix_error(target, WRITE_SUFFIXES, "write")
+    data = _writable_data(data)
+    ndim = len(data.shape)
+    if ndim == 2:
+        raise ValueError(
+            "data is a single 2-D image, not a time series: write_stack needs (T, Y, X) or (T, C, Y, X) frames."
+        )
+    if axes is None:
+        if ndim not in (3, 4):
+            raise ValueError(f"data has {ndim} dimensions: write_stack needs (T, Y, X) or (T, C, Y, X).")
+        axes = "TYX" if ndim == 3 else "TCYX"
+    axes = str(axes).upper()
+    if axes not in ("TYX", "TCYX"):
+        hint = " (volumes over time are not supported: pick a plane first)" if "Z" in axes else ""
+        raise ValueError(f"axes must be 'TYX' or 'TCYX', got {axes!r}{hint}.")
+    if len(axes) != ndim:
+        raise ValueError(f"axes={axes!r} needs {len(axes)}-D data but the data has shape {tuple(data.shape)}.")
+    if any(int(n) == 0 for n in data.shape):
+        raise ValueError(f"data is empty (shape {tuple(data.shape)}): nothing to write.")
+    n_frames = int(data.shape[0])
+    if transforms is not None and not isinstance(transforms, FrameTransforms):
+        transforms = FrameTransforms.from_dict(dict(transforms))
+    if transforms is not None:
+        check_transforms_length(transforms, n_frames, source="write_stack")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}.")
+    meta = {k: v for k, v in jsonable(dict(metadata or {})).items() if k != SOURCE_KEY}
+    full_scale = per_axis_scale(scale, axes)
+    units = normalise_unit(units)
+    codec = _normalise_compression(compression, fmt)
+
+    check_writable_dir(target)
+    if target.is_dir():
+        raise ValueError(f"{target} is a folder: give a file name ending in {suffix}.")
+    if source_path is not None and _same_file(target, Path(source_path).expanduser()) and not force:
+        raise ValueError(
+            f"refusing to write over {target}: it is the file this data was read from. Save under a new "
+            "name (recommended), or pass force=True to replace it."
+        )
+    if target.exists() and not (overwrite or force):
+        raise ValueError(f"{target} already exists: pass overwrite=True to replace it, or choose another name.")
+
+    stage = f"writing {target.name}"
+    with atomic_path(target) as tmp:
+        if fmt == "tiff":
+            block = make_block(axes=axes, scale=full_scale, units=units, metadata=meta, transforms=transforms)
+            write_tiff(
+                tmp,
+                data,
+                axes=axes,
+                scale=full_scale,
+                units=units,
+                block=block,
+                compression=codec,
+                progress=progress,
+                stage=stage,
+            )
+        else:
+            write_hdf5(
+                tmp,
+                data,
+                axes=axes,
+                scale=full_scale,
+                units=units,
+                metadata=meta,
+                transforms=transforms,
+                compression=codec,
+                progress=progress,
+                stage=stage,
+            )
+    return target

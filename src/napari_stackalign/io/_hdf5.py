@@ -1,0 +1,368 @@
+"""HDF5 reading (``image_data``, any single >= 3-D dataset, a named one, HyperSpy
+``.hspy``) and writing (``image_data`` + ``metadata`` group + ``transforms`` table)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .._version import __version__
+from ..core._progress import ProgressCallback, report
+from ..transforms import TABLE_COLUMNS, FrameTransforms
+from ._axes import normalise_axes, plan_axes
+from ._lazy import decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame_chunks
+from ._meta import check_transforms_length, decode_json_value, jsonable, normalise_unit
+from ._stackdata import StackData
+
+__all__ = ["FORMAT_NAME", "HDF5_SUFFIXES", "open_hdf5", "read_hdf5", "stack_candidates", "write_hdf5"]
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hd5", ".hspy")
+FORMAT_NAME = "napari-stackalign stack"
+#: attribute values longer than this go into a string dataset (HDF5 object headers hold 64 KiB)
+_MAX_ATTR_BYTES = 32 * 1024
+_LABEL_LETTERS = {
+    "t": "T",
+    "time": "T",
+    "frame": "T",
+    "frames": "T",
+    "z": "Z",
+    "c": "C",
+    "ch": "C",
+    "channel": "C",
+    "channels": "C",
+    "y": "Y",
+    "x": "X",
+    "s": "S",
+}
+
+
+def open_hdf5(path: Path) -> h5py.File:
+    """Open an HDF5 file read-only, turning format errors into a clear ValueError."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(
+            f"cannot read {path}: it is not a valid HDF5 file or it is truncated/corrupt ({exc}). "
+            "Check the file (copy or export it again)."
+        ) from exc
+
+
+def _all_datasets(f: h5py.File) -> list[tuple[str, h5py.Dataset]]:
+    found: list[tuple[str, h5py.Dataset]] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found.append((name, obj))
+
+    f.visititems(visit)
+    return found
+
+
+def stack_candidates(f: h5py.File) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+    """Datasets that could hold a stack: 3 or more dimensions, numeric."""
+    return [
+        (name, tuple(ds.shape), ds.dtype)
+        for name, ds in _all_datasets(f)
+        if ds.ndim >= 3 and ds.dtype.kind in "biuf" and name.split("/")[0] != "transforms"
+    ]
+
+
+def _describe(cands: list[tuple[str, tuple[int, ...], np.dtype]]) -> str:
+    return ", ".join(f"'{name}' {shape} {dtype}" for name, shape, dtype in cands) or "none"
+
+
+def choose_dataset(f: h5py.File, dataset: str | None, path: Path) -> h5py.Dataset:
+    """The dataset holding the stack, by the rules of :func:`read_stack`."""
+    cands = stack_candidates(f)
+    if dataset is not None:
+        obj = f.get(dataset.strip("/") or "/")
+        if not isinstance(obj, h5py.Dataset):
+            others = [(n, tuple(ds.shape), ds.dtype) for n, ds in _all_datasets(f)]
+            raise ValueError(f"{path} has no dataset named {dataset!r}. Datasets in the file: {_describe(others)}.")
+        return obj
+    if isinstance(f.get("image_data"), h5py.Dataset):
+        return f["image_data"]
+    if len(cands) == 1:
+        return f[cands[0][0]]
+    if not cands:
+        others = [(n, tuple(ds.shape), ds.dtype) for n, ds in _all_datasets(f)]
+        images = [c for c in others if len(c[1]) == 2 and c[2].kind in "biuf" and min(c[1]) > 1]
+        if images:
+            raise ValueError(
+                f"{path} holds a single 2-D image ({_describe(images)}), not a time series: registration needs "
+                "several frames (T, Y, X). Open a file with a stack of frames."
+            )
+        raise ValueError(
+            f"{path} has no usable image stack: no 'image_data' dataset and no numeric dataset with 3 or more "
+            f"dimensions (datasets found: {_describe(others)}). Save the stack as a (T, Y, X) dataset named "
+            "'image_data'."
+        )
+    raise ValueError(
+        f"{path} holds several datasets that could be the stack: {_describe(cands)}. Name one with "
+        "dataset=NAME (command line: --dataset NAME)."
+    )
+
+
+def _hyperspy_axes(ds: h5py.Dataset) -> tuple[str, dict[str, float], str | None] | None:
+    """Axes letters, scale and unit from HyperSpy ``axis-<i>`` groups beside the dataset."""
+    parent = ds.parent
+    groups = [parent.get(f"axis-{i}") for i in range(ds.ndim)]
+    if not all(isinstance(g, h5py.Group) for g in groups):
+        return None
+    letters = []
+    nav_letters = iter("TQPRUV")
+    sig_letters = iter("YX") if sum(not bool(g.attrs.get("navigate", False)) for g in groups) == 2 else None
+    scale: dict[str, float] = {}
+    units = None
+    for g in groups:
+        if bool(g.attrs.get("navigate", False)) or sig_letters is None:
+            letter = next(nav_letters)
+        else:
+            letter = next(sig_letters)
+            unit = normalise_unit(g.attrs.get("units"))
+            if unit:
+                units = unit
+        letters.append(letter)
+        if "scale" in g.attrs:
+            scale[letter] = float(g.attrs["scale"])
+    if units is None:
+        scale = {k: v for k, v in scale.items() if k not in "YX"}
+    return "".join(letters), scale, units
+
+
+def _group_to_dict(group: h5py.Group, depth: int = 0) -> dict:
+    out: dict[str, Any] = {k: decode_json_value(v) for k, v in group.attrs.items()}
+    if depth < 6:
+        for key, obj in group.items():
+            if isinstance(obj, h5py.Group):
+                out[key] = _group_to_dict(obj, depth + 1)
+    return out
+
+
+def _label_axes(ds: h5py.Dataset) -> str | None:
+    try:
+        labels = [str(d.label) for d in ds.dims]
+    except (RuntimeError, ValueError, TypeError, OSError):  # exotic dimension scales
+        return None
+    letters = [_LABEL_LETTERS.get(label.strip().lower()) for label in labels]
+    if all(letters) and len(set(letters)) == len(letters):
+        return "".join(letters)
+    return None
+
+
+def _default_axes(ds: h5py.Dataset, path: Path, name: str) -> str:
+    shape = tuple(ds.shape)
+    if ds.ndim == 2:
+        return "YX"
+    if ds.ndim == 3:
+        if shape[2] < min(shape[0], shape[1]) / 2:
+            warnings.warn(
+                f"{path}: dataset '{name}' {shape} has no axis labels and was read as (T, Y, X) with {shape[0]} "
+                f"frames; its last axis ({shape[2]}) is much shorter than the others. If the frames are along "
+                "the last axis, pass axes='YXT'.",
+                UserWarning,
+                stacklevel=4,
+            )
+        return "TYX"
+    raise ValueError(
+        f"{path}: dataset '{name}' has shape {shape} and no axis labels, so its axis order is unknown. "
+        "Name it with axes= (e.g. axes='TCYX' for channels; a volume over time, TZYX, is not supported: "
+        "pick a plane first)."
+    )
+
+
+def _read_json_entries(group: h5py.Group) -> dict:
+    out: dict[str, Any] = {k: decode_json_value(v) for k, v in group.attrs.items()}
+    for key, obj in group.items():
+        if isinstance(obj, h5py.Dataset) and obj.shape == ():
+            out[key] = decode_json_value(obj[()])
+    return out
+
+
+def _read_transforms(group: h5py.Group, path: Path) -> FrameTransforms:
+    try:
+        cols = {k: np.asarray(group[k][()]) for k in TABLE_COLUMNS if k in group}
+        extra = _read_json_entries(group)
+        return FrameTransforms(
+            dy=cols["dy"],
+            dx=cols["dx"],
+            angle=cols.get("angle"),
+            scale=cols.get("scale"),
+            quality=cols.get("quality"),
+            ok=cols.get("ok"),
+            center=tuple(extra.get("center", (0.0, 0.0))),
+            method=str(extra.get("method", "")),
+            params=extra.get("params") or {},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the 'transforms' table is unreadable ({exc}).") from exc
+
+
+def read_hdf5(
+    path: Path,
+    *,
+    dataset: str | None = None,
+    axes: str | None = None,
+    lazy: bool | None = None,
+    memory_fraction: float = 0.25,
+) -> StackData:
+    """Read a stack from an HDF5 file (see :func:`read_stack` for the rules)."""
+    f = open_hdf5(path)
+    keep_open = False
+    try:
+        ds = choose_dataset(f, dataset, path)
+        name = ds.name.lstrip("/")
+        ours = f.attrs.get("format") == FORMAT_NAME
+        scale_by_axis: dict[str, float] = {}
+        units = None
+        metadata: dict[str, Any] = {}
+        file_axes = axes
+        hs = _hyperspy_axes(ds) if str(f.attrs.get("file_format", "")) == "HyperSpy" or path.suffix == ".hspy" else None
+        stored_axes = ds.attrs.get("axes")
+        if isinstance(stored_axes, bytes):
+            stored_axes = stored_axes.decode()
+        if file_axes is None and isinstance(stored_axes, str) and len(stored_axes) == ds.ndim:
+            file_axes = stored_axes
+        if file_axes is None:
+            file_axes = _label_axes(ds)
+        if file_axes is None and hs is not None:
+            file_axes = hs[0]
+        if file_axes is None:
+            file_axes = _default_axes(ds, path, name)
+        file_axes = normalise_axes(file_axes, ds.ndim, what="axes")
+        plan = plan_axes(file_axes, tuple(ds.shape), source=f"{path} (dataset '{name}')")
+        # calibration: ours, HyperSpy axes, element_size_um
+        if "scale" in ds.attrs and len(np.atleast_1d(ds.attrs["scale"])) == ds.ndim:
+            scale_by_axis = {a: float(v) for a, v in zip(file_axes, np.atleast_1d(ds.attrs["scale"]))}
+            units = normalise_unit(ds.attrs.get("units"))
+        elif hs is not None and file_axes == hs[0]:
+            scale_by_axis, units = hs[1], hs[2]
+        elif "element_size_um" in ds.attrs:
+            sizes = np.atleast_1d(ds.attrs["element_size_um"]).astype(float)
+            space = [a for a in file_axes if a not in "TCS"]
+            if len(sizes) == len(space):
+                scale_by_axis = dict(zip(space, sizes))
+                units = "µm"
+        if "metadata" in f and isinstance(f["metadata"], h5py.Group):
+            metadata = _read_json_entries(f["metadata"])
+        if not ours:
+            if hs is not None:
+                parent = ds.parent
+                if isinstance(parent.get("metadata"), h5py.Group):
+                    metadata["hyperspy"] = _group_to_dict(parent["metadata"])
+            info: dict[str, Any] = {"dataset": name}
+            attrs = {k: decode_json_value(v) for k, v in ds.attrs.items() if k != "DIMENSION_LABELS"}
+            if attrs:
+                info["attrs"] = attrs
+            metadata["hdf5"] = info
+        nbytes = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize
+        is_lazy = decide_lazy(nbytes, lazy, memory_fraction)
+        if is_lazy:
+            raw = frame_chunked_dask(ds, frame_dim=plan.frame_dim)
+            keep_open = True
+        else:
+            try:
+                raw = ds[()]
+            except OSError as exc:
+                raise ValueError(
+                    f"cannot read dataset '{name}' of {path}: the file is truncated or corrupt ({exc}). "
+                    "Copy or export it again."
+                ) from exc
+        data = plan.apply(raw)
+        transforms = None
+        if isinstance(f.get("transforms"), h5py.Group):
+            transforms = _read_transforms(f["transforms"], path)
+            check_transforms_length(transforms, int(data.shape[0]), source=str(path))
+    finally:
+        if not keep_open:
+            f.close()
+    has_space = "Y" in scale_by_axis or "X" in scale_by_axis
+    out_scale = plan.map_values(scale_by_axis) if (scale_by_axis and (has_space or units)) else None
+    if out_scale is None and "T" in scale_by_axis and scale_by_axis["T"] != 1.0:
+        out_scale = plan.map_values(scale_by_axis)
+    return StackData(
+        data=data,
+        axes=plan.out_axes,
+        channel_axis=plan.channel_axis,
+        scale=out_scale,
+        units=units,
+        metadata=metadata,
+        transforms=transforms,
+        path=path,
+        lazy=is_lazy,
+        _handles=[f] if keep_open else [],
+    )
+
+
+def _compression_kwargs(compression: str | None) -> dict[str, Any]:
+    if compression == "zlib":
+        return {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+    if compression == "lzf":
+        return {"compression": "lzf", "shuffle": True}
+    return {}
+
+
+def _put_json(group: h5py.Group, key: str, value: Any) -> None:
+    text = json.dumps(jsonable(value), ensure_ascii=False)
+    if len(text.encode("utf-8")) > _MAX_ATTR_BYTES:
+        group.create_dataset(key, data=text, dtype=h5py.string_dtype("utf-8"))
+    else:
+        group.attrs[key] = text
+
+
+def write_hdf5(
+    target: Path,
+    data: Any,
+    *,
+    axes: str,
+    scale: tuple[float, ...] | None,
+    units: str | None,
+    metadata: dict,
+    transforms: FrameTransforms | None,
+    compression: str | None,
+    progress: ProgressCallback | None,
+    stage: str,
+) -> None:
+    """Stream ``data`` (frames first) into ``target`` as ``image_data`` with metadata and transforms."""
+    shape = tuple(int(n) for n in data.shape)
+    dtype = np.dtype(data.dtype)
+    frame_nbytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    per_chunk = min(shape[0], frames_per_chunk(frame_nbytes, 2 * 2**20))
+    with h5py.File(target, "w") as f:
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["version"] = 1
+        f.attrs["writer"] = f"napari-stackalign {__version__}"
+        ds = f.create_dataset(
+            "image_data",
+            shape=shape,
+            dtype=dtype,
+            chunks=(max(1, per_chunk),) + shape[1:],
+            **_compression_kwargs(compression),
+        )
+        ds.attrs["axes"] = axes
+        for dim, letter in zip(ds.dims, axes):
+            dim.label = letter.lower()
+        if scale is not None:
+            ds.attrs["scale"] = np.asarray(scale, dtype=np.float64)
+        if units is not None:
+            ds.attrs["units"] = units
+        for start, stop, chunk in iter_frame_chunks(data):
+            report(progress, start, shape[0], stage)
+            ds[start:stop] = chunk
+        report(progress, shape[0], shape[0], stage)
+        group = f.create_group("metadata")
+        for key, value in metadata.items():
+            _put_json(group, str(key), value)
+        if transforms is not None:
+            table = f.create_group("transforms")
+            for col, values in transforms.to_table().items():
+                table.create_dataset(col, data=np.asarray(values))
+            table.attrs["format"] = "napari-stackalign transforms"
+            _put_json(table, "center", list(transforms.center))
+            _put_json(table, "method", transforms.method)
+            _put_json(table, "params", transforms.params)

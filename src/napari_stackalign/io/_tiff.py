@@ -1,0 +1,407 @@
+"""TIFF reading (plain multi-page, ImageJ hyperstack, OME-TIFF first series) and writing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import uuid
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import tifffile
+
+from ..core._progress import ProgressCallback, report
+from ._axes import plan_axes
+from ._lazy import FrameReader, decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame_chunks
+from ._meta import BLOCK_KEY, block_transforms, jsonable, normalise_unit, parse_block
+from ._stackdata import StackData
+
+__all__ = ["IMAGEJ_DTYPES", "TIFF_SUFFIXES", "TiffHeader", "open_tiff", "read_tiff", "tiff_header", "write_tiff"]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+#: dtypes an ImageJ hyperstack can hold; others are written as plain TIFF.
+IMAGEJ_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32))
+#: above this size a file is written as BigTIFF (plain TIFF, not ImageJ).
+BIGTIFF_BYTES = 2**32 - 2**25
+# ImageJ bookkeeping keys that are not worth keeping as metadata
+_IJ_SKIP = {
+    "ImageJ",
+    "images",
+    "channels",
+    "slices",
+    "frames",
+    "hyperstack",
+    "mode",
+    "loop",
+    "unit",
+    "min",
+    "max",
+    "spacing",
+    "finterval",
+    "Ranges",
+    "LUTs",
+    "Labels",
+    "Properties",
+    "Overlays",
+    "ROI",
+    "Plot",
+    BLOCK_KEY,
+}
+_TO_MICRONS = {"µm": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def _corrupt(path: Path, exc: BaseException, what: str = "TIFF") -> ValueError:
+    return ValueError(
+        f"cannot read {path}: it is not a valid {what} file or it is truncated/corrupt ({exc}). "
+        "Check the file (copy or export it again)."
+    )
+
+
+# tifffile logs (rather than raises) these when the chain of image directories is
+# damaged, e.g. in a truncated copy; pages are then silently missing, so we raise.
+_STRUCTURE_ERRORS = (
+    "invalid page offset",
+    "invalid offset to page",
+    "corrupted tag list",
+    "corrupted IFD",
+    "circular reference",
+)
+
+
+class _StructureErrors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if any(key in message for key in _STRUCTURE_ERRORS):
+            self.messages.append(message)
+
+
+def open_tiff(path: Path) -> tifffile.TiffFile:
+    """Open a TIFF file and parse its first series, turning format errors into a clear ValueError."""
+    log = logging.getLogger("tifffile")
+    catcher = _StructureErrors()
+    log.addHandler(catcher)
+    tif = None
+    try:
+        tif = tifffile.TiffFile(path)
+        series = tif.series
+        if series:
+            len(series[0].pages)  # walks the page chain of the first series
+    except (tifffile.TiffFileError, ValueError, struct.error, IndexError, EOFError, KeyError) as exc:
+        if tif is not None:
+            tif.close()
+        raise _corrupt(path, exc) from exc
+    finally:
+        log.removeHandler(catcher)
+    if catcher.messages:
+        tif.close()
+        raise _corrupt(path, RuntimeError(catcher.messages[0].split("> ", 1)[-1]))
+    if not series:
+        tif.close()
+        raise ValueError(f"cannot read {path}: the TIFF file holds no image data.")
+    return tif
+
+
+class TiffHeader(NamedTuple):
+    """What a TIFF's first series holds, read from its header only."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    axes: str
+    metadata: dict
+    pixel_size: tuple[float, float] | None
+    units: str | None
+
+
+def tiff_header(path: Path, *, with_metadata: bool = True) -> TiffHeader:
+    """Shape, dtype, axes (and calibration) of a TIFF's first series, without reading pixels."""
+    with open_tiff(path) as tif:
+        series = tif.series[0]
+        metadata: dict = {}
+        pixel_size = units = None
+        if with_metadata:
+            metadata, scale_by_axis, units, _ = _tiff_metadata(tif, series)
+            if "Y" in scale_by_axis and "X" in scale_by_axis:
+                pixel_size = (scale_by_axis["Y"], scale_by_axis["X"])
+            else:
+                units = None
+        return TiffHeader(
+            tuple(int(n) for n in series.shape), np.dtype(series.dtype), series.axes, metadata, pixel_size, units
+        )
+
+
+def _resolution(page: Any) -> tuple[float, float] | None:
+    """(row, col) pixel size in the file's resolution unit, from the resolution tags."""
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None
+    try:
+        xn, xd = tags["XResolution"].value
+        yn, yd = tags["YResolution"].value
+    except (TypeError, ValueError):
+        return None
+    if not (xn and yn and xd and yd):
+        return None
+    return float(yd) / float(yn), float(xd) / float(xn)
+
+
+def _ome_info(tif: tifffile.TiffFile) -> tuple[dict, dict[str, float], str | None]:
+    try:
+        tree = tifffile.xml2dict(tif.ome_metadata)
+    except (ValueError, SyntaxError, KeyError, TypeError):  # malformed XML: keep the pixels, drop the calibration
+        return {}, {}, None
+    image = tree.get("OME", {}).get("Image", {})
+    if isinstance(image, list):
+        image = image[0] if image else {}
+    pixels = image.get("Pixels", {}) if isinstance(image, dict) else {}
+    scale: dict[str, float] = {}
+    units = None
+    if pixels.get("PhysicalSizeX") and pixels.get("PhysicalSizeY"):
+        units = normalise_unit(pixels.get("PhysicalSizeXUnit", "µm")) or "µm"
+        scale["X"] = float(pixels["PhysicalSizeX"])
+        y_unit = normalise_unit(pixels.get("PhysicalSizeYUnit", units)) or units
+        scale["Y"] = float(pixels["PhysicalSizeY"]) * _TO_MICRONS.get(y_unit, 1.0) / _TO_MICRONS.get(units, 1.0)
+    if pixels.get("TimeIncrement"):
+        scale["T"] = float(pixels["TimeIncrement"])
+    info = {k: jsonable(v) for k, v in pixels.items() if not isinstance(v, (dict, list))}
+    if isinstance(image, dict) and image.get("Name"):
+        info["Name"] = image["Name"]
+    info["series_count"] = len(tif.series)
+    return {"ome": info}, scale, units
+
+
+def _tiff_metadata(tif: tifffile.TiffFile, series: Any) -> tuple[dict, dict[str, float], str | None, dict | None]:
+    """(metadata, {axis letter: step}, spatial unit, our block or None)."""
+    page = series.pages[0] if series.pages else tif.pages[0]
+    metadata: dict[str, Any] = {}
+    scale: dict[str, float] = {}
+    units: str | None = None
+    block = None
+    if tif.is_imagej:
+        ij = dict(tif.imagej_metadata or {})
+        block = parse_block(ij.get(BLOCK_KEY))
+        units = normalise_unit(ij.get("unit"))
+        res = _resolution(page)
+        if units and res:
+            scale["Y"], scale["X"] = res
+        elif units:
+            units = None
+        if ij.get("finterval"):
+            scale["T"] = float(ij["finterval"])
+        kept = {k: jsonable(v) for k, v in ij.items() if k not in _IJ_SKIP and isinstance(v, (str, int, float, bool))}
+        if kept:
+            metadata["imagej"] = kept
+    elif tif.is_ome:
+        metadata, scale, units = _ome_info(tif)
+    else:
+        shaped = tif.shaped_metadata
+        if shaped:
+            info = dict(shaped[0])
+            block = parse_block(info.pop(BLOCK_KEY, None))
+            info.pop("shape", None)
+            if info:
+                metadata["tifffile"] = jsonable(info)
+        res = _resolution(page)
+        unit_tag = page.tags.get("ResolutionUnit")
+        if res and unit_tag is not None and int(unit_tag.value) == 3:  # centimetre: a real calibration
+            units = "µm"
+            scale["Y"], scale["X"] = res[0] * 1e4, res[1] * 1e4
+        if not shaped and page.description and page.description.strip():
+            metadata["tiff"] = {"description": page.description.strip()[:10000]}
+    return metadata, scale, units, block
+
+
+def _check_complete(path: Path, series: Any) -> None:
+    """Raise if the image data of the first or last page lies beyond the end of the file."""
+    size = os.path.getsize(path)
+    end = 0
+    if series.dataoffset is not None:
+        end = int(series.dataoffset) + int(series.nbytes)
+    else:
+        pages = series.pages
+        for page in (pages[0], pages[-1]):
+            if page is None:
+                continue
+            offsets, counts = page.dataoffsets, page.databytecounts
+            if offsets:
+                end = max(end, max(int(o) + int(c) for o, c in zip(offsets, counts)))
+    if end > size:
+        raise ValueError(
+            f"cannot read {path}: the file is truncated ({size} bytes, image data needs {end}). "
+            "Copy or export it again."
+        )
+
+
+def _lazy_tiff(path: Path, tif: tifffile.TiffFile, series: Any, frame_dim: int) -> tuple[Any, list]:
+    """A dask array of the first series in the file's own axis order, and handles to close.
+
+    Uncompressed contiguous data is memory-mapped; anything else is read page
+    by page (whole frames per chunk) through tifffile, with the file kept open.
+    """
+    compressed = any(int(getattr(p, "compression", 1)) != 1 for p in series.pages[:1] if p is not None)
+    if series.dataoffset is not None and not compressed:
+        try:
+            mm = tifffile.memmap(path, series=0, mode="r")
+        except ValueError:
+            mm = None
+        if mm is not None and tuple(mm.shape) == tuple(series.shape):
+            tif.close()
+            return frame_chunked_dask(mm, frame_dim=frame_dim), []
+    page = series.pages[0]
+    page_shape = tuple(page.shape)
+    lead = tuple(series.shape[: len(series.shape) - len(page_shape)])
+    n_pages = int(np.prod(lead, dtype=np.int64)) if lead else 1
+    if tuple(series.shape[len(lead) :]) != page_shape or n_pages != len(series.pages):
+        # unusual layout: fall back to one read of the whole series on first access
+        import dask
+        import dask.array as da
+
+        delayed = dask.delayed(series.asarray)()
+        return da.from_delayed(delayed, shape=series.shape, dtype=series.dtype), [tif]
+
+    def read_pages(start: int, stop: int) -> np.ndarray:
+        data = tif.asarray(key=range(start, stop), series=0)
+        return np.asarray(data).reshape((stop - start,) + page_shape)
+
+    reader = FrameReader((n_pages,) + page_shape, series.dtype, read_pages)
+    pages_per_frame = int(np.prod(lead[1:], dtype=np.int64)) if len(lead) > 1 else 1
+    page_nbytes = int(np.prod(page_shape, dtype=np.int64)) * np.dtype(series.dtype).itemsize
+    per_chunk = frames_per_chunk(page_nbytes * pages_per_frame) * pages_per_frame
+    import dask.array as da
+
+    arr = da.from_array(
+        reader,
+        chunks=(per_chunk,) + page_shape,
+        meta=np.empty((0,) * reader.ndim, series.dtype),
+        name=f"stackalign-tiff-{uuid.uuid4().hex}",
+        asarray=True,
+        fancy=False,
+    )
+    if lead and len(lead) > 1:
+        arr = arr.reshape(lead + page_shape)
+    return arr, [tif]
+
+
+def read_tiff(
+    path: Path, *, axes: str | None = None, lazy: bool | None = None, memory_fraction: float = 0.25
+) -> StackData:
+    """Read the first series of a TIFF file as frames-first data (see :func:`read_stack`)."""
+    tif = open_tiff(path)
+    keep_open = False
+    try:
+        series = tif.series[0]
+        shape = tuple(int(n) for n in series.shape)
+        metadata, scale_by_axis, units, block = _tiff_metadata(tif, series)
+        file_axes = axes or series.axes
+        if block is not None and axes is None and len(block["axes"]) == len(shape):
+            file_axes = block["axes"]
+        plan = plan_axes(file_axes, shape, source=str(path))
+        _check_complete(path, series)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(series.dtype).itemsize
+        is_lazy = decide_lazy(nbytes, lazy, memory_fraction)
+        handles: list = []
+        if is_lazy:
+            raw, handles = _lazy_tiff(path, tif, series, plan.frame_dim)
+            keep_open = bool(handles)
+        else:
+            try:
+                raw = series.asarray()
+            except (tifffile.TiffFileError, ValueError, struct.error, OSError, EOFError, IndexError) as exc:
+                raise _corrupt(path, exc) from exc
+            if tuple(raw.shape) != shape:
+                raw = raw.reshape(shape)
+        data = plan.apply(raw)
+    finally:
+        if not keep_open:
+            tif.close()
+    out_scale = plan.map_values(scale_by_axis) if scale_by_axis else None
+    transforms = None
+    if block is not None:
+        metadata = dict(block.get("metadata") or {})
+        if block.get("scale") and len(block["scale"]) == len(plan.out_axes):
+            out_scale = tuple(float(s) for s in block["scale"])
+        units = normalise_unit(block.get("units"))
+        transforms = block_transforms(block, int(data.shape[0]), source=str(path))
+    return StackData(
+        data=data,
+        axes=plan.out_axes,
+        channel_axis=plan.channel_axis,
+        scale=out_scale,
+        units=units,
+        metadata=metadata,
+        transforms=transforms,
+        path=path,
+        lazy=is_lazy,
+        _handles=handles,
+    )
+
+
+def _imagej_unit(units: str | None) -> str | None:
+    if units is None:
+        return None
+    ascii_names = {"µm": "micron", "Å": "angstrom"}
+    unit = ascii_names.get(units, units)
+    return unit if unit.isascii() else None
+
+
+def write_tiff(
+    target: Path,
+    data: Any,
+    *,
+    axes: str,
+    scale: tuple[float, ...] | None,
+    units: str | None,
+    block: dict,
+    compression: str | None,
+    progress: ProgressCallback | None,
+    stage: str,
+) -> None:
+    """Stream ``data`` (frames first) into ``target`` as an ImageJ hyperstack (or plain TIFF)."""
+    dtype = np.dtype(data.dtype)
+    shape = tuple(int(n) for n in data.shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    bigtiff = nbytes > BIGTIFF_BYTES
+    imagej = dtype in IMAGEJ_DTYPES and not bigtiff
+    n_frames = shape[0]
+
+    def pages():
+        for start, stop, chunk in iter_frame_chunks(data):
+            report(progress, start, n_frames, stage)
+            if compression is None:
+                # uncompressed data is written contiguously: tifffile takes blocks of any size
+                yield np.ascontiguousarray(chunk)
+                continue
+            for frame in chunk:  # compressed: one page (2-D plane) at a time
+                if frame.ndim == 3:  # (C, Y, X)
+                    yield from frame
+                else:
+                    yield frame
+        report(progress, n_frames, n_frames, stage)
+
+    kwargs: dict[str, Any] = {"shape": shape, "dtype": dtype, "photometric": "minisblack"}
+    if compression == "zlib":
+        kwargs["compression"] = "zlib"
+        kwargs["compressionargs"] = {"level": 6}
+    if imagej:
+        meta: dict[str, Any] = {"axes": axes, BLOCK_KEY: json.dumps(block, ensure_ascii=True, separators=(",", ":"))}
+        ij_unit = _imagej_unit(units)
+        if scale is not None and ij_unit:
+            kwargs["resolution"] = (1.0 / scale[-1], 1.0 / scale[-2])
+            meta["unit"] = ij_unit
+        if scale is not None and scale[0] != 1.0:
+            meta["finterval"] = float(scale[0])
+        kwargs["metadata"] = meta
+    else:
+        kwargs["metadata"] = {"axes": axes, BLOCK_KEY: block}
+        if scale is not None and units in _TO_MICRONS:
+            per_cm = 1e4 / _TO_MICRONS[units]
+            kwargs["resolution"] = (per_cm / scale[-1], per_cm / scale[-2])
+            kwargs["resolutionunit"] = "CENTIMETER"
+    with tifffile.TiffWriter(target, bigtiff=bigtiff, imagej=imagej) as writer:
+        writer.write(pages(), **kwargs)

@@ -1,0 +1,123 @@
+"""npe2 reader hook: TIFF / HDF5 / GIF time series and folders of frames.
+
+``get_reader`` decides from the extension and the file header (never the
+pixels) and returns None for anything it cannot read, as npe2 requires; the
+reader function it returns gives one image layer (or one per channel) with
+scale, units, axis labels, the file's metadata and, for lazily opened big
+files, contrast limits from a few sampled frames.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..io import StackData, estimate_contrast_limits, read_stack
+from ..io._api import READ_SUFFIXES
+from ..io._folder import natural_key
+from ..io._gif import GIF_SUFFIXES
+from ..io._hdf5 import HDF5_SUFFIXES, stack_candidates
+from ..io._meta import SOURCE_KEY
+from ..io._tiff import TIFF_SUFFIXES
+
+__all__ = ["get_reader", "read_layers", "stack_to_layer_data"]
+
+PathOrPaths = str | Sequence[str]
+
+
+def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list] | None:
+    """Return :func:`read_layers` if ``path`` is something this plugin reads, else None.
+
+    Accepts a file, a folder of single-frame TIFFs, or a list of TIFF frame
+    files ("Open Files as Stack"). Never raises.
+    """
+    try:
+        return read_layers if _can_read(path) else None
+    except Exception:  # noqa: BLE001 - npe2 requires get_reader never to raise
+        return None
+
+
+def _can_read(path: PathOrPaths) -> bool:
+    if not isinstance(path, (str, Path)):
+        paths = [Path(p) for p in path]
+        if len(paths) == 1:
+            return _can_read(paths[0])
+        return bool(paths) and all(p.is_file() and p.suffix.lower() in TIFF_SUFFIXES for p in paths)
+    path = Path(path)
+    if path.is_dir():
+        return any(
+            p.is_file() and p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith(".") for p in path.iterdir()
+        )
+    suffix = path.suffix.lower()
+    if not path.is_file() or suffix not in READ_SUFFIXES:
+        return False
+    if suffix in GIF_SUFFIXES:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"GIF8"
+    if suffix in HDF5_SUFFIXES:
+        import h5py
+
+        if not h5py.is_hdf5(path):
+            return False
+        with h5py.File(path, "r") as f:
+            # claim it when a stack could be inside; the reader explains ambiguity or bad axes
+            return "image_data" in f or bool(stack_candidates(f))
+    # TIFF: claim only time series (a single 2-D image or a volume is left to other readers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            read_stack(path, lazy=True).close()
+        except ValueError:
+            return False
+    return True
+
+
+def read_layers(path: PathOrPaths) -> list[tuple]:
+    """Read ``path`` into napari LayerData tuples (see :func:`stack_to_layer_data`)."""
+    if not isinstance(path, (str, Path)):
+        paths = sorted((str(p) for p in path), key=natural_key)
+        stack = read_stack(paths)
+        name = Path(paths[0]).parent.name or "frames"
+    else:
+        stack = read_stack(path)
+        name = Path(path).name if Path(path).is_dir() else Path(path).stem
+    return [stack_to_layer_data(stack, name=name)]
+
+
+def stack_to_layer_data(stack: StackData, *, name: str) -> tuple:
+    """A napari image LayerData tuple for ``stack``.
+
+    Sets ``name``, ``scale`` and ``units`` (when calibrated), ``axis_labels``,
+    ``metadata`` (the file's metadata, ``source_path``, and the transforms
+    table as ``metadata["stackalign"]["transforms"]``), ``contrast_limits``
+    for lazy data (from a few frames, no full scan) and ``channel_axis`` for
+    (T, C, Y, X) data, which napari splits into one layer per channel.
+    """
+    metadata: dict[str, Any] = dict(stack.metadata)
+    if stack.path is not None:
+        metadata[SOURCE_KEY] = str(stack.path)
+    if stack.transforms is not None:
+        block = dict(metadata.get("stackalign") or {})
+        block["transforms"] = stack.transforms.to_dict()
+        metadata["stackalign"] = block
+    keep = [i for i in range(len(stack.axes)) if i != stack.channel_axis]
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "metadata": metadata,
+        "axis_labels": tuple(stack.axes[i].lower() for i in keep),
+        "rgb": False,
+    }
+    if stack.scale is not None:
+        kwargs["scale"] = tuple(float(stack.scale[i]) for i in keep)
+        if stack.units:
+            kwargs["units"] = tuple("pixel" if stack.axes[i] == "T" else stack.units for i in keep)
+    if stack.lazy:
+        kwargs["multiscale"] = False
+        kwargs["contrast_limits"] = estimate_contrast_limits(stack.data, channel_axis=stack.channel_axis)
+    if stack.channel_axis is not None:
+        n_channels = int(stack.data.shape[stack.channel_axis])
+        kwargs["channel_axis"] = stack.channel_axis
+        kwargs["name"] = [f"{name} ch{c}" for c in range(n_channels)]
+    return (stack.data, kwargs, "image")
