@@ -1,0 +1,317 @@
+"""``stackalign stack``: similarity stacking (rotation + scale + shift), then averaging.
+
+The reference image-stacking script's workflow, done right: every frame is
+registered onto a template on one channel (rotation, scale and translation),
+the same transform is applied to every channel, and the registered frames are
+averaged either over the full field (each pixel over the frames that cover it;
+a true zero is data) or cropped to the largest region every frame covers.
+
+Input: a multi-frame TIFF or HDF5 file, or a folder of single-frame TIFF files
+(natural order: ``2.tif`` before ``10.tif``), as :func:`napari_stackalign.io.read_stack`
+reads them. A folder's files may each hold one multichannel frame.
+
+Rule for multichannel frame files: the channel axis is the one the TIFF
+declares. Samples per pixel (how GDAL and most tools store 3 or 4 bands,
+e.g. the reference script's R, G, B, NIR frames) are channels whether stored
+planar (C, Y, X) or interleaved (Y, X, C); an ImageJ or OME file says which
+axis is C. A plain 3-D array with no such label (tifffile writes other band
+counts as ``QYX``) is refused with a message, and read with ``--axes TCYX``
+(each file is (C, Y, X)) or ``--axes TYXC`` (each file is (Y, X, C)); the
+letters describe the stacked folder, frames first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..core.average import average_frames
+from ..core.similarity import FALLBACKS, register_similarity
+from ..core.warp import apply_transforms
+from ..transforms import FrameTransforms
+from ._common import terminal_progress
+
+__all__ = ["add_parser", "run", "parse_pair", "MODE_ALIASES"]
+
+#: --mode values: ours, plus the reference script's names
+MODE_ALIASES = {"full": "full", "crop": "crop", "cmp": "full", "cmd": "full", "crp": "crop"}
+OUTPUT_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".hd5")
+
+EXAMPLES = """\
+examples:
+  stackalign stack -i frames/ -o average.tif --channel 0 --template middle --mode full --log transforms.csv
+  stackalign stack -i movie.tif -o average.tif --mode crop --registered registered.tif \\
+      --angle-range -30,30 --scale-range 0.8,1.25
+
+The table (--log) holds per frame the correction that maps the frame onto the
+template: dy, dx (px), angle (degrees, about the frame centre), scale,
+quality (the success score: normalised correlation with the template, -1..1)
+and ok (0 for frames that were flagged and got the fallback transform).
+"""
+
+# "-30,30" is a value here, not an option: accept number pairs that start with "-"
+_NUMBER_OR_PAIR = re.compile(r"^-\d+$|^-\d*\.\d+$|^-?[\d.]+(e-?\d+)?,-?[\d.]+(e-?\d+)?$")
+
+
+def parse_pair(text: str, name: str) -> tuple[float, float]:
+    """Parse ``"a,b"`` into two floats (ValueError naming the option otherwise)."""
+    parts = [p for p in re.split(r"[,\s]+", str(text).strip()) if p]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"{name} takes two numbers MIN,MAX (e.g. {name} -30,30), got {text!r}.") from None
+
+
+def _template_arg(text: str) -> str | int:
+    text = str(text).strip()
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    return text
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``stack`` subcommand."""
+    p = subparsers.add_parser(
+        "stack",
+        help="register rotation, scale and shift on one channel, apply to all, and average the frames",
+        description=(
+            "Similarity stacking: measure each frame's rotation, scale and translation against a template "
+            "on one channel, apply them to every channel, and average the registered frames "
+            "(full field with a coverage count, or cropped to the region all frames cover)."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if hasattr(p, "_negative_number_matcher"):
+        p._negative_number_matcher = _NUMBER_OR_PAIR
+    io_group = p.add_argument_group("input and output")
+    io_group.add_argument(
+        "-i", "--input", required=True, metavar="IN",
+        help="TIFF or HDF5 file, or a folder of single-frame (optionally multichannel) TIFF files.",
+    )
+    io_group.add_argument(
+        "-o", "--output", required=True, metavar="OUT",
+        help="the average image: .tif/.tiff (ImageJ, float32) or .h5; (C, Y, X) for multichannel input.",
+    )
+    io_group.add_argument("--log", metavar="TABLE", default=None,
+                          help="write the per-frame table here (.csv, or .json).")
+    io_group.add_argument("--registered", metavar="REG", default=None,
+                          help="also write the registered stack (all channels, the input's data type).")
+    io_group.add_argument("--coverage", metavar="COV", default=None,
+                          help="also write the coverage map (frames per pixel of the average).")
+    io_group.add_argument("--dataset", default=None, help="HDF5 input: the dataset to read.")
+    io_group.add_argument("--axes", default=None,
+                          help="the input's axis order when the file does not say it, frames first: e.g. TCYX for a folder "
+                               "of (C, Y, X) files, TYXC for (Y, X, C) files.")
+    io_group.add_argument("--overwrite", action="store_true", help="replace existing output files.")
+    io_group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary.")
+
+    est = p.add_argument_group("registration")
+    est.add_argument("--channel", type=int, default=0,
+                     help="multichannel input: the channel the motion is measured on (default 0).")
+    est.add_argument("--template", type=_template_arg, default="middle",
+                     help="middle (default: frame T//2, as the reference script), first, mean (two passes, "
+                          "leave-one-out), or a frame number.")
+    est.add_argument("--angle-range", "--angle_range", dest="angle_range", default=None, metavar="MIN,MAX",
+                     help="allowed correction angle in degrees, e.g. -30,30 (default: any).")
+    est.add_argument("--scale-range", "--scale_range", dest="scale_range", default=None, metavar="MIN,MAX",
+                     help="allowed correction scale within 0.5..2, e.g. 0.8,1.25 (default 0.5..2).")
+    est.add_argument("--min-success", "--min_success", dest="min_success", type=float, default=None,
+                     help="flag frames whose success (normalised correlation, -1..1) is below this "
+                          "(default: half the median, at least 0.1).")
+    est.add_argument("--fallback", choices=FALLBACKS, default="interpolate",
+                     help="transform of flagged frames (default interpolate between good neighbours).")
+    est.add_argument("--mode", default="full", choices=sorted(MODE_ALIASES),
+                     help="full: mean where covered, with coverage (default); crop: the region every frame "
+                          "covers. The reference script's cmp/crp (and its README's cmd) are accepted.")
+    est.add_argument("--exclude-flagged", action="store_true",
+                     help="leave flagged frames out of the average (default: averaged with their fallback).")
+    p.set_defaults(func=run)
+    return p
+
+
+def _output_path(text: str | None, what: str, *, overwrite: bool, taken: list[Path]) -> Path | None:
+    if text is None:
+        return None
+    path = Path(text).expanduser()
+    if what == "--log":
+        if path.suffix.lower() not in (".csv", ".json"):
+            raise ValueError(f"--log {path.name}: the table is written as .csv or .json; name it *.csv.")
+    elif path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"{what} {path.name}: write a .tif/.tiff or .h5 file.")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} already exists: pass --overwrite to replace it, or choose another name.")
+    if any(path.resolve() == t.resolve() for t in taken):
+        raise ValueError(f"{what} {path} is already used for another input or output: choose another name.")
+    taken.append(path)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``stackalign stack``; returns the exit code."""
+    from ..io import read_stack, write_stack
+
+    t0 = time.perf_counter()
+    in_path = Path(args.input).expanduser()
+    if not in_path.exists():
+        raise FileNotFoundError(f"input {in_path} does not exist: check the path.")
+    taken = [in_path]
+    out_path = _output_path(args.output, "-o/--output", overwrite=args.overwrite, taken=taken)
+    log_path = _output_path(args.log, "--log", overwrite=args.overwrite, taken=taken)
+    reg_path = _output_path(args.registered, "--registered", overwrite=args.overwrite, taken=taken)
+    cov_path = _output_path(args.coverage, "--coverage", overwrite=args.overwrite, taken=taken)
+    angle_range = parse_pair(args.angle_range, "--angle-range") if args.angle_range else None
+    scale_range = parse_pair(args.scale_range, "--scale-range") if args.scale_range else None
+    mode = MODE_ALIASES[args.mode]
+
+    data = read_stack(in_path, dataset=args.dataset, axes=args.axes)
+    try:
+        stack = data.data
+        channel: int | None = None
+        if data.channel_axis is not None:
+            n_channels = int(stack.shape[1])
+            if not 0 <= args.channel < n_channels:
+                raise ValueError(
+                    f"--channel {args.channel} does not exist: the input has {n_channels} channels (0-{n_channels - 1})."
+                )
+            channel = int(args.channel)
+        elif args.channel != 0:
+            raise ValueError("--channel applies to multichannel input only; this input has one channel.")
+
+        with terminal_progress(enabled=not args.quiet) as progress:
+            transforms = register_similarity(
+                stack,
+                template=args.template,
+                channel=channel,
+                angle_range=angle_range,
+                scale_range=scale_range,
+                min_success=args.min_success,
+                fallback=args.fallback,
+                progress=progress,
+            )
+            frames = np.flatnonzero(transforms.ok) if args.exclude_flagged else None
+            if frames is not None and frames.size == 0:
+                raise ValueError("every frame was flagged: nothing to average (drop --exclude-flagged).")
+            average = average_frames(stack, transforms, mode=mode, frames=frames, progress=progress)
+            block = {
+                "method": "similarity",
+                "params": {**transforms.params, "mode": mode, "exclude_flagged": bool(args.exclude_flagged)},
+                "version": __version__,
+                "source": str(in_path.resolve()),
+                "transforms": transforms.to_dict(),
+                "crop": list(average.crop) if mode == "crop" else None,
+            }
+            metadata = {**dict(data.metadata), "stackalign": block}
+            pixel = data.pixel_size
+            write_image(out_path, average.image, metadata=metadata, pixel_size=pixel, units=data.units,
+                        coverage=average.coverage)
+            if cov_path is not None:
+                write_image(cov_path, average.coverage, metadata=metadata, pixel_size=pixel, units=data.units)
+            if reg_path is not None:
+                registered = apply_transforms(_frame_chunks(stack), transforms)
+                write_stack(
+                    reg_path,
+                    registered,
+                    metadata=metadata,
+                    transforms=transforms,
+                    scale=data.scale,
+                    units=data.units,
+                    axes=data.axes,
+                    overwrite=args.overwrite,
+                    source_path=in_path if in_path.is_file() else None,
+                    progress=progress,
+                )
+        if log_path is not None:
+            transforms.save(log_path)
+    finally:
+        data.close()
+
+    if not args.quiet:
+        _summary(transforms, average, out_path, time.perf_counter() - t0)
+    return 0
+
+
+def write_image(
+    path: Path,
+    image: np.ndarray,
+    *,
+    metadata: dict,
+    pixel_size: tuple[float, float] | None,
+    units: str | None,
+    coverage: np.ndarray | None = None,
+) -> Path:
+    """Write one (Y, X) or (C, Y, X) image atomically.
+
+    TIFF: an ImageJ image (float32; a coverage map as uint16 when it fits),
+    with the pixel size and unit, and ``metadata`` as JSON in ImageJ's
+    ``Info`` field. HDF5: dataset ``image`` (and ``coverage`` when given)
+    with ``metadata`` as a JSON attribute.
+    """
+    import json
+
+    import h5py
+
+    from ..io._atomic import atomic_path, check_writable_dir
+    from ..io._meta import jsonable
+
+    check_writable_dir(path)
+    text = json.dumps(jsonable(metadata))
+    if image.dtype.kind in "iu" and image.max(initial=0) <= np.iinfo(np.uint16).max and image.min(initial=0) >= 0:
+        image = image.astype(np.uint16)
+    else:
+        image = image.astype(np.float32)
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            meta: dict[str, Any] = {"axes": "CYX" if image.ndim == 3 else "YX", "Info": text}
+            kwargs: dict[str, Any] = {}
+            if pixel_size is not None:
+                kwargs["resolution"] = (1.0 / pixel_size[1], 1.0 / pixel_size[0])
+                if units:
+                    meta["unit"] = units
+            tifffile.imwrite(tmp, image, imagej=True, metadata=meta, **kwargs)
+        else:
+            with h5py.File(tmp, "w") as fh:
+                fh.create_dataset("image", data=image)
+                if coverage is not None:
+                    fh.create_dataset("coverage", data=coverage)
+                fh.attrs["metadata"] = text
+                if pixel_size is not None:
+                    fh.attrs["pixel_size"] = list(pixel_size)
+                if units:
+                    fh.attrs["units"] = units
+    return path
+
+
+def _frame_chunks(stack: Any) -> Any:
+    """A dask view in frame chunks, so the registered stack streams into its file."""
+    import dask.array as da
+
+    if type(stack).__module__.startswith("dask."):
+        return stack
+    return da.from_array(stack, chunks=(16,) + tuple(stack.shape[1:]))
+
+
+def _summary(ft: FrameTransforms, average: Any, out_path: Path, seconds: float) -> None:
+    flagged = ft.params.get("flagged", {})
+    lines = [
+        f"stackalign stack: {len(ft)} frames registered onto frame {ft.params.get('template_index')} "
+        f"({ft.params.get('template')}) in {seconds:.1f} s",
+        f"  angle {ft.angle.min():.3f} .. {ft.angle.max():.3f} deg, scale {ft.scale.min():.5f} .. "
+        f"{ft.scale.max():.5f}, shift up to {np.hypot(ft.dy, ft.dx).max():.2f} px; "
+        f"median success {np.nanmedian(ft.quality):.3f}",
+        f"  average ({average.mode}, {average.n_frames} frames, shape {average.image.shape}) -> {out_path}",
+    ]
+    for t, why in flagged.items():
+        lines.append(f"  flagged frame {t}: {why}")
+    print("\n".join(lines), file=sys.stderr)
