@@ -365,10 +365,13 @@ def make_stack(
     stack = channels[0] if n_channels == 1 else np.stack(channels, axis=1)
     dtype = np.dtype(dtype)
     if dtype.kind in "iu":
-        scale_to = 1.0
-        if stack.max() <= 1.5 and dtype.itemsize >= 1:  # noise-free float content
-            scale_to = 0.8 * np.iinfo(dtype).max / max(float(stack.max()), 1e-12)
-        stack = np.clip(np.rint(stack * scale_to), np.iinfo(dtype).min, np.iinfo(dtype).max)
+        limits = np.iinfo(dtype)
+        peak = max(float(stack.max()), 1e-12)
+        # photon counts are kept as they are when the type holds them; clean
+        # (0..1) content, or counts beyond the type's range, are rescaled so
+        # the brightest pixel sits at 80% of the range (nothing clips)
+        scale_to = 0.8 * limits.max / peak if (peak <= 1.5 or peak > limits.max) else 1.0
+        stack = np.clip(np.rint(stack * scale_to), limits.min, limits.max)
     stack = stack.astype(dtype)
 
     truth = motion.invert()

@@ -91,3 +91,12 @@ def test_bad_parameters():
         make_stack("beads", n_frames=2, shape=(16, 16), snr=-1)
     with pytest.raises(ValueError, match="8x8"):
         make_stack("beads", shape=(4, 4))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("snr", [None, 3.0])
+def test_integer_output_does_not_clip(dtype, snr):
+    stack, _ = make_stack("texture", n_frames=3, shape=(32, 32), snr=snr, dtype=dtype, seed=2)
+    assert stack.dtype == dtype
+    assert stack.max() < np.iinfo(dtype).max
+    assert all(np.ptp(frame) > 10 for frame in stack)

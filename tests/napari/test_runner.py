@@ -28,8 +28,7 @@ def test_runs_in_worker_and_reports_progress(qtbot):
     qtbot.addWidget(runner)
     worker = runner.start(_slow, 10, on_result=results.append)
     assert not runner.run_button.isEnabled() and runner.cancel_button.isEnabled()
-    with qtbot.waitSignal(worker.finished, timeout=5000):
-        pass
+    qtbot.waitUntil(lambda: not runner.running, timeout=5000)
     assert results and results[0] != threading.current_thread().name
     assert runner.status.text() == "Done."
     assert runner.run_button.isEnabled() and not runner.cancel_button.isEnabled()
@@ -44,8 +43,7 @@ def test_cancel_stops_and_adds_nothing(qtbot, monkeypatch):
     worker = runner.start(_slow, 500, on_result=results.append)
     qtbot.wait(50)
     runner.cancel()
-    with qtbot.waitSignal(worker.finished, timeout=5000):
-        pass
+    qtbot.waitUntil(lambda: not runner.running, timeout=5000)
     assert results == []
     assert runner.status.text() == "Cancelled."
     assert shown and "Cancelled" in shown[0]
@@ -57,8 +55,7 @@ def test_user_error_becomes_notification(qtbot, monkeypatch):
     runner = TaskRunner("Run", lambda: None)
     qtbot.addWidget(runner)
     worker = runner.start(_slow, 2, on_result=lambda r: None, fail=ValueError("pick a (T, Y, X) layer"))
-    with qtbot.waitSignal(worker.finished, timeout=5000):
-        pass
+    qtbot.waitUntil(lambda: not runner.running, timeout=5000)
     assert shown == ["pick a (T, Y, X) layer"]
 
 

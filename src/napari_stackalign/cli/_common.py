@@ -22,6 +22,8 @@ def terminal_progress(enabled: bool = True) -> Iterator[ProgressCallback | None]
     bars: dict[str, tqdm] = {}
 
     def callback(done: int, total: int, stage: str) -> None:
+        if stage == "done":  # a final marker some engines send; nothing to draw
+            return
         bar = bars.get(stage)
         if bar is None:
             bar = bars[stage] = tqdm(total=total, desc=stage or "working", unit="frame", file=sys.stderr, leave=True)

@@ -1,0 +1,92 @@
+"""Parse user-typed parameters (CLI flags, widget text fields) safely.
+
+Nothing here evaluates code: numbers are read with :class:`fractions.Fraction`,
+which understands ``1/8``, ``0.125``, ``1`` and ``1e-1`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+__all__ = ["format_downsample_rates", "parse_downsample_rates", "parse_roi"]
+
+_SPLIT = re.compile(r"[,\s;]+")
+
+
+def parse_downsample_rates(text: str) -> tuple[float, ...]:
+    """Read a list of pyramid downsampling rates.
+
+    Accepts the reference tool's syntax ``[1/8,1/4,1/2,1]`` and the plain
+    forms ``1/8,1/4,1/2,1``, ``0.125, 0.25 0.5 1`` or ``(0.5, 1)``.
+
+    Parameters
+    ----------
+    text : str
+        The rates, separated by commas, semicolons or spaces, optionally in
+        brackets or parentheses.
+
+    Returns
+    -------
+    tuple of float
+        The rates in the order given (each in (0, 1]).
+
+    Raises
+    ------
+    ValueError
+        If the text is empty, holds anything but numbers and fractions, or a
+        rate is not in (0, 1].
+    """
+    body = str(text).strip()
+    if len(body) >= 2 and body[0] + body[-1] in ("[]", "()"):
+        body = body[1:-1]
+    tokens = [t for t in _SPLIT.split(body.strip()) if t]
+    if not tokens:
+        raise ValueError(f"downsample rates {text!r} are empty: give rates in (0, 1] such as [1/8,1/4,1/2,1].")
+    rates = []
+    for token in tokens:
+        try:
+            value = Fraction(token)
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(
+                f"downsample rate {token!r} in {text!r} is not a number or fraction: "
+                "write rates like [1/8,1/4,1/2,1] or 0.125,0.25,0.5,1."
+            ) from None
+        if not 0 < value <= 1:
+            raise ValueError(
+                f"downsample rate {token} is outside (0, 1]: each rate is a fraction of the full size "
+                "(1 = full resolution, 1/8 = an eighth)."
+            )
+        rates.append(float(value))
+    return tuple(rates)
+
+
+def format_downsample_rates(rates: tuple[float, ...] | list[float]) -> str:
+    """The rates as short fractions, e.g. ``"1/8, 1/4, 1/2, 1"``."""
+    return ", ".join(str(Fraction(float(r)).limit_denominator(1024)) for r in rates)
+
+
+def parse_roi(text: str) -> tuple[int, int, int, int]:
+    """Read ``r0,r1,c0,c1`` (row start/stop, column start/stop) as integers.
+
+    Raises
+    ------
+    ValueError
+        Unless there are exactly four non-negative integers with
+        ``r0 < r1`` and ``c0 < c1``.
+    """
+    tokens = [t for t in _SPLIT.split(str(text).strip().strip("[]()")) if t]
+    try:
+        values = tuple(int(t) for t in tokens)
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise ValueError(
+            f"ROI {text!r} must be four integers row_start,row_stop,col_start,col_stop (e.g. 40,290,0,325)."
+        )
+    r0, r1, c0, c1 = values
+    if min(values) < 0 or r0 >= r1 or c0 >= c1:
+        raise ValueError(
+            f"ROI {text!r} is empty or negative: it needs 0 <= row_start < row_stop and 0 <= col_start < col_stop."
+        )
+    return values

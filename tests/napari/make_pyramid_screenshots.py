@@ -1,0 +1,86 @@
+"""Screenshots of the "Pyramid registration" and "Compare" widgets docked in napari.
+
+Not a test (pytest does not collect it). Run it under a display, e.g.::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" /tmp/venv/bin/python tests/napari/make_pyramid_screenshots.py
+
+It opens the bundled bright-field sample, masks its burned-in label, runs
+the registration, measures before/after quality and writes
+``docs/images/pyramid_widget.png`` and ``docs/images/compare_widget.png``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "docs" / "images"
+
+
+def _wait(app, runner, seconds: float = 60.0) -> None:
+    import time
+
+    start = time.time()
+    while runner.worker is not None:
+        app.processEvents()
+        if time.time() - start > seconds:
+            raise RuntimeError("the run did not finish in time")
+        time.sleep(0.02)
+    for _ in range(20):
+        app.processEvents()
+
+
+def main() -> int:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_stackalign.io.samples import load_sample
+    from napari_stackalign.napari._compare_widget import CompareWidget
+    from napari_stackalign.napari._pyramid_widget import PyramidWidget
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    sample = load_sample("brightfield")
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    image = viewer.add_image(np.asarray(sample.data), name="brightfield")
+    paint = np.zeros(image.data.shape[-2:], np.uint8)
+    paint[:24, :140] = 1
+    viewer.add_labels(paint, name="label (ignored)", opacity=0.4)
+    viewer.layers.selection.active = image
+    app = QApplication.instance()
+
+    pyramid = PyramidWidget(viewer)
+    viewer.window.add_dock_widget(pyramid, name="Pyramid registration", area="right")
+    pyramid.layer.value = image
+    pyramid.mask_layer.value = "label (ignored)"
+    pyramid.smooth.setChecked(True)
+    pyramid.window_length.setValue(7)
+    pyramid.polyorder.setValue(2)
+    pyramid.run()
+    _wait(app, pyramid.runner)
+    viewer.dims.set_current_step(0, 16)
+    viewer.screenshot(str(OUT / "pyramid_widget.png"), canvas_only=False, flash=False)
+
+    compare = CompareWidget(viewer)
+    dock = viewer.window.add_dock_widget(compare, name="Compare", area="right", tabify=True)
+    dock.raise_()
+    compare.layer_a.value = "brightfield"
+    compare.layer_b.value = "brightfield registered"
+    compare.measure()
+    _wait(app, compare.runner)
+    compare.add_difference()
+    _wait(app, compare.runner)
+    bar = compare._scroll.verticalScrollBar()
+    bar.setValue(bar.maximum())
+    app.processEvents()
+    viewer.screenshot(str(OUT / "compare_widget.png"), canvas_only=False, flash=False)
+    print("wrote", OUT / "pyramid_widget.png", "and", OUT / "compare_widget.png")
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The "Pyramid registration" widget in a real viewer, against known drift."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_stackalign import FrameTransforms, apply_transforms
+from napari_stackalign.napari._layers import transforms_from_layer
+from napari_stackalign.napari._pyramid_widget import PyramidWidget, roi_from_shape
+from napari_stackalign.synthetic import alignment_error, make_stack
+
+SCALE = (2.0, 0.25, 0.25)
+TRANSLATE = (0.0, 5.0, -3.0)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    shown: list[str] = []
+    monkeypatch.setattr("napari_stackalign.napari._runner.show_error", lambda msg: shown.append(str(msg)))
+    return shown
+
+
+@pytest.fixture
+def beads():
+    return make_stack("beads", n_frames=20, shape=(96, 96), drift=8, snr=6, dtype="uint16", seed=11)
+
+
+@pytest.fixture
+def viewer_with_stack(make_napari_viewer, beads):
+    stack, _truth = beads
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(stack, name="beads", scale=SCALE, translate=TRANSLATE, units=("s", "µm", "µm"))
+    return viewer, layer
+
+
+def _wait(qtbot, widget, worker, timeout=60000):
+    """Wait until the widget's run has finished and its result was handled.
+
+    Waiting on ``worker.finished`` could miss a signal emitted before the
+    wait starts (small runs finish fast); the runner forgets its worker in
+    its ``finished`` handler, which runs after the ``returned`` handler.
+    """
+    assert worker is not None, "the run did not start (see the notification)"
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=timeout)
+
+
+def test_run_adds_registered_layer_close_to_truth(viewer_with_stack, beads, qtbot, tmp_path):
+    viewer, layer = viewer_with_stack
+    stack, truth = beads
+    widget = PyramidWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Pyramid registration")
+    assert widget.layer.value is layer
+    _wait(qtbot, widget, widget.run())
+    out = viewer.layers["beads registered"]
+    assert out.data.shape == stack.shape and out.data.dtype == np.uint16
+    np.testing.assert_allclose(out.scale, SCALE)
+    np.testing.assert_allclose(out.translate, TRANSLATE)
+    assert [str(u) for u in out.units] == ["second", "micrometer", "micrometer"]
+    block = out.metadata["stackalign"]
+    assert block["method"] == "pyramid"
+    assert block["params"]["downsample_rates"] == [0.125, 0.25, 0.5, 1.0]
+    assert block["params"]["num_frames"] == 100 and block["params"]["smooth"] is False
+    ft = transforms_from_layer(out)
+    assert alignment_error(ft, truth)["rms"] < 0.1
+    np.testing.assert_array_equal(out.data, apply_transforms(stack, ft))
+    np.testing.assert_array_equal(layer.data, stack)  # input untouched
+    assert widget.drift_plot.has_plot
+    assert widget.drift_plot.save_png(tmp_path / "drift.png").stat().st_size > 1000
+    assert "20 frames" in widget.summary.text()
+
+
+def test_smoothing_stores_raw_and_smoothed(viewer_with_stack, qtbot):
+    viewer, _layer = viewer_with_stack
+    widget = PyramidWidget(viewer)
+    widget.smooth.setChecked(True)
+    widget.window_length.setValue(7)
+    widget.polyorder.setValue(2)
+    widget.iterate.setValue(2)
+    _wait(qtbot, widget, widget.run())
+    block = viewer.layers["beads registered"].metadata["stackalign"]
+    assert block["params"]["smooth"] is True and block["params"]["window_length"] == 7
+    raw = FrameTransforms.from_dict(block["raw_transforms"])
+    final = FrameTransforms.from_dict(block["transforms"])
+    from napari_stackalign.core.smoothing import smooth_transforms
+
+    assert final.allclose(smooth_transforms(raw, window_length=7, polyorder=2), atol=1e-9)
+    assert widget.raw_transforms.allclose(raw) and widget.transforms.allclose(final)
+
+
+def test_roi_from_a_shapes_rectangle_keeps_a_static_label_out(make_napari_viewer, qtbot):
+    stack, truth = make_stack("texture", n_frames=12, shape=(112, 112), drift=8, snr=6, static_label=True, seed=7)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(stack, name="labelled", scale=(1, 0.5, 0.5), translate=(0, 10, 10))
+    # a rectangle in world coordinates covering image rows 30..111, all columns
+    world = np.array(
+        [
+            [10 + 29.6 * 0.5, 10 - 1],
+            [10 + 29.6 * 0.5, 10 + 120 * 0.5],
+            [10 + 120 * 0.5, 10 + 120 * 0.5],
+            [10 + 120 * 0.5, 10 - 1],
+        ]
+    )
+    shapes = viewer.add_shapes([world], shape_type="rectangle", name="roi")
+    assert roi_from_shape(shapes, image) == (30, 112, 0, 112)
+    widget = PyramidWidget(viewer)
+    widget.layer.value = image
+    widget.roi_layer.value = shapes
+    _wait(qtbot, widget, widget.run())
+    out = viewer.layers["labelled registered"]
+    assert out.metadata["stackalign"]["params"]["roi"] == [30, 112, 0, 112]
+    assert out.metadata["stackalign"]["params"]["roi_layer"] == "roi"
+    assert alignment_error(transforms_from_layer(out), truth)["rms"] < 0.2
+
+
+def test_mask_from_labels_ignores_painted_pixels(make_napari_viewer, qtbot):
+    stack, truth = make_stack("texture", n_frames=12, shape=(112, 112), drift=8, snr=6, static_label=True, seed=7)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(stack, name="labelled")
+    paint = np.zeros((112, 112), np.uint8)
+    paint[:30] = 1
+    labels = viewer.add_labels(paint, name="label mask")
+    widget = PyramidWidget(viewer)
+    widget.layer.value = image
+    widget.mask_layer.value = labels
+    _wait(qtbot, widget, widget.run())
+    out = viewer.layers["labelled registered"]
+    assert out.metadata["stackalign"]["params"]["mask_mode"] == "ignored"
+    assert alignment_error(transforms_from_layer(out), truth)["rms"] < 0.2
+
+
+def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot, tmp_path):
+    stack, _truth = make_stack("beads", n_frames=10, shape=(96, 96), drift=7, snr=8, n_channels=2, seed=3)
+    viewer = make_napari_viewer()
+    ch0 = viewer.add_image(stack[:, 0], name="ch0", scale=(1, 0.3, 0.3))
+    ch1 = viewer.add_image(stack[:, 1], name="ch1", scale=(1, 0.3, 0.3))
+    viewer.add_image(np.zeros((4, 96, 96), np.float32), name="other length")
+    widget = PyramidWidget(viewer)
+    widget.layer.value = ch0
+    _wait(qtbot, widget, widget.run())
+    offered = [widget.apply_list.item(i).text() for i in range(widget.apply_list.count())]
+    assert "ch1" in offered and "other length" not in offered
+    widget.set_checked(["ch1"])
+    _wait(qtbot, widget, widget.apply_to_checked())
+    out1 = viewer.layers["ch1 registered"]
+    np.testing.assert_allclose(out1.scale, (1, 0.3, 0.3))
+    np.testing.assert_array_equal(out1.data, apply_transforms(stack[:, 1], widget.transforms))
+    assert out1.metadata["stackalign"]["params"]["applied_from"] == "ch0"
+    np.testing.assert_array_equal(ch1.data, stack[:, 1])
+
+    for suffix in (".csv", ".json"):
+        path = widget.save_transforms(tmp_path / f"table{suffix}")
+        fresh = PyramidWidget(viewer)
+        loaded = fresh.load_transforms(path)
+        assert loaded.allclose(widget.transforms, atol=1e-12)
+        assert fresh.drift_plot.has_plot
+        fresh.set_checked(["ch0"])
+        n_before = len(viewer.layers)
+        _wait(qtbot, fresh, fresh.apply_to_checked())
+        assert len(viewer.layers) == n_before + 1
+        newest = viewer.layers[-1]
+        np.testing.assert_array_equal(newest.data, viewer.layers["ch0 registered"].data)
+
+
+def test_cancel_leaves_no_layer(make_napari_viewer, qtbot):
+    stack, _ = make_stack("beads", n_frames=40, shape=(128, 128), drift=8, snr=5, seed=2)
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="long")
+    widget = PyramidWidget(viewer)
+    worker = widget.run()
+    widget.runner.cancel()
+    _wait(qtbot, widget, worker)
+    assert [layer.name for layer in viewer.layers] == ["long"]
+    assert widget.transforms is None
+    assert widget.runner.status.text() == "Cancelled."
+
+
+def test_user_errors_become_notifications(make_napari_viewer, errors, tmp_path):
+    viewer = make_napari_viewer()
+    widget = PyramidWidget(viewer)
+    assert widget.run() is None
+    assert "choose an image layer" in errors[-1]
+    viewer.add_image(np.random.default_rng(0).random((64, 64)), name="flat")
+    assert widget.run() is None
+    assert "single 2-D image" in errors[-1]
+    viewer.add_image(np.random.default_rng(0).random((6, 64, 64)), name="short")
+    widget.layer.value = "short"
+    widget.smooth.setChecked(True)
+    assert widget.run() is None
+    assert "fewer than the smoothing window_length" in errors[-1]
+    widget.smooth.setChecked(False)
+    widget.rates.setText("1/8, one half")
+    assert widget.run() is None
+    assert "not a number or fraction" in errors[-1]
+    widget.rates.setText("1/2, 1")
+    viewer.add_shapes(name="empty roi")
+    widget.roi_layer.value = "empty roi"
+    assert widget.run() is None
+    assert "is empty" in errors[-1]
+    with pytest.raises(ValueError, match="no transforms to save"):
+        widget.save_transforms(tmp_path / "x.csv")
+    assert widget.apply_to_checked() is None
+    assert "no transforms yet" in errors[-1]
+    assert [layer.name for layer in viewer.layers] == ["flat", "short", "empty roi"]
+
+
+def test_lazy_dask_input_gives_lazy_output(make_napari_viewer, qtbot, beads):
+    da = pytest.importorskip("dask.array")
+    stack, truth = beads
+    viewer = make_napari_viewer()
+    viewer.add_image(da.from_array(stack, chunks=(5, 96, 96)), name="lazy", contrast_limits=(0, 1000))
+    widget = PyramidWidget(viewer)
+    _wait(qtbot, widget, widget.run())
+    out = viewer.layers["lazy registered"]
+    assert type(out.data).__module__.startswith("dask")
+    ft = transforms_from_layer(out)
+    assert alignment_error(ft, truth)["rms"] < 0.1
+    np.testing.assert_array_equal(np.asarray(out.data[7]), apply_transforms(stack, ft)[7])
