@@ -1,0 +1,476 @@
+"""Dock widget "Particles": click particles, see the Gaussian fit at once, track them.
+
+"Pick particles" creates (or reuses) the Points layer ``"<input> picks"`` on
+the chosen image and puts it in add mode. Every click is fitted right away
+(:func:`~napari_stackalign.fit_gaussian`, about a millisecond) in the frame
+shown: on success the point moves to the fitted centre as a green ring, on
+failure it stays where clicked as a red cross labelled with the reason. The
+fit's parameters show in the widget; every point's fit is also in the
+layer's features (``ok``, ``r2``, ``reason``, ...). Dragging a point refits
+it. Undo removes the last pick, Delete removes the selected ones; picks are
+saved to / loaded from CSV (napari can also save the Points layer itself).
+
+"Track" follows the good picks through the stack in a worker
+(:func:`~napari_stackalign.track_particles`) and adds the Tracks layer
+``"<input> tracks"``, which the Trajectories widget uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from napari.layers import Image, Points, Tracks
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.gaussian_fit import GaussianFit, fit_gaussian
+from ..core.picks import read_picks, write_picks
+from ..core.tracking import track_particles
+from ._layer_choice import LayerChoice
+from ._layers import frame_stack
+from ._particle_layers import (
+    PICKS_SUFFIX,
+    image_to_layer_coords,
+    is_particle_tracks_layer,
+    layer_to_image_coords,
+    tracks_layer_kwargs,
+)
+from ._runner import TaskRunner, notify_user_error
+
+__all__ = ["FAIL_COLOR", "FEATURE_COLUMNS", "OK_COLOR", "ParticlesWidget"]
+
+OK_COLOR = (0.1, 0.85, 0.2, 1.0)
+FAIL_COLOR = (0.95, 0.1, 0.1, 1.0)
+POLARITIES = {"auto": None, "bright spots": False, "dark spots": True}
+#: Per-point features of the picks layer (the fit of each click).
+FEATURE_COLUMNS = {
+    "ok": False,
+    "reason": "not fitted",
+    "label": "",
+    "frame": 0,
+    "r2": np.nan,
+    "amplitude": np.nan,
+    "background": np.nan,
+    "sigma_major": np.nan,
+    "sigma_minor": np.nan,
+    "angle": np.nan,
+    "pos_err": np.nan,
+}
+
+
+def _empty_features() -> pd.DataFrame:
+    """An empty features table with the right column types."""
+    dtypes = {bool: "bool", str: "object", int: "int64", float: "float64"}
+    return pd.DataFrame(
+        {k: pd.Series([], dtype=dtypes.get(type(v), "float64")) for k, v in FEATURE_COLUMNS.items()}
+    )
+
+
+class ParticlesWidget(QWidget):
+    """Pick particles with live Gaussian-fit feedback, then track them."""
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self._updating = False
+        self._connected: set[int] = set()
+        self.last_fit: GaussianFit | None = None
+
+        self.image_choice = LayerChoice(self.viewer, Image)
+        self.box = QSpinBox()
+        self.box.setRange(5, 101)
+        self.box.setSingleStep(2)
+        self.box.setValue(15)
+        self.box.setSuffix(" px")
+        self.box.setToolTip("Side of the fitted box: about 3-4 spot widths.")
+        self.min_r2 = QDoubleSpinBox()
+        self.min_r2.setRange(0.0, 0.99)
+        self.min_r2.setSingleStep(0.05)
+        self.min_r2.setValue(0.5)
+        self.min_r2.setToolTip("Quality gate: fits with a lower goodness of fit (R\u00b2) are rejected.")
+        self.polarity = QComboBox()
+        self.polarity.addItems(list(POLARITIES))
+        self.polarity.setToolTip("auto: each click decides between a dark spot on a bright background and the reverse.")
+
+        settings = QFormLayout()
+        settings.addRow("Image", self.image_choice)
+        settings.addRow("Box", self.box)
+        settings.addRow("Min R\u00b2", self.min_r2)
+        settings.addRow("Spots", self.polarity)
+
+        self.pick_button = QPushButton("Pick particles (click on them)")
+        self.pick_button.setToolTip("Creates or selects the Points layer '<image> picks' in add mode.")
+        self.pick_button.clicked.connect(self._on_pick_clicked)
+
+        fit_box = QGroupBox("Last fit")
+        self.fit_status = QLabel("Click a particle in the image.")
+        self.fit_status.setWordWrap(True)
+        self.fit_labels: dict[str, QLabel] = {}
+        fit_form = QFormLayout()
+        fit_form.addRow(self.fit_status)
+        for key, text in (
+            ("center", "Centre (y, x)"),
+            ("amplitude", "Amplitude"),
+            ("background", "Background"),
+            ("sigma", "\u03c3 major / minor"),
+            ("angle", "Angle"),
+            ("r2", "R\u00b2"),
+            ("pos_err", "Centre error"),
+        ):
+            label = QLabel("-")
+            self.fit_labels[key] = label
+            fit_form.addRow(text, label)
+        fit_box.setLayout(fit_form)
+
+        self.count_label = QLabel("No picks yet.")
+        self.undo_button = QPushButton("Undo last pick")
+        self.delete_button = QPushButton("Delete selected")
+        self.refit_button = QPushButton("Re-fit all")
+        self.refit_button.setToolTip("Fit every pick again (after changing the box, gate or spot type).")
+        self.save_button = QPushButton("Save picks…")
+        self.load_button = QPushButton("Load picks…")
+        self.undo_button.clicked.connect(self.undo_last)
+        self.delete_button.clicked.connect(self.delete_selected)
+        self.refit_button.clicked.connect(self.refit_all)
+        self.save_button.clicked.connect(self._on_save_clicked)
+        self.load_button.clicked.connect(self._on_load_clicked)
+        edit_row = QHBoxLayout()
+        for b in (self.undo_button, self.delete_button, self.refit_button):
+            edit_row.addWidget(b)
+        file_row = QHBoxLayout()
+        file_row.addWidget(self.save_button)
+        file_row.addWidget(self.load_button)
+
+        self.runner = TaskRunner("Track", self._on_track_clicked)
+        self.result_label = QLabel("")
+        self.result_label.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(settings)
+        layout.addWidget(self.pick_button)
+        layout.addWidget(fit_box)
+        layout.addWidget(self.count_label)
+        layout.addLayout(edit_row)
+        layout.addLayout(file_row)
+        layout.addWidget(self.runner)
+        layout.addWidget(self.result_label)
+        layout.addStretch(1)
+        self.image_choice.currentIndexChanged.connect(self._on_image_changed)
+        self._on_image_changed()
+
+    # ------------------------------------------------------------ settings
+    @property
+    def dark(self) -> bool | None:
+        return POLARITIES[self.polarity.currentText()]
+
+    def fit_options(self) -> dict:
+        """Box, gate and polarity as keyword arguments of the fits."""
+        return {"box": int(self.box.value()), "min_r2": float(self.min_r2.value()), "dark": self.dark}
+
+    # ---------------------------------------------------------------- layers
+    def _image(self) -> Any:
+        image = self.image_choice.value
+        if image is None:
+            raise ValueError("open an image (a time series) first.")
+        if getattr(image, "rgb", False):
+            raise ValueError(f"layer {image.name!r} is RGB: split its channels first.")
+        if image.ndim not in (2, 3):
+            raise ValueError(f"layer {image.name!r} has {image.ndim} dimensions: pick particles on a (T, Y, X) image.")
+        return image
+
+    def picks_layer(self, *, create: bool = True) -> Points | None:
+        """The ``"<image> picks"`` Points layer (created when missing)."""
+        image = self.image_choice.value
+        if image is None:
+            return None
+        name = f"{image.name} {PICKS_SUFFIX}"
+        if name in self.viewer.layers and isinstance(self.viewer.layers[name], Points):
+            layer = self.viewer.layers[name]
+        elif create:
+            step = tuple(self.viewer.dims.current_step)
+            layer = self.viewer.add_points(
+                np.empty((0, image.ndim)),
+                name=name,
+                scale=tuple(image.scale),
+                translate=tuple(image.translate),
+                size=max(6, int(self.box.value() * 0.7)),
+                face_color="#1ad933",
+                border_width=0,
+                symbol="ring",
+                features=_empty_features(),
+                feature_defaults=dict(FEATURE_COLUMNS),
+                text={"string": "{label}", "size": 9, "color": "yellow", "anchor": "upper_left",
+                      "translation": [0] * (image.ndim - 2) + [-2, 2]},
+            )
+            # an empty layer must not move the viewer off the frame being picked
+            self.viewer.dims.current_step = step
+        else:
+            return None
+        self._connect(layer)
+        return layer
+
+    def _connect(self, layer: Points) -> None:
+        if id(layer) in self._connected:
+            return
+        layer.events.data.connect(self._on_points_data)
+        self._connected.add(id(layer))
+
+    def _on_image_changed(self, *_: Any) -> None:
+        layer = self.picks_layer(create=False)
+        self._update_count(layer)
+
+    def _on_pick_clicked(self) -> None:
+        try:
+            self._image()
+            layer = self.picks_layer()
+        except ValueError as exc:
+            notify_user_error(exc)
+            return
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add"
+        self.fit_status.setText("Click particles: each click is fitted at once.")
+
+    # -------------------------------------------------------------- fitting
+    def _on_points_data(self, event: Any) -> None:
+        if self._updating:
+            return
+        action = str(getattr(event, "action", ""))
+        layer = event.source
+        if action in ("added", "changed"):
+            n = len(layer.data)
+            indices = sorted({int(i) % n for i in getattr(event, "data_indices", ()) if n})
+            if indices:
+                try:
+                    self.fit_points(layer, indices)
+                except ValueError as exc:
+                    notify_user_error(exc)
+        elif action == "removed":
+            self._restyle(layer)
+
+    def fit_points(self, layer: Points, indices: list[int]) -> list[GaussianFit]:
+        """Fit the points ``indices`` of ``layer`` in their frames; move the
+        good ones onto the fitted centre; style and label all of them."""
+        image = self._image()
+        opts = self.fit_options()
+        coords = layer_to_image_coords(layer, image, layer.data[indices])
+        data = layer.data.copy()
+        features = self._features(layer)
+        fits = []
+        for row, idx in zip(coords, indices):
+            if image.ndim == 3:
+                t = int(np.clip(np.round(row[0]), 0, image.data.shape[0] - 1))
+                frame = np.asarray(image.data[t])
+            else:
+                t = 0
+                frame = np.asarray(image.data)
+            fit = fit_gaussian(frame, row[-2:], **opts)
+            fits.append(fit)
+            if fit.ok:
+                new = row.copy()
+                new[-2:] = (fit.y, fit.x)
+                data[idx] = image_to_layer_coords(image, layer, new)[0]
+            values = fit.as_dict()
+            features.loc[idx, "ok"] = bool(fit.ok)
+            features.loc[idx, "reason"] = fit.reason
+            features.loc[idx, "frame"] = t
+            for key in ("r2", "amplitude", "background", "sigma_major", "sigma_minor", "angle", "pos_err"):
+                features.loc[idx, key] = float(values[key])
+        self._updating = True
+        try:
+            layer.data = data
+            layer.features = features
+        finally:
+            self._updating = False
+        self._restyle(layer)
+        if fits:
+            self._show_fit(fits[-1])
+        return fits
+
+    def _features(self, layer: Points) -> pd.DataFrame:
+        features = pd.DataFrame(layer.features).copy().reset_index(drop=True)
+        for key, default in FEATURE_COLUMNS.items():
+            if key not in features.columns:
+                features[key] = default
+        features["ok"] = features["ok"].astype(bool)
+        features["reason"] = features["reason"].astype(object)
+        return features
+
+    def _restyle(self, layer: Points) -> None:
+        """Colours, symbols and labels from the features (green ring / red cross)."""
+        n = len(layer.data)
+        self._updating = True
+        try:
+            if n:
+                features = self._features(layer)
+                ok = features["ok"].to_numpy(dtype=bool)
+                labels = [
+                    f"{i}" if ok[i] else f"{i}: {features['reason'].iloc[i]}" for i in range(n)
+                ]
+                features["label"] = labels
+                layer.features = features
+                layer.face_color = np.where(ok[:, None], np.array(OK_COLOR)[None], np.array(FAIL_COLOR)[None])
+                layer.symbol = np.array(["ring" if v else "x" for v in ok], dtype=object)
+                layer.refresh()
+        finally:
+            self._updating = False
+        self._update_count(layer)
+
+    def _update_count(self, layer: Points | None) -> None:
+        if layer is None or len(layer.data) == 0:
+            self.count_label.setText("No picks yet.")
+            return
+        ok = self._features(layer)["ok"].to_numpy(dtype=bool)
+        self.count_label.setText(
+            f"{len(ok)} pick(s): {int(ok.sum())} good (green), {int((~ok).sum())} rejected (red, not tracked)."
+        )
+
+    def _show_fit(self, fit: GaussianFit) -> None:
+        self.last_fit = fit
+        if fit.ok:
+            self.fit_status.setText(f"<b style='color:#22bb33'>fit OK</b> ({'dark' if fit.dark else 'bright'} spot)")
+        else:
+            self.fit_status.setText(f"<b style='color:#ee2222'>rejected</b>: {fit.reason}")
+        fmt = lambda v, d=2: "-" if not np.isfinite(v) else f"{v:.{d}f}"
+        self.fit_labels["center"].setText(f"{fmt(fit.y)}, {fmt(fit.x)}")
+        self.fit_labels["amplitude"].setText(fmt(fit.amplitude, 1))
+        self.fit_labels["background"].setText(fmt(fit.background, 1))
+        self.fit_labels["sigma"].setText(f"{fmt(fit.sigma_major)} / {fmt(fit.sigma_minor)} px")
+        self.fit_labels["angle"].setText(f"{fmt(fit.angle, 1)}\u00b0")
+        self.fit_labels["r2"].setText(fmt(fit.r2, 3))
+        self.fit_labels["pos_err"].setText(f"{fmt(fit.pos_err, 3)} px")
+
+    # ------------------------------------------------------------- editing
+    def undo_last(self) -> None:
+        """Remove the last pick."""
+        layer = self.picks_layer(create=False)
+        if layer is None or len(layer.data) == 0:
+            return
+        layer.selected_data = {len(layer.data) - 1}
+        layer.remove_selected()
+
+    def delete_selected(self) -> None:
+        """Remove the selected picks."""
+        layer = self.picks_layer(create=False)
+        if layer is None or not layer.selected_data:
+            show_info("Select picks first (select mode in the Points layer controls).")
+            return
+        layer.remove_selected()
+
+    def refit_all(self) -> None:
+        """Fit every pick again with the current settings."""
+        layer = self.picks_layer(create=False)
+        if layer is None or len(layer.data) == 0:
+            return
+        try:
+            self.fit_points(layer, list(range(len(layer.data))))
+        except ValueError as exc:
+            notify_user_error(exc)
+
+    def good_picks(self) -> np.ndarray:
+        """(N, 3) (frame, y, x) of the picks that passed the fit, in image pixels."""
+        image = self._image()
+        layer = self.picks_layer(create=False)
+        if layer is None or len(layer.data) == 0:
+            raise ValueError("no picks: press 'Pick particles' and click on particles first.")
+        ok = self._features(layer)["ok"].to_numpy(dtype=bool)
+        if not ok.any():
+            raise ValueError("no pick passed the fit (all red): click closer to particles, or change the box or gate.")
+        coords = layer_to_image_coords(layer, image, layer.data[ok])
+        if image.ndim == 2:
+            coords = np.column_stack([np.zeros(coords.shape[0]), coords])
+        return coords
+
+    def save_picks(self, path: str | Path) -> Path:
+        """Write all picks with their fit status (ok, R², reason) to CSV."""
+        image = self._image()
+        layer = self.picks_layer(create=False)
+        if layer is None or len(layer.data) == 0:
+            raise ValueError("no picks to save.")
+        coords = layer_to_image_coords(layer, image, layer.data)
+        if image.ndim == 2:
+            coords = np.column_stack([np.zeros(coords.shape[0]), coords])
+        features = self._features(layer)
+        return write_picks(
+            path, coords, ok=features["ok"].tolist(), r2=features["r2"].tolist(), reason=features["reason"].tolist()
+        )
+
+    def load_picks(self, path: str | Path) -> None:
+        """Replace the picks by those in a CSV file (each one is fitted again)."""
+        image = self._image()
+        picks = read_picks(path)
+        coords = picks if image.ndim == 3 else picks[:, 1:]
+        layer = self.picks_layer()
+        data = image_to_layer_coords(image, layer, coords)
+        self._updating = True
+        try:
+            layer.data = np.empty((0, layer.ndim))
+        finally:
+            self._updating = False
+        layer.data = data  # "added" for every point: each is fitted
+
+    def _on_save_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save picks", "picks.csv", "CSV (*.csv)")
+        if not path:
+            return
+        try:
+            self.save_picks(path)
+            show_info(f"Picks saved to {path}")
+        except (ValueError, OSError) as exc:
+            notify_user_error(exc)
+
+    def _on_load_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load picks", "", "CSV (*.csv)")
+        if not path:
+            return
+        try:
+            self.load_picks(path)
+        except (ValueError, OSError) as exc:
+            notify_user_error(exc)
+
+    # ------------------------------------------------------------- tracking
+    def _on_track_clicked(self) -> None:
+        try:
+            image = self._image()
+            stack = frame_stack(image)
+            picks = self.good_picks()
+        except ValueError as exc:
+            notify_user_error(exc)
+            return
+        opts = self.fit_options()
+        params = {"box": opts["box"], "min_r2": opts["min_r2"], "dark": opts["dark"]}
+
+        def on_result(tracks: Any) -> None:
+            self._add_tracks_layer(image, tracks, params)
+
+        self.runner.start(track_particles, stack, picks, on_result=on_result, **params)
+
+    def _add_tracks_layer(self, image: Any, tracks: Any, params: dict) -> Tracks:
+        data, kwargs = tracks_layer_kwargs(image, tracks, params)
+        name = kwargs["name"]
+        if name in self.viewer.layers and is_particle_tracks_layer(self.viewer.layers[name]):
+            # our own earlier result: replace it rather than pile up copies
+            self.viewer.layers.remove(name)
+        layer = self.viewer.add_tracks(data, **kwargs)
+        failed = int((~tracks.ok).sum())
+        total = tracks.ok.size
+        per = ", ".join(f"{i}: {100 * r:.0f}%" for i, r in enumerate(tracks.success_rate()))
+        self.result_label.setText(
+            f"Tracked {tracks.n_particles} particle(s) through {tracks.n_frames} frames; "
+            f"{failed} of {total} fits failed (flagged, never used). Found per particle: {per}."
+        )
+        return layer

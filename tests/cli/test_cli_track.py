@@ -1,0 +1,118 @@
+"""``stackalign track``: tracking, rotation correction and validation from saved picks."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_stackalign.cli import main
+from napari_stackalign.cli.track import parse_indices
+from napari_stackalign.core.particle_tracks import ParticleTracks
+from napari_stackalign.core.picks import write_picks
+from napari_stackalign.io import read_stack
+from napari_stackalign.synthetic import alignment_error
+from napari_stackalign.transforms import FrameTransforms
+
+_spec = importlib.util.spec_from_file_location(
+    "particle_scenes", Path(__file__).parents[1] / "core" / "particle_scenes.py"
+)
+particle_scenes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(particle_scenes)
+
+T, SHAPE = 11, (150, 160)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    motion = FrameTransforms(
+        dy=np.linspace(0, 10, T), dx=np.linspace(0, 6, T), angle=np.linspace(0, 1.5, T),
+        center=((SHAPE[0] - 1) / 2, (SHAPE[1] - 1) / 2),
+    )
+    stack, truth, traj = particle_scenes.bead_scene(motion, SHAPE, snr=10, n_beads=36, seed=31, dtype=np.uint16)
+    assert traj.shape[1] >= 5
+    folder = tmp_path_factory.mktemp("track")
+    tifffile.imwrite(folder / "movie.tif", stack)
+    picks = np.column_stack([np.zeros(5), traj[0, :5] + 0.6])
+    # a rejected click in the file: skipped unless --all-picks
+    write_picks(folder / "picks.csv", np.vstack([picks, [[0, 2.0, 2.0]]]), ok=[1] * 5 + [0])
+    return folder, stack, truth, traj
+
+
+def test_track_corrects_rotation_and_writes_everything(scene, capsys):
+    folder, stack, truth, traj = scene
+    out = folder / "aligned.tif"
+    code = main([
+        "track", "-i", str(folder / "movie.tif"), "--picks", str(folder / "picks.csv"), "-o", str(out),
+        "--box", "11", "--holdout", "4", "--tracks", str(folder / "tracks.csv"),
+        "--transforms", str(folder / "t.csv"), "--validation", str(folder / "val.csv"),
+        "--plots", str(folder / "plots"), "--overwrite",
+    ])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "correction from particles [0, 1, 2, 3], held out [4]" in err
+    assert "rotation + translation" in err
+    est = FrameTransforms.load(folder / "t.csv")
+    assert est.params["particles"] == [0, 1, 2, 3]
+    e = alignment_error(est, truth)
+    assert e["rms"] < 0.08 and e["angle_max"] < 0.03
+    tracks = ParticleTracks.from_csv(folder / "tracks.csv")
+    assert tracks.n_particles == 5 and tracks.ok.all()
+    val = (folder / "val.csv").read_text()
+    assert "held out" in val
+    held_row = [ln for ln in val.splitlines() if ln.startswith("4,held out")][0]
+    assert float(held_row.split(",")[6]) < 0.1  # rms_after of the held-out particle
+    assert (folder / "plots" / "trajectories.png").stat().st_size > 5000
+    assert (folder / "plots" / "validation.png").stat().st_size > 5000
+    data = read_stack(out)
+    try:
+        assert data.data.shape == stack.shape and data.data.dtype == np.uint16
+        assert data.transforms is not None and data.transforms.allclose(est, atol=1e-9)
+    finally:
+        data.close()
+
+
+def test_no_rotation_and_particle_choice(scene, capsys):
+    folder, stack, truth, traj = scene
+    code = main([
+        "track", "-i", str(folder / "movie.tif"), "--picks", str(folder / "picks.csv"), "-o",
+        str(folder / "flat.h5"), "--box", "11", "--no-rotation", "--particles", "0,2",
+        "--transforms", str(folder / "flat.csv"), "-q", "--overwrite",
+    ])
+    assert code == 0
+    est = FrameTransforms.load(folder / "flat.csv")
+    assert np.all(est.angle == 0) and est.params["particles"] == [0, 2]
+
+
+def test_folder_of_frames_in_natural_order(scene, tmp_path):
+    folder, stack, truth, traj = scene
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for t in range(T):
+        tifffile.imwrite(frames / f"{t + 1}.tif", stack[t])  # 1.tif ... 11.tif (10 sorts after 9)
+    code = main([
+        "track", "-i", str(frames), "--picks", str(folder / "picks.csv"), "-o", str(tmp_path / "a.tif"),
+        "--box", "11", "--transforms", str(tmp_path / "t.csv"), "-q",
+    ])
+    assert code == 0
+    est = FrameTransforms.load(tmp_path / "t.csv")
+    assert alignment_error(est, truth)["rms"] < 0.08
+
+
+def test_errors_are_clean(scene, capsys, tmp_path):
+    folder, *_ = scene
+    base = ["track", "-i", str(folder / "movie.tif"), "--picks", str(folder / "picks.csv"), "-o", str(tmp_path / "x.tif")]
+    assert main(base + ["--particles", "0,1", "--holdout", "1"]) == 2
+    assert "both --particles and --holdout" in capsys.readouterr().err
+    assert main(base + ["--holdout", "9"]) == 2
+    assert "only 5 particles" in capsys.readouterr().err
+    assert main(base + ["--particles", "a,b"]) == 2
+    assert main(["track", "-i", str(tmp_path / "missing.tif"), "--picks", str(folder / "picks.csv"), "-o", str(tmp_path / "y.tif")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(base + ["--tracks", str(tmp_path / "t.txt")]) == 2
+    assert parse_indices("0, 2,3", "particles") == [0, 2, 3]
+    with pytest.raises(ValueError, match="start at 0"):
+        parse_indices("-1", "holdout")

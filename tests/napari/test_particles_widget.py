@@ -1,0 +1,152 @@
+"""The Particles widget in a real viewer: clicks become fits, picks become tracks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_stackalign.core.particle_tracks import ParticleTracks
+from napari_stackalign.core.picks import read_picks
+from napari_stackalign.napari._particle_layers import tracks_from_layer
+from napari_stackalign.napari._particles_widget import (
+    FAIL_COLOR,
+    OK_COLOR,
+    ParticlesWidget,
+)
+from napari_stackalign.synthetic import make_stack
+from napari_stackalign.transforms import FrameTransforms
+
+T, SHAPE = 12, (96, 112)
+
+
+def _bead_stack():
+    """Beads drifting 14 px down-left, with their true tracks."""
+    motion = FrameTransforms(dy=np.linspace(0, 14, T), dx=np.linspace(0, -9, T), center=((SHAPE[0] - 1) / 2, (SHAPE[1] - 1) / 2))
+    stack, truth = make_stack("beads", n_frames=T, shape=SHAPE, motion=motion, snr=8, n_beads=14, seed=5)
+    pos = np.asarray(truth.params["bead_positions"])
+    mats = motion.to_matrices()
+    traj = np.einsum("tij,nj->tni", mats[:, :2, :2], pos) + mats[:, None, :2, 2]
+    inside = np.all((traj[..., 0] > 9) & (traj[..., 0] < SHAPE[0] - 9) & (traj[..., 1] > 9) & (traj[..., 1] < SHAPE[1] - 9), axis=0)
+    dist = np.hypot(*(traj[0][:, None] - traj[0][None]).transpose(2, 0, 1))
+    np.fill_diagonal(dist, 99)
+    idx = np.flatnonzero(inside & (dist.min(axis=1) > 12))
+    return stack, traj[:, idx]
+
+
+def _emptiest_spot(frame: np.ndarray) -> np.ndarray:
+    """(y, x) of the interior point whose 15x15 neighbourhood is darkest (background only)."""
+    peak = ndimage.maximum_filter(ndimage.uniform_filter(frame.astype(float), 3), size=15)
+    inner = peak[10:-10, 10:-10]
+    y, x = np.unravel_index(np.argmin(inner), inner.shape)
+    return np.array([y + 10, x + 10], dtype=float)
+
+
+@pytest.fixture
+def setup(make_napari_viewer):
+    viewer = make_napari_viewer()
+    stack, traj = _bead_stack()
+    assert traj.shape[1] >= 3
+    image = viewer.add_image(stack, name="beads")
+    widget = ParticlesWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    return viewer, widget, image, traj
+
+
+def test_click_fits_and_marks(setup):
+    viewer, widget, image, traj = setup
+    widget.pick_button.click()
+    layer = viewer.layers["beads picks"]
+    assert layer.mode == "add"
+    # a click 1.3 px off a bead in frame 0: replaced by the fitted centre, green
+    truth = traj[0, 0]
+    layer.add([0, truth[0] + 1.0, truth[1] - 0.8])
+    assert len(layer.data) == 1
+    assert np.hypot(*(layer.data[0, 1:] - truth)) < 0.15
+    assert bool(layer.features["ok"].iloc[0])
+    np.testing.assert_allclose(layer.face_color[0], OK_COLOR, atol=1e-6)
+    assert str(layer.symbol[0]) in ("ring", "Symbol.RING")
+    assert widget.last_fit is not None and widget.last_fit.ok
+    assert "fit OK" in widget.fit_status.text()
+    assert widget.fit_labels["r2"].text() != "-"
+
+    # a click on empty background: red cross with the reason, left where clicked
+    empty = _emptiest_spot(image.data[0])
+    layer.add([0, *empty])
+    assert len(layer.data) == 2
+    assert not bool(layer.features["ok"].iloc[1])
+    reason = layer.features["reason"].iloc[1]
+    assert reason
+    np.testing.assert_allclose(layer.data[1, 1:], empty)
+    np.testing.assert_allclose(layer.face_color[1], FAIL_COLOR, atol=1e-6)
+    assert str(layer.symbol[1]) in ("x", "Symbol.X")
+    assert reason in layer.features["label"].iloc[1]
+    assert "rejected" in widget.fit_status.text()
+    assert "1 good" in widget.count_label.text()
+
+    # undo removes the last pick; delete removes the selected
+    widget.undo_button.click()
+    assert len(layer.data) == 1
+    layer.add([0, *traj[0, 1]])
+    layer.selected_data = {0}
+    widget.delete_button.click()
+    assert len(layer.data) == 1
+    assert np.hypot(*(layer.data[0, 1:] - traj[0, 1])) < 0.15
+
+
+def test_click_in_later_frame_and_save_load(setup, tmp_path):
+    viewer, widget, image, traj = setup
+    widget.pick_button.click()
+    layer = viewer.layers["beads picks"]
+    layer.add([7, *(traj[7, 2] + 0.7)])
+    assert np.hypot(*(layer.data[0, 1:] - traj[7, 2])) < 0.15
+    assert layer.data[0, 0] == 7
+    layer.add([7, 3.0, 3.0])  # near the corner: fails
+    path = widget.save_picks(tmp_path / "picks.csv")
+    picks = read_picks(path)
+    assert picks.shape == (2, 3)
+    assert read_picks(path, only_ok=True).shape == (1, 3)
+    widget.undo_button.click()
+    widget.undo_button.click()
+    assert len(layer.data) == 0
+    widget.load_picks(path)
+    assert len(layer.data) == 2
+    assert list(layer.features["ok"]) == [True, False]
+
+
+def test_track_adds_tracks_layer(setup, qtbot):
+    viewer, widget, image, traj = setup
+    widget.pick_button.click()
+    layer = viewer.layers["beads picks"]
+    n = min(4, traj.shape[1])
+    for i in range(n):
+        layer.add([0, *(traj[0, i] + 0.5)])
+    assert layer.features["ok"].all()
+    widget.box.setValue(11)
+    widget.runner.run_button.click()
+    assert widget.runner.worker is not None
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30000)  # finished (no race)
+    tracks_layer = viewer.layers["beads tracks"]
+    tracks = tracks_from_layer(tracks_layer)
+    assert isinstance(tracks, ParticleTracks)
+    assert tracks.n_particles == n and tracks.n_frames == T
+    assert tracks.ok.all()
+    err = np.hypot(tracks.y - traj[:, :n, 0], tracks.x - traj[:, :n, 1])
+    assert err.max() < 0.2
+    assert tracks_layer.data.shape == (n * T, 4)
+    assert tracks_layer.metadata["stackalign"]["source_layer"] == "beads"
+    np.testing.assert_allclose(tracks_layer.scale, image.scale)
+    assert "failed" in widget.result_label.text()
+
+
+def test_track_without_good_picks_says_so(setup, qtbot):
+    viewer, widget, image, traj = setup
+    widget.pick_button.click()
+    layer = viewer.layers["beads picks"]
+    layer.add([0, 3.0, 3.0])
+    assert not layer.features["ok"].iloc[0]
+    with pytest.raises(ValueError, match="no pick passed"):
+        widget.good_picks()
+    widget.runner.run_button.click()
+    assert widget.runner.worker is None
+    assert "beads tracks" not in viewer.layers
