@@ -1,19 +1,67 @@
 """napari-stackalign: drift and jitter correction for microscopy time series.
 
-The headless API (no napari or Qt needed)::
+The headless API (no napari or Qt needed). Every registration method returns a
+:class:`FrameTransforms` (one transform per frame); the shared
+:func:`apply_transforms` and :func:`average_frames` do the rest::
 
-    from napari_stackalign import read_stack, apply_transforms, average_frames
+    import napari_stackalign as sa
+
+    data = sa.read_stack("movie.tif")
+    transforms = sa.register_pyramid(data.data)
+    registered = sa.apply_transforms(data.data, transforms)
 """
 
 from ._version import __version__
 from .core import Cancelled, FrameAverage, apply_transforms, average_frames
+from .core.compare import checkerboard, difference
+from .core.gaussian_fit import GaussianFit, fit_gaussian, fit_gaussians
+from .core.particle_tracks import ParticleTracks
+from .core.particle_validation import ParticleValidation, validate_alignment
+from .core.picks import read_picks, write_picks
+from .core.pyramid import register_pyramid
+from .core.quality import frame_correlations, quality_report, sharpness
+from .core.rigid import rigid_from_tracks
+from .core.similarity import register_similarity
+from .core.smoothing import smooth_transforms
+from .core.tracking import track_particles
+from .core.trajectories import drift_summary, flag_outliers
+from .io import StackData, read_stack, write_stack
 from .transforms import FrameTransforms
 
 __all__ = [
     "__version__",
-    "Cancelled",
-    "FrameAverage",
+    # the result type and what every method shares
     "FrameTransforms",
     "apply_transforms",
     "average_frames",
+    "FrameAverage",
+    "smooth_transforms",
+    "Cancelled",
+    # reading and writing
+    "read_stack",
+    "write_stack",
+    "StackData",
+    # pyramid registration
+    "register_pyramid",
+    # similarity stacking
+    "register_similarity",
+    # particles
+    "fit_gaussian",
+    "fit_gaussians",
+    "GaussianFit",
+    "track_particles",
+    "ParticleTracks",
+    "read_picks",
+    "write_picks",
+    "drift_summary",
+    "flag_outliers",
+    "rigid_from_tracks",
+    "validate_alignment",
+    "ParticleValidation",
+    # quality and comparison
+    "sharpness",
+    "frame_correlations",
+    "quality_report",
+    "difference",
+    "checkerboard",
 ]
