@@ -39,7 +39,7 @@ if [ "$extras" = "testing" ]; then
   apt_install xvfb xauth libgl1 libgl1-mesa-dri libglx-mesa0 libegl1 libxkbcommon-x11-0 \
     libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 \
     libxcb-xinerama0 libxcb-xinput0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 \
-    libdbus-1-3 libfontconfig1
+    libdbus-1-3 libfontconfig1 libglib2.0-0 libxkbcommon0 libxrender1 libxi6 libsm6 libice6 libx11-xcb1
   spec=".[testing]"
 else
   # libGL for OpenCV-free matplotlib is not needed; the core is headless
