@@ -14,7 +14,11 @@ The headless API (no napari or Qt needed). Every registration method returns a
 from ._version import __version__
 from .core import Cancelled, FrameAverage, apply_transforms, average_frames
 from .core.compare import checkerboard, difference
+from .core.fourier_masks import fourier_mask
 from .core.gaussian_fit import GaussianFit, fit_gaussian, fit_gaussians
+from .core.pairwise import PairwiseResult, register_pairwise
+from .core.pairwise_io import read_pairwise_tiff, save_pairwise_tiff, save_registered_tiff
+from .core.pairwise_report import save_pairwise_report
 from .core.particle_tracks import ParticleTracks
 from .core.particle_validation import ParticleValidation, validate_alignment
 from .core.picks import read_picks, write_picks
@@ -43,6 +47,14 @@ __all__ = [
     "StackData",
     # pyramid registration
     "register_pyramid",
+    # pairwise Fourier-masked averaging
+    "register_pairwise",
+    "PairwiseResult",
+    "fourier_mask",
+    "save_pairwise_tiff",
+    "read_pairwise_tiff",
+    "save_registered_tiff",
+    "save_pairwise_report",
     # similarity stacking
     "register_similarity",
     # particles

@@ -27,7 +27,7 @@ class PlotPanel(QWidget):
 
     Parameters
     ----------
-    placeholder : str
+    empty_text : str
         Text shown until something is drawn.
     default_name : str
         File name the save dialog proposes.
@@ -37,7 +37,7 @@ class PlotPanel(QWidget):
 
     def __init__(
         self,
-        placeholder: str = "Nothing to plot yet.",
+        empty_text: str = "Nothing to plot yet.",
         *,
         default_name: str = "plot.png",
         height: int = 240,
@@ -49,8 +49,8 @@ class PlotPanel(QWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(height)
         self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
-        self.placeholder = QLabel(placeholder)
-        self.placeholder.setWordWrap(True)
+        self.empty_note = QLabel(empty_text)
+        self.empty_note.setWordWrap(True)
         self.save_button = QPushButton("Save plot as PNG…")
         self.save_button.setEnabled(False)
         self.save_button.clicked.connect(self._on_save_clicked)
@@ -59,7 +59,7 @@ class PlotPanel(QWidget):
         row.addWidget(self.save_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.placeholder)
+        layout.addWidget(self.empty_note)
         layout.addWidget(self.canvas, 1)
         layout.addLayout(row)
         self.canvas.setVisible(False)
@@ -68,18 +68,18 @@ class PlotPanel(QWidget):
     def draw(self, painter: Callable[..., object], *args: object, **kwargs: object) -> None:
         """Call ``painter(figure, *args, **kwargs)`` and show the result."""
         painter(self.figure, *args, **kwargs)
-        self.placeholder.setVisible(False)
+        self.empty_note.setVisible(False)
         self.canvas.setVisible(True)
         self.canvas.draw_idle()
         self.save_button.setEnabled(True)
         self.has_plot = True
 
     def clear(self, text: str | None = None) -> None:
-        """Remove the plot and show ``text`` (or the placeholder) instead."""
+        """Remove the plot and show ``text`` (or the empty text) instead."""
         self.figure.clear()
         if text is not None:
-            self.placeholder.setText(text)
-        self.placeholder.setVisible(True)
+            self.empty_note.setText(text)
+        self.empty_note.setVisible(True)
         self.canvas.setVisible(False)
         self.save_button.setEnabled(False)
         self.has_plot = False

@@ -1,0 +1,548 @@
+"""Dock widget "Pairwise averaging": all-pairs Fourier-masked registration.
+
+Design the Fourier mask with a live preview (frame i's spectrum with the mask,
+the masked correlation of frames i and j), run the all-pairs registration in
+a worker, inspect the X / Y shift matrices with their outliers, change the
+outlier settings and see the result at once (nothing is correlated again),
+and add ``"<input> average"`` (cropped, crop and parameters in its metadata)
+and optionally ``"<input> registered"``. The engine is
+:func:`napari_stackalign.core.pairwise.register_pairwise`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.fourier_masks import MASK_KINDS
+from ..core.pairwise import PairwiseResult, register_pairwise
+from ..core.pairwise_io import save_pairwise_tiff
+from ..core.pairwise_preview import MaskPreview, mask_preview
+from ..core.pairwise_report import save_pairwise_report
+from ._layer_choice import LayerChoice
+from ._layers import derived_image_kwargs, frame_stack, provenance
+from ._pairwise_panels import MatrixCanvas, PreviewCanvas
+from ._runner import TaskRunner, notify_user_error
+from ._scrolling import ScrollingDock
+
+__all__ = ["OUTLIER_METHODS", "PairwiseWidget", "parse_frame_list"]
+
+#: outlier checks offered: label -> (transitivity on, smoothness on)
+OUTLIER_METHODS = {
+    "transitivity": (True, False),
+    "nearest neighbour": (False, True),
+    "both": (True, True),
+    "none": (False, False),
+}
+
+#: frames larger than this (padded pixels) are previewed in a worker
+_SYNC_PREVIEW_PIXELS = 1024 * 1024
+
+
+def parse_frame_list(text: str, n_frames: int | None = None) -> list[int]:
+    """Frame indices from text like ``"3, 7, 12"`` (empty: none)."""
+    items = [t for t in str(text).replace(";", ",").replace(" ", ",").split(",") if t]
+    try:
+        frames = sorted({int(t) for t in items})
+    except ValueError as exc:
+        raise ValueError(f"bad frames must be frame numbers separated by commas, e.g. 3, 7 (got {text!r}).") from exc
+    if n_frames is not None:
+        wrong = [f for f in frames if not 0 <= f < n_frames]
+        if wrong:
+            raise ValueError(f"bad frames {wrong} are outside the stack (frames 0..{n_frames - 1}).")
+    return frames
+
+
+def _average_task(result: PairwiseResult, stack: Any, registered: bool, *, progress: Any = None) -> PairwiseResult:
+    return result.with_average(stack, registered=registered, progress=progress)
+
+
+def _is_stack(layer: Any) -> bool:
+    return getattr(layer, "ndim", 0) == 3 and not getattr(layer, "rgb", False)
+
+
+class PairwiseWidget(ScrollingDock):
+    """All-pairs Fourier-masked registration and averaging of an image layer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer.
+    """
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        #: the current result (re-evaluated when the outlier settings change)
+        self.result: PairwiseResult | None = None
+        self.source_layer: Any = None
+        self.average_layer: Any = None
+        self.registered_layer: Any = None
+        self.last_preview_ms: float = float("nan")
+        self._preview_worker: Any = None
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(120)
+        self._preview_timer.timeout.connect(self.update_preview)
+
+        # -- input
+        self.layer = LayerChoice(napari_viewer, Image, accept=_is_stack)
+        self.layer.setToolTip("A (T, Y, X) time series, e.g. a low-dose STEM stack.")
+        form = QFormLayout()
+        form.addRow("Image layer:", self.layer)
+
+        # -- mask design
+        self.mask_kind = QComboBox()
+        self.mask_kind.addItems([k for k in MASK_KINDS if k != "user"])
+        self.mask_kind.setCurrentText("hann")
+        self.mask_kind.setToolTip("Weighting of spatial frequencies in the correlation.")
+        self.n = self._dspin(1.0, 1000.0, 4.0, 0.5, "Cutoff: features smaller than about n px are ignored.")
+        self.n2 = self._dspin(1.0, 1000.0, 4.0, 0.5, "Elliptical mask: size along the second axis (px).")
+        self.theta = self._dspin(-180.0, 180.0, 0.0, 5.0, "Elliptical mask: angle of the first axis (degrees).")
+        self.frame_i = QSpinBox()
+        self.frame_j = QSpinBox()
+        self.frame_i.setToolTip("Frame whose spectrum is shown, and first frame of the previewed pair.")
+        self.frame_j.setToolTip("Second frame of the previewed pair.")
+        pair_row = QHBoxLayout()
+        pair_row.addWidget(QLabel("i"))
+        pair_row.addWidget(self.frame_i)
+        pair_row.addWidget(QLabel("j"))
+        pair_row.addWidget(self.frame_j)
+        self.preview = PreviewCanvas()
+        self.preview_status = QLabel("")
+        self.preview_status.setWordWrap(True)
+        mask_box = QGroupBox("Fourier mask (live preview)")
+        mform = QFormLayout(mask_box)
+        mform.addRow("Mask:", self.mask_kind)
+        mform.addRow("n (px):", self.n)
+        mform.addRow("n2 (px):", self.n2)
+        mform.addRow("theta (°):", self.theta)
+        mform.addRow("Preview pair:", pair_row)
+        mform.addRow(self.preview.canvas)
+        mform.addRow(self.preview_status)
+
+        # -- correlation and peaks
+        self.correlation = QComboBox()
+        self.correlation.addItems(["cc", "mc", "pc"])
+        self.correlation.setToolTip("cc: cross-correlation; mc: mutual; pc: phase correlation.")
+        self.maxima = QComboBox()
+        self.maxima.addItems(["gf", "dft", "pixel"])
+        self.maxima.setToolTip(
+            "gf: Gaussian fits of the brightest distinct peaks (guards against unit-cell hops); "
+            "dft: upsampled DFT; pixel: brightest pixel."
+        )
+        self.num_peaks = self._ispin(1, 20, 3, "Distinct correlation peaks compared per pair.")
+        self.sigma_guess = self._dspin(0.1, 100.0, 2.0, 0.5, "Expected correlation peak width (px).")
+        self.window_radius = self._ispin(2, 50, 6, "Gaussian fit window radius (px): exclude neighbouring lattice peaks.")
+        self.upsample = self._ispin(1, 1000, 20, "dft: resolution 1/upsample px.")
+        peaks_box = QGroupBox("Correlation and peaks")
+        pform = QFormLayout(peaks_box)
+        pform.addRow("Correlation:", self.correlation)
+        pform.addRow("Peak finding:", self.maxima)
+        pform.addRow("Peaks compared:", self.num_peaks)
+        pform.addRow("Sigma guess (px):", self.sigma_guess)
+        pform.addRow("Fit window radius:", self.window_radius)
+        pform.addRow("Upsampling:", self.upsample)
+
+        # -- outliers (re-evaluated at once)
+        self.outlier_method = QComboBox()
+        self.outlier_method.addItems(list(OUTLIER_METHODS))
+        self.outlier_method.setToolTip("How inconsistent pairs are found; changes apply at once.")
+        self.threshold = self._dspin(0.01, 1e6, 2.0, 0.25, "Transitivity: largest median path discrepancy (px).")
+        self.maxpaths = self._ispin(1, 1000, 5, "Transitivity: intermediate frames per pair.")
+        self.max_shift = self._dspin(0.01, 1e6, 2.0, 0.25, "Nearest neighbour: largest jump between matrix neighbours (px).")
+        self.bad_frames = QLineEdit("")
+        self.bad_frames.setPlaceholderText("e.g. 3, 7")
+        self.bad_frames.setToolTip("Frames to leave out entirely (comma separated).")
+        self.weights = QComboBox()
+        self.weights.addItems(["quality", "equal"])
+        self.weights.setToolTip("Least-squares weights of the pairs: peak quality or equal.")
+        out_box = QGroupBox("Outliers (applied at once, no recomputation)")
+        oform = QFormLayout(out_box)
+        oform.addRow("Method:", self.outlier_method)
+        oform.addRow("Threshold (px):", self.threshold)
+        oform.addRow("Max paths:", self.maxpaths)
+        oform.addRow("Max shift (px):", self.max_shift)
+        oform.addRow("Bad frames:", self.bad_frames)
+        oform.addRow("Weights:", self.weights)
+
+        # -- averaging
+        self.average_method = QComboBox()
+        self.average_method.addItems(["fourier", "warp"])
+        self.average_method.setToolTip("fourier: sub-pixel Fourier shifts (periodic); warp: bilinear resampling.")
+        self.add_registered = QCheckBox("Also add the registered stack")
+        avg_box = QGroupBox("Average")
+        aform = QFormLayout(avg_box)
+        aform.addRow("Shift frames by:", self.average_method)
+        aform.addRow(self.add_registered)
+
+        # -- run
+        self.runner = TaskRunner("Register and average", self.run)
+
+        # -- results
+        self.matrices = MatrixCanvas()
+        self.summary = QLabel("No result yet: design the mask, then run.")
+        self.summary.setWordWrap(True)
+        self.update_button = QPushButton("Update average")
+        self.update_button.setToolTip("Recompute the average with the current outliers and bad frames.")
+        self.update_button.setEnabled(False)
+        self.update_button.clicked.connect(self.update_average)
+        self.report_button = QPushButton("Save report…")
+        self.report_button.setEnabled(False)
+        self.report_button.clicked.connect(self._on_save_report)
+        self.tiff_button = QPushButton("Save TIFF…")
+        self.tiff_button.setToolTip("The average as float32 TIFF with matrices, shifts and parameters as JSON.")
+        self.tiff_button.setEnabled(False)
+        self.tiff_button.clicked.connect(self._on_save_tiff)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.update_button)
+        buttons.addWidget(self.report_button)
+        buttons.addWidget(self.tiff_button)
+        res_box = QGroupBox("Shift matrices")
+        rlay = QVBoxLayout(res_box)
+        rlay.addWidget(self.summary)
+        rlay.addWidget(self.matrices.canvas)
+        rlay.addLayout(buttons)
+
+        layout = self.body_layout
+        layout.addLayout(form)
+        layout.addWidget(mask_box)
+        layout.addWidget(peaks_box)
+        layout.addWidget(out_box)
+        layout.addWidget(avg_box)
+        layout.addWidget(self.runner)
+        layout.addWidget(res_box)
+        layout.addStretch(1)
+
+        # live preview triggers
+        self.mask_kind.currentTextChanged.connect(self._on_mask_kind)
+        for w in (self.n, self.n2, self.theta):
+            w.valueChanged.connect(self.schedule_preview)
+        for w in (self.frame_i, self.frame_j):
+            w.valueChanged.connect(self.schedule_preview)
+        self.correlation.currentTextChanged.connect(self.schedule_preview)
+        self.layer.currentIndexChanged.connect(self._on_layer_changed)
+        # outlier re-evaluation triggers
+        self.outlier_method.currentTextChanged.connect(self._on_outlier_method)
+        for w in (self.threshold, self.max_shift):
+            w.valueChanged.connect(self.reevaluate)
+        self.maxpaths.valueChanged.connect(self.reevaluate)
+        self.bad_frames.editingFinished.connect(self.reevaluate)
+        self.weights.currentTextChanged.connect(self.reevaluate)
+        self._on_mask_kind(self.mask_kind.currentText())
+        self._on_outlier_method(self.outlier_method.currentText(), reevaluate=False)
+        self._on_layer_changed()
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _dspin(lo: float, hi: float, value: float, step: float, tip: str) -> QDoubleSpinBox:
+        box = QDoubleSpinBox()
+        box.setRange(lo, hi)
+        box.setDecimals(2)
+        box.setSingleStep(step)
+        box.setValue(value)
+        box.setToolTip(tip)
+        box.setKeyboardTracking(False)
+        return box
+
+    @staticmethod
+    def _ispin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
+        box = QSpinBox()
+        box.setRange(lo, hi)
+        box.setValue(value)
+        box.setToolTip(tip)
+        box.setKeyboardTracking(False)
+        return box
+
+    def _on_mask_kind(self, kind: str) -> None:
+        elliptical = kind == "elliptical"
+        self.n2.setEnabled(elliptical)
+        self.theta.setEnabled(elliptical)
+        self.n.setEnabled(kind != "none")
+        self.schedule_preview()
+
+    def _on_outlier_method(self, method: str, reevaluate: bool = True) -> None:
+        trans, nn = OUTLIER_METHODS[method]
+        self.threshold.setEnabled(trans)
+        self.maxpaths.setEnabled(trans)
+        self.max_shift.setEnabled(nn)
+        if reevaluate:
+            self.reevaluate()
+
+    def _on_layer_changed(self, *args: Any) -> None:
+        layer = self.layer.value
+        n = int(layer.data.shape[0]) if layer is not None and _is_stack(layer) else 1
+        for box, value in ((self.frame_i, 0), (self.frame_j, min(1, n - 1))):
+            box.blockSignals(True)
+            box.setRange(0, max(n - 1, 0))
+            box.setValue(value)
+            box.blockSignals(False)
+        self.schedule_preview()
+
+    # ----------------------------------------------------------- parameters
+    def mask_parameters(self) -> dict:
+        """The mask settings (as keyword arguments of the engine)."""
+        kind = self.mask_kind.currentText()
+        return {
+            "mask": kind,
+            "n": float(self.n.value()),
+            "n2": float(self.n2.value()) if kind == "elliptical" else None,
+            "theta": float(self.theta.value()) if kind == "elliptical" else 0.0,
+            "correlation": self.correlation.currentText(),
+        }
+
+    def outlier_parameters(self, n_frames: int | None = None) -> dict:
+        """The outlier settings (threshold / max_shift None when their check is off)."""
+        trans, nn = OUTLIER_METHODS[self.outlier_method.currentText()]
+        return {
+            "threshold": float(self.threshold.value()) if trans else None,
+            "maxpaths": int(self.maxpaths.value()),
+            "max_shift": float(self.max_shift.value()) if nn else None,
+            "bad_frames": parse_frame_list(self.bad_frames.text(), n_frames),
+            "weights": self.weights.currentText(),
+        }
+
+    def parameters(self, n_frames: int | None = None) -> dict:
+        """Every engine parameter set in the widget."""
+        return {
+            **self.mask_parameters(),
+            "maxima": self.maxima.currentText(),
+            "num_peaks": int(self.num_peaks.value()),
+            "sigma_guess": float(self.sigma_guess.value()),
+            "window_radius": int(self.window_radius.value()),
+            "upsample": int(self.upsample.value()),
+            **self.outlier_parameters(n_frames),
+            "average": self.average_method.currentText(),
+        }
+
+    # --------------------------------------------------------------- preview
+    def schedule_preview(self, *args: Any) -> None:
+        """Update the preview shortly (coalesces quick successive changes)."""
+        self._preview_timer.start()
+
+    def _preview_inputs(self) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+        layer = self.layer.value
+        if layer is None or not _is_stack(layer):
+            return None
+        data = frame_stack(layer)
+        n = int(data.shape[0])
+        i = min(int(self.frame_i.value()), n - 1)
+        j = min(int(self.frame_j.value()), n - 1)
+        return np.asarray(data[i]), np.asarray(data[j]), i, j
+
+    def update_preview(self) -> MaskPreview | None:
+        """Recompute the preview now (in the GUI thread for frames up to
+        1024 x 1024 px, otherwise in a worker). Returns the preview when
+        computed synchronously."""
+        self._preview_timer.stop()
+        try:
+            inputs = self._preview_inputs()
+            if inputs is None:
+                self.preview_status.setText("Choose a (T, Y, X) image layer to preview the mask.")
+                return None
+            fi, fj, i, j = inputs
+            params = self.mask_parameters()
+        except ValueError as exc:
+            self.preview_status.setText(str(exc))
+            return None
+        if fi.shape[0] * fi.shape[1] > _SYNC_PREVIEW_PIXELS:
+            if self._preview_worker is not None:
+                self.schedule_preview()
+                return None
+            worker = create_worker(mask_preview, fi, fj, **params, _start_thread=False, _ignore_errors=True)
+            self._preview_worker = worker
+            worker.returned.connect(lambda p: self._show_preview(p, i, j, float("nan")))
+            worker.errored.connect(lambda exc: self.preview_status.setText(f"Preview failed: {exc}"))
+            worker.finished.connect(self._preview_done)
+            self.preview_status.setText("Computing the preview…")
+            worker.start()
+            return None
+        start = time.perf_counter()
+        try:
+            prev = mask_preview(fi, fj, **params)
+        except ValueError as exc:
+            self.preview_status.setText(f"Preview: {exc}")
+            return None
+        ms = (time.perf_counter() - start) * 1e3
+        self._show_preview(prev, i, j, ms)
+        return prev
+
+    def _preview_done(self) -> None:
+        self._preview_worker = None
+
+    def _show_preview(self, prev: MaskPreview, i: int, j: int, ms: float) -> None:
+        self.last_preview_ms = ms
+        self.preview.show(prev, i, j)
+        timing = f" ({ms:.0f} ms)" if np.isfinite(ms) else ""
+        self.preview_status.setText(
+            f"Brightest correlation pixel: shift of frame {j} relative to frame {i} = "
+            f"({prev.peak[0]:+.0f}, {prev.peak[1]:+.0f}) px{timing}."
+        )
+
+    # -------------------------------------------------------------- running
+    def run(self) -> Any:
+        """Register the chosen layer in a worker; returns the worker (None on a user error)."""
+        try:
+            layer = self.layer.value
+            if layer is None:
+                raise ValueError("add or choose an image layer (a (T, Y, X) time series) to register.")
+            stack = frame_stack(layer)
+            params = self.parameters(int(stack.shape[0]))
+        except ValueError as exc:
+            notify_user_error(exc)
+            return None
+        registered = bool(self.add_registered.isChecked())
+        return self.runner.start(
+            register_pairwise,
+            stack,
+            **params,
+            registered=registered,
+            on_result=lambda result: self._on_result(layer, result),
+        )
+
+    def _on_result(self, layer: Any, result: PairwiseResult) -> None:
+        self.result = result
+        self.source_layer = layer
+        self.average_layer = None
+        self.registered_layer = None
+        self._add_layers(result)
+        self._show_result()
+
+    def _block(self, result: PairwiseResult) -> dict:
+        extra = {
+            "crop": list(result.crop) if result.crop is not None else None,
+            "frames_averaged": [int(i) for i in np.flatnonzero(result.frame_ok)],
+            "outlier_pairs": [[int(i), int(j)] for i, j in zip(*np.nonzero(np.triu(result.outliers, 1)))],
+            "warnings": list(result.warnings),
+        }
+        return provenance("pairwise", result.params, result.transforms, **extra)
+
+    def _add_layers(self, result: PairwiseResult) -> None:
+        layer = self.source_layer
+        if layer is None or result.average is None:
+            return
+        block = self._block(result)
+        kwargs = derived_image_kwargs(layer, "average", block, frame_axis=False)
+        r0, _, c0, _ = result.crop
+        scale = np.asarray(kwargs["scale"], dtype=float)
+        translate = np.asarray(kwargs["translate"], dtype=float)
+        kwargs["translate"] = tuple(translate + scale * np.array([r0, c0], dtype=float))
+        if self.average_layer is not None and self.average_layer in self.viewer.layers:
+            self.average_layer.data = result.average
+            self.average_layer.translate = kwargs["translate"]
+            self.average_layer.metadata = kwargs["metadata"]
+            self.average_layer.reset_contrast_limits()
+        else:
+            self.average_layer = self.viewer.add_image(result.average, **kwargs)
+        if result.registered is not None:
+            rkw = derived_image_kwargs(layer, "registered", block)
+            if self.registered_layer is not None and self.registered_layer in self.viewer.layers:
+                self.registered_layer.data = result.registered
+                self.registered_layer.metadata = rkw["metadata"]
+            else:
+                self.registered_layer = self.viewer.add_image(result.registered, **rkw)
+
+    def _show_result(self) -> None:
+        result = self.result
+        if result is None:
+            return
+        self.matrices.show(result)
+        text = result.summary()
+        if result.average is None:
+            text += ". The outliers changed: press Update average to recompute the average."
+        if result.warnings:
+            text += "\n" + "\n".join(result.warnings)
+        self.summary.setText(text)
+        self.update_button.setEnabled(result.average is None)
+        self.report_button.setEnabled(True)
+        self.tiff_button.setEnabled(result.average is not None)
+
+    # --------------------------------------------------------- re-evaluation
+    def reevaluate(self, *args: Any) -> PairwiseResult | None:
+        """Apply the current outlier settings to the stored correlations (instant)."""
+        if self.result is None:
+            return None
+        try:
+            params = self.outlier_parameters(self.result.n_frames)
+            self.result = self.result.reevaluate(**params)
+        except ValueError as exc:
+            notify_user_error(exc)
+            return None
+        self._show_result()
+        return self.result
+
+    def update_average(self) -> Any:
+        """Recompute the average for the re-evaluated result in a worker; returns the worker."""
+        if self.result is None or self.source_layer is None:
+            show_warning("Run the registration first.")
+            return None
+        if self.source_layer not in self.viewer.layers:
+            notify_user_error(ValueError(f"the input layer {self.source_layer.name!r} was removed: run again."))
+            return None
+        stack = frame_stack(self.source_layer)
+
+        def done(result: PairwiseResult) -> None:
+            self.result = result
+            self._add_layers(result)
+            self._show_result()
+
+        return self.runner.start(
+            _average_task, self.result, stack, bool(self.add_registered.isChecked()), on_result=done
+        )
+
+    # --------------------------------------------------------------- saving
+    def save_report(self, path: str | Path) -> Path:
+        """Write the report (.pdf or .png) of the current result."""
+        if self.result is None:
+            raise ValueError("nothing to report yet: run the registration first.")
+        return save_pairwise_report(path, self.result)
+
+    def save_tiff(self, path: str | Path) -> Path:
+        """Write the average as TIFF with the full JSON record."""
+        if self.result is None:
+            raise ValueError("nothing to save yet: run the registration first.")
+        return save_pairwise_tiff(path, self.result)
+
+    def _on_save_report(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(self, "Save report", "pairwise_report.pdf", "PDF (*.pdf);;PNG (*.png)")
+        if not name:
+            return
+        try:
+            path = self.save_report(name)
+        except (ValueError, OSError) as exc:
+            notify_user_error(exc)
+            return
+        show_info(f"Report written to {path}.")
+
+    def _on_save_tiff(self) -> None:
+        name, _ = QFileDialog.getSaveFileName(self, "Save average", "average.tif", "TIFF (*.tif *.tiff)")
+        if not name:
+            return
+        try:
+            path = self.save_tiff(name)
+        except (ValueError, OSError) as exc:
+            notify_user_error(exc)
+            return
+        show_info(f"Average written to {path}.")

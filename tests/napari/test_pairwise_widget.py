@@ -1,0 +1,182 @@
+"""The "Pairwise averaging" widget in a real viewer: preview, run, layers and
+metadata against ground truth, instant outlier re-evaluation, update, save."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_stackalign.core.pairwise_io import read_pairwise_tiff
+from napari_stackalign.napari._pairwise_widget import PairwiseWidget, parse_frame_list
+from napari_stackalign.synthetic import alignment_error
+
+_spec = importlib.util.spec_from_file_location(
+    "pairwise_scenes", Path(__file__).parents[1] / "core" / "pairwise_scenes.py"
+)
+pairwise_scenes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pairwise_scenes)
+
+DOCS = Path(__file__).parents[2] / "docs" / "images"
+
+
+@pytest.fixture
+def scene():
+    stack, truth = pairwise_scenes.stem_stack(10, (128, 128), snr=1.0, seed=4)
+    rng = np.random.default_rng(0)
+    stack[6] = rng.poisson(stack[6].mean(), stack[6].shape)  # a frame of pure noise
+    return stack, truth
+
+
+def _widget(make_napari_viewer, scene, **layer_kw):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(scene[0], name="stem", scale=(1.0, 0.5, 0.5), translate=(0, 10, 20), **layer_kw)
+    widget = PairwiseWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Pairwise averaging")
+    widget.layer.value = layer
+    widget.n.setValue(2.0)
+    return viewer, layer, widget
+
+
+def _run(qtbot, widget):
+    worker = widget.run()
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert widget.runner.status.text() == "Done.", widget.runner.status.text()
+
+
+def test_run_adds_average_with_metadata(make_napari_viewer, qtbot, scene):
+    stack, truth = scene
+    viewer, layer, widget = _widget(make_napari_viewer, scene)
+    widget.add_registered.setChecked(True)
+    _run(qtbot, widget)
+    res = widget.result
+    avg = viewer.layers["stem average"]
+    reg = viewer.layers["stem registered"]
+    r0, r1, c0, c1 = res.crop
+    assert avg.data.shape == (r1 - r0, c1 - c0) and avg.data.dtype == np.float32
+    np.testing.assert_allclose(avg.scale, (0.5, 0.5))
+    np.testing.assert_allclose(avg.translate, (10 + 0.5 * r0, 20 + 0.5 * c0))
+    block = avg.metadata["stackalign"]
+    assert block["method"] == "pairwise" and block["crop"] == [r0, r1, c0, c1]
+    assert block["params"]["n"] == 2.0 and block["params"]["mask"] == "hann"
+    assert 6 not in block["frames_averaged"]
+    assert reg.data.shape == stack.shape
+    # the noise frame is rejected; the others match the ground truth
+    assert not res.frame_ok[6] and res.frame_ok.sum() == 9
+    good = res.frame_ok
+    assert alignment_error(res.transforms[good], truth[good])["rms"] < 0.08
+    assert np.array_equal(layer.data, stack)  # input untouched
+    assert widget.matrices.has_plot and "outlier" in widget.summary.text()
+
+
+def test_reevaluate_is_instant_and_update_average(make_napari_viewer, qtbot, scene):
+    viewer, _layer, widget = _widget(make_napari_viewer, scene)
+    _run(qtbot, widget)
+    first = widget.result
+    n_out = int(first.outliers.sum())
+    widget.threshold.setValue(0.05)  # strict: many more outliers, no recomputation
+    strict = widget.result
+    assert strict is not first and int(strict.outliers.sum()) > n_out
+    np.testing.assert_array_equal(strict.dy, first.dy)
+    assert widget.update_button.isEnabled() and "Update average" in widget.summary.text()
+    widget.outlier_method.setCurrentText("none")
+    assert widget.result.params["threshold"] is None
+    widget.outlier_method.setCurrentText("nearest neighbour")
+    assert widget.result.params["max_shift"] == pytest.approx(widget.max_shift.value())
+    widget.outlier_method.setCurrentText("transitivity")
+    widget.threshold.setValue(2.0)
+    widget.bad_frames.setText("2, 6")
+    widget.bad_frames.editingFinished.emit()
+    assert widget.result.bad_frames == (2, 6) and not widget.result.frame_ok[[2, 6]].any()
+    before = len(viewer.layers)
+    worker = widget.update_average()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert len(viewer.layers) == before  # the average layer is updated, not duplicated
+    avg = viewer.layers["stem average"]
+    assert 2 not in avg.metadata["stackalign"]["frames_averaged"]
+    assert not widget.update_button.isEnabled()
+
+
+def test_preview_updates_with_mask(make_napari_viewer, qtbot, scene):
+    _stack, truth = scene
+    _viewer, _layer, widget = _widget(make_napari_viewer, scene)
+    widget.frame_i.setValue(0)
+    widget.frame_j.setValue(4)
+    prev = widget.update_preview()
+    c = truth.shifts
+    assert prev.peak == (pytest.approx(round(c[0, 0] - c[4, 0]), abs=1), pytest.approx(round(c[0, 1] - c[4, 1]), abs=1))
+    hann = prev.mask.copy()
+    widget.mask_kind.setCurrentText("bandpass")
+    prev2 = widget.update_preview()
+    assert prev2.mask[prev2.mask.shape[0] // 2, prev2.mask.shape[1] // 2] == 0  # bandpass: no DC
+    widget.mask_kind.setCurrentText("hann")
+    widget.n.setValue(6.0)
+    prev3 = widget.update_preview()
+    assert (prev3.mask > 0).sum() < (hann > 0).sum()
+    assert widget.last_preview_ms < 2000  # computed in the GUI thread for small frames
+    assert "shift of frame 4 relative to frame 0" in widget.preview_status.text()
+    # a change schedules a preview through the timer
+    widget.n.setValue(3.0)
+    qtbot.waitUntil(lambda: widget.preview.last is not prev3, timeout=3000)
+
+
+def test_save_report_and_tiff(make_napari_viewer, qtbot, scene, tmp_path):
+    viewer, _layer, widget = _widget(make_napari_viewer, scene)
+    with pytest.raises(ValueError, match="run the registration first"):
+        widget.save_report(tmp_path / "r.pdf")
+    _run(qtbot, widget)
+    pdf = widget.save_report(tmp_path / "r.pdf")
+    assert pdf.read_bytes()[:4] == b"%PDF"
+    tif = widget.save_tiff(tmp_path / "avg.tif")
+    image, record = read_pairwise_tiff(tif)
+    np.testing.assert_allclose(image, viewer.layers["stem average"].data)
+    np.testing.assert_allclose(record["dy"], widget.result.dy)
+
+
+def test_bad_input_is_a_notification(make_napari_viewer, qtbot, monkeypatch):
+    shown = []
+    monkeypatch.setattr("napari_stackalign.napari._pairwise_widget.notify_user_error", shown.append)
+    viewer = make_napari_viewer()
+    widget = PairwiseWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.run() is None and "choose an image layer" in str(shown[-1])
+    viewer.add_image(np.zeros((32, 32)), name="single")  # 2-D: not offered
+    assert widget.layer.count() == 0
+    viewer.add_image(np.random.default_rng(0).random((4, 48, 48)), name="tiny")
+    widget.bad_frames.setText("1, x")
+    assert widget.run() is None and "frame numbers" in str(shown[-1])
+    widget.bad_frames.setText("9")
+    assert widget.run() is None and "outside the stack" in str(shown[-1])
+    assert parse_frame_list("3; 7 ,1") == [1, 3, 7]
+
+
+def test_screenshot(make_napari_viewer, qtbot, scene):
+    stack, truth = pairwise_scenes.stem_stack(16, (256, 256), snr=0.6, seed=13)
+    stack[11] = np.random.default_rng(1).poisson(stack[11].mean(), stack[11].shape)  # shows rejected pairs
+    viewer, layer, widget = _widget(make_napari_viewer, (stack, truth))
+    widget.frame_j.setValue(9)
+    widget.update_preview()
+    _run(qtbot, widget)
+    viewer.layers["stem average"].visible = True
+    layer.visible = False
+    qtbot.wait(200)
+    DOCS.mkdir(parents=True, exist_ok=True)
+    path = DOCS / "pairwise_widget.png"
+    widget.body.grab().save(str(path))  # the whole panel, not just the scrolled view
+    assert path.stat().st_size > 10_000
+    assert not widget.result.frame_ok[11] and widget.result.outliers[11].sum() >= 14
+
+
+def test_cancel_adds_nothing(make_napari_viewer, qtbot):
+    stack, _ = pairwise_scenes.stem_stack(40, (128, 128), snr=1.0, seed=14)
+    viewer, _layer, widget = _widget(make_napari_viewer, (stack, None))
+    before = len(viewer.layers)
+    worker = widget.run()
+    widget.runner.cancel()
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        pass
+    assert widget.runner.status.text() == "Cancelled."
+    assert len(viewer.layers) == before and widget.result is None
