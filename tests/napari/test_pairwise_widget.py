@@ -41,8 +41,9 @@ def _widget(make_napari_viewer, scene, **layer_kw):
 def _run(qtbot, widget):
     worker = widget.run()
     assert worker is not None
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
+    # the runner keeps its worker until the finished signal reached the GUI
+    # thread (waiting on the signal itself can miss a fast worker)
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=60_000)
     assert widget.runner.status.text() == "Done.", widget.runner.status.text()
 
 
@@ -92,8 +93,9 @@ def test_reevaluate_is_instant_and_update_average(make_napari_viewer, qtbot, sce
     assert widget.result.bad_frames == (2, 6) and not widget.result.frame_ok[[2, 6]].any()
     before = len(viewer.layers)
     worker = widget.update_average()
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
+    # the runner keeps its worker until the finished signal reached the GUI
+    # thread (waiting on the signal itself can miss a fast worker)
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=60_000)
     assert len(viewer.layers) == before  # the average layer is updated, not duplicated
     avg = viewer.layers["stem average"]
     assert 2 not in avg.metadata["stackalign"]["frames_averaged"]
@@ -176,7 +178,8 @@ def test_cancel_adds_nothing(make_napari_viewer, qtbot):
     before = len(viewer.layers)
     worker = widget.run()
     widget.runner.cancel()
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
+    # the runner keeps its worker until the finished signal reached the GUI
+    # thread (waiting on the signal itself can miss a fast worker)
+    qtbot.waitUntil(lambda: not widget.runner.running, timeout=60_000)
     assert widget.runner.status.text() == "Cancelled."
     assert len(viewer.layers) == before and widget.result is None
