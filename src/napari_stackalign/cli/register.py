@@ -167,6 +167,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=1,
         help="1: normalise each frame's intensity before comparing (robust to bleaching; default 1).",
     )
+    from ._register_stream import add_cluster_arguments
+
+    add_cluster_arguments(p.add_argument_group("big files and clusters (streamed; see docs/big-data.md)"))
     p.set_defaults(func=run)
     return p
 
@@ -323,6 +326,24 @@ def run(args: argparse.Namespace) -> int:
         mask = read_mask(args.mask, frame_shape) if args.mask else None
         if roi is not None:
             _check_roi(roi, frame_shape)
+        from ._register_stream import run_streaming, wants_cluster
+
+        if data.lazy or wants_cluster(args):
+            # big input (opened lazily) or a dask cluster: file to file, flat memory
+            return run_streaming(
+                args,
+                in_path=in_path,
+                out_path=out_path,
+                fmt=fmt,
+                csv_path=csv_path,
+                rates=rates,
+                roi=roi,
+                mask=mask,
+                channel=args.channel if data.channel_axis is not None else None,
+                shape=tuple(int(n) for n in stack.shape),
+                dtype=stack.dtype,
+                t0=t0,
+            )
 
         with terminal_progress(enabled=not args.quiet) as bar:
             progress = _without_done_stage(bar)

@@ -1,0 +1,73 @@
+"""Template building that does not collapse when the drift exceeds the features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_stackalign.core.pyramid import register_pyramid
+from napari_stackalign.synthetic import alignment_error, make_stack
+
+
+@pytest.mark.parametrize("kind", ["beads", "texture"])
+@pytest.mark.parametrize("n_frames", [5, 20])
+def test_forty_pixel_drift_does_not_collapse(kind, n_frames):
+    # num_frames (100) covers the whole stack and the drift (40 px) is far
+    # larger than the features: the reference tool's averaged template is a
+    # blur here and its shifts collapse towards zero
+    stack, truth = make_stack(kind, n_frames=n_frames, shape=(128, 128), drift=40, jitter=0.3, snr=5, seed=3)
+    est = register_pyramid(stack, num_frames=100)
+    err = alignment_error(est, truth)
+    assert err["rms"] < 0.05, err
+    assert err["frac_over_1px"] == 0
+    np.testing.assert_allclose(np.ptp(est.shifts, axis=0), np.ptp(truth.shifts, axis=0), atol=0.1)
+    assert np.ptp(truth.shifts, axis=0).max() > 39.5
+
+
+def test_the_naive_average_really_collapses_on_that_stack():
+    # the same data registered to the plain mean of the frames (what the
+    # reference tool does): shifts shrink, so the test above is meaningful
+    stack, truth = make_stack("beads", n_frames=5, shape=(128, 128), drift=40, jitter=0.3, snr=5, seed=3)
+    naive = register_pyramid(stack, reference=stack.mean(axis=0))
+    err = alignment_error(naive, truth)
+    assert err["rms"] > 3 and err["frac_over_1px"] > 0.5, err
+    assert np.ptp(naive.shifts, axis=0).min() < np.ptp(truth.shifts, axis=0).min() - 3
+
+
+def test_template_is_sharp_and_in_the_frames_coordinates():
+    from napari_stackalign.core._progress import thread_pool
+    from napari_stackalign.core._pyramid_engine import FramePreparer, Levels
+    from napari_stackalign.core.reference import build_reference
+
+    stack, truth = make_stack("beads", n_frames=16, shape=(96, 96), drift=25, snr=4, seed=5, n_beads=30)
+    levels = Levels((96, 96), (1 / 4, 1 / 2, 1))
+    prep = FramePreparer((96, 96), None, None, True, levels, 3)
+    with thread_pool(2) as pool:
+        ref = build_reference(stack, 16, prep, levels, 0.5, kernel="lagrange6", fit_gain=True, pool=pool, chunk_size=5)
+    assert 1 <= ref.passes <= 3
+    # the template frames' shifts (s = -correction) follow the truth
+    err = -ref.shifts - truth.shifts
+    err -= err.mean(axis=0)
+    assert np.abs(err).max() < 0.1
+    # sharper than the naive mean: the brightest spots keep their peak
+    naive = stack.mean(axis=0)
+    naive = (naive - naive.mean()) / naive.std()
+    t = ref.template.image
+    assert t.max() > 1.5 * naive.max()
+
+
+def test_single_template_frame():
+    stack, truth = make_stack("texture", n_frames=6, shape=(64, 64), drift=6, snr=5, seed=6)
+    est = register_pyramid(stack, num_frames=1)
+    np.testing.assert_allclose(est.shifts[0], 0, atol=1e-9)
+    assert alignment_error(est, truth)["rms"] < 0.05
+
+
+def test_reference_skips_unusable_seed():
+    stack, truth = make_stack("texture", n_frames=9, shape=(64, 64), drift=6, snr=5, seed=7)
+    stack = stack.copy()
+    stack[4] = 0  # the central frame is blank: the next usable one seeds the template
+    est = register_pyramid(stack)
+    assert not est.ok[4]
+    good = np.arange(9) != 4
+    assert alignment_error(est[good], truth[good])["rms"] < 0.05
