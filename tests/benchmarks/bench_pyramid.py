@@ -12,6 +12,10 @@ known motion) in the same run:
   stack, upsample 20 and 100, applied with ``scipy.ndimage.shift`` (order 1);
 - ``cv2.phaseCorrelate`` with a Hann window against the mean, applied with
   ``cv2.warpAffine`` (bilinear);
+- the same skimage (upsample 20) and cv2 calls against the FIRST frame
+  instead of the mean (peers ``skimage20_f0``, ``cv2_f0``; labelled
+  "ref frame 0"), the user's other common choice: the mean of a stack that
+  drifts by 10 % of the frame is a blur;
 - ``pystackreg`` TRANSLATION (``register_stack(reference="mean")``,
   ``transform_stack``);
 - ``suite2p`` rigid registration (``compute_reference`` + ``register_frames``
@@ -123,14 +127,27 @@ def run_ours(stack: np.ndarray) -> Result:
     return res
 
 
-def run_skimage(stack: np.ndarray, upsample: int) -> Result:
+def peer_reference(stack: np.ndarray, reference: str) -> np.ndarray:
+    """The peers' reference image: the mean of the stack, or its first frame."""
+    if reference == "mean":
+        return stack_mean(stack)
+    if reference == "first":
+        return np.asarray(stack[0], dtype=np.float64)
+    raise ValueError(f"reference must be 'mean' or 'first', got {reference!r}")
+
+
+def _ref_label(reference: str) -> str:
+    return "" if reference == "mean" else ", ref frame 0"
+
+
+def run_skimage(stack: np.ndarray, upsample: int, reference: str = "mean") -> Result:
     from scipy import ndimage
     from skimage.registration import phase_cross_correlation
 
-    res = Result(f"skimage up{upsample}")
+    res = Result(f"skimage up{upsample}{_ref_label(reference)}")
     with PeakRSS() as mem:
         t0 = time.perf_counter()
-        ref = stack_mean(stack)
+        ref = peer_reference(stack, reference)
         shifts = np.array(
             [phase_cross_correlation(ref, frame, upsample_factor=upsample)[0] for frame in stack], dtype=np.float64
         )
@@ -145,12 +162,12 @@ def run_skimage(stack: np.ndarray, upsample: int) -> Result:
     return res
 
 
-def run_cv2(stack: np.ndarray) -> Result:
-    res = Result("cv2 phaseCorrelate+Hann")
+def run_cv2(stack: np.ndarray, reference: str = "mean") -> Result:
+    res = Result(f"cv2 phaseCorrelate+Hann{_ref_label(reference)}")
     h, w = stack.shape[1:]
     with PeakRSS() as mem:
         t0 = time.perf_counter()
-        ref = stack_mean(stack)
+        ref = peer_reference(stack, reference)
         win = cv2.createHanningWindow((w, h), cv2.CV_64F)
         shifts = np.empty((stack.shape[0], 2))
         for t, frame in enumerate(stack):
@@ -330,7 +347,7 @@ def fmt(value: float, digits: int = 3) -> str:
 def run_case(case: Case, peers: list[str], quick: bool) -> list[Result]:
     stack, truth = make_case(case)
     results = []
-    slow = ("skimage100", "pystackreg", "suite2p") + (("skimage20",) if case.size >= 512 else ())
+    slow = ("skimage100", "pystackreg", "suite2p") + (("skimage20", "skimage20_f0") if case.size >= 512 else ())
     plan = [("ours", None)] + [(p, None) for p in peers]
     for name, _ in plan:
         data = stack
@@ -345,8 +362,12 @@ def run_case(case: Case, peers: list[str], quick: bool) -> list[Result]:
             res = run_skimage(data, 20)
         elif name == "skimage100":
             res = run_skimage(data, 100)
+        elif name == "skimage20_f0":
+            res = run_skimage(data, 20, reference="first")
         elif name == "cv2":
             res = run_cv2(data)
+        elif name == "cv2_f0":
+            res = run_cv2(data, reference="first")
         elif name == "pystackreg":
             res = run_pystackreg(data)
         elif name == "suite2p":
@@ -431,7 +452,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peers",
         default="skimage20,skimage100,cv2,pystackreg,suite2p",
-        help="comma-separated peers (skimage20, skimage100, cv2, pystackreg, suite2p)",
+        help="comma-separated peers (skimage20, skimage100, cv2, pystackreg, suite2p; against the first frame "
+        "instead of the mean: skimage20_f0, cv2_f0)",
+    )
+    parser.add_argument(
+        "--cases",
+        default=None,
+        help="run only the cases whose label contains one of these comma-separated strings "
+        "(labels look like 'lattice 256px x100 SNR 5')",
+    )
+    parser.add_argument(
+        "--no-sweep", action="store_true", help="skip the noise-free sub-pixel bias sweep"
     )
     args = parser.parse_args(argv)
     peers = [p for p in args.peers.split(",") if p]
@@ -440,14 +471,20 @@ def main(argv: list[str] | None = None) -> int:
         peers.remove("suite2p")
     all_results = []
     t_start = time.perf_counter()
-    for case in cases(args.quick):
+    todo = cases(args.quick)
+    if args.cases:
+        wanted = [w.strip() for w in args.cases.split(",") if w.strip()]
+        todo = [c for c in todo if any(w in c.label for w in wanted)]
+        if not todo:
+            raise SystemExit(f"--cases {args.cases!r} matches none of: " + "; ".join(c.label for c in cases(args.quick)))
+    for case in todo:
         results = run_case(case, peers, args.quick)
         all_results.append((case, results))
         print(table([(case, results)]), flush=True)
     text = table(all_results)
     summ = summary(all_results)
     print(summ)
-    sweep = bias_sweep()
+    sweep = "" if args.no_sweep else bias_sweep()
     print(sweep)
     load = os.getloadavg()
     info = (
@@ -460,7 +497,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         cmd = "flock /tmp/bench.lock /tmp/venv/bin/python tests/benchmarks/bench_pyramid.py" + (
             " --quick" if args.quick else ""
-        ) + f" --out {args.out}"
+        )
+        if args.cases:
+            cmd += f" --cases '{args.cases}'"
+        if args.peers != parser.get_default("peers"):
+            cmd += f" --peers {args.peers}"
+        if args.no_sweep:
+            cmd += " --no-sweep"
+        cmd += f" --out {args.out}"
         body = (
             "# Benchmark: pyramid registration against its peers\n\n"
             f"Rerun with:\n\n```\n{cmd}\n```\n\n"

@@ -202,6 +202,16 @@ def test_chunk_size_does_not_change_the_result():
     assert alignment_error(a, truth)["frac_over_1px"] == 0
 
 
+@pytest.mark.parametrize("seed", [18, 29, 36])
+def test_lattice_followed_across_a_fast_half_period_move(seed):
+    # these trajectories move about half a lattice period within ~10 frames;
+    # template building must follow them with a fresh expected shift (with
+    # batches of 8 frames one frame hopped a whole period, 7.3-7.7 px off)
+    stack, truth = make_stack("lattice", n_frames=24, shape=(64, 64), drift=3.0, jitter=0.3, snr=5, dtype=np.uint16, seed=seed)
+    err = alignment_error(register_pyramid(stack), truth)
+    assert err["max"] < 0.1, err
+
+
 def test_single_thread_equals_threads():
     stack, _ = make_stack("texture", n_frames=10, shape=(64, 64), drift=5, snr=2, seed=12)
     a = register_pyramid(stack, workers=1)
