@@ -295,11 +295,12 @@ def write_image(
 
 def _frame_chunks(stack: Any) -> Any:
     """A dask view in frame chunks, so the registered stack streams into its file."""
-    import dask.array as da
+    from ..io._lazy import frame_chunked_dask
 
     if type(stack).__module__.startswith("dask."):
         return stack
-    return da.from_array(stack, chunks=(16,) + tuple(stack.shape[1:]))
+    # not dask.array.from_array: it copies numpy arrays (a memmap would be read whole)
+    return frame_chunked_dask(stack)
 
 
 def _summary(ft: FrameTransforms, average: Any, out_path: Path, seconds: float) -> None:

@@ -139,11 +139,12 @@ def _check_outputs(args: argparse.Namespace, in_path: Path, out_path: Path) -> d
 
 def _lazy_frames(stack: Any) -> Any:
     """Frame chunks of a dask array, so the warped output streams into the file."""
-    import dask.array as da
+    from ..io._lazy import frame_chunked_dask
 
     if type(stack).__module__.startswith("dask."):
         return stack
-    return da.from_array(stack, chunks=(16,) + tuple(stack.shape[1:]))
+    # not dask.array.from_array: it copies numpy arrays (a memmap would be read whole)
+    return frame_chunked_dask(stack)
 
 
 def run(args: argparse.Namespace) -> int:
