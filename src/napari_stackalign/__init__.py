@@ -14,6 +14,7 @@ The headless API (no napari or Qt needed). Every registration method returns a
 from ._version import __version__
 from .core import Cancelled, FrameAverage, apply_transforms, average_frames
 from .core.compare import checkerboard, difference
+from .core.distributed import register_pyramid_distributed
 from .core.fourier_masks import fourier_mask
 from .core.gaussian_fit import GaussianFit, fit_gaussian, fit_gaussians
 from .core.pairwise import PairwiseResult, register_pairwise
@@ -22,6 +23,7 @@ from .core.pairwise_report import save_pairwise_report
 from .core.particle_tracks import ParticleTracks
 from .core.particle_validation import ParticleValidation, validate_alignment
 from .core.picks import read_picks, write_picks
+from .core.pipeline import RegisteredFile, register_file, register_stack_to_file
 from .core.pyramid import register_pyramid
 from .core.quality import frame_correlations, quality_report, sharpness
 from .core.rigid import rigid_from_tracks
@@ -47,6 +49,11 @@ __all__ = [
     "StackData",
     # pyramid registration
     "register_pyramid",
+    # stacks larger than memory, and dask clusters
+    "register_file",
+    "register_stack_to_file",
+    "RegisteredFile",
+    "register_pyramid_distributed",
     # pairwise Fourier-masked averaging
     "register_pairwise",
     "PairwiseResult",

@@ -25,6 +25,16 @@ def client():
         yield c
 
 
+def test_local_cluster_listens_on_loopback_only(client):
+    psutil = pytest.importorskip("psutil")
+    here = psutil.Process()
+    workers = set(client.run(lambda: __import__("os").getpid()).values())
+    procs = [here] + [psutil.Process(pid) for pid in workers]
+    listening = [c.laddr for p in procs for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert len(listening) >= 3  # scheduler, two workers (and their HTTP endpoints)
+    assert all(a.ip == "127.0.0.1" for a in listening), listening
+
+
 @pytest.fixture(scope="module")
 def movie(tmp_path_factory):
     stack, truth = make_stack("texture", n_frames=36, shape=(72, 88), drift=12, snr=2, dtype=np.uint16, seed=9)

@@ -129,11 +129,16 @@ def test_reads_stay_within_the_chunk_plan(tmp_path, drifting, in_memory):
         {"iterate": 2, "num_frames": 12},
         {"smooth": True, "window_length": 7, "polyorder": 2},
         {"roi": (8, 72, 10, 90), "max_movement": 0.6},
+        {"mask": "frame", "reference": "frame 20"},
     ],
-    ids=["iterate", "smooth", "roi"],
+    ids=["iterate", "smooth", "roi", "mask+reference"],
 )
 def test_options_match_register_pyramid(tmp_path, drifting, params):
     stack, _ = drifting
+    if params.get("mask") == "frame":  # leave a 6 px border out, register to frame 20
+        mask = np.zeros(SHAPE, bool)
+        mask[6:-6, 6:-6] = True
+        params = dict(params, mask=mask, reference=stack[20].astype(np.float32))
     expected = register_pyramid(stack, **params)
     import dask.array as da
 

@@ -124,13 +124,16 @@ def connect(
         raise ValueError(f"n_workers must be a whole number of at least 1, got {n_workers!r}.")
     if isinstance(threads_per_worker, bool) or threads_per_worker < 1:
         raise ValueError(f"threads_per_worker must be at least 1, got {threads_per_worker!r}.")
-    # worker processes listen on loopback only; thread workers talk in-process
+    # loopback only, on free ports: the scheduler and worker processes, and the
+    # HTTP endpoints of the scheduler and of every worker (thread workers talk
+    # in-process)
     where = {"host": "127.0.0.1", "scheduler_port": 0} if processes else {}
     cluster = distributed.LocalCluster(
         n_workers=int(n_workers),
         threads_per_worker=int(threads_per_worker),
         processes=bool(processes),
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
+        worker_dashboard_address="127.0.0.1:0",
         silence_logs=40,
         **where,
     )

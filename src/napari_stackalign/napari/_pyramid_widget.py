@@ -43,9 +43,11 @@ from qtpy.QtWidgets import (
 )
 
 from .._parsing import format_downsample_rates, parse_downsample_rates
+from ..core.pipeline import register_stack_to_file, suggest_output_path
 from ..core.pyramid import DEFAULT_RATES, register_pyramid
 from ..core.smoothing import check_savgol, smooth_transforms
 from ..core.warp import apply_transforms
+from ..io import read_stack
 from ..transforms import FrameTransforms
 from ._drift_plot import DriftPlot
 from ._layer_choice import LayerChoice
@@ -71,6 +73,35 @@ def _register_task(
     final = smooth_transforms(raw, **smooth) if smooth is not None else raw
     registered = apply_transforms(stack, final, progress=progress)
     return raw, final, registered
+
+
+def _register_to_disk_task(
+    stack: Any,
+    output: Path,
+    params: dict,
+    smooth: dict | None,
+    *,
+    progress: Any = None,
+) -> tuple[FrameTransforms, FrameTransforms, Any]:
+    """Estimate, smooth (optionally) and apply chunk by chunk, streaming the
+    result into ``output`` (flat memory; a cancel leaves no file), then open it
+    lazily; runs in the worker thread."""
+    options = dict(params)
+    if smooth is not None:
+        options.update(smooth=True, **smooth)
+    result = register_stack_to_file(stack, output, **options, progress=progress)
+    return result.raw_transforms, result.transforms, read_stack(result.path, lazy=True).data
+
+
+def _is_lazy(data: Any) -> bool:
+    """A dask array: the layer reads its file on demand (napari-stackalign's
+    reader does so for files larger than a quarter of the memory)."""
+    return type(data).__module__.startswith("dask.")
+
+
+def _source_path(layer: Any) -> str | None:
+    """The file a layer was read from, if any."""
+    return getattr(getattr(layer, "source", None), "path", None) or layer.metadata.get("source_path")
 
 
 def _apply_task(stacks: list, transforms: FrameTransforms, *, progress: Any = None) -> list:
@@ -345,6 +376,19 @@ class PyramidWidget(ScrollingDock):
             smooth=smooth is not None,
             **(smooth or {}),
         )
+        if _is_lazy(stack):
+            # a big, lazily opened stack: register file to file and open the result lazily
+            output = suggest_output_path(_source_path(layer), layer.name)
+            record["output"] = str(output)
+            show_info(f"Registering {layer.name!r} to disk: {output}")
+            return self.runner.start(
+                _register_to_disk_task,
+                stack,
+                output,
+                engine,
+                smooth,
+                on_result=lambda result: self._on_registered(layer, record, result),
+            )
         return self.runner.start(
             _register_task,
             stack,
