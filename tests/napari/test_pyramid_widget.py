@@ -204,8 +204,10 @@ def test_user_errors_become_notifications(make_napari_viewer, errors, tmp_path):
     assert [layer.name for layer in viewer.layers] == ["flat", "short", "empty roi"]
 
 
-def test_lazy_dask_input_gives_lazy_output(make_napari_viewer, qtbot, beads):
+def test_lazy_dask_input_gives_lazy_output(make_napari_viewer, qtbot, beads, tmp_path, monkeypatch):
     da = pytest.importorskip("dask.array")
+    # a lazy layer without a source file is registered into the temporary folder
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
     stack, truth = beads
     viewer = make_napari_viewer()
     viewer.add_image(da.from_array(stack, chunks=(5, 96, 96)), name="lazy", contrast_limits=(0, 1000))
@@ -216,3 +218,4 @@ def test_lazy_dask_input_gives_lazy_output(make_napari_viewer, qtbot, beads):
     ft = transforms_from_layer(out)
     assert alignment_error(ft, truth)["rms"] < 0.1
     np.testing.assert_array_equal(np.asarray(out.data[7]), apply_transforms(stack, ft)[7])
+    assert (tmp_path / "lazy registered.h5").is_file()
