@@ -1,6 +1,9 @@
 """The "Pairwise averaging" widget in a real viewer: preview, run, layers and
 metadata against ground truth, instant outlier re-evaluation, update, save."""
 
+import os
+import tempfile
+
 import importlib.util
 from pathlib import Path
 
@@ -17,7 +20,13 @@ _spec = importlib.util.spec_from_file_location(
 pairwise_scenes = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(pairwise_scenes)
 
-DOCS = Path(__file__).parents[2] / "docs" / "images"
+# screenshots go into docs/images only when asked (STACKALIGN_DOCS_SCREENSHOTS=1),
+# so a test run never changes tracked files
+DOCS = (
+    Path(__file__).resolve().parents[2] / "docs" / "images"
+    if os.environ.get("STACKALIGN_DOCS_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "stackalign-screenshots"
+)
 
 
 @pytest.fixture

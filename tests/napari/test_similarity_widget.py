@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -15,7 +17,13 @@ from napari_stackalign.synthetic import make_stack
 
 SHAPE = (96, 128)
 SCALE = (1.0, 0.5, 0.5)
-DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+# screenshots go into docs/images only when asked (STACKALIGN_DOCS_SCREENSHOTS=1),
+# so a test run never changes tracked files
+DOCS_IMAGES = (
+    Path(__file__).resolve().parents[2] / "docs" / "images"
+    if os.environ.get("STACKALIGN_DOCS_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "stackalign-screenshots"
+)
 
 
 def _known(n_channels: int = 2):
