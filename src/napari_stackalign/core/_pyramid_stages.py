@@ -1,18 +1,16 @@
 """Pyramid registration split into stages that can run in different places.
 
-:func:`~napari_stackalign.core.pyramid.register_pyramid` does everything in
+:func:`~napari_stackalign.core.pyramid.register_pyramid` runs these stages in
 one call on one machine. Streaming a stack far larger than memory, or
-spreading it over a dask cluster, needs the same computation cut at its
-natural seams:
+spreading it over a dask cluster, runs the same stages at their natural seams:
 
 1. :func:`plan_pyramid` checks the parameters (with the checks of
    ``register_pyramid``) and returns a :class:`PyramidJob`: small, picklable,
    and enough to rebuild the frame preparation and the estimator anywhere.
 2. :func:`build_template` builds the template once (the registered average of
    the first ``num_frames`` frames, and, with ``iterate > 1``, its
-   refinements). Only the template frames are read: a refinement pass of
-   ``register_pyramid`` estimates every frame, but only the template frames'
-   estimates feed the next template, so the result is the same.
+   refinements). Only the template frames are read: only their estimates
+   feed the next template.
 3. :func:`estimate_range` estimates any range of frames against that
    template. A frame's estimate depends on the frame, the template and the
    template-building start (for the template frames) only, never on the
@@ -21,8 +19,8 @@ natural seams:
    interpolation of unusable frames, the quality threshold (half the median),
    the anchoring on the template frames and the optional smoothing.
 
-Run in order on the same stack, the stages give exactly (bit for bit) what
-``register_pyramid`` gives; the tests check it.
+Whatever the split into ranges, chunks, threads or processes, the stages give
+exactly (bit for bit) the single-call result; the tests check it.
 """
 
 from __future__ import annotations

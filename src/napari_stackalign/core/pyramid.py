@@ -32,6 +32,8 @@ without its failure modes:
 
 from __future__ import annotations
 
+import contextlib
+
 import itertools
 import numbers
 from collections.abc import Sequence
@@ -40,23 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..transforms import FrameTransforms
-from ._lucas_kanade import KERNELS
 from ._progress import ProgressCallback, default_workers, report, thread_pool
-from ._pyramid_engine import (
-    FLAG_AT_EDGE,
-    FLAG_FAILED,
-    FLAG_NOT_CONVERGED,
-    FLAG_UNUSABLE,
-    MIN_LEVEL_SIZE,
-    FramePreparer,
-    Levels,
-    PyramidEstimator,
-    Template,
-    TemplateAccumulator,
-    run_frames,
-)
-from .reference import build_reference
-from .smoothing import check_savgol, smooth_transforms
 
 __all__ = ["DEFAULT_RATES", "QUALITY_FRACTION", "register_pyramid"]
 
@@ -241,7 +227,8 @@ def register_pyramid(
         Threads (default: all cores).
     progress : callable, optional
         ``progress(done, total, stage)`` with stages ``"reference"`` (template
-        building) and ``"estimate"`` (``"estimate k/n"`` when iterating); may
+        building; ``"template k/n"`` for the refinements when iterating, which
+        read only the template frames) and ``"estimate"`` (every frame); may
         raise :class:`~napari_stackalign.core.Cancelled`.
 
     Returns
@@ -272,158 +259,33 @@ def register_pyramid(
         For a stack that is not (T, Y, X), bad parameters, a window longer
         than the stack when smoothing, or a stack without any usable frame.
     """
-    n_total, height, width = _check_stack(stack)
-    num_frames = _int_param(num_frames, "num_frames", 1)
-    iterate = _int_param(iterate, "iterate", 1)
-    chunk_size = _int_param(chunk_size, "chunk_size", 1)
-    rates = _check_rates(downsample_rates)
-    try:
-        max_movement = float(max_movement)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"max_movement must be a number in (0, 1], got {max_movement!r}.") from exc
-    if not (np.isfinite(max_movement) and 0 < max_movement <= 1):
-        raise ValueError(
-            f"max_movement must be in (0, 1] (a fraction of the frame size split over +/-; "
-            f"0.5 allows +/-25 %), got {max_movement}."
-        )
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}.")
-    if smooth:
-        check_savgol(n_total, window_length, polyorder)
-    roi_t = _check_roi(roi, (height, width))
-    mask_arr = _check_mask(mask, (height, width))
-    crop_shape = (height, width) if roi_t is None else (roi_t[1] - roi_t[0], roi_t[3] - roi_t[2])
-    levels = Levels(crop_shape, rates)
-    lh, lw = levels.shapes[0]
-    if min(lh, lw) < MIN_LEVEL_SIZE:
-        raise ValueError(
-            f"the first downsample rate {rates[0]:g} makes {lh}x{lw} px images from {crop_shape[0]}x{crop_shape[1]} "
-            f"px frames; use rates that keep at least {MIN_LEVEL_SIZE} px (e.g. start at "
-            f"{MIN_LEVEL_SIZE / min(crop_shape):.3g} or higher)."
-        )
-    margin = KERNELS[kernel]
-    preparer = FramePreparer((height, width), roi_t, mask_arr, bool(normalize), levels, margin)
-    n_template = min(num_frames, n_total)
-    fit_gain = bool(normalize)
-    workers = default_workers(workers)
+    # one implementation of the orchestration: the stages that the streaming
+    # and cluster paths run in pieces (imported here: they use this module's checks)
+    from ._pyramid_stages import build_template, estimate_range, finish, plan_pyramid
 
-    if reference is not None:
-        ref = np.asarray(reference)
-        if ref.shape != (height, width):
-            raise ValueError(f"reference has shape {ref.shape}; it must be one (Y, X) = {(height, width)} image.")
-        prepared_ref = preparer(ref)
-        if not (prepared_ref.usable and float(prepared_ref.image.max()) > float(prepared_ref.image.min())):
-            raise ValueError("the reference image is constant (or entirely masked/NaN); it cannot be matched.")
-        template = Template.from_prepared(prepared_ref, bool(normalize))
-        ref_passes = 0
-    else:
-        template = None
-
-    params = {
-        "num_frames": num_frames,
-        "downsample_rates": list(rates),
-        "max_movement": max_movement,
-        "iterate": iterate,
-        "smooth": bool(smooth),
-        "window_length": int(window_length),
-        "polyorder": int(polyorder),
-        "roi": None if roi_t is None else list(roi_t),
-        "mask": mask_arr is not None,
-        "normalize": bool(normalize),
-        "reference": "user" if reference is not None else "registered average of the first num_frames frames",
-        "kernel": kernel,
-        "template_frames": n_template,
-    }
-
-    pool_ctx = thread_pool(workers) if workers > 1 else None
-    pool = pool_ctx.__enter__() if pool_ctx is not None else None
-    try:
-        init = None
-        init_level = -1
-        if template is None:
-            ref_result = build_reference(
-                stack,
-                n_template,
-                preparer,
-                levels,
-                max_movement,
-                kernel=kernel,
-                fit_gain=fit_gain,
-                pool=pool,
-                chunk_size=chunk_size,
-                progress=progress,
-            )
-            template = ref_result.template
-            ref_passes = ref_result.passes
-            # the template frames resume from their template-building estimate
-            init = np.full((n_total, 2), np.nan)
-            init[:n_template] = ref_result.shifts
-            init_level = ref_result.level
-        results = None
-        every = np.arange(n_total)
-        for it in range(iterate):
-            estimator = PyramidEstimator(template, levels, max_movement, kernel=kernel, fit_gain=fit_gain)
-            refine = it < iterate - 1
-            acc = TemplateAccumulator(crop_shape, bool(normalize), kernel) if refine else None
-            stage = "estimate" if iterate == 1 else f"estimate {it + 1}/{iterate}"
-            results = run_frames(
-                stack,
-                every,
-                preparer,
-                estimator,
-                pool=pool,
-                chunk_size=chunk_size,
-                progress=progress,
-                stage=stage,
-                init=init if it == 0 else None,
-                init_level=init_level,
-                accumulate=(every < n_template) if refine else None,
-                accumulator=acc,
-            )
-            if refine:
-                template = acc.template()
-            params["levels_used"] = estimator.active_rates
-    finally:
-        if pool_ctx is not None:
-            pool_ctx.__exit__(None, None, None)
-
-    assert results is not None
-    flags = results.flags
-    usable = (flags & FLAG_UNUSABLE) == 0
-    if not usable.any():
-        raise ValueError("no frame has any usable pixels (all constant, empty, NaN or masked out).")
-    shifts = results.shifts
-    if not usable.all():
-        shifts = _interpolate_missing(shifts, usable)
-    quality = results.quality
-    ok = usable & ((flags & (FLAG_AT_EDGE | FLAG_FAILED | FLAG_NOT_CONVERGED)) == 0)
-    finite_q = np.isfinite(quality)
-    if finite_q.any():
-        median_q = float(np.median(quality[finite_q]))
-        ok &= finite_q & (quality >= QUALITY_FRACTION * median_q)
-    else:
-        ok[:] = False
-    if reference is None:
-        # express the result relative to the mean position of the template frames
-        anchor = usable[:n_template]
-        shifts = shifts - shifts[:n_template][anchor].mean(axis=0)
-    params["reference_passes"] = int(ref_passes)
-    params["flags"] = {
-        "unusable": int(np.sum((flags & FLAG_UNUSABLE) > 0)),
-        "at_search_edge": int(np.sum((flags & FLAG_AT_EDGE) > 0)),
-        "refinement_failed": int(np.sum((flags & FLAG_FAILED) > 0)),
-        "not_converged": int(np.sum((flags & FLAG_NOT_CONVERGED) > 0)),
-    }
-    result = FrameTransforms(
-        dy=-shifts[:, 0],
-        dx=-shifts[:, 1],
-        center=((height - 1) / 2.0, (width - 1) / 2.0),
-        quality=quality,
-        ok=ok,
-        method="pyramid",
-        params=params,
+    n_total = _check_stack(stack)[0]
+    job = plan_pyramid(
+        tuple(stack.shape),
+        stack.dtype,
+        num_frames=num_frames,
+        downsample_rates=downsample_rates,
+        max_movement=max_movement,
+        iterate=iterate,
+        smooth=smooth,
+        window_length=window_length,
+        polyorder=polyorder,
+        roi=roi,
+        mask=mask,
+        normalize=normalize,
+        kernel=kernel,
+        chunk_size=chunk_size,
+        user_reference=reference is not None,
     )
-    if smooth:
-        result = smooth_transforms(result, window_length=window_length, polyorder=polyorder)
+    workers = default_workers(workers)
+    with thread_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        state = build_template(stack, job, reference=reference, pool=pool, progress=progress)
+        estimator = job.estimator(state.template)
+        results = estimate_range(stack, job, state, 0, n_total, estimator=estimator, pool=pool, progress=progress)
+    _, result = finish(job, state, results, levels_used=estimator.active_rates)
     report(progress, n_total, n_total, "done")
     return result
