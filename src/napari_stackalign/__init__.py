@@ -9,6 +9,9 @@ The headless API (no napari or Qt needed). Every registration method returns a
     data = sa.read_stack("movie.tif")
     transforms = sa.register_pyramid(data.data)
     registered = sa.apply_transforms(data.data, transforms)
+
+    # or in one call (resampling overlaps the estimation, same result)
+    registered = sa.register_and_apply(data.data).data
 """
 
 from ._version import __version__
@@ -26,6 +29,7 @@ from .core.picks import read_picks, write_picks
 from .core.pipeline import RegisteredFile, register_file, register_stack_to_file
 from .core.pyramid import register_pyramid
 from .core.quality import frame_correlations, quality_report, sharpness
+from .core.register_apply import AlignedStack, register_and_apply
 from .core.rigid import rigid_from_tracks
 from .core.similarity import register_similarity
 from .core.smoothing import smooth_transforms
@@ -49,6 +53,8 @@ __all__ = [
     "StackData",
     # pyramid registration
     "register_pyramid",
+    "register_and_apply",
+    "AlignedStack",
     # stacks larger than memory, and dask clusters
     "register_file",
     "register_stack_to_file",

@@ -7,11 +7,14 @@ Plain script (not collected by pytest)::
 Every method runs on the same synthetic stacks (``napari_stackalign.synthetic``,
 known motion) in the same run:
 
-- ours: ``register_pyramid`` (defaults) + ``apply_transforms``;
+- ours: ``register_pyramid`` (defaults) for the estimation column, and
+  ``register_and_apply`` (the same estimation with the resampling overlapped,
+  bit for bit ``apply_transforms(stack, register_pyramid(stack))``) for the
+  estimation + apply column;
 - ``skimage.registration.phase_cross_correlation`` against the mean of the
   stack, upsample 20 and 100, applied with ``scipy.ndimage.shift`` (order 1);
-- ``cv2.phaseCorrelate`` with a Hann window against the mean, applied with
-  ``cv2.warpAffine`` (bilinear);
+- ``cv2.phaseCorrelate`` with a Hann window against the mean, in float32
+  (its faster type), applied with ``cv2.warpAffine`` (bilinear);
 - the same skimage (upsample 20) and cv2 calls against the FIRST frame
   instead of the mean (peers ``skimage20_f0``, ``cv2_f0``; labelled
   "ref frame 0"), the user's other common choice: the mean of a stack that
@@ -47,7 +50,7 @@ import cv2
 import numpy as np
 
 from napari_stackalign.core.pyramid import register_pyramid
-from napari_stackalign.core.warp import apply_transforms
+from napari_stackalign.core.register_apply import register_and_apply
 from napari_stackalign.synthetic import alignment_error, make_stack
 from napari_stackalign.transforms import FrameTransforms
 
@@ -103,8 +106,15 @@ class Result:
     t_est: float = float("nan")
     t_apply: float = float("nan")
     mem_mb: float = float("nan")
+    #: wall time of estimation plus apply when measured as one call
+    t_all: float | None = None
     note: str = ""
     err: dict = field(default_factory=dict)
+
+    @property
+    def t_total(self) -> float:
+        """Seconds for estimation plus apply."""
+        return self.t_all if self.t_all is not None else self.t_est + self.t_apply
 
 
 def stack_mean(stack: np.ndarray) -> np.ndarray:
@@ -115,15 +125,23 @@ def stack_mean(stack: np.ndarray) -> np.ndarray:
 
 
 def run_ours(stack: np.ndarray) -> Result:
+    """Estimation alone (``register_pyramid``), then estimation plus apply
+    in one call (``register_and_apply``, which overlaps the two and returns
+    exactly ``apply_transforms(stack, register_pyramid(stack))``)."""
     res = Result("ours (pyramid)")
+    t0 = time.perf_counter()
+    est = register_pyramid(stack)
+    t1 = time.perf_counter()
+    gc.collect()
     with PeakRSS() as mem:
-        t0 = time.perf_counter()
-        est = register_pyramid(stack)
-        t1 = time.perf_counter()
-        out = apply_transforms(stack, est)
         t2 = time.perf_counter()
-    del out
-    res.transforms, res.t_est, res.t_apply, res.mem_mb = est, t1 - t0, t2 - t1, mem.mb
+        aligned = register_and_apply(stack)
+        t3 = time.perf_counter()
+    if not np.array_equal(aligned.transforms.to_cv2_matrices(), est.to_cv2_matrices()):
+        raise AssertionError("register_and_apply and register_pyramid disagree")
+    del aligned
+    res.transforms, res.t_est, res.t_all, res.mem_mb = est, t1 - t0, t3 - t2, mem.mb
+    res.t_apply = res.t_all - res.t_est
     return res
 
 
@@ -167,12 +185,13 @@ def run_cv2(stack: np.ndarray, reference: str = "mean") -> Result:
     h, w = stack.shape[1:]
     with PeakRSS() as mem:
         t0 = time.perf_counter()
-        ref = peer_reference(stack, reference)
-        win = cv2.createHanningWindow((w, h), cv2.CV_64F)
+        # float32: cv2.phaseCorrelate's faster type (2.5-3x float64 here)
+        ref = peer_reference(stack, reference).astype(np.float32)
+        win = cv2.createHanningWindow((w, h), cv2.CV_32F)
         shifts = np.empty((stack.shape[0], 2))
         for t, frame in enumerate(stack):
             # OpenCV 5 multiplies its inputs by the window in place: pass copies
-            (x, y), _ = cv2.phaseCorrelate(ref.copy(), frame.astype(np.float64), win.copy())
+            (x, y), _ = cv2.phaseCorrelate(ref.copy(), frame.astype(np.float32), win.copy())
             shifts[t] = (-y, -x)  # content displacement (x, y) -> correction (dy, dx)
         t1 = time.perf_counter()
         out = np.empty(stack.shape, stack.dtype)
@@ -392,10 +411,10 @@ def table(all_results: list[tuple[Case, list[Result]]]) -> str:
     rows = []
     for case, results in all_results:
         ours = results[0]
-        ours_fps = ours.n_frames / (ours.t_est + ours.t_apply)
+        ours_fps = ours.n_frames / ours.t_total
         for r in results:
             fps_est = r.n_frames / r.t_est
-            fps_all = r.n_frames / (r.t_est + r.t_apply)
+            fps_all = r.n_frames / r.t_total
             speed = "" if r is ours else f"{ours_fps / fps_all:.1f}x"
             acc = "" if r is ours else f"{r.err['rms'] / max(ours.err['rms'], 1e-12):.1f}x"
             rows.append(
@@ -419,7 +438,7 @@ def summary(all_results: list[tuple[Case, list[Result]]]) -> str:
     )
     big = [(c, r[0]) for c, r in all_results if c.size == 512]
     if big:
-        fps = [r.n_frames / (r.t_est + r.t_apply) for _, r in big]
+        fps = [r.n_frames / r.t_total for _, r in big]
         lines.append(f"- ours, estimation + apply at 512x512: {min(fps):.0f} to {max(fps):.0f} frames/s")
     return "\n".join(lines) + "\n"
 
@@ -514,8 +533,9 @@ def main(argv: list[str] | None = None) -> int:
             + ". Drift: a random walk plus trend reaching 10 % of the frame (lattice: 3 px, below half its 8 px "
             "period, because a perfect lattice is ambiguous modulo its period), jitter 0.3 px per frame. "
             "Errors are against the known motion after removing one global constant offset. fps: frames per "
-            "second of wall time; peers run frame after frame as a user would write them, ours uses its thread "
-            f"pool (2 threads). Slow peers (skimage up100, pystackreg, suite2p; skimage up20 at 512 px) run on the "
+            "second of wall time; peers run frame after frame as a user would write them; ours estimates in one "
+            "thread (GIL-bound: a second estimating thread is slower, see bench_threads.py) and its est+apply is "
+            "one register_and_apply call, which resamples in a background thread while it estimates. Slow peers (skimage up100, pystackreg, suite2p; skimage up20 at 512 px) run on the "
             f"first {SUBSET} frames of the 1000-frame stacks (noted). Peak MB: largest increase of the process's resident memory during the run (input stack "
             "excluded, output included).\n\n"
             + summ

@@ -22,9 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.pyramid import register_pyramid
 from ..core.quality import common_region, mean_image, quality_report
-from ..core.warp import apply_transforms
+from ..core.register_apply import register_and_apply
 from ..plots import draw_before_after, draw_drift, new_figure, save_figure
 from ._common import terminal_progress
 
@@ -99,8 +98,9 @@ def run_demo(outdir: str | Path, *, progress: Any = None) -> dict[str, Any]:
     n_frames, height, width = stack.shape
     mask = label_mask((height, width))
 
-    transforms = register_pyramid(stack, mask=mask, progress=progress)
-    registered = apply_transforms(stack, transforms, progress=progress)
+    # estimation and resampling overlapped: what register_pyramid then apply_transforms give
+    aligned = register_and_apply(stack, mask=mask, progress=progress)
+    transforms, registered = aligned.transforms, aligned.data
 
     region = common_region((height, width), transforms)
     before = quality_report(stack, roi=region, mask=mask)

@@ -4,7 +4,7 @@ The template's gradients, their products and the sums the normal equations
 need are computed once per template (summed-area tables give them for any
 overlap rectangle in O(1)). Per iteration the frame is sampled at the
 current sub-pixel shift by one separable 4- to 8-tap Lagrange interpolation filter
-(``cv2.sepFilter2D``; the whole-pixel part is array slicing), and the update
+(two ``cv2.filter2D`` passes; the whole-pixel part is array slicing), and the update
 needs one (3, N) matrix-vector product. A gain and an offset are fitted at
 every iteration, so slow intensity changes do not bias the result.
 
@@ -84,7 +84,11 @@ def sample_shifted(
     src = frame[r0 + ny - (m - 1) : r1 + ny + m, c0 + nx - (m - 1) : c1 + nx + m]
     ky = shift_kernel(shift[0] - fy, kernel)
     kx = shift_kernel(shift[1] - fx, kernel)
-    out = cv2.sepFilter2D(src, cv2.CV_32F, kx, ky, anchor=(m - 1, m - 1), borderType=cv2.BORDER_REPLICATE)
+    # two 1-D passes with cv2.filter2D: the same sums as cv2.sepFilter2D
+    # (to float32 rounding) in 0.65x the time from 128x128 up (517x517:
+    # 143 us against 227 us on the benchmark machine)
+    rows = cv2.filter2D(src, cv2.CV_32F, kx[None, :], anchor=(m - 1, 0), borderType=cv2.BORDER_REPLICATE)
+    out = cv2.filter2D(rows, cv2.CV_32F, ky[:, None], anchor=(0, m - 1), borderType=cv2.BORDER_REPLICATE)
     return out[m - 1 : m - 1 + (r1 - r0), m - 1 : m - 1 + (c1 - c0)]
 
 

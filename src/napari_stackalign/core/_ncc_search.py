@@ -3,7 +3,7 @@
 Used at the coarsest pyramid level. For every integer shift ``s`` within
 ``+/-max_shift`` it computes the normalised correlation coefficient (the score
 OpenCV calls ``TM_CCOEFF_NORMED``) between the template and the frame *over
-their overlap only*: one zero-padded FFT cross-correlation gives the products,
+their overlap only*: one zero-padded FFT cross-correlation (OpenCV's real DFT) gives the products,
 summed-area tables give the overlap means and variances. Nothing wraps around
 and no window is needed. Shifts whose overlap is smaller than
 ``min_overlap`` of the frame are never chosen (small overlaps win on noise).
@@ -16,7 +16,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .fourier import fast_shape, irfft2, parabolic_peak, rfft2
+from .fourier import fast_shape, parabolic_peak
 
 __all__ = ["NCCSearch", "SearchResult"]
 
@@ -71,7 +71,11 @@ class NCCSearch:
         self.shape = (h, w)
         self.max_shift = (ry, rx)
         self._fft_shape = fast_shape((h, w), (ry, rx))
-        self._tspec = np.conj(rfft2(template, self._fft_shape))
+        fy, fx = self._fft_shape
+        self._pad = (fy - h, fx - w)
+        # OpenCV's real DFT (packed spectrum) is about 1.4x faster than
+        # scipy.fft at these sizes and has no Python-level dispatch
+        self._tspec = cv2.dft(self._padded(template))
         t0y, t1y, f0y, f1y = _axis_bounds(h, ry)
         t0x, t1x, f0x, f1x = _axis_bounds(w, rx)
         # flat indices of the four summed-area-table corners of every overlap
@@ -93,6 +97,13 @@ class NCCSearch:
         self._rc = np.ix_(self._rows, self._cols)
         self._invalid_template = ~self._allowed | ~(self._tvar > 0)
 
+    def _padded(self, image: np.ndarray) -> np.ndarray:
+        """``image`` zero-padded to the FFT shape (bottom and right)."""
+        py, px = self._pad
+        if not (py or px):
+            return image
+        return cv2.copyMakeBorder(image, 0, py, 0, px, cv2.BORDER_CONSTANT, value=0.0)
+
     def scores(self, frame: np.ndarray) -> np.ndarray:
         """NCC for every shift, shape (2 ry + 1, 2 rx + 1); index ``(ry + sy, rx + sx)``.
 
@@ -101,7 +112,8 @@ class NCCSearch:
         frame = np.ascontiguousarray(frame, dtype=np.float32)
         if frame.shape != self.shape:
             raise ValueError(f"frame shape {frame.shape} does not match the template {self.shape}.")
-        corr = irfft2(rfft2(frame, self._fft_shape) * self._tspec, self._fft_shape)
+        spec = cv2.mulSpectrums(cv2.dft(self._padded(frame)), self._tspec, 0, conjB=True)
+        corr = cv2.idft(spec, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
         num = corr[self._rc].astype(np.float64)
         sat, sqsat = cv2.integral2(frame, sdepth=cv2.CV_64F, sqdepth=cv2.CV_64F)
         a, b, c, d = self._corners

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 import os
 
-__all__ = ["Cancelled", "ProgressCallback", "report", "default_workers", "thread_pool"]
+__all__ = ["Cancelled", "ProgressCallback", "report", "default_workers", "estimation_workers", "thread_pool"]
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -37,6 +37,22 @@ def default_workers(workers: int | None = None) -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
         return max(1, os.cpu_count() or 1)
+
+
+def estimation_workers(workers: int | None = None) -> int:
+    """Threads that estimate frames: ``workers``, or 1 by default.
+
+    Estimating a frame is a few dozen short numpy and OpenCV calls, each of
+    which gives up and takes back the GIL; a second estimating thread spends
+    more time waiting for the GIL than it gains (measured on 2 cores, 512x512
+    frames: 1 thread 0.88 ms per frame, 2 threads 0.99 ms; 256x256: 0.52 ms
+    against 0.91 ms; ``tests/benchmarks/bench_threads.py``). The other cores
+    resample frames meanwhile (see
+    :func:`~napari_stackalign.core.register_apply.register_and_apply`).
+    """
+    if workers is None:
+        return 1
+    return default_workers(workers)
 
 
 def thread_pool(workers: int | None = None) -> ThreadPoolExecutor:

@@ -25,7 +25,7 @@ exactly (bit for bit) the single-call result; the tests check it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,7 @@ from .reference import build_reference
 from .smoothing import check_savgol, smooth_transforms
 
 __all__ = [
+    "ChunkHook",
     "PyramidJob",
     "TemplateState",
     "build_template",
@@ -69,7 +70,12 @@ __all__ = [
     "estimate_range",
     "finish",
     "plan_pyramid",
+    "run_stages",
 ]
+
+#: ``hook(start, stop, parts)`` after frames ``start:stop`` are estimated;
+#: ``parts`` holds the results of every range so far, in frame order
+ChunkHook = Callable[[int, int, list[FrameResults]], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -482,3 +488,39 @@ def finish(
     )
     final = smooth_transforms(raw, window_length=job.window_length, polyorder=job.polyorder) if job.smooth else raw
     return raw, final
+
+
+def run_stages(
+    stack: Any,
+    job: PyramidJob,
+    *,
+    reference: np.ndarray | None = None,
+    pool: Any = None,
+    progress: ProgressCallback | None = None,
+    on_chunk: ChunkHook | None = None,
+) -> tuple[FrameTransforms, FrameTransforms]:
+    """Every stage on one machine: template, every frame chunk by chunk, finish.
+
+    ``on_chunk`` is called after each chunk of ``job.chunk_size`` frames
+    (frames are estimated in order, template frames first), so a caller can
+    start using the estimates before the last frame is done.
+
+    Returns
+    -------
+    (raw, final) : FrameTransforms
+        As :func:`finish` returns them.
+    """
+    state = build_template(stack, job, reference=reference, pool=pool, progress=progress)
+    estimator = job.estimator(state.template)
+    preparer = job.preparer()
+    parts: list[FrameResults] = []
+    for start in range(0, job.n_frames, job.chunk_size):
+        stop = min(start + job.chunk_size, job.n_frames)
+        parts.append(
+            estimate_range(
+                stack, job, state, start, stop, preparer=preparer, estimator=estimator, pool=pool, progress=progress
+            )
+        )
+        if on_chunk is not None:
+            on_chunk(start, stop, parts)
+    return finish(job, state, concat_results(parts), levels_used=estimator.active_rates)

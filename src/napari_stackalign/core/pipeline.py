@@ -39,7 +39,7 @@ import numpy as np
 from .._version import __version__
 from ..transforms import FrameTransforms
 from ._frame_source import FileFrames, ReadAhead, as_frames, frame_ranges
-from ._progress import ProgressCallback, default_workers, report, thread_pool
+from ._progress import ProgressCallback, default_workers, estimation_workers, report, thread_pool
 from ._pyramid_stages import (
     PyramidJob,
     build_template,
@@ -504,7 +504,7 @@ def _register_open(
         job = plan_pyramid(
             frames.shape, frames.dtype, chunk_size=chunks.estimate, user_reference=reference is not None, **engine
         )
-        raw, final = estimate(frames, job, reference=reference, workers=n_workers, progress=progress)
+        raw, final = estimate(frames, job, reference=reference, workers=estimation_workers(workers), progress=progress)
         method, params = "pyramid", dict(final.params)
         if channel is not None:
             params["channel"] = int(channel)

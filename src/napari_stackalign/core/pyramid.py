@@ -26,8 +26,8 @@ without its failure modes:
   once (by :func:`~napari_stackalign.core.warp.apply_transforms`);
 - a rectangle ``roi`` and/or a ``mask`` restrict what is compared (a burned-in
   label cannot anchor the match); NaN pixels are ignored;
-- frames are read and processed chunk by chunk in a thread pool, so memory
-  stays flat for numpy, memmap, h5py and dask stacks.
+- frames are read and processed chunk by chunk, so memory stays flat for
+  numpy, memmap, h5py and dask stacks.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..transforms import FrameTransforms
-from ._progress import ProgressCallback, default_workers, report, thread_pool
+from ._progress import ProgressCallback, estimation_workers, report, thread_pool
 
 __all__ = ["DEFAULT_RATES", "QUALITY_FRACTION", "register_pyramid"]
 
@@ -224,7 +224,9 @@ def register_pyramid(
     chunk_size : int
         Frames read and processed at a time (memory stays flat).
     workers : int, optional
-        Threads (default: all cores).
+        Threads that estimate frames (default 1: frame estimation is bound
+        by the GIL and a second thread slows it down, see
+        :func:`~napari_stackalign.core._progress.estimation_workers`).
     progress : callable, optional
         ``progress(done, total, stage)`` with stages ``"reference"`` (template
         building; ``"template k/n"`` for the refinements when iterating, which
@@ -261,7 +263,7 @@ def register_pyramid(
     """
     # one implementation of the orchestration: the stages that the streaming
     # and cluster paths run in pieces (imported here: they use this module's checks)
-    from ._pyramid_stages import build_template, estimate_range, finish, plan_pyramid
+    from ._pyramid_stages import plan_pyramid, run_stages
 
     n_total = _check_stack(stack)[0]
     job = plan_pyramid(
@@ -281,11 +283,8 @@ def register_pyramid(
         chunk_size=chunk_size,
         user_reference=reference is not None,
     )
-    workers = default_workers(workers)
+    workers = estimation_workers(workers)
     with thread_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        state = build_template(stack, job, reference=reference, pool=pool, progress=progress)
-        estimator = job.estimator(state.template)
-        results = estimate_range(stack, job, state, 0, n_total, estimator=estimator, pool=pool, progress=progress)
-    _, result = finish(job, state, results, levels_used=estimator.active_rates)
+        _, result = run_stages(stack, job, reference=reference, pool=pool, progress=progress)
     report(progress, n_total, n_total, "done")
     return result

@@ -59,11 +59,14 @@ def warp_frame(
     border: str = "constant",
     cval: float = 0.0,
     output_dtype: Any = None,
+    dst: np.ndarray | None = None,
 ) -> np.ndarray:
     """Resample one 2-D frame with a forward 2x3 matrix in OpenCV (x, y) order.
 
     See :func:`apply_transforms` for the options. Integer outputs are rounded
-    and clipped to the dtype's range.
+    and clipped to the dtype's range. ``dst`` (a C-contiguous array of the
+    frame's shape and the output type) receives the result, which saves a
+    copy when OpenCV can write there directly.
     """
     _check_options(order, border)
     frame = np.asarray(frame)
@@ -81,10 +84,18 @@ def warp_frame(
     # NaN borders: OpenCV would spread NaN into the last row/column through
     # zero-weight neighbours, so resample with replicated edges and mark the
     # pixels whose source is not fully inside the frame afterwards.
+    direct = (
+        dst is not None
+        and work.dtype == out_dtype
+        and dst.dtype == out_dtype
+        and dst.shape == (h, w)
+        and dst.flags.c_contiguous
+    )
     result = cv2.warpAffine(
         np.ascontiguousarray(work),
         matrix_xy,
         (w, h),
+        dst=dst if direct else None,
         flags=ORDERS[order],
         borderMode=cv2.BORDER_REPLICATE if border == "nan" else BORDERS[border],
         borderValue=float(cval),
@@ -96,6 +107,9 @@ def warp_frame(
             info = np.iinfo(out_dtype)
             result = np.clip(np.rint(result), info.min, info.max)
         result = result.astype(out_dtype)
+    if dst is not None and not direct:
+        dst[...] = result
+        return dst
     return result
 
 
@@ -117,15 +131,25 @@ def _warp_chunk(
     cval: float,
     out_dtype: np.dtype,
     pool: Any,
+    result: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Warp a (t, [C,] Y, X) chunk with matching (t, 2, 3) matrices."""
-    result = np.empty(chunk.shape, dtype=out_dtype)
+    """Warp a (t, [C,] Y, X) chunk with matching (t, 2, 3) matrices into
+    ``result`` (a new array by default; a numpy array of the chunk's shape
+    and ``out_dtype`` is written frame by frame, without a copy)."""
+    if result is None:
+        result = np.empty(chunk.shape, dtype=out_dtype)
     extra = chunk.shape[1:-2]
 
     def one(t: int) -> None:
         for idx in np.ndindex(*extra):
-            result[(t, *idx)] = warp_frame(
-                chunk[(t, *idx)], mats[t], order=order, border=border, cval=cval, output_dtype=out_dtype
+            warp_frame(
+                chunk[(t, *idx)],
+                mats[t],
+                order=order,
+                border=border,
+                cval=cval,
+                output_dtype=out_dtype,
+                dst=result[(t, *idx)],
             )
 
     if pool is None:
@@ -213,12 +237,17 @@ def apply_transforms(
         out = np.empty(tuple(stack.shape), dtype=out_dtype)
     elif tuple(out.shape) != tuple(stack.shape):
         raise ValueError(f"out has shape {tuple(out.shape)}, expected {tuple(stack.shape)}.")
+    direct = type(out) in (np.ndarray, np.memmap) and out.dtype == out_dtype and out.flags.c_contiguous
     report(progress, 0, n_frames, "apply")
     with thread_pool(default_workers(workers)) as pool:
         for start in range(0, n_frames, chunk_size):
             stop = min(start + chunk_size, n_frames)
             chunk = np.asarray(stack[start:stop])
-            out[start:stop] = _warp_chunk(chunk, mats[start:stop], pool=pool, **kwargs)
+            if direct:
+                # numpy output: OpenCV writes each frame in place
+                _warp_chunk(chunk, mats[start:stop], pool=pool, result=out[start:stop], **kwargs)
+            else:
+                out[start:stop] = _warp_chunk(chunk, mats[start:stop], pool=pool, **kwargs)
             report(progress, stop, n_frames, "apply")
     return out
 

@@ -44,8 +44,9 @@ from qtpy.QtWidgets import (
 
 from .._parsing import format_downsample_rates, parse_downsample_rates
 from ..core.pipeline import register_stack_to_file, suggest_output_path
-from ..core.pyramid import DEFAULT_RATES, register_pyramid
-from ..core.smoothing import check_savgol, smooth_transforms
+from ..core.pyramid import DEFAULT_RATES
+from ..core.register_apply import register_and_apply
+from ..core.smoothing import check_savgol
 from ..core.warp import apply_transforms
 from ..io import read_stack
 from ..transforms import FrameTransforms
@@ -68,11 +69,17 @@ def _register_task(
     *,
     progress: Any = None,
 ) -> tuple[FrameTransforms, FrameTransforms, Any]:
-    """Estimate, smooth (optionally) and apply; runs in the worker thread."""
-    raw = register_pyramid(stack, **params, progress=progress)
-    final = smooth_transforms(raw, **smooth) if smooth is not None else raw
-    registered = apply_transforms(stack, final, progress=progress)
-    return raw, final, registered
+    """Estimate, smooth (optionally) and apply; runs in the worker thread.
+
+    One call to :func:`~napari_stackalign.core.register_apply.register_and_apply`:
+    without smoothing the resampling overlaps the estimation (same result as
+    estimating, then applying).
+    """
+    options = dict(params)
+    if smooth is not None:
+        options.update(smooth=True, **smooth)
+    result = register_and_apply(stack, **options, progress=progress)
+    return result.raw_transforms, result.transforms, result.data
 
 
 def _register_to_disk_task(

@@ -1,0 +1,229 @@
+"""Pyramid registration and resampling in one call, overlapped.
+
+:func:`register_and_apply` gives what
+``apply_transforms(stack, register_pyramid(stack))`` gives, bit for bit, in
+less time: frames are estimated in order, template frames first, so once the
+template frames are done the correction of every later frame is known as soon
+as that frame is estimated (without smoothing, the only stack-wide step that
+moves a usable frame is the anchoring on the template frames). Each chunk is
+resampled in a background thread while the next chunk is estimated, which
+uses the cores that estimation (bound by the GIL, one thread) leaves idle.
+
+After the stack-wide steps, every frame whose final matrix differs from the
+one it was resampled with (an unusable frame, whose shift is interpolated
+from its neighbours) is resampled again, so the output never depends on the
+overlap. With ``smooth=True`` or a dask stack the two steps run one after the
+other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+import cv2
+import numpy as np
+
+from ..transforms import FrameTransforms
+from ._progress import ProgressCallback, default_workers, estimation_workers, report, thread_pool
+from ._pyramid_engine import FLAG_UNUSABLE, FrameResults
+from ._pyramid_stages import PyramidJob, concat_results, plan_pyramid, run_stages
+from .pyramid import _check_stack
+from .warp import _check_options, _is_dask, _result_dtype, _warp_chunk, apply_transforms
+
+__all__ = ["AlignedStack", "register_and_apply"]
+
+
+class AlignedStack(NamedTuple):
+    """What :func:`register_and_apply` returns."""
+
+    #: the registered frames (numpy array; lazy dask array for dask input)
+    data: Any
+    #: the transforms applied (smoothed when ``smooth=True``)
+    transforms: FrameTransforms
+    #: the transforms before smoothing (the same object without smoothing)
+    raw_transforms: FrameTransforms
+
+
+def _anchor(job: PyramidJob, parts: list[FrameResults]) -> np.ndarray | None:
+    """The offset :func:`~._pyramid_stages.finish` will subtract from every
+    shift (the mean over the usable template frames; 0 with a user
+    reference), once the template frames are estimated; else None."""
+    if job.user_reference:
+        return np.zeros(2)
+    done = sum(len(p.shifts) for p in parts)
+    n_template = job.n_template
+    if done < n_template:
+        return None
+    head = concat_results(parts)
+    shifts = head.shifts[:n_template]
+    usable = (head.flags[:n_template] & FLAG_UNUSABLE) == 0
+    if not usable.any():
+        return None
+    return shifts[usable].mean(axis=0)
+
+
+def _matrices(job: PyramidJob, shifts: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """cv2 matrices of the corrections ``-(shifts - offset)``, as ``finish`` builds them."""
+    anchored = shifts - offset
+    height, width = job.frame_shape
+    partial = FrameTransforms(dy=-anchored[:, 0], dx=-anchored[:, 1], center=((height - 1) / 2.0, (width - 1) / 2.0))
+    return partial.to_cv2_matrices()
+
+
+_opencv_lock = threading.Lock()
+_opencv_users = 0
+_opencv_before = 0
+
+
+@contextlib.contextmanager
+def _opencv_single_thread() -> Iterator[None]:
+    """OpenCV's own thread pool off for the duration (restored after).
+
+    Estimation holds one core; a resampling that OpenCV splits over every
+    core preempts it, so the overlap gains little (measured, 512x512 x1000:
+    overlapped 702 frames/s with OpenCV's threads, 1077 without). The setting
+    is process-wide: other OpenCV calls made meanwhile run single-threaded
+    too (slower, never different). Overlapping calls share it: the first in
+    saves the thread count, the last out restores it.
+    """
+    global _opencv_users, _opencv_before
+    with _opencv_lock:
+        if _opencv_users == 0:
+            _opencv_before = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+        _opencv_users += 1
+    try:
+        yield
+    finally:
+        with _opencv_lock:
+            _opencv_users -= 1
+            if _opencv_users == 0:
+                cv2.setNumThreads(_opencv_before)
+
+
+def register_and_apply(
+    stack: Any,
+    *,
+    reference: np.ndarray | None = None,
+    order: int = 1,
+    border: str = "constant",
+    cval: float = 0.0,
+    output_dtype: Any = None,
+    workers: int | None = None,
+    apply_workers: int | None = None,
+    progress: ProgressCallback | None = None,
+    **options: Any,
+) -> AlignedStack:
+    """Register a (T, Y, X) stack by pyramid registration and resample it.
+
+    The result equals ``apply_transforms(stack, register_pyramid(stack))``
+    exactly; resampling runs in the background while frames are estimated.
+
+    Parameters
+    ----------
+    stack : array-like, shape (T, Y, X)
+        Numpy array, memmap, h5py dataset or dask array (dask input gives a
+        lazy dask output, computed after the estimation).
+    reference : ndarray, shape (Y, X), optional
+        A template to register to (see
+        :func:`~napari_stackalign.core.pyramid.register_pyramid`).
+    order, border, cval, output_dtype
+        Resampling options of
+        :func:`~napari_stackalign.core.warp.apply_transforms`.
+    workers : int, optional
+        Threads that estimate frames (default 1, see ``register_pyramid``).
+    apply_workers : int, optional
+        Threads that resample (default: one background thread; OpenCV
+        spreads each frame over the cores).
+    progress : callable, optional
+        ``progress(done, total, stage)``: stages ``"reference"``,
+        ``"estimate"``, ``"apply"`` (resampling the frames that remain once
+        every frame is estimated) and ``"done"``; may raise
+        :class:`~napari_stackalign.core.Cancelled`, which stops both steps.
+    **options
+        The other keywords of ``register_pyramid`` (``num_frames``,
+        ``downsample_rates``, ``max_movement``, ``iterate``, ``smooth``,
+        ``window_length``, ``polyorder``, ``roi``, ``mask``, ``normalize``,
+        ``kernel``, ``chunk_size``).
+
+    Returns
+    -------
+    AlignedStack
+        ``data`` (the registered frames, in the input's dtype unless
+        ``output_dtype`` or ``border="nan"`` say otherwise),
+        ``transforms`` and ``raw_transforms``.
+
+    Raises
+    ------
+    ValueError
+        As ``register_pyramid`` and ``apply_transforms`` do.
+    """
+    n_total = _check_stack(stack)[0]
+    _check_options(order, border)
+    out_dtype = _result_dtype(np.dtype(stack.dtype), border, output_dtype)
+    job = plan_pyramid(tuple(stack.shape), stack.dtype, user_reference=reference is not None, **options)
+    warp_options = dict(order=order, border=border, cval=cval, output_dtype=output_dtype)
+    n_est = estimation_workers(workers)
+    est_pool = thread_pool(n_est) if n_est > 1 else contextlib.nullcontext()
+
+    if job.smooth or _is_dask(stack):
+        # smoothing moves every frame once all are known; dask stays lazy
+        with est_pool as pool:
+            raw, final = run_stages(stack, job, reference=reference, pool=pool, progress=progress)
+        data = apply_transforms(stack, final, workers=apply_workers, progress=progress, **warp_options)
+        report(progress, n_total, n_total, "done")
+        return AlignedStack(data, final, raw)
+
+    out = np.empty(tuple(stack.shape), dtype=out_dtype)
+    used = np.full((n_total, 2, 3), np.nan)  # the matrix each frame was resampled with
+    chunk_kwargs = dict(order=order, border=border, cval=cval, out_dtype=out_dtype)
+    pending: list[Future] = []
+    # one background thread resamples chunk after chunk (OpenCV spreads each
+    # frame over the cores); more when apply_workers asks for them
+    n_apply = 1 if apply_workers is None else default_workers(apply_workers)
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stackalign-apply")
+    warp_pool = thread_pool(n_apply) if n_apply > 1 else contextlib.nullcontext()
+    state = {"offset": None, "warped": 0}
+
+    with warp_pool as inner:
+
+        def warp(start: int, stop: int, mats: np.ndarray) -> None:
+            chunk = np.asarray(stack[start:stop])
+            _warp_chunk(chunk, mats, pool=inner, result=out[start:stop], **chunk_kwargs)
+
+        def on_chunk(start: int, stop: int, parts: list[FrameResults]) -> None:
+            if state["offset"] is None:
+                state["offset"] = _anchor(job, parts)
+                if state["offset"] is None:
+                    return
+            done = state["warped"]
+            # parts cover frames 0:stop in order; frames done:stop are new
+            shifts = parts[-1].shifts if done == start else concat_results(parts).shifts[done:stop]
+            mats = _matrices(job, shifts, state["offset"])
+            used[done:stop] = mats
+            pending.append(background.submit(warp, done, stop, mats))
+            state["warped"] = stop
+
+        try:
+            with _opencv_single_thread():
+                with est_pool as pool:
+                    raw, final = run_stages(
+                        stack, job, reference=reference, pool=pool, progress=progress, on_chunk=on_chunk
+                    )
+                for future in pending:
+                    future.result()
+            final_mats = final.to_cv2_matrices()
+            redo = np.flatnonzero(~np.all(used == final_mats, axis=(1, 2)))
+            if redo.size:
+                report(progress, 0, redo.size, "apply")
+            for k, t in enumerate(redo):
+                warp(int(t), int(t) + 1, final_mats[t : t + 1])
+                report(progress, k + 1, redo.size, "apply")
+        finally:
+            background.shutdown(wait=True, cancel_futures=True)
+    report(progress, n_total, n_total, "done")
+    return AlignedStack(out, final, raw)
