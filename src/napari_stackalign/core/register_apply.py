@@ -137,12 +137,14 @@ def register_and_apply(
     workers : int, optional
         Threads that estimate frames (default 1, see ``register_pyramid``).
     apply_workers : int, optional
-        Threads that resample (default: one background thread; OpenCV
-        spreads each frame over the cores).
+        Threads that resample the frames left once every frame is estimated
+        (default: all cores). During the estimation one background thread
+        resamples.
     progress : callable, optional
         ``progress(done, total, stage)``: stages ``"reference"``,
-        ``"estimate"``, ``"apply"`` (resampling the frames that remain once
-        every frame is estimated) and ``"done"``; may raise
+        ``"estimate"``, ``"apply"`` (resampling the frames left once every
+        frame is estimated: the last chunk, every frame when the template
+        frames are the whole stack, and unusable frames) and ``"done"``; may raise
         :class:`~napari_stackalign.core.Cancelled`, which stops both steps.
     **options
         The other keywords of ``register_pyramid`` (``num_frames``,
@@ -182,48 +184,51 @@ def register_and_apply(
     used = np.full((n_total, 2, 3), np.nan)  # the matrix each frame was resampled with
     chunk_kwargs = dict(order=order, border=border, cval=cval, out_dtype=out_dtype)
     pending: list[Future] = []
-    # one background thread resamples chunk after chunk (OpenCV spreads each
-    # frame over the cores); more when apply_workers asks for them
-    n_apply = 1 if apply_workers is None else default_workers(apply_workers)
+    # while estimating, one background thread resamples chunk after chunk
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stackalign-apply")
-    warp_pool = thread_pool(n_apply) if n_apply > 1 else contextlib.nullcontext()
-    state = {"offset": None, "warped": 0}
+    state: dict[str, Any] = {"offset": None, "warped": 0}
 
-    with warp_pool as inner:
+    def warp(start: int, stop: int, mats: np.ndarray, pool: Any = None) -> None:
+        chunk = np.asarray(stack[start:stop])
+        _warp_chunk(chunk, mats, pool=pool, result=out[start:stop], **chunk_kwargs)
 
-        def warp(start: int, stop: int, mats: np.ndarray) -> None:
-            chunk = np.asarray(stack[start:stop])
-            _warp_chunk(chunk, mats, pool=inner, result=out[start:stop], **chunk_kwargs)
-
-        def on_chunk(start: int, stop: int, parts: list[FrameResults]) -> None:
+    def on_chunk(start: int, stop: int, parts: list[FrameResults]) -> None:
+        if stop >= n_total:
+            return  # nothing left to overlap with: resampled below on every core
+        if state["offset"] is None:
+            state["offset"] = _anchor(job, parts)
             if state["offset"] is None:
-                state["offset"] = _anchor(job, parts)
-                if state["offset"] is None:
-                    return
-            done = state["warped"]
-            # parts cover frames 0:stop in order; frames done:stop are new
-            shifts = parts[-1].shifts if done == start else concat_results(parts).shifts[done:stop]
-            mats = _matrices(job, shifts, state["offset"])
-            used[done:stop] = mats
-            pending.append(background.submit(warp, done, stop, mats))
-            state["warped"] = stop
+                return
+        done = state["warped"]
+        # parts cover frames 0:stop in order; frames done:stop are new
+        shifts = parts[-1].shifts if done == start else concat_results(parts).shifts[done:stop]
+        mats = _matrices(job, shifts, state["offset"])
+        used[done:stop] = mats
+        pending.append(background.submit(warp, done, stop, mats))
+        state["warped"] = stop
 
-        try:
-            with _opencv_single_thread():
-                with est_pool as pool:
-                    raw, final = run_stages(
-                        stack, job, reference=reference, pool=pool, progress=progress, on_chunk=on_chunk
-                    )
-                for future in pending:
-                    future.result()
-            final_mats = final.to_cv2_matrices()
-            redo = np.flatnonzero(~np.all(used == final_mats, axis=(1, 2)))
-            if redo.size:
-                report(progress, 0, redo.size, "apply")
-            for k, t in enumerate(redo):
-                warp(int(t), int(t) + 1, final_mats[t : t + 1])
-                report(progress, k + 1, redo.size, "apply")
-        finally:
-            background.shutdown(wait=True, cancel_futures=True)
+    try:
+        with _opencv_single_thread():
+            with est_pool as pool:
+                raw, final = run_stages(stack, job, reference=reference, pool=pool, progress=progress, on_chunk=on_chunk)
+        for future in pending:
+            future.result()
+    finally:
+        background.shutdown(wait=True, cancel_futures=True)
+    # the frames not resampled yet (the last chunk; every frame when the
+    # template frames are the whole stack) and those whose final matrix
+    # differs from the one they were resampled with (unusable frames)
+    final_mats = final.to_cv2_matrices()
+    tail = np.flatnonzero(~np.all(used == final_mats, axis=(1, 2)))
+    if tail.size:
+        report(progress, 0, tail.size, "apply")
+        done = 0
+        with thread_pool(default_workers(apply_workers)) as pool:
+            for run in np.split(tail, np.flatnonzero(np.diff(tail) != 1) + 1):
+                for a in range(int(run[0]), int(run[-1]) + 1, job.chunk_size):
+                    b = min(a + job.chunk_size, int(run[-1]) + 1)
+                    warp(a, b, final_mats[a:b], pool)
+                    done += b - a
+                    report(progress, done, tail.size, "apply")
     report(progress, n_total, n_total, "done")
     return AlignedStack(out, final, raw)
