@@ -16,6 +16,7 @@ Shift convention inside this module: ``s`` with ``frame[p + s] ~ template[p]``
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -335,37 +336,55 @@ def run_frames(
     quality = np.full(n, np.nan)
     flags = np.zeros(n, np.int64)
 
-    def one(args: tuple[int, np.ndarray]) -> tuple[Estimate, Registered | None]:
+    def one(args: tuple[int, np.ndarray]) -> tuple[Estimate, PreparedFrame | None]:
         j, raw = args
         prepared = preparer(raw)
         start = None
         if init is not None and np.all(np.isfinite(init[j])):
             start = (float(init[j, 0]), float(init[j, 1]))
         est = estimator.estimate(prepared, start, init_level, frame_prior)
-        registered = None
-        if accumulator is not None and accumulate is not None and accumulate[j] and not est.flags & FLAG_UNUSABLE:
-            registered = accumulator.register(prepared, est.shift)
-        return est, registered
+        keep = accumulator is not None and accumulate is not None and accumulate[j] and not est.flags & FLAG_UNUSABLE
+        return est, prepared if keep else None
+
+    def add(prepared: PreparedFrame, shift: tuple[float, float]) -> None:
+        assert accumulator is not None
+        accumulator.add(accumulator.register(prepared, shift))
 
     frame_prior = (float(prior[0]), float(prior[1]))
     # following: batches of FOLLOW_BATCH at fixed positions (whatever the
     # chunk size), each read in pieces of at most chunk_size frames
     step = FOLLOW_BATCH if follow else chunk_size
-    report(progress, done_offset, total, stage)
-    for b0 in range(0, n, step):
-        b1 = min(b0 + step, n)
-        pieces = [_read(stack, indices[r0 : min(r0 + chunk_size, b1)]) for r0 in range(b0, b1, chunk_size)]
-        chunk = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-        items = [(j, chunk[j - b0]) for j in range(b0, b1)]
-        results = pool.map(one, items) if pool is not None else map(one, items)
-        for j, (est, registered) in zip(range(b0, b1), results):
-            shifts[j] = est.shift
-            quality[j] = est.quality
-            flags[j] = est.flags
-            if registered is not None and accumulator is not None:
-                accumulator.add(registered)
-        good = (flags[b0:b1] & (FLAG_UNUSABLE | FLAG_FAILED)) == 0
-        if follow and good.any():
-            frame_prior = tuple(float(v) for v in np.median(shifts[b0:b1][good], axis=0))
-        report(progress, done_offset + b1, total, stage)
+    # the registered frames are resampled and added to the next template by
+    # one background thread, in frame order (so the sums, hence the template,
+    # are the same bits whatever the threads), while the next frames are
+    # estimated: resampling is one large OpenCV call that runs beside the
+    # GIL-bound estimation
+    adder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stackalign-template") if accumulator is not None else None
+    added: list[Future] = []
+    try:
+        report(progress, done_offset, total, stage)
+        for b0 in range(0, n, step):
+            b1 = min(b0 + step, n)
+            pieces = [_read(stack, indices[r0 : min(r0 + chunk_size, b1)]) for r0 in range(b0, b1, chunk_size)]
+            chunk = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+            items = [(j, chunk[j - b0]) for j in range(b0, b1)]
+            results = pool.map(one, items) if pool is not None else map(one, items)
+            for j, (est, prepared) in zip(range(b0, b1), results):
+                shifts[j] = est.shift
+                quality[j] = est.quality
+                flags[j] = est.flags
+                if prepared is not None and adder is not None:
+                    added.append(adder.submit(add, prepared, est.shift))
+            good = (flags[b0:b1] & (FLAG_UNUSABLE | FLAG_FAILED)) == 0
+            if follow and good.any():
+                frame_prior = tuple(float(v) for v in np.median(shifts[b0:b1][good], axis=0))
+            # at most a few frames wait for the background thread (memory)
+            while len(added) > 2 * step + 4:
+                added.pop(0).result()
+            report(progress, done_offset + b1, total, stage)
+        for future in added:
+            future.result()
+    finally:
+        if adder is not None:
+            adder.shutdown(wait=True, cancel_futures=True)
     return FrameResults(shifts, quality, flags)
