@@ -286,6 +286,16 @@ class FrameResults:
     flags: np.ndarray  # (n,) int
 
 
+def _median_rows(rows: np.ndarray) -> tuple[float, float]:
+    """``np.median(rows, axis=0)`` as a tuple; one or two rows without
+    np.median's overhead (same values: the mean of the two middle ones)."""
+    if len(rows) == 1:
+        return float(rows[0, 0]), float(rows[0, 1])
+    if len(rows) == 2:
+        return float((rows[0, 0] + rows[1, 0]) / 2.0), float((rows[0, 1] + rows[1, 1]) / 2.0)
+    return tuple(float(v) for v in np.median(rows, axis=0))
+
+
 def _read(stack: Any, idx: np.ndarray) -> np.ndarray:
     """Frames ``idx`` (one slice read when they are consecutive)."""
     if idx.size and idx[-1] - idx[0] == idx.size - 1 and np.all(np.diff(idx) == 1):
@@ -377,7 +387,7 @@ def run_frames(
                     added.append(adder.submit(add, prepared, est.shift))
             good = (flags[b0:b1] & (FLAG_UNUSABLE | FLAG_FAILED)) == 0
             if follow and good.any():
-                frame_prior = tuple(float(v) for v in np.median(shifts[b0:b1][good], axis=0))
+                frame_prior = _median_rows(shifts[b0:b1][good])
             # at most a few frames wait for the background thread (memory)
             while len(added) > 2 * step + 4:
                 added.pop(0).result()
