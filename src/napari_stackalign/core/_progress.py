@@ -44,11 +44,15 @@ def estimation_workers(workers: int | None = None) -> int:
 
     Estimating a frame is a few dozen short numpy and OpenCV calls, each of
     which gives up and takes back the GIL; a second estimating thread spends
-    more time waiting for the GIL than it gains (measured on 2 cores, 512x512
-    frames: 1 thread 0.88 ms per frame, 2 threads 0.99 ms; 256x256: 0.52 ms
-    against 0.91 ms; ``tests/benchmarks/bench_threads.py``). The other cores
-    resample frames meanwhile (see
-    :func:`~napari_stackalign.core.register_apply.register_and_apply`).
+    more time waiting for the GIL than it gains (measured on 2 cores, final
+    pass, per frame: 512x512 texture 687 us with 1 thread, 701 us with 2;
+    256x256 texture 293 us against 433 us; ``tests/benchmarks/bench_threads.py``,
+    ``docs/benchmarks-threads.md``). The exception is content the coarse
+    levels cannot see (a lattice), whose search is a large FFT correlation:
+    512x512, 1832 us against 1410 us; pass ``workers=2`` there when only
+    estimating (with :func:`~napari_stackalign.core.register_apply.register_and_apply`
+    the other core is busy resampling and 2 threads were slower: 382 against
+    447 frames/s). The other cores resample frames meanwhile.
     """
     if workers is None:
         return 1
