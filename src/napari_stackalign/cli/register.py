@@ -347,6 +347,9 @@ def run(args: argparse.Namespace) -> int:
 
         with terminal_progress(enabled=not args.quiet) as bar:
             progress = _without_done_stage(bar)
+            # the input is in memory here (larger files take the streaming
+            # path above): resample in memory too, on every core
+            registered = None
             if args.apply_transforms is not None:
                 transforms = FrameTransforms.load(args.apply_transforms)
                 if len(transforms) != n_frames:
@@ -356,10 +359,7 @@ def run(args: argparse.Namespace) -> int:
                     )
                 action = f"applied {Path(args.apply_transforms).name}"
             else:
-                from ..core.pyramid import register_pyramid
-
-                transforms = register_pyramid(
-                    estimate_on,
+                engine = dict(
                     num_frames=args.num_frames,
                     downsample_rates=rates,
                     max_movement=args.max_movement,
@@ -372,8 +372,19 @@ def run(args: argparse.Namespace) -> int:
                     normalize=bool(args.normalize),
                     progress=progress,
                 )
+                if estimate_on is stack:
+                    # one channel: estimation and resampling overlapped
+                    from ..core.register_apply import register_and_apply
+
+                    aligned = register_and_apply(stack, **engine)
+                    transforms, registered = aligned.transforms, aligned.data
+                else:
+                    from ..core.pyramid import register_pyramid
+
+                    transforms = register_pyramid(estimate_on, **engine)
                 action = "estimated"
-            registered = apply_transforms(_lazy_frames(stack), transforms)
+            if registered is None:
+                registered = apply_transforms(_in_memory(stack), transforms, progress=progress)
             metadata = dict(data.metadata)
             metadata["stackalign"] = _provenance(args, rates, roi, in_path, action)
             write_stack(
@@ -410,14 +421,10 @@ def _without_done_stage(progress: Any) -> Any:
     return callback
 
 
-def _lazy_frames(stack: Any) -> Any:
-    """A frame-chunked dask view of ``stack`` (no copy), so the warped output
-    is computed chunk by chunk while it streams into the file."""
-    from ..io._lazy import frame_chunked_dask
-
-    if type(stack).__module__.startswith("dask."):
-        return stack
-    return frame_chunked_dask(stack)
+def _in_memory(stack: Any) -> Any:
+    """``stack`` as a numpy array when it is not one already (the reader
+    hands small files over in memory)."""
+    return stack if isinstance(stack, np.ndarray) else np.asarray(stack)
 
 
 def _provenance(args: argparse.Namespace, rates: tuple, roi: Any, in_path: Path, action: str) -> dict:
