@@ -281,3 +281,18 @@ def test_output_is_the_library_result(tmp_path, tif_in, drifting):
     again = tmp_path / "again.tif"
     assert _run(f"-i {tif_in} -o {again} --apply-transforms {table} -q") == 0
     np.testing.assert_array_equal(tifffile.imread(again), written)
+
+def test_compression_flag(tmp_path, tif_in):
+    import h5py
+
+    plain, packed = tmp_path / "plain.h5", tmp_path / "packed.h5"
+    assert _run(f"-i {tif_in} -o {plain} -q") == 0
+    assert _run(f"-i {tif_in} -o {packed} --compression lzf -q") == 0
+    with h5py.File(plain, "r") as a, h5py.File(packed, "r") as b:
+        assert a["image_data"].compression is None  # the default writes at disk speed
+        assert b["image_data"].compression == "lzf"
+        np.testing.assert_array_equal(a["image_data"][()], b["image_data"][()])
+    # lzf does not exist for TIFF: refused before any work, nothing written
+    tif = tmp_path / "o.tif"
+    assert _run(f"-i {tif_in} -o {tif} --compression lzf -q") == 2
+    assert not tif.exists()

@@ -108,6 +108,7 @@ def run_streaming(
             scheduler=args.scheduler if cluster else None,
             n_workers=args.workers if cluster else None,
             overwrite=args.overwrite,
+            compression=args.compression,
             progress=_without_done_stage(bar),
         )
     if not args.quiet:
