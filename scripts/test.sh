@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh testing
-export QT_API=pyqt5
+export QT_API=pyqt6
 # pytest-xvfb starts a virtual X display for the run (napari needs OpenGL to draw)
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
