@@ -101,7 +101,7 @@ def test_reevaluate_is_instant_and_update_average(make_napari_viewer, qtbot, sce
     widget.bad_frames.editingFinished.emit()
     assert widget.result.bad_frames == (2, 6) and not widget.result.frame_ok[[2, 6]].any()
     before = len(viewer.layers)
-    worker = widget.update_average()
+    widget.update_average()
     # the runner keeps its worker until the finished signal reached the GUI
     # thread (waiting on the signal itself can miss a fast worker)
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=60_000)
@@ -185,7 +185,7 @@ def test_cancel_adds_nothing(make_napari_viewer, qtbot):
     stack, _ = pairwise_scenes.stem_stack(40, (128, 128), snr=1.0, seed=14)
     viewer, _layer, widget = _widget(make_napari_viewer, (stack, None))
     before = len(viewer.layers)
-    worker = widget.run()
+    widget.run()
     widget.runner.cancel()
     # the runner keeps its worker until the finished signal reached the GUI
     # thread (waiting on the signal itself can miss a fast worker)

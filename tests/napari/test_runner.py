@@ -26,7 +26,7 @@ def test_runs_in_worker_and_reports_progress(qtbot):
     results = []
     runner = TaskRunner("Run", lambda: None)
     qtbot.addWidget(runner)
-    worker = runner.start(_slow, 10, on_result=results.append)
+    runner.start(_slow, 10, on_result=results.append)
     assert not runner.run_button.isEnabled() and runner.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: not runner.running, timeout=5000)
     assert results and results[0] != threading.current_thread().name
@@ -40,7 +40,7 @@ def test_cancel_stops_and_adds_nothing(qtbot, monkeypatch):
     results = []
     runner = TaskRunner("Run", lambda: None)
     qtbot.addWidget(runner)
-    worker = runner.start(_slow, 500, on_result=results.append)
+    runner.start(_slow, 500, on_result=results.append)
     qtbot.wait(50)
     runner.cancel()
     qtbot.waitUntil(lambda: not runner.running, timeout=5000)
@@ -54,7 +54,7 @@ def test_user_error_becomes_notification(qtbot, monkeypatch):
     monkeypatch.setattr("napari_stackalign.napari._runner.show_error", shown.append)
     runner = TaskRunner("Run", lambda: None)
     qtbot.addWidget(runner)
-    worker = runner.start(_slow, 2, on_result=lambda r: None, fail=ValueError("pick a (T, Y, X) layer"))
+    runner.start(_slow, 2, on_result=lambda r: None, fail=ValueError("pick a (T, Y, X) layer"))
     qtbot.waitUntil(lambda: not runner.running, timeout=5000)
     assert shown == ["pick a (T, Y, X) layer"]
 
