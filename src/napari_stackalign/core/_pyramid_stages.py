@@ -66,7 +66,9 @@ __all__ = [
     "PyramidJob",
     "TemplateState",
     "build_template",
+    "anchor_offset",
     "concat_results",
+    "corrections",
     "estimate_range",
     "finish",
     "plan_pyramid",
@@ -421,6 +423,29 @@ def concat_results(parts: Sequence[FrameResults]) -> FrameResults:
     )
 
 
+def anchor_offset(job: PyramidJob, shifts: np.ndarray, flags: np.ndarray) -> np.ndarray | None:
+    """What :func:`finish` subtracts from every shift: the mean over the usable
+    template frames (None with a user reference, whose frame is kept, or
+    when no template frame is usable yet). ``shifts`` and ``flags`` need only
+    cover the template frames."""
+    if job.user_reference:
+        return None
+    n_template = job.n_template
+    usable = (np.asarray(flags[:n_template]) & FLAG_UNUSABLE) == 0
+    if len(usable) < n_template or not usable.any():
+        return None
+    return shifts[:n_template][usable].mean(axis=0)
+
+
+def corrections(job: PyramidJob, shifts: np.ndarray, **fields: Any) -> FrameTransforms:
+    """The transforms that undo the (anchored) engine shifts ``s``: ``dy, dx
+    = -s`` about the frame centre, with any other ``FrameTransforms`` fields."""
+    height, width = job.frame_shape
+    return FrameTransforms(
+        dy=-shifts[:, 0], dx=-shifts[:, 1], center=((height - 1) / 2.0, (width - 1) / 2.0), **fields
+    )
+
+
 def finish(
     job: PyramidJob, state: TemplateState, results: FrameResults, *, levels_used: Sequence[float]
 ) -> tuple[FrameTransforms, FrameTransforms]:
@@ -448,7 +473,6 @@ def finish(
     """
     if len(results.shifts) != job.n_frames:
         raise ValueError(f"got results for {len(results.shifts)} frames, expected {job.n_frames}.")
-    n_template = job.n_template
     flags = results.flags
     usable = (flags & FLAG_UNUSABLE) == 0
     if not usable.any():
@@ -464,9 +488,9 @@ def finish(
         ok &= finite_q & (quality >= QUALITY_FRACTION * median_q)
     else:
         ok[:] = False
-    if not job.user_reference:
-        anchor = usable[:n_template]
-        shifts = shifts - shifts[:n_template][anchor].mean(axis=0)
+    offset = anchor_offset(job, shifts, flags)
+    if offset is not None:
+        shifts = shifts - offset
     params = job.params()
     params["levels_used"] = list(levels_used)
     params["reference_passes"] = int(state.reference_passes)
@@ -476,16 +500,7 @@ def finish(
         "refinement_failed": int(np.sum((flags & FLAG_FAILED) > 0)),
         "not_converged": int(np.sum((flags & FLAG_NOT_CONVERGED) > 0)),
     }
-    height, width = job.frame_shape
-    raw = FrameTransforms(
-        dy=-shifts[:, 0],
-        dx=-shifts[:, 1],
-        center=((height - 1) / 2.0, (width - 1) / 2.0),
-        quality=quality,
-        ok=ok,
-        method="pyramid",
-        params=params,
-    )
+    raw = corrections(job, shifts, quality=quality, ok=ok, method="pyramid", params=params)
     final = smooth_transforms(raw, window_length=job.window_length, polyorder=job.polyorder) if job.smooth else raw
     return raw, final
 

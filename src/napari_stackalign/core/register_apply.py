@@ -29,8 +29,8 @@ import numpy as np
 
 from ..transforms import FrameTransforms
 from ._progress import ProgressCallback, default_workers, estimation_workers, report, thread_pool
-from ._pyramid_engine import FLAG_UNUSABLE, FrameResults
-from ._pyramid_stages import PyramidJob, concat_results, plan_pyramid, run_stages
+from ._pyramid_engine import FrameResults
+from ._pyramid_stages import PyramidJob, anchor_offset, concat_results, corrections, plan_pyramid, run_stages
 from .pyramid import _check_stack
 from .warp import _check_options, _is_dask, _result_dtype, _warp_chunk, apply_transforms
 
@@ -50,28 +50,14 @@ class AlignedStack(NamedTuple):
 
 def _anchor(job: PyramidJob, parts: list[FrameResults]) -> np.ndarray | None:
     """The offset :func:`~._pyramid_stages.finish` will subtract from every
-    shift (the mean over the usable template frames; 0 with a user
-    reference), once the template frames are estimated; else None."""
+    shift (0 with a user reference), once the template frames are
+    estimated; else None."""
     if job.user_reference:
         return np.zeros(2)
-    done = sum(len(p.shifts) for p in parts)
-    n_template = job.n_template
-    if done < n_template:
+    if sum(len(p.shifts) for p in parts) < job.n_template:
         return None
     head = concat_results(parts)
-    shifts = head.shifts[:n_template]
-    usable = (head.flags[:n_template] & FLAG_UNUSABLE) == 0
-    if not usable.any():
-        return None
-    return shifts[usable].mean(axis=0)
-
-
-def _matrices(job: PyramidJob, shifts: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """cv2 matrices of the corrections ``-(shifts - offset)``, as ``finish`` builds them."""
-    anchored = shifts - offset
-    height, width = job.frame_shape
-    partial = FrameTransforms(dy=-anchored[:, 0], dx=-anchored[:, 1], center=((height - 1) / 2.0, (width - 1) / 2.0))
-    return partial.to_cv2_matrices()
+    return anchor_offset(job, head.shifts, head.flags)
 
 
 _opencv_lock = threading.Lock()
@@ -202,7 +188,7 @@ def register_and_apply(
         done = state["warped"]
         # parts cover frames 0:stop in order; frames done:stop are new
         shifts = parts[-1].shifts if done == start else concat_results(parts).shifts[done:stop]
-        mats = _matrices(job, shifts, state["offset"])
+        mats = corrections(job, shifts - state["offset"]).to_cv2_matrices()
         used[done:stop] = mats
         pending.append(background.submit(warp, done, stop, mats))
         state["warped"] = stop
