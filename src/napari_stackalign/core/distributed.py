@@ -333,7 +333,7 @@ def cluster_estimator(source: FileFrames, channel: int | None, *, scheduler: Any
         workers: int,
         progress: ProgressCallback | None,
     ) -> tuple[FrameTransforms, FrameTransforms]:
-        with thread_pool(workers) as pool:
+        with thread_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
             state = build_template(frames, job, reference=reference, pool=pool, progress=progress)
         levels_used = job.estimator(state.template).active_rates
         with connect(scheduler=scheduler, n_workers=n_workers) as client:
