@@ -63,13 +63,12 @@ def cv2_threads() -> Iterator[int]:
     cv2.setNumThreads(before)
 
 
-def _left_for_the_end(n_frames: int, chunk_size: int, num_frames: int | None, unusable: Any = ()) -> int:
-    """Frames resampled after the estimation: the last chunk (or every frame
-    when the anchor is only known with the last chunk), plus the unusable
-    frames before it. ``num_frames=None``: a user reference (no anchor)."""
-    last_start = ((n_frames - 1) // chunk_size) * chunk_size
-    anchored_at = 0 if num_frames is None else -(-min(num_frames, n_frames) // chunk_size) * chunk_size
-    first_left = last_start if anchored_at <= last_start else 0
+def _left_for_the_end(n_frames: int, chunk_size: int, unusable: Any = ()) -> int:
+    """Frames resampled after the estimation: the last chunk, plus the
+    unusable frames before it (the anchor is fixed with the template, so
+    every other chunk is resampled as soon as it is estimated, whatever the
+    template size)."""
+    first_left = ((n_frames - 1) // chunk_size) * chunk_size
     return n_frames - first_left + sum(1 for t in unusable if t < first_left)
 
 
@@ -125,7 +124,7 @@ def test_bit_identical_across_template_sizes_and_chunks(options: dict) -> None:
     transforms, registered = _sequential(stack, **options)
     assert_bit_identical(result.data, registered)
     assert_same_transforms(result.transforms, transforms)
-    assert _redone(calls) == {_left_for_the_end(45, options["chunk_size"], options["num_frames"])}
+    assert _redone(calls) == {_left_for_the_end(45, options["chunk_size"])}
 
 
 def test_clean_stack_is_resampled_during_estimation() -> None:
@@ -155,7 +154,7 @@ def test_unusable_frames_stay_bit_identical() -> None:
     assert not result.transforms.ok[unusable].any()
     assert result.transforms.params["flags"]["unusable"] == len(unusable)
     # their shift is interpolated once every frame is known: they are resampled again
-    assert _redone(calls) == {_left_for_the_end(N_FRAMES, 8, 20, unusable)}
+    assert _redone(calls) == {_left_for_the_end(N_FRAMES, 8, unusable)}
 
 
 def test_user_reference() -> None:
@@ -167,7 +166,7 @@ def test_user_reference() -> None:
     assert_bit_identical(result.data, registered)
     assert_same_transforms(result.transforms, transforms)
     # no anchoring to wait for: every frame but the last chunk is resampled during the estimation
-    assert _redone(calls) == {_left_for_the_end(N_FRAMES, 8, None)}
+    assert _redone(calls) == {_left_for_the_end(N_FRAMES, 8)}
     # the user's template defines the frame: not the anchoring on the template frames
     without = register_pyramid(stack, **OPTIONS)
     assert not np.array_equal(result.transforms.shifts, without.shifts)

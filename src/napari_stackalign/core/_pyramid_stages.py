@@ -17,7 +17,8 @@ spreading it over a dask cluster, runs the same stages at their natural seams:
    chunking or on which thread, process or machine runs it.
 4. :func:`finish` does the stack-wide steps once, after all frames are in:
    interpolation of unusable frames, the quality threshold (half the median),
-   the anchoring on the template frames and the optional smoothing.
+   the anchoring on the template frames (an offset fixed with the template,
+   see :class:`TemplateState`) and the optional smoothing.
 
 Whatever the split into ranges, chunks, threads or processes, the stages give
 exactly (bit for bit) the single-call result; the tests check it.
@@ -66,7 +67,6 @@ __all__ = [
     "PyramidJob",
     "TemplateState",
     "build_template",
-    "anchor_offset",
     "concat_results",
     "corrections",
     "estimate_range",
@@ -75,9 +75,10 @@ __all__ = [
     "run_stages",
 ]
 
-#: ``hook(start, stop, parts)`` after frames ``start:stop`` are estimated;
-#: ``parts`` holds the results of every range so far, in frame order
-ChunkHook = Callable[[int, int, list[FrameResults]], None]
+#: ``hook(start, stop, parts, state)`` after frames ``start:stop`` are
+#: estimated; ``parts`` holds the results of every range so far, in frame
+#: order, and ``state`` is the template they were estimated against
+ChunkHook = Callable[[int, int, list["FrameResults"], "TemplateState"], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -248,12 +249,20 @@ class TemplateState:
         Finest pyramid level ``init`` was refined at.
     reference_passes : int
         Passes made building the first template (0 with a user reference).
+    anchor : ndarray (2,) or None
+        What :func:`finish` subtracts from every shift: the mean shift of the
+        usable template frames in the pass that built the template (the
+        template is their average, so this is where it sits among them).
+        None with a user reference, whose frame is kept. Known before any
+        frame is estimated against the template, so a caller can resample
+        frames as soon as they are estimated.
     """
 
     template: Template
     init: np.ndarray | None
     init_level: int
     reference_passes: int
+    anchor: np.ndarray | None = None
 
     def init_for(self, start: int, stop: int) -> np.ndarray | None:
         """Starts for frames ``start:stop`` (NaN rows: from scratch), or None."""
@@ -310,6 +319,7 @@ def build_template(
         init = None
         init_level = -1
         passes = 0
+        anchor = None
     else:
         ref_result = build_reference(
             stack,
@@ -327,11 +337,12 @@ def build_template(
         init = np.asarray(ref_result.shifts, dtype=np.float64)
         init_level = ref_result.level
         passes = ref_result.passes
+        anchor = _mean_position(init, np.isfinite(init).all(axis=1))
     indices = np.arange(n_template)
     for it in range(job.iterate - 1):
         # a refinement pass: only the template frames feed the next template
         acc = TemplateAccumulator(job.crop_shape, job.normalize, job.kernel)
-        run_frames(
+        refined = run_frames(
             stack,
             indices,
             preparer,
@@ -346,9 +357,18 @@ def build_template(
             accumulator=acc,
         )
         template = acc.template()
+        if reference is None:
+            anchor = _mean_position(refined.shifts, (refined.flags & FLAG_UNUSABLE) == 0)
     if job.iterate > 1:
         init = None
-    return TemplateState(template, init, init_level, passes)
+    return TemplateState(template, init, init_level, passes, anchor)
+
+
+def _mean_position(shifts: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Mean of the usable rows of ``shifts`` (zeros when none is usable)."""
+    if not usable.any():
+        return np.zeros(2)
+    return shifts[usable].mean(axis=0)
 
 
 def estimate_range(
@@ -423,20 +443,6 @@ def concat_results(parts: Sequence[FrameResults]) -> FrameResults:
     )
 
 
-def anchor_offset(job: PyramidJob, shifts: np.ndarray, flags: np.ndarray) -> np.ndarray | None:
-    """What :func:`finish` subtracts from every shift: the mean over the usable
-    template frames (None with a user reference, whose frame is kept, or
-    when no template frame is usable yet). ``shifts`` and ``flags`` need only
-    cover the template frames."""
-    if job.user_reference:
-        return None
-    n_template = job.n_template
-    usable = (np.asarray(flags[:n_template]) & FLAG_UNUSABLE) == 0
-    if len(usable) < n_template or not usable.any():
-        return None
-    return shifts[:n_template][usable].mean(axis=0)
-
-
 def corrections(job: PyramidJob, shifts: np.ndarray, **fields: Any) -> FrameTransforms:
     """The transforms that undo the (anchored) engine shifts ``s``: ``dy, dx
     = -s`` about the frame centre, with any other ``FrameTransforms`` fields."""
@@ -488,9 +494,8 @@ def finish(
         ok &= finite_q & (quality >= QUALITY_FRACTION * median_q)
     else:
         ok[:] = False
-    offset = anchor_offset(job, shifts, flags)
-    if offset is not None:
-        shifts = shifts - offset
+    if state.anchor is not None:
+        shifts = shifts - state.anchor
     params = job.params()
     params["levels_used"] = list(levels_used)
     params["reference_passes"] = int(state.reference_passes)
@@ -516,9 +521,11 @@ def run_stages(
 ) -> tuple[FrameTransforms, FrameTransforms]:
     """Every stage on one machine: template, every frame chunk by chunk, finish.
 
-    ``on_chunk`` is called after each chunk of ``job.chunk_size`` frames
-    (frames are estimated in order, template frames first), so a caller can
-    start using the estimates before the last frame is done.
+    ``on_chunk(start, stop, parts, state)`` is called after each chunk of
+    ``job.chunk_size`` frames (frames are estimated in order), so a caller
+    can start using the estimates before the last frame is done: without
+    smoothing, ``corrections(job, shifts - state.anchor)`` are already the
+    final transforms of every usable frame.
 
     Returns
     -------
@@ -537,5 +544,5 @@ def run_stages(
             )
         )
         if on_chunk is not None:
-            on_chunk(start, stop, parts)
+            on_chunk(start, stop, parts, state)
     return finish(job, state, concat_results(parts), levels_used=estimator.active_rates)

@@ -65,11 +65,17 @@ def _standardize(image: np.ndarray, valid: np.ndarray | None, normalize: bool) -
 
 
 class Registered(NamedTuple):
-    """A frame resampled onto the template grid over ``region``."""
+    """A frame resampled onto the template grid over ``region``.
 
-    values: np.ndarray  # float32, region-sized, standardised, 0 where ignored
+    The standardised frame is ``(values - mean) * scale`` (times ``weights``
+    when there are weights, which are then already applied to ``values``).
+    """
+
+    values: np.ndarray  # float32, region-sized, as sampled (weighted: standardised)
     weights: np.ndarray | None  # float32 region-sized, or None (all 1)
     region: tuple[int, int, int, int]
+    mean: float  # subtracted when added (0 with weights: already done)
+    scale: float  # multiplies values when added (1 with weights: already done)
 
 
 class TemplateAccumulator:
@@ -79,6 +85,11 @@ class TemplateAccumulator:
     the sub-pixel step (so the template is not blurred more than needed and
     has no interpolation bias), standardised over the pixels it covers, and
     added with a coverage count.
+
+    Without weights a frame is added as ``values * scale`` in one OpenCV call
+    and its constant ``-mean * scale`` goes, like its coverage, into a table
+    of rectangle corners summed once at the end (2-D differences), so adding
+    a frame reads and writes the template once.
     """
 
     def __init__(self, shape: tuple[int, int], normalize: bool, kernel: str) -> None:
@@ -88,6 +99,7 @@ class TemplateAccumulator:
         self.total = np.zeros(shape, np.float32)
         self.weight = np.zeros(shape, np.float32)
         self._corners = np.zeros((shape[0] + 1, shape[1] + 1), np.int64)
+        self._offsets = np.zeros((shape[0] + 1, shape[1] + 1), np.float64)
         self.count = 0
 
     def register(self, frame: PreparedFrame, shift: tuple[float, float]) -> Registered | None:
@@ -99,41 +111,48 @@ class TemplateAccumulator:
         if r1 - r0 < 2 or c1 - c0 < 2:
             return None
         values = sample_shifted(frame.image, shift, region, self.kernel)
-        wts = None
         if frame.weights is not None:
             full = frame.weights.eroded_full()
             wts = np.ascontiguousarray(full[r0 + ny : r1 + ny, c0 + nx : c1 + nx])
             n = float(cv2.sumElems(wts)[0])
             if n < 16:
                 return None
+            values = np.ascontiguousarray(values)
             mean = float(np.dot(values.ravel(), wts.ravel())) / n
             values = (values - np.float32(mean)) * wts
-        else:
-            values = np.ascontiguousarray(values)
-            n = float(values.size)
-            mean = cv2.sumElems(values)[0] / n
-            values -= np.float32(mean)
-        flat = values.ravel()
-        var = float(np.dot(flat, flat)) / n
-        if not var > 0:
+            flat = values.ravel()
+            var = float(np.dot(flat, flat)) / n
+            if not var > 0:
+                return None
+            if self.normalize:
+                values *= np.float32(1.0 / np.sqrt(var))
+            return Registered(values, wts, region, 0.0, 1.0)
+        n = float(values.shape[0] * values.shape[1])
+        mean = cv2.sumElems(values)[0] / n
+        mean_square = cv2.norm(values, cv2.NORM_L2SQR) / n
+        var = mean_square - mean * mean
+        # (nearly) constant over the region: nothing to register
+        if not var > 1e-9 * mean_square:
             return None
-        if self.normalize:
-            values *= np.float32(1.0 / np.sqrt(var))
-        return Registered(values, wts, region)
+        scale = 1.0 / np.sqrt(var) if self.normalize else 1.0
+        return Registered(values, None, region, mean, scale)
 
     def add(self, registered: Registered | None) -> None:
         if registered is None:
             return
         r0, r1, c0, c1 = registered.region
         total = self.total[r0:r1, c0:c1]
-        np.add(total, registered.values, out=total)
         if registered.weights is None:
-            # coverage of whole rectangles: a 2-D difference table, summed at the end
-            self._corners[r0, c0] += 1
-            self._corners[r0, c1] -= 1
-            self._corners[r1, c0] -= 1
-            self._corners[r1, c1] += 1
+            cv2.scaleAdd(registered.values, registered.scale, total, dst=total)
+            # coverage and constant of whole rectangles: 2-D difference
+            # tables, summed at the end
+            for table, value in ((self._corners, 1), (self._offsets, -registered.mean * registered.scale)):
+                table[r0, c0] += value
+                table[r0, c1] -= value
+                table[r1, c0] -= value
+                table[r1, c1] += value
         else:
+            np.add(total, registered.values, out=total)
             weight = self.weight[r0:r1, c0:c1]
             np.add(weight, registered.weights, out=weight)
         self.count += 1
@@ -142,7 +161,9 @@ class TemplateAccumulator:
         if self.count == 0:
             raise ValueError("no usable frame to build a reference from (all frames constant, empty or masked).")
         self.weight += np.cumsum(np.cumsum(self._corners, axis=0), axis=1)[:-1, :-1].astype(np.float32)
+        self.total += np.cumsum(np.cumsum(self._offsets, axis=0), axis=1)[:-1, :-1].astype(np.float32)
         self._corners[:] = 0
+        self._offsets[:] = 0
         valid = self.weight >= 0.5
         mean = np.zeros(self.shape, np.float32)
         np.divide(self.total, self.weight, out=mean, where=valid)

@@ -2,12 +2,12 @@
 
 :func:`register_and_apply` gives what
 ``apply_transforms(stack, register_pyramid(stack))`` gives, bit for bit, in
-less time: frames are estimated in order, template frames first, so once the
-template frames are done the correction of every later frame is known as soon
-as that frame is estimated (without smoothing, the only stack-wide step that
-moves a usable frame is the anchoring on the template frames). Each chunk is
-resampled in a background thread while the next chunk is estimated, which
-uses the cores that estimation (bound by the GIL, one thread) leaves idle.
+less time. Without smoothing, the only stack-wide step that moves a usable
+frame is the anchoring, and its offset is fixed with the template (see
+:class:`~._pyramid_stages.TemplateState`), so a frame's correction is final
+as soon as the frame is estimated. Each chunk is resampled in a background
+thread while the next chunk is estimated, which uses the cores that
+estimation (bound by the GIL, one thread) leaves idle.
 
 After the stack-wide steps, every frame whose final matrix differs from the
 one it was resampled with (an unusable frame, whose shift is interpolated
@@ -30,7 +30,7 @@ import numpy as np
 from ..transforms import FrameTransforms
 from ._progress import ProgressCallback, default_workers, estimation_workers, report, thread_pool
 from ._pyramid_engine import FrameResults
-from ._pyramid_stages import PyramidJob, anchor_offset, concat_results, corrections, plan_pyramid, run_stages
+from ._pyramid_stages import TemplateState, concat_results, corrections, plan_pyramid, run_stages
 from .pyramid import _check_stack
 from .warp import _check_options, _is_dask, _result_dtype, _warp_chunk, apply_transforms
 
@@ -46,18 +46,6 @@ class AlignedStack(NamedTuple):
     transforms: FrameTransforms
     #: the transforms before smoothing (the same object without smoothing)
     raw_transforms: FrameTransforms
-
-
-def _anchor(job: PyramidJob, parts: list[FrameResults]) -> np.ndarray | None:
-    """The offset :func:`~._pyramid_stages.finish` will subtract from every
-    shift (0 with a user reference), once the template frames are
-    estimated; else None."""
-    if job.user_reference:
-        return np.zeros(2)
-    if sum(len(p.shifts) for p in parts) < job.n_template:
-        return None
-    head = concat_results(parts)
-    return anchor_offset(job, head.shifts, head.flags)
 
 
 _opencv_lock = threading.Lock()
@@ -172,26 +160,24 @@ def register_and_apply(
     pending: list[Future] = []
     # while estimating, one background thread resamples chunk after chunk
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stackalign-apply")
-    state: dict[str, Any] = {"offset": None, "warped": 0}
+    warped = 0  # frames 0:warped are handed to the background thread
 
     def warp(start: int, stop: int, mats: np.ndarray, pool: Any = None) -> None:
         chunk = np.asarray(stack[start:stop])
         _warp_chunk(chunk, mats, pool=pool, result=out[start:stop], **chunk_kwargs)
 
-    def on_chunk(start: int, stop: int, parts: list[FrameResults]) -> None:
+    def on_chunk(start: int, stop: int, parts: list[FrameResults], template: TemplateState) -> None:
+        nonlocal warped
         if stop >= n_total:
             return  # nothing left to overlap with: resampled below on every core
-        if state["offset"] is None:
-            state["offset"] = _anchor(job, parts)
-            if state["offset"] is None:
-                return
-        done = state["warped"]
-        # parts cover frames 0:stop in order; frames done:stop are new
-        shifts = parts[-1].shifts if done == start else concat_results(parts).shifts[done:stop]
-        mats = corrections(job, shifts - state["offset"]).to_cv2_matrices()
-        used[done:stop] = mats
-        pending.append(background.submit(warp, done, stop, mats))
-        state["warped"] = stop
+        # parts cover frames 0:stop in order; frames warped:stop are new
+        shifts = parts[-1].shifts if warped == start else concat_results(parts).shifts[warped:stop]
+        if template.anchor is not None:
+            shifts = shifts - template.anchor
+        mats = corrections(job, shifts).to_cv2_matrices()
+        used[warped:stop] = mats
+        pending.append(background.submit(warp, warped, stop, mats))
+        warped = stop
 
     try:
         with _opencv_single_thread():
