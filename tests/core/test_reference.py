@@ -73,3 +73,14 @@ def test_reference_skips_unusable_seed():
     assert not est.ok[4]
     good = np.arange(9) != 4
     assert alignment_error(est[good], truth[good])["rms"] < 0.05
+
+
+@pytest.mark.parametrize("iterate", [1, 2])
+def test_template_frames_stay_in_place_on_average(iterate):
+    """The anchor (fixed when the template is built) leaves the template
+    frames where they are on average, to the noise of their mean."""
+    stack, truth = make_stack("texture", n_frames=30, shape=(96, 96), drift=6, snr=1.5, seed=8)
+    est = register_pyramid(stack, num_frames=12, iterate=iterate)
+    mean_template_shift = est.shifts[:12].mean(axis=0)
+    assert np.all(np.abs(mean_template_shift) < 0.02), mean_template_shift
+    assert alignment_error(est, truth)["rms"] < 0.05
