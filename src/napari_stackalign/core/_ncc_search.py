@@ -123,8 +123,8 @@ class NCCSearch:
         sff = (sqflat.take(a) - sqflat.take(b) - sqflat.take(c) + sqflat.take(d)).reshape(shape)
         fvar = sff - sf * sf / self._n
         den = np.sqrt(np.maximum(fvar, 0.0) * self._tvar)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ncc = (num - sf * self._st / self._n) / den
+        ncc = np.full(shape, -np.inf)
+        np.divide(num - sf * self._st / self._n, den, out=ncc, where=den > 0)
         ncc[self._invalid_template | ~(fvar > 1e-9 * (sff + 1e-30))] = -np.inf
         return ncc
 
@@ -154,13 +154,14 @@ class NCCSearch:
         """
         ncc = self.scores(frame)
         ry, rx = self.max_shift
-        z = np.where(np.isfinite(ncc), self.significance(ncc), -np.inf)
+        # scores are finite or -inf, and the overlap factor is positive
+        z = ncc * self._root_frac
         flat = int(np.argmax(z))
-        iy, ix = np.unravel_index(flat, z.shape)
+        iy, ix = divmod(flat, z.shape[1])
         best = float(z[iy, ix])
         if not np.isfinite(best):
             return []
-        local = np.where(np.isfinite(z), z, np.float64(-1.0)).astype(np.float32)
+        local = np.fmax(z, -1.0).astype(np.float32)
         spots = [(iy, ix)]
         if best > 0 and within > 0:
             peaks = (local >= cv2.dilate(local, np.ones((3, 3), np.uint8))) & (local >= (1 - within) * best)
@@ -174,7 +175,7 @@ class NCCSearch:
                 near = near[np.argsort(d2[near], kind="stable")]
                 spots += [(int(py[j]), int(px[j])) for j in near]
         out = []
-        nloc = np.where(np.isfinite(ncc), ncc, np.float64(-1.0))
+        nloc = np.fmax(ncc, -1.0)
         for cy, cx in spots:
             at_edge = (ry > 0 and cy in (0, 2 * ry)) or (rx > 0 and cx in (0, 2 * rx))
             fy, fx = parabolic_peak(nloc, (cy, cx))

@@ -153,12 +153,12 @@ def parabolic_peak(surface: np.ndarray, index: tuple[int, int] | None = None) ->
         n = surface.shape[axis]
         if 0 < i < n - 1:
             if axis == 0:
-                a, b, c = surface[i - 1, ix], surface[i, ix], surface[i + 1, ix]
+                a, b, c = float(surface[i - 1, ix]), float(surface[i, ix]), float(surface[i + 1, ix])
             else:
-                a, b, c = surface[iy, i - 1], surface[iy, i], surface[iy, i + 1]
+                a, b, c = float(surface[iy, i - 1]), float(surface[iy, i]), float(surface[iy, i + 1])
             den = a - 2 * b + c
             off = 0.5 * (a - c) / den if den < 0 else 0.0
-            out.append(i + float(np.clip(off, -0.5, 0.5)))
+            out.append(i + min(max(off, -0.5), 0.5))
         else:
             out.append(float(i))
     return out[0], out[1]
