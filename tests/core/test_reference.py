@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import napari_stackalign.core.reference as refm
+from napari_stackalign.core._pyramid_stages import build_template, plan_pyramid
 from napari_stackalign.core.pyramid import register_pyramid
+from napari_stackalign.core.reference import template_levels
 from napari_stackalign.synthetic import alignment_error, make_stack
 
 
@@ -84,3 +87,43 @@ def test_template_frames_stay_in_place_on_average(iterate):
     mean_template_shift = est.shifts[:12].mean(axis=0)
     assert np.all(np.abs(mean_template_shift) < 0.02), mean_template_shift
     assert alignment_error(est, truth)["rms"] < 0.05
+
+
+def _lattice_whose_seed_pass_hops():
+    """A drifting lattice whose seed pass puts one frame a lattice period off
+    (registered to a single noisy frame, 4 frames apart); the pass over all
+    frames gets it right."""
+    return make_stack("lattice", n_frames=100, shape=(96, 96), drift=3, jitter=0.3, snr=1.5, dtype=np.uint16, seed=1)
+
+
+def test_disputed_frames_confirmed_against_the_new_template_skip_the_repass(monkeypatch):
+    stack, truth = _lattice_whose_seed_pass_hops()
+    est = register_pyramid(stack)
+    assert est.params["reference_passes"] == 2
+    assert alignment_error(est, truth)["rms"] < 0.03
+    # without the check, the disagreement makes a third pass, for the same result
+    monkeypatch.setattr(refm, "VERIFY_AT_MOST", 0)
+    again = register_pyramid(stack)
+    assert again.params["reference_passes"] == 3
+    np.testing.assert_allclose(again.shifts, est.shifts, atol=0.02)
+
+
+def test_unconfirmed_frames_make_a_third_pass(monkeypatch):
+    stack, truth = _lattice_whose_seed_pass_hops()
+    monkeypatch.setattr(refm, "_confirmed", lambda *args: False)
+    est = register_pyramid(stack)
+    assert est.params["reference_passes"] == 3
+    assert alignment_error(est, truth)["rms"] < 0.03
+
+
+def test_confirmation_checks_where_the_frame_matches():
+    stack, _ = make_stack("texture", n_frames=12, shape=(96, 96), drift=8, snr=3, seed=4)
+    job = plan_pyramid(stack.shape, stack.dtype, num_frames=12)
+    state = build_template(stack, job)
+    preparer = job.preparer()
+    args = (preparer, job.levels, state.template, job.max_movement, job.kernel, job.normalize, template_levels(len(job.rates)))
+    frames = np.arange(3, 7)
+    assert refm._confirmed(stack, frames, state.init, *args)
+    wrong = state.init.copy()
+    wrong[5] += (0.0, 3.0)
+    assert not refm._confirmed(stack, frames, wrong, *args)

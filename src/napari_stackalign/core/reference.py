@@ -23,6 +23,7 @@ import numpy as np
 
 from ._progress import ProgressCallback, report
 from ._pyramid_engine import (
+    FLAG_FAILED,
     FLAG_UNUSABLE,
     FramePreparer,
     Levels,
@@ -40,6 +41,9 @@ SEED_PASS_FRAMES = 24
 #: a further pass is made when a frame's shift changes by more than this (px)
 #: between the seed pass and the next one
 REPASS_CHANGE = 0.5
+#: at most this many disputed frames are first checked one by one against the
+#: new template (more than that: the seed misled the first average, pass again)
+VERIFY_AT_MOST = 6
 
 
 class ReferenceResult:
@@ -98,8 +102,12 @@ def build_reference(
        this is the template (the mean of the registered first ``n_frames``
        frames, as the reference tool intends).
     4. If a frame of step 2 moved by more than ``REPASS_CHANGE`` px in step
-       3 (the single-frame seed misled it), step 3 is repeated once against
-       the new template.
+       3, one of the two passes misled it. When few frames disagree (at most
+       ``VERIFY_AT_MOST``), each is searched again against the new template,
+       expecting its step-3 shift: if step 3 is confirmed for all of them,
+       the single-frame seed misled step 2 only (a lattice frame one period
+       off adds the same lattice to the first average) and the template
+       stands. Otherwise step 3 is repeated once against the new template.
 
     Template building stops one pyramid level short of the last (see
     :func:`template_levels`); the final registration refines every frame at
@@ -185,7 +193,38 @@ def build_reference(
         change -= np.nanmedian(change, axis=0)
         if not np.nanmax(np.abs(change)) > REPASS_CHANGE or passes == 3:
             break
+        disputed = subset[(np.abs(change) > REPASS_CHANGE).any(axis=1)]
+        if disputed.size <= VERIFY_AT_MOST and _confirmed(
+            stack, disputed, shifts, preparer, levels, template, max_movement, kernel, fit_gain, upto
+        ):
+            break
         previous = shifts[subset]
         total += n_frames
     report(progress, total, total, "reference")
     return ReferenceResult(template, shifts, passes, level)
+
+
+def _confirmed(
+    stack: Any,
+    indices: np.ndarray,
+    shifts: np.ndarray,
+    preparer: FramePreparer,
+    levels: Levels,
+    template: Template,
+    max_movement: float,
+    kernel: str,
+    fit_gain: bool,
+    upto: int,
+) -> bool:
+    """Whether each frame ``indices`` matches ``template`` where ``shifts``
+    put it: a full search, expecting that shift (of equally good matches the
+    nearest wins), lands within ``REPASS_CHANGE`` of it."""
+    estimator = PyramidEstimator(template, levels, max_movement, kernel=kernel, fit_gain=fit_gain, upto=upto)
+    for i in indices:
+        expected = (float(shifts[i, 0]), float(shifts[i, 1]))
+        est = estimator.estimate(preparer(np.asarray(stack[int(i)])), prior=expected)
+        if est.flags & (FLAG_UNUSABLE | FLAG_FAILED):
+            return False
+        if max(abs(est.shift[0] - expected[0]), abs(est.shift[1] - expected[1])) > REPASS_CHANGE:
+            return False
+    return True
