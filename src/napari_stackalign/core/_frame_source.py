@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
-import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +34,8 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+
+from ._background import BlockProducer
 
 __all__ = ["FileFrames", "OpenedFrames", "ReadAhead", "as_frames", "frame_ranges"]
 
@@ -307,7 +307,7 @@ def _raw_tiff(path: Path, shape: tuple[int, ...]) -> _RawFrames | None:
     return _RawFrames(path, offset, shape, dtype)
 
 
-class ReadAhead:
+class ReadAhead(BlockProducer):
     """Reads ``ranges`` of ``frames`` in a background thread, ``depth`` ahead.
 
     Use as a context manager. ``ra[a:b]`` returns the next prepared range when
@@ -315,66 +315,28 @@ class ReadAhead:
     stand in for ``frames`` anywhere (frames first, slices and integers).
     """
 
+    thread_name = "stackalign-read-ahead"
+
     def __init__(self, frames: Any, ranges: Iterable[tuple[int, int]], *, depth: int = 2) -> None:
+        super().__init__(ranges, depth=depth)
         self._frames = frames
         self.shape = tuple(int(n) for n in frames.shape)
         self.dtype = np.dtype(frames.dtype)
         self.ndim = len(self.shape)
-        self._ranges = deque((int(a), int(b)) for a, b in ranges)
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
-        self._stop = threading.Event()
         self._pending: deque = deque(self._ranges)
-        self._thread: threading.Thread | None = None
 
     def __len__(self) -> int:
         return self.shape[0]
 
-    def _run(self) -> None:
-        for a, b in list(self._ranges):
-            if self._stop.is_set():
-                return
-            try:
-                item: Any = (a, b, np.asarray(self._frames[a:b]))
-            except BaseException as exc:  # noqa: BLE001 - handed to the reader
-                item = (a, b, exc)
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.05)
-                    break
-                except queue.Full:
-                    continue
-            if isinstance(item[2], BaseException):
-                return
-
-    def __enter__(self) -> Self:
-        self._thread = threading.Thread(target=self._run, name="stackalign-read-ahead", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the reader thread and drop what it read."""
-        self._stop.set()
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+    def _produce(self, start: int, stop: int) -> np.ndarray:
+        return np.asarray(self._frames[start:stop])
 
     def _next_block(self, a: int, b: int) -> np.ndarray | None:
         """The prepared block when ``(a, b)`` is the next range, else None."""
-        if self._thread is None or not self._pending or self._pending[0] != (a, b):
+        if not self.started or not self._pending or self._pending[0] != (a, b):
             return None
         self._pending.popleft()
-        _, _, block = self._queue.get()
-        if isinstance(block, BaseException):
-            raise block
-        return block
+        return self._next_item()[2]
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, slice) and key.step in (None, 1):

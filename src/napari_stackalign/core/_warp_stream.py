@@ -11,21 +11,20 @@ and OpenCV release the GIL) and memory stays bounded by the queue.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections import deque
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
 from ..transforms import FrameTransforms
+from ._background import BlockProducer
 from ._frame_source import frame_ranges
 from .warp import _result_dtype, apply_transforms
 
 __all__ = ["WarpedFrames"]
 
 
-class WarpedFrames:
+class WarpedFrames(BlockProducer):
     """``frames`` resampled by ``transforms``, produced in order, ``depth`` blocks ahead.
 
     Parameters
@@ -50,6 +49,8 @@ class WarpedFrames:
     manager, or call :meth:`close`, to stop the thread.
     """
 
+    thread_name = "stackalign-warp-ahead"
+
     def __init__(
         self,
         frames: Any,
@@ -65,67 +66,29 @@ class WarpedFrames:
     ) -> None:
         if len(transforms) != int(frames.shape[0]):
             raise ValueError(f"{len(transforms)} transforms for {int(frames.shape[0])} frames.")
+        super().__init__(frame_ranges(0, int(frames.shape[0]), block), depth=depth)
         self._frames = frames
         self._transforms = transforms
         self._warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype, "workers": workers}
         self.shape = tuple(int(n) for n in frames.shape)
         self.dtype = _result_dtype(np.dtype(frames.dtype), border, output_dtype)
         self.ndim = len(self.shape)
-        self._ranges = frame_ranges(0, self.shape[0], block)
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._buffer: deque = deque()  # produced blocks not fully consumed: (start, array)
         self._next = 0  # first frame not yet handed out
 
     def __len__(self) -> int:
         return self.shape[0]
 
+    def _produce(self, start: int, stop: int) -> np.ndarray:
+        return self._compute(start, stop)
+
     def _compute(self, a: int, b: int) -> np.ndarray:
         chunk = np.asarray(self._frames[a:b])
         return apply_transforms(chunk, self._transforms[a:b], chunk_size=max(1, b - a), **self._warp)
 
-    def _run(self) -> None:
-        for a, b in self._ranges:
-            if self._stop.is_set():
-                return
-            try:
-                item: Any = (a, self._compute(a, b))
-            except BaseException as exc:  # noqa: BLE001 - handed to the reader
-                item = (a, exc)
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.05)
-                    break
-                except queue.Full:
-                    continue
-            if isinstance(item[1], BaseException):
-                return
-
-    def start(self) -> WarpedFrames:
-        """Start the producer thread (idempotent)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="stackalign-warp-ahead", daemon=True)
-            self._thread.start()
-        return self
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         """Stop the producer and drop what it computed."""
-        self._stop.set()
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        super().close()
         self._buffer.clear()
 
     def _take(self, a: int, b: int) -> np.ndarray:
@@ -134,9 +97,7 @@ class WarpedFrames:
         pos = a
         while pos < b:
             if not self._buffer:
-                start, block = self._queue.get()
-                if isinstance(block, BaseException):
-                    raise block
+                start, _, block = self._next_item()
                 self._buffer.append((start, block))
             start, block = self._buffer[0]
             lo, hi = pos - start, min(b, start + len(block)) - start
@@ -148,7 +109,7 @@ class WarpedFrames:
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        if isinstance(key, slice) and key.step in (None, 1) and self._thread is not None:
+        if isinstance(key, slice) and key.step in (None, 1) and self.started:
             a, b, _ = key.indices(self.shape[0])
             if a == self._next and b > a:
                 return self._take(a, b)

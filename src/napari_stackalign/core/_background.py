@@ -1,0 +1,96 @@
+"""Blocks of frames produced in order by a background thread, a few ahead of
+their reader.
+
+:class:`BlockProducer` holds the thread, the bounded queue and the clean
+stop that :class:`~._frame_source.ReadAhead` (reading) and
+:class:`~._warp_stream.WarpedFrames` (reading and warping) share; each
+says only how one block is made (:meth:`BlockProducer._produce`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable
+from typing import Any, Self
+
+import numpy as np
+
+__all__ = ["BlockProducer"]
+
+
+class BlockProducer:
+    """Produces ``ranges`` of frames in a background thread, ``depth`` blocks ahead.
+
+    Blocks come out of :meth:`_next_item` in order, as ``(start, stop,
+    block)``. An exception raised making a block is handed to the reader
+    (raised by :meth:`_next_item`) and ends the production. Use as a context
+    manager, or call :meth:`start` and :meth:`close`.
+    """
+
+    thread_name = "stackalign-producer"
+
+    def __init__(self, ranges: Iterable[tuple[int, int]], *, depth: int = 2) -> None:
+        self._ranges = [(int(a), int(b)) for a, b in ranges]
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _produce(self, start: int, stop: int) -> np.ndarray:
+        """Frames ``start:stop`` (called in the background thread)."""
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        for a, b in self._ranges:
+            if self._stop.is_set():
+                return
+            try:
+                item: Any = (a, b, self._produce(a, b))
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader
+                item = (a, b, exc)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item[2], BaseException):
+                return
+
+    @property
+    def started(self) -> bool:
+        """Whether the background thread runs (or ran and was not closed)."""
+        return self._thread is not None
+
+    def start(self) -> Self:
+        """Start the background thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+            self._thread.start()
+        return self
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the background thread and drop what it made."""
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _next_item(self) -> tuple[int, int, np.ndarray]:
+        """The next block as ``(start, stop, block)`` (waits for it); raises
+        what making it raised."""
+        start, stop, block = self._queue.get()
+        if isinstance(block, BaseException):
+            raise block
+        return start, stop, block
