@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from ..transforms import FrameTransforms
 from ._common import terminal_progress
 
 __all__ = ["add_cluster_arguments", "run_streaming", "wants_cluster"]
@@ -70,7 +69,7 @@ def run_streaming(
 ) -> int:
     """Register ``in_path`` into ``out_path`` with :func:`register_file`; returns the exit code."""
     from ..core.pipeline import register_file
-    from .register import _summary, _without_done_stage
+    from .register import _summary, _without_done_stage, engine_options, load_table
 
     cluster = wants_cluster(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
@@ -81,28 +80,13 @@ def run_streaming(
         say(f"stackalign register: {in_path.name} is larger than a quarter of the memory: streaming it chunk by chunk")
     transforms = None
     if args.apply_transforms is not None:
-        transforms = FrameTransforms.load(args.apply_transforms)
-        if len(transforms) != shape[0]:
-            raise ValueError(
-                f"the table {Path(args.apply_transforms).name} has {len(transforms)} frames but "
-                f"{in_path.name} has {shape[0]}: apply a table estimated on a stack with the same frames."
-            )
+        transforms = load_table(args.apply_transforms, shape[0], in_path)
     with terminal_progress(enabled=not args.quiet) as bar:
         result = register_file(
             in_path,
             out_path,
             dataset=args.dataset,
             channel=channel,
-            num_frames=args.num_frames,
-            downsample_rates=rates,
-            max_movement=args.max_movement,
-            iterate=args.iterate,
-            smooth=bool(args.smooth),
-            window_length=args.window_length,
-            polyorder=args.polyorder,
-            roi=roi,
-            mask=mask,
-            normalize=bool(args.normalize),
             transforms=transforms,
             transforms_path=csv_path,
             scheduler=args.scheduler if cluster else None,
@@ -110,6 +94,7 @@ def run_streaming(
             overwrite=args.overwrite,
             compression=args.compression,
             progress=_without_done_stage(bar),
+            **engine_options(args, rates, roi, mask),
         )
     if not args.quiet:
         action = f"applied {Path(args.apply_transforms).name}" if transforms is not None else "estimated"

@@ -360,37 +360,20 @@ def run(args: argparse.Namespace) -> int:
             # path above): resample in memory too, on every core
             registered = None
             if args.apply_transforms is not None:
-                transforms = FrameTransforms.load(args.apply_transforms)
-                if len(transforms) != n_frames:
-                    raise ValueError(
-                        f"the table {Path(args.apply_transforms).name} has {len(transforms)} frames but "
-                        f"{in_path.name} has {n_frames}: apply a table estimated on a stack with the same frames."
-                    )
+                transforms = load_table(args.apply_transforms, n_frames, in_path)
                 action = f"applied {Path(args.apply_transforms).name}"
             else:
-                engine = dict(
-                    num_frames=args.num_frames,
-                    downsample_rates=rates,
-                    max_movement=args.max_movement,
-                    iterate=args.iterate,
-                    smooth=bool(args.smooth),
-                    window_length=args.window_length,
-                    polyorder=args.polyorder,
-                    roi=roi,
-                    mask=mask,
-                    normalize=bool(args.normalize),
-                    progress=progress,
-                )
+                engine = engine_options(args, rates, roi, mask)
                 if estimate_on is stack:
                     # one channel: estimation and resampling overlapped
                     from ..core.register_apply import register_and_apply
 
-                    aligned = register_and_apply(stack, **engine)
+                    aligned = register_and_apply(stack, progress=progress, **engine)
                     transforms, registered = aligned.transforms, aligned.data
                 else:
                     from ..core.pyramid import register_pyramid
 
-                    transforms = register_pyramid(estimate_on, **engine)
+                    transforms = register_pyramid(estimate_on, progress=progress, **engine)
                 action = "estimated"
             if registered is None:
                 registered = apply_transforms(_in_memory(stack), transforms, progress=progress)
@@ -417,6 +400,35 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _summary(transforms, stack, out_path, fmt, csv_path, action, time.perf_counter() - t0)
     return 0
+
+
+def load_table(path: str | os.PathLike, n_frames: int, in_path: Path) -> FrameTransforms:
+    """The saved transform table ``--apply-transforms`` names, checked
+    against the input's frame count."""
+    transforms = FrameTransforms.load(path)
+    if len(transforms) != n_frames:
+        raise ValueError(
+            f"the table {Path(path).name} has {len(transforms)} frames but "
+            f"{in_path.name} has {n_frames}: apply a table estimated on a stack with the same frames."
+        )
+    return transforms
+
+
+def engine_options(args: argparse.Namespace, rates: tuple, roi: Any, mask: np.ndarray | None) -> dict[str, Any]:
+    """The pyramid registration's keyword arguments from the command line
+    (the same for the in-memory and the streaming paths)."""
+    return {
+        "num_frames": args.num_frames,
+        "downsample_rates": rates,
+        "max_movement": args.max_movement,
+        "iterate": args.iterate,
+        "smooth": bool(args.smooth),
+        "window_length": args.window_length,
+        "polyorder": args.polyorder,
+        "roi": roi,
+        "mask": mask,
+        "normalize": bool(args.normalize),
+    }
 
 
 def _without_done_stage(progress: Any) -> Any:

@@ -28,9 +28,21 @@ import cv2
 import numpy as np
 
 from ..transforms import FrameTransforms
-from ._progress import ProgressCallback, default_workers, estimation_workers, report, thread_pool
+from ._progress import (
+    ProgressCallback,
+    default_workers,
+    estimation_workers,
+    report,
+    thread_pool,
+)
 from ._pyramid_engine import FrameResults
-from ._pyramid_stages import TemplateState, concat_results, corrections, plan_pyramid, run_stages
+from ._pyramid_stages import (
+    TemplateState,
+    concat_results,
+    corrections,
+    plan_pyramid,
+    run_stages,
+)
 from .pyramid import _check_stack
 from .warp import _check_options, _is_dask, _result_dtype, _warp_chunk, apply_transforms
 
