@@ -4,14 +4,14 @@ their reader.
 :class:`BlockProducer` holds the thread, the bounded queue and the clean
 stop that :class:`~._frame_source.ReadAhead` (reading) and
 :class:`~._warp_stream.WarpedFrames` (reading and warping) share; each
-says only how one block is made (:meth:`BlockProducer._produce`).
+gives only the function that makes one block.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Self
 
 import numpy as np
@@ -22,7 +22,8 @@ __all__ = ["BlockProducer"]
 class BlockProducer:
     """Produces ``ranges`` of frames in a background thread, ``depth`` blocks ahead.
 
-    Blocks come out of :meth:`_next_item` in order, as ``(start, stop,
+    ``produce(start, stop)`` makes the block of frames ``start:stop`` (it is
+    called in the background thread). Blocks come out of :meth:`_next_item` in order, as ``(start, stop,
     block)``. An exception raised making a block is handed to the reader
     (raised by :meth:`_next_item`) and ends the production. Use as a context
     manager, or call :meth:`start` and :meth:`close`.
@@ -30,15 +31,14 @@ class BlockProducer:
 
     thread_name = "stackalign-producer"
 
-    def __init__(self, ranges: Iterable[tuple[int, int]], *, depth: int = 2) -> None:
+    def __init__(
+        self, ranges: Iterable[tuple[int, int]], produce: Callable[[int, int], np.ndarray], *, depth: int = 2
+    ) -> None:
         self._ranges = [(int(a), int(b)) for a, b in ranges]
+        self._produce = produce
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def _produce(self, start: int, stop: int) -> np.ndarray:
-        """Frames ``start:stop`` (called in the background thread)."""
-        raise NotImplementedError
 
     def _run(self) -> None:
         for a, b in self._ranges:

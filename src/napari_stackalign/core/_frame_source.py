@@ -318,7 +318,7 @@ class ReadAhead(BlockProducer):
     thread_name = "stackalign-read-ahead"
 
     def __init__(self, frames: Any, ranges: Iterable[tuple[int, int]], *, depth: int = 2) -> None:
-        super().__init__(ranges, depth=depth)
+        super().__init__(ranges, self._read, depth=depth)
         self._frames = frames
         self.shape = tuple(int(n) for n in frames.shape)
         self.dtype = np.dtype(frames.dtype)
@@ -328,7 +328,7 @@ class ReadAhead(BlockProducer):
     def __len__(self) -> int:
         return self.shape[0]
 
-    def _produce(self, start: int, stop: int) -> np.ndarray:
+    def _read(self, start: int, stop: int) -> np.ndarray:
         return np.asarray(self._frames[start:stop])
 
     def _next_block(self, a: int, b: int) -> np.ndarray | None:

@@ -66,7 +66,7 @@ class WarpedFrames(BlockProducer):
     ) -> None:
         if len(transforms) != int(frames.shape[0]):
             raise ValueError(f"{len(transforms)} transforms for {int(frames.shape[0])} frames.")
-        super().__init__(frame_ranges(0, int(frames.shape[0]), block), depth=depth)
+        super().__init__(frame_ranges(0, int(frames.shape[0]), block), self._compute, depth=depth)
         self._frames = frames
         self._transforms = transforms
         self._warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype, "workers": workers}
@@ -78,9 +78,6 @@ class WarpedFrames(BlockProducer):
 
     def __len__(self) -> int:
         return self.shape[0]
-
-    def _produce(self, start: int, stop: int) -> np.ndarray:
-        return self._compute(start, stop)
 
     def _compute(self, a: int, b: int) -> np.ndarray:
         chunk = np.asarray(self._frames[a:b])
