@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from napari_stackalign._parsing import format_downsample_rates, parse_downsample_rates, parse_roi
+from napari_stackalign._parsing import (
+    format_downsample_rates,
+    parse_downsample_rates,
+    parse_roi,
+)
 
 
 @pytest.mark.parametrize(

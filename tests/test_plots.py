@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from napari_stackalign import FrameTransforms
-from napari_stackalign.plots import draw_before_after, draw_correlations, draw_drift, new_figure, save_figure
+from napari_stackalign.plots import (
+    draw_before_after,
+    draw_correlations,
+    draw_drift,
+    new_figure,
+    save_figure,
+)
 
 
 def test_drift_plot_shows_minus_the_correction(tmp_path):

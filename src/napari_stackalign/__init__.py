@@ -16,25 +16,47 @@ The headless API (no napari or Qt needed). Every registration method returns a
 
 from ._version import __version__
 from .core import Cancelled, FrameAverage, apply_transforms, average_frames
-from .core.compare import checkerboard, difference
-from .core.distributed import register_pyramid_distributed
-from .core.fourier_masks import fourier_mask
-from .core.gaussian_fit import GaussianFit, fit_gaussian, fit_gaussians
-from .core.pairwise import PairwiseResult, register_pairwise
-from .core.pairwise_io import read_pairwise_tiff, save_pairwise_tiff, save_registered_tiff
-from .core.pairwise_report import save_pairwise_report
-from .core.particle_tracks import ParticleTracks
-from .core.particle_validation import ParticleValidation, validate_alignment
-from .core.picks import read_picks, write_picks
-from .core.pipeline import RegisteredFile, register_file, register_stack_to_file
-from .core.pyramid import register_pyramid
-from .core.quality import frame_correlations, quality_report, sharpness
-from .core.register_apply import AlignedStack, register_and_apply
-from .core.rigid import rigid_from_tracks
+from .core.pairwise import (
+    PairwiseResult,
+    fourier_mask,
+    read_pairwise_tiff,
+    register_pairwise,
+    save_pairwise_report,
+    save_pairwise_tiff,
+    save_registered_tiff,
+)
+from .core.particles import (
+    GaussianFit,
+    ParticleTracks,
+    ParticleValidation,
+    drift_summary,
+    fit_gaussian,
+    fit_gaussians,
+    flag_outliers,
+    read_picks,
+    rigid_from_tracks,
+    track_particles,
+    validate_alignment,
+    write_picks,
+)
+from .core.pyramid import (
+    AlignedStack,
+    RegisteredFile,
+    register_and_apply,
+    register_file,
+    register_pyramid,
+    register_pyramid_distributed,
+    register_stack_to_file,
+)
+from .core.quality import (
+    checkerboard,
+    difference,
+    frame_correlations,
+    quality_report,
+    sharpness,
+)
 from .core.similarity import register_similarity
 from .core.smoothing import smooth_transforms
-from .core.tracking import track_particles
-from .core.trajectories import drift_summary, flag_outliers
 from .io import StackData, read_stack, write_stack
 from .transforms import FrameTransforms
 

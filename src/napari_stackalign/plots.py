@@ -108,7 +108,7 @@ def draw_correlations(fig: Figure, reports: Mapping[str, Mapping[str, Any]], *, 
     fig : matplotlib.figure.Figure
         Cleared and drawn into.
     reports : mapping of str to dict
-        Label -> :func:`~napari_stackalign.core.quality.quality_report`
+        Label -> :func:`~napari_stackalign.core.quality._quality.quality_report`
         result (its ``correlations`` are drawn).
     title : str, optional
         Figure title.
@@ -179,7 +179,7 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 150) -> Path:
     ValueError
         If ``path`` does not end in ``.png`` or its folder is missing.
     """
-    from .io._atomic import atomic_path
+    from .io import atomic_path
 
     path = Path(path)
     if path.suffix.lower() != ".png":

@@ -52,6 +52,10 @@ __all__ = [
     "random_motion",
     "alignment_error",
     "KINDS",
+    "stem_stack",
+    "shifts_motion",
+    "bead_scene",
+    "linear_motion",
 ]
 
 KINDS = ("beads", "lattice", "texture")
@@ -432,3 +436,146 @@ def alignment_error(estimate: FrameTransforms, truth: FrameTransforms) -> dict[s
         "angle_max": float(np.abs(ang).max()),
         "scale_max": float(np.abs(scl - 1).max()),
     }
+
+
+# ----------------------------------------------------------------- scenes
+# Ready-made scenes for particular methods (the tests and benchmarks use them).
+
+
+def stem_stack(
+    n_frames: int,
+    shape: tuple[int, int],
+    *,
+    period: float = 8.0,
+    texture: float = 0.3,
+    snr: float | None = 0.4,
+    drift: float = 3.0,
+    jitter: float = 0.3,
+    motion: FrameTransforms | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, FrameTransforms]:
+    """A low-dose STEM-like stack: an atomic lattice plus a weak texture, with known motion.
+
+    The lattice (``make_stack("lattice")``) carries a weak band-limited texture
+    that moves with it (thickness or contamination contrast: a perfect lattice
+    alone is only defined up to a lattice vector), with Poisson noise at the
+    requested SNR (std of the clean frame / std of the noise).
+
+    Parameters
+    ----------
+    n_frames : int
+        Number of frames.
+    shape : (int, int)
+        Frame shape (Y, X).
+    period : float
+        Lattice period in pixels.
+    texture : float
+        Strength of the texture relative to the lattice (0: lattice only).
+    snr : float or None
+        Signal-to-noise ratio of a frame; None: no noise.
+    drift, jitter : float
+        Passed to :func:`random_motion` when ``motion`` is not given.
+    motion : FrameTransforms, optional
+        The content's motion (default: a random drift with jitter).
+    seed : int
+        Seed of the motion, the scene and the noise.
+
+    Returns
+    -------
+    stack : ndarray of float32, shape (T, Y, X)
+    truth : FrameTransforms
+        The true correction of every frame.
+    """
+    if motion is None:
+        motion = random_motion(n_frames, shape, drift=drift, jitter=jitter, rng=seed)
+    lat, truth = make_stack(
+        "lattice", n_frames=n_frames, shape=shape, motion=motion, snr=None, lattice_period=period, seed=seed
+    )
+    clean = lat / lat[0].std()
+    if texture:
+        tex, _ = make_stack("texture", n_frames=n_frames, shape=shape, motion=motion, snr=None, seed=seed + 1)
+        clean = clean + texture * tex / tex[0].std()
+    clean = clean - clean.min() + 0.1
+    if snr is None:
+        return clean.astype(np.float32), truth
+    gain = (snr * np.sqrt(clean[0].mean()) / clean[0].std()) ** 2
+    rng = np.random.default_rng(seed + 2)
+    return rng.poisson(clean * gain).astype(np.float32), truth
+
+
+def shifts_motion(shifts: Any) -> FrameTransforms:
+    """Content motion with the given per-frame displacements, shape (T, 2) as (dy, dx)."""
+    shifts = np.asarray(shifts, dtype=float)
+    return FrameTransforms(dy=shifts[:, 0], dx=shifts[:, 1])
+
+
+def bead_scene(
+    motion: FrameTransforms,
+    shape: tuple[int, int],
+    *,
+    snr: float = 8.0,
+    n_beads: int = 50,
+    seed: int = 0,
+    margin: float = 10,
+    min_gap: float = 13,
+    **kwargs: Any,
+) -> tuple[np.ndarray, FrameTransforms, np.ndarray]:
+    """Beads moving with ``motion``, and the true trajectories of the isolated ones.
+
+    Parameters
+    ----------
+    motion : FrameTransforms
+        The content's motion (translation and rotation about its centre).
+    shape : (int, int)
+        Frame shape (Y, X).
+    snr : float
+        Signal-to-noise ratio (see :func:`make_stack`).
+    n_beads : int
+        Beads rendered.
+    seed : int
+        Seed of the scene and the noise.
+    margin : float
+        A bead counts only if it stays this far (px) inside every frame.
+    min_gap : float
+        ... and this far from every other bead in every frame.
+    **kwargs
+        Passed to :func:`make_stack`.
+
+    Returns
+    -------
+    stack : ndarray, shape (T, Y, X)
+    truth : FrameTransforms
+        The true correction of every frame.
+    trajectories : ndarray, shape (T, N, 2)
+        (row, col) of each isolated bead inside every frame.
+    """
+    stack, truth = make_stack(
+        "beads", n_frames=len(motion), shape=shape, motion=motion, snr=snr, n_beads=n_beads, seed=seed, **kwargs
+    )
+    pos = np.asarray(truth.params["bead_positions"])
+    mats = motion.to_matrices()
+    traj = np.einsum("tij,nj->tni", mats[:, :2, :2], pos) + mats[:, None, :2, 2]
+    inside = np.all(
+        (traj[..., 0] > margin)
+        & (traj[..., 0] < shape[0] - margin)
+        & (traj[..., 1] > margin)
+        & (traj[..., 1] < shape[1] - margin),
+        axis=0,
+    )
+    # isolated in every frame (beads outside the frame count as neighbours too)
+    gaps = []
+    for t in range(len(motion)):
+        d = np.hypot(*(traj[t][:, None] - traj[t][None]).transpose(2, 0, 1))
+        np.fill_diagonal(d, np.inf)
+        gaps.append(d.min(axis=1))
+    isolated = np.min(gaps, axis=0) > min_gap
+    idx = np.flatnonzero(inside & isolated)
+    return stack, truth, traj[:, idx]
+
+
+def linear_motion(n: int, shape: tuple[int, int], dy: float, dx: float, angle: float = 0.0) -> FrameTransforms:
+    """Motion growing linearly from nothing to ``(dy, dx)`` px and ``angle`` degrees over ``n`` frames."""
+    center = ((shape[0] - 1) / 2, (shape[1] - 1) / 2)
+    return FrameTransforms(
+        dy=np.linspace(0, dy, n), dx=np.linspace(0, dx, n), angle=np.linspace(0, angle, n), center=center
+    )

@@ -479,7 +479,7 @@ def _jsonable(value: Any) -> Any:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     """Write text to a temporary file beside ``path`` and rename it into place."""
-    from .io._atomic import atomic_path
+    from .io import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(text)

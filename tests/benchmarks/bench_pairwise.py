@@ -2,7 +2,7 @@
 
 Peers
 -----
-- ``ours``: :func:`napari_stackalign.core.pairwise.register_pairwise` end to end
+- ``ours``: :func:`napari_stackalign.core.pairwise._register.register_pairwise` end to end
   (spectra, all pairs, outliers, solve, Fourier-shift average), 2 threads.
 - ``rigidregistration (re-impl.)``: a faithful plain-numpy re-implementation of
   the rigidregistration loop (``_rigidregistration_reference.py``): complex128
@@ -16,7 +16,7 @@ Peers
   parabola, row-mean solve, Fourier-shift average: what one writes without the
   band-limited, batched machinery.
 
-Data: ``tests/core/pairwise_scenes.stem_stack``: the synthetic atomic lattice
+Data: ``napari_stackalign.synthetic.stem_stack``: the synthetic atomic lattice
 (period 8 px, plus a weak texture moving with it) at SNR 0.4 (Poisson), random
 drift of up to 4 px with 0.3 px jitter; 40, 100 and 200 frames of 512 x 512.
 Mask hann n = 2 (the lattice's Bragg peaks, at 1/8 cycles/px, lie inside it),
@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 from scipy import fft as sfft
 
-from napari_stackalign.core.fourier_masks import fourier_mask
-from napari_stackalign.core.pairwise import register_pairwise
-from napari_stackalign.core.pairwise_spectra import hann2d
+from napari_stackalign.core.pairwise._masks import fourier_mask
+from napari_stackalign.core.pairwise._register import register_pairwise
+from napari_stackalign.core.pairwise._spectra import hann2d
 from napari_stackalign.synthetic import alignment_error
 from napari_stackalign.transforms import FrameTransforms
 
@@ -62,7 +62,8 @@ def _load(name: str, path: Path):
     return mod
 
 
-scenes = _load("pairwise_scenes", ROOT / "tests" / "core" / "pairwise_scenes.py")
+from napari_stackalign import synthetic as scenes  # noqa: E402
+
 ref = _load("rigidregistration_reference", HERE / "_rigidregistration_reference.py")
 
 WORKERS = 2
@@ -238,7 +239,7 @@ def main(argv=None):
 def _notes():
     return """
 Notes
-- Data: `tests/core/pairwise_scenes.stem_stack`: the `synthetic` lattice (two sublattices) plus a
+- Data: `napari_stackalign.synthetic.stem_stack`: the `synthetic` lattice (two sublattices) plus a
   band-limited texture (30 % of the lattice's contrast) moving with it, Poisson noise at SNR 0.4,
   drift up to 4 px plus 0.3 px jitter. A perfect lattice alone is only determined up to a lattice
   vector (every method then hops at random), which is why real STEM registration relies on the

@@ -44,9 +44,13 @@ import warnings
 import numpy as np
 from scipy.optimize import curve_fit
 
-from napari_stackalign.core.gaussian_fit import _initial_guess, _polarity, fit_gaussians
-from napari_stackalign.core.rigid import rigid_from_tracks
-from napari_stackalign.core.tracking import track_particles
+from napari_stackalign.core.particles._gaussian_fit import (
+    _initial_guess,
+    _polarity,
+    fit_gaussians,
+)
+from napari_stackalign.core.particles._rigid import rigid_from_tracks
+from napari_stackalign.core.particles._tracking import track_particles
 from napari_stackalign.synthetic import alignment_error, make_stack
 from napari_stackalign.transforms import FrameTransforms
 

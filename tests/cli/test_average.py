@@ -3,24 +3,17 @@ outputs, the options reaching the engine, and bad input."""
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
+from napari_stackalign import synthetic as pairwise_scenes
 from napari_stackalign.cli import main
-from napari_stackalign.core.pairwise_io import read_pairwise_tiff
+from napari_stackalign.core.pairwise._io import read_pairwise_tiff
 from napari_stackalign.synthetic import alignment_error
 from napari_stackalign.transforms import FrameTransforms
-
-_spec = importlib.util.spec_from_file_location(
-    "pairwise_scenes", Path(__file__).parents[1] / "core" / "pairwise_scenes.py"
-)
-pairwise_scenes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pairwise_scenes)
 
 
 def _run(argline: str) -> int:
@@ -83,7 +76,7 @@ def test_options_reach_the_engine(tmp_path, tif_in):
 
 
 def test_user_mask_file(tmp_path, tif_in):
-    from napari_stackalign.core.fourier_masks import fourier_mask
+    from napari_stackalign.core.pairwise._masks import fourier_mask
 
     mask = tmp_path / "mask.tif"
     tifffile.imwrite(mask, fourier_mask((96, 90), "hann", 2, centered=True))

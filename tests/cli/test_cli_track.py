@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tifffile
 
+from napari_stackalign import synthetic as particle_scenes
 from napari_stackalign.cli import main
 from napari_stackalign.cli.track import parse_indices
-from napari_stackalign.core.particle_tracks import ParticleTracks
-from napari_stackalign.core.picks import write_picks
+from napari_stackalign.core.particles._picks import write_picks
+from napari_stackalign.core.particles._tracks import ParticleTracks
 from napari_stackalign.io import read_stack
 from napari_stackalign.synthetic import alignment_error
 from napari_stackalign.transforms import FrameTransforms
-
-_spec = importlib.util.spec_from_file_location(
-    "particle_scenes", Path(__file__).parents[1] / "core" / "particle_scenes.py"
-)
-particle_scenes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(particle_scenes)
 
 T, SHAPE = 11, (150, 160)
 

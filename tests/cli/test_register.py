@@ -13,7 +13,7 @@ import tifffile
 from napari_stackalign import FrameTransforms, apply_transforms
 from napari_stackalign.cli import main
 from napari_stackalign.cli.register import resolve_output_format
-from napari_stackalign.core.pyramid import register_pyramid
+from napari_stackalign.core.pyramid._register import register_pyramid
 from napari_stackalign.core.smoothing import smooth_transforms
 from napari_stackalign.io import read_stack, write_stack
 from napari_stackalign.synthetic import alignment_error, make_stack

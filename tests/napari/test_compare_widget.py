@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_stackalign import apply_transforms
-from napari_stackalign.core.quality import common_region, quality_report
+from napari_stackalign.core.quality._quality import common_region, quality_report
 from napari_stackalign.napari._compare_widget import CompareWidget
 from napari_stackalign.napari._layers import provenance
 from napari_stackalign.synthetic import make_stack

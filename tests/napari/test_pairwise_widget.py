@@ -3,22 +3,15 @@ metadata against ground truth, instant outlier re-evaluation, update, save."""
 
 import os
 import tempfile
-
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from napari_stackalign.core.pairwise_io import read_pairwise_tiff
+from napari_stackalign import synthetic as pairwise_scenes
+from napari_stackalign.core.pairwise._io import read_pairwise_tiff
 from napari_stackalign.napari._pairwise_widget import PairwiseWidget, parse_frame_list
 from napari_stackalign.synthetic import alignment_error
-
-_spec = importlib.util.spec_from_file_location(
-    "pairwise_scenes", Path(__file__).parents[1] / "core" / "pairwise_scenes.py"
-)
-pairwise_scenes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pairwise_scenes)
 
 # screenshots go into docs/images only when asked (STACKALIGN_DOCS_SCREENSHOTS=1),
 # so a test run never changes tracked files

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_stackalign.core.particle_tracks import ParticleTracks
-from napari_stackalign.core.picks import read_picks
+from napari_stackalign.core.particles._picks import read_picks
+from napari_stackalign.core.particles._tracks import ParticleTracks
 from napari_stackalign.napari._particle_layers import tracks_from_layer
 from napari_stackalign.napari._particles_widget import (
     FAIL_COLOR,

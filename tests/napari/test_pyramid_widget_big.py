@@ -7,11 +7,12 @@ import pytest
 
 from napari_stackalign.napari import _pyramid_widget as mod
 
+
 @pytest.fixture
 def lazy_file(tmp_path, monkeypatch):
+    import napari_stackalign.io._lazy as lazy_io
     from napari_stackalign.io import write_stack
     from napari_stackalign.synthetic import make_stack
-    import napari_stackalign.io._lazy as lazy_io
     stack, truth = make_stack("beads", n_frames=300, shape=(256, 256), drift=12, snr=3, dtype=np.uint16, seed=3)
     path = tmp_path / "big movie.h5"
     write_stack(path, stack)
@@ -19,8 +20,8 @@ def lazy_file(tmp_path, monkeypatch):
     return path, stack
 
 def test_lazy_layer_registers_to_disk(make_napari_viewer, qtbot, lazy_file):
-    from napari_stackalign.core.pyramid import register_pyramid
-    from napari_stackalign.core.warp import apply_transforms
+    from napari_stackalign.core.apply._warp import apply_transforms
+    from napari_stackalign.core.pyramid._register import register_pyramid
     path, stack = lazy_file
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-stackalign")

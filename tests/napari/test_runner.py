@@ -7,10 +7,15 @@ import time
 import numpy as np
 import pytest
 
-from napari_stackalign.core._progress import report
-from napari_stackalign.napari._layers import derived_image_kwargs, frame_stack, provenance, transforms_from_layer
-from napari_stackalign.napari._runner import TaskRunner
 from napari_stackalign import FrameTransforms
+from napari_stackalign.napari._layers import (
+    derived_image_kwargs,
+    frame_stack,
+    provenance,
+    transforms_from_layer,
+)
+from napari_stackalign.napari._runner import TaskRunner
+from napari_stackalign.progress import report
 
 
 def _slow(n, *, progress=None, fail=None):

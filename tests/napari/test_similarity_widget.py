@@ -12,7 +12,10 @@ import pytest
 
 from napari_stackalign import FrameTransforms, apply_transforms, average_frames
 from napari_stackalign.napari._layers import transforms_from_layer
-from napari_stackalign.napari._similarity_widget import TEMPLATE_CHOICES, SimilarityWidget
+from napari_stackalign.napari._similarity_widget import (
+    TEMPLATE_CHOICES,
+    SimilarityWidget,
+)
 from napari_stackalign.synthetic import make_stack
 
 SHAPE = (96, 128)

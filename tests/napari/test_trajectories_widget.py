@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_stackalign.core.tracking import track_particles
+from napari_stackalign.core.particles._tracking import track_particles
 from napari_stackalign.napari._layers import transforms_from_layer
 from napari_stackalign.napari._particle_layers import tracks_layer_kwargs
 from napari_stackalign.napari._trajectories_widget import TrajectoriesWidget

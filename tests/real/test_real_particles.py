@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from skimage.feature import blob_log
 
-from napari_stackalign.core.gaussian_fit import fit_gaussians_at
-from napari_stackalign.core.particle_validation import validate_alignment
-from napari_stackalign.core.rigid import rigid_from_tracks
-from napari_stackalign.core.tracking import track_particles
-from napari_stackalign.core.trajectories import flag_outliers
+from napari_stackalign.core.particles._gaussian_fit import fit_gaussians_at
+from napari_stackalign.core.particles._rigid import rigid_from_tracks
+from napari_stackalign.core.particles._tracking import track_particles
+from napari_stackalign.core.particles._trajectories import flag_outliers
+from napari_stackalign.core.particles._validation import validate_alignment
 from napari_stackalign.io import read_stack
 
 pytestmark = pytest.mark.real

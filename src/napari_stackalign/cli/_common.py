@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import contextlib
 import sys
+from collections.abc import Iterator
 
 from tqdm import tqdm
 

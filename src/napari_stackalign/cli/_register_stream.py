@@ -3,7 +3,7 @@
 ``register.run`` hands over here when the input is opened lazily (larger
 than a quarter of this machine's memory), or when ``--scheduler`` or
 ``--workers`` asks for a dask.distributed cluster. Everything then goes
-through :func:`~napari_stackalign.core.pipeline.register_file`: flat memory
+through :func:`~napari_stackalign.core.pyramid._to_file.register_file`: flat memory
 whatever the frame count, the output streamed into a temporary file renamed
 when complete, and (with a cluster) the estimation spread over its workers.
 """
@@ -68,7 +68,7 @@ def run_streaming(
     t0: float,
 ) -> int:
     """Register ``in_path`` into ``out_path`` with :func:`register_file`; returns the exit code."""
-    from ..core.pipeline import register_file
+    from ..core.pyramid import register_file
     from .register import _summary, _without_done_stage, engine_options, load_table
 
     cluster = wants_cluster(args)

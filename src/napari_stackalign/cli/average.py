@@ -52,7 +52,7 @@ def parse_frames(text: str) -> list[int]:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``average`` subcommand."""
-    from ..core.fourier_masks import MASK_KINDS
+    from ..core.pairwise import MASK_KINDS
 
     p = subparsers.add_parser(
         "average",
@@ -119,9 +119,12 @@ def run(args: argparse.Namespace) -> int:
     """Run ``stackalign average``; returns the exit code."""
     import numpy as np
 
-    from ..core.pairwise import register_pairwise
-    from ..core.pairwise_io import save_pairwise_tiff, save_registered_tiff
-    from ..core.pairwise_report import save_pairwise_report
+    from ..core.pairwise import (
+        register_pairwise,
+        save_pairwise_report,
+        save_pairwise_tiff,
+        save_registered_tiff,
+    )
     from ..io import read_stack
 
     out = _check_out(args.output, (".tif", ".tiff"), "output", args.overwrite)

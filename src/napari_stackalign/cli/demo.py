@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.pyramid import register_and_apply
 from ..core.quality import common_region, mean_image, quality_report
-from ..core.register_apply import register_and_apply
 from ..plots import draw_before_after, draw_drift, new_figure, save_figure
 from ._common import terminal_progress
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io._lazy import total_memory
+from ..io import total_memory
 
 DEFAULT_MEMORY_FRACTION = 0.25
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from .._parsing import parse_downsample_rates, parse_roi
 from .._version import __version__
-from ..core.warp import apply_transforms
+from ..core.apply import apply_transforms
 from ..transforms import FrameTransforms
 from ._common import terminal_progress
 
@@ -366,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
                 engine = engine_options(args, rates, roi, mask)
                 if estimate_on is stack:
                     # one channel: estimation and resampling overlapped
-                    from ..core.register_apply import register_and_apply
+                    from ..core.pyramid import register_and_apply
 
                     aligned = register_and_apply(stack, progress=progress, **engine)
                     transforms, registered = aligned.transforms, aligned.data

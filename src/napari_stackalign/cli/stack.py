@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..core.apply import apply_transforms
 from ..core.average import average_frames
 from ..core.similarity import FALLBACKS, register_similarity
-from ..core.warp import apply_transforms
 from ..transforms import FrameTransforms
 from ._common import terminal_progress
 
@@ -260,8 +260,7 @@ def write_image(
 
     import h5py
 
-    from ..io._atomic import atomic_path, check_writable_dir
-    from ..io._meta import jsonable
+    from ..io import atomic_path, check_writable_dir, jsonable
 
     check_writable_dir(path)
     text = json.dumps(jsonable(metadata))
@@ -295,7 +294,7 @@ def write_image(
 
 def _frame_chunks(stack: Any) -> Any:
     """A dask view in frame chunks, so the registered stack streams into its file."""
-    from ..io._lazy import frame_chunked_dask
+    from ..io import frame_chunked_dask
 
     if type(stack).__module__.startswith("dask."):
         return stack

@@ -139,7 +139,7 @@ def _check_outputs(args: argparse.Namespace, in_path: Path, out_path: Path) -> d
 
 def _lazy_frames(stack: Any) -> Any:
     """Frame chunks of a dask array, so the warped output streams into the file."""
-    from ..io._lazy import frame_chunked_dask
+    from ..io import frame_chunked_dask
 
     if type(stack).__module__.startswith("dask."):
         return stack
@@ -149,13 +149,16 @@ def _lazy_frames(stack: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``stackalign track``; returns the exit code."""
-    from ..core.particle_plots import plot_trajectories, plot_validation
-    from ..core.particle_validation import validate_alignment
-    from ..core.picks import read_picks
-    from ..core.rigid import rigid_from_tracks
-    from ..core.tracking import track_particles
-    from ..core.trajectories import flag_outliers
-    from ..core.warp import apply_transforms
+    from ..core.apply import apply_transforms
+    from ..core.particles import (
+        flag_outliers,
+        plot_trajectories,
+        plot_validation,
+        read_picks,
+        rigid_from_tracks,
+        track_particles,
+        validate_alignment,
+    )
     from ..io import read_stack, write_stack
     from ..plots import save_figure
     from .register import resolve_output_format

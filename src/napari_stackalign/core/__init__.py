@@ -1,7 +1,7 @@
 """The engine: numpy, scipy and OpenCV only. Never imports napari, Qt or magicgui."""
 
-from ._progress import Cancelled, ProgressCallback
+from ..progress import Cancelled, ProgressCallback
+from .apply import apply_transforms
 from .average import FrameAverage, average_frames
-from .warp import apply_transforms
 
 __all__ = ["Cancelled", "ProgressCallback", "FrameAverage", "average_frames", "apply_transforms"]

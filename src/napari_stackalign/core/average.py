@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..progress import ProgressCallback, report
 from ..transforms import FrameTransforms
-from ._progress import ProgressCallback, report
-from .warp import _check_options, _frames_shape, apply_transforms
+from .apply import apply_transforms
+from .apply._warp import _check_options, _frames_shape
 
 __all__ = ["FrameAverage", "average_frames", "largest_rectangle"]
 

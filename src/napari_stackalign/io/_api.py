@@ -9,14 +9,21 @@ from typing import Any
 
 import numpy as np
 
-from ..core._progress import ProgressCallback
+from ..progress import ProgressCallback
 from ..transforms import FrameTransforms
 from ._atomic import atomic_path, check_writable_dir
 from ._folder import frame_files, read_frames
 from ._gif import GIF_SUFFIXES, read_gif
 from ._hdf5 import HDF5_SUFFIXES, read_hdf5, write_hdf5
 from ._lazy import check_memory_fraction
-from ._meta import SOURCE_KEY, check_transforms_length, jsonable, make_block, normalise_unit, per_axis_scale
+from ._meta import (
+    SOURCE_KEY,
+    check_transforms_length,
+    jsonable,
+    make_block,
+    normalise_unit,
+    per_axis_scale,
+)
 from ._stackdata import StackData
 from ._tiff import TIFF_SUFFIXES, read_tiff, write_tiff
 

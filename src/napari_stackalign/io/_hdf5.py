@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from .._version import __version__
-from ..core._progress import ProgressCallback, report
+from ..progress import ProgressCallback, report
 from ..transforms import TABLE_COLUMNS, FrameTransforms
 from ._axes import normalise_axes, plan_axes
 from ._lazy import decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame_chunks

@@ -13,9 +13,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import tifffile
 
-from ..core._progress import ProgressCallback, report
+from ..progress import ProgressCallback, report
 from ._axes import plan_axes
-from ._lazy import FrameReader, decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame_chunks
+from ._lazy import (
+    FrameReader,
+    decide_lazy,
+    frame_chunked_dask,
+    frames_per_chunk,
+    iter_frame_chunks,
+)
 from ._meta import BLOCK_KEY, block_transforms, jsonable, normalise_unit, parse_block
 from ._stackdata import StackData
 

@@ -40,8 +40,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.compare import checkerboard, difference
-from ..core.quality import common_region, mean_image, quality_report, sharpness
+from ..core.quality import (
+    checkerboard,
+    common_region,
+    difference,
+    mean_image,
+    quality_report,
+    sharpness,
+)
 from ..plots import draw_correlations
 from ._drift_plot import PlotPanel
 from ._layer_choice import LayerChoice

@@ -1,7 +1,7 @@
 """The two plots of the pairwise widget: the mask preview and the shift matrices.
 
 Both are matplotlib figures on a Qt canvas; the drawing itself is the core's
-(:mod:`napari_stackalign.core.pairwise_plots`), shared with the PDF report.
+(:mod:`napari_stackalign.core.pairwise._plots`), shared with the PDF report.
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QSizePolicy
 
-from ..core.pairwise import PairwiseResult
-from ..core.pairwise_plots import draw_shift_matrix, symmetric_limit
-from ..core.pairwise_preview import MaskPreview
+from ..core.pairwise import (
+    MaskPreview,
+    PairwiseResult,
+    draw_shift_matrix,
+    symmetric_limit,
+)
 
 __all__ = ["MatrixCanvas", "PreviewCanvas"]
 
@@ -42,7 +45,7 @@ class PreviewCanvas:
         self.last: MaskPreview | None = None
 
     def show(self, preview: MaskPreview, i: int, j: int) -> None:
-        """Draw a :class:`~napari_stackalign.core.pairwise_preview.MaskPreview`."""
+        """Draw a :class:`~napari_stackalign.core.pairwise._preview.MaskPreview`."""
         self.last = preview
         ax = self.ax_fft
         ax.clear()

@@ -6,7 +6,7 @@ a worker, inspect the X / Y shift matrices with their outliers, change the
 outlier settings and see the result at once (nothing is correlated again),
 and add ``"<input> average"`` (cropped, crop and parameters in its metadata)
 and optionally ``"<input> registered"``. The engine is
-:func:`napari_stackalign.core.pairwise.register_pairwise`.
+:func:`napari_stackalign.core.pairwise._register.register_pairwise`.
 """
 
 from __future__ import annotations
@@ -36,11 +36,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.fourier_masks import MASK_KINDS
-from ..core.pairwise import PairwiseResult, register_pairwise
-from ..core.pairwise_io import save_pairwise_tiff
-from ..core.pairwise_preview import MaskPreview, mask_preview
-from ..core.pairwise_report import save_pairwise_report
+from ..core.pairwise import (
+    MASK_KINDS,
+    MaskPreview,
+    PairwiseResult,
+    mask_preview,
+    register_pairwise,
+    save_pairwise_report,
+    save_pairwise_tiff,
+)
 from ._layer_choice import LayerChoice
 from ._layers import derived_image_kwargs, frame_stack, provenance
 from ._pairwise_panels import MatrixCanvas, PreviewCanvas

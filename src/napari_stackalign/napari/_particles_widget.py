@@ -38,9 +38,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.gaussian_fit import GaussianFit, fit_gaussian
-from ..core.picks import read_picks, write_picks
-from ..core.tracking import track_particles
+from ..core.particles import (
+    GaussianFit,
+    fit_gaussian,
+    read_picks,
+    track_particles,
+    write_picks,
+)
 from ._layer_choice import LayerChoice
 from ._layers import frame_stack
 from ._particle_layers import (

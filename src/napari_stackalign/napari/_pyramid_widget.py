@@ -1,6 +1,6 @@
 """Dock widget "Pyramid registration": coarse-to-fine translation registration.
 
-Collects the parameters of :func:`~napari_stackalign.core.pyramid.register_pyramid`,
+Collects the parameters of :func:`~napari_stackalign.core.pyramid._register.register_pyramid`,
 runs estimation and resampling in a worker (Run / Cancel / progress), and adds
 ``"<input> registered"`` with the input's scale, translate and units and the
 transforms and parameters in ``metadata["stackalign"]``. It plots the drift,
@@ -43,11 +43,14 @@ from qtpy.QtWidgets import (
 )
 
 from .._parsing import format_downsample_rates, parse_downsample_rates
-from ..core.pipeline import register_stack_to_file, suggest_output_path
-from ..core.pyramid import DEFAULT_RATES
-from ..core.register_apply import register_and_apply
+from ..core.apply import apply_transforms
+from ..core.pyramid import (
+    DEFAULT_RATES,
+    register_and_apply,
+    register_stack_to_file,
+    suggest_output_path,
+)
 from ..core.smoothing import check_savgol
-from ..core.warp import apply_transforms
 from ..io import read_stack
 from ..transforms import FrameTransforms
 from ._drift_plot import DriftPlot
@@ -71,7 +74,7 @@ def _register_task(
 ) -> tuple[FrameTransforms, FrameTransforms, Any]:
     """Estimate, smooth (optionally) and apply; runs in the worker thread.
 
-    One call to :func:`~napari_stackalign.core.register_apply.register_and_apply`:
+    One call to :func:`~napari_stackalign.core.pyramid._register_apply.register_and_apply`:
     without smoothing the resampling overlaps the estimation (same result as
     estimating, then applying).
     """

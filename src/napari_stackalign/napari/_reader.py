@@ -14,13 +14,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..io import StackData, estimate_contrast_limits, read_stack
-from ..io._api import READ_SUFFIXES
-from ..io._folder import natural_key
-from ..io._gif import GIF_SUFFIXES
-from ..io._hdf5 import HDF5_SUFFIXES, stack_candidates
-from ..io._meta import SOURCE_KEY
-from ..io._tiff import TIFF_SUFFIXES
+from ..io import (
+    GIF_SUFFIXES,
+    HDF5_SUFFIXES,
+    READ_SUFFIXES,
+    SOURCE_KEY,
+    TIFF_SUFFIXES,
+    StackData,
+    estimate_contrast_limits,
+    natural_key,
+    read_stack,
+    stack_candidates,
+)
 
 __all__ = ["get_reader", "read_layers", "stack_to_layer_data"]
 

@@ -41,9 +41,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.apply import apply_transforms
 from ..core.average import average_frames
 from ..core.similarity import FALLBACKS, register_similarity
-from ..core.warp import apply_transforms
 from ..transforms import FrameTransforms
 from ._drift_plot import PlotPanel
 from ._layer_choice import LayerChoice

@@ -3,7 +3,7 @@
 Works from a particle Tracks layer (made by the Particles widget, or loaded
 from a tracks CSV). It plots each particle's displacement over time (dy,
 dx) and its path, flags particles that moved on their own
-(:func:`~napari_stackalign.core.trajectories.flag_outliers`, unticked by
+(:func:`~napari_stackalign.core.particles._trajectories.flag_outliers`, unticked by
 default), and shows the drift over the ticked particles (median or mean)
 with its spread. A particle can also be *held out*: not used for the
 correction, kept to check it independently.
@@ -46,12 +46,20 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.particle_plots import plot_trajectories, plot_validation
-from ..core.particle_tracks import ParticleTracks
-from ..core.particle_validation import ParticleValidation, validate_alignment
-from ..core.rigid import INTERPOLATIONS, rigid_from_tracks
-from ..core.trajectories import STATISTICS, OutlierReport, drift_summary, flag_outliers
-from ..core.warp import apply_transforms
+from ..core.apply import apply_transforms
+from ..core.particles import (
+    INTERPOLATIONS,
+    STATISTICS,
+    OutlierReport,
+    ParticleTracks,
+    ParticleValidation,
+    drift_summary,
+    flag_outliers,
+    plot_trajectories,
+    plot_validation,
+    rigid_from_tracks,
+    validate_alignment,
+)
 from ..transforms import FrameTransforms
 from ._drift_plot import PlotPanel
 from ._layer_choice import LayerChoice

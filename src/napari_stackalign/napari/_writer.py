@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..io import write_stack
+from ..io import SOURCE_KEY, normalise_unit, write_stack
 from ..io._api import _same_file
-from ..io._meta import SOURCE_KEY, normalise_unit
 from ..transforms import FrameTransforms
 
 __all__ = ["write_hdf5", "write_tiff"]

@@ -1,0 +1,275 @@
+"""Apply :class:`~napari_stackalign.FrameTransforms` to any frame-indexable stack.
+
+One resampling per frame with ``cv2.warpAffine`` (whatever was composed), in a
+thread pool (OpenCV releases the GIL), chunk by chunk so memory stays flat.
+Inputs may be numpy arrays, memmaps, h5py datasets or dask arrays; dask input
+gives a lazy dask output unless ``out`` is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ...progress import ProgressCallback, report
+from ...transforms import FrameTransforms
+from ..workers import default_workers, thread_pool
+
+__all__ = ["apply_transforms", "warp_frame", "coverage_mask", "BORDERS", "ORDERS"]
+
+#: interpolation order -> OpenCV flag
+ORDERS = {0: cv2.INTER_NEAREST, 1: cv2.INTER_LINEAR, 3: cv2.INTER_CUBIC}
+#: border name -> OpenCV border mode
+BORDERS = {
+    "constant": cv2.BORDER_CONSTANT,
+    "nan": cv2.BORDER_CONSTANT,
+    "edge": cv2.BORDER_REPLICATE,
+    "reflect": cv2.BORDER_REFLECT_101,
+}
+# dtypes cv2.warpAffine handles natively
+_CV2_DTYPES = {np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64)}
+
+
+def _check_options(order: int, border: str) -> None:
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {sorted(ORDERS)} (0 nearest, 1 linear, 3 cubic), got {order!r}.")
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {sorted(BORDERS)}, got {border!r}.")
+
+
+def _result_dtype(in_dtype: np.dtype, border: str, output_dtype: Any) -> np.dtype:
+    if output_dtype is not None:
+        dtype = np.dtype(output_dtype)
+    else:
+        dtype = np.dtype(in_dtype)
+    if border == "nan" and dtype.kind != "f":
+        # NaN marks pixels outside the frame; an integer type cannot hold it.
+        dtype = np.dtype(np.float32)
+    if dtype == np.bool_:
+        raise ValueError("boolean stacks cannot be resampled; convert them to uint8 first.")
+    return dtype
+
+
+def warp_frame(
+    frame: np.ndarray,
+    matrix_xy: np.ndarray,
+    *,
+    order: int = 1,
+    border: str = "constant",
+    cval: float = 0.0,
+    output_dtype: Any = None,
+    dst: np.ndarray | None = None,
+) -> np.ndarray:
+    """Resample one 2-D frame with a forward 2x3 matrix in OpenCV (x, y) order.
+
+    See :func:`apply_transforms` for the options. Integer outputs are rounded
+    and clipped to the dtype's range. ``dst`` (a C-contiguous array of the
+    frame's shape and the output type) receives the result, which saves a
+    copy when OpenCV can write there directly.
+    """
+    _check_options(order, border)
+    frame = np.asarray(frame)
+    out_dtype = _result_dtype(frame.dtype, border, output_dtype)
+    # the working type: the input itself when OpenCV handles it and it is the
+    # output type (OpenCV rounds and saturates), else float
+    if frame.dtype == out_dtype and frame.dtype in _CV2_DTYPES:
+        work = frame
+    elif out_dtype.kind == "f" and out_dtype in _CV2_DTYPES and frame.dtype.itemsize <= 2:
+        work = frame.astype(out_dtype)
+    else:
+        work = frame.astype(np.float64)
+    h, w = frame.shape
+    matrix_xy = np.asarray(matrix_xy, dtype=np.float64)
+    # NaN borders: OpenCV would spread NaN into the last row/column through
+    # zero-weight neighbours, so resample with replicated edges and mark the
+    # pixels whose source is not fully inside the frame afterwards.
+    direct = (
+        dst is not None
+        and work.dtype == out_dtype
+        and dst.dtype == out_dtype
+        and dst.shape == (h, w)
+        and dst.flags.c_contiguous
+    )
+    result = cv2.warpAffine(
+        np.ascontiguousarray(work),
+        matrix_xy,
+        (w, h),
+        dst=dst if direct else None,
+        flags=ORDERS[order],
+        borderMode=cv2.BORDER_REPLICATE if border == "nan" else BORDERS[border],
+        borderValue=float(cval),
+    )
+    if border == "nan":
+        result[~_footprint((h, w), matrix_xy)] = np.nan
+    if result.dtype != out_dtype:
+        if out_dtype.kind in "iu" and result.dtype.kind == "f":
+            info = np.iinfo(out_dtype)
+            result = np.clip(np.rint(result), info.min, info.max)
+        result = result.astype(out_dtype)
+    if dst is not None and not direct:
+        dst[...] = result
+        return dst
+    return result
+
+
+def _frames_shape(stack: Any) -> tuple[int, tuple[int, ...], tuple[int, int]]:
+    shape = tuple(stack.shape)
+    if len(shape) not in (3, 4):
+        raise ValueError(
+            f"expected a (T, Y, X) or (T, C, Y, X) stack, got shape {shape}."
+        )
+    return shape[0], shape[1:-2], shape[-2:]
+
+
+def _warp_chunk(
+    chunk: np.ndarray,
+    mats: np.ndarray,
+    *,
+    order: int,
+    border: str,
+    cval: float,
+    out_dtype: np.dtype,
+    pool: Any,
+    result: np.ndarray | None = None,
+) -> np.ndarray:
+    """Warp a (t, [C,] Y, X) chunk with matching (t, 2, 3) matrices into
+    ``result`` (a new array by default; a numpy array of the chunk's shape
+    and ``out_dtype`` is written frame by frame, without a copy)."""
+    if result is None:
+        result = np.empty(chunk.shape, dtype=out_dtype)
+    extra = chunk.shape[1:-2]
+
+    def one(t: int) -> None:
+        for idx in np.ndindex(*extra):
+            warp_frame(
+                chunk[(t, *idx)],
+                mats[t],
+                order=order,
+                border=border,
+                cval=cval,
+                output_dtype=out_dtype,
+                dst=result[(t, *idx)],
+            )
+
+    if pool is None:
+        for t in range(chunk.shape[0]):
+            one(t)
+    else:
+        list(pool.map(one, range(chunk.shape[0])))
+    return result
+
+
+def apply_transforms(
+    stack: Any,
+    transforms: FrameTransforms,
+    *,
+    order: int = 1,
+    border: str = "constant",
+    cval: float = 0.0,
+    output_dtype: Any = None,
+    out: Any = None,
+    chunk_size: int = 64,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> Any:
+    """Resample every frame of ``stack`` onto the reference.
+
+    Parameters
+    ----------
+    stack : array-like, shape (T, Y, X) or (T, C, Y, X)
+        Numpy array, memmap, h5py dataset or dask array. With a channel axis
+        every channel of frame ``t`` gets transform ``t``.
+    transforms : FrameTransforms
+        One transform per frame (``len(transforms) == T``).
+    order : {0, 1, 3}
+        Interpolation: nearest, bilinear (default) or bicubic.
+    border : {"constant", "nan", "edge", "reflect"}
+        What fills pixels that come from outside the frame: ``cval``, NaN
+        (the output becomes float32 if it was an integer type), the nearest
+        edge pixel, or a mirror image.
+    cval : float
+        Fill value for ``border="constant"``.
+    output_dtype : dtype, optional
+        Output type; by default the input's. Integer outputs are rounded and
+        clipped to their range.
+    out : array-like, optional
+        Where to write (numpy array, memmap, h5py or zarr dataset of the
+        right shape). Written chunk by chunk.
+    chunk_size : int
+        Frames read, warped and written at a time.
+    workers : int, optional
+        Threads; all cores by default.
+    progress : callable, optional
+        ``progress(done, total, stage)``; may raise
+        :class:`~napari_stackalign.core.Cancelled` to stop.
+
+    Returns
+    -------
+    array-like
+        ``out`` if given; a lazy dask array for dask input; else a numpy array.
+    """
+    _check_options(order, border)
+    n_frames, _, _ = _frames_shape(stack)
+    if len(transforms) != n_frames:
+        raise ValueError(
+            f"the stack has {n_frames} frames but there are {len(transforms)} transforms: "
+            "use transforms estimated on a stack with the same number of frames."
+        )
+    if chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1.")
+    out_dtype = _result_dtype(np.dtype(stack.dtype), border, output_dtype)
+    mats = transforms.to_cv2_matrices()
+    kwargs = dict(order=order, border=border, cval=cval, out_dtype=out_dtype)
+
+    if out is None and _is_dask(stack):
+        import dask.array as da
+
+        frames = stack.rechunk({0: chunk_size, **{ax: -1 for ax in range(1, stack.ndim)}})
+
+        def block(chunk: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+            start = block_info[0]["array-location"][0][0]
+            return _warp_chunk(chunk, mats[start : start + chunk.shape[0]], pool=None, **kwargs)
+
+        return da.map_blocks(block, frames, dtype=out_dtype)
+
+    if out is None:
+        out = np.empty(tuple(stack.shape), dtype=out_dtype)
+    elif tuple(out.shape) != tuple(stack.shape):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {tuple(stack.shape)}.")
+    direct = type(out) in (np.ndarray, np.memmap) and out.dtype == out_dtype and out.flags.c_contiguous
+    report(progress, 0, n_frames, "apply")
+    with thread_pool(default_workers(workers)) as pool:
+        for start in range(0, n_frames, chunk_size):
+            stop = min(start + chunk_size, n_frames)
+            chunk = np.asarray(stack[start:stop])
+            if direct:
+                # numpy output: OpenCV writes each frame in place
+                _warp_chunk(chunk, mats[start:stop], pool=pool, result=out[start:stop], **kwargs)
+            else:
+                out[start:stop] = _warp_chunk(chunk, mats[start:stop], pool=pool, **kwargs)
+            report(progress, stop, n_frames, "apply")
+    return out
+
+
+def coverage_mask(shape: tuple[int, int], transforms: FrameTransforms, frame: int) -> np.ndarray:
+    """Boolean map of the registered pixels that frame ``frame`` fully covers.
+
+    A pixel counts as covered when its bilinear sample comes entirely from
+    inside the input frame (so interpolated borders are not counted).
+    """
+    return _footprint(tuple(shape), transforms[frame].to_cv2_matrices()[0])
+
+
+def _footprint(shape: tuple[int, int], matrix_xy: np.ndarray) -> np.ndarray:
+    """Pixels whose bilinear source lies entirely inside a frame of ``shape``."""
+    ones = np.ones(shape, dtype=np.float32)
+    warped = cv2.warpAffine(
+        ones, matrix_xy, (shape[1], shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
+    )
+    return warped >= 1.0 - 1e-3
+
+
+def _is_dask(stack: Any) -> bool:
+    return type(stack).__module__.startswith("dask.")

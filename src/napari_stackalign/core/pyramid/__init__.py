@@ -1,0 +1,13 @@
+"""Pyramid registration: coarse-to-fine translation, in memory, streamed to disk or on a dask cluster."""
+
+from ._distributed import register_pyramid_distributed
+from ._register import DEFAULT_RATES, register_pyramid
+from ._register_apply import AlignedStack, register_and_apply
+from ._to_file import (
+    RegisteredFile,
+    register_file,
+    register_stack_to_file,
+    suggest_output_path,
+)
+
+__all__ = ["AlignedStack", "DEFAULT_RATES", "RegisteredFile", "register_and_apply", "register_file", "register_pyramid", "register_pyramid_distributed", "register_stack_to_file", "suggest_output_path"]

@@ -1,0 +1,400 @@
+"""The per-frame machinery of pyramid registration.
+
+- :class:`PyramidEstimator` holds one template at every pyramid level and
+  estimates a frame's translation: an exhaustive overlap-normalised
+  correlation search at the first (coarsest) level, then Gauss-Newton
+  (Lucas-Kanade) refinement at every level, ending sub-pixel at the last.
+- :func:`run_frames` reads frames chunk by chunk, estimates them in a thread
+  pool, and optionally accumulates the registered frames into a new template.
+
+Levels live in :mod:`._pyramid_levels`, frame preparation in :mod:`._frames`,
+templates in :mod:`._template` (re-exported here).
+
+Shift convention inside this module: ``s`` with ``frame[p + s] ~ template[p]``
+(the correction is ``-s``).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ...progress import ProgressCallback, report
+from ._frames import FramePreparer, FrameWeights, PreparedFrame
+from ._levels import MIN_LEVEL_POWER, MIN_LEVEL_SIZE, Levels, level_power
+from ._lucas_kanade import LKTemplate
+from ._ncc_search import NCCSearch, SearchResult
+from ._template import Registered, Template, TemplateAccumulator
+
+__all__ = [
+    "FLAG_AT_EDGE",
+    "FLAG_FAILED",
+    "FLAG_NOT_CONVERGED",
+    "FLAG_UNUSABLE",
+    "MIN_LEVEL_POWER",
+    "MIN_LEVEL_SIZE",
+    "Estimate",
+    "FramePreparer",
+    "FrameResults",
+    "FrameWeights",
+    "Levels",
+    "PreparedFrame",
+    "PyramidEstimator",
+    "Registered",
+    "Template",
+    "TemplateAccumulator",
+    "level_power",
+    "run_frames",
+]
+
+#: the frame has no usable pixels (constant, all NaN or all masked)
+FLAG_UNUSABLE = 1
+#: the coarse match lies on the edge of the allowed search range
+FLAG_AT_EDGE = 2
+#: the sub-pixel refinement failed at the last level
+FLAG_FAILED = 4
+#: the sub-pixel refinement did not converge at the last level
+FLAG_NOT_CONVERGED = 8
+
+
+# -------------------------------------------------------------- estimator
+#: coarse peaks within this share of the best are re-scored before choosing
+AMBIGUITY = 0.5
+#: at most this many coarse peaks are re-scored (the best, then those nearest the prior)
+CANDIDATES = 8
+#: peaks within this share of the best count as equally good
+TIE = 0.05
+#: Gauss-Newton settings: (max iterations, tolerance in level px) for the
+#: intermediate levels and for the last level
+COARSE_ITER = (2, 0.1)
+FINAL_ITER = (4, 0.02)
+#: frames estimated together when following a trajectory (see ``run_frames``).
+#: Small, so the expected shift is at most 2-3 frames old: with batches of 8
+#: the last frame of a batch expected the median of frames 8-15 before it,
+#: and a lattice that moved about half a period (4 px for an 8 px period) in
+#: that time hopped one period (the benchmark's lattice cases at 100 frames,
+#: seed 1: frame 95 off by 7.9 px)
+FOLLOW_BATCH = 2
+#: the last update must be below this (px) for the frame to count as converged
+CONVERGED_STEP = 0.05
+
+
+class Estimate(NamedTuple):
+    shift: tuple[float, float]  # full-resolution px, frame[p + s] ~ template[p]
+    quality: float
+    flags: int
+
+
+class PyramidEstimator:
+    """Coarse-to-fine translation estimation of frames against one template.
+
+    Parameters
+    ----------
+    template : Template
+        Full-resolution template of the compared area.
+    levels : Levels
+        Pyramid geometry (rates in visiting order, coarse to fine).
+    max_movement : float
+        Fraction of the frame size searched, split over +/- (the search
+        covers ``+/- round(max_movement * size / 2)`` level pixels).
+    kernel : str
+        Interpolation kernel of the sub-pixel step (see ``KERNELS``).
+    fit_gain : bool
+        Fit a gain per frame in the sub-pixel step.
+    upto : int, optional
+        Use only the levels ``levels.rates[:upto]`` (template building stops
+        before full resolution).
+
+    Notes
+    -----
+    Levels whose band holds less than ``MIN_LEVEL_POWER`` of the template's
+    signal power are skipped (the last level is always used); the exhaustive
+    search runs at the first level used.
+    """
+
+    def __init__(
+        self,
+        template: Template,
+        levels: Levels,
+        max_movement: float,
+        *,
+        kernel: str = "lagrange6",
+        fit_gain: bool = True,
+        upto: int | None = None,
+    ) -> None:
+        self.levels = levels
+        self.fit_gain = fit_gain
+        self.kernel = kernel
+        n_levels = len(levels.rates) if upto is None else max(1, min(upto, len(levels.rates)))
+        scales = levels.scales
+        power = level_power(template.image, template.valid, scales[:n_levels])
+        self.level_power = power
+        self.active = [i for i in range(n_levels) if power[i] >= MIN_LEVEL_POWER or i == n_levels - 1]
+        needed = set(self.active)
+        t_levels = levels.build(template.image, needed)
+        v_levels = None
+        if template.valid is not None:
+            v_levels = levels.build(template.valid.astype(np.float32), needed)
+        self._lk: dict[int, LKTemplate] = {}
+        for i in self.active:
+            t = t_levels[i]
+            v = None if v_levels is None else v_levels[i] >= 0.999
+            if v is not None:
+                t = np.where(v, t, np.float32(0)).astype(np.float32)
+            if i == self.active[0]:
+                lh, lw = levels.shapes[i]
+                rmax = (round(max_movement * lh / 2), round(max_movement * lw / 2))
+                self._search = NCCSearch(t, rmax)
+            self._lk[i] = LKTemplate(t, v, kernel=kernel)
+
+    @property
+    def active_rates(self) -> list[float]:
+        return [self.levels.rates[i] for i in self.active]
+
+    def _first_level(
+        self, image: np.ndarray, frame: PreparedFrame, prior: tuple[float, float] = (0.0, 0.0)
+    ) -> SearchResult | None:
+        """Exhaustive search at the first level used.
+
+        Peaks are ranked by significance: correlation times the square root
+        of the overlap fraction, so small overlaps do not win on noise. When
+        other peaks come within ``AMBIGUITY`` of the best (periodic content
+        such as a lattice has many equally good peaks one period apart), each
+        is re-scored by the correlation of the frame sampled at its sub-pixel
+        position (one Gauss-Newton iteration at this level: a peak that falls
+        between pixels is not undervalued). Going from the peak nearest
+        ``prior`` (level px; the expected shift, that of the previous frames)
+        outwards, the first one whose significance is within ``TIE``
+        (relative) of the best, or within ``5 / sqrt(pixels)`` (about three
+        noise standard deviations of a correlation over this level, whose
+        noise is correlated over ~2 px), wins.
+        """
+        found = self._search.candidates(image, within=AMBIGUITY, limit=CANDIDATES, prior=prior)
+        if len(found) <= 1:
+            return found[0] if found else None
+        i = self.active[0]
+        weights = None if frame.weights is None else frame.weights.eroded(i)
+        margin_floor = 5.0 / np.sqrt(image.size)
+
+        def rescored(cand: SearchResult) -> tuple[float, SearchResult]:
+            res = self._lk[i].refine(image, cand.shift, weights=weights, max_iter=1, tol=0.0, fit_gain=self.fit_gain)
+            moved = np.hypot(res.shift[0] - cand.shift[0], res.shift[1] - cand.shift[1])
+            if res.failed or not np.isfinite(res.ncc) or moved > 1.5:
+                return self._search.significance(cand.score, cand.shift), cand
+            return self._search.significance(res.ncc, cand.shift), SearchResult(res.shift, res.ncc, cand.at_edge)
+
+        best = found[0]
+        top, best_refined = rescored(best)
+        by_prior = sorted(found, key=lambda c: (c.shift[0] - prior[0]) ** 2 + (c.shift[1] - prior[1]) ** 2)
+        for cand in by_prior:
+            if cand is best:
+                return best_refined
+            z, refined = rescored(cand)
+            top = max(top, z)
+            if z >= top - max(TIE * abs(top), margin_floor):
+                return refined
+        return best_refined
+
+    def estimate(
+        self,
+        frame: PreparedFrame,
+        init: tuple[float, float] | None = None,
+        init_level: int = -1,
+        prior: tuple[float, float] = (0.0, 0.0),
+    ) -> Estimate:
+        """Estimate one frame.
+
+        Parameters
+        ----------
+        frame : PreparedFrame
+            The frame.
+        init : (float, float), optional
+            A full-resolution estimate from an earlier pass (against a
+            template in the same coordinates); then the search and the levels
+            up to ``init_level`` are skipped.
+        init_level : int
+            Index (into ``levels.rates``) of the finest level ``init`` was
+            refined at.
+        prior : (float, float)
+            Expected full-resolution shift: of equally good matches (periodic
+            content), the one nearest this is chosen.
+
+        Returns
+        -------
+        Estimate
+            Shift ``s`` (full-resolution px; ``frame[p + s] ~ template[p]``),
+            quality (normalised correlation at the last level) and flags.
+        """
+        if not frame.usable:
+            return Estimate((0.0, 0.0), float("nan"), FLAG_UNUSABLE)
+        levels = self.levels
+        scales = levels.scales
+        todo = self.active
+        if init is not None:
+            later = [i for i in self.active if i > init_level]
+            todo = later if later else self.active[-1:]
+        imgs = levels.build(frame.image, set(todo))
+        first = todo[0]
+        head = imgs[first]
+        if not float(head.max()) > float(head.min()):
+            return Estimate((0.0, 0.0), float("nan"), FLAG_UNUSABLE)
+        flags = 0
+        if init is None:
+            sc = scales[first]
+            found = self._first_level(head, frame, (prior[0] * sc[0], prior[1] * sc[1]))
+            if found is None:
+                return Estimate((0.0, 0.0), float("nan"), FLAG_FAILED)
+            if found.at_edge:
+                flags |= FLAG_AT_EDGE
+            sy, sx = found.shift
+        else:
+            sy, sx = init[0] * scales[first][0], init[1] * scales[first][1]
+        quality = float("nan")
+        prev = first
+        last_level = todo[-1]
+        for i in todo:
+            if i != prev:
+                sy *= scales[i][0] / scales[prev][0]
+                sx *= scales[i][1] / scales[prev][1]
+                prev = i
+            last = i == last_level
+            weights = None if frame.weights is None else frame.weights.eroded(i)
+            max_iter, tol = FINAL_ITER if last else COARSE_ITER
+            res = self._lk[i].refine(imgs[i], (sy, sx), weights=weights, max_iter=max_iter, tol=tol, fit_gain=self.fit_gain)
+            # a refinement that fails, or wanders more than ~2 level pixels
+            # from its start, has lost the match: keep the coarser answer
+            if res.failed or np.hypot(res.shift[0] - sy, res.shift[1] - sx) > 2.0:
+                if last:
+                    flags |= FLAG_FAILED
+                continue
+            sy, sx = res.shift
+            if last:
+                quality = res.ncc
+                if res.step > CONVERGED_STEP:
+                    flags |= FLAG_NOT_CONVERGED
+        return Estimate((sy / scales[prev][0], sx / scales[prev][1]), quality, flags)
+
+
+# ------------------------------------------------------------------- loop
+@dataclass
+class FrameResults:
+    shifts: np.ndarray  # (n, 2) s per frame
+    quality: np.ndarray  # (n,)
+    flags: np.ndarray  # (n,) int
+
+
+def _median_rows(rows: np.ndarray) -> tuple[float, float]:
+    """``np.median(rows, axis=0)`` as a tuple; one or two rows without
+    np.median's overhead (same values: the mean of the two middle ones)."""
+    if len(rows) == 1:
+        return float(rows[0, 0]), float(rows[0, 1])
+    if len(rows) == 2:
+        return float((rows[0, 0] + rows[1, 0]) / 2.0), float((rows[0, 1] + rows[1, 1]) / 2.0)
+    return tuple(float(v) for v in np.median(rows, axis=0))
+
+
+def _read(stack: Any, idx: np.ndarray) -> np.ndarray:
+    """Frames ``idx`` (one slice read when they are consecutive)."""
+    if idx.size and idx[-1] - idx[0] == idx.size - 1 and np.all(np.diff(idx) == 1):
+        return np.asarray(stack[int(idx[0]) : int(idx[-1]) + 1])
+    return np.stack([np.asarray(stack[int(i)]) for i in idx])
+
+
+def run_frames(
+    stack: Any,
+    indices: np.ndarray,
+    preparer: FramePreparer,
+    estimator: PyramidEstimator,
+    *,
+    pool: Any,
+    chunk_size: int,
+    progress: ProgressCallback | None,
+    stage: str,
+    done_offset: int = 0,
+    total: int | None = None,
+    init: np.ndarray | None = None,
+    init_level: int = -1,
+    prior: tuple[float, float] = (0.0, 0.0),
+    follow: bool = False,
+    accumulate: np.ndarray | None = None,
+    accumulator: TemplateAccumulator | None = None,
+) -> FrameResults:
+    """Estimate the frames ``indices`` of ``stack``, chunk by chunk.
+
+    ``prior`` is the expected shift (it only decides between equally good
+    matches of periodic content; templates are centred so that 0 is right).
+    By default every frame gets it, so a frame's estimate depends on the
+    frame, the template and its ``init`` only, never on the chunking or the
+    thread that runs it. With ``follow`` (template building), frames are
+    estimated in batches of ``FOLLOW_BATCH`` and each batch expects the
+    median shift of the previous one, so a slowly drifting lattice is
+    followed across periods.
+
+    ``init`` (one full-resolution shift per index, NaN for none) starts frames
+    from an earlier estimate (see :meth:`PyramidEstimator.estimate`). Frames
+    where ``accumulate`` (bool per index) is True are also resampled with
+    their estimate and added to ``accumulator`` (the next template).
+    Progress is reported as ``done_offset + frames done`` of ``total``.
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    n = indices.size
+    total = n if total is None else total
+    shifts = np.zeros((n, 2), np.float64)
+    quality = np.full(n, np.nan)
+    flags = np.zeros(n, np.int64)
+
+    def one(args: tuple[int, np.ndarray]) -> tuple[Estimate, PreparedFrame | None]:
+        j, raw = args
+        prepared = preparer(raw)
+        start = None
+        if init is not None and np.all(np.isfinite(init[j])):
+            start = (float(init[j, 0]), float(init[j, 1]))
+        est = estimator.estimate(prepared, start, init_level, frame_prior)
+        keep = accumulator is not None and accumulate is not None and accumulate[j] and not est.flags & FLAG_UNUSABLE
+        return est, prepared if keep else None
+
+    def add(prepared: PreparedFrame, shift: tuple[float, float]) -> None:
+        assert accumulator is not None
+        accumulator.add(accumulator.register(prepared, shift))
+
+    frame_prior = (float(prior[0]), float(prior[1]))
+    # following: batches of FOLLOW_BATCH at fixed positions (whatever the
+    # chunk size), each read in pieces of at most chunk_size frames
+    step = FOLLOW_BATCH if follow else chunk_size
+    # the registered frames are resampled and added to the next template by
+    # one background thread, in frame order (so the sums, hence the template,
+    # are the same bits whatever the threads), while the next frames are
+    # estimated: resampling is one large OpenCV call that runs beside the
+    # GIL-bound estimation
+    adder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stackalign-template") if accumulator is not None else None
+    added: list[Future] = []
+    try:
+        report(progress, done_offset, total, stage)
+        for b0 in range(0, n, step):
+            b1 = min(b0 + step, n)
+            pieces = [_read(stack, indices[r0 : min(r0 + chunk_size, b1)]) for r0 in range(b0, b1, chunk_size)]
+            chunk = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+            items = [(j, chunk[j - b0]) for j in range(b0, b1)]
+            results = pool.map(one, items) if pool is not None else map(one, items)
+            for j, (est, prepared) in zip(range(b0, b1), results):
+                shifts[j] = est.shift
+                quality[j] = est.quality
+                flags[j] = est.flags
+                if prepared is not None and adder is not None:
+                    added.append(adder.submit(add, prepared, est.shift))
+            good = (flags[b0:b1] & (FLAG_UNUSABLE | FLAG_FAILED)) == 0
+            if follow and good.any():
+                frame_prior = _median_rows(shifts[b0:b1][good])
+            # at most a few frames wait for the background thread (memory)
+            while len(added) > 2 * step + 4:
+                added.pop(0).result()
+            report(progress, done_offset + b1, total, stage)
+        for future in added:
+            future.result()
+    finally:
+        if adder is not None:
+            adder.shutdown(wait=True, cancel_futures=True)
+    return FrameResults(shifts, quality, flags)

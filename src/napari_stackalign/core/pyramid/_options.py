@@ -1,0 +1,110 @@
+"""The pyramid registration's options: one definition of each (name, default, range, help)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..options import Options, option
+from ._lucas_kanade import KERNELS
+
+__all__ = ["DEFAULT_RATES", "PyramidOptions", "check_rates", "check_roi_format"]
+
+#: the reference tool's default pyramid
+DEFAULT_RATES = (1 / 8, 1 / 4, 1 / 2, 1)
+
+
+def check_rates(rates: Any) -> tuple[float, ...]:
+    """``downsample_rates`` as a tuple of floats, strictly increasing, each in (0, 1]."""
+    if isinstance(rates, (str, bytes)) or not isinstance(rates, (Sequence, np.ndarray)):
+        raise ValueError(  # noqa: TRY004 - the house rule: bad values raise ValueError
+            f"downsample_rates must be a sequence of numbers like (1/8, 1/4, 1/2, 1), got {rates!r}."
+        )
+    try:
+        values = tuple(float(r) for r in rates)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"downsample_rates must hold numbers, got {rates!r}.") from exc
+    if not values:
+        raise ValueError("downsample_rates is empty; give at least one rate, e.g. (1/8, 1/4, 1/2, 1).")
+    if not all(np.isfinite(r) and 0 < r <= 1 for r in values):
+        raise ValueError(f"every downsample rate must be in (0, 1] (1 = full resolution), got {list(values)}.")
+    if any(b <= a for a, b in itertools.pairwise(values)):
+        raise ValueError(
+            f"downsample_rates must increase strictly (coarse to fine, e.g. (1/8, 1/4, 1/2, 1)), got {list(values)}."
+        )
+    return values
+
+
+def check_roi_format(roi: Any) -> tuple[int, int, int, int]:
+    """``roi`` as four integers (row_start, row_stop, col_start, col_stop); the frame is checked later."""
+    try:
+        vals = [int(v) for v in roi]
+        exact = all(float(v) == int(v) for v in roi)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"roi must be (row_start, row_stop, col_start, col_stop) integers, got {roi!r}.") from exc
+    if len(vals) != 4 or not exact:
+        raise ValueError(f"roi must be four integers (row_start, row_stop, col_start, col_stop), got {roi!r}.")
+    return tuple(vals)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class PyramidOptions(Options):
+    """Options of :func:`~napari_stackalign.core.pyramid.register_pyramid` and its
+    streaming (:func:`~napari_stackalign.core.pyramid.register_file`) and cluster
+    (:func:`~napari_stackalign.core.pyramid.register_pyramid_distributed`) paths.
+
+    Build it once (``PyramidOptions(num_frames=50, iterate=2)``: every value is
+    checked here) and pass it as ``options=``; see ``register_pyramid`` for what
+    each option does. Checks that need the stack (the ROI inside the frame, the
+    mask's shape, a smoothing window no longer than the stack, levels large
+    enough) are made when the stack is known.
+    """
+
+    method: ClassVar[str] = "pyramid"
+
+    num_frames: int = option(
+        100, "frames at the start of the stack that build the template", kind="int", minimum=1, label="template frames"
+    )
+    downsample_rates: tuple[float, ...] = option(
+        DEFAULT_RATES,
+        "pyramid levels, coarse to fine, each in (0, 1] (1 = full resolution)",
+        check=check_rates,
+    )
+    max_movement: float = option(
+        0.5,
+        "largest motion searched, as a fraction of the frame size split over +/- (0.5 = +/-25 %)",
+        kind="float",
+        minimum=0,
+        maximum=1,
+        exclusive_minimum=True,
+    )
+    iterate: int = option(1, "registration passes, each against a template refined by the last", kind="int", minimum=1)
+    smooth: bool = option(False, "smooth the offsets with a Savitzky-Golay filter", kind="bool")
+    window_length: int = option(11, "smoothing window in frames (odd)", kind="int", minimum=1)
+    polyorder: int = option(3, "smoothing polynomial order (below window_length)", kind="int", minimum=0)
+    roi: tuple[int, int, int, int] | None = option(
+        None, "compare only this rectangle (row_start, row_stop, col_start, col_stop)", optional=True,
+        check=check_roi_format,
+    )
+    mask: np.ndarray | None = option(
+        None, "compare only the True pixels of this (Y, X) boolean array", optional=True, compare=False
+    )
+    normalize: bool = option(
+        True, "compare frames up to a gain and an offset (robust to bleaching)", kind="bool"
+    )
+    kernel: str = option("lagrange6", "interpolation in the sub-pixel step", kind="str", choices=tuple(KERNELS))
+    chunk_size: int = option(64, "frames read and processed at a time (memory stays flat)", kind="int", minimum=1)
+
+    def check(self) -> None:
+        """Smoothing settings that do not fit each other."""
+        if self.smooth and self.window_length % 2 == 0:
+            raise ValueError(f"window_length must be a positive odd number of frames, got {self.window_length}.")
+        if self.smooth and self.polyorder >= self.window_length:
+            raise ValueError(
+                f"polyorder ({self.polyorder}) must be smaller than window_length ({self.window_length}); "
+                f"use polyorder <= {self.window_length - 1} or a longer window."
+            )

@@ -1,0 +1,683 @@
+"""File to file registration of stacks far larger than memory.
+
+:func:`register_file` runs the whole pyramid registration (reference,
+estimation, optional smoothing, apply, write) on a TIFF or HDF5 file of any
+size with memory bounded by ``memory_limit``:
+
+- the input is opened lazily and read in chunks of frames (HDF5 through h5py,
+  uncompressed TIFF with ``os.preadv``, anything else through
+  :func:`~napari_stackalign.io.read_stack`'s dask array), the next chunk read
+  in the background while the current one is processed;
+- the template is built from the first ``num_frames`` frames only, then every
+  frame is estimated chunk by chunk (here, or on a dask cluster: see
+  :mod:`~napari_stackalign.core.pyramid._distributed`); the stack-wide steps (quality
+  threshold, anchoring, smoothing) run once on the per-frame table;
+- the registered stack is computed a few blocks ahead in a background thread
+  and streamed by :func:`~napari_stackalign.io.write_stack` into a temporary
+  file that is renamed onto the output only when complete: an error or a
+  cancellation leaves neither a partial output nor a temporary file.
+
+The transforms are exactly those of
+:func:`~napari_stackalign.core.pyramid._register.register_pyramid` on the whole stack in
+memory (the per-frame estimate does not depend on the chunking), and the
+pixels exactly those of :func:`~napari_stackalign.core.apply._warp.apply_transforms`.
+
+:func:`register_stack_to_file` does the same for an array that is already
+open (a napari layer's data, a dask array), for the napari widget.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..._version import __version__
+from ...progress import ProgressCallback, report
+from ...transforms import FrameTransforms
+from ..apply import WarpedFrames
+from ..frames import FileFrames, ReadAhead, as_frames, frame_ranges
+from ..workers import default_workers, estimation_workers, thread_pool
+from ._register import DEFAULT_RATES
+from ._stages import PyramidJob, build_template, estimate_range, finish, plan_pyramid
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "OUTPUT_SUFFIXES",
+    "RegisteredFile",
+    "parse_memory_limit",
+    "plan_chunks",
+    "register_file",
+    "register_stack_to_file",
+    "suggest_output_path",
+]
+
+#: default working-memory budget of :func:`register_file`
+DEFAULT_MEMORY_LIMIT = "1GiB"
+#: output formats :func:`register_file` writes (streamed chunk by chunk)
+OUTPUT_SUFFIXES = (".h5", ".hdf5", ".hd5", ".tif", ".tiff")
+#: float32 images of a frame a worker thread holds at once while estimating
+#: (prepared frame, its pyramid, interpolation and correlation buffers)
+WORK_IMAGES_PER_THREAD = 12
+#: blocks of frames in flight at once: the one being processed, the queued
+#: ones (read-ahead depth 2) and the one being read
+BLOCKS_IN_FLIGHT = 4
+#: largest block of registered frames computed at a time (bytes of output)
+APPLY_BLOCK_BYTES = 16 * 2**20
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_memory_limit(value: float | str) -> int:
+    """Bytes from ``value``: a number of bytes or a text such as ``"2GB"``, ``"512 MiB"``.
+
+    Raises
+    ------
+    ValueError
+        For anything else, or a value that is not positive.
+    """
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = text[len(digits):]
+        if unit not in _UNITS or not digits:
+            raise ValueError(
+                f"memory_limit {value!r} is not understood: give bytes or a number with a unit "
+                "(B, kB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. '2GB'."
+            )
+        try:
+            number = float(digits) * _UNITS[unit]
+        except ValueError as exc:
+            raise ValueError(f"memory_limit {value!r} is not understood: use e.g. '2GB' or 2e9.") from exc
+    else:
+        # house rule: a bad value, whatever its type, raises ValueError
+        raise ValueError(f"memory_limit must be a number of bytes or a text like '2GB', got {value!r}.")  # noqa: TRY004
+    if not np.isfinite(number) or number <= 0:
+        raise ValueError(f"memory_limit must be positive, got {value!r}.")
+    return int(number)
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Frames per chunk for estimation and for apply+write, within a memory budget."""
+
+    estimate: int
+    apply: int
+    memory_limit: int
+
+
+def plan_chunks(
+    frame_shape: Sequence[int],
+    in_dtype: Any,
+    out_dtype: Any,
+    *,
+    memory_limit: int,
+    chunk_size: int = 64,
+    workers: int = 1,
+) -> ChunkPlan:
+    """Chunk sizes that keep the frame buffers within ``memory_limit`` bytes.
+
+    Parameters
+    ----------
+    frame_shape : sequence of int
+        One frame, ``(Y, X)`` or ``(C, Y, X)``.
+    in_dtype, out_dtype
+        Input and output pixel types.
+    memory_limit : int
+        Budget in bytes for the frame buffers (the Python process itself,
+        about 200-300 MB with numpy, OpenCV and h5py loaded, comes on top).
+    chunk_size : int
+        Largest estimation chunk wanted.
+    workers : int
+        Threads (each holds a few float32 working images).
+
+    Raises
+    ------
+    ValueError
+        When the budget cannot hold one frame in each buffer.
+    """
+    pixels = int(np.prod(frame_shape[-2:], dtype=np.int64))
+    in_frame = int(np.prod(frame_shape, dtype=np.int64)) * np.dtype(in_dtype).itemsize
+    out_frame = int(np.prod(frame_shape, dtype=np.int64)) * np.dtype(out_dtype).itemsize
+    work = workers * WORK_IMAGES_PER_THREAD * pixels * 4
+    spare = memory_limit - work
+    est = spare // (BLOCKS_IN_FLIGHT * in_frame) if spare > 0 else 0
+    per_apply = BLOCKS_IN_FLIGHT * (in_frame + out_frame) + out_frame
+    app = spare // per_apply if spare > 0 else 0
+    if est < 1 or app < 1:
+        need = work + max(BLOCKS_IN_FLIGHT * in_frame, per_apply)
+        raise ValueError(
+            f"memory_limit of {memory_limit} bytes is too small for frames of {tuple(frame_shape)} "
+            f"{np.dtype(in_dtype)} with {workers} thread(s): give at least {need} bytes (e.g. '{_mb(need)}MB')."
+        )
+    app = min(app, max(1, APPLY_BLOCK_BYTES // max(1, out_frame)))
+    return ChunkPlan(estimate=int(min(chunk_size, est)), apply=int(app), memory_limit=int(memory_limit))
+
+
+def _mb(n: int) -> int:
+    return int(np.ceil(n / 1e6))
+
+
+@dataclass
+class RegisteredFile:
+    """What :func:`register_stack_to_file` produced.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The registered stack on disk.
+    transforms : FrameTransforms
+        The transforms applied (smoothed when smoothing was asked for).
+    raw_transforms : FrameTransforms
+        Before smoothing (the same object without smoothing).
+    """
+
+    path: Path
+    transforms: FrameTransforms
+    raw_transforms: FrameTransforms
+
+
+def suggest_output_path(source_path: str | os.PathLike | None, name: str, *, suffix: str = ".h5") -> Path:
+    """A new file name for the registered stack: ``<stem> registered.h5``.
+
+    Beside ``source_path`` when its folder is writable, else in the system's
+    temporary folder; `` (2)``, `` (3)``, ... is appended rather than
+    replacing an existing file.
+
+    Parameters
+    ----------
+    source_path : str or path-like, optional
+        The file the stack came from (a napari layer's ``source.path``).
+    name : str
+        Name to use when there is no source file (e.g. the layer name).
+    suffix : str
+        ``".h5"`` (default) or ``".tif"``.
+    """
+    if suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(f"suffix must be one of {OUTPUT_SUFFIXES}, got {suffix!r}.")
+    import tempfile
+
+    folder, stem = Path(tempfile.gettempdir()), name
+    if source_path is not None:
+        src = Path(source_path).expanduser()
+        stem = src.stem if src.suffix else src.name
+        if os.access(src.parent, os.W_OK):
+            folder = src.parent
+    stem = "".join(c if c.isalnum() or c in " ._-()" else "_" for c in f"{stem} registered").strip() or "registered"
+    candidate = folder / f"{stem}{suffix}"
+    k = 2
+    while candidate.exists():
+        candidate = folder / f"{stem} ({k}){suffix}"
+        k += 1
+    return candidate
+
+
+def _check_output(output_path: Any, overwrite: bool, inputs: Sequence[Path] = ()) -> Path:
+    from ...io import check_writable_dir
+
+    out = Path(output_path).expanduser()
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ValueError(
+            f"cannot write the registered stack to {out.name}: use an HDF5 (.h5, .hdf5, .hd5) or TIFF "
+            "(.tif, .tiff) file name (HDF5 is recommended for big stacks: chunked by frames, with the transforms)."
+        )
+    for src in inputs:
+        if _same_file(out, src):
+            raise ValueError(f"the output {out} is the input file: choose another name (the input is never overwritten).")
+    check_writable_dir(out)
+    if out.is_dir():
+        raise ValueError(f"{out} is a folder: give a file name ending in {out.suffix}.")
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} already exists: pass overwrite=True to replace it, or choose another name.")
+    return out
+
+
+def _check_table_path(path: Any, overwrite: bool, others: Sequence[Path]) -> Path | None:
+    if path is None:
+        return None
+    table = Path(path).expanduser()
+    if table.suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"transforms_path {table.name}: the table is written as .csv or .json; name it *.csv.")
+    if any(_same_file(table, p) or table.resolve() == p.resolve() for p in others):
+        raise ValueError("transforms_path must name a file other than the input and the output.")
+    if table.exists() and not overwrite:
+        raise ValueError(f"{table} already exists: pass overwrite=True to replace it, or choose another name.")
+    return table
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.expanduser().resolve() == b.expanduser().resolve()
+
+
+def _estimation_view(frames: Any, channel: int | None) -> Any:
+    """The (T, Y, X) frames of ``channel`` of an open array (numpy, dask, h5py, ...)."""
+    ndim = len(frames.shape)
+    if ndim == 3:
+        if channel not in (None, 0):
+            raise ValueError(f"channel={channel} applies to (T, C, Y, X) stacks; this one is (T, Y, X).")
+        return frames
+    if ndim == 4:
+        n = int(frames.shape[1])
+        if channel is None:
+            raise ValueError(f"the stack has {n} channels: choose the one to estimate the motion on (channel=0..{n - 1}).")
+        if not 0 <= int(channel) < n:
+            raise ValueError(f"channel {channel} does not exist: the stack has {n} channels (0-{n - 1}).")
+        from ..frames._source import _Channel
+
+        return _Channel(frames, int(channel))
+    raise ValueError(f"expected a (T, Y, X) or (T, C, Y, X) stack, got shape {tuple(frames.shape)}.")
+
+
+def _estimate_here(
+    frames: Any,
+    job: PyramidJob,
+    *,
+    reference: np.ndarray | None,
+    workers: int,
+    progress: ProgressCallback | None,
+) -> tuple[FrameTransforms, FrameTransforms]:
+    """Template, then every frame chunk by chunk (reading ahead), in this process."""
+    pool_ctx = thread_pool(workers) if workers > 1 else None
+    pool = pool_ctx.__enter__() if pool_ctx is not None else None
+    try:
+        state = build_template(frames, job, reference=reference, pool=pool, progress=progress)
+        estimator = job.estimator(state.template)
+        with ReadAhead(frames, frame_ranges(0, job.n_frames, job.chunk_size)) as ahead:
+            results = estimate_range(
+                ahead, job, state, 0, job.n_frames, estimator=estimator, pool=pool, progress=progress
+            )
+    finally:
+        if pool_ctx is not None:
+            pool_ctx.__exit__(None, None, None)
+    return finish(job, state, results, levels_used=estimator.active_rates)
+
+
+def _write(
+    frames: Any,
+    transforms: FrameTransforms,
+    output: Path,
+    *,
+    block: int,
+    workers: int,
+    warp: Mapping[str, Any],
+    write: Mapping[str, Any],
+    progress: ProgressCallback | None,
+) -> Path:
+    from ...io import write_stack
+
+    ranges = frame_ranges(0, int(frames.shape[0]), block)
+    with ReadAhead(frames, ranges) as ahead, WarpedFrames(ahead, transforms, block=block, workers=workers, **warp) as warped:
+        return write_stack(output, warped, transforms=transforms, progress=progress, **write)
+
+
+def register_stack_to_file(
+    stack: Any,
+    output_path: str | os.PathLike,
+    *,
+    channel: int | None = None,
+    num_frames: int = 100,
+    downsample_rates: Sequence[float] = DEFAULT_RATES,
+    max_movement: float = 0.5,
+    iterate: int = 1,
+    smooth: bool = False,
+    window_length: int = 11,
+    polyorder: int = 3,
+    roi: tuple[int, int, int, int] | None = None,
+    mask: np.ndarray | None = None,
+    normalize: bool = True,
+    reference: np.ndarray | None = None,
+    kernel: str = "lagrange6",
+    transforms: FrameTransforms | None = None,
+    memory_limit: int | str = DEFAULT_MEMORY_LIMIT,
+    chunk_size: int = 64,
+    workers: int | None = None,
+    order: int = 1,
+    border: str = "constant",
+    cval: float = 0.0,
+    output_dtype: Any = None,
+    compression: str | None = "none",
+    metadata: Mapping | None = None,
+    scale: Any = None,
+    units: str | None = None,
+    axes: str | None = None,
+    source_path: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> RegisteredFile:
+    """Register an open stack and stream the result into a file.
+
+    The array is read chunk by chunk (``np.asarray(stack[i:j])``), never as a
+    whole, so it can be a lazily opened file of any size: a dask array (a
+    napari layer opened lazily), an h5py dataset or a memmap.
+
+    Parameters
+    ----------
+    stack : array-like, shape (T, Y, X) or (T, C, Y, X)
+        The frames (all channels are registered; the motion is estimated on
+        ``channel``).
+    output_path : str or path-like
+        ``.h5``/``.hdf5``/``.hd5`` (recommended: ``image_data`` chunked by
+        frames, a ``metadata`` group and the ``transforms`` table) or
+        ``.tif``/``.tiff``. Written through a temporary file beside it and
+        renamed when complete.
+    channel : int, optional
+        For (T, C, Y, X) stacks: the channel to estimate on.
+    num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
+        As for :func:`~napari_stackalign.core.pyramid._register.register_pyramid`.
+    transforms : FrameTransforms, optional
+        Skip estimation and apply these (one per frame).
+    memory_limit : int or str
+        Budget for the frame buffers (bytes, or text such as ``"2GB"``);
+        bounds the chunk sizes. The process itself (about 200-300 MB)
+        comes on top.
+    chunk_size : int
+        Largest estimation chunk (frames); smaller if ``memory_limit`` asks.
+    workers : int, optional
+        Threads (all cores by default).
+    order, border, cval, output_dtype
+        Resampling, as for :func:`~napari_stackalign.core.apply._warp.apply_transforms`.
+    compression : {"none", "lzf", "zlib", "auto"} or None
+        Output compression (as for :func:`~napari_stackalign.io.write_stack`).
+        The default ``"none"`` keeps the write at disk speed; ``"lzf"``
+        (HDF5) compresses fast, ``"zlib"`` small but slowly (about
+        10-50 MB/s per core).
+    metadata, scale, units, axes, source_path
+        Written with the stack (see :func:`~napari_stackalign.io.write_stack`);
+        ``metadata["stackalign"]`` gets the method, parameters and version.
+    overwrite : bool
+        Replace an existing output.
+    progress : callable, optional
+        ``progress(done, total, stage)``; stages ``"reference"``,
+        ``"template k/n"`` (``iterate > 1``), ``"estimate"`` and
+        ``"writing <name>"``. Raising
+        :class:`~napari_stackalign.core.Cancelled` from it stops the run within
+        one chunk and leaves no output and no temporary file.
+
+    Returns
+    -------
+    RegisteredFile
+        The output path and the transforms (raw and final).
+
+    Raises
+    ------
+    ValueError
+        For bad parameters, an output name that is not HDF5/TIFF, an existing
+        output without ``overwrite``, or a ``memory_limit`` too small for
+        one frame.
+    """
+    inputs = [Path(source_path).expanduser()] if source_path is not None else []
+    out = _check_output(output_path, overwrite, inputs)
+    engine = {
+        "num_frames": num_frames,
+        "downsample_rates": downsample_rates,
+        "max_movement": max_movement,
+        "iterate": iterate,
+        "smooth": smooth,
+        "window_length": window_length,
+        "polyorder": polyorder,
+        "roi": roi,
+        "mask": mask,
+        "normalize": normalize,
+        "kernel": kernel,
+    }
+    write = {"metadata": metadata, "scale": scale, "units": units, "axes": axes, "compression": compression, "overwrite": overwrite}
+    warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype}
+    return _register_open(
+        stack,
+        out,
+        estimate=_estimate_here,
+        channel=channel,
+        engine=engine,
+        reference=reference,
+        transforms=transforms,
+        memory_limit=memory_limit,
+        chunk_size=chunk_size,
+        workers=workers,
+        warp=warp,
+        write=write,
+        source_path=source_path,
+        progress=progress,
+    )
+
+
+def _register_open(
+    stack: Any,
+    out: Path,
+    *,
+    estimate: Any,
+    channel: int | None,
+    engine: dict,
+    reference: np.ndarray | None,
+    transforms: FrameTransforms | None,
+    memory_limit: int | str,
+    chunk_size: int,
+    workers: int | None,
+    warp: dict,
+    write: dict,
+    source_path: Any,
+    progress: ProgressCallback | None,
+) -> RegisteredFile:
+    """:func:`register_stack_to_file` with checked output and packed options;
+    ``estimate(frames, job, reference=, workers=, progress=)`` returns (raw, final)."""
+    stack = as_frames(stack)
+    shape = tuple(int(n) for n in stack.shape)
+    if len(shape) not in (3, 4):
+        if len(shape) == 2:
+            raise ValueError(f"expected a (T, Y, X) time series, got a single 2-D image of shape {shape}.")
+        raise ValueError(f"expected a (T, Y, X) or (T, C, Y, X) stack, got shape {shape}.")
+    n_workers = default_workers(workers)
+    from ..apply._warp import _check_options, _result_dtype
+
+    _check_options(warp["order"], warp["border"])
+    out_dtype = _result_dtype(np.dtype(stack.dtype), warp["border"], warp["output_dtype"])
+    budget = parse_memory_limit(memory_limit)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer of at least 1, got {chunk_size!r}.")
+    chunks = plan_chunks(shape[1:], stack.dtype, out_dtype, memory_limit=budget, chunk_size=int(chunk_size), workers=n_workers)
+
+    if transforms is not None:
+        if len(transforms) != shape[0]:
+            raise ValueError(
+                f"{len(transforms)} transforms for a stack of {shape[0]} frames: use transforms estimated on a "
+                "stack with the same number of frames."
+            )
+        raw = final = transforms
+        method, params = "apply", {"transforms_method": transforms.method}
+    else:
+        frames = _estimation_view(stack, channel)
+        job = plan_pyramid(
+            frames.shape, frames.dtype, chunk_size=chunks.estimate, user_reference=reference is not None, **engine
+        )
+        raw, final = estimate(frames, job, reference=reference, workers=estimation_workers(workers), progress=progress)
+        method, params = "pyramid", dict(final.params)
+        if channel is not None:
+            params["channel"] = int(channel)
+
+    meta = dict(write.get("metadata") or {})
+    meta["stackalign"] = {
+        "method": method,
+        "params": params,
+        "version": __version__,
+        "source": str(Path(source_path).expanduser().resolve()) if source_path is not None else None,
+        "streaming": {"memory_limit": budget, "estimate_chunk": chunks.estimate, "apply_block": chunks.apply},
+    }
+    if raw is not final:
+        meta["stackalign"]["raw_transforms"] = raw.to_dict()
+    write = dict(write, metadata=meta, source_path=source_path)
+    path = _write(stack, final, out, block=chunks.apply, workers=n_workers, warp=warp, write=write, progress=progress)
+    report(progress, shape[0], shape[0], "done")
+    return RegisteredFile(path, final, raw)
+
+
+def register_file(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    dataset: str | None = None,
+    channel: int | None = None,
+    num_frames: int = 100,
+    downsample_rates: Sequence[float] = DEFAULT_RATES,
+    max_movement: float = 0.5,
+    iterate: int = 1,
+    smooth: bool = False,
+    window_length: int = 11,
+    polyorder: int = 3,
+    roi: tuple[int, int, int, int] | None = None,
+    mask: np.ndarray | None = None,
+    normalize: bool = True,
+    reference: np.ndarray | None = None,
+    kernel: str = "lagrange6",
+    transforms: FrameTransforms | None = None,
+    transforms_path: str | os.PathLike | None = None,
+    memory_limit: int | str = DEFAULT_MEMORY_LIMIT,
+    scheduler: Any = None,
+    n_workers: int | None = None,
+    chunk_size: int = 64,
+    workers: int | None = None,
+    order: int = 1,
+    border: str = "constant",
+    cval: float = 0.0,
+    output_dtype: Any = None,
+    compression: str | None = "none",
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> FrameTransforms:
+    """Register a TIFF or HDF5 file of any size into a new file, with flat memory.
+
+    Reference, estimation, optional smoothing, apply and write, end to end.
+    The input is never read whole: it is opened lazily and read in chunks of
+    frames, and the output is streamed chunk by chunk into a temporary file
+    renamed onto ``output_path`` when complete. Memory stays within
+    ``memory_limit`` (plus the process itself) however many frames there are.
+
+    Parameters
+    ----------
+    input_path : str or path-like
+        TIFF or HDF5 stack, (T, Y, X) or (T, C, Y, X) (anything
+        :func:`~napari_stackalign.io.read_stack` reads).
+    output_path : str or path-like
+        ``.h5``/``.hdf5``/``.hd5`` (recommended for big stacks:
+        ``image_data`` chunked by frames, the input's metadata with a
+        ``stackalign`` block, and the ``transforms`` table) or
+        ``.tif``/``.tiff`` (BigTIFF above 4 GB). Zarr output is not offered.
+    dataset : str, optional
+        HDF5 input: the dataset holding the stack.
+    channel : int, optional
+        (T, C, Y, X) input: the channel to estimate the motion on (all
+        channels are corrected).
+    num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
+        As for :func:`~napari_stackalign.core.pyramid._register.register_pyramid`; the
+        transforms are exactly the ones it returns for the whole stack.
+    transforms : FrameTransforms, optional
+        Skip estimation and apply these (e.g. estimated on another channel).
+    transforms_path : str or path-like, optional
+        Also save the transforms table here (``.csv`` or ``.json``).
+    memory_limit : int or str
+        Budget for the frame buffers (bytes, or text like ``"2GB"``); the
+        chunk sizes follow from it. The process itself (about 200-300 MB)
+        comes on top. Default ``"1GiB"``.
+    scheduler : str or distributed.Client, optional
+        Estimate on a dask.distributed cluster: a scheduler address such as
+        ``"tcp://10.0.0.5:8786"`` or a connected ``Client``. The workers open
+        ``input_path`` themselves (it must be readable from them under the
+        same path). The template, the stack-wide steps and the writing stay
+        in this process.
+    n_workers : int, optional
+        Estimate on a local dask.distributed cluster of this many worker
+        processes (loopback only). Not together with ``scheduler``.
+    chunk_size : int
+        Largest estimation chunk in frames (smaller if ``memory_limit`` asks).
+    workers : int, optional
+        Threads in this process (all cores by default).
+    order, border, cval, output_dtype
+        Resampling, as for :func:`~napari_stackalign.core.apply._warp.apply_transforms`.
+    compression : {"none", "lzf", "zlib", "auto"} or None
+        Output compression; ``"none"`` (default) writes at disk speed.
+    overwrite : bool
+        Replace an existing output (and ``transforms_path``).
+    progress : callable, optional
+        ``progress(done, total, stage)``; raising
+        :class:`~napari_stackalign.core.Cancelled` from it stops the run
+        within one chunk, leaving no output and no temporary file.
+
+    Returns
+    -------
+    FrameTransforms
+        The transforms applied.
+
+    Raises
+    ------
+    ValueError
+        For bad parameters or files (each message says what to do), an
+        existing output without ``overwrite``, ``scheduler`` together with
+        ``n_workers``, or dask.distributed missing when a cluster is asked for.
+    FileNotFoundError
+        When ``input_path`` does not exist.
+    """
+    src = Path(input_path).expanduser()
+    if not src.exists():
+        raise FileNotFoundError(f"input {src} does not exist: check the path.")
+    out = _check_output(output_path, overwrite, [src])
+    table = _check_table_path(transforms_path, overwrite, [src, out])
+    if scheduler is not None and n_workers is not None:
+        raise ValueError("give either scheduler= (an existing cluster) or n_workers= (a local cluster), not both.")
+    source = FileFrames(str(src), dataset)
+    engine = {
+        "num_frames": num_frames,
+        "downsample_rates": downsample_rates,
+        "max_movement": max_movement,
+        "iterate": iterate,
+        "smooth": smooth,
+        "window_length": window_length,
+        "polyorder": polyorder,
+        "roi": roi,
+        "mask": mask,
+        "normalize": normalize,
+        "kernel": kernel,
+    }
+    warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype}
+    distributed = (scheduler is not None or n_workers is not None) and transforms is None
+    with source.open() as opened:
+        info = opened.info
+        write = {
+            "metadata": info.metadata,
+            "scale": info.scale,
+            "units": info.units,
+            "axes": info.axes,
+            "compression": compression,
+            "overwrite": overwrite,
+        }
+        common = {
+            "channel": channel,
+            "engine": engine,
+            "reference": reference,
+            "transforms": transforms,
+            "memory_limit": memory_limit,
+            "chunk_size": chunk_size,
+            "workers": workers,
+            "warp": warp,
+            "write": write,
+            "source_path": src,
+            "progress": progress,
+        }
+        if distributed:
+            from ._distributed import cluster_estimator
+
+            estimate = cluster_estimator(source, channel, scheduler=scheduler, n_workers=n_workers)
+        else:
+            estimate = _estimate_here
+        result = _register_open(opened.frames, out, estimate=estimate, **common)
+    if table is not None:
+        result.transforms.save(table)
+    return result.transforms
