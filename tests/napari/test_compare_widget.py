@@ -15,14 +15,6 @@ SCALE = (1.0, 0.5, 0.5)
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    """Collect the error notifications the widgets show."""
-    shown: list[str] = []
-    monkeypatch.setattr("napari_stackalign.napari._runner.show_error", lambda msg: shown.append(str(msg)))
-    return shown
-
-
-@pytest.fixture
 def pair(make_napari_viewer):
     stack, truth = make_stack("beads", n_frames=16, shape=(96, 96), drift=8, snr=5, seed=4)
     registered = apply_transforms(stack, truth)
@@ -38,23 +30,12 @@ def pair(make_napari_viewer):
     return viewer, a, b, stack.copy(), registered.copy(), truth
 
 
-def _wait(qtbot, widget, worker, timeout=60000):
-    """Wait until the widget's run has finished and its result was handled.
-
-    Waiting on ``worker.finished`` could miss a signal emitted before the
-    wait starts (small runs finish fast); the runner forgets its worker in
-    its ``finished`` handler, which runs after the ``returned`` handler.
-    """
-    assert worker is not None, "the run did not start (see the notification)"
-    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=timeout)
-
-
-def test_measures_quality_on_the_common_area(pair, qtbot, tmp_path):
+def test_measures_quality_on_the_common_area(pair, qtbot, tmp_path, wait_run):
     viewer, a, b, stack, registered, truth = pair
     widget = CompareWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Compare")
     assert widget.layer_a.value is a and widget.layer_b.value is b  # picked X / "X registered"
-    _wait(qtbot, widget, widget.measure())
+    wait_run(widget, widget.measure())
     rep_a, rep_b = widget.reports["beads"], widget.reports["beads registered"]
     region = common_region((96, 96), truth)
     expected_b = quality_report(registered, roi=region)
@@ -70,22 +51,22 @@ def test_measures_quality_on_the_common_area(pair, qtbot, tmp_path):
     np.testing.assert_array_equal(b.data, registered)
 
 
-def test_whole_frame_option_lowers_registered_score(pair, qtbot):
+def test_whole_frame_option_lowers_registered_score(pair, qtbot, wait_run):
     viewer, _a, _b, *_ = pair
     widget = CompareWidget(viewer)
-    _wait(qtbot, widget, widget.measure())
+    wait_run(widget, widget.measure())
     on_area = widget.reports["beads registered"]["correlation_mean"]
     widget.common_area.setChecked(False)
-    _wait(qtbot, widget, widget.measure())
+    wait_run(widget, widget.measure())
     whole = widget.reports["beads registered"]
     assert whole["roi"] == (0, 96, 0, 96)
     assert whole["correlation_mean"] < on_area  # the empty margin counts against it
 
 
-def test_difference_and_checkerboard_of_mean_images(pair, qtbot):
+def test_difference_and_checkerboard_of_mean_images(pair, qtbot, wait_run):
     viewer, a, b, stack, registered, _ = pair
     widget = CompareWidget(viewer)
-    _wait(qtbot, widget, widget.add_difference())
+    wait_run(widget, widget.add_difference())
     diff = viewer.layers["beads - beads registered"]
     assert diff.data.shape == (96, 96) and diff.data.dtype == np.float32
     expected = stack.astype(np.float64).mean(0) - registered.astype(np.float64).mean(0)
@@ -95,7 +76,7 @@ def test_difference_and_checkerboard_of_mean_images(pair, qtbot):
     assert diff.metadata["stackalign"]["method"] == "compare-difference"
 
     widget.tile.setValue(16)
-    _wait(qtbot, widget, widget.add_checkerboard())
+    wait_run(widget, widget.add_checkerboard())
     board = viewer.layers["beads | beads registered checkerboard"].data
     mean_a, mean_b = stack.mean(0), registered.mean(0)
     np.testing.assert_allclose(board[:16, :16], mean_a[:16, :16], rtol=1e-5)
@@ -179,7 +160,7 @@ def test_layer_list_follows_the_viewer(pair):
     assert "renamed" not in [widget.layer_b.itemText(i) for i in range(widget.layer_b.count())]
 
 
-def test_two_d_layers_compare_by_sharpness(make_napari_viewer, qtbot):
+def test_two_d_layers_compare_by_sharpness(make_napari_viewer, qtbot, wait_run):
     from scipy import ndimage as ndi
 
     stack, _ = make_stack("texture", n_frames=1, shape=(64, 64), snr=None, seed=2)
@@ -189,9 +170,9 @@ def test_two_d_layers_compare_by_sharpness(make_napari_viewer, qtbot):
     widget = CompareWidget(viewer)
     widget.layer_a.value = blurred
     widget.layer_b.value = sharp
-    _wait(qtbot, widget, widget.measure())
+    wait_run(widget, widget.measure())
     assert widget.reports["sharp"]["sharpness"] > widget.reports["blurred"]["sharpness"]
-    _wait(qtbot, widget, widget.add_difference())
+    wait_run(widget, widget.add_difference())
     diff = viewer.layers["blurred - sharp"]
     assert diff.data.shape == (64, 64)
     np.testing.assert_allclose(diff.scale, (1, 1))

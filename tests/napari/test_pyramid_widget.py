@@ -15,13 +15,6 @@ TRANSLATE = (0.0, 5.0, -3.0)
 
 
 @pytest.fixture
-def errors(monkeypatch):
-    shown: list[str] = []
-    monkeypatch.setattr("napari_stackalign.napari._runner.show_error", lambda msg: shown.append(str(msg)))
-    return shown
-
-
-@pytest.fixture
 def beads():
     return make_stack("beads", n_frames=20, shape=(96, 96), drift=8, snr=6, dtype="uint16", seed=11)
 
@@ -34,24 +27,13 @@ def viewer_with_stack(make_napari_viewer, beads):
     return viewer, layer
 
 
-def _wait(qtbot, widget, worker, timeout=60000):
-    """Wait until the widget's run has finished and its result was handled.
-
-    Waiting on ``worker.finished`` could miss a signal emitted before the
-    wait starts (small runs finish fast); the runner forgets its worker in
-    its ``finished`` handler, which runs after the ``returned`` handler.
-    """
-    assert worker is not None, "the run did not start (see the notification)"
-    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=timeout)
-
-
-def test_run_adds_registered_layer_close_to_truth(viewer_with_stack, beads, qtbot, tmp_path):
+def test_run_adds_registered_layer_close_to_truth(viewer_with_stack, beads, qtbot, tmp_path, wait_run):
     viewer, layer = viewer_with_stack
     stack, truth = beads
     widget = PyramidWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Pyramid registration")
     assert widget.layer.value is layer
-    _wait(qtbot, widget, widget.run())
+    wait_run(widget, widget.run())
     out = viewer.layers["beads registered"]
     assert out.data.shape == stack.shape and out.data.dtype == np.uint16
     np.testing.assert_allclose(out.scale, SCALE)
@@ -70,14 +52,14 @@ def test_run_adds_registered_layer_close_to_truth(viewer_with_stack, beads, qtbo
     assert "20 frames" in widget.summary.text()
 
 
-def test_smoothing_stores_raw_and_smoothed(viewer_with_stack, qtbot):
+def test_smoothing_stores_raw_and_smoothed(viewer_with_stack, qtbot, wait_run):
     viewer, _layer = viewer_with_stack
     widget = PyramidWidget(viewer)
     widget.smooth.setChecked(True)
     widget.window_length.setValue(7)
     widget.polyorder.setValue(2)
     widget.iterate.setValue(2)
-    _wait(qtbot, widget, widget.run())
+    wait_run(widget, widget.run())
     block = viewer.layers["beads registered"].metadata["stackalign"]
     assert block["params"]["smooth"] is True and block["params"]["window_length"] == 7
     raw = FrameTransforms.from_dict(block["raw_transforms"])
@@ -88,7 +70,7 @@ def test_smoothing_stores_raw_and_smoothed(viewer_with_stack, qtbot):
     assert widget.raw_transforms.allclose(raw) and widget.transforms.allclose(final)
 
 
-def test_roi_from_a_shapes_rectangle_keeps_a_static_label_out(make_napari_viewer, qtbot):
+def test_roi_from_a_shapes_rectangle_keeps_a_static_label_out(make_napari_viewer, qtbot, wait_run):
     stack, truth = make_stack("texture", n_frames=12, shape=(112, 112), drift=8, snr=6, static_label=True, seed=7)
     viewer = make_napari_viewer()
     image = viewer.add_image(stack, name="labelled", scale=(1, 0.5, 0.5), translate=(0, 10, 10))
@@ -106,14 +88,14 @@ def test_roi_from_a_shapes_rectangle_keeps_a_static_label_out(make_napari_viewer
     widget = PyramidWidget(viewer)
     widget.layer.value = image
     widget.roi_layer.value = shapes
-    _wait(qtbot, widget, widget.run())
+    wait_run(widget, widget.run())
     out = viewer.layers["labelled registered"]
     assert out.metadata["stackalign"]["params"]["roi"] == [30, 112, 0, 112]
     assert out.metadata["stackalign"]["params"]["roi_layer"] == "roi"
     assert alignment_error(transforms_from_layer(out), truth)["rms"] < 0.2
 
 
-def test_mask_from_labels_ignores_painted_pixels(make_napari_viewer, qtbot):
+def test_mask_from_labels_ignores_painted_pixels(make_napari_viewer, qtbot, wait_run):
     stack, truth = make_stack("texture", n_frames=12, shape=(112, 112), drift=8, snr=6, static_label=True, seed=7)
     viewer = make_napari_viewer()
     image = viewer.add_image(stack, name="labelled")
@@ -123,13 +105,13 @@ def test_mask_from_labels_ignores_painted_pixels(make_napari_viewer, qtbot):
     widget = PyramidWidget(viewer)
     widget.layer.value = image
     widget.mask_layer.value = labels
-    _wait(qtbot, widget, widget.run())
+    wait_run(widget, widget.run())
     out = viewer.layers["labelled registered"]
     assert out.metadata["stackalign"]["params"]["mask_mode"] == "ignored"
     assert alignment_error(transforms_from_layer(out), truth)["rms"] < 0.2
 
 
-def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot, tmp_path):
+def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot, tmp_path, wait_run):
     stack, _truth = make_stack("beads", n_frames=10, shape=(96, 96), drift=7, snr=8, n_channels=2, seed=3)
     viewer = make_napari_viewer()
     ch0 = viewer.add_image(stack[:, 0], name="ch0", scale=(1, 0.3, 0.3))
@@ -137,11 +119,11 @@ def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot
     viewer.add_image(np.zeros((4, 96, 96), np.float32), name="other length")
     widget = PyramidWidget(viewer)
     widget.layer.value = ch0
-    _wait(qtbot, widget, widget.run())
+    wait_run(widget, widget.run())
     offered = [widget.apply_list.item(i).text() for i in range(widget.apply_list.count())]
     assert "ch1" in offered and "other length" not in offered
     widget.set_checked(["ch1"])
-    _wait(qtbot, widget, widget.apply_to_checked())
+    wait_run(widget, widget.apply_to_checked())
     out1 = viewer.layers["ch1 registered"]
     np.testing.assert_allclose(out1.scale, (1, 0.3, 0.3))
     np.testing.assert_array_equal(out1.data, apply_transforms(stack[:, 1], widget.transforms))
@@ -156,20 +138,20 @@ def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot
         assert fresh.drift_plot.has_plot
         fresh.set_checked(["ch0"])
         n_before = len(viewer.layers)
-        _wait(qtbot, fresh, fresh.apply_to_checked())
+        wait_run(fresh, fresh.apply_to_checked())
         assert len(viewer.layers) == n_before + 1
         newest = viewer.layers[-1]
         np.testing.assert_array_equal(newest.data, viewer.layers["ch0 registered"].data)
 
 
-def test_cancel_leaves_no_layer(make_napari_viewer, qtbot):
+def test_cancel_leaves_no_layer(make_napari_viewer, qtbot, wait_run):
     stack, _ = make_stack("beads", n_frames=40, shape=(128, 128), drift=8, snr=5, seed=2)
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="long")
     widget = PyramidWidget(viewer)
     worker = widget.run()
     widget.runner.cancel()
-    _wait(qtbot, widget, worker)
+    wait_run(widget, worker)
     assert [layer.name for layer in viewer.layers] == ["long"]
     assert widget.transforms is None
     assert widget.runner.status.text() == "Cancelled."
@@ -204,7 +186,7 @@ def test_user_errors_become_notifications(make_napari_viewer, errors, tmp_path):
     assert [layer.name for layer in viewer.layers] == ["flat", "short", "empty roi"]
 
 
-def test_lazy_dask_input_gives_lazy_output(make_napari_viewer, qtbot, beads, tmp_path, monkeypatch):
+def test_lazy_dask_input_gives_lazy_output(make_napari_viewer, qtbot, beads, tmp_path, monkeypatch, wait_run):
     da = pytest.importorskip("dask.array")
     # a lazy layer without a source file is registered into the temporary folder
     monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
@@ -212,7 +194,7 @@ def test_lazy_dask_input_gives_lazy_output(make_napari_viewer, qtbot, beads, tmp
     viewer = make_napari_viewer()
     viewer.add_image(da.from_array(stack, chunks=(5, 96, 96)), name="lazy", contrast_limits=(0, 1000))
     widget = PyramidWidget(viewer)
-    _wait(qtbot, widget, widget.run())
+    wait_run(widget, widget.run())
     out = viewer.layers["lazy registered"]
     assert type(out.data).__module__.startswith("dask")
     ft = transforms_from_layer(out)

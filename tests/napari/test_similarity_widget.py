@@ -41,20 +41,6 @@ def _known(n_channels: int = 2):
     return make_stack("texture", n_frames=5, shape=SHAPE, motion=motion, snr=10, n_channels=n_channels, seed=21)
 
 
-@pytest.fixture
-def errors(monkeypatch):
-    shown: list[str] = []
-    monkeypatch.setattr("napari_stackalign.napari._runner.show_error", lambda msg: shown.append(str(msg)))
-    return shown
-
-
-def _wait(qtbot, widget, worker, timeout=60000):
-    """Wait until the run is over (a run that fails at once may finish before
-    a signal could be connected, so wait on the runner's state)."""
-    assert worker is not None
-    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=timeout)
-
-
 def _check_truth(ft: FrameTransforms, truth: FrameTransforms) -> None:
     est = ft.with_center(truth.center)
     assert np.abs(est.angle - truth.angle).max() < 0.05
@@ -62,7 +48,7 @@ def _check_truth(ft: FrameTransforms, truth: FrameTransforms) -> None:
     assert np.hypot(est.dy - truth.dy, est.dx - truth.dx).max() < 0.1
 
 
-def test_multichannel_layer_crop_average(make_napari_viewer, qtbot, tmp_path):
+def test_multichannel_layer_crop_average(make_napari_viewer, qtbot, tmp_path, wait_run):
     stack, truth = _known(n_channels=2)
     viewer = make_napari_viewer()
     layer = viewer.add_image(stack, name="cells", scale=(1.0, 1.0, 0.5, 0.5), translate=(0, 0, 10, 20))
@@ -75,7 +61,7 @@ def test_multichannel_layer_crop_average(make_napari_viewer, qtbot, tmp_path):
     widget.limit_angle.setChecked(True)
     widget.limit_scale.setChecked(True)
     widget.runner.run_button.click()
-    _wait(qtbot, widget, widget.runner.worker)
+    wait_run(widget, widget.runner.worker)
 
     names = [lyr.name for lyr in viewer.layers]
     assert names == ["cells", "cells registered", "cells average", "cells coverage"]
@@ -108,7 +94,7 @@ def test_multichannel_layer_crop_average(make_napari_viewer, qtbot, tmp_path):
     assert "5 of 5 frames registered" in widget.summary.text()
 
 
-def test_split_channels_apply_to_other_layer_full_average(make_napari_viewer, qtbot):
+def test_split_channels_apply_to_other_layer_full_average(make_napari_viewer, qtbot, wait_run):
     stack, truth = _known(n_channels=2)
     viewer = make_napari_viewer()
     a = viewer.add_image(stack[:, 0], name="ch0", scale=SCALE)
@@ -123,7 +109,7 @@ def test_split_channels_apply_to_other_layer_full_average(make_napari_viewer, qt
     widget.template.setCurrentText("frame number…")
     widget.template_index.setValue(2)
     assert widget.options()["template"] == 2
-    _wait(qtbot, widget, widget._on_run())
+    wait_run(widget, widget._on_run())
     for name, data in (("ch0", stack[:, 0]), ("ch1", stack[:, 1])):
         reg = viewer.layers[f"{name} registered"]
         ft = transforms_from_layer(reg)
@@ -153,7 +139,7 @@ def test_split_channels_apply_to_other_layer_full_average(make_napari_viewer, qt
     assert (DOCS_IMAGES / "similarity_widget.png").stat().st_size > 10000
 
 
-def test_flagged_frame_is_reported(make_napari_viewer, qtbot, monkeypatch):
+def test_flagged_frame_is_reported(make_napari_viewer, qtbot, monkeypatch, wait_run):
     warnings: list[str] = []
     monkeypatch.setattr("napari_stackalign.napari._similarity_widget.show_warning", lambda m: warnings.append(m))
     stack, truth = _known(n_channels=1)
@@ -163,7 +149,7 @@ def test_flagged_frame_is_reported(make_napari_viewer, qtbot, monkeypatch):
     widget = SimilarityWidget(viewer)
     assert not widget.channel.isEnabled()
     widget.add_registered.setChecked(False)
-    _wait(qtbot, widget, widget._on_run())
+    wait_run(widget, widget._on_run())
     assert "noisy registered" not in viewer.layers and "noisy average" in viewer.layers
     ft = transforms_from_layer(viewer.layers["noisy average"])
     assert list(ft.ok) == [True, True, True, True, False]
@@ -171,7 +157,7 @@ def test_flagged_frame_is_reported(make_napari_viewer, qtbot, monkeypatch):
     assert warnings
 
 
-def test_user_errors_are_notified(make_napari_viewer, qtbot, errors):
+def test_user_errors_are_notified(make_napari_viewer, qtbot, errors, wait_run):
     viewer = make_napari_viewer()
     widget = SimilarityWidget(viewer)
     assert widget._on_run() is None
@@ -179,7 +165,7 @@ def test_user_errors_are_notified(make_napari_viewer, qtbot, errors):
     viewer.add_image(np.zeros((64, 64), np.float32), name="flat 2d")
     assert widget.layer_choice.value is None  # 2-D layers are not offered
     viewer.add_image(np.ones((3, 64, 64), np.float32), name="constant")
-    _wait(qtbot, widget, widget._on_run())
+    wait_run(widget, widget._on_run())
     assert "constant" in errors[-1]
     assert [lyr.name for lyr in viewer.layers] == ["flat 2d", "constant"]
     assert set(TEMPLATE_CHOICES.values()) == {"middle", "first", None, "mean"}

@@ -1,0 +1,32 @@
+"""Fixtures shared by the widget tests: collected error notifications, and waiting for a run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def errors(monkeypatch) -> list[str]:
+    """Collect the error notifications the widgets show (instead of showing them)."""
+    shown: list[str] = []
+    monkeypatch.setattr("napari_stackalign.napari._runner.show_error", lambda msg: shown.append(str(msg)))
+    return shown
+
+
+@pytest.fixture
+def wait_run(qtbot) -> Callable[..., None]:
+    """``wait_run(widget, worker)``: wait until the widget's run has finished and its result was handled.
+
+    Waiting on ``worker.finished`` could miss a signal emitted before the wait
+    starts (small runs finish fast); the runner forgets its worker in its
+    ``finished`` handler, which runs after the ``returned`` handler.
+    """
+
+    def wait(widget: Any, worker: Any, timeout: int = 60000) -> None:
+        assert worker is not None, "the run did not start (see the notification)"
+        qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=timeout)
+
+    return wait
