@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from napari_stackalign._parsing import (
+from napari_stackalign.parsing import (
     format_downsample_rates,
     parse_downsample_rates,
     parse_roi,

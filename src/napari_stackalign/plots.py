@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from .files import atomic_path
 from .transforms import FrameTransforms
 
 __all__ = ["draw_before_after", "draw_correlations", "draw_drift", "new_figure", "save_figure"]
@@ -179,7 +180,6 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 150) -> Path:
     ValueError
         If ``path`` does not end in ``.png`` or its folder is missing.
     """
-    from .io import atomic_path
 
     path = Path(path)
     if path.suffix.lower() != ".png":

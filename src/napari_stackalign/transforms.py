@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from .files import atomic_write_text, jsonable
+
 __all__ = ["FrameTransforms", "TABLE_COLUMNS"]
 
 #: Column order of the CSV / HDF5 transform table.
@@ -304,7 +306,7 @@ class FrameTransforms:
             "format": "napari-stackalign transforms",
             "version": 1,
             "method": self.method,
-            "params": _jsonable(self.params),
+            "params": jsonable(self.params),
             "center": list(self.center),
             "dy": clean(self.dy),
             "dx": clean(self.dx),
@@ -342,7 +344,7 @@ class FrameTransforms:
         """Serialise to JSON; write it to ``path`` too when given."""
         text = json.dumps(self.to_dict(), indent=1)
         if path is not None:
-            _atomic_write_text(Path(path), text)
+            atomic_write_text(Path(path), text)
         return text
 
     @classmethod
@@ -359,7 +361,7 @@ class FrameTransforms:
         buf = io.StringIO()
         buf.write(f"# napari-stackalign transforms; method={self.method}\n")
         buf.write(f"# center={json.dumps(list(self.center))}\n")
-        buf.write(f"# params={json.dumps(_jsonable(self.params))}\n")
+        buf.write(f"# params={json.dumps(jsonable(self.params))}\n")
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(TABLE_COLUMNS)
         for t in range(len(self)):
@@ -376,7 +378,7 @@ class FrameTransforms:
             )
         text = buf.getvalue()
         if path is not None:
-            _atomic_write_text(Path(path), text)
+            atomic_write_text(Path(path), text)
         return text
 
     @classmethod
@@ -458,31 +460,6 @@ class FrameTransforms:
         return len(self) == len(other) and bool(
             np.allclose(self.to_matrices(), other.to_matrices(), atol=atol)
         )
-
-
-def _jsonable(value: Any) -> Any:
-    """Convert numpy scalars/arrays (recursively) to JSON-friendly values."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write text to a temporary file beside ``path`` and rename it into place."""
-    from .io import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def stack_transforms(parts: Sequence[FrameTransforms]) -> FrameTransforms:

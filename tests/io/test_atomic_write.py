@@ -8,8 +8,9 @@ import stat
 import numpy as np
 import pytest
 
+from napari_stackalign import files as _atomic
 from napari_stackalign.core import Cancelled
-from napari_stackalign.io import _atomic, _lazy, read_stack, write_stack
+from napari_stackalign.io import _lazy, read_stack, write_stack
 
 
 def _data(value=0, shape=(6, 16, 16)):

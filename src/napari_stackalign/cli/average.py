@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..parsing import parse_index_list
 from ._common import terminal_progress
 
 __all__ = ["add_parser", "parse_frames", "parse_optional_float", "run"]
@@ -41,13 +42,11 @@ def parse_optional_float(text: str) -> float | None:
 
 
 def parse_frames(text: str) -> list[int]:
-    """Comma-separated frame indices, e.g. '3,7,12'."""
-    if not str(text).strip():
-        return []
+    """Comma-separated frame indices, e.g. '3,7,12' (for argparse)."""
     try:
-        return [int(v) for v in str(text).replace(" ", "").split(",") if v]
+        return parse_index_list(text, what="--bad-frames", example="3,7,12")
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected frame indices like 3,7,12, got {text!r}") from exc
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

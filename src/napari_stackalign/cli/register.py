@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from .._parsing import parse_downsample_rates, parse_roi
 from .._version import __version__
 from ..core.apply import apply_transforms
+from ..parsing import parse_downsample_rates, parse_roi
 from ..transforms import FrameTransforms
 from ._common import terminal_progress
 

@@ -35,6 +35,7 @@ from .._version import __version__
 from ..core.apply import apply_transforms
 from ..core.average import average_frames
 from ..core.similarity import FALLBACKS, register_similarity
+from ..files import atomic_path, check_writable_dir, jsonable
 from ..transforms import FrameTransforms
 from ._common import terminal_progress
 
@@ -260,7 +261,6 @@ def write_image(
 
     import h5py
 
-    from ..io import atomic_path, check_writable_dir, jsonable
 
     check_writable_dir(path)
     text = json.dumps(jsonable(metadata))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..parsing import parse_index_list
 from ._common import terminal_progress
 
 __all__ = ["add_parser", "parse_indices", "run"]
@@ -41,15 +42,7 @@ def parse_indices(text: str | None, name: str) -> list[int] | None:
     """``"0,2,3"`` -> ``[0, 2, 3]`` (None stays None)."""
     if text is None:
         return None
-    try:
-        values = [int(v) for v in text.replace(" ", "").split(",") if v != ""]
-    except ValueError as exc:
-        raise ValueError(f"--{name} takes comma-separated particle numbers like 0,2,3, got {text!r}.") from exc
-    if not values:
-        raise ValueError(f"--{name} names no particle.")
-    if min(values) < 0:
-        raise ValueError(f"--{name}: particle numbers start at 0, got {text!r}.")
-    return values
+    return parse_index_list(text, what=f"--{name}", noun="particle numbers", example="0,2,3", allow_empty=False)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

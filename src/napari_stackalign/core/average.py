@@ -21,10 +21,9 @@ import numpy as np
 
 from ..progress import ProgressCallback, report
 from ..transforms import FrameTransforms
-from .apply import apply_transforms
-from .apply._warp import _check_options, _frames_shape
+from .apply import apply_transforms, check_warp_options, frames_shape
 
-__all__ = ["FrameAverage", "average_frames", "largest_rectangle"]
+__all__ = ["FrameAverage", "average_frames", "common_rectangle", "largest_rectangle"]
 
 MODES = ("full", "crop")
 
@@ -85,7 +84,7 @@ def largest_rectangle(mask: np.ndarray) -> tuple[int, int, int, int]:
     return best[1]
 
 
-def _common_rectangle(coverage: np.ndarray, n_frames: int) -> tuple[int, int, int, int]:
+def common_rectangle(coverage: np.ndarray, n_frames: int) -> tuple[int, int, int, int]:
     full = coverage >= n_frames
     if not full.any():
         return (0, 0, 0, 0)
@@ -135,8 +134,8 @@ def average_frames(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-    _check_options(order, "nan")
-    n_frames, extra, (h, w) = _frames_shape(stack)
+    check_warp_options(order, "nan")
+    n_frames, extra, (h, w) = frames_shape(stack)
     if transforms is not None and len(transforms) != n_frames:
         raise ValueError(f"the stack has {n_frames} frames but there are {len(transforms)} transforms.")
     if frames is None:
@@ -163,7 +162,7 @@ def average_frames(
     with np.errstate(invalid="ignore", divide="ignore"):
         image = (total / coverage).astype(np.float32)
     image[..., coverage == 0] = np.nan
-    crop = _common_rectangle(coverage, selected.size)
+    crop = common_rectangle(coverage, selected.size)
     if mode == "crop":
         r0, r1, c0, c1 = crop
         image = image[..., r0:r1, c0:c1]

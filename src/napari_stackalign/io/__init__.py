@@ -5,13 +5,19 @@ scripts and in the command line as well as behind the napari reader and
 writer hooks.
 """
 
-from ._api import COMPRESSIONS, READ_SUFFIXES, WRITE_SUFFIXES, read_stack, write_stack
-from ._atomic import atomic_path, check_writable_dir
+from ._api import (
+    COMPRESSIONS,
+    READ_SUFFIXES,
+    WRITE_SUFFIXES,
+    read_stack,
+    same_file,
+    write_stack,
+)
 from ._folder import natural_key
 from ._gif import GIF_SUFFIXES
 from ._hdf5 import HDF5_SUFFIXES, choose_dataset, open_hdf5, stack_candidates
 from ._lazy import estimate_contrast_limits, frame_chunked_dask, total_memory
-from ._meta import SOURCE_KEY, jsonable, normalise_unit
+from ._meta import SOURCE_KEY, normalise_unit
 from ._stackdata import StackData
 from ._tiff import TIFF_SUFFIXES
 
@@ -24,16 +30,14 @@ __all__ = [
     "StackData",
     "TIFF_SUFFIXES",
     "WRITE_SUFFIXES",
-    "atomic_path",
-    "check_writable_dir",
     "choose_dataset",
     "estimate_contrast_limits",
     "frame_chunked_dask",
-    "jsonable",
     "natural_key",
     "normalise_unit",
     "open_hdf5",
     "read_stack",
+    "same_file",
     "stack_candidates",
     "total_memory",
     "write_stack",

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from ..files import atomic_path, check_writable_dir
 from ..progress import ProgressCallback
 from ..transforms import FrameTransforms
-from ._atomic import atomic_path, check_writable_dir
 from ._folder import frame_files, read_frames
 from ._gif import GIF_SUFFIXES, read_gif
 from ._hdf5 import HDF5_SUFFIXES, read_hdf5, write_hdf5
@@ -27,7 +27,7 @@ from ._meta import (
 from ._stackdata import StackData
 from ._tiff import TIFF_SUFFIXES, read_tiff, write_tiff
 
-__all__ = ["COMPRESSIONS", "READ_SUFFIXES", "WRITE_SUFFIXES", "read_stack", "write_stack"]
+__all__ = ["COMPRESSIONS", "READ_SUFFIXES", "WRITE_SUFFIXES", "read_stack", "same_file", "write_stack"]
 
 #: File extensions :func:`read_stack` understands (plus folders of TIFF frames).
 READ_SUFFIXES = TIFF_SUFFIXES + HDF5_SUFFIXES + GIF_SUFFIXES
@@ -181,7 +181,7 @@ def _normalise_compression(compression: str | None, fmt: str) -> str | None:
     return None
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:
@@ -330,7 +330,7 @@ def write_stack(
     check_writable_dir(target)
     if target.is_dir():
         raise ValueError(f"{target} is a folder: give a file name ending in {suffix}.")
-    if source_path is not None and _same_file(target, Path(source_path).expanduser()) and not force:
+    if source_path is not None and same_file(target, Path(source_path).expanduser()) and not force:
         raise ValueError(
             f"refusing to write over {target}: it is the file this data was read from. Save under a new "
             "name (recommended), or pass force=True to replace it."

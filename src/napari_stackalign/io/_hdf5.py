@@ -12,11 +12,12 @@ import h5py
 import numpy as np
 
 from .._version import __version__
+from ..files import jsonable
 from ..progress import ProgressCallback, report
 from ..transforms import TABLE_COLUMNS, FrameTransforms
 from ._axes import normalise_axes, plan_axes
 from ._lazy import decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame_chunks
-from ._meta import check_transforms_length, decode_json_value, jsonable, normalise_unit
+from ._meta import check_transforms_length, decode_json_value, normalise_unit
 from ._stackdata import StackData
 
 __all__ = ["FORMAT_NAME", "HDF5_SUFFIXES", "open_hdf5", "read_hdf5", "stack_candidates", "write_hdf5"]

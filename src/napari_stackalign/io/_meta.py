@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from .._version import __version__
+from ..files import jsonable
 from ..transforms import FrameTransforms
 
 __all__ = [
@@ -68,28 +68,6 @@ def normalise_unit(unit: Any) -> str | None:
     if key in _NO_UNIT:
         return None
     return _UNIT_ALIASES.get(key, text)
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` converted to plain JSON types (numpy scalars and arrays, tuples,
-    bytes, NaN -> None, FrameTransforms -> dict); anything else becomes its ``str``."""
-    if isinstance(value, FrameTransforms):
-        return value.to_dict()
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    return str(value)
 
 
 def decode_json_value(value: Any) -> Any:

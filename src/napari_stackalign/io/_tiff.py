@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tifffile
 
+from ..files import jsonable
 from ..progress import ProgressCallback, report
 from ._axes import plan_axes
 from ._lazy import (
@@ -22,7 +23,7 @@ from ._lazy import (
     frames_per_chunk,
     iter_frame_chunks,
 )
-from ._meta import BLOCK_KEY, block_transforms, jsonable, normalise_unit, parse_block
+from ._meta import BLOCK_KEY, block_transforms, normalise_unit, parse_block
 from ._stackdata import StackData
 
 __all__ = ["IMAGEJ_DTYPES", "TIFF_SUFFIXES", "TiffHeader", "open_tiff", "read_tiff", "tiff_header", "write_tiff"]

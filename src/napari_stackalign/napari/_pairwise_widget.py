@@ -45,6 +45,7 @@ from ..core.pairwise import (
     save_pairwise_report,
     save_pairwise_tiff,
 )
+from ..parsing import parse_index_list
 from ._layer_choice import LayerChoice
 from ._layers import derived_image_kwargs, frame_stack, provenance
 from ._pairwise_panels import MatrixCanvas, PreviewCanvas
@@ -67,16 +68,7 @@ _SYNC_PREVIEW_PIXELS = 1024 * 1024
 
 def parse_frame_list(text: str, n_frames: int | None = None) -> list[int]:
     """Frame indices from text like ``"3, 7, 12"`` (empty: none)."""
-    items = [t for t in str(text).replace(";", ",").replace(" ", ",").split(",") if t]
-    try:
-        frames = sorted({int(t) for t in items})
-    except ValueError as exc:
-        raise ValueError(f"bad frames must be frame numbers separated by commas, e.g. 3, 7 (got {text!r}).") from exc
-    if n_frames is not None:
-        wrong = [f for f in frames if not 0 <= f < n_frames]
-        if wrong:
-            raise ValueError(f"bad frames {wrong} are outside the stack (frames 0..{n_frames - 1}).")
-    return frames
+    return parse_index_list(text, what="bad frames", example="3, 7", count=n_frames)
 
 
 def _average_task(result: PairwiseResult, stack: Any, registered: bool, *, progress: Any = None) -> PairwiseResult:

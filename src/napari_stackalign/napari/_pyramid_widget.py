@@ -42,7 +42,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._parsing import format_downsample_rates, parse_downsample_rates
 from ..core.apply import apply_transforms
 from ..core.pyramid import (
     DEFAULT_RATES,
@@ -52,6 +51,7 @@ from ..core.pyramid import (
 )
 from ..core.smoothing import check_savgol
 from ..io import read_stack
+from ..parsing import format_downsample_rates, parse_downsample_rates
 from ..transforms import FrameTransforms
 from ._drift_plot import DriftPlot
 from ._layer_choice import LayerChoice

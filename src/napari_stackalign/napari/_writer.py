@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import SOURCE_KEY, normalise_unit, write_stack
-from ..io._api import _same_file
+from ..io import SOURCE_KEY, normalise_unit, same_file, write_stack
 from ..transforms import FrameTransforms
 
 __all__ = ["write_hdf5", "write_tiff"]
@@ -55,7 +54,7 @@ def _write(path: Path, data: Any, attributes: dict, *, default_suffix: str) -> P
     else:
         metadata.pop("stackalign", None)
     name = attributes.get("name", "layer")
-    if source is not None and _same_file(path, Path(source)):
+    if source is not None and same_file(path, Path(source)):
         raise ValueError(
             f"refusing to save over {path.name}: layer {name!r} was read from this file (and may still be "
             "reading from it). Choose another file name."

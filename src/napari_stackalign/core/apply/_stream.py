@@ -18,7 +18,7 @@ import numpy as np
 
 from ...transforms import FrameTransforms
 from ..frames import BlockProducer, frame_ranges
-from ._warp import _result_dtype, apply_transforms
+from ._warp import apply_transforms, result_dtype
 
 __all__ = ["WarpedFrames"]
 
@@ -70,7 +70,7 @@ class WarpedFrames(BlockProducer):
         self._transforms = transforms
         self._warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype, "workers": workers}
         self.shape = tuple(int(n) for n in frames.shape)
-        self.dtype = _result_dtype(np.dtype(frames.dtype), border, output_dtype)
+        self.dtype = result_dtype(np.dtype(frames.dtype), border, output_dtype)
         self.ndim = len(self.shape)
         self._buffer: deque = deque()  # produced blocks not fully consumed: (start, array)
         self._next = 0  # first frame not yet handed out

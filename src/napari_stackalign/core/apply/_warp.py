@@ -17,7 +17,18 @@ from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
 from ..workers import default_workers, thread_pool
 
-__all__ = ["apply_transforms", "warp_frame", "coverage_mask", "BORDERS", "ORDERS"]
+__all__ = [
+    "BORDERS",
+    "ORDERS",
+    "apply_transforms",
+    "check_warp_options",
+    "coverage_mask",
+    "frames_shape",
+    "is_dask",
+    "result_dtype",
+    "warp_chunk",
+    "warp_frame",
+]
 
 #: interpolation order -> OpenCV flag
 ORDERS = {0: cv2.INTER_NEAREST, 1: cv2.INTER_LINEAR, 3: cv2.INTER_CUBIC}
@@ -32,14 +43,14 @@ BORDERS = {
 _CV2_DTYPES = {np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64)}
 
 
-def _check_options(order: int, border: str) -> None:
+def check_warp_options(order: int, border: str) -> None:
     if order not in ORDERS:
         raise ValueError(f"order must be one of {sorted(ORDERS)} (0 nearest, 1 linear, 3 cubic), got {order!r}.")
     if border not in BORDERS:
         raise ValueError(f"border must be one of {sorted(BORDERS)}, got {border!r}.")
 
 
-def _result_dtype(in_dtype: np.dtype, border: str, output_dtype: Any) -> np.dtype:
+def result_dtype(in_dtype: np.dtype, border: str, output_dtype: Any) -> np.dtype:
     if output_dtype is not None:
         dtype = np.dtype(output_dtype)
     else:
@@ -69,9 +80,9 @@ def warp_frame(
     frame's shape and the output type) receives the result, which saves a
     copy when OpenCV can write there directly.
     """
-    _check_options(order, border)
+    check_warp_options(order, border)
     frame = np.asarray(frame)
-    out_dtype = _result_dtype(frame.dtype, border, output_dtype)
+    out_dtype = result_dtype(frame.dtype, border, output_dtype)
     # the working type: the input itself when OpenCV handles it and it is the
     # output type (OpenCV rounds and saturates), else float
     if frame.dtype == out_dtype and frame.dtype in _CV2_DTYPES:
@@ -114,7 +125,7 @@ def warp_frame(
     return result
 
 
-def _frames_shape(stack: Any) -> tuple[int, tuple[int, ...], tuple[int, int]]:
+def frames_shape(stack: Any) -> tuple[int, tuple[int, ...], tuple[int, int]]:
     shape = tuple(stack.shape)
     if len(shape) not in (3, 4):
         raise ValueError(
@@ -123,7 +134,7 @@ def _frames_shape(stack: Any) -> tuple[int, tuple[int, ...], tuple[int, int]]:
     return shape[0], shape[1:-2], shape[-2:]
 
 
-def _warp_chunk(
+def warp_chunk(
     chunk: np.ndarray,
     mats: np.ndarray,
     *,
@@ -210,8 +221,8 @@ def apply_transforms(
     array-like
         ``out`` if given; a lazy dask array for dask input; else a numpy array.
     """
-    _check_options(order, border)
-    n_frames, _, _ = _frames_shape(stack)
+    check_warp_options(order, border)
+    n_frames, _, _ = frames_shape(stack)
     if len(transforms) != n_frames:
         raise ValueError(
             f"the stack has {n_frames} frames but there are {len(transforms)} transforms: "
@@ -219,18 +230,18 @@ def apply_transforms(
         )
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1.")
-    out_dtype = _result_dtype(np.dtype(stack.dtype), border, output_dtype)
+    out_dtype = result_dtype(np.dtype(stack.dtype), border, output_dtype)
     mats = transforms.to_cv2_matrices()
     kwargs = dict(order=order, border=border, cval=cval, out_dtype=out_dtype)
 
-    if out is None and _is_dask(stack):
+    if out is None and is_dask(stack):
         import dask.array as da
 
         frames = stack.rechunk({0: chunk_size, **{ax: -1 for ax in range(1, stack.ndim)}})
 
         def block(chunk: np.ndarray, block_info: dict | None = None) -> np.ndarray:
             start = block_info[0]["array-location"][0][0]
-            return _warp_chunk(chunk, mats[start : start + chunk.shape[0]], pool=None, **kwargs)
+            return warp_chunk(chunk, mats[start : start + chunk.shape[0]], pool=None, **kwargs)
 
         return da.map_blocks(block, frames, dtype=out_dtype)
 
@@ -246,9 +257,9 @@ def apply_transforms(
             chunk = np.asarray(stack[start:stop])
             if direct:
                 # numpy output: OpenCV writes each frame in place
-                _warp_chunk(chunk, mats[start:stop], pool=pool, result=out[start:stop], **kwargs)
+                warp_chunk(chunk, mats[start:stop], pool=pool, result=out[start:stop], **kwargs)
             else:
-                out[start:stop] = _warp_chunk(chunk, mats[start:stop], pool=pool, **kwargs)
+                out[start:stop] = warp_chunk(chunk, mats[start:stop], pool=pool, **kwargs)
             report(progress, stop, n_frames, "apply")
     return out
 
@@ -271,5 +282,5 @@ def _footprint(shape: tuple[int, int], matrix_xy: np.ndarray) -> np.ndarray:
     return warped >= 1.0 - 1e-3
 
 
-def _is_dask(stack: Any) -> bool:
+def is_dask(stack: Any) -> bool:
     return type(stack).__module__.startswith("dask.")

@@ -37,7 +37,7 @@ import numpy as np
 
 from ._background import BlockProducer
 
-__all__ = ["FileFrames", "OpenedFrames", "ReadAhead", "as_frames", "frame_ranges"]
+__all__ = ["ChannelFrames", "FileFrames", "OpenedFrames", "ReadAhead", "as_frames", "frame_ranges"]
 
 
 def frame_ranges(start: int, stop: int, step: int) -> list[tuple[int, int]]:
@@ -159,7 +159,7 @@ def as_frames(stack: Any) -> Any:
     return stack
 
 
-class _Channel(_SliceOnly):
+class ChannelFrames(_SliceOnly):
     """One channel of a (T, C, Y, X) reader."""
 
     def __init__(self, frames: Any, channel: int) -> None:
@@ -234,7 +234,7 @@ class OpenedFrames:
         n = self.shape[1]
         if not 0 <= int(channel) < n:
             raise ValueError(f"channel {channel} does not exist: the input has {n} channels (0-{n - 1}).")
-        return _Channel(self.frames, int(channel))
+        return ChannelFrames(self.frames, int(channel))
 
     def close(self) -> None:
         while self._handles:

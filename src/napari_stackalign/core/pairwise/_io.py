@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from ...io import atomic_path
+from ...files import atomic_path
 from ...transforms import FrameTransforms
 from ._register import PairwiseResult
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ...io import atomic_path
+from ...files import atomic_path
 from ._plots import (
     draw_image,
     draw_shift_matrix,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ...transforms import _atomic_write_text
+from ...files import atomic_write_text
 
 __all__ = ["as_picks", "read_picks", "write_picks"]
 
@@ -82,7 +82,7 @@ def write_picks(
                 row.append(str(v))
         writer.writerow(row)
     path = Path(path)
-    _atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
     return path
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ...transforms import _atomic_write_text, _jsonable
+from ...files import atomic_write_text, jsonable
 
 __all__ = ["TRACK_COLUMNS", "ParticleTracks"]
 
@@ -159,8 +159,8 @@ class ParticleTracks:
         buf = io.StringIO()
         buf.write("# napari-stackalign particle tracks\n")
         buf.write(f"# shape={json.dumps(list(self.shape))}\n")
-        buf.write(f"# picks={json.dumps(_jsonable(self.picks))}\n")
-        buf.write(f"# params={json.dumps(_jsonable(self.params))}\n")
+        buf.write(f"# picks={json.dumps(jsonable(self.picks))}\n")
+        buf.write(f"# params={json.dumps(jsonable(self.params))}\n")
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(TRACK_COLUMNS)
         table = self.to_table()
@@ -173,7 +173,7 @@ class ParticleTracks:
             )
         text = buf.getvalue()
         if path is not None:
-            _atomic_write_text(Path(path), text)
+            atomic_write_text(Path(path), text)
         return text
 
     @classmethod
@@ -221,13 +221,13 @@ class ParticleTracks:
             "format": "napari-stackalign particle tracks",
             "version": 1,
             "shape": list(self.shape),
-            "picks": _jsonable(self.picks),
-            "params": _jsonable(self.params),
+            "picks": jsonable(self.picks),
+            "params": jsonable(self.params),
             "ok": self.ok.astype(int).tolist(),
             "reason": self.reason.tolist(),
         }
         for name in _FLOAT_COLUMNS:
-            out[name] = _jsonable(getattr(self, name))
+            out[name] = jsonable(getattr(self, name))
         return out
 
     @classmethod

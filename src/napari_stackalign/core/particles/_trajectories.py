@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ...transforms import _atomic_write_text
+from ...files import atomic_write_text
 from ._rigid import fit_rigid_frames
 from ._tracks import ParticleTracks
 
@@ -100,7 +100,7 @@ class DriftSummary:
             )
         text = buf.getvalue()
         if path is not None:
-            _atomic_write_text(Path(path), text)
+            atomic_write_text(Path(path), text)
         return text
 
 

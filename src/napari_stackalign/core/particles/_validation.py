@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from ...files import atomic_write_text
 from ...progress import ProgressCallback
-from ...transforms import FrameTransforms, _atomic_write_text
+from ...transforms import FrameTransforms
 from ..apply import apply_transforms
 from ._rigid import rigid_from_tracks
 from ._tracking import track_particles
@@ -200,7 +201,7 @@ class ParticleValidation:
             writer.writerow(row)
         text = buf.getvalue()
         if path is not None:
-            _atomic_write_text(Path(path), text)
+            atomic_write_text(Path(path), text)
         return text
 
     def summary_text(self) -> str:

@@ -29,8 +29,13 @@ import numpy as np
 
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
-from ..apply import apply_transforms
-from ..apply._warp import _check_options, _is_dask, _result_dtype, _warp_chunk
+from ..apply import (
+    apply_transforms,
+    check_warp_options,
+    is_dask,
+    result_dtype,
+    warp_chunk,
+)
 from ..workers import default_workers, estimation_workers, thread_pool
 from ._engine import FrameResults
 from ._register import _check_stack
@@ -147,14 +152,14 @@ def register_and_apply(
         As ``register_pyramid`` and ``apply_transforms`` do.
     """
     n_total = _check_stack(stack)[0]
-    _check_options(order, border)
-    out_dtype = _result_dtype(np.dtype(stack.dtype), border, output_dtype)
+    check_warp_options(order, border)
+    out_dtype = result_dtype(np.dtype(stack.dtype), border, output_dtype)
     job = plan_pyramid(tuple(stack.shape), stack.dtype, user_reference=reference is not None, **options)
     warp_options = dict(order=order, border=border, cval=cval, output_dtype=output_dtype)
     n_est = estimation_workers(workers)
     est_pool = thread_pool(n_est) if n_est > 1 else contextlib.nullcontext()
 
-    if job.smooth or _is_dask(stack):
+    if job.smooth or is_dask(stack):
         # smoothing moves every frame once all are known; dask stays lazy
         with est_pool as pool:
             raw, final = run_stages(stack, job, reference=reference, pool=pool, progress=progress)
@@ -172,7 +177,7 @@ def register_and_apply(
 
     def warp(start: int, stop: int, mats: np.ndarray, pool: Any = None) -> None:
         chunk = np.asarray(stack[start:stop])
-        _warp_chunk(chunk, mats, pool=pool, result=out[start:stop], **chunk_kwargs)
+        warp_chunk(chunk, mats, pool=pool, result=out[start:stop], **chunk_kwargs)
 
     def on_chunk(start: int, stop: int, parts: list[FrameResults], template: TemplateState) -> None:
         nonlocal warped

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..._version import __version__
+from ...files import check_writable_dir
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
 from ..apply import WarpedFrames
@@ -219,7 +220,6 @@ def suggest_output_path(source_path: str | os.PathLike | None, name: str, *, suf
 
 
 def _check_output(output_path: Any, overwrite: bool, inputs: Sequence[Path] = ()) -> Path:
-    from ...io import check_writable_dir
 
     out = Path(output_path).expanduser()
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -273,9 +273,9 @@ def _estimation_view(frames: Any, channel: int | None) -> Any:
             raise ValueError(f"the stack has {n} channels: choose the one to estimate the motion on (channel=0..{n - 1}).")
         if not 0 <= int(channel) < n:
             raise ValueError(f"channel {channel} does not exist: the stack has {n} channels (0-{n - 1}).")
-        from ..frames._source import _Channel
+        from ..frames import ChannelFrames
 
-        return _Channel(frames, int(channel))
+        return ChannelFrames(frames, int(channel))
     raise ValueError(f"expected a (T, Y, X) or (T, C, Y, X) stack, got shape {tuple(frames.shape)}.")
 
 
@@ -477,10 +477,10 @@ def _register_open(
             raise ValueError(f"expected a (T, Y, X) time series, got a single 2-D image of shape {shape}.")
         raise ValueError(f"expected a (T, Y, X) or (T, C, Y, X) stack, got shape {shape}.")
     n_workers = default_workers(workers)
-    from ..apply._warp import _check_options, _result_dtype
+    from ..apply import check_warp_options, result_dtype
 
-    _check_options(warp["order"], warp["border"])
-    out_dtype = _result_dtype(np.dtype(stack.dtype), warp["border"], warp["output_dtype"])
+    check_warp_options(warp["order"], warp["border"])
+    out_dtype = result_dtype(np.dtype(stack.dtype), warp["border"], warp["output_dtype"])
     budget = parse_memory_limit(memory_limit)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer of at least 1, got {chunk_size!r}.")

@@ -147,13 +147,13 @@ def common_region(shape: tuple[int, int], transforms: Any) -> tuple[int, int, in
         frame).
     """
     from ..apply import coverage_mask
-    from ..average import _common_rectangle
+    from ..average import common_rectangle
 
     h, w = int(shape[0]), int(shape[1])
     count = np.zeros((h, w), dtype=np.int32)
     for t in range(len(transforms)):
         count += coverage_mask((h, w), transforms, t)
-    r0, r1, c0, c1 = _common_rectangle(count, len(transforms))
+    r0, r1, c0, c1 = common_rectangle(count, len(transforms))
     if r1 - r0 < 2 or c1 - c0 < 2:
         raise ValueError(
             "no area is covered by every registered frame (the motion is as large as the frame): "

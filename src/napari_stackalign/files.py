@@ -1,14 +1,25 @@
-"""Atomic file writing: write to a temporary file, then rename into place."""
+"""Writing files safely, and values ready for JSON.
+
+Every output of the package goes through :func:`atomic_path`: it is written
+to a temporary file beside the target and renamed into place, so a failed or
+cancelled run leaves nothing half-written and never touches an existing file.
+This module imports nothing from the package, so every layer (``transforms``,
+``io``, ``core``, ``cli``) can use it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path", "check_writable_dir"]
+import numpy as np
+
+__all__ = ["atomic_path", "atomic_write_text", "check_writable_dir", "jsonable"]
 
 
 def check_writable_dir(path: str | os.PathLike) -> Path:
@@ -69,3 +80,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` converted to plain JSON types.
+
+    Numpy scalars and arrays, tuples and sets become lists and numbers, bytes
+    text, NaN and infinities None, objects with a ``to_dict`` method (such as
+    :class:`~napari_stackalign.FrameTransforms`) their dict; anything else
+    becomes its ``str``.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return jsonable(to_dict())
+    return str(value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-__all__ = ["format_downsample_rates", "parse_downsample_rates", "parse_roi"]
+__all__ = ["format_downsample_rates", "parse_downsample_rates", "parse_index_list", "parse_roi"]
 
 _SPLIT = re.compile(r"[,\s;]+")
 
@@ -89,4 +89,58 @@ def parse_roi(text: str) -> tuple[int, int, int, int]:
         raise ValueError(
             f"ROI {text!r} is empty or negative: it needs 0 <= row_start < row_stop and 0 <= col_start < col_stop."
         )
+    return values
+
+
+def parse_index_list(
+    text: str | None,
+    *,
+    what: str = "frames",
+    noun: str = "frame numbers",
+    example: str = "3, 7, 12",
+    count: int | None = None,
+    allow_empty: bool = True,
+) -> list[int]:
+    """Indices (frames, particles) typed as ``"3, 7, 12"``: sorted, without repeats.
+
+    Commas, semicolons and spaces separate the numbers.
+
+    Parameters
+    ----------
+    text : str or None
+        What the user typed; None or blank means none.
+    what : str
+        Where the numbers were typed, for the messages ("bad frames", "--holdout").
+    noun : str
+        What the numbers are ("frame numbers", "particle numbers").
+    example : str
+        An example shown in the messages.
+    count : int, optional
+        How many items there are: every index must be in ``0 .. count - 1``.
+    allow_empty : bool
+        False: naming nothing is an error.
+
+    Returns
+    -------
+    list of int
+
+    Raises
+    ------
+    ValueError
+        For anything that is not whole numbers, negative numbers, numbers
+        outside ``0 .. count - 1``, or an empty list when ``allow_empty`` is False.
+    """
+    items = [t for t in _SPLIT.split(str(text or "").strip()) if t]
+    try:
+        values = sorted({int(t) for t in items})
+    except ValueError as exc:
+        raise ValueError(f"{what}: expected {noun} separated by commas, e.g. {example}; got {text!r}.") from exc
+    if not values and not allow_empty:
+        raise ValueError(f"{what} names nothing: give {noun} like {example}.")
+    if values and values[0] < 0:
+        raise ValueError(f"{what}: {noun} start at 0, got {text!r}.")
+    if count is not None:
+        outside = [v for v in values if v >= count]
+        if outside:
+            raise ValueError(f"{what} {outside} are outside the stack (0..{count - 1}).")
     return values
