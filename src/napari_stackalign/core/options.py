@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -287,6 +287,19 @@ class Options:
         defaults = cls.defaults()
         changes = {k: v for k, v in keywords.items() if not _same(v, defaults[k])}
         return options.replace(**changes) if changes else options
+
+
+    @classmethod
+    def from_call(cls: type[OptionsT], options: OptionsT | None, values: Mapping[str, Any]) -> OptionsT:
+        """:meth:`merge` with the option values picked out of ``values`` (a public function's ``locals()``).
+
+        Lets a public function with explicit keyword parameters hand all of them
+        over without listing the names again::
+
+            def register_x(stack, *, a=DEFAULTS.a, b=DEFAULTS.b, options=None):
+                opts = XOptions.from_call(options, locals())
+        """
+        return cls.merge(options, **{name: values[name] for name in cls.specs()})
 
 
 def _show(value: Any) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from ..options import Options, option
 from ._lucas_kanade import KERNELS
 
-__all__ = ["DEFAULT_RATES", "PyramidOptions", "check_rates", "check_roi_format"]
+__all__ = ["DEFAULT_RATES", "PYRAMID_DEFAULTS", "PyramidOptions", "check_rates", "check_roi_format"]
 
 #: the reference tool's default pyramid
 DEFAULT_RATES = (1 / 8, 1 / 4, 1 / 2, 1)
@@ -108,3 +108,7 @@ class PyramidOptions(Options):
                 f"polyorder ({self.polyorder}) must be smaller than window_length ({self.window_length}); "
                 f"use polyorder <= {self.window_length - 1} or a longer window."
             )
+
+
+#: the defaults, for the signatures of the public functions (``num_frames: int = PYRAMID_DEFAULTS.num_frames``)
+PYRAMID_DEFAULTS = PyramidOptions()
