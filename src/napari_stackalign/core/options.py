@@ -93,12 +93,12 @@ class OptionSpec:
                 return None
             raise ValueError(f"{name} must be given ({self.help.rstrip('.')}).")
         value = self._convert(name, value)
+        if self.kind in ("int", "float"):
+            self._check_range(name, value)
         if self.check is not None:
             value = self.check(value)
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{name} must be {self.range_text()}, got {value!r}.")
-        if self.kind in ("int", "float"):
-            self._check_range(name, value)
         return value
 
     def _convert(self, name: str, value: Any) -> Any:
