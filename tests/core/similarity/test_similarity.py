@@ -7,7 +7,7 @@ import pytest
 
 from napari_stackalign.core import Cancelled, apply_transforms, average_frames
 from napari_stackalign.core.average import largest_rectangle
-from napari_stackalign.core.similarity._register import fill_failed, register_similarity
+from napari_stackalign.core.similarity import fill_failed, register_similarity
 from napari_stackalign.synthetic import make_stack
 from napari_stackalign.transforms import FrameTransforms
 

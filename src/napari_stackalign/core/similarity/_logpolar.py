@@ -44,7 +44,11 @@ __all__ = [
     "apodization_window",
     "subpixel_peak",
     "noise_weight",
+    "SCALE_LIMITS",
 ]
+
+#: scale changes the log-polar stage can measure
+SCALE_LIMITS = (0.5, 2.0)
 
 
 def tukey_window(n: int, fraction: float) -> np.ndarray:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ._options import SIMILARITY_DEFAULTS
+
 __all__ = ["SimilarityRefiner", "RefineResult", "similarity_matrix"]
 
 
@@ -171,7 +173,7 @@ class SimilarityRefiner:
         template: np.ndarray,
         *,
         levels: int | None = None,
-        sigma: float = 1.0,
+        sigma: float = SIMILARITY_DEFAULTS.sigma,
         margin: int = 4,
         max_iter: int = 30,
         tol: float = 2e-3,
