@@ -62,22 +62,22 @@ def test_values_are_converted_once():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(template="median"), r"template must be one of \('middle', 'first', 'mean'\) or a frame index"),
-        (dict(template=True), "template must be one of"),
-        (dict(template=1.5), "template must be one of"),
-        (dict(angle_range=(10, -10)), r"angle_range must be \(min, max\) with min <= max"),
-        (dict(angle_range="30"), r"angle_range must be a \(min, max\) pair of numbers"),
-        (dict(angle_range=(1, 2, 3)), "pair of numbers"),
-        (dict(angle_range=(0, np.inf)), "min <= max"),
-        (dict(scale_range=(0.2, 1.5)), r"scale_range must lie within 0.5..2.0"),
-        (dict(scale_range=(-1, 1)), "scale_range must hold positive scales"),
-        (dict(fallback="zero"), "fallback must be one of 'interpolate', 'identity', got 'zero'"),
-        (dict(min_success=2.0), r"min_success must be a number in \[-1, 1\], got 2.0"),
-        (dict(min_success="high"), "min_success must be a number"),
-        (dict(sigma=0), r"sigma must be a number in \(0, 10\], got 0"),
-        (dict(sigma=12.0), r"sigma must be a number in \(0, 10\]"),
-        (dict(refine="yes"), "refine must be True or False"),
-        (dict(chunk_size=0), "chunk_size must be an integer of at least 1, got 0"),
+        ({"template": "median"}, r"template must be one of \('middle', 'first', 'mean'\) or a frame index"),
+        ({"template": True}, "template must be one of"),
+        ({"template": 1.5}, "template must be one of"),
+        ({"angle_range": (10, -10)}, r"angle_range must be \(min, max\) with min <= max"),
+        ({"angle_range": "30"}, r"angle_range must be a \(min, max\) pair of numbers"),
+        ({"angle_range": (1, 2, 3)}, "pair of numbers"),
+        ({"angle_range": (0, np.inf)}, "min <= max"),
+        ({"scale_range": (0.2, 1.5)}, r"scale_range must lie within 0.5..2.0"),
+        ({"scale_range": (-1, 1)}, "scale_range must hold positive scales"),
+        ({"fallback": "zero"}, "fallback must be one of 'interpolate', 'identity', got 'zero'"),
+        ({"min_success": 2.0}, r"min_success must be a number in \[-1, 1\], got 2.0"),
+        ({"min_success": "high"}, "min_success must be a number"),
+        ({"sigma": 0}, r"sigma must be a number in \(0, 10\], got 0"),
+        ({"sigma": 12.0}, r"sigma must be a number in \(0, 10\]"),
+        ({"refine": "yes"}, "refine must be True or False"),
+        ({"chunk_size": 0}, "chunk_size must be an integer of at least 1, got 0"),
     ],
 )
 def test_validation_messages(kwargs, message):
@@ -106,8 +106,8 @@ def stack():
 
 
 def test_options_object_gives_the_same_result_as_keywords(stack):
-    keywords = dict(template="first", angle_range=(-20, 20), scale_range=(0.9, 1.1), min_success=0.2,
-                    fallback="identity", sigma=1.5, chunk_size=2)
+    keywords = {"template": "first", "angle_range": (-20, 20), "scale_range": (0.9, 1.1), "min_success": 0.2,
+                    "fallback": "identity", "sigma": 1.5, "chunk_size": 2}
     by_keywords = register_similarity(stack, workers=1, **keywords)
     by_options = register_similarity(stack, workers=1, options=SimilarityOptions(**keywords))
     assert _same(by_keywords, by_options)

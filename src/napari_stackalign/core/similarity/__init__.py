@@ -18,9 +18,9 @@ __all__ = [
     "FALLBACKS",
     "SCALE_LIMITS",
     "SIMILARITY_DEFAULTS",
+    "TEMPLATES",
     "SimilarityEstimator",
     "SimilarityOptions",
-    "TEMPLATES",
     "fill_failed",
     "register_similarity",
 ]

@@ -26,7 +26,7 @@ from ._logpolar import (
 from ._options import SIMILARITY_DEFAULTS, SimilarityOptions
 from ._refine import SimilarityRefiner, _rc_to_cv, similarity_matrix
 
-__all__ = ["SimilarityEstimator", "FrameResult", "MIN_OVERLAP"]
+__all__ = ["MIN_OVERLAP", "FrameResult", "SimilarityEstimator"]
 
 #: smallest share of the template a frame must cover to count as registered
 MIN_OVERLAP = 0.25

@@ -37,14 +37,14 @@ import numpy as np
 from scipy import fft as sfft
 
 __all__ = [
-    "LogPolarGrid",
-    "make_logpolar_grid",
-    "logpolar_magnitude",
-    "tukey_window",
-    "apodization_window",
-    "subpixel_peak",
-    "noise_weight",
     "SCALE_LIMITS",
+    "LogPolarGrid",
+    "apodization_window",
+    "logpolar_magnitude",
+    "make_logpolar_grid",
+    "noise_weight",
+    "subpixel_peak",
+    "tukey_window",
 ]
 
 #: scale changes the log-polar stage can measure

@@ -15,8 +15,8 @@ __all__ = [
     "EXAMPLE_SCALE_RANGE",
     "FALLBACKS",
     "SIMILARITY_DEFAULTS",
-    "SimilarityOptions",
     "TEMPLATES",
+    "SimilarityOptions",
     "check_angle_range",
     "check_scale_range",
     "check_template",
@@ -38,14 +38,16 @@ def check_template(template: Any) -> str | int:
             raise ValueError(f"template must be one of {TEMPLATES} or a frame index, got {template!r}.")
         return template
     if isinstance(template, (bool, np.bool_)) or not isinstance(template, (int, np.integer)):
-        raise ValueError(f"template must be one of {TEMPLATES} or a frame index, got {template!r}.")
+        raise ValueError(  # noqa: TRY004 - the house rule: bad values raise ValueError
+            f"template must be one of {TEMPLATES} or a frame index, got {template!r}."
+        )
     return int(template)
 
 
 def _check_pair(value: Any, name: str) -> tuple[float, float]:
     """A ``(min, max)`` pair of finite numbers with ``min <= max``."""
     if isinstance(value, str):
-        raise ValueError(f"{name} must be a (min, max) pair of numbers, got {value!r}.")
+        raise ValueError(f"{name} must be a (min, max) pair of numbers, got {value!r}.")  # noqa: TRY004
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError) as exc:

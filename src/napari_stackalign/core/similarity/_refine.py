@@ -25,7 +25,7 @@ import numpy as np
 
 from ._options import SIMILARITY_DEFAULTS
 
-__all__ = ["SimilarityRefiner", "RefineResult", "similarity_matrix"]
+__all__ = ["RefineResult", "SimilarityRefiner", "similarity_matrix"]
 
 
 def similarity_matrix(angle_deg: float, scale: float, center: tuple[float, float], shift=(0.0, 0.0)) -> np.ndarray:

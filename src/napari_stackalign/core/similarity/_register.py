@@ -78,7 +78,7 @@ from ._logpolar import LogPolarGrid
 from ._options import SIMILARITY_DEFAULTS, SimilarityOptions
 from ._refine import SimilarityRefiner
 
-__all__ = ["register_similarity", "fill_failed"]
+__all__ = ["fill_failed", "register_similarity"]
 
 #: what the messages call the method
 WHAT = "similarity stacking"
