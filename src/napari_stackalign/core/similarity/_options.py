@@ -76,8 +76,9 @@ def check_scale_range(value: Any) -> tuple[float, float]:
     return lo, hi
 
 
-def _pair_text(pair: tuple[float, float]) -> str:
-    return f"{pair[0]:g},{pair[1]:g}"
+def _span(pair: tuple[float, float], between: str = "..") -> str:
+    """``(0.5, 2.0)`` as ``"0.5..2"`` for the help texts."""
+    return f"{pair[0]:g}{between}{pair[1]:g}"
 
 
 @dataclass(frozen=True)
@@ -101,14 +102,15 @@ class SimilarityOptions(Options):
     )
     angle_range: tuple[float, float] | None = option(
         None,
-        f"allowed correction angle in degrees (min, max), e.g. {_pair_text(EXAMPLE_ANGLE_RANGE)}; unset: any angle",
+        f"allowed correction angle in degrees, from min to max (e.g. {_span(EXAMPLE_ANGLE_RANGE, ' to ')}); "
+        "unset: any angle",
         optional=True,
         check=check_angle_range,
     )
     scale_range: tuple[float, float] | None = option(
         None,
-        f"allowed correction scale (min, max) within {_pair_text(SCALE_LIMITS)}, "
-        f"e.g. {_pair_text(EXAMPLE_SCALE_RANGE)}; unset: {_pair_text(SCALE_LIMITS)}",
+        f"allowed correction scale, from min to max within {_span(SCALE_LIMITS)} "
+        f"(e.g. {_span(EXAMPLE_SCALE_RANGE, ' to ')}); unset: {_span(SCALE_LIMITS)}",
         optional=True,
         check=check_scale_range,
     )
@@ -124,7 +126,7 @@ class SimilarityOptions(Options):
     )
     fallback: str = option(
         "interpolate",
-        "transform of flagged frames: interpolate between good neighbours, or identity (no correction)",
+        "what flagged frames get: interpolate (between good neighbours) or identity (no correction)",
         kind="str",
         choices=FALLBACKS,
         label="failed frames",
