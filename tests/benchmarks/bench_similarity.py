@@ -37,7 +37,7 @@ import warnings
 
 import numpy as np
 
-from napari_stackalign.core.similarity._register import register_similarity
+from napari_stackalign.core.similarity import register_similarity
 from napari_stackalign.synthetic import make_stack
 from napari_stackalign.transforms import FrameTransforms
 

@@ -10,8 +10,9 @@ import pytest
 import tifffile
 
 from napari_stackalign import FrameTransforms, apply_transforms
-from napari_stackalign.cli import main
-from napari_stackalign.cli.stack import parse_pair
+from napari_stackalign.cli import build_parser, main
+from napari_stackalign.cli.stack import OPTION_FLAGS, parse_pair, similarity_options
+from napari_stackalign.core.similarity import FALLBACKS, SimilarityOptions
 from napari_stackalign.io import read_stack
 from napari_stackalign.synthetic import make_stack
 
@@ -127,3 +128,40 @@ def test_parse_pair():
     assert parse_pair("0.8, 1.25", "--scale-range") == (0.8, 1.25)
     with pytest.raises(ValueError, match="two numbers"):
         parse_pair("1,2,3", "--angle-range")
+
+
+def _stack_parser():
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    return subparsers.choices["stack"]
+
+
+def test_defaults_are_the_options_defaults():
+    args = build_parser().parse_args(["stack", "-i", "in.tif", "-o", "out.tif"])
+    assert similarity_options(args) == SimilarityOptions()
+    for name in OPTION_FLAGS:
+        assert getattr(args, name) == SimilarityOptions.default(name)
+
+
+def test_flags_keep_their_spellings_choices_and_help():
+    actions = {a.dest: a for a in _stack_parser()._actions}
+    assert actions["template"].option_strings == ["--template"]
+    assert actions["angle_range"].option_strings == ["--angle-range", "--angle_range"]
+    assert actions["scale_range"].option_strings == ["--scale-range", "--scale_range"]
+    assert actions["min_success"].option_strings == ["--min-success", "--min_success"]
+    assert actions["angle_range"].metavar == actions["scale_range"].metavar == "MIN,MAX"
+    assert tuple(actions["fallback"].choices) == FALLBACKS
+    assert actions["channel"].default == 0
+    for name in OPTION_FLAGS:
+        assert actions[name].help == SimilarityOptions.help(name).replace("%", "%%")
+
+
+def test_flags_give_the_options():
+    args = build_parser().parse_args(
+        ["stack", "-i", "in.tif", "-o", "out.tif", "--template", "3", "--angle-range", "-30,30",
+         "--scale_range", "0.8,1.25", "--min-success", "0.4", "--fallback", "identity"]
+    )
+    assert similarity_options(args) == SimilarityOptions(
+        template=3, angle_range=(-30, 30), scale_range=(0.8, 1.25), min_success=0.4, fallback="identity"
+    )
+    mean = build_parser().parse_args(["stack", "-i", "a", "-o", "b", "--template", "mean"])
+    assert similarity_options(mean).template == "mean"

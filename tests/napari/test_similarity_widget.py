@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from napari_stackalign import FrameTransforms, apply_transforms, average_frames
+from napari_stackalign.core.similarity import SimilarityOptions
 from napari_stackalign.napari._layers import transforms_from_layer
 from napari_stackalign.napari._similarity_widget import (
     TEMPLATE_CHOICES,
@@ -108,7 +109,7 @@ def test_split_channels_apply_to_other_layer_full_average(make_napari_viewer, qt
     widget.set_apply_to(["ch1"])
     widget.template.setCurrentText("frame number…")
     widget.template_index.setValue(2)
-    assert widget.options()["template"] == 2
+    assert widget.options().template == 2
     wait_run(widget, widget._on_run())
     for name, data in (("ch0", stack[:, 0]), ("ch1", stack[:, 1])):
         reg = viewer.layers[f"{name} registered"]
@@ -142,7 +143,7 @@ def test_split_channels_apply_to_other_layer_full_average(make_napari_viewer, qt
 def test_flagged_frame_is_reported(make_napari_viewer, qtbot, monkeypatch, wait_run):
     warnings: list[str] = []
     monkeypatch.setattr("napari_stackalign.napari._similarity_widget.show_warning", lambda m: warnings.append(m))
-    stack, truth = _known(n_channels=1)
+    stack, _truth = _known(n_channels=1)
     stack[4] = np.random.default_rng(1).normal(stack.mean(), stack.std(), size=SHAPE).astype(np.float32)
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="noisy")
@@ -169,3 +170,44 @@ def test_user_errors_are_notified(make_napari_viewer, qtbot, errors, wait_run):
     assert "constant" in errors[-1]
     assert [lyr.name for lyr in viewer.layers] == ["flat 2d", "constant"]
     assert set(TEMPLATE_CHOICES.values()) == {"middle", "first", None, "mean"}
+
+
+def test_form_starts_at_the_options_defaults(make_napari_viewer, qtbot):
+    widget = SimilarityWidget(make_napari_viewer())
+    assert widget.options() == SimilarityOptions()
+    assert not widget.limit_angle.isChecked() and not widget.limit_scale.isChecked()
+    assert widget.min_success.specialValueText() == "auto"
+    spec = SimilarityOptions.specs()["min_success"]
+    assert (widget.min_success.minimum(), widget.min_success.maximum()) == (spec.minimum, spec.maximum)
+    assert [widget.fallback.itemText(i) for i in range(widget.fallback.count())] == list(
+        SimilarityOptions.specs()["fallback"].choices
+    )
+    assert widget.fallback.toolTip() == SimilarityOptions.help("fallback")
+    assert widget.angle_min.toolTip() == SimilarityOptions.help("angle_range")
+    assert widget.template.toolTip() == SimilarityOptions.help("template")
+
+
+def test_set_options_round_trip(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((5, 64, 64), np.float32), name="stack")
+    widget = SimilarityWidget(viewer)
+    chosen = SimilarityOptions(
+        template=3, angle_range=(-20, 25), scale_range=(0.9, 1.1), min_success=0.35, fallback="identity", sigma=2.0
+    )
+    widget.set_options(chosen)
+    assert widget.template_index.isEnabled()
+    assert widget.options() == chosen  # sigma, which the form does not show, is kept too
+    widget.set_options(SimilarityOptions(template="mean"))
+    assert widget.options() == SimilarityOptions(template="mean")
+
+
+def test_bad_form_values_are_notified(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((5, 64, 64), np.float32), name="stack")
+    widget = SimilarityWidget(viewer)
+    widget.limit_angle.setChecked(True)
+    widget.angle_min.setValue(20.0)
+    widget.angle_max.setValue(-20.0)
+    assert widget._on_run() is None
+    assert errors and "angle_range must be (min, max) with min <= max" in errors[-1]
+    assert widget.runner.worker is None

@@ -13,7 +13,7 @@ import pytest
 import tifffile
 
 from napari_stackalign import apply_transforms
-from napari_stackalign.core.similarity._register import register_similarity
+from napari_stackalign.core.similarity import register_similarity
 
 pytestmark = pytest.mark.real
 

@@ -23,27 +23,41 @@ letters describe the stacked folder, frames first.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import tifffile
 
 from .._version import __version__
-from ..core.apply import apply_transforms
-from ..core.average import average_frames
-from ..core.similarity import FALLBACKS, register_similarity
+from ..core.apply import apply_transforms, is_dask
+from ..core.average import FrameAverage, average_frames
+from ..core.similarity import SimilarityOptions, register_similarity
 from ..files import atomic_path, check_writable_dir, jsonable
+from ..io import StackData, frame_chunked_dask, read_stack, write_stack
 from ..transforms import FrameTransforms
 from ._common import terminal_progress
+from ._options import add_option_arguments, options_from_args
 
-__all__ = ["add_parser", "run", "parse_pair", "MODE_ALIASES"]
+__all__ = ["MODE_ALIASES", "OPTION_FLAGS", "add_parser", "parse_pair", "run", "similarity_options", "write_image"]
 
 #: --mode values: ours, plus the reference script's names
 MODE_ALIASES = {"full": "full", "crop": "crop", "cmp": "full", "cmd": "full", "crp": "crop"}
 OUTPUT_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".hd5")
+#: the similarity options offered as flags, with their spellings, in the order of ``--help``
+OPTION_FLAGS = {
+    "template": ("--template",),
+    "angle_range": ("--angle-range", "--angle_range"),
+    "scale_range": ("--scale-range", "--scale_range"),
+    "min_success": ("--min-success", "--min_success"),
+    "fallback": ("--fallback",),
+}
 
 EXAMPLES = """\
 examples:
@@ -94,50 +108,58 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     if hasattr(p, "_negative_number_matcher"):
         p._negative_number_matcher = _NUMBER_OR_PAIR
-    io_group = p.add_argument_group("input and output")
-    io_group.add_argument(
+    _add_io_arguments(p.add_argument_group("input and output"))
+    _add_registration_arguments(p.add_argument_group("registration"))
+    p.set_defaults(func=run)
+    return p
+
+
+def _add_io_arguments(group: Any) -> None:
+    group.add_argument(
         "-i", "--input", required=True, metavar="IN",
         help="TIFF or HDF5 file, or a folder of single-frame (optionally multichannel) TIFF files.",
     )
-    io_group.add_argument(
+    group.add_argument(
         "-o", "--output", required=True, metavar="OUT",
         help="the average image: .tif/.tiff (ImageJ, float32) or .h5; (C, Y, X) for multichannel input.",
     )
-    io_group.add_argument("--log", metavar="TABLE", default=None,
-                          help="write the per-frame table here (.csv, or .json).")
-    io_group.add_argument("--registered", metavar="REG", default=None,
-                          help="also write the registered stack (all channels, the input's data type).")
-    io_group.add_argument("--coverage", metavar="COV", default=None,
-                          help="also write the coverage map (frames per pixel of the average).")
-    io_group.add_argument("--dataset", default=None, help="HDF5 input: the dataset to read.")
-    io_group.add_argument("--axes", default=None,
-                          help="the input's axis order when the file does not say it, frames first: e.g. TCYX for a folder "
-                               "of (C, Y, X) files, TYXC for (Y, X, C) files.")
-    io_group.add_argument("--overwrite", action="store_true", help="replace existing output files.")
-    io_group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary.")
+    group.add_argument("--log", metavar="TABLE", default=None, help="write the per-frame table here (.csv, or .json).")
+    group.add_argument("--registered", metavar="REG", default=None,
+                       help="also write the registered stack (all channels, the input's data type).")
+    group.add_argument("--coverage", metavar="COV", default=None,
+                       help="also write the coverage map (frames per pixel of the average).")
+    group.add_argument("--dataset", default=None, help="HDF5 input: the dataset to read.")
+    group.add_argument("--axes", default=None,
+                       help="the input's axis order when the file does not say it, frames first: e.g. TCYX for a "
+                            "folder of (C, Y, X) files, TYXC for (Y, X, C) files.")
+    group.add_argument("--overwrite", action="store_true", help="replace existing output files.")
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary.")
 
-    est = p.add_argument_group("registration")
-    est.add_argument("--channel", type=int, default=0,
-                     help="multichannel input: the channel the motion is measured on (default 0).")
-    est.add_argument("--template", type=_template_arg, default="middle",
-                     help="middle (default: frame T//2, as the reference script), first, mean (two passes, "
-                          "leave-one-out), or a frame number.")
-    est.add_argument("--angle-range", "--angle_range", dest="angle_range", default=None, metavar="MIN,MAX",
-                     help="allowed correction angle in degrees, e.g. -30,30 (default: any).")
-    est.add_argument("--scale-range", "--scale_range", dest="scale_range", default=None, metavar="MIN,MAX",
-                     help="allowed correction scale within 0.5..2, e.g. 0.8,1.25 (default 0.5..2).")
-    est.add_argument("--min-success", "--min_success", dest="min_success", type=float, default=None,
-                     help="flag frames whose success (normalised correlation, -1..1) is below this "
-                          "(default: half the median, at least 0.1).")
-    est.add_argument("--fallback", choices=FALLBACKS, default="interpolate",
-                     help="transform of flagged frames (default interpolate between good neighbours).")
-    est.add_argument("--mode", default="full", choices=sorted(MODE_ALIASES),
-                     help="full: mean where covered, with coverage (default); crop: the region every frame "
-                          "covers. The reference script's cmp/crp (and its README's cmd) are accepted.")
-    est.add_argument("--exclude-flagged", action="store_true",
-                     help="leave flagged frames out of the average (default: averaged with their fallback).")
-    p.set_defaults(func=run)
-    return p
+
+def _add_registration_arguments(group: Any) -> None:
+    group.add_argument("--channel", type=int, default=0,
+                       help="multichannel input: the channel the motion is measured on (default 0).")
+    # names, defaults, choices and help from SimilarityOptions; the ranges stay text until run() parses them
+    add_option_arguments(
+        group,
+        SimilarityOptions,
+        OPTION_FLAGS,
+        flags=OPTION_FLAGS,
+        parsers={"template": _template_arg},
+        metavars={"angle_range": "MIN,MAX", "scale_range": "MIN,MAX"},
+    )
+    group.add_argument("--mode", default="full", choices=sorted(MODE_ALIASES),
+                       help="full: mean where covered, with coverage (default); crop: the region every frame "
+                            "covers. The reference script's cmp/crp (and its README's cmd) are accepted.")
+    group.add_argument("--exclude-flagged", action="store_true",
+                       help="leave flagged frames out of the average (default: averaged with their fallback).")
+
+
+def similarity_options(args: argparse.Namespace) -> SimilarityOptions:
+    """The :class:`SimilarityOptions` of parsed ``stackalign stack`` arguments (ValueError for bad values)."""
+    angle_range = parse_pair(args.angle_range, "--angle-range") if args.angle_range else None
+    scale_range = parse_pair(args.scale_range, "--scale-range") if args.scale_range else None
+    return options_from_args(SimilarityOptions, args, OPTION_FLAGS, angle_range=angle_range, scale_range=scale_range)
 
 
 def _output_path(text: str | None, what: str, *, overwrite: bool, taken: list[Path]) -> Path | None:
@@ -157,52 +179,50 @@ def _output_path(text: str | None, what: str, *, overwrite: bool, taken: list[Pa
     return path
 
 
+@dataclass(frozen=True)
+class _Outputs:
+    """Where ``stackalign stack`` writes: checked before any work is done."""
+
+    average: Path
+    log: Path | None
+    registered: Path | None
+    coverage: Path | None
+    overwrite: bool
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, in_path: Path) -> _Outputs:
+        taken = [in_path]
+        kw = {"overwrite": args.overwrite, "taken": taken}
+        average = _output_path(args.output, "-o/--output", **kw)
+        assert average is not None  # -o is required
+        return cls(
+            average=average,
+            log=_output_path(args.log, "--log", **kw),
+            registered=_output_path(args.registered, "--registered", **kw),
+            coverage=_output_path(args.coverage, "--coverage", **kw),
+            overwrite=bool(args.overwrite),
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``stackalign stack``; returns the exit code."""
-    from ..io import read_stack, write_stack
-
     t0 = time.perf_counter()
     in_path = Path(args.input).expanduser()
     if not in_path.exists():
         raise FileNotFoundError(f"input {in_path} does not exist: check the path.")
-    taken = [in_path]
-    out_path = _output_path(args.output, "-o/--output", overwrite=args.overwrite, taken=taken)
-    log_path = _output_path(args.log, "--log", overwrite=args.overwrite, taken=taken)
-    reg_path = _output_path(args.registered, "--registered", overwrite=args.overwrite, taken=taken)
-    cov_path = _output_path(args.coverage, "--coverage", overwrite=args.overwrite, taken=taken)
-    angle_range = parse_pair(args.angle_range, "--angle-range") if args.angle_range else None
-    scale_range = parse_pair(args.scale_range, "--scale-range") if args.scale_range else None
+    outputs = _Outputs.from_args(args, in_path)
+    opts = similarity_options(args)
     mode = MODE_ALIASES[args.mode]
 
     data = read_stack(in_path, dataset=args.dataset, axes=args.axes)
     try:
-        stack = data.data
-        channel: int | None = None
-        if data.channel_axis is not None:
-            n_channels = int(stack.shape[1])
-            if not 0 <= args.channel < n_channels:
-                raise ValueError(
-                    f"--channel {args.channel} does not exist: the input has {n_channels} channels (0-{n_channels - 1})."
-                )
-            channel = int(args.channel)
-        elif args.channel != 0:
-            raise ValueError("--channel applies to multichannel input only; this input has one channel.")
-
+        channel = _measured_channel(args.channel, data)
         with terminal_progress(enabled=not args.quiet) as progress:
-            transforms = register_similarity(
-                stack,
-                template=args.template,
-                channel=channel,
-                angle_range=angle_range,
-                scale_range=scale_range,
-                min_success=args.min_success,
-                fallback=args.fallback,
-                progress=progress,
-            )
+            transforms = register_similarity(data.data, channel=channel, options=opts, progress=progress)
             frames = np.flatnonzero(transforms.ok) if args.exclude_flagged else None
             if frames is not None and frames.size == 0:
                 raise ValueError("every frame was flagged: nothing to average (drop --exclude-flagged).")
-            average = average_frames(stack, transforms, mode=mode, frames=frames, progress=progress)
+            average = average_frames(data.data, transforms, mode=mode, frames=frames, progress=progress)
             block = {
                 "method": "similarity",
                 "params": {**transforms.params, "mode": mode, "exclude_flagged": bool(args.exclude_flagged)},
@@ -211,34 +231,61 @@ def run(args: argparse.Namespace) -> int:
                 "transforms": transforms.to_dict(),
                 "crop": list(average.crop) if mode == "crop" else None,
             }
-            metadata = {**dict(data.metadata), "stackalign": block}
-            pixel = data.pixel_size
-            write_image(out_path, average.image, metadata=metadata, pixel_size=pixel, units=data.units,
-                        coverage=average.coverage)
-            if cov_path is not None:
-                write_image(cov_path, average.coverage, metadata=metadata, pixel_size=pixel, units=data.units)
-            if reg_path is not None:
-                registered = apply_transforms(_frame_chunks(stack), transforms)
-                write_stack(
-                    reg_path,
-                    registered,
-                    metadata=metadata,
-                    transforms=transforms,
-                    scale=data.scale,
-                    units=data.units,
-                    axes=data.axes,
-                    overwrite=args.overwrite,
-                    source_path=in_path if in_path.is_file() else None,
-                    progress=progress,
-                )
-        if log_path is not None:
-            transforms.save(log_path)
+            _write_outputs(outputs, data, in_path, transforms, average, block, progress)
+        if outputs.log is not None:
+            transforms.save(outputs.log)
     finally:
         data.close()
 
     if not args.quiet:
-        _summary(transforms, average, out_path, time.perf_counter() - t0)
+        _summary(transforms, average, outputs.average, time.perf_counter() - t0)
     return 0
+
+
+def _measured_channel(requested: int, data: StackData) -> int | None:
+    """The channel the motion is measured on (None for single-channel input)."""
+    if data.channel_axis is None:
+        if requested != 0:
+            raise ValueError("--channel applies to multichannel input only; this input has one channel.")
+        return None
+    n_channels = int(data.data.shape[1])
+    if not 0 <= requested < n_channels:
+        raise ValueError(
+            f"--channel {requested} does not exist: the input has {n_channels} channels (0-{n_channels - 1})."
+        )
+    return int(requested)
+
+
+def _write_outputs(
+    outputs: _Outputs,
+    data: StackData,
+    in_path: Path,
+    transforms: FrameTransforms,
+    average: FrameAverage,
+    block: dict[str, Any],
+    progress: Any,
+) -> None:
+    """The average, and the coverage map and the registered stack when asked for, with the provenance block."""
+    metadata = {**dict(data.metadata), "stackalign": block}
+    pixel = data.pixel_size
+    write_image(outputs.average, average.image, metadata=metadata, pixel_size=pixel, units=data.units,
+                coverage=average.coverage)
+    if outputs.coverage is not None:
+        write_image(outputs.coverage, average.coverage, metadata=metadata, pixel_size=pixel, units=data.units)
+    if outputs.registered is not None:
+        registered = apply_transforms(_frame_chunks(data.data), transforms)
+        write_stack(
+            outputs.registered,
+            registered,
+            metadata=metadata,
+            transforms=transforms,
+            scale=data.scale,
+            units=data.units,
+            axes=data.axes,
+            overwrite=outputs.overwrite,
+            source_path=in_path if in_path.is_file() else None,
+            progress=progress,
+        )
 
 
 def write_image(
@@ -257,11 +304,6 @@ def write_image(
     ``Info`` field. HDF5: dataset ``image`` (and ``coverage`` when given)
     with ``metadata`` as a JSON attribute.
     """
-    import json
-
-    import h5py
-
-
     check_writable_dir(path)
     text = json.dumps(jsonable(metadata))
     if image.dtype.kind in "iu" and image.max(initial=0) <= np.iinfo(np.uint16).max and image.min(initial=0) >= 0:
@@ -270,8 +312,6 @@ def write_image(
         image = image.astype(np.float32)
     with atomic_path(path) as tmp:
         if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
             meta: dict[str, Any] = {"axes": "CYX" if image.ndim == 3 else "YX", "Info": text}
             kwargs: dict[str, Any] = {}
             if pixel_size is not None:
@@ -294,22 +334,24 @@ def write_image(
 
 def _frame_chunks(stack: Any) -> Any:
     """A dask view in frame chunks, so the registered stack streams into its file."""
-    from ..io import frame_chunked_dask
-
-    if type(stack).__module__.startswith("dask."):
+    if is_dask(stack):
         return stack
     # not dask.array.from_array: it copies numpy arrays (a memmap would be read whole)
     return frame_chunked_dask(stack)
 
 
-def _summary(ft: FrameTransforms, average: Any, out_path: Path, seconds: float) -> None:
+def _summary(ft: FrameTransforms, average: FrameAverage, out_path: Path, seconds: float) -> None:
     flagged = ft.params.get("flagged", {})
     lines = [
-        f"stackalign stack: {len(ft)} frames registered onto frame {ft.params.get('template_index')} "
-        f"({ft.params.get('template')}) in {seconds:.1f} s",
-        f"  angle {ft.angle.min():.3f} .. {ft.angle.max():.3f} deg, scale {ft.scale.min():.5f} .. "
-        f"{ft.scale.max():.5f}, shift up to {np.hypot(ft.dy, ft.dx).max():.2f} px; "
-        f"median success {np.nanmedian(ft.quality):.3f}",
+        (
+            f"stackalign stack: {len(ft)} frames registered onto frame {ft.params.get('template_index')} "
+            f"({ft.params.get('template')}) in {seconds:.1f} s"
+        ),
+        (
+            f"  angle {ft.angle.min():.3f} .. {ft.angle.max():.3f} deg, scale {ft.scale.min():.5f} .. "
+            f"{ft.scale.max():.5f}, shift up to {np.hypot(ft.dy, ft.dx).max():.2f} px; "
+            f"median success {np.nanmedian(ft.quality):.3f}"
+        ),
         f"  average ({average.mode}, {average.n_frames} frames, shape {average.image.shape}) -> {out_path}",
     ]
     for t, why in flagged.items():

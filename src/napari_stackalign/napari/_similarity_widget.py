@@ -42,8 +42,16 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.apply import apply_transforms
-from ..core.average import average_frames
-from ..core.similarity import FALLBACKS, register_similarity
+from ..core.average import FrameAverage, average_frames
+from ..core.checks import STACK_AXES
+from ..core.similarity import (
+    EXAMPLE_ANGLE_RANGE,
+    EXAMPLE_SCALE_RANGE,
+    SCALE_LIMITS,
+    SIMILARITY_DEFAULTS,
+    SimilarityOptions,
+    register_similarity,
+)
 from ..transforms import FrameTransforms
 from ._drift_plot import PlotPanel
 from ._layer_choice import LayerChoice
@@ -64,6 +72,14 @@ AVERAGE_MODES = {
     "full field (mean where covered)": "full",
     "crop to region all frames cover": "crop",
 }
+#: the angle boxes span one turn
+ANGLE_BOX_LIMITS = (-180.0, 180.0)
+
+
+def _label(name: str) -> str:
+    """The form label of an option: its short name, capitalised."""
+    spec = SimilarityOptions.specs()[name]
+    return (spec.label or name.replace("_", " ")).capitalize()
 
 
 def _layer_stack(layer: Any) -> Any:
@@ -74,9 +90,7 @@ def _layer_stack(layer: Any) -> Any:
     if data.ndim == 2:
         raise ValueError(f"layer {layer.name!r} is a single 2-D image: similarity stacking needs a time series.")
     if data.ndim not in (3, 4):
-        raise ValueError(
-            f"layer {layer.name!r} has {data.ndim} dimensions: use a (T, Y, X) or (T, C, Y, X) layer."
-        )
+        raise ValueError(f"layer {layer.name!r} has {data.ndim} dimensions: use a {STACK_AXES} or (T, C, Y, X) layer.")
     return data
 
 
@@ -85,11 +99,11 @@ def similarity_task(
     others: list[Any],
     *,
     channel: int | None,
+    options: SimilarityOptions,
     mode: str,
     add_registered: bool,
     add_average: bool,
     progress: Any = None,
-    **options: Any,
 ) -> dict[str, Any]:
     """Register ``data`` and apply the result to it and to ``others`` (worker thread).
 
@@ -97,7 +111,7 @@ def similarity_task(
     FrameAverage or None), ...]}`` with one entry for ``data`` then each of
     ``others``.
     """
-    transforms = register_similarity(data, channel=channel, progress=progress, **options)
+    transforms = register_similarity(data, channel=channel, options=options, progress=progress)
     outputs = []
     for stack in [data, *others]:
         registered = apply_transforms(stack, transforms, progress=progress) if add_registered else None
@@ -119,10 +133,29 @@ class SimilarityWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.transforms: FrameTransforms | None = None
+        # the options the form does not show (refine, sigma, chunk_size) come from here
+        self._options = SIMILARITY_DEFAULTS
 
-        # -- input ---------------------------------------------------------
+        layout = QVBoxLayout(self)
+        for group in (self._build_input(), self._build_estimation(), self._build_output()):
+            layout.addWidget(group)
+        for w in self._build_results():
+            layout.addWidget(w)
+        layout.addStretch(1)
+
+        self.layer_choice.currentIndexChanged.connect(self._on_layer_changed)
+        self.template.currentIndexChanged.connect(self._on_template_changed)
+        self.limit_angle.toggled.connect(self._sync_ranges)
+        self.limit_scale.toggled.connect(self._sync_ranges)
+        napari_viewer.layers.events.inserted.connect(self._refresh_apply_list)
+        napari_viewer.layers.events.removed.connect(self._refresh_apply_list)
+        self.set_options(SIMILARITY_DEFAULTS)
+        self._on_layer_changed()
+
+    # -- sections ----------------------------------------------------------
+    def _build_input(self) -> QGroupBox:
         self.layer_choice = LayerChoice(
-            napari_viewer, Image, accept=lambda layer: layer.ndim in (3, 4) and not getattr(layer, "rgb", False)
+            self.viewer, Image, accept=lambda layer: layer.ndim in (3, 4) and not getattr(layer, "rgb", False)
         )
         self.channel = QSpinBox()
         self.channel.setToolTip("For a (T, C, Y, X) layer: the channel the motion is measured on.")
@@ -137,40 +170,50 @@ class SimilarityWidget(QWidget):
         form.addRow("Register on", self.layer_choice)
         form.addRow("Channel", self.channel)
         form.addRow("Also apply to", self.apply_list)
+        return inputs
 
-        # -- estimation ----------------------------------------------------
+    def _build_estimation(self) -> QGroupBox:
+        """The options of ``register_similarity``: ranges and tooltips from :class:`SimilarityOptions`."""
+        help_of = SimilarityOptions.help
         self.template = QComboBox()
         self.template.addItems(list(TEMPLATE_CHOICES))
         self.template_index = QSpinBox()
         self.template_index.setEnabled(False)
         self.limit_angle = QCheckBox("limit")
-        self.angle_min = self._spin(-180, 180, -30.0, 1.0, " °")
-        self.angle_max = self._spin(-180, 180, 30.0, 1.0, " °")
+        self.angle_min = self._spin(ANGLE_BOX_LIMITS, EXAMPLE_ANGLE_RANGE[0], 1.0, " °")
+        self.angle_max = self._spin(ANGLE_BOX_LIMITS, EXAMPLE_ANGLE_RANGE[1], 1.0, " °")
         self.limit_scale = QCheckBox("limit")
-        self.scale_min = self._spin(0.5, 2.0, 0.8, 0.01, "", decimals=3)
-        self.scale_max = self._spin(0.5, 2.0, 1.25, 0.01, "", decimals=3)
-        self.min_success = self._spin(0.0, 1.0, 0.0, 0.05, "", decimals=2)
+        self.scale_min = self._spin(SCALE_LIMITS, EXAMPLE_SCALE_RANGE[0], 0.01, "", decimals=3)
+        self.scale_max = self._spin(SCALE_LIMITS, EXAMPLE_SCALE_RANGE[1], 0.01, "", decimals=3)
+        spec = SimilarityOptions.specs()["min_success"]
+        # the lowest value of the box stands for "unset" (automatic)
+        self.min_success = self._spin((spec.minimum, spec.maximum), spec.minimum, 0.05, "", decimals=2)
         self.min_success.setSpecialValueText("auto")
-        self.min_success.setToolTip(
-            "Frames whose success (normalised correlation with the template after registration, "
-            "-1..1) is below this are flagged and get the fallback transform. "
-            "auto: half the median success of the stack (at least 0.1)."
-        )
         self.fallback = QComboBox()
-        self.fallback.addItems(list(FALLBACKS))
-        self.fallback.setToolTip("What a flagged frame gets: interpolation between good neighbours, or no correction.")
+        self.fallback.addItems(list(SimilarityOptions.specs()["fallback"].choices))
+        tips = {
+            "template": (self.template, self.template_index),
+            "angle_range": (self.limit_angle, self.angle_min, self.angle_max),
+            "scale_range": (self.limit_scale, self.scale_min, self.scale_max),
+            "min_success": (self.min_success,),
+            "fallback": (self.fallback,),
+        }
+        for name, boxes in tips.items():
+            for box in boxes:
+                box.setToolTip(help_of(name))
         estimation = QGroupBox("Estimation")
-        est_form = QFormLayout(estimation)
+        form = QFormLayout(estimation)
         row = QHBoxLayout()
         row.addWidget(self.template, 1)
         row.addWidget(self.template_index)
-        est_form.addRow("Template", row)
-        est_form.addRow("Angle range", self._range_row(self.limit_angle, self.angle_min, self.angle_max))
-        est_form.addRow("Scale range", self._range_row(self.limit_scale, self.scale_min, self.scale_max))
-        est_form.addRow("Min. success", self.min_success)
-        est_form.addRow("Failed frames", self.fallback)
+        form.addRow(_label("template"), row)
+        form.addRow(_label("angle_range"), self._range_row(self.limit_angle, self.angle_min, self.angle_max))
+        form.addRow(_label("scale_range"), self._range_row(self.limit_scale, self.scale_min, self.scale_max))
+        form.addRow(_label("min_success"), self.min_success)
+        form.addRow(_label("fallback"), self.fallback)
+        return estimation
 
-        # -- output --------------------------------------------------------
+    def _build_output(self) -> QGroupBox:
         self.mode = QComboBox()
         self.mode.addItems(list(AVERAGE_MODES))
         self.add_registered = QCheckBox("registered stack")
@@ -178,13 +221,16 @@ class SimilarityWidget(QWidget):
         self.add_average = QCheckBox("average + coverage")
         self.add_average.setChecked(True)
         output = QGroupBox("Output")
-        out_form = QFormLayout(output)
-        out_form.addRow("Averaging", self.mode)
+        form = QFormLayout(output)
+        form.addRow("Averaging", self.mode)
         adds = QHBoxLayout()
         adds.addWidget(self.add_registered)
         adds.addWidget(self.add_average)
-        out_form.addRow("Add", adds)
+        form.addRow("Add", adds)
+        return output
 
+    def _build_results(self) -> list[QWidget]:
+        """The run button, the summary, the plot and the table button."""
         self.runner = TaskRunner("Run similarity stacking", self._on_run)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -194,26 +240,15 @@ class SimilarityWidget(QWidget):
         self.save_table_button = QPushButton("Save table as CSV…")
         self.save_table_button.setEnabled(False)
         self.save_table_button.clicked.connect(self._on_save_table)
-
-        layout = QVBoxLayout(self)
-        for w in (inputs, estimation, output, self.runner, self.summary, self.plot, self.save_table_button):
-            layout.addWidget(w)
-        layout.addStretch(1)
-
-        self.layer_choice.currentIndexChanged.connect(self._on_layer_changed)
-        self.template.currentIndexChanged.connect(self._on_template_changed)
-        self.limit_angle.toggled.connect(self._sync_ranges)
-        self.limit_scale.toggled.connect(self._sync_ranges)
-        napari_viewer.layers.events.inserted.connect(self._refresh_apply_list)
-        napari_viewer.layers.events.removed.connect(self._refresh_apply_list)
-        self._sync_ranges()
-        self._on_layer_changed()
+        return [self.runner, self.summary, self.plot, self.save_table_button]
 
     # -- small builders ----------------------------------------------------
     @staticmethod
-    def _spin(lo: float, hi: float, value: float, step: float, suffix: str, decimals: int = 1) -> QDoubleSpinBox:
+    def _spin(
+        limits: tuple[float, float], value: float, step: float, suffix: str, decimals: int = 1
+    ) -> QDoubleSpinBox:
         box = QDoubleSpinBox()
-        box.setRange(lo, hi)
+        box.setRange(*limits)
         box.setDecimals(decimals)
         box.setSingleStep(step)
         box.setValue(value)
@@ -248,7 +283,7 @@ class SimilarityWidget(QWidget):
         else:
             self.channel.setEnabled(False)
             self.channel.setRange(0, 0)
-            self.channel.setSpecialValueText("(T, Y, X) layer: no channel axis")
+            self.channel.setSpecialValueText(f"{STACK_AXES} layer: no channel axis")
         n = int(layer.data.shape[0]) if layer is not None else 1
         self.template_index.setRange(0, max(n - 1, 0))
         self.template_index.setValue(n // 2)
@@ -291,26 +326,48 @@ class SimilarityWidget(QWidget):
         return [self.viewer.layers[n] for n in names if n in self.viewer.layers]
 
     # -- parameters --------------------------------------------------------
-    def options(self) -> dict[str, Any]:
-        """The parameters of ``register_similarity`` chosen in the widget."""
+    def options(self) -> SimilarityOptions:
+        """The :class:`SimilarityOptions` chosen in the widget (ValueError for values that do not fit)."""
         template = TEMPLATE_CHOICES[self.template.currentText()]
         if template is None:
             template = int(self.template_index.value())
-        opts: dict[str, Any] = {
-            "template": template,
-            "angle_range": (self.angle_min.value(), self.angle_max.value()) if self.limit_angle.isChecked() else None,
-            "scale_range": (self.scale_min.value(), self.scale_max.value()) if self.limit_scale.isChecked() else None,
-            "min_success": None if self.min_success.value() == self.min_success.minimum() else self.min_success.value(),
-            "fallback": self.fallback.currentText(),
-        }
-        return opts
+        auto = self.min_success.value() == self.min_success.minimum()
+        return self._options.replace(
+            template=template,
+            angle_range=(self.angle_min.value(), self.angle_max.value()) if self.limit_angle.isChecked() else None,
+            scale_range=(self.scale_min.value(), self.scale_max.value()) if self.limit_scale.isChecked() else None,
+            min_success=None if auto else self.min_success.value(),
+            fallback=self.fallback.currentText(),
+        )
+
+    def set_options(self, options: SimilarityOptions) -> None:
+        """Show ``options`` in the form (those it has no field for are kept for the next run)."""
+        self._options = options
+        if isinstance(options.template, str):
+            self.template.setCurrentText(next(k for k, v in TEMPLATE_CHOICES.items() if v == options.template))
+        else:
+            self.template.setCurrentText(next(k for k, v in TEMPLATE_CHOICES.items() if v is None))
+            self.template_index.setValue(options.template)
+        self.limit_angle.setChecked(options.angle_range is not None)
+        if options.angle_range is not None:
+            self.angle_min.setValue(options.angle_range[0])
+            self.angle_max.setValue(options.angle_range[1])
+        self.limit_scale.setChecked(options.scale_range is not None)
+        if options.scale_range is not None:
+            self.scale_min.setValue(options.scale_range[0])
+            self.scale_max.setValue(options.scale_range[1])
+        auto = options.min_success is None
+        self.min_success.setValue(self.min_success.minimum() if auto else options.min_success)
+        self.fallback.setCurrentText(options.fallback)
+        self._sync_ranges()
+        self._on_template_changed()
 
     # -- running -----------------------------------------------------------
     def _on_run(self) -> Any:
         try:
             layer = self.layer_choice.value
             if layer is None:
-                raise ValueError("add or choose a (T, Y, X) image layer to register first.")
+                raise ValueError(f"add or choose a {STACK_AXES} image layer to register first.")
             data = _layer_stack(layer)
             channel = int(self.channel.value()) if data.ndim == 4 else None
             others = self._apply_layers()
@@ -332,17 +389,19 @@ class SimilarityWidget(QWidget):
             data,
             other_data,
             channel=channel,
+            options=opts,
             mode=mode,
             add_registered=self.add_registered.isChecked(),
             add_average=self.add_average.isChecked(),
             on_result=on_result,
-            **opts,
         )
 
-    def _show_result(self, layers: list[Any], result: dict[str, Any], opts: dict, channel: int | None, mode: str) -> None:
+    def _show_result(
+        self, layers: list[Any], result: dict[str, Any], opts: SimilarityOptions, channel: int | None, mode: str
+    ) -> None:
         ft: FrameTransforms = result["transforms"]
         self.transforms = ft
-        params = {**opts, "channel": channel, "mode": mode, "estimated_on": layers[0].name}
+        params = {**opts.to_dict(), "channel": channel, "mode": mode, "estimated_on": layers[0].name}
         block = provenance("similarity", params, ft)
         for layer, (registered, average) in zip(layers, result["outputs"], strict=True):
             if registered is not None:
@@ -364,7 +423,7 @@ class SimilarityWidget(QWidget):
         self.plot.draw(draw_similarity, ft, title=f"{layers[0].name}: correction per frame")
         self.save_table_button.setEnabled(True)
 
-    def _add_average(self, layer: Any, average: Any, block: dict) -> None:
+    def _add_average(self, layer: Any, average: FrameAverage, block: dict) -> None:
         kwargs = derived_image_kwargs(layer, "average", block, frame_axis=False)
         r0, _, c0, _ = average.crop if average.mode == "crop" else (0, 0, 0, 0)
         scale = list(kwargs["scale"])

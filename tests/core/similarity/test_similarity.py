@@ -7,7 +7,7 @@ import pytest
 
 from napari_stackalign.core import Cancelled, apply_transforms, average_frames
 from napari_stackalign.core.average import largest_rectangle
-from napari_stackalign.core.similarity._register import fill_failed, register_similarity
+from napari_stackalign.core.similarity import fill_failed, register_similarity
 from napari_stackalign.synthetic import make_stack
 from napari_stackalign.transforms import FrameTransforms
 
@@ -106,14 +106,14 @@ def test_range_limits_are_reachable():
 
 
 def test_angle_range_picks_the_180_candidate_inside_it():
-    stack, truth = _stack([(0, 1, 0, 0), (-170.0, 1.0, 1.0, 1.0)], seed=5)
+    stack, _truth = _stack([(0, 1, 0, 0), (-170.0, 1.0, 1.0, 1.0)], seed=5)
     est = register_similarity(stack, template=0, angle_range=(150, 210))
     assert est.ok.all()
     assert est.angle[1] == pytest.approx(170.0, abs=0.02)
 
 
 def test_motion_outside_the_range_is_flagged():
-    stack, truth = _stack([(0, 1, 0, 0), (25.0, 1.0, 1.0, 1.0), (-3.0, 1.0, 0.5, 0.0), (2.0, 1.0, 0.0, 1.0)], seed=6)
+    stack, _truth = _stack([(0, 1, 0, 0), (25.0, 1.0, 1.0, 1.0), (-3.0, 1.0, 0.5, 0.0), (2.0, 1.0, 0.0, 1.0)], seed=6)
     est = register_similarity(stack, template=0, angle_range=(-10, 10))
     assert not est.ok[1]
     assert est.ok[[0, 2, 3]].all()
@@ -124,7 +124,7 @@ def test_motion_outside_the_range_is_flagged():
 
 def test_pure_noise_frame_is_flagged_and_interpolated():
     rows = [(2.0 * t, 1.0 + 0.01 * t, 0.5 * t, -0.3 * t) for t in range(6)]
-    stack, truth = _stack(rows, seed=7)
+    stack, _truth = _stack(rows, seed=7)
     rng = np.random.default_rng(0)
     stack[4] = rng.normal(stack.mean(), stack.std(), size=stack[4].shape).astype(stack.dtype)
     est = register_similarity(stack, template=2)
@@ -145,7 +145,7 @@ def test_pure_noise_frame_is_flagged_and_interpolated():
 
 
 def test_nan_and_constant_frames_are_flagged():
-    stack, truth = _stack([(0, 1, 0, 0), (5.0, 1.0, 1, 1), (0, 1, 0, 0), (-4.0, 1.0, 0, 2)], seed=8)
+    stack, _truth = _stack([(0, 1, 0, 0), (5.0, 1.0, 1, 1), (0, 1, 0, 0), (-4.0, 1.0, 0, 2)], seed=8)
     stack[1, 10, 10] = np.nan
     stack[3] = 7.0
     est = register_similarity(stack, template=0)
@@ -160,7 +160,7 @@ def test_multichannel_estimates_on_one_channel_and_applies_to_all():
     est = register_similarity(stack, template="middle", channel=1)
     same = register_similarity(stack[:, 1], template="middle")
     assert est.allclose(same, atol=1e-9)
-    da, ds, dd = _errors(est, truth.compose(truth[[2] * 4].invert()))
+    da, _ds, dd = _errors(est, truth.compose(truth[[2] * 4].invert()))
     assert da.max() < 0.02 and dd.max() < 0.08
     registered = apply_transforms(stack, est)
     assert registered.shape == stack.shape
@@ -178,7 +178,7 @@ def test_mean_template_leave_one_out():
     assert mean.params["template"] == "mean" and mean.params["template_index"] == 4
     assert mean.ok.all()
     # the mean template sits near frame 4's position: compare after removing one global transform
-    da1, ds1, dd1 = _errors(single, truth)
+    _da1, _ds1, dd1 = _errors(single, truth)
     rel = mean.compose(mean[[4] * 8].invert())
     da2, ds2, dd2 = _errors(rel, truth)
     assert da2.max() < 0.03 and ds2.max() < 1e-3 and np.sqrt(np.mean(dd2**2)) < 0.06
@@ -188,7 +188,7 @@ def test_mean_template_leave_one_out():
 
 @pytest.mark.parametrize("mode", ["full", "crop"])
 def test_averaging_with_true_zeros_and_non_square_frames(mode):
-    stack, truth = _stack(
+    stack, _truth = _stack(
         [(0, 1, 0, 0), (6.0, 1.05, 4.0, -6.0), (-5.0, 0.95, -5.0, 3.0), (2.0, 1.0, 2.0, 8.0)], seed=11, snr=None
     )
     # a black object: exact zeros inside a region of the canvas
@@ -229,7 +229,7 @@ def test_16bit_above_32767_is_preserved():
     assert stack.dtype == np.uint16 and stack.max() > 50000
     est = register_similarity(stack, template=0)
     assert est.ok.all()
-    da, ds, dd = _errors(est, truth)
+    da, _ds, dd = _errors(est, truth)
     assert da.max() < 0.02 and dd.max() < 0.08
     reg = apply_transforms(stack, est)
     assert reg.dtype == np.uint16
@@ -297,18 +297,18 @@ def test_refine_false_is_coarser_but_close(known):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(template="median"), "template must be one of"),
-        (dict(template=9), "out of range"),
-        (dict(template=True), "template must be one of"),
-        (dict(angle_range=(10, -10)), "min <= max"),
-        (dict(angle_range="30"), "pair of numbers"),
-        (dict(scale_range=(0.2, 1.5)), "within 0.5..2"),
-        (dict(scale_range=(-1, 1)), "positive"),
-        (dict(fallback="zero"), "fallback must be one of"),
-        (dict(min_success=2.0), "min_success"),
-        (dict(sigma=0), "sigma"),
-        (dict(channel=2), "no channel axis"),
-        (dict(chunk_size=0), "chunk_size"),
+        ({"template": "median"}, "template must be one of"),
+        ({"template": 9}, "out of range"),
+        ({"template": True}, "template must be one of"),
+        ({"angle_range": (10, -10)}, "min <= max"),
+        ({"angle_range": "30"}, "pair of numbers"),
+        ({"scale_range": (0.2, 1.5)}, "within 0.5..2"),
+        ({"scale_range": (-1, 1)}, "positive"),
+        ({"fallback": "zero"}, "fallback must be one of"),
+        ({"min_success": 2.0}, "min_success"),
+        ({"sigma": 0}, "sigma"),
+        ({"channel": 2}, "no channel axis"),
+        ({"chunk_size": 0}, "chunk_size"),
     ],
 )
 def test_bad_options(known, kwargs, message):

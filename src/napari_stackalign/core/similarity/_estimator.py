@@ -1,8 +1,8 @@
 """One frame onto one template: the three stages of similarity registration.
 
 :class:`SimilarityEstimator` holds what is computed once per template and
-registers single frames (thread-safe); :func:`~.similarity.register_similarity`
-drives it over a stack. See :mod:`.similarity` for the method and the
+registers single frames (thread-safe); :func:`~napari_stackalign.core.similarity.register_similarity`
+drives it over a stack, and its module docstring describes the method and the
 meaning of the success score.
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 from scipy import fft as sfft
 
 from ._logpolar import (
+    SCALE_LIMITS,
     LogPolarGrid,
     apodization_window,
     logpolar_magnitude,
@@ -22,12 +23,11 @@ from ._logpolar import (
     noise_weight,
     subpixel_peak,
 )
+from ._options import SIMILARITY_DEFAULTS, SimilarityOptions
 from ._refine import SimilarityRefiner, _rc_to_cv, similarity_matrix
 
-__all__ = ["SimilarityEstimator", "FrameResult", "SCALE_LIMITS", "MIN_OVERLAP"]
+__all__ = ["MIN_OVERLAP", "FrameResult", "SimilarityEstimator"]
 
-#: scale changes the log-polar stage can measure
-SCALE_LIMITS = (0.5, 2.0)
 #: smallest share of the template a frame must cover to count as registered
 MIN_OVERLAP = 0.25
 
@@ -70,23 +70,14 @@ class SimilarityEstimator:
     ----------
     template : ndarray (Y, X)
         The reference frame.
-    angle_range, scale_range : (float, float), optional
-        Allowed correction angle (degrees) and scale.
-    sigma : float
-        Smoothing (px) used by the refinement and the success score.
-    refine : bool
-        Run the Gauss-Newton refinement (stage 3).
+    options : SimilarityOptions
+        Uses ``angle_range`` and ``scale_range`` (the allowed correction
+        angle in degrees and scale), ``sigma`` (the smoothing in px of the
+        refinement and the success score) and ``refine`` (run the
+        Gauss-Newton refinement, stage 3).
     """
 
-    def __init__(
-        self,
-        template: np.ndarray,
-        *,
-        angle_range: tuple[float, float] | None = None,
-        scale_range: tuple[float, float] | None = None,
-        sigma: float = 1.0,
-        refine: bool = True,
-    ) -> None:
+    def __init__(self, template: np.ndarray, options: SimilarityOptions = SIMILARITY_DEFAULTS) -> None:
         tpl = np.ascontiguousarray(template, dtype=np.float32)
         if tpl.ndim != 2:
             raise ValueError(f"the template must be a 2-D image, got shape {tpl.shape}.")
@@ -95,9 +86,9 @@ class SimilarityEstimator:
         self.shape = tpl.shape
         h, w = tpl.shape
         self.center = ((h - 1) / 2.0, (w - 1) / 2.0)
-        self.angle_range = angle_range
-        self.scale_range = scale_range or SCALE_LIMITS
-        self.sigma = float(sigma)
+        self.angle_range = options.angle_range
+        self.scale_range = options.scale_range or SCALE_LIMITS
+        self.sigma = float(options.sigma)
         self.fft_shape = (sfft.next_fast_len(h, real=True), sfft.next_fast_len(w, real=True))
         self.window = apodization_window(tpl.shape)
         max_log = max(abs(np.log(self.scale_range[0])), abs(np.log(self.scale_range[1])))
@@ -120,8 +111,8 @@ class SimilarityEstimator:
             small = cv2.pyrDown(small)
         self._search = _Correlator(small)
         # without refinement the winner's shift is measured again at full resolution
-        self._full = _Correlator(tpl) if not refine else None
-        self.refiner = SimilarityRefiner(tpl, sigma=sigma) if refine else None
+        self._full = _Correlator(tpl) if not options.refine else None
+        self.refiner = SimilarityRefiner(tpl, sigma=options.sigma) if options.refine else None
         self._tpl_smooth = cv2.GaussianBlur(tpl, (0, 0), self.sigma, borderType=cv2.BORDER_REFLECT_101)
 
     # -- helpers -------------------------------------------------------------

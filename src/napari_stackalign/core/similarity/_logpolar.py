@@ -37,14 +37,18 @@ import numpy as np
 from scipy import fft as sfft
 
 __all__ = [
+    "SCALE_LIMITS",
     "LogPolarGrid",
-    "make_logpolar_grid",
-    "logpolar_magnitude",
-    "tukey_window",
     "apodization_window",
-    "subpixel_peak",
+    "logpolar_magnitude",
+    "make_logpolar_grid",
     "noise_weight",
+    "subpixel_peak",
+    "tukey_window",
 ]
+
+#: scale changes the log-polar stage can measure
+SCALE_LIMITS = (0.5, 2.0)
 
 
 def tukey_window(n: int, fraction: float) -> np.ndarray:

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["SimilarityRefiner", "RefineResult", "similarity_matrix"]
+from ._options import SIMILARITY_DEFAULTS
+
+__all__ = ["RefineResult", "SimilarityRefiner", "similarity_matrix"]
 
 
 def similarity_matrix(angle_deg: float, scale: float, center: tuple[float, float], shift=(0.0, 0.0)) -> np.ndarray:
@@ -171,7 +173,7 @@ class SimilarityRefiner:
         template: np.ndarray,
         *,
         levels: int | None = None,
-        sigma: float = 1.0,
+        sigma: float = SIMILARITY_DEFAULTS.sigma,
         margin: int = 4,
         max_iter: int = 30,
         tol: float = 2e-3,

@@ -6,7 +6,7 @@ once):
 
 1. **Rotation and scale** from the phase correlation of the log-polar
    resampled spectrum magnitudes of the apodised frame and template (see
-   :mod:`.logpolar`), searched only within ``angle_range`` / ``scale_range``.
+   :mod:`._logpolar`), searched only within ``angle_range`` / ``scale_range``.
    A magnitude spectrum cannot tell ``a`` from ``a + 180`` degrees.
 2. **Translation, the 180-degree ambiguity and candidates**: a magnitude
    spectrum cannot tell ``a`` from ``a + 180`` degrees, and a scene with an
@@ -17,7 +17,7 @@ once):
    template; the highest correlation peak wins and gives the shift.
 3. **Refinement**: Gauss-Newton (inverse-compositional Lucas-Kanade) of the
    four similarity parameters against the template on a coarse-to-fine
-   pyramid, with gain and offset removed (see :mod:`.similarity_refine`).
+   pyramid, with gain and offset removed (see :mod:`._refine`).
    This removes the sub-pixel bias of peak interpolation and reaches
    about 0.01 degree, 1e-4 in scale and 0.01-0.03 px on textured frames.
 
@@ -54,6 +54,8 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -61,10 +63,10 @@ import numpy as np
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
 from ..apply import coverage_mask, warp_frame
+from ..checks import STACK_AXES, check_stack
 from ..workers import default_workers, thread_pool
 from ._estimator import (
     MIN_OVERLAP,
-    SCALE_LIMITS,
     FrameResult,
     SimilarityEstimator,
     _angle_in_range,
@@ -72,89 +74,60 @@ from ._estimator import (
     _overlap_problem,
     _wrap_angle,
 )
+from ._logpolar import LogPolarGrid
+from ._options import SIMILARITY_DEFAULTS, SimilarityOptions
 from ._refine import SimilarityRefiner
 
-__all__ = ["register_similarity", "SimilarityEstimator", "fill_failed", "FALLBACKS", "TEMPLATES"]
+__all__ = ["fill_failed", "register_similarity"]
 
-TEMPLATES = ("middle", "first", "mean")
-FALLBACKS = ("interpolate", "identity")
-
-
-# ------------------------------------------------------------------ checks
-def _check_range(value: Any, name: str, *, positive: bool = False) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        raise ValueError(f"{name} must be a (min, max) pair of numbers, got {value!r}.")
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a (min, max) pair of numbers, got {value!r}.") from exc
-    if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
-        raise ValueError(f"{name} must be (min, max) with min <= max, got {value!r}.")
-    if positive and lo <= 0:
-        raise ValueError(f"{name} must hold positive scales, got {value!r}.")
-    return lo, hi
+#: what the messages call the method
+WHAT = "similarity stacking"
+#: the smallest frame side the log-polar stage and the refinement work with
+MIN_FRAME_SIZE = 32
 
 
 # ------------------------------------------------------------ whole stacks
 def _stack_geometry(stack: Any, channel: int | None) -> tuple[int, tuple[int, int], int | None]:
-    shape = tuple(getattr(stack, "shape", ()))
-    if len(shape) == 2:
-        raise ValueError(
-            f"got a single 2-D image of shape {shape}: similarity stacking needs a (T, Y, X) or (T, C, Y, X) stack."
-        )
-    if len(shape) == 3:
+    """Frames, frame shape and the channel measured on (None for a (T, Y, X) stack)."""
+    shape = getattr(stack, "shape", None)
+    ndim = None if shape is None else len(shape)
+    if ndim == 4:
+        channel = _check_channel(channel, tuple(shape))
+        shape = (shape[0], *shape[2:])
+    elif ndim == 3:
         if channel not in (None, 0):
-            raise ValueError(f"channel={channel!r} given, but the stack {shape} has no channel axis: leave channel unset.")
-        channel = None
-    elif len(shape) == 4:
-        if channel is None:
             raise ValueError(
-                f"the stack {shape} has a channel axis (T, C, Y, X): pass channel=0..{shape[1] - 1} "
-                "to choose the channel the registration is measured on."
+                f"channel={channel!r} given, but the stack {tuple(shape)} has no channel axis: leave channel unset."
             )
-        if not isinstance(channel, (int, np.integer)) or not 0 <= channel < shape[1]:
-            raise ValueError(f"channel must be an integer in 0..{shape[1] - 1}, got {channel!r}.")
-        channel = int(channel)
-    else:
-        raise ValueError(f"expected a (T, Y, X) or (T, C, Y, X) stack, got shape {shape}.")
-    n_frames = shape[0]
-    frame_shape = (int(shape[-2]), int(shape[-1]))
-    if n_frames < 2:
-        raise ValueError(f"the stack has {n_frames} frame(s): registration needs at least 2.")
-    if min(frame_shape) < 32:
-        raise ValueError(f"frames of {frame_shape} px are too small: similarity registration needs at least 32x32.")
-    return n_frames, frame_shape, channel
+        channel = None
+    elif ndim is not None and ndim != 2:
+        raise ValueError(f"expected a {STACK_AXES} or (T, C, Y, X) stack, got shape {tuple(shape)}.")
+    # only the shape and dtype are looked at: no data is read
+    view = stack if ndim != 4 else SimpleNamespace(shape=shape, dtype=getattr(stack, "dtype", np.float32))
+    n_frames, h, w = check_stack(view, what=WHAT, min_frames=2, min_size=MIN_FRAME_SIZE)
+    return n_frames, (h, w), channel
 
 
-def _read_frames(stack: Any, start: int, stop: int, channel: int | None) -> np.ndarray:
-    part = stack[start:stop] if channel is None else stack[start:stop, channel]
-    return np.asarray(part, dtype=np.float32)
+def _check_channel(channel: Any, shape: tuple[int, ...]) -> int:
+    """The channel of a (T, C, Y, X) stack the motion is measured on."""
+    if channel is None:
+        raise ValueError(
+            f"the stack {shape} has a channel axis (T, C, Y, X): pass channel=0..{shape[1] - 1} "
+            "to choose the channel the registration is measured on."
+        )
+    if not isinstance(channel, (int, np.integer)) or not 0 <= channel < shape[1]:
+        raise ValueError(f"channel must be an integer in 0..{shape[1] - 1}, got {channel!r}.")
+    return int(channel)
 
 
-def _read_indexed(stack: Any, idx: np.ndarray, channel: int | None) -> np.ndarray:
-    """Frames ``idx`` (sorted) as float32: one slice read when they are
-    nearly contiguous, else frame by frame (memory stays bounded)."""
-    lo, hi = int(idx[0]), int(idx[-1]) + 1
-    if hi - lo <= 2 * len(idx):
-        block = _read_frames(stack, lo, hi, channel)
-        return block[np.asarray(idx) - lo]
-    return np.stack([_read_frames(stack, int(t), int(t) + 1, channel)[0] for t in idx])
-
-
-def _template_index(template: Any, n_frames: int) -> int | None:
-    """Index of the template frame, or None for ``"mean"``."""
-    if isinstance(template, str):
-        if template == "middle":
-            return n_frames // 2
-        if template == "first":
-            return 0
-        if template == "mean":
-            return None
-        raise ValueError(f"template must be one of {TEMPLATES} or a frame index, got {template!r}.")
-    if isinstance(template, (bool, np.bool_)) or not isinstance(template, (int, np.integer)):
-        raise ValueError(f"template must be one of {TEMPLATES} or a frame index, got {template!r}.")
+def _template_index(template: str | int, n_frames: int) -> int | None:
+    """Index of the template frame, or None for ``"mean"`` (``template`` is already checked)."""
+    if template == "middle":
+        return n_frames // 2
+    if template == "first":
+        return 0
+    if template == "mean":
+        return None
     idx = int(template)
     if not -n_frames <= idx < n_frames:
         raise ValueError(f"template frame {idx} is out of range: the stack has {n_frames} frames (0..{n_frames - 1}).")
@@ -181,75 +154,94 @@ class _Progress:
             report(self.progress, self.done, self.total, stage)
 
 
-def _run_frames(
-    stack: Any,
-    channel: int | None,
-    frames: np.ndarray,
-    task: Any,
-    *,
-    chunk_size: int,
-    workers: int,
-    bar: _Progress,
-    stage: str,
-) -> dict[int, FrameResult]:
-    """``task(t, frame) -> FrameResult`` for the listed frames, chunk by chunk
-    in a thread pool."""
-    results: dict[int, FrameResult] = {}
-    report(bar.progress, bar.done, bar.total, stage)
-    with thread_pool(workers) as pool:
-        for start in range(0, len(frames), chunk_size):
-            idx = frames[start : start + chunk_size]
-            block = _read_indexed(stack, idx, channel)
-            futures: list[tuple[int, Future]] = [
-                (int(t), pool.submit(task, int(t), block[k])) for k, t in enumerate(idx)
-            ]
-            try:
-                for t, fut in futures:
-                    results[t] = fut.result()
-                    bar.step(stage)
-            except BaseException:
-                for _, fut in futures:
-                    fut.cancel()
-                raise
-    return results
+@dataclass
+class _Source:
+    """The stack as the passes read it: one channel, ``chunk_size`` frames at
+    a time, frames registered in a thread pool, one progress count over all
+    passes."""
+
+    stack: Any
+    channel: int | None
+    n_frames: int
+    chunk_size: int
+    workers: int
+    bar: _Progress
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Frames ``start:stop`` of the channel as float32."""
+        part = self.stack[start:stop] if self.channel is None else self.stack[start:stop, self.channel]
+        return np.asarray(part, dtype=np.float32)
+
+    def read_indexed(self, idx: np.ndarray) -> np.ndarray:
+        """Frames ``idx`` (sorted) as float32: one slice read when they are
+        nearly contiguous, else frame by frame (memory stays bounded)."""
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        if hi - lo <= 2 * len(idx):
+            block = self.read(lo, hi)
+            return block[np.asarray(idx) - lo]
+        return np.stack([self.read(int(t), int(t) + 1)[0] for t in idx])
+
+    def run(self, frames: np.ndarray, task: Any, stage: str) -> dict[int, FrameResult]:
+        """``task(t, frame) -> FrameResult`` for the listed frames, chunk by
+        chunk in a thread pool."""
+        bar = self.bar
+        results: dict[int, FrameResult] = {}
+        report(bar.progress, bar.done, bar.total, stage)
+        with thread_pool(self.workers) as pool:
+            for start in range(0, len(frames), self.chunk_size):
+                idx = frames[start : start + self.chunk_size]
+                block = self.read_indexed(idx)
+                futures: list[tuple[int, Future]] = [
+                    (int(t), pool.submit(task, int(t), block[k])) for k, t in enumerate(idx)
+                ]
+                try:
+                    for t, fut in futures:
+                        results[t] = fut.result()
+                        bar.step(stage)
+                except BaseException:
+                    for _, fut in futures:
+                        fut.cancel()
+                    raise
+        return results
 
 
-def _to_transforms(
-    results: dict[int, FrameResult], n_frames: int, center: tuple[float, float]
-) -> tuple[FrameTransforms, np.ndarray, dict[int, str]]:
-    mats = np.stack([results[t].matrix for t in range(n_frames)])
-    success = np.array([results[t].success for t in range(n_frames)], dtype=np.float64)
-    failures = {t: results[t].failure for t in range(n_frames) if results[t].failure}
-    return FrameTransforms.from_matrices(mats, center=center), success, failures
+@dataclass
+class _Outcome:
+    """One pass's result: the transforms (flagged frames already replaced by
+    the fallback), the success scores, the ok flags, why each flagged frame
+    was, and the success threshold used."""
+
+    transforms: FrameTransforms
+    success: np.ndarray
+    ok: np.ndarray
+    failures: dict[int, str]
+    min_success_used: float
 
 
 def _judge(
     ft: FrameTransforms,
     success: np.ndarray,
     failures: dict[int, str],
+    opts: SimilarityOptions,
+    grid: LogPolarGrid,
     *,
-    min_success: float | None,
-    angle_range: tuple[float, float] | None,
-    scale_range: tuple[float, float] | None,
-    angle_tol: float,
-    log_scale_tol: float,
     reference: int,
     exclude: int | None = None,
-    used: dict | None = None,
-) -> np.ndarray:
-    """The ok flags; adds a reason to ``failures`` for each flagged frame.
+) -> tuple[np.ndarray, float]:
+    """The ok flags and the success threshold used; adds a reason to
+    ``failures`` for each flagged frame.
 
     With ``min_success=None`` the threshold is ``max(0.1, 0.5 * median)`` of
-    the finite scores (frame ``exclude``, a template frame, left out); it is
-    stored in ``used["min_success_used"]``. The ``reference`` frame defines
-    the template's coordinates and is exempt from the range checks.
+    the finite scores (frame ``exclude``, a template frame, left out). The
+    ``reference`` frame defines the template's coordinates and is exempt from
+    the range checks, which allow one log-polar bin (of ``grid``) of slack.
     """
+    min_success = opts.min_success
+    angle_range, scale_range = opts.angle_range, opts.scale_range
     if min_success is None:
         scores = np.delete(success, exclude) if exclude is not None else success
         scores = scores[np.isfinite(scores)]
         min_success = max(0.1, 0.5 * float(np.median(scores))) if scores.size else 0.1
-    if used is not None:
-        used["min_success_used"] = float(min_success)
     ok = np.ones(len(ft), dtype=bool)
     for t in range(len(ft)):
         reason = failures.get(t, "")
@@ -257,28 +249,59 @@ def _judge(
             reason = "no success score"
         if not reason and success[t] < min_success:
             reason = f"success {success[t]:.3f} below min_success {min_success:g}"
-        if not reason and t != reference and not _angle_in_range(ft.angle[t], angle_range, angle_tol):
+        if not reason and t != reference and not _angle_in_range(ft.angle[t], angle_range, grid.angle_step):
             reason = f"angle {ft.angle[t]:.3f} outside angle_range {angle_range}"
         if not reason and t != reference and scale_range is not None:
             ls = np.log(ft.scale[t])
-            if not np.log(scale_range[0]) - log_scale_tol <= ls <= np.log(scale_range[1]) + log_scale_tol:
+            if not np.log(scale_range[0]) - grid.log_step <= ls <= np.log(scale_range[1]) + grid.log_step:
                 reason = f"scale {ft.scale[t]:.5f} outside scale_range {scale_range}"
         if reason:
             ok[t] = False
             failures[t] = reason
-    return ok
+    return ok, float(min_success)
 
 
-def fill_failed(transforms: FrameTransforms, ok: np.ndarray, fallback: str = "interpolate") -> FrameTransforms:
+def _outcome(
+    results: dict[int, FrameResult],
+    est: SimilarityEstimator,
+    opts: SimilarityOptions,
+    *,
+    reference: int,
+    exclude: int | None = None,
+) -> _Outcome:
+    """Judge one pass's per-frame results and replace the flagged frames' transforms."""
+    n_frames = len(results)
+    mats = np.stack([results[t].matrix for t in range(n_frames)])
+    success = np.array([results[t].success for t in range(n_frames)], dtype=np.float64)
+    failures = {t: results[t].failure for t in range(n_frames) if results[t].failure}
+    ft = FrameTransforms.from_matrices(mats, center=est.center)
+    ok, threshold = _judge(ft, success, failures, opts, est.grid, reference=reference, exclude=exclude)
+    return _Outcome(fill_failed(ft, ok, opts.fallback), success, ok, failures, threshold)
+
+
+def fill_failed(
+    transforms: FrameTransforms, ok: np.ndarray, fallback: str = SIMILARITY_DEFAULTS.fallback
+) -> FrameTransforms:
     """Replace the transforms of frames where ``ok`` is False.
 
-    ``"interpolate"``: linear in time between the nearest good frames (angle
-    unwrapped, scale in log, shift about the transforms' centre), held
-    constant before the first and after the last good frame; identity when no
-    frame is good. ``"identity"``: no correction.
+    Parameters
+    ----------
+    transforms : FrameTransforms
+        One transform per frame.
+    ok : array of bool
+        False for the frames to replace.
+    fallback : {"interpolate", "identity"}
+        ``"interpolate"``: linear in time between the nearest good frames
+        (angle unwrapped, scale in log, shift about the transforms' centre),
+        held constant before the first and after the last good frame;
+        identity when no frame is good. ``"identity"``: no correction.
+
+    Returns
+    -------
+    FrameTransforms
+        A copy with the flagged frames replaced.
     """
-    if fallback not in FALLBACKS:
-        raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}.")
+    fallback = SimilarityOptions.specs()["fallback"].validate("fallback", fallback)
     ok = np.asarray(ok, dtype=bool)
     out = transforms.copy()
     bad = ~ok
@@ -311,17 +334,18 @@ def _registered(frame: np.ndarray, correction: FrameTransforms) -> tuple[np.ndar
 def register_similarity(
     stack: Any,
     *,
-    template: str | int = "middle",
+    template: str | int = SIMILARITY_DEFAULTS.template,
     channel: int | None = None,
-    angle_range: tuple[float, float] | None = None,
-    scale_range: tuple[float, float] | None = None,
-    min_success: float | None = None,
-    fallback: str = "interpolate",
-    refine: bool = True,
-    sigma: float = 1.0,
-    chunk_size: int = 32,
+    angle_range: tuple[float, float] | None = SIMILARITY_DEFAULTS.angle_range,
+    scale_range: tuple[float, float] | None = SIMILARITY_DEFAULTS.scale_range,
+    min_success: float | None = SIMILARITY_DEFAULTS.min_success,
+    fallback: str = SIMILARITY_DEFAULTS.fallback,
+    refine: bool = SIMILARITY_DEFAULTS.refine,
+    sigma: float = SIMILARITY_DEFAULTS.sigma,
+    chunk_size: int = SIMILARITY_DEFAULTS.chunk_size,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    options: SimilarityOptions | None = None,
 ) -> FrameTransforms:
     """Measure rotation, scale and translation of every frame against a template.
 
@@ -365,6 +389,11 @@ def register_similarity(
     progress : callable, optional
         ``progress(done, total, stage)``; may raise
         :class:`~napari_stackalign.core.Cancelled`.
+    options : SimilarityOptions, optional
+        All the options above in one object (built and checked once); a
+        keyword given with a value other than its default overrides it.
+        The defaults, ranges and help of every option are those of
+        :class:`SimilarityOptions`.
 
     Returns
     -------
@@ -382,157 +411,129 @@ def register_similarity(
         missing or wrong ``channel``, a constant or non-finite template, or
         bad option values.
     """
-    n_frames, frame_shape, channel = _stack_geometry(stack, channel)
-    t_index = _template_index(template, n_frames)
-    angle_range = _check_range(angle_range, "angle_range")
-    if angle_range is not None and angle_range[1] - angle_range[0] >= 360:
-        angle_range = None
-    scale_range = _check_range(scale_range, "scale_range", positive=True)
-    if scale_range is not None and (scale_range[0] < SCALE_LIMITS[0] or scale_range[1] > SCALE_LIMITS[1]):
-        raise ValueError(
-            f"scale_range must lie within {SCALE_LIMITS[0]}..{SCALE_LIMITS[1]} (the log-polar method cannot "
-            f"measure larger scale changes), got {scale_range}."
-        )
-    if fallback not in FALLBACKS:
-        raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}.")
-    if min_success is not None and (
-        isinstance(min_success, str) or not np.isfinite(min_success) or not -1.0 <= float(min_success) <= 1.0
-    ):
-        raise ValueError(f"min_success is a correlation threshold in -1..1 (or None for automatic), got {min_success!r}.")
-    if not np.isfinite(sigma) or not 0.0 < float(sigma) <= 10.0:
-        raise ValueError(f"sigma must be a smoothing width in px between 0 and 10, got {sigma!r}.")
-    if int(chunk_size) < 1:
-        raise ValueError("chunk_size must be at least 1.")
+    opts = SimilarityOptions.from_call(options, locals())
+    n_frames, _, channel = _stack_geometry(stack, channel)
+    t_index = _template_index(opts.template, n_frames)
     n_workers = default_workers(workers)
-    chunk_size = int(chunk_size)
     mean_mode = t_index is None
     ref = n_frames // 2 if mean_mode else t_index
     bar = _Progress(progress, (3 if mean_mode else 1) * n_frames)
+    source = _Source(stack, channel, n_frames, opts.chunk_size, n_workers, bar)
 
-    tpl = _read_frames(stack, ref, ref + 1, channel)[0]
-    est = SimilarityEstimator(tpl, angle_range=angle_range, scale_range=scale_range, sigma=sigma, refine=refine)
-    others = np.array([t for t in range(n_frames) if t != ref], dtype=int)
-    stage = "similarity (pass 1 of 2)" if mean_mode else "similarity"
-    results = _run_frames(
-        stack, channel, others, lambda t, f: est.estimate(f), chunk_size=chunk_size, workers=n_workers, bar=bar,
-        stage=stage,
-    )
-    results[ref] = FrameResult(np.eye(3), 1.0, "")
-    bar.step(stage)
-    judge = dict(
-        min_success=min_success,
-        angle_range=angle_range,
-        scale_range=scale_range,
-        angle_tol=est.grid.angle_step,
-        log_scale_tol=est.grid.log_step,
-    )
-    ft, success, failures = _to_transforms(results, n_frames, est.center)
-    used: dict = {}
-    ok = _judge(ft, success, failures, **judge, reference=ref, exclude=None if mean_mode else ref, used=used)
-    ft = fill_failed(ft, ok, fallback)
-
+    est = SimilarityEstimator(source.read(ref, ref + 1)[0], opts)
+    outcome = _first_pass(source, est, opts, reference=ref, mean_mode=mean_mode)
     if mean_mode:
-        ft, success, failures, ok = _refine_against_mean(
-            stack,
-            channel,
-            ft,
-            ok,
-            frame_shape=frame_shape,
-            sigma=sigma,
-            chunk_size=chunk_size,
-            workers=n_workers,
-            bar=bar,
-            judge=judge,
-            used=used,
-            reference=ref,
-        )
-        ft = fill_failed(ft, ok, fallback)
+        outcome = _refine_against_mean(source, est, outcome, opts, reference=ref)
+    return _result(outcome, est, opts, channel=channel, reference=ref)
 
+
+def _first_pass(
+    source: _Source, est: SimilarityEstimator, opts: SimilarityOptions, *, reference: int, mean_mode: bool
+) -> _Outcome:
+    """Every frame but the template frame registered onto it (stages 1-3)."""
+    others = np.array([t for t in range(source.n_frames) if t != reference], dtype=int)
+    stage = "similarity (pass 1 of 2)" if mean_mode else "similarity"
+    results = source.run(others, lambda t, f: est.estimate(f), stage)
+    results[reference] = FrameResult(np.eye(3), 1.0, "")
+    source.bar.step(stage)
+    return _outcome(results, est, opts, reference=reference, exclude=None if mean_mode else reference)
+
+
+def _result(
+    outcome: _Outcome, est: SimilarityEstimator, opts: SimilarityOptions, *, channel: int | None, reference: int
+) -> FrameTransforms:
+    """The returned transforms, with the parameters and the flagged frames in ``params``."""
     params = {
-        "template": template if isinstance(template, str) else int(template),
-        "template_index": int(ref),
+        "template": opts.template,
+        "template_index": int(reference),
         "channel": channel,
-        "angle_range": None if angle_range is None else list(angle_range),
-        "scale_range": None if scale_range is None else list(scale_range),
-        "min_success": min_success,
-        "min_success_used": used["min_success_used"],
-        "fallback": fallback,
-        "refine": bool(refine),
-        "sigma": float(sigma),
-        "flagged": {str(t): r for t, r in sorted(failures.items())},
+        "angle_range": None if opts.angle_range is None else list(opts.angle_range),
+        "scale_range": None if opts.scale_range is None else list(opts.scale_range),
+        "min_success": opts.min_success,
+        "min_success_used": outcome.min_success_used,
+        "fallback": opts.fallback,
+        "refine": opts.refine,
+        "sigma": opts.sigma,
+        "flagged": {str(t): r for t, r in sorted(outcome.failures.items())},
     }
+    ft = outcome.transforms
     return FrameTransforms(
         dy=ft.dy,
         dx=ft.dx,
         angle=ft.angle,
         scale=ft.scale,
         center=est.center,
-        quality=success,
-        ok=ok,
+        quality=outcome.success,
+        ok=outcome.ok,
         method="similarity",
         params=params,
     )
 
 
+# ------------------------------------------------------ template="mean"
 def _refine_against_mean(
-    stack: Any,
-    channel: int | None,
-    first: FrameTransforms,
-    ok: np.ndarray,
-    *,
-    frame_shape: tuple[int, int],
-    sigma: float,
-    chunk_size: int,
-    workers: int,
-    bar: _Progress,
-    judge: dict,
-    used: dict,
-    reference: int,
-) -> tuple[FrameTransforms, np.ndarray, dict[int, str], np.ndarray]:
+    source: _Source, est: SimilarityEstimator, first: _Outcome, opts: SimilarityOptions, *, reference: int
+) -> _Outcome:
     """Pass 2 of ``template="mean"``: refine every frame against the mean of
     the other well-registered frames."""
-    n_frames = len(first)
+    total, count = _sum_registered(source, first.transforms, first.ok, est.shape)
+    task = _LeaveOneOut(first.transforms, first.ok, total, count, opts.sigma)
+    results = source.run(np.arange(source.n_frames), task, "similarity (pass 2 of 2)")
+    return _outcome(results, est, opts, reference=reference)
+
+
+def _sum_registered(
+    source: _Source, transforms: FrameTransforms, ok: np.ndarray, frame_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum and count of the registered ``ok`` frames per pixel (the mean template's parts)."""
     h, w = frame_shape
     total = np.zeros((h, w), dtype=np.float64)
     count = np.zeros((h, w), dtype=np.int32)
     members = np.flatnonzero(ok)
-    for start in range(0, members.size, chunk_size):
-        idx = members[start : start + chunk_size]
-        block = _read_indexed(stack, idx, channel)
+    for start in range(0, members.size, source.chunk_size):
+        idx = members[start : start + source.chunk_size]
+        block = source.read_indexed(idx)
         for k, t in enumerate(idx):
-            values, covered = _registered(block[k], first[int(t)])
+            values, covered = _registered(block[k], transforms[int(t)])
             total += values
             count += covered
-            bar.step("mean template")
-    bar.step("mean template", n_frames - members.size)
-    in_mean = np.zeros(n_frames, dtype=bool)
-    in_mean[members] = True
-    fill = float(total.sum() / max(int(count.sum()), 1))
+            source.bar.step("mean template")
+    source.bar.step("mean template", source.n_frames - members.size)
+    return total, count
 
-    def task(t: int, frame: np.ndarray) -> FrameResult:
+
+class _LeaveOneOut:
+    """Refines one frame (from its first-pass transform) against the mean of
+    the *other* registered frames: the frame's own part is taken out of the
+    sum when it is in it."""
+
+    def __init__(
+        self, first: FrameTransforms, in_mean: np.ndarray, total: np.ndarray, count: np.ndarray, sigma: float
+    ) -> None:
+        self.first = first
+        self.in_mean = np.asarray(in_mean, dtype=bool)
+        self.total = total
+        self.count = count
+        self.sigma = sigma
+        # the value of template pixels no frame covers
+        self.fill = float(total.sum() / max(int(count.sum()), 1))
+
+    def __call__(self, t: int, frame: np.ndarray) -> FrameResult:
         problem = _frame_problem(frame)
         if problem:
             return FrameResult(np.eye(3), np.nan, problem)
-        s, c = total, count
-        if in_mean[t]:
-            values, covered = _registered(frame, first[t])
-            s, c = total - values, count - covered
+        s, c = self.total, self.count
+        if self.in_mean[t]:
+            values, covered = _registered(frame, self.first[t])
+            s, c = self.total - values, self.count - covered
         valid = c >= 1
         if valid.mean() < MIN_OVERLAP:
-            return FrameResult(first[t].to_matrices()[0], np.nan, "too few other frames for a mean template")
+            return FrameResult(self.first[t].to_matrices()[0], np.nan, "too few other frames for a mean template")
         with np.errstate(invalid="ignore", divide="ignore"):
-            tpl = np.where(valid, s / np.maximum(c, 1), fill).astype(np.float32)
-        refiner = SimilarityRefiner(tpl, sigma=sigma, valid=valid)
-        start_matrix = first[t].to_matrices()[0]
+            tpl = np.where(valid, s / np.maximum(c, 1), self.fill).astype(np.float32)
+        refiner = SimilarityRefiner(tpl, sigma=self.sigma, valid=valid)
+        start_matrix = self.first[t].to_matrices()[0]
         res = refiner.refine(frame, np.linalg.inv(start_matrix))
         if not np.isfinite(res.ncc):
             return FrameResult(start_matrix, np.nan, "refinement diverged")
         return FrameResult(np.linalg.inv(res.matrix), res.ncc, _overlap_problem(res.overlap))
-
-    results = _run_frames(
-        stack, channel, np.arange(n_frames), task, chunk_size=chunk_size, workers=workers, bar=bar,
-        stage="similarity (pass 2 of 2)",
-    )
-    ft, success, failures = _to_transforms(results, n_frames, first.center)
-    ok2 = _judge(ft, success, failures, **judge, reference=reference, used=used)
-    return ft, success, failures, ok2
