@@ -190,7 +190,7 @@ def _polarity(dark: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
         if v is None:
             continue
         if not isinstance(v, (bool, np.bool_)):
-            raise ValueError(f"{DARK_VALUES}; got {v!r}.")
+            raise ValueError(f"{DARK_VALUES}; got {v!r}.")  # noqa: TRY004 - the house rule: bad values raise ValueError
         forced[i], value[i] = True, bool(v)
     return forced, value
 

@@ -192,7 +192,7 @@ class TrackOptions(FitOptions):
     def check(self) -> None:
         """One polarity for all particles."""
         if isinstance(self.dark, tuple):
-            raise ValueError(
+            raise ValueError(  # noqa: TRY004 - the house rule: bad values raise ValueError
                 f"dark must be None (detect at each particle's pick), True or False for tracking, got {self.dark!r}."
             )
 

@@ -23,6 +23,7 @@ reason; it is never used downstream.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -97,7 +98,7 @@ class _Sweep:
         if len(self.order) < 2:
             return np.zeros(2)
         recent = self.order[-4:]
-        steps = np.array([self.motion_at(b) - self.motion_at(a) for a, b in zip(recent[:-1], recent[1:])])
+        steps = np.array([self.motion_at(b) - self.motion_at(a) for a, b in itertools.pairwise(recent)])
         if steps.shape[0] < 3:  # too few for a median: the smaller step
             return steps[int(np.argmin(np.hypot(steps[:, 0], steps[:, 1])))]
         return np.median(steps, axis=0)
@@ -134,15 +135,15 @@ def _ncc_consensus(
     prev32 = np.asarray(prev_image, dtype=np.float32)
     img32 = np.asarray(image, dtype=np.float32)
     for (py, px), (qy, qx) in zip(centers_prev, predicted):
-        ty0, tx0 = int(round(py)) - bh // 2, int(round(px)) - bw // 2
+        ty0, tx0 = int(round(py)) - bh // 2, int(round(px)) - bw // 2  # noqa: RUF046 - an int whatever the coordinates dtype
         if ty0 < 0 or tx0 < 0 or ty0 + bh > h or tx0 + bw > w:
             continue  # the template is cut by the frame border
         templ = prev32[ty0 : ty0 + bh, tx0 : tx0 + bw]
         if float(templ.std()) == 0.0:
             continue
         # window of all template positions within +/- search of the prediction
-        wy0 = int(round(qy)) - bh // 2 - search
-        wx0 = int(round(qx)) - bw // 2 - search
+        wy0 = int(round(qy)) - bh // 2 - search  # noqa: RUF046 - an int whatever the coordinates dtype
+        wx0 = int(round(qx)) - bw // 2 - search  # noqa: RUF046
         cy0, cx0 = max(wy0, 0), max(wx0, 0)
         cy1, cx1 = min(wy0 + size - 1 + bh, h), min(wx0 + size - 1 + bw, w)
         if cy1 - cy0 < bh or cx1 - cx0 < bw:
