@@ -126,13 +126,14 @@ class FitOptions(Options):
     """Options of the 2-D Gaussian fit of a spot (:func:`~napari_stackalign.fit_gaussian` and its batches).
 
     Build it once (``FitOptions(box=11, min_r2=0.7)``: every value is checked
-    here) and pass it as ``options=``.
+    here) and pass it as ``options=``. ``box`` is an int (a square box) or a
+    (rows, cols) pair.
     """
 
     method: ClassVar[str] = "particles"
 
     box: int | tuple[int, int] = option(
-        15, "fit box in px, about 3-4 spot widths (5-255 px a side; an int or a (rows, cols) pair)", check=check_box
+        15, "fit box in px, about 3-4 spot widths, 5-255 px a side", check=check_box
     )
     min_r2: float = option(0.5, "goodness-of-fit gate: fits with a lower R\u00b2 are rejected", **_R2_RANGE)
     max_sigma: float | None = option(
@@ -144,7 +145,10 @@ class FitOptions(Options):
         optional=True,
     )
     dark: bool | tuple[bool | None, ...] | None = option(
-        None, "spot polarity: None detects it, True dark spots, False bright spots", optional=True, check=check_dark
+        None,
+        "spot polarity: None (auto) detects a dark or a bright spot, True dark spots, False bright spots",
+        optional=True,
+        check=check_dark,
     )
     max_iter: int = option(
         60, "iteration limit of the Levenberg-Marquardt fit (fits still moving fail)", kind="int", minimum=1
@@ -219,7 +223,7 @@ class RigidOptions(Options):
     )
     reference_frame: int = option(0, "frame left unchanged", kind="int", minimum=0)
     interpolation: str = option(
-        "linear", "how flagged frames are filled (spline needs 4 good frames)", kind="str", choices=INTERPOLATIONS
+        "linear", "how flagged frames are filled; spline needs 4 good frames", kind="str", choices=INTERPOLATIONS
     )
     weighted: bool = option(True, "weight particles by 1 / (their median centre error)\u00b2", kind="bool")
     iterations: int = option(
