@@ -869,7 +869,7 @@ def fit_gaussian(
     center : (float, float)
         Approximate (row, col) of the spot, e.g. where the user clicked.
     box : int or (int, int)
-        Size of the fitted box in px (about 3-4 spot widths; 15 by default).
+        Size of the fitted box in px (about 3-4 spot widths).
     min_r2 : float
         Quality gate on the goodness of fit (``R^2``).
     max_sigma : float, optional

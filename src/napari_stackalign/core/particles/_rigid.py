@@ -45,7 +45,7 @@ def fit_rigid_frames(
     dst: np.ndarray,
     weights: np.ndarray,
     *,
-    allow_rotation: bool = True,
+    allow_rotation: bool = RIGID_DEFAULTS.allow_rotation,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame weighted least-squares rigid maps ``src[t] -> dst``.
 
