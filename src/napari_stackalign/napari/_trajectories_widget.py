@@ -3,7 +3,7 @@
 Works from a particle Tracks layer (made by the Particles widget, or loaded
 from a tracks CSV). It plots each particle's displacement over time (dy,
 dx) and its path, flags particles that moved on their own
-(:func:`~napari_stackalign.core.particles._trajectories.flag_outliers`, unticked by
+(:func:`~napari_stackalign.core.particles.flag_outliers`, unticked by
 default), and shows the drift over the ticked particles (median or mean)
 with its spread. A particle can also be *held out*: not used for the
 correction, kept to check it independently.

@@ -4,7 +4,7 @@ Each particle's box is recentred on its last good fit, shifted by the motion
 the other particles have shown since (and by the current velocity), so a
 drift much larger than the box is followed as long as each frame-to-frame
 step stays within about half a box. All particles of a frame are fitted in
-one batch (:func:`~napari_stackalign.core.particles._gaussian_fit.fit_gaussians`), while
+one batch (:func:`~napari_stackalign.core.particles.fit_gaussians`), while
 a background thread reads the next chunk of frames.
 
 Per frame, three attempts, each only for the particles still failing:
