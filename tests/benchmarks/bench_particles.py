@@ -44,13 +44,15 @@ import warnings
 import numpy as np
 from scipy.optimize import curve_fit
 
-from napari_stackalign.core.particles._gaussian_fit import (
+from napari_stackalign.core.particles import (
+    fit_gaussians,
+    rigid_from_tracks,
+    track_particles,
+)
+from napari_stackalign.core.particles._gaussian_fit import (  # the solver's own start
     _initial_guess,
     _polarity,
-    fit_gaussians,
 )
-from napari_stackalign.core.particles._rigid import rigid_from_tracks
-from napari_stackalign.core.particles._tracking import track_particles
 from napari_stackalign.synthetic import alignment_error, make_stack
 from napari_stackalign.transforms import FrameTransforms
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 import tifffile
 
 from napari_stackalign import synthetic as particle_scenes
-from napari_stackalign.cli import main
+from napari_stackalign.cli import build_parser, main
 from napari_stackalign.cli.track import parse_indices
-from napari_stackalign.core.particles._picks import write_picks
-from napari_stackalign.core.particles._tracks import ParticleTracks
+from napari_stackalign.core.particles import (
+    DRIFT_DEFAULTS,
+    INTERPOLATIONS,
+    RIGID_DEFAULTS,
+    SPOT_TYPES,
+    STATISTICS,
+    TRACK_DEFAULTS,
+    ParticleTracks,
+    write_picks,
+)
 from napari_stackalign.io import read_stack
 from napari_stackalign.synthetic import alignment_error
 from napari_stackalign.transforms import FrameTransforms
@@ -108,3 +118,38 @@ def test_errors_are_clean(scene, capsys, tmp_path):
     assert parse_indices("0, 2,3", "particles") == [0, 2, 3]
     with pytest.raises(ValueError, match="start at 0"):
         parse_indices("-1", "holdout")
+
+
+def test_flags_take_their_defaults_and_choices_from_the_options():
+    parser = build_parser()
+    args = parser.parse_args(["track", "-i", "in.tif", "--picks", "p.csv", "-o", "out.tif"])
+    assert args.box == TRACK_DEFAULTS.box and args.min_r2 == TRACK_DEFAULTS.min_r2
+    assert SPOT_TYPES[args.spots] is TRACK_DEFAULTS.dark
+    assert args.no_rotation is (not RIGID_DEFAULTS.allow_rotation)
+    for name in ("min_particles", "interpolation", "reference_frame"):
+        assert getattr(args, name) == RIGID_DEFAULTS.to_dict()[name]
+    assert args.statistic == DRIFT_DEFAULTS.statistic
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["track"]
+    actions = {a.dest: a for a in sub._actions}
+    assert tuple(actions["interpolation"].choices) == INTERPOLATIONS
+    assert tuple(actions["statistic"].choices) == STATISTICS
+    assert tuple(actions["spots"].choices) == ("auto", "bright", "dark")
+    # today's spellings: dashes first, underscores accepted
+    assert actions["min_r2"].option_strings == ["--min-r2", "--min_r2"]
+    assert actions["min_particles"].option_strings == ["--min-particles", "--min_particles"]
+    assert actions["reference_frame"].option_strings == ["--reference-frame", "--reference_frame"]
+    assert "(default 15)" in actions["box"].help
+    args = parser.parse_args(["track", "-i", "a", "--picks", "p", "-o", "o", "--min_r2", "0.7", "--reference_frame", "3"])
+    assert args.min_r2 == 0.7 and args.reference_frame == 3
+
+
+def test_bad_option_values_fail_before_reading(tmp_path, capsys):
+    picks = tmp_path / "p.csv"
+    picks.write_text("y,x\n1,2\n")
+    movie = tmp_path / "m.tif"
+    movie.write_bytes(b"not a tiff")  # never read: the options fail first
+    assert main(["track", "-i", str(movie), "--picks", str(picks), "-o", str(tmp_path / "o.tif"), "--min-r2", "1.5"]) == 2
+    assert "min_r2 must be a number in [-1, 1)" in capsys.readouterr().err
+    # a missing output folder is found before the tracking, not after it
+    assert main(["track", "-i", str(movie), "--picks", str(picks), "-o", str(tmp_path / "none" / "o.tif")]) == 2
+    assert "output folder" in capsys.readouterr().err

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from napari_stackalign.core.particles._picks import read_picks
-from napari_stackalign.core.particles._tracks import ParticleTracks
+from napari_stackalign.core.particles import (
+    BOX_LIMITS,
+    FIT_DEFAULTS,
+    FitOptions,
+    ParticleTracks,
+    read_picks,
+)
 from napari_stackalign.napari._particle_layers import tracks_from_layer
 from napari_stackalign.napari._particles_widget import (
     FAIL_COLOR,
@@ -51,6 +56,23 @@ def setup(make_napari_viewer):
     widget = ParticlesWidget(viewer)
     viewer.window.add_dock_widget(widget)
     return viewer, widget, image, traj
+
+
+def test_settings_start_at_the_options_defaults(setup):
+    widget = setup[1]
+    assert widget.box.value() == FIT_DEFAULTS.box
+    assert (widget.box.minimum(), widget.box.maximum()) == BOX_LIMITS
+    assert widget.min_r2.value() == FIT_DEFAULTS.min_r2
+    assert widget.min_r2.minimum() == FitOptions.specs()["min_r2"].minimum
+    assert widget.min_r2.maximum() < FitOptions.specs()["min_r2"].maximum  # R^2 stays below 1
+    assert widget.dark is FIT_DEFAULTS.dark
+    assert widget.box.toolTip() == FitOptions.help("box")
+    assert widget.min_r2.toolTip() == FitOptions.help("min_r2")
+    assert widget.polarity.toolTip() == FitOptions.help("dark")
+    assert widget.fit_options() == FIT_DEFAULTS
+    widget.polarity.setCurrentText("dark spots")
+    widget.box.setValue(11)
+    assert widget.fit_options() == FitOptions(box=11, dark=True)
 
 
 def test_click_fits_and_marks(setup):

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_stackalign.core.particles._tracking import track_particles
+from napari_stackalign.core.particles import (
+    DRIFT_DEFAULTS,
+    RIGID_DEFAULTS,
+    DriftOptions,
+    RigidOptions,
+    track_particles,
+)
 from napari_stackalign.napari._layers import transforms_from_layer
 from napari_stackalign.napari._particle_layers import tracks_layer_kwargs
 from napari_stackalign.napari._trajectories_widget import TrajectoriesWidget
@@ -47,6 +53,23 @@ def setup(make_napari_viewer):
     widget = TrajectoriesWidget(viewer)
     viewer.window.add_dock_widget(widget)
     return viewer, widget, truth, traj
+
+
+def test_settings_start_at_the_options_defaults(make_napari_viewer):
+    widget = TrajectoriesWidget(make_napari_viewer())
+    assert widget.statistic.currentText() == DRIFT_DEFAULTS.statistic
+    assert widget.reference_frame.value() == RIGID_DEFAULTS.reference_frame == DRIFT_DEFAULTS.reference_frame
+    assert widget.rotation.isChecked() is RIGID_DEFAULTS.allow_rotation
+    assert widget.interpolation.currentText() == RIGID_DEFAULTS.interpolation
+    assert [widget.interpolation.itemText(i) for i in range(widget.interpolation.count())] == list(
+        RigidOptions.specs()["interpolation"].choices
+    )
+    assert widget.min_particles.value() == RIGID_DEFAULTS.min_particles
+    assert widget.min_particles.minimum() == RigidOptions.specs()["min_particles"].minimum
+    assert widget.min_particles.toolTip() == RigidOptions.help("min_particles")
+    assert widget.statistic.toolTip() == DriftOptions.help("statistic")
+    assert widget.correction_options() == RIGID_DEFAULTS
+    assert widget.drift_options() == DRIFT_DEFAULTS
 
 
 def test_table_flags_the_outlier_and_plots(setup, tmp_path):

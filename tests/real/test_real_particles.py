@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from skimage.feature import blob_log
 
-from napari_stackalign.core.particles._gaussian_fit import fit_gaussians_at
-from napari_stackalign.core.particles._rigid import rigid_from_tracks
-from napari_stackalign.core.particles._tracking import track_particles
-from napari_stackalign.core.particles._trajectories import flag_outliers
-from napari_stackalign.core.particles._validation import validate_alignment
+from napari_stackalign.core.particles import (
+    fit_gaussians_at,
+    flag_outliers,
+    rigid_from_tracks,
+    track_particles,
+    validate_alignment,
+)
 from napari_stackalign.io import read_stack
 
 pytestmark = pytest.mark.real

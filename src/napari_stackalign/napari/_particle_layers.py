@@ -1,7 +1,7 @@
 """Layers of the particle workflow: the picks Points layer and the Tracks layer.
 
 The Tracks layer ``"<input> tracks"`` carries the full
-:class:`~napari_stackalign.core.particles._tracks.ParticleTracks` table (failed
+:class:`~napari_stackalign.core.particles.ParticleTracks` table (failed
 fits included) in ``metadata["stackalign"]["particle_tracks"]``, so the
 Trajectories widget can work from it, and the name of the image it was
 measured on in ``metadata["stackalign"]["source_layer"]``.

@@ -39,7 +39,11 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.particles import (
+    BOX_LIMITS,
+    SPOT_TYPES,
+    FitOptions,
     GaussianFit,
+    TrackOptions,
     fit_gaussian,
     read_picks,
     track_particles,
@@ -47,6 +51,7 @@ from ..core.particles import (
 )
 from ._layer_choice import LayerChoice
 from ._layers import frame_stack
+from ._particle_forms import set_choice, set_number
 from ._particle_layers import (
     PICKS_SUFFIX,
     image_to_layer_coords,
@@ -60,7 +65,8 @@ __all__ = ["FAIL_COLOR", "FEATURE_COLUMNS", "OK_COLOR", "ParticlesWidget"]
 
 OK_COLOR = (0.1, 0.85, 0.2, 1.0)
 FAIL_COLOR = (0.95, 0.1, 0.1, 1.0)
-POLARITIES = {"auto": None, "bright spots": False, "dark spots": True}
+#: the spot types as the form shows them, and the ``dark`` value each means
+POLARITIES = {(name if value is None else f"{name} spots"): value for name, value in SPOT_TYPES.items()}
 #: Per-point features of the picks layer (the fit of each click).
 FEATURE_COLUMNS = {
     "ok": False,
@@ -95,32 +101,51 @@ class ParticlesWidget(QWidget):
         self._connected: set[int] = set()
         self.last_fit: GaussianFit | None = None
 
+        settings = self._build_settings()
+        self.pick_button = QPushButton("Pick particles (click on them)")
+        self.pick_button.setToolTip("Creates or selects the Points layer '<image> picks' in add mode.")
+        self.pick_button.clicked.connect(self._on_pick_clicked)
+        fit_box = self._build_fit_panel()
+        self.count_label = QLabel("No picks yet.")
+        edit_row, file_row = self._build_edit_buttons()
+        self.runner = TaskRunner("Track", self._on_track_clicked)
+        self.result_label = QLabel("")
+        self.result_label.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(settings)
+        layout.addWidget(self.pick_button)
+        layout.addWidget(fit_box)
+        layout.addWidget(self.count_label)
+        layout.addLayout(edit_row)
+        layout.addLayout(file_row)
+        layout.addWidget(self.runner)
+        layout.addWidget(self.result_label)
+        layout.addStretch(1)
+        self.image_choice.currentIndexChanged.connect(self._on_image_changed)
+        self._on_image_changed()
+
+    def _build_settings(self) -> QFormLayout:
+        """Image, box, R\u00b2 gate and spot type (defaults, ranges and tooltips from :class:`FitOptions`)."""
         self.image_choice = LayerChoice(self.viewer, Image)
         self.box = QSpinBox()
-        self.box.setRange(5, 101)
+        set_number(self.box, FitOptions, "box", minimum=BOX_LIMITS[0], maximum=BOX_LIMITS[1])
         self.box.setSingleStep(2)
-        self.box.setValue(15)
         self.box.setSuffix(" px")
-        self.box.setToolTip("Side of the fitted box: about 3-4 spot widths.")
         self.min_r2 = QDoubleSpinBox()
-        self.min_r2.setRange(0.0, 0.99)
+        set_number(self.min_r2, FitOptions, "min_r2")
         self.min_r2.setSingleStep(0.05)
-        self.min_r2.setValue(0.5)
-        self.min_r2.setToolTip("Quality gate: fits with a lower goodness of fit (R\u00b2) are rejected.")
         self.polarity = QComboBox()
-        self.polarity.addItems(list(POLARITIES))
-        self.polarity.setToolTip("auto: each click decides between a dark spot on a bright background and the reverse.")
-
+        set_choice(self.polarity, FitOptions, "dark", labels=POLARITIES)
         settings = QFormLayout()
         settings.addRow("Image", self.image_choice)
         settings.addRow("Box", self.box)
         settings.addRow("Min R\u00b2", self.min_r2)
         settings.addRow("Spots", self.polarity)
+        return settings
 
-        self.pick_button = QPushButton("Pick particles (click on them)")
-        self.pick_button.setToolTip("Creates or selects the Points layer '<image> picks' in add mode.")
-        self.pick_button.clicked.connect(self._on_pick_clicked)
-
+    def _build_fit_panel(self) -> QGroupBox:
+        """The last fit's status and parameters."""
         fit_box = QGroupBox("Last fit")
         self.fit_status = QLabel("Click a particle in the image.")
         self.fit_status.setWordWrap(True)
@@ -140,8 +165,10 @@ class ParticlesWidget(QWidget):
             self.fit_labels[key] = label
             fit_form.addRow(text, label)
         fit_box.setLayout(fit_form)
+        return fit_box
 
-        self.count_label = QLabel("No picks yet.")
+    def _build_edit_buttons(self) -> tuple[QHBoxLayout, QHBoxLayout]:
+        """Undo / delete / re-fit, and save / load picks."""
         self.undo_button = QPushButton("Undo last pick")
         self.delete_button = QPushButton("Delete selected")
         self.refit_button = QPushButton("Re-fit all")
@@ -159,32 +186,16 @@ class ParticlesWidget(QWidget):
         file_row = QHBoxLayout()
         file_row.addWidget(self.save_button)
         file_row.addWidget(self.load_button)
-
-        self.runner = TaskRunner("Track", self._on_track_clicked)
-        self.result_label = QLabel("")
-        self.result_label.setWordWrap(True)
-
-        layout = QVBoxLayout(self)
-        layout.addLayout(settings)
-        layout.addWidget(self.pick_button)
-        layout.addWidget(fit_box)
-        layout.addWidget(self.count_label)
-        layout.addLayout(edit_row)
-        layout.addLayout(file_row)
-        layout.addWidget(self.runner)
-        layout.addWidget(self.result_label)
-        layout.addStretch(1)
-        self.image_choice.currentIndexChanged.connect(self._on_image_changed)
-        self._on_image_changed()
+        return edit_row, file_row
 
     # ------------------------------------------------------------ settings
     @property
     def dark(self) -> bool | None:
         return POLARITIES[self.polarity.currentText()]
 
-    def fit_options(self) -> dict:
-        """Box, gate and polarity as keyword arguments of the fits."""
-        return {"box": int(self.box.value()), "min_r2": float(self.min_r2.value()), "dark": self.dark}
+    def fit_options(self) -> FitOptions:
+        """The fits' options: box, gate and polarity from the form, the rest at their defaults."""
+        return FitOptions(box=int(self.box.value()), min_r2=float(self.min_r2.value()), dark=self.dark)
 
     # ---------------------------------------------------------------- layers
     def _image(self) -> Any:
@@ -282,7 +293,7 @@ class ParticlesWidget(QWidget):
             else:
                 t = 0
                 frame = np.asarray(image.data)
-            fit = fit_gaussian(frame, row[-2:], **opts)
+            fit = fit_gaussian(frame, row[-2:], options=opts)
             fits.append(fit)
             if fit.ok:
                 new = row.copy()
@@ -455,13 +466,13 @@ class ParticlesWidget(QWidget):
         except ValueError as exc:
             notify_user_error(exc)
             return
-        opts = self.fit_options()
-        params = {"box": opts["box"], "min_r2": opts["min_r2"], "dark": opts["dark"]}
+        options = TrackOptions(**self.fit_options().to_dict())
+        params = {name: getattr(options, name) for name in ("box", "min_r2", "dark")}
 
         def on_result(tracks: Any) -> None:
             self._add_tracks_layer(image, tracks, params)
 
-        self.runner.start(track_particles, stack, picks, on_result=on_result, **params)
+        self.runner.start(track_particles, stack, picks, on_result=on_result, options=options)
 
     def _add_tracks_layer(self, image: Any, tracks: Any, params: dict) -> Tracks:
         data, kwargs = tracks_layer_kwargs(image, tracks, params)

@@ -3,7 +3,7 @@
 Works from a particle Tracks layer (made by the Particles widget, or loaded
 from a tracks CSV). It plots each particle's displacement over time (dy,
 dx) and its path, flags particles that moved on their own
-(:func:`~napari_stackalign.core.particles._trajectories.flag_outliers`, unticked by
+(:func:`~napari_stackalign.core.particles.flag_outliers`, unticked by
 default), and shows the drift over the ticked particles (median or mean)
 with its spread. A particle can also be *held out*: not used for the
 correction, kept to check it independently.
@@ -48,11 +48,12 @@ from qtpy.QtWidgets import (
 
 from ..core.apply import apply_transforms
 from ..core.particles import (
-    INTERPOLATIONS,
-    STATISTICS,
+    RIGID_DEFAULTS,
+    DriftOptions,
     OutlierReport,
     ParticleTracks,
     ParticleValidation,
+    RigidOptions,
     drift_summary,
     flag_outliers,
     plot_trajectories,
@@ -69,6 +70,7 @@ from ._layers import (
     provenance,
     transforms_from_layer,
 )
+from ._particle_forms import set_choice, set_flag, set_number
 from ._particle_layers import (
     ALIGNED_SUFFIX,
     is_particle_tracks_layer,
@@ -83,11 +85,13 @@ COLUMNS = ("Particle", "Use", "Hold out", "Found", "Score (px)", "Flag")
 _USE, _HOLD = 1, 2
 
 
-def _correct_task(stack: Any, tracks: ParticleTracks, options: dict, *, progress: Any = None) -> tuple:
+def _correct_task(
+    stack: Any, tracks: ParticleTracks, particles: list[int], options: RigidOptions, *, progress: Any = None
+) -> tuple:
     """Rigid fit from the tracks, then warp; runs in the worker thread."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        transforms = rigid_from_tracks(tracks, **options)
+        transforms = rigid_from_tracks(tracks, particles=particles, options=options)
     aligned = apply_transforms(stack, transforms, progress=progress)
     return transforms, aligned, [str(w.message) for w in caught]
 
@@ -104,6 +108,20 @@ class TrajectoriesWidget(QWidget):
         self.validation: ParticleValidation | None = None
         self._filling = False
 
+        source = self._build_source()
+        self._build_table()
+        options = self._build_options()
+        self._build_plots()
+        self.correct_runner = TaskRunner("Correct", self._on_correct_clicked)
+        self.validate_runner = TaskRunner("Validate", self._on_validate_clicked)
+        self.result_label = QLabel("")
+        self.result_label.setWordWrap(True)
+        self._build_layout(source, options)
+        self.tracks_choice.currentIndexChanged.connect(self._on_tracks_changed)
+        self._on_tracks_changed()
+
+    def _build_source(self) -> QFormLayout:
+        """The Tracks layer, the image to correct, and loading a tracks CSV."""
         self.tracks_choice = LayerChoice(self.viewer, Tracks, accept=is_particle_tracks_layer)
         self.image_choice = LayerChoice(self.viewer, Image)
         self.load_button = QPushButton("Load tracks CSV…")
@@ -112,7 +130,10 @@ class TrajectoriesWidget(QWidget):
         source.addRow("Tracks", self.tracks_choice)
         source.addRow("Image to correct", self.image_choice)
         source.addRow(self.load_button)
+        return source
 
+    def _build_table(self) -> None:
+        """One row per particle: Use, Hold out, found, score, flag."""
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
@@ -120,18 +141,19 @@ class TrajectoriesWidget(QWidget):
         self.table.setMinimumHeight(150)
         self.table.itemChanged.connect(self._on_item_changed)
 
+    def _build_options(self) -> QFormLayout:
+        """Drift statistic and the correction's options (defaults, ranges and tooltips from the options objects)."""
         self.statistic = QComboBox()
-        self.statistic.addItems(list(STATISTICS))
+        set_choice(self.statistic, DriftOptions, "statistic")
         self.reference_frame = QSpinBox()
-        self.reference_frame.setRange(0, 0)
+        # the last frame is known once tracks are chosen (set_tracks)
+        set_number(self.reference_frame, RigidOptions, "reference_frame", maximum=RIGID_DEFAULTS.reference_frame)
         self.rotation = QCheckBox("Correct rotation (needs 2+ particles)")
-        self.rotation.setChecked(True)
+        set_flag(self.rotation, RigidOptions, "allow_rotation")
         self.interpolation = QComboBox()
-        self.interpolation.addItems(list(INTERPOLATIONS))
+        set_choice(self.interpolation, RigidOptions, "interpolation")
         self.min_particles = QSpinBox()
-        self.min_particles.setRange(1, 999)
-        self.min_particles.setValue(2)
-        self.min_particles.setToolTip("Frames with fewer good fits are interpolated from their neighbours (flagged).")
+        set_number(self.min_particles, RigidOptions, "min_particles", maximum=999)
         options = QFormLayout()
         options.addRow("Drift statistic", self.statistic)
         options.addRow("Reference frame", self.reference_frame)
@@ -141,7 +163,10 @@ class TrajectoriesWidget(QWidget):
         self.statistic.currentIndexChanged.connect(self.redraw)
         self.reference_frame.valueChanged.connect(self.redraw)
         self.rotation.toggled.connect(self._on_rotation_toggled)
+        return options
 
+    def _build_plots(self) -> None:
+        """The drift summary line, the Trajectories and Validation tabs, saving the table."""
         self.drift_label = QLabel("")
         self.drift_label.setWordWrap(True)
         self.trajectory_plot = PlotPanel(
@@ -161,12 +186,8 @@ class TrajectoriesWidget(QWidget):
         self.save_table_button.setToolTip("Trajectories tab: the drift per frame; Validation tab: the residuals per particle.")
         self.save_table_button.clicked.connect(self._on_save_table_clicked)
 
-        self.correct_runner = TaskRunner("Correct", self._on_correct_clicked)
-        self.validate_runner = TaskRunner("Validate", self._on_validate_clicked)
-        self.result_label = QLabel("")
-        self.result_label.setWordWrap(True)
-
-        # everything in a scroll area: the plots need room, screens differ
+    def _build_layout(self, source: QFormLayout, options: QFormLayout) -> None:
+        """Everything in a scroll area: the plots need room, screens differ."""
         content = QWidget()
         self.setMinimumWidth(500)
         scroll = QScrollArea()
@@ -190,8 +211,6 @@ class TrajectoriesWidget(QWidget):
         layout.addWidget(self.correct_runner)
         layout.addWidget(self.validate_runner)
         layout.addWidget(self.result_label)
-        self.tracks_choice.currentIndexChanged.connect(self._on_tracks_changed)
-        self._on_tracks_changed()
 
     # ------------------------------------------------------------ loading
     def _on_tracks_changed(self, *_: Any) -> None:
@@ -342,18 +361,17 @@ class TrajectoriesWidget(QWidget):
             return
         used = self.used_particles()
         outliers = self.outliers.outlier if self.outliers is not None else None
-        ref = int(self.reference_frame.value())
+        drift = self.drift_options()
         self.trajectory_plot.draw(
             lambda fig: plot_trajectories(
-                self.tracks, particles=used, outliers=outliers, holdout=self.held_out_particles(),
-                statistic=self.statistic.currentText(),
-                reference_frame=ref, fig=fig,
+                self.tracks, particles=used, outliers=outliers, holdout=self.held_out_particles(), fig=fig,
+                options=drift,
             )
         )
         if not used:
             self.drift_label.setText("No particle ticked: tick at least one to correct.")
             return
-        summ = drift_summary(self.tracks, particles=used, statistic=self.statistic.currentText(), reference_frame=ref)
+        summ = drift_summary(self.tracks, particles=used, options=drift)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             peak = float(np.nanmax(np.hypot(summ.drift[:, 0], summ.drift[:, 1])))
@@ -391,10 +409,7 @@ class TrajectoriesWidget(QWidget):
             return Path(path)
         if self.tracks is None or not self.used_particles():
             raise ValueError("choose tracks and tick at least one particle first.")
-        summ = drift_summary(
-            self.tracks, particles=self.used_particles(), statistic=self.statistic.currentText(),
-            reference_frame=int(self.reference_frame.value()),
-        )
+        summ = drift_summary(self.tracks, particles=self.used_particles(), options=self.drift_options())
         summ.to_csv(path)
         return Path(path)
 
@@ -412,37 +427,45 @@ class TrajectoriesWidget(QWidget):
             )
         return stack, image
 
-    def correction_options(self) -> dict:
-        """Keyword arguments of :func:`rigid_from_tracks` from the widget."""
+    def drift_options(self) -> DriftOptions:
+        """The drift statistic and reference frame from the form."""
+        return DriftOptions(statistic=self.statistic.currentText(), reference_frame=int(self.reference_frame.value()))
+
+    def correction_options(self) -> RigidOptions:
+        """The options of :func:`rigid_from_tracks` from the form (the particles are the ticked ones)."""
+        return RigidOptions(
+            allow_rotation=self.rotation.isChecked(),
+            min_particles=int(self.min_particles.value()),
+            reference_frame=int(self.reference_frame.value()),
+            interpolation=self.interpolation.currentText(),
+        )
+
+    def _ticked(self) -> list[int]:
         used = self.used_particles()
         if not used:
             raise ValueError("no particle ticked: tick the particles that ride on the sample.")
-        return {
-            "particles": used,
-            "allow_rotation": self.rotation.isChecked(),
-            "min_particles": int(self.min_particles.value()),
-            "reference_frame": int(self.reference_frame.value()),
-            "interpolation": self.interpolation.currentText(),
-        }
+        return used
 
     def _on_correct_clicked(self) -> None:
         try:
             if self.tracks is None:
                 raise ValueError("choose a particle Tracks layer first.")
             stack, image = self._stack_and_image()
+            used = self._ticked()
             options = self.correction_options()
         except ValueError as exc:
             notify_user_error(exc)
             return
         holdout = self.held_out_particles()
         tracks_name = self.tracks_choice.currentText()
+        settings = ("allow_rotation", "min_particles", "reference_frame", "interpolation")
+        params = {"particles": used, **{name: getattr(options, name) for name in settings}}
 
         def on_result(result: tuple) -> None:
             transforms, aligned, messages = result
             for message in messages:
                 show_warning(message)
-            params = dict(options, holdout=holdout, tracks_layer=tracks_name)
-            block = provenance("particles", params, transforms)
+            block = provenance("particles", dict(params, holdout=holdout, tracks_layer=tracks_name), transforms)
             kwargs = derived_image_kwargs(image, ALIGNED_SUFFIX, block)
             name = kwargs["name"]
             if name in self.viewer.layers and transforms_from_layer(self.viewer.layers[name]) is not None:
@@ -453,7 +476,7 @@ class TrajectoriesWidget(QWidget):
             self.validation_plot.clear()
             self.result_label.setText(self._describe(transforms))
 
-        self.correct_runner.start(_correct_task, stack, self.tracks, options, on_result=on_result)
+        self.correct_runner.start(_correct_task, stack, self.tracks, used, options, on_result=on_result)
 
     @staticmethod
     def _describe(tf: FrameTransforms) -> str:
@@ -477,7 +500,7 @@ class TrajectoriesWidget(QWidget):
                 raise ValueError("choose a particle Tracks layer first.")
             stack, image = self._stack_and_image()
             name = f"{image.name} {ALIGNED_SUFFIX}"
-            aligned_layer = self.viewer.layers[name] if name in self.viewer.layers else None
+            aligned_layer = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 - LayerList has no get
             transforms = transforms_from_layer(aligned_layer) if aligned_layer is not None else None
             if transforms is None:
                 raise ValueError(f"no {name!r} layer from this widget: press Correct first.")

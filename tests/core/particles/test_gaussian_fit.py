@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from scipy.optimize import curve_fit
 
-from napari_stackalign.core.particles._gaussian_fit import (
-    extract_boxes,
+from napari_stackalign.core.particles import (
     fit_gaussian,
     fit_gaussians,
     fit_gaussians_at,
 )
+from napari_stackalign.core.particles._gaussian_fit import extract_boxes
 
 
 def spot(shape, y0, x0, amp, s_major, s_minor, angle_deg, background=100.0):

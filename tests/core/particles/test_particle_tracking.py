@@ -7,9 +7,13 @@ import pytest
 
 from napari_stackalign import synthetic as particle_scenes
 from napari_stackalign.core import Cancelled
-from napari_stackalign.core.particles._picks import as_picks, read_picks, write_picks
-from napari_stackalign.core.particles._tracking import track_particles
-from napari_stackalign.core.particles._tracks import ParticleTracks
+from napari_stackalign.core.particles import (
+    ParticleTracks,
+    read_picks,
+    track_particles,
+    write_picks,
+)
+from napari_stackalign.core.particles._picks import as_picks
 from napari_stackalign.transforms import FrameTransforms
 
 bead_scene, linear_motion = particle_scenes.bead_scene, particle_scenes.linear_motion

@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 
 from napari_stackalign import synthetic as particle_scenes
-from napari_stackalign.core.particles._plots import plot_trajectories, plot_validation
-from napari_stackalign.core.particles._rigid import rigid_from_tracks
-from napari_stackalign.core.particles._tracking import track_particles
-from napari_stackalign.core.particles._trajectories import (
-    displacements,
+from napari_stackalign.core.apply import apply_transforms
+from napari_stackalign.core.particles import (
     drift_summary,
     flag_outliers,
-)
-from napari_stackalign.core.particles._validation import (
-    residual_motion,
+    plot_trajectories,
+    plot_validation,
+    rigid_from_tracks,
+    track_particles,
     validate_alignment,
 )
+from napari_stackalign.core.particles._trajectories import displacements
+from napari_stackalign.core.particles._validation import residual_motion
 from napari_stackalign.transforms import FrameTransforms
 
 SHAPE = (160, 170)
@@ -109,8 +109,6 @@ def test_validation_numbers_before_after_holdout_and_loo(scene):
 
 def test_validation_with_a_given_aligned_stack_and_progress(scene):
     stack, _, _, tracks = scene
-    from napari_stackalign.core.apply._warp import apply_transforms
-
     est = rigid_from_tracks(tracks)
     aligned = apply_transforms(stack, est, border="nan", output_dtype=np.float32)
     stages = set()

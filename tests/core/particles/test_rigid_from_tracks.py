@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 
 from napari_stackalign import synthetic as particle_scenes
-from napari_stackalign.core.apply._warp import apply_transforms
-from napari_stackalign.core.particles._gaussian_fit import fit_gaussians_at
-from napari_stackalign.core.particles._rigid import (
-    ONE_PARTICLE_NOTE,
-    fit_rigid_frames,
+from napari_stackalign.core.apply import apply_transforms
+from napari_stackalign.core.particles import (
+    ParticleTracks,
+    fit_gaussians_at,
     rigid_from_tracks,
+    track_particles,
 )
-from napari_stackalign.core.particles._tracking import track_particles
-from napari_stackalign.core.particles._tracks import ParticleTracks
+from napari_stackalign.core.particles._rigid import ONE_PARTICLE_NOTE, fit_rigid_frames
 from napari_stackalign.synthetic import alignment_error
 from napari_stackalign.transforms import FrameTransforms
 

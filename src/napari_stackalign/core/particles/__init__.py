@@ -1,12 +1,78 @@
-"""Particle drift correction: Gaussian fits, tracking, trajectories, rigid fit, validation."""
+"""Particle drift correction: Gaussian fits, tracking, trajectories, rigid fit, validation.
 
-from ._gaussian_fit import GaussianFit, fit_gaussian, fit_gaussians
+Each step has its options object (:class:`FitOptions`, :class:`TrackOptions`,
+:class:`OutlierOptions`, :class:`RigidOptions`, :class:`DriftOptions`,
+:class:`ValidationOptions`) and a module-level instance of its defaults.
+"""
+
+from ._gaussian_fit import (
+    GaussianFit,
+    GaussianFits,
+    fit_gaussian,
+    fit_gaussians,
+    fit_gaussians_at,
+)
+from ._options import (
+    BOX_LIMITS,
+    DRIFT_DEFAULTS,
+    FIT_DEFAULTS,
+    INTERPOLATIONS,
+    OUTLIER_DEFAULTS,
+    RIGID_DEFAULTS,
+    SPOT_TYPES,
+    STATISTICS,
+    TRACK_DEFAULTS,
+    VALIDATION_DEFAULTS,
+    DriftOptions,
+    FitOptions,
+    OutlierOptions,
+    RigidOptions,
+    TrackOptions,
+    ValidationOptions,
+    spot_type,
+)
 from ._picks import read_picks, write_picks
 from ._plots import plot_trajectories, plot_validation
-from ._rigid import INTERPOLATIONS, rigid_from_tracks
+from ._rigid import rigid_from_tracks
 from ._tracking import track_particles
 from ._tracks import ParticleTracks
-from ._trajectories import STATISTICS, OutlierReport, drift_summary, flag_outliers
+from ._trajectories import DriftSummary, OutlierReport, drift_summary, flag_outliers
 from ._validation import ParticleValidation, validate_alignment
 
-__all__ = ["GaussianFit", "INTERPOLATIONS", "OutlierReport", "ParticleTracks", "ParticleValidation", "STATISTICS", "drift_summary", "fit_gaussian", "fit_gaussians", "flag_outliers", "plot_trajectories", "plot_validation", "read_picks", "rigid_from_tracks", "track_particles", "validate_alignment", "write_picks"]
+__all__ = [
+    "BOX_LIMITS",
+    "DRIFT_DEFAULTS",
+    "FIT_DEFAULTS",
+    "INTERPOLATIONS",
+    "OUTLIER_DEFAULTS",
+    "RIGID_DEFAULTS",
+    "SPOT_TYPES",
+    "STATISTICS",
+    "TRACK_DEFAULTS",
+    "VALIDATION_DEFAULTS",
+    "DriftOptions",
+    "DriftSummary",
+    "FitOptions",
+    "GaussianFit",
+    "GaussianFits",
+    "OutlierOptions",
+    "OutlierReport",
+    "ParticleTracks",
+    "ParticleValidation",
+    "RigidOptions",
+    "TrackOptions",
+    "ValidationOptions",
+    "drift_summary",
+    "fit_gaussian",
+    "fit_gaussians",
+    "fit_gaussians_at",
+    "flag_outliers",
+    "plot_trajectories",
+    "plot_validation",
+    "read_picks",
+    "rigid_from_tracks",
+    "spot_type",
+    "track_particles",
+    "validate_alignment",
+    "write_picks",
+]

@@ -25,12 +25,13 @@ results are absolute image coordinates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage
 
 from ..workers import default_workers, thread_pool
+from ._options import DARK_VALUES, FIT_DEFAULTS, MIN_SIGMA, FitOptions, box_shape
 
 __all__ = [
     "FIT_COLUMNS",
@@ -58,7 +59,6 @@ FIT_COLUMNS = (
 
 _BLOCK = 128  # boxes fitted together: the arrays stay in cache
 _EDGE = 1.0  # px: a centre closer to the box edge is only half seen
-_MIN_SIGMA = 0.5  # px; narrower "spots" are single hot/dead pixels
 _THRESHOLD = 0.5  # share of the peak used to size the initial guess
 
 
@@ -176,44 +176,21 @@ class GaussianFits:
 
 
 # --------------------------------------------------------------------- checks
-def _check_box(box: Any) -> tuple[int, int]:
-    if np.ndim(box) == 0:
-        box = (box, box)
-    try:
-        h, w = (int(box[0]), int(box[1]))
-    except (TypeError, ValueError, IndexError) as exc:
-        raise ValueError(f"box must be an integer size in px (e.g. 15) or a (rows, cols) pair, got {box!r}.") from exc
-    if h < 5 or w < 5 or h > 255 or w > 255:
-        raise ValueError(f"box must be between 5 and 255 px on each side, got {box!r}: use about 3-4 spot widths.")
-    return h, w
-
-
-def _check_gates(min_r2: float, max_sigma: float | None, box: tuple[int, int]) -> float:
-    if not (-1.0 <= float(min_r2) < 1.0):
-        raise ValueError(f"min_r2 must be in [-1, 1) (0.5 accepts moderately noisy spots), got {min_r2!r}.")
-    if max_sigma is None:
-        max_sigma = min(box) / 3.0
-    if not (np.isfinite(max_sigma) and max_sigma > _MIN_SIGMA):
-        raise ValueError(f"max_sigma must be a width in px above {_MIN_SIGMA}, got {max_sigma!r}.")
-    return float(max_sigma)
-
-
 def _polarity(dark: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(forced, value) boolean arrays from ``dark``: None, a bool, or one of
     those per box."""
-    msg = "dark must be None (detect), True (dark spot), False (bright spot), or one such value per box"
     if dark is None or isinstance(dark, (bool, np.bool_)):
         return np.full(n, dark is not None), np.full(n, bool(dark))
     values = list(dark)
     if len(values) != n:
-        raise ValueError(f"{msg}; got {len(values)} values for {n} boxes.")
+        raise ValueError(f"{DARK_VALUES}; got {len(values)} values for {n} boxes.")
     forced = np.zeros(n, dtype=bool)
     value = np.zeros(n, dtype=bool)
     for i, v in enumerate(values):
         if v is None:
             continue
         if not isinstance(v, (bool, np.bool_)):
-            raise ValueError(f"{msg}; got {v!r}.")
+            raise ValueError(f"{DARK_VALUES}; got {v!r}.")  # noqa: TRY004 - the house rule: bad values raise ValueError
         forced[i], value[i] = True, bool(v)
     return forced, value
 
@@ -258,6 +235,73 @@ def _valid_shape(p: np.ndarray) -> np.ndarray:
     return finite & (qyy > 0) & (qxx > 0) & (det > 0) & (qyy + qxx < 50.0)
 
 
+# ------------------------------------------------------ the batched solver
+def _weighted_residuals(
+    d: np.ndarray, w: np.ndarray | None, p: np.ndarray, yy: np.ndarray, xx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted residuals (n, P), weighted Jacobian (n, 7, P) and chi-square (n,) at ``p``."""
+    model, jac = _model_jacobian(p, yy, xx)
+    r = d - model
+    if w is not None:
+        r *= w
+        jac *= w[:, None, :]
+    return r, jac, np.einsum("ij,ij->i", r, r)
+
+
+def _damped_step(jac: np.ndarray, r: np.ndarray, lam: np.ndarray, eye: np.ndarray) -> np.ndarray:
+    """The Levenberg-Marquardt step (n, 7) of every box for its damping ``lam``."""
+    hess = jac @ jac.transpose(0, 2, 1)
+    grad = np.einsum("nkp,np->nk", jac, r)
+    diag = np.diagonal(hess, axis1=1, axis2=2)
+    ridge = lam[:, None] * diag + 1e-12 * (diag.mean(axis=1, keepdims=True) + 1e-300)
+    system = hess + eye[None] * ridge[:, :, None]
+    try:
+        return np.linalg.solve(system, grad[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:
+        return np.stack([np.linalg.lstsq(s, g, rcond=None)[0] for s, g in zip(system, grad)])
+
+
+class _ActiveBoxes:
+    """The boxes still being fitted, their current solution and damping.
+
+    Boxes leave (:meth:`retire`) as they converge, so late iterations work
+    on the few hard boxes only.
+    """
+
+    def __init__(self, data: np.ndarray, weight: np.ndarray | None, p0: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> None:
+        n = data.shape[0]
+        self.act = np.arange(n)
+        self.p = p0.copy()
+        self.d = data
+        self.w = weight
+        self.r, self.jac, self.chi2 = _weighted_residuals(data, weight, self.p, yy, xx)
+        self.lam = np.full(n, 1e-3)
+
+    def take(self, trial: np.ndarray, t_r: np.ndarray, t_jac: np.ndarray, t_chi2: np.ndarray, accept: np.ndarray) -> None:
+        """Keep the trial where accepted (swap buffers, copy back the rejected); adapt the damping."""
+        rej = ~accept
+        if np.any(rej):
+            trial[rej] = self.p[rej]
+            t_r[rej] = self.r[rej]
+            t_jac[rej] = self.jac[rej]
+            t_chi2[rej] = self.chi2[rej]
+        self.p, self.r, self.jac, self.chi2 = trial, t_r, t_jac, t_chi2
+        self.lam = np.where(accept, np.maximum(self.lam * 0.2, 1e-9), self.lam * 5.0)
+
+    def retire(self, keep: np.ndarray) -> bool:
+        """Keep only the boxes ``keep``; False when none is left."""
+        if not np.any(keep):
+            return False
+        self.act = self.act[keep]
+        self.p, self.r, self.jac, self.chi2, self.lam = (
+            self.p[keep], self.r[keep], self.jac[keep], self.chi2[keep], self.lam[keep]
+        )
+        self.d = self.d[keep]
+        if self.w is not None:
+            self.w = self.w[keep]
+        return True
+
+
 def _levenberg_marquardt(
     data: np.ndarray,
     weight: np.ndarray | None,
@@ -278,69 +322,31 @@ def _levenberg_marquardt(
     iterations = np.zeros(n, dtype=np.int64)
     hess_out = np.zeros((n, 7, 7))
 
-    act = np.arange(n)
-    p = params.copy()
-    d = data
-    w = weight
-    model, jac = _model_jacobian(p, yy, xx)
-    r = d - model
-    if w is not None:
-        r *= w
-        jac *= w[:, None, :]
-    chi2 = np.einsum("ij,ij->i", r, r)
-    lam = np.full(n, 1e-3)
+    s = _ActiveBoxes(data, weight, p0, yy, xx)
     eye = np.eye(7)
     for it in range(1, max_iter + 1):
-        hess = jac @ jac.transpose(0, 2, 1)
-        grad = np.einsum("nkp,np->nk", jac, r)
-        diag = np.diagonal(hess, axis1=1, axis2=2)
-        ridge = lam[:, None] * diag + 1e-12 * (diag.mean(axis=1, keepdims=True) + 1e-300)
-        system = hess + eye[None] * ridge[:, :, None]
-        try:
-            step = np.linalg.solve(system, grad[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            step = np.stack([np.linalg.lstsq(s, g, rcond=None)[0] for s, g in zip(system, grad)])
-        trial = p + step
+        step = _damped_step(s.jac, s.r, s.lam, eye)
+        trial = s.p + step
         valid = _valid_shape(trial)
-        t_model, t_jac = _model_jacobian(trial, yy, xx)
-        t_r = d - t_model
-        if w is not None:
-            t_r *= w
-            t_jac *= w[:, None, :]
-        t_chi2 = np.einsum("ij,ij->i", t_r, t_r)
-        accept = valid & np.isfinite(t_chi2) & (t_chi2 <= chi2)
+        t_r, t_jac, t_chi2 = _weighted_residuals(s.d, s.w, trial, yy, xx)
+        accept = valid & np.isfinite(t_chi2) & (t_chi2 <= s.chi2)
         # convergence: an accepted step that barely moved anything, or a
         # damping so large that no step can improve the fit any more
         small_step = np.max(np.abs(step[:, :2]), axis=1) < xtol
-        small_gain = (chi2 - t_chi2) <= ftol * np.maximum(chi2, 1e-300)
-        done = (accept & small_step & small_gain) | (lam > 1e12)
-
-        # keep the trial where accepted (swap buffers, copy back the rejected)
-        rej = ~accept
-        if np.any(rej):
-            trial[rej] = p[rej]
-            t_r[rej] = r[rej]
-            t_jac[rej] = jac[rej]
-            t_chi2[rej] = chi2[rej]
-        p, r, jac, chi2 = trial, t_r, t_jac, t_chi2
-        lam = np.where(accept, np.maximum(lam * 0.2, 1e-9), lam * 5.0)
-        iterations[act] = it
+        small_gain = (s.chi2 - t_chi2) <= ftol * np.maximum(s.chi2, 1e-300)
+        done = (accept & small_step & small_gain) | (s.lam > 1e12)
+        s.take(trial, t_r, t_jac, t_chi2, accept)
+        iterations[s.act] = it
 
         if np.any(done) or it == max_iter:
             finished = done if it < max_iter else np.ones_like(done)
-            idx = act[finished]
-            params[idx] = p[finished]
-            chi2_out[idx] = chi2[finished]
+            idx = s.act[finished]
+            params[idx] = s.p[finished]
+            chi2_out[idx] = s.chi2[finished]
             converged[idx] = done[finished]
-            hess_out[idx] = (jac[finished] @ jac[finished].transpose(0, 2, 1))
-            keep = ~finished
-            if not np.any(keep):
+            hess_out[idx] = (s.jac[finished] @ s.jac[finished].transpose(0, 2, 1))
+            if not s.retire(~finished):
                 break
-            act = act[keep]
-            p, r, jac, chi2, lam = p[keep], r[keep], jac[keep], chi2[keep], lam[keep]
-            d = d[keep]
-            if w is not None:
-                w = w[keep]
     return params, chi2_out, converged, iterations, hess_out
 
 
@@ -348,6 +354,99 @@ def _levenberg_marquardt(
 def _smooth3(b: np.ndarray) -> np.ndarray:
     """3x3 box mean of (n, h, w) boxes, same size (edge pixels replicated)."""
     return ndimage.uniform_filter(b, size=(1, 3, 3), mode="nearest")
+
+
+def _ring_background(boxes: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """Median of each box's outer ring (of its valid pixels; of the whole box if none)."""
+    n = boxes.shape[0]
+    ring = np.concatenate(
+        [boxes[:, 0, :], boxes[:, -1, :], boxes[:, 1:-1, 0], boxes[:, 1:-1, -1]], axis=1
+    )
+    if valid is None:
+        return np.median(ring, axis=1)
+    ring_valid = np.concatenate(
+        [valid[:, 0, :], valid[:, -1, :], valid[:, 1:-1, 0], valid[:, 1:-1, -1]], axis=1
+    )
+    with np.errstate(all="ignore"):
+        ring_masked = np.where(ring_valid, ring, np.nan)
+        bg = np.nanmedian(ring_masked, axis=1)
+        fallback = np.nanmedian(np.where(valid, boxes, np.nan).reshape(n, -1), axis=1)
+    return np.where(np.isfinite(bg), bg, fallback)
+
+
+def _spot_polarity(
+    boxes: np.ndarray, valid: np.ndarray | None, bg: np.ndarray, forced: np.ndarray, value: np.ndarray,
+    yy: np.ndarray, xx: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """Polarity (unless forced) from the centre-weighted smoothed extremes, and the spot's peak.
+
+    Returns ``is_dark``, ``sign``, the signed smoothed box, the peak height
+    and its pixel (row, col).
+    """
+    n, h, w = boxes.shape
+    dev = boxes - bg[:, None, None]
+    smooth = _smooth3(dev)
+    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
+    window = np.exp(-((yy - cy) ** 2 / (2 * (h / 3.0) ** 2) + (xx - cx) ** 2 / (2 * (w / 3.0) ** 2)))
+    if valid is not None:
+        window = window[None] * valid
+    flat = (smooth * window).reshape(n, -1)
+    bright_score = flat.max(axis=1)
+    dark_score = -flat.min(axis=1)
+    is_dark = np.where(forced, value, dark_score > bright_score)
+    sign = np.where(is_dark, -1.0, 1.0)
+    signed = sign[:, None, None] * smooth
+    peak_idx = np.argmax((signed * window).reshape(n, -1), axis=1)
+    py, px = np.divmod(peak_idx, w)
+    peak = signed.reshape(n, -1)[np.arange(n), peak_idx]
+    peak = np.maximum(peak, 1e-12)
+    return is_dark, sign, signed, peak, py, px
+
+
+def _centre_and_width(
+    signed: np.ndarray, valid: np.ndarray | None, peak: np.ndarray, py: np.ndarray, px: np.ndarray,
+    yy: np.ndarray, xx: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centroid (y0, x0) of the pixels above half the peak near it, and the
+    isotropic ``q = 1 / sigma^2`` from their area."""
+    h, w = signed.shape[1:]
+    near = (np.abs(yy[None] - py[:, None, None]) <= h // 3) & (np.abs(xx[None] - px[:, None, None]) <= w // 3)
+    above = np.clip(signed - _THRESHOLD * peak[:, None, None], 0.0, None) * near
+    if valid is not None:
+        above = above * valid
+    mass = above.sum(axis=(1, 2))
+    ok_mass = mass > 0
+    safe = np.where(ok_mass, mass, 1.0)
+    y0 = np.where(ok_mass, (above * yy).sum(axis=(1, 2)) / safe, py)
+    x0 = np.where(ok_mass, (above * xx).sum(axis=(1, 2)) / safe, px)
+    count = (above > 0).sum(axis=(1, 2))
+    # area above a fraction f of the peak = 2 pi sigma^2 ln(1/f)
+    sigma = np.sqrt(np.maximum(count, 1) / (2 * np.pi * np.log(1.0 / _THRESHOLD)))
+    sigma = np.clip(sigma, 0.8, min(h, w) / 3.0)
+    return y0, x0, 1.0 / sigma**2
+
+
+def _amplitude_background(
+    boxes: np.ndarray, valid: np.ndarray | None, g: np.ndarray, sign: np.ndarray, peak: np.ndarray, bg: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Amplitude and background by linear least squares for the spot shape ``g``,
+    keeping the detected polarity (a wrong-signed start would fit something else)."""
+    if valid is not None:
+        wgt = valid.astype(np.float64)
+    else:
+        wgt = np.ones_like(g)
+    s_w = wgt.sum(axis=(1, 2))
+    s_g = (wgt * g).sum(axis=(1, 2))
+    s_gg = (wgt * g * g).sum(axis=(1, 2))
+    s_d = (wgt * boxes).sum(axis=(1, 2))
+    s_gd = (wgt * g * boxes).sum(axis=(1, 2))
+    det = s_gg * s_w - s_g * s_g
+    good = np.abs(det) > 1e-12 * np.maximum(s_gg * s_w, 1e-300)
+    safe_det = np.where(good, det, 1.0)
+    amp = np.where(good, (s_gd * s_w - s_g * s_d) / safe_det, sign * peak)
+    back = np.where(good, (s_gg * s_d - s_g * s_gd) / safe_det, bg)
+    flip = np.sign(amp) != sign
+    return np.where(flip, sign * peak, amp), np.where(flip, bg, back)
 
 
 def _initial_guess(
@@ -368,72 +467,12 @@ def _initial_guess(
       that shape.
     """
     n, h, w = boxes.shape
-    ring = np.concatenate(
-        [boxes[:, 0, :], boxes[:, -1, :], boxes[:, 1:-1, 0], boxes[:, 1:-1, -1]], axis=1
-    )
-    if valid is not None:
-        ring_valid = np.concatenate(
-            [valid[:, 0, :], valid[:, -1, :], valid[:, 1:-1, 0], valid[:, 1:-1, -1]], axis=1
-        )
-        with np.errstate(all="ignore"):
-            ring_masked = np.where(ring_valid, ring, np.nan)
-            bg = np.nanmedian(ring_masked, axis=1)
-            fallback = np.nanmedian(np.where(valid, boxes, np.nan).reshape(n, -1), axis=1)
-        bg = np.where(np.isfinite(bg), bg, fallback)
-    else:
-        bg = np.median(ring, axis=1)
-    dev = boxes - bg[:, None, None]
-    smooth = _smooth3(dev)
+    bg = _ring_background(boxes, valid)
     yy, xx = np.mgrid[0:h, 0:w]
-    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    window = np.exp(-((yy - cy) ** 2 / (2 * (h / 3.0) ** 2) + (xx - cx) ** 2 / (2 * (w / 3.0) ** 2)))
-    if valid is not None:
-        window = window[None] * valid
-    flat = (smooth * window).reshape(n, -1)
-    bright_score = flat.max(axis=1)
-    dark_score = -flat.min(axis=1)
-    is_dark = np.where(forced, value, dark_score > bright_score)
-    sign = np.where(is_dark, -1.0, 1.0)
-    signed = sign[:, None, None] * smooth
-    peak_idx = np.argmax((signed * window).reshape(n, -1), axis=1)
-    py, px = np.divmod(peak_idx, w)
-    peak = signed.reshape(n, -1)[np.arange(n), peak_idx]
-    peak = np.maximum(peak, 1e-12)
-    # pixels above half the peak, within a neighbourhood of the extremum
-    near = (np.abs(yy[None] - py[:, None, None]) <= h // 3) & (np.abs(xx[None] - px[:, None, None]) <= w // 3)
-    above = np.clip(signed - _THRESHOLD * peak[:, None, None], 0.0, None) * near
-    if valid is not None:
-        above = above * valid
-    mass = above.sum(axis=(1, 2))
-    ok_mass = mass > 0
-    safe = np.where(ok_mass, mass, 1.0)
-    y0 = np.where(ok_mass, (above * yy).sum(axis=(1, 2)) / safe, py)
-    x0 = np.where(ok_mass, (above * xx).sum(axis=(1, 2)) / safe, px)
-    count = (above > 0).sum(axis=(1, 2))
-    # area above a fraction f of the peak = 2 pi sigma^2 ln(1/f)
-    sigma = np.sqrt(np.maximum(count, 1) / (2 * np.pi * np.log(1.0 / _THRESHOLD)))
-    sigma = np.clip(sigma, 0.8, min(h, w) / 3.0)
-    q = 1.0 / sigma**2
-    # amplitude and background by linear least squares for that shape
+    is_dark, sign, signed, peak, py, px = _spot_polarity(boxes, valid, bg, forced, value, yy, xx)
+    y0, x0, q = _centre_and_width(signed, valid, peak, py, px, yy, xx)
     g = np.exp(-0.5 * q[:, None, None] * ((yy[None] - y0[:, None, None]) ** 2 + (xx[None] - x0[:, None, None]) ** 2))
-    if valid is not None:
-        wgt = valid.astype(np.float64)
-    else:
-        wgt = np.ones_like(g)
-    s_w = wgt.sum(axis=(1, 2))
-    s_g = (wgt * g).sum(axis=(1, 2))
-    s_gg = (wgt * g * g).sum(axis=(1, 2))
-    s_d = (wgt * boxes).sum(axis=(1, 2))
-    s_gd = (wgt * g * boxes).sum(axis=(1, 2))
-    det = s_gg * s_w - s_g * s_g
-    good = np.abs(det) > 1e-12 * np.maximum(s_gg * s_w, 1e-300)
-    safe_det = np.where(good, det, 1.0)
-    amp = np.where(good, (s_gd * s_w - s_g * s_d) / safe_det, sign * peak)
-    back = np.where(good, (s_gg * s_d - s_g * s_gd) / safe_det, bg)
-    # keep the detected polarity (a wrong-signed start would fit something else)
-    flip = np.sign(amp) != sign
-    amp = np.where(flip, sign * peak, amp)
-    back = np.where(flip, bg, back)
+    amp, back = _amplitude_background(boxes, valid, g, sign, peak, bg)
     p0 = np.column_stack([y0, x0, amp, back, q, np.zeros(n), q]).astype(np.float64)
     return p0, is_dark
 
@@ -505,16 +544,188 @@ def _fit_block(
     return p, c2 * sc**2, conv, iters, is_dark, pos_err
 
 
+class _Prepared(NamedTuple):
+    """Boxes ready to fit: NaN pixels zeroed (``valid`` marks them) and each box's statistics."""
+
+    arr: np.ndarray
+    valid: np.ndarray | None
+    n_valid: np.ndarray
+    mean: np.ndarray
+    spread: np.ndarray
+    ss_tot: np.ndarray
+    constant: np.ndarray
+
+
+def _as_boxes(boxes: Any) -> np.ndarray:
+    """(N, h, w) float64 boxes from (N, h, w) or one (h, w) box."""
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"boxes must have shape (N, h, w), got {arr.shape}.")
+    return arr
+
+
+def _prepare(arr: np.ndarray) -> _Prepared:
+    """Valid pixels, mean, spread and total sum of squares of every box."""
+    n, h, w = arr.shape
+    finite = np.isfinite(arr)
+    any_missing = not bool(finite.all())
+    valid = finite if any_missing else None
+    if any_missing:
+        arr = np.where(finite, arr, 0.0)
+    n_valid = finite.reshape(n, h * w).sum(axis=1)
+    flat = arr.reshape(n, h * w)
+    with np.errstate(all="ignore"):
+        mean = (flat * finite.reshape(n, h * w)).sum(axis=1) / np.maximum(n_valid, 1)
+        ss_tot = (((flat - mean[:, None]) * finite.reshape(n, h * w)) ** 2).sum(axis=1)
+    spread = np.sqrt(ss_tot / np.maximum(n_valid, 1))
+    scale = np.maximum(np.abs(mean), 1.0)
+    constant = spread <= 1e-9 * scale
+    return _Prepared(arr, valid, n_valid, mean, spread, ss_tot, constant)
+
+
+def _reasons_before_fitting(pre: list[str], prep: _Prepared, size: int) -> list[str]:
+    """The reasons decided before fitting: given, "box outside image", "constant box"."""
+    reasons = list(pre)
+    for i in range(len(reasons)):
+        if reasons[i]:
+            continue
+        if prep.n_valid[i] < 0.5 * size:
+            reasons[i] = "box outside image"
+        elif prep.constant[i]:
+            reasons[i] = "constant box"
+    return reasons
+
+
+def _fit_all(
+    prep: _Prepared, todo_idx: np.ndarray, forced: np.ndarray, value: np.ndarray, max_iter: int, workers: int | None
+) -> tuple[np.ndarray, ...]:
+    """Fit the boxes ``todo_idx`` in blocks (in threads when there are several).
+
+    Returns params (N, 7), chi2, converged, iterations, polarity and the
+    centre's standard error (NaN / False for the boxes not fitted).
+    """
+    n = prep.arr.shape[0]
+    out_p = np.full((n, 7), np.nan)
+    chi2 = np.full(n, np.nan)
+    conv = np.zeros(n, dtype=bool)
+    iters = np.zeros(n, dtype=np.int64)
+    is_dark = np.zeros(n, dtype=bool)
+    pos_err = np.full(n, np.nan)
+    blocks = [todo_idx[i : i + _BLOCK] for i in range(0, todo_idx.size, _BLOCK)]
+
+    def run(idx: np.ndarray) -> None:
+        res = _fit_block(
+            prep.arr[idx],
+            prep.valid[idx] if prep.valid is not None else None,
+            prep.mean[idx],
+            prep.spread[idx],
+            prep.n_valid[idx],
+            forced[idx],
+            value[idx],
+            max_iter,
+        )
+        out_p[idx], chi2[idx], conv[idx], iters[idx], is_dark[idx], pos_err[idx] = res
+
+    n_workers = default_workers(workers) if len(blocks) > 1 else 1
+    if n_workers > 1:
+        with thread_pool(min(n_workers, len(blocks))) as pool:
+            list(pool.map(run, blocks))
+    else:
+        for idx in blocks:
+            run(idx)
+    return out_p, chi2, conv, iters, is_dark, pos_err
+
+
+def _gate(
+    reasons: list[str],
+    todo_idx: np.ndarray,
+    fitted: tuple[np.ndarray, ...],
+    r2: np.ndarray,
+    box: tuple[int, int],
+    max_sigma: float,
+    min_r2: float,
+) -> None:
+    """Write the first quality gate each fitted box fails into ``reasons``."""
+    h, w = box
+    out_p, conv, is_dark, major, minor = fitted
+    y, x, amp = out_p[:, 0], out_p[:, 1], out_p[:, 2]
+    todo = np.zeros(len(reasons), dtype=bool)
+    todo[todo_idx] = True
+    for i in np.flatnonzero(todo):
+        if not conv[i] or not np.all(np.isfinite(out_p[i])):
+            reasons[i] = "did not converge"
+        elif not (_EDGE <= y[i] <= h - 1 - _EDGE and _EDGE <= x[i] <= w - 1 - _EDGE):
+            reasons[i] = "centre outside box"
+        elif (amp[i] < 0) != is_dark[i] or amp[i] == 0:
+            reasons[i] = "amplitude has the wrong sign (fitted the background, not a spot)"
+        elif not (minor[i] >= MIN_SIGMA and major[i] <= max_sigma):
+            reasons[i] = f"width out of range (sigma {minor[i]:.2f}-{major[i]:.2f} px, allowed {MIN_SIGMA}-{max_sigma:.2f})"
+        elif not (r2[i] >= min_r2):
+            reasons[i] = f"R\u00b2 {r2[i]:.2f} below {min_r2:g}"
+
+
+def _fit_boxes(
+    arr: np.ndarray,
+    opts: FitOptions,
+    *,
+    dark: Any,
+    origins: Any = None,
+    invalid_reason: Any = None,
+    workers: int | None = None,
+) -> GaussianFits:
+    """:func:`fit_gaussians` on checked (N, h, w) float64 boxes, ``dark`` per box or for all."""
+    n, h, w = arr.shape
+    max_sigma = opts.width_limit((h, w))
+    forced, value = _polarity(dark, n)
+    if origins is None:
+        origin = np.zeros((n, 2), dtype=np.int64)
+    else:
+        origin = np.asarray(origins, dtype=np.int64).reshape(n, 2)
+    pre = list(invalid_reason) if invalid_reason is not None else [""] * n
+    if len(pre) != n:
+        raise ValueError("invalid_reason must have one entry per box.")
+
+    prep = _prepare(arr)
+    reasons = _reasons_before_fitting(pre, prep, h * w)
+    todo_idx = np.flatnonzero(np.array([not r for r in reasons], dtype=bool))
+    out_p, chi2, conv, iters, is_dark, pos_err = _fit_all(prep, todo_idx, forced, value, opts.max_iter, workers)
+
+    major, minor, angle = _derive(out_p)
+    with np.errstate(all="ignore"):
+        r2 = 1.0 - chi2 / np.where(prep.ss_tot > 0, prep.ss_tot, np.nan)
+    _gate(reasons, todo_idx, (out_p, conv, is_dark, major, minor), r2, (h, w), max_sigma, opts.min_r2)
+    ok = np.array([not r for r in reasons], dtype=bool)
+    return GaussianFits(
+        y=out_p[:, 0] + origin[:, 0],
+        x=out_p[:, 1] + origin[:, 1],
+        amplitude=out_p[:, 2],
+        sigma_major=major,
+        sigma_minor=minor,
+        angle=angle,
+        background=out_p[:, 3],
+        r2=r2,
+        pos_err=pos_err,
+        ok=ok,
+        reason=reasons,
+        dark=is_dark,
+        iterations=iters,
+        box_origin=origin,
+    )
+
+
 def fit_gaussians(
     boxes: Any,
     *,
     origins: Any = None,
-    min_r2: float = 0.5,
-    max_sigma: float | None = None,
-    dark: Any = None,
-    max_iter: int = 60,
+    min_r2: float = FIT_DEFAULTS.min_r2,
+    max_sigma: float | None = FIT_DEFAULTS.max_sigma,
+    dark: Any = FIT_DEFAULTS.dark,
+    max_iter: int = FIT_DEFAULTS.max_iter,
     invalid_reason: Any = None,
     workers: int | None = None,
+    options: FitOptions | None = None,
 ) -> GaussianFits:
     """Fit a rotated elliptical 2-D Gaussian in each of many boxes at once.
 
@@ -523,6 +734,7 @@ def fit_gaussians(
     boxes : array_like, shape (N, h, w) or (h, w)
         Pixel boxes. NaN pixels are ignored (e.g. the empty border of a
         warped frame); a box with fewer than half its pixels valid fails.
+        Their size is the fit's box (``options.box`` is not used).
     origins : array_like, shape (N, 2), optional
         Absolute (row, col) of each box's top-left pixel; the results are
         then in image coordinates (default: box coordinates).
@@ -542,6 +754,9 @@ def fit_gaussians(
     workers : int, optional
         Threads for large batches (blocks of 128 boxes are fitted in
         parallel); all cores by default.
+    options : FitOptions, optional
+        All the fit options in one object; keywords given explicitly (not
+        at their default) override it.
 
     Returns
     -------
@@ -560,119 +775,13 @@ def fit_gaussians(
     works in float64 (the boxes are small; the chi-square comparisons of
     Levenberg-Marquardt need the precision).
     """
-    arr = np.asarray(boxes, dtype=np.float64)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise ValueError(f"boxes must have shape (N, h, w), got {arr.shape}.")
-    n, h, w = arr.shape
-    box = _check_box((h, w))
-    max_sigma = _check_gates(min_r2, max_sigma, box)
-    forced, value = _polarity(dark, n)
-    if max_iter < 1:
-        raise ValueError("max_iter must be at least 1.")
-    if origins is None:
-        origin = np.zeros((n, 2), dtype=np.int64)
-    else:
-        origin = np.asarray(origins, dtype=np.int64).reshape(n, 2)
-    pre = list(invalid_reason) if invalid_reason is not None else [""] * n
-    if len(pre) != n:
-        raise ValueError("invalid_reason must have one entry per box.")
-
-    finite = np.isfinite(arr)
-    any_missing = not bool(finite.all())
-    valid = finite if any_missing else None
-    if any_missing:
-        arr = np.where(finite, arr, 0.0)
-    n_valid = finite.reshape(n, h * w).sum(axis=1)
-    flat = arr.reshape(n, h * w)
-    with np.errstate(all="ignore"):
-        mean = (flat * finite.reshape(n, h * w)).sum(axis=1) / np.maximum(n_valid, 1)
-        ss_tot = (((flat - mean[:, None]) * finite.reshape(n, h * w)) ** 2).sum(axis=1)
-    spread = np.sqrt(ss_tot / np.maximum(n_valid, 1))
-    scale = np.maximum(np.abs(mean), 1.0)
-    constant = spread <= 1e-9 * scale
-
-    reasons = list(pre)
-    for i in range(n):
-        if reasons[i]:
-            continue
-        if n_valid[i] < 0.5 * h * w:
-            reasons[i] = "box outside image"
-        elif constant[i]:
-            reasons[i] = "constant box"
-    todo = np.array([not r for r in reasons], dtype=bool)
-
-    out_p = np.full((n, 7), np.nan)
-    chi2 = np.full(n, np.nan)
-    conv = np.zeros(n, dtype=bool)
-    iters = np.zeros(n, dtype=np.int64)
-    is_dark = np.zeros(n, dtype=bool)
-    pos_err = np.full(n, np.nan)
-    todo_idx = np.flatnonzero(np.array([not r for r in reasons], dtype=bool))
-    blocks = [todo_idx[i : i + _BLOCK] for i in range(0, todo_idx.size, _BLOCK)]
-
-    def run(idx: np.ndarray) -> None:
-        res = _fit_block(
-            arr[idx],
-            valid[idx] if valid is not None else None,
-            mean[idx],
-            spread[idx],
-            n_valid[idx],
-            forced[idx],
-            value[idx],
-            max_iter,
-        )
-        out_p[idx], chi2[idx], conv[idx], iters[idx], is_dark[idx], pos_err[idx] = res
-
-    n_workers = default_workers(workers) if len(blocks) > 1 else 1
-    if n_workers > 1:
-        with thread_pool(min(n_workers, len(blocks))) as pool:
-            list(pool.map(run, blocks))
-    else:
-        for idx in blocks:
-            run(idx)
-    todo = np.zeros(n, dtype=bool)
-    todo[todo_idx] = True
-
-    major, minor, angle = _derive(out_p)
-    with np.errstate(all="ignore"):
-        r2 = 1.0 - chi2 / np.where(ss_tot > 0, ss_tot, np.nan)
-    y = out_p[:, 0]
-    x = out_p[:, 1]
-    amp = out_p[:, 2]
-    for i in np.flatnonzero(todo):
-        if not conv[i] or not np.all(np.isfinite(out_p[i])):
-            reasons[i] = "did not converge"
-        elif not (_EDGE <= y[i] <= h - 1 - _EDGE and _EDGE <= x[i] <= w - 1 - _EDGE):
-            reasons[i] = "centre outside box"
-        elif (amp[i] < 0) != is_dark[i] or amp[i] == 0:
-            reasons[i] = "amplitude has the wrong sign (fitted the background, not a spot)"
-        elif not (minor[i] >= _MIN_SIGMA and major[i] <= max_sigma):
-            reasons[i] = f"width out of range (sigma {minor[i]:.2f}-{major[i]:.2f} px, allowed {_MIN_SIGMA}-{max_sigma:.2f})"
-        elif not (r2[i] >= min_r2):
-            reasons[i] = f"R\u00b2 {r2[i]:.2f} below {min_r2:g}"
-    ok = np.array([not r for r in reasons], dtype=bool)
-    return GaussianFits(
-        y=y + origin[:, 0],
-        x=x + origin[:, 1],
-        amplitude=amp,
-        sigma_major=major,
-        sigma_minor=minor,
-        angle=angle,
-        background=out_p[:, 3],
-        r2=r2,
-        pos_err=pos_err,
-        ok=ok,
-        reason=reasons,
-        dark=is_dark,
-        iterations=iters,
-        box_origin=origin,
-    )
+    arr = _as_boxes(boxes)
+    opts = FitOptions.from_call(options, {**locals(), "box": arr.shape[1:]})
+    return _fit_boxes(arr, opts, dark=opts.dark, origins=origins, invalid_reason=invalid_reason, workers=workers)
 
 
 def extract_boxes(
-    image: Any, centers: Any, box: Any = 15
+    image: Any, centers: Any, box: Any = FIT_DEFAULTS.box
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Cut boxes of size ``box`` around ``centers`` from a 2-D image.
 
@@ -692,7 +801,7 @@ def extract_boxes(
     img = np.asarray(image)
     if img.ndim != 2:
         raise ValueError(f"image must be 2-D (Y, X), got shape {img.shape}: pass one frame.")
-    bh, bw = _check_box(box)
+    bh, bw = box_shape(box)
     H, W = img.shape
     c = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
     if H < bh or W < bw:
@@ -711,44 +820,45 @@ def extract_boxes(
     return boxes, np.column_stack([r0, c0]), reasons
 
 
+def _fit_at(
+    image: Any, centers: Any, opts: FitOptions, *, dark: Any, workers: int | None = None
+) -> GaussianFits:
+    """Fit spots around ``centers`` of one image with ``opts`` (``dark``: per centre or for all)."""
+    boxes, origins, reasons = extract_boxes(image, centers, opts.box_shape)
+    return _fit_boxes(boxes, opts, dark=dark, origins=origins, invalid_reason=reasons, workers=workers)
+
+
 def fit_gaussians_at(
     image: Any,
     centers: Any,
-    box: Any = 15,
+    box: Any = FIT_DEFAULTS.box,
     *,
-    min_r2: float = 0.5,
-    max_sigma: float | None = None,
-    dark: Any = None,
-    max_iter: int = 60,
+    min_r2: float = FIT_DEFAULTS.min_r2,
+    max_sigma: float | None = FIT_DEFAULTS.max_sigma,
+    dark: Any = FIT_DEFAULTS.dark,
+    max_iter: int = FIT_DEFAULTS.max_iter,
     workers: int | None = None,
+    options: FitOptions | None = None,
 ) -> GaussianFits:
     """Fit spots around many ``centers`` (N, 2) of one 2-D image (one batch).
 
-    See :func:`fit_gaussians` for the options; results are in image
-    coordinates.
+    See :func:`fit_gaussians` for the options (and :class:`FitOptions`);
+    results are in image coordinates.
     """
-    boxes, origins, reasons = extract_boxes(image, centers, box)
-    return fit_gaussians(
-        boxes,
-        origins=origins,
-        min_r2=min_r2,
-        max_sigma=max_sigma,
-        dark=dark,
-        max_iter=max_iter,
-        invalid_reason=reasons,
-        workers=workers,
-    )
+    opts = FitOptions.from_call(options, locals())
+    return _fit_at(image, centers, opts, dark=opts.dark, workers=workers)
 
 
 def fit_gaussian(
     image: Any,
     center: Any,
-    box: Any = 15,
+    box: Any = FIT_DEFAULTS.box,
     *,
-    min_r2: float = 0.5,
-    max_sigma: float | None = None,
-    dark: bool | None = None,
-    max_iter: int = 60,
+    min_r2: float = FIT_DEFAULTS.min_r2,
+    max_sigma: float | None = FIT_DEFAULTS.max_sigma,
+    dark: bool | None = FIT_DEFAULTS.dark,
+    max_iter: int = FIT_DEFAULTS.max_iter,
+    options: FitOptions | None = None,
 ) -> GaussianFit:
     """Fit one spot near ``center`` in a 2-D image (the fit behind a click).
 
@@ -759,7 +869,7 @@ def fit_gaussian(
     center : (float, float)
         Approximate (row, col) of the spot, e.g. where the user clicked.
     box : int or (int, int)
-        Size of the fitted box in px (about 3-4 spot widths; 15 by default).
+        Size of the fitted box in px (about 3-4 spot widths).
     min_r2 : float
         Quality gate on the goodness of fit (``R^2``).
     max_sigma : float, optional
@@ -768,6 +878,9 @@ def fit_gaussian(
         None detects a dark or bright spot automatically.
     max_iter : int
         Iteration limit of the Levenberg-Marquardt fit.
+    options : FitOptions, optional
+        All the fit options in one object; keywords given explicitly (not
+        at their default) override it.
 
     Returns
     -------
@@ -780,7 +893,8 @@ def fit_gaussian(
     >>> fit = fit_gaussian(frame, (120.3, 88.9), box=15)
     >>> fit.ok, fit.y, fit.x, fit.r2  # doctest: +SKIP
     """
+    opts = FitOptions.from_call(options, locals())
     c = np.asarray(center, dtype=np.float64).reshape(-1)
     if c.size != 2:
         raise ValueError(f"center must be a (row, col) pair, got {center!r}.")
-    return fit_gaussians_at(image, c[None], box, min_r2=min_r2, max_sigma=max_sigma, dark=dark, max_iter=max_iter)[0]
+    return _fit_at(image, c[None], opts, dark=opts.dark)[0]

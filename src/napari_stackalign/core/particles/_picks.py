@@ -106,7 +106,7 @@ def read_picks(path: str | Path, *, only_ok: bool = False) -> np.ndarray:
     rows = list(csv.DictReader(lines))
     if not rows:
         raise ValueError(f"{path} holds no picks.")
-    cols = {k.strip().lower(): k for k in rows[0].keys() if k is not None}
+    cols = {k.strip().lower(): k for k in rows[0] if k is not None}
 
     def column(name: str) -> np.ndarray:
         return np.array([float(r[cols[name]]) for r in rows])

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ._options import DRIFT_DEFAULTS, DriftOptions
 from ._tracks import ParticleTracks
 from ._trajectories import displacements, drift_summary
 from ._validation import ParticleValidation
@@ -23,8 +25,6 @@ __all__ = ["particle_color", "plot_trajectories", "plot_validation"]
 def particle_color(i: int) -> tuple[float, float, float, float]:
     """The colour of particle ``i`` in every plot (tab10 without its grey,
     which marks excluded particles)."""
-    from matplotlib import colormaps
-
     palette = [k for k in range(10) if k != 7]
     return colormaps["tab10"](palette[int(i) % len(palette)])
 
@@ -36,15 +36,82 @@ def _new_figure(fig: Figure | None, size: tuple[float, float]) -> Figure:
     return fig
 
 
+def _chosen_sets(
+    n: int, particles: Any, outliers: Any, holdout: Any
+) -> tuple[set[int], np.ndarray, set[int]]:
+    """The chosen particles, the outlier flags and the held-out particles as sets / arrays."""
+    chosen = set(range(n)) if particles is None else {int(i) for i in np.asarray(particles).reshape(-1)}
+    flags = np.zeros(n, dtype=bool) if outliers is None else np.asarray(outliers, dtype=bool).reshape(n)
+    held = set() if holdout is None else {int(i) for i in np.asarray(holdout).reshape(-1)}
+    return chosen, flags, held
+
+
+def _draw_particle(
+    axes: tuple[Any, Any, Any], tracks: ParticleTracks, disp: np.ndarray, i: int, role: tuple[bool, bool, bool]
+) -> None:
+    """Particle ``i``'s displacement curves and path; ``role`` is (used, held out, outlier)."""
+    ax_dy, ax_dx, ax_path = axes
+    use, held, flagged = role
+    kept = held and not use
+    frames = np.arange(tracks.n_frames)
+    color = particle_color(i) if (use or kept) else (0.6, 0.6, 0.6, 1.0)
+    style = {"color": color, "lw": 1.2 if use else 0.9, "ls": "-" if use else "--", "marker": "." if use else ""}
+    suffix = "" if use else " (held out)" if kept else " (excluded)"
+    label = f"{i}{' (outlier)' if flagged else ''}{suffix}"
+    ax_dy.plot(frames, disp[:, i, 0], label=label, **style)
+    ax_dx.plot(frames, disp[:, i, 1], **style)
+    pos = tracks.positions()[:, i]
+    ax_path.plot(pos[:, 1], pos[:, 0], **style)
+    good = np.flatnonzero(np.all(np.isfinite(pos), axis=1))
+    if good.size:
+        t0 = good[0]
+        ax_path.annotate(
+            str(i), (pos[t0, 1], pos[t0, 0]), color="red" if flagged else color, fontsize=9,
+            xytext=(3, 3), textcoords="offset points",
+        )
+    failed = np.flatnonzero(~tracks.ok[:, i])
+    if failed.size and use:
+        # failed fits: a cross on the time axis (never part of the curves)
+        ax_dy.plot(failed, np.zeros(failed.size), "x", color=color, ms=5)
+
+
+def _draw_drift(axes: tuple[Any, Any], tracks: ParticleTracks, chosen: set[int], opts: DriftOptions) -> None:
+    """The drift over the chosen particles (black) with its spread (grey band)."""
+    frames = np.arange(tracks.n_frames)
+    summ = drift_summary(tracks, particles=sorted(chosen), options=opts)
+    for ax, k in zip(axes, (0, 1)):
+        ax.plot(frames, summ.drift[:, k], color="black", lw=2.2, label=f"drift ({opts.statistic})" if k == 0 else None)
+        lo = summ.drift[:, k] - summ.spread[:, k]
+        hi = summ.drift[:, k] + summ.spread[:, k]
+        ax.fill_between(frames, lo, hi, color="black", alpha=0.15, lw=0)
+
+
+def _label_trajectory_axes(ax_dy: Any, ax_dx: Any, ax_path: Any, reference_frame: int) -> None:
+    ax_dy.set_ylabel("dy (px, +down)")
+    ax_dx.set_ylabel("dx (px, +right)")
+    ax_dx.set_xlabel("frame")
+    ax_dy.set_title(f"displacement from frame {reference_frame} (sample drift)", fontsize=9)
+    ax_dy.legend(fontsize=7, ncol=2, loc="best")
+    ax_path.set_title("paths", fontsize=9)
+    ax_path.set_xlabel("x (px)")
+    ax_path.set_ylabel("y (px)")
+    ax_path.invert_yaxis()
+    ax_path.set_aspect("equal", adjustable="datalim")
+    for ax in (ax_dy, ax_dx, ax_path):
+        ax.grid(True, alpha=0.3)
+    ax_dx.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plot_trajectories(
     tracks: ParticleTracks,
     *,
     particles: Any = None,
     outliers: Any = None,
     holdout: Any = None,
-    statistic: str = "median",
-    reference_frame: int = 0,
+    statistic: str = DRIFT_DEFAULTS.statistic,
+    reference_frame: int = DRIFT_DEFAULTS.reference_frame,
     fig: Figure | None = None,
+    options: DriftOptions | None = None,
 ) -> Figure:
     """Each particle's displacement over time (dy, dx), its path, and the
     drift over the chosen particles with its spread.
@@ -65,60 +132,28 @@ def plot_trajectories(
         Displacements are measured from this frame.
     fig : Figure, optional
         Draw into this figure (cleared first).
+    options : DriftOptions, optional
+        ``statistic`` and ``reference_frame`` in one object; keywords given
+        explicitly (not at their default) override it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
+    opts = DriftOptions.from_call(options, locals())
     fig = _new_figure(fig, (9.0, 6.0))
     n = tracks.n_particles
-    chosen = set(range(n)) if particles is None else {int(i) for i in np.asarray(particles).reshape(-1)}
-    flags = np.zeros(n, dtype=bool) if outliers is None else np.asarray(outliers, dtype=bool).reshape(n)
-    held = set() if holdout is None else {int(i) for i in np.asarray(holdout).reshape(-1)}
-    disp = displacements(tracks, reference_frame=reference_frame)
-    frames = np.arange(tracks.n_frames)
+    chosen, flags, held = _chosen_sets(n, particles, outliers, holdout)
+    disp = displacements(tracks, reference_frame=opts.reference_frame)
     grid = fig.add_gridspec(2, 2, width_ratios=(1.4, 1.0))
     ax_dy = fig.add_subplot(grid[0, 0])
     ax_dx = fig.add_subplot(grid[1, 0], sharex=ax_dy)
     ax_path = fig.add_subplot(grid[:, 1])
     for i in range(n):
-        use = i in chosen
-        kept = i in held and not use
-        color = particle_color(i) if (use or kept) else (0.6, 0.6, 0.6, 1.0)
-        style = dict(color=color, lw=1.2 if use else 0.9, ls="-" if use else "--", marker="." if use else "")
-        role = "" if use else " (held out)" if kept else " (excluded)"
-        label = f"{i}{' (outlier)' if flags[i] else ''}{role}"
-        ax_dy.plot(frames, disp[:, i, 0], label=label, **style)
-        ax_dx.plot(frames, disp[:, i, 1], **style)
-        pos = tracks.positions()[:, i]
-        ax_path.plot(pos[:, 1], pos[:, 0], **style)
-        good = np.flatnonzero(np.all(np.isfinite(pos), axis=1))
-        if good.size:
-            t0 = good[0]
-            ax_path.annotate(
-                str(i), (pos[t0, 1], pos[t0, 0]), color="red" if flags[i] else color, fontsize=9,
-                xytext=(3, 3), textcoords="offset points",
-            )
-        failed = np.flatnonzero(~tracks.ok[:, i])
-        if failed.size and use:
-            # failed fits: a cross on the time axis (never part of the curves)
-            ax_dy.plot(failed, np.zeros(failed.size), "x", color=color, ms=5)
+        _draw_particle((ax_dy, ax_dx, ax_path), tracks, disp, i, (i in chosen, i in held, bool(flags[i])))
     if chosen:
-        summ = drift_summary(tracks, particles=sorted(chosen), statistic=statistic, reference_frame=reference_frame)
-        for ax, k in ((ax_dy, 0), (ax_dx, 1)):
-            ax.plot(frames, summ.drift[:, k], color="black", lw=2.2, label=f"drift ({statistic})" if k == 0 else None)
-            lo = summ.drift[:, k] - summ.spread[:, k]
-            hi = summ.drift[:, k] + summ.spread[:, k]
-            ax.fill_between(frames, lo, hi, color="black", alpha=0.15, lw=0)
-    ax_dy.set_ylabel("dy (px, +down)")
-    ax_dx.set_ylabel("dx (px, +right)")
-    ax_dx.set_xlabel("frame")
-    ax_dy.set_title(f"displacement from frame {reference_frame} (sample drift)", fontsize=9)
-    ax_dy.legend(fontsize=7, ncol=2, loc="best")
-    ax_path.set_title("paths", fontsize=9)
-    ax_path.set_xlabel("x (px)")
-    ax_path.set_ylabel("y (px)")
-    ax_path.invert_yaxis()
-    ax_path.set_aspect("equal", adjustable="datalim")
-    for ax in (ax_dy, ax_dx, ax_path):
-        ax.grid(True, alpha=0.3)
-    ax_dx.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _draw_drift((ax_dy, ax_dx), tracks, chosen, opts)
+    _label_trajectory_axes(ax_dy, ax_dx, ax_path, opts.reference_frame)
     return fig
 
 

@@ -29,11 +29,11 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 
 from ...transforms import FrameTransforms
+from ._options import INTERPOLATIONS, RIGID_DEFAULTS, RigidOptions
 from ._tracks import ParticleTracks
 
-__all__ = ["INTERPOLATIONS", "fit_rigid_frames", "rigid_from_tracks"]
+__all__ = ["INTERPOLATIONS", "ONE_PARTICLE_NOTE", "fit_rigid_frames", "rigid_from_tracks"]
 
-INTERPOLATIONS = ("linear", "spline")
 ONE_PARTICLE_NOTE = (
     "one particle: translation only (rotation needs at least 2 particles); "
     "any rotation of the field is not corrected"
@@ -45,7 +45,7 @@ def fit_rigid_frames(
     dst: np.ndarray,
     weights: np.ndarray,
     *,
-    allow_rotation: bool = True,
+    allow_rotation: bool = RIGID_DEFAULTS.allow_rotation,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame weighted least-squares rigid maps ``src[t] -> dst``.
 
@@ -139,16 +139,109 @@ def _interpolate(values: np.ndarray, good: np.ndarray, kind: str) -> np.ndarray:
     return np.interp(t, tg, values[good])
 
 
+def _chosen(tracks: ParticleTracks, particles: Any) -> np.ndarray:
+    """The chosen particle indices (all by default), sorted and checked."""
+    n_all = tracks.n_particles
+    sel = np.arange(n_all) if particles is None else np.unique(np.asarray(particles, dtype=np.int64).reshape(-1))
+    if sel.size == 0:
+        raise ValueError("no particles chosen: tick at least one particle.")
+    if sel.min() < 0 or sel.max() >= n_all:
+        raise ValueError(f"particle indices must be in 0..{n_all - 1}, got {sel.tolist()}.")
+    return sel
+
+
+def _model(n_chosen: int, opts: RigidOptions) -> tuple[bool, int, list[str]]:
+    """Whether rotation is estimated, the particles a frame needs, and notes for the user."""
+    notes = []
+    rotation = bool(opts.allow_rotation)
+    need = int(opts.min_particles)
+    if n_chosen == 1:
+        rotation = False
+        need = 1
+        notes.append(ONE_PARTICLE_NOTE)
+        warnings.warn(ONE_PARTICLE_NOTE, UserWarning, stacklevel=3)
+    elif rotation and need < 2:
+        need = 2
+    return rotation, need, notes
+
+
+def _starting_target(pos: np.ndarray, good: np.ndarray, usable: np.ndarray, ref: int, need: int) -> np.ndarray:
+    """Initial reference positions: the reference frame's fits (particles missing
+    there get theirs after the first pass), else the usable frame with the most particles."""
+    target = pos[ref].copy()
+    have_target = np.all(np.isfinite(target), axis=1)
+    if have_target.sum() < need:
+        best = int(np.argmax(np.where(usable, good.sum(axis=1), -1)))
+        target = pos[best].copy()
+    return target
+
+
+def _procrustes(
+    pos: np.ndarray, good: np.ndarray, weights: np.ndarray, target: np.ndarray, need: int, rotation: bool, iterations: int
+) -> tuple[np.ndarray, ...]:
+    """Per-frame rigid fits onto reference positions refined by generalised Procrustes.
+
+    Returns the matrices, points used and RMS residual per frame, and the
+    frames with enough particles (``usable``).
+    """
+    have_target = np.all(np.isfinite(target), axis=1)
+    for it in range(iterations + 1):
+        w = weights * have_target[None, :]
+        usable = (w > 0).sum(axis=1) >= need
+        if not np.any(usable):
+            raise ValueError(
+                f"no frame shares {need} good fits with the reference positions: pick particles visible "
+                "in more frames."
+            )
+        mats, counts, rms = fit_rigid_frames(pos, target, w, allow_rotation=rotation)
+        if it == iterations:
+            break
+        # generalised Procrustes: new reference = mean aligned position
+        aligned = _apply(mats, pos)
+        aligned = np.where((good & usable[:, None])[..., None], aligned, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            target = np.nanmean(aligned, axis=0)
+        have_target = np.all(np.isfinite(target), axis=1)
+    return mats, counts, rms, usable
+
+
+def _filled_and_anchored(
+    mats: np.ndarray, usable: np.ndarray, center: tuple[float, float], ref: int, interpolation: str
+) -> FrameTransforms:
+    """The corrections about the frame centre, frames without enough particles
+    interpolated (angle and shift about the centre interpolate meaningfully),
+    re-anchored so that frame ``ref`` is the identity."""
+    est = FrameTransforms.from_matrices(mats, center=center)
+    dy, dx, angle = est.dy.copy(), est.dx.copy(), est.angle.copy()
+    if not np.all(usable):
+        for arr in (dy, dx, angle):
+            arr[:] = _interpolate(arr, usable, interpolation)
+    filled = FrameTransforms(dy=dy, dx=dx, angle=angle, center=center)
+    return filled.relative_to(ref)
+
+
+def _warn_interpolated(interpolated: list[int], need: int) -> None:
+    if interpolated:
+        warnings.warn(
+            f"{len(interpolated)} frame(s) had fewer than {need} good particle fits and were interpolated "
+            f"from their neighbours (flagged ok=False): {interpolated[:20]}{' ...' if len(interpolated) > 20 else ''}",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def rigid_from_tracks(
     tracks: ParticleTracks,
     *,
     particles: Any = None,
-    allow_rotation: bool = True,
-    min_particles: int = 2,
-    reference_frame: int = 0,
-    interpolation: str = "linear",
-    weighted: bool = True,
-    iterations: int = 3,
+    allow_rotation: bool = RIGID_DEFAULTS.allow_rotation,
+    min_particles: int = RIGID_DEFAULTS.min_particles,
+    reference_frame: int = RIGID_DEFAULTS.reference_frame,
+    interpolation: str = RIGID_DEFAULTS.interpolation,
+    weighted: bool = RIGID_DEFAULTS.weighted,
+    iterations: int = RIGID_DEFAULTS.iterations,
+    options: RigidOptions | None = None,
 ) -> FrameTransforms:
     """Per-frame rigid correction from the chosen particles' tracks.
 
@@ -158,7 +251,7 @@ def rigid_from_tracks(
         Output of :func:`~napari_stackalign.track_particles`.
     particles : sequence of int, optional
         Particles to use (default: all). Leave out particles that moved on
-        their own (see :func:`~napari_stackalign.core.particles._trajectories.flag_outliers`)
+        their own (see :func:`~napari_stackalign.core.particles.flag_outliers`)
         and any you keep for a held-out validation.
     allow_rotation : bool
         Estimate rotation + translation (True) or translation only.
@@ -178,6 +271,9 @@ def rigid_from_tracks(
         (precise particles count more).
     iterations : int
         Generalised-Procrustes refinements of the reference positions.
+    options : RigidOptions, optional
+        All the options above in one object; keywords given explicitly (not
+        at their default) override it.
 
     Returns
     -------
@@ -187,99 +283,38 @@ def rigid_from_tracks(
         the fit, ``ok`` False for interpolated frames; ``params`` records
         the particles, per-frame counts, interpolated frames and any note.
     """
+    opts = RigidOptions.from_call(options, locals())
     if not isinstance(tracks, ParticleTracks):
-        raise ValueError("tracks must be a ParticleTracks table (from track_particles or ParticleTracks.from_csv).")
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
-    n_frames, n_all = tracks.n_frames, tracks.n_particles
-    if not 0 <= int(reference_frame) < n_frames:
-        raise ValueError(f"reference_frame must be in 0..{n_frames - 1}, got {reference_frame}.")
-    if int(min_particles) < 1:
-        raise ValueError(f"min_particles must be at least 1, got {min_particles}.")
-    if iterations < 0:
-        raise ValueError("iterations must be >= 0.")
-    sel = np.arange(n_all) if particles is None else np.unique(np.asarray(particles, dtype=np.int64).reshape(-1))
-    if sel.size == 0:
-        raise ValueError("no particles chosen: tick at least one particle.")
-    if sel.min() < 0 or sel.max() >= n_all:
-        raise ValueError(f"particle indices must be in 0..{n_all - 1}, got {sel.tolist()}.")
-    notes = []
-    rotation = bool(allow_rotation)
-    need = int(min_particles)
-    if sel.size == 1:
-        rotation = False
-        need = 1
-        notes.append(ONE_PARTICLE_NOTE)
-        warnings.warn(ONE_PARTICLE_NOTE, UserWarning, stacklevel=2)
-    elif rotation and need < 2:
-        need = 2
+        raise ValueError("tracks must be a ParticleTracks table (from track_particles or ParticleTracks.from_csv).")  # noqa: TRY004 - the house rule: bad values raise ValueError
+    if not opts.reference_frame < tracks.n_frames:
+        raise ValueError(f"reference_frame must be in 0..{tracks.n_frames - 1}, got {opts.reference_frame}.")
+    sel = _chosen(tracks, particles)
+    rotation, need, notes = _model(sel.size, opts)
 
     pos = tracks.positions()[:, sel]  # (T, n, 2), NaN where failed
     good = np.all(np.isfinite(pos), axis=2)
-    base_w = _particle_weights(tracks, sel, weighted)
-    weights = good * base_w[None, :]
+    weights = good * _particle_weights(tracks, sel, opts.weighted)[None, :]
     usable = good.sum(axis=1) >= need
     if not np.any(usable):
         raise ValueError(
             f"no frame has {need} good fits among particles {sel.tolist()}: pick more particles, "
             "lower min_particles, or check the fits (box size, R\u00b2 gate)."
         )
-    ref = int(reference_frame)
-    # initial reference positions: the reference frame's fits; particles
-    # missing there get theirs after the first pass
-    target = pos[ref].copy()
-    have_target = np.all(np.isfinite(target), axis=1)
-    if have_target.sum() < need:
-        # fall back to the usable frame with the most particles
-        best = int(np.argmax(np.where(usable, good.sum(axis=1), -1)))
-        target = pos[best].copy()
-        have_target = np.all(np.isfinite(target), axis=1)
-    for it in range(iterations + 1):
-        w = weights * have_target[None, :]
-        usable = (w > 0).sum(axis=1) >= need
-        if not np.any(usable):
-            raise ValueError(
-                f"no frame shares {need} good fits with the reference positions: pick particles visible "
-                "in more frames."
-            )
-        mats, counts, rms = fit_rigid_frames(pos, target, w, allow_rotation=rotation)
-        if it == iterations:
-            break
-        # generalised Procrustes: new reference = mean aligned position
-        aligned = _apply(mats, pos)
-        aligned = np.where((good & usable[:, None])[..., None], aligned, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            target = np.nanmean(aligned, axis=0)
-        have_target = np.all(np.isfinite(target), axis=1)
-
-    # interpolate the frames with too few particles (parameters about the
-    # frame centre, where interpolating angle and shift is meaningful)
+    ref = opts.reference_frame
+    target = _starting_target(pos, good, usable, ref, need)
+    mats, counts, rms, usable = _procrustes(pos, good, weights, target, need, rotation, opts.iterations)
     center = tracks.frame_center
-    est = FrameTransforms.from_matrices(mats, center=center)
-    dy, dx, angle = est.dy.copy(), est.dx.copy(), est.angle.copy()
-    if not np.all(usable):
-        for arr in (dy, dx, angle):
-            arr[:] = _interpolate(arr, usable, interpolation)
-    filled = FrameTransforms(dy=dy, dx=dx, angle=angle, center=center)
-    # re-anchor: the reference frame becomes the identity
-    anchored = filled.relative_to(ref)
+    anchored = _filled_and_anchored(mats, usable, center, ref, opts.interpolation)
     interpolated = np.flatnonzero(~usable).tolist()
-    if interpolated:
-        warnings.warn(
-            f"{len(interpolated)} frame(s) had fewer than {need} good particle fits and were interpolated "
-            f"from their neighbours (flagged ok=False): {interpolated[:20]}{' ...' if len(interpolated) > 20 else ''}",
-            UserWarning,
-            stacklevel=2,
-        )
+    _warn_interpolated(interpolated, need)
     params = {
         "particles": sel.tolist(),
-        "allow_rotation": bool(allow_rotation),
+        "allow_rotation": bool(opts.allow_rotation),
         "rotation_estimated": rotation,
         "min_particles": need,
         "reference_frame": ref,
-        "interpolation": interpolation,
-        "weighted": bool(weighted),
+        "interpolation": opts.interpolation,
+        "weighted": bool(opts.weighted),
         "n_used": counts.astype(int).tolist(),
         "interpolated_frames": interpolated,
         "quality": "RMS residual of the particle positions after the rigid fit (px); NaN where interpolated",

@@ -4,7 +4,7 @@ Each particle's box is recentred on its last good fit, shifted by the motion
 the other particles have shown since (and by the current velocity), so a
 drift much larger than the box is followed as long as each frame-to-frame
 step stays within about half a box. All particles of a frame are fitted in
-one batch (:func:`~napari_stackalign.core.particles._gaussian_fit.fit_gaussians`), while
+one batch (:func:`~napari_stackalign.core.particles.fit_gaussians`), while
 a background thread reads the next chunk of frames.
 
 Per frame, three attempts, each only for the particles still failing:
@@ -23,6 +23,7 @@ reason; it is never used downstream.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,9 @@ import cv2
 import numpy as np
 
 from ...progress import ProgressCallback, report
-from ._gaussian_fit import GaussianFits, _check_box, fit_gaussians_at
+from ..checks import check_stack
+from ._gaussian_fit import GaussianFits, _fit_at
+from ._options import TRACK_DEFAULTS, TrackOptions
 from ._picks import as_picks
 from ._tracks import ParticleTracks
 
@@ -95,7 +98,7 @@ class _Sweep:
         if len(self.order) < 2:
             return np.zeros(2)
         recent = self.order[-4:]
-        steps = np.array([self.motion_at(b) - self.motion_at(a) for a, b in zip(recent[:-1], recent[1:])])
+        steps = np.array([self.motion_at(b) - self.motion_at(a) for a, b in itertools.pairwise(recent)])
         if steps.shape[0] < 3:  # too few for a median: the smaller step
             return steps[int(np.argmin(np.hypot(steps[:, 0], steps[:, 1])))]
         return np.median(steps, axis=0)
@@ -132,15 +135,15 @@ def _ncc_consensus(
     prev32 = np.asarray(prev_image, dtype=np.float32)
     img32 = np.asarray(image, dtype=np.float32)
     for (py, px), (qy, qx) in zip(centers_prev, predicted):
-        ty0, tx0 = int(round(py)) - bh // 2, int(round(px)) - bw // 2
+        ty0, tx0 = int(round(py)) - bh // 2, int(round(px)) - bw // 2  # noqa: RUF046 - an int whatever the coordinates dtype
         if ty0 < 0 or tx0 < 0 or ty0 + bh > h or tx0 + bw > w:
             continue  # the template is cut by the frame border
         templ = prev32[ty0 : ty0 + bh, tx0 : tx0 + bw]
         if float(templ.std()) == 0.0:
             continue
         # window of all template positions within +/- search of the prediction
-        wy0 = int(round(qy)) - bh // 2 - search
-        wx0 = int(round(qx)) - bw // 2 - search
+        wy0 = int(round(qy)) - bh // 2 - search  # noqa: RUF046 - an int whatever the coordinates dtype
+        wx0 = int(round(qx)) - bw // 2 - search  # noqa: RUF046
         cy0, cx0 = max(wy0, 0), max(wx0, 0)
         cy1, cx1 = min(wy0 + size - 1 + bh, h), min(wx0 + size - 1 + bw, w)
         if cy1 - cy0 < bh or cx1 - cx0 < bw:
@@ -159,20 +162,212 @@ def _ncc_consensus(
     return np.array([a - search, b - search], dtype=np.float64)
 
 
+def _check_input(stack: Any, picks: Any, frame0: int, opts: TrackOptions) -> np.ndarray:
+    """The (N, 3) picks (frame, y, x), checked against the stack and the box."""
+    n_frames, height, width = check_stack(stack, what="particle tracking")
+    bh, bw = opts.box_shape
+    if height < bh or width < bw:
+        raise ValueError(f"frames ({height}x{width}) are smaller than the box ({bh}x{bw}): use a smaller box.")
+    if not 0 <= int(frame0) < n_frames:
+        raise ValueError(f"frame0 must be in 0..{n_frames - 1}, got {frame0}.")
+    picks_arr = as_picks(picks, frame0=int(frame0))
+    starts = picks_arr[:, 0].astype(np.int64)
+    if starts.min() < 0 or starts.max() >= n_frames:
+        raise ValueError(f"picks lie in frames {sorted(set(starts.tolist()))}, but the stack has {n_frames} frames.")
+    yx = picks_arr[:, 1:]
+    outside = (yx[:, 0] < -0.5) | (yx[:, 0] > height - 0.5) | (yx[:, 1] < -0.5) | (yx[:, 1] > width - 0.5)
+    if np.any(outside):
+        bad = np.flatnonzero(outside).tolist()
+        raise ValueError(f"picks {bad} lie outside the {height}x{width} frame: remove them or check the layer scale.")
+    return picks_arr
+
+
+class _Tracker:
+    """The table being filled, and the forward and backward sweeps that fill it."""
+
+    def __init__(
+        self, stack: Any, picks: np.ndarray, opts: TrackOptions, workers: int | None, progress: ProgressCallback | None
+    ) -> None:
+        self.stack = stack
+        self.picks = picks
+        self.opts = opts
+        self.workers = workers
+        self.progress = progress
+        n_frames, n = int(stack.shape[0]), picks.shape[0]
+        self.n = n
+        self.starts = picks[:, 0].astype(np.int64)
+        self.yx = picks[:, 1:]
+        self.box = opts.box_shape
+        self.values = {name: np.full((n_frames, n), np.nan) for name in _FIELDS}
+        self.ok = np.zeros((n_frames, n), dtype=bool)
+        self.reason = np.full((n_frames, n), "not fitted", dtype=object)
+        self.polarity: list[bool | None] = [opts.dark] * n
+        self.total = n_frames
+        self.done = 0
+        self.last_report = time.perf_counter()
+
+    # ----------------------------------------------------------- the table
+    def fit(self, frame: np.ndarray, centers: np.ndarray, particles: Any) -> GaussianFits:
+        """Fit ``particles`` (indices) around ``centers`` with their polarity."""
+        return _fit_at(frame, centers, self.opts, dark=[self.polarity[i] for i in particles], workers=self.workers)
+
+    def store(self, t: int, idx: np.ndarray, fits: GaussianFits, sel: np.ndarray) -> None:
+        """Write the fits ``sel`` of particles ``idx`` into frame ``t`` of the table."""
+        rows = idx[sel]
+        for name in _FIELDS:
+            self.values[name][t, rows] = getattr(fits, name)[sel]
+        self.ok[t, rows] = fits.ok[sel]
+        for k, j in zip(np.flatnonzero(sel), rows):
+            self.reason[t, j] = fits.reason[k]
+
+    # ---------------------------------------------------------- the sweeps
+    def run(self) -> ParticleTracks:
+        """Both sweeps, then the table."""
+        report(self.progress, 0, self.total, "track")
+        first, last = int(self.starts.min()), int(self.starts.max())
+        self.sweep(list(range(first, self.total)), True)
+        if last > 0:
+            self.sweep(list(range(last, -1, -1)), False)
+        # frames never reached by either sweep do not exist: forward covers
+        # t >= min(start), backward covers t < max(start)
+        report(self.progress, self.total, self.total, "track")
+        self.reason[self.ok] = ""
+        return ParticleTracks(
+            **self.values, ok=self.ok, reason=self.reason, shape=tuple(self.stack.shape[1:]), picks=self.picks,
+            params=self.params(),
+        )
+
+    def sweep(self, order: list[int], forward: bool) -> None:
+        """Follow the particles through the frames ``order`` (one direction in time)."""
+        sweep = _Sweep(self.n)
+        for t, frame in _frames(self.stack, order, self.opts.chunk_size):
+            frame = np.asarray(frame)
+            entering = np.flatnonzero(self.starts == t)
+            behind = (self.starts < t) if forward else (self.starts > t)
+            tracked = np.flatnonzero(behind & (sweep.entered_frame >= 0))
+            if entering.size:
+                self.enter(sweep, t, frame, entering, forward)
+            if tracked.size:
+                self.follow(sweep, t, frame, tracked)
+            # global motion: median displacement of the particles found here
+            _update_motion(sweep, t, tracked, self.ok, self.values)
+            sweep.prev = t
+            sweep.order.append(t)
+            sweep.prev_image = frame
+            self.tick()
+
+    def enter(self, sweep: _Sweep, t: int, frame: np.ndarray, entering: np.ndarray, forward: bool) -> None:
+        """Particles picked in frame ``t``: fit at the pick (forward) or take the
+        forward fit at their pick frame (backward)."""
+        values = self.values
+        if forward:
+            fits = self.fit(frame, self.yx[entering], entering)
+            self.store(t, entering, fits, np.ones(entering.size, dtype=bool))
+            for k, i in enumerate(entering):
+                if fits.ok[k] and self.polarity[i] is None:
+                    self.polarity[i] = bool(fits.dark[k])
+        sweep.entered_frame[entering] = t
+        good = self.ok[t, entering]
+        sweep.last_pos[entering] = np.where(
+            good[:, None], np.column_stack([values["y"][t, entering], values["x"][t, entering]]), self.yx[entering]
+        )
+        sweep.last_frame[entering] = t
+        sweep.have[entering] = good
+
+    def follow(self, sweep: _Sweep, t: int, frame: np.ndarray, tracked: np.ndarray) -> None:
+        """Fit the particles ``tracked`` in frame ``t``, reject mis-locks, move the good ones on."""
+        values = self.values
+        self.fit_three_ways(sweep, t, frame, tracked)
+        _reject_jumps(sweep, t, tracked, self.ok, self.reason, values, self.opts.jump_limit)
+        for i in tracked:
+            if self.ok[t, i]:
+                if self.polarity[i] is None:
+                    self.polarity[i] = bool(values["amplitude"][t, i] < 0)
+                sweep.last_pos[i] = (values["y"][t, i], values["x"][t, i])
+                sweep.last_frame[i] = t
+                sweep.have[i] = True
+
+    def fit_three_ways(self, sweep: _Sweep, t: int, frame: np.ndarray, idx: np.ndarray) -> None:
+        """Fit particles ``idx`` in frame ``t`` with the three attempts."""
+        pred = sweep.predict(idx)
+        # where each particle "would be" without this frame's motion: used to
+        # measure this frame's global step
+        base = sweep.motion_at(sweep.prev) if sweep.prev is not None else np.zeros(2)
+        no_step = sweep.last_pos[idx] + np.array([base - sweep.motion_at(int(f)) for f in sweep.last_frame[idx]]).reshape(-1, 2)
+        sweep.step_from = {int(i): no_step[k] for k, i in enumerate(idx)}
+        fits = self.fit(frame, pred, idx)
+        self.store(t, idx, fits, np.ones(idx.size, dtype=bool))
+        found = fits.ok.copy()
+        if found.all():
+            return
+        offset = self.retry_offset(sweep, frame, idx, pred, fits, found)
+        if offset is None:
+            return
+        retry = ~found
+        fits2 = self.fit(frame, pred[retry] + offset, idx[retry])
+        sel = fits2.ok
+        if np.any(sel):
+            self.store(t, idx[retry], fits2, sel)
+
+    def retry_offset(
+        self, sweep: _Sweep, frame: np.ndarray, idx: np.ndarray, pred: np.ndarray, fits: GaussianFits, found: np.ndarray
+    ) -> np.ndarray | None:
+        """Where to fit the lost particles again, as an offset from their predictions (None: nowhere)."""
+        offset = None
+        search = self.opts.search_radius
+        if found.any():
+            # attempt 2: the others' offset from their predictions
+            offset = np.median(fits.centers[found] - pred[found], axis=0)
+            if np.hypot(*offset) < 1.0:
+                offset = None
+        elif search > 0 and sweep.prev_image is not None:
+            # attempt 3: every particle lost; search by cross-correlation
+            recent = sweep.have[idx] & (sweep.last_frame[idx] == sweep.prev)
+            if np.any(recent):
+                rounded = np.round(pred[recent])
+                common = _ncc_consensus(sweep.prev_image, frame, sweep.last_pos[idx][recent], rounded, self.box, search)
+                if common is not None:
+                    offset = common + np.median(rounded - pred[recent], axis=0)
+        return offset
+
+    def tick(self) -> None:
+        """One more frame done: report (at most every 0.1 s, and at the end)."""
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.last_report > 0.1 or self.done == self.total:
+            report(self.progress, self.done, self.total, "track")
+            self.last_report = now
+
+    def params(self) -> dict[str, Any]:
+        """The tracking parameters, for provenance (and for the re-fits of a validation)."""
+        opts = self.opts
+        return {
+            "box": list(self.box),
+            "min_r2": float(opts.min_r2),
+            "max_sigma": None if opts.max_sigma is None else float(opts.max_sigma),
+            "dark": opts.dark,
+            "search": opts.search_radius,
+            "max_jump": opts.jump_limit,
+            "polarity": ["dark" if p else "bright" if p is not None else "unknown" for p in self.polarity],
+        }
+
+
 def track_particles(
     stack: Any,
     picks: Any,
     *,
-    box: Any = 15,
+    box: Any = TRACK_DEFAULTS.box,
     frame0: int = 0,
-    min_r2: float = 0.5,
-    max_sigma: float | None = None,
-    dark: bool | None = None,
-    search: int | None = None,
-    max_jump: float | None = None,
-    chunk_size: int = 64,
+    min_r2: float = TRACK_DEFAULTS.min_r2,
+    max_sigma: float | None = TRACK_DEFAULTS.max_sigma,
+    dark: bool | None = TRACK_DEFAULTS.dark,
+    max_iter: int = TRACK_DEFAULTS.max_iter,
+    search: int | None = TRACK_DEFAULTS.search,
+    max_jump: float | None = TRACK_DEFAULTS.max_jump,
+    chunk_size: int = TRACK_DEFAULTS.chunk_size,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    options: TrackOptions | None = None,
 ) -> ParticleTracks:
     """Track picked particles through a stack with 2-D Gaussian fits.
 
@@ -194,6 +389,8 @@ def track_particles(
         Largest accepted spot width (default: a third of the box).
     dark : bool or None
         Spot polarity; None detects it at each particle's pick and keeps it.
+    max_iter : int
+        Iteration limit of each Gaussian fit.
     search : int, optional
         Radius (px) of the cross-correlation search used when every particle
         is lost in a frame (default: twice the box); 0 disables it.
@@ -209,6 +406,9 @@ def track_particles(
     progress : callable, optional
         ``progress(done, total, stage)``; may raise
         :class:`~napari_stackalign.core.Cancelled` to stop.
+    options : TrackOptions, optional
+        All the tracking options in one object; keywords given explicitly
+        (not at their default) override it.
 
     Returns
     -------
@@ -216,127 +416,9 @@ def track_particles(
         One row per (frame, particle) with the fit, ``ok`` and the reason a
         fit was rejected.
     """
-    shape = tuple(stack.shape)
-    if len(shape) != 3:
-        raise ValueError(
-            f"track_particles needs a (T, Y, X) stack, got shape {shape}: "
-            "for a single image use fit_gaussian; for channels pick one channel first."
-        )
-    n_frames, height, width = (int(v) for v in shape)
-    if n_frames < 1:
-        raise ValueError("the stack has no frames.")
-    bh, bw = _check_box(box)
-    if height < bh or width < bw:
-        raise ValueError(f"frames ({height}x{width}) are smaller than the box ({bh}x{bw}): use a smaller box.")
-    if not 0 <= int(frame0) < n_frames:
-        raise ValueError(f"frame0 must be in 0..{n_frames - 1}, got {frame0}.")
-    if chunk_size < 1:
-        raise ValueError("chunk_size must be at least 1.")
-    if search is None:
-        search = 2 * max(bh, bw)
-    if max_jump is None:
-        max_jump = max(bh, bw) / 3.0
-    if not max_jump > 0:
-        raise ValueError(f"max_jump must be a positive distance in px, got {max_jump}.")
-    if search < 0:
-        raise ValueError(f"search must be >= 0 px (0 disables the search), got {search}.")
-    picks_arr = as_picks(picks, frame0=int(frame0))
-    starts = picks_arr[:, 0].astype(np.int64)
-    if starts.min() < 0 or starts.max() >= n_frames:
-        raise ValueError(f"picks lie in frames {sorted(set(starts.tolist()))}, but the stack has {n_frames} frames.")
-    yx = picks_arr[:, 1:]
-    outside = (yx[:, 0] < -0.5) | (yx[:, 0] > height - 0.5) | (yx[:, 1] < -0.5) | (yx[:, 1] > width - 0.5)
-    if np.any(outside):
-        bad = np.flatnonzero(outside).tolist()
-        raise ValueError(f"picks {bad} lie outside the {height}x{width} frame: remove them or check the layer scale.")
-    n = picks_arr.shape[0]
-    fit_kw = dict(min_r2=min_r2, max_sigma=max_sigma, workers=workers)
-    # validate the gates once, up front (a bad value fails before reading frames)
-    fit_gaussians_at(np.zeros((bh, bw)), np.zeros((1, 2)), (bh, bw), dark=dark, **fit_kw)
-
-    values = {name: np.full((n_frames, n), np.nan) for name in _FIELDS}
-    ok = np.zeros((n_frames, n), dtype=bool)
-    reason = np.full((n_frames, n), "not fitted", dtype=object)
-    polarity: list[bool | None] = [dark] * n
-
-    total = n_frames
-    done = 0
-    last_report = time.perf_counter()
-    report(progress, 0, total, "track")
-
-    def store(t: int, idx: np.ndarray, fits: GaussianFits, sel: np.ndarray) -> None:
-        rows = idx[sel]
-        for name in _FIELDS:
-            values[name][t, rows] = getattr(fits, name)[sel]
-        ok[t, rows] = fits.ok[sel]
-        for k, j in zip(np.flatnonzero(sel), rows):
-            reason[t, j] = fits.reason[k]
-
-    def run_sweep(order: list[int], forward: bool) -> None:
-        nonlocal done, last_report
-        sweep = _Sweep(n)
-        for t, frame in _frames(stack, order, chunk_size):
-            frame = np.asarray(frame)
-            entering = np.flatnonzero(starts == t)
-            behind = (starts < t) if forward else (starts > t)
-            tracked = np.flatnonzero(behind & (sweep.entered_frame >= 0))
-            # particles entering here: fit at the pick (forward) or take the
-            # forward fit at their pick frame (backward)
-            if entering.size:
-                if forward:
-                    fits = fit_gaussians_at(frame, yx[entering], (bh, bw), dark=[polarity[i] for i in entering], **fit_kw)
-                    store(t, entering, fits, np.ones(entering.size, dtype=bool))
-                    for k, i in enumerate(entering):
-                        if fits.ok[k] and polarity[i] is None:
-                            polarity[i] = bool(fits.dark[k])
-                sweep.entered_frame[entering] = t
-                good = ok[t, entering]
-                sweep.last_pos[entering] = np.where(
-                    good[:, None], np.column_stack([values["y"][t, entering], values["x"][t, entering]]), yx[entering]
-                )
-                sweep.last_frame[entering] = t
-                sweep.have[entering] = good
-            if tracked.size:
-                _track_frame(sweep, t, frame, tracked, (bh, bw), search, polarity, fit_kw, store)
-                _reject_jumps(sweep, t, tracked, ok, reason, values, max_jump)
-                for i in tracked:
-                    if ok[t, i]:
-                        if polarity[i] is None:
-                            polarity[i] = bool(values["amplitude"][t, i] < 0)
-                        sweep.last_pos[i] = (values["y"][t, i], values["x"][t, i])
-                        sweep.last_frame[i] = t
-                        sweep.have[i] = True
-            # global motion: median displacement of the particles found here
-            _update_motion(sweep, t, tracked, ok, values)
-            sweep.prev = t
-            sweep.order.append(t)
-            sweep.prev_image = frame
-            done += 1
-            now = time.perf_counter()
-            if now - last_report > 0.1 or done == total:
-                report(progress, done, total, "track")
-                last_report = now
-
-    first, last = int(starts.min()), int(starts.max())
-    run_sweep(list(range(first, n_frames)), True)
-    if last > 0:
-        run_sweep(list(range(last, -1, -1)), False)
-    # frames never reached by either sweep do not exist: forward covers
-    # t >= min(start), backward covers t < max(start)
-    report(progress, total, total, "track")
-    reason[ok] = ""
-    params = {
-        "box": [bh, bw],
-        "min_r2": float(min_r2),
-        "max_sigma": None if max_sigma is None else float(max_sigma),
-        "dark": dark,
-        "search": int(search),
-        "max_jump": float(max_jump),
-        "polarity": ["dark" if p else "bright" if p is not None else "unknown" for p in polarity],
-    }
-    return ParticleTracks(
-        **values, ok=ok, reason=reason, shape=(height, width), picks=picks_arr, params=params
-    )
+    opts = TrackOptions.from_call(options, locals())
+    picks_arr = _check_input(stack, picks, frame0, opts)
+    return _Tracker(stack, picks_arr, opts, workers, progress).run()
 
 
 def _reject_jumps(
@@ -374,52 +456,3 @@ def _update_motion(sweep: _Sweep, t: int, tracked: np.ndarray, ok: np.ndarray, v
         sweep.motion[t] = base + np.median(np.array(steps), axis=0)
     else:
         sweep.motion[t] = base + sweep.velocity()
-
-
-def _track_frame(
-    sweep: _Sweep,
-    t: int,
-    frame: np.ndarray,
-    idx: np.ndarray,
-    box: tuple[int, int],
-    search: int,
-    polarity: list,
-    fit_kw: dict,
-    store: Any,
-) -> None:
-    """Fit particles ``idx`` in frame ``t`` with the three attempts."""
-    pred = sweep.predict(idx)
-    # where each particle "would be" without this frame's motion: used to
-    # measure this frame's global step
-    base = sweep.motion_at(sweep.prev) if sweep.prev is not None else np.zeros(2)
-    no_step = sweep.last_pos[idx] + np.array([base - sweep.motion_at(int(f)) for f in sweep.last_frame[idx]]).reshape(-1, 2)
-    sweep.step_from = {int(i): no_step[k] for k, i in enumerate(idx)}
-    dark = [polarity[i] for i in idx]
-    fits = fit_gaussians_at(frame, pred, box, dark=dark, **fit_kw)
-    store(t, idx, fits, np.ones(idx.size, dtype=bool))
-    found = fits.ok.copy()
-    if found.all():
-        return
-    offset = None
-    if found.any():
-        # attempt 2: the others' offset from their predictions
-        offset = np.median(fits.centers[found] - pred[found], axis=0)
-        if np.hypot(*offset) < 1.0:
-            offset = None
-    elif search > 0 and sweep.prev_image is not None:
-        # attempt 3: every particle lost; search by cross-correlation
-        recent = sweep.have[idx] & (sweep.last_frame[idx] == sweep.prev)
-        if np.any(recent):
-            rounded = np.round(pred[recent])
-            common = _ncc_consensus(sweep.prev_image, frame, sweep.last_pos[idx][recent], rounded, box, search)
-            if common is not None:
-                offset = common + np.median(rounded - pred[recent], axis=0)
-    if offset is None:
-        return
-    retry = ~found
-    fits2 = fit_gaussians_at(
-        frame, pred[retry] + offset, box, dark=[d for d, r in zip(dark, retry) if r], **fit_kw
-    )
-    sel = fits2.ok
-    if np.any(sel):
-        store(t, idx[retry], fits2, sel)

@@ -47,7 +47,7 @@ class ParticleTracks:
     Attributes
     ----------
     y, x, amplitude, sigma_major, sigma_minor, angle, background, r2, pos_err : ndarray, shape (T, N)
-        Fit results (see :class:`~napari_stackalign.core.particles._gaussian_fit.GaussianFit`);
+        Fit results (see :class:`~napari_stackalign.core.particles.GaussianFit`);
         NaN where no fit was attempted or it did not converge.
     ok : ndarray of bool, shape (T, N)
         True where the fit passed every quality gate. Only these positions

@@ -19,12 +19,17 @@ from typing import Any
 import numpy as np
 
 from ...files import atomic_write_text
+from ._options import (
+    DRIFT_DEFAULTS,
+    OUTLIER_DEFAULTS,
+    STATISTICS,
+    DriftOptions,
+    OutlierOptions,
+)
 from ._rigid import fit_rigid_frames
 from ._tracks import ParticleTracks
 
 __all__ = ["STATISTICS", "DriftSummary", "OutlierReport", "displacements", "drift_summary", "flag_outliers"]
-
-STATISTICS = ("median", "mean")
 
 
 def _selection(tracks: ParticleTracks, particles: Any) -> np.ndarray:
@@ -36,7 +41,7 @@ def _selection(tracks: ParticleTracks, particles: Any) -> np.ndarray:
     return sel
 
 
-def displacements(tracks: ParticleTracks, *, reference_frame: int = 0) -> np.ndarray:
+def displacements(tracks: ParticleTracks, *, reference_frame: int = DRIFT_DEFAULTS.reference_frame) -> np.ndarray:
     """(T, N, 2) displacement (dy, dx) of every particle from its position in
     ``reference_frame``; NaN where its fit failed.
 
@@ -108,14 +113,34 @@ def drift_summary(
     tracks: ParticleTracks,
     *,
     particles: Any = None,
-    statistic: str = "median",
-    reference_frame: int = 0,
+    statistic: str = DRIFT_DEFAULTS.statistic,
+    reference_frame: int = DRIFT_DEFAULTS.reference_frame,
+    options: DriftOptions | None = None,
 ) -> DriftSummary:
-    """Drift over the chosen particles, with its spread (see :class:`DriftSummary`)."""
-    if statistic not in STATISTICS:
-        raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}.")
+    """Drift over the chosen particles, with its spread.
+
+    Parameters
+    ----------
+    tracks : ParticleTracks
+    particles : sequence of int, optional
+        The chosen particles (default all).
+    statistic : {"median", "mean"}
+        Median (spread: 1.4826 x MAD) or mean (spread: standard deviation)
+        over the particles.
+    reference_frame : int
+        Displacements are measured from this frame.
+    options : DriftOptions, optional
+        ``statistic`` and ``reference_frame`` in one object; keywords given
+        explicitly (not at their default) override it.
+
+    Returns
+    -------
+    DriftSummary
+    """
+    opts = DriftOptions.from_call(options, locals())
+    statistic = opts.statistic
     sel = _selection(tracks, particles)
-    disp = displacements(tracks, reference_frame=reference_frame)[:, sel]
+    disp = displacements(tracks, reference_frame=opts.reference_frame)[:, sel]
     good = np.all(np.isfinite(disp), axis=2)
     n_used = good.sum(axis=1)
     with warnings.catch_warnings():
@@ -176,9 +201,10 @@ def flag_outliers(
     tracks: ParticleTracks,
     *,
     particles: Any = None,
-    allow_rotation: bool = True,
-    k: float = 3.5,
-    min_px: float = 0.5,
+    allow_rotation: bool = OUTLIER_DEFAULTS.allow_rotation,
+    k: float = OUTLIER_DEFAULTS.k,
+    min_px: float = OUTLIER_DEFAULTS.min_px,
+    options: OutlierOptions | None = None,
 ) -> OutlierReport:
     """Flag particles that moved on their own, with a robust rule.
 
@@ -206,6 +232,9 @@ def flag_outliers(
         Robust z-score limit.
     min_px : float
         Scores below this (px) are never flagged.
+    options : OutlierOptions, optional
+        The three options above in one object; keywords given explicitly
+        (not at their default) override it.
 
     Returns
     -------
@@ -213,8 +242,8 @@ def flag_outliers(
         Scores and flags for *all* particles of ``tracks`` (NaN / False for
         those not considered).
     """
-    if k <= 0 or min_px < 0:
-        raise ValueError("k must be positive and min_px non-negative.")
+    opts = OutlierOptions.from_call(options, locals())
+    allow_rotation, k, min_px = opts.allow_rotation, opts.k, opts.min_px
     sel = _selection(tracks, particles)
     n = tracks.n_particles
     score = np.full(n, np.nan)

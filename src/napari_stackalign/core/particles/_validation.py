@@ -35,6 +35,15 @@ from ...files import atomic_write_text
 from ...progress import ProgressCallback
 from ...transforms import FrameTransforms
 from ..apply import apply_transforms
+from ..checks import check_stack
+from ._options import (
+    RIGID_DEFAULTS,
+    TRACK_DEFAULTS,
+    VALIDATION_DEFAULTS,
+    RigidOptions,
+    TrackOptions,
+    ValidationOptions,
+)
 from ._rigid import rigid_from_tracks
 from ._tracking import track_particles
 from ._tracks import ParticleTracks
@@ -246,10 +255,21 @@ def _start_picks(tracks: ParticleTracks, transforms: FrameTransforms) -> tuple[n
     return np.array(rows, dtype=np.float64).reshape(-1, 3), np.array(found, dtype=np.int64)
 
 
+def _loo_options(params: dict[str, Any], rotation: bool, need: int, n_others: int) -> RigidOptions:
+    """The correction's options (recorded in its ``params``) for a fit without one particle."""
+    return RigidOptions(
+        allow_rotation=rotation,
+        min_particles=max(int(params.get("min_particles", need)), need) if n_others > 1 else 1,
+        reference_frame=int(params.get("reference_frame", RIGID_DEFAULTS.reference_frame)),
+        interpolation=str(params.get("interpolation", RIGID_DEFAULTS.interpolation)),
+        weighted=bool(params.get("weighted", RIGID_DEFAULTS.weighted)),
+    )
+
+
 def _loo(tracks: ParticleTracks, used: np.ndarray, transforms: FrameTransforms) -> np.ndarray:
     """Leave-one-out RMS residual of each used particle (NaN where not possible)."""
     params = transforms.params
-    rotation = bool(params.get("rotation_estimated", params.get("allow_rotation", True)))
+    rotation = bool(params.get("rotation_estimated", params.get("allow_rotation", RIGID_DEFAULTS.allow_rotation)))
     need = 2 if rotation else 1
     out = np.full(tracks.n_particles, np.nan)
     if used.size < need + 1:
@@ -260,15 +280,7 @@ def _loo(tracks: ParticleTracks, used: np.ndarray, transforms: FrameTransforms) 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                est = rigid_from_tracks(
-                    tracks,
-                    particles=others,
-                    allow_rotation=rotation,
-                    min_particles=max(int(params.get("min_particles", need)), need) if others.size > 1 else 1,
-                    reference_frame=int(params.get("reference_frame", 0)),
-                    interpolation=str(params.get("interpolation", "linear")),
-                    weighted=bool(params.get("weighted", True)),
-                )
+                est = rigid_from_tracks(tracks, particles=others, options=_loo_options(params, rotation, need, others.size))
         except ValueError:
             continue
         mats = est.to_matrices()
@@ -282,6 +294,77 @@ def _loo(tracks: ParticleTracks, used: np.ndarray, transforms: FrameTransforms) 
     return out
 
 
+def _check_same_stack(stack: Any, transforms: FrameTransforms, tracks: ParticleTracks, aligned: Any) -> tuple[int, ...]:
+    """The stack's shape, checked against the transforms, the tracks and the aligned stack."""
+    shape = check_stack(stack, what="validation")
+    if len(transforms) != shape[0] or tracks.n_frames != shape[0]:
+        raise ValueError(
+            f"the stack has {shape[0]} frames, the transforms {len(transforms)} and the tracks "
+            f"{tracks.n_frames}: they must come from the same stack."
+        )
+    if tuple(shape[1:]) != tuple(tracks.shape):
+        raise ValueError(f"the tracks were measured on {tracks.shape} frames, the stack has {shape[1:]}.")
+    if aligned is not None and tuple(aligned.shape) != shape:
+        raise ValueError(f"aligned has shape {tuple(aligned.shape)}, expected {shape}.")
+    return shape
+
+
+def _roles(tracks: ParticleTracks, transforms: FrameTransforms, particles: Any, holdout: Any) -> tuple[np.ndarray, ...]:
+    """The used and held-out particles (checked: never both) and every particle's role."""
+    n = tracks.n_particles
+    held = np.unique(np.asarray([] if holdout is None else holdout, dtype=np.int64).reshape(-1))
+    if particles is None:
+        used = np.asarray(transforms.params.get("particles", np.setdiff1d(np.arange(n), held)), dtype=np.int64)
+    else:
+        used = np.asarray(particles, dtype=np.int64).reshape(-1)
+    used = np.unique(used)
+    for name, arr in (("particles", used), ("holdout", held)):
+        if arr.size and (arr.min() < 0 or arr.max() >= n):
+            raise ValueError(f"{name} must be particle indices in 0..{n - 1}, got {arr.tolist()}.")
+    both = np.intersect1d(used, held)
+    if both.size:
+        raise ValueError(
+            f"particles {both.tolist()} are both used for the correction and held out: a held-out check "
+            "must use particles the correction never saw."
+        )
+    role = ["used" if i in used else "held out" if i in held else "excluded" for i in range(n)]
+    return used, held, role
+
+
+def _refit_options(tracks: ParticleTracks, opts: ValidationOptions) -> TrackOptions:
+    """The tracking's own options (recorded in its ``params``) for the re-fits; ``min_r2`` as asked."""
+    box = tracks.params.get("box", TRACK_DEFAULTS.box)
+    return TrackOptions(
+        box=tuple(box) if isinstance(box, list) else box,
+        min_r2=tracks.params.get("min_r2", TRACK_DEFAULTS.min_r2) if opts.min_r2 is None else opts.min_r2,
+        max_sigma=tracks.params.get("max_sigma"),
+    )
+
+
+def _summary(before: np.ndarray, after: np.ndarray, loo: np.ndarray, role: list[str]) -> dict[str, dict[str, Any]]:
+    """Pooled numbers per role (see :attr:`ParticleValidation.summary`)."""
+    summary: dict[str, dict[str, Any]] = {}
+    for r in ROLES:
+        idx = np.array([i for i in range(len(role)) if role[i] == r], dtype=np.int64)
+        if idx.size == 0:
+            continue
+        rb, mb = _pooled(before[:, idx])
+        ra, ma = _pooled(after[:, idx])
+        entry: dict[str, Any] = {
+            "n_particles": int(idx.size),
+            "rms_before": rb,
+            "rms_after": ra,
+            "max_before": mb,
+            "max_after": ma,
+        }
+        if r == "used":
+            vals = loo[idx]
+            vals = vals[np.isfinite(vals)]
+            entry["rms_loo"] = float(np.sqrt(np.mean(vals**2))) if vals.size else float("nan")
+        summary[r] = entry
+    return summary
+
+
 def validate_alignment(
     stack: Any,
     transforms: FrameTransforms,
@@ -290,9 +373,10 @@ def validate_alignment(
     particles: Any = None,
     holdout: Any = None,
     aligned: Any = None,
-    min_r2: float | None = None,
+    min_r2: float | None = VALIDATION_DEFAULTS.min_r2,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    options: ValidationOptions | None = None,
 ) -> ParticleValidation:
     """Residual particle motion before and after a correction.
 
@@ -320,55 +404,24 @@ def validate_alignment(
         Threads for warping and fitting.
     progress : callable, optional
         ``progress(done, total, stage)``.
+    options : ValidationOptions, optional
+        ``min_r2`` in an options object; the keyword, given explicitly,
+        overrides it.
 
     Returns
     -------
     ParticleValidation
     """
-    shape = tuple(stack.shape)
-    if len(shape) != 3:
-        raise ValueError(f"validate_alignment needs a (T, Y, X) stack, got shape {shape}.")
-    if len(transforms) != shape[0] or tracks.n_frames != shape[0]:
-        raise ValueError(
-            f"the stack has {shape[0]} frames, the transforms {len(transforms)} and the tracks "
-            f"{tracks.n_frames}: they must come from the same stack."
-        )
-    if tuple(shape[1:]) != tuple(tracks.shape):
-        raise ValueError(f"the tracks were measured on {tracks.shape} frames, the stack has {shape[1:]}.")
-    n = tracks.n_particles
-    held = np.unique(np.asarray([] if holdout is None else holdout, dtype=np.int64).reshape(-1))
-    if particles is None:
-        used = np.asarray(transforms.params.get("particles", np.setdiff1d(np.arange(n), held)), dtype=np.int64)
-    else:
-        used = np.asarray(particles, dtype=np.int64).reshape(-1)
-    used = np.unique(used)
-    for name, arr in (("particles", used), ("holdout", held)):
-        if arr.size and (arr.min() < 0 or arr.max() >= n):
-            raise ValueError(f"{name} must be particle indices in 0..{n - 1}, got {arr.tolist()}.")
-    both = np.intersect1d(used, held)
-    if both.size:
-        raise ValueError(
-            f"particles {both.tolist()} are both used for the correction and held out: a held-out check "
-            "must use particles the correction never saw."
-        )
-    if aligned is not None and tuple(aligned.shape) != shape:
-        raise ValueError(f"aligned has shape {tuple(aligned.shape)}, expected {shape}.")
-    role = ["used" if i in used else "held out" if i in held else "excluded" for i in range(n)]
-
+    opts = ValidationOptions.from_call(options, locals())
+    _check_same_stack(stack, transforms, tracks, aligned)
+    used, held, role = _roles(tracks, transforms, particles, holdout)
     picks, found = _start_picks(tracks, transforms)
-    after_pos = np.full((tracks.n_frames, n, 2), np.nan)
+    after_pos = np.full((tracks.n_frames, tracks.n_particles, 2), np.nan)
     refit = None
     if found.size:
         data = aligned if aligned is not None else _WarpedStack(stack, transforms, workers)
-        box = tracks.params.get("box", 15)
         refit = track_particles(
-            data,
-            picks,
-            box=tuple(box) if isinstance(box, list) else box,
-            min_r2=tracks.params.get("min_r2", 0.5) if min_r2 is None else min_r2,
-            max_sigma=tracks.params.get("max_sigma"),
-            workers=workers,
-            progress=_renamed(progress, "validate"),
+            data, picks, workers=workers, progress=_renamed(progress, "validate"), options=_refit_options(tracks, opts)
         )
         after_pos[:, found] = refit.positions()
     before = residual_motion(tracks.positions())
@@ -376,28 +429,8 @@ def validate_alignment(
     rms_b, max_b, cnt_b = _stats(before)
     rms_a, max_a, cnt_a = _stats(after)
     loo = _loo(tracks, used, transforms)
-
-    summary: dict[str, dict[str, Any]] = {}
-    for r in ROLES:
-        idx = np.array([i for i in range(n) if role[i] == r], dtype=np.int64)
-        if idx.size == 0:
-            continue
-        rb, mb = _pooled(before[:, idx])
-        ra, ma = _pooled(after[:, idx])
-        entry: dict[str, Any] = {
-            "n_particles": int(idx.size),
-            "rms_before": rb,
-            "rms_after": ra,
-            "max_before": mb,
-            "max_after": ma,
-        }
-        if r == "used":
-            vals = loo[idx]
-            vals = vals[np.isfinite(vals)]
-            entry["rms_loo"] = float(np.sqrt(np.mean(vals**2))) if vals.size else float("nan")
-        summary[r] = entry
     return ParticleValidation(
-        particles=list(range(n)),
+        particles=list(range(tracks.n_particles)),
         role=role,
         before=before,
         after=after,
@@ -408,7 +441,7 @@ def validate_alignment(
         frames_before=cnt_b,
         frames_after=cnt_a,
         rms_loo=loo,
-        summary=summary,
+        summary=_summary(before, after, loo, role),
         refit=refit,
         params={"used": used.tolist(), "holdout": held.tolist()},
     )
