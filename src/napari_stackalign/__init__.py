@@ -26,9 +26,15 @@ from .core.pairwise import (
     save_registered_tiff,
 )
 from .core.particles import (
+    DriftOptions,
+    FitOptions,
     GaussianFit,
+    OutlierOptions,
     ParticleTracks,
     ParticleValidation,
+    RigidOptions,
+    TrackOptions,
+    ValidationOptions,
     drift_summary,
     fit_gaussian,
     fit_gaussians,
@@ -41,6 +47,7 @@ from .core.particles import (
 )
 from .core.pyramid import (
     AlignedStack,
+    PyramidOptions,
     RegisteredFile,
     register_and_apply,
     register_file,
@@ -55,7 +62,7 @@ from .core.quality import (
     quality_report,
     sharpness,
 )
-from .core.similarity import register_similarity
+from .core.similarity import SimilarityOptions, register_similarity
 from .core.smoothing import smooth_transforms
 from .io import StackData, read_stack, write_stack
 from .transforms import FrameTransforms
@@ -75,6 +82,7 @@ __all__ = [
     "StackData",
     # pyramid registration
     "register_pyramid",
+    "PyramidOptions",
     "register_and_apply",
     "AlignedStack",
     # stacks larger than memory, and dask clusters
@@ -92,7 +100,14 @@ __all__ = [
     "save_pairwise_report",
     # similarity stacking
     "register_similarity",
+    "SimilarityOptions",
     # particles
+    "FitOptions",
+    "TrackOptions",
+    "RigidOptions",
+    "OutlierOptions",
+    "DriftOptions",
+    "ValidationOptions",
     "fit_gaussian",
     "fit_gaussians",
     "GaussianFit",
