@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import cv2
+import dask.array as da
 import numpy as np
 
+from ...io import is_dask
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
 from ..workers import default_workers, thread_pool
@@ -232,11 +234,9 @@ def apply_transforms(
         raise ValueError("chunk_size must be at least 1.")
     out_dtype = result_dtype(np.dtype(stack.dtype), border, output_dtype)
     mats = transforms.to_cv2_matrices()
-    kwargs = dict(order=order, border=border, cval=cval, out_dtype=out_dtype)
+    kwargs = {"order": order, "border": border, "cval": cval, "out_dtype": out_dtype}
 
     if out is None and is_dask(stack):
-        import dask.array as da
-
         frames = stack.rechunk({0: chunk_size, **{ax: -1 for ax in range(1, stack.ndim)}})
 
         def block(chunk: np.ndarray, block_info: dict | None = None) -> np.ndarray:
@@ -280,7 +280,3 @@ def _footprint(shape: tuple[int, int], matrix_xy: np.ndarray) -> np.ndarray:
         ones, matrix_xy, (shape[1], shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
     )
     return warped >= 1.0 - 1e-3
-
-
-def is_dask(stack: Any) -> bool:
-    return type(stack).__module__.startswith("dask.")

@@ -2,8 +2,8 @@
 their reader.
 
 :class:`BlockProducer` holds the thread, the bounded queue and the clean
-stop that :class:`~._frame_source.ReadAhead` (reading) and
-:class:`~._warp_stream.WarpedFrames` (reading and warping) share; each
+stop that :class:`~napari_stackalign.core.frames.ReadAhead` (reading) and
+:class:`~napari_stackalign.core.apply.WarpedFrames` (reading and warping) share; each
 gives only the function that makes one block.
 """
 
