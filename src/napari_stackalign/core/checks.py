@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STACK_AXES", "check_mask", "check_roi", "check_stack"]
+from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
 
-#: how the messages name the stacks the engine takes
-STACK_AXES = "(T, Y, X)"
+__all__ = ["CHANNEL_STACK_AXES", "STACK_AXES", "check_mask", "check_roi", "check_stack"]
 
 
 def check_stack(
@@ -59,7 +58,7 @@ def check_stack(
         )
     if len(shape) != 3:
         raise ValueError(
-            f"expected a {STACK_AXES} time series, got shape {shape}; for a (T, C, Y, X) stack "
+            f"expected a {STACK_AXES} time series, got shape {shape}; for a {CHANNEL_STACK_AXES} stack "
             "use one channel (stack[:, c]) and apply the transforms to all channels."
         )
     n, h, w = shape

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..files import atomic_path, check_writable_dir
+from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
 from ..progress import ProgressCallback
 from ..transforms import FrameTransforms
 from ._folder import frame_files, read_frames
@@ -142,7 +143,7 @@ def read_stack(
     elif suffix in GIF_SUFFIXES:
         _reject_dataset(dataset, path)
         if axes is not None:
-            raise ValueError("axes= does not apply to GIF files (they are always (T, Y, X) or RGB).")
+            raise ValueError(f"axes= does not apply to GIF files (they are always {STACK_AXES} or RGB).")
         result = read_gif(path)
     else:
         raise _suffix_error(path, READ_SUFFIXES, "read")
@@ -301,11 +302,12 @@ def write_stack(
     ndim = len(data.shape)
     if ndim == 2:
         raise ValueError(
-            "data is a single 2-D image, not a time series: write_stack needs (T, Y, X) or (T, C, Y, X) frames."
+            f"data is a single 2-D image, not a time series: write_stack needs {STACK_AXES} or "
+            f"{CHANNEL_STACK_AXES} frames."
         )
     if axes is None:
         if ndim not in (3, 4):
-            raise ValueError(f"data has {ndim} dimensions: write_stack needs (T, Y, X) or (T, C, Y, X).")
+            raise ValueError(f"data has {ndim} dimensions: write_stack needs {STACK_AXES} or {CHANNEL_STACK_AXES}.")
         axes = "TYX" if ndim == 3 else "TCYX"
     axes = str(axes).upper()
     if axes not in ("TYX", "TCYX"):

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._version import __version__
 from ..files import jsonable
+from ..layouts import STACK_AXES
 from ..progress import ProgressCallback, report
 from ..transforms import TABLE_COLUMNS, FrameTransforms
 from ._axes import normalise_axes, plan_axes
@@ -96,11 +97,11 @@ def choose_dataset(f: h5py.File, dataset: str | None, path: Path) -> h5py.Datase
         if images:
             raise ValueError(
                 f"{path} holds a single 2-D image ({_describe(images)}), not a time series: registration needs "
-                "several frames (T, Y, X). Open a file with a stack of frames."
+                f"several frames {STACK_AXES}. Open a file with a stack of frames."
             )
         raise ValueError(
             f"{path} has no usable image stack: no 'image_data' dataset and no numeric dataset with 3 or more "
-            f"dimensions (datasets found: {_describe(others)}). Save the stack as a (T, Y, X) dataset named "
+            f"dimensions (datasets found: {_describe(others)}). Save the stack as a {STACK_AXES} dataset named "
             "'image_data'."
         )
     raise ValueError(
@@ -163,7 +164,7 @@ def _default_axes(ds: h5py.Dataset, path: Path, name: str) -> str:
     if ds.ndim == 3:
         if shape[2] < min(shape[0], shape[1]) / 2:
             warnings.warn(
-                f"{path}: dataset '{name}' {shape} has no axis labels and was read as (T, Y, X) with {shape[0]} "
+                f"{path}: dataset '{name}' {shape} has no axis labels and was read as {STACK_AXES} with {shape[0]} "
                 f"frames; its last axis ({shape[2]}) is much shorter than the others. If the frames are along "
                 "the last axis, pass axes='YXT'.",
                 UserWarning,

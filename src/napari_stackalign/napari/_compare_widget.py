@@ -40,6 +40,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.checks import STACK_AXES
 from ..core.quality import (
     checkerboard,
     common_region,
@@ -73,7 +74,7 @@ def _image_data(layer: Any) -> Any:
     if data.ndim == 2:
         return data[None]
     if data.ndim != 3:
-        raise ValueError(f"layer {layer.name!r} has {data.ndim} dimensions: compare (T, Y, X) stacks or 2-D images.")
+        raise ValueError(f"layer {layer.name!r} has {data.ndim} dimensions: compare {STACK_AXES} stacks or 2-D images.")
     return data
 
 

@@ -136,8 +136,8 @@ def test_mean_image_chunks_and_nan():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"roi": (0, 50, 0, 5)}, "does not fit"),
-        ({"roi": (5, 2, 0, 5)}, "does not fit"),
+        ({"roi": (0, 50, 0, 5)}, "not a rectangle inside the 10x12 frame"),
+        ({"roi": (5, 2, 0, 5)}, "not a rectangle inside the 10x12 frame"),
         ({"roi": "abc"}, "four integers"),
         ({"mask": np.ones((3, 3), bool)}, "mask has shape"),
         ({"mask": np.zeros((10, 12), bool)}, "at least 4 pixels"),
@@ -151,7 +151,7 @@ def test_region_mask_errors(kwargs, match):
 def test_functions_reject_non_stacks():
     with pytest.raises(ValueError, match=r"\(T, Y, X\)"):
         frame_correlations(np.zeros((10, 10)))
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="no frames"):
         quality_report(np.zeros((0, 10, 10)))
     with pytest.raises(ValueError, match="does not exist"):
         frame_correlations(np.ones((3, 8, 8)), 5)

@@ -17,6 +17,7 @@ import numpy as np
 from ...io import is_dask
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
+from ..checks import CHANNEL_STACK_AXES, STACK_AXES
 from ..workers import default_workers, thread_pool
 
 __all__ = [
@@ -131,7 +132,7 @@ def frames_shape(stack: Any) -> tuple[int, tuple[int, ...], tuple[int, int]]:
     shape = tuple(stack.shape)
     if len(shape) not in (3, 4):
         raise ValueError(
-            f"expected a (T, Y, X) or (T, C, Y, X) stack, got shape {shape}."
+            f"expected a {STACK_AXES} or {CHANNEL_STACK_AXES} stack, got shape {shape}."
         )
     return shape[0], shape[1:-2], shape[-2:]
 
