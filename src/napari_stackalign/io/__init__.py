@@ -17,6 +17,7 @@ from ._folder import natural_key
 from ._gif import GIF_SUFFIXES
 from ._hdf5 import HDF5_SUFFIXES, choose_dataset, open_hdf5, stack_candidates
 from ._lazy import (
+    MEMORY_FRACTION,
     FrameReader,
     estimate_contrast_limits,
     frame_chunked_dask,
@@ -32,6 +33,7 @@ __all__ = [
     "COMPRESSIONS",
     "GIF_SUFFIXES",
     "HDF5_SUFFIXES",
+    "MEMORY_FRACTION",
     "READ_SUFFIXES",
     "SOURCE_KEY",
     "TIFF_SUFFIXES",

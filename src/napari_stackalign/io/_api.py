@@ -16,7 +16,7 @@ from ..transforms import FrameTransforms
 from ._folder import frame_files, read_frames
 from ._gif import GIF_SUFFIXES, read_gif
 from ._hdf5 import HDF5_SUFFIXES, read_hdf5, write_hdf5
-from ._lazy import check_memory_fraction
+from ._lazy import MEMORY_FRACTION, check_memory_fraction
 from ._meta import (
     SOURCE_KEY,
     check_transforms_length,
@@ -53,7 +53,7 @@ def read_stack(
     dataset: str | None = None,
     axes: str | None = None,
     lazy: bool | None = None,
-    memory_fraction: float = 0.25,
+    memory_fraction: float = MEMORY_FRACTION,
 ) -> StackData:
     """Read a time series from a TIFF, HDF5 or GIF file, or a folder of frames.
 

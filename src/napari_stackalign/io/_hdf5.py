@@ -211,7 +211,7 @@ def read_hdf5(
     dataset: str | None = None,
     axes: str | None = None,
     lazy: bool | None = None,
-    memory_fraction: float = 0.25,
+    memory_fraction: float,
 ) -> StackData:
     """Read a stack from an HDF5 file (see :func:`read_stack` for the rules)."""
     f = open_hdf5(path)

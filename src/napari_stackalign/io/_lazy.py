@@ -14,6 +14,7 @@ import dask.array as da
 import numpy as np
 
 __all__ = [
+    "MEMORY_FRACTION",
     "FrameReader",
     "decide_lazy",
     "estimate_contrast_limits",
@@ -25,6 +26,8 @@ __all__ = [
     "total_memory",
 ]
 
+#: Default share of this machine's RAM above which :func:`~napari_stackalign.io.read_stack` opens files lazily.
+MEMORY_FRACTION = 0.25
 #: Target size of one dask chunk of a lazily opened stack (whole frames).
 CHUNK_BYTES = 2 * 2**20
 #: Largest block of frames read at once while writing or iterating (at least one frame).

@@ -286,7 +286,7 @@ def _lazy_tiff(path: Path, tif: tifffile.TiffFile, series: Any, frame_dim: int) 
 
 
 def read_tiff(
-    path: Path, *, axes: str | None = None, lazy: bool | None = None, memory_fraction: float = 0.25
+    path: Path, *, axes: str | None = None, lazy: bool | None = None, memory_fraction: float
 ) -> StackData:
     """Read the first series of a TIFF file as frames-first data (see :func:`read_stack`)."""
     tif = open_tiff(path)
