@@ -1,6 +1,6 @@
 """Quality figures and before/after comparisons: sharpness, frame correlations, difference, checkerboard."""
 
-from ._compare import checkerboard, difference
+from ._compare import CHECKER_TILE, checkerboard, difference
 from ._quality import (
     common_region,
     frame_correlations,
@@ -9,4 +9,4 @@ from ._quality import (
     sharpness,
 )
 
-__all__ = ["checkerboard", "common_region", "difference", "frame_correlations", "mean_image", "quality_report", "sharpness"]
+__all__ = ["CHECKER_TILE", "checkerboard", "common_region", "difference", "frame_correlations", "mean_image", "quality_report", "sharpness"]

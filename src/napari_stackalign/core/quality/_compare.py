@@ -16,7 +16,10 @@ import numpy as np
 from ...io import lazy_array
 from ..apply import is_dask
 
-__all__ = ["checkerboard", "checkerboard_mask", "difference"]
+__all__ = ["CHECKER_TILE", "checkerboard", "checkerboard_mask", "difference"]
+
+#: default checkerboard tile size in pixels
+CHECKER_TILE = 32
 
 
 def _pair(a: Any, b: Any, lazy: bool) -> tuple[Any, Any, bool]:
@@ -75,7 +78,7 @@ def checkerboard_mask(shape: tuple[int, int], tile: int) -> np.ndarray:
     return (rows[:, None] ^ cols[None, :]) == 0
 
 
-def checkerboard(a: Any, b: Any, *, tile: int = 32, lazy: bool = False) -> Any:
+def checkerboard(a: Any, b: Any, *, tile: int = CHECKER_TILE, lazy: bool = False) -> Any:
     """Mix two images in a checkerboard of ``tile`` x ``tile`` px squares.
 
     The top-left tile shows ``a``. Edges that continue straight across tile
