@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
-from napari_stackalign import apply_transforms
-from napari_stackalign.core.quality._quality import (
+from napari_stackalign import FrameTransforms, apply_transforms
+from napari_stackalign.core.quality import (
+    common_region,
     frame_correlations,
     mean_image,
     quality_report,
@@ -42,8 +44,6 @@ def test_sharpness_is_scale_invariant_and_zero_for_constant():
 
 
 def test_sharpness_drops_when_blurred():
-    from scipy import ndimage as ndi
-
     stack, _ = make_stack("beads", n_frames=1, shape=(96, 96), drift=0, jitter=0, snr=None, seed=3)
     img = stack[0] + 1.0
     assert sharpness(ndi.gaussian_filter(img, 2)) < 0.5 * sharpness(img)
@@ -198,9 +198,6 @@ def test_quality_report_keys_and_dask_input():
 
 
 def test_common_region_of_known_shifts():
-    from napari_stackalign import FrameTransforms
-    from napari_stackalign.core.quality._quality import common_region
-
     ft = FrameTransforms.from_shifts(np.array([[0.0, 0.0], [3.0, -2.0], [-1.0, 4.0]]))
     assert common_region((50, 60), ft) == (3, 49, 4, 58)
     half = FrameTransforms.from_shifts(np.array([[0.0, 0.0], [2.5, 0.0]]))
