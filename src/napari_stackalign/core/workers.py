@@ -31,7 +31,7 @@ def estimation_workers(workers: int | None = None) -> int:
     ``docs/benchmarks-threads.md``). The exception is content the coarse
     levels cannot see (a lattice), whose search is a large FFT correlation:
     512x512, 1832 us against 1410 us; pass ``workers=2`` there when only
-    estimating (with :func:`~napari_stackalign.core.pyramid._register_apply.register_and_apply`
+    estimating (with :func:`~napari_stackalign.core.pyramid.register_and_apply`
     the other core is busy resampling and 2 threads were slower: 382 against
     447 frames/s). The other cores resample frames meanwhile.
     """

@@ -4,7 +4,7 @@
 into a file chunk by chunk (atomically, with the metadata and the
 transforms). :class:`WarpedFrames` is such an array: a background thread
 reads the input, warps it with
-:func:`~napari_stackalign.core.apply._warp.apply_transforms` and queues the result a
+:func:`~napari_stackalign.core.apply.apply_transforms` and queues the result a
 few blocks ahead, so reading, warping and writing overlap (h5py, ``preadv``
 and OpenCV release the GIL) and memory stays bounded by the queue.
 """
@@ -39,7 +39,7 @@ class WarpedFrames(BlockProducer):
     workers : int, optional
         Threads for the warp (all cores by default).
     order, border, cval, output_dtype
-        As for :func:`~napari_stackalign.core.apply._warp.apply_transforms`.
+        As for :func:`~napari_stackalign.core.apply.apply_transforms`.
 
     Notes
     -----
