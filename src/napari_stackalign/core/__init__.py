@@ -4,4 +4,4 @@ from ..progress import Cancelled, ProgressCallback
 from .apply import apply_transforms
 from .average import FrameAverage, average_frames
 
-__all__ = ["Cancelled", "ProgressCallback", "FrameAverage", "average_frames", "apply_transforms"]
+__all__ = ["Cancelled", "FrameAverage", "ProgressCallback", "apply_transforms", "average_frames"]

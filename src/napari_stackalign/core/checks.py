@@ -11,7 +11,7 @@ import numpy as np
 
 from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
 
-__all__ = ["CHANNEL_STACK_AXES", "STACK_AXES", "check_mask", "check_roi", "check_stack"]
+__all__ = ["CHANNEL_STACK_AXES", "STACK_AXES", "check_chunk_size", "check_mask", "check_roi", "check_stack"]
 
 
 def check_stack(
@@ -131,3 +131,14 @@ def check_mask(mask: Any, shape: tuple[int, int], *, min_pixels: int = 1) -> np.
     if arr.sum() < min_pixels:
         raise ValueError(f"the mask keeps fewer than {min_pixels} pixels; keep more of the frame (True = compare).")
     return arr
+
+
+def check_chunk_size(chunk_size: Any) -> int:
+    """``chunk_size`` (frames read and processed at a time) as an integer of at least 1."""
+    try:
+        whole = not isinstance(chunk_size, (bool, np.bool_)) and int(chunk_size) == chunk_size
+    except (TypeError, ValueError):
+        whole = False
+    if not whole or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a whole number of frames, at least 1, got {chunk_size!r}.")
+    return int(chunk_size)

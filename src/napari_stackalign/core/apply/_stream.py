@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ...transforms import FrameTransforms
-from ..frames import BlockProducer, frame_ranges
+from ..frames import READ_AHEAD_BLOCKS, BlockProducer, frame_ranges
+from ._options import APPLY_DEFAULTS
 from ._warp import apply_transforms, result_dtype
 
 __all__ = ["WarpedFrames"]
@@ -56,12 +57,12 @@ class WarpedFrames(BlockProducer):
         transforms: FrameTransforms,
         *,
         block: int,
-        depth: int = 2,
-        workers: int | None = None,
-        order: int = 1,
-        border: str = "constant",
-        cval: float = 0.0,
-        output_dtype: Any = None,
+        depth: int = READ_AHEAD_BLOCKS,
+        workers: int | None = APPLY_DEFAULTS.workers,
+        order: int = APPLY_DEFAULTS.order,
+        border: str = APPLY_DEFAULTS.border,
+        cval: float = APPLY_DEFAULTS.cval,
+        output_dtype: Any = APPLY_DEFAULTS.output_dtype,
     ) -> None:
         if len(transforms) != int(frames.shape[0]):
             raise ValueError(f"{len(transforms)} transforms for {int(frames.shape[0])} frames.")

@@ -45,9 +45,12 @@ from ...io import (
     open_hdf5,
     read_stack,
 )
-from ._background import BlockProducer
+from ._background import READ_AHEAD_BLOCKS, BlockProducer
 
-__all__ = ["ChannelFrames", "FileFrames", "OpenedFrames", "ReadAhead", "as_frames", "frame_ranges"]
+__all__ = ["CHUNK_FRAMES", "ChannelFrames", "FileFrames", "OpenedFrames", "ReadAhead", "as_frames", "frame_ranges"]
+
+#: frames read and processed at a time by default (memory stays flat; large enough to keep the threads busy)
+CHUNK_FRAMES = 64
 
 
 def frame_ranges(start: int, stop: int, step: int) -> list[tuple[int, int]]:
@@ -276,7 +279,7 @@ class ReadAhead(BlockProducer):
 
     thread_name = "stackalign-read-ahead"
 
-    def __init__(self, frames: Any, ranges: Iterable[tuple[int, int]], *, depth: int = 2) -> None:
+    def __init__(self, frames: Any, ranges: Iterable[tuple[int, int]], *, depth: int = READ_AHEAD_BLOCKS) -> None:
         super().__init__(ranges, self._read, depth=depth)
         self._frames = frames
         self.shape = tuple(int(n) for n in frames.shape)

@@ -33,7 +33,8 @@ from skimage.registration import phase_cross_correlation
 from ...progress import ProgressCallback, report
 from ..apply import coverage_mask
 from ..average import common_rectangle
-from ..checks import check_mask, check_roi, check_stack
+from ..checks import check_chunk_size, check_mask, check_roi, check_stack
+from ..frames import CHUNK_FRAMES
 
 __all__ = [
     "common_region",
@@ -132,8 +133,7 @@ def common_region(shape: tuple[int, int], transforms: Any) -> tuple[int, int, in
 
 
 def _chunks(n: int, chunk_size: int):
-    if chunk_size < 1:
-        raise ValueError("chunk_size must be at least 1.")
+    chunk_size = check_chunk_size(chunk_size)
     for start in range(0, n, chunk_size):
         yield start, min(start + chunk_size, n)
 
@@ -252,7 +252,7 @@ def mean_image(
     stack: Any,
     *,
     roi: Any = None,
-    chunk_size: int = 64,
+    chunk_size: int = CHUNK_FRAMES,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """Pixel mean of every frame (float32), read chunk by chunk.
@@ -326,7 +326,7 @@ def frame_correlations(
     *,
     roi: Any = None,
     mask: Any = None,
-    chunk_size: int = 64,
+    chunk_size: int = CHUNK_FRAMES,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """Pearson correlation of every frame with a reference image.
@@ -398,7 +398,7 @@ def residual_motion(
     *,
     roi: Any = None,
     upsample_factor: int = 20,
-    chunk_size: int = 64,
+    chunk_size: int = CHUNK_FRAMES,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """Each frame's remaining (dy, dx) shift against a reference.
@@ -479,7 +479,7 @@ def quality_report(
     motion: bool = False,
     motion_reference: int | None = None,
     normalize: str | None = None,
-    chunk_size: int = 64,
+    chunk_size: int = CHUNK_FRAMES,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Sharpness of the mean image and frame-to-mean correlations, in one go.
