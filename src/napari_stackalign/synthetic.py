@@ -45,6 +45,8 @@ from .transforms import FrameTransforms
 
 __all__ = [
     "KINDS",
+    "MOTION_DEFAULTS",
+    "MotionDefaults",
     "SyntheticStack",
     "alignment_error",
     "bead_scene",
@@ -68,15 +70,28 @@ class SyntheticStack(NamedTuple):
     truth: FrameTransforms
 
 
+class MotionDefaults(NamedTuple):
+    """The default random motion of :func:`random_motion` and :func:`make_stack` (written once)."""
+
+    drift: float = 10.0
+    jitter: float = 0.3
+    rotation: float = 0.0
+    scale: float = 0.0
+
+
+#: the defaults, for the signatures (``drift: float = MOTION_DEFAULTS.drift``)
+MOTION_DEFAULTS = MotionDefaults()
+
+
 # ----------------------------------------------------------------- motion
 def random_motion(
     n_frames: int,
     shape: tuple[int, int],
     *,
-    drift: float = 10.0,
-    jitter: float = 0.3,
-    rotation: float = 0.0,
-    scale: float = 0.0,
+    drift: float = MOTION_DEFAULTS.drift,
+    jitter: float = MOTION_DEFAULTS.jitter,
+    rotation: float = MOTION_DEFAULTS.rotation,
+    scale: float = MOTION_DEFAULTS.scale,
     trend: float = 0.5,
     rng: np.random.Generator | int | None = 0,
 ) -> FrameTransforms:
@@ -329,10 +344,10 @@ def make_stack(
     *,
     n_frames: int = 50,
     shape: tuple[int, int] = (256, 256),
-    drift: float = 10.0,
-    jitter: float = 0.3,
-    rotation: float = 0.0,
-    scale: float = 0.0,
+    drift: float = MOTION_DEFAULTS.drift,
+    jitter: float = MOTION_DEFAULTS.jitter,
+    rotation: float = MOTION_DEFAULTS.rotation,
+    scale: float = MOTION_DEFAULTS.scale,
     motion: FrameTransforms | None = None,
     snr: float | None = 5.0,
     noise: str = "poisson",
