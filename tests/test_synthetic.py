@@ -1,11 +1,14 @@
 """Ground truth: the truth transforms undo the motion, noise hits the asked SNR."""
 
+import inspect
+
 import numpy as np
 import pytest
 
 from napari_stackalign import FrameTransforms, apply_transforms
 from napari_stackalign.synthetic import (
     KINDS,
+    MOTION_DEFAULTS,
     alignment_error,
     make_stack,
     random_motion,
@@ -105,3 +108,10 @@ def test_integer_output_does_not_clip(dtype, snr):
     assert stack.dtype == dtype
     assert stack.max() < np.iinfo(dtype).max
     assert all(np.ptp(frame) > 10 for frame in stack)
+
+
+def test_scene_signatures_share_the_motion_defaults():
+    """make_stack and random_motion read one set of motion defaults."""
+    for function in (make_stack, random_motion):
+        params = inspect.signature(function).parameters
+        assert {name: params[name].default for name in MOTION_DEFAULTS._fields} == MOTION_DEFAULTS._asdict()

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from scipy import ndimage
+from skimage.registration import phase_cross_correlation
 
 from napari_stackalign import FrameTransforms
 from napari_stackalign.transforms import stack_transforms
@@ -26,8 +27,6 @@ def _random(n=6, seed=0, center=(31.5, 40.0)):
 
 
 def test_sign_matches_skimage_phase_cross_correlation():
-    from skimage.registration import phase_cross_correlation
-
     rng = np.random.default_rng(1)
     ref = ndimage.gaussian_filter(rng.random((64, 64)), 2)
     moving = ndimage.shift(ref, (3, -5), order=1, mode="grid-wrap")

@@ -109,7 +109,7 @@ def draw_correlations(fig: Figure, reports: Mapping[str, Mapping[str, Any]], *, 
     fig : matplotlib.figure.Figure
         Cleared and drawn into.
     reports : mapping of str to dict
-        Label -> :func:`~napari_stackalign.core.quality._quality.quality_report`
+        Label -> :func:`~napari_stackalign.core.quality.quality_report`
         result (its ``correlations`` are drawn).
     title : str, optional
         Figure title.

@@ -44,18 +44,20 @@ from scipy import ndimage
 from .transforms import FrameTransforms
 
 __all__ = [
+    "KINDS",
+    "MOTION_DEFAULTS",
+    "MotionDefaults",
     "SyntheticStack",
-    "make_stack",
+    "alignment_error",
+    "bead_scene",
     "drifting_beads",
     "lattice",
-    "textured_scene",
-    "random_motion",
-    "alignment_error",
-    "KINDS",
-    "stem_stack",
-    "shifts_motion",
-    "bead_scene",
     "linear_motion",
+    "make_stack",
+    "random_motion",
+    "shifts_motion",
+    "stem_stack",
+    "textured_scene",
 ]
 
 KINDS = ("beads", "lattice", "texture")
@@ -68,15 +70,28 @@ class SyntheticStack(NamedTuple):
     truth: FrameTransforms
 
 
+class MotionDefaults(NamedTuple):
+    """The default random motion of :func:`random_motion` and :func:`make_stack` (written once)."""
+
+    drift: float = 10.0
+    jitter: float = 0.3
+    rotation: float = 0.0
+    scale: float = 0.0
+
+
+#: the defaults, for the signatures (``drift: float = MOTION_DEFAULTS.drift``)
+MOTION_DEFAULTS = MotionDefaults()
+
+
 # ----------------------------------------------------------------- motion
 def random_motion(
     n_frames: int,
     shape: tuple[int, int],
     *,
-    drift: float = 10.0,
-    jitter: float = 0.3,
-    rotation: float = 0.0,
-    scale: float = 0.0,
+    drift: float = MOTION_DEFAULTS.drift,
+    jitter: float = MOTION_DEFAULTS.jitter,
+    rotation: float = MOTION_DEFAULTS.rotation,
+    scale: float = MOTION_DEFAULTS.scale,
     trend: float = 0.5,
     rng: np.random.Generator | int | None = 0,
 ) -> FrameTransforms:
@@ -265,16 +280,74 @@ def _burn_label(stack: np.ndarray, rng: np.random.Generator) -> None:
     box[..., pattern] = value
 
 
+def _check_scene(kind: str, n_frames: int, shape: tuple[int, int]) -> tuple[int, int]:
+    """The frame shape as integers, after checking the content, frame count and frame size."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
+    if n_frames < 1:
+        raise ValueError("n_frames must be at least 1.")
+    shape = (int(shape[0]), int(shape[1]))
+    if min(shape) < 8:
+        raise ValueError("frames must be at least 8x8 pixels.")
+    return shape
+
+
+def _ground_truth(motion: FrameTransforms, params: dict) -> FrameTransforms:
+    """The correction that undoes ``motion``, recording the scene's settings."""
+    truth = motion.invert()
+    truth.method = "ground truth"
+    truth.params = params
+    return truth
+
+
+def _canvas_margin(motion: FrameTransforms, shape: tuple[int, int]) -> int:
+    """Pixels of content needed around the frame so the moved frames never leave the canvas."""
+    reach = np.abs(motion.shifts).max() if len(motion) else 0.0
+    diag = np.hypot(*shape)
+    return int(np.ceil(reach + diag * (np.abs(np.deg2rad(motion.angle)).max() + np.abs(motion.scale - 1).max()) + 8))
+
+
+def _clean_frames(
+    kind: str,
+    motion: FrameTransforms,
+    shape: tuple[int, int],
+    margin: int,
+    rng: np.random.Generator,
+    n_beads: int | None,
+    lattice_period: float,
+) -> tuple[np.ndarray, dict]:
+    """One channel's noise-free frames of ``kind`` content, and what the renderer records."""
+    if kind == "beads":
+        return _render_beads(motion, shape, margin, rng, n_beads)
+    if kind == "lattice":
+        return _render_lattice(motion, shape, rng, lattice_period)
+    return _render_texture(motion, shape, margin, rng)
+
+
+def _as_dtype(stack: np.ndarray, dtype: Any) -> np.ndarray:
+    """``stack`` in ``dtype``; integers are rounded and clipped (see below)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        limits = np.iinfo(dtype)
+        peak = max(float(stack.max()), 1e-12)
+        # photon counts are kept as they are when the type holds them; clean
+        # (0..1) content, or counts beyond the type's range, are rescaled so
+        # the brightest pixel sits at 80% of the range (nothing clips)
+        scale_to = 0.8 * limits.max / peak if (peak <= 1.5 or peak > limits.max) else 1.0
+        stack = np.clip(np.rint(stack * scale_to), limits.min, limits.max)
+    return stack.astype(dtype)
+
+
 # ------------------------------------------------------------------ public
 def make_stack(
     kind: str = "beads",
     *,
     n_frames: int = 50,
     shape: tuple[int, int] = (256, 256),
-    drift: float = 10.0,
-    jitter: float = 0.3,
-    rotation: float = 0.0,
-    scale: float = 0.0,
+    drift: float = MOTION_DEFAULTS.drift,
+    jitter: float = MOTION_DEFAULTS.jitter,
+    rotation: float = MOTION_DEFAULTS.rotation,
+    scale: float = MOTION_DEFAULTS.scale,
     motion: FrameTransforms | None = None,
     snr: float | None = 5.0,
     noise: str = "poisson",
@@ -330,13 +403,7 @@ def make_stack(
         ``(stack, truth)``; ``truth.params`` records the settings and, for
         beads, the bead positions on the canvas.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}.")
-    if n_frames < 1:
-        raise ValueError("n_frames must be at least 1.")
-    shape = (int(shape[0]), int(shape[1]))
-    if min(shape) < 8:
-        raise ValueError("frames must be at least 8x8 pixels.")
+    shape = _check_scene(kind, n_frames, shape)
     rng = np.random.default_rng(seed)
     if motion is None:
         motion = random_motion(
@@ -344,20 +411,13 @@ def make_stack(
         )
     elif len(motion) != n_frames:
         raise ValueError(f"motion has {len(motion)} frames, expected {n_frames}.")
-    reach = np.abs(motion.shifts).max() if len(motion) else 0.0
-    diag = np.hypot(*shape)
-    margin = int(np.ceil(reach + diag * (np.abs(np.deg2rad(motion.angle)).max() + np.abs(motion.scale - 1).max()) + 8))
+    margin = _canvas_margin(motion, shape)
 
     channels = []
     info: dict = {}
     for c in range(n_channels):
         crng = np.random.default_rng([seed, c])
-        if kind == "beads":
-            clean, cinfo = _render_beads(motion, shape, margin, crng, n_beads)
-        elif kind == "lattice":
-            clean, cinfo = _render_lattice(motion, shape, crng, lattice_period)
-        else:
-            clean, cinfo = _render_texture(motion, shape, margin, crng)
+        clean, cinfo = _clean_frames(kind, motion, shape, margin, crng, n_beads, lattice_period)
         if intensity_decay:
             clean *= (1.0 - intensity_decay * np.linspace(0, 1, n_frames, dtype=np.float32))[:, None, None]
         noisy = _add_noise(clean, snr, noise, np.random.default_rng([seed, c, 1]))
@@ -366,34 +426,12 @@ def make_stack(
         channels.append(noisy)
         if c == 0:
             info = cinfo
-    stack = channels[0] if n_channels == 1 else np.stack(channels, axis=1)
-    dtype = np.dtype(dtype)
-    if dtype.kind in "iu":
-        limits = np.iinfo(dtype)
-        peak = max(float(stack.max()), 1e-12)
-        # photon counts are kept as they are when the type holds them; clean
-        # (0..1) content, or counts beyond the type's range, are rescaled so
-        # the brightest pixel sits at 80% of the range (nothing clips)
-        scale_to = 0.8 * limits.max / peak if (peak <= 1.5 or peak > limits.max) else 1.0
-        stack = np.clip(np.rint(stack * scale_to), limits.min, limits.max)
-    stack = stack.astype(dtype)
+    stack = _as_dtype(channels[0] if n_channels == 1 else np.stack(channels, axis=1), dtype)
 
-    truth = motion.invert()
-    truth.method = "ground truth"
-    truth.params = {
-        "kind": kind,
-        "snr": snr,
-        "noise": noise,
-        "drift": drift,
-        "jitter": jitter,
-        "rotation": rotation,
-        "scale": scale,
-        "intensity_decay": intensity_decay,
-        "static_label": static_label,
-        "seed": seed,
-        **info,
-    }
-    return SyntheticStack(stack, truth)
+    # the settings, in the order truth.params has always listed them
+    settings = {"kind": kind, "snr": snr, "noise": noise, "drift": drift, "jitter": jitter, "rotation": rotation}
+    settings.update(scale=scale, intensity_decay=intensity_decay, static_label=static_label, seed=seed)
+    return SyntheticStack(stack, _ground_truth(motion, {**settings, **info}))
 
 
 def drifting_beads(**kwargs: Any) -> SyntheticStack:

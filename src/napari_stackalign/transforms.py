@@ -33,7 +33,7 @@ import numpy as np
 
 from .files import atomic_write_text, jsonable
 
-__all__ = ["FrameTransforms", "TABLE_COLUMNS"]
+__all__ = ["TABLE_COLUMNS", "FrameTransforms"]
 
 #: Column order of the CSV / HDF5 transform table.
 TABLE_COLUMNS = ("frame", "dy", "dx", "angle", "scale", "quality", "ok")

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_stackalign.io import estimate_contrast_limits, read_stack, write_stack
-from napari_stackalign.io._lazy import FrameReader, decide_lazy, total_memory
+from napari_stackalign.io import (
+    FrameReader,
+    estimate_contrast_limits,
+    is_dask,
+    lazy_array,
+    read_stack,
+    total_memory,
+    write_stack,
+)
+from napari_stackalign.io._lazy import decide_lazy
 
 da = pytest.importorskip("dask.array")
 
@@ -134,6 +142,49 @@ def test_frame_reader_indexing():
     assert calls[0] == (1, 4)
     with pytest.raises(IndexError):
         r[6]
+
+
+def test_frame_reader_reads_runs_of_frames_at_once():
+    """Consecutive frames (a slice, a list, a mask) are one read; an empty selection reads nothing."""
+    data = np.arange(8 * 3 * 2).reshape(8, 3, 2)
+    calls = []
+
+    def read(start, stop):
+        calls.append((start, stop))
+        return data[start:stop].copy()
+
+    r = FrameReader(data.shape, data.dtype, read, lock=False)
+    np.testing.assert_array_equal(r[[2, 3, 4]], data[2:5])
+    np.testing.assert_array_equal(r[np.arange(8) % 4 == 1], data[[1, 5]])
+    np.testing.assert_array_equal(r[..., 1], data[..., 1])
+    np.testing.assert_array_equal(r[np.int64(-2), 1:], data[-2, 1:])
+    assert calls == [(2, 5), (1, 2), (5, 6), (0, 8), (6, 7)]
+    calls.clear()
+    for empty in (r[5:2], r[[]], r[8:]):
+        assert empty.shape == (0, 3, 2) and empty.dtype == data.dtype
+    assert calls == []
+    with pytest.raises(IndexError, match="1-D"):
+        r[np.zeros((2, 2), int)]
+
+
+def test_lazy_array_reads_only_the_chunks_computed():
+    data = _data(shape=(6, 8, 8))
+    calls = []
+
+    def read(start, stop):
+        calls.append((start, stop))
+        return data[start:stop]
+
+    arr = lazy_array(FrameReader(data.shape, data.dtype, read), (2, 8, 8), name_prefix="test")
+    assert is_dask(arr) and not is_dask(data) and arr.name.startswith("test-")
+    assert calls == []
+    np.testing.assert_array_equal(arr[3].compute(), data[3])
+    assert calls == [(2, 4)]
+    # a numpy array is wrapped, not copied into the graph chunk by chunk (dask's way)
+    view = lazy_array(data, (1, 8, 8))
+    assert not any(isinstance(v, np.ndarray) for v in dict(view.dask).values())
+    assert any(isinstance(v, np.ndarray) for v in dict(da.from_array(data, chunks=(1, 8, 8)).dask).values())
+    np.testing.assert_array_equal(view.compute(), data)
 
 
 def test_lazy_truncated_tiff_is_detected(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 
-from napari_stackalign.io import read_stack
-from napari_stackalign.io._folder import natural_key
+from napari_stackalign.io import natural_key, read_stack
 
 
 def _frames(shape, seed=0, dtype=np.uint16):
@@ -112,8 +112,6 @@ def test_resolution_in_centimetres_is_a_calibration(tmp_path):
 
 
 def test_gif_grey_and_colour(tmp_path):
-    from PIL import Image
-
     grey = _frames((4, 20, 24), dtype=np.uint8)
     frames = [Image.fromarray(f, mode="L") for f in grey]
     frames[0].save(tmp_path / "g.gif", save_all=True, append_images=frames[1:], disposal=1)

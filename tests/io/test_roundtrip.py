@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
 import tifffile
 
 from napari_stackalign import FrameTransforms
-from napari_stackalign.io import StackData, _lazy, read_stack, write_stack
+from napari_stackalign.io import StackData, _lazy, _tiff, read_stack, write_stack
 
 FORMATS = [".tif", ".h5"]
 
@@ -111,8 +112,6 @@ def test_compression_options_roundtrip(tmp_path, suffix, compression):
 
 
 def test_hdf5_layout(tmp_path):
-    import h5py
-
     data = _stack(np.uint16, shape=(7, 16, 16))
     ft = _transforms(7)
     path = write_stack(tmp_path / "layout.h5", data, metadata={"a": {"b": 1}}, transforms=ft)
@@ -193,8 +192,6 @@ def test_write_dask_never_computes_whole(tmp_path, suffix, monkeypatch):
 
 
 def test_write_h5py_dataset_input(tmp_path):
-    import h5py
-
     data = _stack(np.uint16)
     with h5py.File(tmp_path / "src.h5", "w") as f:
         f["x"] = data
@@ -224,8 +221,6 @@ def test_stackdata_properties_and_close(tmp_path):
 
 def test_bigtiff_path_is_plain_tiff(tmp_path, monkeypatch):
     """Files over 4 GiB are written as plain BigTIFF (ImageJ hyperstacks cannot be BigTIFF)."""
-    from napari_stackalign.io import _tiff
-
     monkeypatch.setattr(_tiff, "BIGTIFF_BYTES", 0)
     data = _stack(np.uint16)
     path = write_stack(tmp_path / "big.tif", data, scale=0.5, units="µm", metadata={"a": 1})

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from napari_stackalign import apply_transforms
-from napari_stackalign.core.quality._quality import common_region, quality_report
+from napari_stackalign.core.quality import common_region, quality_report
 from napari_stackalign.napari._compare_widget import CompareWidget
 from napari_stackalign.napari._layers import provenance
 from napari_stackalign.synthetic import make_stack
@@ -161,8 +162,6 @@ def test_layer_list_follows_the_viewer(pair):
 
 
 def test_two_d_layers_compare_by_sharpness(make_napari_viewer, qtbot, wait_run):
-    from scipy import ndimage as ndi
-
     stack, _ = make_stack("texture", n_frames=1, shape=(64, 64), snr=None, seed=2)
     viewer = make_napari_viewer()
     sharp = viewer.add_image(stack[0] + 1, name="sharp")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
 import h5py
 import npe2
 import numpy as np
@@ -13,6 +16,8 @@ from napari_stackalign.io import read_stack, write_stack
 from napari_stackalign.napari._reader import get_reader
 
 PLUGIN = "napari-stackalign"
+#: the manifest at the top of the repository (src/napari_stackalign/napari.yaml links to it)
+TOP_MANIFEST = Path(__file__).resolve().parents[2] / "napari.yaml"
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +26,15 @@ def _installed_plugin():
     pm = npe2.PluginManager.instance()
     pm.discover(include_npe1=False)
     assert PLUGIN in {m.name for m in pm.iter_manifests()}
+
+
+def test_packaged_manifest_is_the_top_level_one():
+    """One manifest, two paths: the packaged napari.yaml (what npe2 loads) has the top-level file's content."""
+    packaged = resources.files("napari_stackalign") / "napari.yaml"
+    assert packaged.read_text(encoding="utf-8") == TOP_MANIFEST.read_text(encoding="utf-8")
+    discovered = npe2.PluginManager.instance().get_manifest(PLUGIN)
+    top = npe2.PluginManifest.from_file(TOP_MANIFEST)
+    assert (discovered.name, discovered.contributions) == (top.name, top.contributions)
 
 
 def _data(shape=(6, 20, 24), dtype=np.uint16):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import npe2
 import numpy as np
 import pytest
 
@@ -21,8 +22,6 @@ EXPECTED = {
 
 
 def test_sample_names_match_the_manifest():
-    import npe2
-
     manifest = npe2.PluginManifest.from_distribution(PLUGIN)
     keys = [s.key for s in manifest.contributions.sample_data]
     assert keys == list(SAMPLE_NAMES) == list(EXPECTED)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from .._version import __version__
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,10 @@ import numpy as np
 
 from ..core.pyramid import register_and_apply
 from ..core.quality import common_region, mean_image, quality_report
+from ..io import StackData, write_stack
+from ..io.samples import load_sample
 from ..plots import draw_before_after, draw_drift, new_figure, save_figure
+from ..transforms import FrameTransforms
 from ._common import terminal_progress
 
 __all__ = ["FILES", "LABEL_BOX", "add_parser", "run", "run_demo"]
@@ -85,14 +88,8 @@ def run_demo(outdir: str | Path, *, progress: Any = None) -> dict[str, Any]:
         area every registered frame covers, label masked), ``region`` and
         ``seconds``.
     """
-    from ..io import write_stack
-    from ..io.samples import load_sample
-
     t0 = time.perf_counter()
-    outdir = Path(outdir).expanduser()
-    if outdir.exists() and not outdir.is_dir():
-        raise ValueError(f"{outdir} is a file: give a folder for the demo's output.")
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = _output_folder(outdir)
     sample = load_sample("brightfield")
     stack = np.asarray(sample.data)
     n_frames, height, width = stack.shape
@@ -107,37 +104,8 @@ def run_demo(outdir: str | Path, *, progress: Any = None) -> dict[str, Any]:
     after = quality_report(registered, roi=region, mask=mask)
 
     files = {role: outdir / name for role, name in FILES.items()}
-    metadata = dict(sample.metadata)
-    metadata["stackalign"] = {
-        "method": "pyramid",
-        "params": dict(transforms.params),
-        "demo": "stackalign demo: the burned-in label (rows 0-24, columns 0-140) was masked out",
-    }
-    write_stack(
-        files["stack"],
-        registered,
-        metadata=metadata,
-        transforms=transforms,
-        scale=sample.scale,
-        units=sample.units,
-        overwrite=True,
-        progress=progress,
-    )
-    transforms.to_csv(files["table"])
-
-    fig = new_figure(6.4, 3.6)
-    draw_drift(fig, transforms, title="Bright-field sample: measured drift (= −correction applied)")
-    save_figure(fig, files["drift"])
-    fig = new_figure(9.0, 5.2)
-    draw_before_after(
-        fig,
-        mean_image(stack),
-        mean_image(registered),
-        labels=("mean of the raw frames", "mean of the registered frames"),
-        sharpness=(before["sharpness"], after["sharpness"]),
-        correlation=(before["correlation_mean"], after["correlation_mean"]),
-    )
-    save_figure(fig, files["before_after"])
+    _write_results(files, sample, registered, transforms, progress)
+    _draw_figures(files, stack, registered, transforms, before, after)
 
     drift = -transforms.shifts
     return {
@@ -155,6 +123,63 @@ def run_demo(outdir: str | Path, *, progress: Any = None) -> dict[str, Any]:
         "region": region,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _output_folder(outdir: str | Path) -> Path:
+    """``outdir``, created if needed (a file there is an error)."""
+    outdir = Path(outdir).expanduser()
+    if outdir.exists() and not outdir.is_dir():
+        raise ValueError(f"{outdir} is a file: give a folder for the demo's output.")
+    outdir.mkdir(parents=True, exist_ok=True)
+    return outdir
+
+
+def _write_results(
+    files: dict[str, Path], sample: StackData, registered: np.ndarray, transforms: FrameTransforms, progress: Any
+) -> None:
+    """The registered stack (with the sample's metadata and the transforms) and the transforms table."""
+    r0, r1, c0, c1 = LABEL_BOX
+    metadata = dict(sample.metadata)
+    metadata["stackalign"] = {
+        "method": "pyramid",
+        "params": dict(transforms.params),
+        "demo": f"stackalign demo: the burned-in label (rows {r0}-{r1}, columns {c0}-{c1}) was masked out",
+    }
+    write_stack(
+        files["stack"],
+        registered,
+        metadata=metadata,
+        transforms=transforms,
+        scale=sample.scale,
+        units=sample.units,
+        overwrite=True,
+        progress=progress,
+    )
+    transforms.to_csv(files["table"])
+
+
+def _draw_figures(
+    files: dict[str, Path],
+    stack: np.ndarray,
+    registered: np.ndarray,
+    transforms: FrameTransforms,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> None:
+    """The drift plot and the before/after mean images."""
+    fig = new_figure(6.4, 3.6)
+    draw_drift(fig, transforms, title="Bright-field sample: measured drift (= −correction applied)")
+    save_figure(fig, files["drift"])
+    fig = new_figure(9.0, 5.2)
+    draw_before_after(
+        fig,
+        mean_image(stack),
+        mean_image(registered),
+        labels=("mean of the raw frames", "mean of the registered frames"),
+        sharpness=(before["sharpness"], after["sharpness"]),
+        correlation=(before["correlation_mean"], after["correlation_mean"]),
+    )
+    save_figure(fig, files["before_after"])
 
 
 def run(args: argparse.Namespace) -> int:

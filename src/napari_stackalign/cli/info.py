@@ -7,9 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import total_memory
-
-DEFAULT_MEMORY_FRACTION = 0.25
+from ..io import MEMORY_FRACTION, read_stack, total_memory
 
 __all__ = ["add_parser", "describe", "run"]
 
@@ -52,11 +50,11 @@ def describe(stack: Any) -> list[str]:
     else:
         lines.append("pixel size:  not calibrated")
     nbytes = int(np.prod(stack.shape, dtype=np.int64)) * stack.dtype.itemsize
-    budget = DEFAULT_MEMORY_FRACTION * total_memory()
+    budget = MEMORY_FRACTION * total_memory()
     lazy = nbytes > budget
     lines.append(
         f"lazy:        {'yes' if lazy else 'no'} ({_size(nbytes)} {'>' if lazy else '<='} "
-        f"{_size(budget)}, {DEFAULT_MEMORY_FRACTION:.0%} of RAM: "
+        f"{_size(budget)}, {MEMORY_FRACTION:.0%} of RAM: "
         f"{'opened as a dask array, read on demand' if lazy else 'read into memory'})"
     )
     keys = ", ".join(sorted(map(str, stack.metadata))) or "none"
@@ -79,8 +77,6 @@ def _size(nbytes: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import read_stack
-
     # lazy=True: only headers are read, however big the file (GIFs are always read whole)
     stack = read_stack(args.path, dataset=args.dataset, axes=args.axes, lazy=True)
     try:

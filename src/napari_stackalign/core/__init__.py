@@ -1,7 +1,15 @@
 """The engine: numpy, scipy and OpenCV only. Never imports napari, Qt or magicgui."""
 
 from ..progress import Cancelled, ProgressCallback
-from .apply import apply_transforms
-from .average import FrameAverage, average_frames
+from .apply import ApplyOptions, apply_transforms
+from .average import AverageOptions, FrameAverage, average_frames
 
-__all__ = ["Cancelled", "ProgressCallback", "FrameAverage", "average_frames", "apply_transforms"]
+__all__ = [
+    "ApplyOptions",
+    "AverageOptions",
+    "Cancelled",
+    "FrameAverage",
+    "ProgressCallback",
+    "apply_transforms",
+    "average_frames",
+]

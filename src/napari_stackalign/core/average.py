@@ -15,17 +15,60 @@ Two modes:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..progress import ProgressCallback, report
 from ..transforms import FrameTransforms
-from .apply import apply_transforms, check_warp_options, frames_shape
+from .apply import (
+    apply_transforms,
+    chunk_size_option,
+    frames_shape,
+    order_option,
+    workers_option,
+)
+from .options import Options, option
 
-__all__ = ["FrameAverage", "average_frames", "common_rectangle", "largest_rectangle"]
+__all__ = [
+    "AVERAGE_DEFAULTS",
+    "MODES",
+    "AverageOptions",
+    "FrameAverage",
+    "average_frames",
+    "common_rectangle",
+    "largest_rectangle",
+]
 
 MODES = ("full", "crop")
+
+
+def _check_mode(mode: Any) -> Any:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+    return mode
+
+
+@dataclass(frozen=True)
+class AverageOptions(Options):
+    """Options of :func:`average_frames` (one definition of each; checked when built)."""
+
+    method: ClassVar[str] = "average"
+
+    mode: str = option(
+        "full",
+        "'full': the mean wherever a frame covers the pixel; 'crop': cut to the rectangle every frame covers",
+        kind="str",
+        choices=MODES,
+        check=_check_mode,
+    )
+    order: int = order_option()
+    chunk_size: int = chunk_size_option("read, resampled and added")
+    workers: int | None = workers_option()
+
+
+#: the defaults, for the signature of :func:`average_frames`
+AVERAGE_DEFAULTS = AverageOptions()
 
 
 @dataclass
@@ -101,12 +144,13 @@ def average_frames(
     stack: Any,
     transforms: FrameTransforms | None = None,
     *,
-    mode: str = "full",
+    mode: str = AVERAGE_DEFAULTS.mode,
     frames: Any = None,
-    order: int = 1,
-    chunk_size: int = 64,
-    workers: int | None = None,
+    order: int = AVERAGE_DEFAULTS.order,
+    chunk_size: int = AVERAGE_DEFAULTS.chunk_size,
+    workers: int | None = AVERAGE_DEFAULTS.workers,
     progress: ProgressCallback | None = None,
+    options: AverageOptions | None = None,
 ) -> FrameAverage:
     """Average a stack into one image, with a coverage map.
 
@@ -127,17 +171,33 @@ def average_frames(
         Interpolation order when warping.
     chunk_size, workers, progress
         As in :func:`~napari_stackalign.apply_transforms`.
+    options : AverageOptions, optional
+        ``mode``, ``order``, ``chunk_size`` and ``workers`` at once; an
+        explicit keyword that differs from its default replaces the option.
 
     Returns
     -------
     FrameAverage
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
-    check_warp_options(order, "nan")
+    opts = AverageOptions.from_call(options, locals())
     n_frames, extra, (h, w) = frames_shape(stack)
     if transforms is not None and len(transforms) != n_frames:
         raise ValueError(f"the stack has {n_frames} frames but there are {len(transforms)} transforms.")
+    selected = _selected_frames(frames, n_frames)
+    total, coverage = _sum_frames(stack, transforms, selected, opts, progress)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        image = (total / coverage).astype(np.float32)
+    image[..., coverage == 0] = np.nan
+    crop = common_rectangle(coverage, selected.size)
+    if opts.mode == "crop":
+        r0, r1, c0, c1 = crop
+        image = image[..., r0:r1, c0:c1]
+        coverage = coverage[r0:r1, c0:c1]
+    return FrameAverage(image=image, coverage=coverage, crop=crop, mode=opts.mode, n_frames=int(selected.size))
+
+
+def _selected_frames(frames: Any, n_frames: int) -> np.ndarray:
+    """The indices of the frames to average (``frames``: indices or a boolean mask; None = all)."""
     if frames is None:
         selected = np.arange(n_frames)
     else:
@@ -145,8 +205,21 @@ def average_frames(
         selected = np.flatnonzero(sel) if sel.dtype == bool else sel.astype(int)
     if selected.size == 0:
         raise ValueError("no frames selected to average.")
+    return selected
+
+
+def _sum_frames(
+    stack: Any,
+    transforms: FrameTransforms | None,
+    selected: np.ndarray,
+    opts: AverageOptions,
+    progress: ProgressCallback | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The float64 sum of the selected (warped) frames and how many frames cover each pixel."""
+    _, extra, (h, w) = frames_shape(stack)
     total = np.zeros((*extra, h, w), dtype=np.float64)
     coverage = np.zeros((h, w), dtype=np.int32)
+    chunk_size = opts.chunk_size
     report(progress, 0, selected.size, "average")
     for start in range(0, selected.size, chunk_size):
         idx = selected[start : start + chunk_size]
@@ -154,20 +227,12 @@ def average_frames(
         if transforms is not None:
             # NaN marks the pixels a frame does not fully cover
             chunk = apply_transforms(
-                chunk, transforms[idx], order=order, border="nan", output_dtype=np.float32, workers=workers
+                chunk, transforms[idx], order=opts.order, border="nan", output_dtype=np.float32, workers=opts.workers
             )
         for k in range(len(idx)):
             _accumulate(total, coverage, chunk[k], extra)
         report(progress, min(start + chunk_size, selected.size), selected.size, "average")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        image = (total / coverage).astype(np.float32)
-    image[..., coverage == 0] = np.nan
-    crop = common_rectangle(coverage, selected.size)
-    if mode == "crop":
-        r0, r1, c0, c1 = crop
-        image = image[..., r0:r1, c0:c1]
-        coverage = coverage[r0:r1, c0:c1]
-    return FrameAverage(image=image, coverage=coverage, crop=crop, mode=mode, n_frames=int(selected.size))
+    return total, coverage
 
 
 def _accumulate(total: np.ndarray, coverage: np.ndarray, frame: np.ndarray, extra: tuple) -> None:

@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STACK_AXES", "check_mask", "check_roi", "check_stack"]
+from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
 
-#: how the messages name the stacks the engine takes
-STACK_AXES = "(T, Y, X)"
+__all__ = ["CHANNEL_STACK_AXES", "STACK_AXES", "check_chunk_size", "check_mask", "check_roi", "check_stack"]
 
 
 def check_stack(
@@ -59,7 +58,7 @@ def check_stack(
         )
     if len(shape) != 3:
         raise ValueError(
-            f"expected a {STACK_AXES} time series, got shape {shape}; for a (T, C, Y, X) stack "
+            f"expected a {STACK_AXES} time series, got shape {shape}; for a {CHANNEL_STACK_AXES} stack "
             "use one channel (stack[:, c]) and apply the transforms to all channels."
         )
     n, h, w = shape
@@ -132,3 +131,14 @@ def check_mask(mask: Any, shape: tuple[int, int], *, min_pixels: int = 1) -> np.
     if arr.sum() < min_pixels:
         raise ValueError(f"the mask keeps fewer than {min_pixels} pixels; keep more of the frame (True = compare).")
     return arr
+
+
+def check_chunk_size(chunk_size: Any) -> int:
+    """``chunk_size`` (frames read and processed at a time) as an integer of at least 1."""
+    try:
+        whole = not isinstance(chunk_size, (bool, np.bool_)) and int(chunk_size) == chunk_size
+    except (TypeError, ValueError):
+        whole = False
+    if not whole or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a whole number of frames, at least 1, got {chunk_size!r}.")
+    return int(chunk_size)

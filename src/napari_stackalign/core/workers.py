@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["default_workers", "estimation_workers", "thread_pool"]
+__all__ = ["check_workers", "default_workers", "estimation_workers", "thread_pool"]
+
+
+def check_workers(workers: int | None) -> int | None:
+    """``workers`` (a thread count, None = every core) checked: at least 1."""
+    if workers is not None and workers < 1:
+        raise ValueError("workers must be at least 1.")
+    return workers
 
 
 def default_workers(workers: int | None = None) -> int:
     """Number of threads to use: ``workers`` or all available cores."""
-    if workers is not None:
-        if workers < 1:
-            raise ValueError("workers must be at least 1.")
+    if check_workers(workers) is not None:
         return int(workers)
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -31,7 +36,7 @@ def estimation_workers(workers: int | None = None) -> int:
     ``docs/benchmarks-threads.md``). The exception is content the coarse
     levels cannot see (a lattice), whose search is a large FFT correlation:
     512x512, 1832 us against 1410 us; pass ``workers=2`` there when only
-    estimating (with :func:`~napari_stackalign.core.pyramid._register_apply.register_and_apply`
+    estimating (with :func:`~napari_stackalign.core.pyramid.register_and_apply`
     the other core is busy resampling and 2 threads were slower: 382 against
     447 frames/s). The other cores resample frames meanwhile.
     """

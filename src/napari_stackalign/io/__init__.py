@@ -16,7 +16,15 @@ from ._api import (
 from ._folder import natural_key
 from ._gif import GIF_SUFFIXES
 from ._hdf5 import HDF5_SUFFIXES, choose_dataset, open_hdf5, stack_candidates
-from ._lazy import estimate_contrast_limits, frame_chunked_dask, total_memory
+from ._lazy import (
+    MEMORY_FRACTION,
+    FrameReader,
+    estimate_contrast_limits,
+    frame_chunked_dask,
+    is_dask,
+    lazy_array,
+    total_memory,
+)
 from ._meta import SOURCE_KEY, normalise_unit
 from ._stackdata import StackData
 from ._tiff import TIFF_SUFFIXES
@@ -25,14 +33,18 @@ __all__ = [
     "COMPRESSIONS",
     "GIF_SUFFIXES",
     "HDF5_SUFFIXES",
+    "MEMORY_FRACTION",
     "READ_SUFFIXES",
     "SOURCE_KEY",
-    "StackData",
     "TIFF_SUFFIXES",
     "WRITE_SUFFIXES",
+    "FrameReader",
+    "StackData",
     "choose_dataset",
     "estimate_contrast_limits",
     "frame_chunked_dask",
+    "is_dask",
+    "lazy_array",
     "natural_key",
     "normalise_unit",
     "open_hdf5",

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 
 from ..files import atomic_path, check_writable_dir
+from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
 from ..progress import ProgressCallback
 from ..transforms import FrameTransforms
 from ._folder import frame_files, read_frames
 from ._gif import GIF_SUFFIXES, read_gif
 from ._hdf5 import HDF5_SUFFIXES, read_hdf5, write_hdf5
-from ._lazy import check_memory_fraction
+from ._lazy import MEMORY_FRACTION, check_memory_fraction
 from ._meta import (
     SOURCE_KEY,
     check_transforms_length,
@@ -52,7 +53,7 @@ def read_stack(
     dataset: str | None = None,
     axes: str | None = None,
     lazy: bool | None = None,
-    memory_fraction: float = 0.25,
+    memory_fraction: float = MEMORY_FRACTION,
 ) -> StackData:
     """Read a time series from a TIFF, HDF5 or GIF file, or a folder of frames.
 
@@ -142,7 +143,7 @@ def read_stack(
     elif suffix in GIF_SUFFIXES:
         _reject_dataset(dataset, path)
         if axes is not None:
-            raise ValueError("axes= does not apply to GIF files (they are always (T, Y, X) or RGB).")
+            raise ValueError(f"axes= does not apply to GIF files (they are always {STACK_AXES} or RGB).")
         result = read_gif(path)
     else:
         raise _suffix_error(path, READ_SUFFIXES, "read")
@@ -290,66 +291,57 @@ def write_stack(
         if source_path is None and data.path is not None and Path(data.path).is_file():
             source_path = data.path
         data = data.data
-    suffix = target.suffix.lower()
-    if suffix in TIFF_SUFFIXES:
-        fmt = "tiff"
-    elif suffix in (".h5", ".hdf5", ".hd5"):
-        fmt = "hdf5"
-    else:
-        raise _suffix_error(target, WRITE_SUFFIXES, "write")
+    fmt = _write_format(target)
     data = _writable_data(data)
-    ndim = len(data.shape)
-    if ndim == 2:
-        raise ValueError(
-            "data is a single 2-D image, not a time series: write_stack needs (T, Y, X) or (T, C, Y, X) frames."
-        )
-    if axes is None:
-        if ndim not in (3, 4):
-            raise ValueError(f"data has {ndim} dimensions: write_stack needs (T, Y, X) or (T, C, Y, X).")
-        axes = "TYX" if ndim == 3 else "TCYX"
-    axes = str(axes).upper()
-    if axes not in ("TYX", "TCYX"):
-        hint = " (volumes over time are not supported: pick a plane first)" if "Z" in axes else ""
-        raise ValueError(f"axes must be 'TYX' or 'TCYX', got {axes!r}{hint}.")
-    if len(axes) != ndim:
-        raise ValueError(f"axes={axes!r} needs {len(axes)}-D data but the data has shape {tuple(data.shape)}.")
-    if any(int(n) == 0 for n in data.shape):
-        raise ValueError(f"data is empty (shape {tuple(data.shape)}): nothing to write.")
-    n_frames = int(data.shape[0])
-    if transforms is not None and not isinstance(transforms, FrameTransforms):
-        transforms = FrameTransforms.from_dict(dict(transforms))
-    if transforms is not None:
-        check_transforms_length(transforms, n_frames, source="write_stack")
-    if metadata is not None and not isinstance(metadata, Mapping):
-        raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}.")
-    meta = {k: v for k, v in jsonable(dict(metadata or {})).items() if k != SOURCE_KEY}
+    axes = _write_axes(data.shape, axes)
+    transforms = _write_transforms(transforms, int(data.shape[0]))
+    meta = _write_metadata(metadata)
     full_scale = per_axis_scale(scale, axes)
     units = normalise_unit(units)
     codec = _normalise_compression(compression, fmt)
+    _check_target(target, source_path, overwrite=overwrite, force=force)
 
-    check_writable_dir(target)
-    if target.is_dir():
-        raise ValueError(f"{target} is a folder: give a file name ending in {suffix}.")
-    if source_path is not None and same_file(target, Path(source_path).expanduser()) and not force:
-        raise ValueError(
-            f"refusing to write over {target}: it is the file this data was read from. Save under a new "
-            "name (recommended), or pass force=True to replace it."
-        )
-    if target.exists() and not (overwrite or force):
-        raise ValueError(f"{target} already exists: pass overwrite=True to replace it, or choose another name.")
+    _write_file(
+        target,
+        fmt,
+        data,
+        axes=axes,
+        scale=full_scale,
+        units=units,
+        metadata=meta,
+        transforms=transforms,
+        compression=codec,
+        progress=progress,
+    )
+    return target
 
+
+def _write_file(
+    target: Path,
+    fmt: str,
+    data: Any,
+    *,
+    axes: str,
+    scale: tuple[float, ...] | None,
+    units: str | None,
+    metadata: dict,
+    transforms: FrameTransforms | None,
+    compression: str | None,
+    progress: ProgressCallback | None,
+) -> None:
+    """Write the checked data into a temporary file renamed onto ``target`` when complete."""
     stage = f"writing {target.name}"
     with atomic_path(target) as tmp:
         if fmt == "tiff":
-            block = make_block(axes=axes, scale=full_scale, units=units, metadata=meta, transforms=transforms)
+            block = make_block(axes=axes, scale=scale, units=units, metadata=metadata, transforms=transforms)
             write_tiff(
                 tmp,
                 data,
                 axes=axes,
-                scale=full_scale,
+                scale=scale,
                 units=units,
                 block=block,
-                compression=codec,
+                compression=compression,
                 progress=progress,
                 stage=stage,
             )
@@ -358,12 +350,76 @@ def write_stack(
                 tmp,
                 data,
                 axes=axes,
-                scale=full_scale,
+                scale=scale,
                 units=units,
-                metadata=meta,
+                metadata=metadata,
                 transforms=transforms,
-                compression=codec,
+                compression=compression,
                 progress=progress,
                 stage=stage,
             )
-    return target
+
+
+def _write_format(target: Path) -> str:
+    """``"tiff"`` or ``"hdf5"``, from the file extension."""
+    suffix = target.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return "tiff"
+    if suffix in WRITE_SUFFIXES:
+        return "hdf5"
+    raise _suffix_error(target, WRITE_SUFFIXES, "write")
+
+
+def _write_axes(shape: tuple[int, ...], axes: str | None) -> str:
+    """The axes to write (``"TYX"`` or ``"TCYX"``), checked against the data's shape."""
+    ndim = len(shape)
+    if ndim == 2:
+        raise ValueError(
+            f"data is a single 2-D image, not a time series: write_stack needs {STACK_AXES} or "
+            f"{CHANNEL_STACK_AXES} frames."
+        )
+    if axes is None:
+        if ndim not in (3, 4):
+            raise ValueError(f"data has {ndim} dimensions: write_stack needs {STACK_AXES} or {CHANNEL_STACK_AXES}.")
+        axes = "TYX" if ndim == 3 else "TCYX"
+    axes = str(axes).upper()
+    if axes not in ("TYX", "TCYX"):
+        hint = " (volumes over time are not supported: pick a plane first)" if "Z" in axes else ""
+        raise ValueError(f"axes must be 'TYX' or 'TCYX', got {axes!r}{hint}.")
+    if len(axes) != ndim:
+        raise ValueError(f"axes={axes!r} needs {len(axes)}-D data but the data has shape {tuple(shape)}.")
+    if any(int(n) == 0 for n in shape):
+        raise ValueError(f"data is empty (shape {tuple(shape)}): nothing to write.")
+    return axes
+
+
+def _write_transforms(transforms: FrameTransforms | Mapping | None, n_frames: int) -> FrameTransforms | None:
+    """``transforms`` as a :class:`FrameTransforms` of ``n_frames`` (or None)."""
+    if transforms is None:
+        return None
+    if not isinstance(transforms, FrameTransforms):
+        transforms = FrameTransforms.from_dict(dict(transforms))
+    check_transforms_length(transforms, n_frames, source="write_stack")
+    return transforms
+
+
+def _write_metadata(metadata: Mapping | None) -> dict:
+    """The metadata as JSON-ready values, without the reader's source path."""
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}.")
+    return {k: v for k, v in jsonable(dict(metadata or {})).items() if k != SOURCE_KEY}
+
+
+def _check_target(target: Path, source_path: PathLike | None, *, overwrite: bool, force: bool) -> None:
+    """Refuse a missing or read-only folder, a folder as target, the source file and (without
+    ``overwrite``) an existing file."""
+    check_writable_dir(target)
+    if target.is_dir():
+        raise ValueError(f"{target} is a folder: give a file name ending in {target.suffix.lower()}.")
+    if source_path is not None and same_file(target, Path(source_path).expanduser()) and not force:
+        raise ValueError(
+            f"refusing to write over {target}: it is the file this data was read from. Save under a new "
+            "name (recommended), or pass force=True to replace it."
+        )
+    if target.exists() and not (overwrite or force):
+        raise ValueError(f"{target} already exists: pass overwrite=True to replace it, or choose another name.")

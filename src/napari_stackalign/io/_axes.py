@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
+
 __all__ = ["AxesPlan", "normalise_axes", "plan_axes"]
 
 _SPATIAL = "YX"
@@ -107,7 +109,7 @@ def plan_axes(file_axes: str, shape: tuple[int, ...], *, source: str = "the data
             hint = f" If its {shape[channel[0]]} planes are frames, name the axes: axes={order!r}."
         raise ValueError(
             f"{source} is {kind} ({described}), not a time series: registration needs several frames "
-            f"(T, Y, X). Open a multi-frame file, or a folder of single-frame files.{hint}"
+            f"{STACK_AXES}. Open a multi-frame file, or a folder of single-frame files.{hint}"
         )
     if len(frames) > 1:
         letters = "".join(file_axes[d] for d in frames)
@@ -116,7 +118,7 @@ def plan_axes(file_axes: str, shape: tuple[int, ...], *, source: str = "the data
             raise ValueError(
                 f"{source} is a volume over time ({described}): 3-D volumes are not supported. "
                 f"Pick one plane (e.g. z = {shape[z] // 2} of {shape[z]}) or a projection along Z, "
-                "and save it as a (T, Y, X) or (T, C, Y, X) stack."
+                f"and save it as a {STACK_AXES} or {CHANNEL_STACK_AXES} stack."
             )
         raise ValueError(
             f"{source} has {len(frames)} frame-like axes ({described}): only one time axis is supported. "

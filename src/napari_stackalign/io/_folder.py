@@ -53,7 +53,7 @@ def read_frames(
     source: Path,
     axes: str | None = None,
     lazy: bool | None = None,
-    memory_fraction: float = 0.25,
+    memory_fraction: float,
 ) -> StackData:
     """Stack single-frame TIFF files (already in frame order) into (T, Y, X) or (T, C, Y, X)."""
     files = [Path(p) for p in files]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from ._axes import plan_axes
 from ._stackdata import StackData
@@ -20,10 +21,6 @@ def read_gif(path: Path) -> StackData:
     GIFs are small, so they are always read into memory. Frames are composited
     by Pillow (partial frames are filled from the previous ones).
     """
-    try:
-        from PIL import Image, ImageSequence, UnidentifiedImageError
-    except ImportError as exc:  # pragma: no cover - Pillow ships with matplotlib
-        raise ValueError("reading GIF files needs Pillow: pip install pillow") from exc
     frames = []
     try:
         with Image.open(path) as image:

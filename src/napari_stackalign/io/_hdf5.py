@@ -13,9 +13,10 @@ import numpy as np
 
 from .._version import __version__
 from ..files import jsonable
+from ..layouts import STACK_AXES
 from ..progress import ProgressCallback, report
 from ..transforms import TABLE_COLUMNS, FrameTransforms
-from ._axes import normalise_axes, plan_axes
+from ._axes import AxesPlan, normalise_axes, plan_axes
 from ._lazy import decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame_chunks
 from ._meta import check_transforms_length, decode_json_value, normalise_unit
 from ._stackdata import StackData
@@ -96,11 +97,11 @@ def choose_dataset(f: h5py.File, dataset: str | None, path: Path) -> h5py.Datase
         if images:
             raise ValueError(
                 f"{path} holds a single 2-D image ({_describe(images)}), not a time series: registration needs "
-                "several frames (T, Y, X). Open a file with a stack of frames."
+                f"several frames {STACK_AXES}. Open a file with a stack of frames."
             )
         raise ValueError(
             f"{path} has no usable image stack: no 'image_data' dataset and no numeric dataset with 3 or more "
-            f"dimensions (datasets found: {_describe(others)}). Save the stack as a (T, Y, X) dataset named "
+            f"dimensions (datasets found: {_describe(others)}). Save the stack as a {STACK_AXES} dataset named "
             "'image_data'."
         )
     raise ValueError(
@@ -163,11 +164,11 @@ def _default_axes(ds: h5py.Dataset, path: Path, name: str) -> str:
     if ds.ndim == 3:
         if shape[2] < min(shape[0], shape[1]) / 2:
             warnings.warn(
-                f"{path}: dataset '{name}' {shape} has no axis labels and was read as (T, Y, X) with {shape[0]} "
+                f"{path}: dataset '{name}' {shape} has no axis labels and was read as {STACK_AXES} with {shape[0]} "
                 f"frames; its last axis ({shape[2]}) is much shorter than the others. If the frames are along "
                 "the last axis, pass axes='YXT'.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
         return "TYX"
     raise ValueError(
@@ -210,7 +211,7 @@ def read_hdf5(
     dataset: str | None = None,
     axes: str | None = None,
     lazy: bool | None = None,
-    memory_fraction: float = 0.25,
+    memory_fraction: float,
 ) -> StackData:
     """Read a stack from an HDF5 file (see :func:`read_stack` for the rules)."""
     f = open_hdf5(path)
@@ -218,62 +219,13 @@ def read_hdf5(
     try:
         ds = choose_dataset(f, dataset, path)
         name = ds.name.lstrip("/")
-        ours = f.attrs.get("format") == FORMAT_NAME
-        scale_by_axis: dict[str, float] = {}
-        units = None
-        metadata: dict[str, Any] = {}
-        file_axes = axes
         hs = _hyperspy_axes(ds) if str(f.attrs.get("file_format", "")) == "HyperSpy" or path.suffix == ".hspy" else None
-        stored_axes = ds.attrs.get("axes")
-        if isinstance(stored_axes, bytes):
-            stored_axes = stored_axes.decode()
-        if file_axes is None and isinstance(stored_axes, str) and len(stored_axes) == ds.ndim:
-            file_axes = stored_axes
-        if file_axes is None:
-            file_axes = _label_axes(ds)
-        if file_axes is None and hs is not None:
-            file_axes = hs[0]
-        if file_axes is None:
-            file_axes = _default_axes(ds, path, name)
-        file_axes = normalise_axes(file_axes, ds.ndim, what="axes")
+        file_axes = _file_axes(ds, axes, hs, path, name)
         plan = plan_axes(file_axes, tuple(ds.shape), source=f"{path} (dataset '{name}')")
-        # calibration: ours, HyperSpy axes, element_size_um
-        if "scale" in ds.attrs and len(np.atleast_1d(ds.attrs["scale"])) == ds.ndim:
-            scale_by_axis = {a: float(v) for a, v in zip(file_axes, np.atleast_1d(ds.attrs["scale"]))}
-            units = normalise_unit(ds.attrs.get("units"))
-        elif hs is not None and file_axes == hs[0]:
-            scale_by_axis, units = hs[1], hs[2]
-        elif "element_size_um" in ds.attrs:
-            sizes = np.atleast_1d(ds.attrs["element_size_um"]).astype(float)
-            space = [a for a in file_axes if a not in "TCS"]
-            if len(sizes) == len(space):
-                scale_by_axis = dict(zip(space, sizes))
-                units = "µm"
-        if "metadata" in f and isinstance(f["metadata"], h5py.Group):
-            metadata = _read_json_entries(f["metadata"])
-        if not ours:
-            if hs is not None:
-                parent = ds.parent
-                if isinstance(parent.get("metadata"), h5py.Group):
-                    metadata["hyperspy"] = _group_to_dict(parent["metadata"])
-            info: dict[str, Any] = {"dataset": name}
-            attrs = {k: decode_json_value(v) for k, v in ds.attrs.items() if k != "DIMENSION_LABELS"}
-            if attrs:
-                info["attrs"] = attrs
-            metadata["hdf5"] = info
-        nbytes = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize
-        is_lazy = decide_lazy(nbytes, lazy, memory_fraction)
-        if is_lazy:
-            raw = frame_chunked_dask(ds, frame_dim=plan.frame_dim)
-            keep_open = True
-        else:
-            try:
-                raw = ds[()]
-            except OSError as exc:
-                raise ValueError(
-                    f"cannot read dataset '{name}' of {path}: the file is truncated or corrupt ({exc}). "
-                    "Copy or export it again."
-                ) from exc
+        scale_by_axis, units = _calibration(ds, file_axes, hs)
+        metadata = _file_metadata(f, ds, name, hs)
+        raw, is_lazy = _pixels(ds, plan, lazy, memory_fraction, path, name)
+        keep_open = is_lazy
         data = plan.apply(raw)
         transforms = None
         if isinstance(f.get("transforms"), h5py.Group):
@@ -282,15 +234,11 @@ def read_hdf5(
     finally:
         if not keep_open:
             f.close()
-    has_space = "Y" in scale_by_axis or "X" in scale_by_axis
-    out_scale = plan.map_values(scale_by_axis) if (scale_by_axis and (has_space or units)) else None
-    if out_scale is None and "T" in scale_by_axis and scale_by_axis["T"] != 1.0:
-        out_scale = plan.map_values(scale_by_axis)
     return StackData(
         data=data,
         axes=plan.out_axes,
         channel_axis=plan.channel_axis,
-        scale=out_scale,
+        scale=_output_scale(plan, scale_by_axis, units),
         units=units,
         metadata=metadata,
         transforms=transforms,
@@ -298,6 +246,85 @@ def read_hdf5(
         lazy=is_lazy,
         _handles=[f] if keep_open else [],
     )
+
+
+def _file_axes(ds: h5py.Dataset, axes: str | None, hs: tuple | None, path: Path, name: str) -> str:
+    """The dataset's axis order: ``axes`` if given, else ours (the ``axes`` attribute), the
+    dimension labels, HyperSpy's axes, or the default for its number of dimensions."""
+    file_axes = axes
+    stored_axes = ds.attrs.get("axes")
+    if isinstance(stored_axes, bytes):
+        stored_axes = stored_axes.decode()
+    if file_axes is None and isinstance(stored_axes, str) and len(stored_axes) == ds.ndim:
+        file_axes = stored_axes
+    if file_axes is None:
+        file_axes = _label_axes(ds)
+    if file_axes is None and hs is not None:
+        file_axes = hs[0]
+    if file_axes is None:
+        file_axes = _default_axes(ds, path, name)
+    return normalise_axes(file_axes, ds.ndim, what="axes")
+
+
+def _calibration(ds: h5py.Dataset, file_axes: str, hs: tuple | None) -> tuple[dict[str, float], str | None]:
+    """Pixel size per axis letter and its unit: ours, HyperSpy axes, or ``element_size_um``."""
+    if "scale" in ds.attrs and len(np.atleast_1d(ds.attrs["scale"])) == ds.ndim:
+        scale_by_axis = {a: float(v) for a, v in zip(file_axes, np.atleast_1d(ds.attrs["scale"]))}
+        return scale_by_axis, normalise_unit(ds.attrs.get("units"))
+    if hs is not None and file_axes == hs[0]:
+        return hs[1], hs[2]
+    if "element_size_um" in ds.attrs:
+        sizes = np.atleast_1d(ds.attrs["element_size_um"]).astype(float)
+        space = [a for a in file_axes if a not in "TCS"]
+        if len(sizes) == len(space):
+            return dict(zip(space, sizes)), "µm"
+    return {}, None
+
+
+def _file_metadata(f: h5py.File, ds: h5py.Dataset, name: str, hs: tuple | None) -> dict[str, Any]:
+    """The ``metadata`` group; for files not written by this package also HyperSpy's metadata
+    and the dataset's name and attributes."""
+    metadata: dict[str, Any] = {}
+    if "metadata" in f and isinstance(f["metadata"], h5py.Group):
+        metadata = _read_json_entries(f["metadata"])
+    if f.attrs.get("format") != FORMAT_NAME:
+        if hs is not None:
+            parent = ds.parent
+            if isinstance(parent.get("metadata"), h5py.Group):
+                metadata["hyperspy"] = _group_to_dict(parent["metadata"])
+        info: dict[str, Any] = {"dataset": name}
+        attrs = {k: decode_json_value(v) for k, v in ds.attrs.items() if k != "DIMENSION_LABELS"}
+        if attrs:
+            info["attrs"] = attrs
+        metadata["hdf5"] = info
+    return metadata
+
+
+def _pixels(
+    ds: h5py.Dataset, plan: AxesPlan, lazy: bool | None, memory_fraction: float, path: Path, name: str
+) -> tuple[Any, bool]:
+    """The dataset's pixels in the file's axis order, and whether they are read lazily (the
+    file must then stay open)."""
+    nbytes = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize
+    if decide_lazy(nbytes, lazy, memory_fraction):
+        return frame_chunked_dask(ds, frame_dim=plan.frame_dim), True
+    try:
+        return ds[()], False
+    except OSError as exc:
+        raise ValueError(
+            f"cannot read dataset '{name}' of {path}: the file is truncated or corrupt ({exc}). "
+            "Copy or export it again."
+        ) from exc
+
+
+def _output_scale(plan: AxesPlan, scale_by_axis: dict[str, float], units: str | None) -> tuple[float, ...] | None:
+    """The scale per output axis, when the file gives a pixel size (or a frame step)."""
+    has_space = "Y" in scale_by_axis or "X" in scale_by_axis
+    if scale_by_axis and (has_space or units):
+        return plan.map_values(scale_by_axis)
+    if "T" in scale_by_axis and scale_by_axis["T"] != 1.0:
+        return plan.map_values(scale_by_axis)
+    return None
 
 
 def _compression_kwargs(compression: str | None) -> dict[str, Any]:

@@ -10,18 +10,24 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import dask.array as da
 import numpy as np
 
 __all__ = [
+    "MEMORY_FRACTION",
     "FrameReader",
     "decide_lazy",
     "estimate_contrast_limits",
     "frame_chunked_dask",
     "frames_per_chunk",
+    "is_dask",
     "iter_frame_chunks",
+    "lazy_array",
     "total_memory",
 ]
 
+#: Default share of this machine's RAM above which :func:`~napari_stackalign.io.read_stack` opens files lazily.
+MEMORY_FRACTION = 0.25
 #: Target size of one dask chunk of a lazily opened stack (whole frames).
 CHUNK_BYTES = 2 * 2**20
 #: Largest block of frames read at once while writing or iterating (at least one frame).
@@ -64,14 +70,18 @@ def frames_per_chunk(frame_nbytes: int, target: int = CHUNK_BYTES) -> int:
 
 
 class FrameReader:
-    """A read-only array-like whose first axis is read on demand.
+    """A read-only array-like whose first axis (frames) is read on demand.
 
-    ``read(start, stop)`` returns frames ``start:stop`` as a numpy array of
-    shape ``(stop - start,) + shape[1:]``. Indexing supports what dask's
-    ``from_array`` asks for (slices and integers), so
-    :func:`frame_chunked_dask` can wrap any frame source (TIFF pages, a
-    folder of files) without extra dependencies. Reads are serialised with a
-    lock because the underlying file handle is shared.
+    The one implementation of "index a stack by frame and return numpy" that
+    every reader of the package shares (TIFF pages, folders of files, and the
+    chunked readers of :mod:`napari_stackalign.core.frames`).
+    ``read(start, stop)`` returns frames ``start:stop`` as a new numpy array
+    of shape ``(stop - start,) + shape[1:]``. Indexing takes what dask's
+    ``from_array`` and the engine ask for: an integer, a slice, a list or
+    1-D array of frame indices (or a boolean mask), then any index of the
+    remaining axes. A run of consecutive frames is one ``read``; other
+    selections read frame by frame. With ``lock`` (the default) reads are
+    serialised, for readers that share one file handle.
     """
 
     def __init__(
@@ -80,11 +90,18 @@ class FrameReader:
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype)
         self.ndim = len(self.shape)
-        self._read = read
+        self._read_frames = read
         self._lock: Any = threading.Lock() if lock else contextlib.nullcontext()
 
     def __len__(self) -> int:
         return self.shape[0]
+
+    def _frames(self, start: int, stop: int) -> np.ndarray:
+        """Frames ``start:stop`` (an empty array, without reading, when there are none)."""
+        if stop <= start:
+            return np.empty((0,) + self.shape[1:], self.dtype)
+        with self._lock:
+            return self._read_frames(start, stop)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if not isinstance(key, tuple):
@@ -95,21 +112,19 @@ class FrameReader:
             t = int(first) + n if first < 0 else int(first)
             if not 0 <= t < n:
                 raise IndexError(f"frame {first} out of range for {n} frames")
-            with self._lock:
-                block = self._read(t, t + 1)
-            return block[(0,) + rest]
+            return self._frames(t, t + 1)[(0,) + rest]
         if first is Ellipsis:
             first, rest = slice(None), (Ellipsis,) + rest
+        if isinstance(first, slice) and first.step in (None, 1):
+            start, stop, _ = first.indices(n)
+            return self._frames(start, stop)[(slice(None),) + rest]
         idx = np.arange(n)[first]
         if idx.ndim != 1:
             raise IndexError("only integers, slices and 1-D index arrays select frames")
         if idx.size == 0:
-            return np.empty((0,) + self.shape[1:], self.dtype)[(slice(None),) + rest]
+            return self._frames(0, 0)[(slice(None),) + rest]
         if idx.size == 1 or np.all(np.diff(idx) == 1):
-            lo, hi = int(idx[0]), int(idx[-1]) + 1
-            with self._lock:
-                block = self._read(lo, hi)
-            return block[(slice(None),) + rest]
+            return self._frames(int(idx[0]), int(idx[-1]) + 1)[(slice(None),) + rest]
         return np.stack([self[(int(i),) + rest] for i in idx])
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -118,44 +133,72 @@ class FrameReader:
 
 
 class _OnDemand:
-    """Hides an ndarray (memmap) from dask's copy-on-wrap; indexing reads only what is asked."""
+    """Hides an array (a numpy array or memmap above all) from
+    ``dask.array.from_array``, which copies numpy arrays whole; indexing
+    reads only what is asked for."""
 
-    def __init__(self, array: np.ndarray):
+    def __init__(self, array: Any):
         self._array = array
-        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+        self.shape, self.dtype, self.ndim = tuple(array.shape), np.dtype(array.dtype), len(array.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         return np.asarray(self._array[key])
 
 
+def is_dask(array: Any) -> bool:
+    """Whether ``array`` is a dask collection (a dask array, most often)."""
+    return type(array).__module__.startswith("dask.")
+
+
+def lazy_array(
+    array: Any, chunks: tuple[int, ...], *, name: str | None = None, name_prefix: str = "stackalign-read"
+) -> Any:
+    """A dask array of ``chunks`` over an array-like, reading each chunk only when it is computed.
+
+    Parameters
+    ----------
+    array : array-like
+        Anything with ``shape``, ``dtype`` and numpy-style slicing (numpy
+        array or memmap, h5py dataset, :class:`FrameReader`). Anything but a
+        :class:`FrameReader` is indexed through a thin wrapper:
+        ``dask.array.from_array`` would otherwise copy a numpy array, reading
+        a memory-mapped file whole.
+    chunks : tuple of int
+        Chunk size per axis.
+    name : str, optional
+        The dask name (the key of the chunks in dask's caches).
+    name_prefix : str
+        Without ``name``: the start of a generated unique name (so two arrays
+        never share a cache key).
+
+    Returns
+    -------
+    dask.array.Array
+    """
+    if not isinstance(array, FrameReader):
+        array = _OnDemand(array)
+    return da.from_array(
+        array,
+        chunks=chunks,
+        name=name or f"{name_prefix}-{uuid.uuid4().hex}",
+        meta=np.empty((0,) * len(array.shape), dtype=array.dtype),
+        asarray=True,
+        fancy=False,
+    )
+
+
 def frame_chunked_dask(array: Any, *, frame_dim: int = 0, name: str | None = None) -> Any:
     """Wrap an array-like (numpy memmap, h5py dataset, :class:`FrameReader`) as a
-    dask array chunked by whole frames along ``frame_dim``, reading on demand.
-
-    A numpy array or memmap is wrapped in a :class:`FrameReader` first:
-    ``dask.array.from_array`` would otherwise copy it, reading a memory-mapped
-    file whole.
+    dask array chunked by whole frames along ``frame_dim``, reading on demand
+    (see :func:`lazy_array`); ``name`` replaces the generated dask name.
     """
-    import dask.array as da
-
-    if isinstance(array, np.ndarray):
-        # dask copies ndarrays (a memmap would be read whole): index it on demand instead
-        array = _OnDemand(array)
     shape = tuple(int(n) for n in array.shape)
     frame_nbytes = (
         int(np.prod([n for d, n in enumerate(shape) if d != frame_dim], dtype=np.int64))
         * np.dtype(array.dtype).itemsize
     )
     chunks = tuple(frames_per_chunk(frame_nbytes) if d == frame_dim else n for d, n in enumerate(shape))
-    meta = np.empty((0,) * len(shape), dtype=array.dtype)
-    return da.from_array(
-        array,
-        chunks=chunks,
-        name=name or f"stackalign-read-{uuid.uuid4().hex}",
-        meta=meta,
-        asarray=True,
-        fancy=False,
-    )
+    return lazy_array(array, chunks, name=name)
 
 
 def iter_frame_chunks(data: Any, *, max_bytes: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -202,7 +245,7 @@ def estimate_contrast_limits(
     if n == 0:
         raise ValueError("cannot estimate contrast limits of an empty stack (no frames).")
     index = _sample_frames(n, n_samples)
-    if hasattr(data, "dask"):  # one compute for all sampled frames
+    if is_dask(data):  # one compute for all sampled frames
         sample = np.asarray(data[index])
     else:
         sample = np.stack([np.asarray(data[t]) for t in index])

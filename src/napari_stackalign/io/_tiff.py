@@ -6,10 +6,11 @@ import json
 import logging
 import os
 import struct
-import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import dask
+import dask.array as da
 import numpy as np
 import tifffile
 
@@ -22,6 +23,7 @@ from ._lazy import (
     frame_chunked_dask,
     frames_per_chunk,
     iter_frame_chunks,
+    lazy_array,
 )
 from ._meta import BLOCK_KEY, block_transforms, normalise_unit, parse_block
 from ._stackdata import StackData
@@ -266,9 +268,6 @@ def _lazy_tiff(path: Path, tif: tifffile.TiffFile, series: Any, frame_dim: int) 
     n_pages = int(np.prod(lead, dtype=np.int64)) if lead else 1
     if tuple(series.shape[len(lead) :]) != page_shape or n_pages != len(series.pages):
         # unusual layout: fall back to one read of the whole series on first access
-        import dask
-        import dask.array as da
-
         delayed = dask.delayed(series.asarray)()
         return da.from_delayed(delayed, shape=series.shape, dtype=series.dtype), [tif]
 
@@ -280,23 +279,14 @@ def _lazy_tiff(path: Path, tif: tifffile.TiffFile, series: Any, frame_dim: int) 
     pages_per_frame = int(np.prod(lead[1:], dtype=np.int64)) if len(lead) > 1 else 1
     page_nbytes = int(np.prod(page_shape, dtype=np.int64)) * np.dtype(series.dtype).itemsize
     per_chunk = frames_per_chunk(page_nbytes * pages_per_frame) * pages_per_frame
-    import dask.array as da
-
-    arr = da.from_array(
-        reader,
-        chunks=(per_chunk,) + page_shape,
-        meta=np.empty((0,) * reader.ndim, series.dtype),
-        name=f"stackalign-tiff-{uuid.uuid4().hex}",
-        asarray=True,
-        fancy=False,
-    )
+    arr = lazy_array(reader, (per_chunk,) + page_shape, name_prefix="stackalign-tiff")
     if lead and len(lead) > 1:
         arr = arr.reshape(lead + page_shape)
     return arr, [tif]
 
 
 def read_tiff(
-    path: Path, *, axes: str | None = None, lazy: bool | None = None, memory_fraction: float = 0.25
+    path: Path, *, axes: str | None = None, lazy: bool | None = None, memory_fraction: float
 ) -> StackData:
     """Read the first series of a TIFF file as frames-first data (see :func:`read_stack`)."""
     tif = open_tiff(path)

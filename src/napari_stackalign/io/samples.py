@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..synthetic import make_stack
+from ._api import read_stack
 from ._stackdata import StackData
 
 __all__ = ["SAMPLES", "SAMPLE_NAMES", "Sample", "load_sample", "sample_path"]
@@ -44,8 +46,6 @@ def sample_path(filename: str) -> Path:
 
 def _real(filename: str) -> Callable[[], StackData]:
     def load() -> StackData:
-        from ._api import read_stack
-
         return read_stack(sample_path(filename), lazy=False)
 
     return load
@@ -53,8 +53,6 @@ def _real(filename: str) -> Callable[[], StackData]:
 
 def _synthetic(kind: str, **options: object) -> Callable[[], StackData]:
     def load() -> StackData:
-        from ..synthetic import make_stack
-
         stack, truth = make_stack(kind, **options)  # type: ignore[arg-type]
         described = ", ".join(f"{k}={v}" for k, v in options.items())
         metadata = {

@@ -40,7 +40,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.checks import STACK_AXES
 from ..core.quality import (
+    CHECKER_TILE,
     checkerboard,
     common_region,
     difference,
@@ -73,7 +75,7 @@ def _image_data(layer: Any) -> Any:
     if data.ndim == 2:
         return data[None]
     if data.ndim != 3:
-        raise ValueError(f"layer {layer.name!r} has {data.ndim} dimensions: compare (T, Y, X) stacks or 2-D images.")
+        raise ValueError(f"layer {layer.name!r} has {data.ndim} dimensions: compare {STACK_AXES} stacks or 2-D images.")
     return data
 
 
@@ -153,9 +155,21 @@ class CompareWidget(ScrollingDock):
         self._flicker_saved: dict | None = None
         self._flicker_state = 0
 
-        # -- layers
-        self.layer_a = LayerChoice(napari_viewer, Image)
-        self.layer_b = LayerChoice(napari_viewer, Image)
+        layout = self.body_layout
+        layout.addLayout(self._layer_form())
+        layout.addWidget(self._views_box())
+        layout.addWidget(self._quality_box(), 1)
+
+        self.layer_a.currentIndexChanged.connect(self._stop_views)
+        self.layer_b.currentIndexChanged.connect(self._stop_views)
+        napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._pick_default_pair()
+
+    # ---------------------------------------------------------------- building
+    def _layer_form(self) -> QFormLayout:
+        """The two layer choices (and the margin option, shown with the quality)."""
+        self.layer_a = LayerChoice(self.viewer, Image)
+        self.layer_b = LayerChoice(self.viewer, Image)
         self.layer_a.setToolTip("Usually the input stack.")
         self.layer_b.setToolTip("Usually the registered stack ('<input> registered').")
         self.common_area = QCheckBox("Leave out the registered margin")
@@ -169,8 +183,10 @@ class CompareWidget(ScrollingDock):
         form = QFormLayout()
         form.addRow("Layer A (before):", self.layer_a)
         form.addRow("Layer B (after):", self.layer_b)
+        return form
 
-        # -- views
+    def _views_box(self) -> QGroupBox:
+        """Side by side, difference, checkerboard and flicker."""
         self.side_by_side_button = QPushButton("Side by side")
         self.side_by_side_button.setCheckable(True)
         self.side_by_side_button.setToolTip("Grid view with only A and B visible; press again to restore.")
@@ -186,11 +202,26 @@ class CompareWidget(ScrollingDock):
         self.difference_button.clicked.connect(self.add_difference)
         self.tile = QSpinBox()
         self.tile.setRange(2, 4096)
-        self.tile.setValue(32)
+        self.tile.setValue(CHECKER_TILE)
         self.tile.setSuffix(" px")
         self.checker_button = QPushButton("Add checkerboard")
         self.checker_button.clicked.connect(self.add_checkerboard)
+        flicker_row = self._flicker_row()
 
+        views = QGroupBox("Views")
+        vform = QFormLayout(views)
+        vform.addRow(self.side_by_side_button)
+        vform.addRow("Made from:", self.source)
+        vform.addRow("Difference:", self.difference_button)
+        checker_row = QHBoxLayout()
+        checker_row.addWidget(self.tile)
+        checker_row.addWidget(self.checker_button, 1)
+        vform.addRow("Tiles:", checker_row)
+        vform.addRow("Flicker:", flicker_row)
+        return views
+
+    def _flicker_row(self) -> QHBoxLayout:
+        """The flicker rate, its start/stop button and its timer."""
         self.rate = QDoubleSpinBox()
         self.rate.setRange(0.2, 30.0)
         self.rate.setSingleStep(0.5)
@@ -202,22 +233,13 @@ class CompareWidget(ScrollingDock):
         self.flicker_button.toggled.connect(self._on_flicker_toggled)
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._flick)
+        row = QHBoxLayout()
+        row.addWidget(self.rate)
+        row.addWidget(self.flicker_button, 1)
+        return row
 
-        views = QGroupBox("Views")
-        vform = QFormLayout(views)
-        vform.addRow(self.side_by_side_button)
-        vform.addRow("Made from:", self.source)
-        vform.addRow("Difference:", self.difference_button)
-        checker_row = QHBoxLayout()
-        checker_row.addWidget(self.tile)
-        checker_row.addWidget(self.checker_button, 1)
-        vform.addRow("Tiles:", checker_row)
-        flicker_row = QHBoxLayout()
-        flicker_row.addWidget(self.rate)
-        flicker_row.addWidget(self.flicker_button, 1)
-        vform.addRow("Flicker:", flicker_row)
-
-        # -- quality
+    def _quality_box(self) -> QGroupBox:
+        """The margin option, the measure button, the figures and the correlation plot."""
         self.runner = TaskRunner("Measure quality", self.measure)
         self.table = QLabel("Press 'Measure quality' to compare sharpness and frame-to-mean correlation.")
         self.table.setWordWrap(True)
@@ -232,16 +254,7 @@ class CompareWidget(ScrollingDock):
         qlayout.addWidget(self.runner)
         qlayout.addWidget(self.table)
         qlayout.addWidget(self.plot, 1)
-
-        layout = self.body_layout
-        layout.addLayout(form)
-        layout.addWidget(views)
-        layout.addWidget(quality, 1)
-
-        self.layer_a.currentIndexChanged.connect(self._stop_views)
-        self.layer_b.currentIndexChanged.connect(self._stop_views)
-        napari_viewer.layers.events.removed.connect(self._on_layer_removed)
-        self._pick_default_pair()
+        return quality
 
     # ----------------------------------------------------------- layer choice
     def _pick_default_pair(self) -> None:

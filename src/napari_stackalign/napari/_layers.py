@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..core.checks import STACK_AXES
 from ..transforms import FrameTransforms
 
-__all__ = ["derived_image_kwargs", "provenance", "transforms_from_layer", "frame_stack"]
+__all__ = ["derived_image_kwargs", "frame_stack", "provenance", "transforms_from_layer"]
 
 
 def provenance(method: str, params: dict, transforms: FrameTransforms | None = None, **extra: Any) -> dict:
@@ -69,9 +70,9 @@ def frame_stack(layer: Any) -> Any:
     if getattr(layer, "rgb", False):
         raise ValueError(f"layer {layer.name!r} is RGB: split its channels first (right-click > Split RGB).")
     if data.ndim == 2:
-        raise ValueError(f"layer {layer.name!r} is a single 2-D image: registration needs a time series (T, Y, X).")
+        raise ValueError(f"layer {layer.name!r} is a single 2-D image: registration needs a time series {STACK_AXES}.")
     if data.ndim != 3:
         raise ValueError(
-            f"layer {layer.name!r} has {data.ndim} dimensions: pick a (T, Y, X) layer, or split channels first."
+            f"layer {layer.name!r} has {data.ndim} dimensions: pick a {STACK_AXES} layer, or split channels first."
         )
     return data

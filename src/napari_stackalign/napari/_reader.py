@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
+
 from ..io import (
     GIF_SUFFIXES,
     HDF5_SUFFIXES,
@@ -62,8 +64,6 @@ def _can_read(path: PathOrPaths) -> bool:
         with open(path, "rb") as fh:
             return fh.read(4) == b"GIF8"
     if suffix in HDF5_SUFFIXES:
-        import h5py
-
         if not h5py.is_hdf5(path):
             return False
         with h5py.File(path, "r") as f:

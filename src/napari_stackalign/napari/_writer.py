@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
 
 from ..io import SOURCE_KEY, normalise_unit, same_file, write_stack
@@ -66,8 +67,6 @@ def _write(path: Path, data: Any, attributes: dict, *, default_suffix: str) -> P
         # (T, Y, X, 3|4) colour frames -> (T, C, Y, X)
         if ndim != 4:
             raise ValueError(f"layer {name!r} is a single RGB image: a time series of frames is needed.")
-        import dask.array as da
-
         data = da.moveaxis(data, -1, 1) if isinstance(data, da.Array) else np.moveaxis(np.asarray(data), -1, 1)
         scale = scale[:1] + [1.0] + scale[1:3]
         ndim = 4

@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from napari_stackalign.core.apply._stream import WarpedFrames
-from napari_stackalign.core.apply._warp import apply_transforms
-from napari_stackalign.core.frames._source import ReadAhead, frame_ranges
+from napari_stackalign.core.apply import WarpedFrames, apply_transforms
+from napari_stackalign.core.frames import ReadAhead, frame_ranges
 from napari_stackalign.transforms import FrameTransforms
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_stackalign.core.quality._compare import (
+from napari_stackalign.core.quality import (
     checkerboard,
     checkerboard_mask,
     difference,

@@ -1,11 +1,20 @@
 """Applying transforms: one resampling per frame (``cv2.warpAffine``), in memory or streamed."""
 
-from ._stream import WarpedFrames
-from ._warp import (
+from ._options import (
+    APPLY_DEFAULTS,
     BORDERS,
     ORDERS,
-    apply_transforms,
+    ApplyOptions,
+    check_border,
+    check_order,
     check_warp_options,
+    chunk_size_option,
+    order_option,
+    workers_option,
+)
+from ._stream import WarpedFrames
+from ._warp import (
+    apply_transforms,
     coverage_mask,
     frames_shape,
     is_dask,
@@ -15,15 +24,22 @@ from ._warp import (
 )
 
 __all__ = [
+    "APPLY_DEFAULTS",
     "BORDERS",
     "ORDERS",
+    "ApplyOptions",
     "WarpedFrames",
     "apply_transforms",
+    "check_border",
+    "check_order",
     "check_warp_options",
+    "chunk_size_option",
     "coverage_mask",
     "frames_shape",
     "is_dask",
+    "order_option",
     "result_dtype",
     "warp_chunk",
     "warp_frame",
+    "workers_option",
 ]

@@ -4,7 +4,7 @@
 into a file chunk by chunk (atomically, with the metadata and the
 transforms). :class:`WarpedFrames` is such an array: a background thread
 reads the input, warps it with
-:func:`~napari_stackalign.core.apply._warp.apply_transforms` and queues the result a
+:func:`~napari_stackalign.core.apply.apply_transforms` and queues the result a
 few blocks ahead, so reading, warping and writing overlap (h5py, ``preadv``
 and OpenCV release the GIL) and memory stays bounded by the queue.
 """
@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ...transforms import FrameTransforms
-from ..frames import BlockProducer, frame_ranges
+from ..frames import READ_AHEAD_BLOCKS, BlockProducer, frame_ranges
+from ._options import APPLY_DEFAULTS
 from ._warp import apply_transforms, result_dtype
 
 __all__ = ["WarpedFrames"]
@@ -39,7 +40,7 @@ class WarpedFrames(BlockProducer):
     workers : int, optional
         Threads for the warp (all cores by default).
     order, border, cval, output_dtype
-        As for :func:`~napari_stackalign.core.apply._warp.apply_transforms`.
+        As for :func:`~napari_stackalign.core.apply.apply_transforms`.
 
     Notes
     -----
@@ -56,12 +57,12 @@ class WarpedFrames(BlockProducer):
         transforms: FrameTransforms,
         *,
         block: int,
-        depth: int = 2,
-        workers: int | None = None,
-        order: int = 1,
-        border: str = "constant",
-        cval: float = 0.0,
-        output_dtype: Any = None,
+        depth: int = READ_AHEAD_BLOCKS,
+        workers: int | None = APPLY_DEFAULTS.workers,
+        order: int = APPLY_DEFAULTS.order,
+        border: str = APPLY_DEFAULTS.border,
+        cval: float = APPLY_DEFAULTS.cval,
+        output_dtype: Any = APPLY_DEFAULTS.output_dtype,
     ) -> None:
         if len(transforms) != int(frames.shape[0]):
             raise ValueError(f"{len(transforms)} transforms for {int(frames.shape[0])} frames.")

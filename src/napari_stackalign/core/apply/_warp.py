@@ -11,17 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 import cv2
+import dask.array as da
 import numpy as np
 
+from ...io import is_dask
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
+from ..checks import CHANNEL_STACK_AXES, STACK_AXES
 from ..workers import default_workers, thread_pool
+from ._options import APPLY_DEFAULTS, BORDERS, ORDERS, ApplyOptions, check_warp_options
 
 __all__ = [
-    "BORDERS",
-    "ORDERS",
     "apply_transforms",
-    "check_warp_options",
     "coverage_mask",
     "frames_shape",
     "is_dask",
@@ -30,24 +31,8 @@ __all__ = [
     "warp_frame",
 ]
 
-#: interpolation order -> OpenCV flag
-ORDERS = {0: cv2.INTER_NEAREST, 1: cv2.INTER_LINEAR, 3: cv2.INTER_CUBIC}
-#: border name -> OpenCV border mode
-BORDERS = {
-    "constant": cv2.BORDER_CONSTANT,
-    "nan": cv2.BORDER_CONSTANT,
-    "edge": cv2.BORDER_REPLICATE,
-    "reflect": cv2.BORDER_REFLECT_101,
-}
 # dtypes cv2.warpAffine handles natively
 _CV2_DTYPES = {np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64)}
-
-
-def check_warp_options(order: int, border: str) -> None:
-    if order not in ORDERS:
-        raise ValueError(f"order must be one of {sorted(ORDERS)} (0 nearest, 1 linear, 3 cubic), got {order!r}.")
-    if border not in BORDERS:
-        raise ValueError(f"border must be one of {sorted(BORDERS)}, got {border!r}.")
 
 
 def result_dtype(in_dtype: np.dtype, border: str, output_dtype: Any) -> np.dtype:
@@ -67,10 +52,10 @@ def warp_frame(
     frame: np.ndarray,
     matrix_xy: np.ndarray,
     *,
-    order: int = 1,
-    border: str = "constant",
-    cval: float = 0.0,
-    output_dtype: Any = None,
+    order: int = APPLY_DEFAULTS.order,
+    border: str = APPLY_DEFAULTS.border,
+    cval: float = APPLY_DEFAULTS.cval,
+    output_dtype: Any = APPLY_DEFAULTS.output_dtype,
     dst: np.ndarray | None = None,
 ) -> np.ndarray:
     """Resample one 2-D frame with a forward 2x3 matrix in OpenCV (x, y) order.
@@ -129,7 +114,7 @@ def frames_shape(stack: Any) -> tuple[int, tuple[int, ...], tuple[int, int]]:
     shape = tuple(stack.shape)
     if len(shape) not in (3, 4):
         raise ValueError(
-            f"expected a (T, Y, X) or (T, C, Y, X) stack, got shape {shape}."
+            f"expected a {STACK_AXES} or {CHANNEL_STACK_AXES} stack, got shape {shape}."
         )
     return shape[0], shape[1:-2], shape[-2:]
 
@@ -176,14 +161,15 @@ def apply_transforms(
     stack: Any,
     transforms: FrameTransforms,
     *,
-    order: int = 1,
-    border: str = "constant",
-    cval: float = 0.0,
-    output_dtype: Any = None,
+    order: int = APPLY_DEFAULTS.order,
+    border: str = APPLY_DEFAULTS.border,
+    cval: float = APPLY_DEFAULTS.cval,
+    output_dtype: Any = APPLY_DEFAULTS.output_dtype,
     out: Any = None,
-    chunk_size: int = 64,
-    workers: int | None = None,
+    chunk_size: int = APPLY_DEFAULTS.chunk_size,
+    workers: int | None = APPLY_DEFAULTS.workers,
     progress: ProgressCallback | None = None,
+    options: ApplyOptions | None = None,
 ) -> Any:
     """Resample every frame of ``stack`` onto the reference.
 
@@ -215,28 +201,28 @@ def apply_transforms(
     progress : callable, optional
         ``progress(done, total, stage)``; may raise
         :class:`~napari_stackalign.core.Cancelled` to stop.
+    options : ApplyOptions, optional
+        All of ``order`` ... ``workers`` at once; an explicit keyword that
+        differs from its default replaces the option.
 
     Returns
     -------
     array-like
         ``out`` if given; a lazy dask array for dask input; else a numpy array.
     """
-    check_warp_options(order, border)
+    opts = ApplyOptions.from_call(options, locals())
     n_frames, _, _ = frames_shape(stack)
     if len(transforms) != n_frames:
         raise ValueError(
             f"the stack has {n_frames} frames but there are {len(transforms)} transforms: "
             "use transforms estimated on a stack with the same number of frames."
         )
-    if chunk_size < 1:
-        raise ValueError("chunk_size must be at least 1.")
-    out_dtype = result_dtype(np.dtype(stack.dtype), border, output_dtype)
+    out_dtype = result_dtype(np.dtype(stack.dtype), opts.border, opts.output_dtype)
     mats = transforms.to_cv2_matrices()
-    kwargs = dict(order=order, border=border, cval=cval, out_dtype=out_dtype)
+    kwargs = {"order": opts.order, "border": opts.border, "cval": opts.cval, "out_dtype": out_dtype}
+    chunk_size = opts.chunk_size
 
     if out is None and is_dask(stack):
-        import dask.array as da
-
         frames = stack.rechunk({0: chunk_size, **{ax: -1 for ax in range(1, stack.ndim)}})
 
         def block(chunk: np.ndarray, block_info: dict | None = None) -> np.ndarray:
@@ -251,7 +237,7 @@ def apply_transforms(
         raise ValueError(f"out has shape {tuple(out.shape)}, expected {tuple(stack.shape)}.")
     direct = type(out) in (np.ndarray, np.memmap) and out.dtype == out_dtype and out.flags.c_contiguous
     report(progress, 0, n_frames, "apply")
-    with thread_pool(default_workers(workers)) as pool:
+    with thread_pool(default_workers(opts.workers)) as pool:
         for start in range(0, n_frames, chunk_size):
             stop = min(start + chunk_size, n_frames)
             chunk = np.asarray(stack[start:stop])
@@ -280,7 +266,3 @@ def _footprint(shape: tuple[int, int], matrix_xy: np.ndarray) -> np.ndarray:
         ones, matrix_xy, (shape[1], shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
     )
     return warped >= 1.0 - 1e-3
-
-
-def is_dask(stack: Any) -> bool:
-    return type(stack).__module__.startswith("dask.")

@@ -2,8 +2,8 @@
 their reader.
 
 :class:`BlockProducer` holds the thread, the bounded queue and the clean
-stop that :class:`~._frame_source.ReadAhead` (reading) and
-:class:`~._warp_stream.WarpedFrames` (reading and warping) share; each
+stop that :class:`~napari_stackalign.core.frames.ReadAhead` (reading) and
+:class:`~napari_stackalign.core.apply.WarpedFrames` (reading and warping) share; each
 gives only the function that makes one block.
 """
 
@@ -16,7 +16,10 @@ from typing import Any, Self
 
 import numpy as np
 
-__all__ = ["BlockProducer"]
+__all__ = ["READ_AHEAD_BLOCKS", "BlockProducer"]
+
+#: blocks a producer prepares ahead of its reader by default
+READ_AHEAD_BLOCKS = 2
 
 
 class BlockProducer:
@@ -32,7 +35,11 @@ class BlockProducer:
     thread_name = "stackalign-producer"
 
     def __init__(
-        self, ranges: Iterable[tuple[int, int]], produce: Callable[[int, int], np.ndarray], *, depth: int = 2
+        self,
+        ranges: Iterable[tuple[int, int]],
+        produce: Callable[[int, int], np.ndarray],
+        *,
+        depth: int = READ_AHEAD_BLOCKS,
     ) -> None:
         self._ranges = [(int(a), int(b)) for a, b in ranges]
         self._produce = produce

@@ -34,10 +34,23 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+import tifffile
 
-from ._background import BlockProducer
+from ...io import (
+    HDF5_SUFFIXES,
+    TIFF_SUFFIXES,
+    FrameReader,
+    choose_dataset,
+    is_dask,
+    open_hdf5,
+    read_stack,
+)
+from ._background import READ_AHEAD_BLOCKS, BlockProducer
 
-__all__ = ["ChannelFrames", "FileFrames", "OpenedFrames", "ReadAhead", "as_frames", "frame_ranges"]
+__all__ = ["CHUNK_FRAMES", "ChannelFrames", "FileFrames", "OpenedFrames", "ReadAhead", "as_frames", "frame_ranges"]
+
+#: frames read and processed at a time by default (memory stays flat; large enough to keep the threads busy)
+CHUNK_FRAMES = 64
 
 
 def frame_ranges(start: int, stop: int, step: int) -> list[tuple[int, int]]:
@@ -46,68 +59,26 @@ def frame_ranges(start: int, stop: int, step: int) -> list[tuple[int, int]]:
     return [(a, min(a + step, stop)) for a in range(start, stop, step)]
 
 
-class _SliceOnly:
-    """Common indexing for the readers: an int or a slice of frames, then the rest.
-
-    Subclasses set ``shape`` and ``dtype`` and define ``_read(a, b)``, which
-    returns frames ``a:b`` as a new array.
-    """
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key,)
-        first, rest = key[0], key[1:]
-        n = self.shape[0]
-        if isinstance(first, (int, np.integer)):
-            t = int(first) + n if first < 0 else int(first)
-            if not 0 <= t < n:
-                raise IndexError(f"frame {first} out of range for {n} frames")
-            return self._read(t, t + 1)[(0,) + rest]
-        if isinstance(first, slice):
-            a, b, step = first.indices(n)
-            if step == 1:
-                return self._read(a, max(a, b))[(slice(None),) + rest]
-        idx = np.arange(n)[first]
-        return np.stack([self[(int(i),) + rest] for i in np.atleast_1d(idx)])
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = self[:]
-        return out if dtype is None else out.astype(dtype)
-
-
-class _H5Frames(_SliceOnly):
+class _H5Frames(FrameReader):
     """An HDF5 dataset stored frames first, read through h5py."""
 
     def __init__(self, dataset: Any) -> None:
         self._ds = dataset
-        self.shape = tuple(int(n) for n in dataset.shape)
-        self.dtype = np.dtype(dataset.dtype)
+        super().__init__(dataset.shape, dataset.dtype, self._read, lock=False)
 
     def _read(self, a: int, b: int) -> np.ndarray:
         out = np.empty((b - a,) + self.shape[1:], self.dtype)
-        if b > a:
-            self._ds.read_direct(out, np.s_[a:b])
+        self._ds.read_direct(out, np.s_[a:b])
         return out
 
 
-class _RawFrames(_SliceOnly):
+class _RawFrames(FrameReader):
     """Frames stored contiguously in a file at ``offset`` (uncompressed TIFF),
     read with ``os.preadv`` into fresh buffers (no memory map)."""
 
     def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
-        self.shape = tuple(int(n) for n in shape)
         self._file_dtype = np.dtype(dtype)
-        self.dtype = self._file_dtype.newbyteorder("=")
+        super().__init__(shape, self._file_dtype.newbyteorder("="), self._read, lock=False)
         self._offset = int(offset)
         self._frame_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self._file_dtype.itemsize
         self._fd = os.open(path, os.O_RDONLY)
@@ -133,7 +104,7 @@ class _RawFrames(_SliceOnly):
             self._fd = -1
 
 
-class _DaskFrames(_SliceOnly):
+def _dask_frames(array: Any) -> FrameReader:
     """A dask array computed slice by slice with a local thread pool.
 
     Never through a dask.distributed client that may be the default: inside
@@ -142,34 +113,31 @@ class _DaskFrames(_SliceOnly):
     pixels through the cluster.
     """
 
-    def __init__(self, array: Any) -> None:
-        self._array = array
-        self.shape = tuple(int(n) for n in array.shape)
-        self.dtype = np.dtype(array.dtype)
+    def read(a: int, b: int) -> np.ndarray:
+        return np.asarray(array[a:b].compute(scheduler="threads"))
 
-    def _read(self, a: int, b: int) -> np.ndarray:
-        return np.asarray(self._array[a:b].compute(scheduler="threads"))
+    return FrameReader(array.shape, array.dtype, read, lock=False)
 
 
 def as_frames(stack: Any) -> Any:
     """``stack`` ready for chunked reading: dask arrays are computed locally
-    (see :class:`_DaskFrames`); anything else is returned as is."""
-    if type(stack).__module__.startswith("dask.") and hasattr(stack, "compute"):
-        return _DaskFrames(stack)
+    (see :func:`_dask_frames`); anything else is returned as is."""
+    if is_dask(stack) and hasattr(stack, "compute"):
+        return _dask_frames(stack)
     return stack
 
 
-class ChannelFrames(_SliceOnly):
+class ChannelFrames(FrameReader):
     """One channel of a (T, C, Y, X) reader."""
 
     def __init__(self, frames: Any, channel: int) -> None:
-        self._frames = frames
+        self._source = frames
         self._channel = channel
-        self.shape = (int(frames.shape[0]),) + tuple(int(n) for n in frames.shape[2:])
-        self.dtype = np.dtype(frames.dtype)
+        shape = (int(frames.shape[0]),) + tuple(int(n) for n in frames.shape[2:])
+        super().__init__(shape, frames.dtype, self._read, lock=False)
 
     def _read(self, a: int, b: int) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(self._frames[a:b])[:, self._channel])
+        return np.ascontiguousarray(np.asarray(self._source[a:b])[:, self._channel])
 
 
 @dataclass(frozen=True)
@@ -189,8 +157,6 @@ class FileFrames:
 
     def open(self) -> OpenedFrames:
         """Open the file for chunked reading (see the module notes)."""
-        from ...io import read_stack
-
         info = read_stack(self.path, dataset=self.dataset, lazy=True)
         try:
             frames, kind, handles = _fast_reader(Path(self.path), self.dataset, info)
@@ -264,9 +230,7 @@ def _same_frames(reader: Any, lazy: Any) -> bool:
 def _fast_reader(path: Path, dataset: str | None, info: Any) -> tuple[Any, str, list]:
     suffix = path.suffix.lower()
     lazy = as_frames(info.data)
-    if suffix in (".h5", ".hdf5", ".hd5", ".hspy"):
-        from ...io import choose_dataset, open_hdf5
-
+    if suffix in HDF5_SUFFIXES:
         f = open_hdf5(path)
         try:
             ds = choose_dataset(f, dataset, path)
@@ -278,7 +242,7 @@ def _fast_reader(path: Path, dataset: str | None, info: Any) -> tuple[Any, str, 
             f.close()
             raise
         f.close()
-    elif suffix in (".tif", ".tiff"):
+    elif suffix in TIFF_SUFFIXES:
         reader = _raw_tiff(path, tuple(int(n) for n in lazy.shape))
         if reader is not None:
             if _same_frames(reader, lazy):
@@ -288,8 +252,6 @@ def _fast_reader(path: Path, dataset: str | None, info: Any) -> tuple[Any, str, 
 
 
 def _raw_tiff(path: Path, shape: tuple[int, ...]) -> _RawFrames | None:
-    import tifffile
-
     with tifffile.TiffFile(path) as tif:
         if not tif.series:
             return None
@@ -317,7 +279,7 @@ class ReadAhead(BlockProducer):
 
     thread_name = "stackalign-read-ahead"
 
-    def __init__(self, frames: Any, ranges: Iterable[tuple[int, int]], *, depth: int = 2) -> None:
+    def __init__(self, frames: Any, ranges: Iterable[tuple[int, int]], *, depth: int = READ_AHEAD_BLOCKS) -> None:
         super().__init__(ranges, self._read, depth=depth)
         self._frames = frames
         self.shape = tuple(int(n) for n in frames.shape)

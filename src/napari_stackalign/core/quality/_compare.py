@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import dask.array as da
 import numpy as np
 
-__all__ = ["checkerboard", "checkerboard_mask", "difference"]
+from ...io import lazy_array
+from ..apply import is_dask
+
+__all__ = ["CHECKER_TILE", "checkerboard", "checkerboard_mask", "difference"]
+
+#: default checkerboard tile size in pixels
+CHECKER_TILE = 32
 
 
 def _pair(a: Any, b: Any, lazy: bool) -> tuple[Any, Any, bool]:
@@ -23,45 +30,17 @@ def _pair(a: Any, b: Any, lazy: bool) -> tuple[Any, Any, bool]:
         )
     if len(a.shape) < 2:
         raise ValueError(f"expected images or stacks, got shape {tuple(a.shape)}.")
-    is_dask = lazy or any(_is_dask(x) for x in (a, b))
-    if is_dask:
+    if lazy or any(is_dask(x) for x in (a, b)):
         return _frame_view(a), _frame_view(b), True
     return np.asarray(a), np.asarray(b), False
 
 
-def _is_dask(x: Any) -> bool:
-    return type(x).__module__.startswith("dask.")
-
-
-class _OnDemand:
-    """Hides an array from ``dask.array.from_array``, which copies numpy arrays
-    (and memmaps) whole; indexing reads only the frames asked for."""
-
-    def __init__(self, array: Any) -> None:
-        self._array = array
-        self.shape, self.dtype, self.ndim = tuple(array.shape), np.dtype(array.dtype), len(array.shape)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        return np.asarray(self._array[key])
-
-
 def _frame_view(x: Any) -> Any:
     """A dask array of ``x`` chunked by single frames, without copying ``x``."""
-    if _is_dask(x):
+    if is_dask(x):
         return x
-    import uuid
-
-    import dask.array as da
-
     chunks = (1,) * (len(x.shape) - 2) + tuple(int(n) for n in x.shape[-2:])
-    return da.from_array(
-        _OnDemand(x),
-        chunks=chunks,
-        name=f"stackalign-view-{uuid.uuid4().hex}",
-        meta=np.empty((0,) * len(x.shape), dtype=x.dtype),
-        asarray=True,
-        fancy=False,
-    )
+    return lazy_array(x, chunks, name_prefix="stackalign-view")
 
 
 def difference(a: Any, b: Any, *, lazy: bool = False) -> Any:
@@ -79,7 +58,7 @@ def difference(a: Any, b: Any, *, lazy: bool = False) -> Any:
     -------
     ndarray or dask array of float32
     """
-    a, b, _is_dask = _pair(a, b, lazy)
+    a, b, _ = _pair(a, b, lazy)
     return a.astype(np.float32) - b.astype(np.float32)
 
 
@@ -99,7 +78,7 @@ def checkerboard_mask(shape: tuple[int, int], tile: int) -> np.ndarray:
     return (rows[:, None] ^ cols[None, :]) == 0
 
 
-def checkerboard(a: Any, b: Any, *, tile: int = 32, lazy: bool = False) -> Any:
+def checkerboard(a: Any, b: Any, *, tile: int = CHECKER_TILE, lazy: bool = False) -> Any:
     """Mix two images in a checkerboard of ``tile`` x ``tile`` px squares.
 
     The top-left tile shows ``a``. Edges that continue straight across tile
@@ -118,10 +97,8 @@ def checkerboard(a: Any, b: Any, *, tile: int = 32, lazy: bool = False) -> Any:
     -------
     ndarray or dask array of float32
     """
-    a, b, is_dask = _pair(a, b, lazy)
+    a, b, lazy = _pair(a, b, lazy)
     mask = checkerboard_mask(tuple(a.shape[-2:]), tile)
-    if is_dask:
-        import dask.array as da
-
+    if lazy:
         return da.where(mask, a.astype(np.float32), b.astype(np.float32))
     return np.where(mask, a.astype(np.float32), b.astype(np.float32))

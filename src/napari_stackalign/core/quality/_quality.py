@@ -31,6 +31,10 @@ from scipy.signal import windows
 from skimage.registration import phase_cross_correlation
 
 from ...progress import ProgressCallback, report
+from ..apply import coverage_mask
+from ..average import common_rectangle
+from ..checks import check_chunk_size, check_mask, check_roi, check_stack
+from ..frames import CHUNK_FRAMES
 
 __all__ = [
     "common_region",
@@ -44,34 +48,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------- helpers
-def _check_stack(stack: Any) -> tuple[int, int, int]:
-    shape = tuple(getattr(stack, "shape", ()))
-    if len(shape) != 3:
-        raise ValueError(
-            f"expected a (T, Y, X) stack, got shape {shape}: pass one channel of a multichannel stack, "
-            "or add a frame axis to a single image."
-        )
-    n, h, w = (int(s) for s in shape)
-    if n < 1 or h < 1 or w < 1:
-        raise ValueError(f"the stack is empty (shape {shape}).")
-    return n, h, w
-
-
-def _check_roi(roi: Any, shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Validate ``roi = (row_start, row_stop, col_start, col_stop)``."""
-    h, w = shape
-    try:
-        r0, r1, c0, c1 = (int(v) for v in roi)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"roi must be four integers (row_start, row_stop, col_start, col_stop), got {roi!r}.") from exc
-    if not (0 <= r0 < r1 <= h and 0 <= c0 < c1 <= w):
-        raise ValueError(
-            f"roi {(r0, r1, c0, c1)} does not fit a {h}x{w} frame: it needs "
-            f"0 <= row_start < row_stop <= {h} and 0 <= col_start < col_stop <= {w}."
-        )
-    return r0, r1, c0, c1
-
-
 def region_mask(
     shape: tuple[int, int],
     *,
@@ -103,14 +79,11 @@ def region_mask(
         fewer than 4 pixels.
     """
     h, w = int(shape[0]), int(shape[1])
-    r0, r1, c0, c1 = (0, h, 0, w) if roi is None else _check_roi(roi, (h, w))
+    r0, r1, c0, c1 = (0, h, 0, w) if roi is None else check_roi(roi, (h, w))
     window = (slice(r0, r1), slice(c0, c1))
     inside = None
     if mask is not None:
-        m = np.asarray(mask)
-        if m.shape != (h, w):
-            raise ValueError(f"mask has shape {m.shape} but frames are {(h, w)}: draw the mask on the same image.")
-        inside = m.astype(bool)[window]
+        inside = check_mask(mask, (h, w), min_pixels=0)[window]
         if inside.all():
             inside = None
     count = (r1 - r0) * (c1 - c0) if inside is None else int(inside.sum())
@@ -146,9 +119,6 @@ def common_region(shape: tuple[int, int], transforms: Any) -> tuple[int, int, in
         If no pixel is covered by every frame (the motion is larger than the
         frame).
     """
-    from ..apply import coverage_mask
-    from ..average import common_rectangle
-
     h, w = int(shape[0]), int(shape[1])
     count = np.zeros((h, w), dtype=np.int32)
     for t in range(len(transforms)):
@@ -163,8 +133,7 @@ def common_region(shape: tuple[int, int], transforms: Any) -> tuple[int, int, in
 
 
 def _chunks(n: int, chunk_size: int):
-    if chunk_size < 1:
-        raise ValueError("chunk_size must be at least 1.")
+    chunk_size = check_chunk_size(chunk_size)
     for start in range(0, n, chunk_size):
         yield start, min(start + chunk_size, n)
 
@@ -283,7 +252,7 @@ def mean_image(
     stack: Any,
     *,
     roi: Any = None,
-    chunk_size: int = 64,
+    chunk_size: int = CHUNK_FRAMES,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """Pixel mean of every frame (float32), read chunk by chunk.
@@ -305,7 +274,7 @@ def mean_image(
     -------
     ndarray of float32, shape (Y, X) or the ROI's shape
     """
-    n, h, w = _check_stack(stack)
+    n, h, w = check_stack(stack, what="mean_image")
     window, _ = region_mask((h, w), roi=roi)
     total = None
     count = None
@@ -357,7 +326,7 @@ def frame_correlations(
     *,
     roi: Any = None,
     mask: Any = None,
-    chunk_size: int = 64,
+    chunk_size: int = CHUNK_FRAMES,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """Pearson correlation of every frame with a reference image.
@@ -385,7 +354,7 @@ def frame_correlations(
         reference are left out; a frame (or reference) that is constant over
         the compared pixels has no defined correlation and gets NaN.
     """
-    n, h, w = _check_stack(stack)
+    n, h, w = check_stack(stack, what="frame_correlations")
     window, inside = region_mask((h, w), roi=roi, mask=mask)
     ref = _reference_image(stack, reference, window, (h, w), chunk_size, progress)
     base = np.isfinite(ref)
@@ -429,7 +398,7 @@ def residual_motion(
     *,
     roi: Any = None,
     upsample_factor: int = 20,
-    chunk_size: int = 64,
+    chunk_size: int = CHUNK_FRAMES,
     progress: ProgressCallback | None = None,
 ) -> np.ndarray:
     """Each frame's remaining (dy, dx) shift against a reference.
@@ -465,7 +434,7 @@ def residual_motion(
     ndarray of float64, shape (T, 2)
         NaN rows for frames that are constant or not finite.
     """
-    n, h, w = _check_stack(stack)
+    n, h, w = check_stack(stack, what="residual_motion")
     if int(upsample_factor) < 1:
         raise ValueError(f"upsample_factor must be at least 1, got {upsample_factor!r}.")
     window, _ = region_mask((h, w), roi=roi)
@@ -510,7 +479,7 @@ def quality_report(
     motion: bool = False,
     motion_reference: int | None = None,
     normalize: str | None = None,
-    chunk_size: int = 64,
+    chunk_size: int = CHUNK_FRAMES,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Sharpness of the mean image and frame-to-mean correlations, in one go.
@@ -550,7 +519,7 @@ def quality_report(
         and ``residual_rms_px`` (RMS length of the shifts after removing
         their median, i.e. a constant offset).
     """
-    n, h, w = _check_stack(stack)
+    n, h, w = check_stack(stack, what="quality_report")
     window, inside = region_mask((h, w), roi=roi, mask=mask)
     r = (window[0].start, window[0].stop, window[1].start, window[1].stop)
     mean = mean_image(stack, roi=r, chunk_size=chunk_size, progress=progress)
