@@ -11,9 +11,10 @@ import pytest
 import tifffile
 
 from napari_stackalign import FrameTransforms, apply_transforms
-from napari_stackalign.cli import main
+from napari_stackalign.cli import build_parser, main
+from napari_stackalign.cli._register_common import CLI_OPTIONS, pyramid_options
 from napari_stackalign.cli.register import resolve_output_format
-from napari_stackalign.core.pyramid._register import register_pyramid
+from napari_stackalign.core.pyramid import PyramidOptions, register_pyramid
 from napari_stackalign.core.smoothing import smooth_transforms
 from napari_stackalign.io import read_stack, write_stack
 from napari_stackalign.synthetic import alignment_error, make_stack
@@ -223,9 +224,9 @@ def test_format_flag_and_extension_must_agree(tmp_path, tif_in, capsys):
         ("-i {d}/input_stack.tif -o {d}/o.tif --max_movement 3", "--max_movement"),
         ("-i {d}/input_stack.tif -o {d}/o.tif --iterate 0", "--iterate"),
         ("-i {d}/short.tif -o {d}/o.tif -s 1", "fewer than the smoothing window_length"),
-        ("-i {d}/input_stack.tif -o {d}/o.tif --roi 0,500,0,50", "does not fit"),
+        ("-i {d}/input_stack.tif -o {d}/o.tif --roi 0,500,0,50", "is not a rectangle inside the 96x112 frame"),
         ("-i {d}/input_stack.tif -o {d}/o.tif --roi 1,2,3", "four integers"),
-        ("-i {d}/input_stack.tif -o {d}/o.tif --mask {d}/flat.tif", "frames are 96x112"),
+        ("-i {d}/input_stack.tif -o {d}/o.tif --mask {d}/flat.tif", "but frames are (96, 112)"),
         ("-i {d}/input_stack.tif -o {d}/o.tif --apply-transforms {d}/short.csv", "has 5 frames"),
         ("-i {d}/input_stack.tif -o {d}/o.tif --channel 1", "--channel"),
         ("-i {d}/input_stack.tif -o {d}/o.tif --transforms {d}/t.txt", "*.csv"),
@@ -267,8 +268,6 @@ def test_output_is_the_library_result(tmp_path, tif_in, drifting):
     """The in-memory path (estimation and resampling overlapped) writes
     exactly apply_transforms(stack, register_pyramid(stack)), and re-applying
     its table gives the same pixels again."""
-    from napari_stackalign import apply_transforms, register_pyramid
-
     out, table = tmp_path / "o.tif", tmp_path / "t.csv"
     assert _run(f"-i {tif_in} -o {out} --transforms {table} -q") == 0
     stack = drifting[0]
@@ -282,9 +281,8 @@ def test_output_is_the_library_result(tmp_path, tif_in, drifting):
     assert _run(f"-i {tif_in} -o {again} --apply-transforms {table} -q") == 0
     np.testing.assert_array_equal(tifffile.imread(again), written)
 
-def test_compression_flag(tmp_path, tif_in):
-    import h5py
 
+def test_compression_flag(tmp_path, tif_in):
     plain, packed = tmp_path / "plain.h5", tmp_path / "packed.h5"
     assert _run(f"-i {tif_in} -o {plain} -q") == 0
     assert _run(f"-i {tif_in} -o {packed} --compression lzf -q") == 0
@@ -296,3 +294,83 @@ def test_compression_flag(tmp_path, tif_in):
     tif = tmp_path / "o.tif"
     assert _run(f"-i {tif_in} -o {tif} --compression lzf -q") == 2
     assert not tif.exists()
+
+
+# ---------------------------------------------------- flags from PyramidOptions
+def _parsed(argline: str = ""):
+    return build_parser().parse_args(["register", "-i", "a.tif", "-o", "b.tif", *shlex.split(argline)])
+
+
+def test_every_offered_option_has_the_options_default():
+    args = _parsed()
+    options = pyramid_options(args)
+    assert options == PyramidOptions()
+    defaults = PyramidOptions.defaults()
+    for name in CLI_OPTIONS:
+        assert getattr(options, name) == defaults[name], name
+    # the flags as typed: 0/1 for the switches, the reference tool's text for the rates
+    assert args.smooth == 0 and args.normalize == 1
+    assert args.downsample_rates == "[1/8,1/4,1/2,1]"
+    assert (args.num_frames, args.max_movement, args.iterate) == (100, 0.5, 1)
+    assert (args.window_length, args.polyorder, args.roi) == (11, 3, None)
+
+
+def test_every_spelling_reaches_the_options():
+    dashes = pyramid_options(
+        _parsed(
+            "--num-frames 7 --downsample-rates 0.5,1 --max-movement 0.25 --window-length 5 "
+            "--iterate 2 --smooth 1 --polyorder 2 --normalize 0 --roi 1,20,2,30"
+        )
+    )
+    underscores = pyramid_options(
+        _parsed(
+            "--num_frames 7 --downsample_rates [1/2,1] --max_movement 0.25 --window_length 5 "
+            "--iterate 2 -s 1 --polyorder 2 --normalize 0 --roi 1,20,2,30"
+        )
+    )
+    expected = PyramidOptions(
+        num_frames=7,
+        downsample_rates=(0.5, 1),
+        max_movement=0.25,
+        window_length=5,
+        iterate=2,
+        smooth=True,
+        polyorder=2,
+        normalize=False,
+        roi=(1, 20, 2, 30),
+    )
+    assert dashes == expected and underscores == expected
+
+
+def test_help_is_the_options_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["register", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name, spec in PyramidOptions.specs().items():
+        if name in CLI_OPTIONS:
+            assert " ".join(spec.help.split()) in text, name
+    assert "(default [1/8,1/4,1/2,1])" in text
+
+
+@pytest.mark.parametrize(
+    "flags, values",
+    [
+        ("--iterate 0", {"iterate": 0}),
+        ("--num_frames 0", {"num_frames": 0}),
+        ("--max_movement 3", {"max_movement": 3.0}),
+        ("--max_movement 0", {"max_movement": 0.0}),
+        ("--polyorder -1", {"polyorder": -1}),
+        ("-s 1 --window_length 4", {"smooth": True, "window_length": 4}),
+        ("-s 1 --window_length 3 --polyorder 3", {"smooth": True, "window_length": 3, "polyorder": 3}),
+        ("--downsample_rates [1,1/2]", {"downsample_rates": (1, 0.5)}),
+    ],
+)
+def test_bad_values_give_the_options_message_and_exit_2(tif_in, tmp_path, capsys, flags, values):
+    with pytest.raises(ValueError) as expected:
+        PyramidOptions(**values)
+    assert _run(f"-i {tif_in} -o {tmp_path / 'o.tif'} -q {flags}") == 2
+    err = capsys.readouterr().err
+    assert str(expected.value) in err and "Traceback" not in err
+    for name in set(values) - {"smooth"}:  # the message names the flag(s) to change
+        assert ("--" + name) in err
+    assert not (tmp_path / "o.tif").exists()

@@ -12,17 +12,22 @@ the registration, measures before/after quality and writes
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
+import napari
 import numpy as np
+from qtpy.QtWidgets import QApplication
+
+from napari_stackalign.io.samples import load_sample
+from napari_stackalign.napari._compare_widget import CompareWidget
+from napari_stackalign.napari._pyramid_widget import PyramidWidget
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "images"
 
 
 def _wait(app, runner, seconds: float = 60.0) -> None:
-    import time
-
     start = time.time()
     while runner.worker is not None:
         app.processEvents()
@@ -34,17 +39,10 @@ def _wait(app, runner, seconds: float = 60.0) -> None:
 
 
 def main() -> int:
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    from napari_stackalign.io.samples import load_sample
-    from napari_stackalign.napari._compare_widget import CompareWidget
-    from napari_stackalign.napari._pyramid_widget import PyramidWidget
-
     OUT.mkdir(parents=True, exist_ok=True)
     sample = load_sample("brightfield")
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window.resize(1500, 950)
     image = viewer.add_image(np.asarray(sample.data), name="brightfield")
     paint = np.zeros(image.data.shape[-2:], np.uint8)
     paint[:24, :140] = 1

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 from napari_stackalign import FrameTransforms, apply_transforms
+from napari_stackalign.core.pyramid import PyramidOptions
+from napari_stackalign.core.smoothing import smooth_transforms
 from napari_stackalign.napari._layers import transforms_from_layer
 from napari_stackalign.napari._pyramid_widget import PyramidWidget, roi_from_shape
 from napari_stackalign.synthetic import alignment_error, make_stack
@@ -64,8 +68,6 @@ def test_smoothing_stores_raw_and_smoothed(viewer_with_stack, qtbot, wait_run):
     assert block["params"]["smooth"] is True and block["params"]["window_length"] == 7
     raw = FrameTransforms.from_dict(block["raw_transforms"])
     final = FrameTransforms.from_dict(block["transforms"])
-    from napari_stackalign.core.smoothing import smooth_transforms
-
     assert final.allclose(smooth_transforms(raw, window_length=7, polyorder=2), atol=1e-9)
     assert widget.raw_transforms.allclose(raw) and widget.transforms.allclose(final)
 
@@ -201,3 +203,72 @@ def test_lazy_dask_input_gives_lazy_output(make_napari_viewer, qtbot, beads, tmp
     assert alignment_error(ft, truth)["rms"] < 0.1
     np.testing.assert_array_equal(np.asarray(out.data[7]), apply_transforms(stack, ft)[7])
     assert (tmp_path / "lazy registered.h5").is_file()
+
+
+def test_form_starts_at_the_options_defaults(make_napari_viewer):
+    widget = PyramidWidget(make_napari_viewer())
+    assert widget.options() == PyramidOptions()
+    defaults = PyramidOptions.defaults()
+    for name in ("num_frames", "max_movement", "iterate", "window_length", "polyorder"):
+        assert getattr(widget, name).value() == defaults[name], name
+    assert widget.normalize.isChecked() is defaults["normalize"]
+    assert widget.smooth.isChecked() is defaults["smooth"]
+    assert widget.rates.text() == "1/8, 1/4, 1/2, 1"
+    assert not widget.window_length.isEnabled() and not widget.polyorder.isEnabled()
+    # ranges and tooltips from the options
+    specs = PyramidOptions.specs()
+    assert widget.num_frames.minimum() == specs["num_frames"].minimum
+    assert widget.iterate.minimum() == specs["iterate"].minimum
+    assert widget.polyorder.minimum() == specs["polyorder"].minimum
+    assert 0 < widget.max_movement.minimum() <= 0.01 and widget.max_movement.maximum() == specs["max_movement"].maximum
+    for name in ("num_frames", "max_movement", "iterate", "normalize", "smooth", "window_length", "polyorder"):
+        assert getattr(widget, name).toolTip().lower().startswith(specs[name].help.lower()), name
+    assert widget.rates.toolTip().lower().startswith(specs["downsample_rates"].help.lower())
+
+
+def test_form_values_become_one_options_object(make_napari_viewer):
+    widget = PyramidWidget(make_napari_viewer())
+    widget.num_frames.setValue(30)
+    widget.rates.setText("1/4, 1/2, 1")
+    widget.max_movement.setValue(0.3)
+    widget.iterate.setValue(3)
+    widget.normalize.setChecked(False)
+    widget.window_length.setValue(7)  # not used while smoothing is off
+    assert widget.options() == PyramidOptions(
+        num_frames=30, downsample_rates=(0.25, 0.5, 1), max_movement=0.3, iterate=3, normalize=False
+    )
+    widget.smooth.setChecked(True)
+    widget.polyorder.setValue(2)
+    assert widget.options() == PyramidOptions(
+        num_frames=30,
+        downsample_rates=(0.25, 0.5, 1),
+        max_movement=0.3,
+        iterate=3,
+        normalize=False,
+        smooth=True,
+        window_length=7,
+        polyorder=2,
+    )
+
+
+@pytest.mark.parametrize(
+    "window, order, rates",
+    [(10, 3, "1/2, 1"), (5, 5, "1/2, 1"), (11, 3, "1, 1/2")],
+)
+def test_bad_values_give_the_options_message(make_napari_viewer, errors, window, order, rates):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((20, 64, 64)), name="series")
+    widget = PyramidWidget(viewer)
+    widget.smooth.setChecked(True)
+    widget.window_length.setValue(window)
+    widget.polyorder.setValue(order)
+    widget.rates.setText(rates)
+    with pytest.raises(ValueError) as expected:
+        PyramidOptions(
+            smooth=True, window_length=window, polyorder=order, downsample_rates=tuple(
+                float(Fraction(r)) for r in rates.split(", ")
+            )
+        )
+    assert widget.run() is None
+    assert errors[-1] == str(expected.value)
+    assert [layer.name for layer in viewer.layers] == ["series"]

@@ -4,24 +4,27 @@ import time
 
 import numpy as np
 import pytest
+from qtpy.QtCore import QTimer
 
+import napari_stackalign.io._lazy as lazy_io  # the reader's memory probe, patched to make files "big"
+from napari_stackalign.core.apply import apply_transforms
+from napari_stackalign.core.pyramid import register_pyramid
+from napari_stackalign.io import write_stack
 from napari_stackalign.napari import _pyramid_widget as mod
+from napari_stackalign.synthetic import make_stack
 
 
 @pytest.fixture
 def lazy_file(tmp_path, monkeypatch):
-    import napari_stackalign.io._lazy as lazy_io
-    from napari_stackalign.io import write_stack
-    from napari_stackalign.synthetic import make_stack
-    stack, truth = make_stack("beads", n_frames=300, shape=(256, 256), drift=12, snr=3, dtype=np.uint16, seed=3)
+    stack, _truth = make_stack("beads", n_frames=300, shape=(256, 256), drift=12, snr=3, dtype=np.uint16, seed=3)
     path = tmp_path / "big movie.h5"
     write_stack(path, stack)
     monkeypatch.setattr(lazy_io, "total_memory", lambda: 1_000_000)  # everything counts as big
     return path, stack
 
+
+
 def test_lazy_layer_registers_to_disk(make_napari_viewer, qtbot, lazy_file):
-    from napari_stackalign.core.apply._warp import apply_transforms
-    from napari_stackalign.core.pyramid._register import register_pyramid
     path, stack = lazy_file
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-stackalign")
@@ -32,7 +35,6 @@ def test_lazy_layer_registers_to_disk(make_napari_viewer, qtbot, lazy_file):
     worker = w.run()
     # the viewer stays responsive: the Qt event loop runs while the worker works
     ticks = []
-    from qtpy.QtCore import QTimer
     timer = QTimer(); timer.timeout.connect(lambda: ticks.append(time.perf_counter())); timer.start(20)
     with qtbot.waitSignal(worker.finished, timeout=60000):
         pass
@@ -47,8 +49,9 @@ def test_lazy_layer_registers_to_disk(make_napari_viewer, qtbot, lazy_file):
     assert (path.parent / "big movie registered.h5").exists()
     assert reg.metadata["stackalign"]["params"]["output"].endswith("big movie registered.h5")
 
+
 def test_cancel_leaves_no_file(make_napari_viewer, qtbot, lazy_file):
-    path, stack = lazy_file
+    path, _stack = lazy_file
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-stackalign")
     layer = viewer.layers[0]

@@ -22,6 +22,8 @@ def add_option_arguments(
     parsers: Mapping[str, Callable[[str], Any]] | None = None,
     metavars: Mapping[str, str] | None = None,
     bool_style: str = "01",
+    notes: Mapping[str, str] | None = None,
+    shown_defaults: Mapping[str, str] | None = None,
 ) -> None:
     """Add one flag per option, with the options object's default, range and help.
 
@@ -43,16 +45,28 @@ def add_option_arguments(
     bool_style : {"01", "flag"}
         ``"01"``: ``--smooth 1`` / ``--smooth 0`` (the reference tool's style);
         ``"flag"``: ``--smooth`` / ``--no-smooth``.
+    notes : mapping, optional
+        What the command line adds to an option's help (its syntax, an example),
+        appended after the options' help.
+    shown_defaults : mapping, optional
+        For options typed as text that the command reads itself (so that a bad
+        value gets the command's message and exit code): the default written
+        as that text (``downsample_rates``: ``"[1/8,1/4,1/2,1]"``). It becomes
+        the flag's default (parsed like typed text when there is a parser) and
+        the default the help shows.
     """
     flags = flags or {}
     parsers = parsers or {}
     metavars = metavars or {}
+    notes = notes or {}
+    shown_defaults = shown_defaults or {}
     specs = options.specs()
     for name in names:
         spec = specs[name]
-        default = options.default(name)
+        default = shown_defaults.get(name, options.default(name))
         spellings = flags.get(name) or _default_flags(name)
-        kwargs: dict[str, Any] = {"dest": name, "default": default, "help": _escape(options.help(name))}
+        text = _help(options, name, shown_defaults.get(name), notes.get(name))
+        kwargs: dict[str, Any] = {"dest": name, "default": default, "help": _escape(text)}
         if name in metavars:
             kwargs["metavar"] = metavars[name]
         if name in parsers:
@@ -75,6 +89,20 @@ def options_from_args(options: type[Options], args: argparse.Namespace, names: I
     values = {name: getattr(args, name) for name in names}
     values.update(extra)
     return options(**values)
+
+
+def _help(options: type[Options], name: str, shown_default: str | None, note: str | None) -> str:
+    """The options' help of ``name``, with the default as the command line writes it, and the CLI's note."""
+    text = options.help(name)
+    if shown_default is not None:
+        spec = options.specs()[name]
+        extra = [f"default {shown_default}"]
+        if spec.range_text() and spec.choices is None:
+            extra.append(spec.range_text())
+        text = f"{spec.help.rstrip('.')} ({'; '.join(extra)})."
+    if not note:
+        return text
+    return f"{text} {note}" if text.endswith(".") else f"{text}. {note}"
 
 
 def _default_flags(name: str) -> tuple[str, ...]:

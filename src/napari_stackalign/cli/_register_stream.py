@@ -3,7 +3,7 @@
 ``register.run`` hands over here when the input is opened lazily (larger
 than a quarter of this machine's memory), or when ``--scheduler`` or
 ``--workers`` asks for a dask.distributed cluster. Everything then goes
-through :func:`~napari_stackalign.core.pyramid._to_file.register_file`: flat memory
+through :func:`~napari_stackalign.core.pyramid.register_file`: flat memory
 whatever the frame count, the output streamed into a temporary file renamed
 when complete, and (with a cluster) the estimation spread over its workers.
 """
@@ -11,14 +11,13 @@ when complete, and (with a cluster) the estimation spread over its workers.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ..core.pyramid import PyramidOptions, register_file
+from ..transforms import FrameTransforms
 from ._common import terminal_progress
+from ._register_common import RegisterPaths, load_table, messages, without_done_stage
 
 __all__ = ["add_cluster_arguments", "run_streaming", "wants_cluster"]
 
@@ -54,57 +53,46 @@ def wants_cluster(args: argparse.Namespace) -> bool:
 
 def run_streaming(
     args: argparse.Namespace,
+    paths: RegisterPaths,
+    options: PyramidOptions,
     *,
-    in_path: Path,
-    out_path: Path,
-    fmt: str,
-    csv_path: Path | None,
-    rates: tuple,
-    roi: Any,
-    mask: np.ndarray | None,
     channel: int | None,
-    shape: tuple[int, ...],
-    dtype: Any,
-    t0: float,
-) -> int:
-    """Register ``in_path`` into ``out_path`` with :func:`register_file`; returns the exit code."""
-    from ..core.pyramid import register_file
-    from .register import _summary, _without_done_stage, engine_options, load_table
+    n_frames: int,
+) -> tuple[FrameTransforms, str]:
+    """Register ``paths.input`` into ``paths.output`` with :func:`register_file`.
 
+    Returns
+    -------
+    (transforms, action)
+        The transforms applied, and what was done (for the summary).
+    """
     cluster = wants_cluster(args)
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    say = messages(args)
     if cluster:
         where = args.scheduler if args.scheduler is not None else f"a local cluster of {args.workers} workers"
         say(f"stackalign register: estimating on {where}")
     else:
-        say(f"stackalign register: {in_path.name} is larger than a quarter of the memory: streaming it chunk by chunk")
-    transforms = None
+        say(
+            f"stackalign register: {paths.input.name} is larger than a quarter of the memory: "
+            "streaming it chunk by chunk"
+        )
+    table = None
     if args.apply_transforms is not None:
-        transforms = load_table(args.apply_transforms, shape[0], in_path)
+        table = load_table(args.apply_transforms, n_frames, paths.input)
     with terminal_progress(enabled=not args.quiet) as bar:
         result = register_file(
-            in_path,
-            out_path,
+            paths.input,
+            paths.output,
             dataset=args.dataset,
             channel=channel,
-            transforms=transforms,
-            transforms_path=csv_path,
+            transforms=table,
+            transforms_path=paths.table,
             scheduler=args.scheduler if cluster else None,
             n_workers=args.workers if cluster else None,
             overwrite=args.overwrite,
             compression=args.compression,
-            progress=_without_done_stage(bar),
-            **engine_options(args, rates, roi, mask),
+            progress=without_done_stage(bar),
+            **options.to_dict(),
         )
-    if not args.quiet:
-        action = f"applied {Path(args.apply_transforms).name}" if transforms is not None else "estimated"
-        _summary(result, _Shape(shape, dtype), out_path, fmt, csv_path, action, time.perf_counter() - t0)
-    return 0
-
-
-class _Shape:
-    """Shape and dtype of the input, for the summary."""
-
-    def __init__(self, shape: tuple[int, ...], dtype: Any) -> None:
-        self.shape = tuple(shape)
-        self.dtype = np.dtype(dtype)
+    action = f"applied {Path(args.apply_transforms).name}" if table is not None else "estimated"
+    return result, action

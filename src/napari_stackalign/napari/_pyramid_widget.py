@@ -1,6 +1,8 @@
 """Dock widget "Pyramid registration": coarse-to-fine translation registration.
 
-Collects the parameters of :func:`~napari_stackalign.core.pyramid._register.register_pyramid`,
+Collects the parameters of :func:`~napari_stackalign.core.pyramid.register_pyramid`
+into one :class:`~napari_stackalign.core.pyramid.PyramidOptions` (which gives
+the form its defaults, ranges and tooltips, and checks what was typed),
 runs estimation and resampling in a worker (Run / Cancel / progress), and adds
 ``"<input> registered"`` with the input's scale, translate and units and the
 transforms and parameters in ``metadata["stackalign"]``. It plots the drift,
@@ -16,6 +18,7 @@ label or a bright static object), or optionally the only ones compared.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -43,8 +46,9 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.apply import apply_transforms
+from ..core.checks import check_stack
 from ..core.pyramid import (
-    DEFAULT_RATES,
+    PyramidOptions,
     register_and_apply,
     register_stack_to_file,
     suggest_output_path,
@@ -62,44 +66,35 @@ from ._scrolling import ScrollingDock
 __all__ = ["PyramidWidget"]
 
 MASK_MODES = ("ignored", "the only ones compared")
+#: upper ends of the spin boxes (the options set no maximum)
+SPIN_MAXIMA = {"num_frames": 10_000_000, "iterate": 20, "window_length": 100_001, "polyorder": 20}
+#: the smallest smoothing window offered (a window of one frame does not smooth)
+MIN_WINDOW = 3
+#: the estimation options a registered layer records (the smoothing ones only when smoothing is on)
+RECORDED_OPTIONS = ("num_frames", "downsample_rates", "max_movement", "iterate", "normalize")
 
 
 # ------------------------------------------------------------ worker tasks
 def _register_task(
-    stack: Any,
-    params: dict,
-    smooth: dict | None,
-    *,
-    progress: Any = None,
+    stack: Any, options: PyramidOptions, *, progress: Any = None
 ) -> tuple[FrameTransforms, FrameTransforms, Any]:
-    """Estimate, smooth (optionally) and apply; runs in the worker thread.
+    """Estimate, smooth (when the options ask) and apply; runs in the worker thread.
 
-    One call to :func:`~napari_stackalign.core.pyramid._register_apply.register_and_apply`:
+    One call to :func:`~napari_stackalign.core.pyramid.register_and_apply`:
     without smoothing the resampling overlaps the estimation (same result as
     estimating, then applying).
     """
-    options = dict(params)
-    if smooth is not None:
-        options.update(smooth=True, **smooth)
-    result = register_and_apply(stack, **options, progress=progress)
+    result = register_and_apply(stack, **options.to_dict(), progress=progress)
     return result.raw_transforms, result.transforms, result.data
 
 
 def _register_to_disk_task(
-    stack: Any,
-    output: Path,
-    params: dict,
-    smooth: dict | None,
-    *,
-    progress: Any = None,
+    stack: Any, output: Path, options: PyramidOptions, *, progress: Any = None
 ) -> tuple[FrameTransforms, FrameTransforms, Any]:
-    """Estimate, smooth (optionally) and apply chunk by chunk, streaming the
+    """Estimate, smooth (when the options ask) and apply chunk by chunk, streaming the
     result into ``output`` (flat memory; a cancel leaves no file), then open it
     lazily; runs in the worker thread."""
-    options = dict(params)
-    if smooth is not None:
-        options.update(smooth=True, **smooth)
-    result = register_stack_to_file(stack, output, **options, progress=progress)
+    result = register_stack_to_file(stack, output, **options.to_dict(), progress=progress)
     return result.raw_transforms, result.transforms, read_stack(result.path, lazy=True).data
 
 
@@ -198,6 +193,61 @@ def _describe(transforms: FrameTransforms) -> str:
     return text
 
 
+def _record(options: PyramidOptions, shapes: Any, labels: Any, mode: str) -> dict:
+    """The parameters a registered layer records in ``metadata["stackalign"]``."""
+    record: dict[str, Any] = {name: getattr(options, name) for name in RECORDED_OPTIONS}
+    record["downsample_rates"] = list(options.downsample_rates)
+    record.update(
+        roi=list(options.roi) if options.roi is not None else None,
+        roi_layer=shapes.name if shapes is not None else None,
+        mask_layer=labels.name if labels is not None else None,
+        mask_mode=mode if labels is not None else None,
+        smooth=options.smooth,
+    )
+    if options.smooth:
+        record.update(window_length=options.window_length, polyorder=options.polyorder)
+    return record
+
+
+# ----------------------------------------------------------------- form
+def _tooltip(name: str) -> str:
+    """The option's help (with its default and range), as a sentence."""
+    text = PyramidOptions.help(name)
+    return text[:1].upper() + text[1:]
+
+
+def _int_spin(name: str, *, minimum: int | None = None, step: int = 1) -> QSpinBox:
+    """A spin box for an integer option: its default, its range (capped by ``SPIN_MAXIMA``) and its help."""
+    spec = PyramidOptions.specs()[name]
+    spin = QSpinBox()
+    spin.setRange(int(spec.minimum) if minimum is None else minimum, SPIN_MAXIMA[name])
+    spin.setSingleStep(step)
+    spin.setValue(PyramidOptions.default(name))
+    spin.setToolTip(_tooltip(name))
+    return spin
+
+
+def _fraction_spin(name: str, *, decimals: int = 2, step: float = 0.05) -> QDoubleSpinBox:
+    """A spin box for a number option with a range, e.g. ``max_movement`` in (0, 1]."""
+    spec = PyramidOptions.specs()[name]
+    resolution = 10.0**-decimals
+    spin = QDoubleSpinBox()
+    spin.setDecimals(decimals)
+    spin.setRange(spec.minimum + (resolution if spec.exclusive_minimum else 0), spec.maximum)
+    spin.setSingleStep(step)
+    spin.setValue(PyramidOptions.default(name))
+    spin.setToolTip(_tooltip(name))
+    return spin
+
+
+def _check_box(name: str, text: str) -> QCheckBox:
+    """A check box for a switch option: its default and its help."""
+    box = QCheckBox(text)
+    box.setChecked(PyramidOptions.default(name))
+    box.setToolTip(_tooltip(name))
+    return box
+
+
 # ---------------------------------------------------------------- widget
 class PyramidWidget(ScrollingDock):
     """Pyramid (coarse-to-fine) translation registration of an image layer.
@@ -218,77 +268,74 @@ class PyramidWidget(ScrollingDock):
         self.source_name: str | None = None
         self._last_params: dict = {}
 
-        # -- input
-        self.layer = LayerChoice(napari_viewer, Image)
+        layout = self.body_layout
+        layout.addLayout(self._build_layer_row())
+        layout.addWidget(self._build_parameters())
+        layout.addWidget(self._build_region())
+        self.runner = TaskRunner("Register", self.run)
+        layout.addWidget(self.runner)
+        layout.addWidget(self._build_result(), 1)
+
+        events = napari_viewer.layers.events
+        events.inserted.connect(self._refresh_apply_list)
+        events.removed.connect(self._refresh_apply_list)
+        self._refresh_apply_list()
+
+    # ------------------------------------------------------------ sections
+    def _build_layer_row(self) -> QFormLayout:
+        """The image layer to register."""
+        self.layer = LayerChoice(self.viewer, Image)
         self.layer.setToolTip("A (T, Y, X) time series.")
-        input_form = QFormLayout()
-        input_form.addRow("Image layer:", self.layer)
+        form = QFormLayout()
+        form.addRow("Image layer:", self.layer)
+        return form
 
-        # -- parameters
-        self.num_frames = QSpinBox()
-        self.num_frames.setRange(1, 10_000_000)
-        self.num_frames.setValue(100)
-        self.num_frames.setToolTip("The template is built from the first N frames, registered among themselves.")
-        self.rates = QLineEdit(format_downsample_rates(DEFAULT_RATES))
-        self.rates.setToolTip("Pyramid levels, coarse to fine, e.g. 1/8, 1/4, 1/2, 1 (1 = full resolution).")
-        self.max_movement = QDoubleSpinBox()
-        self.max_movement.setRange(0.01, 1.0)
-        self.max_movement.setSingleStep(0.05)
-        self.max_movement.setDecimals(2)
-        self.max_movement.setValue(0.5)
-        self.max_movement.setToolTip("Largest motion searched, as a fraction of the frame (0.5 = ±25 %).")
-        self.iterate = QSpinBox()
-        self.iterate.setRange(1, 20)
-        self.iterate.setValue(1)
-        self.iterate.setToolTip("Passes; each re-estimates against a template refined from registered frames.")
-        self.normalize = QCheckBox("Normalise intensity")
-        self.normalize.setChecked(True)
-        self.normalize.setToolTip("Robust to slow intensity changes (bleaching, a darkening sample).")
-        self.smooth = QCheckBox("Smooth the drift")
-        self.window_length = QSpinBox()
-        self.window_length.setRange(3, 100_001)
-        self.window_length.setSingleStep(2)
-        self.window_length.setValue(11)
-        self.window_length.setToolTip("Odd number of frames in the smoothing window.")
-        self.polyorder = QSpinBox()
-        self.polyorder.setRange(0, 20)
-        self.polyorder.setValue(3)
-        self.polyorder.setToolTip("Polynomial order of the Savitzky-Golay fit (smaller than the window).")
-        self.smooth.setToolTip("Savitzky-Golay smoothing of the per-frame offsets (removes jitter, keeps drift).")
+    def _build_parameters(self) -> QGroupBox:
+        """The pyramid options: defaults, ranges and tooltips from :class:`PyramidOptions`."""
+        self.num_frames = _int_spin("num_frames")
+        self.rates = QLineEdit(format_downsample_rates(PyramidOptions.default("downsample_rates")))
+        self.rates.setToolTip(_tooltip("downsample_rates") + " Separate them with commas, e.g. 1/4, 1/2, 1.")
+        self.max_movement = _fraction_spin("max_movement")
+        self.iterate = _int_spin("iterate")
+        self.normalize = _check_box("normalize", "Normalise intensity")
+        self.smooth = _check_box("smooth", "Smooth the drift")
+        self.window_length = _int_spin("window_length", minimum=MIN_WINDOW, step=2)
+        self.polyorder = _int_spin("polyorder")
         self.smooth.toggled.connect(self._on_smooth_toggled)
-        self._on_smooth_toggled(False)
-        params_box = QGroupBox("Parameters")
-        pform = QFormLayout(params_box)
-        pform.addRow("Template frames:", self.num_frames)
-        pform.addRow("Downsample rates:", self.rates)
-        pform.addRow("Max movement:", self.max_movement)
-        pform.addRow("Iterations:", self.iterate)
-        pform.addRow(self.normalize)
-        pform.addRow(self.smooth)
-        pform.addRow("Smoothing window:", self.window_length)
-        pform.addRow("Smoothing order:", self.polyorder)
+        self._on_smooth_toggled(self.smooth.isChecked())
+        box = QGroupBox("Parameters")
+        form = QFormLayout(box)
+        form.addRow("Template frames:", self.num_frames)
+        form.addRow("Downsample rates:", self.rates)
+        form.addRow("Max movement:", self.max_movement)
+        form.addRow("Iterations:", self.iterate)
+        form.addRow(self.normalize)
+        form.addRow(self.smooth)
+        form.addRow("Smoothing window:", self.window_length)
+        form.addRow("Smoothing order:", self.polyorder)
+        return box
 
-        # -- region compared
-        self.roi_layer = LayerChoice(napari_viewer, Shapes, none_text="(whole frame)")
+    def _build_region(self) -> QGroupBox:
+        """The ROI (a Shapes layer) and the mask (a Labels layer) that limit the comparison."""
+        self.roi_layer = LayerChoice(self.viewer, Shapes, none_text="(whole frame)")
         self.roi_layer.setToolTip(
             "Compare only inside a rectangle drawn in this Shapes layer (selected shape, else the first)."
         )
-        self.mask_layer = LayerChoice(napari_viewer, Labels, none_text="(none)")
+        self.mask_layer = LayerChoice(self.viewer, Labels, none_text="(none)")
         self.mask_layer.setToolTip("Paint a static label or a bright static object in a Labels layer to keep it out.")
         self.mask_mode = QComboBox()
         self.mask_mode.addItems(MASK_MODES)
         self.mask_mode.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.mask_mode.setMinimumContentsLength(10)
-        region_box = QGroupBox("Region compared")
-        rform = QFormLayout(region_box)
-        rform.addRow("ROI (Shapes):", self.roi_layer)
-        rform.addRow("Mask (Labels):", self.mask_layer)
-        rform.addRow("Labelled pixels are:", self.mask_mode)
+        box = QGroupBox("Region compared")
+        form = QFormLayout(box)
+        form.addRow("ROI (Shapes):", self.roi_layer)
+        form.addRow("Mask (Labels):", self.mask_layer)
+        form.addRow("Labelled pixels are:", self.mask_mode)
+        return box
 
-        # -- run
-        self.runner = TaskRunner("Register", self.run)
-
-        # -- result: plot, table, apply to others
+    def _build_result(self) -> QGroupBox:
+        """The drift plot, the summary, the table buttons and the "apply to" list."""
         self.drift_plot = DriftPlot()
         self.summary = QLabel("No transforms yet: run, or load a saved table.")
         self.summary.setWordWrap(True)
@@ -305,107 +352,97 @@ class PyramidWidget(ScrollingDock):
         self.apply_list.setToolTip("Layers with the same number of frames (e.g. other channels).")
         self.apply_button = QPushButton("Apply to checked layers")
         self.apply_button.clicked.connect(self.apply_to_checked)
-        result_box = QGroupBox("Transforms")
-        result_layout = QVBoxLayout(result_box)
-        result_layout.addWidget(self.summary)
-        result_layout.addWidget(self.drift_plot)
-        result_layout.addLayout(table_row)
-        result_layout.addWidget(QLabel("Apply the same transforms to:"))
-        result_layout.addWidget(self.apply_list)
-        result_layout.addWidget(self.apply_button)
-
-        layout = self.body_layout
-        layout.addLayout(input_form)
-        layout.addWidget(params_box)
-        layout.addWidget(region_box)
-        layout.addWidget(self.runner)
-        layout.addWidget(result_box, 1)
-
-        events = napari_viewer.layers.events
-        events.inserted.connect(self._refresh_apply_list)
-        events.removed.connect(self._refresh_apply_list)
-        self._refresh_apply_list()
+        box = QGroupBox("Transforms")
+        layout = QVBoxLayout(box)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.drift_plot)
+        layout.addLayout(table_row)
+        layout.addWidget(QLabel("Apply the same transforms to:"))
+        layout.addWidget(self.apply_list)
+        layout.addWidget(self.apply_button)
+        return box
 
     # -------------------------------------------------------- parameters
     def _on_smooth_toggled(self, checked: bool) -> None:
         self.window_length.setEnabled(checked)
         self.polyorder.setEnabled(checked)
 
+    def options(self) -> PyramidOptions:
+        """The pyramid options set in the form (the region compared is added by :meth:`run`).
+
+        Raises
+        ------
+        ValueError
+            If the rates cannot be read or the values do not fit together
+            (the options' message).
+        """
+        values = {
+            "num_frames": self.num_frames.value(),
+            "downsample_rates": parse_downsample_rates(self.rates.text()),
+            "max_movement": self.max_movement.value(),
+            "iterate": self.iterate.value(),
+            "normalize": self.normalize.isChecked(),
+            "smooth": self.smooth.isChecked(),
+        }
+        if values["smooth"]:  # the smoothing fields are disabled (and not used) otherwise
+            values.update(window_length=self.window_length.value(), polyorder=self.polyorder.value())
+        return PyramidOptions(**values)
+
     def parameters(self) -> dict:
-        """The engine parameters set in the widget (rates parsed and checked).
+        """The estimation parameters set in the widget (rates parsed and checked), without smoothing.
 
         Raises
         ------
         ValueError
             If the rates cannot be read.
         """
-        return {
-            "num_frames": int(self.num_frames.value()),
-            "downsample_rates": parse_downsample_rates(self.rates.text()),
-            "max_movement": float(self.max_movement.value()),
-            "iterate": int(self.iterate.value()),
-            "normalize": bool(self.normalize.isChecked()),
-        }
-
-    def _smoothing(self, n_frames: int) -> dict | None:
-        if not self.smooth.isChecked():
-            return None
-        settings = {"window_length": int(self.window_length.value()), "polyorder": int(self.polyorder.value())}
-        check_savgol(n_frames, **settings)
-        return settings
+        options = self.options()
+        return {name: getattr(options, name) for name in RECORDED_OPTIONS}
 
     # --------------------------------------------------------------- run
     def run(self) -> Any:
         """Register the chosen layer in a worker; returns the worker (None on a user error)."""
         try:
-            layer = self.layer.value
-            if layer is None:
-                raise ValueError("add or choose an image layer (a time series) to register.")
-            stack = frame_stack(layer)
-            if stack.shape[0] < 2:
-                raise ValueError(f"layer {layer.name!r} has a single frame: registration needs a time series.")
-            params = self.parameters()
-            smooth = self._smoothing(int(stack.shape[0]))
-            frame_shape = tuple(int(n) for n in stack.shape[-2:])
-            shapes = self.roi_layer.value
-            roi = roi_from_shape(shapes, layer) if shapes is not None else None
-            labels = self.mask_layer.value
-            mode = self.mask_mode.currentText()
-            mask = mask_from_labels(labels, frame_shape, mode) if labels is not None else None
+            layer, stack, options, record = self._prepare()
         except ValueError as exc:
             notify_user_error(exc)
             return None
-        engine = dict(params, roi=roi, mask=mask)
-        record = dict(params)
-        record["downsample_rates"] = list(params["downsample_rates"])
-        record.update(
-            roi=list(roi) if roi is not None else None,
-            roi_layer=shapes.name if shapes is not None else None,
-            mask_layer=labels.name if labels is not None else None,
-            mask_mode=mode if labels is not None else None,
-            smooth=smooth is not None,
-            **(smooth or {}),
-        )
+        on_result = functools.partial(self._on_registered, layer, record)
         if _is_lazy(stack):
             # a big, lazily opened stack: register file to file and open the result lazily
             output = suggest_output_path(_source_path(layer), layer.name)
             record["output"] = str(output)
             show_info(f"Registering {layer.name!r} to disk: {output}")
-            return self.runner.start(
-                _register_to_disk_task,
-                stack,
-                output,
-                engine,
-                smooth,
-                on_result=lambda result: self._on_registered(layer, record, result),
-            )
-        return self.runner.start(
-            _register_task,
-            stack,
-            engine,
-            smooth,
-            on_result=lambda result: self._on_registered(layer, record, result),
-        )
+            return self.runner.start(_register_to_disk_task, stack, output, options, on_result=on_result)
+        return self.runner.start(_register_task, stack, options, on_result=on_result)
+
+    def _prepare(self) -> tuple[Any, Any, PyramidOptions, dict]:
+        """The layer, its frames, the options (with the region compared) and the parameters to record.
+
+        Raises
+        ------
+        ValueError
+            For a missing or unsuitable layer, bad values, or a region that does not fit.
+        """
+        layer = self.layer.value
+        if layer is None:
+            raise ValueError("add or choose an image layer (a time series) to register.")
+        stack = frame_stack(layer)
+        try:
+            n_frames = check_stack(stack, what="registration", min_frames=2)[0]
+        except ValueError as exc:
+            raise ValueError(f"layer {layer.name!r}: {exc}") from exc
+        options = self.options()
+        if options.smooth:
+            check_savgol(n_frames, options.window_length, options.polyorder)
+        frame_shape = tuple(int(n) for n in stack.shape[-2:])
+        shapes = self.roi_layer.value
+        roi = roi_from_shape(shapes, layer) if shapes is not None else None
+        labels = self.mask_layer.value
+        mode = self.mask_mode.currentText()
+        mask = mask_from_labels(labels, frame_shape, mode) if labels is not None else None
+        options = options.replace(roi=roi, mask=mask)
+        return layer, stack, options, _record(options, shapes, labels, mode)
 
     def _on_registered(self, layer: Any, params: dict, result: tuple) -> None:
         raw, final, registered = result
