@@ -15,7 +15,7 @@ The headless API (no napari or Qt needed). Every registration method returns a
 """
 
 from ._version import __version__
-from .core import Cancelled, FrameAverage, apply_transforms, average_frames
+from .core import ApplyOptions, AverageOptions, Cancelled, FrameAverage, apply_transforms, average_frames
 from .core.pairwise import (
     PairwiseResult,
     fourier_mask,
@@ -72,7 +72,9 @@ __all__ = [
     # the result type and what every method shares
     "FrameTransforms",
     "apply_transforms",
+    "ApplyOptions",
     "average_frames",
+    "AverageOptions",
     "FrameAverage",
     "smooth_transforms",
     "Cancelled",
