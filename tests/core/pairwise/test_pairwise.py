@@ -26,7 +26,11 @@ from napari_stackalign.core.pairwise._outliers import (
     smoothness_outliers,
     transitivity_scores,
 )
-from napari_stackalign.core.pairwise._peaks import OVERSAMPLE, coarse_grid, find_pair_peaks
+from napari_stackalign.core.pairwise._peaks import (
+    OVERSAMPLE,
+    coarse_grid,
+    find_pair_peaks,
+)
 from napari_stackalign.core.pairwise._register import pairwise_spectra_for
 from napari_stackalign.core.pairwise._solve import solve_shifts
 from napari_stackalign.synthetic import alignment_error, make_stack

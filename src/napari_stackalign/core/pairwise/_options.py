@@ -138,7 +138,7 @@ class PairwiseOptions(Options):
         check=check_mask_size,
     )
     n2: float | None = option(
-        None, "elliptical mask: size along the second axis in px (None: n)", kind="float", minimum=1,
+        None, "elliptical mask: size along the second axis in px, n when not given", kind="float", minimum=1,
         optional=True, check=partial(check_mask_size, name="n2"),
     )
     theta: float = option(0.0, "elliptical mask: angle of the first axis in degrees", kind="float")
@@ -158,20 +158,20 @@ class PairwiseOptions(Options):
     )
     sigma_guess: float = option(
         2.0,
-        "expected correlation peak width in px (also the least distance between distinct peaks)",
+        "expected correlation peak width in px, also the least distance between distinct peaks",
         kind="float",
         minimum=0,
         maximum=100,
         exclusive_minimum=True,
     )
     window_radius: int = option(
-        6, "Gaussian fit window radius in px (keep neighbouring lattice peaks out)", kind="int", minimum=2,
+        6, "Gaussian fit window radius in px: keep neighbouring lattice peaks out", kind="int", minimum=2,
         maximum=50,
     )
     upsample: int = option(20, "maxima dft: resolution of 1/upsample px", kind="int", minimum=1, maximum=1000)
     threshold: float | None = option(
         2.0,
-        "transitivity threshold in px: largest median path discrepancy of a pair (None: no transitivity check)",
+        "transitivity threshold in px, the largest median path discrepancy of a pair; none turns the check off",
         kind="float",
         minimum=0,
         maximum=1e6,
@@ -183,21 +183,21 @@ class PairwiseOptions(Options):
     )
     max_shift: float | None = option(
         None,
-        "nearest-neighbour smoothness threshold in px: largest jump between matrix neighbours (None: no check)",
+        "nearest-neighbour smoothness threshold in px, the largest jump between matrix neighbours; none turns the check off",
         kind="float",
         minimum=0,
         maximum=1e6,
         exclusive_minimum=True,
         optional=True,
     )
-    bad_frames: tuple[int, ...] = option((), "frames to leave out entirely", check=check_frame_list)
+    bad_frames: tuple[int, ...] = option((), "frames to leave out entirely, by index", check=check_frame_list)
     weights: str = option(
         "quality", "least-squares weights of the pairs: their peak quality, or all equal", kind="str",
         choices=WEIGHTS,
     )
     average: str | None = option(
         "fourier",
-        "average with sub-pixel Fourier shifts (periodic) or the bilinear warp (None: measure and solve only)",
+        "average with sub-pixel Fourier shifts (periodic) or the bilinear warp; none measures and solves only",
         kind="str",
         choices=AVERAGES,
         optional=True,

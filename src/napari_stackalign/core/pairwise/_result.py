@@ -230,7 +230,7 @@ class PairwiseResult:
         stack: Any,
         *,
         average: str | None = None,
-        registered: bool = False,
+        registered: bool = PAIRWISE_DEFAULTS.registered,
         workers: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> PairwiseResult:
