@@ -15,6 +15,7 @@ from napari_stackalign.core.pairwise import (
     mask_preview,
     register_pairwise,
 )
+from napari_stackalign.core.pairwise._gaussfit import fit_peak_gaussians
 from napari_stackalign.core.pairwise._outliers import transitivity_scores
 from napari_stackalign.synthetic import stem_stack
 
@@ -47,6 +48,7 @@ def test_register_pairwise_signature_is_the_options():
         (mask_preview, {}, {"mask", "n", "n2", "theta", "correlation"}),
         (fourier_mask, {"kind": "mask"}, {"mask", "n", "n2", "theta"}),
         (transitivity_scores, {}, {"maxpaths"}),
+        (fit_peak_gaussians, {}, {"sigma_guess"}),
         (PairwiseResult.with_average, {}, {"registered"}),
     ],
 )

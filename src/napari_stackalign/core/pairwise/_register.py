@@ -257,6 +257,10 @@ def register_pairwise(
 ) -> PairwiseResult:
     """Register every pair of frames, reject outliers, solve shifts, average.
 
+    Every option's default and allowed values are those of
+    :class:`~napari_stackalign.core.pairwise.PairwiseOptions`
+    (``PairwiseOptions.help(name)``).
+
     Parameters
     ----------
     stack : array-like, shape (T, Y, X)
@@ -269,7 +273,7 @@ def register_pairwise(
         "none", "elliptical"``) or a centred, non-negative user mask of the
         frame shape.
     n : float
-        Mask cutoff: features smaller than about ``n`` px are ignored (>= 1).
+        Mask cutoff: features smaller than about ``n`` px are ignored.
     n2, theta : float
         Second axis size (px) and angle (degrees) of the ``"elliptical"`` mask.
     correlation : {"cc", "mc", "pc"}
@@ -282,24 +286,24 @@ def register_pairwise(
         distinct peaks, or upsampled DFT (see
         :mod:`~napari_stackalign.core.pairwise._peaks`).
     num_peaks : int
-        Distinct peaks compared per pair (1-20; the guard against unit-cell
-        hops on lattices).
+        Distinct peaks compared per pair (the guard against unit-cell hops
+        on lattices).
     sigma_guess : float
         Expected peak width in px (starting value of the fit; also the
         smallest distance between distinct peaks).
     window_radius : int
         Gaussian fit window ``(2 r + 1)**2``; exclude neighbouring lattice
-        peaks (2-50).
+        peaks.
     upsample : int
-        ``maxima="dft"`` resolution: 1/upsample px (1-1000).
+        ``maxima="dft"`` resolution: 1/upsample px.
     threshold : float or None
         Transitivity threshold in px (median path discrepancy); None turns
         the check off.
     maxpaths : int
         Intermediate frames per pair for transitivity.
     max_shift : float or None
-        Nearest-neighbour smoothness threshold in px; None (default) turns
-        the check off.
+        Nearest-neighbour smoothness threshold in px; None turns the check
+        off.
     bad_frames : sequence of int
         Frames to leave out entirely.
     weights : {"quality", "equal"}
