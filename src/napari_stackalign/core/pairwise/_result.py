@@ -208,17 +208,8 @@ class PairwiseResult:
         average is not recomputed (it is None in the result): call
         :meth:`with_average` with the stack.
         """
-        changes = {
-            key: value
-            for key, value in (
-                ("threshold", threshold),
-                ("maxpaths", maxpaths),
-                ("max_shift", max_shift),
-                ("bad_frames", bad_frames),
-                ("weights", weights),
-            )
-            if value is not _KEEP
-        }
+        given = locals()
+        changes = {name: given[name] for name in OUTLIER_OPTIONS if given[name] is not _KEEP}
         opts = self.settings().replace(**changes)
         check_bad_frames(opts.bad_frames, self.n_frames)
         params = {**self.params, **outlier_record(opts)}
