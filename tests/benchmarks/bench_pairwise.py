@@ -2,7 +2,7 @@
 
 Peers
 -----
-- ``ours``: :func:`napari_stackalign.core.pairwise._register.register_pairwise` end to end
+- ``ours``: :func:`napari_stackalign.core.pairwise.register_pairwise` end to end
   (spectra, all pairs, outliers, solve, Fourier-shift average), 2 threads.
 - ``rigidregistration (re-impl.)``: a faithful plain-numpy re-implementation of
   the rigidregistration loop (``_rigidregistration_reference.py``): complex128
@@ -45,8 +45,7 @@ from pathlib import Path
 import numpy as np
 from scipy import fft as sfft
 
-from napari_stackalign.core.pairwise._masks import fourier_mask
-from napari_stackalign.core.pairwise._register import register_pairwise
+from napari_stackalign.core.pairwise import fourier_mask, register_pairwise
 from napari_stackalign.core.pairwise._spectra import hann2d
 from napari_stackalign.synthetic import alignment_error
 from napari_stackalign.transforms import FrameTransforms
@@ -62,7 +61,7 @@ def _load(name: str, path: Path):
     return mod
 
 
-from napari_stackalign import synthetic as scenes  # noqa: E402
+from napari_stackalign import synthetic as scenes
 
 ref = _load("rigidregistration_reference", HERE / "_rigidregistration_reference.py")
 

@@ -10,8 +10,14 @@ import pytest
 import tifffile
 
 from napari_stackalign import synthetic as pairwise_scenes
-from napari_stackalign.cli import main
-from napari_stackalign.core.pairwise._io import read_pairwise_tiff
+from napari_stackalign.cli import build_parser, main
+from napari_stackalign.cli.average import CLI_OPTIONS, cli_options
+from napari_stackalign.core.pairwise import (
+    PAIRWISE_DEFAULTS,
+    PairwiseOptions,
+    fourier_mask,
+    read_pairwise_tiff,
+)
 from napari_stackalign.synthetic import alignment_error
 from napari_stackalign.transforms import FrameTransforms
 
@@ -76,8 +82,6 @@ def test_options_reach_the_engine(tmp_path, tif_in):
 
 
 def test_user_mask_file(tmp_path, tif_in):
-    from napari_stackalign.core.pairwise._masks import fourier_mask
-
     mask = tmp_path / "mask.tif"
     tifffile.imwrite(mask, fourier_mask((96, 90), "hann", 2, centered=True))
     out = tmp_path / "u.tif"
@@ -115,3 +119,32 @@ def test_refuses_to_overwrite_and_a_2d_input(tmp_path, tif_in, capsys):
     assert "single 2-D image" in capsys.readouterr().err
     assert _run(f"-i {tmp_path / 'missing.tif'} -o {tmp_path / 'm.tif'} -q") == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _parse(argline: str):
+    return build_parser().parse_args(["average", *shlex.split(argline)])
+
+
+def test_defaults_are_the_options_defaults():
+    args = _parse("-i in.tif -o out.tif")
+    assert cli_options(args) == PairwiseOptions()
+    for name in CLI_OPTIONS:
+        assert PairwiseOptions(**{name: getattr(args, name)}) == PAIRWISE_DEFAULTS, name
+    # every option but the ones the command derives (registered from --registered) has a flag
+    assert set(PairwiseOptions.specs()) - set(CLI_OPTIONS) == {"registered"}
+    assert cli_options(args, registered=True).registered is True
+
+
+def test_flags_keep_their_spellings_and_choices():
+    args = _parse(
+        "-i in.tif -o out.tif --num_peaks 4 --sigma_guess 1.5 --window_radius 5 --max_shift 2 --bad_frames 1,3 "
+        "--threshold off --mask gaussian --maxima pixel --correlation pc --weights equal --average warp"
+    )
+    opts = cli_options(args)
+    assert (opts.num_peaks, opts.sigma_guess, opts.window_radius, opts.max_shift) == (4, 1.5, 5, 2.0)
+    assert opts.bad_frames == (1, 3) and opts.threshold is None
+    assert (opts.mask, opts.maxima, opts.correlation, opts.weights, opts.average) == ("gaussian", "pixel", "pc", "equal", "warp")
+    with pytest.raises(SystemExit):
+        _parse("-i in.tif -o out.tif --mask user")  # a user mask comes from --user-mask
+    with pytest.raises(SystemExit):
+        _parse("-i in.tif -o out.tif --maxima max")

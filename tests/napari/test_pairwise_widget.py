@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from napari_stackalign import synthetic as pairwise_scenes
-from napari_stackalign.core.pairwise._io import read_pairwise_tiff
-from napari_stackalign.napari._pairwise_widget import PairwiseWidget, parse_frame_list
+from napari_stackalign.core.pairwise import (
+    PAIRWISE_DEFAULTS,
+    PairwiseOptions,
+    read_pairwise_tiff,
+)
+from napari_stackalign.napari._pairwise_widget import (
+    PairwiseWidget,
+    outlier_method,
+    parse_frame_list,
+)
 from napari_stackalign.synthetic import alignment_error
 
 # screenshots go into docs/images only when asked (STACKALIGN_DOCS_SCREENSHOTS=1),
@@ -185,3 +193,32 @@ def test_cancel_adds_nothing(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=60_000)
     assert widget.runner.status.text() == "Cancelled."
     assert len(viewer.layers) == before and widget.result is None
+
+
+def test_form_starts_at_the_options_defaults(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = PairwiseWidget(viewer)
+    assert widget.options() == PairwiseOptions()
+    assert widget.outlier_method.currentText() == outlier_method(PAIRWISE_DEFAULTS.threshold, PAIRWISE_DEFAULTS.max_shift)
+    specs = PairwiseOptions.specs()
+    for name in ("num_peaks", "window_radius", "upsample", "maxpaths"):
+        box = getattr(widget, name)
+        assert (box.minimum(), box.maximum()) == (specs[name].minimum, specs[name].maximum), name
+        assert box.value() == PairwiseOptions.default(name)
+    for name in ("sigma_guess", "threshold", "max_shift"):
+        box = getattr(widget, name)
+        assert specs[name].minimum < box.minimum() <= specs[name].minimum + 0.01 and box.maximum() == specs[name].maximum
+    assert widget.n.minimum() == specs["n"].minimum and widget.n2.minimum() == specs["n2"].minimum
+    for box, name in ((widget.maxima, "maxima"), (widget.correlation, "correlation"), (widget.weights, "weights")):
+        assert [box.itemText(k) for k in range(box.count())] == list(specs[name].choices)
+        assert box.toolTip() == PairwiseOptions.help(name)
+    assert widget.n.toolTip() == PairwiseOptions.help("n")
+    # a bad value in the form is refused when the options are built
+    widget.mask_kind.setCurrentText("elliptical")
+    widget.n2.setValue(3.0)
+    widget.theta.setValue(30.0)
+    opts = widget.options()
+    assert (opts.mask, opts.n2, opts.theta) == ("elliptical", 3.0, 30.0)
+    widget.bad_frames.setText("-1")
+    with pytest.raises(ValueError):
+        widget.options(5)

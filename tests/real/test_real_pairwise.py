@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_stackalign.core.pairwise._register import register_pairwise
+from napari_stackalign.core.pairwise import register_pairwise
 
 pytestmark = pytest.mark.real
 

@@ -14,8 +14,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import tifffile
+
+from ..core.pairwise import (
+    MASK_KINDS,
+    PairwiseOptions,
+    PairwiseResult,
+    register_pairwise,
+    save_pairwise_report,
+    save_pairwise_tiff,
+    save_registered_tiff,
+)
+from ..io import read_stack
 from ..parsing import parse_index_list
 from ._common import terminal_progress
+from ._options import add_option_arguments, options_from_args
 
 __all__ = ["add_parser", "parse_frames", "parse_optional_float", "run"]
 
@@ -29,6 +43,14 @@ Shift matrices: dy[i][j], dx[i][j] = displacement of frame j relative to frame i
 X_ij, Y_ij). The transforms table holds, per frame, the correction (dy, dx) in pixels that moves the
 frame onto the mean position of the frames; the sample's drift is its negative.
 """
+
+
+#: the options each argument group offers, in order
+MASK_OPTIONS = ("n", "n2", "theta")
+PEAK_OPTIONS = ("correlation", "maxima", "num_peaks", "sigma_guess", "window_radius", "upsample")
+OUTLIER_OPTIONS = ("threshold", "maxpaths", "max_shift", "bad_frames", "weights", "average")
+#: every option the command sets (``registered`` follows --registered)
+CLI_OPTIONS = ("mask", *MASK_OPTIONS, *PEAK_OPTIONS, *OUTLIER_OPTIONS)
 
 
 def parse_optional_float(text: str) -> float | None:
@@ -49,21 +71,12 @@ def parse_frames(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``average`` subcommand."""
-    from ..core.pairwise import MASK_KINDS
+def _dashed_first(*names: str) -> dict[str, tuple[str, ...]]:
+    """``--num-peaks`` and ``--num_peaks`` (the dashed spelling shown first)."""
+    return {name: ("--" + name.replace("_", "-"), "--" + name) for name in names}
 
-    p = subparsers.add_parser(
-        "average",
-        help="all-pairs Fourier-masked registration and averaging (low-dose / atomic-resolution stacks)",
-        description=(
-            "Correlate every pair of frames through a Fourier mask, reject inconsistent pairs by transitivity, "
-            "solve the shift of each frame and average. Writes a float32 TIFF with all matrices and parameters "
-            "as JSON in its description."
-        ),
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+
+def _add_io_arguments(p: argparse.ArgumentParser) -> None:
     io = p.add_argument_group("input and output")
     io.add_argument("-i", "--input", required=True, metavar="IN", help="input stack (TIFF, HDF5, GIF or folder).")
     io.add_argument("-o", "--output", required=True, metavar="OUT.tif", help="the averaged image (.tif/.tiff).")
@@ -77,28 +90,45 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     io.add_argument("--workers", type=int, default=None, help="threads (default: all cores).")
     io.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary.")
 
+
+def _add_method_arguments(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("Fourier mask")
-    m.add_argument("--mask", default="hann", choices=[k for k in MASK_KINDS if k != "user"], help="mask shape (default hann).")
-    m.add_argument("--n", type=float, default=4.0, help="cutoff: features smaller than about n px are ignored (default 4).")
-    m.add_argument("--n2", type=float, default=None, help="elliptical mask: size along the second axis (px).")
-    m.add_argument("--theta", type=float, default=0.0, help="elliptical mask: angle of the first axis (degrees).")
+    # a mask array comes from --user-mask: --mask offers the named kinds
+    m.add_argument(
+        "--mask",
+        default=PairwiseOptions.default("mask"),
+        choices=[k for k in MASK_KINDS if k != "user"],
+        help="mask shape (default %(default)s).",
+    )
+    add_option_arguments(m, PairwiseOptions, MASK_OPTIONS)
     m.add_argument("--user-mask", metavar="MASK.tif", default=None, help="a centred 2-D mask the size of a frame (overrides --mask).")
-
     c = p.add_argument_group("correlation and peaks")
-    c.add_argument("--correlation", default="cc", choices=("cc", "mc", "pc"), help="cross, mutual or phase correlation.")
-    c.add_argument("--maxima", default="gf", choices=("pixel", "gf", "dft"), help="peak location (default gf).")
-    c.add_argument("--num-peaks", "--num_peaks", dest="num_peaks", type=int, default=3, help="distinct peaks compared (default 3).")
-    c.add_argument("--sigma-guess", "--sigma_guess", dest="sigma_guess", type=float, default=2.0, help="peak width guess, px.")
-    c.add_argument("--window-radius", "--window_radius", dest="window_radius", type=int, default=6, help="Gaussian fit window radius, px.")
-    c.add_argument("--upsample", type=int, default=20, help="--maxima dft: 1/upsample px resolution (default 20).")
-
+    add_option_arguments(c, PairwiseOptions, PEAK_OPTIONS, flags=_dashed_first("num_peaks", "sigma_guess", "window_radius"))
     o = p.add_argument_group("outliers and shifts")
-    o.add_argument("--threshold", type=parse_optional_float, default=2.0, help="transitivity threshold, px ('none': off).")
-    o.add_argument("--maxpaths", type=int, default=5, help="paths per pair for transitivity (default 5).")
-    o.add_argument("--max-shift", "--max_shift", dest="max_shift", type=parse_optional_float, default=None, help="nearest-neighbour smoothness threshold, px (default off).")
-    o.add_argument("--bad-frames", "--bad_frames", dest="bad_frames", type=parse_frames, default=[], help="frames to leave out, e.g. 3,7.")
-    o.add_argument("--weights", default="quality", choices=("quality", "equal"), help="least-squares weights.")
-    o.add_argument("--average", default="fourier", choices=("fourier", "warp"), help="Fourier shifts or bilinear warp.")
+    add_option_arguments(
+        o,
+        PairwiseOptions,
+        OUTLIER_OPTIONS,
+        flags=_dashed_first("max_shift", "bad_frames"),
+        parsers={"threshold": parse_optional_float, "max_shift": parse_optional_float, "bad_frames": parse_frames},
+    )
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``average`` subcommand."""
+    p = subparsers.add_parser(
+        "average",
+        help="all-pairs Fourier-masked registration and averaging (low-dose / atomic-resolution stacks)",
+        description=(
+            "Correlate every pair of frames through a Fourier mask, reject inconsistent pairs by transitivity, "
+            "solve the shift of each frame and average. Writes a float32 TIFF with all matrices and parameters "
+            "as JSON in its description."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_io_arguments(p)
+    _add_method_arguments(p)
     p.set_defaults(func=run)
     return p
 
@@ -114,22 +144,8 @@ def _check_out(path: str | None, suffixes: tuple[str, ...], what: str, overwrite
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``stackalign average``; returns the exit code."""
-    import numpy as np
-
-    from ..core.pairwise import (
-        register_pairwise,
-        save_pairwise_report,
-        save_pairwise_tiff,
-        save_registered_tiff,
-    )
-    from ..io import read_stack
-
-    out = _check_out(args.output, (".tif", ".tiff"), "output", args.overwrite)
-    report = _check_out(args.report, (".pdf", ".png"), "report", args.overwrite)
-    reg = _check_out(args.registered, (".tif", ".tiff"), "registered stack", args.overwrite)
-    table = _check_out(args.transforms, (".csv", ".json"), "transforms table", args.overwrite)
+def _input_stack(args: argparse.Namespace, out: Path | None) -> Any:
+    """The (T, Y, X) stack to average: the file, one channel of it."""
     src = Path(args.input).expanduser()
     if out is not None and src.exists() and out.resolve() == src.resolve():
         raise ValueError("the output would replace the input: choose another output name.")
@@ -140,35 +156,21 @@ def run(args: argparse.Namespace) -> int:
         if not 0 <= args.channel < n_ch:
             raise ValueError(f"--channel {args.channel} is out of range: the stack has {n_ch} channels (0..{n_ch - 1}).")
         stack = stack[:, args.channel]
-    mask: Any = args.mask
-    if args.user_mask is not None:
-        import tifffile
+    return stack
 
-        mask = np.asarray(tifffile.imread(Path(args.user_mask).expanduser()), dtype=np.float64)
-    with terminal_progress(not args.quiet) as progress:
-        result = register_pairwise(
-            stack,
-            mask=mask,
-            n=args.n,
-            n2=args.n2,
-            theta=args.theta,
-            correlation=args.correlation,
-            maxima=args.maxima,
-            num_peaks=args.num_peaks,
-            sigma_guess=args.sigma_guess,
-            window_radius=args.window_radius,
-            upsample=args.upsample,
-            threshold=args.threshold,
-            maxpaths=args.maxpaths,
-            max_shift=args.max_shift,
-            bad_frames=args.bad_frames,
-            weights=args.weights,
-            average=args.average,
-            registered=reg is not None,
-            workers=args.workers,
-            progress=progress,
-        )
-    save_pairwise_tiff(out, result, crop=not args.no_crop)
+
+def cli_options(args: argparse.Namespace, *, registered: bool = False) -> PairwiseOptions:
+    """The :class:`PairwiseOptions` the parsed arguments ask for (``--user-mask`` read as the mask)."""
+    extra: dict[str, Any] = {"registered": registered}
+    if args.user_mask is not None:
+        extra["mask"] = np.asarray(tifffile.imread(Path(args.user_mask).expanduser()), dtype=np.float64)
+    return options_from_args(PairwiseOptions, args, CLI_OPTIONS, **extra)
+
+
+def _write_outputs(
+    result: PairwiseResult, out: Path, reg: Path | None, table: Path | None, report: Path | None, crop: bool
+) -> list[Path]:
+    save_pairwise_tiff(out, result, crop=crop)
     written = [out]
     if reg is not None:
         written.append(save_registered_tiff(reg, result))
@@ -176,6 +178,20 @@ def run(args: argparse.Namespace) -> int:
         written.append(result.transforms.save(table))
     if report is not None:
         written.append(save_pairwise_report(report, result))
+    return written
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``stackalign average``; returns the exit code."""
+    out = _check_out(args.output, (".tif", ".tiff"), "output", args.overwrite)
+    report = _check_out(args.report, (".pdf", ".png"), "report", args.overwrite)
+    reg = _check_out(args.registered, (".tif", ".tiff"), "registered stack", args.overwrite)
+    table = _check_out(args.transforms, (".csv", ".json"), "transforms table", args.overwrite)
+    stack = _input_stack(args, out)
+    options = cli_options(args, registered=reg is not None)
+    with terminal_progress(not args.quiet) as progress:
+        result = register_pairwise(stack, options=options, workers=args.workers, progress=progress)
+    written = _write_outputs(result, out, reg, table, report, crop=not args.no_crop)
     if not args.quiet:
         print(f"stackalign average: {result.summary()}; crop (rows, cols) {result.crop}", file=sys.stderr)
         for w in result.warnings:

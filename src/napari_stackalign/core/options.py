@@ -306,7 +306,7 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, tuple):
-        return "(" + ", ".join(_show(v) for v in value) + ")"
+        return "(" + ", ".join(_show(v) for v in value) + ")" if value else "none"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

@@ -45,7 +45,7 @@ class PreviewCanvas:
         self.last: MaskPreview | None = None
 
     def show(self, preview: MaskPreview, i: int, j: int) -> None:
-        """Draw a :class:`~napari_stackalign.core.pairwise._preview.MaskPreview`."""
+        """Draw a :class:`~napari_stackalign.core.pairwise.MaskPreview`."""
         self.last = preview
         ax = self.ax_fft
         ax.clear()

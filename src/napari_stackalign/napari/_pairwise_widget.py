@@ -38,7 +38,9 @@ from qtpy.QtWidgets import (
 
 from ..core.pairwise import (
     MASK_KINDS,
+    PAIRWISE_DEFAULTS,
     MaskPreview,
+    PairwiseOptions,
     PairwiseResult,
     mask_preview,
     register_pairwise,
@@ -52,7 +54,7 @@ from ._pairwise_panels import MatrixCanvas, PreviewCanvas
 from ._runner import TaskRunner, notify_user_error
 from ._scrolling import ScrollingDock
 
-__all__ = ["OUTLIER_METHODS", "PairwiseWidget", "parse_frame_list"]
+__all__ = ["OUTLIER_METHODS", "PairwiseWidget", "outlier_method", "parse_frame_list"]
 
 #: outlier checks offered: label -> (transitivity on, smoothness on)
 OUTLIER_METHODS = {
@@ -64,6 +66,21 @@ OUTLIER_METHODS = {
 
 #: frames larger than this (padded pixels) are previewed in a worker
 _SYNC_PREVIEW_PIXELS = 1024 * 1024
+
+#: decimals of the number boxes (their lowest value above an exclusive minimum of 0)
+_DECIMALS = 2
+#: the largest mask size (n, n2) the form offers (px; the options set no upper limit)
+_SIZE_MAX = 1000.0
+#: the elliptical mask's angle ranges over +/- this (degrees; any angle is valid)
+_ANGLE_LIMIT = 180.0
+#: the smoothness threshold offered when its check is turned on (the option's default is off)
+_MAX_SHIFT_START = 2.0
+
+
+def outlier_method(threshold: float | None, max_shift: float | None) -> str:
+    """The :data:`OUTLIER_METHODS` label of the checks that are on."""
+    on = (threshold is not None, max_shift is not None)
+    return next(label for label, checks in OUTLIER_METHODS.items() if checks == on)
 
 
 def parse_frame_list(text: str, n_frames: int | None = None) -> list[int]:
@@ -103,20 +120,32 @@ class PairwiseWidget(ScrollingDock):
         self._preview_timer.setInterval(120)
         self._preview_timer.timeout.connect(self.update_preview)
 
-        # -- input
         self.layer = LayerChoice(napari_viewer, Image, accept=_is_stack)
         self.layer.setToolTip("A (T, Y, X) time series, e.g. a low-dose STEM stack.")
         form = QFormLayout()
         form.addRow("Image layer:", self.layer)
+        self.runner = TaskRunner("Register and average", self.run)
+        layout = self.body_layout
+        layout.addLayout(form)
+        layout.addWidget(self._mask_box())
+        layout.addWidget(self._peaks_box())
+        layout.addWidget(self._outlier_box())
+        layout.addWidget(self._average_box())
+        layout.addWidget(self.runner)
+        layout.addWidget(self._results_box())
+        layout.addStretch(1)
+        self._connect()
+        self._on_mask_kind(self.mask_kind.currentText())
+        self._on_outlier_method(self.outlier_method.currentText(), reevaluate=False)
+        self._on_layer_changed()
 
-        # -- mask design
-        self.mask_kind = QComboBox()
-        self.mask_kind.addItems([k for k in MASK_KINDS if k != "user"])
-        self.mask_kind.setCurrentText("hann")
-        self.mask_kind.setToolTip("Weighting of spatial frequencies in the correlation.")
-        self.n = self._dspin(1.0, 1000.0, 4.0, 0.5, "Cutoff: features smaller than about n px are ignored.")
-        self.n2 = self._dspin(1.0, 1000.0, 4.0, 0.5, "Elliptical mask: size along the second axis (px).")
-        self.theta = self._dspin(-180.0, 180.0, 0.0, 5.0, "Elliptical mask: angle of the first axis (degrees).")
+    # ------------------------------------------------------------ sections
+    def _mask_box(self) -> QGroupBox:
+        """Mask design, with the preview of a pair."""
+        self.mask_kind = self._combo("mask", [k for k in MASK_KINDS if k != "user"])
+        self.n = self._dspin("n", 0.5, maximum=_SIZE_MAX)
+        self.n2 = self._dspin("n2", 0.5, maximum=_SIZE_MAX, value=PAIRWISE_DEFAULTS.n2 or PAIRWISE_DEFAULTS.n)
+        self.theta = self._dspin("theta", 5.0, minimum=-_ANGLE_LIMIT, maximum=_ANGLE_LIMIT)
         self.frame_i = QSpinBox()
         self.frame_j = QSpinBox()
         self.frame_i.setToolTip("Frame whose spectrum is shown, and first frame of the previewed pair.")
@@ -129,8 +158,8 @@ class PairwiseWidget(ScrollingDock):
         self.preview = PreviewCanvas()
         self.preview_status = QLabel("")
         self.preview_status.setWordWrap(True)
-        mask_box = QGroupBox("Fourier mask (live preview)")
-        mform = QFormLayout(mask_box)
+        box = QGroupBox("Fourier mask (live preview)")
+        mform = QFormLayout(box)
         mform.addRow("Mask:", self.mask_kind)
         mform.addRow("n (px):", self.n)
         mform.addRow("n2 (px):", self.n2)
@@ -138,66 +167,61 @@ class PairwiseWidget(ScrollingDock):
         mform.addRow("Preview pair:", pair_row)
         mform.addRow(self.preview.canvas)
         mform.addRow(self.preview_status)
+        return box
 
-        # -- correlation and peaks
-        self.correlation = QComboBox()
-        self.correlation.addItems(["cc", "mc", "pc"])
-        self.correlation.setToolTip("cc: cross-correlation; mc: mutual; pc: phase correlation.")
-        self.maxima = QComboBox()
-        self.maxima.addItems(["gf", "dft", "pixel"])
-        self.maxima.setToolTip(
-            "gf: Gaussian fits of the brightest distinct peaks (guards against unit-cell hops); "
-            "dft: upsampled DFT; pixel: brightest pixel."
-        )
-        self.num_peaks = self._ispin(1, 20, 3, "Distinct correlation peaks compared per pair.")
-        self.sigma_guess = self._dspin(0.1, 100.0, 2.0, 0.5, "Expected correlation peak width (px).")
-        self.window_radius = self._ispin(2, 50, 6, "Gaussian fit window radius (px): exclude neighbouring lattice peaks.")
-        self.upsample = self._ispin(1, 1000, 20, "dft: resolution 1/upsample px.")
-        peaks_box = QGroupBox("Correlation and peaks")
-        pform = QFormLayout(peaks_box)
+    def _peaks_box(self) -> QGroupBox:
+        self.correlation = self._combo("correlation")
+        self.maxima = self._combo("maxima")
+        self.num_peaks = self._ispin("num_peaks")
+        self.sigma_guess = self._dspin("sigma_guess", 0.5)
+        self.window_radius = self._ispin("window_radius")
+        self.upsample = self._ispin("upsample")
+        box = QGroupBox("Correlation and peaks")
+        pform = QFormLayout(box)
         pform.addRow("Correlation:", self.correlation)
         pform.addRow("Peak finding:", self.maxima)
         pform.addRow("Peaks compared:", self.num_peaks)
         pform.addRow("Sigma guess (px):", self.sigma_guess)
         pform.addRow("Fit window radius:", self.window_radius)
         pform.addRow("Upsampling:", self.upsample)
+        return box
 
-        # -- outliers (re-evaluated at once)
+    def _outlier_box(self) -> QGroupBox:
+        """The outlier settings (re-evaluated at once)."""
         self.outlier_method = QComboBox()
         self.outlier_method.addItems(list(OUTLIER_METHODS))
+        self.outlier_method.setCurrentText(outlier_method(PAIRWISE_DEFAULTS.threshold, PAIRWISE_DEFAULTS.max_shift))
         self.outlier_method.setToolTip("How inconsistent pairs are found; changes apply at once.")
-        self.threshold = self._dspin(0.01, 1e6, 2.0, 0.25, "Transitivity: largest median path discrepancy (px).")
-        self.maxpaths = self._ispin(1, 1000, 5, "Transitivity: intermediate frames per pair.")
-        self.max_shift = self._dspin(0.01, 1e6, 2.0, 0.25, "Nearest neighbour: largest jump between matrix neighbours (px).")
-        self.bad_frames = QLineEdit("")
+        self.threshold = self._dspin("threshold", 0.25, value=PAIRWISE_DEFAULTS.threshold or _MAX_SHIFT_START)
+        self.maxpaths = self._ispin("maxpaths")
+        self.max_shift = self._dspin("max_shift", 0.25, value=PAIRWISE_DEFAULTS.max_shift or _MAX_SHIFT_START)
+        self.bad_frames = QLineEdit(", ".join(str(i) for i in PAIRWISE_DEFAULTS.bad_frames))
         self.bad_frames.setPlaceholderText("e.g. 3, 7")
-        self.bad_frames.setToolTip("Frames to leave out entirely (comma separated).")
-        self.weights = QComboBox()
-        self.weights.addItems(["quality", "equal"])
-        self.weights.setToolTip("Least-squares weights of the pairs: peak quality or equal.")
-        out_box = QGroupBox("Outliers (applied at once, no recomputation)")
-        oform = QFormLayout(out_box)
+        self.bad_frames.setToolTip(PairwiseOptions.help("bad_frames"))
+        self.weights = self._combo("weights")
+        box = QGroupBox("Outliers (applied at once, no recomputation)")
+        oform = QFormLayout(box)
         oform.addRow("Method:", self.outlier_method)
         oform.addRow("Threshold (px):", self.threshold)
         oform.addRow("Max paths:", self.maxpaths)
         oform.addRow("Max shift (px):", self.max_shift)
         oform.addRow("Bad frames:", self.bad_frames)
         oform.addRow("Weights:", self.weights)
+        return box
 
-        # -- averaging
-        self.average_method = QComboBox()
-        self.average_method.addItems(["fourier", "warp"])
-        self.average_method.setToolTip("fourier: sub-pixel Fourier shifts (periodic); warp: bilinear resampling.")
+    def _average_box(self) -> QGroupBox:
+        self.average_method = self._combo("average")
         self.add_registered = QCheckBox("Also add the registered stack")
-        avg_box = QGroupBox("Average")
-        aform = QFormLayout(avg_box)
+        self.add_registered.setChecked(PAIRWISE_DEFAULTS.registered)
+        self.add_registered.setToolTip(PairwiseOptions.help("registered"))
+        box = QGroupBox("Average")
+        aform = QFormLayout(box)
         aform.addRow("Shift frames by:", self.average_method)
         aform.addRow(self.add_registered)
+        return box
 
-        # -- run
-        self.runner = TaskRunner("Register and average", self.run)
-
-        # -- results
+    def _results_box(self) -> QGroupBox:
+        """The shift matrices, the summary and the save buttons."""
         self.matrices = MatrixCanvas()
         self.summary = QLabel("No result yet: design the mask, then run.")
         self.summary.setWordWrap(True)
@@ -216,59 +240,63 @@ class PairwiseWidget(ScrollingDock):
         buttons.addWidget(self.update_button)
         buttons.addWidget(self.report_button)
         buttons.addWidget(self.tiff_button)
-        res_box = QGroupBox("Shift matrices")
-        rlay = QVBoxLayout(res_box)
+        box = QGroupBox("Shift matrices")
+        rlay = QVBoxLayout(box)
         rlay.addWidget(self.summary)
         rlay.addWidget(self.matrices.canvas)
         rlay.addLayout(buttons)
+        return box
 
-        layout = self.body_layout
-        layout.addLayout(form)
-        layout.addWidget(mask_box)
-        layout.addWidget(peaks_box)
-        layout.addWidget(out_box)
-        layout.addWidget(avg_box)
-        layout.addWidget(self.runner)
-        layout.addWidget(res_box)
-        layout.addStretch(1)
-
-        # live preview triggers
+    def _connect(self) -> None:
+        """Live preview and outlier re-evaluation triggers."""
         self.mask_kind.currentTextChanged.connect(self._on_mask_kind)
-        for w in (self.n, self.n2, self.theta):
-            w.valueChanged.connect(self.schedule_preview)
-        for w in (self.frame_i, self.frame_j):
+        for w in (self.n, self.n2, self.theta, self.frame_i, self.frame_j):
             w.valueChanged.connect(self.schedule_preview)
         self.correlation.currentTextChanged.connect(self.schedule_preview)
         self.layer.currentIndexChanged.connect(self._on_layer_changed)
-        # outlier re-evaluation triggers
         self.outlier_method.currentTextChanged.connect(self._on_outlier_method)
-        for w in (self.threshold, self.max_shift):
+        for w in (self.threshold, self.max_shift, self.maxpaths):
             w.valueChanged.connect(self.reevaluate)
-        self.maxpaths.valueChanged.connect(self.reevaluate)
         self.bad_frames.editingFinished.connect(self.reevaluate)
         self.weights.currentTextChanged.connect(self.reevaluate)
-        self._on_mask_kind(self.mask_kind.currentText())
-        self._on_outlier_method(self.outlier_method.currentText(), reevaluate=False)
-        self._on_layer_changed()
 
     # ------------------------------------------------------------ helpers
     @staticmethod
-    def _dspin(lo: float, hi: float, value: float, step: float, tip: str) -> QDoubleSpinBox:
+    def _combo(name: str, items: list[str] | None = None) -> QComboBox:
+        """A choice of option ``name`` (its choices unless ``items``), set to its default."""
+        box = QComboBox()
+        box.addItems(list(items if items is not None else PairwiseOptions.specs()[name].choices))
+        box.setCurrentText(str(PairwiseOptions.default(name)))
+        box.setToolTip(PairwiseOptions.help(name))
+        return box
+
+    @staticmethod
+    def _dspin(
+        name: str, step: float, *, minimum: float | None = None, maximum: float | None = None, value: float | None = None
+    ) -> QDoubleSpinBox:
+        """A number box for option ``name``: its range (``minimum``/``maximum`` where it has
+        none), its default (or ``value``) and its help."""
+        spec = PairwiseOptions.specs()[name]
+        low = spec.minimum if minimum is None else minimum
+        if minimum is None and spec.exclusive_minimum:
+            low += 10.0**-_DECIMALS
         box = QDoubleSpinBox()
-        box.setRange(lo, hi)
-        box.setDecimals(2)
+        box.setRange(low, spec.maximum if maximum is None else maximum)
+        box.setDecimals(_DECIMALS)
         box.setSingleStep(step)
-        box.setValue(value)
-        box.setToolTip(tip)
+        box.setValue(PairwiseOptions.default(name) if value is None else value)
+        box.setToolTip(PairwiseOptions.help(name))
         box.setKeyboardTracking(False)
         return box
 
     @staticmethod
-    def _ispin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
+    def _ispin(name: str) -> QSpinBox:
+        """An integer box for option ``name``: its range, default and help."""
+        spec = PairwiseOptions.specs()[name]
         box = QSpinBox()
-        box.setRange(lo, hi)
-        box.setValue(value)
-        box.setToolTip(tip)
+        box.setRange(int(spec.minimum), int(spec.maximum))
+        box.setValue(PairwiseOptions.default(name))
+        box.setToolTip(PairwiseOptions.help(name))
         box.setKeyboardTracking(False)
         return box
 
@@ -301,11 +329,12 @@ class PairwiseWidget(ScrollingDock):
     def mask_parameters(self) -> dict:
         """The mask settings (as keyword arguments of the engine)."""
         kind = self.mask_kind.currentText()
+        elliptical = kind == "elliptical"
         return {
             "mask": kind,
             "n": float(self.n.value()),
-            "n2": float(self.n2.value()) if kind == "elliptical" else None,
-            "theta": float(self.theta.value()) if kind == "elliptical" else 0.0,
+            "n2": float(self.n2.value()) if elliptical else PAIRWISE_DEFAULTS.n2,
+            "theta": float(self.theta.value()) if elliptical else PAIRWISE_DEFAULTS.theta,
             "correlation": self.correlation.currentText(),
         }
 
@@ -320,18 +349,19 @@ class PairwiseWidget(ScrollingDock):
             "weights": self.weights.currentText(),
         }
 
-    def parameters(self, n_frames: int | None = None) -> dict:
-        """Every engine parameter set in the widget."""
-        return {
+    def options(self, n_frames: int | None = None) -> PairwiseOptions:
+        """Every option set in the form (``ValueError`` for a bad value)."""
+        return PairwiseOptions(
             **self.mask_parameters(),
-            "maxima": self.maxima.currentText(),
-            "num_peaks": int(self.num_peaks.value()),
-            "sigma_guess": float(self.sigma_guess.value()),
-            "window_radius": int(self.window_radius.value()),
-            "upsample": int(self.upsample.value()),
+            maxima=self.maxima.currentText(),
+            num_peaks=int(self.num_peaks.value()),
+            sigma_guess=float(self.sigma_guess.value()),
+            window_radius=int(self.window_radius.value()),
+            upsample=int(self.upsample.value()),
             **self.outlier_parameters(n_frames),
-            "average": self.average_method.currentText(),
-        }
+            average=self.average_method.currentText(),
+            registered=bool(self.add_registered.isChecked()),
+        )
 
     # --------------------------------------------------------------- preview
     def schedule_preview(self, *args: Any) -> None:
@@ -359,7 +389,7 @@ class PairwiseWidget(ScrollingDock):
                 self.preview_status.setText("Choose a (T, Y, X) image layer to preview the mask.")
                 return None
             fi, fj, i, j = inputs
-            params = self.mask_parameters()
+            opts = PairwiseOptions(**self.mask_parameters())
         except ValueError as exc:
             self.preview_status.setText(str(exc))
             return None
@@ -367,7 +397,7 @@ class PairwiseWidget(ScrollingDock):
             if self._preview_worker is not None:
                 self.schedule_preview()
                 return None
-            worker = create_worker(mask_preview, fi, fj, **params, _start_thread=False, _ignore_errors=True)
+            worker = create_worker(mask_preview, fi, fj, options=opts, _start_thread=False, _ignore_errors=True)
             self._preview_worker = worker
             worker.returned.connect(lambda p: self._show_preview(p, i, j, float("nan")))
             worker.errored.connect(lambda exc: self.preview_status.setText(f"Preview failed: {exc}"))
@@ -377,7 +407,7 @@ class PairwiseWidget(ScrollingDock):
             return None
         start = time.perf_counter()
         try:
-            prev = mask_preview(fi, fj, **params)
+            prev = mask_preview(fi, fj, options=opts)
         except ValueError as exc:
             self.preview_status.setText(f"Preview: {exc}")
             return None
@@ -405,17 +435,12 @@ class PairwiseWidget(ScrollingDock):
             if layer is None:
                 raise ValueError("add or choose an image layer (a (T, Y, X) time series) to register.")
             stack = frame_stack(layer)
-            params = self.parameters(int(stack.shape[0]))
+            options = self.options(int(stack.shape[0]))
         except ValueError as exc:
             notify_user_error(exc)
             return None
-        registered = bool(self.add_registered.isChecked())
         return self.runner.start(
-            register_pairwise,
-            stack,
-            **params,
-            registered=registered,
-            on_result=lambda result: self._on_result(layer, result),
+            register_pairwise, stack, options=options, on_result=lambda result: self._on_result(layer, result)
         )
 
     def _on_result(self, layer: Any, result: PairwiseResult) -> None:

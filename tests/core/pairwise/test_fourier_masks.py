@@ -137,7 +137,7 @@ def test_user_mask_is_symmetrised_and_checked():
         ({"n": float("nan")}, "n must be >= 1"),
         ({"n": "four"}, "n must be a number"),
         ({"kind": "elliptical", "n2": 0}, "n2 must be >= 1"),
-        ({"kind": "elliptical", "theta": float("inf")}, "theta must be finite"),
+        ({"kind": "elliptical", "theta": float("inf")}, "theta must be a finite number"),
     ],
 )
 def test_bad_parameters(kwargs, match):

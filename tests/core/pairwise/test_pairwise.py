@@ -12,8 +12,13 @@ from skimage.registration import phase_cross_correlation
 
 from napari_stackalign import synthetic as pairwise_scenes
 from napari_stackalign.core import Cancelled
-from napari_stackalign.core.pairwise._io import (
+from napari_stackalign.core.pairwise import (
+    PairwiseOptions,
+    fourier_mask,
+    mask_preview,
     read_pairwise_tiff,
+    register_pairwise,
+    save_pairwise_report,
     save_pairwise_tiff,
     save_registered_tiff,
 )
@@ -21,9 +26,12 @@ from napari_stackalign.core.pairwise._outliers import (
     smoothness_outliers,
     transitivity_scores,
 )
-from napari_stackalign.core.pairwise._preview import mask_preview
-from napari_stackalign.core.pairwise._register import register_pairwise
-from napari_stackalign.core.pairwise._report import save_pairwise_report
+from napari_stackalign.core.pairwise._peaks import (
+    OVERSAMPLE,
+    coarse_grid,
+    find_pair_peaks,
+)
+from napari_stackalign.core.pairwise._register import pairwise_spectra_for
 from napari_stackalign.core.pairwise._solve import solve_shifts
 from napari_stackalign.synthetic import alignment_error, make_stack
 from napari_stackalign.transforms import FrameTransforms
@@ -156,17 +164,10 @@ def test_odd_and_non_square_frames(shape):
 def test_band_limited_path_matches_full_resolution(maxima):
     # n = 6 keeps a small band: the coarse inverse FFT + DFT windows must give
     # the same peaks as the full-size inverse FFT of the same masked product.
-    from napari_stackalign.core.pairwise._peaks import (
-        PeakSettings,
-        coarse_grid,
-        find_pair_peaks,
-    )
-    from napari_stackalign.core.pairwise._register import pairwise_spectra_for
-
     stack, truth = stem_stack(6, (128, 128), period=16, texture=0.5, snr=2.0, seed=8)
-    spec, _, _ = pairwise_spectra_for(stack, n=6, workers=1)
-    settings = PeakSettings(maxima=maxima)
-    grid = coarse_grid(spec, settings.oversample)
+    spec, _, _ = pairwise_spectra_for(stack, PairwiseOptions(n=6), workers=1)
+    settings = PairwiseOptions(n=6, maxima=maxima)
+    grid = coarse_grid(spec, OVERSAMPLE)
     assert grid[0] * grid[1] < 0.45 * 128 * 128
     pi, pj = np.triu_indices(6, 1)
     small = find_pair_peaks(spec, pi, pj, settings, grid)
@@ -445,8 +446,6 @@ def test_user_and_elliptical_masks(scene):
     stack, truth = scene
     ell = register_pairwise(stack, mask="elliptical", n=2, n2=3, theta=30, workers=1, average=None)
     assert alignment_error(ell.transforms, truth)["rms"] < 0.1
-    from napari_stackalign.core.pairwise._masks import fourier_mask
-
     user = fourier_mask(stack.shape[1:], "hann", 2, centered=True)
     usr = register_pairwise(stack, mask=user, workers=1, average=None)
     assert usr.params["mask"] == "user"
@@ -468,7 +467,7 @@ def test_mask_preview(scene):
     [
         (np.zeros((32, 32)), {}, "single 2-D image"),
         (np.zeros((1, 32, 32)), {}, "at least 2"),
-        (np.zeros((3, 2, 32, 32)), {}, "pick one channel"),
+        (np.zeros((3, 2, 32, 32)), {}, "use one channel"),
         (np.zeros((3, 4, 4)), {}, "too small"),
         (np.ones((3, 32, 32)), {}, "fewer than 2 frames carry signal"),
         (None, {"maxima": "max"}, "maxima must be one of"),
@@ -520,8 +519,6 @@ def test_small_shifts_on_odd_frames_with_pooled_search(shift):
     # odd size wraps around; a shift of -1 px sits in the last row/column.
     motion = FrameTransforms(dy=[0.0, shift[0]], dx=[0.0, shift[1]])
     stack, truth = make_stack("texture", n_frames=2, shape=(201, 199), motion=motion, snr=None, seed=3)
-    from napari_stackalign.core.pairwise._masks import fourier_mask
-
     ty, tx = _true_matrices(truth)
     user = fourier_mask((201, 199), "hann", 2, centered=True)  # a user mask keeps the odd grid
     for mask in ("hann", user):

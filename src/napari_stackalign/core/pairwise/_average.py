@@ -31,10 +31,7 @@ from ..apply import apply_transforms
 from ..average import average_frames
 from ._spectra import read_frames
 
-__all__ = ["AVERAGES", "fourier_average", "shift_crop", "warp_average"]
-
-#: averaging methods
-AVERAGES = ("fourier", "warp")
+__all__ = ["fourier_average", "shift_crop", "warp_average"]
 
 _EPS = 1e-6
 

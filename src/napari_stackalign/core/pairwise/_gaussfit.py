@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._options import PAIRWISE_DEFAULTS
+
 __all__ = ["fit_peak_gaussians"]
 
 
@@ -85,7 +87,7 @@ def _model(p: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def fit_peak_gaussians(
-    windows: np.ndarray, sigma_guess: float = 2.0, *, iterations: int = 6
+    windows: np.ndarray, sigma_guess: float = PAIRWISE_DEFAULTS.sigma_guess, *, iterations: int = 6
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fit the Gaussian peak of each ``(2 r + 1)**2`` window.
 

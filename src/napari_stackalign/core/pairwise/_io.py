@@ -34,7 +34,7 @@ import tifffile
 
 from ...files import atomic_path
 from ...transforms import FrameTransforms
-from ._register import PairwiseResult
+from ._result import PairwiseResult
 
 __all__ = ["decode_mask", "encode_mask", "read_pairwise_tiff", "save_pairwise_tiff", "save_registered_tiff"]
 

@@ -63,13 +63,15 @@ from typing import Any
 import numpy as np
 from scipy import fft as sfft
 
+from ._options import (
+    MASK_KINDS,
+    PAIRWISE_DEFAULTS,
+    canonical_mask_kind,
+    check_mask_size,
+    validate_option,
+)
+
 __all__ = ["MASK_KINDS", "centered_mask", "fourier_mask", "mask_cutoff", "radial_frequency"]
-
-#: Mask kinds accepted by :func:`fourier_mask`.
-MASK_KINDS = ("bandpass", "lowpass", "hann", "hamming", "blackman", "gaussian", "none", "elliptical", "user")
-
-# aliases users may type
-_ALIASES = {"elliptical gaussian": "elliptical", "elliptical_gaussian": "elliptical", "eg": "elliptical"}
 
 
 def _check_shape(shape: Any) -> tuple[int, int]:
@@ -82,21 +84,9 @@ def _check_shape(shape: Any) -> tuple[int, int]:
     return h, w
 
 
-def _check_n(n: Any, name: str = "n") -> float:
-    try:
-        value = float(n)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a number of pixels (>= 1), got {n!r}.") from exc
-    if not np.isfinite(value) or value < 1.0:
-        raise ValueError(
-            f"{name} must be >= 1 pixel (features smaller than about {name} px are ignored), got {n!r}."
-        )
-    return value
-
-
 def mask_cutoff(n: float) -> float:
     """Cutoff frequency ``f_c = 1 / (2 n)`` in cycles per pixel for a mask size ``n``."""
-    return 1.0 / (2.0 * _check_n(n))
+    return 1.0 / (2.0 * check_mask_size(n))
 
 
 def _frequency_grid(shape: tuple[int, int], half: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -165,11 +155,11 @@ def _user_half(user_mask: Any, shape: tuple[int, int]) -> np.ndarray:
 
 def fourier_mask(
     shape: tuple[int, int],
-    kind: str = "hann",
-    n: float = 4,
+    kind: str = PAIRWISE_DEFAULTS.mask,
+    n: float = PAIRWISE_DEFAULTS.n,
     *,
-    n2: float | None = None,
-    theta: float = 0.0,
+    n2: float | None = PAIRWISE_DEFAULTS.n2,
+    theta: float = PAIRWISE_DEFAULTS.theta,
     user_mask: Any = None,
     centered: bool = False,
 ) -> np.ndarray:
@@ -208,24 +198,15 @@ def fourier_mask(
         For an unknown kind, ``n < 1``, or a bad user mask.
     """
     shape = _check_shape(shape)
-    key = str(kind).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in MASK_KINDS:
-        raise ValueError(f"mask kind must be one of {MASK_KINDS}, got {kind!r}.")
+    key = canonical_mask_kind(kind)
     if key == "user":
         half = _user_half(user_mask, shape)
     else:
-        n1 = _check_n(n)
+        n1 = check_mask_size(n)
         fy, fx = _frequency_grid(shape, half=True)
         if key == "elliptical":
-            second = n1 if n2 is None else _check_n(n2, "n2")
-            try:
-                angle = float(theta)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"theta must be an angle in degrees, got {theta!r}.") from exc
-            if not np.isfinite(angle):
-                raise ValueError(f"theta must be finite, got {theta!r}.")
-            half = _elliptical(fy, fx, n1, second, angle)
+            second = n1 if n2 is None else check_mask_size(n2, "n2")
+            half = _elliptical(fy, fx, n1, second, validate_option("theta", theta))
         else:
             half = _radial_mask(key, np.hypot(fy, fx), n1)
     half = np.asarray(half, dtype=np.float32)

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._options import PAIRWISE_DEFAULTS, PairwiseOptions
+
 #: a frame with fewer than this share of its pairs consistent is rejected whole
 MIN_CONSISTENT = 0.5
 
@@ -66,7 +68,12 @@ def intermediate_frames(n: int, pi: np.ndarray, pj: np.ndarray, count: int, allo
 
 
 def transitivity_scores(
-    dy: np.ndarray, dx: np.ndarray, measured: np.ndarray, *, maxpaths: int = 5, allowed: np.ndarray | None = None
+    dy: np.ndarray,
+    dx: np.ndarray,
+    measured: np.ndarray,
+    *,
+    maxpaths: int = PAIRWISE_DEFAULTS.maxpaths,
+    allowed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Median path-sum discrepancy of every pair (symmetric, NaN where no path).
 
@@ -141,13 +148,13 @@ def pair_outliers(
     dy: np.ndarray,
     dx: np.ndarray,
     measured: np.ndarray,
-    *,
-    threshold: float | None,
-    maxpaths: int,
-    max_shift: float | None,
+    opts: PairwiseOptions,
     bad_frames: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Combined outlier mask and transitivity scores.
+
+    ``opts`` gives ``threshold``, ``maxpaths`` and ``max_shift``;
+    ``bad_frames`` is the (T,) mask of the frames marked bad.
 
     Returns ``(outliers, scores, rejected)``: ``outliers`` (T, T) bool
     marks measured pairs rejected by transitivity (``threshold`` not None)
@@ -157,6 +164,7 @@ def pair_outliers(
     their pairs consistent. Pairs of bad frames are handled by the caller.
     """
     n = dy.shape[0]
+    threshold, maxpaths, max_shift = opts.threshold, opts.maxpaths, opts.max_shift
     good_meas = measured & ~bad_frames[:, None] & ~bad_frames[None, :]
     outliers = np.zeros((n, n), dtype=bool)
     scores = np.full((n, n), np.nan)

@@ -5,7 +5,7 @@ For a batch of pairs ``(i, j)`` the cross-power ``P = G_j conj(G_i)`` (see
 band. Its correlation is a band-limited function, so:
 
 1. **Coarse map.** ``P`` is placed on a small grid (``hs x ws``, about
-   ``oversample`` times the band's Nyquist rate) and inverse-transformed:
+   :data:`OVERSAMPLE` times the band's Nyquist rate) and inverse-transformed:
    the *exact* correlation sampled every ``H_pad / hs`` pixels, at a
    fraction of the cost of the full-size inverse FFT (for ``n = 4`` a
    256 x 256 transform instead of 512 x 512). When that grid would hold
@@ -63,24 +63,16 @@ import numpy as np
 from scipy import fft as sfft
 
 from ._gaussfit import fit_peak_gaussians
+from ._options import PairwiseOptions
 from ._spectra import BandSpectra
 
-__all__ = ["MAXIMA", "PairPeaks", "PeakSettings", "coarse_grid", "find_pair_peaks", "pair_correlation_map"]
+__all__ = ["OVERSAMPLE", "PairPeaks", "coarse_grid", "find_pair_peaks", "pair_correlation_map"]
 
-#: peak location methods
-MAXIMA = ("pixel", "gf", "dft")
+#: the coarse map samples the band at about this many times its Nyquist rate
+OVERSAMPLE = 2.0
 
-
-@dataclass(frozen=True)
-class PeakSettings:
-    """How peaks are found (see the module docstring)."""
-
-    maxima: str = "gf"
-    num_peaks: int = 3
-    sigma_guess: float = 2.0
-    window_radius: int = 6
-    upsample: int = 20
-    oversample: float = 2.0
+#: ``"dft"``: every candidate is first refined to 1 / DFT_FIRST_STEP px
+DFT_FIRST_STEP = 4
 
 
 @dataclass
@@ -289,48 +281,60 @@ def _gaussian_peaks(
     return dy.astype(np.float64), dx.astype(np.float64), np.where(ok, height, centre_val), ok
 
 
-def find_pair_peaks(
-    spec: BandSpectra,
-    pi: np.ndarray,
-    pj: np.ndarray,
-    settings: PeakSettings,
-    grid: tuple[int, int],
-    *,
-    chunk: int = 16,
-) -> PairPeaks:
-    """Peaks of the correlations of pairs ``(pi[k], pj[k])`` (one batch).
+@dataclass(frozen=True)
+class _Geometry:
+    """Sizes of one batch's search, from the band, the grid and the options."""
 
-    The correlation maps are made ``chunk`` pairs at a time (their memory is
-    bounded); the windows of the whole batch are then fitted together, which
-    is where batching pays. See the module docstring. Pairs involving an
-    unusable frame get NaN.
-    """
+    padded: tuple[int, int]
+    grid: tuple[int, int]
+    spacing: tuple[float, float]
+    full_res: bool
+    num: int
+    pool: int
+    min_dist: float
+    margin: int
+    fit_r: int
+    radius: int
+    size: int
+
+
+def _geometry(spec: BandSpectra, opts: PairwiseOptions, grid: tuple[int, int]) -> _Geometry:
     hp, wp = spec.padded
     hs, ws = grid
     spacing = (hp / hs, wp / ws)
-    full_res = hs == hp and ws == wp
-    b = pi.size
-    p = spec.spectra[pj] * np.conj(spec.spectra[pi])
-    num = max(1, int(settings.num_peaks))
+    num = max(1, int(opts.num_peaks))
     # detection grid: pool the map down to about the band's Nyquist spacing
     nyquist = min(hp / max(2 * int(np.abs(spec.ky).max()), 1), wp / max(2 * int(spec.kx.max()), 1))
     pool = int(max(1, min(4, np.floor(nyquist / max(spacing) + 1e-9))))
     det = max(spacing) * pool
-    min_dist = max(2.0, float(settings.sigma_guess), 1.5 * det)
+    min_dist = max(2.0, float(opts.sigma_guess), 1.5 * det)
     margin = int(np.ceil(det / 2.0)) + 1
-    fit_r = int(settings.window_radius) if settings.maxima == "gf" else 1
+    fit_r = int(opts.window_radius) if opts.maxima == "gf" else 1
     radius = margin + fit_r
-    size = 2 * radius + 1
+    return _Geometry(
+        padded=(hp, wp), grid=(hs, ws), spacing=spacing, full_res=hs == hp and ws == wp, num=num, pool=pool,
+        min_dist=min_dist, margin=margin, fit_r=fit_r, radius=radius, size=2 * radius + 1,
+    )
+
+
+def _candidate_windows(
+    p: np.ndarray, spec: BandSpectra, geo: _Geometry, chunk: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Whole-pixel candidates ``(cy, cx)`` (B * num,), their validity (B, num) and
+    the full-resolution windows around them (B * num, size, size)."""
+    b = p.shape[0]
+    hs, ws = geo.grid
+    num, radius, size = geo.num, geo.radius, geo.size
     parts_y, parts_x, parts_v, parts_w = [], [], [], []
     chunk = max(1, int(chunk))
     for start in range(0, b, chunk):
         sl = slice(start, min(start + chunk, b))
         nb = sl.stop - sl.start
-        maps = _coarse_maps(p[sl], spec, grid)
-        cy, cx, cvalid = _candidates(maps, spacing, (hp, wp), num, min_dist, pool)
+        maps = _coarse_maps(p[sl], spec, geo.grid)
+        cy, cx, cvalid = _candidates(maps, geo.spacing, geo.padded, num, geo.min_dist, geo.pool)
         cy = np.rint(cy).astype(np.int64)
         cx = np.rint(cx).astype(np.int64)
-        if full_res:
+        if geo.full_res:
             owner = np.repeat(np.arange(nb), num)
             win = _map_windows(maps, owner, cy.reshape(-1), cx.reshape(-1), radius) * float(hs * ws)
         else:
@@ -342,34 +346,94 @@ def find_pair_peaks(
         parts_x.append(cx.reshape(-1))
         parts_v.append(cvalid)
         parts_w.append(win)
-    cy = np.concatenate(parts_y)
-    cx = np.concatenate(parts_x)
-    cvalid = np.concatenate(parts_v)
-    win = np.concatenate(parts_w)
-    owner = np.repeat(np.arange(b), num)
-    oy, ox, val = _argmax_inner(win, margin)
-    fit_ok = np.zeros(owner.size, dtype=bool)
-    if settings.maxima == "pixel":
-        py, px, height = (cy + oy).astype(np.float64), (cx + ox).astype(np.float64), val
-    elif settings.maxima == "gf":
+    return np.concatenate(parts_y), np.concatenate(parts_x), np.concatenate(parts_v), np.concatenate(parts_w)
+
+
+def _dft_candidates(
+    p: np.ndarray, spec: BandSpectra, iy: np.ndarray, ix: np.ndarray, b: int, num: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every candidate refined to 1/4 px over +-1 px around its brightest pixel."""
+    count = b * num
+    up1 = DFT_FIRST_STEP
+    s1 = 2 * up1 + 1
+    w1 = _dft_windows(p, spec, (iy - 1.0).reshape(b, num), (ix - 1.0).reshape(b, num), s1, 1.0 / up1)
+    w1 = w1.reshape(count, s1, s1)
+    n1 = (w1 / _window_envelope(spec.frame_shape, iy - 1.0, ix - 1.0, s1, 1.0 / up1)).reshape(count, -1)
+    w1 = w1.reshape(count, -1)
+    k = n1.argmax(axis=1)
+    py = iy - 1.0 + (k // s1) / up1
+    px = ix - 1.0 + (k % s1) / up1
+    return py, px, w1[np.arange(count), k]
+
+
+def _locate(
+    p: np.ndarray,
+    spec: BandSpectra,
+    geo: _Geometry,
+    opts: PairwiseOptions,
+    candidates: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sub-pixel position, height and fit flag of every candidate (``maxima``)."""
+    cy, cx, win = candidates
+    b = p.shape[0]
+    oy, ox, val = _argmax_inner(win, geo.margin)
+    fit_ok = np.zeros(cy.size, dtype=bool)
+    if opts.maxima == "pixel":
+        return (cy + oy).astype(np.float64), (cx + ox).astype(np.float64), val, fit_ok
+    if opts.maxima == "gf":
+        radius, size = geo.radius, geo.size
         env = _window_envelope(spec.frame_shape, (cy - radius).astype(np.float64), (cx - radius).astype(np.float64), size, 1.0)
-        fy, fx, height, fit_ok = _gaussian_peaks(win / env, oy, ox, fit_r, float(settings.sigma_guess))
+        fy, fx, height, fit_ok = _gaussian_peaks(win / env, oy, ox, geo.fit_r, float(opts.sigma_guess))
         py, px = cy + fy, cx + fx
         height = height * _envelope(spec.frame_shape[0], py) * _envelope(spec.frame_shape[1], px)
-    else:
-        # every candidate refined to 1/4 px over +-1 px around its brightest pixel
-        iy, ix = (cy + oy).astype(np.float64), (cx + ox).astype(np.float64)
-        up1 = 4
-        s1 = 2 * up1 + 1
-        w1 = _dft_windows(p, spec, (iy - 1.0).reshape(b, num), (ix - 1.0).reshape(b, num), s1, 1.0 / up1)
-        w1 = w1.reshape(owner.size, s1, s1)
-        n1 = (w1 / _window_envelope(spec.frame_shape, iy - 1.0, ix - 1.0, s1, 1.0 / up1)).reshape(owner.size, -1)
-        w1 = w1.reshape(owner.size, -1)
-        k = n1.argmax(axis=1)
-        py = iy - 1.0 + (k // s1) / up1
-        px = ix - 1.0 + (k % s1) / up1
-        height = w1[np.arange(owner.size), k]
-        fit_ok[:] = True
+        return py, px, height, fit_ok
+    iy, ix = (cy + oy).astype(np.float64), (cx + ox).astype(np.float64)
+    py, px, height = _dft_candidates(p, spec, iy, ix, b, geo.num)
+    fit_ok[:] = True
+    return py, px, height, fit_ok
+
+
+def _refine_winner(
+    p: np.ndarray, spec: BandSpectra, py: np.ndarray, px: np.ndarray, up: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``"dft"``: the winner to 1/upsample px over +-1/4 px; returns its position and height."""
+    b = py.size
+    half = int(np.ceil(up / 8.0)) + 1
+    s2 = 2 * half + 1
+    y2, x2 = py - half / up, px - half / up
+    w2 = _dft_windows(p, spec, y2[:, None], x2[:, None], s2, 1.0 / up).reshape(b, s2, s2)
+    n2 = (w2 / _window_envelope(spec.frame_shape, y2, x2, s2, 1.0 / up)).reshape(b, -1)
+    w2 = w2.reshape(b, -1)
+    k = n2.argmax(axis=1)
+    py = py - half / up + (k // s2) / up
+    px = px - half / up + (k % s2) / up
+    return py, px, w2[np.arange(b), k]
+
+
+def find_pair_peaks(
+    spec: BandSpectra,
+    pi: np.ndarray,
+    pj: np.ndarray,
+    opts: PairwiseOptions,
+    grid: tuple[int, int],
+    *,
+    chunk: int = 16,
+) -> PairPeaks:
+    """Peaks of the correlations of pairs ``(pi[k], pj[k])`` (one batch).
+
+    The correlation maps are made ``chunk`` pairs at a time (their memory is
+    bounded); the windows of the whole batch are then fitted together, which
+    is where batching pays. See the module docstring. Pairs involving an
+    unusable frame get NaN. ``opts`` gives ``maxima``, ``num_peaks``,
+    ``sigma_guess``, ``window_radius`` and ``upsample``.
+    """
+    hp, wp = spec.padded
+    geo = _geometry(spec, opts, grid)
+    b, num = pi.size, geo.num
+    p = spec.spectra[pj] * np.conj(spec.spectra[pi])
+    cy, cx, cvalid, win = _candidate_windows(p, spec, geo, chunk)
+    py, px, height, fit_ok = _locate(p, spec, geo, opts, (cy, cx, win))
+    # the best candidate of each pair
     height = np.where(cvalid.reshape(-1), height, -np.inf).reshape(b, num)
     best = np.argmax(height, axis=1)
     rows = np.arange(b)
@@ -377,19 +441,10 @@ def find_pair_peaks(
     py = py.reshape(b, num)[rows, best]
     px = px.reshape(b, num)[rows, best]
     ok = fit_ok.reshape(b, num)[rows, best]
-    up = max(int(settings.upsample), 1)
-    if settings.maxima == "dft" and up > 4:
-        # the winner to 1/upsample px over +-1/4 px
-        half = int(np.ceil(up / 8.0)) + 1
-        s2 = 2 * half + 1
-        y2, x2 = py - half / up, px - half / up
-        w2 = _dft_windows(p, spec, y2[:, None], x2[:, None], s2, 1.0 / up).reshape(b, s2, s2)
-        n2 = (w2 / _window_envelope(spec.frame_shape, y2, x2, s2, 1.0 / up)).reshape(b, -1)
-        w2 = w2.reshape(b, -1)
-        k = n2.argmax(axis=1)
-        py = py - half / up + (k // s2) / up
-        px = px - half / up + (k % s2) / up
-        top = w2[rows, k]
+    up = max(int(opts.upsample), 1)
+    if opts.maxima == "dft" and up > DFT_FIRST_STEP:
+        py, px, top = _refine_winner(p, spec, py, px, up)
+    # quality, ambiguity, wrapped positions
     others = height.copy()
     others[rows, best] = -np.inf
     second = others.max(axis=1) if num > 1 else np.full(b, -np.inf)

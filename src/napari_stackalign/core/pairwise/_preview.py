@@ -4,7 +4,7 @@
 frame i (mean-subtracted and Hann-windowed, as the correlation sees it) with
 the mask on the same centred grid, and the masked correlation of the pair
 around zero shift, with its brightest pixel. It runs the same code as
-:func:`~napari_stackalign.core.pairwise._register.register_pairwise` on two frames
+:func:`~napari_stackalign.core.pairwise.register_pairwise` on two frames
 (a 512 x 512 pair takes a few tens of milliseconds).
 """
 
@@ -17,6 +17,7 @@ import numpy as np
 from scipy import fft as sfft
 
 from ._masks import centered_mask
+from ._options import PAIRWISE_DEFAULTS, PairwiseOptions
 from ._peaks import pair_correlation_map
 from ._register import pairwise_spectra_for
 from ._spectra import hann2d
@@ -55,12 +56,13 @@ def mask_preview(
     frame_i: Any,
     frame_j: Any,
     *,
-    mask: Any = "hann",
-    n: float = 4,
-    n2: float | None = None,
-    theta: float = 0.0,
-    correlation: str = "cc",
+    mask: Any = PAIRWISE_DEFAULTS.mask,
+    n: float = PAIRWISE_DEFAULTS.n,
+    n2: float | None = PAIRWISE_DEFAULTS.n2,
+    theta: float = PAIRWISE_DEFAULTS.theta,
+    correlation: str = PAIRWISE_DEFAULTS.correlation,
     radius: int | None = None,
+    options: PairwiseOptions | None = None,
 ) -> MaskPreview:
     """Spectrum of ``frame_i`` with the mask, and the masked correlation of the pair.
 
@@ -69,17 +71,21 @@ def mask_preview(
     frame_i, frame_j : array_like (Y, X)
         Two frames of the same shape.
     mask, n, n2, theta, correlation
-        As in :func:`~napari_stackalign.core.pairwise._register.register_pairwise`.
+        As in :func:`~napari_stackalign.core.pairwise.register_pairwise`.
     radius : int, optional
         Half-size of the correlation crop (default: a quarter of the frame,
         at most 64 px).
+    options : PairwiseOptions, optional
+        The options of the registration (only the mask and the correlation
+        are used); keywords given as well replace its values.
     """
+    opts = PairwiseOptions.merge(options, mask=mask, n=n, n2=n2, theta=theta, correlation=correlation)
     fi = np.asarray(frame_i, dtype=np.float32)
     fj = np.asarray(frame_j, dtype=np.float32)
     if fi.ndim != 2 or fi.shape != fj.shape:
         raise ValueError("the preview needs two 2-D frames of the same shape.")
     pair = np.stack([fi, fj])
-    spec, half, _ = pairwise_spectra_for(pair, mask=mask, n=n, n2=n2, theta=theta, correlation=correlation, workers=1)
+    spec, half, _ = pairwise_spectra_for(pair, opts, workers=1)
     hp, wp = spec.padded
     h, w = fi.shape
     windowed = (fi - fi.mean()) * hann2d((h, w))

@@ -7,7 +7,7 @@ frames, and never to hang:
 
 1. every frame's spectrum is computed once: mean-subtracted, real-space Hann
    window, real FFT, weighted by a Fourier mask
-   (:func:`~napari_stackalign.core.pairwise._masks.fourier_mask`) and kept on
+   (:func:`~napari_stackalign.core.pairwise.fourier_mask`) and kept on
    the band of frequencies the mask does not zero
    (:mod:`~napari_stackalign.core.pairwise._spectra`);
 2. every pair i < j is correlated (plain, mutual or phase correlation) and its
@@ -44,9 +44,8 @@ the reference, here the mean position of the frames that are ``ok``
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,497 +53,71 @@ from scipy import fft as sfft
 from threadpoolctl import threadpool_limits
 
 from ...progress import ProgressCallback, report
-from ...transforms import FrameTransforms
 from ..workers import default_workers, thread_pool
-from ._average import AVERAGES, fourier_average, shift_crop, warp_average
-from ._masks import MASK_KINDS, centered_mask, fourier_mask
-from ._outliers import pair_outliers
-from ._peaks import MAXIMA, PeakSettings, coarse_grid, find_pair_peaks
-from ._solve import solve_shifts
-from ._spectra import CORRELATIONS, BandSpectra, compute_band_spectra
+from ._decide import PairMeasurement, check_bad_frames
+from ._masks import fourier_mask
+from ._options import PAIRWISE_DEFAULTS, PairwiseOptions
+from ._peaks import OVERSAMPLE, coarse_grid, find_pair_peaks
+from ._result import PairwiseResult, check_pairwise_stack, make_result, outlier_record
+from ._spectra import BandSpectra, compute_band_spectra
 
-__all__ = ["WEIGHTS", "PairwiseResult", "pairwise_spectra_for", "register_pairwise"]
+__all__ = ["PairwiseResult", "pairwise_spectra_for", "register_pairwise"]
 
-#: weighting of the least-squares shift solve
-WEIGHTS = ("quality", "equal")
-
-_KEEP: Any = object()
+#: a full-size map is made instead of the coarse one when the coarse grid holds more of the padded grid
+_FULL_MAP_SHARE = 0.45
 
 
-def _jsonable_matrix(m: np.ndarray) -> list:
-    out = []
-    for row in np.asarray(m, dtype=np.float64):
-        out.append([None if not np.isfinite(v) else float(v) for v in row])
-    return out
-
-
-@dataclass
-class PairwiseResult:
-    """Everything :func:`register_pairwise` measured and decided.
-
-    Attributes
-    ----------
-    dy, dx : ndarray (T, T)
-        Raw pair shifts (see the module docstring for the convention);
-        NaN where a pair was not measured (a frame without signal).
-    quality : ndarray (T, T)
-        Peak height as a correlation coefficient of the filtered frames
-        (symmetric; NaN on the diagonal).
-    peak_ratio : ndarray (T, T)
-        Height of the second-best distinct peak over the best (close to 1:
-        ambiguous, e.g. a possible unit-cell hop).
-    fit_ok : ndarray of bool (T, T)
-        For ``maxima="gf"``: the Gaussian fit of the chosen peak succeeded.
-    measured : ndarray of bool (T, T)
-        Pairs with a measurement.
-    outliers : ndarray of bool (T, T)
-        Measured pairs rejected by transitivity or smoothness.
-    scores : ndarray (T, T)
-        Transitivity scores in px (NaN when not computed).
-    valid : ndarray of bool (T, T)
-        Pairs used in the shift solve (measured, not outliers, no bad frame).
-    transforms : FrameTransforms
-        Per-frame corrections to the mean position; ``ok`` False for frames
-        outside the consistent group or marked bad; ``quality`` the median
-        pair quality of the frame.
-    mask : ndarray (Hp, Wp // 2 + 1)
-        The Fourier mask used, on the padded FFT grid (rfft layout).
-    padded_shape, frame_shape : (int, int)
-        FFT grid and frame shapes.
-    params : dict
-        Every parameter (JSON-serialisable).
-    average : ndarray or None
-        The averaged image, cropped to ``crop`` (float32).
-    average_full : ndarray or None
-        The uncropped average (its border holds wrapped or missing data).
-    crop : (int, int, int, int) or None
-        ``(row_start, row_stop, col_start, col_stop)`` of ``average`` in the
-        frame.
-    registered : ndarray or None
-        The registered stack (T, Y, X) float32, when asked for.
-    warnings : list of str
-        Things the user should know (frames left out, no consistent group).
-    """
-
-    dy: np.ndarray
-    dx: np.ndarray
-    quality: np.ndarray
-    peak_ratio: np.ndarray
-    fit_ok: np.ndarray
-    measured: np.ndarray
-    outliers: np.ndarray
-    scores: np.ndarray
-    valid: np.ndarray
-    transforms: FrameTransforms
-    mask: np.ndarray
-    padded_shape: tuple[int, int]
-    frame_shape: tuple[int, int]
-    params: dict
-    average: np.ndarray | None = None
-    average_full: np.ndarray | None = None
-    crop: tuple[int, int, int, int] | None = None
-    registered: np.ndarray | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    # ------------------------------------------------------------- views
-    @property
-    def n_frames(self) -> int:
-        """Number of frames."""
-        return int(self.dy.shape[0])
-
-    @property
-    def shifts(self) -> np.ndarray:
-        """(T, 2) corrections (dy, dx)."""
-        return self.transforms.shifts
-
-    @property
-    def frame_ok(self) -> np.ndarray:
-        """(T,) frames used in the average."""
-        return self.transforms.ok
-
-    @property
-    def bad_frames(self) -> tuple[int, ...]:
-        """Frames the user marked bad."""
-        return tuple(int(i) for i in self.params.get("bad_frames", ()))
-
-    def implied(self) -> tuple[np.ndarray, np.ndarray]:
-        """The matrices the solved shifts imply: ``c_i - c_j``."""
-        c = self.shifts
-        return c[:, None, 0] - c[None, :, 0], c[:, None, 1] - c[None, :, 1]
-
-    @property
-    def corrected_dy(self) -> np.ndarray:
-        """Raw ``dy`` where valid, else the value the solved shifts imply."""
-        return np.where(self.valid, self.dy, self.implied()[0])
-
-    @property
-    def corrected_dx(self) -> np.ndarray:
-        """Raw ``dx`` where valid, else the value the solved shifts imply."""
-        return np.where(self.valid, self.dx, self.implied()[1])
-
-    def residuals(self) -> np.ndarray:
-        """(T, T) distance in px between each measured pair and the solution."""
-        iy, ix = self.implied()
-        with np.errstate(invalid="ignore"):
-            return np.where(self.measured, np.hypot(self.dy - iy, self.dx - ix), np.nan)
-
-    def reference_matrices(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(X_ij, Y_ij)`` in the rigidregistration package's naming (X = rows).
-
-        Identical to ``(dy, dx)``: the package's ``X_ij`` is the row shift of
-        image j relative to image i.
-        """
-        return self.dy.copy(), self.dx.copy()
-
-    def mask_centered(self) -> np.ndarray:
-        """The mask on the full padded plane, DC at the centre (for display)."""
-        return centered_mask(self.mask, self.padded_shape)
-
-    def summary(self) -> str:
-        """One line for logs and status bars."""
-        n_pairs = int(np.triu(self.measured, 1).sum())
-        n_out = int(np.triu(self.outliers, 1).sum())
-        n_ok = int(self.frame_ok.sum())
-        return (
-            f"{self.n_frames} frames, {n_pairs} pairs, {n_out} outlier pairs, "
-            f"{n_ok} frames averaged"
-        )
-
-    # ------------------------------------------------------- re-evaluate
-    def reevaluate(
-        self,
-        *,
-        threshold: Any = _KEEP,
-        maxpaths: Any = _KEEP,
-        max_shift: Any = _KEEP,
-        bad_frames: Any = _KEEP,
-        weights: Any = _KEEP,
-    ) -> PairwiseResult:
-        """New outliers, shifts and frame flags from the stored correlations.
-
-        Nothing is correlated again; this takes milliseconds. Arguments left
-        out keep their current value (``None`` turns a check off). The
-        average is not recomputed (it is None in the result): call
-        :meth:`with_average` with the stack.
-        """
-        params = dict(self.params)
-        for key, value in (
-            ("threshold", threshold),
-            ("maxpaths", maxpaths),
-            ("max_shift", max_shift),
-            ("bad_frames", bad_frames),
-            ("weights", weights),
-        ):
-            if value is not _KEEP:
-                params[key] = value
-        checked = _check_outlier_params(
-            params["threshold"], params["maxpaths"], params["max_shift"], params["bad_frames"], params["weights"],
-            self.n_frames,
-        )
-        params.update(checked)
-        return _decide(
-            self.dy, self.dx, self.quality, self.peak_ratio, self.fit_ok, self.measured, self.mask,
-            self.padded_shape, self.frame_shape, params,
-        )
-
-    def with_average(
-        self,
-        stack: Any,
-        *,
-        average: str | None = None,
-        registered: bool = False,
-        workers: int | None = None,
-        progress: ProgressCallback | None = None,
-    ) -> PairwiseResult:
-        """A copy with the average (and optionally the registered stack).
-
-        Parameters
-        ----------
-        stack : array-like (T, Y, X)
-            The same stack the result was measured on.
-        average : {"fourier", "warp"}, optional
-            Default: the method in ``params``.
-        registered : bool
-            Also return every frame registered (float32).
-        workers, progress
-            Threads and progress callback.
-        """
-        method = self.params.get("average", "fourier") if average is None else average
-        if method not in AVERAGES:
-            raise ValueError(f"average must be one of {AVERAGES}, got {method!r}.")
-        _check_stack(stack)
-        if tuple(stack.shape) != (self.n_frames, *self.frame_shape):
-            raise ValueError(
-                f"the stack has shape {tuple(stack.shape)} but the result was measured on "
-                f"{(self.n_frames, *self.frame_shape)}."
-            )
-        frames = np.flatnonzero(self.frame_ok)
-        warnings = list(self.warnings)
-        if frames.size == 0:
-            frames = np.flatnonzero(self.measured.any(axis=1) & ~_bad_mask(self.bad_frames, self.n_frames))
-            if frames.size == 0:
-                frames = np.arange(self.n_frames)
-        nthreads = default_workers(workers)
-        if method == "fourier":
-            full, reg = fourier_average(
-                stack, self.shifts, frames, registered=registered, workers=nthreads, progress=progress
-            )
-            crop = shift_crop(self.shifts[frames], self.frame_shape)
-        else:
-            full, reg, crop = warp_average(
-                stack, self.transforms, frames, registered=registered, workers=nthreads, progress=progress
-            )
-        r0, r1, c0, c1 = crop
-        if r1 <= r0 or c1 <= c0:
-            warnings.append("the frames share no common area (shifts larger than the frame): the average is empty.")
-        params = dict(self.params)
-        params["average"] = method
-        return replace(
-            self,
-            average=np.ascontiguousarray(full[r0:r1, c0:c1]),
-            average_full=full,
-            crop=tuple(int(v) for v in crop),
-            registered=reg,
-            params=params,
-            warnings=warnings,
-        )
-
-    # --------------------------------------------------------------- JSON
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable record: matrices, masks, shifts, crop, parameters."""
-        return {
-            "format": "napari-stackalign pairwise",
-            "version": 1,
-            "convention": (
-                "dy[i][j], dx[i][j] = displacement of frame j relative to frame i (rows, cols) = "
-                "rigidregistration X_ij, Y_ij; transforms dy, dx = correction moving each frame onto the mean position"
-            ),
-            "params": _jsonable(self.params),
-            "frame_shape": list(self.frame_shape),
-            "padded_shape": list(self.padded_shape),
-            "dy": _jsonable_matrix(self.dy),
-            "dx": _jsonable_matrix(self.dx),
-            "quality": _jsonable_matrix(self.quality),
-            "peak_ratio": _jsonable_matrix(self.peak_ratio),
-            "scores": _jsonable_matrix(self.scores),
-            "measured": self.measured.astype(int).tolist(),
-            "outliers": self.outliers.astype(int).tolist(),
-            "valid": self.valid.astype(int).tolist(),
-            "transforms": self.transforms.to_dict(),
-            "crop": None if self.crop is None else list(self.crop),
-            "warnings": list(self.warnings),
-        }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-# ------------------------------------------------------------ validation
-def _check_stack(stack: Any) -> tuple[int, int, int]:
-    shape = getattr(stack, "shape", None)
-    if shape is None:
-        raise ValueError("stack must be an array-like with a shape, e.g. a numpy array (T, Y, X).")
-    if len(shape) == 2:
-        raise ValueError("a single 2-D image was given: pairwise averaging needs a stack of frames (T, Y, X).")
-    if len(shape) != 3:
-        raise ValueError(
-            f"stack has {len(shape)} dimensions {tuple(shape)}: give a (T, Y, X) stack (pick one channel first)."
-        )
-    t, h, w = (int(s) for s in shape)
-    if t < 2:
-        raise ValueError(f"the stack has {t} frame(s): pairwise averaging needs at least 2 (3+ to check outliers).")
-    if h < 8 or w < 8:
-        raise ValueError(f"frames of {h} x {w} px are too small: at least 8 x 8 px are needed.")
-    return t, h, w
-
-
-def _bad_mask(bad_frames: Any, n: int) -> np.ndarray:
-    mask = np.zeros(n, dtype=bool)
-    mask[list(bad_frames)] = True
-    return mask
-
-
-def _check_int(value: Any, name: str, lo: int, hi: int, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}]{hint}, got {value!r}.")  # noqa: TRY004 - house rule: bad values raise ValueError
-    if float(value) != int(value) or not (lo <= int(value) <= hi):
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}]{hint}, got {value!r}.")
-    return int(value)
-
-
-def _check_float(value: Any, name: str, lo: float, hi: float, hint: str = "", allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a number in ({lo}, {hi}]{hint}, got {value!r}.") from exc
-    if not (math.isfinite(v) and lo < v <= hi):
-        raise ValueError(f"{name} must be a number in ({lo}, {hi}]{hint}, got {value!r}.")
-    return v
-
-
-def _check_outlier_params(
-    threshold: Any, maxpaths: Any, max_shift: Any, bad_frames: Any, weights: Any, n: int
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "threshold": _check_float(threshold, "threshold", 0.0, 1e6, " px (None turns the transitivity check off)", True),
-        "maxpaths": _check_int(maxpaths, "maxpaths", 1, 1000),
-        "max_shift": _check_float(max_shift, "max_shift", 0.0, 1e6, " px (None turns the smoothness check off)", True),
-    }
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}.")
-    out["weights"] = weights
-    try:
-        frames = sorted({int(i) for i in (bad_frames or ())})
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"bad_frames must be a list of frame indices, got {bad_frames!r}.") from exc
-    wrong = [i for i in frames if not 0 <= i < n]
-    if wrong:
-        raise ValueError(f"bad_frames {wrong} are outside the stack (frames 0..{n - 1}).")
-    if n - len(frames) < 2:
-        raise ValueError(f"bad_frames leaves {n - len(frames)} frame(s): at least 2 are needed.")
-    out["bad_frames"] = frames
-    return out
-
-
-# -------------------------------------------------------------- deciding
-def _decide(
-    dy: np.ndarray,
-    dx: np.ndarray,
-    quality: np.ndarray,
-    peak_ratio: np.ndarray,
-    fit_ok: np.ndarray,
-    measured: np.ndarray,
-    mask: np.ndarray,
-    padded: tuple[int, int],
-    frame_shape: tuple[int, int],
-    params: dict,
-) -> PairwiseResult:
-    """Outliers, solve and flags from the measured matrices (no correlation)."""
-    n = dy.shape[0]
-    bad = _bad_mask(params["bad_frames"], n)
-    warnings: list[str] = []
-    outliers, scores, rejected = pair_outliers(
-        dy, dx, measured,
-        threshold=params["threshold"], maxpaths=params["maxpaths"], max_shift=params["max_shift"], bad_frames=bad,
-    )
-    valid = measured & ~outliers & ~bad[:, None] & ~bad[None, :]
-    np.fill_diagonal(valid, False)
-    weights = quality if params["weights"] == "quality" else np.ones_like(quality)
-    weights = np.where(np.isfinite(weights), np.clip(weights, 1e-3, None), 0.0)
-    usable = measured.any(axis=1)
-    shifts, ok = solve_shifts(dy, dx, valid, weights, candidates=usable & ~bad, measured=measured)
-    ok &= ~bad
-    with np.errstate(invalid="ignore"):
-        q = np.where(valid, quality, np.nan)
-        frame_q = np.array([np.nanmedian(r) if np.isfinite(r).any() else np.nan for r in q])
-    if n == 2:
-        warnings.append("only 2 frames: outliers cannot be checked (transitivity needs 3 or more).")
-    silent = np.flatnonzero(~usable)
-    if silent.size:
-        warnings.append(
-            f"frames {silent.tolist()} carry no signal in the mask's band (constant?) and were left out."
-        )
-    if rejected.any():
-        warnings.append(
-            f"frames {np.flatnonzero(rejected).tolist()} agree with fewer than half of the other frames "
-            "(noise, a different area, or a unit-cell hop?) and were rejected."
-        )
-    dropped = np.flatnonzero(~ok & usable & ~bad & ~rejected)
-    if ok.sum() == 0:
-        warnings.append(
-            "no consistent group of frames: every pair is an outlier. All usable frames are averaged; "
-            "raise the threshold, change the mask, or mark bad frames."
-        )
-    elif dropped.size:
-        warnings.append(
-            f"frames {dropped.tolist()} have no consistent pair with the others and were left out of the average."
-        )
-    h, w = frame_shape
-    transforms = FrameTransforms(
-        dy=shifts[:, 0],
-        dx=shifts[:, 1],
-        center=((h - 1) / 2.0, (w - 1) / 2.0),
-        quality=frame_q,
-        ok=ok,
-        method="pairwise",
-        params=_jsonable(params),
-    )
-    return PairwiseResult(
-        dy=dy, dx=dx, quality=quality, peak_ratio=peak_ratio, fit_ok=fit_ok, measured=measured,
-        outliers=outliers, scores=scores, valid=valid, transforms=transforms, mask=mask, padded_shape=padded,
-        frame_shape=frame_shape, params=params, warnings=warnings,
-    )
-
-
-# -------------------------------------------------------------- measuring
-def _mask_for(
-    mask: Any, n: float, n2: Any, theta: float, frame_shape: tuple[int, int]
-) -> tuple[np.ndarray, tuple[int, int], dict[str, Any]]:
+# -------------------------------------------------------------- spectra
+def _mask_for(opts: PairwiseOptions, frame_shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int], dict[str, Any]]:
     """The mask on the padded grid, the padded shape, and its parameters."""
-    if isinstance(mask, str):
-        kind = mask
-        if kind == "user":
-            raise ValueError("for a user mask pass the (centred) mask array itself as mask=...")
+    if isinstance(opts.mask, str):
         padded = (sfft.next_fast_len(frame_shape[0]), sfft.next_fast_len(frame_shape[1], real=True))
-        half = fourier_mask(padded, kind, n, n2=n2, theta=theta)
-        info = {"mask": kind, "n": float(n), "n2": None if n2 is None else float(n2), "theta": float(theta)}
+        half = fourier_mask(padded, opts.mask, opts.n, n2=opts.n2, theta=opts.theta)
+        n2 = None if opts.n2 is None else float(opts.n2)
+        info = {"mask": opts.mask, "n": float(opts.n), "n2": n2, "theta": float(opts.theta)}
         return half, padded, info
-    arr = np.asarray(mask)
-    if arr.ndim != 2:
-        raise ValueError(f"mask must be one of {MASK_KINDS[:-1]} or a centred 2-D array, got {type(mask).__name__}.")
-    half = fourier_mask(frame_shape, "user", user_mask=arr)
+    half = fourier_mask(frame_shape, "user", user_mask=np.asarray(opts.mask))
     return half, frame_shape, {"mask": "user", "n": None, "n2": None, "theta": None}
 
 
 def pairwise_spectra_for(
     stack: Any,
+    options: PairwiseOptions,
     *,
-    mask: Any = "hann",
-    n: float = 4,
-    n2: float | None = None,
-    theta: float = 0.0,
-    correlation: str = "cc",
     workers: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> tuple[BandSpectra, np.ndarray, dict[str, Any]]:
     """Band spectra of every frame of ``stack`` (the first step of
-    :func:`register_pairwise`, also used by the preview).
+    :func:`register_pairwise`, also used by the preview), with the mask and
+    the correlation of ``options``.
 
     Returns ``(spectra, mask_half, mask_info)``.
     """
-    _, h, w = _check_stack(stack)
-    if correlation not in CORRELATIONS:
-        raise ValueError(f"correlation must be one of {tuple(CORRELATIONS)}, got {correlation!r}.")
-    half, padded, info = _mask_for(mask, n, n2, theta, (h, w))
+    _, h, w = check_pairwise_stack(stack)
+    half, padded, info = _mask_for(options, (h, w))
     spec = compute_band_spectra(
-        stack, half, padded, correlation=correlation, workers=default_workers(workers), progress=progress
+        stack, half, padded, correlation=options.correlation, workers=default_workers(workers), progress=progress
     )
     return spec, half, info
 
 
-def _measure(
-    spec: BandSpectra,
-    settings: PeakSettings,
-    workers: int,
-    progress: ProgressCallback | None,
-) -> dict[str, np.ndarray]:
+# ------------------------------------------------------------ measuring
+@dataclass(frozen=True)
+class _PairPlan:
+    """The pairs to correlate and how they are batched."""
+
+    pi: np.ndarray
+    pj: np.ndarray
+    grid: tuple[int, int]
+    chunk: int
+    batch: int
+
+
+def _plan_pairs(spec: BandSpectra, workers: int) -> _PairPlan:
     n = spec.spectra.shape[0]
-    grid = coarse_grid(spec, settings.oversample)
+    grid = coarse_grid(spec, OVERSAMPLE)
     hp, wp = spec.padded
-    if grid[0] * grid[1] > 0.45 * hp * wp:
+    if grid[0] * grid[1] > _FULL_MAP_SHARE * hp * wp:
         grid = (hp, wp)
     pi_all, pj_all = np.triu_indices(n, 1)
     use = spec.usable[pi_all] & spec.usable[pj_all]
@@ -555,6 +128,15 @@ def _measure(
     per_map = grid[0] * grid[1] * 12
     chunk = int(np.clip(64e6 / max(per_map, 1), 2, 64))
     batch = int(min(128, max(chunk, -(-total // (4 * workers)))))
+    return _PairPlan(pi=pi_all, pj=pj_all, grid=grid, chunk=chunk, batch=batch)
+
+
+def _peaks_on_threads(
+    spec: BandSpectra, opts: PairwiseOptions, plan: _PairPlan, workers: int, progress: ProgressCallback | None
+) -> dict[str, np.ndarray]:
+    """Every planned pair's peak (flat arrays in plan order), batches on a thread pool."""
+    total = plan.pi.size
+    batch = plan.batch
     out = {k: np.full(total, np.nan) for k in ("dy", "dx", "quality", "second")}
     out["fit_ok"] = np.zeros(total, dtype=bool)
     report(progress, 0, total, "pairs")
@@ -562,7 +144,7 @@ def _measure(
 
     def work(start: int) -> tuple[int, Any]:
         sl = slice(start, start + batch)
-        return start, find_pair_peaks(spec, pi_all[sl], pj_all[sl], settings, grid, chunk=chunk)
+        return start, find_pair_peaks(spec, plan.pi[sl], plan.pj[sl], opts, plan.grid, chunk=plan.chunk)
 
     done = 0
     pool = thread_pool(workers)
@@ -583,51 +165,101 @@ def _measure(
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+    return out
+
+
+def _pair_matrices(n: int, pi: np.ndarray, pj: np.ndarray, out: dict[str, np.ndarray]) -> PairMeasurement:
+    """The flat per-pair results as (T, T) matrices (skew-symmetric shifts, symmetric rest)."""
     mats: dict[str, np.ndarray] = {}
     for key, fill, diag in (("dy", np.nan, 0.0), ("dx", np.nan, 0.0), ("quality", np.nan, np.nan), ("second", np.nan, np.nan)):
         m = np.full((n, n), fill)
         sign = -1.0 if key in ("dy", "dx") else 1.0
-        m[pi_all, pj_all] = out[key]
-        m[pj_all, pi_all] = sign * out[key]
+        m[pi, pj] = out[key]
+        m[pj, pi] = sign * out[key]
         np.fill_diagonal(m, diag)
         mats[key] = m
     fit = np.zeros((n, n), dtype=bool)
-    fit[pi_all, pj_all] = out["fit_ok"]
-    fit[pj_all, pi_all] = out["fit_ok"]
+    fit[pi, pj] = out["fit_ok"]
+    fit[pj, pi] = out["fit_ok"]
     measured = np.zeros((n, n), dtype=bool)
     finite = np.isfinite(out["dy"]) & np.isfinite(out["dx"])
-    measured[pi_all[finite], pj_all[finite]] = True
-    measured[pj_all[finite], pi_all[finite]] = True
-    mats["fit_ok"] = fit
-    mats["measured"] = measured
-    mats["grid"] = np.array(grid)
-    return mats
+    measured[pi[finite], pj[finite]] = True
+    measured[pj[finite], pi[finite]] = True
+    return PairMeasurement(
+        dy=mats["dy"], dx=mats["dx"], quality=mats["quality"], peak_ratio=mats["second"], fit_ok=fit, measured=measured
+    )
+
+
+def _measure(
+    spec: BandSpectra, opts: PairwiseOptions, workers: int, progress: ProgressCallback | None
+) -> tuple[PairMeasurement, tuple[int, int]]:
+    """Every usable pair correlated; returns the matrices and the coarse grid used."""
+    plan = _plan_pairs(spec, workers)
+    out = _peaks_on_threads(spec, opts, plan, workers, progress)
+    return _pair_matrices(spec.spectra.shape[0], plan.pi, plan.pj, out), plan.grid
+
+
+# ------------------------------------------------------------ the entry
+def _check_for_stack(opts: PairwiseOptions, t: int, h: int, w: int) -> None:
+    """The checks of the options that need the stack's shape."""
+    if opts.maxima == "gf" and 2 * opts.window_radius + 1 > min(h, w):
+        raise ValueError(
+            f"window_radius {opts.window_radius} needs frames of at least {2 * opts.window_radius + 1} px."
+        )
+    check_bad_frames(opts.bad_frames, t)
+
+
+def _params_record(
+    opts: PairwiseOptions, mask_info: dict[str, Any], spec: BandSpectra, grid: tuple[int, int], t: int
+) -> dict[str, Any]:
+    """Every parameter of a run (JSON-serialisable), as ``PairwiseResult.params`` holds them."""
+    h, w = spec.frame_shape
+    return {
+        **mask_info,
+        "correlation": opts.correlation,
+        "maxima": opts.maxima,
+        "num_peaks": opts.num_peaks,
+        "sigma_guess": opts.sigma_guess,
+        "window_radius": opts.window_radius,
+        "upsample": opts.upsample,
+        **outlier_record(opts),
+        "average": opts.average,
+        "n_frames": t,
+        "frame_shape": [h, w],
+        "padded_shape": list(spec.padded),
+        "coarse_grid": [int(v) for v in grid],
+    }
 
 
 def register_pairwise(
     stack: Any,
     *,
-    mask: Any = "hann",
-    n: float = 4,
-    n2: float | None = None,
-    theta: float = 0.0,
-    correlation: str = "cc",
-    maxima: str = "gf",
-    num_peaks: int = 3,
-    sigma_guess: float = 2.0,
-    window_radius: int = 6,
-    upsample: int = 20,
-    threshold: float | None = 2.0,
-    maxpaths: int = 5,
-    max_shift: float | None = None,
-    bad_frames: Any = (),
-    weights: str = "quality",
-    average: str | None = "fourier",
-    registered: bool = False,
+    mask: Any = PAIRWISE_DEFAULTS.mask,
+    n: float = PAIRWISE_DEFAULTS.n,
+    n2: float | None = PAIRWISE_DEFAULTS.n2,
+    theta: float = PAIRWISE_DEFAULTS.theta,
+    correlation: str = PAIRWISE_DEFAULTS.correlation,
+    maxima: str = PAIRWISE_DEFAULTS.maxima,
+    num_peaks: int = PAIRWISE_DEFAULTS.num_peaks,
+    sigma_guess: float = PAIRWISE_DEFAULTS.sigma_guess,
+    window_radius: int = PAIRWISE_DEFAULTS.window_radius,
+    upsample: int = PAIRWISE_DEFAULTS.upsample,
+    threshold: float | None = PAIRWISE_DEFAULTS.threshold,
+    maxpaths: int = PAIRWISE_DEFAULTS.maxpaths,
+    max_shift: float | None = PAIRWISE_DEFAULTS.max_shift,
+    bad_frames: Any = PAIRWISE_DEFAULTS.bad_frames,
+    weights: str = PAIRWISE_DEFAULTS.weights,
+    average: str | None = PAIRWISE_DEFAULTS.average,
+    registered: bool = PAIRWISE_DEFAULTS.registered,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    options: PairwiseOptions | None = None,
 ) -> PairwiseResult:
     """Register every pair of frames, reject outliers, solve shifts, average.
+
+    Every option's default and allowed values are those of
+    :class:`~napari_stackalign.core.pairwise.PairwiseOptions`
+    (``PairwiseOptions.help(name)``).
 
     Parameters
     ----------
@@ -636,12 +268,12 @@ def register_pairwise(
         numpy, memmap, h5py or dask (read in chunks). Any size, odd or even,
         square or not.
     mask : str or 2-D array
-        Fourier mask kind (see :func:`~napari_stackalign.core.pairwise._masks.fourier_mask`:
+        Fourier mask kind (see :func:`~napari_stackalign.core.pairwise.fourier_mask`:
         ``"bandpass", "lowpass", "hann", "hamming", "blackman", "gaussian",
         "none", "elliptical"``) or a centred, non-negative user mask of the
         frame shape.
     n : float
-        Mask cutoff: features smaller than about ``n`` px are ignored (>= 1).
+        Mask cutoff: features smaller than about ``n`` px are ignored.
     n2, theta : float
         Second axis size (px) and angle (degrees) of the ``"elliptical"`` mask.
     correlation : {"cc", "mc", "pc"}
@@ -654,24 +286,24 @@ def register_pairwise(
         distinct peaks, or upsampled DFT (see
         :mod:`~napari_stackalign.core.pairwise._peaks`).
     num_peaks : int
-        Distinct peaks compared per pair (1-20; the guard against unit-cell
-        hops on lattices).
+        Distinct peaks compared per pair (the guard against unit-cell hops
+        on lattices).
     sigma_guess : float
         Expected peak width in px (starting value of the fit; also the
         smallest distance between distinct peaks).
     window_radius : int
         Gaussian fit window ``(2 r + 1)**2``; exclude neighbouring lattice
-        peaks (2-50).
+        peaks.
     upsample : int
-        ``maxima="dft"`` resolution: 1/upsample px (1-1000).
+        ``maxima="dft"`` resolution: 1/upsample px.
     threshold : float or None
         Transitivity threshold in px (median path discrepancy); None turns
         the check off.
     maxpaths : int
         Intermediate frames per pair for transitivity.
     max_shift : float or None
-        Nearest-neighbour smoothness threshold in px; None (default) turns
-        the check off.
+        Nearest-neighbour smoothness threshold in px; None turns the check
+        off.
     bad_frames : sequence of int
         Frames to leave out entirely.
     weights : {"quality", "equal"}
@@ -686,6 +318,9 @@ def register_pairwise(
     progress : callable, optional
         ``progress(done, total, stage)``; may raise
         :class:`~napari_stackalign.core.Cancelled`.
+    options : PairwiseOptions, optional
+        All the options above (``mask`` to ``registered``) in one object;
+        keywords given as well replace its values.
 
     Returns
     -------
@@ -700,53 +335,18 @@ def register_pairwise(
         For a bad stack (2-D, too few or too small frames, NaN) or a bad
         parameter (the message names the allowed values).
     """
-    t, h, w = _check_stack(stack)
-    if correlation not in CORRELATIONS:
-        raise ValueError(f"correlation must be one of {tuple(CORRELATIONS)}, got {correlation!r}.")
-    if maxima not in MAXIMA:
-        raise ValueError(f"maxima must be one of {MAXIMA}, got {maxima!r}.")
-    if average is not None and average not in AVERAGES:
-        raise ValueError(f"average must be one of {AVERAGES} or None, got {average!r}.")
-    settings = PeakSettings(
-        maxima=maxima,
-        num_peaks=_check_int(num_peaks, "num_peaks", 1, 20),
-        sigma_guess=float(_check_float(sigma_guess, "sigma_guess", 0.0, 100.0, " px")),
-        window_radius=_check_int(window_radius, "window_radius", 2, 50, " px"),
-        upsample=_check_int(upsample, "upsample", 1, 1000),
-    )
-    if maxima == "gf" and 2 * settings.window_radius + 1 > min(h, w):
-        raise ValueError(
-            f"window_radius {settings.window_radius} needs frames of at least {2 * settings.window_radius + 1} px."
-        )
-    checked = _check_outlier_params(threshold, maxpaths, max_shift, bad_frames, weights, t)
+    opts = PairwiseOptions.from_call(options, locals())
+    t, h, w = check_pairwise_stack(stack)
+    _check_for_stack(opts, t, h, w)
     nthreads = default_workers(workers)
-    spec, half, info = pairwise_spectra_for(
-        stack, mask=mask, n=n, n2=n2, theta=theta, correlation=correlation, workers=nthreads, progress=progress
-    )
+    spec, half, info = pairwise_spectra_for(stack, opts, workers=nthreads, progress=progress)
     if int(spec.usable.sum()) < 2:
         raise ValueError(
             "fewer than 2 frames carry signal in the mask's band (constant or empty frames?): nothing to register."
         )
-    mats = _measure(spec, settings, nthreads, progress)
-    params: dict[str, Any] = {
-        **info,
-        "correlation": correlation,
-        "maxima": maxima,
-        "num_peaks": settings.num_peaks,
-        "sigma_guess": settings.sigma_guess,
-        "window_radius": settings.window_radius,
-        "upsample": settings.upsample,
-        **checked,
-        "average": average,
-        "n_frames": t,
-        "frame_shape": [h, w],
-        "padded_shape": list(spec.padded),
-        "coarse_grid": [int(v) for v in mats["grid"]],
-    }
-    result = _decide(
-        mats["dy"], mats["dx"], mats["quality"], mats["second"], mats["fit_ok"], mats["measured"], half,
-        spec.padded, (h, w), params,
-    )
-    if average is not None:
-        result = result.with_average(stack, average=average, registered=registered, workers=nthreads, progress=progress)
+    meas, grid = _measure(spec, opts, nthreads, progress)
+    params = _params_record(opts, info, spec, grid, t)
+    result = make_result(meas, opts, half, spec.padded, (h, w), params)
+    if opts.average is not None:
+        result = result.with_average(stack, registered=opts.registered, workers=nthreads, progress=progress)
     return result

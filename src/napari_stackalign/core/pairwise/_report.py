@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from ...files import atomic_path
 from ._plots import (
@@ -20,7 +22,7 @@ from ._plots import (
     log_power,
     symmetric_limit,
 )
-from ._register import PairwiseResult
+from ._result import PairwiseResult
 
 __all__ = ["report_figure", "save_pairwise_report"]
 
@@ -54,9 +56,6 @@ def _param_text(result: PairwiseResult) -> str:
 
 def report_figure(result: PairwiseResult) -> Any:
     """The report as a :class:`matplotlib.figure.Figure` (Agg canvas attached)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(11.0, 8.5), dpi=100)
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(3, 4, height_ratios=[1.0, 1.0, 0.9], hspace=0.45, wspace=0.35)

@@ -5,7 +5,8 @@ Each frame is mean-subtracted, multiplied by a real-space Hann window
 zero-padded to a fast FFT size and transformed with :func:`scipy.fft.rfft2`.
 
 The correlation of frames i and j under a mask ``M`` is the inverse FFT of
-``M F_j conj(F_i)`` (optionally normalised, see :data:`CORRELATIONS`). Because
+``M F_j conj(F_i)`` (optionally normalised, see
+:data:`~napari_stackalign.core.pairwise._options.CORRELATIONS`). Because
 ``M >= 0`` and the normalisations are per-frame, the product factorises::
 
     M F_j conj(F_i) / (|F_j| |F_i|)**p  =  G_j conj(G_i),   G = sqrt(M) F / |F|**p
@@ -26,12 +27,9 @@ import numpy as np
 from scipy import fft as sfft
 
 from ...progress import ProgressCallback, report
+from ._options import CORRELATIONS, validate_option
 
-__all__ = ["CORRELATIONS", "BandSpectra", "band_limits", "compute_band_spectra", "hann2d", "read_frames"]
-
-#: correlation kind -> exponent p of the per-frame normalisation |F|**p
-#: ("cc" plain cross-correlation, "mc" mutual correlation, "pc" phase correlation)
-CORRELATIONS = {"cc": 0.0, "mc": 0.5, "pc": 1.0}
+__all__ = ["BandSpectra", "band_limits", "compute_band_spectra", "hann2d", "read_frames"]
 
 #: mask values below this fraction of the mask's maximum are treated as zero
 BAND_TOL = 1e-4
@@ -125,7 +123,7 @@ def compute_band_spectra(
     mask_half: np.ndarray,
     padded: tuple[int, int],
     *,
-    correlation: str = "cc",
+    correlation: str,
     chunk_size: int = 16,
     workers: int = 1,
     progress: ProgressCallback | None = None,
@@ -141,13 +139,11 @@ def compute_band_spectra(
     padded : (int, int)
         FFT shape (at least the frame shape).
     correlation : {"cc", "mc", "pc"}
-        Normalisation (see :data:`CORRELATIONS`).
+        Normalisation (see :data:`~napari_stackalign.core.pairwise._options.CORRELATIONS`).
     chunk_size, workers, progress
         Frames per FFT batch, FFT threads, progress callback.
     """
-    if correlation not in CORRELATIONS:
-        raise ValueError(f"correlation must be one of {tuple(CORRELATIONS)}, got {correlation!r}.")
-    power = CORRELATIONS[correlation]
+    power = CORRELATIONS[validate_option("correlation", correlation)]
     n_frames = int(stack.shape[0])
     h, w = int(stack.shape[1]), int(stack.shape[2])
     hp, wp = padded
