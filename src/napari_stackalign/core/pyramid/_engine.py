@@ -25,7 +25,7 @@ import numpy as np
 from ...progress import ProgressCallback, report
 from ._frames import FramePreparer, FrameWeights, PreparedFrame
 from ._levels import MIN_LEVEL_POWER, MIN_LEVEL_SIZE, Levels, level_power
-from ._lucas_kanade import LKTemplate
+from ._lucas_kanade import DEFAULT_KERNEL, LKTemplate
 from ._ncc_search import NCCSearch, SearchResult
 from ._template import Registered, Template, TemplateAccumulator
 
@@ -122,7 +122,7 @@ class PyramidEstimator:
         levels: Levels,
         max_movement: float,
         *,
-        kernel: str = "lagrange6",
+        kernel: str = DEFAULT_KERNEL,
         fit_gain: bool = True,
         upto: int | None = None,
     ) -> None:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-__all__ = ["KERNELS", "LKResult", "LKTemplate", "shift_kernel"]
+__all__ = ["DEFAULT_KERNEL", "KERNELS", "LKResult", "LKTemplate", "shift_kernel"]
 
 #: interpolation kernels for the fractional shift: name -> half support m
 #: (taps at offsets -(m-1)..m). Lagrange kernels interpolate polynomials of
@@ -29,6 +29,8 @@ __all__ = ["KERNELS", "LKResult", "LKTemplate", "shift_kernel"]
 #: worst-case error is 0.008 px (4 taps), 0.002 px (6), 0.0007 px (8);
 #: Keys' cubic convolution (a = -0.5) gives 0.03 px.
 KERNELS = {"lagrange4": 2, "lagrange6": 3, "lagrange8": 4}
+#: the kernel used unless another is asked for
+DEFAULT_KERNEL = "lagrange6"
 
 
 def _lagrange_coefficients(m: int) -> np.ndarray:
@@ -47,7 +49,7 @@ def _lagrange_coefficients(m: int) -> np.ndarray:
 _COEFFS = {name: _lagrange_coefficients(m) for name, m in KERNELS.items()}
 
 
-def shift_kernel(frac: float, kernel: str = "lagrange6") -> np.ndarray:
+def shift_kernel(frac: float, kernel: str = DEFAULT_KERNEL) -> np.ndarray:
     """Taps that sample a signal at ``x + frac`` (``0 <= frac < 1``) from its
     samples at ``x - (m-1) .. x + m`` (Lagrange interpolation)."""
     coeffs = _COEFFS[kernel]
@@ -122,7 +124,7 @@ class LKTemplate:
         Interpolation kernel for the fractional shift of the frame.
     """
 
-    def __init__(self, template: np.ndarray, valid: np.ndarray | None = None, *, kernel: str = "lagrange6") -> None:
+    def __init__(self, template: np.ndarray, valid: np.ndarray | None = None, *, kernel: str = DEFAULT_KERNEL) -> None:
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}.")
         t = np.ascontiguousarray(template, dtype=np.float32)

@@ -12,7 +12,7 @@ import numpy as np
 from ..checks import check_roi_format
 from ..options import Options, option
 from ..smoothing import DEFAULT_POLYORDER, DEFAULT_WINDOW_LENGTH, check_savgol_settings
-from ._lucas_kanade import KERNELS
+from ._lucas_kanade import DEFAULT_KERNEL, KERNELS
 
 __all__ = ["DEFAULT_RATES", "PYRAMID_DEFAULTS", "PyramidOptions", "check_rates", "check_roi_format"]
 
@@ -86,7 +86,7 @@ class PyramidOptions(Options):
     normalize: bool = option(
         True, "compare frames up to a gain and an offset (robust to bleaching)", kind="bool"
     )
-    kernel: str = option("lagrange6", "interpolation in the sub-pixel step", kind="str", choices=tuple(KERNELS))
+    kernel: str = option(DEFAULT_KERNEL, "interpolation in the sub-pixel step", kind="str", choices=tuple(KERNELS))
     chunk_size: int = option(64, "frames read and processed at a time (memory stays flat)", kind="int", minimum=1)
 
     def check(self) -> None:
