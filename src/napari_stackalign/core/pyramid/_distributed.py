@@ -13,9 +13,9 @@ The split follows the stages of :mod:`~napari_stackalign.core.pyramid._stages`:
 
 A frame's estimate depends only on the frame and the template, so the
 result is identical, bit for bit, to
-:func:`~napari_stackalign.core.pyramid._register.register_pyramid` in one process,
+:func:`~napari_stackalign.core.pyramid.register_pyramid` in one process,
 whatever the cluster and the split. Writing the registered stack (see
-:func:`~napari_stackalign.core.pyramid._to_file.register_file`) stays in the client:
+:func:`~napari_stackalign.core.pyramid.register_file`) stays in the client:
 one HDF5 file has one writer.
 
 Needs the ``distributed`` package (``pip install "napari-stackalign[distributed]"``).
@@ -375,9 +375,9 @@ def register_pyramid_distributed(
     """Estimate the transforms of a file's frames on a dask.distributed cluster.
 
     The same result, bit for bit, as
-    :func:`~napari_stackalign.core.pyramid._register.register_pyramid` on the whole
+    :func:`~napari_stackalign.core.pyramid.register_pyramid` on the whole
     stack in one process. To also apply and write the registered stack, use
-    :func:`~napari_stackalign.core.pyramid._to_file.register_file` with the same
+    :func:`~napari_stackalign.core.pyramid.register_file` with the same
     ``scheduler``/``n_workers``.
 
     Parameters
@@ -395,7 +395,7 @@ def register_pyramid_distributed(
         Start a local cluster of this many worker processes (loopback only)
         instead.
     num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel, chunk_size
-        As for :func:`~napari_stackalign.core.pyramid._register.register_pyramid`.
+        As for :func:`~napari_stackalign.core.pyramid.register_pyramid`.
     task_frames : int, optional
         Frames per task (see :func:`estimate_on_cluster`).
     workers : int, optional

@@ -7,7 +7,7 @@
 - :func:`run_frames` reads frames chunk by chunk, estimates them in a thread
   pool, and optionally accumulates the registered frames into a new template.
 
-Levels live in :mod:`._pyramid_levels`, frame preparation in :mod:`._frames`,
+Levels live in :mod:`._levels`, frame preparation in :mod:`._frames`,
 templates in :mod:`._template` (re-exported here).
 
 Shift convention inside this module: ``s`` with ``frame[p + s] ~ template[p]``

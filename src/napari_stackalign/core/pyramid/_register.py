@@ -23,7 +23,7 @@ without its failure modes:
 - every frame is registered, frame 0 included;
 - ``iterate`` re-estimates against a template refined from the registered
   frames; the result is one transform per frame, so the pixels are resampled
-  once (by :func:`~napari_stackalign.core.apply._warp.apply_transforms`);
+  once (by :func:`~napari_stackalign.core.apply.apply_transforms`);
 - a rectangle ``roi`` and/or a ``mask`` restrict what is compared (a burned-in
   label cannot anchor the match); NaN pixels are ignored;
 - frames are read and processed chunk by chunk, so memory stays flat for
@@ -127,7 +127,7 @@ def register_pyramid(
     workers : int, optional
         Threads that estimate frames (default 1: frame estimation is bound
         by the GIL and a second thread slows it down, see
-        :func:`~napari_stackalign.progress.estimation_workers`).
+        :func:`~napari_stackalign.core.workers.estimation_workers`).
     progress : callable, optional
         ``progress(done, total, stage)`` with stages ``"reference"`` (template
         building; ``"template k/n"`` for the refinements when iterating, which

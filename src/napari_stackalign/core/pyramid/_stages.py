@@ -1,6 +1,6 @@
 """Pyramid registration split into stages that can run in different places.
 
-:func:`~napari_stackalign.core.pyramid._register.register_pyramid` runs these stages in
+:func:`~napari_stackalign.core.pyramid.register_pyramid` runs these stages in
 one call on one machine. Streaming a stack far larger than memory, or
 spreading it over a dask cluster, runs the same stages at their natural seams:
 

@@ -18,9 +18,9 @@ size with memory bounded by ``memory_limit``:
   cancellation leaves neither a partial output nor a temporary file.
 
 The transforms are exactly those of
-:func:`~napari_stackalign.core.pyramid._register.register_pyramid` on the whole stack in
+:func:`~napari_stackalign.core.pyramid.register_pyramid` on the whole stack in
 memory (the per-frame estimate does not depend on the chunking), and the
-pixels exactly those of :func:`~napari_stackalign.core.apply._warp.apply_transforms`.
+pixels exactly those of :func:`~napari_stackalign.core.apply.apply_transforms`.
 
 :func:`register_stack_to_file` does the same for an array that is already
 open (a napari layer's data, a dask array), for the napari widget.
@@ -373,7 +373,7 @@ def register_stack_to_file(
     channel : int, optional
         For (T, C, Y, X) stacks: the channel to estimate on.
     num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
-        As for :func:`~napari_stackalign.core.pyramid._register.register_pyramid`.
+        As for :func:`~napari_stackalign.core.pyramid.register_pyramid`.
     transforms : FrameTransforms, optional
         Skip estimation and apply these (one per frame).
     memory_limit : int or str
@@ -385,7 +385,7 @@ def register_stack_to_file(
     workers : int, optional
         Threads (all cores by default).
     order, border, cval, output_dtype
-        Resampling, as for :func:`~napari_stackalign.core.apply._warp.apply_transforms`.
+        Resampling, as for :func:`~napari_stackalign.core.apply.apply_transforms`.
     compression : {"none", "lzf", "zlib", "auto"} or None
         Output compression (as for :func:`~napari_stackalign.io.write_stack`).
         The default ``"none"`` keeps the write at disk speed; ``"lzf"``
@@ -570,7 +570,7 @@ def register_file(
         (T, C, Y, X) input: the channel to estimate the motion on (all
         channels are corrected).
     num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
-        As for :func:`~napari_stackalign.core.pyramid._register.register_pyramid`; the
+        As for :func:`~napari_stackalign.core.pyramid.register_pyramid`; the
         transforms are exactly the ones it returns for the whole stack.
     transforms : FrameTransforms, optional
         Skip estimation and apply these (e.g. estimated on another channel).
@@ -594,7 +594,7 @@ def register_file(
     workers : int, optional
         Threads in this process (all cores by default).
     order, border, cval, output_dtype
-        Resampling, as for :func:`~napari_stackalign.core.apply._warp.apply_transforms`.
+        Resampling, as for :func:`~napari_stackalign.core.apply.apply_transforms`.
     compression : {"none", "lzf", "zlib", "auto"} or None
         Output compression; ``"none"`` (default) writes at disk speed.
     overwrite : bool
