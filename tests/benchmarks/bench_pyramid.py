@@ -49,8 +49,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from napari_stackalign.core.pyramid._register import register_pyramid
-from napari_stackalign.core.pyramid._register_apply import register_and_apply
+from napari_stackalign.core.pyramid import register_and_apply, register_pyramid
 from napari_stackalign.synthetic import alignment_error, make_stack
 from napari_stackalign.transforms import FrameTransforms
 

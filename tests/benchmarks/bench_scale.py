@@ -160,7 +160,7 @@ def child(result_path: str, mode: str, src: str, n_frames: int, out_dir: str) ->
     import h5py
     import tifffile  # noqa: F401
 
-    from napari_stackalign.core.pyramid._to_file import register_file
+    from napari_stackalign.core.pyramid import register_file
     from napari_stackalign.synthetic import alignment_error
 
     scene = DriftingScene(n_frames)
@@ -170,7 +170,7 @@ def child(result_path: str, mode: str, src: str, n_frames: int, out_dir: str) ->
         import h5py
 
         from napari_stackalign.core.apply._warp import apply_transforms
-        from napari_stackalign.core.pyramid._register import register_pyramid
+        from napari_stackalign.core.pyramid import register_pyramid
 
         t0 = time.perf_counter()
         with h5py.File(src, "r") as f:

@@ -31,9 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pyramid import Case, make_case  # noqa: E402
 
-from napari_stackalign.core.apply._warp import apply_transforms  # noqa: E402
-from napari_stackalign.core.pyramid._register import register_pyramid  # noqa: E402
-from napari_stackalign.core.pyramid._register_apply import register_and_apply  # noqa: E402
+from napari_stackalign.core.apply import apply_transforms  # noqa: E402
+from napari_stackalign.core.pyramid import register_and_apply, register_pyramid  # noqa: E402
 from napari_stackalign.core.pyramid._stages import (  # noqa: E402
     build_template,
     estimate_range,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from napari_stackalign.core.apply._warp import apply_transforms
-from napari_stackalign.core.pyramid._register import register_pyramid
+from napari_stackalign.core.pyramid import register_pyramid
 from napari_stackalign.transforms import FrameTransforms
 
 tifffile = pytest.importorskip("tifffile")

@@ -11,7 +11,15 @@ import numpy as np
 
 from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
 
-__all__ = ["CHANNEL_STACK_AXES", "STACK_AXES", "check_chunk_size", "check_mask", "check_roi", "check_stack"]
+__all__ = [
+    "CHANNEL_STACK_AXES",
+    "STACK_AXES",
+    "check_chunk_size",
+    "check_mask",
+    "check_roi",
+    "check_roi_format",
+    "check_stack",
+]
 
 
 def check_stack(
@@ -76,6 +84,19 @@ def check_stack(
     return n, h, w
 
 
+def check_roi_format(roi: Any) -> tuple[int, int, int, int]:
+    """``roi`` as four integers ``(row_start, row_stop, col_start, col_stop)``;
+    :func:`check_roi` checks it against a frame."""
+    try:
+        vals = [int(v) for v in roi]
+        exact = all(float(v) == int(v) for v in roi)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"roi must be four integers (row_start, row_stop, col_start, col_stop), got {roi!r}.") from exc
+    if len(vals) != 4 or not exact:
+        raise ValueError(f"roi must be four integers (row_start, row_stop, col_start, col_stop), got {roi!r}.")
+    return tuple(vals)  # type: ignore[return-value]
+
+
 def check_roi(roi: Any, shape: tuple[int, int], *, min_size: int = 1) -> tuple[int, int, int, int] | None:
     """Check a rectangle ``(row_start, row_stop, col_start, col_stop)`` inside a frame of ``shape``.
 
@@ -93,13 +114,7 @@ def check_roi(roi: Any, shape: tuple[int, int], *, min_size: int = 1) -> tuple[i
     """
     if roi is None:
         return None
-    try:
-        vals = [int(v) for v in roi]
-        exact = all(float(v) == int(v) for v in roi)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"roi must be four integers (row_start, row_stop, col_start, col_stop), got {roi!r}.") from exc
-    if len(vals) != 4 or not exact:
-        raise ValueError(f"roi must be four integers (row_start, row_stop, col_start, col_stop), got {roi!r}.")
+    vals = check_roi_format(roi)
     r0, r1, c0, c1 = vals
     h, w = shape
     if not (0 <= r0 < r1 <= h and 0 <= c0 < c1 <= w):

@@ -9,7 +9,12 @@ from scipy.signal import savgol_filter
 
 from ..transforms import FrameTransforms
 
-__all__ = ["check_savgol", "smooth_transforms"]
+__all__ = ["DEFAULT_POLYORDER", "DEFAULT_WINDOW_LENGTH", "check_savgol", "check_savgol_settings", "smooth_transforms"]
+
+#: the reference tool's smoothing window (frames)
+DEFAULT_WINDOW_LENGTH = 11
+#: the reference tool's smoothing polynomial order
+DEFAULT_POLYORDER = 3
 
 
 def _largest_odd_window(n_frames: int, polyorder: int) -> int | None:
@@ -18,9 +23,9 @@ def _largest_odd_window(n_frames: int, polyorder: int) -> int | None:
     return win if win > polyorder else None
 
 
-def check_savgol(n_frames: int, window_length: int, polyorder: int) -> None:
-    """Raise ``ValueError`` unless a Savitzky-Golay filter with these settings
-    can smooth a series of ``n_frames`` values."""
+def check_savgol_settings(window_length: int, polyorder: int) -> None:
+    """Raise ``ValueError`` unless ``window_length`` and ``polyorder`` fit each
+    other (an odd window longer than the polynomial order)."""
     if isinstance(window_length, bool) or not isinstance(window_length, numbers.Integral):
         raise ValueError(f"window_length must be an odd integer, got {window_length!r}.")  # noqa: TRY004
     if isinstance(polyorder, bool) or not isinstance(polyorder, numbers.Integral):
@@ -35,6 +40,13 @@ def check_savgol(n_frames: int, window_length: int, polyorder: int) -> None:
             f"polyorder ({polyorder}) must be smaller than window_length ({window_length}); "
             f"use polyorder <= {window_length - 1} or a longer window."
         )
+
+
+def check_savgol(n_frames: int, window_length: int, polyorder: int) -> None:
+    """Raise ``ValueError`` unless a Savitzky-Golay filter with these settings
+    can smooth a series of ``n_frames`` values."""
+    check_savgol_settings(window_length, polyorder)
+    window_length, polyorder = int(window_length), int(polyorder)
     if n_frames < window_length:
         best = _largest_odd_window(n_frames, polyorder)
         hint = (
@@ -47,7 +59,9 @@ def check_savgol(n_frames: int, window_length: int, polyorder: int) -> None:
         )
 
 
-def smooth_transforms(transforms: FrameTransforms, *, window_length: int = 11, polyorder: int = 3) -> FrameTransforms:
+def smooth_transforms(
+    transforms: FrameTransforms, *, window_length: int = DEFAULT_WINDOW_LENGTH, polyorder: int = DEFAULT_POLYORDER
+) -> FrameTransforms:
     """Smooth each per-frame series (dy, dx, angle, scale) over time.
 
     A Savitzky-Golay filter (a moving least-squares polynomial fit, as in the

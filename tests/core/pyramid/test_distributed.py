@@ -9,6 +9,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from napari_stackalign.core import Cancelled
+from napari_stackalign.core.pyramid import PyramidOptions
 from napari_stackalign.core.pyramid._distributed import (
     connect,
     register_pyramid_distributed,
@@ -104,3 +105,12 @@ def test_connect_rejects_bad_requests():
     for kwargs, message in bad:
         with pytest.raises(ValueError, match=message), connect(**kwargs):
             pass
+
+
+def test_options_equal_keywords(client, movie):
+    path, stack, _ = movie
+    chosen = {"num_frames": 10, "iterate": 2, "kernel": "lagrange4", "chunk_size": 6}
+    by_keywords = register_pyramid_distributed(path, scheduler=client, **chosen)
+    by_options = register_pyramid_distributed(path, scheduler=client, options=PyramidOptions(**chosen))
+    _identical(by_options, by_keywords)
+    _identical(by_keywords, register_pyramid(stack, **chosen))

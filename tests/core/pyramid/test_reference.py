@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import napari_stackalign.core.pyramid._reference as refm
+from napari_stackalign.core.pyramid import PyramidOptions
 from napari_stackalign.core.pyramid._reference import template_levels
 from napari_stackalign.core.pyramid._register import register_pyramid
 from napari_stackalign.core.pyramid._stages import build_template, plan_pyramid
@@ -118,10 +119,12 @@ def test_unconfirmed_frames_make_a_third_pass(monkeypatch):
 
 def test_confirmation_checks_where_the_frame_matches():
     stack, _ = make_stack("texture", n_frames=12, shape=(96, 96), drift=8, snr=3, seed=4)
-    job = plan_pyramid(stack.shape, stack.dtype, num_frames=12)
+    job = plan_pyramid(stack.shape, stack.dtype, PyramidOptions(num_frames=12))
+    opts = job.options
     state = build_template(stack, job)
     preparer = job.preparer()
-    args = (preparer, job.levels, state.template, job.max_movement, job.kernel, job.normalize, template_levels(len(job.rates)))
+    upto = template_levels(len(opts.downsample_rates))
+    args = (preparer, job.levels, state.template, opts.max_movement, opts.kernel, opts.normalize, upto)
     frames = np.arange(3, 7)
     assert refm._confirmed(stack, frames, state.init, *args)
     wrong = state.init.copy()

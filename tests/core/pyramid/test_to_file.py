@@ -13,9 +13,11 @@ import pytest
 from napari_stackalign.core import Cancelled
 from napari_stackalign.core.apply._warp import apply_transforms
 from napari_stackalign.core.frames._source import FileFrames
+from napari_stackalign.core.pyramid import PyramidOptions
 from napari_stackalign.core.pyramid._register import register_pyramid
 from napari_stackalign.core.pyramid._stages import (
     build_template,
+    concat_results,
     estimate_range,
     finish,
     plan_pyramid,
@@ -155,12 +157,10 @@ def test_options_match_register_pyramid(tmp_path, drifting, params):
 def test_stages_do_not_depend_on_the_split(drifting, in_memory):
     stack, _ = drifting
     ref_t, _ = in_memory
-    job = plan_pyramid(stack.shape, stack.dtype, chunk_size=3)
+    job = plan_pyramid(stack.shape, stack.dtype, PyramidOptions(chunk_size=3))
     state = build_template(stack, job)
     estimator = job.estimator(state.template)
     parts = [estimate_range(stack[a:b], job, state, a, b, offset=a) for a, b in [(0, 7), (7, 8), (8, 33), (33, 40)]]
-    from napari_stackalign.core.pyramid._stages import concat_results
-
     _, final = finish(job, state, concat_results(parts), levels_used=estimator.active_rates)
     _same_transforms(final, ref_t)
 

@@ -1,8 +1,8 @@
 """Pyramid registration: coarse-to-fine translation, in memory, streamed to disk or on a dask cluster."""
 
 from ._distributed import register_pyramid_distributed
-from ._options import PYRAMID_DEFAULTS, PyramidOptions
-from ._register import DEFAULT_RATES, register_pyramid
+from ._options import DEFAULT_RATES, PYRAMID_DEFAULTS, PyramidOptions
+from ._register import register_pyramid
 from ._register_apply import AlignedStack, register_and_apply
 from ._to_file import (
     RegisteredFile,
@@ -11,4 +11,16 @@ from ._to_file import (
     suggest_output_path,
 )
 
-__all__ = ["AlignedStack", "PYRAMID_DEFAULTS", "PyramidOptions", "DEFAULT_RATES", "RegisteredFile", "register_and_apply", "register_file", "register_pyramid", "register_pyramid_distributed", "register_stack_to_file", "suggest_output_path"]
+__all__ = [
+    "DEFAULT_RATES",
+    "PYRAMID_DEFAULTS",
+    "AlignedStack",
+    "PyramidOptions",
+    "RegisteredFile",
+    "register_and_apply",
+    "register_file",
+    "register_pyramid",
+    "register_pyramid_distributed",
+    "register_stack_to_file",
+    "suggest_output_path",
+]

@@ -13,9 +13,9 @@ The split follows the stages of :mod:`~napari_stackalign.core.pyramid._stages`:
 
 A frame's estimate depends only on the frame and the template, so the
 result is identical, bit for bit, to
-:func:`~napari_stackalign.core.pyramid._register.register_pyramid` in one process,
+:func:`~napari_stackalign.core.pyramid.register_pyramid` in one process,
 whatever the cluster and the split. Writing the registered stack (see
-:func:`~napari_stackalign.core.pyramid._to_file.register_file`) stays in the client:
+:func:`~napari_stackalign.core.pyramid.register_file`) stays in the client:
 one HDF5 file has one writer.
 
 Needs the ``distributed`` package (``pip install "napari-stackalign[distributed]"``).
@@ -24,6 +24,7 @@ Needs the ``distributed`` package (``pip install "napari-stackalign[distributed]
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import os
 import threading
@@ -40,7 +41,7 @@ from ...transforms import FrameTransforms
 from ..frames import FileFrames, ReadAhead, frame_ranges
 from ..workers import default_workers, thread_pool
 from ._engine import FrameResults
-from ._register import DEFAULT_RATES
+from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._stages import (
     PyramidJob,
     TemplateState,
@@ -51,7 +52,7 @@ from ._stages import (
     plan_pyramid,
 )
 
-__all__ = ["cluster_estimator", "connect", "estimate_on_cluster", "register_pyramid_distributed"]
+__all__ = ["check_cluster_request", "cluster_estimator", "connect", "estimate_on_cluster", "register_pyramid_distributed"]
 
 #: largest number of frames in one task
 MAX_TASK_FRAMES = 1024
@@ -71,6 +72,12 @@ def _distributed() -> Any:
             "(or pip install distributed)."
         ) from exc
     return distributed
+
+
+def check_cluster_request(scheduler: Any, n_workers: int | None) -> None:
+    """Raise unless exactly one of ``scheduler`` and ``n_workers`` is given."""
+    if (scheduler is None) == (n_workers is None):
+        raise ValueError("give either scheduler= (an address or a Client) or n_workers= (a local cluster), not both.")
 
 
 @contextlib.contextmanager
@@ -103,8 +110,7 @@ def connect(
         Without either argument, with both, with ``n_workers < 1``, or when
         dask.distributed is not installed.
     """
-    if (scheduler is None) == (n_workers is None):
-        raise ValueError("give either scheduler= (an address or a Client) or n_workers= (a local cluster), not both.")
+    check_cluster_request(scheduler, n_workers)
     distributed = _distributed()
     if isinstance(scheduler, distributed.Client):
         yield scheduler
@@ -183,8 +189,6 @@ def _tune_malloc() -> None:
         return
     _MALLOC_TUNED = True
     try:
-        import ctypes
-
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
     except (OSError, AttributeError):
@@ -322,8 +326,7 @@ def cluster_estimator(source: FileFrames, channel: int | None, *, scheduler: Any
     (from ``frames``), every frame is estimated on the cluster (connected for
     the estimation only, so a local cluster is shut down before the writing
     starts), and the stack-wide steps run here."""
-    if (scheduler is None) == (n_workers is None):
-        raise ValueError("give either scheduler= (an address or a Client) or n_workers= (a local cluster), not both.")
+    check_cluster_request(scheduler, n_workers)
     _distributed()
 
     def estimate(
@@ -351,29 +354,30 @@ def register_pyramid_distributed(
     channel: int | None = None,
     scheduler: Any = None,
     n_workers: int | None = None,
-    num_frames: int = 100,
-    downsample_rates: Sequence[float] = DEFAULT_RATES,
-    max_movement: float = 0.5,
-    iterate: int = 1,
-    smooth: bool = False,
-    window_length: int = 11,
-    polyorder: int = 3,
-    roi: tuple[int, int, int, int] | None = None,
-    mask: np.ndarray | None = None,
-    normalize: bool = True,
+    num_frames: int = PYRAMID_DEFAULTS.num_frames,
+    downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
+    max_movement: float = PYRAMID_DEFAULTS.max_movement,
+    iterate: int = PYRAMID_DEFAULTS.iterate,
+    smooth: bool = PYRAMID_DEFAULTS.smooth,
+    window_length: int = PYRAMID_DEFAULTS.window_length,
+    polyorder: int = PYRAMID_DEFAULTS.polyorder,
+    roi: tuple[int, int, int, int] | None = PYRAMID_DEFAULTS.roi,
+    mask: np.ndarray | None = PYRAMID_DEFAULTS.mask,
+    normalize: bool = PYRAMID_DEFAULTS.normalize,
     reference: np.ndarray | None = None,
-    kernel: str = "lagrange6",
-    chunk_size: int = 64,
+    kernel: str = PYRAMID_DEFAULTS.kernel,
+    chunk_size: int = PYRAMID_DEFAULTS.chunk_size,
     task_frames: int | None = None,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    options: PyramidOptions | None = None,
 ) -> FrameTransforms:
     """Estimate the transforms of a file's frames on a dask.distributed cluster.
 
     The same result, bit for bit, as
-    :func:`~napari_stackalign.core.pyramid._register.register_pyramid` on the whole
+    :func:`~napari_stackalign.core.pyramid.register_pyramid` on the whole
     stack in one process. To also apply and write the registered stack, use
-    :func:`~napari_stackalign.core.pyramid._to_file.register_file` with the same
+    :func:`~napari_stackalign.core.pyramid.register_file` with the same
     ``scheduler``/``n_workers``.
 
     Parameters
@@ -391,7 +395,7 @@ def register_pyramid_distributed(
         Start a local cluster of this many worker processes (loopback only)
         instead.
     num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel, chunk_size
-        As for :func:`~napari_stackalign.core.pyramid._register.register_pyramid`.
+        As for :func:`~napari_stackalign.core.pyramid.register_pyramid`.
     task_frames : int, optional
         Frames per task (see :func:`estimate_on_cluster`).
     workers : int, optional
@@ -400,6 +404,9 @@ def register_pyramid_distributed(
         ``progress(done, total, stage)``; stages ``"reference"``,
         ``"template k/n"`` and ``"estimate"``. Raising
         :class:`~napari_stackalign.core.Cancelled` cancels the tasks.
+    options : PyramidOptions, optional
+        The registration's options in one object; an explicit keyword that
+        differs from its default overrides it.
 
     Returns
     -------
@@ -411,31 +418,15 @@ def register_pyramid_distributed(
         For bad parameters or files, neither or both of ``scheduler`` and
         ``n_workers``, or dask.distributed missing.
     """
+    opts = PyramidOptions.from_call(options, locals())
     src = Path(path).expanduser()
     if not src.exists():
         raise FileNotFoundError(f"input {src} does not exist: check the path.")
-    if (scheduler is None) == (n_workers is None):
-        raise ValueError("give either scheduler= (an address or a Client) or n_workers= (a local cluster), not both.")
+    check_cluster_request(scheduler, n_workers)
     source = FileFrames(str(src), dataset)
     with source.open() as opened:
         frames = opened.channel(channel)
-        job = plan_pyramid(
-            frames.shape,
-            frames.dtype,
-            num_frames=num_frames,
-            downsample_rates=downsample_rates,
-            max_movement=max_movement,
-            iterate=iterate,
-            smooth=smooth,
-            window_length=window_length,
-            polyorder=polyorder,
-            roi=roi,
-            mask=mask,
-            normalize=normalize,
-            kernel=kernel,
-            chunk_size=chunk_size,
-            user_reference=reference is not None,
-        )
+        job = plan_pyramid(frames.shape, frames.dtype, opts, user_reference=reference is not None)
         with thread_pool(default_workers(workers)) as pool:
             state = build_template(frames, job, reference=reference, pool=pool, progress=progress)
     levels_used = job.estimator(state.template).active_rates

@@ -7,7 +7,7 @@
 - :func:`run_frames` reads frames chunk by chunk, estimates them in a thread
   pool, and optionally accumulates the registered frames into a new template.
 
-Levels live in :mod:`._pyramid_levels`, frame preparation in :mod:`._frames`,
+Levels live in :mod:`._levels`, frame preparation in :mod:`._frames`,
 templates in :mod:`._template` (re-exported here).
 
 Shift convention inside this module: ``s`` with ``frame[p + s] ~ template[p]``
@@ -25,7 +25,7 @@ import numpy as np
 from ...progress import ProgressCallback, report
 from ._frames import FramePreparer, FrameWeights, PreparedFrame
 from ._levels import MIN_LEVEL_POWER, MIN_LEVEL_SIZE, Levels, level_power
-from ._lucas_kanade import LKTemplate
+from ._lucas_kanade import DEFAULT_KERNEL, LKTemplate
 from ._ncc_search import NCCSearch, SearchResult
 from ._template import Registered, Template, TemplateAccumulator
 
@@ -39,6 +39,7 @@ __all__ = [
     "Estimate",
     "FramePreparer",
     "FrameResults",
+    "FrameRun",
     "FrameWeights",
     "Levels",
     "PreparedFrame",
@@ -121,7 +122,7 @@ class PyramidEstimator:
         levels: Levels,
         max_movement: float,
         *,
-        kernel: str = "lagrange6",
+        kernel: str = DEFAULT_KERNEL,
         fit_gain: bool = True,
         upto: int | None = None,
     ) -> None:
@@ -303,98 +304,185 @@ def _read(stack: Any, idx: np.ndarray) -> np.ndarray:
     return np.stack([np.asarray(stack[int(i)]) for i in idx])
 
 
+@dataclass
+class FrameRun:
+    """How :func:`run_frames` runs over its frames.
+
+    Attributes
+    ----------
+    pool : executor or None
+        Thread pool that estimates the frames (None: this thread).
+    chunk_size : int
+        Frames read at a time.
+    progress : callable or None
+        ``progress(done, total, stage)``.
+    stage : str
+        The stage reported.
+    done_offset : int
+        Progress is reported as ``done_offset + frames done`` of ``total``.
+    total : int, optional
+        Default: the number of frames of this run.
+    init : ndarray (n, 2), optional
+        One full-resolution start per frame (NaN for none), see
+        :meth:`PyramidEstimator.estimate`.
+    init_level : int
+        The finest level ``init`` was refined at.
+    prior : (float, float)
+        The expected shift (decides between equally good matches of periodic
+        content).
+    follow : bool
+        Estimate in batches of ``FOLLOW_BATCH``, each expecting the median
+        shift of the previous one (template building).
+    accumulate : ndarray of bool, optional
+        The frames that are also resampled and added to ``accumulator``.
+    accumulator : TemplateAccumulator, optional
+        The next template.
+    """
+
+    pool: Any
+    chunk_size: int
+    progress: ProgressCallback | None
+    stage: str
+    done_offset: int = 0
+    total: int | None = None
+    init: np.ndarray | None = None
+    init_level: int = -1
+    prior: tuple[float, float] = (0.0, 0.0)
+    follow: bool = False
+    accumulate: np.ndarray | None = None
+    accumulator: TemplateAccumulator | None = None
+
+
+class _FrameTask:
+    """Estimates one frame ``(j, raw)`` of a run (what the thread pool maps)."""
+
+    def __init__(self, preparer: FramePreparer, estimator: PyramidEstimator, run: FrameRun) -> None:
+        self.preparer = preparer
+        self.estimator = estimator
+        self.init = run.init
+        self.init_level = run.init_level
+        self.keep = run.accumulate if run.accumulator is not None else None
+        #: the expected shift (updated between batches when following)
+        self.prior = (float(run.prior[0]), float(run.prior[1]))
+
+    def __call__(self, args: tuple[int, np.ndarray]) -> tuple[Estimate, PreparedFrame | None]:
+        j, raw = args
+        prepared = self.preparer(raw)
+        init = self.init
+        start = None
+        if init is not None and np.all(np.isfinite(init[j])):
+            start = (float(init[j, 0]), float(init[j, 1]))
+        est = self.estimator.estimate(prepared, start, self.init_level, self.prior)
+        keep = self.keep is not None and self.keep[j] and not est.flags & FLAG_UNUSABLE
+        return est, prepared if keep else None
+
+
+class _BackgroundAdder:
+    """Resamples registered frames and adds them to the next template in one
+    background thread, in frame order (so the sums, hence the template, are
+    the same bits whatever the threads), while the next frames are estimated:
+    resampling is one large OpenCV call that runs beside the GIL-bound
+    estimation."""
+
+    def __init__(self, accumulator: TemplateAccumulator, max_waiting: int) -> None:
+        self.accumulator = accumulator
+        self.max_waiting = max_waiting
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stackalign-template")
+        self.added: list[Future] = []
+
+    def _add(self, prepared: PreparedFrame, shift: tuple[float, float]) -> None:
+        self.accumulator.add(self.accumulator.register(prepared, shift))
+
+    def submit(self, prepared: PreparedFrame, shift: tuple[float, float]) -> None:
+        """Add ``prepared``, registered with ``shift``, in the background."""
+        self.added.append(self.thread.submit(self._add, prepared, shift))
+
+    def throttle(self) -> None:
+        """Wait until at most ``max_waiting`` frames wait (memory)."""
+        while len(self.added) > self.max_waiting:
+            self.added.pop(0).result()
+
+    def wait(self) -> None:
+        """Wait for every frame (and raise what the thread raised)."""
+        for future in self.added:
+            future.result()
+
+    def shutdown(self) -> None:
+        """Stop the thread (cancelling what has not started)."""
+        self.thread.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_batch(stack: Any, indices: np.ndarray, b0: int, b1: int, chunk_size: int) -> np.ndarray:
+    """Frames ``indices[b0:b1]``, read in pieces of at most ``chunk_size`` frames."""
+    pieces = [_read(stack, indices[r0 : min(r0 + chunk_size, b1)]) for r0 in range(b0, b1, chunk_size)]
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+def _estimate_batch(
+    chunk: np.ndarray, b0: int, task: _FrameTask, pool: Any, out: FrameResults, adder: _BackgroundAdder | None
+) -> None:
+    """Estimate the frames of ``chunk`` (frames ``b0:`` of the run) into ``out``."""
+    b1 = b0 + len(chunk)
+    items = [(j, chunk[j - b0]) for j in range(b0, b1)]
+    results = pool.map(task, items) if pool is not None else map(task, items)
+    shifts, quality, flags = out.shifts, out.quality, out.flags
+    for j, (est, prepared) in zip(range(b0, b1), results):
+        shifts[j] = est.shift
+        quality[j] = est.quality
+        flags[j] = est.flags
+        if prepared is not None and adder is not None:
+            adder.submit(prepared, est.shift)
+
+
 def run_frames(
     stack: Any,
     indices: np.ndarray,
     preparer: FramePreparer,
     estimator: PyramidEstimator,
-    *,
-    pool: Any,
-    chunk_size: int,
-    progress: ProgressCallback | None,
-    stage: str,
-    done_offset: int = 0,
-    total: int | None = None,
-    init: np.ndarray | None = None,
-    init_level: int = -1,
-    prior: tuple[float, float] = (0.0, 0.0),
-    follow: bool = False,
-    accumulate: np.ndarray | None = None,
-    accumulator: TemplateAccumulator | None = None,
+    run: FrameRun,
 ) -> FrameResults:
     """Estimate the frames ``indices`` of ``stack``, chunk by chunk.
 
-    ``prior`` is the expected shift (it only decides between equally good
+    ``run.prior`` is the expected shift (it only decides between equally good
     matches of periodic content; templates are centred so that 0 is right).
     By default every frame gets it, so a frame's estimate depends on the
     frame, the template and its ``init`` only, never on the chunking or the
-    thread that runs it. With ``follow`` (template building), frames are
+    thread that runs it. With ``run.follow`` (template building), frames are
     estimated in batches of ``FOLLOW_BATCH`` and each batch expects the
     median shift of the previous one, so a slowly drifting lattice is
     followed across periods.
 
-    ``init`` (one full-resolution shift per index, NaN for none) starts frames
-    from an earlier estimate (see :meth:`PyramidEstimator.estimate`). Frames
-    where ``accumulate`` (bool per index) is True are also resampled with
-    their estimate and added to ``accumulator`` (the next template).
-    Progress is reported as ``done_offset + frames done`` of ``total``.
+    ``run.init`` (one full-resolution shift per index, NaN for none) starts
+    frames from an earlier estimate (see :meth:`PyramidEstimator.estimate`).
+    Frames where ``run.accumulate`` (bool per index) is True are also
+    resampled with their estimate and added to ``run.accumulator`` (the next
+    template). Progress is reported as ``run.done_offset + frames done`` of
+    ``run.total``.
     """
     indices = np.asarray(indices, dtype=np.int64)
     n = indices.size
-    total = n if total is None else total
-    shifts = np.zeros((n, 2), np.float64)
-    quality = np.full(n, np.nan)
-    flags = np.zeros(n, np.int64)
-
-    def one(args: tuple[int, np.ndarray]) -> tuple[Estimate, PreparedFrame | None]:
-        j, raw = args
-        prepared = preparer(raw)
-        start = None
-        if init is not None and np.all(np.isfinite(init[j])):
-            start = (float(init[j, 0]), float(init[j, 1]))
-        est = estimator.estimate(prepared, start, init_level, frame_prior)
-        keep = accumulator is not None and accumulate is not None and accumulate[j] and not est.flags & FLAG_UNUSABLE
-        return est, prepared if keep else None
-
-    def add(prepared: PreparedFrame, shift: tuple[float, float]) -> None:
-        assert accumulator is not None
-        accumulator.add(accumulator.register(prepared, shift))
-
-    frame_prior = (float(prior[0]), float(prior[1]))
+    total = n if run.total is None else run.total
+    out = FrameResults(np.zeros((n, 2), np.float64), np.full(n, np.nan), np.zeros(n, np.int64))
+    task = _FrameTask(preparer, estimator, run)
     # following: batches of FOLLOW_BATCH at fixed positions (whatever the
     # chunk size), each read in pieces of at most chunk_size frames
-    step = FOLLOW_BATCH if follow else chunk_size
-    # the registered frames are resampled and added to the next template by
-    # one background thread, in frame order (so the sums, hence the template,
-    # are the same bits whatever the threads), while the next frames are
-    # estimated: resampling is one large OpenCV call that runs beside the
-    # GIL-bound estimation
-    adder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stackalign-template") if accumulator is not None else None
-    added: list[Future] = []
+    step = FOLLOW_BATCH if run.follow else run.chunk_size
+    # at most a few frames wait for the background thread (memory)
+    adder = _BackgroundAdder(run.accumulator, 2 * step + 4) if run.accumulator is not None else None
     try:
-        report(progress, done_offset, total, stage)
+        report(run.progress, run.done_offset, total, run.stage)
         for b0 in range(0, n, step):
             b1 = min(b0 + step, n)
-            pieces = [_read(stack, indices[r0 : min(r0 + chunk_size, b1)]) for r0 in range(b0, b1, chunk_size)]
-            chunk = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
-            items = [(j, chunk[j - b0]) for j in range(b0, b1)]
-            results = pool.map(one, items) if pool is not None else map(one, items)
-            for j, (est, prepared) in zip(range(b0, b1), results):
-                shifts[j] = est.shift
-                quality[j] = est.quality
-                flags[j] = est.flags
-                if prepared is not None and adder is not None:
-                    added.append(adder.submit(add, prepared, est.shift))
-            good = (flags[b0:b1] & (FLAG_UNUSABLE | FLAG_FAILED)) == 0
-            if follow and good.any():
-                frame_prior = _median_rows(shifts[b0:b1][good])
-            # at most a few frames wait for the background thread (memory)
-            while len(added) > 2 * step + 4:
-                added.pop(0).result()
-            report(progress, done_offset + b1, total, stage)
-        for future in added:
-            future.result()
+            _estimate_batch(_read_batch(stack, indices, b0, b1, run.chunk_size), b0, task, run.pool, out, adder)
+            good = (out.flags[b0:b1] & (FLAG_UNUSABLE | FLAG_FAILED)) == 0
+            if run.follow and good.any():
+                task.prior = _median_rows(out.shifts[b0:b1][good])
+            if adder is not None:
+                adder.throttle()
+            report(run.progress, run.done_offset + b1, total, run.stage)
+        if adder is not None:
+            adder.wait()
     finally:
         if adder is not None:
-            adder.shutdown(wait=True, cancel_futures=True)
-    return FrameResults(shifts, quality, flags)
+            adder.shutdown()
+    return out

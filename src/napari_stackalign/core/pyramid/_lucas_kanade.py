@@ -20,7 +20,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-__all__ = ["KERNELS", "LKResult", "LKTemplate", "shift_kernel"]
+__all__ = ["DEFAULT_KERNEL", "KERNELS", "LKResult", "LKTemplate", "shift_kernel"]
 
 #: interpolation kernels for the fractional shift: name -> half support m
 #: (taps at offsets -(m-1)..m). Lagrange kernels interpolate polynomials of
@@ -29,6 +29,8 @@ __all__ = ["KERNELS", "LKResult", "LKTemplate", "shift_kernel"]
 #: worst-case error is 0.008 px (4 taps), 0.002 px (6), 0.0007 px (8);
 #: Keys' cubic convolution (a = -0.5) gives 0.03 px.
 KERNELS = {"lagrange4": 2, "lagrange6": 3, "lagrange8": 4}
+#: the kernel used unless another is asked for
+DEFAULT_KERNEL = "lagrange6"
 
 
 def _lagrange_coefficients(m: int) -> np.ndarray:
@@ -47,7 +49,7 @@ def _lagrange_coefficients(m: int) -> np.ndarray:
 _COEFFS = {name: _lagrange_coefficients(m) for name, m in KERNELS.items()}
 
 
-def shift_kernel(frac: float, kernel: str = "lagrange6") -> np.ndarray:
+def shift_kernel(frac: float, kernel: str = DEFAULT_KERNEL) -> np.ndarray:
     """Taps that sample a signal at ``x + frac`` (``0 <= frac < 1``) from its
     samples at ``x - (m-1) .. x + m`` (Lagrange interpolation)."""
     coeffs = _COEFFS[kernel]
@@ -122,7 +124,7 @@ class LKTemplate:
         Interpolation kernel for the fractional shift of the frame.
     """
 
-    def __init__(self, template: np.ndarray, valid: np.ndarray | None = None, *, kernel: str = "lagrange6") -> None:
+    def __init__(self, template: np.ndarray, valid: np.ndarray | None = None, *, kernel: str = DEFAULT_KERNEL) -> None:
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}.")
         t = np.ascontiguousarray(template, dtype=np.float32)
@@ -237,55 +239,14 @@ class LKTemplate:
         """
         sy, sx = float(shift[0]), float(shift[1])
         start = (sy, sx)
-        fh, fw = frame.shape
-        h, w = self.shape
-        m = self.m
         ncc = float("nan")
         converged = False
         step = float("inf")
+        gauss_newton = self._gauss_newton
         for _ in range(max_iter):
-            ny, nx = math.floor(sy), math.floor(sx)
-            r0, r1, c0, c1 = region = valid_region((ny, nx), (fh, fw), (h, w), m, border=1)
-            if r1 - r0 < 4 or c1 - c0 < 4 or (r1 - r0) * (c1 - c0) < min_area * h * w:
-                return LKResult(start, float("nan"), False, True, step)
-            sampled = sample_shifted(frame, (sy, sx), region, self.kernel)
-            buf = self._buffer("buf", region)
-            buf[r0:r1, c0:c1] = sampled
-            if weights is None:
-                sat = self._sats
-                sums = sat[:, r1, c1] - sat[:, r0, c1] - sat[:, r1, c0] + sat[:, r0, c0]
-            else:
-                wbuf = self._buffer("wbuf", region)
-                wbuf[r0:r1, c0:c1] = weights[r0 + ny : r1 + ny, c0 + nx : c1 + nx]
-                buf *= wbuf
-                sums = self._weighted_sums(wbuf)
-            n, st, stt, sgy, sgx, sgyt, sgxt, hyy, hxy, hxx = sums.tolist()
-            if n < 16:
-                return LKResult(start, float("nan"), False, True, step)
-            flat = buf.ravel()
-            gyf, gxf, sft = (self._g @ flat).tolist()
-            sf = cv2.sumElems(buf)[0]
-            sff = float(np.dot(flat, flat))
-            tvar = stt - st * st / n
-            fvar = sff - sf * sf / n
-            cov = sft - sf * st / n
-            if tvar <= 0 or fvar <= 0:
-                return LKResult(start, float("nan"), False, True, step)
-            ncc = cov / (tvar * fvar) ** 0.5
-            if fit_gain:
-                gain = cov / tvar
-                if not gain > 1e-6 * (fvar / tvar) ** 0.5:
-                    return LKResult(start, float(ncc), False, True, step)
-            else:
-                gain = 1.0
-            offset = (sf - gain * st) / n
-            by = (gyf - offset * sgy) / gain - sgyt
-            bx = (gxf - offset * sgx) / gain - sgxt
-            det = hyy * hxx - hxy * hxy
-            if not det > 1e-12 * max(hyy * hxx, 1e-30):
-                return LKResult(start, float(ncc), False, True, step)
-            dy = -(hxx * by - hxy * bx) / det
-            dx = -(-hxy * by + hyy * bx) / det
+            dy, dx, ncc = gauss_newton(frame, sy, sx, weights, fit_gain, min_area)
+            if dy is None:
+                return LKResult(start, ncc, False, True, step)
             # a Gauss-Newton step larger than ~2 px leaves its region of validity
             step = (dy * dy + dx * dx) ** 0.5
             if step > 2.0:
@@ -296,3 +257,63 @@ class LKTemplate:
                 converged = True
                 break
         return LKResult((sy, sx), float(ncc), converged, False, step)
+
+    def _gauss_newton(
+        self,
+        frame: np.ndarray,
+        sy: float,
+        sx: float,
+        weights: np.ndarray | None,
+        fit_gain: bool,
+        min_area: float,
+    ) -> tuple[float | None, float, float]:
+        """One Gauss-Newton update ``(dy, dx, ncc)`` from the shift ``(sy, sx)``:
+        sample the frame there and solve the linearised least-squares problem.
+        ``dy`` is None when the refinement fails (overlap too small, no
+        correlation, singular system); ``ncc`` is then NaN or the correlation
+        of the sample."""
+        fh, fw = frame.shape
+        h, w = self.shape
+        ny, nx = math.floor(sy), math.floor(sx)
+        r0, r1, c0, c1 = region = valid_region((ny, nx), (fh, fw), (h, w), self.m, border=1)
+        if r1 - r0 < 4 or c1 - c0 < 4 or (r1 - r0) * (c1 - c0) < min_area * h * w:
+            return None, float("nan"), float("nan")
+        sampled = sample_shifted(frame, (sy, sx), region, self.kernel)
+        buf = self._buffer("buf", region)
+        buf[r0:r1, c0:c1] = sampled
+        if weights is None:
+            sat = self._sats
+            sums = sat[:, r1, c1] - sat[:, r0, c1] - sat[:, r1, c0] + sat[:, r0, c0]
+        else:
+            wbuf = self._buffer("wbuf", region)
+            wbuf[r0:r1, c0:c1] = weights[r0 + ny : r1 + ny, c0 + nx : c1 + nx]
+            buf *= wbuf
+            sums = self._weighted_sums(wbuf)
+        n, st, stt, sgy, sgx, sgyt, sgxt, hyy, hxy, hxx = sums.tolist()
+        if n < 16:
+            return None, float("nan"), float("nan")
+        flat = buf.ravel()
+        gyf, gxf, sft = (self._g @ flat).tolist()
+        sf = cv2.sumElems(buf)[0]
+        sff = float(np.dot(flat, flat))
+        tvar = stt - st * st / n
+        fvar = sff - sf * sf / n
+        cov = sft - sf * st / n
+        if tvar <= 0 or fvar <= 0:
+            return None, float("nan"), float("nan")
+        ncc = cov / (tvar * fvar) ** 0.5
+        if fit_gain:
+            gain = cov / tvar
+            if not gain > 1e-6 * (fvar / tvar) ** 0.5:
+                return None, float("nan"), float(ncc)
+        else:
+            gain = 1.0
+        offset = (sf - gain * st) / n
+        by = (gyf - offset * sgy) / gain - sgyt
+        bx = (gxf - offset * sgx) / gain - sgxt
+        det = hyy * hxx - hxy * hxy
+        if not det > 1e-12 * max(hyy * hxx, 1e-30):
+            return None, float("nan"), float(ncc)
+        dy = -(hxx * by - hxy * bx) / det
+        dx = -(-hxy * by + hyy * bx) / det
+        return dy, dx, ncc

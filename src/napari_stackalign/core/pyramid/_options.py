@@ -9,8 +9,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..checks import check_roi_format
 from ..options import Options, option
-from ._lucas_kanade import KERNELS
+from ..smoothing import DEFAULT_POLYORDER, DEFAULT_WINDOW_LENGTH, check_savgol_settings
+from ._lucas_kanade import DEFAULT_KERNEL, KERNELS
 
 __all__ = ["DEFAULT_RATES", "PYRAMID_DEFAULTS", "PyramidOptions", "check_rates", "check_roi_format"]
 
@@ -37,18 +39,6 @@ def check_rates(rates: Any) -> tuple[float, ...]:
             f"downsample_rates must increase strictly (coarse to fine, e.g. (1/8, 1/4, 1/2, 1)), got {list(values)}."
         )
     return values
-
-
-def check_roi_format(roi: Any) -> tuple[int, int, int, int]:
-    """``roi`` as four integers (row_start, row_stop, col_start, col_stop); the frame is checked later."""
-    try:
-        vals = [int(v) for v in roi]
-        exact = all(float(v) == int(v) for v in roi)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"roi must be (row_start, row_stop, col_start, col_stop) integers, got {roi!r}.") from exc
-    if len(vals) != 4 or not exact:
-        raise ValueError(f"roi must be four integers (row_start, row_stop, col_start, col_stop), got {roi!r}.")
-    return tuple(vals)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -84,8 +74,8 @@ class PyramidOptions(Options):
     )
     iterate: int = option(1, "registration passes, each against a template refined by the last", kind="int", minimum=1)
     smooth: bool = option(False, "smooth the offsets with a Savitzky-Golay filter", kind="bool")
-    window_length: int = option(11, "smoothing window in frames (odd)", kind="int", minimum=1)
-    polyorder: int = option(3, "smoothing polynomial order (below window_length)", kind="int", minimum=0)
+    window_length: int = option(DEFAULT_WINDOW_LENGTH, "smoothing window in frames (odd)", kind="int", minimum=1)
+    polyorder: int = option(DEFAULT_POLYORDER, "smoothing polynomial order (below window_length)", kind="int", minimum=0)
     roi: tuple[int, int, int, int] | None = option(
         None, "compare only this rectangle (row_start, row_stop, col_start, col_stop)", optional=True,
         check=check_roi_format,
@@ -96,18 +86,13 @@ class PyramidOptions(Options):
     normalize: bool = option(
         True, "compare frames up to a gain and an offset (robust to bleaching)", kind="bool"
     )
-    kernel: str = option("lagrange6", "interpolation in the sub-pixel step", kind="str", choices=tuple(KERNELS))
+    kernel: str = option(DEFAULT_KERNEL, "interpolation in the sub-pixel step", kind="str", choices=tuple(KERNELS))
     chunk_size: int = option(64, "frames read and processed at a time (memory stays flat)", kind="int", minimum=1)
 
     def check(self) -> None:
         """Smoothing settings that do not fit each other."""
-        if self.smooth and self.window_length % 2 == 0:
-            raise ValueError(f"window_length must be a positive odd number of frames, got {self.window_length}.")
-        if self.smooth and self.polyorder >= self.window_length:
-            raise ValueError(
-                f"polyorder ({self.polyorder}) must be smaller than window_length ({self.window_length}); "
-                f"use polyorder <= {self.window_length - 1} or a longer window."
-            )
+        if self.smooth:
+            check_savgol_settings(self.window_length, self.polyorder)
 
 
 #: the defaults, for the signatures of the public functions (``num_frames: int = PYRAMID_DEFAULTS.num_frames``)

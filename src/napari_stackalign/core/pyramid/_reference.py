@@ -26,6 +26,7 @@ from ._engine import (
     FLAG_FAILED,
     FLAG_UNUSABLE,
     FramePreparer,
+    FrameRun,
     Levels,
     PyramidEstimator,
     Template,
@@ -146,8 +147,7 @@ def build_reference(
     subset = np.unique(np.round(np.linspace(0, n_frames - 1, min(SEED_PASS_FRAMES, n_frames))).astype(np.int64))
     subset = np.union1d(subset, [seed_at])
     every = np.arange(n_frames)
-    total = subset.size + n_frames
-    done = 0
+    run = FrameRun(pool, chunk_size, progress, "reference", total=subset.size + n_frames, follow=True)
     passes = 0
     previous: np.ndarray | None = None
     shifts = np.zeros((n_frames, 2))
@@ -155,33 +155,9 @@ def build_reference(
     for indices in (subset, every, every):
         estimator = PyramidEstimator(template, levels, max_movement, kernel=kernel, fit_gain=fit_gain, upto=upto)
         level = estimator.active[-1]
-        acc = TemplateAccumulator(preparer.shape, preparer.normalize, kernel)
-        res = run_frames(
-            stack,
-            indices,
-            preparer,
-            estimator,
-            pool=pool,
-            chunk_size=chunk_size,
-            progress=progress,
-            stage="reference",
-            done_offset=done,
-            total=total,
-            follow=True,
-            accumulate=np.ones(indices.size, bool),
-            accumulator=acc,
-        )
-        done += indices.size
+        template, found = _averaging_pass(stack, indices, preparer, estimator, run)
+        run.done_offset += indices.size
         passes += 1
-        found = res.shifts.copy()
-        found[(res.flags & FLAG_UNUSABLE) > 0] = np.nan
-        # re-centre the template on the frames' median position (whole
-        # pixels): zero shift is then the natural guess for every frame,
-        # which settles the period ambiguity of lattices the same way
-        # wherever and however the frames are processed
-        step = np.round(np.nanmedian(found, axis=0)) if np.isfinite(found).any() else np.zeros(2)
-        template = acc.template().moved((int(step[0]), int(step[1])))
-        found -= step
         if indices is subset:
             previous = found
             continue
@@ -199,9 +175,32 @@ def build_reference(
         ):
             break
         previous = shifts[subset]
-        total += n_frames
-    report(progress, total, total, "reference")
+        run.total += n_frames
+    report(progress, run.total, run.total, "reference")
     return ReferenceResult(template, shifts, passes, level)
+
+
+def _averaging_pass(
+    stack: Any, indices: np.ndarray, preparer: FramePreparer, estimator: PyramidEstimator, run: FrameRun
+) -> tuple[Template, np.ndarray]:
+    """Register frames ``indices`` to the estimator's template and average them.
+
+    Returns the new template, re-centred on the frames' median position, and
+    the frames' shifts against it (NaN for unusable frames).
+    """
+    acc = TemplateAccumulator(preparer.shape, preparer.normalize, estimator.kernel)
+    run.accumulate = np.ones(indices.size, bool)
+    run.accumulator = acc
+    res = run_frames(stack, indices, preparer, estimator, run)
+    found = res.shifts.copy()
+    found[(res.flags & FLAG_UNUSABLE) > 0] = np.nan
+    # re-centre the template on the frames' median position (whole
+    # pixels): zero shift is then the natural guess for every frame,
+    # which settles the period ambiguity of lattices the same way
+    # wherever and however the frames are processed
+    step = np.round(np.nanmedian(found, axis=0)) if np.isfinite(found).any() else np.zeros(2)
+    template = acc.template().moved((int(step[0]), int(step[1])))
+    return template, found - step
 
 
 def _confirmed(

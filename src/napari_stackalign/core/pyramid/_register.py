@@ -23,7 +23,7 @@ without its failure modes:
 - every frame is registered, frame 0 included;
 - ``iterate`` re-estimates against a template refined from the registered
   frames; the result is one transform per frame, so the pixels are resampled
-  once (by :func:`~napari_stackalign.core.apply._warp.apply_transforms`);
+  once (by :func:`~napari_stackalign.core.apply.apply_transforms`);
 - a rectangle ``roi`` and/or a ``mask`` restrict what is compared (a burned-in
   label cannot anchor the match); NaN pixels are ignored;
 - frames are read and processed chunk by chunk, so memory stays flat for
@@ -33,8 +33,6 @@ without its failure modes:
 from __future__ import annotations
 
 import contextlib
-import itertools
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,130 +40,33 @@ import numpy as np
 
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
+from ..checks import check_stack
 from ..workers import estimation_workers, thread_pool
+from ._options import PYRAMID_DEFAULTS, PyramidOptions
+from ._stages import plan_pyramid, run_stages
 
-__all__ = ["DEFAULT_RATES", "QUALITY_FRACTION", "register_pyramid"]
-
-#: the reference tool's default pyramid
-DEFAULT_RATES = (1 / 8, 1 / 4, 1 / 2, 1)
-#: frames whose quality is below this fraction of the median are flagged
-QUALITY_FRACTION = 0.5
-
-
-def _check_stack(stack: Any) -> tuple[int, int, int]:
-    shape = getattr(stack, "shape", None)
-    if shape is None:
-        raise ValueError("stack must be an array-like with a shape (numpy, memmap, h5py or dask array).")
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 2:
-        raise ValueError(
-            f"expected a (T, Y, X) time series, got a single 2-D image of shape {shape}; "
-            "there is nothing to register."
-        )
-    if len(shape) != 3:
-        raise ValueError(
-            f"expected a (T, Y, X) time series, got shape {shape}; for a (T, C, Y, X) stack "
-            "register one channel (stack[:, c]) and apply the transforms to all channels."
-        )
-    if shape[0] < 1:
-        raise ValueError("the stack has no frames.")
-    dtype = np.dtype(getattr(stack, "dtype", np.float32))
-    if dtype.kind not in "biuf":
-        raise ValueError(f"cannot register a stack of dtype {dtype}; use integer or float data.")
-    return shape  # type: ignore[return-value]
-
-
-def _check_rates(rates: Any) -> tuple[float, ...]:
-    if isinstance(rates, (str, bytes)) or not isinstance(rates, Sequence) and not isinstance(rates, np.ndarray):
-        raise ValueError(  # noqa: TRY004 - the house rule: bad values raise ValueError
-            f"downsample_rates must be a sequence of numbers like (1/8, 1/4, 1/2, 1), got {rates!r}."
-        )
-    try:
-        values = tuple(float(r) for r in rates)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"downsample_rates must hold numbers, got {rates!r}.") from exc
-    if not values:
-        raise ValueError("downsample_rates is empty; give at least one rate, e.g. (1/8, 1/4, 1/2, 1).")
-    if not all(np.isfinite(r) and 0 < r <= 1 for r in values):
-        raise ValueError(f"every downsample rate must be in (0, 1] (1 = full resolution), got {list(values)}.")
-    if any(b <= a for a, b in itertools.pairwise(values)):
-        raise ValueError(
-            f"downsample_rates must increase strictly (coarse to fine, e.g. (1/8, 1/4, 1/2, 1)), got {list(values)}."
-        )
-    return values
-
-
-def _check_roi(roi: Any, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    if roi is None:
-        return None
-    try:
-        vals = [int(v) for v in roi]
-        exact = all(float(v) == int(v) for v in roi)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"roi must be (row_start, row_stop, col_start, col_stop) integers, got {roi!r}.") from exc
-    if len(vals) != 4 or not exact:
-        raise ValueError(f"roi must be four integers (row_start, row_stop, col_start, col_stop), got {roi!r}.")
-    r0, r1, c0, c1 = vals
-    h, w = shape
-    if not (0 <= r0 < r1 <= h and 0 <= c0 < c1 <= w):
-        raise ValueError(
-            f"roi {tuple(vals)} is not a rectangle inside the {h}x{w} frame "
-            "(need 0 <= row_start < row_stop <= Y and 0 <= col_start < col_stop <= X)."
-        )
-    if r1 - r0 < 16 or c1 - c0 < 16:
-        raise ValueError(f"roi {tuple(vals)} is smaller than 16x16 pixels; choose a larger region.")
-    return r0, r1, c0, c1
-
-
-def _check_mask(mask: Any, shape: tuple[int, int]) -> np.ndarray | None:
-    if mask is None:
-        return None
-    arr = np.asarray(mask)
-    if arr.shape != shape:
-        raise ValueError(f"mask has shape {arr.shape} but frames are {shape}; give a (Y, X) boolean array.")
-    if arr.dtype != bool:
-        if arr.dtype.kind not in "biu" or not np.isin(arr, (0, 1)).all():
-            raise ValueError("mask must be boolean (True = compare this pixel).")
-        arr = arr.astype(bool)
-    if arr.sum() < 256:
-        raise ValueError("the mask keeps fewer than 256 pixels; keep more of the frame (True = compare).")
-    return arr
-
-
-def _int_param(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}.")
-    return int(value)
-
-
-def _interpolate_missing(shifts: np.ndarray, good: np.ndarray) -> np.ndarray:
-    """Fill rows where ``good`` is False by linear interpolation over time
-    (nearest value beyond the ends)."""
-    out = shifts.copy()
-    idx = np.arange(len(shifts))
-    for axis in range(2):
-        out[~good, axis] = np.interp(idx[~good], idx[good], shifts[good, axis])
-    return out
+__all__ = ["register_pyramid"]
 
 
 def register_pyramid(
     stack: Any,
     *,
-    num_frames: int = 100,
-    downsample_rates: Sequence[float] = DEFAULT_RATES,
-    max_movement: float = 0.5,
-    iterate: int = 1,
-    smooth: bool = False,
-    window_length: int = 11,
-    polyorder: int = 3,
-    roi: tuple[int, int, int, int] | None = None,
-    mask: np.ndarray | None = None,
-    normalize: bool = True,
+    num_frames: int = PYRAMID_DEFAULTS.num_frames,
+    downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
+    max_movement: float = PYRAMID_DEFAULTS.max_movement,
+    iterate: int = PYRAMID_DEFAULTS.iterate,
+    smooth: bool = PYRAMID_DEFAULTS.smooth,
+    window_length: int = PYRAMID_DEFAULTS.window_length,
+    polyorder: int = PYRAMID_DEFAULTS.polyorder,
+    roi: tuple[int, int, int, int] | None = PYRAMID_DEFAULTS.roi,
+    mask: np.ndarray | None = PYRAMID_DEFAULTS.mask,
+    normalize: bool = PYRAMID_DEFAULTS.normalize,
     reference: np.ndarray | None = None,
-    kernel: str = "lagrange6",
-    chunk_size: int = 64,
+    kernel: str = PYRAMID_DEFAULTS.kernel,
+    chunk_size: int = PYRAMID_DEFAULTS.chunk_size,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
+    options: PyramidOptions | None = None,
 ) -> FrameTransforms:
     """Estimate one translation per frame by coarse-to-fine correlation.
 
@@ -226,12 +127,15 @@ def register_pyramid(
     workers : int, optional
         Threads that estimate frames (default 1: frame estimation is bound
         by the GIL and a second thread slows it down, see
-        :func:`~napari_stackalign.progress.estimation_workers`).
+        :func:`~napari_stackalign.core.workers.estimation_workers`).
     progress : callable, optional
         ``progress(done, total, stage)`` with stages ``"reference"`` (template
         building; ``"template k/n"`` for the refinements when iterating, which
         read only the template frames) and ``"estimate"`` (every frame); may
         raise :class:`~napari_stackalign.core.Cancelled`.
+    options : PyramidOptions, optional
+        All the options above in one object (checked when built); an explicit
+        keyword that differs from its default overrides it.
 
     Returns
     -------
@@ -261,28 +165,11 @@ def register_pyramid(
         For a stack that is not (T, Y, X), bad parameters, a window longer
         than the stack when smoothing, or a stack without any usable frame.
     """
+    opts = PyramidOptions.from_call(options, locals())
+    n_total = check_stack(stack)[0]
     # one implementation of the orchestration: the stages that the streaming
-    # and cluster paths run in pieces (imported here: they use this module's checks)
-    from ._stages import plan_pyramid, run_stages
-
-    n_total = _check_stack(stack)[0]
-    job = plan_pyramid(
-        tuple(stack.shape),
-        stack.dtype,
-        num_frames=num_frames,
-        downsample_rates=downsample_rates,
-        max_movement=max_movement,
-        iterate=iterate,
-        smooth=smooth,
-        window_length=window_length,
-        polyorder=polyorder,
-        roi=roi,
-        mask=mask,
-        normalize=normalize,
-        kernel=kernel,
-        chunk_size=chunk_size,
-        user_reference=reference is not None,
-    )
+    # and cluster paths run in pieces
+    job = plan_pyramid(tuple(stack.shape), stack.dtype, opts, user_reference=reference is not None)
     workers = estimation_workers(workers)
     with thread_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
         _, result = run_stages(stack, job, reference=reference, pool=pool, progress=progress)

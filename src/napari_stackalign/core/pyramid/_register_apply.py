@@ -4,7 +4,7 @@
 ``apply_transforms(stack, register_pyramid(stack))`` gives, bit for bit, in
 less time. Without smoothing, the only stack-wide step that moves a usable
 frame is the anchoring, and its offset is fixed with the template (see
-:class:`~._pyramid_stages.TemplateState`), so a frame's correction is final
+:class:`~napari_stackalign.core.pyramid._stages.TemplateState`), so a frame's correction is final
 as soon as the frame is estimated. Each chunk is resampled in a background
 thread while the next chunk is estimated, which uses the cores that
 estimation (bound by the GIL, one thread) leaves idle.
@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import cv2
@@ -36,10 +37,12 @@ from ..apply import (
     result_dtype,
     warp_chunk,
 )
+from ..checks import check_stack
 from ..workers import default_workers, estimation_workers, thread_pool
 from ._engine import FrameResults
-from ._register import _check_stack
+from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._stages import (
+    PyramidJob,
     TemplateState,
     concat_results,
     corrections,
@@ -95,6 +98,18 @@ def _opencv_single_thread() -> Iterator[None]:
 def register_and_apply(
     stack: Any,
     *,
+    num_frames: int = PYRAMID_DEFAULTS.num_frames,
+    downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
+    max_movement: float = PYRAMID_DEFAULTS.max_movement,
+    iterate: int = PYRAMID_DEFAULTS.iterate,
+    smooth: bool = PYRAMID_DEFAULTS.smooth,
+    window_length: int = PYRAMID_DEFAULTS.window_length,
+    polyorder: int = PYRAMID_DEFAULTS.polyorder,
+    roi: tuple[int, int, int, int] | None = PYRAMID_DEFAULTS.roi,
+    mask: np.ndarray | None = PYRAMID_DEFAULTS.mask,
+    normalize: bool = PYRAMID_DEFAULTS.normalize,
+    kernel: str = PYRAMID_DEFAULTS.kernel,
+    chunk_size: int = PYRAMID_DEFAULTS.chunk_size,
     reference: np.ndarray | None = None,
     order: int = 1,
     border: str = "constant",
@@ -103,7 +118,7 @@ def register_and_apply(
     workers: int | None = None,
     apply_workers: int | None = None,
     progress: ProgressCallback | None = None,
-    **options: Any,
+    options: PyramidOptions | None = None,
 ) -> AlignedStack:
     """Register a (T, Y, X) stack by pyramid registration and resample it.
 
@@ -115,12 +130,16 @@ def register_and_apply(
     stack : array-like, shape (T, Y, X)
         Numpy array, memmap, h5py dataset or dask array (dask input gives a
         lazy dask output, computed after the estimation).
+    num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, kernel, chunk_size
+        The registration's options, as for
+        :func:`~napari_stackalign.core.pyramid.register_pyramid` (see
+        :class:`~napari_stackalign.core.pyramid.PyramidOptions`).
     reference : ndarray, shape (Y, X), optional
         A template to register to (see
-        :func:`~napari_stackalign.core.pyramid._register.register_pyramid`).
+        :func:`~napari_stackalign.core.pyramid.register_pyramid`).
     order, border, cval, output_dtype
         Resampling options of
-        :func:`~napari_stackalign.core.apply._warp.apply_transforms`.
+        :func:`~napari_stackalign.core.apply.apply_transforms`.
     workers : int, optional
         Threads that estimate frames (default 1, see ``register_pyramid``).
     apply_workers : int, optional
@@ -133,11 +152,9 @@ def register_and_apply(
         frame is estimated: the last chunk, every frame when the template
         frames are the whole stack, and unusable frames) and ``"done"``; may raise
         :class:`~napari_stackalign.core.Cancelled`, which stops both steps.
-    **options
-        The other keywords of ``register_pyramid`` (``num_frames``,
-        ``downsample_rates``, ``max_movement``, ``iterate``, ``smooth``,
-        ``window_length``, ``polyorder``, ``roi``, ``mask``, ``normalize``,
-        ``kernel``, ``chunk_size``).
+    options : PyramidOptions, optional
+        The registration's options in one object; an explicit keyword that
+        differs from its default overrides it.
 
     Returns
     -------
@@ -151,69 +168,110 @@ def register_and_apply(
     ValueError
         As ``register_pyramid`` and ``apply_transforms`` do.
     """
-    n_total = _check_stack(stack)[0]
+    opts = PyramidOptions.from_call(options, locals())
+    n_total = check_stack(stack)[0]
     check_warp_options(order, border)
     out_dtype = result_dtype(np.dtype(stack.dtype), border, output_dtype)
-    job = plan_pyramid(tuple(stack.shape), stack.dtype, user_reference=reference is not None, **options)
-    warp_options = dict(order=order, border=border, cval=cval, output_dtype=output_dtype)
+    job = plan_pyramid(tuple(stack.shape), stack.dtype, opts, user_reference=reference is not None)
     n_est = estimation_workers(workers)
     est_pool = thread_pool(n_est) if n_est > 1 else contextlib.nullcontext()
 
-    if job.smooth or is_dask(stack):
+    if opts.smooth or is_dask(stack):
         # smoothing moves every frame once all are known; dask stays lazy
         with est_pool as pool:
             raw, final = run_stages(stack, job, reference=reference, pool=pool, progress=progress)
-        data = apply_transforms(stack, final, workers=apply_workers, progress=progress, **warp_options)
+        data = apply_transforms(
+            stack, final, order=order, border=border, cval=cval, output_dtype=output_dtype,
+            workers=apply_workers, progress=progress,
+        )
         report(progress, n_total, n_total, "done")
         return AlignedStack(data, final, raw)
 
-    out = np.empty(tuple(stack.shape), dtype=out_dtype)
-    used = np.full((n_total, 2, 3), np.nan)  # the matrix each frame was resampled with
-    chunk_kwargs = dict(order=order, border=border, cval=cval, out_dtype=out_dtype)
-    pending: list[Future] = []
-    # while estimating, one background thread resamples chunk after chunk
-    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stackalign-apply")
-    warped = 0  # frames 0:warped are handed to the background thread
+    overlap = _Overlap(stack, job, np.empty(tuple(stack.shape), dtype=out_dtype), order, border, cval)
+    try:
+        with _opencv_single_thread(), est_pool as pool:
+            raw, final = run_stages(
+                stack, job, reference=reference, pool=pool, progress=progress, on_chunk=overlap.on_chunk
+            )
+        overlap.wait()
+    finally:
+        overlap.shutdown()
+    overlap.warp_tail(final, apply_workers, progress)
+    report(progress, n_total, n_total, "done")
+    return AlignedStack(overlap.out, final, raw)
 
-    def warp(start: int, stop: int, mats: np.ndarray, pool: Any = None) -> None:
-        chunk = np.asarray(stack[start:stop])
-        warp_chunk(chunk, mats, pool=pool, result=out[start:stop], **chunk_kwargs)
 
-    def on_chunk(start: int, stop: int, parts: list[FrameResults], template: TemplateState) -> None:
-        nonlocal warped
-        if stop >= n_total:
+@dataclass(eq=False)
+class _Overlap:
+    """Resamples the frames of ``stack`` into ``out`` while they are estimated.
+
+    While estimating, one background thread resamples chunk after chunk
+    (:meth:`on_chunk`); :meth:`warp_tail` resamples, on every core, the frames
+    left once every frame is estimated.
+    """
+
+    stack: Any
+    job: PyramidJob
+    out: np.ndarray
+    order: int
+    border: str
+    cval: float
+
+    def __post_init__(self) -> None:
+        n_total = self.job.n_frames
+        #: the matrix each frame was resampled with
+        self.used = np.full((n_total, 2, 3), np.nan)
+        self.pending: list[Future] = []
+        self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stackalign-apply")
+        #: frames 0:warped are handed to the background thread
+        self.warped = 0
+
+    def warp(self, start: int, stop: int, mats: np.ndarray, pool: Any = None) -> None:
+        """Resample frames ``start:stop`` with ``mats`` into ``out``."""
+        chunk = np.asarray(self.stack[start:stop])
+        warp_chunk(
+            chunk, mats, pool=pool, result=self.out[start:stop], order=self.order, border=self.border,
+            cval=self.cval, out_dtype=self.out.dtype,
+        )
+
+    def on_chunk(self, start: int, stop: int, parts: list[FrameResults], template: TemplateState) -> None:
+        """The :data:`~napari_stackalign.core.pyramid._stages.ChunkHook`: hand the new frames to the background."""
+        if stop >= self.job.n_frames:
             return  # nothing left to overlap with: resampled below on every core
         # parts cover frames 0:stop in order; frames warped:stop are new
+        warped = self.warped
         shifts = parts[-1].shifts if warped == start else concat_results(parts).shifts[warped:stop]
         if template.anchor is not None:
             shifts = shifts - template.anchor
-        mats = corrections(job, shifts).to_cv2_matrices()
-        used[warped:stop] = mats
-        pending.append(background.submit(warp, warped, stop, mats))
-        warped = stop
+        mats = corrections(self.job, shifts).to_cv2_matrices()
+        self.used[warped:stop] = mats
+        self.pending.append(self.background.submit(self.warp, warped, stop, mats))
+        self.warped = stop
 
-    try:
-        with _opencv_single_thread():
-            with est_pool as pool:
-                raw, final = run_stages(stack, job, reference=reference, pool=pool, progress=progress, on_chunk=on_chunk)
-        for future in pending:
+    def wait(self) -> None:
+        """Wait for the background resampling (and raise what it raised)."""
+        for future in self.pending:
             future.result()
-    finally:
-        background.shutdown(wait=True, cancel_futures=True)
-    # the frames not resampled yet (the last chunk; every frame when the
-    # template frames are the whole stack) and those whose final matrix
-    # differs from the one they were resampled with (unusable frames)
-    final_mats = final.to_cv2_matrices()
-    tail = np.flatnonzero(~np.all(used == final_mats, axis=(1, 2)))
-    if tail.size:
+
+    def shutdown(self) -> None:
+        """Stop the background thread."""
+        self.background.shutdown(wait=True, cancel_futures=True)
+
+    def warp_tail(self, final: FrameTransforms, apply_workers: int | None, progress: ProgressCallback | None) -> None:
+        """Resample the frames not resampled yet (the last chunk; every frame
+        when the template frames are the whole stack) and those whose final
+        matrix differs from the one they were resampled with (unusable frames)."""
+        final_mats = final.to_cv2_matrices()
+        tail = np.flatnonzero(~np.all(self.used == final_mats, axis=(1, 2)))
+        if not tail.size:
+            return
+        chunk_size = self.job.chunk_size
         report(progress, 0, tail.size, "apply")
         done = 0
         with thread_pool(default_workers(apply_workers)) as pool:
             for run in np.split(tail, np.flatnonzero(np.diff(tail) != 1) + 1):
-                for a in range(int(run[0]), int(run[-1]) + 1, job.chunk_size):
-                    b = min(a + job.chunk_size, int(run[-1]) + 1)
-                    warp(a, b, final_mats[a:b], pool)
+                for a in range(int(run[0]), int(run[-1]) + 1, chunk_size):
+                    b = min(a + chunk_size, int(run[-1]) + 1)
+                    self.warp(a, b, final_mats[a:b], pool)
                     done += b - a
                     report(progress, done, tail.size, "apply")
-    report(progress, n_total, n_total, "done")
-    return AlignedStack(out, final, raw)

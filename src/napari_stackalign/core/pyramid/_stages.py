@@ -1,6 +1,6 @@
 """Pyramid registration split into stages that can run in different places.
 
-:func:`~napari_stackalign.core.pyramid._register.register_pyramid` runs these stages in
+:func:`~napari_stackalign.core.pyramid.register_pyramid` runs these stages in
 one call on one machine. Streaming a stack far larger than memory, or
 spreading it over a dask cluster, runs the same stages at their natural seams:
 
@@ -27,13 +27,14 @@ exactly (bit for bit) the single-call result; the tests check it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ...progress import ProgressCallback
 from ...transforms import FrameTransforms
+from ..checks import check_mask, check_roi, check_stack
 from ..smoothing import check_savgol, smooth_transforms
 from ._engine import (
     FLAG_AT_EDGE,
@@ -43,6 +44,7 @@ from ._engine import (
     MIN_LEVEL_SIZE,
     FramePreparer,
     FrameResults,
+    FrameRun,
     Levels,
     PyramidEstimator,
     Template,
@@ -50,19 +52,13 @@ from ._engine import (
     run_frames,
 )
 from ._lucas_kanade import KERNELS
+from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._reference import build_reference
-from ._register import (
-    DEFAULT_RATES,
-    QUALITY_FRACTION,
-    _check_mask,
-    _check_rates,
-    _check_roi,
-    _check_stack,
-    _int_param,
-    _interpolate_missing,
-)
 
 __all__ = [
+    "MIN_MASK_PIXELS",
+    "MIN_ROI_SIZE",
+    "QUALITY_FRACTION",
     "ChunkHook",
     "PyramidJob",
     "TemplateState",
@@ -75,6 +71,13 @@ __all__ = [
     "run_stages",
 ]
 
+#: frames whose quality is below this fraction of the median are flagged
+QUALITY_FRACTION = 0.5
+#: smallest ROI height and width (px)
+MIN_ROI_SIZE = 16
+#: fewest pixels a mask must keep
+MIN_MASK_PIXELS = 256
+
 #: ``hook(start, stop, parts, state)`` after frames ``start:stop`` are
 #: estimated; ``parts`` holds the results of every range so far, in frame
 #: order, and ``state`` is the template they were estimated against
@@ -85,68 +88,64 @@ ChunkHook = Callable[[int, int, list["FrameResults"], "TemplateState"], None]
 class PyramidJob:
     """Checked parameters of one pyramid registration (picklable).
 
-    ``n_frames`` and ``frame_shape`` describe the stack; the other fields are
-    the parameters of :func:`~napari_stackalign.core.pyramid._register.register_pyramid`.
+    ``n_frames`` and ``frame_shape`` describe the stack, ``options`` are the
+    options of :func:`~napari_stackalign.core.pyramid.register_pyramid`, checked
+    against that stack (the ROI inside the frame, a boolean mask of the
+    frame's shape), and ``user_reference`` says whether a reference image is given.
     """
 
     n_frames: int
     frame_shape: tuple[int, int]
-    num_frames: int
-    rates: tuple[float, ...]
-    max_movement: float
-    iterate: int
-    smooth: bool
-    window_length: int
-    polyorder: int
-    roi: tuple[int, int, int, int] | None
-    mask: np.ndarray | None = field(repr=False)
-    normalize: bool
-    kernel: str
-    chunk_size: int
-    user_reference: bool
+    options: PyramidOptions
+    user_reference: bool = False
+
+    @property
+    def chunk_size(self) -> int:
+        """Frames read and processed at a time."""
+        return self.options.chunk_size
 
     @property
     def n_template(self) -> int:
         """Number of leading frames the template is made of."""
-        return min(self.num_frames, self.n_frames)
+        return min(self.options.num_frames, self.n_frames)
 
     @property
     def crop_shape(self) -> tuple[int, int]:
         """Shape of the compared area (the ROI, else the frame)."""
-        if self.roi is None:
+        roi = self.options.roi
+        if roi is None:
             return self.frame_shape
-        return (self.roi[1] - self.roi[0], self.roi[3] - self.roi[2])
+        return (roi[1] - roi[0], roi[3] - roi[2])
 
     @property
     def levels(self) -> Levels:
         """Pyramid geometry of the compared area."""
-        return Levels(self.crop_shape, self.rates)
+        return Levels(self.crop_shape, self.options.downsample_rates)
 
     def preparer(self) -> FramePreparer:
         """A fresh frame preparer (not picklable itself: build one per process)."""
-        return FramePreparer(self.frame_shape, self.roi, self.mask, self.normalize, self.levels, KERNELS[self.kernel])
+        opts = self.options
+        return FramePreparer(self.frame_shape, opts.roi, opts.mask, opts.normalize, self.levels, KERNELS[opts.kernel])
 
     def estimator(self, template: Template) -> PyramidEstimator:
         """The estimator of the final pass against ``template``."""
-        return PyramidEstimator(template, self.levels, self.max_movement, kernel=self.kernel, fit_gain=self.normalize)
+        opts = self.options
+        return PyramidEstimator(template, self.levels, opts.max_movement, kernel=opts.kernel, fit_gain=opts.normalize)
 
     def params(self) -> dict:
         """The ``params`` block of the result (as ``register_pyramid`` writes it)."""
-        return {
-            "num_frames": self.num_frames,
-            "downsample_rates": list(self.rates),
-            "max_movement": self.max_movement,
-            "iterate": self.iterate,
-            "smooth": self.smooth,
-            "window_length": self.window_length,
-            "polyorder": self.polyorder,
-            "roi": None if self.roi is None else list(self.roi),
-            "mask": self.mask is not None,
-            "normalize": self.normalize,
-            "reference": "user" if self.user_reference else "registered average of the first num_frames frames",
-            "kernel": self.kernel,
-            "template_frames": self.n_template,
-        }
+        reference = "user" if self.user_reference else "registered average of the first num_frames frames"
+        params: dict[str, Any] = {}
+        for name, value in self.options:
+            if name == "kernel":
+                params["reference"] = reference
+            if name != "chunk_size":
+                params[name] = value
+        params["downsample_rates"] = list(self.options.downsample_rates)
+        params["roi"] = None if self.options.roi is None else list(self.options.roi)
+        params["mask"] = self.options.mask is not None
+        params["template_frames"] = self.n_template
+        return params
 
 
 class _Shape:
@@ -160,77 +159,52 @@ class _Shape:
 def plan_pyramid(
     shape: Sequence[int],
     dtype: Any,
+    options: PyramidOptions | None = None,
     *,
-    num_frames: int = 100,
-    downsample_rates: Sequence[float] = DEFAULT_RATES,
-    max_movement: float = 0.5,
-    iterate: int = 1,
-    smooth: bool = False,
-    window_length: int = 11,
-    polyorder: int = 3,
-    roi: tuple[int, int, int, int] | None = None,
-    mask: np.ndarray | None = None,
-    normalize: bool = True,
-    kernel: str = "lagrange6",
-    chunk_size: int = 64,
     user_reference: bool = False,
 ) -> PyramidJob:
-    """Check the parameters for a (T, Y, X) stack of ``shape`` and ``dtype``.
+    """Check the options for a (T, Y, X) stack of ``shape`` and ``dtype``.
 
-    The parameters mean what they mean for
-    :func:`~napari_stackalign.core.pyramid._register.register_pyramid`, and bad values
-    raise the same ``ValueError``.
+    Parameters
+    ----------
+    shape, dtype
+        The stack's shape and dtype.
+    options : PyramidOptions, optional
+        The registration's options (default ``PyramidOptions()``); the checks
+        that need the stack (the ROI inside the frame, the mask's shape, a
+        smoothing window no longer than the stack, a first level large
+        enough) raise the ``ValueError`` that
+        :func:`~napari_stackalign.core.pyramid.register_pyramid` raises.
+    user_reference : bool
+        Whether a reference image will be given to :func:`build_template`.
 
     Returns
     -------
     PyramidJob
     """
-    n_total, height, width = _check_stack(_Shape(shape, dtype))
-    num_frames = _int_param(num_frames, "num_frames", 1)
-    iterate = _int_param(iterate, "iterate", 1)
-    chunk_size = _int_param(chunk_size, "chunk_size", 1)
-    rates = _check_rates(downsample_rates)
-    try:
-        max_movement = float(max_movement)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"max_movement must be a number in (0, 1], got {max_movement!r}.") from exc
-    if not (np.isfinite(max_movement) and 0 < max_movement <= 1):
-        raise ValueError(
-            f"max_movement must be in (0, 1] (a fraction of the frame size split over +/-; "
-            f"0.5 allows +/-25 %), got {max_movement}."
-        )
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}.")
-    if smooth:
-        check_savgol(n_total, window_length, polyorder)
-    roi_t = _check_roi(roi, (height, width))
-    mask_arr = _check_mask(mask, (height, width))
-    job = PyramidJob(
-        n_frames=n_total,
-        frame_shape=(height, width),
-        num_frames=num_frames,
-        rates=rates,
-        max_movement=max_movement,
-        iterate=iterate,
-        smooth=bool(smooth),
-        window_length=int(window_length),
-        polyorder=int(polyorder),
-        roi=roi_t,
-        mask=mask_arr,
-        normalize=bool(normalize),
-        kernel=kernel,
-        chunk_size=chunk_size,
-        user_reference=bool(user_reference),
-    )
+    opts = PYRAMID_DEFAULTS if options is None else options
+    n_total, height, width = check_stack(_Shape(shape, dtype))
+    if opts.smooth:
+        check_savgol(n_total, opts.window_length, opts.polyorder)
+    check_roi(opts.roi, (height, width), min_size=MIN_ROI_SIZE)
+    mask = check_mask(opts.mask, (height, width), min_pixels=MIN_MASK_PIXELS)
+    if mask is not opts.mask:
+        opts = opts.replace(mask=mask)
+    job = PyramidJob(n_total, (height, width), opts, bool(user_reference))
+    _check_first_level(job)
+    return job
+
+
+def _check_first_level(job: PyramidJob) -> None:
+    """Raise unless the first pyramid level keeps at least ``MIN_LEVEL_SIZE`` px."""
     crop = job.crop_shape
     lh, lw = job.levels.shapes[0]
     if min(lh, lw) < MIN_LEVEL_SIZE:
         raise ValueError(
-            f"the first downsample rate {rates[0]:g} makes {lh}x{lw} px images from {crop[0]}x{crop[1]} "
-            f"px frames; use rates that keep at least {MIN_LEVEL_SIZE} px (e.g. start at "
+            f"the first downsample rate {job.options.downsample_rates[0]:g} makes {lh}x{lw} px images from "
+            f"{crop[0]}x{crop[1]} px frames; use rates that keep at least {MIN_LEVEL_SIZE} px (e.g. start at "
             f"{MIN_LEVEL_SIZE / min(crop):.3g} or higher)."
         )
-    return job
 
 
 @dataclass
@@ -306,62 +280,78 @@ def build_template(
     if (reference is not None) != job.user_reference:
         raise ValueError("plan the job with user_reference=True exactly when a reference image is given.")
     preparer = job.preparer()
-    levels = job.levels
-    n_template = job.n_template
     if reference is not None:
-        ref = np.asarray(reference)
-        if ref.shape != job.frame_shape:
-            raise ValueError(f"reference has shape {ref.shape}; it must be one (Y, X) = {job.frame_shape} image.")
-        prepared_ref = preparer(ref)
-        if not (prepared_ref.usable and float(prepared_ref.image.max()) > float(prepared_ref.image.min())):
-            raise ValueError("the reference image is constant (or entirely masked/NaN); it cannot be matched.")
-        template = Template.from_prepared(prepared_ref, job.normalize)
-        init = None
-        init_level = -1
-        passes = 0
-        anchor = None
+        state = _user_template(reference, job, preparer)
     else:
-        ref_result = build_reference(
-            stack,
-            n_template,
-            preparer,
-            levels,
-            job.max_movement,
-            kernel=job.kernel,
-            fit_gain=job.normalize,
-            pool=pool,
-            chunk_size=job.chunk_size,
-            progress=progress,
-        )
-        template = ref_result.template
-        init = np.asarray(ref_result.shifts, dtype=np.float64)
-        init_level = ref_result.level
-        passes = ref_result.passes
-        anchor = _mean_position(init, np.isfinite(init).all(axis=1))
-    indices = np.arange(n_template)
-    for it in range(job.iterate - 1):
-        # a refinement pass: only the template frames feed the next template
-        acc = TemplateAccumulator(job.crop_shape, job.normalize, job.kernel)
-        refined = run_frames(
-            stack,
-            indices,
-            preparer,
-            job.estimator(template),
-            pool=pool,
-            chunk_size=job.chunk_size,
-            progress=progress,
-            stage=f"template {it + 1}/{job.iterate - 1}",
-            init=init if it == 0 else None,
-            init_level=init_level,
-            accumulate=np.ones(n_template, bool),
-            accumulator=acc,
-        )
-        template = acc.template()
-        if reference is None:
-            anchor = _mean_position(refined.shifts, (refined.flags & FLAG_UNUSABLE) == 0)
-    if job.iterate > 1:
-        init = None
-    return TemplateState(template, init, init_level, passes, anchor)
+        state = _registered_template(stack, job, preparer, pool, progress)
+    for it in range(job.options.iterate - 1):
+        state = _refinement_pass(stack, job, preparer, state, it, pool, progress)
+    if job.options.iterate > 1:
+        state.init = None
+    return state
+
+
+def _user_template(reference: np.ndarray, job: PyramidJob, preparer: FramePreparer) -> TemplateState:
+    """The template of a user's reference image (checked)."""
+    ref = np.asarray(reference)
+    if ref.shape != job.frame_shape:
+        raise ValueError(f"reference has shape {ref.shape}; it must be one (Y, X) = {job.frame_shape} image.")
+    prepared_ref = preparer(ref)
+    if not (prepared_ref.usable and float(prepared_ref.image.max()) > float(prepared_ref.image.min())):
+        raise ValueError("the reference image is constant (or entirely masked/NaN); it cannot be matched.")
+    return TemplateState(Template.from_prepared(prepared_ref, job.options.normalize), None, -1, 0, None)
+
+
+def _registered_template(
+    stack: Any, job: PyramidJob, preparer: FramePreparer, pool: Any, progress: ProgressCallback | None
+) -> TemplateState:
+    """The registered average of the template frames (see :func:`build_reference`)."""
+    opts = job.options
+    ref_result = build_reference(
+        stack,
+        job.n_template,
+        preparer,
+        job.levels,
+        opts.max_movement,
+        kernel=opts.kernel,
+        fit_gain=opts.normalize,
+        pool=pool,
+        chunk_size=opts.chunk_size,
+        progress=progress,
+    )
+    init = np.asarray(ref_result.shifts, dtype=np.float64)
+    anchor = _mean_position(init, np.isfinite(init).all(axis=1))
+    return TemplateState(ref_result.template, init, ref_result.level, ref_result.passes, anchor)
+
+
+def _refinement_pass(
+    stack: Any,
+    job: PyramidJob,
+    preparer: FramePreparer,
+    state: TemplateState,
+    it: int,
+    pool: Any,
+    progress: ProgressCallback | None,
+) -> TemplateState:
+    """Refinement pass ``it`` (from 0): only the template frames feed the next template."""
+    opts = job.options
+    n_template = job.n_template
+    acc = TemplateAccumulator(job.crop_shape, opts.normalize, opts.kernel)
+    run = FrameRun(
+        pool,
+        opts.chunk_size,
+        progress,
+        f"template {it + 1}/{opts.iterate - 1}",
+        init=state.init if it == 0 else None,
+        init_level=state.init_level,
+        accumulate=np.ones(n_template, bool),
+        accumulator=acc,
+    )
+    refined = run_frames(stack, np.arange(n_template), preparer, job.estimator(state.template), run)
+    anchor = state.anchor
+    if not job.user_reference:
+        anchor = _mean_position(refined.shifts, (refined.flags & FLAG_UNUSABLE) == 0)
+    return TemplateState(acc.template(), state.init, state.init_level, state.reference_passes, anchor)
 
 
 def _mean_position(shifts: np.ndarray, usable: np.ndarray) -> np.ndarray:
@@ -416,20 +406,27 @@ def estimate_range(
         raise ValueError(f"frame range {start}:{stop} is outside the {job.n_frames} frames.")
     preparer = job.preparer() if preparer is None else preparer
     estimator = job.estimator(state.template) if estimator is None else estimator
-    return run_frames(
-        stack,
-        np.arange(start - offset, stop - offset),
-        preparer,
-        estimator,
-        pool=pool,
-        chunk_size=job.chunk_size,
-        progress=progress,
-        stage="estimate",
+    run = FrameRun(
+        pool,
+        job.chunk_size,
+        progress,
+        "estimate",
         done_offset=start if done_offset is None else done_offset,
         total=job.n_frames if total is None else total,
         init=state.init_for(start, stop),
         init_level=state.init_level,
     )
+    return run_frames(stack, np.arange(start - offset, stop - offset), preparer, estimator, run)
+
+
+def _interpolate_missing(shifts: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """Fill rows where ``good`` is False by linear interpolation over time
+    (nearest value beyond the ends)."""
+    out = shifts.copy()
+    idx = np.arange(len(shifts))
+    for axis in range(2):
+        out[~good, axis] = np.interp(idx[~good], idx[good], shifts[good, axis])
+    return out
 
 
 def concat_results(parts: Sequence[FrameResults]) -> FrameResults:
@@ -506,7 +503,8 @@ def finish(
         "not_converged": int(np.sum((flags & FLAG_NOT_CONVERGED) > 0)),
     }
     raw = corrections(job, shifts, quality=quality, ok=ok, method="pyramid", params=params)
-    final = smooth_transforms(raw, window_length=job.window_length, polyorder=job.polyorder) if job.smooth else raw
+    opts = job.options
+    final = smooth_transforms(raw, window_length=opts.window_length, polyorder=opts.polyorder) if opts.smooth else raw
     return raw, final
 
 

@@ -18,9 +18,9 @@ size with memory bounded by ``memory_limit``:
   cancellation leaves neither a partial output nor a temporary file.
 
 The transforms are exactly those of
-:func:`~napari_stackalign.core.pyramid._register.register_pyramid` on the whole stack in
+:func:`~napari_stackalign.core.pyramid.register_pyramid` on the whole stack in
 memory (the per-frame estimate does not depend on the chunking), and the
-pixels exactly those of :func:`~napari_stackalign.core.apply._warp.apply_transforms`.
+pixels exactly those of :func:`~napari_stackalign.core.apply.apply_transforms`.
 
 :func:`register_stack_to_file` does the same for an array that is already
 open (a napari layer's data, a dask array), for the napari widget.
@@ -29,6 +29,7 @@ open (a napari layer's data, a dask array), for the napari widget.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +39,15 @@ import numpy as np
 
 from ..._version import __version__
 from ...files import check_writable_dir
+from ...io import write_stack
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
-from ..apply import WarpedFrames
-from ..frames import FileFrames, ReadAhead, as_frames, frame_ranges
+from ..apply import WarpedFrames, check_warp_options, result_dtype
+from ..checks import STACK_AXES
+from ..frames import ChannelFrames, FileFrames, ReadAhead, as_frames, frame_ranges
 from ..workers import default_workers, estimation_workers, thread_pool
-from ._register import DEFAULT_RATES
+from ._distributed import cluster_estimator
+from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._stages import PyramidJob, build_template, estimate_range, finish, plan_pyramid
 
 __all__ = [
@@ -119,7 +123,7 @@ def plan_chunks(
     out_dtype: Any,
     *,
     memory_limit: int,
-    chunk_size: int = 64,
+    chunk_size: int = PYRAMID_DEFAULTS.chunk_size,
     workers: int = 1,
 ) -> ChunkPlan:
     """Chunk sizes that keep the frame buffers within ``memory_limit`` bytes.
@@ -202,8 +206,6 @@ def suggest_output_path(source_path: str | os.PathLike | None, name: str, *, suf
     """
     if suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"suffix must be one of {OUTPUT_SUFFIXES}, got {suffix!r}.")
-    import tempfile
-
     folder, stem = Path(tempfile.gettempdir()), name
     if source_path is not None:
         src = Path(source_path).expanduser()
@@ -273,8 +275,6 @@ def _estimation_view(frames: Any, channel: int | None) -> Any:
             raise ValueError(f"the stack has {n} channels: choose the one to estimate the motion on (channel=0..{n - 1}).")
         if not 0 <= int(channel) < n:
             raise ValueError(f"channel {channel} does not exist: the stack has {n} channels (0-{n - 1}).")
-        from ..frames import ChannelFrames
-
         return ChannelFrames(frames, int(channel))
     raise ValueError(f"expected a (T, Y, X) or (T, C, Y, X) stack, got shape {tuple(frames.shape)}.")
 
@@ -314,8 +314,6 @@ def _write(
     write: Mapping[str, Any],
     progress: ProgressCallback | None,
 ) -> Path:
-    from ...io import write_stack
-
     ranges = frame_ranges(0, int(frames.shape[0]), block)
     with ReadAhead(frames, ranges) as ahead, WarpedFrames(ahead, transforms, block=block, workers=workers, **warp) as warped:
         return write_stack(output, warped, transforms=transforms, progress=progress, **write)
@@ -326,21 +324,21 @@ def register_stack_to_file(
     output_path: str | os.PathLike,
     *,
     channel: int | None = None,
-    num_frames: int = 100,
-    downsample_rates: Sequence[float] = DEFAULT_RATES,
-    max_movement: float = 0.5,
-    iterate: int = 1,
-    smooth: bool = False,
-    window_length: int = 11,
-    polyorder: int = 3,
-    roi: tuple[int, int, int, int] | None = None,
-    mask: np.ndarray | None = None,
-    normalize: bool = True,
+    num_frames: int = PYRAMID_DEFAULTS.num_frames,
+    downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
+    max_movement: float = PYRAMID_DEFAULTS.max_movement,
+    iterate: int = PYRAMID_DEFAULTS.iterate,
+    smooth: bool = PYRAMID_DEFAULTS.smooth,
+    window_length: int = PYRAMID_DEFAULTS.window_length,
+    polyorder: int = PYRAMID_DEFAULTS.polyorder,
+    roi: tuple[int, int, int, int] | None = PYRAMID_DEFAULTS.roi,
+    mask: np.ndarray | None = PYRAMID_DEFAULTS.mask,
+    normalize: bool = PYRAMID_DEFAULTS.normalize,
     reference: np.ndarray | None = None,
-    kernel: str = "lagrange6",
+    kernel: str = PYRAMID_DEFAULTS.kernel,
     transforms: FrameTransforms | None = None,
     memory_limit: int | str = DEFAULT_MEMORY_LIMIT,
-    chunk_size: int = 64,
+    chunk_size: int = PYRAMID_DEFAULTS.chunk_size,
     workers: int | None = None,
     order: int = 1,
     border: str = "constant",
@@ -354,6 +352,7 @@ def register_stack_to_file(
     source_path: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    options: PyramidOptions | None = None,
 ) -> RegisteredFile:
     """Register an open stack and stream the result into a file.
 
@@ -374,7 +373,7 @@ def register_stack_to_file(
     channel : int, optional
         For (T, C, Y, X) stacks: the channel to estimate on.
     num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
-        As for :func:`~napari_stackalign.core.pyramid._register.register_pyramid`.
+        As for :func:`~napari_stackalign.core.pyramid.register_pyramid`.
     transforms : FrameTransforms, optional
         Skip estimation and apply these (one per frame).
     memory_limit : int or str
@@ -386,7 +385,7 @@ def register_stack_to_file(
     workers : int, optional
         Threads (all cores by default).
     order, border, cval, output_dtype
-        Resampling, as for :func:`~napari_stackalign.core.apply._warp.apply_transforms`.
+        Resampling, as for :func:`~napari_stackalign.core.apply.apply_transforms`.
     compression : {"none", "lzf", "zlib", "auto"} or None
         Output compression (as for :func:`~napari_stackalign.io.write_stack`).
         The default ``"none"`` keeps the write at disk speed; ``"lzf"``
@@ -403,6 +402,9 @@ def register_stack_to_file(
         ``"writing <name>"``. Raising
         :class:`~napari_stackalign.core.Cancelled` from it stops the run within
         one chunk and leaves no output and no temporary file.
+    options : PyramidOptions, optional
+        The registration's options in one object; an explicit keyword that
+        differs from its default overrides it.
 
     Returns
     -------
@@ -416,108 +418,98 @@ def register_stack_to_file(
         output without ``overwrite``, or a ``memory_limit`` too small for
         one frame.
     """
+    opts = PyramidOptions.from_call(options, locals())
     inputs = [Path(source_path).expanduser()] if source_path is not None else []
     out = _check_output(output_path, overwrite, inputs)
-    engine = {
-        "num_frames": num_frames,
-        "downsample_rates": downsample_rates,
-        "max_movement": max_movement,
-        "iterate": iterate,
-        "smooth": smooth,
-        "window_length": window_length,
-        "polyorder": polyorder,
-        "roi": roi,
-        "mask": mask,
-        "normalize": normalize,
-        "kernel": kernel,
-    }
     write = {"metadata": metadata, "scale": scale, "units": units, "axes": axes, "compression": compression, "overwrite": overwrite}
     warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype}
-    return _register_open(
-        stack,
-        out,
-        estimate=_estimate_here,
-        channel=channel,
-        engine=engine,
-        reference=reference,
-        transforms=transforms,
-        memory_limit=memory_limit,
-        chunk_size=chunk_size,
-        workers=workers,
-        warp=warp,
-        write=write,
-        source_path=source_path,
-        progress=progress,
-    )
+    run = _FileRun(opts, channel, reference, transforms, memory_limit, workers, warp, write, source_path, progress)
+    return _register_open(stack, out, _estimate_here, run)
 
 
-def _register_open(
-    stack: Any,
-    out: Path,
-    *,
-    estimate: Any,
-    channel: int | None,
-    engine: dict,
-    reference: np.ndarray | None,
-    transforms: FrameTransforms | None,
-    memory_limit: int | str,
-    chunk_size: int,
-    workers: int | None,
-    warp: dict,
-    write: dict,
-    source_path: Any,
-    progress: ProgressCallback | None,
-) -> RegisteredFile:
+@dataclass
+class _FileRun:
+    """The settings of one registration into a file, as the public functions received them.
+
+    ``warp`` holds the resampling options (``order``, ``border``, ``cval``,
+    ``output_dtype``), ``write`` the keywords of
+    :func:`~napari_stackalign.io.write_stack`; ``transforms`` (when given)
+    are applied instead of estimated.
+    """
+
+    options: PyramidOptions
+    channel: int | None
+    reference: np.ndarray | None
+    transforms: FrameTransforms | None
+    memory_limit: int | str
+    workers: int | None
+    warp: dict[str, Any]
+    write: dict[str, Any]
+    source_path: Any
+    progress: ProgressCallback | None
+
+
+def _check_stack_shape(shape: tuple[int, ...]) -> None:
+    """Raise unless ``shape`` is (T, Y, X) or (T, C, Y, X)."""
+    if len(shape) not in (3, 4):
+        if len(shape) == 2:
+            raise ValueError(f"expected a {STACK_AXES} time series, got a single 2-D image of shape {shape}.")
+        raise ValueError(f"expected a {STACK_AXES} or (T, C, Y, X) stack, got shape {shape}.")
+
+
+def _register_open(stack: Any, out: Path, estimate: Any, run: _FileRun) -> RegisteredFile:
     """:func:`register_stack_to_file` with checked output and packed options;
     ``estimate(frames, job, reference=, workers=, progress=)`` returns (raw, final)."""
     stack = as_frames(stack)
     shape = tuple(int(n) for n in stack.shape)
-    if len(shape) not in (3, 4):
-        if len(shape) == 2:
-            raise ValueError(f"expected a (T, Y, X) time series, got a single 2-D image of shape {shape}.")
-        raise ValueError(f"expected a (T, Y, X) or (T, C, Y, X) stack, got shape {shape}.")
-    n_workers = default_workers(workers)
-    from ..apply import check_warp_options, result_dtype
-
+    _check_stack_shape(shape)
+    n_workers = default_workers(run.workers)
+    warp = run.warp
     check_warp_options(warp["order"], warp["border"])
     out_dtype = result_dtype(np.dtype(stack.dtype), warp["border"], warp["output_dtype"])
-    budget = parse_memory_limit(memory_limit)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer of at least 1, got {chunk_size!r}.")
-    chunks = plan_chunks(shape[1:], stack.dtype, out_dtype, memory_limit=budget, chunk_size=int(chunk_size), workers=n_workers)
-
-    if transforms is not None:
-        if len(transforms) != shape[0]:
+    budget = parse_memory_limit(run.memory_limit)
+    chunks = plan_chunks(
+        shape[1:], stack.dtype, out_dtype, memory_limit=budget, chunk_size=run.options.chunk_size, workers=n_workers
+    )
+    if run.transforms is not None:
+        if len(run.transforms) != shape[0]:
             raise ValueError(
-                f"{len(transforms)} transforms for a stack of {shape[0]} frames: use transforms estimated on a "
+                f"{len(run.transforms)} transforms for a stack of {shape[0]} frames: use transforms estimated on a "
                 "stack with the same number of frames."
             )
-        raw = final = transforms
-        method, params = "apply", {"transforms_method": transforms.method}
+        raw = final = run.transforms
+        method, params = "apply", {"transforms_method": run.transforms.method}
     else:
-        frames = _estimation_view(stack, channel)
-        job = plan_pyramid(
-            frames.shape, frames.dtype, chunk_size=chunks.estimate, user_reference=reference is not None, **engine
-        )
-        raw, final = estimate(frames, job, reference=reference, workers=estimation_workers(workers), progress=progress)
+        raw, final = _estimate_file(stack, estimate, run, chunks.estimate)
         method, params = "pyramid", dict(final.params)
-        if channel is not None:
-            params["channel"] = int(channel)
-
-    meta = dict(write.get("metadata") or {})
+        if run.channel is not None:
+            params["channel"] = int(run.channel)
+    meta = dict(run.write.get("metadata") or {})
     meta["stackalign"] = {
         "method": method,
         "params": params,
         "version": __version__,
-        "source": str(Path(source_path).expanduser().resolve()) if source_path is not None else None,
+        "source": str(Path(run.source_path).expanduser().resolve()) if run.source_path is not None else None,
         "streaming": {"memory_limit": budget, "estimate_chunk": chunks.estimate, "apply_block": chunks.apply},
     }
     if raw is not final:
         meta["stackalign"]["raw_transforms"] = raw.to_dict()
-    write = dict(write, metadata=meta, source_path=source_path)
-    path = _write(stack, final, out, block=chunks.apply, workers=n_workers, warp=warp, write=write, progress=progress)
-    report(progress, shape[0], shape[0], "done")
+    write = dict(run.write, metadata=meta, source_path=run.source_path)
+    path = _write(stack, final, out, block=chunks.apply, workers=n_workers, warp=warp, write=write, progress=run.progress)
+    report(run.progress, shape[0], shape[0], "done")
     return RegisteredFile(path, final, raw)
+
+
+def _estimate_file(
+    stack: Any, estimate: Any, run: _FileRun, chunk_size: int
+) -> tuple[FrameTransforms, FrameTransforms]:
+    """The (raw, final) transforms of ``run.channel``, estimated in chunks of ``chunk_size`` frames."""
+    frames = _estimation_view(stack, run.channel)
+    opts = run.options if chunk_size == run.options.chunk_size else run.options.replace(chunk_size=chunk_size)
+    job = plan_pyramid(frames.shape, frames.dtype, opts, user_reference=run.reference is not None)
+    return estimate(
+        frames, job, reference=run.reference, workers=estimation_workers(run.workers), progress=run.progress
+    )
 
 
 def register_file(
@@ -526,24 +518,24 @@ def register_file(
     *,
     dataset: str | None = None,
     channel: int | None = None,
-    num_frames: int = 100,
-    downsample_rates: Sequence[float] = DEFAULT_RATES,
-    max_movement: float = 0.5,
-    iterate: int = 1,
-    smooth: bool = False,
-    window_length: int = 11,
-    polyorder: int = 3,
-    roi: tuple[int, int, int, int] | None = None,
-    mask: np.ndarray | None = None,
-    normalize: bool = True,
+    num_frames: int = PYRAMID_DEFAULTS.num_frames,
+    downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
+    max_movement: float = PYRAMID_DEFAULTS.max_movement,
+    iterate: int = PYRAMID_DEFAULTS.iterate,
+    smooth: bool = PYRAMID_DEFAULTS.smooth,
+    window_length: int = PYRAMID_DEFAULTS.window_length,
+    polyorder: int = PYRAMID_DEFAULTS.polyorder,
+    roi: tuple[int, int, int, int] | None = PYRAMID_DEFAULTS.roi,
+    mask: np.ndarray | None = PYRAMID_DEFAULTS.mask,
+    normalize: bool = PYRAMID_DEFAULTS.normalize,
     reference: np.ndarray | None = None,
-    kernel: str = "lagrange6",
+    kernel: str = PYRAMID_DEFAULTS.kernel,
     transforms: FrameTransforms | None = None,
     transforms_path: str | os.PathLike | None = None,
     memory_limit: int | str = DEFAULT_MEMORY_LIMIT,
     scheduler: Any = None,
     n_workers: int | None = None,
-    chunk_size: int = 64,
+    chunk_size: int = PYRAMID_DEFAULTS.chunk_size,
     workers: int | None = None,
     order: int = 1,
     border: str = "constant",
@@ -552,6 +544,7 @@ def register_file(
     compression: str | None = "none",
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    options: PyramidOptions | None = None,
 ) -> FrameTransforms:
     """Register a TIFF or HDF5 file of any size into a new file, with flat memory.
 
@@ -577,7 +570,7 @@ def register_file(
         (T, C, Y, X) input: the channel to estimate the motion on (all
         channels are corrected).
     num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
-        As for :func:`~napari_stackalign.core.pyramid._register.register_pyramid`; the
+        As for :func:`~napari_stackalign.core.pyramid.register_pyramid`; the
         transforms are exactly the ones it returns for the whole stack.
     transforms : FrameTransforms, optional
         Skip estimation and apply these (e.g. estimated on another channel).
@@ -601,7 +594,7 @@ def register_file(
     workers : int, optional
         Threads in this process (all cores by default).
     order, border, cval, output_dtype
-        Resampling, as for :func:`~napari_stackalign.core.apply._warp.apply_transforms`.
+        Resampling, as for :func:`~napari_stackalign.core.apply.apply_transforms`.
     compression : {"none", "lzf", "zlib", "auto"} or None
         Output compression; ``"none"`` (default) writes at disk speed.
     overwrite : bool
@@ -610,6 +603,9 @@ def register_file(
         ``progress(done, total, stage)``; raising
         :class:`~napari_stackalign.core.Cancelled` from it stops the run
         within one chunk, leaving no output and no temporary file.
+    options : PyramidOptions, optional
+        The registration's options in one object; an explicit keyword that
+        differs from its default overrides it.
 
     Returns
     -------
@@ -625,6 +621,7 @@ def register_file(
     FileNotFoundError
         When ``input_path`` does not exist.
     """
+    opts = PyramidOptions.from_call(options, locals())
     src = Path(input_path).expanduser()
     if not src.exists():
         raise FileNotFoundError(f"input {src} does not exist: check the path.")
@@ -633,51 +630,18 @@ def register_file(
     if scheduler is not None and n_workers is not None:
         raise ValueError("give either scheduler= (an existing cluster) or n_workers= (a local cluster), not both.")
     source = FileFrames(str(src), dataset)
-    engine = {
-        "num_frames": num_frames,
-        "downsample_rates": downsample_rates,
-        "max_movement": max_movement,
-        "iterate": iterate,
-        "smooth": smooth,
-        "window_length": window_length,
-        "polyorder": polyorder,
-        "roi": roi,
-        "mask": mask,
-        "normalize": normalize,
-        "kernel": kernel,
-    }
     warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype}
+    write = {"compression": compression, "overwrite": overwrite}
+    run = _FileRun(opts, channel, reference, transforms, memory_limit, workers, warp, write, src, progress)
     distributed = (scheduler is not None or n_workers is not None) and transforms is None
     with source.open() as opened:
         info = opened.info
-        write = {
-            "metadata": info.metadata,
-            "scale": info.scale,
-            "units": info.units,
-            "axes": info.axes,
-            "compression": compression,
-            "overwrite": overwrite,
-        }
-        common = {
-            "channel": channel,
-            "engine": engine,
-            "reference": reference,
-            "transforms": transforms,
-            "memory_limit": memory_limit,
-            "chunk_size": chunk_size,
-            "workers": workers,
-            "warp": warp,
-            "write": write,
-            "source_path": src,
-            "progress": progress,
-        }
+        write.update(metadata=info.metadata, scale=info.scale, units=info.units, axes=info.axes)
         if distributed:
-            from ._distributed import cluster_estimator
-
             estimate = cluster_estimator(source, channel, scheduler=scheduler, n_workers=n_workers)
         else:
             estimate = _estimate_here
-        result = _register_open(opened.frames, out, estimate=estimate, **common)
+        result = _register_open(opened.frames, out, estimate, run)
     if table is not None:
         result.transforms.save(table)
     return result.transforms
