@@ -17,6 +17,7 @@ The headless API (no napari or Qt needed). Every registration method returns a
 from ._version import __version__
 from .core import ApplyOptions, AverageOptions, Cancelled, FrameAverage, apply_transforms, average_frames
 from .core.pairwise import (
+    PairwiseOptions,
     PairwiseResult,
     fourier_mask,
     read_pairwise_tiff,
@@ -94,6 +95,7 @@ __all__ = [
     "register_pyramid_distributed",
     # pairwise Fourier-masked averaging
     "register_pairwise",
+    "PairwiseOptions",
     "PairwiseResult",
     "fourier_mask",
     "save_pairwise_tiff",
