@@ -133,7 +133,7 @@ def test_user_mask_is_symmetrised_and_checked():
     "kwargs, match",
     [
         ({"kind": "cosine"}, "mask kind must be one of"),
-        ({"n": 0.5}, "n must be >= 1"),
+        ({"n": 0.5}, "n must be >= 1 pixel"),
         ({"n": float("nan")}, "n must be >= 1"),
         ({"n": "four"}, "n must be a number"),
         ({"kind": "elliptical", "n2": 0}, "n2 must be >= 1"),

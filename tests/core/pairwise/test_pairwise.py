@@ -473,7 +473,7 @@ def test_mask_preview(scene):
         (None, {"maxima": "max"}, "maxima must be one of"),
         (None, {"correlation": "xc"}, "correlation must be one of"),
         (None, {"mask": "cosine"}, "mask kind must be one of"),
-        (None, {"n": 0}, "n must be >= 1"),
+        (None, {"n": 0}, "n must be a number of at least 1"),
         (None, {"n": 40}, "keeps no frequency"),
         (None, {"num_peaks": 0}, "num_peaks"),
         (None, {"window_radius": 40}, "window_radius"),

@@ -31,6 +31,7 @@ import numpy as np
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
 from ..apply import (
+    APPLY_DEFAULTS,
     apply_transforms,
     check_warp_options,
     is_dask,
@@ -111,9 +112,9 @@ def register_and_apply(
     kernel: str = PYRAMID_DEFAULTS.kernel,
     chunk_size: int = PYRAMID_DEFAULTS.chunk_size,
     reference: np.ndarray | None = None,
-    order: int = 1,
-    border: str = "constant",
-    cval: float = 0.0,
+    order: int = APPLY_DEFAULTS.order,
+    border: str = APPLY_DEFAULTS.border,
+    cval: float = APPLY_DEFAULTS.cval,
     output_dtype: Any = None,
     workers: int | None = None,
     apply_workers: int | None = None,

@@ -42,7 +42,7 @@ from ...files import check_writable_dir
 from ...io import write_stack
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
-from ..apply import WarpedFrames, check_warp_options, result_dtype
+from ..apply import APPLY_DEFAULTS, WarpedFrames, check_warp_options, result_dtype
 from ..checks import STACK_AXES
 from ..frames import ChannelFrames, FileFrames, ReadAhead, as_frames, frame_ranges
 from ..workers import default_workers, estimation_workers, thread_pool
@@ -340,9 +340,9 @@ def register_stack_to_file(
     memory_limit: int | str = DEFAULT_MEMORY_LIMIT,
     chunk_size: int = PYRAMID_DEFAULTS.chunk_size,
     workers: int | None = None,
-    order: int = 1,
-    border: str = "constant",
-    cval: float = 0.0,
+    order: int = APPLY_DEFAULTS.order,
+    border: str = APPLY_DEFAULTS.border,
+    cval: float = APPLY_DEFAULTS.cval,
     output_dtype: Any = None,
     compression: str | None = "none",
     metadata: Mapping | None = None,
@@ -537,9 +537,9 @@ def register_file(
     n_workers: int | None = None,
     chunk_size: int = PYRAMID_DEFAULTS.chunk_size,
     workers: int | None = None,
-    order: int = 1,
-    border: str = "constant",
-    cval: float = 0.0,
+    order: int = APPLY_DEFAULTS.order,
+    border: str = APPLY_DEFAULTS.border,
+    cval: float = APPLY_DEFAULTS.cval,
     output_dtype: Any = None,
     compression: str | None = "none",
     overwrite: bool = False,
