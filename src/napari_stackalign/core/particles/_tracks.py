@@ -18,25 +18,12 @@ from typing import Any
 import numpy as np
 
 from ...files import atomic_write_text, jsonable
+from ._gaussian_fit import FIT_COLUMNS
 
 __all__ = ["TRACK_COLUMNS", "ParticleTracks"]
 
-#: Column order of the CSV table.
-TRACK_COLUMNS = (
-    "frame",
-    "particle",
-    "y",
-    "x",
-    "amplitude",
-    "sigma_major",
-    "sigma_minor",
-    "angle",
-    "background",
-    "r2",
-    "pos_err",
-    "ok",
-    "reason",
-)
+#: Column order of the CSV table: frame, particle, the fit's columns, the reason a fit failed.
+TRACK_COLUMNS = ("frame", "particle", *FIT_COLUMNS, "reason")
 _FLOAT_COLUMNS = TRACK_COLUMNS[2:11]
 
 
