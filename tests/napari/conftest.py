@@ -30,3 +30,19 @@ def wait_run(qtbot) -> Callable[..., None]:
         qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=timeout)
 
     return wait
+
+
+def dock_widget(viewer: Any, name: str) -> Any:
+    """Dock one of the plugin's widgets the way a user does (Plugins menu) and return it.
+
+    A widget docked this way gets napari's proxy of the viewer, where
+    ``viewer.layers[0] is viewer.layers[0]`` can be False.
+    """
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-stackalign", name)
+    return widget
+
+
+@pytest.fixture
+def dock() -> Callable[[Any, str], Any]:
+    """``dock(viewer, display_name)``: the widget, docked like a user docks it."""
+    return dock_widget

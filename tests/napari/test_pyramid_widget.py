@@ -11,7 +11,7 @@ from napari_stackalign import FrameTransforms, apply_transforms
 from napari_stackalign.core.pyramid import PyramidOptions
 from napari_stackalign.core.smoothing import smooth_transforms
 from napari_stackalign.napari._layers import transforms_from_layer
-from napari_stackalign.napari._pyramid_widget import PyramidWidget, roi_from_shape
+from napari_stackalign.napari._pyramid_widget import roi_from_shape
 from napari_stackalign.synthetic import alignment_error, make_stack
 
 SCALE = (2.0, 0.25, 0.25)
@@ -31,12 +31,12 @@ def viewer_with_stack(make_napari_viewer, beads):
     return viewer, layer
 
 
-def test_run_adds_registered_layer_close_to_truth(viewer_with_stack, beads, qtbot, tmp_path, wait_run):
+def test_run_adds_registered_layer_close_to_truth(viewer_with_stack, beads, qtbot, tmp_path, wait_run, dock):
     viewer, layer = viewer_with_stack
     stack, truth = beads
-    widget = PyramidWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Pyramid registration")
-    assert widget.layer.value is layer
+    widget = dock(viewer, "Pyramid registration")
+    # docked from the Plugins menu the widget sees a proxy of the layer: compare by name
+    assert widget.layer.value.name == layer.name
     wait_run(widget, widget.run())
     out = viewer.layers["beads registered"]
     assert out.data.shape == stack.shape and out.data.dtype == np.uint16
@@ -56,9 +56,9 @@ def test_run_adds_registered_layer_close_to_truth(viewer_with_stack, beads, qtbo
     assert "20 frames" in widget.summary.text()
 
 
-def test_smoothing_stores_raw_and_smoothed(viewer_with_stack, qtbot, wait_run):
+def test_smoothing_stores_raw_and_smoothed(viewer_with_stack, qtbot, wait_run, dock):
     viewer, _layer = viewer_with_stack
-    widget = PyramidWidget(viewer)
+    widget = dock(viewer, "Pyramid registration")
     widget.smooth.setChecked(True)
     widget.window_length.setValue(7)
     widget.polyorder.setValue(2)
@@ -72,7 +72,7 @@ def test_smoothing_stores_raw_and_smoothed(viewer_with_stack, qtbot, wait_run):
     assert widget.raw_transforms.allclose(raw) and widget.transforms.allclose(final)
 
 
-def test_roi_from_a_shapes_rectangle_keeps_a_static_label_out(make_napari_viewer, qtbot, wait_run):
+def test_roi_from_a_shapes_rectangle_keeps_a_static_label_out(make_napari_viewer, qtbot, wait_run, dock):
     stack, truth = make_stack("texture", n_frames=12, shape=(112, 112), drift=8, snr=6, static_label=True, seed=7)
     viewer = make_napari_viewer()
     image = viewer.add_image(stack, name="labelled", scale=(1, 0.5, 0.5), translate=(0, 10, 10))
@@ -87,7 +87,7 @@ def test_roi_from_a_shapes_rectangle_keeps_a_static_label_out(make_napari_viewer
     )
     shapes = viewer.add_shapes([world], shape_type="rectangle", name="roi")
     assert roi_from_shape(shapes, image) == (30, 112, 0, 112)
-    widget = PyramidWidget(viewer)
+    widget = dock(viewer, "Pyramid registration")
     widget.layer.value = image
     widget.roi_layer.value = shapes
     wait_run(widget, widget.run())
@@ -97,14 +97,14 @@ def test_roi_from_a_shapes_rectangle_keeps_a_static_label_out(make_napari_viewer
     assert alignment_error(transforms_from_layer(out), truth)["rms"] < 0.2
 
 
-def test_mask_from_labels_ignores_painted_pixels(make_napari_viewer, qtbot, wait_run):
+def test_mask_from_labels_ignores_painted_pixels(make_napari_viewer, qtbot, wait_run, dock):
     stack, truth = make_stack("texture", n_frames=12, shape=(112, 112), drift=8, snr=6, static_label=True, seed=7)
     viewer = make_napari_viewer()
     image = viewer.add_image(stack, name="labelled")
     paint = np.zeros((112, 112), np.uint8)
     paint[:30] = 1
     labels = viewer.add_labels(paint, name="label mask")
-    widget = PyramidWidget(viewer)
+    widget = dock(viewer, "Pyramid registration")
     widget.layer.value = image
     widget.mask_layer.value = labels
     wait_run(widget, widget.run())
@@ -113,13 +113,13 @@ def test_mask_from_labels_ignores_painted_pixels(make_napari_viewer, qtbot, wait
     assert alignment_error(transforms_from_layer(out), truth)["rms"] < 0.2
 
 
-def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot, tmp_path, wait_run):
+def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot, tmp_path, wait_run, dock):
     stack, _truth = make_stack("beads", n_frames=10, shape=(96, 96), drift=7, snr=8, n_channels=2, seed=3)
     viewer = make_napari_viewer()
     ch0 = viewer.add_image(stack[:, 0], name="ch0", scale=(1, 0.3, 0.3))
     ch1 = viewer.add_image(stack[:, 1], name="ch1", scale=(1, 0.3, 0.3))
     viewer.add_image(np.zeros((4, 96, 96), np.float32), name="other length")
-    widget = PyramidWidget(viewer)
+    widget = dock(viewer, "Pyramid registration")
     widget.layer.value = ch0
     wait_run(widget, widget.run())
     offered = [widget.apply_list.item(i).text() for i in range(widget.apply_list.count())]
@@ -134,7 +134,7 @@ def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot
 
     for suffix in (".csv", ".json"):
         path = widget.save_transforms(tmp_path / f"table{suffix}")
-        fresh = PyramidWidget(viewer)
+        fresh = dock(viewer, "Pyramid registration")
         loaded = fresh.load_transforms(path)
         assert loaded.allclose(widget.transforms, atol=1e-12)
         assert fresh.drift_plot.has_plot
@@ -146,11 +146,11 @@ def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot
         np.testing.assert_array_equal(newest.data, viewer.layers["ch0 registered"].data)
 
 
-def test_cancel_leaves_no_layer(make_napari_viewer, qtbot, wait_run):
+def test_cancel_leaves_no_layer(make_napari_viewer, qtbot, wait_run, dock):
     stack, _ = make_stack("beads", n_frames=40, shape=(128, 128), drift=8, snr=5, seed=2)
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="long")
-    widget = PyramidWidget(viewer)
+    widget = dock(viewer, "Pyramid registration")
     worker = widget.run()
     widget.runner.cancel()
     wait_run(widget, worker)
@@ -159,9 +159,9 @@ def test_cancel_leaves_no_layer(make_napari_viewer, qtbot, wait_run):
     assert widget.runner.status.text() == "Cancelled."
 
 
-def test_user_errors_become_notifications(make_napari_viewer, errors, tmp_path):
+def test_user_errors_become_notifications(make_napari_viewer, errors, tmp_path, dock):
     viewer = make_napari_viewer()
-    widget = PyramidWidget(viewer)
+    widget = dock(viewer, "Pyramid registration")
     assert widget.run() is None
     assert "choose an image layer" in errors[-1]
     viewer.add_image(np.random.default_rng(0).random((64, 64)), name="flat")
@@ -188,14 +188,14 @@ def test_user_errors_become_notifications(make_napari_viewer, errors, tmp_path):
     assert [layer.name for layer in viewer.layers] == ["flat", "short", "empty roi"]
 
 
-def test_lazy_dask_input_gives_lazy_output(make_napari_viewer, qtbot, beads, tmp_path, monkeypatch, wait_run):
+def test_lazy_dask_input_gives_lazy_output(make_napari_viewer, qtbot, beads, tmp_path, monkeypatch, wait_run, dock):
     da = pytest.importorskip("dask.array")
     # a lazy layer without a source file is registered into the temporary folder
     monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
     stack, truth = beads
     viewer = make_napari_viewer()
     viewer.add_image(da.from_array(stack, chunks=(5, 96, 96)), name="lazy", contrast_limits=(0, 1000))
-    widget = PyramidWidget(viewer)
+    widget = dock(viewer, "Pyramid registration")
     wait_run(widget, widget.run())
     out = viewer.layers["lazy registered"]
     assert type(out.data).__module__.startswith("dask")
@@ -205,8 +205,8 @@ def test_lazy_dask_input_gives_lazy_output(make_napari_viewer, qtbot, beads, tmp
     assert (tmp_path / "lazy registered.h5").is_file()
 
 
-def test_form_starts_at_the_options_defaults(make_napari_viewer):
-    widget = PyramidWidget(make_napari_viewer())
+def test_form_starts_at_the_options_defaults(make_napari_viewer, dock):
+    widget = dock(make_napari_viewer(), "Pyramid registration")
     assert widget.options() == PyramidOptions()
     defaults = PyramidOptions.defaults()
     for name in ("num_frames", "max_movement", "iterate", "window_length", "polyorder"):
@@ -226,8 +226,8 @@ def test_form_starts_at_the_options_defaults(make_napari_viewer):
     assert widget.rates.toolTip().lower().startswith(specs["downsample_rates"].help.lower())
 
 
-def test_form_values_become_one_options_object(make_napari_viewer):
-    widget = PyramidWidget(make_napari_viewer())
+def test_form_values_become_one_options_object(make_napari_viewer, dock):
+    widget = dock(make_napari_viewer(), "Pyramid registration")
     widget.num_frames.setValue(30)
     widget.rates.setText("1/4, 1/2, 1")
     widget.max_movement.setValue(0.3)
@@ -255,10 +255,10 @@ def test_form_values_become_one_options_object(make_napari_viewer):
     "window, order, rates",
     [(10, 3, "1/2, 1"), (5, 5, "1/2, 1"), (11, 3, "1, 1/2")],
 )
-def test_bad_values_give_the_options_message(make_napari_viewer, errors, window, order, rates):
+def test_bad_values_give_the_options_message(make_napari_viewer, errors, window, order, rates, dock):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((20, 64, 64)), name="series")
-    widget = PyramidWidget(viewer)
+    widget = dock(viewer, "Pyramid registration")
     widget.smooth.setChecked(True)
     widget.window_length.setValue(window)
     widget.polyorder.setValue(order)
