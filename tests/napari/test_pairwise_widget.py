@@ -15,7 +15,6 @@ from napari_stackalign.core.pairwise import (
     read_pairwise_tiff,
 )
 from napari_stackalign.napari._pairwise_widget import (
-    PairwiseWidget,
     outlier_method,
     parse_frame_list,
 )
@@ -41,8 +40,7 @@ def scene():
 def _widget(make_napari_viewer, scene, **layer_kw):
     viewer = make_napari_viewer()
     layer = viewer.add_image(scene[0], name="stem", scale=(1.0, 0.5, 0.5), translate=(0, 10, 20), **layer_kw)
-    widget = PairwiseWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Pairwise averaging")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-stackalign", "Pairwise averaging")
     widget.layer.value = layer
     widget.n.setValue(2.0)
     return viewer, layer, widget
@@ -148,12 +146,11 @@ def test_save_report_and_tiff(make_napari_viewer, qtbot, scene, tmp_path):
     np.testing.assert_allclose(record["dy"], widget.result.dy)
 
 
-def test_bad_input_is_a_notification(make_napari_viewer, qtbot, monkeypatch):
+def test_bad_input_is_a_notification(make_napari_viewer, qtbot, monkeypatch, dock):
     shown = []
     monkeypatch.setattr("napari_stackalign.napari._pairwise_widget.notify_user_error", shown.append)
     viewer = make_napari_viewer()
-    widget = PairwiseWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Pairwise averaging")
     assert widget.run() is None and "choose an image layer" in str(shown[-1])
     viewer.add_image(np.zeros((32, 32)), name="single")  # 2-D: not offered
     assert widget.layer.count() == 0
@@ -195,9 +192,9 @@ def test_cancel_adds_nothing(make_napari_viewer, qtbot):
     assert len(viewer.layers) == before and widget.result is None
 
 
-def test_form_starts_at_the_options_defaults(make_napari_viewer):
+def test_form_starts_at_the_options_defaults(make_napari_viewer, dock):
     viewer = make_napari_viewer()
-    widget = PairwiseWidget(viewer)
+    widget = dock(viewer, "Pairwise averaging")
     assert widget.options() == PairwiseOptions()
     assert widget.outlier_method.currentText() == outlier_method(PAIRWISE_DEFAULTS.threshold, PAIRWISE_DEFAULTS.max_shift)
     specs = PairwiseOptions.specs()

@@ -17,7 +17,6 @@ from napari_stackalign.napari._particle_layers import tracks_from_layer
 from napari_stackalign.napari._particles_widget import (
     FAIL_COLOR,
     OK_COLOR,
-    ParticlesWidget,
 )
 from napari_stackalign.synthetic import make_stack
 from napari_stackalign.transforms import FrameTransforms
@@ -48,13 +47,12 @@ def _emptiest_spot(frame: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture
-def setup(make_napari_viewer):
+def setup(make_napari_viewer, dock):
     viewer = make_napari_viewer()
     stack, traj = _bead_stack()
     assert traj.shape[1] >= 3
     image = viewer.add_image(stack, name="beads")
-    widget = ParticlesWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Particles")
     return viewer, widget, image, traj
 
 

@@ -24,13 +24,13 @@ def lazy_file(tmp_path, monkeypatch):
 
 
 
-def test_lazy_layer_registers_to_disk(make_napari_viewer, qtbot, lazy_file):
+def test_lazy_layer_registers_to_disk(make_napari_viewer, qtbot, lazy_file, dock):
     path, stack = lazy_file
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-stackalign")
     layer = viewer.layers[0]
     assert type(layer.data).__module__.startswith("dask")
-    w = mod.PyramidWidget(viewer); viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Pyramid registration")
     w.layer.value = layer
     worker = w.run()
     # the viewer stays responsive: the Qt event loop runs while the worker works
@@ -50,12 +50,12 @@ def test_lazy_layer_registers_to_disk(make_napari_viewer, qtbot, lazy_file):
     assert reg.metadata["stackalign"]["params"]["output"].endswith("big movie registered.h5")
 
 
-def test_cancel_leaves_no_file(make_napari_viewer, qtbot, lazy_file):
+def test_cancel_leaves_no_file(make_napari_viewer, qtbot, lazy_file, dock):
     path, _stack = lazy_file
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-stackalign")
     layer = viewer.layers[0]
-    w = mod.PyramidWidget(viewer); viewer.window.add_dock_widget(w)
+    w = dock(viewer, "Pyramid registration")
     w.layer.value = layer
     worker = w.run()
     qtbot.wait(300)

@@ -14,7 +14,6 @@ from napari_stackalign.core.particles import (
 )
 from napari_stackalign.napari._layers import transforms_from_layer
 from napari_stackalign.napari._particle_layers import tracks_layer_kwargs
-from napari_stackalign.napari._trajectories_widget import TrajectoriesWidget
 from napari_stackalign.synthetic import alignment_error, make_stack
 from napari_stackalign.transforms import FrameTransforms
 
@@ -39,7 +38,7 @@ def _scene():
 
 
 @pytest.fixture
-def setup(make_napari_viewer):
+def setup(make_napari_viewer, dock):
     viewer = make_napari_viewer()
     stack, truth, traj = _scene()
     assert traj.shape[1] >= 5
@@ -50,13 +49,12 @@ def setup(make_napari_viewer):
     tracks.x[:, 0] += np.linspace(0, 3, T)
     data, kwargs = tracks_layer_kwargs(image, tracks, {"box": 11})
     viewer.add_tracks(data, **kwargs)
-    widget = TrajectoriesWidget(viewer)
-    viewer.window.add_dock_widget(widget)
+    widget = dock(viewer, "Trajectories")
     return viewer, widget, truth, traj
 
 
-def test_settings_start_at_the_options_defaults(make_napari_viewer):
-    widget = TrajectoriesWidget(make_napari_viewer())
+def test_settings_start_at_the_options_defaults(make_napari_viewer, dock):
+    widget = dock(make_napari_viewer(), "Trajectories")
     assert widget.statistic.currentText() == DRIFT_DEFAULTS.statistic
     assert widget.reference_frame.value() == RIGID_DEFAULTS.reference_frame == DRIFT_DEFAULTS.reference_frame
     assert widget.rotation.isChecked() is RIGID_DEFAULTS.allow_rotation
