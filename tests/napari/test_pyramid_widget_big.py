@@ -10,7 +10,6 @@ import napari_stackalign.io._lazy as lazy_io  # the reader's memory probe, patch
 from napari_stackalign.core.apply import apply_transforms
 from napari_stackalign.core.pyramid import register_pyramid
 from napari_stackalign.io import write_stack
-from napari_stackalign.napari import _pyramid_widget as mod
 from napari_stackalign.synthetic import make_stack
 
 
