@@ -126,3 +126,84 @@ def test_slicing_and_concatenation():
     parts = [ft[0:4], ft[4:10]]
     assert stack_transforms(parts).allclose(ft)
     assert len(ft[ft.ok]) == ft.ok.sum()
+
+
+# ----------------------------------------------------------------- failed frames and validation
+def test_failed_frames_carry_a_reason_through_csv_json_and_slicing(tmp_path):
+    ft = FrameTransforms(dy=[0.0, 1.0, np.nan, 3.0], dx=[0.0, 1.0, np.nan, 3.0], ok=[True, True, False, True])
+    assert list(ft.reason) == ["", "", "flagged (no reason recorded)", ""]
+    ft = ft.flag([1], "peak not significant")
+    assert list(ft.ok) == [True, False, False, True]
+    assert ft.reason[1] == "peak not significant"
+    for suffix in (".csv", ".json"):
+        back = FrameTransforms.load(ft.save(tmp_path / f"t{suffix}"))
+        assert list(back.reason) == list(ft.reason)
+        assert list(back.ok) == list(ft.ok)
+        assert np.isnan(back.dy[2])
+    assert list(ft[1:3].reason) == list(ft.reason[1:3])
+    assert "peak not significant" in ft.failure_summary()
+
+
+def test_nan_is_refused_on_a_trustworthy_frame_and_inf_everywhere():
+    with pytest.raises(ValueError, match="NaN at frame"):
+        FrameTransforms(dy=[0.0, np.nan], dx=[0.0, 0.0])
+    with pytest.raises(ValueError, match="infinite"):
+        FrameTransforms(dy=[0.0, np.inf], dx=[0.0, 0.0], ok=[True, False])
+
+
+def test_lengths_must_agree_a_scalar_is_broadcast():
+    with pytest.raises(ValueError, match="dx has 1 values"):
+        FrameTransforms(dy=[1.0, 2.0], dx=[5.0])
+    assert list(FrameTransforms(dy=[1.0, 2.0], dx=5.0).dx) == [5.0, 5.0]
+
+
+def test_resolve_failed_interpolates_from_trustworthy_neighbours():
+    ft = FrameTransforms(dy=[0.0, 9.0, 2.0, np.nan], dx=[0.0, 9.0, 4.0, np.nan], ok=[True, False, True, False])
+    resolved, replaced = ft.resolve_failed("interpolate")
+    assert list(replaced) == [1, 3]
+    np.testing.assert_allclose(resolved.dy, [0.0, 1.0, 2.0, 2.0])
+    np.testing.assert_allclose(resolved.dx, [0.0, 2.0, 4.0, 4.0])
+    assert list(resolved.ok) == list(ft.ok)  # still flagged
+    resolved, _ = ft.resolve_failed("identity")
+    np.testing.assert_allclose(resolved.dy, [0.0, 0.0, 2.0, 0.0])
+    with pytest.raises(ValueError, match="no transform"):
+        ft.resolve_failed("apply")
+
+
+def test_no_trustworthy_frame_warns_and_corrects_nothing():
+    from napari_stackalign import NoSignalWarning
+
+    ft = FrameTransforms(dy=[3.0, 4.0], dx=[1.0, 2.0], ok=[False, False], reason="no signal")
+    with pytest.warns(NoSignalWarning, match="nothing was corrected"):
+        resolved, _ = ft.resolve_failed()
+    np.testing.assert_allclose(resolved.shifts, 0.0)
+
+
+def test_apply_does_not_apply_a_failed_estimate_and_never_warps_nan():
+    from napari_stackalign import FailedFramesWarning, apply_transforms
+
+    stack = np.zeros((3, 16, 16), np.float32)
+    stack[:, 8, 8] = 1
+    ft = FrameTransforms(dy=[0.0, np.nan, 2.0], dx=[0.0, np.nan, 0.0], ok=[True, False, True], reason="test")
+    with pytest.warns(FailedFramesWarning, match="interpolated"):
+        out = apply_transforms(stack, ft, order=0, border="edge")
+    assert out[1, 9, 8] == 1  # interpolated: dy = 1
+    with pytest.raises(ValueError, match="no transform"):
+        apply_transforms(stack, ft, failed="apply")
+
+
+def test_a_shift_beyond_the_frame_is_an_error_when_applied():
+    from napari_stackalign import apply_transforms
+
+    ft = FrameTransforms(dy=[0.0, 1e300], dx=[0.0, 0.0])
+    with pytest.raises(ValueError, match="more than the frame"):
+        apply_transforms(np.zeros((2, 8, 8), np.float32), ft)
+
+
+def test_hdf5_table_keeps_reasons(tmp_path):
+    from napari_stackalign import read_stack, write_stack
+
+    ft = FrameTransforms(dy=[0.0, 1.0], dx=[0.0, 1.0]).flag([1], "drift at the search bound")
+    path = write_stack(tmp_path / "o.h5", np.zeros((2, 8, 8), np.float32), transforms=ft)
+    back = read_stack(path).transforms
+    assert list(back.reason) == ["", "drift at the search bound"]

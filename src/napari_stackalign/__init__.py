@@ -15,7 +15,15 @@ The headless API (no napari or Qt needed). Every registration method returns a
 """
 
 from ._version import __version__
-from .core import ApplyOptions, AverageOptions, Cancelled, FrameAverage, apply_transforms, average_frames
+from .core import (
+    ApplyOptions,
+    AverageOptions,
+    Cancelled,
+    FrameAverage,
+    apply_transforms,
+    average_frames,
+)
+from .core.apply import FailedFramesWarning
 from .core.pairwise import (
     PairwiseOptions,
     PairwiseResult,
@@ -66,12 +74,14 @@ from .core.quality import (
 from .core.similarity import SimilarityOptions, register_similarity
 from .core.smoothing import smooth_transforms
 from .io import StackData, read_stack, write_stack
-from .transforms import FrameTransforms
+from .transforms import FrameTransforms, NoSignalWarning
 
 __all__ = [
     "__version__",
     # the result type and what every method shares
     "FrameTransforms",
+    "NoSignalWarning",
+    "FailedFramesWarning",
     "apply_transforms",
     "ApplyOptions",
     "average_frames",

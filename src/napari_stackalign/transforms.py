@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,21 +34,81 @@ import numpy as np
 
 from .files import atomic_write_text, jsonable
 
-__all__ = ["TABLE_COLUMNS", "FrameTransforms"]
+__all__ = ["NUMERIC_COLUMNS", "TABLE_COLUMNS", "FrameTransforms", "NoSignalWarning"]
 
 #: Column order of the CSV / HDF5 transform table.
-TABLE_COLUMNS = ("frame", "dy", "dx", "angle", "scale", "quality", "ok")
+TABLE_COLUMNS = ("frame", "dy", "dx", "angle", "scale", "quality", "ok", "reason")
+#: The numeric columns of the table (``reason`` is text).
+NUMERIC_COLUMNS = TABLE_COLUMNS[:-1]
+#: The reason a frame gets when it is marked failed without one.
+UNSPECIFIED_REASON = "flagged (no reason recorded)"
+
+
+#: What :meth:`FrameTransforms.resolve_failed` can do with a failed frame.
+FAILED_POLICIES = ("interpolate", "identity", "apply")
+
+
+def _frame_list(frames: Any, limit: int = 8) -> str:
+    """'3, 7, 12' (at most ``limit`` numbers, then '... (N in all)')."""
+    frames = [int(f) for f in np.asarray(frames).reshape(-1)]
+    text = ", ".join(str(f) for f in frames[:limit])
+    return text + (f", ... ({len(frames)} in all)" if len(frames) > limit else "")
+
+
+class NoSignalWarning(UserWarning):
+    """No frame of a stack has a trustworthy transform: nothing was corrected."""
 
 
 def _as_float_array(values: Any, n: int, default: float, name: str) -> np.ndarray:
     if values is None:
         return np.full(n, default, dtype=np.float64)
-    arr = np.asarray(values, dtype=np.float64).reshape(-1)
-    if arr.size == 1 and n != 1:
-        arr = np.full(n, float(arr[0]))
+    given = np.asarray(values, dtype=np.float64)
+    arr = given.reshape(-1)
+    if given.ndim == 0 and n != 1:
+        arr = np.full(n, float(given))
     if arr.size != n:
-        raise ValueError(f"{name} has {arr.size} values but there are {n} frames.")
+        raise ValueError(
+            f"{name} has {arr.size} values but there are {n} frames (dy has {n})."
+        )
     return arr.copy()
+
+
+def _as_reasons(values: Any, ok: np.ndarray) -> np.ndarray:
+    """One text per frame: '' where ``ok``, a non-empty reason where not."""
+    n = ok.size
+    if values is None:
+        reasons = np.full(n, "", dtype=object)
+    elif isinstance(values, str):
+        reasons = np.full(n, values, dtype=object)
+    else:
+        reasons = np.array(
+            [
+                "" if v is None else str(v)
+                for v in np.asarray(values, dtype=object).reshape(-1)
+            ],
+            dtype=object,
+        )
+        if reasons.size != n:
+            raise ValueError(
+                f"reason has {reasons.size} values but there are {n} frames."
+            )
+    reasons[ok] = ""
+    reasons[~ok & (reasons == "")] = UNSPECIFIED_REASON
+    return reasons
+
+
+def _join_reasons(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Frame by frame, the non-empty reasons of both, joined with '; '."""
+    return np.array(
+        ["; ".join(r for r in (a, b) if r) for a, b in zip(first, second)], dtype=object
+    )
+
+
+def _interpolate_over(values: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """``values`` with the entries where ``good`` is False linearly interpolated
+    over the frame index from the good ones (the nearest good value beyond the ends)."""
+    index = np.arange(values.size)
+    return np.interp(index, index[good], values[good])
 
 
 @dataclass
@@ -72,8 +133,12 @@ class FrameTransforms:
         A per-frame score whose meaning each method documents (NaN if
         unknown).
     ok : array_like of bool, shape (T,), optional
-        False where the estimate failed or was interpolated; such frames are
-        still corrected (with the best available transform) but flagged.
+        Whether each frame's transform is trustworthy. A frame with
+        ``ok=False`` is *failed*: by default it is not applied as estimated
+        (see :meth:`resolve_failed`), and its transform may be NaN.
+    reason : array_like of str, shape (T,), optional
+        Why each failed frame failed ('' for trustworthy frames; a failed frame
+        without a reason gets ``"flagged (no reason recorded)"``).
     method : str
         Name of the method that produced the transforms.
     params : dict
@@ -87,6 +152,7 @@ class FrameTransforms:
     center: tuple[float, float] = (0.0, 0.0)
     quality: np.ndarray | None = None
     ok: np.ndarray | None = None
+    reason: np.ndarray | None = None
     method: str = ""
     params: dict = field(default_factory=dict)
 
@@ -105,13 +171,32 @@ class FrameTransforms:
             if ok.size != n:
                 raise ValueError(f"ok has {ok.size} values but there are {n} frames.")
             self.ok = ok.copy()
+        self.reason = _as_reasons(self.reason, self.ok)
         center = np.asarray(self.center, dtype=np.float64).reshape(-1)
-        if center.size != 2:
-            raise ValueError("center must be a (row, col) pair.")
+        if center.size != 2 or not np.all(np.isfinite(center)):
+            raise ValueError("center must be a finite (row, col) pair.")
         self.center = (float(center[0]), float(center[1]))
-        if np.any(self.scale <= 0) or not np.all(np.isfinite(self.scale)):
-            raise ValueError("scale must be finite and positive for every frame.")
+        self._check_values()
         self.params = dict(self.params)
+
+    def _check_values(self) -> None:
+        """Finite geometry on every trustworthy frame; NaN (never inf) only on failed ones."""
+        for name in ("dy", "dx", "angle", "scale"):
+            values = getattr(self, name)
+            if np.any(np.isinf(values)):
+                frames = np.flatnonzero(np.isinf(values))
+                raise ValueError(
+                    f"{name} is infinite at frame(s) {_frame_list(frames)}: a transform must be finite."
+                )
+            bad = np.isnan(values) & self.ok
+            if bad.any():
+                raise ValueError(
+                    f"{name} is NaN at frame(s) {_frame_list(np.flatnonzero(bad))} marked ok: "
+                    "a frame without a transform must be marked failed (ok=False)."
+                )
+        scale = self.scale[np.isfinite(self.scale)]
+        if np.any(scale <= 0):
+            raise ValueError("scale must be positive for every frame.")
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -129,21 +214,31 @@ class FrameTransforms:
             center=self.center,
             quality=self.quality[index],
             ok=self.ok[index],
+            reason=self.reason[index],
             method=self.method,
             params=self.params,
         )
 
     @classmethod
-    def identity(cls, n_frames: int, *, center: tuple[float, float] = (0.0, 0.0)) -> FrameTransforms:
+    def identity(
+        cls, n_frames: int, *, center: tuple[float, float] = (0.0, 0.0)
+    ) -> FrameTransforms:
         """Transforms that leave ``n_frames`` frames unchanged."""
-        return cls(dy=np.zeros(n_frames), dx=np.zeros(n_frames), center=center, method="identity")
+        return cls(
+            dy=np.zeros(n_frames),
+            dx=np.zeros(n_frames),
+            center=center,
+            method="identity",
+        )
 
     @classmethod
     def from_shifts(cls, shifts: np.ndarray, **kwargs: Any) -> FrameTransforms:
         """Build translation-only transforms from a (T, 2) array of (dy, dx)."""
         shifts = np.asarray(shifts, dtype=np.float64)
         if shifts.ndim != 2 or shifts.shape[1] != 2:
-            raise ValueError("shifts must have shape (T, 2) holding (dy, dx) per frame.")
+            raise ValueError(
+                "shifts must have shape (T, 2) holding (dy, dx) per frame."
+            )
         return cls(dy=shifts[:, 0], dx=shifts[:, 1], **kwargs)
 
     @property
@@ -159,6 +254,103 @@ class FrameTransforms:
     def copy(self) -> FrameTransforms:
         return self[slice(None)]
 
+    # ------------------------------------------------------------ failed frames
+    @property
+    def failed(self) -> np.ndarray:
+        """Boolean mask of the failed frames (``~ok``)."""
+        return ~self.ok
+
+    def flag(self, frames: Any, reason: str) -> FrameTransforms:
+        """A copy with ``frames`` (indices or a boolean mask) marked failed for ``reason``.
+
+        A frame that had already failed keeps its earlier reason too.
+        """
+        if not reason:
+            raise ValueError("a flagged frame needs a reason.")
+        mask = np.zeros(len(self), dtype=bool)
+        mask[
+            np.asarray(frames).reshape(-1) if not isinstance(frames, slice) else frames
+        ] = True
+        out = self.copy()
+        add = np.where(mask, reason, "").astype(object)
+        keep = np.where(out.ok, "", out.reason).astype(object)
+        out.ok = out.ok & ~mask
+        out.reason = _as_reasons(_join_reasons(keep, add), out.ok)
+        return out
+
+    def failure_summary(self, limit: int = 8) -> str:
+        """One line per distinct reason with the frames it covers ('' when none failed)."""
+        lines = []
+        for reason in dict.fromkeys(self.reason[self.failed]):
+            frames = np.flatnonzero(self.failed & (self.reason == reason))
+            lines.append(
+                f"{len(frames)} frame(s) {_frame_list(frames, limit)}: {reason}"
+            )
+        return "\n".join(lines)
+
+    def resolve_failed(
+        self, policy: str = "interpolate"
+    ) -> tuple[FrameTransforms, np.ndarray]:
+        """The transforms to apply, with the failed frames' estimates replaced.
+
+        Parameters
+        ----------
+        policy : {"interpolate", "identity", "apply"}
+            ``"interpolate"`` (default): each failed frame gets the transform
+            interpolated (linearly over the frame index) from the trustworthy
+            frames, or the nearest one beyond the ends. ``"identity"``: failed
+            frames are left unshifted. ``"apply"``: the estimates are applied as
+            they are (a NaN estimate is an error).
+
+        Returns
+        -------
+        (transforms, replaced) : (FrameTransforms, ndarray of int)
+            The transforms (``ok`` and ``reason`` unchanged, so the flags still
+            say which frames failed) and the frames whose estimate was replaced.
+            When no frame is trustworthy, ``"interpolate"`` leaves every frame
+            unshifted and warns with :class:`NoSignalWarning`.
+
+        Raises
+        ------
+        ValueError
+            For an unknown policy, or NaN estimates with ``"apply"``.
+        """
+        if policy not in FAILED_POLICIES:
+            raise ValueError(
+                f"failed-frame policy must be one of {FAILED_POLICIES}, got {policy!r}."
+            )
+        failed = self.failed
+        if policy == "apply" or not failed.any():
+            missing = ~np.isfinite(self.to_matrices()).all(axis=(1, 2))
+            if missing.any():
+                raise ValueError(
+                    f"frame(s) {_frame_list(np.flatnonzero(missing))} have no transform (NaN): "
+                    "interpolate them (failed='interpolate') or leave them unshifted (failed='identity')."
+                )
+            return self.copy(), np.zeros(0, dtype=int)
+        out = self.copy()
+        if policy == "identity" or self.ok.sum() == 0:
+            if self.ok.sum() == 0 and policy == "interpolate":
+                warnings.warn(
+                    f"no frame of the {len(self)} has a trustworthy transform, so nothing was corrected "
+                    f"(every frame left unshifted). {self.failure_summary(limit=4)}",
+                    NoSignalWarning,
+                    stacklevel=2,
+                )
+            identity = FrameTransforms.identity(len(self), center=self.center)
+            replace = failed
+            for name in ("dy", "dx", "angle", "scale"):
+                getattr(out, name)[replace] = getattr(identity, name)[replace]
+            return out, np.flatnonzero(replace)
+        good = self.ok
+        out.dy = _interpolate_over(self.dy, good)
+        out.dx = _interpolate_over(self.dx, good)
+        out.angle = _interpolate_over(self.angle, good)
+        out.scale = np.exp(
+            _interpolate_over(np.log(np.where(good, self.scale, 1.0)), good)
+        )
+        return out, np.flatnonzero(failed)
+
     def with_center(self, center: tuple[float, float]) -> FrameTransforms:
         """The same geometric transforms expressed about another centre."""
         return FrameTransforms.from_matrices(
@@ -166,6 +358,7 @@ class FrameTransforms:
             center=center,
             quality=self.quality,
             ok=self.ok,
+            reason=self.reason,
             method=self.method,
             params=self.params,
         )
@@ -216,8 +409,16 @@ class FrameTransforms:
             raise ValueError("matrices must have shape (T, 3, 3).")
         a, b = mats[:, 0, 0], mats[:, 0, 1]
         c, d = mats[:, 1, 0], mats[:, 1, 1]
-        if not (np.allclose(a, d, atol=atol) and np.allclose(b, -c, atol=atol)):
-            raise ValueError("matrices are not similarity transforms (shear or anisotropic scale).")
+        known = np.isfinite(mats).all(
+            axis=(1, 2)
+        )  # a failed frame may have no transform (NaN)
+        if not (
+            np.allclose(a[known], d[known], atol=atol)
+            and np.allclose(b[known], -c[known], atol=atol)
+        ):
+            raise ValueError(
+                "matrices are not similarity transforms (shear or anisotropic scale)."
+            )
         scale = np.hypot(a, c)
         angle = np.rad2deg(np.arctan2(c, a))
         cy, cx = center
@@ -246,7 +447,9 @@ class FrameTransforms:
         Quality and method come from ``other``; ``ok`` is the logical and.
         """
         if len(other) != len(self):
-            raise ValueError(f"cannot compose {len(self)} transforms with {len(other)}.")
+            raise ValueError(
+                f"cannot compose {len(self)} transforms with {len(other)}."
+            )
         mats = other.to_matrices() @ self.to_matrices()
         params = dict(self.params)
         params.update(other.params)
@@ -255,6 +458,7 @@ class FrameTransforms:
             center=self.center,
             quality=other.quality,
             ok=self.ok & other.ok,
+            reason=_join_reasons(self.reason, other.reason),
             method=other.method or self.method,
             params=params,
         )
@@ -266,6 +470,7 @@ class FrameTransforms:
             center=self.center,
             quality=self.quality,
             ok=self.ok,
+            reason=self.reason,
             method=self.method,
             params=self.params,
         )
@@ -279,6 +484,7 @@ class FrameTransforms:
             center=self.center,
             quality=self.quality,
             ok=self.ok,
+            reason=self.reason,
             method=self.method,
             params=self.params,
         )
@@ -294,6 +500,7 @@ class FrameTransforms:
             "scale": self.scale,
             "quality": self.quality,
             "ok": self.ok,
+            "reason": self.reason,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -314,6 +521,7 @@ class FrameTransforms:
             "scale": clean(self.scale),
             "quality": clean(self.quality),
             "ok": [bool(v) for v in self.ok],
+            "reason": [str(v) for v in self.reason],
         }
 
     @classmethod
@@ -323,7 +531,9 @@ class FrameTransforms:
         def arr(key: str, default: float) -> np.ndarray | None:
             if key not in data:
                 return None
-            return np.array([default if v is None else v for v in data[key]], dtype=np.float64)
+            return np.array(
+                [default if v is None else v for v in data[key]], dtype=np.float64
+            )
 
         try:
             return cls(
@@ -334,6 +544,7 @@ class FrameTransforms:
                 center=tuple(data.get("center", (0.0, 0.0))),
                 quality=arr("quality", np.nan),
                 ok=data.get("ok"),
+                reason=data.get("reason"),
                 method=data.get("method", ""),
                 params=data.get("params", {}),
             )
@@ -374,6 +585,7 @@ class FrameTransforms:
                     repr(float(self.scale[t])),
                     repr(float(self.quality[t])),
                     int(bool(self.ok[t])),
+                    str(self.reason[t]),
                 ]
             )
         text = buf.getvalue()
@@ -412,15 +624,23 @@ class FrameTransforms:
             for key, value in row.items():
                 cols.setdefault(key.strip(), []).append(value)
         if "dy" not in cols or "dx" not in cols:
-            raise ValueError(f"{path} has no 'dy' and 'dx' columns; is it a transforms table?")
+            raise ValueError(
+                f"{path} has no 'dy' and 'dx' columns; is it a transforms table?"
+            )
 
         def col(key: str) -> np.ndarray | None:
             if key not in cols:
                 return None
-            return np.array([float(v) if v not in ("", "nan") else np.nan for v in cols[key]])
+            return np.array(
+                [float(v) if v not in ("", "nan") else np.nan for v in cols[key]]
+            )
 
         ok = cols.get("ok")
-        ok_arr = None if ok is None else np.array([str(v).strip().lower() in ("1", "true") for v in ok])
+        ok_arr = (
+            None
+            if ok is None
+            else np.array([str(v).strip().lower() in ("1", "true") for v in ok])
+        )
         return cls(
             dy=col("dy"),
             dx=col("dx"),
@@ -429,6 +649,7 @@ class FrameTransforms:
             center=tuple(meta["center"]),
             quality=col("quality"),
             ok=ok_arr,
+            reason=cols.get("reason"),
             method=meta["method"],
             params=meta["params"],
         )
@@ -452,7 +673,9 @@ class FrameTransforms:
         elif suffix == ".csv":
             self.to_csv(path)
         else:
-            raise ValueError(f"unknown transforms file type {suffix!r}: use .csv or .json.")
+            raise ValueError(
+                f"unknown transforms file type {suffix!r}: use .csv or .json."
+            )
         return path
 
     def allclose(self, other: FrameTransforms, *, atol: float = 1e-9) -> bool:
@@ -475,6 +698,7 @@ def stack_transforms(parts: Sequence[FrameTransforms]) -> FrameTransforms:
         center=first.center,
         quality=np.concatenate([p.quality for p in parts]),
         ok=np.concatenate([p.ok for p in parts]),
+        reason=np.concatenate([p.reason for p in parts]),
         method=first.method,
         params=first.params,
     )

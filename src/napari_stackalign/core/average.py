@@ -165,8 +165,10 @@ def average_frames(
     mode : {"full", "crop"}
         See the module docstring.
     frames : array-like of int or bool, optional
-        Frames to include (default all; with transforms, frames whose ``ok``
-        is False are still included unless excluded here).
+        Frames to include. By default all frames, except, with
+        ``transforms``, the failed ones (``ok`` False) when at least one frame
+        is trustworthy. A failed frame chosen here gets the transform
+        interpolated from the trustworthy frames.
     order : {0, 1, 3}
         Interpolation order when warping.
     chunk_size, workers, progress
@@ -182,7 +184,11 @@ def average_frames(
     opts = AverageOptions.from_call(options, locals())
     n_frames, extra, (h, w) = frames_shape(stack)
     if transforms is not None and len(transforms) != n_frames:
-        raise ValueError(f"the stack has {n_frames} frames but there are {len(transforms)} transforms.")
+        raise ValueError(
+            f"the stack has {n_frames} frames but there are {len(transforms)} transforms."
+        )
+    if frames is None and transforms is not None and transforms.ok.any():
+        frames = transforms.ok
     selected = _selected_frames(frames, n_frames)
     total, coverage = _sum_frames(stack, transforms, selected, opts, progress)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -193,7 +199,13 @@ def average_frames(
         r0, r1, c0, c1 = crop
         image = image[..., r0:r1, c0:c1]
         coverage = coverage[r0:r1, c0:c1]
-    return FrameAverage(image=image, coverage=coverage, crop=crop, mode=opts.mode, n_frames=int(selected.size))
+    return FrameAverage(
+        image=image,
+        coverage=coverage,
+        crop=crop,
+        mode=opts.mode,
+        n_frames=int(selected.size),
+    )
 
 
 def _selected_frames(frames: Any, n_frames: int) -> np.ndarray:
@@ -220,22 +232,38 @@ def _sum_frames(
     total = np.zeros((*extra, h, w), dtype=np.float64)
     coverage = np.zeros((h, w), dtype=np.int32)
     chunk_size = opts.chunk_size
+    if transforms is not None:
+        transforms, _ = transforms.resolve_failed(
+            "interpolate"
+        )  # over the whole stack, not chunk by chunk
     report(progress, 0, selected.size, "average")
     for start in range(0, selected.size, chunk_size):
         idx = selected[start : start + chunk_size]
-        chunk = np.stack([np.asarray(stack[int(t)]) for t in idx]).astype(np.float32, copy=False)
+        chunk = np.stack([np.asarray(stack[int(t)]) for t in idx]).astype(
+            np.float32, copy=False
+        )
         if transforms is not None:
             # NaN marks the pixels a frame does not fully cover
             chunk = apply_transforms(
-                chunk, transforms[idx], order=opts.order, border="nan", output_dtype=np.float32, workers=opts.workers
+                chunk,
+                transforms[idx],
+                order=opts.order,
+                border="nan",
+                output_dtype=np.float32,
+                workers=opts.workers,
+                failed="apply",
             )
         for k in range(len(idx)):
             _accumulate(total, coverage, chunk[k], extra)
-        report(progress, min(start + chunk_size, selected.size), selected.size, "average")
+        report(
+            progress, min(start + chunk_size, selected.size), selected.size, "average"
+        )
     return total, coverage
 
 
-def _accumulate(total: np.ndarray, coverage: np.ndarray, frame: np.ndarray, extra: tuple) -> None:
+def _accumulate(
+    total: np.ndarray, coverage: np.ndarray, frame: np.ndarray, extra: tuple
+) -> None:
     """Add one ([C,] Y, X) frame where it is finite (all channels must be)."""
     valid = np.isfinite(frame)
     if extra:

@@ -15,7 +15,7 @@ from .._version import __version__
 from ..files import jsonable
 from ..layouts import STACK_AXES
 from ..progress import ProgressCallback, report
-from ..transforms import TABLE_COLUMNS, FrameTransforms
+from ..transforms import NUMERIC_COLUMNS, FrameTransforms
 from ._axes import AxesPlan, normalise_axes, plan_axes
 from ._lazy import decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame_chunks
 from ._meta import check_transforms_length, decode_json_value, normalise_unit
@@ -188,7 +188,10 @@ def _read_json_entries(group: h5py.Group) -> dict:
 
 def _read_transforms(group: h5py.Group, path: Path) -> FrameTransforms:
     try:
-        cols = {k: np.asarray(group[k][()]) for k in TABLE_COLUMNS if k in group}
+        cols = {k: np.asarray(group[k][()]) for k in NUMERIC_COLUMNS if k in group}
+        reason = None
+        if "reason" in group:
+            reason = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in group["reason"][()]]
         extra = _read_json_entries(group)
         return FrameTransforms(
             dy=cols["dy"],
@@ -197,6 +200,7 @@ def _read_transforms(group: h5py.Group, path: Path) -> FrameTransforms:
             scale=cols.get("scale"),
             quality=cols.get("quality"),
             ok=cols.get("ok"),
+            reason=reason,
             center=tuple(extra.get("center", (0.0, 0.0))),
             method=str(extra.get("method", "")),
             params=extra.get("params") or {},
@@ -389,6 +393,8 @@ def write_hdf5(
         if transforms is not None:
             table = f.create_group("transforms")
             for col, values in transforms.to_table().items():
+                if col == "reason":
+                    values = np.array([str(v) for v in values], dtype=h5py.string_dtype())
                 table.create_dataset(col, data=np.asarray(values))
             table.attrs["format"] = "napari-stackalign transforms"
             _put_json(table, "center", list(transforms.center))

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
+from ...transforms import FAILED_POLICIES
 from ..checks import check_chunk_size
 from ..frames import CHUNK_FRAMES
 from ..options import Options, option
@@ -30,6 +31,7 @@ __all__ = [
     "check_order",
     "check_warp_options",
     "chunk_size_option",
+    "failed_option",
     "order_option",
     "workers_option",
 ]
@@ -48,7 +50,9 @@ BORDERS = {
 def check_order(order: Any) -> Any:
     """``order`` if it is an interpolation order OpenCV has (0, 1 or 3), else ``ValueError``."""
     if order not in ORDERS:
-        raise ValueError(f"order must be one of {sorted(ORDERS)} (0 nearest, 1 linear, 3 cubic), got {order!r}.")
+        raise ValueError(
+            f"order must be one of {sorted(ORDERS)} (0 nearest, 1 linear, 3 cubic), got {order!r}."
+        )
     return order
 
 
@@ -77,24 +81,52 @@ def _check_dtype(value: Any) -> np.dtype:
     try:
         return np.dtype(value)
     except TypeError as exc:
-        raise ValueError(f"output_dtype must be a numpy dtype such as 'float32' or 'uint16', got {value!r}.") from exc
+        raise ValueError(
+            f"output_dtype must be a numpy dtype such as 'float32' or 'uint16', got {value!r}."
+        ) from exc
+
+
+def failed_option() -> Any:
+    """The ``failed`` field: what becomes of a failed frame's estimate."""
+    return option(
+        "interpolate",
+        "failed frames (ok=False): interpolate their transform from the trustworthy frames, "
+        "leave them unshifted (identity), or apply the estimate anyway (apply)",
+        kind="str",
+        choices=FAILED_POLICIES,
+    )
 
 
 def order_option() -> Any:
     """The ``order`` field: interpolation of the resampling."""
     return option(
-        1, "interpolation: 0 nearest, 1 bilinear, 3 bicubic", kind="int", choices=tuple(ORDERS), check=check_order
+        1,
+        "interpolation: 0 nearest, 1 bilinear, 3 bicubic",
+        kind="int",
+        choices=tuple(ORDERS),
+        check=check_order,
     )
 
 
 def chunk_size_option(what: str = "read, resampled and written") -> Any:
     """The ``chunk_size`` field: frames handled at a time (at least 1)."""
-    return option(CHUNK_FRAMES, f"frames {what} at a time (at least 1)", kind="int", check=check_chunk_size)
+    return option(
+        CHUNK_FRAMES,
+        f"frames {what} at a time (at least 1)",
+        kind="int",
+        check=check_chunk_size,
+    )
 
 
 def workers_option() -> Any:
     """The ``workers`` field: threads (None = every core)."""
-    return option(None, "threads (default: every core)", kind="int", optional=True, check=check_workers)
+    return option(
+        None,
+        "threads (default: every core)",
+        kind="int",
+        optional=True,
+        check=check_workers,
+    )
 
 
 @dataclass(frozen=True)
@@ -118,8 +150,12 @@ class ApplyOptions(Options):
     )
     cval: float = option(0.0, "fill value for border='constant'", check=_check_number)
     output_dtype: Any = option(  # noqa: RUF009 - option() makes a dataclasses.field
-        None, "output type (default: the input's; integers are rounded and clipped)", optional=True, check=_check_dtype
+        None,
+        "output type (default: the input's; integers are rounded and clipped)",
+        optional=True,
+        check=_check_dtype,
     )
+    failed: str = failed_option()
     chunk_size: int = chunk_size_option()
     workers: int | None = workers_option()
 

@@ -19,7 +19,7 @@ import numpy as np
 from ...transforms import FrameTransforms
 from ..frames import READ_AHEAD_BLOCKS, BlockProducer, frame_ranges
 from ._options import APPLY_DEFAULTS
-from ._warp import apply_transforms, result_dtype
+from ._warp import applicable_matrices, apply_transforms, result_dtype
 
 __all__ = ["WarpedFrames"]
 
@@ -63,17 +63,36 @@ class WarpedFrames(BlockProducer):
         border: str = APPLY_DEFAULTS.border,
         cval: float = APPLY_DEFAULTS.cval,
         output_dtype: Any = APPLY_DEFAULTS.output_dtype,
+        failed: str = APPLY_DEFAULTS.failed,
     ) -> None:
         if len(transforms) != int(frames.shape[0]):
-            raise ValueError(f"{len(transforms)} transforms for {int(frames.shape[0])} frames.")
-        super().__init__(frame_ranges(0, int(frames.shape[0]), block), self._compute, depth=depth)
+            raise ValueError(
+                f"{len(transforms)} transforms for {int(frames.shape[0])} frames."
+            )
+        applicable_matrices(
+            transforms, tuple(frames.shape[-2:]), failed
+        )  # checks and warns once, here
+        transforms, _ = transforms.resolve_failed(failed)
+        super().__init__(
+            frame_ranges(0, int(frames.shape[0]), block), self._compute, depth=depth
+        )
         self._frames = frames
         self._transforms = transforms
-        self._warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype, "workers": workers}
+        # resolved above: each block applies what it is given
+        self._warp = {
+            "order": order,
+            "border": border,
+            "cval": cval,
+            "output_dtype": output_dtype,
+            "workers": workers,
+            "failed": "apply",
+        }
         self.shape = tuple(int(n) for n in frames.shape)
         self.dtype = result_dtype(np.dtype(frames.dtype), border, output_dtype)
         self.ndim = len(self.shape)
-        self._buffer: deque = deque()  # produced blocks not fully consumed: (start, array)
+        self._buffer: deque = (
+            deque()
+        )  # produced blocks not fully consumed: (start, array)
         self._next = 0  # first frame not yet handed out
 
     def __len__(self) -> int:
@@ -81,7 +100,9 @@ class WarpedFrames(BlockProducer):
 
     def _compute(self, a: int, b: int) -> np.ndarray:
         chunk = np.asarray(self._frames[a:b])
-        return apply_transforms(chunk, self._transforms[a:b], chunk_size=max(1, b - a), **self._warp)
+        return apply_transforms(
+            chunk, self._transforms[a:b], chunk_size=max(1, b - a), **self._warp
+        )
 
     def close(self) -> None:
         """Stop the producer and drop what it computed."""
@@ -116,7 +137,9 @@ class WarpedFrames(BlockProducer):
         if isinstance(key, (int, np.integer)):
             t = int(key) + self.shape[0] if key < 0 else int(key)
             return self._compute(t, t + 1)[0]
-        raise IndexError("WarpedFrames supports integer and contiguous slice indexing of frames only.")
+        raise IndexError(
+            "WarpedFrames supports integer and contiguous slice indexing of frames only."
+        )
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self._compute(0, self.shape[0])

@@ -8,6 +8,7 @@ gives a lazy dask output unless ``out`` is given.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import cv2
@@ -22,6 +23,8 @@ from ..workers import default_workers, thread_pool
 from ._options import APPLY_DEFAULTS, BORDERS, ORDERS, ApplyOptions, check_warp_options
 
 __all__ = [
+    "FailedFramesWarning",
+    "applicable_matrices",
     "apply_transforms",
     "coverage_mask",
     "frames_shape",
@@ -32,7 +35,9 @@ __all__ = [
 ]
 
 # dtypes cv2.warpAffine handles natively
-_CV2_DTYPES = {np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64)}
+_CV2_DTYPES = {
+    np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+}
 
 
 def result_dtype(in_dtype: np.dtype, border: str, output_dtype: Any) -> np.dtype:
@@ -44,7 +49,9 @@ def result_dtype(in_dtype: np.dtype, border: str, output_dtype: Any) -> np.dtype
         # NaN marks pixels outside the frame; an integer type cannot hold it.
         dtype = np.dtype(np.float32)
     if dtype == np.bool_:
-        raise ValueError("boolean stacks cannot be resampled; convert them to uint8 first.")
+        raise ValueError(
+            "boolean stacks cannot be resampled; convert them to uint8 first."
+        )
     return dtype
 
 
@@ -72,7 +79,9 @@ def warp_frame(
     # output type (OpenCV rounds and saturates), else float
     if frame.dtype == out_dtype and frame.dtype in _CV2_DTYPES:
         work = frame
-    elif out_dtype.kind == "f" and out_dtype in _CV2_DTYPES and frame.dtype.itemsize <= 2:
+    elif (
+        out_dtype.kind == "f" and out_dtype in _CV2_DTYPES and frame.dtype.itemsize <= 2
+    ):
         work = frame.astype(out_dtype)
     else:
         work = frame.astype(np.float64)
@@ -165,6 +174,7 @@ def apply_transforms(
     border: str = APPLY_DEFAULTS.border,
     cval: float = APPLY_DEFAULTS.cval,
     output_dtype: Any = APPLY_DEFAULTS.output_dtype,
+    failed: str = APPLY_DEFAULTS.failed,
     out: Any = None,
     chunk_size: int = APPLY_DEFAULTS.chunk_size,
     workers: int | None = APPLY_DEFAULTS.workers,
@@ -191,6 +201,14 @@ def apply_transforms(
     output_dtype : dtype, optional
         Output type; by default the input's. Integer outputs are rounded and
         clipped to their range.
+    failed : {"interpolate", "identity", "apply"}
+        What becomes of a failed frame (``transforms.ok`` False): by default
+        its transform is interpolated from the trustworthy frames (see
+        :meth:`FrameTransforms.resolve_failed`); ``"identity"`` leaves it
+        unshifted; ``"apply"`` applies its estimate anyway. A
+        :class:`FailedFramesWarning` names the frames replaced; when no frame
+        is trustworthy nothing is corrected and a
+        :class:`~napari_stackalign.NoSignalWarning` says so.
     out : array-like, optional
         Where to write (numpy array, memmap, h5py or zarr dataset of the
         right shape). Written chunk by chunk.
@@ -218,24 +236,39 @@ def apply_transforms(
             "use transforms estimated on a stack with the same number of frames."
         )
     out_dtype = result_dtype(np.dtype(stack.dtype), opts.border, opts.output_dtype)
-    mats = transforms.to_cv2_matrices()
-    kwargs = {"order": opts.order, "border": opts.border, "cval": opts.cval, "out_dtype": out_dtype}
+    mats = applicable_matrices(transforms, tuple(stack.shape[-2:]), opts.failed)
+    kwargs = {
+        "order": opts.order,
+        "border": opts.border,
+        "cval": opts.cval,
+        "out_dtype": out_dtype,
+    }
     chunk_size = opts.chunk_size
 
     if out is None and is_dask(stack):
-        frames = stack.rechunk({0: chunk_size, **{ax: -1 for ax in range(1, stack.ndim)}})
+        frames = stack.rechunk(
+            {0: chunk_size, **{ax: -1 for ax in range(1, stack.ndim)}}
+        )
 
         def block(chunk: np.ndarray, block_info: dict | None = None) -> np.ndarray:
             start = block_info[0]["array-location"][0][0]
-            return warp_chunk(chunk, mats[start : start + chunk.shape[0]], pool=None, **kwargs)
+            return warp_chunk(
+                chunk, mats[start : start + chunk.shape[0]], pool=None, **kwargs
+            )
 
         return da.map_blocks(block, frames, dtype=out_dtype)
 
     if out is None:
         out = np.empty(tuple(stack.shape), dtype=out_dtype)
     elif tuple(out.shape) != tuple(stack.shape):
-        raise ValueError(f"out has shape {tuple(out.shape)}, expected {tuple(stack.shape)}.")
-    direct = type(out) in (np.ndarray, np.memmap) and out.dtype == out_dtype and out.flags.c_contiguous
+        raise ValueError(
+            f"out has shape {tuple(out.shape)}, expected {tuple(stack.shape)}."
+        )
+    direct = (
+        type(out) in (np.ndarray, np.memmap)
+        and out.dtype == out_dtype
+        and out.flags.c_contiguous
+    )
     report(progress, 0, n_frames, "apply")
     with thread_pool(default_workers(opts.workers)) as pool:
         for start in range(0, n_frames, chunk_size):
@@ -243,14 +276,65 @@ def apply_transforms(
             chunk = np.asarray(stack[start:stop])
             if direct:
                 # numpy output: OpenCV writes each frame in place
-                warp_chunk(chunk, mats[start:stop], pool=pool, result=out[start:stop], **kwargs)
+                warp_chunk(
+                    chunk, mats[start:stop], pool=pool, result=out[start:stop], **kwargs
+                )
             else:
-                out[start:stop] = warp_chunk(chunk, mats[start:stop], pool=pool, **kwargs)
+                out[start:stop] = warp_chunk(
+                    chunk, mats[start:stop], pool=pool, **kwargs
+                )
             report(progress, stop, n_frames, "apply")
     return out
 
 
-def coverage_mask(shape: tuple[int, int], transforms: FrameTransforms, frame: int) -> np.ndarray:
+class FailedFramesWarning(UserWarning):
+    """Some frames' estimates were not applied as estimated (they failed)."""
+
+
+def applicable_matrices(
+    transforms: FrameTransforms, frame_shape: tuple[int, int], failed: str
+) -> np.ndarray:
+    """The (T, 2, 3) OpenCV matrices to warp with: failed frames resolved by
+    ``failed`` (a warning names them), every matrix finite and moving the
+    frame by less than its own size.
+
+    Raises
+    ------
+    ValueError
+        When a transform would move a frame entirely out of view (it cannot
+        belong to this stack), or a NaN estimate is to be applied.
+    """
+    resolved, replaced = transforms.resolve_failed(failed)
+    if replaced.size and transforms.ok.any():
+        what = (
+            "interpolated from the trustworthy frames"
+            if failed == "interpolate"
+            else "left unshifted"
+        )
+        warnings.warn(
+            f"{replaced.size} of {len(transforms)} frames failed and were {what} (failed={failed!r}):\n"
+            + transforms.failure_summary(),
+            FailedFramesWarning,
+            stacklevel=3,
+        )
+    mats = resolved.to_cv2_matrices()
+    height, width = (int(n) for n in frame_shape)
+    centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0, 1.0])
+    moved = mats @ centre - centre[:2]  # where the frame centre goes, (x, y)
+    outside = (np.abs(moved[:, 0]) >= width) | (np.abs(moved[:, 1]) >= height)
+    if outside.any():
+        frames = np.flatnonzero(outside)
+        t = int(frames[0])
+        raise ValueError(
+            f"the transform of frame {t} moves it by ({moved[t, 1]:.4g}, {moved[t, 0]:.4g}) px, more than the frame "
+            f"itself ({height}x{width}); {frames.size} frame(s) in all. These transforms do not fit this stack."
+        )
+    return mats
+
+
+def coverage_mask(
+    shape: tuple[int, int], transforms: FrameTransforms, frame: int
+) -> np.ndarray:
     """Boolean map of the registered pixels that frame ``frame`` fully covers.
 
     A pixel counts as covered when its bilinear sample comes entirely from
@@ -263,6 +347,11 @@ def _footprint(shape: tuple[int, int], matrix_xy: np.ndarray) -> np.ndarray:
     """Pixels whose bilinear source lies entirely inside a frame of ``shape``."""
     ones = np.ones(shape, dtype=np.float32)
     warped = cv2.warpAffine(
-        ones, matrix_xy, (shape[1], shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0
+        ones,
+        matrix_xy,
+        (shape[1], shape[0]),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0.0,
     )
     return warped >= 1.0 - 1e-3
