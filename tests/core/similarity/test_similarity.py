@@ -139,8 +139,12 @@ def test_pure_noise_frame_is_flagged_and_interpolated():
     assert not ident.ok[4]
     assert ident.angle[4] == 0 and ident.scale[4] == 1 and ident.dy[4] == 0 and ident.dx[4] == 0
     # an explicit threshold is honoured
-    strict = register_similarity(stack, template=2, min_success=0.999)
-    assert not strict.ok[[0, 1, 3, 5]].any() and strict.ok[2]
+    from napari_stackalign import NoSignalWarning
+
+    with pytest.warns(NoSignalWarning, match="no usable signal"):
+        strict = register_similarity(stack, template=2, min_success=0.999)
+    # no frame matched the template: the template frame is not trusted either
+    assert not strict.ok.any() and "no other frame matched" in strict.reason[2]
     assert strict.params["min_success_used"] == 0.999
 
 
@@ -344,3 +348,13 @@ def test_fill_failed_without_good_frames_is_identity():
     assert abs(filled.angle[1]) == pytest.approx(180.0)  # interpolated across the +-180 wrap
     with pytest.raises(ValueError, match="fallback"):
         fill_failed(ft, np.array([True, False]), "nearest")
+
+
+def test_noise_only_stack_has_no_trustworthy_frame_and_says_so():
+    from napari_stackalign import NoSignalWarning
+
+    stack = np.random.default_rng(3).normal(100, 10, (8, 96, 96)).astype(np.float32)
+    with pytest.warns(NoSignalWarning):
+        est = register_similarity(stack)
+    assert not est.ok.any()
+    assert all("no significant match" in r for t, r in enumerate(est.reason) if t != est.params["template_index"])

@@ -31,7 +31,10 @@ Success score
 (Pearson's r) between the template and the registered frame, both smoothed by
 a Gaussian of ``sigma`` px, over the pixels both cover (gain and offset do not
 matter): 1 is a perfect match, about 0 unrelated content. A frame is flagged
-(``ok=False``) when its score is below ``min_success`` (by default half the
+(``ok=False``, with its reason in ``reason``) when its score is not
+significant (below :data:`SIGNIFICANCE_Z` times the spread of the score
+between unrelated frames of that size, :func:`chance_success`: the best match
+found on pure noise reaches about 5 times it), when it is below ``min_success`` (by default half the
 median score of the stack, at least 0.1), when it has NaN values or is
 constant, when it covers less than a quarter of the template, when the
 refinement diverges, or when the result falls outside ``angle_range`` /
@@ -40,8 +43,10 @@ degrees and 1 % in scale). A flagged frame's transform is replaced by the
 ``fallback``: ``"interpolate"`` (default; linear in time between the nearest
 good frames, in angle, log scale and shift, held constant beyond the
 first/last good frame) or ``"identity"``. A template frame (``"middle"``,
-``"first"`` or an index) is the identity with score 1 and is never flagged;
-``params["flagged"]`` says why each flagged frame was.
+``"first"`` or an index) is the identity with score 1, flagged only when no
+other frame matched it (the stack has no usable signal: a
+:class:`~napari_stackalign.NoSignalWarning` says so);
+``params["flagged"]`` and ``reason`` say why each flagged frame was.
 
 The returned :class:`~napari_stackalign.FrameTransforms` is centred on the
 frame centre ``((H - 1) / 2, (W - 1) / 2)`` and follows the package's sign
@@ -53,6 +58,7 @@ template, so ``apply_transforms(stack, result)`` registers the stack
 from __future__ import annotations
 
 import time
+import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -61,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from ...progress import ProgressCallback, report
-from ...transforms import FrameTransforms
+from ...transforms import FrameTransforms, NoSignalWarning
 from ..apply import coverage_mask, warp_frame
 from ..checks import STACK_AXES, check_stack
 from ..workers import default_workers, thread_pool
@@ -87,7 +93,9 @@ MIN_FRAME_SIZE = 32
 
 
 # ------------------------------------------------------------ whole stacks
-def _stack_geometry(stack: Any, channel: int | None) -> tuple[int, tuple[int, int], int | None]:
+def _stack_geometry(
+    stack: Any, channel: int | None
+) -> tuple[int, tuple[int, int], int | None]:
     """Frames, frame shape and the channel measured on (None for a (T, Y, X) stack)."""
     shape = getattr(stack, "shape", None)
     ndim = None if shape is None else len(shape)
@@ -101,9 +109,15 @@ def _stack_geometry(stack: Any, channel: int | None) -> tuple[int, tuple[int, in
             )
         channel = None
     elif ndim is not None and ndim != 2:
-        raise ValueError(f"expected a {STACK_AXES} or (T, C, Y, X) stack, got shape {tuple(shape)}.")
+        raise ValueError(
+            f"expected a {STACK_AXES} or (T, C, Y, X) stack, got shape {tuple(shape)}."
+        )
     # only the shape and dtype are looked at: no data is read
-    view = stack if ndim != 4 else SimpleNamespace(shape=shape, dtype=getattr(stack, "dtype", np.float32))
+    view = (
+        stack
+        if ndim != 4
+        else SimpleNamespace(shape=shape, dtype=getattr(stack, "dtype", np.float32))
+    )
     n_frames, h, w = check_stack(view, what=WHAT, min_frames=2, min_size=MIN_FRAME_SIZE)
     return n_frames, (h, w), channel
 
@@ -116,7 +130,9 @@ def _check_channel(channel: Any, shape: tuple[int, ...]) -> int:
             "to choose the channel the registration is measured on."
         )
     if not isinstance(channel, (int, np.integer)) or not 0 <= channel < shape[1]:
-        raise ValueError(f"channel must be an integer in 0..{shape[1] - 1}, got {channel!r}.")
+        raise ValueError(
+            f"channel must be an integer in 0..{shape[1] - 1}, got {channel!r}."
+        )
     return int(channel)
 
 
@@ -130,7 +146,9 @@ def _template_index(template: str | int, n_frames: int) -> int | None:
         return None
     idx = int(template)
     if not -n_frames <= idx < n_frames:
-        raise ValueError(f"template frame {idx} is out of range: the stack has {n_frames} frames (0..{n_frames - 1}).")
+        raise ValueError(
+            f"template frame {idx} is out of range: the stack has {n_frames} frames (0..{n_frames - 1})."
+        )
     return idx % n_frames
 
 
@@ -169,7 +187,11 @@ class _Source:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Frames ``start:stop`` of the channel as float32."""
-        part = self.stack[start:stop] if self.channel is None else self.stack[start:stop, self.channel]
+        part = (
+            self.stack[start:stop]
+            if self.channel is None
+            else self.stack[start:stop, self.channel]
+        )
         return np.asarray(part, dtype=np.float32)
 
     def read_indexed(self, idx: np.ndarray) -> np.ndarray:
@@ -192,7 +214,8 @@ class _Source:
                 idx = frames[start : start + self.chunk_size]
                 block = self.read_indexed(idx)
                 futures: list[tuple[int, Future]] = [
-                    (int(t), pool.submit(task, int(t), block[k])) for k, t in enumerate(idx)
+                    (int(t), pool.submit(task, int(t), block[k]))
+                    for k, t in enumerate(idx)
                 ]
                 try:
                     for t, fut in futures:
@@ -218,6 +241,19 @@ class _Outcome:
     min_success_used: float
 
 
+#: a frame's success must be this many times the chance level (:func:`chance_success`);
+#: on pure noise the best match found reaches about 5 (64 to 256 px frames)
+SIGNIFICANCE_Z = 8.0
+
+
+def chance_success(shape: tuple[int, int], sigma: float) -> float:
+    """The spread of the success score (a correlation of frames smoothed by
+    ``sigma``) between unrelated frames of ``shape``: one over the square root
+    of the number of independent smoothed pixels, ``H W / (4 pi sigma^2)``."""
+    n_independent = shape[0] * shape[1] / (4.0 * np.pi * max(sigma, 0.5) ** 2)
+    return 1.0 / np.sqrt(max(n_independent, 1.0))
+
+
 def _judge(
     ft: FrameTransforms,
     success: np.ndarray,
@@ -225,6 +261,7 @@ def _judge(
     opts: SimilarityOptions,
     grid: LogPolarGrid,
     *,
+    shape: tuple[int, int],
     reference: int,
     exclude: int | None = None,
 ) -> tuple[np.ndarray, float]:
@@ -243,17 +280,31 @@ def _judge(
         scores = scores[np.isfinite(scores)]
         min_success = max(0.1, 0.5 * float(np.median(scores))) if scores.size else 0.1
     ok = np.ones(len(ft), dtype=bool)
+    floor = chance_success(shape, opts.sigma)
     for t in range(len(ft)):
         reason = failures.get(t, "")
         if not reason and not np.isfinite(success[t]):
             reason = "no success score"
+        if not reason and t != reference and success[t] < SIGNIFICANCE_Z * floor:
+            reason = (
+                f"no significant match: success {success[t]:.3f} is {success[t] / floor:.1f} times what noise "
+                f"gives by chance (at least {SIGNIFICANCE_Z:g} needed)"
+            )
         if not reason and success[t] < min_success:
             reason = f"success {success[t]:.3f} below min_success {min_success:g}"
-        if not reason and t != reference and not _angle_in_range(ft.angle[t], angle_range, grid.angle_step):
+        if (
+            not reason
+            and t != reference
+            and not _angle_in_range(ft.angle[t], angle_range, grid.angle_step)
+        ):
             reason = f"angle {ft.angle[t]:.3f} outside angle_range {angle_range}"
         if not reason and t != reference and scale_range is not None:
             ls = np.log(ft.scale[t])
-            if not np.log(scale_range[0]) - grid.log_step <= ls <= np.log(scale_range[1]) + grid.log_step:
+            if (
+                not np.log(scale_range[0]) - grid.log_step
+                <= ls
+                <= np.log(scale_range[1]) + grid.log_step
+            ):
                 reason = f"scale {ft.scale[t]:.5f} outside scale_range {scale_range}"
         if reason:
             ok[t] = False
@@ -275,12 +326,25 @@ def _outcome(
     success = np.array([results[t].success for t in range(n_frames)], dtype=np.float64)
     failures = {t: results[t].failure for t in range(n_frames) if results[t].failure}
     ft = FrameTransforms.from_matrices(mats, center=est.center)
-    ok, threshold = _judge(ft, success, failures, opts, est.grid, reference=reference, exclude=exclude)
-    return _Outcome(fill_failed(ft, ok, opts.fallback), success, ok, failures, threshold)
+    ok, threshold = _judge(
+        ft,
+        success,
+        failures,
+        opts,
+        est.grid,
+        shape=est.shape,
+        reference=reference,
+        exclude=exclude,
+    )
+    return _Outcome(
+        fill_failed(ft, ok, opts.fallback), success, ok, failures, threshold
+    )
 
 
 def fill_failed(
-    transforms: FrameTransforms, ok: np.ndarray, fallback: str = SIMILARITY_DEFAULTS.fallback
+    transforms: FrameTransforms,
+    ok: np.ndarray,
+    fallback: str = SIMILARITY_DEFAULTS.fallback,
 ) -> FrameTransforms:
     """Replace the transforms of frames where ``ok`` is False.
 
@@ -323,10 +387,18 @@ def fill_failed(
     return out
 
 
-def _registered(frame: np.ndarray, correction: FrameTransforms) -> tuple[np.ndarray, np.ndarray]:
+def _registered(
+    frame: np.ndarray, correction: FrameTransforms
+) -> tuple[np.ndarray, np.ndarray]:
     """One frame warped onto the template (bilinear) and the pixels it fully
     covers, exactly as :func:`~napari_stackalign.average_frames` counts them."""
-    warped = warp_frame(frame, correction.to_cv2_matrices()[0], order=1, border="nan", output_dtype=np.float32)
+    warped = warp_frame(
+        frame,
+        correction.to_cv2_matrices()[0],
+        order=1,
+        border="nan",
+        output_dtype=np.float32,
+    )
     covered = coverage_mask(frame.shape, correction, 0) & np.isfinite(warped)
     return np.where(covered, warped, 0.0).astype(np.float32), covered
 
@@ -428,7 +500,12 @@ def register_similarity(
 
 
 def _first_pass(
-    source: _Source, est: SimilarityEstimator, opts: SimilarityOptions, *, reference: int, mean_mode: bool
+    source: _Source,
+    est: SimilarityEstimator,
+    opts: SimilarityOptions,
+    *,
+    reference: int,
+    mean_mode: bool,
 ) -> _Outcome:
     """Every frame but the template frame registered onto it (stages 1-3)."""
     others = np.array([t for t in range(source.n_frames) if t != reference], dtype=int)
@@ -436,11 +513,22 @@ def _first_pass(
     results = source.run(others, lambda t, f: est.estimate(f), stage)
     results[reference] = FrameResult(np.eye(3), 1.0, "")
     source.bar.step(stage)
-    return _outcome(results, est, opts, reference=reference, exclude=None if mean_mode else reference)
+    return _outcome(
+        results,
+        est,
+        opts,
+        reference=reference,
+        exclude=None if mean_mode else reference,
+    )
 
 
 def _result(
-    outcome: _Outcome, est: SimilarityEstimator, opts: SimilarityOptions, *, channel: int | None, reference: int
+    outcome: _Outcome,
+    est: SimilarityEstimator,
+    opts: SimilarityOptions,
+    *,
+    channel: int | None,
+    reference: int,
 ) -> FrameTransforms:
     """The returned transforms, with the parameters and the flagged frames in ``params``."""
     params = {
@@ -457,6 +545,17 @@ def _result(
         "flagged": {str(t): r for t, r in sorted(outcome.failures.items())},
     }
     ft = outcome.transforms
+    ok = outcome.ok.copy()
+    reasons = [outcome.failures.get(t, "") for t in range(len(ft))]
+    if len(ft) > 1 and not np.delete(ok, reference).any():
+        ok[reference] = False
+        reasons[reference] = "the template frame: no other frame matched it"
+        warnings.warn(
+            f"no frame of the {len(ft)} matched the template significantly: the stack has no usable signal for "
+            "similarity registration, so nothing will be corrected. Check the channel, the ROI and the content.",
+            NoSignalWarning,
+            stacklevel=4,
+        )
     return FrameTransforms(
         dy=ft.dy,
         dx=ft.dx,
@@ -464,7 +563,8 @@ def _result(
         scale=ft.scale,
         center=est.center,
         quality=outcome.success,
-        ok=outcome.ok,
+        ok=ok,
+        reason=reasons,
         method="similarity",
         params=params,
     )
@@ -472,7 +572,12 @@ def _result(
 
 # ------------------------------------------------------ template="mean"
 def _refine_against_mean(
-    source: _Source, est: SimilarityEstimator, first: _Outcome, opts: SimilarityOptions, *, reference: int
+    source: _Source,
+    est: SimilarityEstimator,
+    first: _Outcome,
+    opts: SimilarityOptions,
+    *,
+    reference: int,
 ) -> _Outcome:
     """Pass 2 of ``template="mean"``: refine every frame against the mean of
     the other well-registered frames."""
@@ -483,7 +588,10 @@ def _refine_against_mean(
 
 
 def _sum_registered(
-    source: _Source, transforms: FrameTransforms, ok: np.ndarray, frame_shape: tuple[int, int]
+    source: _Source,
+    transforms: FrameTransforms,
+    ok: np.ndarray,
+    frame_shape: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sum and count of the registered ``ok`` frames per pixel (the mean template's parts)."""
     h, w = frame_shape
@@ -508,7 +616,12 @@ class _LeaveOneOut:
     sum when it is in it."""
 
     def __init__(
-        self, first: FrameTransforms, in_mean: np.ndarray, total: np.ndarray, count: np.ndarray, sigma: float
+        self,
+        first: FrameTransforms,
+        in_mean: np.ndarray,
+        total: np.ndarray,
+        count: np.ndarray,
+        sigma: float,
     ) -> None:
         self.first = first
         self.in_mean = np.asarray(in_mean, dtype=bool)
@@ -528,7 +641,11 @@ class _LeaveOneOut:
             s, c = self.total - values, self.count - covered
         valid = c >= 1
         if valid.mean() < MIN_OVERLAP:
-            return FrameResult(self.first[t].to_matrices()[0], np.nan, "too few other frames for a mean template")
+            return FrameResult(
+                self.first[t].to_matrices()[0],
+                np.nan,
+                "too few other frames for a mean template",
+            )
         with np.errstate(invalid="ignore", divide="ignore"):
             tpl = np.where(valid, s / np.maximum(c, 1), self.fill).astype(np.float32)
         refiner = SimilarityRefiner(tpl, sigma=self.sigma, valid=valid)
@@ -536,4 +653,6 @@ class _LeaveOneOut:
         res = refiner.refine(frame, np.linalg.inv(start_matrix))
         if not np.isfinite(res.ncc):
             return FrameResult(start_matrix, np.nan, "refinement diverged")
-        return FrameResult(np.linalg.inv(res.matrix), res.ncc, _overlap_problem(res.overlap))
+        return FrameResult(
+            np.linalg.inv(res.matrix), res.ncc, _overlap_problem(res.overlap)
+        )
