@@ -81,3 +81,23 @@ def test_derived_layer_keeps_geometry(make_napari_viewer):
     assert avg["scale"] == (0.5, 0.5) and avg["axis_labels"] == ("y", "x")
     with pytest.raises(ValueError, match="time series"):
         frame_stack(viewer.add_image(np.zeros((8, 8))))
+
+
+def _no_signal(*, progress=None):
+    import warnings
+
+    from napari_stackalign import NoSignalWarning
+
+    warnings.warn("no frame has a trustworthy transform", NoSignalWarning, stacklevel=1)
+    return 1
+
+
+def test_a_no_signal_warning_in_the_worker_becomes_a_notification(qtbot, monkeypatch):
+    shown = []
+    monkeypatch.setattr("napari_stackalign.napari._runner.show_warning", shown.append)
+    runner = TaskRunner("Run", lambda: None)
+    qtbot.addWidget(runner)
+    runner.start(_no_signal, on_result=lambda r: None)
+    qtbot.waitUntil(lambda: not runner.running, timeout=5000)
+    qtbot.wait(50)
+    assert shown == ["no frame has a trustworthy transform"]

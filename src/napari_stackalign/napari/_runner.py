@@ -31,8 +31,10 @@ from qtpy.QtWidgets import (
 )
 
 from ..core import Cancelled
+from ..core.apply import FailedFramesWarning
+from ..transforms import NoSignalWarning
 
-__all__ = ["TaskRunner", "notify_user_error"]
+__all__ = ["TaskRunner", "notify_user_error", "notify_warning"]
 
 
 class _Bridge(QObject):
@@ -48,6 +50,17 @@ def notify_user_error(exc: BaseException) -> None:
     else:
         show_error(f"Unexpected error ({exc.__class__.__name__}): {exc}. Details are in the terminal.")
         traceback.print_exception(exc)
+
+
+def notify_warning(args: tuple) -> None:
+    """Show a warning raised in a worker (``showwarning``'s arguments) as a
+    napari notification: failed frames and stacks without usable signal must
+    not stay in the terminal."""
+    message, category = args[0], args[1]
+    if isinstance(category, type) and issubclass(category, (NoSignalWarning, FailedFramesWarning)):
+        show_warning(str(message))
+    elif isinstance(category, type) and issubclass(category, UserWarning):
+        show_info(str(message))
 
 
 class TaskRunner(QWidget):
@@ -163,6 +176,7 @@ class TaskRunner(QWidget):
 
         worker.returned.connect(returned)
         worker.errored.connect(errored)
+        worker.warned.connect(notify_warning)
         worker.finished.connect(finished)
         worker.start()
         return worker
