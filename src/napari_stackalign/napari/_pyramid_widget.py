@@ -188,8 +188,13 @@ def _describe(transforms: FrameTransforms) -> str:
         f"{len(transforms)} frames. Sample drift: rows {drift[:, 0].min():+.2f} … {drift[:, 0].max():+.2f} px, "
         f"columns {drift[:, 1].min():+.2f} … {drift[:, 1].max():+.2f} px."
     )
-    if bad:
-        text += f" {bad} frame(s) flagged as unreliable (× in the plot)."
+    if bad == len(transforms):
+        text += " No frame has a trustworthy transform: the stack has no usable signal, nothing was corrected."
+    elif bad:
+        text += (
+            f" {bad} frame(s) failed (× in the plot) and were interpolated from their neighbours, not applied as "
+            f"estimated: {transforms.failure_summary(limit=5)}"
+        )
     return text
 
 
