@@ -8,7 +8,6 @@ from scipy import ndimage as ndi
 
 from napari_stackalign import apply_transforms
 from napari_stackalign.core.quality import common_region, quality_report
-from napari_stackalign.napari._compare_widget import CompareWidget
 from napari_stackalign.napari._layers import provenance
 from napari_stackalign.synthetic import make_stack
 
@@ -31,11 +30,11 @@ def pair(make_napari_viewer):
     return viewer, a, b, stack.copy(), registered.copy(), truth
 
 
-def test_measures_quality_on_the_common_area(pair, qtbot, tmp_path, wait_run):
+def test_measures_quality_on_the_common_area(pair, qtbot, tmp_path, wait_run, dock):
     viewer, a, b, stack, registered, truth = pair
-    widget = CompareWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Compare")
-    assert widget.layer_a.value is a and widget.layer_b.value is b  # picked X / "X registered"
+    widget = dock(viewer, "Compare")
+    # picked X / "X registered" (through the docked widget's proxy: compare names, not identity)
+    assert widget.layer_a.value.name == a.name and widget.layer_b.value.name == b.name
     wait_run(widget, widget.measure())
     rep_a, rep_b = widget.reports["beads"], widget.reports["beads registered"]
     region = common_region((96, 96), truth)
@@ -52,9 +51,9 @@ def test_measures_quality_on_the_common_area(pair, qtbot, tmp_path, wait_run):
     np.testing.assert_array_equal(b.data, registered)
 
 
-def test_whole_frame_option_lowers_registered_score(pair, qtbot, wait_run):
+def test_whole_frame_option_lowers_registered_score(pair, qtbot, wait_run, dock):
     viewer, _a, _b, *_ = pair
-    widget = CompareWidget(viewer)
+    widget = dock(viewer, "Compare")
     wait_run(widget, widget.measure())
     on_area = widget.reports["beads registered"]["correlation_mean"]
     widget.common_area.setChecked(False)
@@ -64,9 +63,9 @@ def test_whole_frame_option_lowers_registered_score(pair, qtbot, wait_run):
     assert whole["correlation_mean"] < on_area  # the empty margin counts against it
 
 
-def test_difference_and_checkerboard_of_mean_images(pair, qtbot, wait_run):
+def test_difference_and_checkerboard_of_mean_images(pair, qtbot, wait_run, dock):
     viewer, a, b, stack, registered, _ = pair
-    widget = CompareWidget(viewer)
+    widget = dock(viewer, "Compare")
     wait_run(widget, widget.add_difference())
     diff = viewer.layers["beads - beads registered"]
     assert diff.data.shape == (96, 96) and diff.data.dtype == np.float32
@@ -87,9 +86,9 @@ def test_difference_and_checkerboard_of_mean_images(pair, qtbot, wait_run):
     np.testing.assert_array_equal(b.data, registered)
 
 
-def test_frame_wise_views_are_lazy(pair):
+def test_frame_wise_views_are_lazy(pair, dock):
     viewer, _a, _b, stack, registered, _ = pair
-    widget = CompareWidget(viewer)
+    widget = dock(viewer, "Compare")
     widget.source.setCurrentIndex(1)
     assert widget.add_difference() is None  # no worker: lazy
     diff = viewer.layers["beads - beads registered"]
@@ -105,11 +104,11 @@ def test_frame_wise_views_are_lazy(pair):
     np.testing.assert_allclose(frame[:8, 8:16], registered[3, :8, 8:16])
 
 
-def test_side_by_side_and_flicker_restore_the_view(pair, qtbot):
+def test_side_by_side_and_flicker_restore_the_view(pair, qtbot, dock):
     viewer, a, b, *_ = pair
     other = viewer.add_image(np.zeros((16, 96, 96), np.float32), name="other")
     b.visible = False
-    widget = CompareWidget(viewer)
+    widget = dock(viewer, "Compare")
     widget.layer_a.value = a
     widget.layer_b.value = b
     grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
@@ -131,10 +130,10 @@ def test_side_by_side_and_flicker_restore_the_view(pair, qtbot):
     assert a.visible and not b.visible and other.visible
 
 
-def test_bad_choices_notify_instead_of_raising(pair, errors):
+def test_bad_choices_notify_instead_of_raising(pair, errors, dock):
     viewer, a, _b, *_ = pair
     small = viewer.add_image(np.ones((16, 50, 50), np.float32), name="small")
-    widget = CompareWidget(viewer)
+    widget = dock(viewer, "Compare")
     widget.layer_a.value = a
     widget.layer_b.value = a
     assert widget.measure() is None
@@ -150,9 +149,9 @@ def test_bad_choices_notify_instead_of_raising(pair, errors):
     assert "same number of frames" in errors[-1]
 
 
-def test_layer_list_follows_the_viewer(pair):
+def test_layer_list_follows_the_viewer(pair, dock):
     viewer, _a, _b, *_ = pair
-    widget = CompareWidget(viewer)
+    widget = dock(viewer, "Compare")
     viewer.add_image(np.ones((4, 8, 8)), name="late")
     assert "late" in [widget.layer_a.itemText(i) for i in range(widget.layer_a.count())]
     viewer.layers["late"].name = "renamed"
@@ -161,12 +160,12 @@ def test_layer_list_follows_the_viewer(pair):
     assert "renamed" not in [widget.layer_b.itemText(i) for i in range(widget.layer_b.count())]
 
 
-def test_two_d_layers_compare_by_sharpness(make_napari_viewer, qtbot, wait_run):
+def test_two_d_layers_compare_by_sharpness(make_napari_viewer, qtbot, wait_run, dock):
     stack, _ = make_stack("texture", n_frames=1, shape=(64, 64), snr=None, seed=2)
     viewer = make_napari_viewer()
     sharp = viewer.add_image(stack[0] + 1, name="sharp")
     blurred = viewer.add_image(ndi.gaussian_filter(stack[0] + 1, 2), name="blurred")
-    widget = CompareWidget(viewer)
+    widget = dock(viewer, "Compare")
     widget.layer_a.value = blurred
     widget.layer_b.value = sharp
     wait_run(widget, widget.measure())

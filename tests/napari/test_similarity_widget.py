@@ -15,7 +15,6 @@ from napari_stackalign.core.similarity import SimilarityOptions
 from napari_stackalign.napari._layers import transforms_from_layer
 from napari_stackalign.napari._similarity_widget import (
     TEMPLATE_CHOICES,
-    SimilarityWidget,
 )
 from napari_stackalign.synthetic import make_stack
 
@@ -49,13 +48,12 @@ def _check_truth(ft: FrameTransforms, truth: FrameTransforms) -> None:
     assert np.hypot(est.dy - truth.dy, est.dx - truth.dx).max() < 0.1
 
 
-def test_multichannel_layer_crop_average(make_napari_viewer, qtbot, tmp_path, wait_run):
+def test_multichannel_layer_crop_average(make_napari_viewer, qtbot, tmp_path, wait_run, dock):
     stack, truth = _known(n_channels=2)
     viewer = make_napari_viewer()
     layer = viewer.add_image(stack, name="cells", scale=(1.0, 1.0, 0.5, 0.5), translate=(0, 0, 10, 20))
-    widget = SimilarityWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Similarity stacking")
-    assert widget.layer_choice.value is layer
+    widget = dock(viewer, "Similarity stacking")
+    assert widget.layer_choice.value.name == layer.name
     assert widget.channel.isEnabled() and widget.channel.maximum() == 1
     widget.channel.setValue(1)
     widget.mode.setCurrentIndex(1)  # crop
@@ -95,14 +93,13 @@ def test_multichannel_layer_crop_average(make_napari_viewer, qtbot, tmp_path, wa
     assert "5 of 5 frames registered" in widget.summary.text()
 
 
-def test_split_channels_apply_to_other_layer_full_average(make_napari_viewer, qtbot, wait_run):
+def test_split_channels_apply_to_other_layer_full_average(make_napari_viewer, qtbot, wait_run, dock):
     stack, truth = _known(n_channels=2)
     viewer = make_napari_viewer()
     a = viewer.add_image(stack[:, 0], name="ch0", scale=SCALE)
     b = viewer.add_image(stack[:, 1], name="ch1", scale=SCALE)
     viewer.add_image(stack[:3, 0], name="too short")
-    widget = SimilarityWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Similarity stacking")
+    widget = dock(viewer, "Similarity stacking")
     widget.layer_choice.value = a
     offered = [widget.apply_list.item(i).text() for i in range(widget.apply_list.count())]
     assert offered == ["ch1"]  # same frame count and size only
@@ -140,14 +137,14 @@ def test_split_channels_apply_to_other_layer_full_average(make_napari_viewer, qt
     assert (DOCS_IMAGES / "similarity_widget.png").stat().st_size > 10000
 
 
-def test_flagged_frame_is_reported(make_napari_viewer, qtbot, monkeypatch, wait_run):
+def test_flagged_frame_is_reported(make_napari_viewer, qtbot, monkeypatch, wait_run, dock):
     warnings: list[str] = []
     monkeypatch.setattr("napari_stackalign.napari._similarity_widget.show_warning", lambda m: warnings.append(m))
     stack, _truth = _known(n_channels=1)
     stack[4] = np.random.default_rng(1).normal(stack.mean(), stack.std(), size=SHAPE).astype(np.float32)
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="noisy")
-    widget = SimilarityWidget(viewer)
+    widget = dock(viewer, "Similarity stacking")
     assert not widget.channel.isEnabled()
     widget.add_registered.setChecked(False)
     wait_run(widget, widget._on_run())
@@ -158,9 +155,9 @@ def test_flagged_frame_is_reported(make_napari_viewer, qtbot, monkeypatch, wait_
     assert warnings
 
 
-def test_user_errors_are_notified(make_napari_viewer, qtbot, errors, wait_run):
+def test_user_errors_are_notified(make_napari_viewer, qtbot, errors, wait_run, dock):
     viewer = make_napari_viewer()
-    widget = SimilarityWidget(viewer)
+    widget = dock(viewer, "Similarity stacking")
     assert widget._on_run() is None
     assert errors and "choose a (T, Y, X) image layer" in errors[-1]
     viewer.add_image(np.zeros((64, 64), np.float32), name="flat 2d")
@@ -172,8 +169,8 @@ def test_user_errors_are_notified(make_napari_viewer, qtbot, errors, wait_run):
     assert set(TEMPLATE_CHOICES.values()) == {"middle", "first", None, "mean"}
 
 
-def test_form_starts_at_the_options_defaults(make_napari_viewer, qtbot):
-    widget = SimilarityWidget(make_napari_viewer())
+def test_form_starts_at_the_options_defaults(make_napari_viewer, qtbot, dock):
+    widget = dock(make_napari_viewer(), "Similarity stacking")
     assert widget.options() == SimilarityOptions()
     assert not widget.limit_angle.isChecked() and not widget.limit_scale.isChecked()
     assert widget.min_success.specialValueText() == "auto"
@@ -187,10 +184,10 @@ def test_form_starts_at_the_options_defaults(make_napari_viewer, qtbot):
     assert widget.template.toolTip() == SimilarityOptions.help("template")
 
 
-def test_set_options_round_trip(make_napari_viewer, qtbot):
+def test_set_options_round_trip(make_napari_viewer, qtbot, dock):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((5, 64, 64), np.float32), name="stack")
-    widget = SimilarityWidget(viewer)
+    widget = dock(viewer, "Similarity stacking")
     chosen = SimilarityOptions(
         template=3, angle_range=(-20, 25), scale_range=(0.9, 1.1), min_success=0.35, fallback="identity", sigma=2.0
     )
@@ -201,10 +198,10 @@ def test_set_options_round_trip(make_napari_viewer, qtbot):
     assert widget.options() == SimilarityOptions(template="mean")
 
 
-def test_bad_form_values_are_notified(make_napari_viewer, qtbot, errors):
+def test_bad_form_values_are_notified(make_napari_viewer, qtbot, errors, dock):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((5, 64, 64), np.float32), name="stack")
-    widget = SimilarityWidget(viewer)
+    widget = dock(viewer, "Similarity stacking")
     widget.limit_angle.setChecked(True)
     widget.angle_min.setValue(20.0)
     widget.angle_max.setValue(-20.0)

@@ -53,7 +53,7 @@ from ..core.quality import (
 from ..plots import draw_correlations
 from ._drift_plot import PlotPanel
 from ._layer_choice import LayerChoice
-from ._layers import derived_image_kwargs, provenance, transforms_from_layer
+from ._layers import derived_image_kwargs, provenance, same_layer, transforms_from_layer
 from ._runner import TaskRunner, notify_user_error
 from ._scrolling import ScrollingDock
 
@@ -273,7 +273,7 @@ class CompareWidget(ScrollingDock):
         a, b = self.layer_a.value, self.layer_b.value
         if a is None or b is None:
             raise ValueError("choose two image layers to compare (A and B).")
-        if a is b:
+        if same_layer(a, b):
             raise ValueError(f"A and B are both {a.name!r}: choose two different layers.")
         return a, b
 
@@ -301,7 +301,7 @@ class CompareWidget(ScrollingDock):
                 "visible": {layer: layer.visible for layer in self.viewer.layers},
             }
             for layer in self.viewer.layers:
-                layer.visible = layer is a or layer is b
+                layer.visible = same_layer(layer, a) or same_layer(layer, b)
             grid.shape = (1, 2)
             grid.stride = 1
             grid.enabled = True

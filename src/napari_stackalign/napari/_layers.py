@@ -10,7 +10,29 @@ from .._version import __version__
 from ..core.checks import STACK_AXES
 from ..transforms import FrameTransforms
 
-__all__ = ["derived_image_kwargs", "frame_stack", "provenance", "transforms_from_layer"]
+__all__ = ["derived_image_kwargs", "frame_stack", "provenance", "same_layer", "transforms_from_layer"]
+
+
+def _unwrapped(layer: Any) -> Any:
+    """The layer behind napari's proxies (a docked widget's viewer hands out
+    ``PublicOnlyProxy`` objects, a new one on every access)."""
+    while hasattr(type(layer), "__wrapped__") or "__wrapped__" in dir(type(layer)):
+        inner = getattr(layer, "__wrapped__", None)
+        if inner is None or inner is layer:
+            break
+        layer = inner
+    return layer
+
+
+def same_layer(first: Any, second: Any) -> bool:
+    """Whether two layer references (plain or proxied) are the same layer.
+
+    Never compare layers with ``is`` in a widget: through the proxy a docked
+    widget gets, ``viewer.layers[0] is viewer.layers[0]`` is False.
+    """
+    if first is None or second is None:
+        return first is second
+    return _unwrapped(first) is _unwrapped(second)
 
 
 def provenance(method: str, params: dict, transforms: FrameTransforms | None = None, **extra: Any) -> dict:

@@ -55,7 +55,7 @@ from ..core.similarity import (
 from ..transforms import FrameTransforms
 from ._drift_plot import PlotPanel
 from ._layer_choice import LayerChoice
-from ._layers import derived_image_kwargs, provenance
+from ._layers import derived_image_kwargs, provenance, same_layer
 from ._runner import TaskRunner, notify_user_error
 from ._similarity_plot import draw_similarity
 
@@ -301,7 +301,7 @@ class SimilarityWidget(QWidget):
             return
         frames, shape = main.data.shape[0], tuple(main.data.shape[-2:])
         for layer in self.viewer.layers:
-            if layer is main or not isinstance(layer, Image) or layer.ndim not in (3, 4):
+            if same_layer(layer, main) or not isinstance(layer, Image) or layer.ndim not in (3, 4):
                 continue
             if getattr(layer, "rgb", False) or layer.data.shape[0] != frames or tuple(layer.data.shape[-2:]) != shape:
                 continue
