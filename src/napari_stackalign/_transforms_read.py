@@ -31,7 +31,9 @@ def _ok_value(value: Any, where: str) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f"{where}: {value!r} is not 1/0 or true/false (ok says whether the frame's estimate is trustworthy).")
+    raise ValueError(
+        f"{where}: {value!r} is not 1/0 or true/false (ok says whether the frame's estimate is trustworthy)."
+    )
 
 
 def csv_fields(path: Path) -> dict[str, Any]:
@@ -57,10 +59,14 @@ def csv_fields(path: Path) -> dict[str, Any]:
         if line.strip():
             lines.append((number, line))
     if not lines:
-        raise ValueError(f"{path} holds no table: is it a transforms table (columns dy, dx, ...)?")
+        raise ValueError(
+            f"{path} holds no table: is it a transforms table (columns dy, dx, ...)?"
+        )
     table = read_csv_table(path, lines, "transforms table")
     if "dy" not in table.columns or "dx" not in table.columns:
-        shown = ", ".join(repr(c) for c in table.columns[:8]) + (", ..." if len(table.columns) > 8 else "")
+        shown = ", ".join(repr(c) for c in table.columns[:8]) + (
+            ", ..." if len(table.columns) > 8 else ""
+        )
         raise ValueError(
             f"{path} has no 'dy' and 'dx' columns (its header, line {lines[0][0]}, is {shown}); "
             "is it a transforms table?"
@@ -72,20 +78,33 @@ def csv_fields(path: Path) -> dict[str, Any]:
         if key in table.columns:
             fields[key] = np.array(table.numbers(key), dtype=np.float64)
     if "ok" in table.columns:
-        fields["ok"] = np.array([_ok_value(v, table.where(i, "ok")) for i, v in enumerate(table.texts("ok"))])
+        fields["ok"] = np.array(
+            [
+                _ok_value(v, table.where(i, "ok"))
+                for i, v in enumerate(table.texts("ok"))
+            ]
+        )
     fields["reason"] = table.texts("reason") if "reason" in table.columns else None
     fields["center"] = _center(meta["center"], f"{path.name}, the 'center=' comment")
     fields["method"] = str(meta["method"])
     params = meta["params"]
     if not isinstance(params, dict):
-        raise ValueError(f"{path.name}: the 'params=' comment must be a JSON object, got {type(params).__name__}.")
+        raise ValueError(  # noqa: TRY004 - bad values raise ValueError (house rule)
+            f"{path.name}: the 'params=' comment must be a JSON object, got {type(params).__name__}."
+        )
     fields["params"] = params
     return _checked(fields, path.name)
 
 
 def _center(value: Any, where: str) -> tuple[float, float]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ValueError(f"{where}: the centre must be a (row, col) pair of numbers, got {value!r}.")
+    if (
+        isinstance(value, (str, bytes))
+        or not hasattr(value, "__len__")
+        or len(value) != 2
+    ):
+        raise ValueError(
+            f"{where}: the centre must be a (row, col) pair of numbers, got {value!r}."
+        )
     return (parse_number(value[0], where), parse_number(value[1], where))
 
 
@@ -93,15 +112,23 @@ def _column(data: dict, key: str, default: float, source: str) -> np.ndarray | N
     if key not in data or data[key] is None:
         return None
     values = data[key]
-    if isinstance(values, (str, bytes, dict)) or not isinstance(values, (list, tuple, np.ndarray)):
+    if isinstance(values, (str, bytes, dict)) or not isinstance(
+        values, (list, tuple, np.ndarray)
+    ):
         if isinstance(values, (int, float)) and not isinstance(values, bool):
-            raise ValueError(f"{source}, '{key}': a single number {values!r}; give one value per frame (a list).")
-        raise ValueError(
+            raise ValueError(  # noqa: TRY004 - bad values raise ValueError (house rule)
+                f"{source}, '{key}': a single number {values!r}; give one value per frame (a list)."
+            )
+        raise ValueError(  # noqa: TRY004 - bad values raise ValueError (house rule)
             f"{source}, '{key}': expected a list of numbers (one per frame), got {type(values).__name__}."
         )
     out = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
-        out[i] = default if v is None else parse_number(v, f"{source}, '{key}' item {i} (frame {i})")
+        out[i] = (
+            default
+            if v is None
+            else parse_number(v, f"{source}, '{key}' item {i} (frame {i})")
+        )
     return out
 
 
@@ -110,7 +137,7 @@ def dict_fields(data: Any, source: str = "transforms") -> dict[str, Any]:
     :meth:`~napari_stackalign.transforms.FrameTransforms.to_dict` or JSON) holds."""
     if not isinstance(data, dict):
         kind = "a JSON list" if isinstance(data, list) else type(data).__name__
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004 - bad values raise ValueError (house rule)
             f"{source} holds {kind}, not a transforms dictionary: expected an object with "
             "'dy' and 'dx' lists (one value per frame), as written by FrameTransforms.to_json."
         )
@@ -132,12 +159,19 @@ def dict_fields(data: Any, source: str = "transforms") -> dict[str, Any]:
     ok = data.get("ok")
     if ok is not None:
         if not isinstance(ok, (list, tuple, np.ndarray)):
-            raise ValueError(f"{source}, 'ok': expected a list of true/false (one per frame), got {type(ok).__name__}.")
-        ok = np.array([_ok_value(v, f"{source}, 'ok' item {i}") for i, v in enumerate(ok)], dtype=bool)
+            raise ValueError(
+                f"{source}, 'ok': expected a list of true/false (one per frame), got {type(ok).__name__}."
+            )
+        ok = np.array(
+            [_ok_value(v, f"{source}, 'ok' item {i}") for i, v in enumerate(ok)],
+            dtype=bool,
+        )
     fields["ok"] = ok
     reason = data.get("reason")
     if reason is not None and not isinstance(reason, (str, list, tuple, np.ndarray)):
-        raise ValueError(f"{source}, 'reason': expected a list of texts (one per frame), got {type(reason).__name__}.")
+        raise ValueError(
+            f"{source}, 'reason': expected a list of texts (one per frame), got {type(reason).__name__}."
+        )
     fields["reason"] = reason
     fields["center"] = _center(data.get("center", (0.0, 0.0)), f"{source}, 'center'")
     method = data.get("method", "")
@@ -146,7 +180,9 @@ def dict_fields(data: Any, source: str = "transforms") -> dict[str, Any]:
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise ValueError(f"{source}, 'params': expected an object (dictionary), got {type(params).__name__}.")
+        raise ValueError(  # noqa: TRY004 - bad values raise ValueError (house rule)
+            f"{source}, 'params': expected an object (dictionary), got {type(params).__name__}."
+        )
     fields["params"] = params
     return _checked(fields, source)
 
@@ -160,5 +196,7 @@ def _checked(fields: dict[str, Any], source: str) -> dict[str, Any]:
         if value is None or isinstance(value, str):
             continue
         if len(value) != n:
-            raise ValueError(f"{source}: '{key}' has {len(value)} values but 'dy' has {n}: one value per frame.")
+            raise ValueError(
+                f"{source}: '{key}' has {len(value)} values but 'dy' has {n}: one value per frame."
+            )
     return fields

@@ -16,7 +16,14 @@ import stat
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CsvTable", "MissingFileError", "check_regular_file", "parse_number", "read_csv_table", "read_text_file"]
+__all__ = [
+    "CsvTable",
+    "MissingFileError",
+    "check_regular_file",
+    "parse_number",
+    "read_csv_table",
+    "read_text_file",
+]
 
 #: Largest text file read (bytes): a table of a million frames is about 100 MB.
 MAX_TEXT_BYTES = 1 << 30
@@ -44,7 +51,9 @@ def check_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise MissingFileError(f"cannot read {what} {path}: it does not exist; check the path.") from None
+        raise MissingFileError(
+            f"cannot read {what} {path}: it does not exist; check the path."
+        ) from None
     except OSError as exc:
         raise ValueError(f"cannot read {what} {path}: {exc.strerror or exc}.") from exc
     if stat.S_ISDIR(mode):
@@ -73,18 +82,26 @@ def read_text_file(path: str | os.PathLike, what: str = "file") -> str:
     try:
         size = path.stat().st_size
         if size > MAX_TEXT_BYTES:
-            raise ValueError(f"{path} is {size / 1e9:.1f} GB: too large for a {what}; is it the right file?")
+            raise ValueError(
+                f"{path} is {size / 1e9:.1f} GB: too large for a {what}; is it the right file?"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read {what} {path}: {exc.strerror or exc}.") from exc
     if b"\x00" in data[:65536]:
-        raise ValueError(f"{path} is a binary file, not a text {what}: is it the right file?")
+        raise ValueError(
+            f"{path} is a binary file, not a text {what}: is it the right file?"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         try:
-            return data.decode("latin-1") if _looks_latin1(data) else _raise_binary(path, what, line)
+            return (
+                data.decode("latin-1")
+                if _looks_latin1(data)
+                else _raise_binary(path, what, line)
+            )
         except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
             return _raise_binary(path, what, line)
 
@@ -109,7 +126,7 @@ def parse_number(value: Any, where: str) -> float:
     if value is None:
         return math.nan
     if isinstance(value, bool):
-        raise ValueError(f"{where}: {value!r} is not a number.")
+        raise ValueError(f"{where}: {value!r} is not a number.")  # noqa: TRY004 - bad values raise ValueError (house rule)
     if isinstance(value, (int, float)):
         return float(value)
     if isinstance(value, str):
@@ -137,7 +154,9 @@ class CsvTable:
         exactly ``len(columns)`` cells.
     """
 
-    def __init__(self, path: Path, columns: list[str], rows: list[tuple[int, list[str]]]) -> None:
+    def __init__(
+        self, path: Path, columns: list[str], rows: list[tuple[int, list[str]]]
+    ) -> None:
         self.path = path
         self.columns = columns
         self.rows = rows
@@ -149,7 +168,10 @@ class CsvTable:
     def numbers(self, column: str) -> list[float]:
         """The column as floats (a clear error naming the first bad cell)."""
         j = self.columns.index(column)
-        return [parse_number(cells[j], self.where(i, column)) for i, (_, cells) in enumerate(self.rows)]
+        return [
+            parse_number(cells[j], self.where(i, column))
+            for i, (_, cells) in enumerate(self.rows)
+        ]
 
     def texts(self, column: str) -> list[str]:
         j = self.columns.index(column)
@@ -162,14 +184,19 @@ def read_csv_table(path: Path, lines: list[tuple[int, str]], what: str) -> CsvTa
     if not lines:
         raise ValueError(f"{path} holds no table: is it a {what}?")
     try:
-        parsed = [(num, row) for (num, _), row in zip(lines, csv.reader([text for _, text in lines]))]
+        parsed = [
+            (num, row)
+            for (num, _), row in zip(lines, csv.reader([text for _, text in lines]))
+        ]
     except csv.Error as exc:
         raise ValueError(f"{path} is not a readable CSV {what}: {exc}.") from exc
     header_line, header = parsed[0]
     columns = [c.strip() for c in header]
     dupes = sorted({c for c in columns if columns.count(c) > 1 and c})
     if dupes:
-        raise ValueError(f"{path}, line {header_line}: column(s) {', '.join(dupes)} appear more than once.")
+        raise ValueError(
+            f"{path}, line {header_line}: column(s) {', '.join(dupes)} appear more than once."
+        )
     rows = []
     for num, cells in parsed[1:]:
         if len(cells) != len(columns):

@@ -69,10 +69,19 @@ def write_picks(
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     header = ["particle", "frame", "y", "x"]
-    extra = [(name, values) for name, values in (("ok", ok), ("r2", r2), ("reason", reason)) if values is not None]
+    extra = [
+        (name, values)
+        for name, values in (("ok", ok), ("r2", r2), ("reason", reason))
+        if values is not None
+    ]
     writer.writerow(header + [name for name, _ in extra])
     for i in range(n):
-        row: list[Any] = [i, int(arr[i, 0]), repr(float(arr[i, 1])), repr(float(arr[i, 2]))]
+        row: list[Any] = [
+            i,
+            int(arr[i, 0]),
+            repr(float(arr[i, 1])),
+            repr(float(arr[i, 2])),
+        ]
         for name, values in extra:
             v = list(values)[i]
             if name == "ok":
@@ -101,7 +110,9 @@ def read_picks(path: str | Path, *, only_ok: bool = False) -> np.ndarray:
     path = Path(path).expanduser()
     text = read_text_file(path, "picks file")
     lines = [
-        (number, ln) for number, ln in enumerate(text.splitlines(), start=1) if ln.strip() and not ln.startswith("#")
+        (number, ln)
+        for number, ln in enumerate(text.splitlines(), start=1)
+        if ln.strip() and not ln.startswith("#")
     ]
     if not lines:
         raise ValueError(f"{path} holds no picks.")
@@ -115,7 +126,9 @@ def read_picks(path: str | Path, *, only_ok: bool = False) -> np.ndarray:
         values = np.array(table.numbers(cols[name]), dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
-            raise ValueError(f"{table.where(int(bad[0]), cols[name])}: a pick needs a finite number here.")
+            raise ValueError(
+                f"{table.where(int(bad[0]), cols[name])}: a pick needs a finite number here."
+            )
         return values
 
     if "y" in cols and "x" in cols:
@@ -136,8 +149,15 @@ def read_picks(path: str | Path, *, only_ok: bool = False) -> np.ndarray:
         )
     picks = np.column_stack([np.round(frame), y, x])
     if only_ok and "ok" in cols:
-        keep = np.array([str(v).strip().lower() in ("1", "true", "1.0", "yes") for v in table.texts(cols["ok"])])
+        keep = np.array(
+            [
+                str(v).strip().lower() in ("1", "true", "1.0", "yes")
+                for v in table.texts(cols["ok"])
+            ]
+        )
         picks = picks[keep]
         if picks.shape[0] == 0:
-            raise ValueError(f"no pick in {path} passed the fit's quality gate (ok column).")
+            raise ValueError(
+                f"no pick in {path} passed the fit's quality gate (ok column)."
+            )
     return as_picks(picks)
