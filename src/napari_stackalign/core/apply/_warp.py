@@ -45,7 +45,12 @@ def result_dtype(in_dtype: np.dtype, border: str, output_dtype: Any) -> np.dtype
         dtype = np.dtype(output_dtype)
     else:
         dtype = np.dtype(in_dtype)
-    if border == "nan" and dtype.kind != "f":
+    if np.dtype(in_dtype).kind == "c" and dtype.kind != "c":
+        raise ValueError(
+            f"output_dtype {dtype} would drop the imaginary part of the complex stack: use a complex "
+            "output_dtype (or None), or take the real part or magnitude (np.abs) first."
+        )
+    if border == "nan" and dtype.kind not in "fc":
         # NaN marks pixels outside the frame; an integer type cannot hold it.
         dtype = np.dtype(np.float32)
     if dtype == np.bool_:
@@ -75,6 +80,15 @@ def warp_frame(
     check_warp_options(order, border)
     frame = np.asarray(frame)
     out_dtype = result_dtype(frame.dtype, border, output_dtype)
+    if frame.dtype.kind == "c":
+        # OpenCV has no complex type: the real and imaginary parts are warped
+        # alike (the interpolation is linear in the values, so this is exact)
+        part = np.float32 if out_dtype.itemsize <= 8 else np.float64
+        kwargs = {"order": order, "border": border, "output_dtype": part}
+        result = np.empty(frame.shape, dtype=out_dtype) if dst is None else dst
+        result.real = warp_frame(frame.real, matrix_xy, cval=cval, **kwargs)
+        result.imag = warp_frame(frame.imag, matrix_xy, cval=0.0, **kwargs)
+        return result
     # the working type: the input itself when OpenCV handles it and it is the
     # output type (OpenCV rounds and saturates), else float
     if frame.dtype == out_dtype and frame.dtype in _CV2_DTYPES:
