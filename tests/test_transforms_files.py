@@ -13,24 +13,44 @@ import pytest
 from napari_stackalign import FrameTransforms
 from napari_stackalign.textfiles import MissingFileError
 
-GOOD = FrameTransforms(dy=[0.0, 1.5, -2.0], dx=[0.5, 0.0, 3.0], ok=[True, True, False], reason=["", "", "blurred"])
+GOOD = FrameTransforms(
+    dy=[0.0, 1.5, -2.0],
+    dx=[0.5, 0.0, 3.0],
+    ok=[True, True, False],
+    reason=["", "", "blurred"],
+)
 
 # name -> (file text or bytes, words the message must hold besides the file name)
 BAD_CSV = {
     "garbage": ("hello world\nthis is not a table\n", ["no 'dy' and 'dx' columns"]),
     "binary": (bytes(range(256)) * 8, ["binary file"]),
-    "latin1_garbage": ("caf\xe9,na\xefve\n1,2\n".encode("latin-1"), ["no 'dy' and 'dx'"]),
-    "ragged_short": ("frame,dy,dx\n0,1,2\n1,2\n", ["line 3", "2 value(s)", "3 columns"]),
+    "latin1_garbage": (
+        "caf\xe9,na\xefve\n1,2\n".encode("latin-1"),
+        ["no 'dy' and 'dx'"],
+    ),
+    "ragged_short": (
+        "frame,dy,dx\n0,1,2\n1,2\n",
+        ["line 3", "2 value(s)", "3 columns"],
+    ),
     "ragged_long": ("frame,dy,dx\n0,1,2\n1,2,3,4,5\n", ["line 3", "5 value(s)"]),
-    "non_numeric": ("frame,dy,dx\n0,1,2\n1,2,3\n2,3,4\n3,4,5\n4,5,6\n5,6,7\n6,abc,8\n", ["row 7", "column dy", "'abc' is not a number"]),
-    "non_numeric_dx": ("# a comment\nframe,dy,dx\n0,1,x1\n", ["row 1 (line 3)", "column dx", "'x1'"]),
+    "non_numeric": (
+        "frame,dy,dx\n0,1,2\n1,2,3\n2,3,4\n3,4,5\n4,5,6\n5,6,7\n6,abc,8\n",
+        ["row 7", "column dy", "'abc' is not a number"],
+    ),
+    "non_numeric_dx": (
+        "# a comment\nframe,dy,dx\n0,1,x1\n",
+        ["row 1 (line 3)", "column dx", "'x1'"],
+    ),
     "missing_columns": ("frame,a,b\n0,1,2\n", ["no 'dy' and 'dx'", "'a'"]),
     "only_dy": ("frame,dy\n0,1\n", ["no 'dy' and 'dx'"]),
     "empty": ("", ["holds no table"]),
     "comments_only": ("# center=[0, 0]\n# params={}\n", ["holds no table"]),
     "header_only": ("frame,dy,dx\n", ["no rows"]),
     "bad_ok": ("dy,dx,ok\n0,1,maybe\n", ["column ok", "'maybe'"]),
-    "bad_center_comment": ("# center=[1,\ndy,dx\n0,1\n", ["line 1", "center=", "not valid JSON"]),
+    "bad_center_comment": (
+        "# center=[1,\ndy,dx\n0,1\n",
+        ["line 1", "center=", "not valid JSON"],
+    ),
     "center_not_pair": ("# center=[1, 2, 3]\ndy,dx\n0,1\n", ["(row, col) pair"]),
     "params_not_object": ("# params=[1]\ndy,dx\n0,1\n", ["params=", "JSON object"]),
     "duplicate_column": ("dy,dx,dx\n0,1,2\n", ["more than once", "dx"]),
@@ -48,23 +68,48 @@ BAD_JSON = {
     "dy_string": ('{"dy": "abc", "dx": [1]}', ["'dy'", "list of numbers"]),
     "dy_number": ('{"dy": 5, "dx": 3}', ["'dy'", "single number"]),
     "dy_dict": ('{"dy": {"a": 1}, "dx": [1]}', ["'dy'", "dict"]),
-    "item_not_number": ('{"dy": [0, "a"], "dx": [1, 2]}', ["'dy' item 1", "'a' is not a number"]),
+    "item_not_number": (
+        '{"dy": [0, "a"], "dx": [1, 2]}',
+        ["'dy' item 1", "'a' is not a number"],
+    ),
     "item_bool": ('{"dy": [0, true], "dx": [1, 2]}', ["'dy' item 1", "True"]),
     "item_list": ('{"dy": [0, [1]], "dx": [1, 2]}', ["'dy' item 1", "[1]"]),
     "missing_dx": ('{"dy": [1, 2]}', ["no 'dx'"]),
-    "missing_both": ('{"format": "napari-stackalign transforms"}', ["no 'dy' and 'dx'"]),
+    "missing_both": (
+        '{"format": "napari-stackalign transforms"}',
+        ["no 'dy' and 'dx'"],
+    ),
     "dy_null": ('{"dy": null, "dx": [1]}', ["not null"]),
     "lengths": ('{"dy": [1, 2], "dx": [1, 2, 3]}', ["'dx' has 3 values", "'dy' has 2"]),
-    "ok_not_list": ('{"dy": [1], "dx": [1], "ok": "yes"}', ["'ok'", "list of true/false"]),
-    "ok_bad_item": ('{"dy": [1], "dx": [1], "ok": ["perhaps"]}', ["'ok' item 0", "'perhaps'"]),
-    "center_bad": ('{"dy": [1], "dx": [1], "center": "middle"}', ["'center'", "(row, col) pair"]),
-    "center_item": ('{"dy": [1], "dx": [1], "center": [1, "a"]}', ["'center'", "'a' is not a number"]),
+    "ok_not_list": (
+        '{"dy": [1], "dx": [1], "ok": "yes"}',
+        ["'ok'", "list of true/false"],
+    ),
+    "ok_bad_item": (
+        '{"dy": [1], "dx": [1], "ok": ["perhaps"]}',
+        ["'ok' item 0", "'perhaps'"],
+    ),
+    "center_bad": (
+        '{"dy": [1], "dx": [1], "center": "middle"}',
+        ["'center'", "(row, col) pair"],
+    ),
+    "center_item": (
+        '{"dy": [1], "dx": [1], "center": [1, "a"]}',
+        ["'center'", "'a' is not a number"],
+    ),
     "params_list": ('{"dy": [1], "dx": [1], "params": [1]}', ["'params'", "list"]),
     "reason_number": ('{"dy": [1], "dx": [1], "reason": 3}', ["'reason'", "int"]),
     "nan_on_ok": ('{"dy": [null], "dx": [1], "ok": [true]}', ["NaN", "ok=False"]),
 }
 
-RAW_ERRORS = (UnicodeDecodeError, AttributeError, TypeError, KeyError, IndexError, json.JSONDecodeError)
+RAW_ERRORS = (
+    UnicodeDecodeError,
+    AttributeError,
+    TypeError,
+    KeyError,
+    IndexError,
+    json.JSONDecodeError,
+)
 
 
 def _write(path, content):
@@ -77,7 +122,9 @@ def _write(path, content):
 
 def _check_message(exc: BaseException, name: str, words: list[str]) -> None:
     message = str(exc)
-    assert not isinstance(exc, RAW_ERRORS) or isinstance(exc, MissingFileError), repr(exc)
+    assert not isinstance(exc, RAW_ERRORS) or isinstance(exc, MissingFileError), repr(
+        exc
+    )
     assert name in message, message
     for word in words:
         assert word in message, f"{word!r} not in {message!r}"
@@ -104,8 +151,14 @@ def test_bad_json_files(tmp_path, case):
 
 
 def test_the_exact_wording_of_a_bad_cell(tmp_path):
-    path = _write(tmp_path / "transforms.csv", "frame,dy,dx\n" + "".join(f"{i},0,0\n" for i in range(6)) + "6,0,abc\n")
-    with pytest.raises(ValueError, match=r"^transforms\.csv, row 7 \(line 8\), column dx: 'abc' is not a number\.$"):
+    path = _write(
+        tmp_path / "transforms.csv",
+        "frame,dy,dx\n" + "".join(f"{i},0,0\n" for i in range(6)) + "6,0,abc\n",
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"^transforms\.csv, row 7 \(line 8\), column dx: 'abc' is not a number\.$",
+    ):
         FrameTransforms.load(path)
 
 
@@ -156,7 +209,9 @@ def test_good_tables_still_round_trip(tmp_path, suffix):
 
 def test_plain_tables_with_utf8_bom_crlf_and_spaces(tmp_path):
     path = tmp_path / "t.csv"
-    path.write_bytes("\ufeffframe, dy , dx,ok\r\n0, 1.5, -2,true\r\n1,2,3,0\r\n".encode())
+    path.write_bytes(
+        "\ufeffframe, dy , dx,ok\r\n0, 1.5, -2,true\r\n1,2,3,0\r\n".encode()
+    )
     ft = FrameTransforms.load(path)
     assert np.allclose(ft.dy, [1.5, 2]) and np.allclose(ft.dx, [-2, 3])
     assert list(ft.ok) == [True, False]

@@ -43,7 +43,11 @@ def test_truncated_tiff_says_incomplete(tmp_path, frames, imagej, keep):
     with pytest.raises(ValueError) as info:
         read_stack(cut)
     message = str(info.value)
-    assert "incomplete" in message and STILL in message and "try again when it is complete" in message, message
+    assert (
+        "incomplete" in message
+        and STILL in message
+        and "try again when it is complete" in message
+    ), message
     assert "2-D image" not in message and "axes" not in message
 
 
@@ -96,13 +100,21 @@ time.sleep(60)
 """
 
 
-@pytest.mark.skipif(os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() == "FALSE", reason="HDF5 locking is off")
+@pytest.mark.skipif(
+    os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() == "FALSE",
+    reason="HDF5 locking is off",
+)
 def test_hdf5_open_for_writing_by_another_process(tmp_path, frames):
     path = tmp_path / "busy.h5"
     with h5py.File(path, "w") as f:
         f["image_data"] = frames
     env = {k: v for k, v in os.environ.items() if k != "HDF5_USE_FILE_LOCKING"}
-    writer = subprocess.Popen([sys.executable, "-c", _HOLD, str(path)], stdout=subprocess.PIPE, env=env, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(path)],
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
     try:
         assert writer.stdout.readline().strip() == "open"
         with pytest.raises(ValueError, match=STILL) as info:
@@ -139,7 +151,10 @@ def test_fifo_everywhere_a_tiff_is_opened(tmp_path, frames):
     tifffile.imwrite(folder / "0.tif", frames[0])
     tifffile.imwrite(folder / "2.tif", frames[1])
     os.mkfifo(folder / "1.tif")
-    assert read_stack(folder).shape == (2, *frames.shape[1:])  # a FIFO is not a frame file: skipped
+    assert read_stack(folder).shape == (
+        2,
+        *frames.shape[1:],
+    )  # a FIFO is not a frame file: skipped
     with pytest.raises(ValueError, match="named pipe"):
         read_stack([folder / "0.tif", folder / "1.tif"])
 
@@ -187,10 +202,26 @@ def test_read_mask_good(tmp_path):
         ("text.tif", lambda p: p.write_text("not a tiff"), "not a valid TIFF"),
         ("mask.png", lambda p: p.write_bytes(b"\x89PNG"), "must be a TIFF"),
         ("mask.csv", lambda p: p.write_text("1,2\n"), "must be a TIFF"),
-        ("stack.tif", lambda p: tifffile.imwrite(p, np.ones((3, 8, 8), np.float32)), "not a stack"),
-        ("complex.tif", lambda p: tifffile.imwrite(p, np.ones((8, 8), np.complex64)), "real numbers"),
-        ("nan.tif", lambda p: tifffile.imwrite(p, np.full((8, 8), np.nan, np.float32)), "NaN"),
-        ("small.tif", lambda p: tifffile.imwrite(p, np.ones((8, 8), np.float32)), "the frames are 20x30 px"),
+        (
+            "stack.tif",
+            lambda p: tifffile.imwrite(p, np.ones((3, 8, 8), np.float32)),
+            "not a stack",
+        ),
+        (
+            "complex.tif",
+            lambda p: tifffile.imwrite(p, np.ones((8, 8), np.complex64)),
+            "real numbers",
+        ),
+        (
+            "nan.tif",
+            lambda p: tifffile.imwrite(p, np.full((8, 8), np.nan, np.float32)),
+            "NaN",
+        ),
+        (
+            "small.tif",
+            lambda p: tifffile.imwrite(p, np.ones((8, 8), np.float32)),
+            "the frames are 20x30 px",
+        ),
         ("folder.tif", lambda p: p.mkdir(), "folder"),
     ],
 )
@@ -212,7 +243,21 @@ def test_cli_average_with_a_user_mask_that_is_not_a_tiff(tmp_path, frames, capsy
     tifffile.imwrite(src, frames)
     bad = tmp_path / "mask.tif"
     bad.write_text("not a tiff")
-    assert main(["average", "-i", str(src), "-o", str(tmp_path / "avg.tif"), "--user-mask", str(bad), "-q"]) == 2
+    assert (
+        main(
+            [
+                "average",
+                "-i",
+                str(src),
+                "-o",
+                str(tmp_path / "avg.tif"),
+                "--user-mask",
+                str(bad),
+                "-q",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "mask.tif" in err and "not a valid TIFF" in err
     assert "Traceback" not in err

@@ -24,7 +24,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["FLOAT32_EXACT", "SAFE_MAGNITUDE", "WorkingScale", "to_float32", "working_scale"]
+__all__ = [
+    "FLOAT32_EXACT",
+    "SAFE_MAGNITUDE",
+    "WorkingScale",
+    "to_float32",
+    "working_scale",
+]
 
 #: Integers above this magnitude are not all exact in float32 (24-bit mantissa).
 FLOAT32_EXACT = 2**24
@@ -62,7 +68,11 @@ def _finite_range(arr: np.ndarray) -> tuple[float, float, float] | None:
         values = values[finite]
     if values.size == 0:
         return None
-    return float(values.min()), float(values.max()), float(values.mean(dtype=np.float64))
+    return (
+        float(values.min()),
+        float(values.max()),
+        float(values.mean(dtype=np.float64)),
+    )
 
 
 def working_scale(sample: Any) -> WorkingScale:
@@ -105,7 +115,9 @@ def working_scale(sample: Any) -> WorkingScale:
     if magnitude > 0 and not low <= magnitude <= high:
         # a power of two (exact), in steps of 2**8 so that frames of one stack
         # sampled apart (one preparer per process) almost always agree
-        factor = 2.0 ** (-EXPONENT_STEP * math.floor(math.log2(magnitude) / EXPONENT_STEP))
+        factor = 2.0 ** (
+            -EXPONENT_STEP * math.floor(math.log2(magnitude) / EXPONENT_STEP)
+        )
     return WorkingScale(offset, factor)
 
 
@@ -121,10 +133,14 @@ def to_float32(raw: Any, scale: WorkingScale = IDENTITY) -> np.ndarray:
         return np.array(arr, dtype=np.float32, order="C", copy=True)
     if arr.dtype.kind in "iu":
         if arr.dtype.itemsize == 8:
-            wrapped = arr.astype(np.uint64, copy=False) - np.uint64(int(scale.offset) % 2**64)
+            wrapped = arr.astype(np.uint64, copy=False) - np.uint64(
+                int(scale.offset) % 2**64
+            )
             # values below the sample's minimum wrap to huge numbers: bring them back as negatives
+            below = wrapped >= np.uint64(2**63)
             diff = wrapped.astype(np.float64)
-            diff[wrapped >= np.uint64(2**63)] -= 2.0**64
+            if below.any():
+                diff[below] = -(np.uint64(0) - wrapped[below]).astype(np.float64)
         else:
             diff = arr.astype(np.int64) - int(scale.offset)
             diff = diff.astype(np.float64)

@@ -14,8 +14,14 @@ BAD = {
     "binary": (bytes(range(256)) * 4, ["binary file"]),
     "garbage": ("hello world\nnot a table\n", ["expected 'y' and 'x'"]),
     "ragged": ("frame,y,x\n0,1\n", ["line 2", "2 value(s)", "3 columns"]),
-    "non_numeric": ("frame,y,x\n0,1,2\n0,1,abc\n", ["row 2 (line 3)", "column x", "'abc' is not a number"]),
-    "empty_cell": ("frame,y,x\n0,,2\n", ["row 1 (line 2)", "column y", "finite number"]),
+    "non_numeric": (
+        "frame,y,x\n0,1,2\n0,1,abc\n",
+        ["row 2 (line 3)", "column x", "'abc' is not a number"],
+    ),
+    "empty_cell": (
+        "frame,y,x\n0,,2\n",
+        ["row 1 (line 2)", "column y", "finite number"],
+    ),
     "nan_cell": ("y,x\nnan,2\n", ["column y", "finite number"]),
     "napari_bad": ("index,axis-0,axis-1,axis-2\n0,0,zz,3\n", ["column axis-1", "'zz'"]),
     "four_d": ("index,axis-0,axis-1,axis-2,axis-3\n0,0,1,2,3\n", ["4-D points"]),

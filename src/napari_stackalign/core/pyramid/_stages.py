@@ -56,8 +56,8 @@ from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._reference import build_reference
 
 __all__ = [
-    "MIN_MASK_PIXELS",
     "MIN_FRAME_SIZE",
+    "MIN_MASK_PIXELS",
     "MIN_ROI_SIZE",
     "QUALITY_FRACTION",
     "ChunkHook",
