@@ -1,5 +1,6 @@
 """apply_transforms on complex data warps the real and imaginary parts alike
-(OpenCV has no complex type) and never drops the imaginary part silently."""
+(OpenCV has no complex type) and never drops the imaginary part silently;
+64-bit integers near 2**62 keep their small variations (no float64 rounding)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,16 @@ def test_complex_dask_input(stack):
     da = pytest.importorskip("dask.array")
     lazy = apply_transforms(da.from_array(stack, chunks=(1, 32, 30)), MOTION)
     np.testing.assert_array_equal(np.asarray(lazy), apply_transforms(stack, MOTION))
+
+
+# ------------------------------------------------------------------ 64-bit integers beyond float64
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_64_bit_integers_near_2_62_keep_their_variations(dtype):
+    rel = (np.arange(64).reshape(8, 8) * 3)[None].repeat(2, axis=0)
+    base = 2**62 if dtype == np.int64 else 2**63 + 2**61
+    stack = rel.astype(dtype) + dtype(base)
+    out = apply_transforms(stack, FrameTransforms(dy=[0.0, 1.0], dx=[0.0, 2.0]))
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out[0], stack[0])  # identity: exact
+    got = (out[1, 1:, 2:] - dtype(base)).astype(np.int64)
+    np.testing.assert_array_equal(got, rel[1, :-1, :-2])  # shifted by (1, 2): exact
