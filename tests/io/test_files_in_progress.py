@@ -261,3 +261,13 @@ def test_cli_average_with_a_user_mask_that_is_not_a_tiff(tmp_path, frames, capsy
     err = capsys.readouterr().err
     assert "mask.tif" in err and "not a valid TIFF" in err
     assert "Traceback" not in err
+
+
+def test_cli_average_with_a_user_mask_of_the_wrong_shape(tmp_path, frames, capsys):
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, frames)
+    mask = tmp_path / "mask.tif"
+    tifffile.imwrite(mask, np.ones((8, 8), np.float32))
+    assert main(["average", "-i", str(src), "-o", str(tmp_path / "avg.tif"), "--user-mask", str(mask), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "(8, 8)" in err and "(48, 40)" in err and "Traceback" not in err
