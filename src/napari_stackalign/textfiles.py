@@ -66,7 +66,7 @@ def check_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
             if stat.S_ISSOCK(mode)
             else "a device"
             if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "not a regular file"
+            else "a special file"
         )
         raise ValueError(
             f"{path} is {kind}, not a regular file: reading it could wait forever. "
@@ -95,28 +95,20 @@ def read_text_file(path: str | os.PathLike, what: str = "file") -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        # a legacy 8-bit text (accented names): latin-1 decodes every byte
+        if _looks_latin1(data):
+            return data.decode("latin-1")
         line = data[: exc.start].count(b"\n") + 1
-        try:
-            return (
-                data.decode("latin-1")
-                if _looks_latin1(data)
-                else _raise_binary(path, what, line)
-            )
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-            return _raise_binary(path, what, line)
+        raise ValueError(
+            f"{path} is not a text {what} (undecodable bytes on line {line}): is it the right file? "
+            "Save it as UTF-8 text."
+        ) from None
 
 
 def _looks_latin1(data: bytes) -> bool:
     """Text in a legacy 8-bit encoding (accented names) rather than binary data."""
     controls = sum(1 for b in data[:65536] if b < 32 and b not in (9, 10, 13))
     return controls == 0
-
-
-def _raise_binary(path: Path, what: str, line: int) -> str:
-    raise ValueError(
-        f"{path} is not a text {what} (undecodable bytes on line {line}): is it the right file? "
-        "Save it as UTF-8 text."
-    )
 
 
 def parse_number(value: Any, where: str) -> float:
