@@ -132,3 +132,25 @@ def test_constant_and_empty_samples_are_identity():
     assert working_scale(np.full((4, 4), np.nan, np.float32)) == IDENTITY
     assert working_scale(np.zeros((0, 4))) == IDENTITY
     assert working_scale(np.ones((2, 2), bool)) == IDENTITY
+
+
+def test_has_spread():
+    from napari_stackalign.core.scaling import has_spread
+
+    assert has_spread(np.array([1, 2], np.uint16))
+    assert not has_spread(np.zeros(4, np.float32))
+    assert not has_spread(np.array([np.nan, 1.0]))
+    assert has_spread(np.array([np.nan, 1.0, 2.0]))
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_a_blank_first_frame_does_not_fix_the_scale(scene, method):
+    base, truth = scene
+    data = _as(base, "x1e20")
+    data[0] = 0  # blank: says nothing about the scale (frame 0 fails, the rest must not)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ft = METHODS[method](data)
+    rest = slice(1, None)
+    assert ft.ok[rest].all(), ft.failure_summary()
+    assert alignment_error(ft[rest], truth[rest])["rms"] < 0.1

@@ -14,7 +14,7 @@ frames are converted exactly as before.
 An offset and a positive factor common to all frames change no estimate of
 a shift, rotation or scale: the methods remove each frame's mean and compare
 normalised images. The scale is chosen once per stack (from the first frames
-read) so that every frame is treated alike.
+read that are not blank) so that every frame is treated alike.
 """
 
 from __future__ import annotations
@@ -73,6 +73,18 @@ def _finite_range(arr: np.ndarray) -> tuple[float, float, float] | None:
         float(values.max()),
         float(values.mean(dtype=np.float64)),
     )
+
+
+def has_spread(sample: Any) -> bool:
+    """Whether ``sample`` has finite values that are not all equal (so that a
+    scale chosen from it is worth keeping for the rest of the stack)."""
+    arr = np.asarray(sample)
+    if arr.size == 0 or arr.dtype.kind not in "biuf":
+        return False
+    if arr.dtype.kind in "biu":
+        return bool(arr.min() != arr.max())
+    found = _finite_range(arr)
+    return found is not None and found[1] > found[0]
 
 
 def working_scale(sample: Any) -> WorkingScale:

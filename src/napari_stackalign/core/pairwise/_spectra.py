@@ -160,7 +160,7 @@ def compute_band_spectra(
     spectra = np.empty((n_frames, rows.size, kx.size), dtype=np.complex64)
     energy = np.empty(n_frames, dtype=np.float64)
     report(progress, 0, n_frames, "spectra")
-    scale = working_scale(np.asarray(stack[0 : min(2, n_frames)]))
+    scale = working_scale(np.stack([np.asarray(stack[i]) for i in sorted({0, n_frames // 2, n_frames - 1})]))
     for start in range(0, n_frames, chunk_size):
         stop = min(start + chunk_size, n_frames)
         chunk = read_frames(stack, start, stop, scale)

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..scaling import WorkingScale, to_float32, working_scale
+from ..scaling import WorkingScale, has_spread, to_float32, working_scale
 from ._levels import Levels
 
 __all__ = ["FramePreparer", "FrameWeights", "PreparedFrame"]
@@ -106,7 +106,7 @@ class FramePreparer:
         self.margin = margin
         self.static: FrameWeights | None = None
         # offset and power-of-two factor for data far from the usual range,
-        # chosen from the first frame prepared (the same for every later one)
+        # chosen from the first frame prepared that is not blank (the same for every later one)
         self.scale: WorkingScale | None = None
         self._scale_lock = threading.Lock()
         if mask is not None:
@@ -116,11 +116,15 @@ class FramePreparer:
 
     def __call__(self, raw: np.ndarray) -> PreparedFrame:
         raw = np.asarray(raw)[self._sl]
-        if self.scale is None:
-            with self._scale_lock:
-                if self.scale is None:
-                    self.scale = working_scale(raw)
-        img = to_float32(raw, self.scale)
+        scale = self.scale
+        if scale is None:
+            scale = working_scale(raw)
+            if has_spread(raw):  # a blank frame says nothing: decide on the next one
+                with self._scale_lock:
+                    if self.scale is None:
+                        self.scale = scale
+                    scale = self.scale
+        img = to_float32(raw, scale)
         weights = self.static
         if raw.dtype.kind == "f" and not np.isfinite(cv2.sumElems(img)[0]):
             bad = ~np.isfinite(img)
