@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from ._transforms_read import csv_fields, dict_fields
 from .files import atomic_write_text, jsonable
+from .textfiles import read_text_file
 
 __all__ = ["NUMERIC_COLUMNS", "TABLE_COLUMNS", "FrameTransforms", "NoSignalWarning"]
 
@@ -525,31 +527,10 @@ class FrameTransforms:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FrameTransforms:
-        """Inverse of :meth:`to_dict`."""
-
-        def arr(key: str, default: float) -> np.ndarray | None:
-            if key not in data:
-                return None
-            return np.array(
-                [default if v is None else v for v in data[key]], dtype=np.float64
-            )
-
-        try:
-            return cls(
-                dy=arr("dy", np.nan),
-                dx=arr("dx", np.nan),
-                angle=arr("angle", 0.0),
-                scale=arr("scale", 1.0),
-                center=tuple(data.get("center", (0.0, 0.0))),
-                quality=arr("quality", np.nan),
-                ok=data.get("ok"),
-                reason=data.get("reason"),
-                method=data.get("method", ""),
-                params=data.get("params", {}),
-            )
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"not a transforms dictionary: {exc}") from exc
+    def from_dict(cls, data: dict[str, Any], *, source: str = "transforms") -> FrameTransforms:
+        """Inverse of :meth:`to_dict`; ``source`` names the dictionary in messages
+        (a file name)."""
+        return _build(cls, dict_fields(data, source), source)
 
     def to_json(self, path: str | Path | None = None) -> str:
         """Serialise to JSON; write it to ``path`` too when given."""
@@ -562,9 +543,19 @@ class FrameTransforms:
     def from_json(cls, source: str | Path) -> FrameTransforms:
         """Load from a JSON file path or a JSON string."""
         text = str(source)
+        name = "the JSON text"
         if not text.lstrip().startswith("{"):
-            text = Path(source).read_text()
-        return cls.from_dict(json.loads(text))
+            path = Path(source)
+            name = path.name
+            text = read_text_file(path, "transforms table")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}): "
+                "is it a transforms file written by napari-stackalign?"
+            ) from exc
+        return cls.from_dict(data, source=name)
 
     def to_csv(self, path: str | Path | None = None) -> str:
         """Write the per-frame table as CSV (one header block of ``#`` comments
@@ -598,61 +589,17 @@ class FrameTransforms:
         """Read a table written by :meth:`to_csv`.
 
         Plain CSV files with at least ``dy`` and ``dx`` columns (and optionally
-        ``angle``, ``scale``, ``quality``, ``ok``) are accepted too.
+        ``angle``, ``scale``, ``quality``, ``ok``, ``reason``) are accepted too.
+
+        Raises
+        ------
+        ValueError
+            For a file that is not such a table, naming the file and the line,
+            row and column at fault.
+        FileNotFoundError
+            When the file does not exist.
         """
-        path = Path(source)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ValueError(f"cannot read transforms table {path}: {exc}") from exc
-        meta: dict[str, Any] = {"center": [0.0, 0.0], "params": {}, "method": ""}
-        rows = []
-        for line in text.splitlines():
-            if line.startswith("#"):
-                body = line[1:].strip()
-                for key in ("center", "params"):
-                    if body.startswith(key + "="):
-                        meta[key] = json.loads(body[len(key) + 1 :])
-                if "method=" in body:
-                    meta["method"] = body.split("method=", 1)[1].strip()
-                continue
-            if line.strip():
-                rows.append(line)
-        reader = csv.DictReader(rows)
-        cols: dict[str, list] = {}
-        for row in reader:
-            for key, value in row.items():
-                cols.setdefault(key.strip(), []).append(value)
-        if "dy" not in cols or "dx" not in cols:
-            raise ValueError(
-                f"{path} has no 'dy' and 'dx' columns; is it a transforms table?"
-            )
-
-        def col(key: str) -> np.ndarray | None:
-            if key not in cols:
-                return None
-            return np.array(
-                [float(v) if v not in ("", "nan") else np.nan for v in cols[key]]
-            )
-
-        ok = cols.get("ok")
-        ok_arr = (
-            None
-            if ok is None
-            else np.array([str(v).strip().lower() in ("1", "true") for v in ok])
-        )
-        return cls(
-            dy=col("dy"),
-            dx=col("dx"),
-            angle=col("angle"),
-            scale=col("scale"),
-            center=tuple(meta["center"]),
-            quality=col("quality"),
-            ok=ok_arr,
-            reason=cols.get("reason"),
-            method=meta["method"],
-            params=meta["params"],
-        )
+        return _build(cls, csv_fields(Path(source)), Path(source).name)
 
     @classmethod
     def load(cls, path: str | Path) -> FrameTransforms:
@@ -683,6 +630,14 @@ class FrameTransforms:
         return len(self) == len(other) and bool(
             np.allclose(self.to_matrices(), other.to_matrices(), atol=atol)
         )
+
+
+def _build(cls: type, fields: dict[str, Any], source: str) -> FrameTransforms:
+    """``cls(**fields)``, its validation errors prefixed with the file they came from."""
+    try:
+        return cls(**fields)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from exc
 
 
 def stack_transforms(parts: Sequence[FrameTransforms]) -> FrameTransforms:

@@ -14,9 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import tifffile
-
 from ..core.pairwise import (
     MASK_KINDS,
     PairwiseOptions,
@@ -26,7 +23,7 @@ from ..core.pairwise import (
     save_pairwise_tiff,
     save_registered_tiff,
 )
-from ..io import read_stack
+from ..io import read_mask, read_stack
 from ..parsing import parse_index_list
 from ._common import terminal_progress
 from ._options import add_option_arguments, options_from_args
@@ -163,7 +160,7 @@ def cli_options(args: argparse.Namespace, *, registered: bool = False) -> Pairwi
     """The :class:`PairwiseOptions` the parsed arguments ask for (``--user-mask`` read as the mask)."""
     extra: dict[str, Any] = {"registered": registered}
     if args.user_mask is not None:
-        extra["mask"] = np.asarray(tifffile.imread(Path(args.user_mask).expanduser()), dtype=np.float64)
+        extra["mask"] = read_mask(args.user_mask)
     return options_from_args(PairwiseOptions, args, CLI_OPTIONS, **extra)
 
 

@@ -25,6 +25,7 @@ from ._lazy import (
     lazy_array,
     total_memory,
 )
+from ._mask import read_mask
 from ._meta import SOURCE_KEY, normalise_unit
 from ._stackdata import StackData
 from ._tiff import TIFF_SUFFIXES
@@ -48,6 +49,7 @@ __all__ = [
     "natural_key",
     "normalise_unit",
     "open_hdf5",
+    "read_mask",
     "read_stack",
     "same_file",
     "stack_candidates",

@@ -12,6 +12,7 @@ import numpy as np
 from ..files import atomic_path, check_writable_dir
 from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
 from ..progress import ProgressCallback
+from ..textfiles import check_regular_file
 from ..transforms import FrameTransforms
 from ._folder import frame_files, read_frames
 from ._gif import GIF_SUFFIXES, read_gif
@@ -151,8 +152,11 @@ def read_stack(
 
 
 def _check_exists(path: Path) -> None:
+    """Missing: FileNotFoundError; a FIFO, socket or device (which could block forever): ValueError."""
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: check the path.")
+    if not path.is_dir():
+        check_regular_file(path, "stack file")
 
 
 def _reject_dataset(dataset: str | None, path: Path) -> None:

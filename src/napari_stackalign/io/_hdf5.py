@@ -15,8 +15,10 @@ from .._version import __version__
 from ..files import jsonable
 from ..layouts import STACK_AXES
 from ..progress import ProgressCallback, report
+from ..textfiles import check_regular_file
 from ..transforms import NUMERIC_COLUMNS, FrameTransforms
 from ._axes import AxesPlan, normalise_axes, plan_axes
+from ._incomplete import incomplete_error, locked_error
 from ._lazy import decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame_chunks
 from ._meta import check_transforms_length, decode_json_value, normalise_unit
 from ._stackdata import StackData
@@ -44,10 +46,17 @@ _LABEL_LETTERS = {
 
 
 def open_hdf5(path: Path) -> h5py.File:
-    """Open an HDF5 file read-only, turning format errors into a clear ValueError."""
+    """Open an HDF5 file read-only, turning format errors into a clear ValueError (a file
+    locked by another program, truncated, a FIFO or device: each said so)."""
+    path = check_regular_file(path, "HDF5 file")
     try:
         return h5py.File(path, "r")
     except OSError as exc:
+        message = str(exc)
+        if "unable to lock file" in message:
+            raise locked_error(path, exc) from exc
+        if "truncated file" in message:
+            raise incomplete_error(path, message) from exc
         raise ValueError(
             f"cannot read {path}: it is not a valid HDF5 file or it is truncated/corrupt ({exc}). "
             "Check the file (copy or export it again)."

@@ -16,7 +16,9 @@ import tifffile
 
 from ..files import jsonable
 from ..progress import ProgressCallback, report
+from ..textfiles import check_regular_file
 from ._axes import plan_axes
+from ._incomplete import beyond_end, incomplete_error
 from ._lazy import (
     FrameReader,
     decide_lazy,
@@ -91,8 +93,18 @@ class _StructureErrors(logging.Handler):
             self.messages.append(message)
 
 
+def _unreadable(path: Path, exc: BaseException) -> ValueError:
+    """A truncated file (an offset beyond its end) or a corrupt one."""
+    message = str(exc)
+    if isinstance(exc, EOFError) or beyond_end(path, message):
+        return incomplete_error(path, f"it ends before the image data its header points to: {message}")
+    return _corrupt(path, exc)
+
+
 def open_tiff(path: Path) -> tifffile.TiffFile:
-    """Open a TIFF file and parse its first series, turning format errors into a clear ValueError."""
+    """Open a TIFF file and parse its first series, turning format errors into a clear ValueError
+    (a truncated file, one still being written, a FIFO or device: each said so)."""
+    path = check_regular_file(path, "TIFF file")
     log = logging.getLogger("tifffile")
     catcher = _StructureErrors()
     log.addHandler(catcher)
@@ -105,12 +117,12 @@ def open_tiff(path: Path) -> tifffile.TiffFile:
     except (tifffile.TiffFileError, ValueError, struct.error, IndexError, EOFError, KeyError) as exc:
         if tif is not None:
             tif.close()
-        raise _corrupt(path, exc) from exc
+        raise _unreadable(path, exc) from exc
     finally:
         log.removeHandler(catcher)
     if catcher.messages:
         tif.close()
-        raise _corrupt(path, RuntimeError(catcher.messages[0].split("> ", 1)[-1]))
+        raise _unreadable(path, RuntimeError(catcher.messages[0].split("> ", 1)[-1]))
     if not series:
         tif.close()
         raise ValueError(f"cannot read {path}: the TIFF file holds no image data.")
@@ -226,8 +238,10 @@ def _tiff_metadata(tif: tifffile.TiffFile, series: Any) -> tuple[dict, dict[str,
     return metadata, scale, units, block
 
 
-def _check_complete(path: Path, series: Any) -> None:
-    """Raise if the image data of the first or last page lies beyond the end of the file."""
+def _check_complete(path: Path, tif: tifffile.TiffFile, series: Any) -> None:
+    """Raise if the image data of the first or last page lies beyond the end of the file,
+    or if an ImageJ file holds whole frames more than its header describes (a file
+    another program is still writing: ImageJ writers update the header last)."""
     size = os.path.getsize(path)
     end = 0
     if series.dataoffset is not None:
@@ -241,9 +255,21 @@ def _check_complete(path: Path, series: Any) -> None:
             if offsets:
                 end = max(end, max(int(o) + int(c) for o, c in zip(offsets, counts)))
     if end > size:
-        raise ValueError(
-            f"cannot read {path}: the file is truncated ({size} bytes, image data needs {end}). "
-            "Copy or export it again."
+        raise incomplete_error(path, f"{size} bytes, the image data needs {end}")
+    page = series.pages[0] if len(series.pages) else None
+    frame_bytes = 0 if page is None else int(page.nbytes)
+    extra_bytes = size - end
+    if (
+        tif.is_imagej
+        and frame_bytes
+        and extra_bytes >= max(2 * frame_bytes, 4096)
+        and len(tif.pages) == 1  # a finished multi-frame ImageJ file has one directory per frame
+    ):
+        extra = extra_bytes // frame_bytes
+        raise incomplete_error(
+            path,
+            f"its ImageJ header describes {int(series.nbytes) // frame_bytes} image(s) but the file holds "
+            f"about {extra} more after them",
         )
 
 
@@ -298,8 +324,8 @@ def read_tiff(
         file_axes = axes or series.axes
         if block is not None and axes is None and len(block["axes"]) == len(shape):
             file_axes = block["axes"]
+        _check_complete(path, tif, series)
         plan = plan_axes(file_axes, shape, source=str(path))
-        _check_complete(path, series)
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(series.dtype).itemsize
         is_lazy = decide_lazy(nbytes, lazy, memory_fraction)
         handles: list = []
@@ -310,7 +336,7 @@ def read_tiff(
             try:
                 raw = series.asarray()
             except (tifffile.TiffFileError, ValueError, struct.error, OSError, EOFError, IndexError) as exc:
-                raise _corrupt(path, exc) from exc
+                raise _unreadable(path, exc) from exc
             if tuple(raw.shape) != shape:
                 raw = raw.reshape(shape)
         data = plan.apply(raw)

@@ -45,7 +45,12 @@ def result_dtype(in_dtype: np.dtype, border: str, output_dtype: Any) -> np.dtype
         dtype = np.dtype(output_dtype)
     else:
         dtype = np.dtype(in_dtype)
-    if border == "nan" and dtype.kind != "f":
+    if np.dtype(in_dtype).kind == "c" and dtype.kind != "c":
+        raise ValueError(
+            f"output_dtype {dtype} would drop the imaginary part of the complex stack: use a complex "
+            "output_dtype (or None), or take the real part or magnitude (np.abs) first."
+        )
+    if border == "nan" and dtype.kind not in "fc":
         # NaN marks pixels outside the frame; an integer type cannot hold it.
         dtype = np.dtype(np.float32)
     if dtype == np.bool_:
@@ -75,9 +80,24 @@ def warp_frame(
     check_warp_options(order, border)
     frame = np.asarray(frame)
     out_dtype = result_dtype(frame.dtype, border, output_dtype)
+    if frame.dtype.kind == "c":
+        # OpenCV has no complex type: the real and imaginary parts are warped
+        # alike (the interpolation is linear in the values, so this is exact)
+        part = np.float32 if out_dtype.itemsize <= 8 else np.float64
+        kwargs = {"order": order, "border": border, "output_dtype": part}
+        result = np.empty(frame.shape, dtype=out_dtype) if dst is None else dst
+        result.real = warp_frame(frame.real, matrix_xy, cval=cval, **kwargs)
+        result.imag = warp_frame(frame.imag, matrix_xy, cval=0.0, **kwargs)
+        return result
     # the working type: the input itself when OpenCV handles it and it is the
     # output type (OpenCV rounds and saturates), else float
-    if frame.dtype == out_dtype and frame.dtype in _CV2_DTYPES:
+    # 64-bit integers beyond float64's exact range (2**53) are warped as their
+    # differences from the frame's minimum, added back in integer arithmetic
+    offset = _integer_offset(frame)
+    if offset:
+        work = (frame.astype(np.uint64, copy=False) - np.uint64(offset % 2**64)).astype(np.float64)
+        cval = float(cval) - offset
+    elif frame.dtype == out_dtype and frame.dtype in _CV2_DTYPES:
         work = frame
     elif (
         out_dtype.kind == "f" and out_dtype in _CV2_DTYPES and frame.dtype.itemsize <= 2
@@ -108,6 +128,8 @@ def warp_frame(
     )
     if border == "nan":
         result[~_footprint((h, w), matrix_xy)] = np.nan
+    if offset:
+        result = _add_offset(result, offset, out_dtype)
     if result.dtype != out_dtype:
         if out_dtype.kind in "iu" and result.dtype.kind == "f":
             info = np.iinfo(out_dtype)
@@ -117,6 +139,27 @@ def warp_frame(
         dst[...] = result
         return dst
     return result
+
+
+def _integer_offset(frame: np.ndarray) -> int:
+    """The minimum of a 64-bit integer frame whose values float64 cannot hold
+    exactly (above 2**53 in magnitude), else 0."""
+    if frame.dtype.kind not in "iu" or frame.dtype.itemsize < 8 or frame.size == 0:
+        return 0
+    lo, hi = int(frame.min()), int(frame.max())
+    return lo if max(abs(lo), abs(hi)) > 2**53 else 0
+
+
+def _add_offset(result: np.ndarray, offset: int, out_dtype: np.dtype) -> np.ndarray:
+    """``result + offset`` in ``out_dtype``: exact for integer outputs (rounded,
+    clipped to the type's range), in float64 for float outputs."""
+    if out_dtype.kind not in "iu":
+        return result.astype(np.float64) + float(offset)
+    info = np.iinfo(out_dtype)
+    rel = np.clip(np.rint(result), float(int(info.min) - offset), float(int(info.max) - offset))
+    rel = np.clip(rel, -(2.0**63), 2.0**63 - 1024).astype(np.int64)
+    total = rel.view(np.uint64) + np.uint64(offset % 2**64)  # modulo 2**64: exact
+    return total.view(np.int64).astype(out_dtype) if out_dtype.itemsize == 8 else total.astype(out_dtype)
 
 
 def frames_shape(stack: Any) -> tuple[int, tuple[int, ...], tuple[int, int]]:

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import fft as sfft
 
 from ...progress import ProgressCallback, report
+from ..scaling import WorkingScale, to_float32, working_scale
 from ._options import CORRELATIONS, validate_option
 
 __all__ = ["BandSpectra", "band_limits", "compute_band_spectra", "hann2d", "read_frames"]
@@ -102,13 +103,15 @@ def band_limits(mask_half: np.ndarray) -> tuple[int, int]:
     return int(np.abs(ky).max()), int(cols.max())
 
 
-def read_frames(stack: Any, start: int, stop: int) -> np.ndarray:
+def read_frames(stack: Any, start: int, stop: int, scale: WorkingScale | None = None) -> np.ndarray:
     """Frames ``start:stop`` as a new float32 array (never a view of the
-    input, which callers modify), with a clear error for NaN/inf."""
+    input, which callers modify), with a clear error for NaN/inf; ``scale``
+    (:func:`~napari_stackalign.core.scaling.working_scale`) brings data far
+    from the usual range into it (for estimating only: it changes the units)."""
     chunk = np.asarray(stack[start:stop])
     if chunk.dtype.kind == "c":
         raise ValueError("complex-valued stacks are not supported: take the magnitude or real part first.")
-    chunk = np.array(chunk, dtype=np.float32, copy=True)
+    chunk = to_float32(chunk) if scale is None else to_float32(chunk, scale)
     if not np.all(np.isfinite(chunk)):
         bad = start + int(np.flatnonzero(~np.isfinite(chunk).reshape(chunk.shape[0], -1).all(axis=1))[0])
         raise ValueError(
@@ -157,9 +160,10 @@ def compute_band_spectra(
     spectra = np.empty((n_frames, rows.size, kx.size), dtype=np.complex64)
     energy = np.empty(n_frames, dtype=np.float64)
     report(progress, 0, n_frames, "spectra")
+    scale = working_scale(np.stack([np.asarray(stack[i]) for i in sorted({0, n_frames // 2, n_frames - 1})]))
     for start in range(0, n_frames, chunk_size):
         stop = min(start + chunk_size, n_frames)
-        chunk = read_frames(stack, start, stop)
+        chunk = read_frames(stack, start, stop, scale)
         chunk -= chunk.mean(axis=(1, 2), keepdims=True)
         chunk *= window
         full = sfft.rfft2(chunk, s=(hp, wp), axes=(1, 2), workers=workers)

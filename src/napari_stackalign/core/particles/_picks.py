@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ...files import atomic_write_text
+from ...textfiles import read_csv_table, read_text_file
 
 __all__ = ["as_picks", "read_picks", "write_picks"]
 
@@ -68,10 +69,19 @@ def write_picks(
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     header = ["particle", "frame", "y", "x"]
-    extra = [(name, values) for name, values in (("ok", ok), ("r2", r2), ("reason", reason)) if values is not None]
+    extra = [
+        (name, values)
+        for name, values in (("ok", ok), ("r2", r2), ("reason", reason))
+        if values is not None
+    ]
     writer.writerow(header + [name for name, _ in extra])
     for i in range(n):
-        row: list[Any] = [i, int(arr[i, 0]), repr(float(arr[i, 1])), repr(float(arr[i, 2]))]
+        row: list[Any] = [
+            i,
+            int(arr[i, 0]),
+            repr(float(arr[i, 1])),
+            repr(float(arr[i, 2])),
+        ]
         for name, values in extra:
             v = list(values)[i]
             if name == "ok":
@@ -97,40 +107,57 @@ def read_picks(path: str | Path, *, only_ok: bool = False) -> np.ndarray:
     only_ok : bool
         Keep only rows whose ``ok`` column is true (when there is one).
     """
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"cannot read picks file {path}: {exc}") from exc
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    rows = list(csv.DictReader(lines))
-    if not rows:
+    path = Path(path).expanduser()
+    text = read_text_file(path, "picks file")
+    lines = [
+        (number, ln)
+        for number, ln in enumerate(text.splitlines(), start=1)
+        if ln.strip() and not ln.startswith("#")
+    ]
+    if not lines:
         raise ValueError(f"{path} holds no picks.")
-    cols = {k.strip().lower(): k for k in rows[0] if k is not None}
+    table = read_csv_table(path, lines, "picks file")
+    if not table.rows:
+        raise ValueError(f"{path} has a header but no rows: it holds no picks.")
+    cols = {name.lower(): name for name in table.columns}
 
     def column(name: str) -> np.ndarray:
-        return np.array([float(r[cols[name]]) for r in rows])
+        """The column as numbers; an empty or NaN cell is refused with its place."""
+        values = np.array(table.numbers(cols[name]), dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise ValueError(
+                f"{table.where(int(bad[0]), cols[name])}: a pick needs a finite number here."
+            )
+        return values
 
     if "y" in cols and "x" in cols:
         y, x = column("y"), column("x")
         frame_key = next((k for k in ("frame", "t", "z") if k in cols), None)
-        frame = column(frame_key) if frame_key else np.zeros(len(rows))
+        frame = column(frame_key) if frame_key else np.zeros(len(table.rows))
     elif "axis-0" in cols and "axis-1" in cols:
+        if "axis-3" in cols:
+            raise ValueError(f"{path} holds 4-D points; pick on a (T, Y, X) image.")
         if "axis-2" in cols:
             frame, y, x = column("axis-0"), column("axis-1"), column("axis-2")
-            if "axis-3" in cols:
-                raise ValueError(f"{path} holds 4-D points; pick on a (T, Y, X) image.")
         else:
-            frame, y, x = np.zeros(len(rows)), column("axis-0"), column("axis-1")
+            frame, y, x = np.zeros(len(table.rows)), column("axis-0"), column("axis-1")
     else:
         raise ValueError(
-            f"{path} has columns {list(rows[0].keys())}: expected 'y' and 'x' (and optionally 'frame'), "
+            f"{path} has columns {table.columns}: expected 'y' and 'x' (and optionally 'frame'), "
             "or napari's 'axis-0', 'axis-1'[, 'axis-2']."
         )
     picks = np.column_stack([np.round(frame), y, x])
     if only_ok and "ok" in cols:
-        keep = np.array([str(r[cols["ok"]]).strip().lower() in ("1", "true") for r in rows])
+        keep = np.array(
+            [
+                str(v).strip().lower() in ("1", "true", "1.0", "yes")
+                for v in table.texts(cols["ok"])
+            ]
+        )
         picks = picks[keep]
         if picks.shape[0] == 0:
-            raise ValueError(f"no pick in {path} passed the fit's quality gate (ok column).")
+            raise ValueError(
+                f"no pick in {path} passed the fit's quality gate (ok column)."
+            )
     return as_picks(picks)

@@ -35,7 +35,7 @@ import numpy as np
 from ...progress import ProgressCallback, report
 from ..checks import check_stack
 from ._gaussian_fit import GaussianFits, _fit_at
-from ._options import TRACK_DEFAULTS, TrackOptions
+from ._options import BOX_LIMITS, TRACK_DEFAULTS, TrackOptions
 from ._picks import as_picks
 from ._tracks import ParticleTracks
 
@@ -164,10 +164,13 @@ def _ncc_consensus(
 
 def _check_input(stack: Any, picks: Any, frame0: int, opts: TrackOptions) -> np.ndarray:
     """The (N, 3) picks (frame, y, x), checked against the stack and the box."""
-    n_frames, height, width = check_stack(stack, what="particle tracking")
+    n_frames, height, width = check_stack(stack, what="particle tracking", min_size=BOX_LIMITS[0])
     bh, bw = opts.box_shape
     if height < bh or width < bw:
-        raise ValueError(f"frames ({height}x{width}) are smaller than the box ({bh}x{bw}): use a smaller box.")
+        raise ValueError(
+            f"frames ({height}x{width}) are smaller than the box ({bh}x{bw}): use a smaller box "
+            f"(at least {BOX_LIMITS[0]} px, at most {min(height, width)} px here)."
+        )
     if not 0 <= int(frame0) < n_frames:
         raise ValueError(f"frame0 must be in 0..{n_frames - 1}, got {frame0}.")
     picks_arr = as_picks(picks, frame0=int(frame0))

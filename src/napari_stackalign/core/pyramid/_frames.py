@@ -1,5 +1,6 @@
-"""Frame preparation: ROI crop, float32, ignored pixels (mask, NaN) and their
-weights at every pyramid level."""
+"""Frame preparation: ROI crop, float32 (data far from the usual range first
+brought into it: :mod:`~napari_stackalign.core.scaling`), ignored pixels (mask,
+NaN) and their weights at every pyramid level."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..scaling import WorkingScale, has_spread, to_float32, working_scale
 from ._levels import Levels
 
 __all__ = ["FramePreparer", "FrameWeights", "PreparedFrame"]
@@ -103,6 +105,10 @@ class FramePreparer:
         self.levels = levels
         self.margin = margin
         self.static: FrameWeights | None = None
+        # offset and power-of-two factor for data far from the usual range,
+        # chosen from the first frame prepared that is not blank (the same for every later one)
+        self.scale: WorkingScale | None = None
+        self._scale_lock = threading.Lock()
         if mask is not None:
             crop = np.asarray(mask, dtype=bool)[self._sl]
             if not crop.all():
@@ -110,7 +116,15 @@ class FramePreparer:
 
     def __call__(self, raw: np.ndarray) -> PreparedFrame:
         raw = np.asarray(raw)[self._sl]
-        img = np.array(raw, dtype=np.float32, order="C", copy=True)
+        scale = self.scale
+        if scale is None:
+            scale = working_scale(raw)
+            if has_spread(raw):  # a blank frame says nothing: decide on the next one
+                with self._scale_lock:
+                    if self.scale is None:
+                        self.scale = scale
+                    scale = self.scale
+        img = to_float32(raw, scale)
         weights = self.static
         if raw.dtype.kind == "f" and not np.isfinite(cv2.sumElems(img)[0]):
             bad = ~np.isfinite(img)

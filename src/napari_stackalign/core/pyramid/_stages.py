@@ -56,6 +56,7 @@ from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._reference import build_reference
 
 __all__ = [
+    "MIN_FRAME_SIZE",
     "MIN_MASK_PIXELS",
     "MIN_ROI_SIZE",
     "QUALITY_FRACTION",
@@ -75,6 +76,8 @@ __all__ = [
 QUALITY_FRACTION = 0.5
 #: smallest ROI height and width (px)
 MIN_ROI_SIZE = 16
+#: Smallest frame side (px) the pyramid registers (its coarsest level needs ``MIN_LEVEL_SIZE`` px).
+MIN_FRAME_SIZE = MIN_LEVEL_SIZE
 #: fewest pixels a mask must keep
 MIN_MASK_PIXELS = 256
 
@@ -183,7 +186,7 @@ def plan_pyramid(
     PyramidJob
     """
     opts = PYRAMID_DEFAULTS if options is None else options
-    n_total, height, width = check_stack(_Shape(shape, dtype))
+    n_total, height, width = check_stack(_Shape(shape, dtype), min_size=MIN_FRAME_SIZE)
     if opts.smooth:
         check_savgol(n_total, opts.window_length, opts.polyorder)
     check_roi(opts.roi, (height, width), min_size=MIN_ROI_SIZE)
@@ -200,10 +203,17 @@ def _check_first_level(job: PyramidJob) -> None:
     crop = job.crop_shape
     lh, lw = job.levels.shapes[0]
     if min(lh, lw) < MIN_LEVEL_SIZE:
+        first = job.options.downsample_rates[0]
+        start = MIN_LEVEL_SIZE / min(crop)
+        if start > 1:
+            advice = "the compared area is too small to register: use a larger ROI or larger frames"
+        elif start > 0.999:
+            advice = "register at full resolution only: downsample_rates=[1]"
+        else:
+            advice = f"start at {start:.3g} or higher, up to 1 (full resolution)"
         raise ValueError(
-            f"the first downsample rate {job.options.downsample_rates[0]:g} makes {lh}x{lw} px images from "
-            f"{crop[0]}x{crop[1]} px frames; use rates that keep at least {MIN_LEVEL_SIZE} px (e.g. start at "
-            f"{MIN_LEVEL_SIZE / min(crop):.3g} or higher)."
+            f"the first downsample rate {first:g} makes {lh}x{lw} px images from "
+            f"{crop[0]}x{crop[1]} px frames; use rates that keep at least {MIN_LEVEL_SIZE} px ({advice})."
         )
 
 

@@ -70,6 +70,7 @@ from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms, NoSignalWarning
 from ..apply import coverage_mask, warp_frame
 from ..checks import STACK_AXES, check_stack
+from ..scaling import WorkingScale, has_spread, to_float32, working_scale
 from ..workers import default_workers, thread_pool
 from ._estimator import (
     MIN_OVERLAP,
@@ -185,14 +186,18 @@ class _Source:
     workers: int
     bar: _Progress
 
+    scale: WorkingScale | None = None
+
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Frames ``start:stop`` of the channel as float32."""
-        part = (
-            self.stack[start:stop]
-            if self.channel is None
-            else self.stack[start:stop, self.channel]
-        )
-        return np.asarray(part, dtype=np.float32)
+        """Frames ``start:stop`` of the channel as float32 (data far from the usual
+        range brought into it, with one scale for the whole stack)."""
+        part = np.asarray(self.stack[start:stop] if self.channel is None else self.stack[start:stop, self.channel])
+        scale = self.scale
+        if scale is None:
+            scale = working_scale(part)
+            if has_spread(part):  # blank frames say nothing: decide on the next read
+                self.scale = scale
+        return to_float32(part, scale)
 
     def read_indexed(self, idx: np.ndarray) -> np.ndarray:
         """Frames ``idx`` (sorted) as float32: one slice read when they are
