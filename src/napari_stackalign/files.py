@@ -105,13 +105,11 @@ def _size(nbytes: float) -> str:
     return f"{nbytes:.1f} TB"  # pragma: no cover
 
 
-def disk_full_error(target: str | os.PathLike, written: int | None = None, total: int | None = None) -> OSError:
+def disk_full_error(
+    target: str | os.PathLike, written: int | None = None, total: int | None = None
+) -> OSError:
     """The ``OSError`` (errno ENOSPC) that says the disk is full, how much was written, and what to do."""
     target = Path(target)
-    try:
-        free = f"; {_size(os.statvfs(target.parent).f_bavail * os.statvfs(target.parent).f_frsize)} free"
-    except OSError:
-        free = ""
     done = ""
     if written is not None and total:
         done = f" (wrote {_size(written)} of {_size(total)})"
@@ -119,7 +117,7 @@ def disk_full_error(target: str | os.PathLike, written: int | None = None, total
         done = f" (wrote {_size(written)})"
     return OSError(
         errno.ENOSPC,
-        f"the disk is full{done} while writing {target.name} in {target.parent}{free}: free some space or "
+        f"the disk is full{done} while writing {target.name} in {target.parent}: free some space or "
         "choose another folder. Nothing was written and any previous file is intact.",
     )
 
@@ -130,7 +128,9 @@ def _host() -> str:
 
 
 #: ``.NAME.sa-PID@HOST.RANDOM.part``: the temporary file of a run of this package
-_PART = re.compile(r"^\.(?P<name>.+)\.sa-(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[A-Za-z0-9_]+\.part$")
+_PART = re.compile(
+    r"^\.(?P<name>.+)\.sa-(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[A-Za-z0-9_]+\.part$"
+)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -198,9 +198,13 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
     """
     folder = Path(path).expanduser().resolve().parent
     if not folder.is_dir():
-        raise ValueError(f"output folder {folder} does not exist: create it first or choose another path.")
+        raise ValueError(
+            f"output folder {folder} does not exist: create it first or choose another path."
+        )
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"output folder {folder} is not writable: choose a folder you can write to.")
+        raise ValueError(
+            f"output folder {folder} is not writable: choose a folder you can write to."
+        )
     return folder
 
 
@@ -234,7 +238,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path).expanduser()
     folder = check_writable_dir(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.sa-{os.getpid()}@{_host()}.", suffix=".part", dir=folder)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.sa-{os.getpid()}@{_host()}.", suffix=".part", dir=folder
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     parts = _TRANSACTION.get()
@@ -242,8 +248,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         try:
             yield tmp
         except OSError as exc:
-            if exc.errno == errno.ENOSPC and "the disk is full" not in str(exc):
-                raise disk_full_error(target) from exc
+            if exc.errno == errno.ENOSPC:
+                written = getattr(exc, "written", None)
+                raise disk_full_error(
+                    target, written, getattr(exc, "total", None)
+                ) from exc
             raise
         raise_if_interrupted()
         if parts is not None:  # committed with the run's other outputs

@@ -9,12 +9,23 @@ discovered automatically, so adding a subcommand touches no other file.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .._version import __version__
+from ..files import (
+    Interrupted,
+    output_transaction,
+    raise_if_interrupted,
+    reset_interrupt,
+)
+from ..transforms import NoSignalWarning
+from ._safety import handling_signals
 
 __all__ = ["build_parser", "main"]
 
@@ -24,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stackalign",
         description="Align microscopy time series: measure drift and jitter, remove it, average frames.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -42,14 +55,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    reset_interrupt()
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, OSError, KeyError) as exc:
-        print(f"stackalign {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        with handling_signals():
+            try:
+                with warnings.catch_warnings():
+                    if not getattr(args, "force", False):
+                        # no trustworthy frame: stop before anything is written (exit 3), unless --force
+                        warnings.simplefilter("error", NoSignalWarning)
+                    with output_transaction():  # every output of the run, or none
+                        code = int(args.func(args) or 0)
+                raise_if_interrupted()  # a signal that came while the outputs were renamed
+                return code
+            except NoSignalWarning as exc:
+                _say(
+                    f"stackalign {args.command}: error: {exc} Nothing was written; pass --force to write "
+                    "the output anyway (the frames are left unshifted)."
+                )
+                return 3
+            except (ValueError, OSError, KeyError) as exc:
+                text = (
+                    exc.strerror
+                    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+                    else exc
+                )
+                _say(f"stackalign {args.command}: error: {text}")
+                return 2
+    except Interrupted as exc:
+        _say(
+            f"stackalign {args.command}: interrupted by {exc}; no output was written (temporary files removed)."
+        )
+        return 128 + exc.signum
     except KeyboardInterrupt:
-        print(f"stackalign {args.command}: interrupted; no partial output was left.", file=sys.stderr)
+        _say(
+            f"stackalign {args.command}: interrupted; no output was written (temporary files removed)."
+        )
         return 130
+
+
+def _say(text: str) -> None:
+    """A line on stderr (which may be gone after SIGHUP)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

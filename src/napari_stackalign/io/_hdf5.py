@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import warnings
 from pathlib import Path
@@ -12,16 +13,24 @@ import h5py
 import numpy as np
 
 from .._version import __version__
-from ..files import jsonable
+from ..files import jsonable, raise_if_interrupted, signals_deferred
 from ..layouts import STACK_AXES
 from ..progress import ProgressCallback, report
 from ..transforms import NUMERIC_COLUMNS, FrameTransforms
 from ._axes import AxesPlan, normalise_axes, plan_axes
+from ._h5sink import DiscardingSink
 from ._lazy import decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame_chunks
 from ._meta import check_transforms_length, decode_json_value, normalise_unit
 from ._stackdata import StackData
 
-__all__ = ["FORMAT_NAME", "HDF5_SUFFIXES", "open_hdf5", "read_hdf5", "stack_candidates", "write_hdf5"]
+__all__ = [
+    "FORMAT_NAME",
+    "HDF5_SUFFIXES",
+    "open_hdf5",
+    "read_hdf5",
+    "stack_candidates",
+    "write_hdf5",
+]
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hd5", ".hspy")
 FORMAT_NAME = "napari-stackalign stack"
@@ -70,12 +79,16 @@ def stack_candidates(f: h5py.File) -> list[tuple[str, tuple[int, ...], np.dtype]
     return [
         (name, tuple(ds.shape), ds.dtype)
         for name, ds in _all_datasets(f)
-        if ds.ndim >= 3 and ds.dtype.kind in "biuf" and name.split("/")[0] != "transforms"
+        if ds.ndim >= 3
+        and ds.dtype.kind in "biuf"
+        and name.split("/")[0] != "transforms"
     ]
 
 
 def _describe(cands: list[tuple[str, tuple[int, ...], np.dtype]]) -> str:
-    return ", ".join(f"'{name}' {shape} {dtype}" for name, shape, dtype in cands) or "none"
+    return (
+        ", ".join(f"'{name}' {shape} {dtype}" for name, shape, dtype in cands) or "none"
+    )
 
 
 def choose_dataset(f: h5py.File, dataset: str | None, path: Path) -> h5py.Dataset:
@@ -85,7 +98,9 @@ def choose_dataset(f: h5py.File, dataset: str | None, path: Path) -> h5py.Datase
         obj = f.get(dataset.strip("/") or "/")
         if not isinstance(obj, h5py.Dataset):
             others = [(n, tuple(ds.shape), ds.dtype) for n, ds in _all_datasets(f)]
-            raise ValueError(f"{path} has no dataset named {dataset!r}. Datasets in the file: {_describe(others)}.")
+            raise ValueError(
+                f"{path} has no dataset named {dataset!r}. Datasets in the file: {_describe(others)}."
+            )
         return obj
     if isinstance(f.get("image_data"), h5py.Dataset):
         return f["image_data"]
@@ -93,7 +108,11 @@ def choose_dataset(f: h5py.File, dataset: str | None, path: Path) -> h5py.Datase
         return f[cands[0][0]]
     if not cands:
         others = [(n, tuple(ds.shape), ds.dtype) for n, ds in _all_datasets(f)]
-        images = [c for c in others if len(c[1]) == 2 and c[2].kind in "biuf" and min(c[1]) > 1]
+        images = [
+            c
+            for c in others
+            if len(c[1]) == 2 and c[2].kind in "biuf" and min(c[1]) > 1
+        ]
         if images:
             raise ValueError(
                 f"{path} holds a single 2-D image ({_describe(images)}), not a time series: registration needs "
@@ -118,7 +137,11 @@ def _hyperspy_axes(ds: h5py.Dataset) -> tuple[str, dict[str, float], str | None]
         return None
     letters = []
     nav_letters = iter("TQPRUV")
-    sig_letters = iter("YX") if sum(not bool(g.attrs.get("navigate", False)) for g in groups) == 2 else None
+    sig_letters = (
+        iter("YX")
+        if sum(not bool(g.attrs.get("navigate", False)) for g in groups) == 2
+        else None
+    )
     scale: dict[str, float] = {}
     units = None
     for g in groups:
@@ -191,7 +214,10 @@ def _read_transforms(group: h5py.Group, path: Path) -> FrameTransforms:
         cols = {k: np.asarray(group[k][()]) for k in NUMERIC_COLUMNS if k in group}
         reason = None
         if "reason" in group:
-            reason = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in group["reason"][()]]
+            reason = [
+                v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                for v in group["reason"][()]
+            ]
         extra = _read_json_entries(group)
         return FrameTransforms(
             dy=cols["dy"],
@@ -206,7 +232,9 @@ def _read_transforms(group: h5py.Group, path: Path) -> FrameTransforms:
             params=extra.get("params") or {},
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: the 'transforms' table is unreadable ({exc}).") from exc
+        raise ValueError(
+            f"{path}: the 'transforms' table is unreadable ({exc})."
+        ) from exc
 
 
 def read_hdf5(
@@ -223,9 +251,16 @@ def read_hdf5(
     try:
         ds = choose_dataset(f, dataset, path)
         name = ds.name.lstrip("/")
-        hs = _hyperspy_axes(ds) if str(f.attrs.get("file_format", "")) == "HyperSpy" or path.suffix == ".hspy" else None
+        hs = (
+            _hyperspy_axes(ds)
+            if str(f.attrs.get("file_format", "")) == "HyperSpy"
+            or path.suffix == ".hspy"
+            else None
+        )
         file_axes = _file_axes(ds, axes, hs, path, name)
-        plan = plan_axes(file_axes, tuple(ds.shape), source=f"{path} (dataset '{name}')")
+        plan = plan_axes(
+            file_axes, tuple(ds.shape), source=f"{path} (dataset '{name}')"
+        )
         scale_by_axis, units = _calibration(ds, file_axes, hs)
         metadata = _file_metadata(f, ds, name, hs)
         raw, is_lazy = _pixels(ds, plan, lazy, memory_fraction, path, name)
@@ -252,14 +287,20 @@ def read_hdf5(
     )
 
 
-def _file_axes(ds: h5py.Dataset, axes: str | None, hs: tuple | None, path: Path, name: str) -> str:
+def _file_axes(
+    ds: h5py.Dataset, axes: str | None, hs: tuple | None, path: Path, name: str
+) -> str:
     """The dataset's axis order: ``axes`` if given, else ours (the ``axes`` attribute), the
     dimension labels, HyperSpy's axes, or the default for its number of dimensions."""
     file_axes = axes
     stored_axes = ds.attrs.get("axes")
     if isinstance(stored_axes, bytes):
         stored_axes = stored_axes.decode()
-    if file_axes is None and isinstance(stored_axes, str) and len(stored_axes) == ds.ndim:
+    if (
+        file_axes is None
+        and isinstance(stored_axes, str)
+        and len(stored_axes) == ds.ndim
+    ):
         file_axes = stored_axes
     if file_axes is None:
         file_axes = _label_axes(ds)
@@ -270,10 +311,14 @@ def _file_axes(ds: h5py.Dataset, axes: str | None, hs: tuple | None, path: Path,
     return normalise_axes(file_axes, ds.ndim, what="axes")
 
 
-def _calibration(ds: h5py.Dataset, file_axes: str, hs: tuple | None) -> tuple[dict[str, float], str | None]:
+def _calibration(
+    ds: h5py.Dataset, file_axes: str, hs: tuple | None
+) -> tuple[dict[str, float], str | None]:
     """Pixel size per axis letter and its unit: ours, HyperSpy axes, or ``element_size_um``."""
     if "scale" in ds.attrs and len(np.atleast_1d(ds.attrs["scale"])) == ds.ndim:
-        scale_by_axis = {a: float(v) for a, v in zip(file_axes, np.atleast_1d(ds.attrs["scale"]))}
+        scale_by_axis = {
+            a: float(v) for a, v in zip(file_axes, np.atleast_1d(ds.attrs["scale"]))
+        }
         return scale_by_axis, normalise_unit(ds.attrs.get("units"))
     if hs is not None and file_axes == hs[0]:
         return hs[1], hs[2]
@@ -285,7 +330,9 @@ def _calibration(ds: h5py.Dataset, file_axes: str, hs: tuple | None) -> tuple[di
     return {}, None
 
 
-def _file_metadata(f: h5py.File, ds: h5py.Dataset, name: str, hs: tuple | None) -> dict[str, Any]:
+def _file_metadata(
+    f: h5py.File, ds: h5py.Dataset, name: str, hs: tuple | None
+) -> dict[str, Any]:
     """The ``metadata`` group; for files not written by this package also HyperSpy's metadata
     and the dataset's name and attributes."""
     metadata: dict[str, Any] = {}
@@ -297,7 +344,11 @@ def _file_metadata(f: h5py.File, ds: h5py.Dataset, name: str, hs: tuple | None) 
             if isinstance(parent.get("metadata"), h5py.Group):
                 metadata["hyperspy"] = _group_to_dict(parent["metadata"])
         info: dict[str, Any] = {"dataset": name}
-        attrs = {k: decode_json_value(v) for k, v in ds.attrs.items() if k != "DIMENSION_LABELS"}
+        attrs = {
+            k: decode_json_value(v)
+            for k, v in ds.attrs.items()
+            if k != "DIMENSION_LABELS"
+        }
         if attrs:
             info["attrs"] = attrs
         metadata["hdf5"] = info
@@ -305,7 +356,12 @@ def _file_metadata(f: h5py.File, ds: h5py.Dataset, name: str, hs: tuple | None) 
 
 
 def _pixels(
-    ds: h5py.Dataset, plan: AxesPlan, lazy: bool | None, memory_fraction: float, path: Path, name: str
+    ds: h5py.Dataset,
+    plan: AxesPlan,
+    lazy: bool | None,
+    memory_fraction: float,
+    path: Path,
+    name: str,
 ) -> tuple[Any, bool]:
     """The dataset's pixels in the file's axis order, and whether they are read lazily (the
     file must then stay open)."""
@@ -321,7 +377,9 @@ def _pixels(
         ) from exc
 
 
-def _output_scale(plan: AxesPlan, scale_by_axis: dict[str, float], units: str | None) -> tuple[float, ...] | None:
+def _output_scale(
+    plan: AxesPlan, scale_by_axis: dict[str, float], units: str | None
+) -> tuple[float, ...] | None:
     """The scale per output axis, when the file gives a pixel size (or a frame step)."""
     has_space = "Y" in scale_by_axis or "X" in scale_by_axis
     if scale_by_axis and (has_space or units):
@@ -365,7 +423,57 @@ def write_hdf5(
     dtype = np.dtype(data.dtype)
     frame_nbytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
     per_chunk = min(shape[0], frames_per_chunk(frame_nbytes, 2 * 2**20))
-    with h5py.File(target, "w") as f:
+    sink = DiscardingSink(target)
+    try:
+        # signals are only noted inside h5py (an exception raised in its callbacks is lost or corrupts
+        # the library) and raised between chunks; a full disk is recorded by the sink, raised after closing
+        with signals_deferred():
+            _write_hdf5_file(
+                sink,
+                data,
+                shape,
+                dtype,
+                per_chunk,
+                axes,
+                scale,
+                units,
+                metadata,
+                transforms,
+                compression,
+                progress,
+                stage,
+            )
+    finally:
+        sink.close()
+    if sink.error is not None:
+        if sink.error.errno == errno.ENOSPC:
+            total = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            full = OSError(
+                errno.ENOSPC,
+                f"the disk is full (wrote {sink.written} of about {total} bytes)",
+            )
+            full.written, full.total = sink.written, total  # type: ignore[attr-defined]
+            raise full from sink.error
+        raise sink.error
+
+
+def _write_hdf5_file(
+    sink: DiscardingSink,
+    data: Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    per_chunk: int,
+    axes: str,
+    scale: tuple[float, ...] | None,
+    units: str | None,
+    metadata: dict,
+    transforms: FrameTransforms | None,
+    compression: str | None,
+    progress: ProgressCallback | None,
+    stage: str,
+) -> None:
+    """The body of :func:`write_hdf5`: the file through ``sink``, stopping at a full disk or an interrupt."""
+    with h5py.File(sink, "w") as f:
         f.attrs["format"] = FORMAT_NAME
         f.attrs["version"] = 1
         f.attrs["writer"] = f"napari-stackalign {__version__}"
@@ -384,8 +492,12 @@ def write_hdf5(
         if units is not None:
             ds.attrs["units"] = units
         for start, stop, chunk in iter_frame_chunks(data):
+            raise_if_interrupted()
+            if sink.error is not None:
+                break
             report(progress, start, shape[0], stage)
             ds[start:stop] = chunk
+        raise_if_interrupted()
         report(progress, shape[0], shape[0], stage)
         group = f.create_group("metadata")
         for key, value in metadata.items():
@@ -394,7 +506,9 @@ def write_hdf5(
             table = f.create_group("transforms")
             for col, values in transforms.to_table().items():
                 if col == "reason":
-                    values = np.array([str(v) for v in values], dtype=h5py.string_dtype())
+                    values = np.array(
+                        [str(v) for v in values], dtype=h5py.string_dtype()
+                    )
                 table.create_dataset(col, data=np.asarray(values))
             table.attrs["format"] = "napari-stackalign transforms"
             _put_json(table, "center", list(transforms.center))
