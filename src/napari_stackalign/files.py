@@ -105,9 +105,7 @@ def _size(nbytes: float) -> str:
     return f"{nbytes:.1f} TB"  # pragma: no cover
 
 
-def disk_full_error(
-    target: str | os.PathLike, written: int | None = None, total: int | None = None
-) -> OSError:
+def disk_full_error(target: str | os.PathLike, written: int | None = None, total: int | None = None) -> OSError:
     """The ``OSError`` (errno ENOSPC) that says the disk is full, how much was written, and what to do."""
     target = Path(target)
     done = ""
@@ -128,9 +126,7 @@ def _host() -> str:
 
 
 #: ``.NAME.sa-PID@HOST.RANDOM.part``: the temporary file of a run of this package
-_PART = re.compile(
-    r"^\.(?P<name>.+)\.sa-(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[A-Za-z0-9_]+\.part$"
-)
+_PART = re.compile(r"^\.(?P<name>.+)\.sa-(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]+)\.[A-Za-z0-9_]+\.part$")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -198,13 +194,9 @@ def check_writable_dir(path: str | os.PathLike) -> Path:
     """
     folder = Path(path).expanduser().resolve().parent
     if not folder.is_dir():
-        raise ValueError(
-            f"output folder {folder} does not exist: create it first or choose another path."
-        )
+        raise ValueError(f"output folder {folder} does not exist: create it first or choose another path.")
     if not os.access(folder, os.W_OK):
-        raise ValueError(
-            f"output folder {folder} is not writable: choose a folder you can write to."
-        )
+        raise ValueError(f"output folder {folder} is not writable: choose a folder you can write to.")
     return folder
 
 
@@ -238,9 +230,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path).expanduser()
     folder = check_writable_dir(target)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.sa-{os.getpid()}@{_host()}.", suffix=".part", dir=folder
-    )
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.sa-{os.getpid()}@{_host()}.", suffix=".part", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)
     parts = _TRANSACTION.get()
@@ -250,9 +240,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 written = getattr(exc, "written", None)
-                raise disk_full_error(
-                    target, written, getattr(exc, "total", None)
-                ) from exc
+                raise disk_full_error(target, written, getattr(exc, "total", None)) from exc
             raise
         raise_if_interrupted()
         if parts is not None:  # committed with the run's other outputs

@@ -35,9 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stackalign",
         description="Align microscopy time series: measure drift and jitter, remove it, average frames.",
     )
-    parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {__version__}"
-    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -74,22 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 return 3
             except (ValueError, OSError, KeyError) as exc:
-                text = (
-                    exc.strerror
-                    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC
-                    else exc
-                )
+                text = exc.strerror if isinstance(exc, OSError) and exc.errno == errno.ENOSPC else exc
                 _say(f"stackalign {args.command}: error: {text}")
                 return 2
     except Interrupted as exc:
-        _say(
-            f"stackalign {args.command}: interrupted by {exc}; no output was written (temporary files removed)."
-        )
+        _say(f"stackalign {args.command}: interrupted by {exc}; no output was written (temporary files removed).")
         return 128 + exc.signum
     except KeyboardInterrupt:
-        _say(
-            f"stackalign {args.command}: interrupted; no output was written (temporary files removed)."
-        )
+        _say(f"stackalign {args.command}: interrupted; no output was written (temporary files removed).")
         return 130
 
 

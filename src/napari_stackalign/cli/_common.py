@@ -26,13 +26,7 @@ def terminal_progress(enabled: bool = True) -> Iterator[ProgressCallback | None]
             return
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(
-                total=total,
-                desc=stage or "working",
-                unit="frame",
-                file=sys.stderr,
-                leave=True,
-            )
+            bar = bars[stage] = tqdm(total=total, desc=stage or "working", unit="frame", file=sys.stderr, leave=True)
         bar.total = total
         bar.n = done
         bar.refresh()

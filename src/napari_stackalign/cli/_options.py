@@ -66,11 +66,7 @@ def add_option_arguments(
         default = shown_defaults.get(name, options.default(name))
         spellings = flags.get(name) or _default_flags(name)
         text = _help(options, name, shown_defaults.get(name), notes.get(name))
-        kwargs: dict[str, Any] = {
-            "dest": name,
-            "default": default,
-            "help": _escape(text),
-        }
+        kwargs: dict[str, Any] = {"dest": name, "default": default, "help": _escape(text)}
         if name in metavars:
             kwargs["metavar"] = metavars[name]
         if name in parsers:
@@ -88,18 +84,14 @@ def add_option_arguments(
         group.add_argument(*spellings, **kwargs)
 
 
-def options_from_args(
-    options: type[Options], args: argparse.Namespace, names: Iterable[str], **extra: Any
-) -> Any:
+def options_from_args(options: type[Options], args: argparse.Namespace, names: Iterable[str], **extra: Any) -> Any:
     """Build the options object from parsed arguments (``extra`` adds or overrides values)."""
     values = {name: getattr(args, name) for name in names}
     values.update(extra)
     return options(**values)
 
 
-def _help(
-    options: type[Options], name: str, shown_default: str | None, note: str | None
-) -> str:
+def _help(options: type[Options], name: str, shown_default: str | None, note: str | None) -> str:
     """The options' help of ``name``, with the default as the command line writes it, and the CLI's note."""
     text = options.help(name)
     if shown_default is not None:

@@ -30,9 +30,7 @@ HDF5_SUFFIXES = tuple(s for s in WRITE_SUFFIXES if s not in TIFF_SUFFIXES)
 NOT_OUTPUT_SUFFIXES = (".csv", ".json", ".png", ".gif", ".jpg", ".jpeg", ".hspy")
 
 
-def resolve_output_format(
-    output: str | os.PathLike, save_as_tif: int | None
-) -> tuple[Path, str, str | None]:
+def resolve_output_format(output: str | os.PathLike, save_as_tif: int | None) -> tuple[Path, str, str | None]:
     """Decide the output file and format from OUT's extension and ``--save_as_tif``.
 
     Returns
@@ -48,14 +46,10 @@ def resolve_output_format(
         is neither TIFF nor HDF5.
     """
     if not str(output).strip():
-        raise ValueError(
-            "-o: the output name is empty: give a file name ending in .h5 or .tif."
-        )
+        raise ValueError("-o: the output name is empty: give a file name ending in .h5 or .tif.")
     path = Path(output).expanduser()
     if str(output).endswith(("/", os.sep)) or path.is_dir():
-        raise ValueError(
-            f"-o {path} is a folder: give a file name ending in .h5 or .tif (e.g. {path / 'registered.h5'})."
-        )
+        raise ValueError(f"-o {path} is a folder: give a file name ending in .h5 or .tif, e.g. {path / 'out.h5'}.")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES or suffix in HDF5_SUFFIXES:
         fmt = "tiff" if suffix in TIFF_SUFFIXES else "hdf5"
@@ -68,7 +62,7 @@ def resolve_output_format(
                 "or drop --save_as_tif (the extension decides)."
             )
         return path, fmt, None
-    if suffix:
+    if suffix:  # an unknown extension is refused (out.npy never becomes out.npy.h5)
         raise ValueError(
             f"the output {path.name} must be a TIFF (.tif, .tiff) or HDF5 (.h5, .hdf5, .hd5) file, not {suffix}: "
             f"name it {path.stem}.h5 or {path.stem}.tif."
@@ -102,36 +96,20 @@ def check_paths(args: argparse.Namespace, say: Callable[..., None]) -> RegisterP
             f"the output {out_path} is the input file: choose another output name (the input is never overwritten)."
         )
     if out_path.exists() and not args.overwrite:
-        raise ValueError(
-            f"{out_path} already exists: pass --overwrite to replace it, or choose another name."
-        )
+        raise ValueError(f"{out_path} already exists: pass --overwrite to replace it, or choose another name.")
     table = Path(args.transforms).expanduser() if args.transforms else None
     if table is not None:
         if table.suffix.lower() not in (".csv", ".json"):
-            raise ValueError(
-                f"--transforms {table.name}: the table is written as .csv (or .json); name it *.csv."
-            )
+            raise ValueError(f"--transforms {table.name}: the table is written as .csv (or .json); name it *.csv.")
         if table.resolve() in (in_path.resolve(), out_path.resolve()):
-            raise ValueError(
-                "--transforms must name a file other than the input and the output."
-            )
+            raise ValueError("--transforms must name a file other than the input and the output.")
         if table.exists() and not args.overwrite:
-            raise ValueError(
-                f"{table} already exists: pass --overwrite to replace it, or choose another name."
-            )
+            raise ValueError(f"{table} already exists: pass --overwrite to replace it, or choose another name.")
     if args.compression == "lzf" and fmt == "tiff":
-        raise ValueError(
-            "--compression lzf exists for HDF5 output only: use zlib (or none) for TIFF."
-        )
-    check_outputs(
-        [in_path, args.mask, args.apply_transforms],
-        [
-            Output("-o", str(out_path), TIFF_SUFFIXES + HDF5_SUFFIXES),
-            Output("--transforms", args.transforms, (".csv", ".json")),
-        ],
-        overwrite=args.overwrite,
-        say=say,
-    )
+        raise ValueError("--compression lzf exists for HDF5 output only: use zlib (or none) for TIFF.")
+    outputs = [Output("-o", str(out_path), TIFF_SUFFIXES + HDF5_SUFFIXES)]
+    outputs.append(Output("--transforms", args.transforms, (".csv", ".json")))
+    check_outputs([in_path, args.mask, args.apply_transforms], outputs, overwrite=args.overwrite, say=say)
     return RegisterPaths(input=in_path, output=out_path, fmt=fmt, table=table)
 
 
@@ -160,9 +138,7 @@ def read_mask(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
         ) from exc
 
 
-def with_region(
-    options: PyramidOptions, mask_path: str | None, frame_shape: tuple[int, int]
-) -> PyramidOptions:
+def with_region(options: PyramidOptions, mask_path: str | None, frame_shape: tuple[int, int]) -> PyramidOptions:
     """The options with the ROI checked against the frame and the ``--mask`` file read.
 
     Raises

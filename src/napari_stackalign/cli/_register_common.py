@@ -41,13 +41,7 @@ __all__ = [
 ]
 
 #: the reference tool's flags, in its order (the "registration" group of ``--help``)
-REGISTRATION_OPTIONS = (
-    "iterate",
-    "smooth",
-    "num_frames",
-    "downsample_rates",
-    "max_movement",
-)
+REGISTRATION_OPTIONS = ("iterate", "smooth", "num_frames", "downsample_rates", "max_movement")
 #: the pyramid options this tool adds (the "additions" group)
 ADDITION_OPTIONS = ("roi", "window_length", "polyorder", "normalize")
 #: every :class:`PyramidOptions` field the command line offers (``--mask`` reads a file: see ``read_mask``)
@@ -100,9 +94,7 @@ def _naming_flags(names: tuple[str, ...] = CLI_OPTIONS) -> Iterator[None]:
         yield
     except ValueError as exc:
         text = str(exc)
-        named = [
-            flag_of(n) for n in names if len(names) == 1 or re.search(rf"\b{n}\b", text)
-        ]
+        named = [flag_of(n) for n in names if len(names) == 1 or re.search(rf"\b{n}\b", text)]
         if not named:
             raise
         raise ValueError(f"{', '.join(named)}: {text}") from exc
@@ -126,9 +118,7 @@ def pyramid_options(args: argparse.Namespace) -> PyramidOptions:
         with _naming_flags(("roi",)):
             roi = parse_roi(args.roi)
     with _naming_flags():
-        return options_from_args(
-            PyramidOptions, args, CLI_OPTIONS, downsample_rates=rates, roi=roi
-        )
+        return options_from_args(PyramidOptions, args, CLI_OPTIONS, downsample_rates=rates, roi=roi)
 
 
 def messages(args: argparse.Namespace) -> Callable[..., None]:
@@ -173,21 +163,15 @@ def summary(
     """Print what was done: the corrections' range, frames flagged, files written, time."""
     dy, dx = transforms.dy, transforms.dx
     dtype = np.dtype(dtype)
-    print(
-        f"{action} transforms for {len(transforms)} frames ({'x'.join(str(int(n)) for n in shape)}, {dtype})"
-    )
-    print(
-        f"correction dy: {dy.min():+.2f} .. {dy.max():+.2f} px, dx: {dx.min():+.2f} .. {dx.max():+.2f} px"
-    )
+    print(f"{action} transforms for {len(transforms)} frames ({'x'.join(str(int(n)) for n in shape)}, {dtype})")
+    print(f"correction dy: {dy.min():+.2f} .. {dy.max():+.2f} px, dx: {dx.min():+.2f} .. {dx.max():+.2f} px")
     if not np.all(transforms.ok):
         bad = np.flatnonzero(~transforms.ok)
         print(
             f"warning: {bad.size} frame(s) flagged as unreliable: {', '.join(map(str, bad[:20]))}"
             + (" ..." if bad.size > 20 else "")
         )
-    print(
-        f"wrote {paths.output} ({'TIFF' if paths.fmt == 'tiff' else 'HDF5'}, {dtype})"
-    )
+    print(f"wrote {paths.output} ({'TIFF' if paths.fmt == 'tiff' else 'HDF5'}, {dtype})")
     if paths.table is not None:
         print(f"wrote {paths.table} (per-frame transforms)")
     print(f"done in {seconds:.2f} s")

@@ -40,17 +40,13 @@ def run_in_memory(
         # the input is in memory here (larger files take the streaming path):
         # resample in memory too, on every core
         if args.apply_transforms is not None:
-            transforms = load_table(
-                args.apply_transforms, int(stack.shape[0]), paths.input
-            )
+            transforms = load_table(args.apply_transforms, int(stack.shape[0]), paths.input)
             registered, action = None, f"applied {Path(args.apply_transforms).name}"
         else:
             transforms, registered = _estimate(stack, estimate_on, options, progress)
             action = "estimated"
         if registered is None:
-            registered = apply_transforms(
-                _in_memory(stack), transforms, progress=progress
-            )
+            registered = apply_transforms(_in_memory(stack), transforms, progress=progress)
         metadata = dict(data.metadata)
         metadata["stackalign"] = provenance(args, options, paths.input, action)
         write_stack(
@@ -88,22 +84,16 @@ def _in_memory(stack: Any) -> Any:
     return stack if isinstance(stack, np.ndarray) else np.asarray(stack)
 
 
-def provenance(
-    args: argparse.Namespace, options: PyramidOptions, in_path: Path, action: str
-) -> dict:
+def provenance(args: argparse.Namespace, options: PyramidOptions, in_path: Path, action: str) -> dict:
     """The ``stackalign`` metadata block of the output: method, parameters, version, source."""
     params: dict[str, Any]
     if args.apply_transforms is not None:
-        params = {
-            "apply_transforms": str(Path(args.apply_transforms).expanduser().resolve())
-        }
+        params = {"apply_transforms": str(Path(args.apply_transforms).expanduser().resolve())}
     else:
         params = {}
         for name in options.specs():
             if name == "mask":
-                params[name] = (
-                    str(Path(args.mask).expanduser().resolve()) if args.mask else None
-                )
+                params[name] = str(Path(args.mask).expanduser().resolve()) if args.mask else None
             elif name in CLI_OPTIONS:
                 value = getattr(options, name)
                 params[name] = list(value) if isinstance(value, tuple) else value

@@ -45,9 +45,7 @@ def wants_cluster(args: argparse.Namespace) -> bool:
     scheduler = getattr(args, "scheduler", None)
     workers = getattr(args, "workers", None)
     if scheduler is not None and workers is not None:
-        raise ValueError(
-            "give either --scheduler ADDRESS (an existing cluster) or --workers N (a local one), not both."
-        )
+        raise ValueError("give either --scheduler ADDRESS (an existing cluster) or --workers N (a local one), not both.")
     if workers is not None and workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}.")
     return scheduler is not None or workers is not None
@@ -71,11 +69,7 @@ def run_streaming(
     cluster = wants_cluster(args)
     say = messages(args)
     if cluster:
-        where = (
-            args.scheduler
-            if args.scheduler is not None
-            else f"a local cluster of {args.workers} workers"
-        )
+        where = args.scheduler if args.scheduler is not None else f"a local cluster of {args.workers} workers"
         say(f"stackalign register: estimating on {where}")
     else:
         say(
@@ -100,9 +94,5 @@ def run_streaming(
             progress=without_done_stage(bar),
             **options.to_dict(),
         )
-    action = (
-        f"applied {Path(args.apply_transforms).name}"
-        if table is not None
-        else "estimated"
-    )
+    action = f"applied {Path(args.apply_transforms).name}" if table is not None else "estimated"
     return result, action

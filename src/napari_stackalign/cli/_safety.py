@@ -28,11 +28,7 @@ from ..files import Interrupted, interrupt, remove_stale_parts
 __all__ = ["EXIT_SIGNALS", "Output", "check_outputs", "handling_signals", "same_path"]
 
 #: the signals a run stops on cleanly (each exits with 128 + its number)
-EXIT_SIGNALS = tuple(
-    getattr(signal, name)
-    for name in ("SIGINT", "SIGTERM", "SIGHUP")
-    if hasattr(signal, name)
-)
+EXIT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 @dataclass(frozen=True)
@@ -81,13 +77,9 @@ def _checked_name(out: Output) -> Path:
             raise ValueError(f"{out.flag} {path} is a file: give a folder.")
         return path
     if str(text).endswith(("/", os.sep)) or path.is_dir():
-        raise ValueError(
-            f"{out.flag} {path} is a folder: give a file name" + _ending(out) + "."
-        )
+        raise ValueError(f"{out.flag} {path} is a folder: give a file name" + _ending(out) + ".")
     if out.suffixes and path.suffix.lower() not in out.suffixes:
-        what = (
-            f"has the extension {path.suffix!r}" if path.suffix else "has no extension"
-        )
+        what = f"has the extension {path.suffix!r}" if path.suffix else "has no extension"
         raise ValueError(f"{out.flag} {path.name} {what}: name it{_ending(out)}.")
     return path
 
@@ -95,20 +87,14 @@ def _checked_name(out: Output) -> Path:
 def _ending(out: Output) -> str:
     if not out.suffixes:
         return ""
-    return " ending in " + (
-        out.suffixes[0] if len(out.suffixes) == 1 else ", ".join(out.suffixes)
-    )
+    return " ending in " + (out.suffixes[0] if len(out.suffixes) == 1 else ", ".join(out.suffixes))
 
 
 def _check_folder(flag: str, folder: Path) -> None:
     if not folder.is_dir():
-        raise ValueError(
-            f"{flag}: the output folder {folder} does not exist: create it first or choose another path."
-        )
+        raise ValueError(f"{flag}: the output folder {folder} does not exist: create it first or choose another path.")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"{flag}: the output folder {folder} is not writable: choose a folder you can write to."
-        )
+        raise ValueError(f"{flag}: the output folder {folder} is not writable: choose a folder you can write to.")
 
 
 def check_outputs(
@@ -168,13 +154,9 @@ def check_outputs(
                     )
             for flag, other in written:
                 if same_path(file, other):
-                    raise ValueError(
-                        f"{out.flag} and {flag} name the same file {file}: give each output its own name."
-                    )
+                    raise ValueError(f"{out.flag} and {flag} name the same file {file}: give each output its own name.")
             if file.exists() and not overwrite:
-                raise ValueError(
-                    f"{file} already exists: pass --overwrite to replace it, or choose another name."
-                )
+                raise ValueError(f"{file} already exists: pass --overwrite to replace it, or choose another name.")
             written.append((out.flag, file))
     for _, file in written:
         _report_stale(file, say)
@@ -213,9 +195,7 @@ def handling_signals() -> Iterator[None]:
 
     for signum in EXIT_SIGNALS:
         with contextlib.suppress(OSError, ValueError):
-            if (
-                signal.getsignal(signum) is signal.SIG_IGN
-            ):  # e.g. SIGHUP under nohup: stay ignored
+            if signal.getsignal(signum) is signal.SIG_IGN:  # e.g. SIGHUP under nohup: stay ignored
                 continue
             previous[signum] = signal.signal(signum, handler)
     try:

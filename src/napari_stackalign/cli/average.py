@@ -48,22 +48,8 @@ frame onto the mean position of the frames; the sample's drift is its negative.
 
 #: the options each argument group offers, in order
 MASK_OPTIONS = ("n", "n2", "theta")
-PEAK_OPTIONS = (
-    "correlation",
-    "maxima",
-    "num_peaks",
-    "sigma_guess",
-    "window_radius",
-    "upsample",
-)
-OUTLIER_OPTIONS = (
-    "threshold",
-    "maxpaths",
-    "max_shift",
-    "bad_frames",
-    "weights",
-    "average",
-)
+PEAK_OPTIONS = ("correlation", "maxima", "num_peaks", "sigma_guess", "window_radius", "upsample")
+OUTLIER_OPTIONS = ("threshold", "maxpaths", "max_shift", "bad_frames", "weights", "average")
 #: every option the command sets (``registered`` follows --registered)
 CLI_OPTIONS = ("mask", *MASK_OPTIONS, *PEAK_OPTIONS, *OUTLIER_OPTIONS)
 
@@ -75,9 +61,7 @@ def parse_optional_float(text: str) -> float | None:
     try:
         return float(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"expected a number or 'none', got {text!r}"
-        ) from exc
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from exc
 
 
 def parse_frames(text: str) -> list[int]:
@@ -95,59 +79,17 @@ def _dashed_first(*names: str) -> dict[str, tuple[str, ...]]:
 
 def _add_io_arguments(p: argparse.ArgumentParser) -> None:
     io = p.add_argument_group("input and output")
-    io.add_argument(
-        "-i",
-        "--input",
-        required=True,
-        metavar="IN",
-        help="input stack (TIFF, HDF5, GIF or folder).",
-    )
-    io.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        metavar="OUT.tif",
-        help="the averaged image (.tif/.tiff).",
-    )
+    io.add_argument("-i", "--input", required=True, metavar="IN", help="input stack (TIFF, HDF5, GIF or folder).")
+    io.add_argument("-o", "--output", required=True, metavar="OUT.tif", help="the averaged image (.tif/.tiff).")
     io.add_argument("--dataset", default=None, help="HDF5 input: the dataset to read.")
-    io.add_argument(
-        "--channel",
-        type=int,
-        default=0,
-        help="for (T, C, Y, X) input: the channel to use (default 0).",
-    )
-    io.add_argument(
-        "--no-crop",
-        action="store_true",
-        help="write the full frame, not the area every frame covers.",
-    )
-    io.add_argument(
-        "--report",
-        metavar="PATH",
-        default=None,
-        help="also write a report (.pdf or .png).",
-    )
-    io.add_argument(
-        "--registered",
-        metavar="REG.tif",
-        default=None,
-        help="also write the registered stack.",
-    )
-    io.add_argument(
-        "--transforms",
-        metavar="PATH",
-        default=None,
-        help="also write the per-frame table (.csv/.json).",
-    )
-    io.add_argument(
-        "--overwrite", action="store_true", help="replace existing output files."
-    )
-    io.add_argument(
-        "--workers", type=int, default=None, help="threads (default: all cores)."
-    )
-    io.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bar and no summary."
-    )
+    io.add_argument("--channel", type=int, default=0, help="for (T, C, Y, X) input: the channel to use (default 0).")
+    io.add_argument("--no-crop", action="store_true", help="write the full frame, not the area every frame covers.")
+    io.add_argument("--report", metavar="PATH", default=None, help="also write a report (.pdf or .png).")
+    io.add_argument("--registered", metavar="REG.tif", default=None, help="also write the registered stack.")
+    io.add_argument("--transforms", metavar="PATH", default=None, help="also write the per-frame table (.csv/.json).")
+    io.add_argument("--overwrite", action="store_true", help="replace existing output files.")
+    io.add_argument("--workers", type=int, default=None, help="threads (default: all cores).")
+    io.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary.")
 
 
 def _add_method_arguments(p: argparse.ArgumentParser) -> None:
@@ -160,30 +102,16 @@ def _add_method_arguments(p: argparse.ArgumentParser) -> None:
         help="mask shape (default %(default)s).",
     )
     add_option_arguments(m, PairwiseOptions, MASK_OPTIONS)
-    m.add_argument(
-        "--user-mask",
-        metavar="MASK.tif",
-        default=None,
-        help="a centred 2-D mask the size of a frame (overrides --mask).",
-    )
+    m.add_argument("--user-mask", metavar="MASK.tif", default=None, help="a centred 2-D mask the size of a frame (overrides --mask).")
     c = p.add_argument_group("correlation and peaks")
-    add_option_arguments(
-        c,
-        PairwiseOptions,
-        PEAK_OPTIONS,
-        flags=_dashed_first("num_peaks", "sigma_guess", "window_radius"),
-    )
+    add_option_arguments(c, PairwiseOptions, PEAK_OPTIONS, flags=_dashed_first("num_peaks", "sigma_guess", "window_radius"))
     o = p.add_argument_group("outliers and shifts")
     add_option_arguments(
         o,
         PairwiseOptions,
         OUTLIER_OPTIONS,
         flags=_dashed_first("max_shift", "bad_frames"),
-        parsers={
-            "threshold": parse_optional_float,
-            "max_shift": parse_optional_float,
-            "bad_frames": parse_frames,
-        },
+        parsers={"threshold": parse_optional_float, "max_shift": parse_optional_float, "bad_frames": parse_frames},
     )
 
 
@@ -206,18 +134,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _check_out(
-    path: str | None, suffixes: tuple[str, ...], what: str, overwrite: bool
-) -> Path | None:
+def _check_out(path: str | None, suffixes: tuple[str, ...], what: str, overwrite: bool) -> Path | None:
     if path is None:
         return None
     p = Path(path).expanduser()
     if p.suffix.lower() not in suffixes:
         raise ValueError(f"{what} {p.name}: use one of {', '.join(suffixes)}.")
     if p.exists() and not overwrite:
-        raise ValueError(
-            f"{p} exists: pass --overwrite to replace it, or choose another name."
-        )
+        raise ValueError(f"{p} exists: pass --overwrite to replace it, or choose another name.")
     return p
 
 
@@ -225,40 +149,27 @@ def _input_stack(args: argparse.Namespace, out: Path | None) -> Any:
     """The (T, Y, X) stack to average: the file, one channel of it."""
     src = Path(args.input).expanduser()
     if out is not None and src.exists() and out.resolve() == src.resolve():
-        raise ValueError(
-            "the output would replace the input: choose another output name."
-        )
+        raise ValueError("the output would replace the input: choose another output name.")
     data = read_stack(src, dataset=args.dataset)
     stack = data.data
     if getattr(data, "channel_axis", None) is not None:
         n_ch = stack.shape[1]
         if not 0 <= args.channel < n_ch:
-            raise ValueError(
-                f"--channel {args.channel} is out of range: the stack has {n_ch} channels (0..{n_ch - 1})."
-            )
+            raise ValueError(f"--channel {args.channel} is out of range: the stack has {n_ch} channels (0..{n_ch - 1}).")
         stack = stack[:, args.channel]
     return stack
 
 
-def cli_options(
-    args: argparse.Namespace, *, registered: bool = False
-) -> PairwiseOptions:
+def cli_options(args: argparse.Namespace, *, registered: bool = False) -> PairwiseOptions:
     """The :class:`PairwiseOptions` the parsed arguments ask for (``--user-mask`` read as the mask)."""
     extra: dict[str, Any] = {"registered": registered}
     if args.user_mask is not None:
-        extra["mask"] = np.asarray(
-            tifffile.imread(Path(args.user_mask).expanduser()), dtype=np.float64
-        )
+        extra["mask"] = np.asarray(tifffile.imread(Path(args.user_mask).expanduser()), dtype=np.float64)
     return options_from_args(PairwiseOptions, args, CLI_OPTIONS, **extra)
 
 
 def _write_outputs(
-    result: PairwiseResult,
-    out: Path,
-    reg: Path | None,
-    table: Path | None,
-    report: Path | None,
-    crop: bool,
+    result: PairwiseResult, out: Path, reg: Path | None, table: Path | None, report: Path | None, crop: bool
 ) -> list[Path]:
     save_pairwise_tiff(out, result, crop=crop)
     written = [out]
@@ -273,37 +184,25 @@ def _write_outputs(
 
 def run(args: argparse.Namespace) -> int:
     """Run ``stackalign average``; returns the exit code."""
-    check_outputs(
-        [args.input, args.user_mask],
-        [
-            Output("-o", args.output, (".tif", ".tiff")),
-            Output("--registered", args.registered, (".tif", ".tiff")),
-            Output("--transforms", args.transforms, (".csv", ".json")),
-            Output("--report", args.report, (".pdf", ".png")),
-        ],
-        overwrite=args.overwrite,
-        say=None if args.quiet else lambda *a: print(*a, file=sys.stderr),
-    )
     out = _check_out(args.output, (".tif", ".tiff"), "output", args.overwrite)
     report = _check_out(args.report, (".pdf", ".png"), "report", args.overwrite)
-    reg = _check_out(
-        args.registered, (".tif", ".tiff"), "registered stack", args.overwrite
-    )
-    table = _check_out(
-        args.transforms, (".csv", ".json"), "transforms table", args.overwrite
-    )
+    reg = _check_out(args.registered, (".tif", ".tiff"), "registered stack", args.overwrite)
+    table = _check_out(args.transforms, (".csv", ".json"), "transforms table", args.overwrite)
+    outputs = [
+        Output("-o", args.output, (".tif", ".tiff")),
+        Output("--registered", args.registered, (".tif", ".tiff")),
+        Output("--transforms", args.transforms, (".csv", ".json")),
+        Output("--report", args.report, (".pdf", ".png")),
+    ]
+    say = None if args.quiet else lambda *a: print(*a, file=sys.stderr)
+    check_outputs([args.input, args.user_mask], outputs, overwrite=args.overwrite, say=say)
     stack = _input_stack(args, out)
     options = cli_options(args, registered=reg is not None)
     with terminal_progress(not args.quiet) as progress:
-        result = register_pairwise(
-            stack, options=options, workers=args.workers, progress=progress
-        )
+        result = register_pairwise(stack, options=options, workers=args.workers, progress=progress)
     written = _write_outputs(result, out, reg, table, report, crop=not args.no_crop)
     if not args.quiet:
-        print(
-            f"stackalign average: {result.summary()}; crop (rows, cols) {result.crop}",
-            file=sys.stderr,
-        )
+        print(f"stackalign average: {result.summary()}; crop (rows, cols) {result.crop}", file=sys.stderr)
         for w in result.warnings:
             print(f"warning: {w}", file=sys.stderr)
         for path in written:

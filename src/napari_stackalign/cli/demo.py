@@ -63,11 +63,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="OUTDIR",
         help="folder to write into (created if needed; default ./stackalign-demo).",
     )
-    p.add_argument(
-        "--progress",
-        action="store_true",
-        help="show progress bars (the demo takes about a second).",
-    )
+    p.add_argument("--progress", action="store_true", help="show progress bars (the demo takes about a second).")
     p.set_defaults(func=run)
     return p
 
@@ -139,11 +135,7 @@ def _output_folder(outdir: str | Path) -> Path:
 
 
 def _write_results(
-    files: dict[str, Path],
-    sample: StackData,
-    registered: np.ndarray,
-    transforms: FrameTransforms,
-    progress: Any,
+    files: dict[str, Path], sample: StackData, registered: np.ndarray, transforms: FrameTransforms, progress: Any
 ) -> None:
     """The registered stack (with the sample's metadata and the transforms) and the transforms table."""
     r0, r1, c0, c1 = LABEL_BOX
@@ -176,11 +168,7 @@ def _draw_figures(
 ) -> None:
     """The drift plot and the before/after mean images."""
     fig = new_figure(6.4, 3.6)
-    draw_drift(
-        fig,
-        transforms,
-        title="Bright-field sample: measured drift (= −correction applied)",
-    )
+    draw_drift(fig, transforms, title="Bright-field sample: measured drift (= −correction applied)")
     save_figure(fig, files["drift"])
     fig = new_figure(9.0, 5.2)
     draw_before_after(
@@ -197,9 +185,7 @@ def _draw_figures(
 def run(args: argparse.Namespace) -> int:
     """Run ``stackalign demo``; returns the exit code."""
     with terminal_progress(enabled=args.progress) as bar:
-        progress = (
-            None if bar is None else (lambda d, t, s: s != "done" and bar(d, t, s))
-        )
+        progress = None if bar is None else (lambda d, t, s: s != "done" and bar(d, t, s))
         result = run_demo(args.outdir, progress=progress)
     (r_lo, r_hi), (c_lo, c_hi) = result["drift_range"]
     before, after = result["before"], result["after"]

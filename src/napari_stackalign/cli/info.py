@@ -21,15 +21,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "without reading its pixels."
         ),
     )
-    parser.add_argument(
-        "path",
-        help="a .tif/.tiff/.h5/.hdf5/.hd5/.hspy/.gif file or a folder of .tif frames",
-    )
-    parser.add_argument(
-        "--dataset",
-        metavar="NAME",
-        help="HDF5: the dataset holding the stack (e.g. imaging)",
-    )
+    parser.add_argument("path", help="a .tif/.tiff/.h5/.hdf5/.hd5/.hspy/.gif file or a folder of .tif frames")
+    parser.add_argument("--dataset", metavar="NAME", help="HDF5: the dataset holding the stack (e.g. imaging)")
     parser.add_argument(
         "--axes",
         metavar="AXES",
@@ -46,18 +39,12 @@ def describe(stack: Any) -> list[str]:
         f"shape:       {stack.shape}",
         f"dtype:       {stack.dtype}",
         f"axes:        {stack.axes}"
-        + (
-            f" (channel axis {stack.channel_axis})"
-            if stack.channel_axis is not None
-            else ""
-        ),
+        + (f" (channel axis {stack.channel_axis})" if stack.channel_axis is not None else ""),
         f"frames:      {stack.n_frames}",
     ]
     if stack.pixel_size is not None:
         unit = stack.units or "(no unit)"
-        lines.append(
-            f"pixel size:  {stack.pixel_size[0]:.6g} x {stack.pixel_size[1]:.6g} {unit} (row x col)"
-        )
+        lines.append(f"pixel size:  {stack.pixel_size[0]:.6g} x {stack.pixel_size[1]:.6g} {unit} (row x col)")
         if stack.scale[0] != 1.0:
             lines.append(f"frame step:  {stack.scale[0]:.6g}")
     else:

@@ -77,10 +77,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_io_arguments(p.add_argument_group("input and output"))
-    _add_pyramid_arguments(
-        p.add_argument_group("registration (the reference tool's flags)"),
-        REGISTRATION_OPTIONS,
-    )
+    _add_pyramid_arguments(p.add_argument_group("registration (the reference tool's flags)"), REGISTRATION_OPTIONS)
     additions = p.add_argument_group("additions")
     _add_table_arguments(additions)
     _add_pyramid_arguments(additions, ADDITION_OPTIONS[:1])
@@ -91,9 +88,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="2-D TIFF the size of a frame: nonzero pixels are compared, zero pixels ignored.",
     )
     _add_pyramid_arguments(additions, ADDITION_OPTIONS[1:])
-    add_cluster_arguments(
-        p.add_argument_group("big files and clusters (streamed; see docs/big-data.md)")
-    )
+    add_cluster_arguments(p.add_argument_group("big files and clusters (streamed; see docs/big-data.md)"))
     p.set_defaults(func=run)
     return p
 
@@ -101,11 +96,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _add_io_arguments(group: Any) -> None:
     """``-i``, ``-o``, ``--save_as_tif``, ``--dataset``, ``--channel``, ``--overwrite``, ``--compression``, ``-q``."""
     group.add_argument(
-        "-i",
-        "--input",
-        required=True,
-        metavar="IN",
-        help="input TIFF (.tif/.tiff) or HDF5 (.h5/.hdf5/.hd5).",
+        "-i", "--input", required=True, metavar="IN", help="input TIFF (.tif/.tiff) or HDF5 (.h5/.hdf5/.hd5)."
     )
     group.add_argument(
         "-o",
@@ -124,9 +115,7 @@ def _add_io_arguments(group: Any) -> None:
         help="1: TIFF, 0: HDF5 (default: from OUT's extension; HDF5 when OUT has none).",
     )
     group.add_argument(
-        "--dataset",
-        default=None,
-        help="HDF5 input: the dataset to read (default: image_data or the only stack).",
+        "--dataset", default=None, help="HDF5 input: the dataset to read (default: image_data or the only stack)."
     )
     group.add_argument(
         "--channel",
@@ -134,11 +123,7 @@ def _add_io_arguments(group: Any) -> None:
         default=0,
         help="for (T, C, Y, X) input: the channel to estimate the motion on (default 0); all channels are corrected.",
     )
-    group.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace OUT (and the --transforms file) if it exists.",
-    )
+    group.add_argument("--overwrite", action="store_true", help="replace OUT (and the --transforms file) if it exists.")
     group.add_argument(
         "--compression",
         choices=("none", "lzf", "zlib"),
@@ -146,9 +131,7 @@ def _add_io_arguments(group: Any) -> None:
         help="compression of OUT: none (default, disk speed), lzf (HDF5 only, fast) or zlib (smaller, "
         "slow: about 70 MB/s when writing here).",
     )
-    group.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bar and no summary."
-    )
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary.")
 
 
 def _add_pyramid_arguments(group: Any, names: tuple[str, ...]) -> None:
@@ -167,10 +150,7 @@ def _add_pyramid_arguments(group: Any, names: tuple[str, ...]) -> None:
 def _add_table_arguments(group: Any) -> None:
     """``--transforms`` (write the table) and ``--apply-transforms`` (apply a saved one)."""
     group.add_argument(
-        "--transforms",
-        metavar="CSV",
-        default=None,
-        help="also write the per-frame transforms table here.",
+        "--transforms", metavar="CSV", default=None, help="also write the per-frame transforms table here."
     )
     group.add_argument(
         "--apply-transforms",
@@ -198,9 +178,7 @@ def run(args: argparse.Namespace) -> int:
         options = with_region(options, args.mask, shape[-2:])
         if data.lazy or cluster:
             # big input (opened lazily) or a dask cluster: file to file, flat memory
-            transforms, action = run_streaming(
-                args, paths, options, channel=channel, n_frames=shape[0]
-            )
+            transforms, action = run_streaming(args, paths, options, channel=channel, n_frames=shape[0])
         else:
             transforms, action = run_in_memory(args, paths, options, data, estimate_on)
     finally:
@@ -210,16 +188,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _frames_to_estimate(
-    args: argparse.Namespace, data: StackData
-) -> tuple[Any, int | None]:
+def _frames_to_estimate(args: argparse.Namespace, data: StackData) -> tuple[Any, int | None]:
     """The (T, Y, X) frames the motion is estimated on, and the ``--channel`` of a (T, C, Y, X) input (else None)."""
     stack = data.data
     if data.channel_axis is None:
         if args.channel != 0:
-            raise ValueError(
-                "--channel applies to multichannel (T, C, Y, X) input only; this input has one channel."
-            )
+            raise ValueError("--channel applies to multichannel (T, C, Y, X) input only; this input has one channel.")
         return stack, None
     n_channels = int(stack.shape[data.channel_axis])
     if not 0 <= args.channel < n_channels:

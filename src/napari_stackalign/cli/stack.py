@@ -46,24 +46,10 @@ from ._common import terminal_progress
 from ._options import add_option_arguments, options_from_args
 from ._safety import Output, check_outputs
 
-__all__ = [
-    "MODE_ALIASES",
-    "OPTION_FLAGS",
-    "add_parser",
-    "parse_pair",
-    "run",
-    "similarity_options",
-    "write_image",
-]
+__all__ = ["MODE_ALIASES", "OPTION_FLAGS", "add_parser", "parse_pair", "run", "similarity_options", "write_image"]
 
 #: --mode values: ours, plus the reference script's names
-MODE_ALIASES = {
-    "full": "full",
-    "crop": "crop",
-    "cmp": "full",
-    "cmd": "full",
-    "crp": "crop",
-}
+MODE_ALIASES = {"full": "full", "crop": "crop", "cmp": "full", "cmd": "full", "crp": "crop"}
 OUTPUT_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".hd5")
 #: the similarity options offered as flags, with their spellings, in the order of ``--help``
 OPTION_FLAGS = {
@@ -87,9 +73,7 @@ and ok (0 for frames that were flagged and got the fallback transform).
 """
 
 # "-30,30" is a value here, not an option: accept number pairs that start with "-"
-_NUMBER_OR_PAIR = re.compile(
-    r"^-\d+$|^-\d*\.\d+$|^-?[\d.]+(e-?\d+)?,-?[\d.]+(e-?\d+)?$"
-)
+_NUMBER_OR_PAIR = re.compile(r"^-\d+$|^-\d*\.\d+$|^-?[\d.]+(e-?\d+)?,-?[\d.]+(e-?\d+)?$")
 
 
 def parse_pair(text: str, name: str) -> tuple[float, float]:
@@ -100,9 +84,7 @@ def parse_pair(text: str, name: str) -> tuple[float, float]:
             raise ValueError
         return float(parts[0]), float(parts[1])
     except ValueError:
-        raise ValueError(
-            f"{name} takes two numbers MIN,MAX (e.g. {name} -30,30), got {text!r}."
-        ) from None
+        raise ValueError(f"{name} takes two numbers MIN,MAX (e.g. {name} -30,30), got {text!r}.") from None
 
 
 def _template_arg(text: str) -> str | int:
@@ -135,61 +117,29 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _add_io_arguments(group: Any) -> None:
     group.add_argument(
-        "-i",
-        "--input",
-        required=True,
-        metavar="IN",
+        "-i", "--input", required=True, metavar="IN",
         help="TIFF or HDF5 file, or a folder of single-frame (optionally multichannel) TIFF files.",
     )
     group.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        metavar="OUT",
+        "-o", "--output", required=True, metavar="OUT",
         help="the average image: .tif/.tiff (ImageJ, float32) or .h5; (C, Y, X) for multichannel input.",
     )
-    group.add_argument(
-        "--log",
-        metavar="TABLE",
-        default=None,
-        help="write the per-frame table here (.csv, or .json).",
-    )
-    group.add_argument(
-        "--registered",
-        metavar="REG",
-        default=None,
-        help="also write the registered stack (all channels, the input's data type).",
-    )
-    group.add_argument(
-        "--coverage",
-        metavar="COV",
-        default=None,
-        help="also write the coverage map (frames per pixel of the average).",
-    )
-    group.add_argument(
-        "--dataset", default=None, help="HDF5 input: the dataset to read."
-    )
-    group.add_argument(
-        "--axes",
-        default=None,
-        help="the input's axis order when the file does not say it, frames first: e.g. TCYX for a "
-        "folder of (C, Y, X) files, TYXC for (Y, X, C) files.",
-    )
-    group.add_argument(
-        "--overwrite", action="store_true", help="replace existing output files."
-    )
-    group.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bar and no summary."
-    )
+    group.add_argument("--log", metavar="TABLE", default=None, help="write the per-frame table here (.csv, or .json).")
+    group.add_argument("--registered", metavar="REG", default=None,
+                       help="also write the registered stack (all channels, the input's data type).")
+    group.add_argument("--coverage", metavar="COV", default=None,
+                       help="also write the coverage map (frames per pixel of the average).")
+    group.add_argument("--dataset", default=None, help="HDF5 input: the dataset to read.")
+    group.add_argument("--axes", default=None,
+                       help="the input's axis order when the file does not say it, frames first: e.g. TCYX for a "
+                            "folder of (C, Y, X) files, TYXC for (Y, X, C) files.")
+    group.add_argument("--overwrite", action="store_true", help="replace existing output files.")
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary.")
 
 
 def _add_registration_arguments(group: Any) -> None:
-    group.add_argument(
-        "--channel",
-        type=int,
-        default=0,
-        help="multichannel input: the channel the motion is measured on (default 0).",
-    )
+    group.add_argument("--channel", type=int, default=0,
+                       help="multichannel input: the channel the motion is measured on (default 0).")
     # names, defaults, choices and help from SimilarityOptions; the ranges stay text until run() parses them
     add_option_arguments(
         group,
@@ -199,58 +149,33 @@ def _add_registration_arguments(group: Any) -> None:
         parsers={"template": _template_arg},
         metavars={"angle_range": "MIN,MAX", "scale_range": "MIN,MAX"},
     )
-    group.add_argument(
-        "--mode",
-        default="full",
-        choices=sorted(MODE_ALIASES),
-        help="full: mean where covered, with coverage (default); crop: the region every frame "
-        "covers. The reference script's cmp/crp (and its README's cmd) are accepted.",
-    )
-    group.add_argument(
-        "--exclude-flagged",
-        action="store_true",
-        help="leave flagged frames out of the average (default: averaged with their fallback).",
-    )
+    group.add_argument("--mode", default="full", choices=sorted(MODE_ALIASES),
+                       help="full: mean where covered, with coverage (default); crop: the region every frame "
+                            "covers. The reference script's cmp/crp (and its README's cmd) are accepted.")
+    group.add_argument("--exclude-flagged", action="store_true",
+                       help="leave flagged frames out of the average (default: averaged with their fallback).")
 
 
 def similarity_options(args: argparse.Namespace) -> SimilarityOptions:
     """The :class:`SimilarityOptions` of parsed ``stackalign stack`` arguments (ValueError for bad values)."""
-    angle_range = (
-        parse_pair(args.angle_range, "--angle-range") if args.angle_range else None
-    )
-    scale_range = (
-        parse_pair(args.scale_range, "--scale-range") if args.scale_range else None
-    )
-    return options_from_args(
-        SimilarityOptions,
-        args,
-        OPTION_FLAGS,
-        angle_range=angle_range,
-        scale_range=scale_range,
-    )
+    angle_range = parse_pair(args.angle_range, "--angle-range") if args.angle_range else None
+    scale_range = parse_pair(args.scale_range, "--scale-range") if args.scale_range else None
+    return options_from_args(SimilarityOptions, args, OPTION_FLAGS, angle_range=angle_range, scale_range=scale_range)
 
 
-def _output_path(
-    text: str | None, what: str, *, overwrite: bool, taken: list[Path]
-) -> Path | None:
+def _output_path(text: str | None, what: str, *, overwrite: bool, taken: list[Path]) -> Path | None:
     if text is None:
         return None
     path = Path(text).expanduser()
     if what == "--log":
         if path.suffix.lower() not in (".csv", ".json"):
-            raise ValueError(
-                f"--log {path.name}: the table is written as .csv or .json; name it *.csv."
-            )
+            raise ValueError(f"--log {path.name}: the table is written as .csv or .json; name it *.csv.")
     elif path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"{what} {path.name}: write a .tif/.tiff or .h5 file.")
     if path.exists() and not overwrite:
-        raise ValueError(
-            f"{path} already exists: pass --overwrite to replace it, or choose another name."
-        )
+        raise ValueError(f"{path} already exists: pass --overwrite to replace it, or choose another name.")
     if any(path.resolve() == t.resolve() for t in taken):
-        raise ValueError(
-            f"{what} {path} is already used for another input or output: choose another name."
-        )
+        raise ValueError(f"{what} {path} is already used for another input or output: choose another name.")
     taken.append(path)
     return path
 
@@ -286,18 +211,15 @@ def run(args: argparse.Namespace) -> int:
     in_path = Path(args.input).expanduser()
     if not in_path.exists():
         raise FileNotFoundError(f"input {in_path} does not exist: check the path.")
-    check_outputs(
-        [in_path],
-        [
-            Output("-o", args.output, OUTPUT_SUFFIXES),
-            Output("--log", args.log, (".csv", ".json")),
-            Output("--registered", args.registered, OUTPUT_SUFFIXES),
-            Output("--coverage", args.coverage, OUTPUT_SUFFIXES),
-        ],
-        overwrite=args.overwrite,
-        say=None if args.quiet else lambda *a: print(*a, file=sys.stderr),
-    )
     outputs = _Outputs.from_args(args, in_path)
+    files = [
+        Output("-o", args.output, OUTPUT_SUFFIXES),
+        Output("--log", args.log, (".csv", ".json")),
+        Output("--registered", args.registered, OUTPUT_SUFFIXES),
+        Output("--coverage", args.coverage, OUTPUT_SUFFIXES),
+    ]
+    say = None if args.quiet else lambda *a: print(*a, file=sys.stderr)
+    check_outputs([in_path], files, overwrite=args.overwrite, say=say)
     opts = similarity_options(args)
     mode = MODE_ALIASES[args.mode]
 
@@ -305,24 +227,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         channel = _measured_channel(args.channel, data)
         with terminal_progress(enabled=not args.quiet) as progress:
-            transforms = register_similarity(
-                data.data, channel=channel, options=opts, progress=progress
-            )
+            transforms = register_similarity(data.data, channel=channel, options=opts, progress=progress)
             frames = np.flatnonzero(transforms.ok) if args.exclude_flagged else None
             if frames is not None and frames.size == 0:
-                raise ValueError(
-                    "every frame was flagged: nothing to average (drop --exclude-flagged)."
-                )
-            average = average_frames(
-                data.data, transforms, mode=mode, frames=frames, progress=progress
-            )
+                raise ValueError("every frame was flagged: nothing to average (drop --exclude-flagged).")
+            average = average_frames(data.data, transforms, mode=mode, frames=frames, progress=progress)
             block = {
                 "method": "similarity",
-                "params": {
-                    **transforms.params,
-                    "mode": mode,
-                    "exclude_flagged": bool(args.exclude_flagged),
-                },
+                "params": {**transforms.params, "mode": mode, "exclude_flagged": bool(args.exclude_flagged)},
                 "version": __version__,
                 "source": str(in_path.resolve()),
                 "transforms": transforms.to_dict(),
@@ -343,9 +255,7 @@ def _measured_channel(requested: int, data: StackData) -> int | None:
     """The channel the motion is measured on (None for single-channel input)."""
     if data.channel_axis is None:
         if requested != 0:
-            raise ValueError(
-                "--channel applies to multichannel input only; this input has one channel."
-            )
+            raise ValueError("--channel applies to multichannel input only; this input has one channel.")
         return None
     n_channels = int(data.data.shape[1])
     if not 0 <= requested < n_channels:
@@ -367,22 +277,10 @@ def _write_outputs(
     """The average, and the coverage map and the registered stack when asked for, with the provenance block."""
     metadata = {**dict(data.metadata), "stackalign": block}
     pixel = data.pixel_size
-    write_image(
-        outputs.average,
-        average.image,
-        metadata=metadata,
-        pixel_size=pixel,
-        units=data.units,
-        coverage=average.coverage,
-    )
+    write_image(outputs.average, average.image, metadata=metadata, pixel_size=pixel, units=data.units,
+                coverage=average.coverage)
     if outputs.coverage is not None:
-        write_image(
-            outputs.coverage,
-            average.coverage,
-            metadata=metadata,
-            pixel_size=pixel,
-            units=data.units,
-        )
+        write_image(outputs.coverage, average.coverage, metadata=metadata, pixel_size=pixel, units=data.units)
     if outputs.registered is not None:
         registered = apply_transforms(_frame_chunks(data.data), transforms)
         write_stack(
@@ -417,20 +315,13 @@ def write_image(
     """
     check_writable_dir(path)
     text = json.dumps(jsonable(metadata))
-    if (
-        image.dtype.kind in "iu"
-        and image.max(initial=0) <= np.iinfo(np.uint16).max
-        and image.min(initial=0) >= 0
-    ):
+    if image.dtype.kind in "iu" and image.max(initial=0) <= np.iinfo(np.uint16).max and image.min(initial=0) >= 0:
         image = image.astype(np.uint16)
     else:
         image = image.astype(np.float32)
     with atomic_path(path) as tmp:
         if path.suffix.lower() in (".tif", ".tiff"):
-            meta: dict[str, Any] = {
-                "axes": "CYX" if image.ndim == 3 else "YX",
-                "Info": text,
-            }
+            meta: dict[str, Any] = {"axes": "CYX" if image.ndim == 3 else "YX", "Info": text}
             kwargs: dict[str, Any] = {}
             if pixel_size is not None:
                 kwargs["resolution"] = (1.0 / pixel_size[1], 1.0 / pixel_size[0])
@@ -458,9 +349,7 @@ def _frame_chunks(stack: Any) -> Any:
     return frame_chunked_dask(stack)
 
 
-def _summary(
-    ft: FrameTransforms, average: FrameAverage, out_path: Path, seconds: float
-) -> None:
+def _summary(ft: FrameTransforms, average: FrameAverage, out_path: Path, seconds: float) -> None:
     flagged = ft.params.get("flagged", {})
     lines = [
         (

@@ -80,13 +80,7 @@ def parse_indices(text: str | None, name: str) -> list[int] | None:
     """``"0,2,3"`` -> ``[0, 2, 3]`` (None stays None)."""
     if text is None:
         return None
-    return parse_index_list(
-        text,
-        what=f"--{name}",
-        noun="particle numbers",
-        example="0,2,3",
-        allow_empty=False,
-    )
+    return parse_index_list(text, what=f"--{name}", noun="particle numbers", example="0,2,3", allow_empty=False)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -109,119 +103,46 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _add_io_arguments(io_group: Any) -> None:
-    io_group.add_argument(
-        "-i",
-        "--input",
-        required=True,
-        metavar="IN",
-        help="TIFF, HDF5, GIF, or a folder of single-frame TIFFs (natural order).",
-    )
-    io_group.add_argument(
-        "--picks",
-        required=True,
-        metavar="CSV",
-        help="picked particles (frame, y, x) as CSV.",
-    )
-    io_group.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        metavar="OUT",
-        help="aligned stack (.tif/.tiff or .h5/.hdf5).",
-    )
-    io_group.add_argument(
-        "--dataset", default=None, help="HDF5 input: the dataset to read."
-    )
-    io_group.add_argument(
-        "--channel",
-        type=int,
-        default=0,
-        help="(T, C, Y, X) input: channel the particles are in (default 0); all channels are corrected.",
-    )
-    io_group.add_argument(
-        "--tracks",
-        metavar="CSV",
-        default=None,
-        help="write the particle tracks table here.",
-    )
-    io_group.add_argument(
-        "--transforms",
-        metavar="CSV",
-        default=None,
-        help="write the per-frame transforms here (.csv/.json).",
-    )
-    io_group.add_argument(
-        "--validation",
-        metavar="CSV",
-        default=None,
-        help="write the validation table here.",
-    )
-    io_group.add_argument(
-        "--plots",
-        metavar="DIR",
-        default=None,
-        help="write trajectories.png and validation.png into this folder.",
-    )
-    io_group.add_argument(
-        "--overwrite", action="store_true", help="replace existing output files."
-    )
-    io_group.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bar and no summary."
-    )
+    io_group.add_argument("-i", "--input", required=True, metavar="IN",
+                          help="TIFF, HDF5, GIF, or a folder of single-frame TIFFs (natural order).")
+    io_group.add_argument("--picks", required=True, metavar="CSV", help="picked particles (frame, y, x) as CSV.")
+    io_group.add_argument("-o", "--output", required=True, metavar="OUT", help="aligned stack (.tif/.tiff or .h5/.hdf5).")
+    io_group.add_argument("--dataset", default=None, help="HDF5 input: the dataset to read.")
+    io_group.add_argument("--channel", type=int, default=0,
+                          help="(T, C, Y, X) input: channel the particles are in (default 0); all channels are corrected.")
+    io_group.add_argument("--tracks", metavar="CSV", default=None, help="write the particle tracks table here.")
+    io_group.add_argument("--transforms", metavar="CSV", default=None, help="write the per-frame transforms here (.csv/.json).")
+    io_group.add_argument("--validation", metavar="CSV", default=None, help="write the validation table here.")
+    io_group.add_argument("--plots", metavar="DIR", default=None,
+                          help="write trajectories.png and validation.png into this folder.")
+    io_group.add_argument("--overwrite", action="store_true", help="replace existing output files.")
+    io_group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary.")
 
 
 def _add_fit_arguments(fit: Any) -> None:
-    add_option_arguments(
-        fit, TrackOptions, TRACK_FLAGS, flags=_SPELLINGS, parsers={"box": int}
-    )
+    add_option_arguments(fit, TrackOptions, TRACK_FLAGS, flags=_SPELLINGS, parsers={"box": int})
     auto = spot_type(TRACK_DEFAULTS.dark)
-    fit.add_argument(
-        "--spots",
-        choices=tuple(SPOT_TYPES),
-        default=auto,
-        help=f"spot polarity (default {auto}: decided per particle).",
-    )
-    fit.add_argument(
-        "--all-picks",
-        action="store_true",
-        help="also track picks whose fit was rejected in napari (ok=0 in the CSV).",
-    )
+    fit.add_argument("--spots", choices=tuple(SPOT_TYPES), default=auto,
+                     help=f"spot polarity (default {auto}: decided per particle).")
+    fit.add_argument("--all-picks", action="store_true",
+                     help="also track picks whose fit was rejected in napari (ok=0 in the CSV).")
 
 
 def _add_correction_arguments(cor: Any) -> None:
-    cor.add_argument(
-        "--particles",
-        default=None,
-        metavar="LIST",
-        help="particles used for the correction, e.g. 0,2,3 (default: all but flagged outliers and held-out).",
-    )
-    cor.add_argument(
-        "--holdout",
-        default=None,
-        metavar="LIST",
-        help="particles kept out of the correction to validate it independently, e.g. 1,4.",
-    )
-    cor.add_argument(
-        "--keep-outliers",
-        action="store_true",
-        help="with the default particle choice, keep particles flagged as moving on their own.",
-    )
-    cor.add_argument(
-        "--no-rotation", action="store_true", help="correct translation only."
-    )
+    cor.add_argument("--particles", default=None, metavar="LIST",
+                     help="particles used for the correction, e.g. 0,2,3 (default: all but flagged outliers and held-out).")
+    cor.add_argument("--holdout", default=None, metavar="LIST",
+                     help="particles kept out of the correction to validate it independently, e.g. 1,4.")
+    cor.add_argument("--keep-outliers", action="store_true",
+                     help="with the default particle choice, keep particles flagged as moving on their own.")
+    cor.add_argument("--no-rotation", action="store_true", help="correct translation only.")
     add_option_arguments(cor, RigidOptions, RIGID_FLAGS, flags=_SPELLINGS)
     add_option_arguments(cor, DriftOptions, ("statistic",))
 
 
-def _check_outputs(
-    args: argparse.Namespace, in_path: Path, out_path: Path
-) -> dict[str, Path | None]:
+def _check_outputs(args: argparse.Namespace, in_path: Path, out_path: Path) -> dict[str, Path | None]:
     paths: dict[str, Path | None] = {}
-    for key, suffixes in (
-        ("tracks", (".csv",)),
-        ("transforms", (".csv", ".json")),
-        ("validation", (".csv",)),
-    ):
+    for key, suffixes in (("tracks", (".csv",)), ("transforms", (".csv", ".json")), ("validation", (".csv",))):
         value = getattr(args, key)
         if value is None:
             paths[key] = None
@@ -230,13 +151,9 @@ def _check_outputs(
         if path.suffix.lower() not in suffixes:
             raise ValueError(f"--{key} {path.name}: name the file *{suffixes[0]}.")
         if path.resolve() in (in_path.resolve(), out_path.resolve()):
-            raise ValueError(
-                f"--{key} must name a file other than the input and the output."
-            )
+            raise ValueError(f"--{key} must name a file other than the input and the output.")
         if path.exists() and not args.overwrite:
-            raise ValueError(
-                f"{path} already exists: pass --overwrite to replace it, or choose another name."
-            )
+            raise ValueError(f"{path} already exists: pass --overwrite to replace it, or choose another name.")
         paths[key] = path
     if args.plots is not None:
         plots = Path(args.plots).expanduser()
@@ -244,9 +161,7 @@ def _check_outputs(
             raise ValueError(f"--plots {plots} is a file: give a folder.")
         for name in ("trajectories.png", "validation.png"):
             if (plots / name).exists() and not args.overwrite:
-                raise ValueError(
-                    f"{plots / name} already exists: pass --overwrite to replace it."
-                )
+                raise ValueError(f"{plots / name} already exists: pass --overwrite to replace it.")
         paths["plots"] = plots
     else:
         paths["plots"] = None
@@ -272,9 +187,7 @@ class _Outcome(NamedTuple):
     validation: ParticleValidation
 
 
-def _check_paths(
-    args: argparse.Namespace, say: Any
-) -> tuple[Path, Path, str, dict[str, Path | None]]:
+def _check_paths(args: argparse.Namespace, say: Any) -> tuple[Path, Path, str, dict[str, Path | None]]:
     """Input, output, its format and the extra outputs, checked before any work."""
     in_path = Path(args.input).expanduser()
     out_path, fmt, note = resolve_output_format(args.output, None)
@@ -283,32 +196,20 @@ def _check_paths(
     if not in_path.exists():
         raise FileNotFoundError(f"input {in_path} does not exist: check the path.")
     if in_path.resolve() == out_path.resolve():
-        raise ValueError(
-            f"the output {out_path} is the input: choose another output name."
-        )
+        raise ValueError(f"the output {out_path} is the input: choose another output name.")
     if out_path.exists() and not args.overwrite:
-        raise ValueError(
-            f"{out_path} already exists: pass --overwrite to replace it, or choose another name."
-        )
+        raise ValueError(f"{out_path} already exists: pass --overwrite to replace it, or choose another name.")
     check_writable_dir(out_path)
-    check_outputs(
-        [in_path, args.picks],
-        [
-            Output("-o", str(out_path)),
-            Output("--tracks", args.tracks, (".csv",)),
-            Output("--transforms", args.transforms, (".csv", ".json")),
-            Output("--validation", args.validation, (".csv",)),
-            Output(
-                "--plots",
-                args.plots,
-                folder=True,
-                files=("trajectories.png", "validation.png"),
-            ),
-        ],
-        overwrite=args.overwrite,
-        say=say,
-    )
-    return in_path, out_path, fmt, _check_outputs(args, in_path, out_path)
+    outputs = _check_outputs(args, in_path, out_path)
+    files = [
+        Output("-o", str(out_path)),
+        Output("--tracks", args.tracks, (".csv",)),
+        Output("--transforms", args.transforms, (".csv", ".json")),
+        Output("--validation", args.validation, (".csv",)),
+        Output("--plots", args.plots, folder=True, files=("trajectories.png", "validation.png")),
+    ]
+    check_outputs([in_path, args.picks], files, overwrite=args.overwrite, say=say)
+    return in_path, out_path, fmt, outputs
 
 
 def _particle_choice(args: argparse.Namespace) -> tuple[list[int] | None, list[int]]:
@@ -323,17 +224,13 @@ def _particle_choice(args: argparse.Namespace) -> tuple[list[int] | None, list[i
     return chosen, held
 
 
-def _measured(
-    data: Any, args: argparse.Namespace, in_path: Path, n: int, choice: tuple
-) -> Any:
+def _measured(data: Any, args: argparse.Namespace, in_path: Path, n: int, choice: tuple) -> Any:
     """The (T, Y, X) frames the particles are in (one channel of (T, C, Y, X) input), checked."""
     stack = data.data
     if data.channel_axis is not None:
         n_channels = int(stack.shape[data.channel_axis])
         if not 0 <= args.channel < n_channels:
-            raise ValueError(
-                f"--channel {args.channel} does not exist: the input has {n_channels} channels."
-            )
+            raise ValueError(f"--channel {args.channel} does not exist: the input has {n_channels} channels.")
         measure = stack[:, args.channel]
     else:
         if args.channel != 0:
@@ -341,44 +238,26 @@ def _measured(
         measure = stack
     n_frames = int(stack.shape[0])
     if n_frames < 2:
-        raise ValueError(
-            f"{in_path.name} has {n_frames} frame: drift correction needs at least 2 frames."
-        )
+        raise ValueError(f"{in_path.name} has {n_frames} frame: drift correction needs at least 2 frames.")
     chosen, held = choice
     for name, idx in (("particles", chosen or []), ("holdout", held)):
         bad = [i for i in idx if i >= n]
         if bad:
-            raise ValueError(
-                f"--{name} {bad}: there are only {n} particles (0-{n - 1})."
-            )
+            raise ValueError(f"--{name} {bad}: there are only {n} particles (0-{n - 1}).")
     return measure
 
 
-def _used(
-    chosen: list[int] | None,
-    held: list[int],
-    outliers: OutlierReport,
-    n: int,
-    keep_outliers: bool,
-) -> list[int]:
+def _used(chosen: list[int] | None, held: list[int], outliers: OutlierReport, n: int, keep_outliers: bool) -> list[int]:
     """The particles that drive the correction: ``--particles``, else all but held-out and flagged ones."""
     if chosen is not None:
         return sorted(chosen)
-    used = [
-        i
-        for i in range(n)
-        if i not in held and (keep_outliers or not outliers.outlier[i])
-    ]
+    used = [i for i in range(n) if i not in held and (keep_outliers or not outliers.outlier[i])]
     if not used:
-        raise ValueError(
-            "every particle is held out or flagged: pass --particles to choose."
-        )
+        raise ValueError("every particle is held out or flagged: pass --particles to choose.")
     return used
 
 
-def _rigid(
-    tracks: ParticleTracks, used: list[int], options: RigidOptions, say: Any
-) -> FrameTransforms:
+def _rigid(tracks: ParticleTracks, used: list[int], options: RigidOptions, say: Any) -> FrameTransforms:
     """The correction; its warnings (interpolated frames, one particle) go to the terminal."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -388,27 +267,18 @@ def _rigid(
     return transforms
 
 
-def _provenance(
-    args: argparse.Namespace, in_path: Path, outcome_params: dict[str, Any]
-) -> dict[str, Any]:
+def _provenance(args: argparse.Namespace, in_path: Path, outcome_params: dict[str, Any]) -> dict[str, Any]:
     """The ``stackalign`` metadata block of the aligned stack."""
     return {
         "method": "particles",
-        "params": {
-            "picks": str(Path(args.picks).expanduser().resolve()),
-            **outcome_params,
-        },
+        "params": {"picks": str(Path(args.picks).expanduser().resolve()), **outcome_params},
         "version": __version__,
         "source": str(in_path.resolve()),
     }
 
 
 def _write_aligned(
-    args: argparse.Namespace,
-    data: Any,
-    paths: tuple[Path, Path],
-    transforms: FrameTransforms,
-    params: dict,
+    args: argparse.Namespace, data: Any, paths: tuple[Path, Path], transforms: FrameTransforms, params: dict,
     progress: Any,
 ) -> None:
     """Warp every channel by the correction and stream it into the output file."""
@@ -430,9 +300,7 @@ def _write_aligned(
     )
 
 
-def _write_tables(
-    outputs: dict[str, Path | None], outcome: _Outcome, drift: DriftOptions
-) -> None:
+def _write_tables(outputs: dict[str, Path | None], outcome: _Outcome, drift: DriftOptions) -> None:
     """The tracks, transforms and validation tables and the two plots, where asked."""
     if outputs["tracks"] is not None:
         outcome.tracks.to_csv(outputs["tracks"])
@@ -444,43 +312,29 @@ def _write_tables(
         outputs["plots"].mkdir(parents=True, exist_ok=True)
         save_figure(
             plot_trajectories(
-                outcome.tracks,
-                particles=outcome.used,
-                outliers=outcome.outliers.outlier,
-                holdout=outcome.held,
+                outcome.tracks, particles=outcome.used, outliers=outcome.outliers.outlier, holdout=outcome.held,
                 options=drift,
             ),
             outputs["plots"] / "trajectories.png",
         )
-        save_figure(
-            plot_validation(outcome.validation), outputs["plots"] / "validation.png"
-        )
+        save_figure(plot_validation(outcome.validation), outputs["plots"] / "validation.png")
 
 
-def _print_summary(
-    say: Any, outcome: _Outcome, out_path: Path, fmt: str, elapsed: float
-) -> None:
+def _print_summary(say: Any, outcome: _Outcome, out_path: Path, fmt: str, elapsed: float) -> None:
     tracks, transforms = outcome.tracks, outcome.transforms
     failed = int((~tracks.ok).sum())
     flagged = np.flatnonzero(outcome.outliers.outlier).tolist()
-    say(
-        f"stackalign track: {tracks.n_particles} particle(s), {tracks.n_frames} frames, {failed} failed fit(s) (flagged, not used)"
-    )
+    say(f"stackalign track: {tracks.n_particles} particle(s), {tracks.n_frames} frames, {failed} failed fit(s) (flagged, not used)")
     if flagged:
         say(f"  moved on their own (flagged): {flagged}")
-    say(
-        f"  correction from particles {outcome.used}"
-        + (f", held out {outcome.held}" if outcome.held else "")
-    )
+    say(f"  correction from particles {outcome.used}" + (f", held out {outcome.held}" if outcome.held else ""))
     say(
         f"  {'rotation + translation' if transforms.params.get('rotation_estimated') else 'translation only'}: "
         f"rotation up to {np.max(np.abs(transforms.angle)):.4f} deg, shift up to "
         f"{np.max(np.hypot(transforms.dy, transforms.dx)):.2f} px"
     )
     if transforms.params.get("interpolated_frames"):
-        say(
-            f"  interpolated (flagged) frames: {transforms.params['interpolated_frames']}"
-        )
+        say(f"  interpolated (flagged) frames: {transforms.params['interpolated_frames']}")
     for line in outcome.validation.summary_text().splitlines():
         say(f"  residual motion, {line}")
     say(f"  wrote {out_path} ({fmt.upper()}) in {elapsed:.1f} s")
@@ -492,12 +346,8 @@ def run(args: argparse.Namespace) -> int:
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     in_path, out_path, fmt, outputs = _check_paths(args, say)
     chosen, held = _particle_choice(args)
-    track_opts = options_from_args(
-        TrackOptions, args, TRACK_FLAGS, dark=SPOT_TYPES[args.spots]
-    )
-    rigid_opts = options_from_args(
-        RigidOptions, args, RIGID_FLAGS, allow_rotation=not args.no_rotation
-    )
+    track_opts = options_from_args(TrackOptions, args, TRACK_FLAGS, dark=SPOT_TYPES[args.spots])
+    rigid_opts = options_from_args(RigidOptions, args, RIGID_FLAGS, allow_rotation=not args.no_rotation)
     drift_opts = options_from_args(DriftOptions, args, DRIFT_FLAGS)
     picks = read_picks(args.picks, only_ok=not args.all_picks)
 
@@ -505,34 +355,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         measure = _measured(data, args, in_path, picks.shape[0], (chosen, held))
         with terminal_progress(enabled=not args.quiet) as progress:
-            tracks = track_particles(
-                measure, picks, progress=progress, options=track_opts
-            )
+            tracks = track_particles(measure, picks, progress=progress, options=track_opts)
             outliers = flag_outliers(tracks, allow_rotation=rigid_opts.allow_rotation)
             used = _used(chosen, held, outliers, picks.shape[0], args.keep_outliers)
             transforms = _rigid(tracks, used, rigid_opts, say)
             params = {
-                "box": track_opts.box,
-                "min_r2": track_opts.min_r2,
-                "spots": args.spots,
-                "particles": used,
-                "holdout": held,
-                **{
-                    name: getattr(rigid_opts, name)
-                    for name in ("allow_rotation", *RIGID_FLAGS)
-                },
+                "box": track_opts.box, "min_r2": track_opts.min_r2, "spots": args.spots, "particles": used,
+                "holdout": held, **{name: getattr(rigid_opts, name) for name in ("allow_rotation", *RIGID_FLAGS)},
             }
-            _write_aligned(
-                args, data, (in_path, out_path), transforms, params, progress
-            )
-            validation = validate_alignment(
-                measure,
-                transforms,
-                tracks,
-                particles=used,
-                holdout=held,
-                progress=progress,
-            )
+            _write_aligned(args, data, (in_path, out_path), transforms, params, progress)
+            validation = validate_alignment(measure, transforms, tracks, particles=used, holdout=held, progress=progress)
         outcome = _Outcome(tracks, outliers, used, held, transforms, validation)
         _write_tables(outputs, outcome, drift_opts)
     finally:

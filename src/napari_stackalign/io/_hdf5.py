@@ -23,14 +23,7 @@ from ._lazy import decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame
 from ._meta import check_transforms_length, decode_json_value, normalise_unit
 from ._stackdata import StackData
 
-__all__ = [
-    "FORMAT_NAME",
-    "HDF5_SUFFIXES",
-    "open_hdf5",
-    "read_hdf5",
-    "stack_candidates",
-    "write_hdf5",
-]
+__all__ = ["FORMAT_NAME", "HDF5_SUFFIXES", "open_hdf5", "read_hdf5", "stack_candidates", "write_hdf5"]
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hd5", ".hspy")
 FORMAT_NAME = "napari-stackalign stack"
@@ -79,16 +72,12 @@ def stack_candidates(f: h5py.File) -> list[tuple[str, tuple[int, ...], np.dtype]
     return [
         (name, tuple(ds.shape), ds.dtype)
         for name, ds in _all_datasets(f)
-        if ds.ndim >= 3
-        and ds.dtype.kind in "biuf"
-        and name.split("/")[0] != "transforms"
+        if ds.ndim >= 3 and ds.dtype.kind in "biuf" and name.split("/")[0] != "transforms"
     ]
 
 
 def _describe(cands: list[tuple[str, tuple[int, ...], np.dtype]]) -> str:
-    return (
-        ", ".join(f"'{name}' {shape} {dtype}" for name, shape, dtype in cands) or "none"
-    )
+    return ", ".join(f"'{name}' {shape} {dtype}" for name, shape, dtype in cands) or "none"
 
 
 def choose_dataset(f: h5py.File, dataset: str | None, path: Path) -> h5py.Dataset:
@@ -98,9 +87,7 @@ def choose_dataset(f: h5py.File, dataset: str | None, path: Path) -> h5py.Datase
         obj = f.get(dataset.strip("/") or "/")
         if not isinstance(obj, h5py.Dataset):
             others = [(n, tuple(ds.shape), ds.dtype) for n, ds in _all_datasets(f)]
-            raise ValueError(
-                f"{path} has no dataset named {dataset!r}. Datasets in the file: {_describe(others)}."
-            )
+            raise ValueError(f"{path} has no dataset named {dataset!r}. Datasets in the file: {_describe(others)}.")
         return obj
     if isinstance(f.get("image_data"), h5py.Dataset):
         return f["image_data"]
@@ -108,11 +95,7 @@ def choose_dataset(f: h5py.File, dataset: str | None, path: Path) -> h5py.Datase
         return f[cands[0][0]]
     if not cands:
         others = [(n, tuple(ds.shape), ds.dtype) for n, ds in _all_datasets(f)]
-        images = [
-            c
-            for c in others
-            if len(c[1]) == 2 and c[2].kind in "biuf" and min(c[1]) > 1
-        ]
+        images = [c for c in others if len(c[1]) == 2 and c[2].kind in "biuf" and min(c[1]) > 1]
         if images:
             raise ValueError(
                 f"{path} holds a single 2-D image ({_describe(images)}), not a time series: registration needs "
@@ -137,11 +120,7 @@ def _hyperspy_axes(ds: h5py.Dataset) -> tuple[str, dict[str, float], str | None]
         return None
     letters = []
     nav_letters = iter("TQPRUV")
-    sig_letters = (
-        iter("YX")
-        if sum(not bool(g.attrs.get("navigate", False)) for g in groups) == 2
-        else None
-    )
+    sig_letters = iter("YX") if sum(not bool(g.attrs.get("navigate", False)) for g in groups) == 2 else None
     scale: dict[str, float] = {}
     units = None
     for g in groups:
@@ -214,10 +193,7 @@ def _read_transforms(group: h5py.Group, path: Path) -> FrameTransforms:
         cols = {k: np.asarray(group[k][()]) for k in NUMERIC_COLUMNS if k in group}
         reason = None
         if "reason" in group:
-            reason = [
-                v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-                for v in group["reason"][()]
-            ]
+            reason = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in group["reason"][()]]
         extra = _read_json_entries(group)
         return FrameTransforms(
             dy=cols["dy"],
@@ -232,9 +208,7 @@ def _read_transforms(group: h5py.Group, path: Path) -> FrameTransforms:
             params=extra.get("params") or {},
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{path}: the 'transforms' table is unreadable ({exc})."
-        ) from exc
+        raise ValueError(f"{path}: the 'transforms' table is unreadable ({exc}).") from exc
 
 
 def read_hdf5(
@@ -251,16 +225,9 @@ def read_hdf5(
     try:
         ds = choose_dataset(f, dataset, path)
         name = ds.name.lstrip("/")
-        hs = (
-            _hyperspy_axes(ds)
-            if str(f.attrs.get("file_format", "")) == "HyperSpy"
-            or path.suffix == ".hspy"
-            else None
-        )
+        hs = _hyperspy_axes(ds) if str(f.attrs.get("file_format", "")) == "HyperSpy" or path.suffix == ".hspy" else None
         file_axes = _file_axes(ds, axes, hs, path, name)
-        plan = plan_axes(
-            file_axes, tuple(ds.shape), source=f"{path} (dataset '{name}')"
-        )
+        plan = plan_axes(file_axes, tuple(ds.shape), source=f"{path} (dataset '{name}')")
         scale_by_axis, units = _calibration(ds, file_axes, hs)
         metadata = _file_metadata(f, ds, name, hs)
         raw, is_lazy = _pixels(ds, plan, lazy, memory_fraction, path, name)
@@ -287,20 +254,14 @@ def read_hdf5(
     )
 
 
-def _file_axes(
-    ds: h5py.Dataset, axes: str | None, hs: tuple | None, path: Path, name: str
-) -> str:
+def _file_axes(ds: h5py.Dataset, axes: str | None, hs: tuple | None, path: Path, name: str) -> str:
     """The dataset's axis order: ``axes`` if given, else ours (the ``axes`` attribute), the
     dimension labels, HyperSpy's axes, or the default for its number of dimensions."""
     file_axes = axes
     stored_axes = ds.attrs.get("axes")
     if isinstance(stored_axes, bytes):
         stored_axes = stored_axes.decode()
-    if (
-        file_axes is None
-        and isinstance(stored_axes, str)
-        and len(stored_axes) == ds.ndim
-    ):
+    if file_axes is None and isinstance(stored_axes, str) and len(stored_axes) == ds.ndim:
         file_axes = stored_axes
     if file_axes is None:
         file_axes = _label_axes(ds)
@@ -311,14 +272,10 @@ def _file_axes(
     return normalise_axes(file_axes, ds.ndim, what="axes")
 
 
-def _calibration(
-    ds: h5py.Dataset, file_axes: str, hs: tuple | None
-) -> tuple[dict[str, float], str | None]:
+def _calibration(ds: h5py.Dataset, file_axes: str, hs: tuple | None) -> tuple[dict[str, float], str | None]:
     """Pixel size per axis letter and its unit: ours, HyperSpy axes, or ``element_size_um``."""
     if "scale" in ds.attrs and len(np.atleast_1d(ds.attrs["scale"])) == ds.ndim:
-        scale_by_axis = {
-            a: float(v) for a, v in zip(file_axes, np.atleast_1d(ds.attrs["scale"]))
-        }
+        scale_by_axis = {a: float(v) for a, v in zip(file_axes, np.atleast_1d(ds.attrs["scale"]))}
         return scale_by_axis, normalise_unit(ds.attrs.get("units"))
     if hs is not None and file_axes == hs[0]:
         return hs[1], hs[2]
@@ -330,9 +287,7 @@ def _calibration(
     return {}, None
 
 
-def _file_metadata(
-    f: h5py.File, ds: h5py.Dataset, name: str, hs: tuple | None
-) -> dict[str, Any]:
+def _file_metadata(f: h5py.File, ds: h5py.Dataset, name: str, hs: tuple | None) -> dict[str, Any]:
     """The ``metadata`` group; for files not written by this package also HyperSpy's metadata
     and the dataset's name and attributes."""
     metadata: dict[str, Any] = {}
@@ -344,11 +299,7 @@ def _file_metadata(
             if isinstance(parent.get("metadata"), h5py.Group):
                 metadata["hyperspy"] = _group_to_dict(parent["metadata"])
         info: dict[str, Any] = {"dataset": name}
-        attrs = {
-            k: decode_json_value(v)
-            for k, v in ds.attrs.items()
-            if k != "DIMENSION_LABELS"
-        }
+        attrs = {k: decode_json_value(v) for k, v in ds.attrs.items() if k != "DIMENSION_LABELS"}
         if attrs:
             info["attrs"] = attrs
         metadata["hdf5"] = info
@@ -356,12 +307,7 @@ def _file_metadata(
 
 
 def _pixels(
-    ds: h5py.Dataset,
-    plan: AxesPlan,
-    lazy: bool | None,
-    memory_fraction: float,
-    path: Path,
-    name: str,
+    ds: h5py.Dataset, plan: AxesPlan, lazy: bool | None, memory_fraction: float, path: Path, name: str
 ) -> tuple[Any, bool]:
     """The dataset's pixels in the file's axis order, and whether they are read lazily (the
     file must then stay open)."""
@@ -377,9 +323,7 @@ def _pixels(
         ) from exc
 
 
-def _output_scale(
-    plan: AxesPlan, scale_by_axis: dict[str, float], units: str | None
-) -> tuple[float, ...] | None:
+def _output_scale(plan: AxesPlan, scale_by_axis: dict[str, float], units: str | None) -> tuple[float, ...] | None:
     """The scale per output axis, when the file gives a pixel size (or a frame step)."""
     has_space = "Y" in scale_by_axis or "X" in scale_by_axis
     if scale_by_axis and (has_space or units):
@@ -506,9 +450,7 @@ def _write_hdf5_file(
             table = f.create_group("transforms")
             for col, values in transforms.to_table().items():
                 if col == "reason":
-                    values = np.array(
-                        [str(v) for v in values], dtype=h5py.string_dtype()
-                    )
+                    values = np.array([str(v) for v in values], dtype=h5py.string_dtype())
                 table.create_dataset(col, data=np.asarray(values))
             table.attrs["format"] = "napari-stackalign transforms"
             _put_json(table, "center", list(transforms.center))

@@ -30,21 +30,11 @@ from ._lazy import (
 from ._meta import BLOCK_KEY, block_transforms, normalise_unit, parse_block
 from ._stackdata import StackData
 
-__all__ = [
-    "IMAGEJ_DTYPES",
-    "TIFF_SUFFIXES",
-    "TiffHeader",
-    "open_tiff",
-    "read_tiff",
-    "tiff_header",
-    "write_tiff",
-]
+__all__ = ["IMAGEJ_DTYPES", "TIFF_SUFFIXES", "TiffHeader", "open_tiff", "read_tiff", "tiff_header", "write_tiff"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 #: dtypes an ImageJ hyperstack can hold; others are written as plain TIFF.
-IMAGEJ_DTYPES = frozenset(
-    np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32)
-)
+IMAGEJ_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32))
 #: above this size a file is written as BigTIFF (plain TIFF, not ImageJ).
 BIGTIFF_BYTES = 2**32 - 2**25
 # ImageJ bookkeeping keys that are not worth keeping as metadata
@@ -114,14 +104,7 @@ def open_tiff(path: Path) -> tifffile.TiffFile:
         series = tif.series
         if series:
             len(series[0].pages)  # walks the page chain of the first series
-    except (
-        tifffile.TiffFileError,
-        ValueError,
-        struct.error,
-        IndexError,
-        EOFError,
-        KeyError,
-    ) as exc:
+    except (tifffile.TiffFileError, ValueError, struct.error, IndexError, EOFError, KeyError) as exc:
         if tif is not None:
             tif.close()
         raise _corrupt(path, exc) from exc
@@ -160,12 +143,7 @@ def tiff_header(path: Path, *, with_metadata: bool = True) -> TiffHeader:
             else:
                 units = None
         return TiffHeader(
-            tuple(int(n) for n in series.shape),
-            np.dtype(series.dtype),
-            series.axes,
-            metadata,
-            pixel_size,
-            units,
+            tuple(int(n) for n in series.shape), np.dtype(series.dtype), series.axes, metadata, pixel_size, units
         )
 
 
@@ -187,12 +165,7 @@ def _resolution(page: Any) -> tuple[float, float] | None:
 def _ome_info(tif: tifffile.TiffFile) -> tuple[dict, dict[str, float], str | None]:
     try:
         tree = tifffile.xml2dict(tif.ome_metadata)
-    except (
-        ValueError,
-        SyntaxError,
-        KeyError,
-        TypeError,
-    ):  # malformed XML: keep the pixels, drop the calibration
+    except (ValueError, SyntaxError, KeyError, TypeError):  # malformed XML: keep the pixels, drop the calibration
         return {}, {}, None
     image = tree.get("OME", {}).get("Image", {})
     if isinstance(image, list):
@@ -204,25 +177,17 @@ def _ome_info(tif: tifffile.TiffFile) -> tuple[dict, dict[str, float], str | Non
         units = normalise_unit(pixels.get("PhysicalSizeXUnit", "µm")) or "µm"
         scale["X"] = float(pixels["PhysicalSizeX"])
         y_unit = normalise_unit(pixels.get("PhysicalSizeYUnit", units)) or units
-        scale["Y"] = (
-            float(pixels["PhysicalSizeY"])
-            * _TO_MICRONS.get(y_unit, 1.0)
-            / _TO_MICRONS.get(units, 1.0)
-        )
+        scale["Y"] = float(pixels["PhysicalSizeY"]) * _TO_MICRONS.get(y_unit, 1.0) / _TO_MICRONS.get(units, 1.0)
     if pixels.get("TimeIncrement"):
         scale["T"] = float(pixels["TimeIncrement"])
-    info = {
-        k: jsonable(v) for k, v in pixels.items() if not isinstance(v, (dict, list))
-    }
+    info = {k: jsonable(v) for k, v in pixels.items() if not isinstance(v, (dict, list))}
     if isinstance(image, dict) and image.get("Name"):
         info["Name"] = image["Name"]
     info["series_count"] = len(tif.series)
     return {"ome": info}, scale, units
 
 
-def _tiff_metadata(
-    tif: tifffile.TiffFile, series: Any
-) -> tuple[dict, dict[str, float], str | None, dict | None]:
+def _tiff_metadata(tif: tifffile.TiffFile, series: Any) -> tuple[dict, dict[str, float], str | None, dict | None]:
     """(metadata, {axis letter: step}, spatial unit, our block or None)."""
     page = series.pages[0] if series.pages else tif.pages[0]
     metadata: dict[str, Any] = {}
@@ -240,11 +205,7 @@ def _tiff_metadata(
             units = None
         if ij.get("finterval"):
             scale["T"] = float(ij["finterval"])
-        kept = {
-            k: jsonable(v)
-            for k, v in ij.items()
-            if k not in _IJ_SKIP and isinstance(v, (str, int, float, bool))
-        }
+        kept = {k: jsonable(v) for k, v in ij.items() if k not in _IJ_SKIP and isinstance(v, (str, int, float, bool))}
         if kept:
             metadata["imagej"] = kept
     elif tif.is_ome:
@@ -259,9 +220,7 @@ def _tiff_metadata(
                 metadata["tifffile"] = jsonable(info)
         res = _resolution(page)
         unit_tag = page.tags.get("ResolutionUnit")
-        if (
-            res and unit_tag is not None and int(unit_tag.value) == 3
-        ):  # centimetre: a real calibration
+        if res and unit_tag is not None and int(unit_tag.value) == 3:  # centimetre: a real calibration
             units = "µm"
             scale["Y"], scale["X"] = res[0] * 1e4, res[1] * 1e4
         if not shaped and page.description and page.description.strip():
@@ -290,19 +249,13 @@ def _check_complete(path: Path, series: Any) -> None:
         )
 
 
-def _lazy_tiff(
-    path: Path, tif: tifffile.TiffFile, series: Any, frame_dim: int
-) -> tuple[Any, list]:
+def _lazy_tiff(path: Path, tif: tifffile.TiffFile, series: Any, frame_dim: int) -> tuple[Any, list]:
     """A dask array of the first series in the file's own axis order, and handles to close.
 
     Uncompressed contiguous data is memory-mapped; anything else is read page
     by page (whole frames per chunk) through tifffile, with the file kept open.
     """
-    compressed = any(
-        int(getattr(p, "compression", 1)) != 1
-        for p in series.pages[:1]
-        if p is not None
-    )
+    compressed = any(int(getattr(p, "compression", 1)) != 1 for p in series.pages[:1] if p is not None)
     if series.dataoffset is not None and not compressed:
         try:
             mm = tifffile.memmap(path, series=0, mode="r")
@@ -326,9 +279,7 @@ def _lazy_tiff(
 
     reader = FrameReader((n_pages,) + page_shape, series.dtype, read_pages)
     pages_per_frame = int(np.prod(lead[1:], dtype=np.int64)) if len(lead) > 1 else 1
-    page_nbytes = (
-        int(np.prod(page_shape, dtype=np.int64)) * np.dtype(series.dtype).itemsize
-    )
+    page_nbytes = int(np.prod(page_shape, dtype=np.int64)) * np.dtype(series.dtype).itemsize
     per_chunk = frames_per_chunk(page_nbytes * pages_per_frame) * pages_per_frame
     arr = lazy_array(reader, (per_chunk,) + page_shape, name_prefix="stackalign-tiff")
     if lead and len(lead) > 1:
@@ -337,11 +288,7 @@ def _lazy_tiff(
 
 
 def read_tiff(
-    path: Path,
-    *,
-    axes: str | None = None,
-    lazy: bool | None = None,
-    memory_fraction: float,
+    path: Path, *, axes: str | None = None, lazy: bool | None = None, memory_fraction: float
 ) -> StackData:
     """Read the first series of a TIFF file as frames-first data (see :func:`read_stack`)."""
     tif = open_tiff(path)
@@ -364,14 +311,7 @@ def read_tiff(
         else:
             try:
                 raw = series.asarray()
-            except (
-                tifffile.TiffFileError,
-                ValueError,
-                struct.error,
-                OSError,
-                EOFError,
-                IndexError,
-            ) as exc:
+            except (tifffile.TiffFileError, ValueError, struct.error, OSError, EOFError, IndexError) as exc:
                 raise _corrupt(path, exc) from exc
             if tuple(raw.shape) != shape:
                 raw = raw.reshape(shape)
@@ -443,19 +383,12 @@ def write_tiff(
                     yield frame
         report(progress, n_frames, n_frames, stage)
 
-    kwargs: dict[str, Any] = {
-        "shape": shape,
-        "dtype": dtype,
-        "photometric": "minisblack",
-    }
+    kwargs: dict[str, Any] = {"shape": shape, "dtype": dtype, "photometric": "minisblack"}
     if compression == "zlib":
         kwargs["compression"] = "zlib"
         kwargs["compressionargs"] = {"level": 6}
     if imagej:
-        meta: dict[str, Any] = {
-            "axes": axes,
-            BLOCK_KEY: json.dumps(block, ensure_ascii=True, separators=(",", ":")),
-        }
+        meta: dict[str, Any] = {"axes": axes, BLOCK_KEY: json.dumps(block, ensure_ascii=True, separators=(",", ":"))}
         ij_unit = _imagej_unit(units)
         if scale is not None and ij_unit:
             kwargs["resolution"] = (1.0 / scale[-1], 1.0 / scale[-2])
@@ -474,9 +407,7 @@ def write_tiff(
             writer.write(pages(), **kwargs)
     except OSError as exc:
         # numpy's tofile says "N requested and M written" (no errno) when the disk fills up
-        if exc.errno == errno.ENOSPC or (
-            exc.errno is None and _SHORT_WRITE.search(str(exc))
-        ):
+        if exc.errno == errno.ENOSPC or (exc.errno is None and _SHORT_WRITE.search(str(exc))):
             full = OSError(errno.ENOSPC, "the disk is full")
             try:
                 full.written = os.path.getsize(target)  # type: ignore[attr-defined]
