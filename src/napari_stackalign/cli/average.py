@@ -184,18 +184,19 @@ def _write_outputs(
 
 def run(args: argparse.Namespace) -> int:
     """Run ``stackalign average``; returns the exit code."""
+    # names, folders, inputs and duplicates first; the extensions are checked by _check_out below
+    outputs = [
+        Output("-o", args.output),
+        Output("--registered", args.registered),
+        Output("--transforms", args.transforms),
+        Output("--report", args.report),
+    ]
+    say = None if args.quiet else lambda *a: print(*a, file=sys.stderr)
+    check_outputs([args.input, args.user_mask], outputs, overwrite=args.overwrite, say=say)
     out = _check_out(args.output, (".tif", ".tiff"), "output", args.overwrite)
     report = _check_out(args.report, (".pdf", ".png"), "report", args.overwrite)
     reg = _check_out(args.registered, (".tif", ".tiff"), "registered stack", args.overwrite)
     table = _check_out(args.transforms, (".csv", ".json"), "transforms table", args.overwrite)
-    outputs = [
-        Output("-o", args.output, (".tif", ".tiff")),
-        Output("--registered", args.registered, (".tif", ".tiff")),
-        Output("--transforms", args.transforms, (".csv", ".json")),
-        Output("--report", args.report, (".pdf", ".png")),
-    ]
-    say = None if args.quiet else lambda *a: print(*a, file=sys.stderr)
-    check_outputs([args.input, args.user_mask], outputs, overwrite=args.overwrite, say=say)
     stack = _input_stack(args, out)
     options = cli_options(args, registered=reg is not None)
     with terminal_progress(not args.quiet) as progress:

@@ -211,15 +211,16 @@ def run(args: argparse.Namespace) -> int:
     in_path = Path(args.input).expanduser()
     if not in_path.exists():
         raise FileNotFoundError(f"input {in_path} does not exist: check the path.")
-    outputs = _Outputs.from_args(args, in_path)
+    # names, folders, inputs and duplicates first; the extensions are checked by _Outputs below
     files = [
-        Output("-o", args.output, OUTPUT_SUFFIXES),
-        Output("--log", args.log, (".csv", ".json")),
-        Output("--registered", args.registered, OUTPUT_SUFFIXES),
-        Output("--coverage", args.coverage, OUTPUT_SUFFIXES),
+        Output("-o", args.output),
+        Output("--log", args.log),
+        Output("--registered", args.registered),
+        Output("--coverage", args.coverage),
     ]
     say = None if args.quiet else lambda *a: print(*a, file=sys.stderr)
     check_outputs([in_path], files, overwrite=args.overwrite, say=say)
+    outputs = _Outputs.from_args(args, in_path)
     opts = similarity_options(args)
     mode = MODE_ALIASES[args.mode]
 
