@@ -25,7 +25,7 @@ from ..files import (
     reset_interrupt,
 )
 from ..transforms import NoSignalWarning
-from ._safety import handling_signals
+from ._safety import EXIT_NO_SIGNAL, handling_signals
 
 __all__ = ["build_parser", "main"]
 
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"stackalign {args.command}: error: {exc} Nothing was written; pass --force to write "
                     "the output anyway (the frames are left unshifted)."
                 )
-                return 3
+                return EXIT_NO_SIGNAL
             except (ValueError, OSError, KeyError) as exc:
                 text = exc.strerror if isinstance(exc, OSError) and exc.errno == errno.ENOSPC else exc
                 _say(f"stackalign {args.command}: error: {text}")
@@ -81,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say(f"stackalign {args.command}: interrupted; no output was written (temporary files removed).")
         return 130
+    finally:
+        reset_interrupt()  # what this run noted does not stop a later one in the same process
 
 
 def _say(text: str) -> None:

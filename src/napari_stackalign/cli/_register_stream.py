@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..core.apply import APPLY_DEFAULTS
 from ..core.pyramid import PyramidOptions, register_file, register_stack_to_file
 from ..io import StackData
 from ..transforms import FrameTransforms
@@ -74,6 +75,11 @@ def run_streaming(
     """
     cluster = wants_cluster(args)
     say = messages(args)
+    if getattr(args, "failed", APPLY_DEFAULTS.failed) != APPLY_DEFAULTS.failed:
+        raise ValueError(
+            f"--failed {args.failed}: big (streamed) inputs and clusters apply the default, "
+            f"--failed {APPLY_DEFAULTS.failed}; drop the flag."
+        )
     if cluster:
         where = args.scheduler if args.scheduler is not None else f"a local cluster of {args.workers} workers"
         say(f"stackalign register: estimating on {where}")

@@ -23,9 +23,22 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.apply import ApplyOptions
 from ..files import Interrupted, interrupt, remove_stale_parts
+from ._options import add_option_arguments
 
-__all__ = ["EXIT_SIGNALS", "Output", "check_outputs", "handling_signals", "same_path"]
+__all__ = [
+    "EXIT_NO_SIGNAL",
+    "EXIT_SIGNALS",
+    "Output",
+    "add_failed_arguments",
+    "check_outputs",
+    "handling_signals",
+    "same_path",
+]
+
+#: the exit code when no frame could be aligned (NoSignalWarning) and --force was not given
+EXIT_NO_SIGNAL = 3
 
 #: the signals a run stops on cleanly (each exits with 128 + its number)
 EXIT_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -204,3 +217,13 @@ def handling_signals() -> Iterator[None]:
         for signum, old in previous.items():
             with contextlib.suppress(OSError, ValueError, TypeError):
                 signal.signal(signum, old if old is not None else signal.SIG_DFL)
+
+
+def add_failed_arguments(group: object) -> None:
+    """``--failed`` (what becomes of the failed frames, from :class:`ApplyOptions`) and ``--force``."""
+    add_option_arguments(group, ApplyOptions, ("failed",))
+    group.add_argument(  # type: ignore[attr-defined]
+        "--force",
+        action="store_true",
+        help=f"write the output even when no frame could be aligned (otherwise exit {EXIT_NO_SIGNAL}, nothing written).",
+    )

@@ -40,6 +40,7 @@ from ._register_common import (
 )
 from ._register_memory import run_in_memory
 from ._register_stream import add_cluster_arguments, run_streaming, wants_cluster
+from ._safety import add_failed_arguments
 
 __all__ = ["add_parser", "read_mask", "resolve_output_format", "run"]
 
@@ -90,6 +91,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="2-D TIFF the size of a frame: nonzero pixels are compared, zero pixels ignored.",
     )
     _add_pyramid_arguments(additions, ADDITION_OPTIONS[1:])
+    add_failed_arguments(additions)
     add_cluster_arguments(p.add_argument_group("big files and clusters (streamed; see docs/big-data.md)"))
     p.set_defaults(func=run)
     return p

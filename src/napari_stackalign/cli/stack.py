@@ -36,7 +36,7 @@ import numpy as np
 import tifffile
 
 from .._version import __version__
-from ..core.apply import apply_transforms, is_dask
+from ..core.apply import APPLY_DEFAULTS, apply_transforms, is_dask
 from ..core.average import FrameAverage, average_frames
 from ..core.similarity import SimilarityOptions, register_similarity
 from ..files import atomic_path, check_writable_dir, jsonable
@@ -44,7 +44,7 @@ from ..io import StackData, frame_chunked_dask, read_stack, write_stack
 from ..transforms import FrameTransforms
 from ._common import terminal_progress
 from ._options import add_option_arguments, options_from_args
-from ._safety import Output, check_outputs
+from ._safety import Output, add_failed_arguments, check_outputs
 
 __all__ = ["MODE_ALIASES", "OPTION_FLAGS", "add_parser", "parse_pair", "run", "similarity_options", "write_image"]
 
@@ -154,6 +154,7 @@ def _add_registration_arguments(group: Any) -> None:
                             "covers. The reference script's cmp/crp (and its README's cmd) are accepted.")
     group.add_argument("--exclude-flagged", action="store_true",
                        help="leave flagged frames out of the average (default: averaged with their fallback).")
+    add_failed_arguments(group)
 
 
 def similarity_options(args: argparse.Namespace) -> SimilarityOptions:
@@ -241,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
                 "transforms": transforms.to_dict(),
                 "crop": list(average.crop) if mode == "crop" else None,
             }
-            _write_outputs(outputs, data, in_path, transforms, average, block, progress)
+            _write_outputs(outputs, data, in_path, transforms, average, block, progress, failed=args.failed)
         if outputs.log is not None:
             transforms.save(outputs.log)
     finally:
@@ -274,6 +275,8 @@ def _write_outputs(
     average: FrameAverage,
     block: dict[str, Any],
     progress: Any,
+    *,
+    failed: str = APPLY_DEFAULTS.failed,
 ) -> None:
     """The average, and the coverage map and the registered stack when asked for, with the provenance block."""
     metadata = {**dict(data.metadata), "stackalign": block}
@@ -283,7 +286,7 @@ def _write_outputs(
     if outputs.coverage is not None:
         write_image(outputs.coverage, average.coverage, metadata=metadata, pixel_size=pixel, units=data.units)
     if outputs.registered is not None:
-        registered = apply_transforms(_frame_chunks(data.data), transforms)
+        registered = apply_transforms(_frame_chunks(data.data), transforms, failed=failed)
         write_stack(
             outputs.registered,
             registered,
