@@ -120,6 +120,10 @@ def disk_full_error(target: str | os.PathLike, written: int | None = None, total
     )
 
 
+#: numpy's message for a short write (a full disk)
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
+
 # ------------------------------------------------------------------ stale parts
 def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname() or "host")[:40] or "host"
@@ -238,7 +242,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         try:
             yield tmp
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
+            # numpy's tofile (under tifffile) says "N requested and M written", without an errno
+            if exc.errno == errno.ENOSPC or (exc.errno is None and _SHORT_WRITE.search(str(exc))):
                 written = getattr(exc, "written", None)
                 raise disk_full_error(target, written, getattr(exc, "total", None)) from exc
             raise

@@ -45,8 +45,10 @@ def test_no_trustworthy_frame_exits_3_and_writes_nothing(tmp_path, files, comman
 def test_failed_policy_reaches_the_warp(tmp_path, files, policy, moved, capsys):
     stack, inp, one_failed, _ = files
     out = tmp_path / f"out_{policy}.h5"
-    assert main(["register", "-i", str(inp), "-o", str(out), "--apply-transforms", str(one_failed),
-                 "--failed", policy]) == 0
+    assert (
+        main(["register", "-i", str(inp), "-o", str(out), "--apply-transforms", str(one_failed), "--failed", policy])
+        == 0
+    )
     result = np.asarray(read_stack(out, lazy=False).data)
     assert np.array_equal(result[2], stack[2])  # a trustworthy frame with a zero shift: unchanged
     assert np.array_equal(result[3], stack[3]) != moved  # the failed frame moved only with --failed apply
@@ -55,7 +57,7 @@ def test_failed_policy_reaches_the_warp(tmp_path, files, policy, moved, capsys):
 
 
 def test_a_bad_failed_policy_is_refused(tmp_path, files, capsys):
-    _, inp, one_failed, _ = files
+    _, inp, _, _ = files
     with pytest.raises(SystemExit):
         main(["register", "-i", str(inp), "-o", str(tmp_path / "o.h5"), "--failed", "guess"])
     assert "interpolate" in capsys.readouterr().err

@@ -145,8 +145,10 @@ def test_side_outputs_are_checked_before_any_work(tmp_path, tif_in, command, out
 def test_register_side_output_in_a_missing_folder_leaves_the_previous_output(tmp_path, tif_in, zero_table, capsys):
     out = tmp_path / "out.h5"
     out.write_bytes(PREVIOUS)
-    code = _run(f"register -i {tif_in} -o {out} --transforms {tmp_path}/nowhere/t.csv --apply-transforms {zero_table} "
-                "--overwrite -q")
+    code = _run(
+        f"register -i {tif_in} -o {out} --transforms {tmp_path}/nowhere/t.csv --apply-transforms {zero_table} "
+        "--overwrite -q"
+    )
     assert code == 2
     assert "nowhere" in capsys.readouterr().err
     assert out.read_bytes() == PREVIOUS
@@ -164,7 +166,9 @@ def test_a_failing_side_output_leaves_no_output_and_the_previous_ones_intact(
         raise OSError(5, "Input/output error (injected)")
 
     monkeypatch.setattr(FrameTransforms, "save", failing_save)
-    assert _run(f"register -i {tif_in} -o {out} --transforms {table} --apply-transforms {zero_table} --overwrite -q") == 2
+    assert (
+        _run(f"register -i {tif_in} -o {out} --transforms {table} --apply-transforms {zero_table} --overwrite -q") == 2
+    )
     assert "injected" in capsys.readouterr().err
     assert out.read_bytes() == PREVIOUS and table.read_bytes() == PREVIOUS
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]

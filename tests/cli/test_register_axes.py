@@ -25,8 +25,25 @@ def frames_last(tmp_path_factory):
 def test_yxt_hdf5_is_registered_with_axes(frames_last, tmp_path):
     path, stack, truth = frames_last
     out, table = tmp_path / "out.h5", tmp_path / "t.csv"
-    assert main(["register", "-i", str(path), "--dataset", "imaging", "--axes", "YXT", "-o", str(out),
-                 "--transforms", str(table), "-q"]) == 0
+    assert (
+        main(
+            [
+                "register",
+                "-i",
+                str(path),
+                "--dataset",
+                "imaging",
+                "--axes",
+                "YXT",
+                "-o",
+                str(out),
+                "--transforms",
+                str(table),
+                "-q",
+            ]
+        )
+        == 0
+    )
     result = read_stack(out, lazy=False)
     assert result.data.shape == stack.shape  # 20 frames of 64x64, not 64 frames of 64x20
     assert alignment_error(FrameTransforms.load(table), truth)["rms"] < 0.15
@@ -46,13 +63,32 @@ def test_axes_on_the_streaming_path(frames_last, tmp_path, monkeypatch):
     real = register.read_stack
     monkeypatch.setattr(register, "read_stack", lambda *a, **k: real(*a, **k, lazy=True))  # as a big file is read
     out, table = tmp_path / "out.h5", tmp_path / "t.csv"
-    assert main(["register", "-i", str(path), "--dataset", "imaging", "--axes", "YXT", "-o", str(out),
-                 "--transforms", str(table), "-q"]) == 0
+    assert (
+        main(
+            [
+                "register",
+                "-i",
+                str(path),
+                "--dataset",
+                "imaging",
+                "--axes",
+                "YXT",
+                "-o",
+                str(out),
+                "--transforms",
+                str(table),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert read_stack(out, lazy=False).data.shape == stack.shape
     assert alignment_error(FrameTransforms.load(table), truth)["rms"] < 0.15
 
 
 def test_bad_axes_are_refused(frames_last, tmp_path, capsys):
     path, _, _ = frames_last
-    assert main(["register", "-i", str(path), "--dataset", "imaging", "--axes", "QQQ", "-o", str(tmp_path / "o.h5")]) == 2
+    assert (
+        main(["register", "-i", str(path), "--dataset", "imaging", "--axes", "QQQ", "-o", str(tmp_path / "o.h5")]) == 2
+    )
     assert "Traceback" not in capsys.readouterr().err

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import tifffile
 
@@ -40,7 +39,7 @@ from ..core.apply import APPLY_DEFAULTS, apply_transforms, is_dask
 from ..core.average import FrameAverage, average_frames
 from ..core.similarity import SimilarityOptions, register_similarity
 from ..files import atomic_path, check_writable_dir, jsonable
-from ..io import StackData, frame_chunked_dask, read_stack, write_stack
+from ..io import StackData, frame_chunked_dask, hdf5_writer, read_stack, write_stack
 from ..transforms import FrameTransforms
 from ._common import terminal_progress
 from ._options import add_option_arguments, options_from_args
@@ -333,7 +332,7 @@ def write_image(
                     meta["unit"] = units
             tifffile.imwrite(tmp, image, imagej=True, metadata=meta, **kwargs)
         else:
-            with h5py.File(tmp, "w") as fh:
+            with hdf5_writer(tmp, image.nbytes) as fh:  # a full disk is a clean error, not a crash
                 fh.create_dataset("image", data=image)
                 if coverage is not None:
                     fh.create_dataset("coverage", data=coverage)

@@ -12,12 +12,18 @@ library's chunks (megabytes each), so the speed is the same.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["DiscardingSink"]
+import h5py
+
+from ..files import signals_deferred
+
+__all__ = ["DiscardingSink", "hdf5_writer", "write_failed"]
 
 
 class DiscardingSink(io.RawIOBase):
@@ -89,3 +95,42 @@ class DiscardingSink(io.RawIOBase):
         if not self._file.closed:
             self._file.close()
         super().close()
+
+
+@contextlib.contextmanager
+def hdf5_writer(target: str | os.PathLike, total: int | None = None) -> Iterator[h5py.File]:
+    """An HDF5 file open for writing at ``target``, through a :class:`DiscardingSink`.
+
+    Signals are only noted inside the block (an exception raised inside
+    h5py's callbacks is lost or corrupts the library): the writer calls
+    :func:`~napari_stackalign.files.raise_if_interrupted` between chunks. A
+    full disk is raised after the file is closed, as ``OSError(ENOSPC)``
+    with ``written`` and ``total`` (bytes) attributes; check
+    :func:`write_failed` between chunks to stop early.
+
+    Parameters
+    ----------
+    target : path-like
+        The (temporary) file to write.
+    total : int, optional
+        The bytes expected, for the message.
+    """
+    sink = DiscardingSink(target)
+    try:
+        with signals_deferred(), h5py.File(sink, "w") as f:
+            f._stackalign_sink = sink  # for write_failed
+            yield f
+    finally:
+        sink.close()
+    if sink.error is not None:
+        if sink.error.errno == errno.ENOSPC:
+            full = OSError(errno.ENOSPC, f"the disk is full (wrote {sink.written} of {total} bytes)")
+            full.written, full.total = sink.written, total  # type: ignore[attr-defined]
+            raise full from sink.error
+        raise sink.error
+
+
+def write_failed(f: h5py.File) -> bool:
+    """Whether a write into ``f`` (opened by :func:`hdf5_writer`) failed: the rest is discarded."""
+    sink = getattr(f, "_stackalign_sink", None)
+    return sink is not None and sink.error is not None
