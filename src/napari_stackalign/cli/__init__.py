@@ -9,12 +9,23 @@ discovered automatically, so adding a subcommand touches no other file.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .._version import __version__
+from ..files import (
+    Interrupted,
+    output_transaction,
+    raise_if_interrupted,
+    reset_interrupt,
+)
+from ..transforms import NoSignalWarning
+from ._safety import EXIT_NO_SIGNAL, handling_signals
 
 __all__ = ["build_parser", "main"]
 
@@ -42,14 +53,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    reset_interrupt()
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, OSError, KeyError) as exc:
-        print(f"stackalign {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        with handling_signals():
+            try:
+                with warnings.catch_warnings():
+                    if not getattr(args, "force", False):
+                        # no trustworthy frame: stop before anything is written (exit 3), unless --force
+                        warnings.simplefilter("error", NoSignalWarning)
+                    with output_transaction():  # every output of the run, or none
+                        code = int(args.func(args) or 0)
+                raise_if_interrupted()  # a signal that came while the outputs were renamed
+                return code
+            except NoSignalWarning as exc:
+                _say(
+                    f"stackalign {args.command}: error: {exc} Nothing was written; pass --force to write "
+                    "the output anyway (the frames are left unshifted)."
+                )
+                return EXIT_NO_SIGNAL
+            except (ValueError, OSError, KeyError) as exc:
+                text = exc.strerror if isinstance(exc, OSError) and exc.errno == errno.ENOSPC else exc
+                _say(f"stackalign {args.command}: error: {text}")
+                return 2
+    except Interrupted as exc:
+        _say(f"stackalign {args.command}: interrupted by {exc}; no output was written (temporary files removed).")
+        return 128 + exc.signum
     except KeyboardInterrupt:
-        print(f"stackalign {args.command}: interrupted; no partial output was left.", file=sys.stderr)
+        _say(f"stackalign {args.command}: interrupted; no output was written (temporary files removed).")
         return 130
+    finally:
+        reset_interrupt()  # what this run noted does not stop a later one in the same process
+
+
+def _say(text: str) -> None:
+    """A line on stderr (which may be gone after SIGHUP)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

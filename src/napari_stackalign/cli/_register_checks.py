@@ -20,6 +20,7 @@ from ..core.checks import check_mask, check_roi
 from ..core.pyramid import PyramidOptions
 from ..io import TIFF_SUFFIXES, WRITE_SUFFIXES, same_file
 from ._register_common import RegisterPaths
+from ._safety import Output, check_outputs
 
 __all__ = ["check_paths", "read_mask", "resolve_output_format", "with_region"]
 
@@ -44,7 +45,11 @@ def resolve_output_format(output: str | os.PathLike, save_as_tif: int | None) ->
         When the extension and ``--save_as_tif`` disagree, or the extension
         is neither TIFF nor HDF5.
     """
+    if not str(output).strip():
+        raise ValueError("-o: the output name is empty: give a file name ending in .h5 or .tif.")
     path = Path(output).expanduser()
+    if str(output).endswith(("/", os.sep)) or path.is_dir():
+        raise ValueError(f"-o {path} is a folder: give a file name ending in .h5 or .tif, e.g. {path / 'out.h5'}.")
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES or suffix in HDF5_SUFFIXES:
         fmt = "tiff" if suffix in TIFF_SUFFIXES else "hdf5"
@@ -57,9 +62,10 @@ def resolve_output_format(output: str | os.PathLike, save_as_tif: int | None) ->
                 "or drop --save_as_tif (the extension decides)."
             )
         return path, fmt, None
-    if suffix in NOT_OUTPUT_SUFFIXES:
+    if suffix:  # an unknown extension is refused (out.npy never becomes out.npy.h5)
         raise ValueError(
-            f"the output {path.name} must be a TIFF (.tif, .tiff) or HDF5 (.h5, .hdf5, .hd5) file, not {suffix}."
+            f"the output {path.name} must be a TIFF (.tif, .tiff) or HDF5 (.h5, .hdf5, .hd5) file, not {suffix}: "
+            f"name it {path.stem}.h5 or {path.stem}.tif."
         )
     fmt = "tiff" if save_as_tif == 1 else "hdf5"
     completed = Path(str(path) + (".tif" if fmt == "tiff" else ".h5"))
@@ -101,6 +107,9 @@ def check_paths(args: argparse.Namespace, say: Callable[..., None]) -> RegisterP
             raise ValueError(f"{table} already exists: pass --overwrite to replace it, or choose another name.")
     if args.compression == "lzf" and fmt == "tiff":
         raise ValueError("--compression lzf exists for HDF5 output only: use zlib (or none) for TIFF.")
+    outputs = [Output("-o", str(out_path), TIFF_SUFFIXES + HDF5_SUFFIXES)]
+    outputs.append(Output("--transforms", args.transforms, (".csv", ".json")))
+    check_outputs([in_path, args.mask, args.apply_transforms], outputs, overwrite=args.overwrite, say=say)
     return RegisterPaths(input=in_path, output=out_path, fmt=fmt, table=table)
 
 

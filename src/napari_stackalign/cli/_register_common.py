@@ -171,6 +171,9 @@ def summary(
             f"warning: {bad.size} frame(s) flagged as unreliable: {', '.join(map(str, bad[:20]))}"
             + (" ..." if bad.size > 20 else "")
         )
+        details = transforms.failure_summary()
+        if details:
+            print("failed frames:\n  " + details.replace("\n", "\n  "))
     print(f"wrote {paths.output} ({'TIFF' if paths.fmt == 'tiff' else 'HDF5'}, {dtype})")
     if paths.table is not None:
         print(f"wrote {paths.table} (per-frame transforms)")

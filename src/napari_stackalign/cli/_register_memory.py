@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
-from ..core.apply import apply_transforms
+from ..core.apply import APPLY_DEFAULTS, apply_transforms
 from ..core.pyramid import PyramidOptions, register_and_apply, register_pyramid
 from ..io import StackData, write_stack
 from ..transforms import FrameTransforms
@@ -43,10 +43,11 @@ def run_in_memory(
             transforms = load_table(args.apply_transforms, int(stack.shape[0]), paths.input)
             registered, action = None, f"applied {Path(args.apply_transforms).name}"
         else:
-            transforms, registered = _estimate(stack, estimate_on, options, progress)
+            overlap = args.failed == APPLY_DEFAULTS.failed  # the overlapped path applies the default policy
+            transforms, registered = _estimate(stack, estimate_on if overlap else None, options, progress)
             action = "estimated"
         if registered is None:
-            registered = apply_transforms(_in_memory(stack), transforms, progress=progress)
+            registered = apply_transforms(_in_memory(stack), transforms, failed=args.failed, progress=progress)
         metadata = dict(data.metadata)
         metadata["stackalign"] = provenance(args, options, paths.input, action)
         write_stack(
@@ -70,7 +71,10 @@ def run_in_memory(
 def _estimate(
     stack: Any, estimate_on: Any, options: PyramidOptions, progress: Any
 ) -> tuple[FrameTransforms, np.ndarray | None]:
-    """The transforms, and the registered stack when it came with them."""
+    """The transforms, and the registered stack when it came with them (``estimate_on`` None: the stack,
+    not overlapped with the resampling)."""
+    if estimate_on is None:
+        return register_pyramid(stack, **options.to_dict(), progress=progress), None
     if estimate_on is stack:
         # one channel: estimation and resampling overlapped
         aligned = register_and_apply(stack, **options.to_dict(), progress=progress)

@@ -14,7 +14,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..core.pyramid import PyramidOptions, register_file
+from ..core.apply import APPLY_DEFAULTS
+from ..core.pyramid import PyramidOptions, register_file, register_stack_to_file
+from ..io import StackData
 from ..transforms import FrameTransforms
 from ._common import terminal_progress
 from ._register_common import RegisterPaths, load_table, messages, without_done_stage
@@ -58,8 +60,13 @@ def run_streaming(
     *,
     channel: int | None,
     n_frames: int,
+    data: StackData | None = None,
 ) -> tuple[FrameTransforms, str]:
     """Register ``paths.input`` into ``paths.output`` with :func:`register_file`.
+
+    With ``data`` (the input opened with ``--axes``: its frames reordered
+    lazily) the frames are streamed from it by :func:`register_stack_to_file`
+    instead, which does not reopen the file in its own axis order.
 
     Returns
     -------
@@ -68,6 +75,11 @@ def run_streaming(
     """
     cluster = wants_cluster(args)
     say = messages(args)
+    if getattr(args, "failed", APPLY_DEFAULTS.failed) != APPLY_DEFAULTS.failed:
+        raise ValueError(
+            f"--failed {args.failed}: big (streamed) inputs and clusters apply the default, "
+            f"--failed {APPLY_DEFAULTS.failed}; drop the flag."
+        )
     if cluster:
         where = args.scheduler if args.scheduler is not None else f"a local cluster of {args.workers} workers"
         say(f"stackalign register: estimating on {where}")
@@ -79,6 +91,32 @@ def run_streaming(
     table = None
     if args.apply_transforms is not None:
         table = load_table(args.apply_transforms, n_frames, paths.input)
+    if data is not None:
+        if cluster:
+            raise ValueError(
+                "--axes cannot be combined with --scheduler/--workers yet (the workers read the file in its own "
+                "axis order): drop the cluster options, or save the stack as (T, Y, X) first."
+            )
+        with terminal_progress(enabled=not args.quiet) as bar:
+            done = register_stack_to_file(
+                data.data,
+                paths.output,
+                channel=channel,
+                transforms=table,
+                overwrite=args.overwrite,
+                compression=args.compression,
+                metadata=data.metadata,
+                scale=data.scale,
+                units=data.units,
+                axes=data.axes,
+                source_path=paths.input,
+                progress=without_done_stage(bar),
+                **options.to_dict(),
+            )
+        if paths.table is not None:
+            done.transforms.save(paths.table)
+        action = f"applied {Path(args.apply_transforms).name}" if table is not None else "estimated"
+        return done.transforms, action
     with terminal_progress(enabled=not args.quiet) as bar:
         result = register_file(
             paths.input,

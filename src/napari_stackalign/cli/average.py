@@ -27,6 +27,7 @@ from ..io import read_mask, read_stack
 from ..parsing import parse_index_list
 from ._common import terminal_progress
 from ._options import add_option_arguments, options_from_args
+from ._safety import Output, check_outputs
 
 __all__ = ["add_parser", "parse_frames", "parse_optional_float", "run"]
 
@@ -180,6 +181,15 @@ def _write_outputs(
 
 def run(args: argparse.Namespace) -> int:
     """Run ``stackalign average``; returns the exit code."""
+    # names, folders, inputs and duplicates first; the extensions are checked by _check_out below
+    outputs = [
+        Output("-o", args.output),
+        Output("--registered", args.registered),
+        Output("--transforms", args.transforms),
+        Output("--report", args.report),
+    ]
+    say = None if args.quiet else lambda *a: print(*a, file=sys.stderr)
+    check_outputs([args.input, args.user_mask], outputs, overwrite=args.overwrite, say=say)
     out = _check_out(args.output, (".tif", ".tiff"), "output", args.overwrite)
     report = _check_out(args.report, (".pdf", ".png"), "report", args.overwrite)
     reg = _check_out(args.registered, (".tif", ".tiff"), "registered stack", args.overwrite)

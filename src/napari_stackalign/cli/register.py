@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
+from pathlib import Path
 from typing import Any
 
 from ..core.checks import check_stack
@@ -38,6 +40,7 @@ from ._register_common import (
 )
 from ._register_memory import run_in_memory
 from ._register_stream import add_cluster_arguments, run_streaming, wants_cluster
+from ._safety import add_failed_arguments
 
 __all__ = ["add_parser", "read_mask", "resolve_output_format", "run"]
 
@@ -88,6 +91,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="2-D TIFF the size of a frame: nonzero pixels are compared, zero pixels ignored.",
     )
     _add_pyramid_arguments(additions, ADDITION_OPTIONS[1:])
+    add_failed_arguments(additions)
     add_cluster_arguments(p.add_argument_group("big files and clusters (streamed; see docs/big-data.md)"))
     p.set_defaults(func=run)
     return p
@@ -116,6 +120,13 @@ def _add_io_arguments(group: Any) -> None:
     )
     group.add_argument(
         "--dataset", default=None, help="HDF5 input: the dataset to read (default: image_data or the only stack)."
+    )
+    group.add_argument(
+        "--axes",
+        default=None,
+        metavar="AXES",
+        help="the input's axis order when the file does not say it, e.g. YXT for (rows, cols, frames) "
+        "or TCYX; see `stackalign info`.",
     )
     group.add_argument(
         "--channel",
@@ -169,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     paths = check_paths(args, messages(args))
     cluster = wants_cluster(args)
     options = pyramid_options(args)
-    data = read_stack(paths.input, dataset=args.dataset)
+    data = read_input(paths.input, dataset=args.dataset, axes=args.axes)
     try:
         stack = data.data
         shape, dtype = tuple(int(n) for n in stack.shape), stack.dtype
@@ -178,7 +189,9 @@ def run(args: argparse.Namespace) -> int:
         options = with_region(options, args.mask, shape[-2:])
         if data.lazy or cluster:
             # big input (opened lazily) or a dask cluster: file to file, flat memory
-            transforms, action = run_streaming(args, paths, options, channel=channel, n_frames=shape[0])
+            transforms, action = run_streaming(
+                args, paths, options, channel=channel, n_frames=shape[0], data=data if args.axes else None
+            )
         else:
             transforms, action = run_in_memory(args, paths, options, data, estimate_on)
     finally:
@@ -186,6 +199,31 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         summary(transforms, shape, dtype, paths, action, time.perf_counter() - t0)
     return 0
+
+
+def read_input(path: Path, *, dataset: str | None, axes: str | None) -> StackData:
+    """``read_stack`` of the input; an axis order the reader had to guess is an error without ``--axes``.
+
+    Raises
+    ------
+    ValueError
+        When the file does not label its axes and its shape makes the usual
+        (T, Y, X) order doubtful (a last axis much shorter than the others):
+        registering it would silently treat rows as frames.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = read_stack(path, dataset=dataset, axes=axes)
+    for w in caught:
+        text = str(w.message)
+        if axes is None and "no axis labels" in text:
+            data.close()
+            raise ValueError(
+                f"{text.rstrip('.')}. The axis order of {path.name} is ambiguous: name it with --axes, "
+                "e.g. --axes YXT (frames last) or --axes TYX (frames first)."
+            )
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return data
 
 
 def _frames_to_estimate(args: argparse.Namespace, data: StackData) -> tuple[Any, int | None]:

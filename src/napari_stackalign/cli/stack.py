@@ -31,19 +31,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import tifffile
 
 from .._version import __version__
-from ..core.apply import apply_transforms, is_dask
+from ..core.apply import APPLY_DEFAULTS, apply_transforms, is_dask
 from ..core.average import FrameAverage, average_frames
 from ..core.similarity import SimilarityOptions, register_similarity
 from ..files import atomic_path, check_writable_dir, jsonable
-from ..io import StackData, frame_chunked_dask, read_stack, write_stack
+from ..io import StackData, frame_chunked_dask, hdf5_writer, read_stack, write_stack
 from ..transforms import FrameTransforms
 from ._common import terminal_progress
 from ._options import add_option_arguments, options_from_args
+from ._safety import Output, add_failed_arguments, check_outputs
 
 __all__ = ["MODE_ALIASES", "OPTION_FLAGS", "add_parser", "parse_pair", "run", "similarity_options", "write_image"]
 
@@ -153,6 +153,7 @@ def _add_registration_arguments(group: Any) -> None:
                             "covers. The reference script's cmp/crp (and its README's cmd) are accepted.")
     group.add_argument("--exclude-flagged", action="store_true",
                        help="leave flagged frames out of the average (default: averaged with their fallback).")
+    add_failed_arguments(group)
 
 
 def similarity_options(args: argparse.Namespace) -> SimilarityOptions:
@@ -210,6 +211,15 @@ def run(args: argparse.Namespace) -> int:
     in_path = Path(args.input).expanduser()
     if not in_path.exists():
         raise FileNotFoundError(f"input {in_path} does not exist: check the path.")
+    # names, folders, inputs and duplicates first; the extensions are checked by _Outputs below
+    files = [
+        Output("-o", args.output),
+        Output("--log", args.log),
+        Output("--registered", args.registered),
+        Output("--coverage", args.coverage),
+    ]
+    say = None if args.quiet else lambda *a: print(*a, file=sys.stderr)
+    check_outputs([in_path], files, overwrite=args.overwrite, say=say)
     outputs = _Outputs.from_args(args, in_path)
     opts = similarity_options(args)
     mode = MODE_ALIASES[args.mode]
@@ -231,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
                 "transforms": transforms.to_dict(),
                 "crop": list(average.crop) if mode == "crop" else None,
             }
-            _write_outputs(outputs, data, in_path, transforms, average, block, progress)
+            _write_outputs(outputs, data, in_path, transforms, average, block, progress, failed=args.failed)
         if outputs.log is not None:
             transforms.save(outputs.log)
     finally:
@@ -264,6 +274,8 @@ def _write_outputs(
     average: FrameAverage,
     block: dict[str, Any],
     progress: Any,
+    *,
+    failed: str = APPLY_DEFAULTS.failed,
 ) -> None:
     """The average, and the coverage map and the registered stack when asked for, with the provenance block."""
     metadata = {**dict(data.metadata), "stackalign": block}
@@ -273,7 +285,7 @@ def _write_outputs(
     if outputs.coverage is not None:
         write_image(outputs.coverage, average.coverage, metadata=metadata, pixel_size=pixel, units=data.units)
     if outputs.registered is not None:
-        registered = apply_transforms(_frame_chunks(data.data), transforms)
+        registered = apply_transforms(_frame_chunks(data.data), transforms, failed=failed)
         write_stack(
             outputs.registered,
             registered,
@@ -320,7 +332,7 @@ def write_image(
                     meta["unit"] = units
             tifffile.imwrite(tmp, image, imagej=True, metadata=meta, **kwargs)
         else:
-            with h5py.File(tmp, "w") as fh:
+            with hdf5_writer(tmp, image.nbytes) as fh:  # a full disk is a clean error, not a crash
                 fh.create_dataset("image", data=image)
                 if coverage is not None:
                     fh.create_dataset("coverage", data=coverage)

@@ -46,6 +46,7 @@ from ..plots import save_figure
 from ..transforms import FrameTransforms
 from ._common import terminal_progress
 from ._options import add_option_arguments, options_from_args
+from ._safety import Output, add_failed_arguments, check_outputs
 from .register import resolve_output_format
 
 __all__ = ["add_parser", "parse_indices", "run"]
@@ -135,6 +136,7 @@ def _add_correction_arguments(cor: Any) -> None:
     cor.add_argument("--keep-outliers", action="store_true",
                      help="with the default particle choice, keep particles flagged as moving on their own.")
     cor.add_argument("--no-rotation", action="store_true", help="correct translation only.")
+    add_failed_arguments(cor)
     add_option_arguments(cor, RigidOptions, RIGID_FLAGS, flags=_SPELLINGS)
     add_option_arguments(cor, DriftOptions, ("statistic",))
 
@@ -199,7 +201,16 @@ def _check_paths(args: argparse.Namespace, say: Any) -> tuple[Path, Path, str, d
     if out_path.exists() and not args.overwrite:
         raise ValueError(f"{out_path} already exists: pass --overwrite to replace it, or choose another name.")
     check_writable_dir(out_path)
-    return in_path, out_path, fmt, _check_outputs(args, in_path, out_path)
+    outputs = _check_outputs(args, in_path, out_path)
+    files = [
+        Output("-o", str(out_path)),
+        Output("--tracks", args.tracks, (".csv",)),
+        Output("--transforms", args.transforms, (".csv", ".json")),
+        Output("--validation", args.validation, (".csv",)),
+        Output("--plots", args.plots, folder=True, files=("trajectories.png", "validation.png")),
+    ]
+    check_outputs([in_path, args.picks], files, overwrite=args.overwrite, say=say)
+    return in_path, out_path, fmt, outputs
 
 
 def _particle_choice(args: argparse.Namespace) -> tuple[list[int] | None, list[int]]:
@@ -273,7 +284,7 @@ def _write_aligned(
 ) -> None:
     """Warp every channel by the correction and stream it into the output file."""
     in_path, out_path = paths
-    aligned = apply_transforms(_lazy_frames(data.data), transforms)
+    aligned = apply_transforms(_lazy_frames(data.data), transforms, failed=args.failed)
     metadata = dict(data.metadata)
     metadata["stackalign"] = _provenance(args, in_path, params)
     write_stack(

@@ -15,6 +15,7 @@ from ._api import (
 )
 from ._folder import natural_key
 from ._gif import GIF_SUFFIXES
+from ._h5sink import hdf5_writer
 from ._hdf5 import HDF5_SUFFIXES, choose_dataset, open_hdf5, stack_candidates
 from ._lazy import (
     MEMORY_FRACTION,
@@ -44,6 +45,7 @@ __all__ = [
     "choose_dataset",
     "estimate_contrast_limits",
     "frame_chunked_dask",
+    "hdf5_writer",
     "is_dask",
     "lazy_array",
     "natural_key",

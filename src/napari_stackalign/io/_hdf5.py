@@ -12,12 +12,13 @@ import h5py
 import numpy as np
 
 from .._version import __version__
-from ..files import jsonable
+from ..files import jsonable, raise_if_interrupted
 from ..layouts import STACK_AXES
 from ..progress import ProgressCallback, report
 from ..textfiles import check_regular_file
 from ..transforms import NUMERIC_COLUMNS, FrameTransforms
 from ._axes import AxesPlan, normalise_axes, plan_axes
+from ._h5sink import hdf5_writer, write_failed
 from ._incomplete import incomplete_error, locked_error
 from ._lazy import decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame_chunks
 from ._meta import check_transforms_length, decode_json_value, normalise_unit
@@ -374,38 +375,63 @@ def write_hdf5(
     dtype = np.dtype(data.dtype)
     frame_nbytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
     per_chunk = min(shape[0], frames_per_chunk(frame_nbytes, 2 * 2**20))
-    with h5py.File(target, "w") as f:
-        f.attrs["format"] = FORMAT_NAME
-        f.attrs["version"] = 1
-        f.attrs["writer"] = f"napari-stackalign {__version__}"
-        ds = f.create_dataset(
-            "image_data",
-            shape=shape,
-            dtype=dtype,
-            chunks=(max(1, per_chunk),) + shape[1:],
-            **_compression_kwargs(compression),
-        )
-        ds.attrs["axes"] = axes
-        for dim, letter in zip(ds.dims, axes):
-            dim.label = letter.lower()
-        if scale is not None:
-            ds.attrs["scale"] = np.asarray(scale, dtype=np.float64)
-        if units is not None:
-            ds.attrs["units"] = units
-        for start, stop, chunk in iter_frame_chunks(data):
-            report(progress, start, shape[0], stage)
-            ds[start:stop] = chunk
-        report(progress, shape[0], shape[0], stage)
-        group = f.create_group("metadata")
-        for key, value in metadata.items():
-            _put_json(group, str(key), value)
-        if transforms is not None:
-            table = f.create_group("transforms")
-            for col, values in transforms.to_table().items():
-                if col == "reason":
-                    values = np.array([str(v) for v in values], dtype=h5py.string_dtype())
-                table.create_dataset(col, data=np.asarray(values))
-            table.attrs["format"] = "napari-stackalign transforms"
-            _put_json(table, "center", list(transforms.center))
-            _put_json(table, "method", transforms.method)
-            _put_json(table, "params", transforms.params)
+    total = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    with hdf5_writer(target, total) as f:
+        _write_hdf5_file(f, data, shape, dtype, per_chunk, axes, scale, units, metadata, transforms, compression,
+                         progress, stage)
+
+
+def _write_hdf5_file(
+    f: h5py.File,
+    data: Any,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    per_chunk: int,
+    axes: str,
+    scale: tuple[float, ...] | None,
+    units: str | None,
+    metadata: dict,
+    transforms: FrameTransforms | None,
+    compression: str | None,
+    progress: ProgressCallback | None,
+    stage: str,
+) -> None:
+    """The body of :func:`write_hdf5`, stopping at a full disk or an interrupt."""
+    f.attrs["format"] = FORMAT_NAME
+    f.attrs["version"] = 1
+    f.attrs["writer"] = f"napari-stackalign {__version__}"
+    ds = f.create_dataset(
+        "image_data",
+        shape=shape,
+        dtype=dtype,
+        chunks=(max(1, per_chunk),) + shape[1:],
+        **_compression_kwargs(compression),
+    )
+    ds.attrs["axes"] = axes
+    for dim, letter in zip(ds.dims, axes):
+        dim.label = letter.lower()
+    if scale is not None:
+        ds.attrs["scale"] = np.asarray(scale, dtype=np.float64)
+    if units is not None:
+        ds.attrs["units"] = units
+    for start, stop, chunk in iter_frame_chunks(data):
+        raise_if_interrupted()
+        if write_failed(f):
+            break
+        report(progress, start, shape[0], stage)
+        ds[start:stop] = chunk
+    raise_if_interrupted()
+    report(progress, shape[0], shape[0], stage)
+    group = f.create_group("metadata")
+    for key, value in metadata.items():
+        _put_json(group, str(key), value)
+    if transforms is not None:
+        table = f.create_group("transforms")
+        for col, values in transforms.to_table().items():
+            if col == "reason":
+                values = np.array([str(v) for v in values], dtype=h5py.string_dtype())
+            table.create_dataset(col, data=np.asarray(values))
+        table.attrs["format"] = "napari-stackalign transforms"
+        _put_json(table, "center", list(transforms.center))
+        _put_json(table, "method", transforms.method)
+        _put_json(table, "params", transforms.params)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -426,5 +428,21 @@ def write_tiff(
             per_cm = 1e4 / _TO_MICRONS[units]
             kwargs["resolution"] = (per_cm / scale[-1], per_cm / scale[-2])
             kwargs["resolutionunit"] = "CENTIMETER"
-    with tifffile.TiffWriter(target, bigtiff=bigtiff, imagej=imagej) as writer:
-        writer.write(pages(), **kwargs)
+    try:
+        with tifffile.TiffWriter(target, bigtiff=bigtiff, imagej=imagej) as writer:
+            writer.write(pages(), **kwargs)
+    except OSError as exc:
+        # numpy's tofile says "N requested and M written" (no errno) when the disk fills up
+        if exc.errno == errno.ENOSPC or (exc.errno is None and _SHORT_WRITE.search(str(exc))):
+            full = OSError(errno.ENOSPC, "the disk is full")
+            try:
+                full.written = os.path.getsize(target)  # type: ignore[attr-defined]
+            except OSError:
+                full.written = None  # type: ignore[attr-defined]
+            full.total = nbytes  # type: ignore[attr-defined]
+            raise full from exc
+        raise
+
+
+#: numpy's message for a short write (a full disk)
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
