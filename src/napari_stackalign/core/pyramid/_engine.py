@@ -166,6 +166,10 @@ class PyramidEstimator:
         spec = np.abs(rfft2(t)) ** 2
         spec[0, 0] = 0
         self._spectra = {last: (spec, float(spec.sum()))}
+        fy = np.abs(np.fft.fftfreq(t.shape[0]))[:, None]
+        fx = np.fft.rfftfreq(t.shape[1])[None, :]
+        rings = np.floor(np.hypot(fy, fx) * min(t.shape)).astype(np.int64).ravel()
+        self._rings = {last: (rings, np.bincount(rings))}
         self._valid = {} if v_levels is None else {last: v_levels[last] >= 0.999}
 
     @staticmethod
@@ -316,11 +320,15 @@ class PyramidEstimator:
         """Effective pixels of the correlation of ``image`` (the frame at
         ``level``) with the template there.
 
-        The correlation of two unrelated images with power spectra ``P_T``
-        and ``P_F`` has variance ``sum(P_T P_F) / (sum(P_T) sum(P_F))``
-        (Bartlett): its inverse is the number of independent pixels the
-        correlation averages over, so ``ncc * sqrt(neff)`` is the peak's
-        significance in standard deviations of chance (NaN: unknown).
+        The correlation of the template (power spectrum ``P_T``) with
+        unrelated noise of power spectrum ``P_N`` has variance
+        ``sum(P_T P_N) / (sum(P_T) sum(P_N))`` (Bartlett): its inverse is the
+        number of independent pixels the correlation averages over. ``P_N``
+        is the frame's own spectrum made isotropic (the geometric mean over
+        each ring of frequencies, times ``exp(euler_gamma)``, the mean of an
+        exponential periodogram): coloured noise keeps its colour, while
+        sparse peaks (a lattice's Bragg peaks, the signal itself) barely
+        count. NaN: unknown.
         """
         spec_t, var_t = self._spectra[level]
         valid = self._valid.get(level)
@@ -337,9 +345,13 @@ class PyramidEstimator:
         else:
             img = img - np.float32(img.mean())
         spec_f = np.abs(rfft2(img)) ** 2
-        spec_f[0, 0] = 0
-        var_f = float(spec_f.sum())
-        cross = float((spec_t * spec_f).sum())
+        rings, counts = self._rings[level]
+        logs = np.bincount(rings, weights=np.log(np.maximum(spec_f, 1e-30)).ravel(), minlength=counts.size)
+        ring_level = np.exp(logs / np.maximum(counts, 1) + np.euler_gamma)
+        spec_n = ring_level[rings].reshape(spec_f.shape)
+        spec_n[0, 0] = 0
+        var_f = float(spec_n.sum())
+        cross = float((spec_t * spec_n).sum())
         if not (var_t > 0 and var_f > 0 and cross > 0):
             return float("nan")
         return var_t * var_f / cross

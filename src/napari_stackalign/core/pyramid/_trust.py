@@ -65,7 +65,9 @@ def leave_one_out(r: np.ndarray, k: int, sigma: float) -> np.ndarray:
     noise frame (``r = 1 / sqrt(k)``), ``r`` for a frame of pure signal.
     """
     r = np.asarray(r, dtype=np.float64)
-    if k < 2 or not sigma > 0:
+    if k < 2:
+        return r.copy()  # a one-frame template: the frame is the reference (no shift)
+    if not sigma > 0:
         return np.full_like(r, np.nan)
     a = 1.0 / sigma
     den = np.sqrt(np.maximum(k * k - 2 * k * r * a + a * a, 1e-12))
