@@ -19,6 +19,8 @@
   than ``JUMP_FACTOR`` times the typical frame-to-neighbours distance (and at
   least ``JUMP_MIN`` px), is flagged. A step in the motion (a stage move)
   is close to one side, so it is not;
+- too few trustworthy template frames (a template of noise matches the
+  frame it was seeded with): then none is trusted;
 - the relative quality test of old (below ``QUALITY_FRACTION`` of the median).
 """
 
@@ -32,6 +34,8 @@ __all__ = [
     "JUMP_FACTOR",
     "JUMP_MIN",
     "JUMP_WINDOW",
+    "MIN_TEMPLATE_SHARE",
+    "MIN_TEMPLATE_TRUSTED",
     "MIN_Z",
     "QUALITY_FRACTION",
     "jumps",
@@ -43,6 +47,10 @@ __all__ = [
 #: a frame's correlation must stand this many standard deviations of chance
 #: above 0 (pure-noise stacks: 99 % below 4.7, see tests/benchmarks/bench_pyramid_trust.py)
 MIN_Z = 5.5
+#: fewer trustworthy template frames than this (or this share of them) and
+#: none is trusted: a template built from noise matches its own seed frame
+MIN_TEMPLATE_TRUSTED = 3
+MIN_TEMPLATE_SHARE = 0.1
 #: frames whose quality is below this fraction of the median are flagged
 QUALITY_FRACTION = 0.5
 #: trustworthy frames on each side a frame is compared with
@@ -98,7 +106,8 @@ def jumps(shifts: np.ndarray, trusted: np.ndarray) -> tuple[np.ndarray, float]:
     """(distance of each frame to its nearer side, threshold) in px.
 
     A frame's sides are the medians of the ``JUMP_WINDOW`` trustworthy
-    frames before it and after it (one side at the ends; inf without any).
+    frames before it and after it (at the ends, where there is one side, the
+    nearest trustworthy frame; inf without any).
     The threshold is ``max(JUMP_MIN, JUMP_FACTOR * median distance of the
     trustworthy frames)``.
     """
@@ -114,9 +123,12 @@ def jumps(shifts: np.ndarray, trusted: np.ndarray) -> tuple[np.ndarray, float]:
         after_start = pos + 1 if pos < idx.size and idx[pos] == t else pos
         after = pts[after_start : after_start + JUMP_WINDOW]
         best = np.inf
-        for side in (before, after):
+        for side, nearest in ((before, -1), (after, 0)):
             if len(side):
-                best = min(best, float(np.hypot(*(shifts[t] - np.median(side, axis=0)))))
+                # one side only (an end of the stack): the nearest frame, as
+                # the motion may turn there
+                centre = np.median(side, axis=0) if len(before) and len(after) else side[nearest]
+                best = min(best, float(np.hypot(*(shifts[t] - centre))))
         dist[t] = best
     finite = dist[trusted & np.isfinite(dist)]
     typical = float(np.median(finite)) if finite.size else 0.0
@@ -159,6 +171,16 @@ def judge(
     weak = finite_q & ~(z >= MIN_Z)
     add(weak, lambda j: f"correlation peak not significant (z={z[j]:.1f} < {MIN_Z:g})")
     trusted = np.array([not r for r in reasons])
+    member = np.asarray(in_template, bool) & ((flags & FLAG_UNUSABLE) == 0)
+    n_member = int(member.sum())
+    n_trusted = int((trusted & member).sum())
+    if n_member > 2 and n_trusted < max(MIN_TEMPLATE_TRUSTED, MIN_TEMPLATE_SHARE * n_member):
+        # a template of noise still matches the frame it was seeded with
+        add(
+            member & trusted,
+            f"only {n_trusted} of the {n_member} template frames are trustworthy (the template holds no signal)",
+        )
+        trusted = np.array([not r for r in reasons])
     dist, limit = jumps(shifts, trusted)
     far = trusted & (dist > limit) & np.isfinite(dist)
     add(far, lambda j: f"jumps {dist[j]:.1f} px from its neighbours (limit {limit:.2g} px)")
