@@ -28,22 +28,34 @@ from napari_stackalign.synthetic import make_stack, random_motion, stem_stack
 KINDS = ("beads", "texture", "lattice", "noise")
 
 
-def draw_case(seed: int, n_frames: int, size: int) -> tuple[str, float, np.ndarray, np.ndarray | None]:
+def draw_case(
+    seed: int, n_frames: int, size: int
+) -> tuple[str, float, np.ndarray, np.ndarray | None]:
     """(kind, snr, stack, true shifts or None) of one random case."""
     rng = np.random.default_rng([seed, 13])
     kind = KINDS[seed % len(KINDS)]
     snr = float(np.exp(rng.uniform(np.log(0.3), np.log(10.0))))
     shape = (size, size)
     motion = random_motion(
-        n_frames, shape, drift=rng.uniform(1, 0.1 * size), jitter=rng.uniform(0, 1.0), rotation=0, scale=0, rng=seed
+        n_frames,
+        shape,
+        drift=rng.uniform(1, 0.1 * size),
+        jitter=rng.uniform(0, 1.0),
+        rotation=0,
+        scale=0,
+        rng=seed,
     )
     if kind == "noise":
         stack = rng.poisson(20.0, size=(n_frames, *shape)).astype(np.float32)
         return kind, float("nan"), stack, None
     if kind == "lattice":
-        stack, truth = stem_stack(n_frames, shape, period=8.0, snr=snr, motion=motion, seed=seed)
+        stack, truth = stem_stack(
+            n_frames, shape, period=8.0, snr=snr, motion=motion, seed=seed
+        )
     else:
-        stack, truth = make_stack(kind, n_frames=n_frames, shape=shape, motion=motion, snr=snr, seed=seed)
+        stack, truth = make_stack(
+            kind, n_frames=n_frames, shape=shape, motion=motion, snr=snr, seed=seed
+        )
     return kind, snr, stack, truth.shifts
 
 
@@ -80,7 +92,9 @@ def main() -> None:
             rec.append((np.full(len(ok), np.nan), ok))
         else:
             rec.append((errors(ft.shifts, truth, ok), ok))
-    print(f"{args.seeds} cases, {args.frames} frames of {args.size}x{args.size}, {time.perf_counter() - t0:.0f} s")
+    print(
+        f"{args.seeds} cases, {args.frames} frames of {args.size}x{args.size}, {time.perf_counter() - t0:.0f} s"
+    )
     head = f"{'content':8} {'SNR':13} {'cases':>5} {'RMS ok':>8} {'RMS all':>8} {'>1px':>7} {'>1px ok':>8} {'flagged':>8}"
     print(head)
     print("-" * len(head))
@@ -88,14 +102,20 @@ def main() -> None:
         err = np.concatenate([e for e, _ in rec])
         ok = np.concatenate([o for _, o in rec])
         if kind == "noise":
-            print(f"{kind:8} {b:13} {len(rec):5d} {'-':>8} {'-':>8} {'-':>7} {np.mean(ok):8.3f} {np.mean(~ok):8.3f}")
+            print(
+                f"{kind:8} {b:13} {len(rec):5d} {'-':>8} {'-':>8} {'-':>7} {np.mean(ok):8.3f} {np.mean(~ok):8.3f}"
+            )
             continue
         rms_ok = float(np.sqrt(np.mean(err[ok] ** 2))) if ok.any() else float("nan")
         rms = float(np.sqrt(np.mean(err**2)))
         off = err > 1.0
         silent = float(np.mean(ok[off])) if off.any() else 0.0
-        print(f"{kind:8} {b:13} {len(rec):5d} {rms_ok:8.3f} {rms:8.3f} {np.mean(off):7.3f} {silent:8.3f} {np.mean(~ok):8.3f}")
-    print("'>1px ok': share of the frames off by more than 1 px that were marked ok (target 0);")
+        print(
+            f"{kind:8} {b:13} {len(rec):5d} {rms_ok:8.3f} {rms:8.3f} {np.mean(off):7.3f} {silent:8.3f} {np.mean(~ok):8.3f}"
+        )
+    print(
+        "'>1px ok': share of the frames off by more than 1 px that were marked ok (target 0);"
+    )
     print("noise rows: '>1px ok' is the share of noise frames marked ok (target 0).")
 
 

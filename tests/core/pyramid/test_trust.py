@@ -12,20 +12,30 @@ import pytest
 from napari_stackalign.core.apply import apply_transforms
 from napari_stackalign.core.pyramid import register_and_apply, register_pyramid
 from napari_stackalign.core.pyramid._engine import FLAG_AT_EDGE
-from napari_stackalign.core.pyramid._trust import MIN_Z, jumps, judge, leave_one_out, significance
+from napari_stackalign.core.pyramid._trust import (
+    MIN_Z,
+    judge,
+    jumps,
+    leave_one_out,
+    significance,
+)
 from napari_stackalign.synthetic import alignment_error, make_stack, shifts_motion
 from napari_stackalign.transforms import NoSignalWarning
 
 
 def _noise(seed: int, n: int = 30, shape: tuple[int, int] = (96, 96)) -> np.ndarray:
-    return np.random.default_rng(seed).poisson(20.0, size=(n, *shape)).astype(np.float32)
+    return (
+        np.random.default_rng(seed).poisson(20.0, size=(n, *shape)).astype(np.float32)
+    )
 
 
 # ------------------------------------------------------------ significance
 def test_leave_one_out_removes_a_noise_frames_own_share():
     k = 40
     sigma = 1 / np.sqrt(k)  # a template of pure noise
-    np.testing.assert_allclose(leave_one_out(np.array([1 / np.sqrt(k)]), k, sigma), [0.0], atol=1e-12)
+    np.testing.assert_allclose(
+        leave_one_out(np.array([1 / np.sqrt(k)]), k, sigma), [0.0], atol=1e-12
+    )
     # pure signal: unchanged
     np.testing.assert_allclose(leave_one_out(np.array([1.0]), k, 1.0), [1.0])
 
@@ -59,22 +69,34 @@ def test_noise_only_stack_is_not_corrected():
 
 
 @pytest.mark.parametrize(
-    "kind, snr, drift", [("beads", 0.5, 8.0), ("texture", 0.5, 8.0), ("beads", 1.0, 8.0), ("lattice", 1.5, 3.0)]
+    "kind, snr, drift",
+    [
+        ("beads", 0.5, 8.0),
+        ("texture", 0.5, 8.0),
+        ("beads", 1.0, 8.0),
+        ("lattice", 1.5, 3.0),
+    ],
 )
 def test_low_snr_signal_passes(kind, snr, drift):
-    stack, truth = make_stack(kind, n_frames=30, shape=(128, 128), drift=drift, snr=snr, seed=5)
+    stack, truth = make_stack(
+        kind, n_frames=30, shape=(128, 128), drift=drift, snr=snr, seed=5
+    )
     ft = register_pyramid(stack)
     assert ft.ok.mean() >= 0.9, ft.failure_summary()
     err = ft.with_center(truth.center).shifts - truth.shifts
     err -= np.median(err[ft.ok], axis=0)
     off = np.hypot(err[:, 0], err[:, 1]) > 1.0
-    assert not (off & ft.ok).any()  # a wrong frame is flagged (here: one lattice hop at the end)
+    assert not (
+        off & ft.ok
+    ).any()  # a wrong frame is flagged (here: one lattice hop at the end)
 
 
 # --------------------------------------------------------------- neighbours
 def test_jump_is_flagged_but_a_step_is_not():
     t = np.arange(30, dtype=float)
-    shifts = np.stack([0.1 * t, -0.05 * t], axis=1) + np.random.default_rng(0).normal(0, 0.05, (30, 2))
+    shifts = np.stack([0.1 * t, -0.05 * t], axis=1) + np.random.default_rng(0).normal(
+        0, 0.05, (30, 2)
+    )
     shifts[12] += (8.0, 0.0)  # one frame a lattice period off
     shifts[20:] += (15.0, 0.0)  # a stage move: every frame from 20 on
     dist, limit = jumps(shifts, np.ones(30, bool))
@@ -91,7 +113,15 @@ def test_judge_gives_each_reason():
     flags = np.zeros(n, np.int64)
     flags[8] = FLAG_AT_EDGE
     neff = np.full(n, 2000.0)
-    ok, reason = judge(shifts, quality, flags, neff, in_template=np.zeros(n, bool), usable_template=0, bound=(10, 10))
+    ok, reason = judge(
+        shifts,
+        quality,
+        flags,
+        neff,
+        in_template=np.zeros(n, bool),
+        usable_template=0,
+        bound=(10, 10),
+    )
     assert list(np.flatnonzero(~ok)) == [2, 5, 8]
     assert "not significant" in reason[2] and f"< {MIN_Z:g}" in reason[2]
     assert "below half the median" in reason[2]
@@ -107,7 +137,9 @@ def test_a_frame_one_lattice_period_off_is_flagged():
     shifts = np.zeros((n, 2))
     shifts[:, 1] = np.linspace(0, 2, n)
     shifts[9, 0] += 8.0
-    stack, truth = make_stack("lattice", n_frames=n, shape=(96, 96), motion=shifts_motion(shifts), snr=None)
+    stack, truth = make_stack(
+        "lattice", n_frames=n, shape=(96, 96), motion=shifts_motion(shifts), snr=None
+    )
     ft = register_pyramid(stack)
     err = np.hypot(*(ft.with_center(truth.center).shifts - truth.shifts).T)
     err -= np.median(err)
@@ -119,7 +151,14 @@ def test_a_frame_one_lattice_period_off_is_flagged():
 def test_max_movement_is_honoured_and_the_bound_flagged(max_movement):
     shifts = np.zeros((8, 2))
     shifts[4:] = (0.0, 10.0)  # half the frames 10 px away
-    stack, _ = make_stack("beads", n_frames=8, shape=(128, 128), motion=shifts_motion(shifts), snr=None, seed=2)
+    stack, _ = make_stack(
+        "beads",
+        n_frames=8,
+        shape=(128, 128),
+        motion=shifts_motion(shifts),
+        snr=None,
+        seed=2,
+    )
     ft = register_pyramid(stack, max_movement=max_movement, num_frames=8)
     bound = max_movement * 128 / 2
     rel = ft.shifts - ft.shifts[0]
@@ -133,7 +172,14 @@ def test_max_movement_is_honoured_and_the_bound_flagged(max_movement):
 def test_max_movement_large_enough_finds_the_shift():
     shifts = np.zeros((8, 2))
     shifts[4:] = (0.0, 10.0)
-    stack, truth = make_stack("beads", n_frames=8, shape=(128, 128), motion=shifts_motion(shifts), snr=None, seed=2)
+    stack, truth = make_stack(
+        "beads",
+        n_frames=8,
+        shape=(128, 128),
+        motion=shifts_motion(shifts),
+        snr=None,
+        seed=2,
+    )
     ft = register_pyramid(stack, max_movement=0.5, num_frames=8)
     assert ft.ok.all()
     assert alignment_error(ft, truth)["max"] < 0.1
@@ -141,8 +187,12 @@ def test_max_movement_large_enough_finds_the_shift():
 
 # ---------------------------------------------------------------- streaming
 def test_register_and_apply_does_not_apply_failed_frames():
-    stack, _ = make_stack("beads", n_frames=40, shape=(64, 80), drift=4.0, snr=2.0, seed=1)
-    stack[17] = np.random.default_rng(0).poisson(stack[17].mean(), size=stack[17].shape)  # one noise frame
+    stack, _ = make_stack(
+        "beads", n_frames=40, shape=(64, 80), drift=4.0, snr=2.0, seed=1
+    )
+    stack[17] = np.random.default_rng(0).poisson(
+        stack[17].mean(), size=stack[17].shape
+    )  # one noise frame
     ft = register_pyramid(stack, num_frames=20, chunk_size=8)
     assert not ft.ok[17] and "not significant" in ft.reason[17]
     with warnings.catch_warnings():

@@ -26,11 +26,10 @@ exactly (bit for bit) the single-call result; the tests check it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import warnings
 
 import numpy as np
 

@@ -38,8 +38,8 @@ __all__ = [
     "MIN_TEMPLATE_TRUSTED",
     "MIN_Z",
     "QUALITY_FRACTION",
-    "jumps",
     "judge",
+    "jumps",
     "leave_one_out",
     "significance",
 ]
@@ -99,7 +99,9 @@ def significance(
         # Fisher's transform: a correlation near 1 over few effective pixels
         # is as significant as a small one over many
         fisher = np.arctanh(np.clip(r, -0.999999, 0.999999))
-        return fisher * np.sqrt(np.maximum(np.asarray(neff, dtype=np.float64) - 3.0, 0.0))
+        return fisher * np.sqrt(
+            np.maximum(np.asarray(neff, dtype=np.float64) - 3.0, 0.0)
+        )
 
 
 def jumps(shifts: np.ndarray, trusted: np.ndarray) -> tuple[np.ndarray, float]:
@@ -127,7 +129,11 @@ def jumps(shifts: np.ndarray, trusted: np.ndarray) -> tuple[np.ndarray, float]:
             if len(side):
                 # one side only (an end of the stack): the nearest frame, as
                 # the motion may turn there
-                centre = np.median(side, axis=0) if len(before) and len(after) else side[nearest]
+                centre = (
+                    np.median(side, axis=0)
+                    if len(before) and len(after)
+                    else side[nearest]
+                )
                 best = min(best, float(np.hypot(*(shifts[t] - centre))))
         dist[t] = best
     finite = dist[trusted & np.isfinite(dist)]
@@ -157,8 +163,14 @@ def judge(
         for j in np.flatnonzero(mask):
             reasons[j].append(text(j) if callable(text) else text)
 
-    add((flags & FLAG_UNUSABLE) > 0, "no usable pixels (constant, empty, NaN or masked out)")
-    add((flags & FLAG_AT_EDGE) > 0, f"at the max_movement bound ({bound[0]:.3g} x {bound[1]:.3g} px)")
+    add(
+        (flags & FLAG_UNUSABLE) > 0,
+        "no usable pixels (constant, empty, NaN or masked out)",
+    )
+    add(
+        (flags & FLAG_AT_EDGE) > 0,
+        f"at the max_movement bound ({bound[0]:.3g} x {bound[1]:.3g} px)",
+    )
     add((flags & FLAG_FAILED) > 0, "sub-pixel refinement lost the match")
     add((flags & FLAG_NOT_CONVERGED) > 0, "sub-pixel refinement did not converge")
     finite_q = np.isfinite(quality)
@@ -166,7 +178,12 @@ def judge(
     if finite_q.any():
         median_q = float(np.median(quality[finite_q]))
         low = finite_q & (quality < QUALITY_FRACTION * median_q)
-        add(low, lambda j: f"quality {quality[j]:.3g} below half the median ({median_q:.3g})")
+        add(
+            low,
+            lambda j: (
+                f"quality {quality[j]:.3g} below half the median ({median_q:.3g})"
+            ),
+        )
     z = significance(quality, neff, in_template, usable_template)
     weak = finite_q & ~(z >= MIN_Z)
     add(weak, lambda j: f"correlation peak not significant (z={z[j]:.1f} < {MIN_Z:g})")
@@ -174,7 +191,9 @@ def judge(
     member = np.asarray(in_template, bool) & ((flags & FLAG_UNUSABLE) == 0)
     n_member = int(member.sum())
     n_trusted = int((trusted & member).sum())
-    if n_member > 2 and n_trusted < max(MIN_TEMPLATE_TRUSTED, MIN_TEMPLATE_SHARE * n_member):
+    if n_member > 2 and n_trusted < max(
+        MIN_TEMPLATE_TRUSTED, MIN_TEMPLATE_SHARE * n_member
+    ):
         # a template of noise still matches the frame it was seeded with
         add(
             member & trusted,
@@ -183,6 +202,9 @@ def judge(
         trusted = np.array([not r for r in reasons])
     dist, limit = jumps(shifts, trusted)
     far = trusted & (dist > limit) & np.isfinite(dist)
-    add(far, lambda j: f"jumps {dist[j]:.1f} px from its neighbours (limit {limit:.2g} px)")
+    add(
+        far,
+        lambda j: f"jumps {dist[j]:.1f} px from its neighbours (limit {limit:.2g} px)",
+    )
     reason = np.array(["; ".join(r) for r in reasons], dtype=object)
     return reason == "", reason
