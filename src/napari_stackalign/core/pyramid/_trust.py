@@ -31,6 +31,7 @@ import numpy as np
 from ._engine import FLAG_AT_EDGE, FLAG_FAILED, FLAG_NOT_CONVERGED, FLAG_UNUSABLE
 
 __all__ = [
+    "END_FACTOR",
     "JUMP_FACTOR",
     "JUMP_MIN",
     "JUMP_WINDOW",
@@ -60,6 +61,8 @@ JUMP_WINDOW = 3
 JUMP_FACTOR = 4.0
 #: ... and at least this (full-resolution px)
 JUMP_MIN = 1.0
+#: the threshold is this many times larger at the ends of the stack
+END_FACTOR = 1.5
 
 
 def leave_one_out(r: np.ndarray, k: int, sigma: float) -> np.ndarray:
@@ -104,20 +107,23 @@ def significance(
         )
 
 
-def jumps(shifts: np.ndarray, trusted: np.ndarray) -> tuple[np.ndarray, float]:
-    """(distance of each frame to its nearer side, threshold) in px.
+def jumps(shifts: np.ndarray, trusted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distance of each frame to its nearer side, threshold per frame) in px.
 
     A frame's sides are the medians of the ``JUMP_WINDOW`` trustworthy
     frames before it and after it (at the ends, where there is one side, the
     nearest trustworthy frame; inf without any).
     The threshold is ``max(JUMP_MIN, JUMP_FACTOR * median distance of the
-    trustworthy frames)``.
+    trustworthy frames)``, ``END_FACTOR`` times that for a frame with one
+    side (one frame's jitter, not a median's, and a turn cannot be told
+    from a jump there).
     """
     n = len(shifts)
     idx = np.flatnonzero(trusted)
     dist = np.full(n, np.inf)
+    one_sided = np.zeros(n, bool)
     if idx.size < 2:
-        return dist, np.inf
+        return dist, np.full(n, np.inf)
     pts = shifts[idx]
     for t in range(n):
         pos = np.searchsorted(idx, t)
@@ -136,9 +142,11 @@ def jumps(shifts: np.ndarray, trusted: np.ndarray) -> tuple[np.ndarray, float]:
                 )
                 best = min(best, float(np.hypot(*(shifts[t] - centre))))
         dist[t] = best
-    finite = dist[trusted & np.isfinite(dist)]
+        one_sided[t] = not (len(before) and len(after))
+    finite = dist[trusted & np.isfinite(dist) & ~one_sided]
     typical = float(np.median(finite)) if finite.size else 0.0
-    return dist, max(JUMP_MIN, JUMP_FACTOR * typical)
+    limit = max(JUMP_MIN, JUMP_FACTOR * typical)
+    return dist, np.where(one_sided, END_FACTOR * limit, limit)
 
 
 def judge(
@@ -204,7 +212,9 @@ def judge(
     far = trusted & (dist > limit) & np.isfinite(dist)
     add(
         far,
-        lambda j: f"jumps {dist[j]:.1f} px from its neighbours (limit {limit:.2g} px)",
+        lambda j: (
+            f"jumps {dist[j]:.1f} px from its neighbours (limit {limit[j]:.2g} px)"
+        ),
     )
     reason = np.array(["; ".join(r) for r in reasons], dtype=object)
     return reason == "", reason
