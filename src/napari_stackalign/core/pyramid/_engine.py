@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ...progress import ProgressCallback, report
+from ..fourier import rfft2
 from ._frames import FramePreparer, FrameWeights, PreparedFrame
 from ._levels import MIN_LEVEL_POWER, MIN_LEVEL_SIZE, Levels, level_power
 from ._lucas_kanade import DEFAULT_KERNEL, LKTemplate
@@ -79,6 +80,8 @@ FINAL_ITER = (4, 0.02)
 #: that time hopped one period (the benchmark's lattice cases at 100 frames,
 #: seed 1: frame 95 off by 7.9 px)
 FOLLOW_BATCH = 2
+#: a shift within this (full-resolution px) of the max_movement bound is at the bound
+BOUND_TOL = 0.05
 #: the last update must be below this (px) for the frame to count as converged
 CONVERGED_STEP = 0.05
 
@@ -87,6 +90,9 @@ class Estimate(NamedTuple):
     shift: tuple[float, float]  # full-resolution px, frame[p + s] ~ template[p]
     quality: float
     flags: int
+    #: independent pixels of the last level's correlation (NaN: unknown), see
+    #: :meth:`PyramidEstimator.effective_pixels`
+    neff: float = float("nan")
 
 
 class PyramidEstimator:
@@ -99,8 +105,10 @@ class PyramidEstimator:
     levels : Levels
         Pyramid geometry (rates in visiting order, coarse to fine).
     max_movement : float
-        Fraction of the frame size searched, split over +/- (the search
-        covers ``+/- round(max_movement * size / 2)`` level pixels).
+        Fraction of the frame size searched, split over +/-: no shift beyond
+        ``+/- max_movement * size / 2`` (full-resolution px, per axis) is
+        ever returned, at any level; one that reaches it is flagged
+        ``FLAG_AT_EDGE``.
     kernel : str
         Interpolation kernel of the sub-pixel step (see ``KERNELS``).
     fit_gain : bool
@@ -127,6 +135,9 @@ class PyramidEstimator:
         upto: int | None = None,
     ) -> None:
         self.levels = levels
+        h, w = levels.shape
+        #: the largest shift per axis (full-resolution px)
+        self.bound = (max_movement * h / 2.0, max_movement * w / 2.0)
         self.fit_gain = fit_gain
         self.kernel = kernel
         n_levels = len(levels.rates) if upto is None else max(1, min(upto, len(levels.rates)))
@@ -146,10 +157,30 @@ class PyramidEstimator:
             if v is not None:
                 t = np.where(v, t, np.float32(0)).astype(np.float32)
             if i == self.active[0]:
-                lh, lw = levels.shapes[i]
-                rmax = (round(max_movement * lh / 2), round(max_movement * lw / 2))
-                self._search = NCCSearch(t, rmax)
+                sc = scales[i]
+                bound = (int(np.floor(self.bound[0] * sc[0] + 1e-9)), int(np.floor(self.bound[1] * sc[1] + 1e-9)))
+                self._search = NCCSearch(t, bound)
             self._lk[i] = LKTemplate(t, v, kernel=kernel)
+        last = self.active[-1]
+        t = self._lk_image(t_levels[last], None if v_levels is None else v_levels[last] >= 0.999)
+        spec = np.abs(rfft2(t)) ** 2
+        spec[0, 0] = 0
+        self._spectra = {last: (spec, float(spec.sum()))}
+        fy = np.abs(np.fft.fftfreq(t.shape[0]))[:, None]
+        fx = np.fft.rfftfreq(t.shape[1])[None, :]
+        rings = np.floor(np.hypot(fy, fx) * min(t.shape)).astype(np.int64).ravel()
+        self._rings = {last: (rings, np.bincount(rings))}
+        self._valid = {} if v_levels is None else {last: v_levels[last] >= 0.999}
+
+    @staticmethod
+    def _lk_image(t: np.ndarray, v: np.ndarray | None) -> np.ndarray:
+        """The zero-mean template over its valid pixels (0 elsewhere)."""
+        t = t.astype(np.float32)
+        if v is None:
+            return t - np.float32(t.mean())
+        n = max(int(v.sum()), 1)
+        mean = float(np.where(v, t, 0).sum()) / n
+        return np.where(v, t - np.float32(mean), np.float32(0)).astype(np.float32)
 
     @property
     def active_rates(self) -> list[float]:
@@ -227,7 +258,8 @@ class PyramidEstimator:
         -------
         Estimate
             Shift ``s`` (full-resolution px; ``frame[p + s] ~ template[p]``),
-            quality (normalised correlation at the last level) and flags.
+            quality (normalised correlation at the last level), flags and
+            the coarse peak's significance ``z``.
         """
         if not frame.usable:
             return Estimate((0.0, 0.0), float("nan"), FLAG_UNUSABLE)
@@ -272,11 +304,57 @@ class PyramidEstimator:
                     flags |= FLAG_FAILED
                 continue
             sy, sx = res.shift
+            # max_movement holds at every level
+            by, bx = self.bound[0] * scales[i][0], self.bound[1] * scales[i][1]
+            sy, sx = float(np.clip(sy, -by, by)), float(np.clip(sx, -bx, bx))
             if last:
                 quality = res.ncc
                 if res.step > CONVERGED_STEP:
                     flags |= FLAG_NOT_CONVERGED
-        return Estimate((sy / scales[prev][0], sx / scales[prev][1]), quality, flags)
+        shift = (sy / scales[prev][0], sx / scales[prev][1])
+        if abs(shift[0]) >= self.bound[0] - BOUND_TOL or abs(shift[1]) >= self.bound[1] - BOUND_TOL:
+            flags |= FLAG_AT_EDGE
+        return Estimate(shift, quality, flags, self.effective_pixels(imgs[last_level], frame, last_level))
+
+    def effective_pixels(self, image: np.ndarray, frame: PreparedFrame, level: int) -> float:
+        """Effective pixels of the correlation of ``image`` (the frame at
+        ``level``) with the template there.
+
+        The correlation of the template (power spectrum ``P_T``) with
+        unrelated noise of power spectrum ``P_N`` has variance
+        ``sum(P_T P_N) / (sum(P_T) sum(P_N))`` (Bartlett): its inverse is the
+        number of independent pixels the correlation averages over. ``P_N``
+        is the frame's own spectrum made isotropic (the geometric mean over
+        each ring of frequencies, times ``exp(euler_gamma)``, the mean of an
+        exponential periodogram): coloured noise keeps its colour, while
+        sparse peaks (a lattice's Bragg peaks, the signal itself) barely
+        count. NaN: unknown.
+        """
+        spec_t, var_t = self._spectra[level]
+        valid = self._valid.get(level)
+        img = image.astype(np.float32, copy=False)
+        if frame.weights is not None:
+            w = frame.weights.eroded(level)
+            if w is not None:
+                valid = (w > 0) if valid is None else (valid & (w > 0))
+        if valid is not None:
+            img = np.where(valid, img, np.float32(0))
+            n = max(int(valid.sum()), 1)
+            mean = float(img.sum()) / n
+            img = np.where(valid, img - np.float32(mean), np.float32(0))
+        else:
+            img = img - np.float32(img.mean())
+        spec_f = np.abs(rfft2(img)) ** 2
+        rings, counts = self._rings[level]
+        logs = np.bincount(rings, weights=np.log(np.maximum(spec_f, 1e-30)).ravel(), minlength=counts.size)
+        ring_level = np.exp(logs / np.maximum(counts, 1) + np.euler_gamma)
+        spec_n = ring_level[rings].reshape(spec_f.shape)
+        spec_n[0, 0] = 0
+        var_f = float(spec_n.sum())
+        cross = float((spec_t * spec_n).sum())
+        if not (var_t > 0 and var_f > 0 and cross > 0):
+            return float("nan")
+        return var_t * var_f / cross
 
 
 # ------------------------------------------------------------------- loop
@@ -285,6 +363,11 @@ class FrameResults:
     shifts: np.ndarray  # (n, 2) s per frame
     quality: np.ndarray  # (n,)
     flags: np.ndarray  # (n,) int
+    neff: np.ndarray | None = None  # (n,) see Estimate (NaN: unknown)
+
+    def __post_init__(self) -> None:
+        if self.neff is None:
+            self.neff = np.full(len(self.quality), np.nan)
 
 
 def _median_rows(rows: np.ndarray) -> tuple[float, float]:
@@ -430,6 +513,7 @@ def _estimate_batch(
         shifts[j] = est.shift
         quality[j] = est.quality
         flags[j] = est.flags
+        out.neff[j] = est.neff
         if prepared is not None and adder is not None:
             adder.submit(prepared, est.shift)
 

@@ -61,15 +61,36 @@ class NCCSearch:
         Largest shift per axis (level pixels).
     min_overlap : float
         Smallest overlap, as a fraction of the frame area, a shift may have.
+    bound : (int, int), optional
+        Largest shift per axis that may be chosen (level pixels, at most
+        ``max_shift``; default ``max_shift``). The surface is computed over
+        ``max_shift`` (its noise floor needs room) but peaks beyond the bound
+        are never chosen; a peak on the bound is ``at_edge``.
     """
 
-    def __init__(self, template: np.ndarray, max_shift: tuple[int, int], *, min_overlap: float = 0.2) -> None:
+    def __init__(
+        self,
+        template: np.ndarray,
+        max_shift: tuple[int, int],
+        *,
+        min_overlap: float = 0.2,
+        bound: tuple[int, int] | None = None,
+    ) -> None:
         template = np.ascontiguousarray(template, dtype=np.float32)
         h, w = template.shape
         ry = int(min(max(max_shift[0], 0), h - 1))
         rx = int(min(max(max_shift[1], 0), w - 1))
         self.shape = (h, w)
         self.max_shift = (ry, rx)
+        if bound is None:
+            bound = (ry, rx)
+        by = int(min(max(bound[0], 0), ry))
+        bx = int(min(max(bound[1], 0), rx))
+        self.bound = (by, bx)
+        oy = np.abs(np.arange(-ry, ry + 1)) > by
+        ox = np.abs(np.arange(-rx, rx + 1)) > bx
+        #: shifts beyond the bound (never chosen)
+        self._outside = oy[:, None] | ox[None, :]
         self._fft_shape = fast_shape((h, w), (ry, rx))
         fy, fx = self._fft_shape
         self._pad = (fy - h, fx - w)
@@ -156,6 +177,8 @@ class NCCSearch:
         ry, rx = self.max_shift
         # scores are finite or -inf, and the overlap factor is positive
         z = ncc * self._root_frac
+        if self._outside.any():
+            z = np.where(self._outside, -np.inf, z)
         flat = int(np.argmax(z))
         iy, ix = divmod(flat, z.shape[1])
         best = float(z[iy, ix])
@@ -176,8 +199,9 @@ class NCCSearch:
                 spots += [(int(py[j]), int(px[j])) for j in near]
         out = []
         nloc = np.fmax(ncc, -1.0)
+        by, bx = self.bound
         for cy, cx in spots:
-            at_edge = (ry > 0 and cy in (0, 2 * ry)) or (rx > 0 and cx in (0, 2 * rx))
+            at_edge = (by > 0 and abs(cy - ry) == by) or (bx > 0 and abs(cx - rx) == bx)
             fy, fx = parabolic_peak(nloc, (cy, cx))
             out.append(SearchResult((fy - ry, fx - rx), float(ncc[cy, cx]), bool(at_edge)))
         return out

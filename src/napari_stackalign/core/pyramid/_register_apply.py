@@ -29,9 +29,10 @@ import cv2
 import numpy as np
 
 from ...progress import ProgressCallback, report
-from ...transforms import FrameTransforms
+from ...transforms import FAILED_POLICIES, FrameTransforms
 from ..apply import (
     APPLY_DEFAULTS,
+    applicable_matrices,
     apply_transforms,
     check_warp_options,
     is_dask,
@@ -115,6 +116,7 @@ def register_and_apply(
     order: int = APPLY_DEFAULTS.order,
     border: str = APPLY_DEFAULTS.border,
     cval: float = APPLY_DEFAULTS.cval,
+    failed: str = APPLY_DEFAULTS.failed,
     output_dtype: Any = None,
     workers: int | None = None,
     apply_workers: int | None = None,
@@ -138,9 +140,13 @@ def register_and_apply(
     reference : ndarray, shape (Y, X), optional
         A template to register to (see
         :func:`~napari_stackalign.core.pyramid.register_pyramid`).
-    order, border, cval, output_dtype
+    order, border, cval, failed, output_dtype
         Resampling options of
-        :func:`~napari_stackalign.core.apply.apply_transforms`.
+        :func:`~napari_stackalign.core.apply.apply_transforms`; by default
+        a failed frame (``ok`` False) is not resampled with its estimate but
+        with the transform interpolated from the trustworthy frames
+        (``failed="interpolate"``; ``"identity"`` leaves it unshifted), and a
+        warning names those frames.
     workers : int, optional
         Threads that estimate frames (default 1, see ``register_pyramid``).
     apply_workers : int, optional
@@ -172,6 +178,8 @@ def register_and_apply(
     opts = PyramidOptions.from_call(options, locals())
     n_total = check_stack(stack)[0]
     check_warp_options(order, border)
+    if failed not in FAILED_POLICIES:
+        raise ValueError(f"failed must be one of {FAILED_POLICIES}, got {failed!r}.")
     out_dtype = result_dtype(np.dtype(stack.dtype), border, output_dtype)
     job = plan_pyramid(tuple(stack.shape), stack.dtype, opts, user_reference=reference is not None)
     n_est = estimation_workers(workers)
@@ -182,7 +190,7 @@ def register_and_apply(
         with est_pool as pool:
             raw, final = run_stages(stack, job, reference=reference, pool=pool, progress=progress)
         data = apply_transforms(
-            stack, final, order=order, border=border, cval=cval, output_dtype=output_dtype,
+            stack, final, order=order, border=border, cval=cval, failed=failed, output_dtype=output_dtype,
             workers=apply_workers, progress=progress,
         )
         report(progress, n_total, n_total, "done")
@@ -197,7 +205,7 @@ def register_and_apply(
         overlap.wait()
     finally:
         overlap.shutdown()
-    overlap.warp_tail(final, apply_workers, progress)
+    overlap.warp_tail(final, failed, apply_workers, progress)
     report(progress, n_total, n_total, "done")
     return AlignedStack(overlap.out, final, raw)
 
@@ -258,11 +266,15 @@ class _Overlap:
         """Stop the background thread."""
         self.background.shutdown(wait=True, cancel_futures=True)
 
-    def warp_tail(self, final: FrameTransforms, apply_workers: int | None, progress: ProgressCallback | None) -> None:
+    def warp_tail(
+        self, final: FrameTransforms, failed: str, apply_workers: int | None, progress: ProgressCallback | None
+    ) -> None:
         """Resample the frames not resampled yet (the last chunk; every frame
         when the template frames are the whole stack) and those whose final
-        matrix differs from the one they were resampled with (unusable frames)."""
-        final_mats = final.to_cv2_matrices()
+        matrix differs from the one they were resampled with: unusable frames
+        and failed frames, whose estimate is replaced as ``failed`` says
+        (exactly as ``apply_transforms`` replaces it)."""
+        final_mats = applicable_matrices(final, self.job.frame_shape, failed)
         tail = np.flatnonzero(~np.all(self.used == final_mats, axis=(1, 2)))
         if not tail.size:
             return

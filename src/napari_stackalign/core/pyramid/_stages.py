@@ -26,6 +26,7 @@ exactly (bit for bit) the single-call result; the tests check it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ...progress import ProgressCallback
-from ...transforms import FrameTransforms
+from ...transforms import FrameTransforms, NoSignalWarning
 from ..checks import check_mask, check_roi, check_stack
 from ..smoothing import check_savgol, smooth_transforms
 from ._engine import (
@@ -54,6 +55,7 @@ from ._engine import (
 from ._lucas_kanade import KERNELS
 from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._reference import build_reference
+from ._trust import QUALITY_FRACTION, judge
 
 __all__ = [
     "MIN_FRAME_SIZE",
@@ -72,8 +74,6 @@ __all__ = [
     "run_stages",
 ]
 
-#: frames whose quality is below this fraction of the median are flagged
-QUALITY_FRACTION = 0.5
 #: smallest ROI height and width (px)
 MIN_ROI_SIZE = 16
 #: Smallest frame side (px) the pyramid registers (its coarsest level needs ``MIN_LEVEL_SIZE`` px).
@@ -447,6 +447,7 @@ def concat_results(parts: Sequence[FrameResults]) -> FrameResults:
         np.concatenate([p.shifts for p in parts]),
         np.concatenate([p.quality for p in parts]),
         np.concatenate([p.flags for p in parts]),
+        np.concatenate([p.neff for p in parts]),
     )
 
 
@@ -494,13 +495,27 @@ def finish(
     if not usable.all():
         shifts = _interpolate_missing(shifts, usable)
     quality = results.quality
-    ok = usable & ((flags & (FLAG_AT_EDGE | FLAG_FAILED | FLAG_NOT_CONVERGED)) == 0)
-    finite_q = np.isfinite(quality)
-    if finite_q.any():
-        median_q = float(np.median(quality[finite_q]))
-        ok &= finite_q & (quality >= QUALITY_FRACTION * median_q)
-    else:
-        ok[:] = False
+    in_template = np.zeros(job.n_frames, bool)
+    if not job.user_reference:
+        in_template[: job.n_template] = True
+    h, w = job.crop_shape
+    bound = (job.options.max_movement * h / 2.0, job.options.max_movement * w / 2.0)
+    ok, reason = judge(
+        shifts,
+        quality,
+        flags,
+        results.neff,
+        in_template=in_template,
+        usable_template=int(usable[: job.n_template].sum()),
+        bound=bound,
+    )
+    if not ok.any():
+        warnings.warn(
+            f"pyramid registration: none of the {job.n_frames} frames has a trustworthy shift, so the stack "
+            "has no usable signal for this method (nothing should be corrected with these estimates).",
+            NoSignalWarning,
+            stacklevel=3,
+        )
     if state.anchor is not None:
         shifts = shifts - state.anchor
     params = job.params()
@@ -512,7 +527,7 @@ def finish(
         "refinement_failed": int(np.sum((flags & FLAG_FAILED) > 0)),
         "not_converged": int(np.sum((flags & FLAG_NOT_CONVERGED) > 0)),
     }
-    raw = corrections(job, shifts, quality=quality, ok=ok, method="pyramid", params=params)
+    raw = corrections(job, shifts, quality=quality, ok=ok, reason=reason, method="pyramid", params=params)
     opts = job.options
     final = smooth_transforms(raw, window_length=opts.window_length, polyorder=opts.polyorder) if opts.smooth else raw
     return raw, final

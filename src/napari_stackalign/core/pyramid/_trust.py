@@ -1,0 +1,220 @@
+"""Absolute tests of whether a frame's pyramid estimate can be trusted.
+
+:func:`judge` gives every frame a reason to distrust it ('' when none):
+
+- the engine's flags (no usable pixels, refinement failed or not converged,
+  a shift at the ``max_movement`` bound);
+- the correlation peak's significance against chance: ``z = atanh(r) sqrt(neff - 3)``
+  (Fisher),
+  with ``r`` the final-level correlation with the template and ``neff`` the
+  correlation's effective number of independent pixels (Bartlett: the
+  correlation of two unrelated images with power spectra ``P_T``, ``P_F``
+  has variance ``sum(P_T P_F) / (sum(P_T) sum(P_F))``). A frame that is part
+  of the template correlates with it through its own noise, about
+  ``1/sqrt(K)`` for a template of ``K`` frames, however many pixels: for
+  those frames ``r`` is first corrected to the correlation with the template
+  *without* the frame (:func:`leave_one_out`);
+- consistency with the trustworthy neighbours (:func:`jumps`): a frame far
+  from both the frames just before and the frames just after it, by more
+  than ``JUMP_FACTOR`` times the typical frame-to-neighbours distance (and at
+  least ``JUMP_MIN`` px), is flagged. A step in the motion (a stage move)
+  is close to one side, so it is not;
+- too few trustworthy template frames (a template of noise matches the
+  frame it was seeded with): then none is trusted;
+- the relative quality test of old (below ``QUALITY_FRACTION`` of the median).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._engine import FLAG_AT_EDGE, FLAG_FAILED, FLAG_NOT_CONVERGED, FLAG_UNUSABLE
+
+__all__ = [
+    "END_FACTOR",
+    "JUMP_FACTOR",
+    "JUMP_MIN",
+    "JUMP_WINDOW",
+    "MIN_TEMPLATE_SHARE",
+    "MIN_TEMPLATE_TRUSTED",
+    "MIN_Z",
+    "QUALITY_FRACTION",
+    "judge",
+    "jumps",
+    "leave_one_out",
+    "significance",
+]
+
+#: a frame's correlation must stand this many standard deviations of chance
+#: above 0 (pure-noise stacks: 99 % below 4.7, see tests/benchmarks/bench_pyramid_trust.py)
+MIN_Z = 5.5
+#: fewer trustworthy template frames than this (or this share of them) and
+#: none is trusted: a template built from noise matches its own seed frame
+MIN_TEMPLATE_TRUSTED = 3
+MIN_TEMPLATE_SHARE = 0.1
+#: frames whose quality is below this fraction of the median are flagged
+QUALITY_FRACTION = 0.5
+#: trustworthy frames on each side a frame is compared with
+JUMP_WINDOW = 3
+#: a frame is flagged when its distance to both sides exceeds this many times
+#: the median such distance ...
+JUMP_FACTOR = 4.0
+#: ... and at least this (full-resolution px)
+JUMP_MIN = 1.0
+#: the threshold is this many times larger at the ends of the stack
+END_FACTOR = 1.5
+
+
+def leave_one_out(r: np.ndarray, k: int, sigma: float) -> np.ndarray:
+    """Correlation with a template of ``k`` frames once the frame's own
+    contribution is taken out.
+
+    The template is the mean of ``k`` standardised registered frames (its
+    standard deviation ``sigma`` before it is standardised again: the mean of
+    the members' correlations with it). With ``a = 1 / sigma`` the frame's
+    own share, ``r_loo = (k r - a) / sqrt(k**2 - 2 k r a + a**2)``: 0 for a
+    noise frame (``r = 1 / sqrt(k)``), ``r`` for a frame of pure signal.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    if k < 2:
+        return r.copy()  # a one-frame template: the frame is the reference (no shift)
+    if not sigma > 0:
+        return np.full_like(r, np.nan)
+    a = 1.0 / sigma
+    den = np.sqrt(np.maximum(k * k - 2 * k * r * a + a * a, 1e-12))
+    return (k * r - a) / den
+
+
+def significance(
+    quality: np.ndarray, neff: np.ndarray, in_template: np.ndarray, usable_template: int
+) -> np.ndarray:
+    """``z`` per frame (see the module docstring; NaN when unknown).
+
+    ``in_template`` marks the frames averaged into the template, of which
+    ``usable_template`` were usable.
+    """
+    r = np.asarray(quality, dtype=np.float64).copy()
+    member = np.asarray(in_template, bool) & np.isfinite(r)
+    if member.any():
+        sigma = float(np.mean(np.clip(r[member], 0.0, 1.0)))
+        r[member] = leave_one_out(r[member], usable_template, sigma)
+    with np.errstate(invalid="ignore"):
+        # Fisher's transform: a correlation near 1 over few effective pixels
+        # is as significant as a small one over many
+        fisher = np.arctanh(np.clip(r, -0.999999, 0.999999))
+        return fisher * np.sqrt(
+            np.maximum(np.asarray(neff, dtype=np.float64) - 3.0, 0.0)
+        )
+
+
+def jumps(shifts: np.ndarray, trusted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distance of each frame to its nearer side, threshold per frame) in px.
+
+    A frame's sides are the medians of the ``JUMP_WINDOW`` trustworthy
+    frames before it and after it (at the ends, where there is one side, the
+    nearest trustworthy frame; inf without any).
+    The threshold is ``max(JUMP_MIN, JUMP_FACTOR * median distance of the
+    trustworthy frames)``, ``END_FACTOR`` times that for a frame with one
+    side (one frame's jitter, not a median's, and a turn cannot be told
+    from a jump there).
+    """
+    n = len(shifts)
+    idx = np.flatnonzero(trusted)
+    dist = np.full(n, np.inf)
+    one_sided = np.zeros(n, bool)
+    if idx.size < 2:
+        return dist, np.full(n, np.inf)
+    pts = shifts[idx]
+    for t in range(n):
+        pos = np.searchsorted(idx, t)
+        before = pts[max(pos - JUMP_WINDOW, 0) : pos]
+        after_start = pos + 1 if pos < idx.size and idx[pos] == t else pos
+        after = pts[after_start : after_start + JUMP_WINDOW]
+        best = np.inf
+        for side, nearest in ((before, -1), (after, 0)):
+            if len(side):
+                # one side only (an end of the stack): the nearest frame, as
+                # the motion may turn there
+                centre = (
+                    np.median(side, axis=0)
+                    if len(before) and len(after)
+                    else side[nearest]
+                )
+                best = min(best, float(np.hypot(*(shifts[t] - centre))))
+        dist[t] = best
+        one_sided[t] = not (len(before) and len(after))
+    finite = dist[trusted & np.isfinite(dist) & ~one_sided]
+    typical = float(np.median(finite)) if finite.size else 0.0
+    limit = max(JUMP_MIN, JUMP_FACTOR * typical)
+    return dist, np.where(one_sided, END_FACTOR * limit, limit)
+
+
+def judge(
+    shifts: np.ndarray,
+    quality: np.ndarray,
+    flags: np.ndarray,
+    neff: np.ndarray,
+    *,
+    in_template: np.ndarray,
+    usable_template: int,
+    bound: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ok, reason) per frame; see the module docstring.
+
+    ``shifts`` are full-resolution px, ``bound`` the ``max_movement`` bound
+    per axis (px).
+    """
+    n = len(shifts)
+    reasons = [[] for _ in range(n)]
+
+    def add(mask: np.ndarray, text) -> None:
+        for j in np.flatnonzero(mask):
+            reasons[j].append(text(j) if callable(text) else text)
+
+    add(
+        (flags & FLAG_UNUSABLE) > 0,
+        "no usable pixels (constant, empty, NaN or masked out)",
+    )
+    add(
+        (flags & FLAG_AT_EDGE) > 0,
+        f"at the max_movement bound ({bound[0]:.3g} x {bound[1]:.3g} px)",
+    )
+    add((flags & FLAG_FAILED) > 0, "sub-pixel refinement lost the match")
+    add((flags & FLAG_NOT_CONVERGED) > 0, "sub-pixel refinement did not converge")
+    finite_q = np.isfinite(quality)
+    add(~finite_q & ((flags & FLAG_UNUSABLE) == 0), "no correlation at full resolution")
+    if finite_q.any():
+        median_q = float(np.median(quality[finite_q]))
+        low = finite_q & (quality < QUALITY_FRACTION * median_q)
+        add(
+            low,
+            lambda j: (
+                f"quality {quality[j]:.3g} below half the median ({median_q:.3g})"
+            ),
+        )
+    z = significance(quality, neff, in_template, usable_template)
+    weak = finite_q & ~(z >= MIN_Z)
+    add(weak, lambda j: f"correlation peak not significant (z={z[j]:.1f} < {MIN_Z:g})")
+    trusted = np.array([not r for r in reasons])
+    member = np.asarray(in_template, bool) & ((flags & FLAG_UNUSABLE) == 0)
+    n_member = int(member.sum())
+    n_trusted = int((trusted & member).sum())
+    if n_member > 2 and n_trusted < max(
+        MIN_TEMPLATE_TRUSTED, MIN_TEMPLATE_SHARE * n_member
+    ):
+        # a template of noise still matches the frame it was seeded with
+        add(
+            member & trusted,
+            f"only {n_trusted} of the {n_member} template frames are trustworthy (the template holds no signal)",
+        )
+        trusted = np.array([not r for r in reasons])
+    dist, limit = jumps(shifts, trusted)
+    far = trusted & (dist > limit) & np.isfinite(dist)
+    add(
+        far,
+        lambda j: (
+            f"jumps {dist[j]:.1f} px from its neighbours (limit {limit[j]:.2g} px)"
+        ),
+    )
+    reason = np.array(["; ".join(r) for r in reasons], dtype=object)
+    return reason == "", reason
