@@ -33,6 +33,7 @@ import numpy as np
 from ..options import Options, option
 
 __all__ = [
+    "BOUND_DEFAULTS",
     "BOX_LIMITS",
     "DARK_VALUES",
     "DRIFT_DEFAULTS",
@@ -45,6 +46,7 @@ __all__ = [
     "STATISTICS",
     "TRACK_DEFAULTS",
     "VALIDATION_DEFAULTS",
+    "BoundOptions",
     "DriftOptions",
     "FitOptions",
     "OutlierOptions",
@@ -269,6 +271,37 @@ class ValidationOptions(Options):
     )
 
 
+def _check_optional_box(box: Any) -> int | tuple[int, int] | None:
+    return None if box is None else check_box(box)
+
+
+@dataclass(frozen=True)
+class BoundOptions(Options):
+    """Options of the Cramér-Rao bounds (``position_bound``, ``rigid_bound``): the camera and the fit box.
+
+    Pixel values are converted to photons as ``(value - offset) * photons_per_count``;
+    the defaults (1 and 0) mean the values are photon counts.
+    """
+
+    method: ClassVar[str] = "particles"
+
+    box: int | tuple[int, int] | None = option(
+        None, "fit box (px) the information is summed over; None: the tracking's box (15 without tracks)",
+        optional=True, check=_check_optional_box,
+    )
+    photons_per_count: float = option(
+        1.0, "photons (photo-electrons) per count of the pixel values; 1: the values are photon counts",
+        kind="float", minimum=0, exclusive_minimum=True,
+    )
+    offset: float = option(0.0, "camera baseline (counts) subtracted before the conversion to photons", kind="float")
+    read_noise: float = option(0.0, "camera read noise, RMS in photo-electrons (0: pure Poisson)", kind="float", minimum=0)
+
+    @property
+    def box_shape(self) -> tuple[int, int]:
+        """The box as (rows, cols) (15 px when None)."""
+        return box_shape(FitOptions().box if self.box is None else self.box)
+
+
 #: the defaults, for the signatures of the public functions (``box: int = FIT_DEFAULTS.box``)
 FIT_DEFAULTS = FitOptions()
 TRACK_DEFAULTS = TrackOptions()
@@ -276,3 +309,4 @@ RIGID_DEFAULTS = RigidOptions()
 OUTLIER_DEFAULTS = OutlierOptions()
 DRIFT_DEFAULTS = DriftOptions()
 VALIDATION_DEFAULTS = ValidationOptions()
+BOUND_DEFAULTS = BoundOptions()
