@@ -40,6 +40,7 @@ __all__ = [
     "FIT_DEFAULTS",
     "INTERPOLATIONS",
     "MIN_SIGMA",
+    "NOISE_MODELS",
     "OUTLIER_DEFAULTS",
     "RIGID_DEFAULTS",
     "SPOT_TYPES",
@@ -65,6 +66,8 @@ BOX_LIMITS = (5, 255)
 MIN_SIGMA = 0.5
 #: how frames with too few particle fits are filled
 INTERPOLATIONS = ("linear", "spline")
+#: the noise models of the fit: "poisson" weights pixels by a variance that grows with the signal
+NOISE_MODELS = ("poisson", "gaussian")
 #: the drift over the chosen particles
 STATISTICS = ("median", "mean")
 #: spot types by name (command line, widget) and the ``dark`` value each means
@@ -154,6 +157,14 @@ class FitOptions(Options):
     )
     max_iter: int = option(
         60, "iteration limit of the Levenberg-Marquardt fit (fits still moving fail)", kind="int", minimum=1
+    )
+    noise: str = option(
+        "poisson",
+        "noise model: poisson weights each pixel by 1 / its variance, var = k * signal + v0 fitted to the "
+        "residuals (shot noise, any gain or camera offset; reaches the Cramér-Rao bound), gaussian is plain "
+        "least squares (equal weights)",
+        kind="str",
+        choices=NOISE_MODELS,
     )
 
     @property

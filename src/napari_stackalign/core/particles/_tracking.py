@@ -362,6 +362,7 @@ def track_particles(
     max_sigma: float | None = TRACK_DEFAULTS.max_sigma,
     dark: bool | None = TRACK_DEFAULTS.dark,
     max_iter: int = TRACK_DEFAULTS.max_iter,
+    noise: str = TRACK_DEFAULTS.noise,
     search: int | None = TRACK_DEFAULTS.search,
     max_jump: float | None = TRACK_DEFAULTS.max_jump,
     chunk_size: int = TRACK_DEFAULTS.chunk_size,
@@ -391,6 +392,9 @@ def track_particles(
         Spot polarity; None detects it at each particle's pick and keeps it.
     max_iter : int
         Iteration limit of each Gaussian fit.
+    noise : {"poisson", "gaussian"}
+        Pixel weights of the fits (see :func:`~napari_stackalign.fit_gaussians`):
+        "poisson" reaches the Cramér-Rao bound on shot-noise data.
     search : int, optional
         Radius (px) of the cross-correlation search used when every particle
         is lost in a frame (default: twice the box); 0 disables it.
