@@ -501,28 +501,31 @@ _REWEIGHT_ROUNDS = 2  # weights from the LSQ fit, then from the first weighted f
 
 def _noise_model(
     d: np.ndarray, model: np.ndarray, valid: np.ndarray | None, mean: np.ndarray, sc: np.ndarray
-) -> tuple[float, float]:
-    """``var = k * signal + v0`` (raw units) fitted to the squared residuals of all the block's pixels.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per box ``var = k * signal + v0`` (raw units) fitted to the squared residuals of its pixels.
 
     Shot noise (photon counts: k = 1, v0 = 0), a camera gain (k), an offset or
     read noise (v0), and white noise (k = 0) all fit this line, so the weights
-    follow the data without any camera setting.
+    follow the data without any camera setting. Each box on its own, so a
+    fit does not depend on the other boxes of a batch. When ``v0`` comes out
+    at 0 the weights are exactly 1 / signal (``k`` cancels): Poisson.
     """
     mu = model * sc[:, None] + mean[:, None]
     r2 = ((d - model) * sc[:, None]) ** 2
-    if valid is not None:
-        keep = valid > 0
-        mu, r2 = mu[keep], r2[keep]
-    else:
-        mu, r2 = mu.ravel(), r2.ravel()
-    if mu.size < 3 or not np.all(np.isfinite(mu)) or not np.all(np.isfinite(r2)):
-        return 0.0, float(np.nanmean(r2)) if r2.size else 1.0
-    mu_c = mu - mu.mean()
-    den = float(mu_c @ mu_c)
-    k = float(mu_c @ (r2 - r2.mean()) / den) if den > 0 else 0.0
-    if not k > 0:
-        return 0.0, float(r2.mean())
-    return k, float(r2.mean() - k * mu.mean())
+    wv = np.ones_like(mu) if valid is None else (valid > 0).astype(np.float64)
+    cnt = np.maximum(wv.sum(axis=1), 1.0)
+    mu_m = (wv * mu).sum(axis=1) / cnt
+    r2_m = (wv * r2).sum(axis=1) / cnt
+    mu_c = (mu - mu_m[:, None]) * wv
+    den = (mu_c * mu_c).sum(axis=1)
+    with np.errstate(all="ignore"):
+        k = np.where(den > 0, (mu_c * (r2 - r2_m[:, None])).sum(axis=1) / den, 0.0)
+    k = np.where(np.isfinite(k) & (k > 0), k, 0.0)
+    # v0 >= 0: a negative intercept (a camera offset) is not trusted from one
+    # box; without it the weights are those of shot noise on the raw values,
+    # between least squares and the exact Poisson weights, never sharper
+    v0 = np.maximum(r2_m - k * mu_m, 0.0)
+    return k, v0
 
 
 def _reweighted(
@@ -560,7 +563,7 @@ def _reweighted(
     for _ in range(_REWEIGHT_ROUNDS):
         model, _ = _model_jacobian(cur, yy, xx, want_jac=False)
         k, v0 = _noise_model(d[idx], model, vsub, mean[idx], sc[idx])
-        var = k * (model * sc[idx, None] + mean[idx, None]) + v0
+        var = k[:, None] * (model * sc[idx, None] + mean[idx, None]) + v0[:, None]
         floor = 0.05 * np.median(var, axis=1, keepdims=True)
         var = np.maximum(var, np.maximum(floor, 1e-12 * sc[idx, None] ** 2))
         w = sc[idx, None] / np.sqrt(var)
