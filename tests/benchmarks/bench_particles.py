@@ -27,6 +27,20 @@
    true residual motion of *all* isolated beads after the correction, ours
    against the reference's translation-only mean of the particles.
 
+4. **Against the Cramér-Rao bound, and pystackreg.** ``bead_scene`` stacks
+   (256x256, 20 frames, 14 beads, photon counts at make_stack SNR 1.5:
+   about 1,000-2,000 photons per bead on 2-3 photons per pixel, rotation
+   up to 2 degrees plus drift and jitter), 5 picked beads (the farthest from the centre, picks 1 px
+   off), 20+ seeds: the RMS rotation and translation errors of
+   ``rigid_from_tracks`` against the truth, divided by the bound of
+   ``rigid_bound`` (scaled by sqrt(1 - 1/T): the errors are measured after
+   removing one global offset), with the Poisson-weighted fits (default)
+   and plain least squares; and pystackreg ``RIGID_BODY`` (reference
+   "first") on the same stacks. Run only this part with ``--bound``
+   (about a minute)::
+
+       PYTHONPATH=src /work/main/.venv/bin/python tests/benchmarks/bench_particles.py --bound --seeds 24
+
 The machine is shared (2 cores), so timings can move by tens of percent
 between runs; the ratios come from the same run. Run::
 
@@ -316,6 +330,108 @@ def bench_rotation(seeds, snrs) -> list[dict]:
     return rows
 
 
+def _pystackreg_rigid(stack: np.ndarray, center) -> FrameTransforms | None:
+    """pystackreg RIGID_BODY to the first frame, as our corrections (None when not installed)."""
+    try:
+        from pystackreg import StackReg  # noqa: PLC0415 - optional peer
+    except ImportError:
+        return None
+    tmats = StackReg(StackReg.RIGID_BODY).register_stack(stack.astype(np.float64), reference="first", verbose=False)
+    swap = np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, 1]])
+    # tmats map reference (x, y) onto the frame's content: the correction is the inverse, in (row, col)
+    corr = np.linalg.inv(swap @ tmats @ swap)
+    return FrameTransforms.from_matrices(corr, center=center)
+
+
+def _errors(est: FrameTransforms, truth: FrameTransforms) -> tuple[float, float]:
+    """RMS rotation (deg) and translation (px, at the frame centre) errors after one global offset."""
+    e = alignment_error(est, truth)
+    ang = est.with_center(truth.center).angle - truth.angle
+    ang -= ang.mean()
+    return float(np.sqrt(np.mean(ang**2))), e["rms"]
+
+
+def bench_bound(seeds, n_frames: int = 20, snr: float = 1.5, n_beads: int = 14) -> list[dict]:
+    from napari_stackalign.core.particles import rigid_bound  # noqa: PLC0415
+    from napari_stackalign.synthetic import bead_scene  # noqa: PLC0415
+
+    rows = []
+    shape = (256, 256)
+    t = n_frames
+    for seed in seeds:
+        rng = np.random.default_rng(1000 + seed)
+        motion = FrameTransforms(
+            dy=np.linspace(0, 10, t) + rng.normal(0, 0.4, t), dx=np.linspace(0, -8, t) + rng.normal(0, 0.4, t),
+            angle=np.linspace(0, 2.0, t) + rng.normal(0, 0.1, t), center=(127.5, 127.5),
+        )
+        stack, truth, traj = bead_scene(motion, shape, snr=snr, n_beads=n_beads, seed=seed, margin=15)
+        if traj.shape[1] < 5:
+            continue
+        chosen = np.argsort(-np.hypot(*(traj[0] - 127.5).T))[:5]
+        picks = traj[0, chosen] + rng.normal(0, 1.0, (5, 2))
+        row = {"seed": seed}
+        for noise in ("poisson", "gaussian"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tracks = track_particles(stack, picks, box=BOX, noise=noise)
+                est = rigid_from_tracks(tracks)
+            row[f"rot_{noise}"], row[f"trans_{noise}"] = _errors(est, truth)
+            if noise == "poisson":
+                b = rigid_bound(tracks)
+                k = np.sqrt(1 - 1 / t)
+                row["rot_bound"], row["trans_bound"] = b.rotation_rms * k, b.translation_rms * k
+                row["scatter"] = b.scatter_ratio
+                row["photons"] = float(np.nanmedian(b.photons))
+                row["ok"] = float(tracks.ok.mean())
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sr = _pystackreg_rigid(stack, truth.center)
+        row["sr_s"] = time.perf_counter() - t0
+        row["rot_sr"], row["trans_sr"] = _errors(sr, truth) if sr is not None else (np.nan, np.nan)
+        rows.append(row)
+        print(
+            f"  seed {seed}: rotation {row['rot_poisson']:.4f} deg (bound {row['rot_bound']:.4f}, "
+            f"pystackreg {row['rot_sr']:.4f}); translation {row['trans_poisson']:.3f} px (bound {row['trans_bound']:.3f})",
+            flush=True,
+        )
+    return rows
+
+
+def report_bound(rows: list[dict], n_frames: int, snr: float, n_beads: int) -> str:
+    def pooled(key: str) -> float:
+        v = np.array([r[key] for r in rows], dtype=float)
+        v = v[np.isfinite(v)]
+        return float(np.sqrt(np.mean(v**2))) if v.size else float("nan")
+
+    rb, tb = pooled("rot_bound"), pooled("trans_bound")
+    lines = [
+        f"## 4. Against the Cramér-Rao bound and pystackreg RIGID_BODY ({len(rows)} seeds, 5 particles, "
+        f"256x256, {n_frames} frames, snr {snr:g}, {n_beads} beads rendered, rotation up to 2 deg)",
+        "",
+        f"Median photons per bead {np.median([r['photons'] for r in rows]):.0f}; good fits "
+        f"{100 * np.mean([r['ok'] for r in rows]):.1f}%; scatter ratio (from the data alone) "
+        f"{np.median([r['scatter'] for r in rows]):.2f}. RMS over seeds and frames; *ratio* = achieved / bound.",
+        "",
+        "| estimator | rotation RMS (deg) | rotation / bound | translation RMS (px) | translation / bound |",
+        "|---|---:|---:|---:|---:|",
+        f"| Cramér-Rao bound | {rb:.4f} | 1.00 | {tb:.4f} | 1.00 |",
+    ]
+    for name, key in (("tracks, Poisson-weighted fits (default)", "poisson"), ("tracks, least-squares fits", "gaussian"),
+                      ("pystackreg RIGID_BODY (reference first)", "sr")):
+        r, t = pooled(f"rot_{key}"), pooled(f"trans_{key}")
+        lines.append(f"| {name} | {r:.4f} | {r / rb:.2f} | {t:.4f} | {t / tb:.2f} |")
+    r_ours, r_sr = pooled("rot_poisson"), pooled("rot_sr")
+    lines += [
+        "",
+        f"pystackreg / ours: rotation {r_sr / r_ours:.1f}x, translation {pooled('trans_sr') / pooled('trans_poisson'):.1f}x "
+        f"(pystackreg {np.mean([r['sr_s'] for r in rows]):.1f} s per stack); "
+        f"seeds where ours beats pystackreg in rotation: "
+        f"{sum(r['rot_poisson'] <= r['rot_sr'] for r in rows)}/{len(rows)}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------- report
 def report(fit_rows, track, rot_rows, quick: bool) -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -400,7 +516,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs (under a minute)")
     parser.add_argument("--out", help="also write the markdown report to this file")
+    parser.add_argument("--bound", action="store_true", help="only part 4: against the Cramér-Rao bound and pystackreg")
+    parser.add_argument("--seeds", type=int, default=24, help="seeds of part 4")
+    parser.add_argument("--snr", type=float, default=1.5, help="make_stack SNR of part 4 (photon-limited)")
+    parser.add_argument("--beads", type=int, default=14, help="beads rendered in part 4 (5 are picked)")
     args = parser.parse_args()
+    if args.bound:
+        rows = bench_bound(range(args.seeds), snr=args.snr, n_beads=args.beads)
+        text = report_bound(rows, 20, args.snr, args.beads)
+        print(text)
+        if args.out:
+            with open(args.out, "w") as fh:
+                fh.write(text)
+        return
     rng = np.random.default_rng(0)
     if args.quick:
         snrs, n_batch, n_ref = (10, 30), 1000, 40
@@ -416,7 +544,9 @@ def main() -> None:
     track = bench_tracking(frames, ref_frames)
     print("rotation ...", flush=True)
     rot_rows = bench_rotation(seeds, rot_snrs)
-    text = report(fit_rows, track, rot_rows, args.quick)
+    print("bound ...", flush=True)
+    bound_rows = bench_bound(range(4 if args.quick else 24))
+    text = report(fit_rows, track, rot_rows, args.quick) + "\n" + report_bound(bound_rows, 20, 1.5, 14)
     print(text)
     if args.out:
         with open(args.out, "w") as fh:
