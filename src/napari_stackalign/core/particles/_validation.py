@@ -44,6 +44,7 @@ from ._options import (
     TrackOptions,
     ValidationOptions,
 )
+from ._bound import RigidBound, rigid_bound
 from ._rigid import rigid_from_tracks
 from ._tracking import track_particles
 from ._tracks import ParticleTracks
@@ -148,6 +149,11 @@ class ParticleValidation:
         ``max_after``, ``n_particles`` (and ``rms_loo`` for "used").
     refit : ParticleTracks
         The fits on the aligned stack.
+    bound : RigidBound, optional
+        The Cramér-Rao bounds of the correction for the used particles (the
+        values taken as photon counts), and how close the particles' scatter
+        comes to them: whether more particles would help (see
+        :func:`~napari_stackalign.core.particles.rigid_bound`).
     """
 
     particles: list[int]
@@ -164,6 +170,7 @@ class ParticleValidation:
     summary: dict
     refit: ParticleTracks | None = None
     params: dict = field(default_factory=dict)
+    bound: RigidBound | None = None
 
     @property
     def reduction_pct(self) -> np.ndarray:
@@ -194,6 +201,13 @@ class ParticleValidation:
         for role, values in self.summary.items():
             items = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
             buf.write(f"# {role}: {items}\n")
+        if self.bound is not None:
+            items = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in self.bound.as_dict().items()
+                if k != "particles"
+            )
+            buf.write(f"# bound: {items}\n")
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(VALIDATION_COLUMNS)
         table = self.to_table()
@@ -224,6 +238,8 @@ class ParticleValidation:
             if "rms_loo" in s and np.isfinite(s["rms_loo"]):
                 line += f"; leave-one-out RMS {s['rms_loo']:.3f} px"
             lines.append(line)
+        if self.bound is not None:
+            lines.append(self.bound.summary_text())
         return "\n".join(lines)
 
 
@@ -365,6 +381,17 @@ def _summary(before: np.ndarray, after: np.ndarray, loo: np.ndarray, role: list[
     return summary
 
 
+def _bound_or_none(tracks: ParticleTracks, used: np.ndarray, transforms: FrameTransforms) -> RigidBound | None:
+    """The Cramér-Rao bounds of the correction's particles (None when there is nothing to bound)."""
+    if used.size == 0 or not np.any(tracks.ok[:, used]):
+        return None
+    params = transforms.params
+    rotation = bool(params.get("rotation_estimated", params.get("allow_rotation", RIGID_DEFAULTS.allow_rotation)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return rigid_bound(tracks, particles=used, allow_rotation=rotation)
+
+
 def validate_alignment(
     stack: Any,
     transforms: FrameTransforms,
@@ -430,6 +457,7 @@ def validate_alignment(
     rms_a, max_a, cnt_a = _stats(after)
     loo = _loo(tracks, used, transforms)
     return ParticleValidation(
+        bound=_bound_or_none(tracks, used, transforms),
         particles=list(range(tracks.n_particles)),
         role=role,
         before=before,
