@@ -61,19 +61,40 @@ from ._tracks import ParticleTracks
 __all__ = ["RigidBound", "position_bound", "rigid_bound", "spot_photons"]
 
 
-def spot_photons(amplitude: Any, sigma_major: Any, sigma_minor: Any, *, photons_per_count: float = 1.0) -> np.ndarray:
+def spot_photons(
+    amplitude: Any,
+    sigma_major: Any,
+    sigma_minor: Any,
+    *,
+    photons_per_count: float = 1.0,
+) -> np.ndarray:
     """Photons in a fitted spot: ``|amplitude| * 2 pi sigma_major sigma_minor * photons_per_count``."""
     a = np.abs(np.asarray(amplitude, dtype=np.float64))
-    return a * 2.0 * np.pi * np.asarray(sigma_major, dtype=np.float64) * np.asarray(sigma_minor, dtype=np.float64) * photons_per_count
+    return (
+        a
+        * 2.0
+        * np.pi
+        * np.asarray(sigma_major, dtype=np.float64)
+        * np.asarray(sigma_minor, dtype=np.float64)
+        * photons_per_count
+    )
 
 
-def _inverse_width(sigma_major: np.ndarray, sigma_minor: np.ndarray, angle: np.ndarray) -> np.ndarray:
+def _inverse_width(
+    sigma_major: np.ndarray, sigma_minor: np.ndarray, angle: np.ndarray
+) -> np.ndarray:
     """(n, 3) Q entries (yy, yx, xx) of spots with these widths and major-axis angle (degrees, CCW as displayed)."""
     a = np.deg2rad(angle)
     uy, ux = -np.sin(a), np.cos(a)  # the major axis in (row, col)
     vy, vx = ux, -uy
     qa, qb = 1.0 / sigma_major**2, 1.0 / sigma_minor**2
-    return np.column_stack([qa * uy * uy + qb * vy * vy, qa * uy * ux + qb * vy * vx, qa * ux * ux + qb * vx * vx])
+    return np.column_stack(
+        [
+            qa * uy * uy + qb * vy * vy,
+            qa * uy * ux + qb * vy * vx,
+            qa * ux * ux + qb * vx * vx,
+        ]
+    )
 
 
 def position_bound(
@@ -120,21 +141,37 @@ def position_bound(
     h, w = opts.box_shape
     minor = sigma_major if sigma_minor is None else sigma_minor
     arrays = np.broadcast_arrays(
-        *(np.asarray(v, dtype=np.float64) for v in (amplitude, sigma_major, minor, background, angle))
+        *(
+            np.asarray(v, dtype=np.float64)
+            for v in (amplitude, sigma_major, minor, background, angle)
+        )
     )
     shape = arrays[0].shape
     amp, smaj, smin, bg, ang = (a.reshape(-1) for a in arrays)
-    off = np.broadcast_to(np.asarray(offset_yx, dtype=np.float64), (*shape, 2)).reshape(-1, 2)
+    off = np.broadcast_to(np.asarray(offset_yx, dtype=np.float64), (*shape, 2)).reshape(
+        -1, 2
+    )
     n = amp.size
     cy, cx = (h - 1) // 2, (w - 1) // 2
-    ok = np.all(np.isfinite(np.column_stack([amp, smaj, smin, bg, ang, off])), axis=1) & (smaj > 0) & (smin > 0)
-    safe = lambda v, d: np.where(ok, v, d)  # noqa: E731
+    ok = (
+        np.all(np.isfinite(np.column_stack([amp, smaj, smin, bg, ang, off])), axis=1)
+        & (smaj > 0)
+        & (smin > 0)
+    )
+    safe = lambda v, d: np.where(ok, v, d)
     p = np.column_stack(
-        [cy + safe(off[:, 0], 0.0), cx + safe(off[:, 1], 0.0), safe(amp, 1.0), safe(bg, 1.0)]
+        [
+            cy + safe(off[:, 0], 0.0),
+            cx + safe(off[:, 1], 0.0),
+            safe(amp, 1.0),
+            safe(bg, 1.0),
+        ]
         + list(_inverse_width(safe(smaj, 1.0), safe(smin, 1.0), safe(ang, 0.0)).T)
     )
     yy, xx = np.mgrid[0:h, 0:w]
-    model, jac = _model_jacobian(p, yy.ravel().astype(np.float64), xx.ravel().astype(np.float64))
+    model, jac = _model_jacobian(
+        p, yy.ravel().astype(np.float64), xx.ravel().astype(np.float64)
+    )
     g = float(opts.photons_per_count)
     var = np.maximum((model - opts.offset) * g, 0.0) + float(opts.read_noise) ** 2
     var = np.maximum(var, 1e-9)
@@ -153,19 +190,28 @@ def position_bound(
     return out.reshape(*shape, 2, 2)
 
 
-def _track_bounds(tracks: ParticleTracks, sel: np.ndarray, opts: BoundOptions) -> np.ndarray:
+def _track_bounds(
+    tracks: ParticleTracks, sel: np.ndarray, opts: BoundOptions
+) -> np.ndarray:
     """(T, n, 2, 2) position bounds of the chosen particles in every frame (NaN where the fit failed)."""
     box = opts.box if opts.box is not None else tracks.params.get("box", 15)
     box = tuple(box) if isinstance(box, list) else box
-    fields = [getattr(tracks, f)[:, sel] for f in ("amplitude", "sigma_major", "sigma_minor", "background", "angle")]
+    fields = [
+        getattr(tracks, f)[:, sel]
+        for f in ("amplitude", "sigma_major", "sigma_minor", "background", "angle")
+    ]
     frac = np.stack([tracks.y[:, sel], tracks.x[:, sel]], axis=-1)
     frac = frac - np.floor(frac + 0.5)
-    cov = position_bound(*fields[:4], angle=fields[4], offset_yx=frac, options=opts.replace(box=box))
+    cov = position_bound(
+        *fields[:4], angle=fields[4], offset_yx=frac, options=opts.replace(box=box)
+    )
     cov[~tracks.ok[:, sel]] = np.nan
     return cov
 
 
-def _frame_fisher(pos: np.ndarray, cov: np.ndarray, center: np.ndarray, rotation: bool) -> np.ndarray:
+def _frame_fisher(
+    pos: np.ndarray, cov: np.ndarray, center: np.ndarray, rotation: bool
+) -> np.ndarray:
     """(T, 3, 3) Fisher information of (theta, ty, tx) from (T, n, 2) positions and their (T, n, 2, 2) bounds."""
     t, n = pos.shape[:2]
     good = np.all(np.isfinite(pos), axis=2) & np.all(np.isfinite(cov), axis=(2, 3))
@@ -248,23 +294,30 @@ class RigidBound:
         v = self.position[np.isfinite(self.position)]
         return float(np.median(v)) if v.size else float("nan")
 
-    def compare(self, rotation: float | None = None, translation: float | None = None) -> dict[str, float]:
+    def compare(
+        self, rotation: float | None = None, translation: float | None = None
+    ) -> dict[str, float]:
         """Achieved / bound ratios for measured RMS errors (degrees, px); NaN when not given."""
         out = {}
         for name, achieved, bound in (
             ("rotation", rotation, self.rotation_rms),
             ("translation", translation, self.translation_rms),
         ):
-            out[name] = float(achieved / bound) if achieved is not None and bound > 0 else float("nan")
+            out[name] = (
+                float(achieved / bound)
+                if achieved is not None and bound > 0
+                else float("nan")
+            )
         return out
 
     def summary_text(self) -> str:
         """A few lines: the bounds, how close the fits come, and whether more particles would help."""
         n = len(self.particles)
-        lines = [
+        head = (
             f"precision bound (Cramér-Rao, {n} particle{'s' if n != 1 else ''}, median "
             f"{np.nanmedian(self.photons):.0f} photons, position bound {self.position_median:.3f} px per fit):"
-        ]
+        )
+        lines = [head]
         parts = []
         if np.isfinite(self.rotation_rms):
             parts.append(f"rotation {self.rotation_rms:.3g} deg")
@@ -301,7 +354,9 @@ class RigidBound:
             "rotation_bound_deg": self.rotation_rms,
             "translation_bound_px": self.translation_rms,
             "position_bound_px": self.position_median,
-            "median_photons": float(np.nanmedian(self.photons)) if np.any(np.isfinite(self.photons)) else float("nan"),
+            "median_photons": float(np.nanmedian(self.photons))
+            if np.any(np.isfinite(self.photons))
+            else float("nan"),
             "scatter_ratio": self.scatter_ratio,
             "radius_px": self.radius,
             **self.params,
@@ -310,12 +365,20 @@ class RigidBound:
 
 def _scatter_ratio(pos: np.ndarray, cov: np.ndarray, rotation: bool) -> float:
     """``sqrt(chi^2 / dof)`` of the per-frame rigid fits onto the mean layout, weighted by the bounds."""
-    from ._rigid import fit_rigid_frames  # noqa: PLC0415 - _rigid imports nothing from here, but keep the modules light
+    from ._rigid import fit_rigid_frames
 
     good = np.all(np.isfinite(pos), axis=2) & np.all(np.isfinite(cov), axis=(2, 3))
     need = 2 if rotation else 1
     n_par = 3 if rotation else 2
-    w = np.where(good, 1.0 / np.maximum(0.5 * np.trace(np.where(good[..., None, None], cov, 1.0), axis1=2, axis2=3), 1e-12), 0.0)
+    w = np.where(
+        good,
+        1.0
+        / np.maximum(
+            0.5 * np.trace(np.where(good[..., None, None], cov, 1.0), axis1=2, axis2=3),
+            1e-12,
+        ),
+        0.0,
+    )
     target = pos[np.argmax(good.sum(axis=1))]
     for _ in range(3):  # generalised Procrustes onto the mean layout
         mats, counts, _ = fit_rigid_frames(pos, target, w, allow_rotation=rotation)
@@ -370,7 +433,11 @@ def rigid_bound(
     RigidBound
     """
     opts = BoundOptions.from_call(options, locals())
-    sel = np.arange(tracks.n_particles) if particles is None else np.unique(np.asarray(particles, dtype=np.int64).reshape(-1))
+    sel = (
+        np.arange(tracks.n_particles)
+        if particles is None
+        else np.unique(np.asarray(particles, dtype=np.int64).reshape(-1))
+    )
     if sel.size == 0:
         raise ValueError("no particles chosen: the bound needs at least one particle.")
     rotation = bool(allow_rotation) and sel.size >= 2
@@ -382,7 +449,11 @@ def rigid_bound(
         layout = np.nanmean(pos, axis=0)
     have = np.all(np.isfinite(layout), axis=1)
     centroid = layout[have].mean(axis=0) if np.any(have) else np.zeros(2)
-    radius = float(np.sqrt(np.mean(np.sum((layout[have] - centroid) ** 2, axis=1)))) if np.any(have) else float("nan")
+    radius = (
+        float(np.sqrt(np.mean(np.sum((layout[have] - centroid) ** 2, axis=1))))
+        if np.any(have)
+        else float("nan")
+    )
     # the linearised fit about the layout (the positions' own noise barely moves the lever arms)
     lever = np.broadcast_to(layout, pos.shape)
     fisher = _frame_fisher(lever, cov, centroid, rotation)
@@ -408,7 +479,9 @@ def rigid_bound(
         else:
             trans[i] = trans_c[i] = float(np.sqrt(np.trace(c)))
     photons = spot_photons(
-        tracks.amplitude[:, sel], tracks.sigma_major[:, sel], tracks.sigma_minor[:, sel],
+        tracks.amplitude[:, sel],
+        tracks.sigma_major[:, sel],
+        tracks.sigma_minor[:, sel],
         photons_per_count=opts.photons_per_count,
     )
     photons = np.where(tracks.ok[:, sel], photons, np.nan)

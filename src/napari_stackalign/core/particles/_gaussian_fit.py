@@ -147,7 +147,9 @@ class GaussianFits:
     reason: list[str]
     dark: np.ndarray
     iterations: np.ndarray
-    box_origin: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    box_origin: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 2), dtype=np.int64)
+    )
 
     def __len__(self) -> int:
         return int(self.y.size)
@@ -248,7 +250,9 @@ def _weighted_residuals(
     return r, jac, np.einsum("ij,ij->i", r, r)
 
 
-def _damped_step(jac: np.ndarray, r: np.ndarray, lam: np.ndarray, eye: np.ndarray) -> np.ndarray:
+def _damped_step(
+    jac: np.ndarray, r: np.ndarray, lam: np.ndarray, eye: np.ndarray
+) -> np.ndarray:
     """The Levenberg-Marquardt step (n, 7) of every box for its damping ``lam``."""
     hess = jac @ jac.transpose(0, 2, 1)
     grad = np.einsum("nkp,np->nk", jac, r)
@@ -258,7 +262,9 @@ def _damped_step(jac: np.ndarray, r: np.ndarray, lam: np.ndarray, eye: np.ndarra
     try:
         return np.linalg.solve(system, grad[:, :, None])[:, :, 0]
     except np.linalg.LinAlgError:
-        return np.stack([np.linalg.lstsq(s, g, rcond=None)[0] for s, g in zip(system, grad)])
+        return np.stack(
+            [np.linalg.lstsq(s, g, rcond=None)[0] for s, g in zip(system, grad)]
+        )
 
 
 class _ActiveBoxes:
@@ -268,7 +274,14 @@ class _ActiveBoxes:
     on the few hard boxes only.
     """
 
-    def __init__(self, data: np.ndarray, weight: np.ndarray | None, p0: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> None:
+    def __init__(
+        self,
+        data: np.ndarray,
+        weight: np.ndarray | None,
+        p0: np.ndarray,
+        yy: np.ndarray,
+        xx: np.ndarray,
+    ) -> None:
         n = data.shape[0]
         self.act = np.arange(n)
         self.p = p0.copy()
@@ -277,7 +290,14 @@ class _ActiveBoxes:
         self.r, self.jac, self.chi2 = _weighted_residuals(data, weight, self.p, yy, xx)
         self.lam = np.full(n, 1e-3)
 
-    def take(self, trial: np.ndarray, t_r: np.ndarray, t_jac: np.ndarray, t_chi2: np.ndarray, accept: np.ndarray) -> None:
+    def take(
+        self,
+        trial: np.ndarray,
+        t_r: np.ndarray,
+        t_jac: np.ndarray,
+        t_chi2: np.ndarray,
+        accept: np.ndarray,
+    ) -> None:
         """Keep the trial where accepted (swap buffers, copy back the rejected); adapt the damping."""
         rej = ~accept
         if np.any(rej):
@@ -294,7 +314,11 @@ class _ActiveBoxes:
             return False
         self.act = self.act[keep]
         self.p, self.r, self.jac, self.chi2, self.lam = (
-            self.p[keep], self.r[keep], self.jac[keep], self.chi2[keep], self.lam[keep]
+            self.p[keep],
+            self.r[keep],
+            self.jac[keep],
+            self.chi2[keep],
+            self.lam[keep],
         )
         self.d = self.d[keep]
         if self.w is not None:
@@ -344,7 +368,7 @@ def _levenberg_marquardt(
             params[idx] = s.p[finished]
             chi2_out[idx] = s.chi2[finished]
             converged[idx] = done[finished]
-            hess_out[idx] = (s.jac[finished] @ s.jac[finished].transpose(0, 2, 1))
+            hess_out[idx] = s.jac[finished] @ s.jac[finished].transpose(0, 2, 1)
             if not s.retire(~finished):
                 break
     return params, chi2_out, converged, iterations, hess_out
@@ -375,8 +399,13 @@ def _ring_background(boxes: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
 
 
 def _spot_polarity(
-    boxes: np.ndarray, valid: np.ndarray | None, bg: np.ndarray, forced: np.ndarray, value: np.ndarray,
-    yy: np.ndarray, xx: np.ndarray,
+    boxes: np.ndarray,
+    valid: np.ndarray | None,
+    bg: np.ndarray,
+    forced: np.ndarray,
+    value: np.ndarray,
+    yy: np.ndarray,
+    xx: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     """Polarity (unless forced) from the centre-weighted smoothed extremes, and the spot's peak.
 
@@ -387,7 +416,9 @@ def _spot_polarity(
     dev = boxes - bg[:, None, None]
     smooth = _smooth3(dev)
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    window = np.exp(-((yy - cy) ** 2 / (2 * (h / 3.0) ** 2) + (xx - cx) ** 2 / (2 * (w / 3.0) ** 2)))
+    window = np.exp(
+        -((yy - cy) ** 2 / (2 * (h / 3.0) ** 2) + (xx - cx) ** 2 / (2 * (w / 3.0) ** 2))
+    )
     if valid is not None:
         window = window[None] * valid
     flat = (smooth * window).reshape(n, -1)
@@ -404,13 +435,20 @@ def _spot_polarity(
 
 
 def _centre_and_width(
-    signed: np.ndarray, valid: np.ndarray | None, peak: np.ndarray, py: np.ndarray, px: np.ndarray,
-    yy: np.ndarray, xx: np.ndarray,
+    signed: np.ndarray,
+    valid: np.ndarray | None,
+    peak: np.ndarray,
+    py: np.ndarray,
+    px: np.ndarray,
+    yy: np.ndarray,
+    xx: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centroid (y0, x0) of the pixels above half the peak near it, and the
     isotropic ``q = 1 / sigma^2`` from their area."""
     h, w = signed.shape[1:]
-    near = (np.abs(yy[None] - py[:, None, None]) <= h // 3) & (np.abs(xx[None] - px[:, None, None]) <= w // 3)
+    near = (np.abs(yy[None] - py[:, None, None]) <= h // 3) & (
+        np.abs(xx[None] - px[:, None, None]) <= w // 3
+    )
     above = np.clip(signed - _THRESHOLD * peak[:, None, None], 0.0, None) * near
     if valid is not None:
         above = above * valid
@@ -427,7 +465,12 @@ def _centre_and_width(
 
 
 def _amplitude_background(
-    boxes: np.ndarray, valid: np.ndarray | None, g: np.ndarray, sign: np.ndarray, peak: np.ndarray, bg: np.ndarray
+    boxes: np.ndarray,
+    valid: np.ndarray | None,
+    g: np.ndarray,
+    sign: np.ndarray,
+    peak: np.ndarray,
+    bg: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Amplitude and background by linear least squares for the spot shape ``g``,
     keeping the detected polarity (a wrong-signed start would fit something else)."""
@@ -469,9 +512,15 @@ def _initial_guess(
     n, h, w = boxes.shape
     bg = _ring_background(boxes, valid)
     yy, xx = np.mgrid[0:h, 0:w]
-    is_dark, sign, signed, peak, py, px = _spot_polarity(boxes, valid, bg, forced, value, yy, xx)
+    is_dark, sign, signed, peak, py, px = _spot_polarity(
+        boxes, valid, bg, forced, value, yy, xx
+    )
     y0, x0, q = _centre_and_width(signed, valid, peak, py, px, yy, xx)
-    g = np.exp(-0.5 * q[:, None, None] * ((yy[None] - y0[:, None, None]) ** 2 + (xx[None] - x0[:, None, None]) ** 2))
+    g = np.exp(
+        -0.5
+        * q[:, None, None]
+        * ((yy[None] - y0[:, None, None]) ** 2 + (xx[None] - x0[:, None, None]) ** 2)
+    )
     amp, back = _amplitude_background(boxes, valid, g, sign, peak, bg)
     p0 = np.column_stack([y0, x0, amp, back, q, np.zeros(n), q]).astype(np.float64)
     return p0, is_dark
@@ -500,7 +549,11 @@ _REWEIGHT_ROUNDS = 2  # weights from the LSQ fit, then from the first weighted f
 
 
 def _noise_model(
-    d: np.ndarray, model: np.ndarray, valid: np.ndarray | None, mean: np.ndarray, sc: np.ndarray
+    d: np.ndarray,
+    model: np.ndarray,
+    valid: np.ndarray | None,
+    mean: np.ndarray,
+    sc: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per box ``var = k * signal + v0`` (raw units) fitted to the squared residuals of its pixels.
 
@@ -567,10 +620,14 @@ def _reweighted(
         floor = 0.05 * np.median(var, axis=1, keepdims=True)
         var = np.maximum(var, np.maximum(floor, 1e-12 * sc[idx, None] ** 2))
         w = sc[idx, None] / np.sqrt(var)
-        w /= np.sqrt(np.mean(w * w, axis=1, keepdims=True))  # chi-square in the units of the LSQ fit
+        w /= np.sqrt(
+            np.mean(w * w, axis=1, keepdims=True)
+        )  # chi-square in the units of the LSQ fit
         if vsub is not None:
             w = w * vsub
-        q, cw, cv, it, hs = _levenberg_marquardt(d[idx], w, yy, xx, cur, max_iter=max_iter)
+        q, cw, cv, it, hs = _levenberg_marquardt(
+            d[idx], w, yy, xx, cur, max_iter=max_iter
+        )
         ok = cv & np.all(np.isfinite(q), axis=1)
         cur = np.where(ok[:, None], q, cur)
         p[idx[ok]] = q[ok]
@@ -618,8 +675,18 @@ def _fit_block(
     )
     if noise == "poisson":
         p, c2w, conv, iters, hess, c2 = _reweighted(
-            norm.reshape(m, -1), wflat, yy.ravel().astype(np.float64), xx.ravel().astype(np.float64),
-            p, conv, iters, hess, c2, mean, sc, max_iter,
+            norm.reshape(m, -1),
+            wflat,
+            yy.ravel().astype(np.float64),
+            xx.ravel().astype(np.float64),
+            p,
+            conv,
+            iters,
+            hess,
+            c2,
+            mean,
+            sc,
+            max_iter,
         )
     else:
         c2w = c2
@@ -627,7 +694,9 @@ def _fit_block(
     # the position entries do not depend on the intensity normalisation
     s2 = c2w / np.maximum(n_valid - 7, 1)
     diag = np.diagonal(hess, axis1=1, axis2=2)
-    ridged = hess + np.eye(7)[None] * (1e-12 * (diag.mean(axis=1) + 1e-300))[:, None, None]
+    ridged = (
+        hess + np.eye(7)[None] * (1e-12 * (diag.mean(axis=1) + 1e-300))[:, None, None]
+    )
     rhs = np.broadcast_to(np.eye(7)[:, :2], (m, 7, 2))
     with np.errstate(all="ignore"):
         try:
@@ -764,9 +833,13 @@ def _gate(
         elif not (_EDGE <= y[i] <= h - 1 - _EDGE and _EDGE <= x[i] <= w - 1 - _EDGE):
             reasons[i] = "centre outside box"
         elif (amp[i] < 0) != is_dark[i] or amp[i] == 0:
-            reasons[i] = "amplitude has the wrong sign (fitted the background, not a spot)"
+            reasons[i] = (
+                "amplitude has the wrong sign (fitted the background, not a spot)"
+            )
         elif not (minor[i] >= MIN_SIGMA and major[i] <= max_sigma):
-            reasons[i] = f"width out of range (sigma {minor[i]:.2f}-{major[i]:.2f} px, allowed {MIN_SIGMA}-{max_sigma:.2f})"
+            reasons[i] = (
+                f"width out of range (sigma {minor[i]:.2f}-{major[i]:.2f} px, allowed {MIN_SIGMA}-{max_sigma:.2f})"
+            )
         elif not (r2[i] >= min_r2):
             reasons[i] = f"R\u00b2 {r2[i]:.2f} below {min_r2:g}"
 
@@ -795,12 +868,22 @@ def _fit_boxes(
     prep = _prepare(arr)
     reasons = _reasons_before_fitting(pre, prep, h * w)
     todo_idx = np.flatnonzero(np.array([not r for r in reasons], dtype=bool))
-    out_p, chi2, conv, iters, is_dark, pos_err = _fit_all(prep, todo_idx, forced, value, opts.max_iter, workers, opts.noise)
+    out_p, chi2, conv, iters, is_dark, pos_err = _fit_all(
+        prep, todo_idx, forced, value, opts.max_iter, workers, opts.noise
+    )
 
     major, minor, angle = _derive(out_p)
     with np.errstate(all="ignore"):
         r2 = 1.0 - chi2 / np.where(prep.ss_tot > 0, prep.ss_tot, np.nan)
-    _gate(reasons, todo_idx, (out_p, conv, is_dark, major, minor), r2, (h, w), max_sigma, opts.min_r2)
+    _gate(
+        reasons,
+        todo_idx,
+        (out_p, conv, is_dark, major, minor),
+        r2,
+        (h, w),
+        max_sigma,
+        opts.min_r2,
+    )
     ok = np.array([not r for r in reasons], dtype=bool)
     return GaussianFits(
         y=out_p[:, 0] + origin[:, 0],
@@ -892,7 +975,14 @@ def fit_gaussians(
     """
     arr = _as_boxes(boxes)
     opts = FitOptions.from_call(options, {**locals(), "box": arr.shape[1:]})
-    return _fit_boxes(arr, opts, dark=opts.dark, origins=origins, invalid_reason=invalid_reason, workers=workers)
+    return _fit_boxes(
+        arr,
+        opts,
+        dark=opts.dark,
+        origins=origins,
+        invalid_reason=invalid_reason,
+        workers=workers,
+    )
 
 
 def extract_boxes(
@@ -915,14 +1005,24 @@ def extract_boxes(
     """
     img = np.asarray(image)
     if img.ndim != 2:
-        raise ValueError(f"image must be 2-D (Y, X), got shape {img.shape}: pass one frame.")
+        raise ValueError(
+            f"image must be 2-D (Y, X), got shape {img.shape}: pass one frame."
+        )
     bh, bw = box_shape(box)
     H, W = img.shape
     c = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
     if H < bh or W < bw:
-        raise ValueError(f"the image ({H}x{W}) is smaller than the box ({bh}x{bw}): use a smaller box.")
+        raise ValueError(
+            f"the image ({H}x{W}) is smaller than the box ({bh}x{bw}): use a smaller box."
+        )
     finite = np.all(np.isfinite(c), axis=1)
-    inside = finite & (c[:, 0] >= -0.5) & (c[:, 0] <= H - 0.5) & (c[:, 1] >= -0.5) & (c[:, 1] <= W - 0.5)
+    inside = (
+        finite
+        & (c[:, 0] >= -0.5)
+        & (c[:, 0] <= H - 0.5)
+        & (c[:, 1] >= -0.5)
+        & (c[:, 1] <= W - 0.5)
+    )
     safe = np.where(finite[:, None], c, 0.0)
     r0 = np.clip(np.floor(safe[:, 0] + 0.5).astype(np.int64) - bh // 2, 0, H - bh)
     c0 = np.clip(np.floor(safe[:, 1] + 0.5).astype(np.int64) - bw // 2, 0, W - bw)
@@ -940,7 +1040,9 @@ def _fit_at(
 ) -> GaussianFits:
     """Fit spots around ``centers`` of one image with ``opts`` (``dark``: per centre or for all)."""
     boxes, origins, reasons = extract_boxes(image, centers, opts.box_shape)
-    return _fit_boxes(boxes, opts, dark=dark, origins=origins, invalid_reason=reasons, workers=workers)
+    return _fit_boxes(
+        boxes, opts, dark=dark, origins=origins, invalid_reason=reasons, workers=workers
+    )
 
 
 def fit_gaussians_at(
