@@ -101,6 +101,11 @@ def test_validation_numbers_before_after_holdout_and_loo(scene):
     text = v.to_csv()
     assert "# used: n_particles=4" in text and "# held out: n_particles=1" in text
     assert "held out (1): RMS" in v.summary_text()
+    # the Cramér-Rao bound of the used particles, in the text and the CSV header
+    assert v.bound is not None and v.bound.particles == used
+    assert 0 < v.bound.rotation_rms < 0.1 and 0 < v.bound.translation_rms < 0.1
+    assert "precision bound" in v.summary_text() and "rotation" in v.summary_text()
+    assert "# bound: rotation_bound_deg=" in text
     # validating against the wrong transforms shows it (not circular)
     wrong = FrameTransforms.from_shifts(est.shifts, center=est.center)
     bad = validate_alignment(stack, wrong, tracks, holdout=held, particles=used)

@@ -5,6 +5,7 @@ Each step has its options object (:class:`FitOptions`, :class:`TrackOptions`,
 :class:`ValidationOptions`) and a module-level instance of its defaults.
 """
 
+from ._bound import RigidBound, position_bound, rigid_bound, spot_photons
 from ._gaussian_fit import (
     GaussianFit,
     GaussianFits,
@@ -13,16 +14,19 @@ from ._gaussian_fit import (
     fit_gaussians_at,
 )
 from ._options import (
+    BOUND_DEFAULTS,
     BOX_LIMITS,
     DRIFT_DEFAULTS,
     FIT_DEFAULTS,
     INTERPOLATIONS,
+    NOISE_MODELS,
     OUTLIER_DEFAULTS,
     RIGID_DEFAULTS,
     SPOT_TYPES,
     STATISTICS,
     TRACK_DEFAULTS,
     VALIDATION_DEFAULTS,
+    BoundOptions,
     DriftOptions,
     FitOptions,
     OutlierOptions,
@@ -40,16 +44,19 @@ from ._trajectories import DriftSummary, OutlierReport, drift_summary, flag_outl
 from ._validation import ParticleValidation, validate_alignment
 
 __all__ = [
+    "BOUND_DEFAULTS",
     "BOX_LIMITS",
     "DRIFT_DEFAULTS",
     "FIT_DEFAULTS",
     "INTERPOLATIONS",
+    "NOISE_MODELS",
     "OUTLIER_DEFAULTS",
     "RIGID_DEFAULTS",
     "SPOT_TYPES",
     "STATISTICS",
     "TRACK_DEFAULTS",
     "VALIDATION_DEFAULTS",
+    "BoundOptions",
     "DriftOptions",
     "DriftSummary",
     "FitOptions",
@@ -59,6 +66,7 @@ __all__ = [
     "OutlierReport",
     "ParticleTracks",
     "ParticleValidation",
+    "RigidBound",
     "RigidOptions",
     "TrackOptions",
     "ValidationOptions",
@@ -69,8 +77,11 @@ __all__ = [
     "flag_outliers",
     "plot_trajectories",
     "plot_validation",
+    "position_bound",
     "read_picks",
+    "rigid_bound",
     "rigid_from_tracks",
+    "spot_photons",
     "spot_type",
     "track_particles",
     "validate_alignment",

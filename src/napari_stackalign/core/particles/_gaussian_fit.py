@@ -147,7 +147,9 @@ class GaussianFits:
     reason: list[str]
     dark: np.ndarray
     iterations: np.ndarray
-    box_origin: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    box_origin: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 2), dtype=np.int64)
+    )
 
     def __len__(self) -> int:
         return int(self.y.size)
@@ -248,7 +250,9 @@ def _weighted_residuals(
     return r, jac, np.einsum("ij,ij->i", r, r)
 
 
-def _damped_step(jac: np.ndarray, r: np.ndarray, lam: np.ndarray, eye: np.ndarray) -> np.ndarray:
+def _damped_step(
+    jac: np.ndarray, r: np.ndarray, lam: np.ndarray, eye: np.ndarray
+) -> np.ndarray:
     """The Levenberg-Marquardt step (n, 7) of every box for its damping ``lam``."""
     hess = jac @ jac.transpose(0, 2, 1)
     grad = np.einsum("nkp,np->nk", jac, r)
@@ -258,7 +262,9 @@ def _damped_step(jac: np.ndarray, r: np.ndarray, lam: np.ndarray, eye: np.ndarra
     try:
         return np.linalg.solve(system, grad[:, :, None])[:, :, 0]
     except np.linalg.LinAlgError:
-        return np.stack([np.linalg.lstsq(s, g, rcond=None)[0] for s, g in zip(system, grad)])
+        return np.stack(
+            [np.linalg.lstsq(s, g, rcond=None)[0] for s, g in zip(system, grad)]
+        )
 
 
 class _ActiveBoxes:
@@ -268,7 +274,14 @@ class _ActiveBoxes:
     on the few hard boxes only.
     """
 
-    def __init__(self, data: np.ndarray, weight: np.ndarray | None, p0: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> None:
+    def __init__(
+        self,
+        data: np.ndarray,
+        weight: np.ndarray | None,
+        p0: np.ndarray,
+        yy: np.ndarray,
+        xx: np.ndarray,
+    ) -> None:
         n = data.shape[0]
         self.act = np.arange(n)
         self.p = p0.copy()
@@ -277,7 +290,14 @@ class _ActiveBoxes:
         self.r, self.jac, self.chi2 = _weighted_residuals(data, weight, self.p, yy, xx)
         self.lam = np.full(n, 1e-3)
 
-    def take(self, trial: np.ndarray, t_r: np.ndarray, t_jac: np.ndarray, t_chi2: np.ndarray, accept: np.ndarray) -> None:
+    def take(
+        self,
+        trial: np.ndarray,
+        t_r: np.ndarray,
+        t_jac: np.ndarray,
+        t_chi2: np.ndarray,
+        accept: np.ndarray,
+    ) -> None:
         """Keep the trial where accepted (swap buffers, copy back the rejected); adapt the damping."""
         rej = ~accept
         if np.any(rej):
@@ -294,7 +314,11 @@ class _ActiveBoxes:
             return False
         self.act = self.act[keep]
         self.p, self.r, self.jac, self.chi2, self.lam = (
-            self.p[keep], self.r[keep], self.jac[keep], self.chi2[keep], self.lam[keep]
+            self.p[keep],
+            self.r[keep],
+            self.jac[keep],
+            self.chi2[keep],
+            self.lam[keep],
         )
         self.d = self.d[keep]
         if self.w is not None:
@@ -344,7 +368,7 @@ def _levenberg_marquardt(
             params[idx] = s.p[finished]
             chi2_out[idx] = s.chi2[finished]
             converged[idx] = done[finished]
-            hess_out[idx] = (s.jac[finished] @ s.jac[finished].transpose(0, 2, 1))
+            hess_out[idx] = s.jac[finished] @ s.jac[finished].transpose(0, 2, 1)
             if not s.retire(~finished):
                 break
     return params, chi2_out, converged, iterations, hess_out
@@ -375,8 +399,13 @@ def _ring_background(boxes: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
 
 
 def _spot_polarity(
-    boxes: np.ndarray, valid: np.ndarray | None, bg: np.ndarray, forced: np.ndarray, value: np.ndarray,
-    yy: np.ndarray, xx: np.ndarray,
+    boxes: np.ndarray,
+    valid: np.ndarray | None,
+    bg: np.ndarray,
+    forced: np.ndarray,
+    value: np.ndarray,
+    yy: np.ndarray,
+    xx: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     """Polarity (unless forced) from the centre-weighted smoothed extremes, and the spot's peak.
 
@@ -387,7 +416,9 @@ def _spot_polarity(
     dev = boxes - bg[:, None, None]
     smooth = _smooth3(dev)
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    window = np.exp(-((yy - cy) ** 2 / (2 * (h / 3.0) ** 2) + (xx - cx) ** 2 / (2 * (w / 3.0) ** 2)))
+    window = np.exp(
+        -((yy - cy) ** 2 / (2 * (h / 3.0) ** 2) + (xx - cx) ** 2 / (2 * (w / 3.0) ** 2))
+    )
     if valid is not None:
         window = window[None] * valid
     flat = (smooth * window).reshape(n, -1)
@@ -404,13 +435,20 @@ def _spot_polarity(
 
 
 def _centre_and_width(
-    signed: np.ndarray, valid: np.ndarray | None, peak: np.ndarray, py: np.ndarray, px: np.ndarray,
-    yy: np.ndarray, xx: np.ndarray,
+    signed: np.ndarray,
+    valid: np.ndarray | None,
+    peak: np.ndarray,
+    py: np.ndarray,
+    px: np.ndarray,
+    yy: np.ndarray,
+    xx: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centroid (y0, x0) of the pixels above half the peak near it, and the
     isotropic ``q = 1 / sigma^2`` from their area."""
     h, w = signed.shape[1:]
-    near = (np.abs(yy[None] - py[:, None, None]) <= h // 3) & (np.abs(xx[None] - px[:, None, None]) <= w // 3)
+    near = (np.abs(yy[None] - py[:, None, None]) <= h // 3) & (
+        np.abs(xx[None] - px[:, None, None]) <= w // 3
+    )
     above = np.clip(signed - _THRESHOLD * peak[:, None, None], 0.0, None) * near
     if valid is not None:
         above = above * valid
@@ -427,7 +465,12 @@ def _centre_and_width(
 
 
 def _amplitude_background(
-    boxes: np.ndarray, valid: np.ndarray | None, g: np.ndarray, sign: np.ndarray, peak: np.ndarray, bg: np.ndarray
+    boxes: np.ndarray,
+    valid: np.ndarray | None,
+    g: np.ndarray,
+    sign: np.ndarray,
+    peak: np.ndarray,
+    bg: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Amplitude and background by linear least squares for the spot shape ``g``,
     keeping the detected polarity (a wrong-signed start would fit something else)."""
@@ -469,9 +512,15 @@ def _initial_guess(
     n, h, w = boxes.shape
     bg = _ring_background(boxes, valid)
     yy, xx = np.mgrid[0:h, 0:w]
-    is_dark, sign, signed, peak, py, px = _spot_polarity(boxes, valid, bg, forced, value, yy, xx)
+    is_dark, sign, signed, peak, py, px = _spot_polarity(
+        boxes, valid, bg, forced, value, yy, xx
+    )
     y0, x0, q = _centre_and_width(signed, valid, peak, py, px, yy, xx)
-    g = np.exp(-0.5 * q[:, None, None] * ((yy[None] - y0[:, None, None]) ** 2 + (xx[None] - x0[:, None, None]) ** 2))
+    g = np.exp(
+        -0.5
+        * q[:, None, None]
+        * ((yy[None] - y0[:, None, None]) ** 2 + (xx[None] - x0[:, None, None]) ** 2)
+    )
     amp, back = _amplitude_background(boxes, valid, g, sign, peak, bg)
     p0 = np.column_stack([y0, x0, amp, back, q, np.zeros(n), q]).astype(np.float64)
     return p0, is_dark
@@ -496,6 +545,104 @@ def _derive(params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return major, minor, angle
 
 
+_REWEIGHT_ROUNDS = 2  # weights from the LSQ fit, then from the first weighted fit
+
+
+def _noise_model(
+    d: np.ndarray,
+    model: np.ndarray,
+    valid: np.ndarray | None,
+    mean: np.ndarray,
+    sc: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per box ``var = k * signal + v0`` (raw units) fitted to the squared residuals of its pixels.
+
+    Shot noise (photon counts: k = 1, v0 = 0), a camera gain (k), an offset or
+    read noise (v0), and white noise (k = 0) all fit this line, so the weights
+    follow the data without any camera setting. Each box on its own, so a
+    fit does not depend on the other boxes of a batch. When ``v0`` comes out
+    at 0 the weights are exactly 1 / signal (``k`` cancels): Poisson.
+    """
+    mu = model * sc[:, None] + mean[:, None]
+    r2 = ((d - model) * sc[:, None]) ** 2
+    wv = np.ones_like(mu) if valid is None else (valid > 0).astype(np.float64)
+    cnt = np.maximum(wv.sum(axis=1), 1.0)
+    mu_m = (wv * mu).sum(axis=1) / cnt
+    r2_m = (wv * r2).sum(axis=1) / cnt
+    mu_c = (mu - mu_m[:, None]) * wv
+    den = (mu_c * mu_c).sum(axis=1)
+    with np.errstate(all="ignore"):
+        k = np.where(den > 0, (mu_c * (r2 - r2_m[:, None])).sum(axis=1) / den, 0.0)
+    k = np.where(np.isfinite(k) & (k > 0), k, 0.0)
+    # v0 >= 0: a negative intercept (a camera offset) is not trusted from one
+    # box; without it the weights are those of shot noise on the raw values,
+    # between least squares and the exact Poisson weights, never sharper
+    v0 = np.maximum(r2_m - k * mu_m, 0.0)
+    return k, v0
+
+
+def _reweighted(
+    d: np.ndarray,
+    valid: np.ndarray | None,
+    yy: np.ndarray,
+    xx: np.ndarray,
+    p: np.ndarray,
+    conv: np.ndarray,
+    iters: np.ndarray,
+    hess: np.ndarray,
+    c2: np.ndarray,
+    mean: np.ndarray,
+    sc: np.ndarray,
+    max_iter: int,
+) -> tuple[np.ndarray, ...]:
+    """Refine least-squares fits by weighting each pixel with 1 / its variance (iteratively reweighted).
+
+    The variance is the signal-dependent line of :func:`_noise_model`, so for
+    shot noise the fit is the Poisson maximum likelihood (its score equation
+    is the weighted least-squares one at the fitted model), which reaches the
+    Cramér-Rao bound where unweighted least squares loses up to 16/9 of the
+    variance. Boxes whose weighted fit fails keep their least-squares fit.
+    Returns params, the weighted chi-square, converged, iterations, the
+    weighted Hessian and the unweighted chi-square.
+    """
+    good = conv & np.all(np.isfinite(p), axis=1)
+    if not np.any(good):
+        return p, c2, conv, iters, hess, c2
+    p, conv, iters, hess = p.copy(), conv.copy(), iters.copy(), hess.copy()
+    c2w, c2 = c2.copy(), c2.copy()
+    idx = np.flatnonzero(good)
+    cur = p[idx]
+    vsub = valid[idx] if valid is not None else None
+    for _ in range(_REWEIGHT_ROUNDS):
+        model, _ = _model_jacobian(cur, yy, xx, want_jac=False)
+        k, v0 = _noise_model(d[idx], model, vsub, mean[idx], sc[idx])
+        var = k[:, None] * (model * sc[idx, None] + mean[idx, None]) + v0[:, None]
+        floor = 0.05 * np.median(var, axis=1, keepdims=True)
+        var = np.maximum(var, np.maximum(floor, 1e-12 * sc[idx, None] ** 2))
+        w = sc[idx, None] / np.sqrt(var)
+        w /= np.sqrt(
+            np.mean(w * w, axis=1, keepdims=True)
+        )  # chi-square in the units of the LSQ fit
+        if vsub is not None:
+            w = w * vsub
+        q, cw, cv, it, hs = _levenberg_marquardt(
+            d[idx], w, yy, xx, cur, max_iter=max_iter
+        )
+        ok = cv & np.all(np.isfinite(q), axis=1)
+        cur = np.where(ok[:, None], q, cur)
+        p[idx[ok]] = q[ok]
+        c2w[idx[ok]] = cw[ok]
+        hess[idx[ok]] = hs[ok]
+        iters[idx] += it
+    # the R^2 gate and the reported chi-square stay unweighted
+    model, _ = _model_jacobian(p[idx], yy, xx, want_jac=False)
+    res = d[idx] - model
+    if vsub is not None:
+        res = res * vsub
+    c2[idx] = np.einsum("ij,ij->i", res, res)
+    return p, c2w, conv, iters, hess, c2
+
+
 def _fit_block(
     boxes: np.ndarray,
     valid: np.ndarray | None,
@@ -505,6 +652,7 @@ def _fit_block(
     forced: np.ndarray,
     value: np.ndarray,
     max_iter: int,
+    noise: str = FIT_DEFAULTS.noise,
 ) -> tuple[np.ndarray, ...]:
     """Fit one block of boxes: returns params, chi2, converged, iterations,
     polarity and the centre's standard error."""
@@ -525,11 +673,30 @@ def _fit_block(
         p0,
         max_iter=max_iter,
     )
-    # covariance of the centre: s^2 (J^T J)^-1; the position entries do not
-    # depend on the intensity normalisation
-    s2 = c2 / np.maximum(n_valid - 7, 1)
+    if noise == "poisson":
+        p, c2w, conv, iters, hess, c2 = _reweighted(
+            norm.reshape(m, -1),
+            wflat,
+            yy.ravel().astype(np.float64),
+            xx.ravel().astype(np.float64),
+            p,
+            conv,
+            iters,
+            hess,
+            c2,
+            mean,
+            sc,
+            max_iter,
+        )
+    else:
+        c2w = c2
+    # covariance of the centre: s^2 (J^T J)^-1 (weighted: s^2 (J^T W J)^-1);
+    # the position entries do not depend on the intensity normalisation
+    s2 = c2w / np.maximum(n_valid - 7, 1)
     diag = np.diagonal(hess, axis1=1, axis2=2)
-    ridged = hess + np.eye(7)[None] * (1e-12 * (diag.mean(axis=1) + 1e-300))[:, None, None]
+    ridged = (
+        hess + np.eye(7)[None] * (1e-12 * (diag.mean(axis=1) + 1e-300))[:, None, None]
+    )
     rhs = np.broadcast_to(np.eye(7)[:, :2], (m, 7, 2))
     with np.errstate(all="ignore"):
         try:
@@ -599,7 +766,13 @@ def _reasons_before_fitting(pre: list[str], prep: _Prepared, size: int) -> list[
 
 
 def _fit_all(
-    prep: _Prepared, todo_idx: np.ndarray, forced: np.ndarray, value: np.ndarray, max_iter: int, workers: int | None
+    prep: _Prepared,
+    todo_idx: np.ndarray,
+    forced: np.ndarray,
+    value: np.ndarray,
+    max_iter: int,
+    workers: int | None,
+    noise: str = FIT_DEFAULTS.noise,
 ) -> tuple[np.ndarray, ...]:
     """Fit the boxes ``todo_idx`` in blocks (in threads when there are several).
 
@@ -625,6 +798,7 @@ def _fit_all(
             forced[idx],
             value[idx],
             max_iter,
+            noise,
         )
         out_p[idx], chi2[idx], conv[idx], iters[idx], is_dark[idx], pos_err[idx] = res
 
@@ -659,9 +833,13 @@ def _gate(
         elif not (_EDGE <= y[i] <= h - 1 - _EDGE and _EDGE <= x[i] <= w - 1 - _EDGE):
             reasons[i] = "centre outside box"
         elif (amp[i] < 0) != is_dark[i] or amp[i] == 0:
-            reasons[i] = "amplitude has the wrong sign (fitted the background, not a spot)"
+            reasons[i] = (
+                "amplitude has the wrong sign (fitted the background, not a spot)"
+            )
         elif not (minor[i] >= MIN_SIGMA and major[i] <= max_sigma):
-            reasons[i] = f"width out of range (sigma {minor[i]:.2f}-{major[i]:.2f} px, allowed {MIN_SIGMA}-{max_sigma:.2f})"
+            reasons[i] = (
+                f"width out of range (sigma {minor[i]:.2f}-{major[i]:.2f} px, allowed {MIN_SIGMA}-{max_sigma:.2f})"
+            )
         elif not (r2[i] >= min_r2):
             reasons[i] = f"R\u00b2 {r2[i]:.2f} below {min_r2:g}"
 
@@ -690,12 +868,22 @@ def _fit_boxes(
     prep = _prepare(arr)
     reasons = _reasons_before_fitting(pre, prep, h * w)
     todo_idx = np.flatnonzero(np.array([not r for r in reasons], dtype=bool))
-    out_p, chi2, conv, iters, is_dark, pos_err = _fit_all(prep, todo_idx, forced, value, opts.max_iter, workers)
+    out_p, chi2, conv, iters, is_dark, pos_err = _fit_all(
+        prep, todo_idx, forced, value, opts.max_iter, workers, opts.noise
+    )
 
     major, minor, angle = _derive(out_p)
     with np.errstate(all="ignore"):
         r2 = 1.0 - chi2 / np.where(prep.ss_tot > 0, prep.ss_tot, np.nan)
-    _gate(reasons, todo_idx, (out_p, conv, is_dark, major, minor), r2, (h, w), max_sigma, opts.min_r2)
+    _gate(
+        reasons,
+        todo_idx,
+        (out_p, conv, is_dark, major, minor),
+        r2,
+        (h, w),
+        max_sigma,
+        opts.min_r2,
+    )
     ok = np.array([not r for r in reasons], dtype=bool)
     return GaussianFits(
         y=out_p[:, 0] + origin[:, 0],
@@ -723,6 +911,7 @@ def fit_gaussians(
     max_sigma: float | None = FIT_DEFAULTS.max_sigma,
     dark: Any = FIT_DEFAULTS.dark,
     max_iter: int = FIT_DEFAULTS.max_iter,
+    noise: str = FIT_DEFAULTS.noise,
     invalid_reason: Any = None,
     workers: int | None = None,
     options: FitOptions | None = None,
@@ -748,6 +937,15 @@ def fit_gaussians(
     max_iter : int
         Iteration limit; fits still moving after it fail with "did not
         converge".
+    noise : {"poisson", "gaussian"}
+        "poisson" (default): a least-squares fit, then refined with each
+        pixel weighted by 1 / its variance, ``var = k * signal + v0`` fitted
+        to the residuals of all the boxes (shot noise with any gain, camera
+        offset or read noise; for photon counts this is the Poisson maximum
+        likelihood, which reaches the Cramér-Rao bound, see
+        :func:`~napari_stackalign.core.particles.position_bound`).
+        "gaussian": plain least squares (equal weights, as ``curve_fit``;
+        up to 16/9 of the bound's variance on shot-noise data).
     invalid_reason : sequence of str, optional
         Per-box reasons decided before fitting (e.g. "box outside image");
         such boxes are reported failed with that reason.
@@ -777,7 +975,14 @@ def fit_gaussians(
     """
     arr = _as_boxes(boxes)
     opts = FitOptions.from_call(options, {**locals(), "box": arr.shape[1:]})
-    return _fit_boxes(arr, opts, dark=opts.dark, origins=origins, invalid_reason=invalid_reason, workers=workers)
+    return _fit_boxes(
+        arr,
+        opts,
+        dark=opts.dark,
+        origins=origins,
+        invalid_reason=invalid_reason,
+        workers=workers,
+    )
 
 
 def extract_boxes(
@@ -800,14 +1005,24 @@ def extract_boxes(
     """
     img = np.asarray(image)
     if img.ndim != 2:
-        raise ValueError(f"image must be 2-D (Y, X), got shape {img.shape}: pass one frame.")
+        raise ValueError(
+            f"image must be 2-D (Y, X), got shape {img.shape}: pass one frame."
+        )
     bh, bw = box_shape(box)
     H, W = img.shape
     c = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
     if H < bh or W < bw:
-        raise ValueError(f"the image ({H}x{W}) is smaller than the box ({bh}x{bw}): use a smaller box.")
+        raise ValueError(
+            f"the image ({H}x{W}) is smaller than the box ({bh}x{bw}): use a smaller box."
+        )
     finite = np.all(np.isfinite(c), axis=1)
-    inside = finite & (c[:, 0] >= -0.5) & (c[:, 0] <= H - 0.5) & (c[:, 1] >= -0.5) & (c[:, 1] <= W - 0.5)
+    inside = (
+        finite
+        & (c[:, 0] >= -0.5)
+        & (c[:, 0] <= H - 0.5)
+        & (c[:, 1] >= -0.5)
+        & (c[:, 1] <= W - 0.5)
+    )
     safe = np.where(finite[:, None], c, 0.0)
     r0 = np.clip(np.floor(safe[:, 0] + 0.5).astype(np.int64) - bh // 2, 0, H - bh)
     c0 = np.clip(np.floor(safe[:, 1] + 0.5).astype(np.int64) - bw // 2, 0, W - bw)
@@ -825,7 +1040,9 @@ def _fit_at(
 ) -> GaussianFits:
     """Fit spots around ``centers`` of one image with ``opts`` (``dark``: per centre or for all)."""
     boxes, origins, reasons = extract_boxes(image, centers, opts.box_shape)
-    return _fit_boxes(boxes, opts, dark=dark, origins=origins, invalid_reason=reasons, workers=workers)
+    return _fit_boxes(
+        boxes, opts, dark=dark, origins=origins, invalid_reason=reasons, workers=workers
+    )
 
 
 def fit_gaussians_at(
@@ -837,6 +1054,7 @@ def fit_gaussians_at(
     max_sigma: float | None = FIT_DEFAULTS.max_sigma,
     dark: Any = FIT_DEFAULTS.dark,
     max_iter: int = FIT_DEFAULTS.max_iter,
+    noise: str = FIT_DEFAULTS.noise,
     workers: int | None = None,
     options: FitOptions | None = None,
 ) -> GaussianFits:
@@ -858,6 +1076,7 @@ def fit_gaussian(
     max_sigma: float | None = FIT_DEFAULTS.max_sigma,
     dark: bool | None = FIT_DEFAULTS.dark,
     max_iter: int = FIT_DEFAULTS.max_iter,
+    noise: str = FIT_DEFAULTS.noise,
     options: FitOptions | None = None,
 ) -> GaussianFit:
     """Fit one spot near ``center`` in a 2-D image (the fit behind a click).
@@ -878,6 +1097,8 @@ def fit_gaussian(
         None detects a dark or bright spot automatically.
     max_iter : int
         Iteration limit of the Levenberg-Marquardt fit.
+    noise : {"poisson", "gaussian"}
+        Pixel weights (see :func:`fit_gaussians`).
     options : FitOptions, optional
         All the fit options in one object; keywords given explicitly (not
         at their default) override it.

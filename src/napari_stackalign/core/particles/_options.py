@@ -33,18 +33,21 @@ import numpy as np
 from ..options import Options, option
 
 __all__ = [
+    "BOUND_DEFAULTS",
     "BOX_LIMITS",
     "DARK_VALUES",
     "DRIFT_DEFAULTS",
     "FIT_DEFAULTS",
     "INTERPOLATIONS",
     "MIN_SIGMA",
+    "NOISE_MODELS",
     "OUTLIER_DEFAULTS",
     "RIGID_DEFAULTS",
     "SPOT_TYPES",
     "STATISTICS",
     "TRACK_DEFAULTS",
     "VALIDATION_DEFAULTS",
+    "BoundOptions",
     "DriftOptions",
     "FitOptions",
     "OutlierOptions",
@@ -63,6 +66,8 @@ BOX_LIMITS = (5, 255)
 MIN_SIGMA = 0.5
 #: how frames with too few particle fits are filled
 INTERPOLATIONS = ("linear", "spline")
+#: the noise models of the fit: "poisson" weights pixels by a variance that grows with the signal
+NOISE_MODELS = ("poisson", "gaussian")
 #: the drift over the chosen particles
 STATISTICS = ("median", "mean")
 #: spot types by name (command line, widget) and the ``dark`` value each means
@@ -71,7 +76,12 @@ SPOT_TYPES = {"auto": None, "bright": False, "dark": True}
 DARK_VALUES = "dark must be None (detect), True (dark spot), False (bright spot), or one such value per box"
 
 #: the goodness-of-fit range: R^2 in [-1, 1)
-_R2_RANGE: dict[str, Any] = {"kind": "float", "minimum": -1.0, "maximum": 1.0, "exclusive_maximum": True}
+_R2_RANGE: dict[str, Any] = {
+    "kind": "float",
+    "minimum": -1.0,
+    "maximum": 1.0,
+    "exclusive_maximum": True,
+}
 
 
 def box_shape(box: Any) -> tuple[int, int]:
@@ -81,7 +91,9 @@ def box_shape(box: Any) -> tuple[int, int]:
     try:
         h, w = (int(box[0]), int(box[1]))
     except (TypeError, ValueError, IndexError) as exc:
-        raise ValueError(f"box must be an integer size in px (e.g. 15) or a (rows, cols) pair, got {box!r}.") from exc
+        raise ValueError(
+            f"box must be an integer size in px (e.g. 15) or a (rows, cols) pair, got {box!r}."
+        ) from exc
     low, high = BOX_LIMITS
     if h < low or w < low or h > high or w > high:
         raise ValueError(
@@ -118,7 +130,9 @@ def spot_type(dark: bool | None) -> str:
 def _same_option(options: type[Options], name: str) -> Any:
     """A field declared exactly like ``options``'s field ``name`` (one definition, two steps)."""
     source = next(f for f in dataclasses.fields(options) if f.name == name)
-    return dataclasses.field(default=source.default, compare=source.compare, metadata=source.metadata)
+    return dataclasses.field(
+        default=source.default, compare=source.compare, metadata=source.metadata
+    )
 
 
 @dataclass(frozen=True)
@@ -135,7 +149,9 @@ class FitOptions(Options):
     box: int | tuple[int, int] = option(
         15, "fit box in px, about 3-4 spot widths, 5-255 px a side", check=check_box
     )
-    min_r2: float = option(0.5, "goodness-of-fit gate: fits with a lower R\u00b2 are rejected", **_R2_RANGE)
+    min_r2: float = option(
+        0.5, "goodness-of-fit gate: fits with a lower R\u00b2 are rejected", **_R2_RANGE
+    )
     max_sigma: float | None = option(
         None,
         "largest accepted spot width (sigma, px); None: a third of the box",
@@ -151,7 +167,18 @@ class FitOptions(Options):
         check=check_dark,
     )
     max_iter: int = option(
-        60, "iteration limit of the Levenberg-Marquardt fit (fits still moving fail)", kind="int", minimum=1
+        60,
+        "iteration limit of the Levenberg-Marquardt fit (fits still moving fail)",
+        kind="int",
+        minimum=1,
+    )
+    noise: str = option(
+        "poisson",
+        "noise model: poisson weights each pixel by 1 / its variance, var = k * signal + v0 fitted to the "
+        "residuals (shot noise, any gain or camera offset; reaches the Cramér-Rao bound), gaussian is plain "
+        "least squares (equal weights)",
+        kind="str",
+        choices=NOISE_MODELS,
     )
 
     @property
@@ -208,7 +235,9 @@ class TrackOptions(FitOptions):
     @property
     def jump_limit(self) -> float:
         """``max_jump`` in px (a third of the box when None)."""
-        return max(self.box_shape) / 3.0 if self.max_jump is None else float(self.max_jump)
+        return (
+            max(self.box_shape) / 3.0 if self.max_jump is None else float(self.max_jump)
+        )
 
 
 @dataclass(frozen=True)
@@ -217,17 +246,30 @@ class RigidOptions(Options):
 
     method: ClassVar[str] = "particles"
 
-    allow_rotation: bool = option(True, "estimate rotation + translation (False: translation only)", kind="bool")
+    allow_rotation: bool = option(
+        True, "estimate rotation + translation (False: translation only)", kind="bool"
+    )
     min_particles: int = option(
-        2, "frames with fewer good fits are interpolated from their neighbours and flagged", kind="int", minimum=1
+        2,
+        "frames with fewer good fits are interpolated from their neighbours and flagged",
+        kind="int",
+        minimum=1,
     )
     reference_frame: int = option(0, "frame left unchanged", kind="int", minimum=0)
     interpolation: str = option(
-        "linear", "how flagged frames are filled; spline needs 4 good frames", kind="str", choices=INTERPOLATIONS
+        "linear",
+        "how flagged frames are filled; spline needs 4 good frames",
+        kind="str",
+        choices=INTERPOLATIONS,
     )
-    weighted: bool = option(True, "weight particles by 1 / (their median centre error)\u00b2", kind="bool")
+    weighted: bool = option(
+        True, "weight particles by 1 / (their median centre error)\u00b2", kind="bool"
+    )
     iterations: int = option(
-        3, "generalised-Procrustes refinements of the reference positions", kind="int", minimum=0
+        3,
+        "generalised-Procrustes refinements of the reference positions",
+        kind="int",
+        minimum=0,
     )
 
 
@@ -239,10 +281,15 @@ class OutlierOptions(Options):
 
     allow_rotation: bool = _same_option(RigidOptions, "allow_rotation")
     k: float = option(
-        3.5, "robust z-score limit (median + k x 1.4826 x MAD of the scores)", kind="float", minimum=0,
+        3.5,
+        "robust z-score limit (median + k x 1.4826 x MAD of the scores)",
+        kind="float",
+        minimum=0,
         exclusive_minimum=True,
     )
-    min_px: float = option(0.5, "scores (px) below this are never flagged", kind="float", minimum=0)
+    min_px: float = option(
+        0.5, "scores (px) below this are never flagged", kind="float", minimum=0
+    )
 
 
 @dataclass(frozen=True)
@@ -251,9 +298,17 @@ class DriftOptions(Options):
 
     method: ClassVar[str] = "particles"
 
-    statistic: str = option("median", "drift statistic over the chosen particles", kind="str", choices=STATISTICS)
+    statistic: str = option(
+        "median",
+        "drift statistic over the chosen particles",
+        kind="str",
+        choices=STATISTICS,
+    )
     reference_frame: int = option(
-        RigidOptions.default("reference_frame"), "displacements are measured from this frame", kind="int", minimum=0
+        RigidOptions.default("reference_frame"),
+        "displacements are measured from this frame",
+        kind="int",
+        minimum=0,
     )
 
 
@@ -264,9 +319,56 @@ class ValidationOptions(Options):
     method: ClassVar[str] = "particles"
 
     min_r2: float | None = option(
-        None, "goodness-of-fit gate of the re-fits on the aligned stack; None: the tracking's", optional=True,
+        None,
+        "goodness-of-fit gate of the re-fits on the aligned stack; None: the tracking's",
+        optional=True,
         **_R2_RANGE,
     )
+
+
+def _check_optional_box(box: Any) -> int | tuple[int, int] | None:
+    return None if box is None else check_box(box)
+
+
+@dataclass(frozen=True)
+class BoundOptions(Options):
+    """Options of the Cramér-Rao bounds (``position_bound``, ``rigid_bound``): the camera and the fit box.
+
+    Pixel values are converted to photons as ``(value - offset) * photons_per_count``;
+    the defaults (1 and 0) mean the values are photon counts.
+    """
+
+    method: ClassVar[str] = "particles"
+
+    box: int | tuple[int, int] | None = option(
+        None,
+        "fit box (px) the information is summed over; None: the tracking's box (15 without tracks)",
+        optional=True,
+        check=_check_optional_box,
+    )
+    photons_per_count: float = option(
+        1.0,
+        "photons (photo-electrons) per count of the pixel values; 1: the values are photon counts",
+        kind="float",
+        minimum=0,
+        exclusive_minimum=True,
+    )
+    offset: float = option(
+        0.0,
+        "camera baseline (counts) subtracted before the conversion to photons",
+        kind="float",
+    )
+    read_noise: float = option(
+        0.0,
+        "camera read noise, RMS in photo-electrons (0: pure Poisson)",
+        kind="float",
+        minimum=0,
+    )
+
+    @property
+    def box_shape(self) -> tuple[int, int]:
+        """The box as (rows, cols) (15 px when None)."""
+        return box_shape(FitOptions().box if self.box is None else self.box)
 
 
 #: the defaults, for the signatures of the public functions (``box: int = FIT_DEFAULTS.box``)
@@ -276,3 +378,4 @@ RIGID_DEFAULTS = RigidOptions()
 OUTLIER_DEFAULTS = OutlierOptions()
 DRIFT_DEFAULTS = DriftOptions()
 VALIDATION_DEFAULTS = ValidationOptions()
+BOUND_DEFAULTS = BoundOptions()

@@ -41,10 +41,22 @@ from ._tracks import ParticleTracks
 
 __all__ = ["track_particles"]
 
-_FIELDS = ("y", "x", "amplitude", "sigma_major", "sigma_minor", "angle", "background", "r2", "pos_err")
+_FIELDS = (
+    "y",
+    "x",
+    "amplitude",
+    "sigma_major",
+    "sigma_minor",
+    "angle",
+    "background",
+    "r2",
+    "pos_err",
+)
 
 
-def _frames(stack: Any, order: list[int], chunk_size: int) -> Iterator[tuple[int, np.ndarray]]:
+def _frames(
+    stack: Any, order: list[int], chunk_size: int
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (t, frame) in ``order`` (ascending or descending runs), reading
     chunks of frames in a background thread one chunk ahead."""
     if not order:
@@ -98,7 +110,12 @@ class _Sweep:
         if len(self.order) < 2:
             return np.zeros(2)
         recent = self.order[-4:]
-        steps = np.array([self.motion_at(b) - self.motion_at(a) for a, b in itertools.pairwise(recent)])
+        steps = np.array(
+            [
+                self.motion_at(b) - self.motion_at(a)
+                for a, b in itertools.pairwise(recent)
+            ]
+        )
         if steps.shape[0] < 3:  # too few for a median: the smaller step
             return steps[int(np.argmin(np.hypot(steps[:, 0], steps[:, 1])))]
         return np.median(steps, axis=0)
@@ -106,7 +123,9 @@ class _Sweep:
     def predict(self, idx: np.ndarray) -> np.ndarray:
         """Predicted positions of particles ``idx`` in the current frame."""
         base = self.motion_at(self.prev) if self.prev is not None else np.zeros(2)
-        since = np.array([base - self.motion_at(int(f)) for f in self.last_frame[idx]]).reshape(-1, 2)
+        since = np.array(
+            [base - self.motion_at(int(f)) for f in self.last_frame[idx]]
+        ).reshape(-1, 2)
         return self.last_pos[idx] + since + self.velocity()
 
 
@@ -150,7 +169,9 @@ def _ncc_consensus(
             continue
         score = cv2.matchTemplate(img32[cy0:cy1, cx0:cx1], templ, cv2.TM_CCOEFF_NORMED)
         oy, ox = cy0 - wy0, cx0 - wx0
-        total[oy : oy + score.shape[0], ox : ox + score.shape[1]] += np.nan_to_num(score)
+        total[oy : oy + score.shape[0], ox : ox + score.shape[1]] += np.nan_to_num(
+            score
+        )
         count[oy : oy + score.shape[0], ox : ox + score.shape[1]] += 1
     if not count.any():
         return None
@@ -176,12 +197,21 @@ def _check_input(stack: Any, picks: Any, frame0: int, opts: TrackOptions) -> np.
     picks_arr = as_picks(picks, frame0=int(frame0))
     starts = picks_arr[:, 0].astype(np.int64)
     if starts.min() < 0 or starts.max() >= n_frames:
-        raise ValueError(f"picks lie in frames {sorted(set(starts.tolist()))}, but the stack has {n_frames} frames.")
+        raise ValueError(
+            f"picks lie in frames {sorted(set(starts.tolist()))}, but the stack has {n_frames} frames."
+        )
     yx = picks_arr[:, 1:]
-    outside = (yx[:, 0] < -0.5) | (yx[:, 0] > height - 0.5) | (yx[:, 1] < -0.5) | (yx[:, 1] > width - 0.5)
+    outside = (
+        (yx[:, 0] < -0.5)
+        | (yx[:, 0] > height - 0.5)
+        | (yx[:, 1] < -0.5)
+        | (yx[:, 1] > width - 0.5)
+    )
     if np.any(outside):
         bad = np.flatnonzero(outside).tolist()
-        raise ValueError(f"picks {bad} lie outside the {height}x{width} frame: remove them or check the layer scale.")
+        raise ValueError(
+            f"picks {bad} lie outside the {height}x{width} frame: remove them or check the layer scale."
+        )
     return picks_arr
 
 
@@ -189,7 +219,12 @@ class _Tracker:
     """The table being filled, and the forward and backward sweeps that fill it."""
 
     def __init__(
-        self, stack: Any, picks: np.ndarray, opts: TrackOptions, workers: int | None, progress: ProgressCallback | None
+        self,
+        stack: Any,
+        picks: np.ndarray,
+        opts: TrackOptions,
+        workers: int | None,
+        progress: ProgressCallback | None,
     ) -> None:
         self.stack = stack
         self.picks = picks
@@ -210,11 +245,21 @@ class _Tracker:
         self.last_report = time.perf_counter()
 
     # ----------------------------------------------------------- the table
-    def fit(self, frame: np.ndarray, centers: np.ndarray, particles: Any) -> GaussianFits:
+    def fit(
+        self, frame: np.ndarray, centers: np.ndarray, particles: Any
+    ) -> GaussianFits:
         """Fit ``particles`` (indices) around ``centers`` with their polarity."""
-        return _fit_at(frame, centers, self.opts, dark=[self.polarity[i] for i in particles], workers=self.workers)
+        return _fit_at(
+            frame,
+            centers,
+            self.opts,
+            dark=[self.polarity[i] for i in particles],
+            workers=self.workers,
+        )
 
-    def store(self, t: int, idx: np.ndarray, fits: GaussianFits, sel: np.ndarray) -> None:
+    def store(
+        self, t: int, idx: np.ndarray, fits: GaussianFits, sel: np.ndarray
+    ) -> None:
         """Write the fits ``sel`` of particles ``idx`` into frame ``t`` of the table."""
         rows = idx[sel]
         for name in _FIELDS:
@@ -236,7 +281,11 @@ class _Tracker:
         report(self.progress, self.total, self.total, "track")
         self.reason[self.ok] = ""
         return ParticleTracks(
-            **self.values, ok=self.ok, reason=self.reason, shape=tuple(self.stack.shape[1:]), picks=self.picks,
+            **self.values,
+            ok=self.ok,
+            reason=self.reason,
+            shape=tuple(self.stack.shape[1:]),
+            picks=self.picks,
             params=self.params(),
         )
 
@@ -259,7 +308,14 @@ class _Tracker:
             sweep.prev_image = frame
             self.tick()
 
-    def enter(self, sweep: _Sweep, t: int, frame: np.ndarray, entering: np.ndarray, forward: bool) -> None:
+    def enter(
+        self,
+        sweep: _Sweep,
+        t: int,
+        frame: np.ndarray,
+        entering: np.ndarray,
+        forward: bool,
+    ) -> None:
         """Particles picked in frame ``t``: fit at the pick (forward) or take the
         forward fit at their pick frame (backward)."""
         values = self.values
@@ -272,16 +328,22 @@ class _Tracker:
         sweep.entered_frame[entering] = t
         good = self.ok[t, entering]
         sweep.last_pos[entering] = np.where(
-            good[:, None], np.column_stack([values["y"][t, entering], values["x"][t, entering]]), self.yx[entering]
+            good[:, None],
+            np.column_stack([values["y"][t, entering], values["x"][t, entering]]),
+            self.yx[entering],
         )
         sweep.last_frame[entering] = t
         sweep.have[entering] = good
 
-    def follow(self, sweep: _Sweep, t: int, frame: np.ndarray, tracked: np.ndarray) -> None:
+    def follow(
+        self, sweep: _Sweep, t: int, frame: np.ndarray, tracked: np.ndarray
+    ) -> None:
         """Fit the particles ``tracked`` in frame ``t``, reject mis-locks, move the good ones on."""
         values = self.values
         self.fit_three_ways(sweep, t, frame, tracked)
-        _reject_jumps(sweep, t, tracked, self.ok, self.reason, values, self.opts.jump_limit)
+        _reject_jumps(
+            sweep, t, tracked, self.ok, self.reason, values, self.opts.jump_limit
+        )
         for i in tracked:
             if self.ok[t, i]:
                 if self.polarity[i] is None:
@@ -290,13 +352,17 @@ class _Tracker:
                 sweep.last_frame[i] = t
                 sweep.have[i] = True
 
-    def fit_three_ways(self, sweep: _Sweep, t: int, frame: np.ndarray, idx: np.ndarray) -> None:
+    def fit_three_ways(
+        self, sweep: _Sweep, t: int, frame: np.ndarray, idx: np.ndarray
+    ) -> None:
         """Fit particles ``idx`` in frame ``t`` with the three attempts."""
         pred = sweep.predict(idx)
         # where each particle "would be" without this frame's motion: used to
         # measure this frame's global step
         base = sweep.motion_at(sweep.prev) if sweep.prev is not None else np.zeros(2)
-        no_step = sweep.last_pos[idx] + np.array([base - sweep.motion_at(int(f)) for f in sweep.last_frame[idx]]).reshape(-1, 2)
+        no_step = sweep.last_pos[idx] + np.array(
+            [base - sweep.motion_at(int(f)) for f in sweep.last_frame[idx]]
+        ).reshape(-1, 2)
         sweep.step_from = {int(i): no_step[k] for k, i in enumerate(idx)}
         fits = self.fit(frame, pred, idx)
         self.store(t, idx, fits, np.ones(idx.size, dtype=bool))
@@ -313,7 +379,13 @@ class _Tracker:
             self.store(t, idx[retry], fits2, sel)
 
     def retry_offset(
-        self, sweep: _Sweep, frame: np.ndarray, idx: np.ndarray, pred: np.ndarray, fits: GaussianFits, found: np.ndarray
+        self,
+        sweep: _Sweep,
+        frame: np.ndarray,
+        idx: np.ndarray,
+        pred: np.ndarray,
+        fits: GaussianFits,
+        found: np.ndarray,
     ) -> np.ndarray | None:
         """Where to fit the lost particles again, as an offset from their predictions (None: nowhere)."""
         offset = None
@@ -328,7 +400,14 @@ class _Tracker:
             recent = sweep.have[idx] & (sweep.last_frame[idx] == sweep.prev)
             if np.any(recent):
                 rounded = np.round(pred[recent])
-                common = _ncc_consensus(sweep.prev_image, frame, sweep.last_pos[idx][recent], rounded, self.box, search)
+                common = _ncc_consensus(
+                    sweep.prev_image,
+                    frame,
+                    sweep.last_pos[idx][recent],
+                    rounded,
+                    self.box,
+                    search,
+                )
                 if common is not None:
                     offset = common + np.median(rounded - pred[recent], axis=0)
         return offset
@@ -351,7 +430,10 @@ class _Tracker:
             "dark": opts.dark,
             "search": opts.search_radius,
             "max_jump": opts.jump_limit,
-            "polarity": ["dark" if p else "bright" if p is not None else "unknown" for p in self.polarity],
+            "polarity": [
+                "dark" if p else "bright" if p is not None else "unknown"
+                for p in self.polarity
+            ],
         }
 
 
@@ -365,6 +447,7 @@ def track_particles(
     max_sigma: float | None = TRACK_DEFAULTS.max_sigma,
     dark: bool | None = TRACK_DEFAULTS.dark,
     max_iter: int = TRACK_DEFAULTS.max_iter,
+    noise: str = TRACK_DEFAULTS.noise,
     search: int | None = TRACK_DEFAULTS.search,
     max_jump: float | None = TRACK_DEFAULTS.max_jump,
     chunk_size: int = TRACK_DEFAULTS.chunk_size,
@@ -394,6 +477,9 @@ def track_particles(
         Spot polarity; None detects it at each particle's pick and keeps it.
     max_iter : int
         Iteration limit of each Gaussian fit.
+    noise : {"poisson", "gaussian"}
+        Pixel weights of the fits (see :func:`~napari_stackalign.fit_gaussians`):
+        "poisson" reaches the Cramér-Rao bound on shot-noise data.
     search : int, optional
         Radius (px) of the cross-correlation search used when every particle
         is lost in a frame (default: twice the box); 0 disables it.
@@ -425,7 +511,13 @@ def track_particles(
 
 
 def _reject_jumps(
-    sweep: _Sweep, t: int, tracked: np.ndarray, ok: np.ndarray, reason: np.ndarray, values: dict, max_jump: float
+    sweep: _Sweep,
+    t: int,
+    tracked: np.ndarray,
+    ok: np.ndarray,
+    reason: np.ndarray,
+    values: dict,
+    max_jump: float,
 ) -> None:
     """With at least 3 particles found, reject fits whose step in this frame
     differs from the median step by more than ``max_jump`` px (a box that
@@ -434,7 +526,10 @@ def _reject_jumps(
     if found.size < 3:
         return
     steps = np.array(
-        [[values["y"][t, i], values["x"][t, i]] - sweep.step_from[int(i)] for i in found]
+        [
+            [values["y"][t, i], values["x"][t, i]] - sweep.step_from[int(i)]
+            for i in found
+        ]
     )
     dev = np.hypot(*(steps - np.median(steps, axis=0)).T)
     for i, d in zip(found, dev):
@@ -443,7 +538,9 @@ def _reject_jumps(
             reason[t, i] = f"jumped {d:.1f} px away from the other particles' motion"
 
 
-def _update_motion(sweep: _Sweep, t: int, tracked: np.ndarray, ok: np.ndarray, values: dict) -> None:
+def _update_motion(
+    sweep: _Sweep, t: int, tracked: np.ndarray, ok: np.ndarray, values: dict
+) -> None:
     """Cumulative global motion at frame ``t`` from the particles found."""
     base = sweep.motion_at(sweep.prev) if sweep.prev is not None else np.zeros(2)
     if tracked.size:

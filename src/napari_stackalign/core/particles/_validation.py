@@ -36,6 +36,7 @@ from ...progress import ProgressCallback
 from ...transforms import FrameTransforms
 from ..apply import apply_transforms
 from ..checks import check_stack
+from ._bound import RigidBound, rigid_bound
 from ._options import (
     RIGID_DEFAULTS,
     TRACK_DEFAULTS,
@@ -48,7 +49,12 @@ from ._rigid import rigid_from_tracks
 from ._tracking import track_particles
 from ._tracks import ParticleTracks
 
-__all__ = ["VALIDATION_COLUMNS", "ParticleValidation", "residual_motion", "validate_alignment"]
+__all__ = [
+    "VALIDATION_COLUMNS",
+    "ParticleValidation",
+    "residual_motion",
+    "validate_alignment",
+]
 
 VALIDATION_COLUMNS = (
     "particle",
@@ -100,7 +106,9 @@ class _WarpedStack:
     """The stack warped by the transforms, computed chunk by chunk on access
     (what :func:`track_particles` reads); outside pixels are NaN."""
 
-    def __init__(self, stack: Any, transforms: FrameTransforms, workers: int | None) -> None:
+    def __init__(
+        self, stack: Any, transforms: FrameTransforms, workers: int | None
+    ) -> None:
         self.stack = stack
         self.transforms = transforms
         self.workers = workers
@@ -117,7 +125,11 @@ class _WarpedStack:
         lo, hi, _ = key.indices(self.shape[0])
         chunk = np.asarray(self.stack[lo:hi])
         return apply_transforms(
-            chunk, self.transforms[lo:hi], border="nan", output_dtype=np.float32, workers=self.workers
+            chunk,
+            self.transforms[lo:hi],
+            border="nan",
+            output_dtype=np.float32,
+            workers=self.workers,
         )
 
 
@@ -148,6 +160,11 @@ class ParticleValidation:
         ``max_after``, ``n_particles`` (and ``rms_loo`` for "used").
     refit : ParticleTracks
         The fits on the aligned stack.
+    bound : RigidBound, optional
+        The Cramér-Rao bounds of the correction for the used particles (the
+        values taken as photon counts), and how close the particles' scatter
+        comes to them: whether more particles would help (see
+        :func:`~napari_stackalign.core.particles.rigid_bound`).
     """
 
     particles: list[int]
@@ -164,6 +181,7 @@ class ParticleValidation:
     summary: dict
     refit: ParticleTracks | None = None
     params: dict = field(default_factory=dict)
+    bound: RigidBound | None = None
 
     @property
     def reduction_pct(self) -> np.ndarray:
@@ -192,8 +210,18 @@ class ParticleValidation:
         buf = io.StringIO()
         buf.write("# napari-stackalign particle validation (residual motion in px)\n")
         for role, values in self.summary.items():
-            items = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+            items = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in values.items()
+            )
             buf.write(f"# {role}: {items}\n")
+        if self.bound is not None:
+            items = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in self.bound.as_dict().items()
+                if k != "particles"
+            )
+            buf.write(f"# bound: {items}\n")
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(VALIDATION_COLUMNS)
         table = self.to_table()
@@ -224,6 +252,8 @@ class ParticleValidation:
             if "rms_loo" in s and np.isfinite(s["rms_loo"]):
                 line += f"; leave-one-out RMS {s['rms_loo']:.3f} px"
             lines.append(line)
+        if self.bound is not None:
+            lines.append(self.bound.summary_text())
         return "\n".join(lines)
 
 
@@ -238,7 +268,9 @@ def _renamed(progress: ProgressCallback | None, stage: str) -> ProgressCallback 
     return callback
 
 
-def _start_picks(tracks: ParticleTracks, transforms: FrameTransforms) -> tuple[np.ndarray, np.ndarray]:
+def _start_picks(
+    tracks: ParticleTracks, transforms: FrameTransforms
+) -> tuple[np.ndarray, np.ndarray]:
     """(frame, y, x) on the aligned stack for every particle found at least
     once (its first good fit mapped through that frame's correction)."""
     mats = transforms.to_matrices()
@@ -252,24 +284,39 @@ def _start_picks(tracks: ParticleTracks, transforms: FrameTransforms) -> tuple[n
         q = mats[t] @ p
         rows.append((t, q[0], q[1]))
         found.append(i)
-    return np.array(rows, dtype=np.float64).reshape(-1, 3), np.array(found, dtype=np.int64)
+    return np.array(rows, dtype=np.float64).reshape(-1, 3), np.array(
+        found, dtype=np.int64
+    )
 
 
-def _loo_options(params: dict[str, Any], rotation: bool, need: int, n_others: int) -> RigidOptions:
+def _loo_options(
+    params: dict[str, Any], rotation: bool, need: int, n_others: int
+) -> RigidOptions:
     """The correction's options (recorded in its ``params``) for a fit without one particle."""
     return RigidOptions(
         allow_rotation=rotation,
-        min_particles=max(int(params.get("min_particles", need)), need) if n_others > 1 else 1,
-        reference_frame=int(params.get("reference_frame", RIGID_DEFAULTS.reference_frame)),
+        min_particles=max(int(params.get("min_particles", need)), need)
+        if n_others > 1
+        else 1,
+        reference_frame=int(
+            params.get("reference_frame", RIGID_DEFAULTS.reference_frame)
+        ),
         interpolation=str(params.get("interpolation", RIGID_DEFAULTS.interpolation)),
         weighted=bool(params.get("weighted", RIGID_DEFAULTS.weighted)),
     )
 
 
-def _loo(tracks: ParticleTracks, used: np.ndarray, transforms: FrameTransforms) -> np.ndarray:
+def _loo(
+    tracks: ParticleTracks, used: np.ndarray, transforms: FrameTransforms
+) -> np.ndarray:
     """Leave-one-out RMS residual of each used particle (NaN where not possible)."""
     params = transforms.params
-    rotation = bool(params.get("rotation_estimated", params.get("allow_rotation", RIGID_DEFAULTS.allow_rotation)))
+    rotation = bool(
+        params.get(
+            "rotation_estimated",
+            params.get("allow_rotation", RIGID_DEFAULTS.allow_rotation),
+        )
+    )
     need = 2 if rotation else 1
     out = np.full(tracks.n_particles, np.nan)
     if used.size < need + 1:
@@ -280,7 +327,11 @@ def _loo(tracks: ParticleTracks, used: np.ndarray, transforms: FrameTransforms) 
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                est = rigid_from_tracks(tracks, particles=others, options=_loo_options(params, rotation, need, others.size))
+                est = rigid_from_tracks(
+                    tracks,
+                    particles=others,
+                    options=_loo_options(params, rotation, need, others.size),
+                )
         except ValueError:
             continue
         mats = est.to_matrices()
@@ -288,13 +339,17 @@ def _loo(tracks: ParticleTracks, used: np.ndarray, transforms: FrameTransforms) 
         keep = np.all(np.isfinite(mine), axis=1) & est.ok
         if keep.sum() < 2:
             continue
-        mapped = np.einsum("tij,tj->ti", mats[keep, :2, :2], mine[keep]) + mats[keep, :2, 2]
+        mapped = (
+            np.einsum("tij,tj->ti", mats[keep, :2, :2], mine[keep]) + mats[keep, :2, 2]
+        )
         dev = mapped - mapped.mean(axis=0)
         out[i] = float(np.sqrt(np.mean((dev**2).sum(axis=1))))
     return out
 
 
-def _check_same_stack(stack: Any, transforms: FrameTransforms, tracks: ParticleTracks, aligned: Any) -> tuple[int, ...]:
+def _check_same_stack(
+    stack: Any, transforms: FrameTransforms, tracks: ParticleTracks, aligned: Any
+) -> tuple[int, ...]:
     """The stack's shape, checked against the transforms, the tracks and the aligned stack."""
     shape = check_stack(stack, what="validation")
     if len(transforms) != shape[0] or tracks.n_frames != shape[0]:
@@ -303,31 +358,45 @@ def _check_same_stack(stack: Any, transforms: FrameTransforms, tracks: ParticleT
             f"{tracks.n_frames}: they must come from the same stack."
         )
     if tuple(shape[1:]) != tuple(tracks.shape):
-        raise ValueError(f"the tracks were measured on {tracks.shape} frames, the stack has {shape[1:]}.")
+        raise ValueError(
+            f"the tracks were measured on {tracks.shape} frames, the stack has {shape[1:]}."
+        )
     if aligned is not None and tuple(aligned.shape) != shape:
         raise ValueError(f"aligned has shape {tuple(aligned.shape)}, expected {shape}.")
     return shape
 
 
-def _roles(tracks: ParticleTracks, transforms: FrameTransforms, particles: Any, holdout: Any) -> tuple[np.ndarray, ...]:
+def _roles(
+    tracks: ParticleTracks, transforms: FrameTransforms, particles: Any, holdout: Any
+) -> tuple[np.ndarray, ...]:
     """The used and held-out particles (checked: never both) and every particle's role."""
     n = tracks.n_particles
-    held = np.unique(np.asarray([] if holdout is None else holdout, dtype=np.int64).reshape(-1))
+    held = np.unique(
+        np.asarray([] if holdout is None else holdout, dtype=np.int64).reshape(-1)
+    )
     if particles is None:
-        used = np.asarray(transforms.params.get("particles", np.setdiff1d(np.arange(n), held)), dtype=np.int64)
+        used = np.asarray(
+            transforms.params.get("particles", np.setdiff1d(np.arange(n), held)),
+            dtype=np.int64,
+        )
     else:
         used = np.asarray(particles, dtype=np.int64).reshape(-1)
     used = np.unique(used)
     for name, arr in (("particles", used), ("holdout", held)):
         if arr.size and (arr.min() < 0 or arr.max() >= n):
-            raise ValueError(f"{name} must be particle indices in 0..{n - 1}, got {arr.tolist()}.")
+            raise ValueError(
+                f"{name} must be particle indices in 0..{n - 1}, got {arr.tolist()}."
+            )
     both = np.intersect1d(used, held)
     if both.size:
         raise ValueError(
             f"particles {both.tolist()} are both used for the correction and held out: a held-out check "
             "must use particles the correction never saw."
         )
-    role = ["used" if i in used else "held out" if i in held else "excluded" for i in range(n)]
+    role = [
+        "used" if i in used else "held out" if i in held else "excluded"
+        for i in range(n)
+    ]
     return used, held, role
 
 
@@ -336,12 +405,16 @@ def _refit_options(tracks: ParticleTracks, opts: ValidationOptions) -> TrackOpti
     box = tracks.params.get("box", TRACK_DEFAULTS.box)
     return TrackOptions(
         box=tuple(box) if isinstance(box, list) else box,
-        min_r2=tracks.params.get("min_r2", TRACK_DEFAULTS.min_r2) if opts.min_r2 is None else opts.min_r2,
+        min_r2=tracks.params.get("min_r2", TRACK_DEFAULTS.min_r2)
+        if opts.min_r2 is None
+        else opts.min_r2,
         max_sigma=tracks.params.get("max_sigma"),
     )
 
 
-def _summary(before: np.ndarray, after: np.ndarray, loo: np.ndarray, role: list[str]) -> dict[str, dict[str, Any]]:
+def _summary(
+    before: np.ndarray, after: np.ndarray, loo: np.ndarray, role: list[str]
+) -> dict[str, dict[str, Any]]:
     """Pooled numbers per role (see :attr:`ParticleValidation.summary`)."""
     summary: dict[str, dict[str, Any]] = {}
     for r in ROLES:
@@ -360,9 +433,29 @@ def _summary(before: np.ndarray, after: np.ndarray, loo: np.ndarray, role: list[
         if r == "used":
             vals = loo[idx]
             vals = vals[np.isfinite(vals)]
-            entry["rms_loo"] = float(np.sqrt(np.mean(vals**2))) if vals.size else float("nan")
+            entry["rms_loo"] = (
+                float(np.sqrt(np.mean(vals**2))) if vals.size else float("nan")
+            )
         summary[r] = entry
     return summary
+
+
+def _bound_or_none(
+    tracks: ParticleTracks, used: np.ndarray, transforms: FrameTransforms
+) -> RigidBound | None:
+    """The Cramér-Rao bounds of the correction's particles (None when there is nothing to bound)."""
+    if used.size == 0 or not np.any(tracks.ok[:, used]):
+        return None
+    params = transforms.params
+    rotation = bool(
+        params.get(
+            "rotation_estimated",
+            params.get("allow_rotation", RIGID_DEFAULTS.allow_rotation),
+        )
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return rigid_bound(tracks, particles=used, allow_rotation=rotation)
 
 
 def validate_alignment(
@@ -419,9 +512,15 @@ def validate_alignment(
     after_pos = np.full((tracks.n_frames, tracks.n_particles, 2), np.nan)
     refit = None
     if found.size:
-        data = aligned if aligned is not None else _WarpedStack(stack, transforms, workers)
+        data = (
+            aligned if aligned is not None else _WarpedStack(stack, transforms, workers)
+        )
         refit = track_particles(
-            data, picks, workers=workers, progress=_renamed(progress, "validate"), options=_refit_options(tracks, opts)
+            data,
+            picks,
+            workers=workers,
+            progress=_renamed(progress, "validate"),
+            options=_refit_options(tracks, opts),
         )
         after_pos[:, found] = refit.positions()
     before = residual_motion(tracks.positions())
@@ -430,6 +529,7 @@ def validate_alignment(
     rms_a, max_a, cnt_a = _stats(after)
     loo = _loo(tracks, used, transforms)
     return ParticleValidation(
+        bound=_bound_or_none(tracks, used, transforms),
         particles=list(range(tracks.n_particles)),
         role=role,
         before=before,
