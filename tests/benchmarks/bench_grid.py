@@ -109,6 +109,8 @@ class Case:
 
     def label(self) -> str:
         h, w = self.shape
+        if self.content == "noise":
+            return f"#{self.id} noise {h}x{w}x{self.n_frames} {self.noise}"
         extra = f" p{self.period:g}" if self.period else ""
         rot = f" rot{self.rotation:.1f}" if self.rotation else ""
         dec = f" decay{self.decay:.1f}" if self.decay else ""
@@ -130,7 +132,11 @@ def draw_cases(seed: int, n: int, quick: bool) -> list[Case]:
     weights /= weights.sum()
     cases = []
     for i in range(n):
-        content = CONTENTS[i % len(CONTENTS)] if i < len(CONTENTS) else str(rng.choice(CONTENTS))
+        content = (
+            CONTENTS[i % len(CONTENTS)]
+            if i < len(CONTENTS)
+            else str(rng.choice(CONTENTS))
+        )
         h = int(rng.choice(sizes, p=weights))
         w = h if rng.random() < 0.6 else int(rng.choice(sizes, p=weights))
         big = max(h, w)
@@ -162,16 +168,22 @@ def draw_cases(seed: int, n: int, quick: bool) -> list[Case]:
 
 
 # -------------------------------------------------------------- rendering
-def _frame_coords(motion: FrameTransforms, t: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _frame_coords(
+    motion: FrameTransforms, t: int, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Canvas coordinates (rows, cols), relative to the frame origin, seen by each pixel of frame ``t``."""
     inv = np.linalg.inv(motion.to_matrices()[t])
     rr, cc = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
-    return inv[0, 0] * rr + inv[0, 1] * cc + inv[0, 2], inv[1, 0] * rr + inv[1, 1] * cc + inv[1, 2]
+    return inv[0, 0] * rr + inv[0, 1] * cc + inv[0, 2], inv[1, 0] * rr + inv[
+        1, 1
+    ] * cc + inv[1, 2]
 
 
 def _reach(motion: FrameTransforms, shape: tuple[int, int]) -> int:
     diag = math.hypot(*shape)
-    return int(np.abs(motion.shifts).max() + diag * np.abs(np.deg2rad(motion.angle)).max() + 12)
+    return int(
+        np.abs(motion.shifts).max() + diag * np.abs(np.deg2rad(motion.angle)).max() + 12
+    )
 
 
 def _natural_image(rng: np.random.Generator) -> np.ndarray:
@@ -185,7 +197,9 @@ def _natural_image(rng: np.random.Generator) -> np.ndarray:
     return (img - img.min()) / (np.ptp(img) or 1.0)
 
 
-def render_camera(motion: FrameTransforms, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def render_camera(
+    motion: FrameTransforms, shape: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
     """Crops of a natural image (zoomed so the canvas fits), resampled with a cubic spline."""
     m = _reach(motion, shape)
     ch, cw = shape[0] + 2 * m, shape[1] + 2 * m
@@ -200,11 +214,15 @@ def render_camera(motion: FrameTransforms, shape: tuple[int, int], rng: np.rando
     frames = np.empty((len(motion), *shape), np.float32)
     for t in range(len(motion)):
         u, v = _frame_coords(motion, t, shape)
-        frames[t] = ndimage.map_coordinates(coeffs, [u + m, v + m], order=3, prefilter=False, mode="nearest")
+        frames[t] = ndimage.map_coordinates(
+            coeffs, [u + m, v + m], order=3, prefilter=False, mode="nearest"
+        )
     return frames
 
 
-def render_beads(motion: FrameTransforms, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def render_beads(
+    motion: FrameTransforms, shape: tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
     """Analytic Gaussian beads of three sizes on a background (not the package's generator)."""
     m = _reach(motion, shape)
     h, w = shape
@@ -230,7 +248,11 @@ def render_beads(motion: FrameTransforms, shape: tuple[int, int], rng: np.random
 
 
 def render_lattice(
-    motion: FrameTransforms, shape: tuple[int, int], rng: np.random.Generator, period: float, hexagonal: bool
+    motion: FrameTransforms,
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    period: float,
+    hexagonal: bool,
 ) -> np.ndarray:
     """An analytic 2D lattice with vacancies, dopants and a weak second sublattice (square only)."""
     theta = rng.uniform(0, np.pi)
@@ -254,7 +276,11 @@ def render_lattice(
             dy = a1[0] * g1 + a2[0] * g2
             dx = a1[1] * g1 + a2[1] * g2
             # a per-site hash (fixed on the canvas): vacancies and brighter dopants
-            key = (n1.astype(np.int64) * 73856093) ^ (n2.astype(np.int64) * 19349663) ^ salt
+            key = (
+                (n1.astype(np.int64) * 73856093)
+                ^ (n2.astype(np.int64) * 19349663)
+                ^ salt
+            )
             hsh = ((key * 2654435761) % 1000003) / 1000003.0
             site = np.where(hsh < vacancy, 0.0, np.where(hsh > 1 - dopant, 1.8, 1.0))
             img += amp * site * np.exp(-(dy**2 + dx**2) / (2 * sigma**2))
@@ -262,11 +288,15 @@ def render_lattice(
     return frames
 
 
-def add_noise(clean: np.ndarray, snr: float, kind: str, rng: np.random.Generator) -> np.ndarray:
+def add_noise(
+    clean: np.ndarray, snr: float, kind: str, rng: np.random.Generator
+) -> np.ndarray:
     """Noise so that std(clean frame) / std(noise) is ``snr`` (Poisson: with offset and read noise)."""
     std = float(clean[0].std()) or 1.0
     if kind == "gaussian":
-        return (clean + rng.normal(scale=std / snr, size=clean.shape) + 2.0).astype(np.float32)
+        return (clean + rng.normal(scale=std / snr, size=clean.shape) + 2.0).astype(
+            np.float32
+        )
     mean = float(clean[0].mean())
     read = 1.0
     # photons per unit: (snr * noise std)^2 = gain * mean + read^2 with noise std = gain*std/snr
@@ -283,7 +313,12 @@ def make_case(case: Case) -> tuple[np.ndarray, FrameTransforms]:
     rng = np.random.default_rng(case.seed)
     shape = case.shape
     motion = random_motion(
-        case.n_frames, shape, drift=case.drift, jitter=case.jitter, rotation=case.rotation, rng=rng
+        case.n_frames,
+        shape,
+        drift=case.drift,
+        jitter=case.jitter,
+        rotation=case.rotation,
+        rng=rng,
     )
     truth = motion.invert()
     if case.content == "noise":
@@ -292,12 +327,20 @@ def make_case(case: Case) -> tuple[np.ndarray, FrameTransforms]:
             stack = rng.poisson(mean, (case.n_frames, *shape)).astype(np.uint16)
         else:
             stack = rng.normal(100.0, 10.0, (case.n_frames, *shape)).astype(np.float32)
-        return stack, FrameTransforms.from_shifts(np.zeros((case.n_frames, 2)), center=truth.center)
+        return stack, FrameTransforms.from_shifts(
+            np.zeros((case.n_frames, 2)), center=truth.center
+        )
     if case.content in ("beads_sa", "texture"):
         kind = "beads" if case.content == "beads_sa" else "texture"
         stack, truth = make_stack(
-            kind, n_frames=case.n_frames, shape=shape, motion=motion, snr=case.snr, noise=case.noise,
-            intensity_decay=case.decay, seed=case.seed % 100000,
+            kind,
+            n_frames=case.n_frames,
+            shape=shape,
+            motion=motion,
+            snr=case.snr,
+            noise=case.noise,
+            intensity_decay=case.decay,
+            seed=case.seed % 100000,
         )
         return stack, truth
     if case.content == "camera":
@@ -305,9 +348,13 @@ def make_case(case: Case) -> tuple[np.ndarray, FrameTransforms]:
     elif case.content == "beads":
         clean = render_beads(motion, shape, rng)
     else:
-        clean = render_lattice(motion, shape, rng, case.period, hexagonal=case.content == "hex")
+        clean = render_lattice(
+            motion, shape, rng, case.period, hexagonal=case.content == "hex"
+        )
     if case.decay:
-        clean *= (1.0 - case.decay * np.linspace(0, 1, case.n_frames, dtype=np.float32))[:, None, None]
+        clean *= (
+            1.0 - case.decay * np.linspace(0, 1, case.n_frames, dtype=np.float32)
+        )[:, None, None]
     return add_noise(clean, case.snr, case.noise, rng), truth
 
 
@@ -320,8 +367,13 @@ def run_skimage(stack: np.ndarray) -> FrameTransforms:
     from skimage.registration import phase_cross_correlation
 
     ref = _mean_ref(stack)
-    shifts = [phase_cross_correlation(ref, f.astype(np.float32), upsample_factor=20)[0] for f in stack]
-    return FrameTransforms.from_shifts(np.array(shifts, float), method="skimage")  # correction already
+    shifts = [
+        phase_cross_correlation(ref, f.astype(np.float32), upsample_factor=20)[0]
+        for f in stack
+    ]
+    return FrameTransforms.from_shifts(
+        np.array(shifts, float), method="skimage"
+    )  # correction already
 
 
 def run_cv2(stack: np.ndarray) -> FrameTransforms:
@@ -344,12 +396,16 @@ def run_pystackreg(stack: np.ndarray, reference: str) -> FrameTransforms:
     tmats = StackReg(StackReg.TRANSLATION).register_stack(
         stack.astype(np.float64), reference=reference, verbose=False
     )
-    return FrameTransforms.from_shifts(np.column_stack([-tmats[:, 1, 2], -tmats[:, 0, 2]]), method="pystackreg")
+    return FrameTransforms.from_shifts(
+        np.column_stack([-tmats[:, 1, 2], -tmats[:, 0, 2]]), method="pystackreg"
+    )
 
 
 def runs_on(method: str, case: Case) -> bool:
     if method == "pairwise":
-        return case.content in PAIRWISE_CONTENTS and max(case.shape) <= PAIRWISE_MAX_SIZE
+        return (
+            case.content in PAIRWISE_CONTENTS and max(case.shape) <= PAIRWISE_MAX_SIZE
+        )
     return True
 
 
@@ -398,7 +454,9 @@ class Row:
     silent_frames: list = field(default_factory=list)
 
 
-def frame_errors(est: FrameTransforms, truth: FrameTransforms, trust: np.ndarray) -> np.ndarray:
+def frame_errors(
+    est: FrameTransforms, truth: FrameTransforms, trust: np.ndarray
+) -> np.ndarray:
     """Per-frame error vectors (T, 2) at the frame centre, after removing one offset (median over ``trust``)."""
     est = est.with_center(truth.center)
     err = est.shifts - truth.shifts
@@ -410,7 +468,14 @@ def frame_errors(est: FrameTransforms, truth: FrameTransforms, trust: np.ndarray
     return err - np.median(err[use], axis=0)
 
 
-def score(method: str, case: Case, est: FrameTransforms, truth: FrameTransforms, nosignal: bool, row: Row) -> None:
+def score(
+    method: str,
+    case: Case,
+    est: FrameTransforms,
+    truth: FrameTransforms,
+    nosignal: bool,
+    row: Row,
+) -> None:
     ok = np.asarray(est.ok, bool)
     row.ok = float(ok.mean())
     if case.content == "noise":
@@ -425,7 +490,9 @@ def score(method: str, case: Case, est: FrameTransforms, truth: FrameTransforms,
         row.silent = float(silent.mean())
         row.n_silent = int(silent.sum())
         row.silent_frames = np.flatnonzero(silent).tolist()[:20]
-        row.rms_ok = float(np.sqrt(np.mean(raw_norm[ok] ** 2))) if ok.any() else math.nan
+        row.rms_ok = (
+            float(np.sqrt(np.mean(raw_norm[ok] ** 2))) if ok.any() else math.nan
+        )
         try:
             applied, _ = est.resolve_failed("interpolate")
         except Exception:  # nothing trustworthy to interpolate from
@@ -474,24 +541,35 @@ def run_case(case: Case, methods: list[str]) -> list[Row]:
 def sign_check(methods: list[str]) -> None:
     """Every method must recover a known shift with the correction sign on a clean textured stack."""
     motion = FrameTransforms.from_shifts(
-        np.array([[0.0, 0.0], [3.3, -5.7], [-4.2, 2.6], [6.1, 4.4], [-2.0, -6.5], [1.0, 1.0]] * 2),
+        # still for the first N_REF frames (the peers' reference), then known shifts
+        np.array(
+            [[0.0, 0.0]] * N_REF
+            + [[3.3, -5.7], [-4.2, 2.6], [6.1, 4.4], [-2.0, -6.5], [1.0, 1.0]]
+        ),
         center=(63.5, 63.5),
     )
-    stack, truth = make_stack("texture", n_frames=len(motion), shape=(128, 128), motion=motion, snr=20, seed=5)
-    assert np.allclose(truth.shifts, -motion.shifts), "synthetic truth must be the correction (minus the motion)"
+    stack, truth = make_stack(
+        "texture", n_frames=len(motion), shape=(128, 128), motion=motion, snr=20, seed=5
+    )
+    assert np.allclose(truth.shifts, -motion.shifts), (
+        "synthetic truth must be the correction (minus the motion)"
+    )
     for method in methods:
         est = estimate(method, stack)
-        err = frame_errors(est, truth, np.ones(len(est), bool))
-        worst = float(np.nanmax(np.hypot(err[:, 0], err[:, 1])))
-        flipped = frame_errors(
-            FrameTransforms.from_shifts(-est.shifts, center=est.center), truth, np.ones(len(est), bool)
-        )
-        if worst > 0.5:
-            alt = float(np.nanmax(np.hypot(flipped[:, 0], flipped[:, 1])))
+        trust = np.ones(len(est), bool)
+        err = np.hypot(*frame_errors(est, truth, trust).T)[N_REF:]
+        flipped = FrameTransforms.from_shifts(-est.shifts, center=est.center)
+        alt = np.hypot(*frame_errors(flipped, truth, trust).T)[N_REF:]
+        # a sign check, not an accuracy test: most frames right, and far better than the negation
+        if not (np.nanmedian(err) < 0.5 and np.nanmedian(alt) > 2.0):
             raise SystemExit(
-                f"sign check failed for {method}: max error {worst:.2f} px (negated: {alt:.2f} px)"
+                f"sign check failed for {method}: median error {np.nanmedian(err):.2f} px "
+                f"(negated: {np.nanmedian(alt):.2f} px)"
             )
-    print(f"sign check passed ({', '.join(methods)}): known shifts recovered as corrections", flush=True)
+    print(
+        f"sign check passed ({', '.join(methods)}): known shifts recovered as corrections",
+        flush=True,
+    )
 
 
 # ---------------------------------------------------------------- reports
@@ -513,11 +591,16 @@ def _num(v: float) -> str:
 
 def case_table(cases: list[Case], rows: list[Row]) -> str:
     by_case = {c.id: c for c in cases}
-    out = ["| case | method | rms px | >1px | silent | ok | s |", "|---|---|---|---|---|---|---|"]
+    out = [
+        "| case | method | rms px | >1px | silent | ok | s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         c = by_case[r.case]
         if r.error:
-            out.append(f"| {c.label()} | {r.method} | error: {r.error} | | | | {r.seconds:.1f} |")
+            out.append(
+                f"| {c.label()} | {r.method} | error: {r.error} | | | | {r.seconds:.1f} |"
+            )
             continue
         if c.content == "noise":
             tail = f"ok {_pct(r.ok)}, NoSignalWarning {'n/a' if r.nosignal is None else r.nosignal}"
@@ -543,7 +626,12 @@ def aggregate_table(rows: list[Row], methods: list[str]) -> str:
         "|" + "---|" * (3 + len(methods)),
     ]
     for content, band in groups + [("ALL", "")]:
-        sel = [r for r in rows if r.content != "noise" and (content == "ALL" or (r.content, r.snr_band) == (content, band))]
+        sel = [
+            r
+            for r in rows
+            if r.content != "noise"
+            and (content == "ALL" or (r.content, r.snr_band) == (content, band))
+        ]
         ncases = len({r.case for r in sel})
         cells = []
         for m in methods:
@@ -563,23 +651,37 @@ def aggregate_table(rows: list[Row], methods: list[str]) -> str:
             cell = f"{_num(rms)} / {_pct(over)} / {silent}"
             cells.append(cell + (f" ({len(bad)} err)" if bad else ""))
         out.append(f"| {content} | {band} | {ncases} | " + " | ".join(cells) + " |")
-    noise = [r for r in rows if r.content == "noise" and r.method in OURS and not r.error]
+    noise = [
+        r for r in rows if r.content == "noise" and r.method in OURS and not r.error
+    ]
     if noise:
-        out += ["", "Noise-only stacks (our methods): frames marked ok (should be 0) / NoSignalWarning raised", ""]
+        out += [
+            "",
+            "Noise-only stacks (our methods): frames marked ok (should be 0) / NoSignalWarning raised",
+            "",
+        ]
         out.append("| method | cases | ok frames | NoSignalWarning |")
         out.append("|---|---|---|---|")
         for m in methods:
             rs = [r for r in noise if r.method == m]
             if rs:
                 okf = sum(r.ok * r.n_frames for r in rs) / sum(r.n_frames for r in rs)
-                out.append(f"| {m} | {len(rs)} | {_pct(okf)} | {sum(bool(r.nosignal) for r in rs)}/{len(rs)} |")
+                out.append(
+                    f"| {m} | {len(rs)} | {_pct(okf)} | {sum(bool(r.nosignal) for r in rs)}/{len(rs)} |"
+                )
     return "\n".join(out)
 
 
 def worst_table(cases: list[Case], rows: list[Row], limit: int = 15) -> str:
     by_case = {c.id: c for c in cases}
-    bad = [r for r in rows if r.method in OURS and not r.error and (r.n_silent or 0) > 0]
-    noise = [r for r in rows if r.method in OURS and r.content == "noise" and not r.error and r.ok > 0]
+    bad = [
+        r for r in rows if r.method in OURS and not r.error and (r.n_silent or 0) > 0
+    ]
+    noise = [
+        r
+        for r in rows
+        if r.method in OURS and r.content == "noise" and not r.error and r.ok > 0
+    ]
     errs = [r for r in rows if r.error]
     out = ["Silent wrong frames (ours; most first):"]
     for r in sorted(bad, key=lambda r: -(r.n_silent or 0))[:limit]:
@@ -591,23 +693,47 @@ def worst_table(cases: list[Case], rows: list[Row], limit: int = 15) -> str:
         out.append("- none")
     out.append("Noise-only stacks with frames marked ok (ours):")
     for r in sorted(noise, key=lambda r: -r.ok)[:limit]:
-        out.append(f"- {r.method} on {by_case[r.case].label()}: {_pct(r.ok)} ok, NoSignalWarning {r.nosignal}")
+        out.append(
+            f"- {r.method} on {by_case[r.case].label()}: {_pct(r.ok)} ok, NoSignalWarning {r.nosignal}"
+        )
     if not noise:
         out.append("- none")
     if errs:
         out.append("Errors:")
-        out += [f"- {r.method} on {by_case[r.case].label()}: {r.error}" for r in errs[:limit]]
+        out += [
+            f"- {r.method} on {by_case[r.case].label()}: {r.error}"
+            for r in errs[:limit]
+        ]
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--cases", type=int, default=None, help="number of random cases (default 28; quick 10)")
-    ap.add_argument("--methods", default=",".join(ALL_METHODS), help="comma-separated: " + ", ".join(ALL_METHODS))
-    ap.add_argument("--quick", action="store_true", help="small frames, few frames, 10 cases: under 2 minutes")
-    ap.add_argument("--only", default=None, help="comma-separated case ids to run (from the same --seed/--cases)")
-    ap.add_argument("--per-case", action="store_true", help="print the per-case table too")
+    ap.add_argument(
+        "--cases",
+        type=int,
+        default=None,
+        help="number of random cases (default 28; quick 10)",
+    )
+    ap.add_argument(
+        "--methods",
+        default=",".join(ALL_METHODS),
+        help="comma-separated: " + ", ".join(ALL_METHODS),
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="small frames, few frames, 10 cases: under 2 minutes",
+    )
+    ap.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated case ids to run (from the same --seed/--cases)",
+    )
+    ap.add_argument(
+        "--per-case", action="store_true", help="print the per-case table too"
+    )
     ap.add_argument("--json", default=None, help="write every row and case here")
     ap.add_argument("--no-sign-check", action="store_true")
     args = ap.parse_args(argv)
@@ -632,10 +758,13 @@ def main(argv: list[str] | None = None) -> int:
         rows += case_rows
         silent = {r.method: r.n_silent for r in case_rows if r.n_silent}
         print(
-            f"{case.label():70s} {time.perf_counter() - t0:6.1f}s" + (f"  SILENT {silent}" if silent else ""),
+            f"{case.label():70s} {time.perf_counter() - t0:6.1f}s"
+            + (f"  SILENT {silent}" if silent else ""),
             flush=True,
         )
-    print(f"\n{len(cases)} cases, {len(rows)} runs in {time.perf_counter() - t_start:.0f}s (seed {args.seed})\n")
+    print(
+        f"\n{len(cases)} cases, {len(rows)} runs in {time.perf_counter() - t_start:.0f}s (seed {args.seed})\n"
+    )
     if args.per_case:
         print(case_table(cases, rows) + "\n")
     print(aggregate_table(rows, methods) + "\n")
@@ -643,7 +772,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"seed": args.seed, "quick": args.quick, "cases": [asdict(c) for c in cases], "rows": [asdict(r) for r in rows]},
+                {
+                    "seed": args.seed,
+                    "quick": args.quick,
+                    "cases": [asdict(c) for c in cases],
+                    "rows": [asdict(r) for r in rows],
+                },
                 f,
                 indent=1,
             )
