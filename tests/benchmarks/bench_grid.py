@@ -494,9 +494,8 @@ def score(
             float(np.sqrt(np.mean(raw_norm[ok] ** 2))) if ok.any() else math.nan
         )
         with warnings.catch_warnings():
-            warnings.simplefilter(
-                "ignore", NoSignalWarning
-            )  # none ok: every frame left unshifted
+            # none ok: every frame is left unshifted (and that is scored)
+            warnings.simplefilter("ignore", NoSignalWarning)
             applied, _ = est.resolve_failed("interpolate")
         err = frame_errors(applied, truth, ok)
         norm = np.hypot(err[:, 0], err[:, 1])
