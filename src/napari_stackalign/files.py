@@ -148,8 +148,8 @@ def remove_stale_parts(path: str | os.PathLike) -> tuple[list[Path], list[Path]]
 
     A temporary file is removed only when it is provably ours and abandoned:
     its name says it was written for ``path`` by a process of this machine
-    (``.NAME.sa-PID@HOST.XXXX.part``) and that process no longer exists.
-    Others (another machine's run, a live run, the unnamed ``.NAME.XXXX.part``
+    (``.NAME.sa-PID@HOST.<random>.part``) and that process no longer exists.
+    Others (another machine's run, a live run, the unnamed ``.NAME.<random>.part``
     of older versions) are left alone and returned as ``kept``.
 
     Returns

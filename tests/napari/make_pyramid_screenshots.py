@@ -20,8 +20,6 @@ import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from napari_stackalign.io.samples import load_sample
-from napari_stackalign.napari._compare_widget import CompareWidget
-from napari_stackalign.napari._pyramid_widget import PyramidWidget
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "images"
@@ -50,8 +48,7 @@ def main() -> int:
     viewer.layers.selection.active = image
     app = QApplication.instance()
 
-    pyramid = PyramidWidget(viewer)
-    viewer.window.add_dock_widget(pyramid, name="Pyramid registration", area="right")
+    _dock, pyramid = viewer.window.add_plugin_dock_widget("napari-stackalign", "Pyramid registration")
     pyramid.layer.value = image
     pyramid.mask_layer.value = "label (ignored)"
     pyramid.smooth.setChecked(True)
@@ -62,8 +59,7 @@ def main() -> int:
     viewer.dims.set_current_step(0, 16)
     viewer.screenshot(str(OUT / "pyramid_widget.png"), canvas_only=False, flash=False)
 
-    compare = CompareWidget(viewer)
-    dock = viewer.window.add_dock_widget(compare, name="Compare", area="right", tabify=True)
+    dock, compare = viewer.window.add_plugin_dock_widget("napari-stackalign", "Compare", tabify=True)
     dock.raise_()
     compare.layer_a.value = "brightfield"
     compare.layer_b.value = "brightfield registered"
