@@ -34,24 +34,15 @@ import numpy as np
 
 from ...progress import ProgressCallback, report
 from ..checks import check_stack
-from ._gaussian_fit import GaussianFits, _fit_at
+from ._gaussian_fit import FIT_COLUMNS, GaussianFits, _fit_at
 from ._options import BOX_LIMITS, TRACK_DEFAULTS, TrackOptions
 from ._picks import as_picks
 from ._tracks import ParticleTracks
 
 __all__ = ["track_particles"]
 
-_FIELDS = (
-    "y",
-    "x",
-    "amplitude",
-    "sigma_major",
-    "sigma_minor",
-    "angle",
-    "background",
-    "r2",
-    "pos_err",
-)
+#: the per-frame values a track keeps: every fit column but ``ok``
+_FIELDS = tuple(c for c in FIT_COLUMNS if c != "ok")
 
 
 def _frames(
