@@ -110,7 +110,7 @@ def test_bad_read_options(tmp_path):
 def test_list_with_non_tiff(tmp_path):
     a = write_stack(tmp_path / "a.tif", _data())
     b = write_stack(tmp_path / "b.h5", _data())
-    with pytest.raises(ValueError, match="TIFF frames only"):
+    with pytest.raises(ValueError, match="TIFF, PNG, JPEG and BMP frames only"):
         read_stack([a, b])
     with pytest.raises(ValueError, match="no files given"):
         read_stack([])

@@ -176,7 +176,7 @@ def test_folder_of_calibrated_frames_keeps_pixel_size(tmp_path):
 
 
 def test_folder_errors(tmp_path):
-    with pytest.raises(ValueError, match="no .tif/.tiff files"):
+    with pytest.raises(ValueError, match=r"no frame files \(.tif, .tiff, .png"):
         read_stack(tmp_path)
     tifffile.imwrite(tmp_path / "1.tif", _frames((8, 8)))
     tifffile.imwrite(tmp_path / "2.tif", _frames((8, 9)))

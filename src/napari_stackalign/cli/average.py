@@ -23,7 +23,7 @@ from ..core.pairwise import (
     save_pairwise_tiff,
     save_registered_tiff,
 )
-from ..io import read_mask, read_stack
+from ..io import input_formats_help, read_mask, read_stack
 from ..parsing import parse_index_list
 from ._common import terminal_progress
 from ._options import add_option_arguments, options_from_args
@@ -76,7 +76,7 @@ def _dashed_first(*names: str) -> dict[str, tuple[str, ...]]:
 
 def _add_io_arguments(p: argparse.ArgumentParser) -> None:
     io = p.add_argument_group("input and output")
-    io.add_argument("-i", "--input", required=True, metavar="IN", help="input stack (TIFF, HDF5, GIF or folder).")
+    io.add_argument("-i", "--input", required=True, metavar="IN", help=f"input stack: {input_formats_help()}")
     io.add_argument("-o", "--output", required=True, metavar="OUT.tif", help="the averaged image (.tif/.tiff).")
     io.add_argument("--dataset", default=None, help="HDF5 input: the dataset to read.")
     io.add_argument("--channel", type=int, default=0, help="for (T, C, Y, X) input: the channel to use (default 0).")

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import MEMORY_FRACTION, read_stack, total_memory
+from ..io import MEMORY_FRACTION, input_formats_help, read_stack, total_memory
 
 __all__ = ["add_parser", "describe", "run"]
 
@@ -17,11 +17,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "info",
         help="show what a stack file holds (shape, dtype, axes, pixel size, metadata, transforms)",
         description=(
-            "Show what a TIFF/HDF5/GIF file or a folder of TIFF frames holds, as read_stack sees it, "
+            "Show what a stack file or folder of frames holds, as read_stack sees it, "
             "without reading its pixels."
         ),
     )
-    parser.add_argument("path", help="a .tif/.tiff/.h5/.hdf5/.hd5/.hspy/.gif file or a folder of .tif frames")
+    parser.add_argument("path", help=f"the stack file or folder: {input_formats_help()}")
     parser.add_argument("--dataset", metavar="NAME", help="HDF5: the dataset holding the stack (e.g. imaging)")
     parser.add_argument(
         "--axes",

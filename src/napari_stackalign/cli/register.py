@@ -26,7 +26,7 @@ from typing import Any
 
 from ..core.checks import check_stack
 from ..core.pyramid import PyramidOptions
-from ..io import StackData, read_stack
+from ..io import StackData, input_formats_help, read_stack
 from ._options import add_option_arguments
 from ._register_checks import check_paths, read_mask, resolve_output_format, with_region
 from ._register_common import (
@@ -73,7 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "register",
         help="register a time series (coarse-to-fine translation) and save the result",
         description=(
-            "Pyramid (coarse-to-fine) translation registration of a (T, Y, X) time series from TIFF or HDF5. "
+            "Pyramid (coarse-to-fine) translation registration of a (T, Y, X) time series (any input format below). "
             "Accepts the reference hierarchical-registration script's flags with the same syntax and defaults."
         ),
         epilog=EXAMPLES,
@@ -100,7 +100,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _add_io_arguments(group: Any) -> None:
     """``-i``, ``-o``, ``--save_as_tif``, ``--dataset``, ``--channel``, ``--overwrite``, ``--compression``, ``-q``."""
     group.add_argument(
-        "-i", "--input", required=True, metavar="IN", help="input TIFF (.tif/.tiff) or HDF5 (.h5/.hdf5/.hd5)."
+        "-i", "--input", required=True, metavar="IN", help=f"input stack: {input_formats_help()}"
     )
     group.add_argument(
         "-o",

@@ -39,7 +39,7 @@ from ..core.apply import APPLY_DEFAULTS, apply_transforms, is_dask
 from ..core.average import FrameAverage, average_frames
 from ..core.similarity import SimilarityOptions, register_similarity
 from ..files import atomic_path, check_writable_dir, jsonable
-from ..io import StackData, frame_chunked_dask, hdf5_writer, read_stack, write_stack
+from ..io import StackData, frame_chunked_dask, hdf5_writer, input_formats_help, read_stack, write_stack
 from ..transforms import FrameTransforms
 from ._common import terminal_progress
 from ._options import add_option_arguments, options_from_args
@@ -117,7 +117,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _add_io_arguments(group: Any) -> None:
     group.add_argument(
         "-i", "--input", required=True, metavar="IN",
-        help="TIFF or HDF5 file, or a folder of single-frame (optionally multichannel) TIFF files.",
+        help=f"input stack: {input_formats_help()}",
     )
     group.add_argument(
         "-o", "--output", required=True, metavar="OUT",

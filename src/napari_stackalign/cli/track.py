@@ -40,7 +40,7 @@ from ..core.particles import (
     validate_alignment,
 )
 from ..files import check_writable_dir
-from ..io import frame_chunked_dask, read_stack, write_stack
+from ..io import frame_chunked_dask, input_formats_help, read_stack, write_stack
 from ..parsing import parse_index_list
 from ..plots import save_figure
 from ..transforms import FrameTransforms
@@ -104,7 +104,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _add_io_arguments(io_group: Any) -> None:
     io_group.add_argument("-i", "--input", required=True, metavar="IN",
-                          help="TIFF, HDF5, GIF, or a folder of single-frame TIFFs (natural order).")
+                          help=f"input stack: {input_formats_help()}")
     io_group.add_argument("--picks", required=True, metavar="CSV", help="picked particles (frame, y, x) as CSV.")
     io_group.add_argument("-o", "--output", required=True, metavar="OUT", help="aligned stack (.tif/.tiff or .h5/.hdf5).")
     io_group.add_argument("--dataset", default=None, help="HDF5 input: the dataset to read.")

@@ -1,4 +1,5 @@
-"""Reading and writing time series: TIFF, HDF5, GIF and folders of frames.
+"""Reading and writing time series: TIFF, HDF5, GIF, PNG/JPEG/BMP, EM formats (RosettaSciIO),
+light-microscopy formats (bioio) and folders of frames.
 
 No napari or Qt here: :func:`read_stack` and :func:`write_stack` work in
 scripts and in the command line as well as behind the napari reader and
@@ -14,6 +15,7 @@ from ._api import (
     write_stack,
 )
 from ._folder import natural_key
+from ._formats import INPUT_FORMATS, InputFormat, input_formats_help, is_ome_zarr, suffix_of
 from ._gif import GIF_SUFFIXES
 from ._h5sink import hdf5_writer
 from ._hdf5 import HDF5_SUFFIXES, choose_dataset, open_hdf5, stack_candidates
@@ -35,18 +37,22 @@ __all__ = [
     "COMPRESSIONS",
     "GIF_SUFFIXES",
     "HDF5_SUFFIXES",
+    "INPUT_FORMATS",
     "MEMORY_FRACTION",
     "READ_SUFFIXES",
     "SOURCE_KEY",
     "TIFF_SUFFIXES",
     "WRITE_SUFFIXES",
     "FrameReader",
+    "InputFormat",
     "StackData",
     "choose_dataset",
     "estimate_contrast_limits",
     "frame_chunked_dask",
     "hdf5_writer",
+    "input_formats_help",
     "is_dask",
+    "is_ome_zarr",
     "lazy_array",
     "natural_key",
     "normalise_unit",
@@ -55,6 +61,7 @@ __all__ = [
     "read_stack",
     "same_file",
     "stack_candidates",
+    "suffix_of",
     "total_memory",
     "write_stack",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,21 @@ from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
 from ..progress import ProgressCallback
 from ..textfiles import check_regular_file
 from ..transforms import FrameTransforms
-from ._folder import frame_files, read_frames
+from ._bioio import read_bioio
+from ._folder import FRAME_SUFFIXES, frame_files, frame_kind, read_frames
+from ._formats import (
+    BIOIO_SUFFIXES,
+    IMAGE_SUFFIXES,
+    INPUT_FORMATS,
+    OME_TIFF_SUFFIXES,
+    RSCIIO_SUFFIXES,
+    find_spec_safe,
+    is_ome_zarr,
+    suffix_of,
+)
 from ._gif import GIF_SUFFIXES, read_gif
 from ._hdf5 import HDF5_SUFFIXES, read_hdf5, write_hdf5
+from ._images import read_image_file
 from ._lazy import MEMORY_FRACTION, check_memory_fraction
 from ._meta import (
     SOURCE_KEY,
@@ -26,13 +39,15 @@ from ._meta import (
     normalise_unit,
     per_axis_scale,
 )
+from ._rsciio import read_rsciio
 from ._stackdata import StackData
-from ._tiff import TIFF_SUFFIXES, read_tiff, write_tiff
+from ._tiff import TIFF_SUFFIXES, open_tiff, read_tiff, write_tiff
 
 __all__ = ["COMPRESSIONS", "READ_SUFFIXES", "WRITE_SUFFIXES", "read_stack", "same_file", "write_stack"]
 
-#: File extensions :func:`read_stack` understands (plus folders of TIFF frames).
-READ_SUFFIXES = TIFF_SUFFIXES + HDF5_SUFFIXES + GIF_SUFFIXES
+#: File extensions :func:`read_stack` understands (plus folders of frames and OME-Zarr folders);
+#: see :data:`~napari_stackalign.io.INPUT_FORMATS` for the library and extra of each.
+READ_SUFFIXES = tuple(dict.fromkeys(suffix for fmt in INPUT_FORMATS for suffix in fmt.suffixes))
 #: File extensions :func:`write_stack` writes.
 WRITE_SUFFIXES = TIFF_SUFFIXES + (".h5", ".hdf5", ".hd5")
 #: Accepted ``compression`` values of :func:`write_stack`.
@@ -44,7 +59,7 @@ PathLike = str | os.PathLike
 def _suffix_error(path: Path, allowed: Sequence[str], verb: str) -> ValueError:
     return ValueError(
         f"cannot {verb} {path.name}: unknown file extension {path.suffix or '(none)'!r}. "
-        f"Use one of {', '.join(allowed)}" + (" or a folder of .tif frames." if verb == "read" else ".")
+        f"Use one of {', '.join(allowed)}" + (" or a folder of frames." if verb == "read" else ".")
     )
 
 
@@ -55,36 +70,49 @@ def read_stack(
     axes: str | None = None,
     lazy: bool | None = None,
     memory_fraction: float = MEMORY_FRACTION,
+    position: int | str | None = None,
 ) -> StackData:
-    """Read a time series from a TIFF, HDF5 or GIF file, or a folder of frames.
+    """Read a time series from a file or a folder of frames (formats: :data:`INPUT_FORMATS`, docs/formats.md).
 
     Parameters
     ----------
     path : str or path-like, or a sequence of them
-        - A multi-page TIFF (plain, ImageJ hyperstack, or OME-TIFF: its first
-          series). Any number and size of frames.
+        - A multi-page TIFF (plain, ImageJ hyperstack, or OME-TIFF). An
+          OME-TIFF whose series all have one shape is read with bioio, the
+          series stacked along a ``P`` (position) axis; otherwise its first
+          series (with a warning when there are more).
         - An HDF5 file (``.h5``, ``.hdf5``, ``.hd5``, HyperSpy ``.hspy``):
           the dataset ``image_data`` if present, otherwise the only numeric
           dataset with 3 or more dimensions, otherwise the one named by
           ``dataset``. A ``metadata`` group's attributes (JSON text) become
           :attr:`StackData.metadata`; a ``transforms`` group becomes
           :attr:`StackData.transforms`.
-        - An animated GIF (always read into memory).
-        - A folder of single-frame TIFF files, stacked in natural order
-          (``2.tif`` before ``10.tif``), or a list of such files (in the
-          order given).
+        - An animated GIF or PNG (always read into memory).
+        - Electron microscopy, with RosettaSciIO (extra ``em``): Digital
+          Micrograph ``.dm3``/``.dm4``, EMD ``.emd`` (Velox, Berkeley), FEI
+          TIA ``.ser``/``.emi``, ``.mrc``. Pixel size, unit and metadata are
+          kept.
+        - Light microscopy, with bioio (extra ``bio``): ``.nd2``, ``.czi``,
+          ``.lif``, OME-TIFF and OME-Zarr (a ``.zarr`` folder). Several
+          scenes (positions) of one shape become a leading ``P`` axis.
+        - A folder of single-frame TIFF, PNG, JPEG or BMP files, stacked in
+          natural order (``frame2`` before ``frame10``), or a list of such
+          files (in the order given).
     dataset : str, optional
-        HDF5 only: path of the dataset inside the file (e.g. ``"imaging"`` or
-        ``"Experiments/movie/data"``). Needed when several datasets qualify;
-        the error then lists them.
+        HDF5: path of the dataset inside the file (e.g. ``"imaging"`` or
+        ``"Experiments/movie/data"``). EM files read with RosettaSciIO: the
+        title or index of the signal (e.g. one detector of a Velox file).
+        Needed when several qualify; the error then lists them.
     axes : str, optional
         The file's axis order when the file does not say it or says it wrong,
         one letter per dimension of the stored array: ``T`` time, ``C``
-        channel, ``Y`` rows, ``X`` columns (``Z`` for depth). For example an
-        HDF5 dataset stored as (rows, cols, frames) is read with
-        ``axes="YXT"``. Without it the order comes from the file (TIFF
-        axes, HDF5 dimension labels or an ``axes`` attribute, HyperSpy axes);
-        an unlabelled 3-D HDF5 dataset is taken as (T, Y, X).
+        channel, ``Y`` rows, ``X`` columns (``Z`` for depth, ``P`` for
+        positions). For example an HDF5 dataset stored as (rows, cols,
+        frames) is read with ``axes="YXT"``. Without it the order comes from
+        the file (TIFF axes, HDF5 dimension labels or an ``axes`` attribute,
+        HyperSpy and RosettaSciIO axes, bioio dimensions); an unlabelled 3-D
+        HDF5 dataset is taken as (T, Y, X), with a warning when its shape
+        makes that doubtful.
     lazy : bool, optional
         True: return a dask array chunked by frames that reads on demand
         (the file stays open; see :meth:`StackData.close`). False: read
@@ -92,12 +120,18 @@ def read_stack(
         stack is larger than ``memory_fraction`` of this machine's RAM.
     memory_fraction : float
         Share of RAM (0 < f <= 1) above which ``lazy=None`` opens lazily.
+    position : int or str, optional
+        Files read with bioio (``.nd2``, ``.czi``, ``.lif``, OME-TIFF,
+        OME-Zarr): read one scene (position), by index or name, instead of
+        all of them along a ``P`` axis.
 
     Returns
     -------
     StackData
-        ``data`` is (T, Y, X) or (T, C, Y, X) (``channel_axis`` 1), with the
-        pixel size, units, metadata and transforms the file holds.
+        ``data`` is (T, Y, X) or (T, C, Y, X) (``channel_axis`` 1), or with a
+        leading position axis (P, T, Y, X) or (P, T, C, Y, X) (``channel_axis``
+        2) for multi-position files; :attr:`StackData.axes` says which. With
+        the pixel size, units, metadata and transforms the file holds.
 
     Raises
     ------
@@ -106,6 +140,9 @@ def read_stack(
         (not supported: pick a plane), truncated or corrupt files, an HDF5 file
         without a usable dataset (or with several: the message lists them),
         an unknown extension, or bad options. Each message says what to do.
+    ImportError
+        When the library a format needs is not installed; the message names
+        the extra to install (``pip install "napari-stackalign[em]"``).
     FileNotFoundError
         When ``path`` does not exist.
     """
@@ -118,37 +155,92 @@ def read_stack(
             raise ValueError("no files given: pass a file, a folder or a list of frame files.")
         if len(paths) > 1:
             _reject_dataset(dataset, paths[0])
-            for p in paths:
-                _check_exists(p)
-                if p.suffix.lower() not in TIFF_SUFFIXES:
-                    raise ValueError(
-                        f"a list of files is read as one frame per file, which works for TIFF frames only; "
-                        f"{p.name} is not a .tif/.tiff file. Open it on its own."
-                    )
+            _reject_position(position, paths[0])
+            _check_frame_list(paths)
             result = read_frames(paths, source=paths[0].parent, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
             return _checked(result)
         path = paths[0]
     path = Path(path).expanduser()
     _check_exists(path)
     if path.is_dir():
+        if is_ome_zarr(path):
+            _reject_dataset(dataset, path)
+            return _checked(read_bioio(path, position=position, axes=axes, lazy=lazy, memory_fraction=memory_fraction))
         _reject_dataset(dataset, path)
+        _reject_position(position, path)
         return _checked(
             read_frames(frame_files(path), source=path, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
         )
-    suffix = path.suffix.lower()
+    suffix = suffix_of(path)
+    if suffix in BIOIO_SUFFIXES or (suffix in OME_TIFF_SUFFIXES and _read_ome_with_bioio(path, position)):
+        _reject_dataset(dataset, path)
+        return _checked(read_bioio(path, position=position, axes=axes, lazy=lazy, memory_fraction=memory_fraction))
+    _reject_position(position, path)
+    if suffix in OME_TIFF_SUFFIXES:
+        suffix = path.suffix.lower()
     if suffix in HDF5_SUFFIXES:
         result = read_hdf5(path, dataset=dataset, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
     elif suffix in TIFF_SUFFIXES:
         _reject_dataset(dataset, path)
         result = read_tiff(path, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
+    elif suffix in RSCIIO_SUFFIXES:
+        result = read_rsciio(path, dataset=dataset, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
     elif suffix in GIF_SUFFIXES:
         _reject_dataset(dataset, path)
         if axes is not None:
             raise ValueError(f"axes= does not apply to GIF files (they are always {STACK_AXES} or RGB).")
         result = read_gif(path)
+    elif suffix in IMAGE_SUFFIXES:
+        _reject_dataset(dataset, path)
+        result = read_image_file(path, axes=axes)
     else:
         raise _suffix_error(path, READ_SUFFIXES, "read")
     return _checked(result)
+
+
+def _check_frame_list(paths: list[Path]) -> None:
+    """A list of files is one frame per file: TIFF, PNG, JPEG or BMP, all of one type."""
+    for p in paths:
+        _check_exists(p)
+        if p.suffix.lower() not in FRAME_SUFFIXES or p.is_dir():
+            raise ValueError(
+                f"a list of files is read as one frame per file, which works for TIFF, PNG, JPEG and BMP frames "
+                f"only; {p.name} is not one. Open it on its own."
+            )
+    kinds = {frame_kind(p) for p in paths}
+    if len(kinds) > 1:
+        raise ValueError(
+            f"the list mixes frame types ({', '.join(sorted(kinds))}): give files of one type, one frame each."
+        )
+
+
+def _read_ome_with_bioio(path: Path, position: int | str | None) -> bool:
+    """Whether an ``.ome.tif`` goes to bioio: a ``position`` was asked for, or it holds several series of one
+    shape (a P axis). Otherwise tifffile reads its first series (warning when there are others)."""
+    if position is not None:
+        return True
+    with open_tiff(path) as tif:
+        series = [(tuple(s.shape), s.dtype, s.axes) for s in tif.series] if tif.is_ome else []
+    if len(series) < 2:
+        return False
+    if len(set(series)) == 1:
+        if find_spec_safe("bioio") and find_spec_safe("bioio_ome_tiff"):
+            return True
+        hint = 'install the bio extra (pip install "napari-stackalign[bio]") to read all of them as a P axis'
+    else:
+        hint = "pass position=INDEX to read another one"
+    warnings.warn(
+        f"{path.name} holds {len(series)} OME series; only the first is read: {hint}.", UserWarning, stacklevel=4
+    )
+    return False
+
+
+def _reject_position(position: int | str | None, path: Path) -> None:
+    if position is not None:
+        raise ValueError(
+            f"position= applies to multi-position files read with bioio (.nd2, .czi, .lif, OME-TIFF, OME-Zarr), "
+            f"not to {path.name}."
+        )
 
 
 def _check_exists(path: Path) -> None:
@@ -161,7 +253,7 @@ def _check_exists(path: Path) -> None:
 
 def _reject_dataset(dataset: str | None, path: Path) -> None:
     if dataset is not None:
-        raise ValueError(f"dataset= applies to HDF5 files only, not to {path.name}.")
+        raise ValueError(f"dataset= applies to HDF5 files only (and to EM files read with rsciio), not to {path.name}.")
 
 
 def _checked(result: StackData) -> StackData:

@@ -20,6 +20,8 @@ __all__ = ["AxesPlan", "normalise_axes", "plan_axes"]
 
 _SPATIAL = "YX"
 _CHANNEL = "CS"
+#: the position (scene, field of view) axis of multi-position files; kept first, never a frame axis
+_POSITION = "P"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class AxesPlan:
 
     @property
     def channel_axis(self) -> int | None:
-        return 1 if self.out_axes == "TCYX" else None
+        return self.out_axes.index("C") if "C" in self.out_axes else None
 
     def apply(self, array: Any) -> Any:
         """Apply the plan to a numpy or dask array (lazy for dask)."""
@@ -75,8 +77,10 @@ def plan_axes(file_axes: str, shape: tuple[int, ...], *, source: str = "the data
 
     Letters: ``Y`` and ``X`` are the frame rows and columns; ``C`` (channel)
     or ``S`` (colour sample) is the channel axis; any other letter (``T``,
-    ``Z``, ``I``, ``Q``, ...) is a frame-like axis. Axes of length 1 other
-    than Y and X are dropped. Exactly one frame-like axis must remain.
+    ``Z``, ``I``, ``Q``, ...) is a frame-like axis; ``P`` (position, scene)
+    is kept as the first output axis. Axes of length 1 other than Y and X
+    are dropped. Exactly one frame-like axis must remain. The result is
+    ``TYX`` or ``TCYX``, preceded by ``P`` when there are several positions.
 
     Raises
     ------
@@ -94,7 +98,8 @@ def plan_axes(file_axes: str, shape: tuple[int, ...], *, source: str = "the data
     squeeze = tuple(d for d, (a, n) in enumerate(zip(file_axes, shape)) if n == 1 and a not in _SPATIAL)
     kept = [d for d in range(len(shape)) if d not in squeeze]
     channel = [d for d in kept if file_axes[d] in _CHANNEL]
-    frames = [d for d in kept if file_axes[d] not in _SPATIAL + _CHANNEL]
+    position = [d for d in kept if file_axes[d] == _POSITION]
+    frames = [d for d in kept if file_axes[d] not in _SPATIAL + _CHANNEL + _POSITION]
     described = " x ".join(f"{file_axes[d]}={shape[d]}" for d in range(len(shape)))
     if len(channel) > 1:
         raise ValueError(
@@ -126,6 +131,6 @@ def plan_axes(file_axes: str, shape: tuple[int, ...], *, source: str = "the data
         )
     ys = file_axes.index("Y")
     xs = file_axes.index("X")
-    order = tuple(frames + channel + [ys, xs])
-    out_axes = "TCYX" if channel else "TYX"
+    order = tuple(position + frames + channel + [ys, xs])
+    out_axes = ("P" if position else "") + ("TCYX" if channel else "TYX")
     return AxesPlan(file_axes=file_axes, squeeze=squeeze, order=order, out_axes=out_axes, frame_dim=frames[0])

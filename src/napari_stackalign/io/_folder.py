@@ -1,4 +1,4 @@
-"""A folder (or a list) of single-frame image files read as one stack, in natural order."""
+"""A folder (or a list) of single-frame image files (TIFF, PNG, JPEG, BMP) read as one stack, in natural order."""
 
 from __future__ import annotations
 
@@ -10,11 +10,17 @@ from typing import Any
 import numpy as np
 
 from ._axes import plan_axes
+from ._formats import IMAGE_SUFFIXES
+from ._images import read_image_file, read_image_frames
 from ._lazy import FrameReader, decide_lazy, frame_chunked_dask
 from ._stackdata import StackData
 from ._tiff import TIFF_SUFFIXES, open_tiff, read_tiff, tiff_header
 
-__all__ = ["frame_files", "natural_key", "read_frames"]
+__all__ = ["FRAME_SUFFIXES", "frame_files", "natural_key", "read_frames"]
+
+#: file types a folder of frames may hold (one type per folder)
+FRAME_SUFFIXES = TIFF_SUFFIXES + IMAGE_SUFFIXES
+_SAME_KIND = {".tiff": ".tif", ".jpeg": ".jpg"}
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -25,11 +31,31 @@ def natural_key(path: str | Path) -> tuple:
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in _DIGITS.split(name) if part)
 
 
+def frame_kind(path: Path) -> str:
+    """The frame file type of ``path`` (``.tif`` for .tif and .tiff, ``.jpg`` for .jpg and .jpeg)."""
+    suffix = path.suffix.lower()
+    return _SAME_KIND.get(suffix, suffix)
+
+
 def frame_files(folder: Path) -> list[Path]:
-    """The TIFF files of ``folder`` (not hidden), in natural order."""
+    """The frame files of ``folder`` (not hidden), in natural order (``frame2`` before ``frame10``).
+
+    TIFF files when there are any (other files beside them are ignored);
+    otherwise PNG, JPEG or BMP files, which must all be of one type.
+    """
     files = [
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith(".")
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".")
     ]
+    tiffs = [p for p in files if p.suffix.lower() in TIFF_SUFFIXES]
+    if tiffs:
+        return sorted(tiffs, key=natural_key)
+    kinds = sorted({frame_kind(p) for p in files})
+    if len(kinds) > 1:
+        counts = ", ".join(f"{sum(frame_kind(p) == k for p in files)} {k}" for k in kinds)
+        raise ValueError(
+            f"{folder} holds frames of several image types ({counts}): a folder must hold one type. "
+            "Move the other files out, or pass the list of frame files."
+        )
     return sorted(files, key=natural_key)
 
 
@@ -58,7 +84,14 @@ def read_frames(
     """Stack single-frame TIFF files (already in frame order) into (T, Y, X) or (T, C, Y, X)."""
     files = [Path(p) for p in files]
     if not files:
-        raise ValueError(f"{source} holds no .tif/.tiff files: put one file per frame in the folder.")
+        raise ValueError(
+            f"{source} holds no frame files (.tif, .tiff, .png, .jpg, .jpeg, .bmp): put one file per frame in "
+            "the folder."
+        )
+    if files[0].suffix.lower() in IMAGE_SUFFIXES:
+        if len(files) == 1:
+            return read_image_file(files[0], axes=axes)
+        return read_image_frames(files, source=source, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
     if len(files) == 1:
         return read_tiff(files[0], axes=axes, lazy=lazy, memory_fraction=memory_fraction)
     first = tiff_header(files[0])

@@ -127,7 +127,7 @@ def _hyperspy_axes(ds: h5py.Dataset) -> tuple[str, dict[str, float], str | None]
     if not all(isinstance(g, h5py.Group) for g in groups):
         return None
     letters = []
-    nav_letters = iter("TQPRUV")
+    nav_letters = iter("TQRUVW")  # never P, which means position
     sig_letters = iter("YX") if sum(not bool(g.attrs.get("navigate", False)) for g in groups) == 2 else None
     scale: dict[str, float] = {}
     units = None

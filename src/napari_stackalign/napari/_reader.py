@@ -1,4 +1,4 @@
-"""npe2 reader hook: TIFF / HDF5 / GIF time series and folders of frames.
+"""npe2 reader hook: every format of :data:`~napari_stackalign.io.INPUT_FORMATS` and folders of frames.
 
 ``get_reader`` decides from the extension and the file header (never the
 pixels) and returns None for anything it cannot read, as npe2 requires; the
@@ -24,10 +24,13 @@ from ..io import (
     TIFF_SUFFIXES,
     StackData,
     estimate_contrast_limits,
+    is_ome_zarr,
     natural_key,
     read_stack,
     stack_candidates,
+    suffix_of,
 )
+from ..io._folder import FRAME_SUFFIXES, frame_kind
 
 __all__ = ["get_reader", "read_layers", "stack_to_layer_data"]
 
@@ -51,15 +54,23 @@ def _can_read(path: PathOrPaths) -> bool:
         paths = [Path(p) for p in path]
         if len(paths) == 1:
             return _can_read(paths[0])
-        return bool(paths) and all(p.is_file() and p.suffix.lower() in TIFF_SUFFIXES for p in paths)
+        return (
+            bool(paths)
+            and all(p.is_file() and p.suffix.lower() in FRAME_SUFFIXES for p in paths)
+            and len({frame_kind(p) for p in paths}) == 1
+        )
     path = Path(path)
     if path.is_dir():
+        if is_ome_zarr(path):
+            return True
         return any(
-            p.is_file() and p.suffix.lower() in TIFF_SUFFIXES and not p.name.startswith(".") for p in path.iterdir()
+            p.is_file() and p.suffix.lower() in FRAME_SUFFIXES and not p.name.startswith(".") for p in path.iterdir()
         )
     suffix = path.suffix.lower()
-    if not path.is_file() or suffix not in READ_SUFFIXES:
+    if not path.is_file() or (suffix not in READ_SUFFIXES and suffix_of(path) not in READ_SUFFIXES):
         return False
+    if suffix not in TIFF_SUFFIXES + GIF_SUFFIXES + HDF5_SUFFIXES + FRAME_SUFFIXES:
+        return True  # EM and bioio files: the reader says what is wrong (or which extra to install)
     if suffix in GIF_SUFFIXES:
         with open(path, "rb") as fh:
             return fh.read(4) == b"GIF8"
@@ -69,7 +80,7 @@ def _can_read(path: PathOrPaths) -> bool:
         with h5py.File(path, "r") as f:
             # claim it when a stack could be inside; the reader explains ambiguity or bad axes
             return "image_data" in f or bool(stack_candidates(f))
-    # TIFF: claim only time series (a single 2-D image or a volume is left to other readers)
+    # TIFF, PNG, JPEG, BMP: claim only time series (a single 2-D image or a volume is left to other readers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -117,7 +128,7 @@ def stack_to_layer_data(stack: StackData, *, name: str) -> tuple:
     if stack.scale is not None:
         kwargs["scale"] = tuple(float(stack.scale[i]) for i in keep)
         if stack.units:
-            kwargs["units"] = tuple("pixel" if stack.axes[i] == "T" else stack.units for i in keep)
+            kwargs["units"] = tuple("pixel" if stack.axes[i] in "TP" else stack.units for i in keep)
     if stack.lazy:
         kwargs["multiscale"] = False
         kwargs["contrast_limits"] = estimate_contrast_limits(stack.data, channel_axis=stack.channel_axis)
