@@ -75,12 +75,13 @@ def _title(signal: dict, index: int) -> str:
 
 
 def image_signals(signals: list[dict]) -> list[tuple[int, dict]]:
-    """The (index, signal) pairs that hold images: exactly two signal (non-navigation) axes."""
+    """The (index, signal) pairs that hold images: two or more signal (non-navigation) axes (a 3-D signal,
+    as Berkeley EMD files give, is read as a series of its last two axes)."""
     found = []
     for i, signal in enumerate(signals):
         axes = _ordered_axes(signal)
         n_signal = sum(not bool(a.get("navigate", False)) for a in axes)
-        if len(axes) == np.ndim(signal["data"]) and n_signal == 2:
+        if len(axes) == np.ndim(signal["data"]) and n_signal >= 2:
             found.append((i, signal))
     return found
 
@@ -119,7 +120,8 @@ def signal_axes_plan(axes: list[dict]) -> tuple[str, dict[str, float], str | Non
     """Axis letters (navigation axes ``T``, ``Q``, ...; signal axes ``Y``, ``X``), the step per letter and the
     pixel unit, from rsciio axis dicts in array order.
 
-    The pixel size is kept only when the signal axes carry a spatial unit;
+    The last two signal axes are the rows and columns; any other axis steps
+    through the frames. The pixel size is kept only when they carry a spatial unit;
     a navigation axis counts as a frame interval (in seconds) only when its
     unit is a time unit.
     """
@@ -128,8 +130,10 @@ def signal_axes_plan(axes: list[dict]) -> tuple[str, dict[str, float], str | Non
     letters = []
     scale: dict[str, float] = {}
     units = None
-    for axis in axes:
-        if bool(axis.get("navigate", False)):
+    signal_dims = [d for d, axis in enumerate(axes) if not bool(axis.get("navigate", False))]
+    image_dims = set(signal_dims[-2:])  # a 3-D signal's first axis steps through the images
+    for d, axis in enumerate(axes):
+        if d not in image_dims:
             letter = next(nav)
             unit = str(axis.get("units") or "").strip()
             if unit in _TIME_UNITS and "scale" in axis:
