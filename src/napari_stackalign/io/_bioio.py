@@ -91,14 +91,15 @@ def _calibration(image: Any, is_zarr: bool) -> tuple[dict[str, float], str | Non
         unit = None
     if unit is None and scale and not is_zarr:
         unit = "µm"  # bioio's physical_pixel_sizes are micrometres for these readers
-    if unit is None:
-        scale = {}
+    # an OME-Zarr without units keeps its pixel size in the file's (unnamed) unit: units stay None
     try:
         interval = image.time_interval
     except (AttributeError, NotImplementedError, KeyError, TypeError, ValueError):
         interval = None
     if isinstance(interval, (int, float, np.number)) and np.isfinite(float(interval)) and float(interval) > 0:
         scale["T"] = float(interval)
+    if not ("Y" in scale or "X" in scale) and scale.get("T", 1.0) == 1.0:
+        scale = {}  # nothing calibrated: no scale rather than ones
     return scale, unit
 
 
@@ -147,6 +148,8 @@ def read_bioio(
     image = open_bioimage(path)
     scenes = tuple(str(s) for s in image.scenes)
     chosen = [scene_index(scenes, position, path)] if position is not None else list(range(len(scenes)))
+    image.set_scene(chosen[0])  # the calibration of the first chosen scene, before any other scene is visited
+    scale_by_axis, units = _calibration(image, suffix_of(path).endswith("zarr") or path.is_dir())
     arrays, orders = zip(*(_scene_array(image, i) for i in chosen))
     order = orders[0]
     first = arrays[0]
@@ -156,8 +159,6 @@ def read_bioio(
             f"{path} holds positions of different sizes or types ({order}: {listed}): they cannot share a P axis. "
             "Read one with position=INDEX or position=NAME."
         )
-    image.set_scene(chosen[0])
-    scale_by_axis, units = _calibration(image, suffix_of(path).endswith("zarr") or path.is_dir())
     if len(arrays) > 1:
         import dask.array as da
 
