@@ -481,6 +481,8 @@ def _write_axes(shape: tuple[int, ...], axes: str | None) -> str:
     axes = str(axes).upper()
     if axes not in ("TYX", "TCYX"):
         hint = " (volumes over time are not supported: pick a plane first)" if "Z" in axes else ""
+        if axes.startswith("P"):
+            hint = " (a multi-position stack: write one position at a time, e.g. stack.position(p))"
         raise ValueError(f"axes must be 'TYX' or 'TCYX', got {axes!r}{hint}.")
     if len(axes) != ndim:
         raise ValueError(f"axes={axes!r} needs {len(axes)}-D data but the data has shape {tuple(shape)}.")
