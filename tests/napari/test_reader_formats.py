@@ -41,7 +41,7 @@ def test_png_folder_is_claimed_and_read(tmp_path):
 
 
 def test_em_and_bioio_files_are_claimed(tmp_path):
-    for name in ("a.dm3", "a.dm4", "a.ser", "a.emi", "a.emd", "a.mrc", "a.nd2", "a.czi", "a.lif"):
+    for name in ("a.dm3", "a.dm4", "a.ser", "a.emi", "a.emd", "a.mrc", "a.nd2", "a.czi", "a.lif", "a.asd"):
         (tmp_path / name).write_bytes(b"\0")
         assert get_reader(str(tmp_path / name)) is not None, name
     zarr_folder = tmp_path / "plate.ome.zarr"

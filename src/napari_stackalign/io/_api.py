@@ -15,9 +15,11 @@ from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
 from ..progress import ProgressCallback
 from ..textfiles import check_regular_file
 from ..transforms import FrameTransforms
+from ._asd import read_asd
 from ._bioio import read_bioio
 from ._folder import FRAME_SUFFIXES, frame_files, frame_kind, read_frames
 from ._formats import (
+    ASD_SUFFIXES,
     BIOIO_SUFFIXES,
     IMAGE_SUFFIXES,
     INPUT_FORMATS,
@@ -92,6 +94,8 @@ def read_stack(
           Micrograph ``.dm3``/``.dm4``, EMD ``.emd`` (Velox, Berkeley), FEI
           TIA ``.ser``/``.emi``, ``.mrc``. Pixel size, unit and metadata are
           kept.
+        - High-speed AFM ``.asd`` movies, with libasd (extra ``afm``):
+          heights in nm, pixel size from the scanning range.
         - Light microscopy, with bioio (extra ``bio``): ``.nd2``, ``.czi``,
           ``.lif``, OME-TIFF and OME-Zarr (a ``.zarr`` folder). Several
           scenes (positions) of one shape become a leading ``P`` axis.
@@ -193,6 +197,9 @@ def read_stack(
     elif suffix in IMAGE_SUFFIXES:
         _reject_dataset(dataset, path)
         result = read_image_file(path, axes=axes)
+    elif suffix in ASD_SUFFIXES:
+        _reject_dataset(dataset, path)
+        result = read_asd(path, axes=axes)
     else:
         raise _suffix_error(path, READ_SUFFIXES, "read")
     return _checked(result)

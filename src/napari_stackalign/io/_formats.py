@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "ASD_SUFFIXES",
     "BIOIO_SUFFIXES",
     "IMAGE_SUFFIXES",
     "INPUT_FORMATS",
@@ -35,6 +36,8 @@ RSCIIO_SUFFIXES = (".dm3", ".dm4", ".emd", ".ser", ".emi", ".mrc")
 BIOIO_SUFFIXES = (".nd2", ".czi", ".lif")
 OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")
 OME_ZARR_SUFFIXES = (".ome.zarr", ".zarr")
+#: high-speed AFM movies read with libasd
+ASD_SUFFIXES = (".asd",)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,14 @@ INPUT_FORMATS: tuple[InputFormat, ...] = (
         "bioio-ome-zarr",
         extra="bio",
         keeps="pixel size and unit, channel names, full resolution level",
+    ),
+    InputFormat(
+        "High-speed AFM (RIBM/Kanazawa .asd)",
+        "HS-AFM",
+        ASD_SUFFIXES,
+        "libasd",
+        extra="afm",
+        keeps="heights in nm, pixel size from the scanning range, frame time, header fields",
     ),
 )
 
