@@ -60,6 +60,17 @@ def test_position_axis_passes_through_to_the_layer():
     assert kwargs["units"] == ("pixel", "pixel", "µm", "µm")
 
 
+def test_lazy_position_stack_gets_contrast_limits_per_channel():
+    import dask.array as da
+
+    data = np.zeros((2, 3, 2, 8, 9), np.uint16)
+    data[0, :, 1] = 100
+    data[1] = 60000  # the second position is not sampled
+    stack = StackData(data=da.from_array(data, chunks=(1, 1, 2, 8, 9)), axes="PTCYX", channel_axis=2, lazy=True)
+    _, kwargs, _ = stack_to_layer_data(stack, name="wells")
+    assert kwargs["contrast_limits"] == [(0.0, 1.0), (100.0, 101.0)]
+
+
 def test_ome_tiff_series_open_with_a_p_axis(tmp_path):
     pytest.importorskip("bioio_ome_tiff")
     a = np.arange(3 * 8 * 9, dtype=np.uint16).reshape(3, 8, 9)

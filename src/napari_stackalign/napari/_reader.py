@@ -131,7 +131,11 @@ def stack_to_layer_data(stack: StackData, *, name: str) -> tuple:
             kwargs["units"] = tuple("pixel" if stack.axes[i] in "TP" else stack.units for i in keep)
     if stack.lazy:
         kwargs["multiscale"] = False
-        kwargs["contrast_limits"] = estimate_contrast_limits(stack.data, channel_axis=stack.channel_axis)
+        if stack.axes.startswith("P"):  # sample frames of the first position, not every frame of each position
+            channel = None if stack.channel_axis is None else stack.channel_axis - 1
+            kwargs["contrast_limits"] = estimate_contrast_limits(stack.data[0], channel_axis=channel)
+        else:
+            kwargs["contrast_limits"] = estimate_contrast_limits(stack.data, channel_axis=stack.channel_axis)
     if stack.channel_axis is not None:
         n_channels = int(stack.data.shape[stack.channel_axis])
         kwargs["channel_axis"] = stack.channel_axis
