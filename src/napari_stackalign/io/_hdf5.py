@@ -43,6 +43,10 @@ _LABEL_LETTERS = {
     "y": "Y",
     "x": "X",
     "s": "S",
+    "p": "P",
+    "position": "P",
+    "positions": "P",
+    "scene": "P",
 }
 
 
