@@ -81,3 +81,27 @@ def test_ome_tiff_series_open_with_a_p_axis(tmp_path):
     assert kwargs["axis_labels"] == ("p", "t", "y", "x") and tuple(data.shape) == (2, 3, 8, 9)
     assert kwargs["scale"] == pytest.approx((1.0, 1.0, 0.3, 0.3))
     np.testing.assert_array_equal(np.asarray(data[1]), a + 1)
+
+
+@pytest.fixture
+def _installed_plugin():
+    pm = npe2.PluginManager.instance()
+    pm.discover(include_npe1=False)
+
+
+def test_npe2_reads_a_png_folder_and_an_ome_zarr_folder(tmp_path, _installed_plugin):
+    frames = np.random.default_rng(1).integers(0, 255, (4, 8, 9), dtype=np.uint8)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for t, frame in enumerate(frames):
+        iio.imwrite(folder / f"{t}.png", frame)
+    [(data, kwargs, _)] = npe2.read([str(folder)], stack=False, plugin_name="napari-stackalign")
+    np.testing.assert_array_equal(np.asarray(data), frames)
+    zarr = pytest.importorskip("zarr")
+    writer = pytest.importorskip("ome_zarr.writer")
+    pytest.importorskip("bioio_ome_zarr")
+    root = zarr.open_group(str(tmp_path / "m.ome.zarr"), mode="w")
+    writer.write_image(frames, root, axes="tyx", scale_factors=[])
+    [(data, kwargs, _)] = npe2.read([str(tmp_path / "m.ome.zarr")], stack=False, plugin_name="napari-stackalign")
+    np.testing.assert_array_equal(np.asarray(data), frames)
+    assert kwargs["name"] == "m.ome.zarr" and kwargs["axis_labels"] == ("t", "y", "x")
