@@ -9,9 +9,10 @@ recent past instead:
   before it (normally ``t - 1``) and its shift is that frame's shift plus the
   link (the shifts are chained, as ``pystackreg``'s ``reference='previous'``);
 - ``'running'``: frame ``t`` is registered to the mean of the last
-  ``running_frames`` trustworthy frames, each resampled with its own shift
-  (so the running template is in the coordinates of the first frame, and
-  its noise averages over those frames).
+  ``running_frames`` trustworthy frames, each resampled with its shift
+  relative to the newest of them (so the running template moves with the
+  sample and keeps the whole field of view, and its noise averages over
+  those frames; the links are to the newest frame's position).
 
 Chaining accumulates the links' errors (a random walk), and one wrong link
 would move every later frame. So each link is tested as it is made, with
@@ -74,7 +75,9 @@ def _frames(stack: Any, n: int, chunk_size: int):
             yield c0 + j, raw
 
 
-def run_chain(stack: Any, job: Any, *, progress: ProgressCallback | None = None) -> tuple[FrameTransforms, FrameTransforms]:
+def run_chain(
+    stack: Any, job: Any, *, progress: ProgressCallback | None = None
+) -> tuple[FrameTransforms, FrameTransforms]:
     """Register every frame to the previous frame(s), in order.
 
     Parameters
@@ -105,7 +108,6 @@ def run_chain(stack: Any, job: Any, *, progress: ProgressCallback | None = None)
     flags = np.zeros(n, np.int64)
     neff = np.full(n, np.nan)
     notes = [""] * n
-    resampler = TemplateAccumulator(job.crop_shape, opts.normalize, opts.kernel)
     window: deque = deque(maxlen=opts.running_frames)
     anchor: _Anchor | None = None
     seed: _Anchor | None = None
@@ -114,13 +116,17 @@ def run_chain(stack: Any, job: Any, *, progress: ProgressCallback | None = None)
     gap = 0
     breaks: list[int] = []
     gap_links = 0
+    #: the anchor is a frame the chain was re-anchored on that no link has confirmed yet
+    provisional = False
+    #: the last trustworthy anchor before the chain was re-anchored
+    bridge: _Anchor | None = None
 
     def anchor_at(t: int, prepared: PreparedFrame, position: np.ndarray) -> _Anchor:
         """The next frames' reference once frame ``t`` sits at ``position``."""
         if running:
-            _add(window, resampler.register(prepared, (float(position[0]), float(position[1]))))
-            if window:
-                return _Anchor(job, _window_template(window, job, opts), (0.0, 0.0), t)
+            window.append((prepared, position.copy()))
+            if len(window) > 1:
+                return _Anchor(job, _window_template(window, position, job, opts), position, t)
         return _Anchor(job, Template.from_prepared(prepared, opts.normalize), position, t)
 
     def start_at(t: int, prepared: PreparedFrame, position: np.ndarray) -> _Anchor:
@@ -140,35 +146,51 @@ def run_chain(stack: Any, job: Any, *, progress: ProgressCallback | None = None)
             report(progress, t + 1, n, "estimate")
             continue
         steps = t - anchor.frame
-        # the expected shift (decides between equally good matches of periodic content)
-        # (in the anchor's coordinates: the link for 'previous', the position for 'running')
-        prior = shifts[anchor.frame] - anchor.offset + last_link * steps
+        # the expected link (decides between equally good matches of periodic content)
+        prior = last_link * steps
         est = anchor.estimator.estimate(prepared, prior=(float(prior[0]), float(prior[1])))
         quality[t], flags[t], neff[t] = est.quality, est.flags, est.neff
         position = anchor.offset + np.asarray(est.shift)
         if anchor is seed and seed_link is None and not est.flags & FLAG_UNUSABLE:
             seed_link = est
+        shifts[t] = position
         if _trusted(est):
-            shifts[t] = position
+            if provisional:
+                notes[anchor.frame] = (
+                    f"chain re-anchored here after {MAX_GAP} untrustworthy links: its offset to the frames "
+                    f"before is not measured (position of frame {bridge.frame} kept)"
+                )
+                breaks.append(anchor.frame)
+                provisional, bridge = False, None
             if steps > 1:
                 gap_links += 1
-            last_link = (position - shifts[anchor.frame]) / steps
+            last_link = (position - anchor.offset) / steps
             anchor = anchor_at(t, prepared, position)
             gap = 0
         else:
-            shifts[t] = position
             gap += 1
-            if gap >= MAX_GAP:
-                # the chain cannot get past these frames: start again here,
-                # at the last trustworthy position
-                held = shifts[anchor.frame].copy()
+            if provisional and bridge is not None:
+                # register across the gap: this frame against the last
+                # trustworthy anchor before it
+                est = bridge.estimator.estimate(prepared, prior=tuple(last_link * (t - bridge.frame)))
+                if _trusted(est):
+                    quality[t], flags[t], neff[t] = est.quality, est.flags, est.neff
+                    shifts[t] = bridge.offset + np.asarray(est.shift)
+                    anchor = start_at(t, prepared, shifts[t])
+                    provisional, bridge, gap = False, None, 0
+                    gap_links += 1
+                    report(progress, t + 1, n, "estimate")
+                    continue
+            if provisional or gap >= MAX_GAP:
+                # the chain cannot get past these frames: start again here, at
+                # the last trustworthy position; until a link to this frame
+                # passes, every new frame replaces it (it may be noise too)
+                if not provisional:
+                    bridge = anchor
+                held = anchor.offset.copy()
                 shifts[t] = held
-                notes[t] = (
-                    f"chain re-anchored here after {MAX_GAP} untrustworthy links: its offset to the frames "
-                    f"before is not measured (position of frame {anchor.frame} kept)"
-                )
-                breaks.append(t)
                 anchor = start_at(t, prepared, held)
+                provisional = True
                 gap = 0
         report(progress, t + 1, n, "estimate")
     if seed is None:
@@ -185,15 +207,13 @@ def run_chain(stack: Any, job: Any, *, progress: ProgressCallback | None = None)
     return finish(job, state, results, levels_used=seed.estimator.active_rates, notes=notes, extra_params=extra)
 
 
-def _add(window: deque, registered: Any) -> None:
-    """Add a registered frame to the running window (None: nothing to add)."""
-    if registered is not None:
-        window.append(registered)
-
-
-def _window_template(window: deque, job: Any, opts: Any) -> Template:
-    """The mean of the registered frames in ``window``."""
+def _window_template(window: deque, position: np.ndarray, job: Any, opts: Any) -> Template:
+    """The mean of the frames in ``window`` (``(prepared, shift)`` pairs),
+    each resampled onto the grid of the frame at ``position`` (the newest):
+    the running template moves with the sample, so it keeps the whole field
+    of view however far the stack drifts."""
     acc = TemplateAccumulator(job.crop_shape, opts.normalize, opts.kernel)
-    for registered in window:
-        acc.add(registered)
+    for prepared, shift in window:
+        rel = shift - position
+        acc.add(acc.register(prepared, (float(rel[0]), float(rel[1]))))
     return acc.template()
