@@ -50,7 +50,7 @@ REGISTRATION_OPTIONS = ("iterate", "smooth", "num_frames", "downsample_rates", "
 #: the pyramid options this tool adds (the "additions" group)
 ADDITION_OPTIONS = ("roi", "window_length", "polyorder", "normalize")
 #: what each frame is registered to (the "reference" group; ``--reference-image`` reads a file)
-REFERENCE_OPTIONS = ("reference_mode", "reference_frames", "running_frames")
+REFERENCE_OPTIONS = ("reference_mode", "reference_frames", "running_frames", "keyframe_every")
 #: every :class:`PyramidOptions` field the command line offers (``--mask`` reads a file: see ``read_mask``)
 CLI_OPTIONS = REGISTRATION_OPTIONS + ADDITION_OPTIONS + REFERENCE_OPTIONS
 #: spellings other than ``--name`` (and ``--name-with-dashes``)

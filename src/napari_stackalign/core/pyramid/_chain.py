@@ -7,7 +7,12 @@ recent past instead:
 
 - ``'previous'``: frame ``t`` is registered to the last trustworthy frame
   before it (normally ``t - 1``) and its shift is that frame's shift plus the
-  link (the shifts are chained, as ``pystackreg``'s ``reference='previous'``);
+  link (the shifts are chained, as ``pystackreg``'s ``reference='previous'``).
+  Every ``keyframe_every`` frames a frame is registered to the keyframe that
+  many frames back instead, when that link is trustworthy: the keyframes
+  form a chain of ``keyframe_every`` times fewer links, so the random walk
+  of the chain's error grows about ``sqrt(keyframe_every)`` times slower
+  (measured in ``tests/benchmarks/bench_reference_modes.py``);
 - ``'running'``: frame ``t`` is registered to the mean of the last
   ``running_frames`` trustworthy frames, each resampled with its shift
   relative to the newest of them (so the running template moves with the
@@ -120,6 +125,10 @@ def run_chain(
     provisional = False
     #: the last trustworthy anchor before the chain was re-anchored
     bridge: _Anchor | None = None
+    #: 'previous': the frame the next keyframe link starts from
+    every = 1 if running else opts.keyframe_every
+    keyframe: _Anchor | None = None
+    key_links = 0
 
     def anchor_at(t: int, prepared: PreparedFrame, position: np.ndarray) -> _Anchor:
         """The next frames' reference once frame ``t`` sits at ``position``."""
@@ -142,17 +151,26 @@ def run_chain(
             report(progress, t + 1, n, "estimate")
             continue
         if anchor is None:
-            anchor = seed = start_at(t, prepared, np.zeros(2))
+            anchor = seed = keyframe = start_at(t, prepared, np.zeros(2))
             report(progress, t + 1, n, "estimate")
             continue
         steps = t - anchor.frame
         # the expected link (decides between equally good matches of periodic content)
         prior = last_link * steps
         est = anchor.estimator.estimate(prepared, prior=(float(prior[0]), float(prior[1])))
-        quality[t], flags[t], neff[t] = est.quality, est.flags, est.neff
-        position = anchor.offset + np.asarray(est.shift)
         if anchor is seed and seed_link is None and not est.flags & FLAG_UNUSABLE:
             seed_link = est
+        base = anchor
+        if every > 1 and not provisional and keyframe is not None and keyframe is not anchor:
+            if t - keyframe.frame >= every:
+                # the keyframe link: one link for `every` frames, so the
+                # chain's random walk takes `every` times fewer steps
+                key_est = keyframe.estimator.estimate(prepared, prior=tuple(last_link * (t - keyframe.frame)))
+                if _trusted(key_est):
+                    est, base = key_est, keyframe
+                    key_links += 1
+        quality[t], flags[t], neff[t] = est.quality, est.flags, est.neff
+        position = base.offset + np.asarray(est.shift)
         shifts[t] = position
         if _trusted(est):
             if provisional:
@@ -166,6 +184,8 @@ def run_chain(
                 gap_links += 1
             last_link = (position - anchor.offset) / steps
             anchor = anchor_at(t, prepared, position)
+            if keyframe is None or t - keyframe.frame >= every:
+                keyframe = anchor
             gap = 0
         else:
             gap += 1
@@ -176,7 +196,7 @@ def run_chain(
                 if _trusted(est):
                     quality[t], flags[t], neff[t] = est.quality, est.flags, est.neff
                     shifts[t] = bridge.offset + np.asarray(est.shift)
-                    anchor = start_at(t, prepared, shifts[t])
+                    anchor = keyframe = start_at(t, prepared, shifts[t])
                     provisional, bridge, gap = False, None, 0
                     gap_links += 1
                     report(progress, t + 1, n, "estimate")
@@ -189,7 +209,7 @@ def run_chain(
                     bridge = anchor
                 held = anchor.offset.copy()
                 shifts[t] = held
-                anchor = start_at(t, prepared, held)
+                anchor = keyframe = start_at(t, prepared, held)
                 provisional = True
                 gap = 0
         report(progress, t + 1, n, "estimate")
@@ -203,7 +223,7 @@ def run_chain(
         notes[seed.frame] = "no other usable frame was registered to it"
     results = FrameResults(shifts, quality, flags, neff)
     state = TemplateState(seed.template, None, -1, 0, None)
-    extra = {"chain_breaks": breaks, "gap_links": gap_links}
+    extra = {"chain_breaks": breaks, "gap_links": gap_links, "keyframe_links": key_links}
     return finish(job, state, results, levels_used=seed.estimator.active_rates, notes=notes, extra_params=extra)
 
 

@@ -371,6 +371,7 @@ def register_pyramid_distributed(
     reference_mode: str = PYRAMID_DEFAULTS.reference_mode,
     reference_frames: tuple[int, int] | None = PYRAMID_DEFAULTS.reference_frames,
     running_frames: int = PYRAMID_DEFAULTS.running_frames,
+    keyframe_every: int = PYRAMID_DEFAULTS.keyframe_every,
     downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
     max_movement: float = PYRAMID_DEFAULTS.max_movement,
     iterate: int = PYRAMID_DEFAULTS.iterate,
@@ -410,7 +411,7 @@ def register_pyramid_distributed(
     n_workers : int, optional
         Start a local cluster of this many worker processes (loopback only)
         instead.
-    num_frames, reference_mode, reference_frames, running_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel, chunk_size
+    num_frames, reference_mode, reference_frames, running_frames, keyframe_every, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel, chunk_size
         As for :func:`~napari_stackalign.core.pyramid.register_pyramid`.
     task_frames : int, optional
         Frames per task (see :func:`estimate_on_cluster`).

@@ -127,6 +127,14 @@ class PyramidOptions(Options):
         minimum=1,
         label="running template frames",
     )
+    keyframe_every: int = option(
+        5,
+        "reference_mode 'previous': every this many frames, register a frame to the frame this many frames back "
+        "instead (bounds the chain's drift; 1: always the previous frame)",
+        kind="int",
+        minimum=1,
+        label="keyframe every",
+    )
     reference: np.ndarray | None = option(  # noqa: RUF009 - an array field, like mask
         None,
         "a (Y, X) image every frame is registered to (reference_mode 'image')",

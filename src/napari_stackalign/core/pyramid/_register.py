@@ -55,6 +55,7 @@ def register_pyramid(
     reference_mode: str = PYRAMID_DEFAULTS.reference_mode,
     reference_frames: tuple[int, int] | None = PYRAMID_DEFAULTS.reference_frames,
     running_frames: int = PYRAMID_DEFAULTS.running_frames,
+    keyframe_every: int = PYRAMID_DEFAULTS.keyframe_every,
     downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
     max_movement: float = PYRAMID_DEFAULTS.max_movement,
     iterate: int = PYRAMID_DEFAULTS.iterate,
@@ -105,6 +106,11 @@ def register_pyramid(
         place.
     running_frames : int
         Frames averaged into the running template (mode ``"running"``).
+    keyframe_every : int
+        Mode ``"previous"``: every this many frames, a frame is registered
+        to the frame this many frames back instead (when that link is
+        trustworthy), which bounds the drift of the chain; 1 registers every
+        frame to the previous one only.
     downsample_rates : sequence of float
         Pyramid levels, visited in order (strictly increasing, each in
         (0, 1]; 1 is full resolution). The first level is searched
@@ -171,8 +177,8 @@ def register_pyramid(
         ``"template_frames"``, ``"reference_passes"``, ``"levels_used"``, the
         rates the estimation actually used, and ``"flags"``, counts of the
         reasons frames were flagged; the chained modes add
-        ``"chain_breaks"``, the frames the chain was re-anchored on, and
-        ``"gap_links"``). With a built template the transforms are expressed
+        ``"chain_breaks"``, the frames the chain was re-anchored on,
+        ``"gap_links"`` and ``"keyframe_links"``). With a built template the transforms are expressed
         so that the template frames are, on average, left where they are; in
         the chained modes the first usable frame is left where it is. ``quality`` is the normalised
         correlation coefficient between the registered frame and the template

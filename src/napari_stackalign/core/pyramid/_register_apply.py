@@ -104,6 +104,7 @@ def register_and_apply(
     reference_mode: str = PYRAMID_DEFAULTS.reference_mode,
     reference_frames: tuple[int, int] | None = PYRAMID_DEFAULTS.reference_frames,
     running_frames: int = PYRAMID_DEFAULTS.running_frames,
+    keyframe_every: int = PYRAMID_DEFAULTS.keyframe_every,
     downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
     max_movement: float = PYRAMID_DEFAULTS.max_movement,
     iterate: int = PYRAMID_DEFAULTS.iterate,
@@ -136,7 +137,7 @@ def register_and_apply(
     stack : array-like, shape (T, Y, X)
         Numpy array, memmap, h5py dataset or dask array (dask input gives a
         lazy dask output, computed after the estimation).
-    num_frames, reference_mode, reference_frames, running_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, kernel, chunk_size
+    num_frames, reference_mode, reference_frames, running_frames, keyframe_every, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, kernel, chunk_size
         The registration's options, as for
         :func:`~napari_stackalign.core.pyramid.register_pyramid` (see
         :class:`~napari_stackalign.core.pyramid.PyramidOptions`).

@@ -332,6 +332,7 @@ def register_stack_to_file(
     reference_mode: str = PYRAMID_DEFAULTS.reference_mode,
     reference_frames: tuple[int, int] | None = PYRAMID_DEFAULTS.reference_frames,
     running_frames: int = PYRAMID_DEFAULTS.running_frames,
+    keyframe_every: int = PYRAMID_DEFAULTS.keyframe_every,
     downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
     max_movement: float = PYRAMID_DEFAULTS.max_movement,
     iterate: int = PYRAMID_DEFAULTS.iterate,
@@ -379,7 +380,7 @@ def register_stack_to_file(
         renamed when complete.
     channel : int, optional
         For (T, C, Y, X) stacks: the channel to estimate on.
-    num_frames, reference_mode, reference_frames, running_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
+    num_frames, reference_mode, reference_frames, running_frames, keyframe_every, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
         As for :func:`~napari_stackalign.core.pyramid.register_pyramid`.
     transforms : FrameTransforms, optional
         Skip estimation and apply these (one per frame).
@@ -526,6 +527,7 @@ def register_file(
     reference_mode: str = PYRAMID_DEFAULTS.reference_mode,
     reference_frames: tuple[int, int] | None = PYRAMID_DEFAULTS.reference_frames,
     running_frames: int = PYRAMID_DEFAULTS.running_frames,
+    keyframe_every: int = PYRAMID_DEFAULTS.keyframe_every,
     downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
     max_movement: float = PYRAMID_DEFAULTS.max_movement,
     iterate: int = PYRAMID_DEFAULTS.iterate,
@@ -576,7 +578,7 @@ def register_file(
     channel : int, optional
         (T, C, Y, X) input: the channel to estimate the motion on (all
         channels are corrected).
-    num_frames, reference_mode, reference_frames, running_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
+    num_frames, reference_mode, reference_frames, running_frames, keyframe_every, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
         As for :func:`~napari_stackalign.core.pyramid.register_pyramid`; the
         transforms are exactly the ones it returns for the whole stack.
     transforms : FrameTransforms, optional
