@@ -161,14 +161,14 @@ def run_chain(
         if anchor is seed and seed_link is None and not est.flags & FLAG_UNUSABLE:
             seed_link = est
         base = anchor
-        if every > 1 and not provisional and keyframe is not None and keyframe is not anchor:
-            if t - keyframe.frame >= every:
-                # the keyframe link: one link for `every` frames, so the
-                # chain's random walk takes `every` times fewer steps
-                key_est = keyframe.estimator.estimate(prepared, prior=tuple(last_link * (t - keyframe.frame)))
-                if _trusted(key_est):
-                    est, base = key_est, keyframe
-                    key_links += 1
+        due = keyframe is not None and keyframe is not anchor and t - keyframe.frame >= every
+        if every > 1 and not provisional and due:
+            # the keyframe link: one link for `every` frames, so the chain's
+            # random walk takes `every` times fewer steps
+            key_est = keyframe.estimator.estimate(prepared, prior=tuple(last_link * (t - keyframe.frame)))
+            if _trusted(key_est):
+                est, base = key_est, keyframe
+                key_links += 1
         quality[t], flags[t], neff[t] = est.quality, est.flags, est.neff
         position = base.offset + np.asarray(est.shift)
         shifts[t] = position
