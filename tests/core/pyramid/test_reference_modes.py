@@ -213,6 +213,14 @@ def test_the_first_usable_frame_starts_the_chain(drifting):
     np.testing.assert_allclose(_correction(ft)[1], 0, atol=1e-12)
 
 
+def test_a_noise_frame_after_the_first_does_not_condemn_it(drifting):
+    stack = drifting.stack.copy()
+    stack[1] = np.random.default_rng(1).normal(stack.mean(), stack.std(), stack[1].shape)
+    for mode in ("previous", "running"):
+        ft = register_pyramid(stack, reference_mode=mode)
+        assert list(np.flatnonzero(~ft.ok)) == [1], (mode, ft.failure_summary())
+
+
 # ------------------------------------------------ the other entry points
 def test_register_and_apply_and_the_streamed_path_give_the_same_chain(drifting, tmp_path):
     stack = drifting.stack

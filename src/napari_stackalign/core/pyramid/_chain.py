@@ -99,8 +99,9 @@ def run_chain(
     -------
     (raw, final) : FrameTransforms
         As :func:`._stages.finish` returns them; ``params`` add
-        ``"chain_breaks"`` (the frames the chain was re-anchored on) and
-        ``"gap_links"`` (frames registered across untrustworthy frames).
+        ``"chain_breaks"`` (the frames the chain was re-anchored on),
+        ``"gap_links"`` (frames registered across untrustworthy frames) and
+        ``"keyframe_links"`` (frames registered to their keyframe).
     """
     from ._stages import TemplateState, finish  # the stages import this module lazily
 
@@ -125,7 +126,7 @@ def run_chain(
     provisional = False
     #: the last trustworthy anchor before the chain was re-anchored
     bridge: _Anchor | None = None
-    #: 'previous': the frame the next keyframe link starts from
+    #: 'previous': every `every` frames a link to `keyframe`, that many frames back
     every = 1 if running else opts.keyframe_every
     keyframe: _Anchor | None = None
     key_links = 0
@@ -158,7 +159,8 @@ def run_chain(
         # the expected link (decides between equally good matches of periodic content)
         prior = last_link * steps
         est = anchor.estimator.estimate(prepared, prior=(float(prior[0]), float(prior[1])))
-        if anchor is seed and seed_link is None and not est.flags & FLAG_UNUSABLE:
+        if anchor is seed and not est.flags & FLAG_UNUSABLE and (seed_link is None or not _trusted(seed_link)):
+            # the seed is judged by its first trustworthy link (else its first link)
             seed_link = est
         base = anchor
         due = keyframe is not None and keyframe is not anchor and t - keyframe.frame >= every
