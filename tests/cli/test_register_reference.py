@@ -102,9 +102,10 @@ def test_help_lists_the_reference_flags(capsys):
         main(["register", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for flag in (
-        "--reference {template,frames,previous,running,image}",
+        "--reference MODE",
         "--reference-frames START:STOP",
-        "--running-frames",
+        "--running-frames N",
+        "--keyframe-every K",
         "--reference-image PATH",
     ):
         assert flag in text, flag

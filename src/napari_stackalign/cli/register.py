@@ -64,12 +64,19 @@ NOTES = {
     "downsample_rates": "Written like [1/4,1/2,1] or 0.25,0.5,1.",
     "roi": "Rows R0:R1 and columns C0:C1, e.g. to leave out a burned-in label.",
     "normalize": "1: on, 0: off.",
-    "reference_mode": "'previous' and 'running' suit samples without fixed structure; they run on one machine "
+    "reference_mode": "MODE is one of template, frames, previous, running, image. 'previous' and 'running' suit samples without fixed structure; they run on one machine "
     "(streamed for big files), not on a cluster.",
     "reference_frames": "Written START:STOP, e.g. 10:30 (frames 10 to 29); selects --reference frames.",
 }
 #: metavariables of the flags that are not a plain number
-METAVARS = {"downsample_rates": "RATES", "roi": "R0,R1,C0,C1", "reference_frames": "START:STOP"}
+METAVARS = {
+    "downsample_rates": "RATES",
+    "roi": "R0,R1,C0,C1",
+    "reference_mode": "MODE",
+    "reference_frames": "START:STOP",
+    "running_frames": "N",
+    "keyframe_every": "K",
+}
 
 
 # ------------------------------------------------------------------ parser
