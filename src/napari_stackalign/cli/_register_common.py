@@ -9,6 +9,7 @@ progress forwarding and the summary printed at the end.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 
 from ..core.pyramid import PYRAMID_DEFAULTS, PyramidOptions
 from ..parsing import format_downsample_rates, parse_downsample_rates, parse_roi
@@ -29,12 +31,15 @@ __all__ = [
     "CLI_OPTIONS",
     "DEFAULT_RATES_TEXT",
     "FLAGS",
+    "REFERENCE_OPTIONS",
     "REGISTRATION_OPTIONS",
     "RegisterPaths",
     "flag_of",
     "load_table",
     "messages",
+    "parse_frame_range",
     "pyramid_options",
+    "read_reference_image",
     "reference_rates",
     "summary",
     "without_done_stage",
@@ -44,10 +49,15 @@ __all__ = [
 REGISTRATION_OPTIONS = ("iterate", "smooth", "num_frames", "downsample_rates", "max_movement")
 #: the pyramid options this tool adds (the "additions" group)
 ADDITION_OPTIONS = ("roi", "window_length", "polyorder", "normalize")
+#: what each frame is registered to (the "reference" group; ``--reference-image`` reads a file)
+REFERENCE_OPTIONS = ("reference_mode", "reference_frames", "running_frames", "keyframe_every")
 #: every :class:`PyramidOptions` field the command line offers (``--mask`` reads a file: see ``read_mask``)
-CLI_OPTIONS = REGISTRATION_OPTIONS + ADDITION_OPTIONS
+CLI_OPTIONS = REGISTRATION_OPTIONS + ADDITION_OPTIONS + REFERENCE_OPTIONS
 #: spellings other than ``--name`` (and ``--name-with-dashes``)
-FLAGS = {"smooth": ("-s", "--smooth")}
+FLAGS = {
+    "smooth": ("-s", "--smooth"),
+    "reference_mode": ("--reference", "--reference-mode", "--reference_mode"),
+}
 
 
 @dataclass(frozen=True)
@@ -100,11 +110,47 @@ def _naming_flags(names: tuple[str, ...] = CLI_OPTIONS) -> Iterator[None]:
         raise ValueError(f"{', '.join(named)}: {text}") from exc
 
 
+def parse_frame_range(text: str) -> tuple[int, int]:
+    """``--reference-frames`` as typed, ``START:STOP`` (stop excluded), e.g. ``10:30``."""
+    parts = str(text).replace(",", ":").split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return int(parts[0]), int(parts[1])
+    except ValueError as exc:
+        raise ValueError(
+            f"reference_frames must be written START:STOP (frames START to STOP-1), e.g. 10:30, got {text!r}."
+        ) from exc
+
+
+def read_reference_image(path: str | os.PathLike) -> np.ndarray:
+    """The ``--reference-image`` file: one 2-D TIFF image (its shape is checked against the frames later).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When it is not a TIFF holding one 2-D image.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"reference image {path} does not exist: check the path.")
+    try:
+        image = np.squeeze(tifffile.imread(path))
+    except Exception as exc:  # tifffile raises many types for non-TIFF files
+        raise ValueError(f"--reference-image: cannot read {path} as a TIFF image: {exc}") from exc
+    if image.ndim != 2:
+        raise ValueError(f"--reference-image {path.name} must hold one 2-D image, got shape {image.shape}.")
+    return image
+
+
 def pyramid_options(args: argparse.Namespace) -> PyramidOptions:
     """The pyramid options the flags ask for, checked once.
 
-    ``--downsample_rates`` and ``--roi`` are read from their text here (not by
-    argparse), so that a bad value is reported like every other one.
+    ``--downsample_rates``, ``--roi`` and ``--reference-frames`` are read from
+    their text here (not by argparse), so that a bad value is reported like
+    every other one; ``--reference-image`` is read from its file.
 
     Raises
     ------
@@ -117,8 +163,14 @@ def pyramid_options(args: argparse.Namespace) -> PyramidOptions:
     if args.roi is not None:
         with _naming_flags(("roi",)):
             roi = parse_roi(args.roi)
+    extra: dict[str, Any] = {"downsample_rates": rates, "roi": roi}
+    if getattr(args, "reference_frames", None) is not None:
+        with _naming_flags(("reference_frames",)):
+            extra["reference_frames"] = parse_frame_range(args.reference_frames)
+    if getattr(args, "reference_image", None) is not None:
+        extra["reference"] = read_reference_image(args.reference_image)
     with _naming_flags():
-        return options_from_args(PyramidOptions, args, CLI_OPTIONS, downsample_rates=rates, roi=roi)
+        return options_from_args(PyramidOptions, args, CLI_OPTIONS, **extra)
 
 
 def messages(args: argparse.Namespace) -> Callable[..., None]:

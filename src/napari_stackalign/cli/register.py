@@ -33,6 +33,7 @@ from ._register_common import (
     ADDITION_OPTIONS,
     DEFAULT_RATES_TEXT,
     FLAGS,
+    REFERENCE_OPTIONS,
     REGISTRATION_OPTIONS,
     messages,
     pyramid_options,
@@ -50,6 +51,8 @@ examples:
       --downsample_rates [1/8,1/4,1/2,1] --max_movement 0.5 --save_as_tif 0
   stackalign register -i movie.tif -o registered.tif --transforms shifts.csv --roi 40,290,0,325
   stackalign register -i channel2.tif -o channel2_registered.tif --apply-transforms shifts.csv
+  stackalign register -i colloids.tif -o registered.tif --reference previous
+  stackalign register -i movie.tif -o registered.tif --reference-frames 10:30
 
 The transforms table holds, per frame, the correction (dy, dx) in pixels that moves
 the frame onto the reference; the sample's drift is its negative.
@@ -61,9 +64,19 @@ NOTES = {
     "downsample_rates": "Written like [1/4,1/2,1] or 0.25,0.5,1.",
     "roi": "Rows R0:R1 and columns C0:C1, e.g. to leave out a burned-in label.",
     "normalize": "1: on, 0: off.",
+    "reference_mode": "MODE is one of template, frames, previous, running, image. 'previous' and 'running' suit samples without fixed structure; they run on one machine "
+    "(streamed for big files), not on a cluster.",
+    "reference_frames": "Written START:STOP, e.g. 10:30 (frames 10 to 29); selects --reference frames.",
 }
 #: metavariables of the flags that are not a plain number
-METAVARS = {"downsample_rates": "RATES", "roi": "R0,R1,C0,C1"}
+METAVARS = {
+    "downsample_rates": "RATES",
+    "roi": "R0,R1,C0,C1",
+    "reference_mode": "MODE",
+    "reference_frames": "START:STOP",
+    "running_frames": "N",
+    "keyframe_every": "K",
+}
 
 
 # ------------------------------------------------------------------ parser
@@ -92,6 +105,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     _add_pyramid_arguments(additions, ADDITION_OPTIONS[1:])
     add_failed_arguments(additions)
+    reference = p.add_argument_group("reference (what each frame is registered to)")
+    _add_pyramid_arguments(reference, REFERENCE_OPTIONS)
+    reference.add_argument(
+        "--reference-image",
+        "--reference_image",
+        dest="reference_image",
+        default=None,
+        metavar="PATH",
+        help="2-D TIFF the size of a frame to register every frame to; selects --reference image.",
+    )
     add_cluster_arguments(p.add_argument_group("big files and clusters (streamed; see docs/big-data.md)"))
     p.set_defaults(func=run)
     return p

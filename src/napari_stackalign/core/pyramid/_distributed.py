@@ -52,7 +52,9 @@ from ._stages import (
     plan_pyramid,
 )
 
-__all__ = ["check_cluster_request", "cluster_estimator", "connect", "estimate_on_cluster", "register_pyramid_distributed"]
+__all__ = [
+    "check_cluster_mode",
+    "check_cluster_request", "cluster_estimator", "connect", "estimate_on_cluster", "register_pyramid_distributed"]
 
 #: largest number of frames in one task
 MAX_TASK_FRAMES = 1024
@@ -320,8 +322,19 @@ def estimate_on_cluster(
     return concat_results([parts[a] for a, _ in ranges])
 
 
+def check_cluster_mode(options: PyramidOptions) -> None:
+    """Raise for a reference mode a cluster cannot run: the chained modes
+    register each frame to the frames before it, one after the other."""
+    if options.chained:
+        raise ValueError(
+            f"reference_mode {options.reference_mode!r} registers each frame to the frames before it, in order: "
+            "it cannot be split over a cluster. Run it without a cluster (streamed, flat memory), or use "
+            "reference_mode 'template', 'frames' or 'image'."
+        )
+
+
 def cluster_estimator(source: FileFrames, channel: int | None, *, scheduler: Any = None, n_workers: int | None = None) -> Any:
-    """An ``estimate(frames, job, *, reference, workers, progress) -> (raw, final)``
+    """An ``estimate(frames, job, *, workers, progress) -> (raw, final)``
     for :mod:`~napari_stackalign.core.pyramid._to_file`: the template is built here
     (from ``frames``), every frame is estimated on the cluster (connected for
     the estimation only, so a local cluster is shut down before the writing
@@ -333,12 +346,12 @@ def cluster_estimator(source: FileFrames, channel: int | None, *, scheduler: Any
         frames: Any,
         job: PyramidJob,
         *,
-        reference: np.ndarray | None,
         workers: int,
         progress: ProgressCallback | None,
     ) -> tuple[FrameTransforms, FrameTransforms]:
+        check_cluster_mode(job.options)
         with thread_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
-            state = build_template(frames, job, reference=reference, pool=pool, progress=progress)
+            state = build_template(frames, job, pool=pool, progress=progress)
         levels_used = job.estimator(state.template).active_rates
         with connect(scheduler=scheduler, n_workers=n_workers) as client:
             results = estimate_on_cluster(client, source, channel, job, state, progress=progress)
@@ -355,6 +368,10 @@ def register_pyramid_distributed(
     scheduler: Any = None,
     n_workers: int | None = None,
     num_frames: int = PYRAMID_DEFAULTS.num_frames,
+    reference_mode: str = PYRAMID_DEFAULTS.reference_mode,
+    reference_frames: tuple[int, int] | None = PYRAMID_DEFAULTS.reference_frames,
+    running_frames: int = PYRAMID_DEFAULTS.running_frames,
+    keyframe_every: int = PYRAMID_DEFAULTS.keyframe_every,
     downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
     max_movement: float = PYRAMID_DEFAULTS.max_movement,
     iterate: int = PYRAMID_DEFAULTS.iterate,
@@ -394,7 +411,7 @@ def register_pyramid_distributed(
     n_workers : int, optional
         Start a local cluster of this many worker processes (loopback only)
         instead.
-    num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel, chunk_size
+    num_frames, reference_mode, reference_frames, running_frames, keyframe_every, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel, chunk_size
         As for :func:`~napari_stackalign.core.pyramid.register_pyramid`.
     task_frames : int, optional
         Frames per task (see :func:`estimate_on_cluster`).
@@ -419,6 +436,7 @@ def register_pyramid_distributed(
         ``n_workers``, or dask.distributed missing.
     """
     opts = PyramidOptions.from_call(options, locals())
+    check_cluster_mode(opts)
     src = Path(path).expanduser()
     if not src.exists():
         raise FileNotFoundError(f"input {src} does not exist: check the path.")
@@ -426,9 +444,9 @@ def register_pyramid_distributed(
     source = FileFrames(str(src), dataset)
     with source.open() as opened:
         frames = opened.channel(channel)
-        job = plan_pyramid(frames.shape, frames.dtype, opts, user_reference=reference is not None)
+        job = plan_pyramid(frames.shape, frames.dtype, opts)
         with thread_pool(default_workers(workers)) as pool:
-            state = build_template(frames, job, reference=reference, pool=pool, progress=progress)
+            state = build_template(frames, job, pool=pool, progress=progress)
     levels_used = job.estimator(state.template).active_rates
     with connect(scheduler=scheduler, n_workers=n_workers) as client:
         results = estimate_on_cluster(

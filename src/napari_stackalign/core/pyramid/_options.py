@@ -14,10 +14,54 @@ from ..options import Options, option
 from ..smoothing import DEFAULT_POLYORDER, DEFAULT_WINDOW_LENGTH, check_savgol_settings
 from ._lucas_kanade import DEFAULT_KERNEL, KERNELS
 
-__all__ = ["DEFAULT_RATES", "PYRAMID_DEFAULTS", "PyramidOptions", "check_rates", "check_roi_format"]
+__all__ = [
+    "CHAINED_MODES",
+    "DEFAULT_RATES",
+    "PYRAMID_DEFAULTS",
+    "REFERENCE_MODES",
+    "TEMPLATE_MODES",
+    "PyramidOptions",
+    "check_frame_range",
+    "check_rates",
+    "check_reference_image",
+    "check_roi_format",
+]
 
 #: the reference tool's default pyramid
 DEFAULT_RATES = (1 / 8, 1 / 4, 1 / 2, 1)
+
+
+#: what each frame can be registered to (``reference_mode``)
+REFERENCE_MODES = ("template", "frames", "previous", "running", "image")
+#: the modes with one fixed template for the whole stack
+TEMPLATE_MODES = ("template", "frames", "image")
+#: the modes that register frame after frame against what came before (sequential)
+CHAINED_MODES = ("previous", "running")
+
+
+def check_frame_range(frames: Any) -> tuple[int, int]:
+    """``reference_frames`` as two integers ``(start, stop)``, ``0 <= start < stop`` (``stop`` excluded)."""
+    text = f"reference_frames must be two integers (start, stop) with 0 <= start < stop (stop excluded), got {frames!r}."
+    if isinstance(frames, (str, bytes)):
+        raise ValueError(text)  # noqa: TRY004 - the house rule: bad values raise ValueError
+    try:
+        values = [int(v) for v in frames]
+        exact = all(not isinstance(v, (bool, np.bool_)) and float(v) == int(v) for v in frames)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(text) from exc
+    if len(values) != 2 or not exact or not 0 <= values[0] < values[1]:
+        raise ValueError(text)
+    return values[0], values[1]
+
+
+def check_reference_image(image: Any) -> np.ndarray:
+    """``reference`` as a 2-D numeric array (its shape is checked against the stack later)."""
+    arr = np.asarray(image)
+    if arr.ndim != 2 or arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"reference must be one (Y, X) image of numbers, got an array of shape {arr.shape} and dtype {arr.dtype}."
+        )
+    return arr
 
 
 def check_rates(rates: Any) -> tuple[float, ...]:
@@ -59,6 +103,46 @@ class PyramidOptions(Options):
     num_frames: int = option(
         100, "frames at the start of the stack that build the template", kind="int", minimum=1, label="template frames"
     )
+    reference_mode: str = option(
+        "template",
+        "what each frame is registered to: 'template' (registered mean of the first num_frames frames), "
+        "'frames' (registered mean of the frames reference_frames), 'previous' (the frame before, the "
+        "shifts chained), 'running' (mean of the last running_frames registered frames), 'image' (the "
+        "reference image)",
+        kind="str",
+        choices=REFERENCE_MODES,
+        label="reference",
+    )
+    reference_frames: tuple[int, int] | None = option(
+        None,
+        "frames (start, stop), stop excluded, whose registered mean is the template (reference_mode 'frames')",
+        optional=True,
+        check=check_frame_range,
+        label="reference frames",
+    )
+    running_frames: int = option(
+        10,
+        "registered frames averaged into the running template (reference_mode 'running')",
+        kind="int",
+        minimum=1,
+        label="running template frames",
+    )
+    keyframe_every: int = option(
+        5,
+        "reference_mode 'previous': every this many frames, register a frame to the frame this many frames back "
+        "instead (bounds the chain's drift; 1: always the previous frame)",
+        kind="int",
+        minimum=1,
+        label="keyframe every",
+    )
+    reference: np.ndarray | None = option(  # noqa: RUF009 - an array field, like mask
+        None,
+        "a (Y, X) image every frame is registered to (reference_mode 'image')",
+        optional=True,
+        check=check_reference_image,
+        compare=False,
+        label="reference image",
+    )
     downsample_rates: tuple[float, ...] = option(
         DEFAULT_RATES,
         "pyramid levels, coarse to fine, each in (0, 1] (1 = full resolution)",
@@ -90,9 +174,39 @@ class PyramidOptions(Options):
     chunk_size: int = option(64, "frames read and processed at a time (memory stays flat)", kind="int", minimum=1)
 
     def check(self) -> None:
-        """Smoothing settings that do not fit each other."""
+        """Smoothing settings that do not fit each other, and a reference mode without what it needs.
+
+        A ``reference_frames`` range or a ``reference`` image given with the
+        default mode ``'template'`` selects mode ``'frames'`` or ``'image'``.
+        """
         if self.smooth:
             check_savgol_settings(self.window_length, self.polyorder)
+        mode = self.reference_mode
+        if mode == "template" and self.reference_frames is not None and self.reference is not None:
+            raise ValueError("give either reference_frames or a reference image, not both.")
+        if mode == "template" and self.reference_frames is not None:
+            mode = "frames"
+        elif mode == "template" and self.reference is not None:
+            mode = "image"
+        object.__setattr__(self, "reference_mode", mode)
+        if mode == "frames" and self.reference_frames is None:
+            raise ValueError("reference_mode 'frames' needs reference_frames=(start, stop).")
+        if mode != "frames" and self.reference_frames is not None:
+            raise ValueError(f"reference_frames applies to reference_mode 'frames', not {mode!r}.")
+        if mode == "image" and self.reference is None:
+            raise ValueError("reference_mode 'image' needs a reference image (reference=, --reference-image FILE).")
+        if mode != "image" and self.reference is not None:
+            raise ValueError(f"a reference image applies to reference_mode 'image', not {mode!r}.")
+        if mode in CHAINED_MODES and self.iterate > 1:
+            raise ValueError(
+                f"iterate refines a fixed template; reference_mode {mode!r} registers each frame to what came "
+                "before it: use iterate=1."
+            )
+
+    @property
+    def chained(self) -> bool:
+        """Whether frames are registered one after the other (``'previous'``, ``'running'``)."""
+        return self.reference_mode in CHAINED_MODES
 
 
 #: the defaults, for the signatures of the public functions (``num_frames: int = PYRAMID_DEFAULTS.num_frames``)

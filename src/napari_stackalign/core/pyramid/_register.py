@@ -52,6 +52,10 @@ def register_pyramid(
     stack: Any,
     *,
     num_frames: int = PYRAMID_DEFAULTS.num_frames,
+    reference_mode: str = PYRAMID_DEFAULTS.reference_mode,
+    reference_frames: tuple[int, int] | None = PYRAMID_DEFAULTS.reference_frames,
+    running_frames: int = PYRAMID_DEFAULTS.running_frames,
+    keyframe_every: int = PYRAMID_DEFAULTS.keyframe_every,
     downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
     max_movement: float = PYRAMID_DEFAULTS.max_movement,
     iterate: int = PYRAMID_DEFAULTS.iterate,
@@ -80,6 +84,33 @@ def register_pyramid(
         (as in the reference tool), *registered among themselves* first so it
         stays sharp however far they drift (see
         :mod:`~napari_stackalign.core.pyramid._reference`).
+    reference_mode : {"template", "frames", "previous", "running", "image"}
+        What each frame is registered to. ``"template"``: the registered
+        mean of the first ``num_frames`` frames (above). ``"frames"``: the
+        registered mean of the frames ``reference_frames``. ``"image"``: the
+        ``reference`` image. ``"previous"``: the last trustworthy frame
+        before it (normally the previous one), the shifts chained along the
+        stack. ``"running"``: the mean of the last ``running_frames``
+        trustworthy frames, each resampled with its own shift. The chained
+        modes (``"previous"``, ``"running"``) suit samples without a fixed
+        structure (particles that diffuse and flow), whose later frames do
+        not resemble the first ones; each link is tested (significance,
+        engine flags), an untrustworthy one is not chained on, and after
+        ``MAX_GAP`` of them in a row the chain is re-anchored (that frame is
+        flagged), see :mod:`~napari_stackalign.core.pyramid._chain`. Giving
+        ``reference_frames`` or ``reference`` with the default mode selects
+        ``"frames"`` or ``"image"``.
+    reference_frames : (int, int), optional
+        Frames ``start:stop`` (stop excluded) whose registered mean is the
+        template (mode ``"frames"``); those frames are, on average, left in
+        place.
+    running_frames : int
+        Frames averaged into the running template (mode ``"running"``).
+    keyframe_every : int
+        Mode ``"previous"``: every this many frames, a frame is registered
+        to the frame this many frames back instead (when that link is
+        trustworthy), which bounds the drift of the chain; 1 registers every
+        frame to the previous one only.
     downsample_rates : sequence of float
         Pyramid levels, visited in order (strictly increasing, each in
         (0, 1]; 1 is full resolution). The first level is searched
@@ -114,9 +145,9 @@ def register_pyramid(
         (the template averages zero-mean frames and only an offset is
         fitted). The coarse search is a normalised correlation either way.
     reference : ndarray, shape (Y, X), optional
-        A template image to register to, instead of building one. It defines
-        the coordinate frame of the result; with ``iterate > 1`` later
-        passes refine it from the registered frames.
+        A template image to register to, instead of building one (mode
+        ``"image"``). It defines the coordinate frame of the result; with
+        ``iterate > 1`` later passes refine it from the registered frames.
     kernel : {"lagrange6", "lagrange4", "lagrange8"}
         Interpolation of the frame in the sub-pixel step (Lagrange, 4 to 8
         taps). More taps mean less bias towards whole pixels on fine detail
@@ -145,9 +176,11 @@ def register_pyramid(
         "pyramid"`` and all parameters in ``params`` (plus
         ``"template_frames"``, ``"reference_passes"``, ``"levels_used"``, the
         rates the estimation actually used, and ``"flags"``, counts of the
-        reasons frames were flagged). Without ``reference``
-        the transforms are expressed so that the template frames are, on
-        average, left where they are. ``quality`` is the normalised
+        reasons frames were flagged; the chained modes add
+        ``"chain_breaks"``, the frames the chain was re-anchored on,
+        ``"gap_links"`` and ``"keyframe_links"``). With a built template the transforms are expressed
+        so that the template frames are, on average, left where they are; in
+        the chained modes the first usable frame is left where it is. ``quality`` is the normalised
         correlation coefficient between the registered frame and the template
         at the last level (over the compared overlap; 1 = identical up to
         gain and offset). ``ok`` is False for frames
@@ -169,9 +202,9 @@ def register_pyramid(
     n_total = check_stack(stack)[0]
     # one implementation of the orchestration: the stages that the streaming
     # and cluster paths run in pieces
-    job = plan_pyramid(tuple(stack.shape), stack.dtype, opts, user_reference=reference is not None)
+    job = plan_pyramid(tuple(stack.shape), stack.dtype, opts)
     workers = estimation_workers(workers)
     with thread_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        _, result = run_stages(stack, job, reference=reference, pool=pool, progress=progress)
+        _, result = run_stages(stack, job, pool=pool, progress=progress)
     report(progress, n_total, n_total, "done")
     return result

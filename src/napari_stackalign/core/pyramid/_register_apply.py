@@ -101,6 +101,10 @@ def register_and_apply(
     stack: Any,
     *,
     num_frames: int = PYRAMID_DEFAULTS.num_frames,
+    reference_mode: str = PYRAMID_DEFAULTS.reference_mode,
+    reference_frames: tuple[int, int] | None = PYRAMID_DEFAULTS.reference_frames,
+    running_frames: int = PYRAMID_DEFAULTS.running_frames,
+    keyframe_every: int = PYRAMID_DEFAULTS.keyframe_every,
     downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
     max_movement: float = PYRAMID_DEFAULTS.max_movement,
     iterate: int = PYRAMID_DEFAULTS.iterate,
@@ -133,7 +137,7 @@ def register_and_apply(
     stack : array-like, shape (T, Y, X)
         Numpy array, memmap, h5py dataset or dask array (dask input gives a
         lazy dask output, computed after the estimation).
-    num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, kernel, chunk_size
+    num_frames, reference_mode, reference_frames, running_frames, keyframe_every, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, kernel, chunk_size
         The registration's options, as for
         :func:`~napari_stackalign.core.pyramid.register_pyramid` (see
         :class:`~napari_stackalign.core.pyramid.PyramidOptions`).
@@ -181,14 +185,16 @@ def register_and_apply(
     if failed not in FAILED_POLICIES:
         raise ValueError(f"failed must be one of {FAILED_POLICIES}, got {failed!r}.")
     out_dtype = result_dtype(np.dtype(stack.dtype), border, output_dtype)
-    job = plan_pyramid(tuple(stack.shape), stack.dtype, opts, user_reference=reference is not None)
+    job = plan_pyramid(tuple(stack.shape), stack.dtype, opts)
     n_est = estimation_workers(workers)
     est_pool = thread_pool(n_est) if n_est > 1 else contextlib.nullcontext()
 
-    if opts.smooth or is_dask(stack):
-        # smoothing moves every frame once all are known; dask stays lazy
+    if opts.smooth or is_dask(stack) or job.chained:
+        # smoothing moves every frame once all are known; dask stays lazy;
+        # a chain knows its frames' final shifts only at its end (a frame
+        # whose link fails is interpolated)
         with est_pool as pool:
-            raw, final = run_stages(stack, job, reference=reference, pool=pool, progress=progress)
+            raw, final = run_stages(stack, job, pool=pool, progress=progress)
         data = apply_transforms(
             stack, final, order=order, border=border, cval=cval, failed=failed, output_dtype=output_dtype,
             workers=apply_workers, progress=progress,
@@ -200,7 +206,7 @@ def register_and_apply(
     try:
         with _opencv_single_thread(), est_pool as pool:
             raw, final = run_stages(
-                stack, job, reference=reference, pool=pool, progress=progress, on_chunk=overlap.on_chunk
+                stack, job, pool=pool, progress=progress, on_chunk=overlap.on_chunk
             )
         overlap.wait()
     finally:

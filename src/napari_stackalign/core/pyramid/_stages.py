@@ -94,13 +94,23 @@ class PyramidJob:
     ``n_frames`` and ``frame_shape`` describe the stack, ``options`` are the
     options of :func:`~napari_stackalign.core.pyramid.register_pyramid`, checked
     against that stack (the ROI inside the frame, a boolean mask of the
-    frame's shape), and ``user_reference`` says whether a reference image is given.
+    frame's shape, the reference frames inside the stack, the reference
+    image's shape).
     """
 
     n_frames: int
     frame_shape: tuple[int, int]
     options: PyramidOptions
-    user_reference: bool = False
+
+    @property
+    def user_reference(self) -> bool:
+        """Whether the frames are registered to the user's reference image."""
+        return self.options.reference_mode == "image"
+
+    @property
+    def chained(self) -> bool:
+        """Whether each frame is registered to the frames before it (no fixed template)."""
+        return self.options.chained
 
     @property
     def chunk_size(self) -> int:
@@ -108,9 +118,29 @@ class PyramidJob:
         return self.options.chunk_size
 
     @property
+    def template_range(self) -> tuple[int, int]:
+        """The frames ``start:stop`` whose registered mean is the template
+        (``0:0`` with a user image or a chained mode: no template frames)."""
+        mode = self.options.reference_mode
+        if mode == "template":
+            return 0, min(self.options.num_frames, self.n_frames)
+        if mode == "frames":
+            assert self.options.reference_frames is not None
+            return self.options.reference_frames
+        return 0, 0
+
+    @property
     def n_template(self) -> int:
-        """Number of leading frames the template is made of."""
-        return min(self.options.num_frames, self.n_frames)
+        """Number of frames the template is made of."""
+        start, stop = self.template_range
+        return stop - start
+
+    def in_template(self) -> np.ndarray:
+        """Per frame, whether it is averaged into the template."""
+        start, stop = self.template_range
+        member = np.zeros(self.n_frames, bool)
+        member[start:stop] = True
+        return member
 
     @property
     def crop_shape(self) -> tuple[int, int]:
@@ -137,15 +167,22 @@ class PyramidJob:
 
     def params(self) -> dict:
         """The ``params`` block of the result (as ``register_pyramid`` writes it)."""
-        reference = "user" if self.user_reference else "registered average of the first num_frames frames"
+        reference = {
+            "template": "registered average of the first num_frames frames",
+            "frames": "registered average of the frames reference_frames",
+            "previous": "the previous frame (shifts chained)",
+            "running": "running average of the last running_frames registered frames",
+            "image": "user",
+        }[self.options.reference_mode]
         params: dict[str, Any] = {}
         for name, value in self.options:
             if name == "kernel":
                 params["reference"] = reference
-            if name != "chunk_size":
+            if name not in ("chunk_size", "reference"):
                 params[name] = value
         params["downsample_rates"] = list(self.options.downsample_rates)
         params["roi"] = None if self.options.roi is None else list(self.options.roi)
+        params["reference_frames"] = None if self.options.reference_frames is None else list(self.template_range)
         params["mask"] = self.options.mask is not None
         params["template_frames"] = self.n_template
         return params
@@ -163,8 +200,6 @@ def plan_pyramid(
     shape: Sequence[int],
     dtype: Any,
     options: PyramidOptions | None = None,
-    *,
-    user_reference: bool = False,
 ) -> PyramidJob:
     """Check the options for a (T, Y, X) stack of ``shape`` and ``dtype``.
 
@@ -176,10 +211,9 @@ def plan_pyramid(
         The registration's options (default ``PyramidOptions()``); the checks
         that need the stack (the ROI inside the frame, the mask's shape, a
         smoothing window no longer than the stack, a first level large
-        enough) raise the ``ValueError`` that
+        enough, the reference frames inside the stack, a reference image of
+        the frame's shape) raise the ``ValueError`` that
         :func:`~napari_stackalign.core.pyramid.register_pyramid` raises.
-    user_reference : bool
-        Whether a reference image will be given to :func:`build_template`.
 
     Returns
     -------
@@ -193,7 +227,16 @@ def plan_pyramid(
     mask = check_mask(opts.mask, (height, width), min_pixels=MIN_MASK_PIXELS)
     if mask is not opts.mask:
         opts = opts.replace(mask=mask)
-    job = PyramidJob(n_total, (height, width), opts, bool(user_reference))
+    if opts.reference_frames is not None and opts.reference_frames[1] > n_total:
+        start, stop = opts.reference_frames
+        raise ValueError(
+            f"reference_frames {start}:{stop} reach beyond the stack's {n_total} frames (0:{n_total} at most)."
+        )
+    if opts.reference is not None and opts.reference.shape != (height, width):
+        raise ValueError(
+            f"reference has shape {opts.reference.shape}; it must be one (Y, X) = {(height, width)} image."
+        )
+    job = PyramidJob(n_total, (height, width), opts)
     _check_first_level(job)
     return job
 
@@ -229,6 +272,8 @@ class TemplateState:
         Start of each template frame in the final pass (its template-building
         estimate; NaN: search from scratch), or None when every frame starts
         from scratch (a user reference, or ``iterate > 1``).
+    init_start : int
+        The frame ``init[0]`` belongs to (the first template frame).
     init_level : int
         Finest pyramid level ``init`` was refined at.
     reference_passes : int
@@ -247,14 +292,17 @@ class TemplateState:
     init_level: int
     reference_passes: int
     anchor: np.ndarray | None = None
+    init_start: int = 0
 
     def init_for(self, start: int, stop: int) -> np.ndarray | None:
         """Starts for frames ``start:stop`` (NaN rows: from scratch), or None."""
-        if self.init is None or start >= len(self.init):
+        if self.init is None:
+            return None
+        lo, hi = max(start, self.init_start), min(stop, self.init_start + len(self.init))
+        if lo >= hi:
             return None
         out = np.full((stop - start, 2), np.nan)
-        have = self.init[start : min(stop, len(self.init))]
-        out[: len(have)] = have
+        out[lo - start : hi - start] = self.init[lo - self.init_start : hi - self.init_start]
         return out
 
 
@@ -262,21 +310,21 @@ def build_template(
     stack: Any,
     job: PyramidJob,
     *,
-    reference: np.ndarray | None = None,
     pool: Any = None,
     progress: ProgressCallback | None = None,
 ) -> TemplateState:
     """Build the template of the final pass, reading the template frames only.
+
+    The template is the registered mean of the frames ``job.template_range``
+    or the user's ``reference`` image (in ``job.options``). The chained modes
+    have no fixed template (see :mod:`._chain`).
 
     Parameters
     ----------
     stack : array-like (T, Y, X)
         Frames (read ``np.asarray(stack[i:j])`` in chunks of ``job.chunk_size``).
     job : PyramidJob
-        From :func:`plan_pyramid` (``user_reference`` must say whether
-        ``reference`` is given).
-    reference : ndarray (Y, X), optional
-        A user template, as for ``register_pyramid``.
+        From :func:`plan_pyramid`.
     pool : executor, optional
         Thread pool for the frames.
     progress : callable, optional
@@ -287,11 +335,12 @@ def build_template(
     -------
     TemplateState
     """
-    if (reference is not None) != job.user_reference:
-        raise ValueError("plan the job with user_reference=True exactly when a reference image is given.")
+    if job.chained:
+        raise ValueError(f"reference_mode {job.options.reference_mode!r} has no fixed template to build.")
     preparer = job.preparer()
-    if reference is not None:
-        state = _user_template(reference, job, preparer)
+    if job.user_reference:
+        assert job.options.reference is not None
+        state = _user_template(job.options.reference, job, preparer)
     else:
         state = _registered_template(stack, job, preparer, pool, progress)
     for it in range(job.options.iterate - 1):
@@ -317,8 +366,9 @@ def _registered_template(
 ) -> TemplateState:
     """The registered average of the template frames (see :func:`build_reference`)."""
     opts = job.options
+    start, _ = job.template_range
     ref_result = build_reference(
-        stack,
+        stack if start == 0 else _FramesFrom(stack, start),
         job.n_template,
         preparer,
         job.levels,
@@ -331,7 +381,23 @@ def _registered_template(
     )
     init = np.asarray(ref_result.shifts, dtype=np.float64)
     anchor = _mean_position(init, np.isfinite(init).all(axis=1))
-    return TemplateState(ref_result.template, init, ref_result.level, ref_result.passes, anchor)
+    return TemplateState(ref_result.template, init, ref_result.level, ref_result.passes, anchor, start)
+
+
+class _FramesFrom:
+    """The frames ``start:`` of a stack, indexed from 0 (an int or a slice of frames)."""
+
+    def __init__(self, stack: Any, start: int) -> None:
+        self.stack = stack
+        self.start = start
+        self.shape = (int(stack.shape[0]) - start, *tuple(int(n) for n in stack.shape[1:]))
+        self.dtype = stack.dtype
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            lo, hi, step = key.indices(self.shape[0])
+            return self.stack[lo + self.start : hi + self.start : step]
+        return self.stack[int(key) + self.start]
 
 
 def _refinement_pass(
@@ -357,11 +423,12 @@ def _refinement_pass(
         accumulate=np.ones(n_template, bool),
         accumulator=acc,
     )
-    refined = run_frames(stack, np.arange(n_template), preparer, job.estimator(state.template), run)
+    start, stop = job.template_range
+    refined = run_frames(stack, np.arange(start, stop), preparer, job.estimator(state.template), run)
     anchor = state.anchor
     if not job.user_reference:
         anchor = _mean_position(refined.shifts, (refined.flags & FLAG_UNUSABLE) == 0)
-    return TemplateState(acc.template(), state.init, state.init_level, state.reference_passes, anchor)
+    return TemplateState(acc.template(), state.init, state.init_level, state.reference_passes, anchor, state.init_start)
 
 
 def _mean_position(shifts: np.ndarray, usable: np.ndarray) -> np.ndarray:
@@ -461,7 +528,13 @@ def corrections(job: PyramidJob, shifts: np.ndarray, **fields: Any) -> FrameTran
 
 
 def finish(
-    job: PyramidJob, state: TemplateState, results: FrameResults, *, levels_used: Sequence[float]
+    job: PyramidJob,
+    state: TemplateState,
+    results: FrameResults,
+    *,
+    levels_used: Sequence[float],
+    notes: Sequence[str] | None = None,
+    extra_params: dict[str, Any] | None = None,
 ) -> tuple[FrameTransforms, FrameTransforms]:
     """The stack-wide steps, once all frames are estimated.
 
@@ -473,6 +546,12 @@ def finish(
         All frames, in order (see :func:`concat_results`).
     levels_used : sequence of float
         ``estimator.active_rates`` of the final pass.
+    notes : sequence of str, optional
+        Per frame, a reason to distrust it that the caller found ('' for
+        none), added to those of the trust tests (the chained modes' broken
+        links).
+    extra_params : dict, optional
+        Added to the result's ``params``.
 
     Returns
     -------
@@ -495,9 +574,7 @@ def finish(
     if not usable.all():
         shifts = _interpolate_missing(shifts, usable)
     quality = results.quality
-    in_template = np.zeros(job.n_frames, bool)
-    if not job.user_reference:
-        in_template[: job.n_template] = True
+    in_template = job.in_template()
     h, w = job.crop_shape
     bound = (job.options.max_movement * h / 2.0, job.options.max_movement * w / 2.0)
     ok, reason = judge(
@@ -506,9 +583,14 @@ def finish(
         flags,
         results.neff,
         in_template=in_template,
-        usable_template=int(usable[: job.n_template].sum()),
+        usable_template=int(usable[in_template].sum()),
         bound=bound,
     )
+    if notes is not None:
+        for j, note in enumerate(notes):
+            if note:
+                reason[j] = f"{reason[j]}; {note}" if reason[j] else note
+        ok = reason == ""
     if not ok.any():
         warnings.warn(
             f"pyramid registration: none of the {job.n_frames} frames has a trustworthy shift, so the stack "
@@ -527,6 +609,7 @@ def finish(
         "refinement_failed": int(np.sum((flags & FLAG_FAILED) > 0)),
         "not_converged": int(np.sum((flags & FLAG_NOT_CONVERGED) > 0)),
     }
+    params.update(extra_params or {})
     raw = corrections(job, shifts, quality=quality, ok=ok, reason=reason, method="pyramid", params=params)
     opts = job.options
     final = smooth_transforms(raw, window_length=opts.window_length, polyorder=opts.polyorder) if opts.smooth else raw
@@ -537,7 +620,6 @@ def run_stages(
     stack: Any,
     job: PyramidJob,
     *,
-    reference: np.ndarray | None = None,
     pool: Any = None,
     progress: ProgressCallback | None = None,
     on_chunk: ChunkHook | None = None,
@@ -550,12 +632,20 @@ def run_stages(
     smoothing, ``corrections(job, shifts - state.anchor)`` are already the
     final transforms of every usable frame.
 
+    The chained modes (``reference_mode`` ``'previous'``, ``'running'``)
+    run :func:`~napari_stackalign.core.pyramid._chain.run_chain` instead
+    (sequential; ``on_chunk`` is not called).
+
     Returns
     -------
     (raw, final) : FrameTransforms
         As :func:`finish` returns them.
     """
-    state = build_template(stack, job, reference=reference, pool=pool, progress=progress)
+    if job.chained:
+        from ._chain import run_chain  # the chain builds on these stages
+
+        return run_chain(stack, job, progress=progress)
+    state = build_template(stack, job, pool=pool, progress=progress)
     estimator = job.estimator(state.template)
     preparer = job.preparer()
     parts: list[FrameResults] = []

@@ -46,7 +46,8 @@ from ..apply import APPLY_DEFAULTS, WarpedFrames, check_warp_options, result_dty
 from ..checks import STACK_AXES
 from ..frames import ChannelFrames, FileFrames, ReadAhead, as_frames, frame_ranges
 from ..workers import default_workers, estimation_workers, thread_pool
-from ._distributed import cluster_estimator
+from ._chain import run_chain
+from ._distributed import check_cluster_mode, cluster_estimator
 from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._stages import PyramidJob, build_template, estimate_range, finish, plan_pyramid
 
@@ -283,15 +284,18 @@ def _estimate_here(
     frames: Any,
     job: PyramidJob,
     *,
-    reference: np.ndarray | None,
     workers: int,
     progress: ProgressCallback | None,
 ) -> tuple[FrameTransforms, FrameTransforms]:
-    """Template, then every frame chunk by chunk (reading ahead), in this process."""
+    """Template, then every frame chunk by chunk (reading ahead), in this process
+    (the chained reference modes: every frame in order, see :mod:`._chain`)."""
+    if job.chained:
+        with ReadAhead(frames, frame_ranges(0, job.n_frames, job.chunk_size)) as ahead:
+            return run_chain(ahead, job, progress=progress)
     pool_ctx = thread_pool(workers) if workers > 1 else None
     pool = pool_ctx.__enter__() if pool_ctx is not None else None
     try:
-        state = build_template(frames, job, reference=reference, pool=pool, progress=progress)
+        state = build_template(frames, job, pool=pool, progress=progress)
         estimator = job.estimator(state.template)
         with ReadAhead(frames, frame_ranges(0, job.n_frames, job.chunk_size)) as ahead:
             results = estimate_range(
@@ -325,6 +329,10 @@ def register_stack_to_file(
     *,
     channel: int | None = None,
     num_frames: int = PYRAMID_DEFAULTS.num_frames,
+    reference_mode: str = PYRAMID_DEFAULTS.reference_mode,
+    reference_frames: tuple[int, int] | None = PYRAMID_DEFAULTS.reference_frames,
+    running_frames: int = PYRAMID_DEFAULTS.running_frames,
+    keyframe_every: int = PYRAMID_DEFAULTS.keyframe_every,
     downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
     max_movement: float = PYRAMID_DEFAULTS.max_movement,
     iterate: int = PYRAMID_DEFAULTS.iterate,
@@ -372,7 +380,7 @@ def register_stack_to_file(
         renamed when complete.
     channel : int, optional
         For (T, C, Y, X) stacks: the channel to estimate on.
-    num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
+    num_frames, reference_mode, reference_frames, running_frames, keyframe_every, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
         As for :func:`~napari_stackalign.core.pyramid.register_pyramid`.
     transforms : FrameTransforms, optional
         Skip estimation and apply these (one per frame).
@@ -423,7 +431,7 @@ def register_stack_to_file(
     out = _check_output(output_path, overwrite, inputs)
     write = {"metadata": metadata, "scale": scale, "units": units, "axes": axes, "compression": compression, "overwrite": overwrite}
     warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype}
-    run = _FileRun(opts, channel, reference, transforms, memory_limit, workers, warp, write, source_path, progress)
+    run = _FileRun(opts, channel, transforms, memory_limit, workers, warp, write, source_path, progress)
     return _register_open(stack, out, _estimate_here, run)
 
 
@@ -439,7 +447,6 @@ class _FileRun:
 
     options: PyramidOptions
     channel: int | None
-    reference: np.ndarray | None
     transforms: FrameTransforms | None
     memory_limit: int | str
     workers: int | None
@@ -459,7 +466,7 @@ def _check_stack_shape(shape: tuple[int, ...]) -> None:
 
 def _register_open(stack: Any, out: Path, estimate: Any, run: _FileRun) -> RegisteredFile:
     """:func:`register_stack_to_file` with checked output and packed options;
-    ``estimate(frames, job, reference=, workers=, progress=)`` returns (raw, final)."""
+    ``estimate(frames, job, workers=, progress=)`` returns (raw, final)."""
     stack = as_frames(stack)
     shape = tuple(int(n) for n in stack.shape)
     _check_stack_shape(shape)
@@ -506,10 +513,8 @@ def _estimate_file(
     """The (raw, final) transforms of ``run.channel``, estimated in chunks of ``chunk_size`` frames."""
     frames = _estimation_view(stack, run.channel)
     opts = run.options if chunk_size == run.options.chunk_size else run.options.replace(chunk_size=chunk_size)
-    job = plan_pyramid(frames.shape, frames.dtype, opts, user_reference=run.reference is not None)
-    return estimate(
-        frames, job, reference=run.reference, workers=estimation_workers(run.workers), progress=run.progress
-    )
+    job = plan_pyramid(frames.shape, frames.dtype, opts)
+    return estimate(frames, job, workers=estimation_workers(run.workers), progress=run.progress)
 
 
 def register_file(
@@ -519,6 +524,10 @@ def register_file(
     dataset: str | None = None,
     channel: int | None = None,
     num_frames: int = PYRAMID_DEFAULTS.num_frames,
+    reference_mode: str = PYRAMID_DEFAULTS.reference_mode,
+    reference_frames: tuple[int, int] | None = PYRAMID_DEFAULTS.reference_frames,
+    running_frames: int = PYRAMID_DEFAULTS.running_frames,
+    keyframe_every: int = PYRAMID_DEFAULTS.keyframe_every,
     downsample_rates: Sequence[float] = PYRAMID_DEFAULTS.downsample_rates,
     max_movement: float = PYRAMID_DEFAULTS.max_movement,
     iterate: int = PYRAMID_DEFAULTS.iterate,
@@ -569,7 +578,7 @@ def register_file(
     channel : int, optional
         (T, C, Y, X) input: the channel to estimate the motion on (all
         channels are corrected).
-    num_frames, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
+    num_frames, reference_mode, reference_frames, running_frames, keyframe_every, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
         As for :func:`~napari_stackalign.core.pyramid.register_pyramid`; the
         transforms are exactly the ones it returns for the whole stack.
     transforms : FrameTransforms, optional
@@ -632,8 +641,10 @@ def register_file(
     source = FileFrames(str(src), dataset)
     warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype}
     write = {"compression": compression, "overwrite": overwrite}
-    run = _FileRun(opts, channel, reference, transforms, memory_limit, workers, warp, write, src, progress)
+    run = _FileRun(opts, channel, transforms, memory_limit, workers, warp, write, src, progress)
     distributed = (scheduler is not None or n_workers is not None) and transforms is None
+    if distributed:
+        check_cluster_mode(opts)
     with source.open() as opened:
         info = opened.info
         write.update(metadata=info.metadata, scale=info.scale, units=info.units, axes=info.axes)
