@@ -18,12 +18,15 @@ from ._gif import GIF_SUFFIXES
 from ._h5sink import hdf5_writer
 from ._hdf5 import HDF5_SUFFIXES, choose_dataset, open_hdf5, stack_candidates
 from ._lazy import (
+    LOADED_COPIES,
     MEMORY_FRACTION,
     FrameReader,
+    available_memory,
     estimate_contrast_limits,
     frame_chunked_dask,
     is_dask,
     lazy_array,
+    process_memory,
     total_memory,
 )
 from ._mask import read_mask
@@ -35,6 +38,7 @@ __all__ = [
     "COMPRESSIONS",
     "GIF_SUFFIXES",
     "HDF5_SUFFIXES",
+    "LOADED_COPIES",
     "MEMORY_FRACTION",
     "READ_SUFFIXES",
     "SOURCE_KEY",
@@ -42,6 +46,7 @@ __all__ = [
     "WRITE_SUFFIXES",
     "FrameReader",
     "StackData",
+    "available_memory",
     "choose_dataset",
     "estimate_contrast_limits",
     "frame_chunked_dask",
@@ -51,6 +56,7 @@ __all__ = [
     "natural_key",
     "normalise_unit",
     "open_hdf5",
+    "process_memory",
     "read_mask",
     "read_stack",
     "same_file",

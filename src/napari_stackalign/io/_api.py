@@ -11,13 +11,14 @@ import numpy as np
 
 from ..files import atomic_path, check_writable_dir
 from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
+from ..parsing import parse_byte_size
 from ..progress import ProgressCallback
 from ..textfiles import check_regular_file
 from ..transforms import FrameTransforms
 from ._folder import frame_files, read_frames
 from ._gif import GIF_SUFFIXES, read_gif
 from ._hdf5 import HDF5_SUFFIXES, read_hdf5, write_hdf5
-from ._lazy import MEMORY_FRACTION, check_memory_fraction
+from ._lazy import MEMORY_FRACTION, check_memory_fraction, fraction_for_max_memory, process_memory
 from ._meta import (
     SOURCE_KEY,
     check_transforms_length,
@@ -55,6 +56,7 @@ def read_stack(
     axes: str | None = None,
     lazy: bool | None = None,
     memory_fraction: float = MEMORY_FRACTION,
+    max_memory: int | str | None = None,
 ) -> StackData:
     """Read a time series from a TIFF, HDF5 or GIF file, or a folder of frames.
 
@@ -92,6 +94,13 @@ def read_stack(
         stack is larger than ``memory_fraction`` of this machine's RAM.
     memory_fraction : float
         Share of RAM (0 < f <= 1) above which ``lazy=None`` opens lazily.
+    max_memory : int or str, optional
+        The memory (bytes, or a text such as ``"2G"``, ``"500M"``) the work on
+        the stack may use in all, this process included. With ``lazy=None``
+        it replaces ``memory_fraction``: the stack is loaded whole only when
+        ``LOADED_COPIES`` copies of it (the input and a result of the same
+        size) fit beside what the process uses already; otherwise it is
+        opened lazily, and streamed by the code that works on it.
 
     Returns
     -------
@@ -112,6 +121,12 @@ def read_stack(
     check_memory_fraction(memory_fraction)
     if lazy not in (None, True, False):
         raise ValueError(f"lazy must be True, False or None (decide by size), got {lazy!r}.")
+    if max_memory is not None and lazy is None:
+        fraction = fraction_for_max_memory(parse_byte_size(max_memory, what="max_memory"), process_memory())
+        if fraction <= 0.0:
+            lazy = True
+        else:
+            memory_fraction = fraction
     if not isinstance(path, (str, os.PathLike)):
         paths = [Path(p).expanduser() for p in path]
         if not paths:
