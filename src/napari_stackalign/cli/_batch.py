@@ -179,6 +179,9 @@ def _positions(args: argparse.Namespace, path: Path) -> int:
 def _run_batch(args: argparse.Namespace, inputs: list[Path]) -> int:
     say = _say(args)
     folder = _output_folder(args)
+    template = getattr(args, "template_from", None)
+    if template is not None and not Path(template).expanduser().exists():
+        raise FileNotFoundError(f"--template-from {template} does not exist: check the path.")
     jobs = _jobs(args, inputs)
     summary_path = _summary_path(args, folder)
     _name_outputs(args, jobs, folder, inputs, summary_path)
@@ -257,9 +260,7 @@ def _summary_path(args: argparse.Namespace, folder: Path) -> Path:
     return path
 
 
-def _name_outputs(
-    args: argparse.Namespace, jobs: list[_Job], folder: Path, inputs: list[Path], summary: Path
-) -> None:
+def _name_outputs(args: argparse.Namespace, jobs: list[_Job], folder: Path, inputs: list[Path], summary: Path) -> None:
     """Give every job its outputs; refuse the batch (before any work) on a clash or an existing file."""
     ending, suffix = OUTPUT_ENDINGS[args.command]
     if args.command == "register" and getattr(args, "save_as_tif", None) == 1:
@@ -287,7 +288,9 @@ def _name_outputs(
             if any(same_path(Path(value), src) for src in inputs):
                 raise ValueError(f"{value} is an input of this batch: choose another -o folder.")
             if Path(value).exists() and not args.overwrite:
-                raise ValueError(f"{value} already exists: pass --overwrite to replace it, or choose another -o folder.")
+                raise ValueError(
+                    f"{value} already exists: pass --overwrite to replace it, or choose another -o folder."
+                )
             taken[path] = job.label
         job.outputs = [Path(v) for v in values.values()]
         job.args = argparse.Namespace(**{**vars(args), **values, "input": str(job.input), "position": job.position})

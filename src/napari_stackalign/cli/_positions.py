@@ -93,7 +93,9 @@ def _one_position(data: StackData, position: int | None, path: str | Path) -> St
             position = 0
         else:
             data.close()
-            raise ValueError(f"{Path(path).name} holds {n} positions: give -o a folder, each position is written there.")
+            raise ValueError(
+                f"{Path(path).name} holds {n} positions: give -o a folder, each position is written there."
+            )
     if not 0 <= position < n:
         data.close()
         raise ValueError(f"{Path(path).name} has {n} positions (0-{n - 1}): there is no position {position}.")
@@ -168,5 +170,7 @@ def _only_dataset(fh: Any, path: Path) -> str:
     found: list[str] = []
     fh.visititems(lambda name, obj: found.append(name) if getattr(obj, "ndim", 0) >= 3 else None)
     if len(found) != 1:
-        raise ValueError(f"{path.name} holds {len(found)} candidate datasets ({', '.join(found)}): name one with --dataset.")
+        raise ValueError(
+            f"{path.name} holds {len(found)} candidate datasets ({', '.join(found)}): name one with --dataset."
+        )
     return found[0]

@@ -27,7 +27,10 @@ from typing import Any
 from ..core.checks import check_stack
 from ..core.pyramid import PyramidOptions
 from ..io import StackData
+from ._batch import add_batch_arguments, record_result
+from ._memory_cap import add_max_memory_argument
 from ._options import add_option_arguments
+from ._positions import open_stack
 from ._register_checks import check_paths, read_mask, resolve_output_format, with_region
 from ._register_common import (
     ADDITION_OPTIONS,
@@ -40,9 +43,6 @@ from ._register_common import (
 )
 from ._register_memory import run_in_memory
 from ._register_stream import add_cluster_arguments, run_streaming, wants_cluster
-from ._batch import add_batch_arguments, record_result
-from ._memory_cap import add_max_memory_argument
-from ._positions import open_stack
 from ._safety import add_failed_arguments
 from ._template_from import add_template_from_argument, shared_template
 
