@@ -31,8 +31,10 @@ from ..parsing import parse_byte_size
 
 __all__ = [
     "DEFAULT_SHARE",
+    "MIN_BUFFERS",
     "MIN_WORKING",
     "STREAM_MARGIN",
+    "STREAM_OVERHEAD_FRAMES",
     "add_max_memory_argument",
     "default_max_memory",
     "describe",
@@ -46,9 +48,14 @@ __all__ = [
 DEFAULT_SHARE = 0.5
 #: the least a cap must leave above what the process uses already (bytes)
 MIN_WORKING = 64 * 10**6
-#: share of what the cap leaves that the streaming buffers do not get (h5py and OpenCV
-#: buffers, thread stacks and allocator slack that the chunk plan does not count)
-STREAM_MARGIN = 0.3
+#: share of what the cap leaves that the streaming frame buffers do not get: the run holds about as
+#: much again as its planned buffers (float32 conversions, allocator slack; measured, docs/big-data.md)
+STREAM_MARGIN = 0.5
+#: float32 frames' worth of memory a streaming run holds beside its planned buffers (template, thread
+#: pyramids, h5py and OpenCV); measured ~160 MB for 512 x 512 frames
+STREAM_OVERHEAD_FRAMES = 150
+#: the least memory_limit handed to the streaming path (bytes)
+MIN_BUFFERS = 16 * 10**6
 
 
 def add_max_memory_argument(group: Any) -> None:
@@ -99,19 +106,39 @@ def resolve_max_memory(text: str | int | None) -> int:
     return cap
 
 
-def streaming_limit(cap: int) -> int:
-    """``memory_limit`` for the streaming path: what ``cap`` leaves above the process, less a margin.
+def streaming_limit(cap: int, frame_pixels: int) -> int:
+    """``memory_limit`` for the streaming path under ``cap``.
+
+    The chunk plan of ``register_file`` bounds its frame buffers by
+    ``memory_limit``, but the streaming run holds more than those: the
+    template frames, the per-thread pyramids, h5py and OpenCV buffers and the
+    allocator's slack. Measured on 512 x 512 uint16 frames (docs/big-data.md),
+    that is about :data:`STREAM_OVERHEAD_FRAMES` float32 frames plus as much
+    again as the buffers themselves; both are taken off the cap here, with the
+    process's own memory.
+
+    Parameters
+    ----------
+    cap : int
+        The run's ``--max-memory`` in bytes.
+    frame_pixels : int
+        Pixels of one frame (all channels).
 
     Raises
     ------
     ValueError
-        When the cap leaves nothing for the frame buffers.
+        When the cap leaves nothing for the frame buffers (the message gives
+        the least cap that works).
     """
-    room = int((cap - process_memory()) * (1.0 - STREAM_MARGIN))
-    if room <= 0:
+    used = process_memory()
+    overhead = STREAM_OVERHEAD_FRAMES * int(frame_pixels) * 4
+    room = int((cap - used - overhead) * (1.0 - STREAM_MARGIN))
+    least = used + overhead + int(MIN_BUFFERS / (1.0 - STREAM_MARGIN))
+    if room < MIN_BUFFERS:
         raise ValueError(
-            f"--max-memory {describe(cap)} leaves no room for the frame buffers beside this process "
-            f"({describe(process_memory())}): raise --max-memory."
+            f"--max-memory {describe(cap)} is too small to stream these frames: the process uses {describe(used)} "
+            f"and streaming needs about {describe(overhead)} beside its frame buffers: give at least "
+            f"--max-memory {describe(least)}."
         )
     return room
 

@@ -63,6 +63,7 @@ def run_streaming(
     n_frames: int,
     data: StackData | None = None,
     reference: Any = None,
+    frame_pixels: int = 0,
 ) -> tuple[FrameTransforms, str]:
     """Register ``paths.input`` into ``paths.output`` with :func:`register_file`.
 
@@ -95,7 +96,9 @@ def run_streaming(
             + (f" under --max-memory {describe(cap)}" if cap is not None else "")
             + ": streaming it chunk by chunk"
         )
-    budget = {} if max_memory_of(args) is None else {"memory_limit": streaming_limit(max_memory_of(args))}
+    budget = {}
+    if max_memory_of(args) is not None and not cluster:
+        budget["memory_limit"] = streaming_limit(max_memory_of(args), frame_pixels)
     table = None
     if args.apply_transforms is not None:
         table = load_table(args.apply_transforms, n_frames, paths.input)

@@ -24,6 +24,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..core.checks import check_stack
 from ..core.pyramid import PyramidOptions
 from ..io import StackData
@@ -206,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
             # big input (opened lazily) or a dask cluster: file to file, flat memory
             transforms, action = run_streaming(
                 args, paths, options, channel=channel, n_frames=shape[0], data=data if reopen else None,
-                reference=reference,
+                reference=reference, frame_pixels=int(np.prod(shape[1:], dtype=np.int64)),
             )
         else:
             transforms, action = run_in_memory(args, paths, options, data, estimate_on, reference=reference)
