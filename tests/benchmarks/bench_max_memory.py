@@ -55,7 +55,7 @@ def write_big(path: Path, nbytes: int) -> int:
             stop = min(n, start + block)
             frames = np.empty((stop - start, *FRAME), np.uint16)
             for i, t in enumerate(range(start, stop)):
-                y, x = 32 + int(round(path_y[t])), 32 + int(round(path_x[t]))
+                y, x = 32 + int(np.rint(path_y[t])), 32 + int(np.rint(path_x[t]))
                 frames[i] = noisy[t % len(noisy)][y : y + FRAME[0], x : x + FRAME[1]]
             ds[start:stop] = frames
     return n
@@ -63,10 +63,26 @@ def write_big(path: Path, nbytes: int) -> int:
 
 def run_register(src: Path, out: Path, cap: str, flags: list[str]) -> tuple[float, float, int]:
     """Seconds, peak resident memory (bytes) and exit code of one ``stackalign register`` child."""
-    cmd = [sys.executable, "-c", _WRAPPER, sys.executable, "-m", "napari_stackalign.cli", "register",
-           "-i", str(src), "-o", str(out), "--max-memory", cap, "-q", "--overwrite", *flags]
+    cmd = [
+        sys.executable,
+        "-c",
+        _WRAPPER,
+        sys.executable,
+        "-m",
+        "napari_stackalign.cli",
+        "register",
+        "-i",
+        str(src),
+        "-o",
+        str(out),
+        "--max-memory",
+        cap,
+        "-q",
+        "--overwrite",
+        *flags,
+    ]
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), check=False)
     seconds = time.perf_counter() - t0
     peak_kb, code = done.stdout.split()[-2:]
     if int(code) != 0:
@@ -93,8 +109,10 @@ def main() -> int:
     size, cap = parse_byte_size(opts.size, what="--size"), parse_byte_size(opts.cap, what="--cap")
     folder = Path(tempfile.mkdtemp(prefix="bench_max_memory_", dir=opts.folder))
     free = shutil.disk_usage(folder).free
-    print(f"machine: {total_memory() / 1e9:.1f} GB RAM, {available_memory() / 1e9:.1f} GB available, "
-          f"{free / 1e9:.0f} GB free disk in {folder}, {os.cpu_count()} cores")
+    print(
+        f"machine: {total_memory() / 1e9:.1f} GB RAM, {available_memory() / 1e9:.1f} GB available, "
+        f"{free / 1e9:.0f} GB free disk in {folder}, {os.cpu_count()} cores"
+    )
     if free < 3.2 * size:
         print(f"not enough disk for a {size / 1e9:.1f} GB input and two outputs: give --size smaller", file=sys.stderr)
         return 2
@@ -102,20 +120,27 @@ def main() -> int:
         src = folder / "big.h5"
         t0 = time.perf_counter()
         n = write_big(src, size)
-        print(f"input: {n} frames of {FRAME[0]}x{FRAME[1]} uint16 = {src.stat().st_size / 1e9:.2f} GB "
-              f"(written in {time.perf_counter() - t0:.0f} s)")
+        print(
+            f"input: {n} frames of {FRAME[0]}x{FRAME[1]} uint16 = {src.stat().st_size / 1e9:.2f} GB "
+            f"(written in {time.perf_counter() - t0:.0f} s)"
+        )
         sec_c, peak_c, code_c = run_register(src, folder / "capped.h5", opts.cap, opts.flags.split())
-        print(f"--max-memory {opts.cap}: {sec_c:.1f} s, peak RSS {peak_c / 1e9:.3f} GB "
-              f"({peak_c / cap:.2f} of the cap), exit {code_c}")
+        print(
+            f"--max-memory {opts.cap}: {sec_c:.1f} s, peak RSS {peak_c / 1e9:.3f} GB "
+            f"({peak_c / cap:.2f} of the cap), exit {code_c}"
+        )
         if opts.skip_in_memory:
             return 0 if code_c == 0 and peak_c <= cap else 1
         big = f"{int(min(total_memory(), 0.9 * available_memory()))}"
         sec_m, peak_m, code_m = run_register(src, folder / "loaded.h5", big, opts.flags.split())
-        print(f"in memory (--max-memory {int(big) / 1e9:.1f}G): {sec_m:.1f} s, peak RSS {peak_m / 1e9:.3f} GB "
-              f"({peak_m / size:.2f} x the input), exit {code_m}")
+        print(
+            f"in memory (--max-memory {int(big) / 1e9:.1f}G): {sec_m:.1f} s, peak RSS {peak_m / 1e9:.3f} GB "
+            f"({peak_m / size:.2f} x the input), exit {code_m}"
+        )
         equal = code_c == 0 and code_m == 0 and same_output(folder / "capped.h5", folder / "loaded.h5")
-        print(f"ratios: capped/in-memory time {sec_c / sec_m:.2f}, peak {peak_c / peak_m:.2f}; "
-              f"outputs identical: {equal}")
+        print(
+            f"ratios: capped/in-memory time {sec_c / sec_m:.2f}, peak {peak_c / peak_m:.2f}; outputs identical: {equal}"
+        )
         return 0 if equal and peak_c <= cap else 1
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -189,7 +189,14 @@ def _run_batch(args: argparse.Namespace, inputs: list[Path]) -> int:
     t_batch = time.perf_counter()
     for number, job in enumerate(jobs, 1):
         tag = f"[{number}/{len(jobs)}] {job.label}"
-        rows.append(_run_job(job, tag, say))
+        try:
+            rows.append(_run_job(job, tag, say))
+        except KeyboardInterrupt:  # a signal: stop; the files done keep their outputs, this one leaves none
+            done = sum(row["status"] == "ok" for row in rows)
+            say(
+                f"stackalign {args.command}: batch stopped at {tag}; the {done} file(s) done before keep their outputs."
+            )
+            raise
     failed = sum(row["status"] != "ok" for row in rows)
     atomic_write_text(summary_path, _table(rows))
     say(

@@ -1,7 +1,7 @@
 """``stackalign register`` for big inputs and clusters: the streaming path.
 
-``register.run`` hands over here when the input is opened lazily (larger
-than a quarter of this machine's memory), or when ``--scheduler`` or
+``register.run`` hands over here when the input is opened lazily (it does
+not fit under ``--max-memory``, see ``_memory_cap``), or when ``--scheduler`` or
 ``--workers`` asks for a dask.distributed cluster. Everything then goes
 through :func:`~napari_stackalign.core.pyramid.register_file`: flat memory
 whatever the frame count, the output streamed into a temporary file renamed
