@@ -158,3 +158,33 @@ def test_template_from_registers_every_file_onto_one_template(inputs, tmp_path):
     assert b.params.get("reference") == "user"
     assert a.allclose(b, atol=1e-9)
     assert _run(f"register {files} -o {out} --template-from {tmp_path / 'none.tif'} --overwrite {FLAGS}") == 2
+
+
+def test_a_p_axis_reported_by_the_reader_is_looped_over(tmp_path, monkeypatch):
+    """Readers that know positions report 'P' in the axes: each position is one run."""
+    from napari_stackalign.cli import _positions
+    from napari_stackalign.io import StackData
+
+    stacks = [make_stack("beads", n_frames=10, shape=(60, 64), drift=4, dtype=np.uint16, seed=s)[0] for s in (3, 4)]
+    plate = tmp_path / "plate.h5"
+    write_stack(plate, stacks[0])
+    real = _positions.read_stack
+
+    def reader(path, **kwargs):
+        if str(path) != str(plate):
+            return real(path, **kwargs)
+        return StackData(data=np.stack(stacks), axes="PTYX", scale=(1.0, 1.0, 0.5, 0.5), path=plate)
+
+    monkeypatch.setattr(_positions, "read_stack", reader)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert _run(f"register -i {plate} -o {out} {FLAGS}") == 0
+    rows = _summary(out / "stackalign_summary.csv")
+    assert [r["position"] for r in rows] == ["0", "1"]
+    second = tmp_path / "p1.h5"
+    write_stack(second, stacks[1])
+    assert _run(f"register -i {second} -o {tmp_path / 'ref.h5'} {FLAGS}") == 0
+    np.testing.assert_array_equal(
+        read_stack(out / "plate_p1_registered.h5", lazy=False).data, read_stack(tmp_path / "ref.h5", lazy=False).data
+    )
+    assert _run(f"register -i {plate} -o {tmp_path / 'one.h5'} {FLAGS}") == 2  # positions need a folder

@@ -217,7 +217,10 @@ def _output_folder(args: argparse.Namespace) -> Path:
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"-o {folder} is a file: a batch (several inputs, a glob or positions) writes into a folder.")
     if not folder.is_dir():
-        raise ValueError(f"-o: the output folder {folder} does not exist: create it first or choose another path.")
+        raise ValueError(
+            f"-o: the output folder {folder} does not exist: a batch (several inputs, a glob or the positions of "
+            "a P axis) writes into a folder; create it first or choose another path."
+        )
     from ._safety import _check_folder
 
     _check_folder("-o", folder)
