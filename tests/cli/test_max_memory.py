@@ -22,6 +22,7 @@ def _run(argline: str) -> int:
 @pytest.mark.parametrize(("text", "nbytes"), [("2G", 2 * 10**9), ("500M", 5 * 10**8), ("1.5GiB", int(1.5 * 2**30))])
 def test_sizes_are_parsed(text, nbytes, monkeypatch):
     monkeypatch.setattr(_memory_cap, "total_memory", lambda: 10**12)
+    monkeypatch.setattr(_memory_cap, "process_memory", lambda: 10**8)  # a long test session grows
     assert _memory_cap.resolve_max_memory(text) == nbytes
 
 
