@@ -188,3 +188,14 @@ def test_a_p_axis_reported_by_the_reader_is_looped_over(tmp_path, monkeypatch):
         read_stack(out / "plate_p1_registered.h5", lazy=False).data, read_stack(tmp_path / "ref.h5", lazy=False).data
     )
     assert _run(f"register -i {plate} -o {tmp_path / 'one.h5'} {FLAGS}") == 2  # positions need a folder
+
+
+def test_average_batch_reports_its_corrupt_file(inputs, tmp_path):
+    folder, _ = inputs
+    out = tmp_path / "out"
+    out.mkdir()
+    code = _run(f"average -i {folder / 'a.tif'} -i {folder / 'bad.tif'} -o {out} --transforms t.csv -q")
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a_average.tif", "a_t.csv", "stackalign_summary.csv"]
+    rows = _summary(out / "stackalign_summary.csv")
+    assert [r["status"] for r in rows] == ["ok", "failed"] and rows[0]["frames"] == "12"
