@@ -6,10 +6,18 @@ which understands ``1/8``, ``0.125``, ``1`` and ``1e-1`` and nothing else.
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 from fractions import Fraction
 
-__all__ = ["format_downsample_rates", "parse_downsample_rates", "parse_index_list", "parse_roi"]
+__all__ = [
+    "format_downsample_rates",
+    "parse_byte_size",
+    "parse_downsample_rates",
+    "parse_index_list",
+    "parse_roi",
+]
 
 _SPLIT = re.compile(r"[,\s;]+")
 
@@ -144,3 +152,39 @@ def parse_index_list(
         if outside:
             raise ValueError(f"{what} {outside} are outside the stack (0..{count - 1}).")
     return values
+
+
+#: the units a byte size may be written in (decimal k/M/G/T, binary KiB/MiB/GiB/TiB)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_byte_size(value: float | str, *, what: str = "size") -> int:
+    """Bytes from ``value``: a number of bytes or a text such as ``"2GB"``, ``"512 MiB"``.
+
+    Raises
+    ------
+    ValueError
+        For anything else, or a value that is not positive.
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = text[len(digits):]
+        if unit not in _UNITS or not digits:
+            raise ValueError(
+                f"{what} {value!r} is not understood: give bytes or a number with a unit "
+                "(B, kB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. '2GB'."
+            )
+        try:
+            number = float(digits) * _UNITS[unit]
+        except ValueError as exc:
+            raise ValueError(f"{what} {value!r} is not understood: use e.g. '2GB' or 2e9.") from exc
+    else:
+        # house rule: a bad value, whatever its type, raises ValueError
+        raise ValueError(f"{what} must be a number of bytes or a text like '2GB', got {value!r}.")  # noqa: TRY004
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{what} must be positive, got {value!r}.")
+    return int(number)

@@ -153,3 +153,22 @@ def test_bad_option_values_fail_before_reading(tmp_path, capsys):
     # a missing output folder is found before the tracking, not after it
     assert main(["track", "-i", str(movie), "--picks", str(picks), "-o", str(tmp_path / "none" / "o.tif")]) == 2
     assert "output folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["-o", "--tracks", "--validation", "--plots"])
+def test_a_missing_output_folder_is_refused_before_tracking(scene, tmp_path, monkeypatch, capsys, flag):
+    folder, _, _, _ = scene
+
+    def never(*a, **k):
+        raise AssertionError("tracked before the outputs were checked")
+
+    monkeypatch.setattr("napari_stackalign.cli.track.track_particles", never)
+    names = {"-o": "out.tif", "--tracks": "tracks.csv", "--validation": "val.csv", "--plots": "plots"}
+    argv = ["track", "-i", str(folder / "movie.tif"), "--picks", str(folder / "picks.csv"), "-o", str(tmp_path / "a.tif")]
+    if flag == "-o":
+        argv[-1] = str(tmp_path / "missing" / names[flag])
+    else:
+        argv += [flag, str(tmp_path / "missing" / "deeper" / names[flag])]
+    assert main(argv) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -46,7 +46,9 @@ def _stored(path):
     return data
 
 
-def test_reference_readme_flags_write_hdf5_with_metadata_and_transforms(tmp_path, drifting, capsys):
+def test_reference_readme_flags_write_hdf5_with_metadata_and_transforms(tmp_path, drifting, capsys, monkeypatch):
+    # the bar is drawn on a terminal only: pretend stderr is one
+    monkeypatch.setattr("napari_stackalign.cli._progress_bar.bar_enabled", lambda quiet=False, stream=None: not quiet)
     stack, truth = drifting
     src = tmp_path / "input.h5"
     write_stack(src, stack, metadata={"experiment": "slice 3", "objective": "20x"}, scale=(0.5, 0.5), units="um")
@@ -73,7 +75,7 @@ def test_reference_readme_flags_write_hdf5_with_metadata_and_transforms(tmp_path
     assert alignment_error(ft, smooth_transforms(truth))["rms"] < 0.1
     np.testing.assert_array_equal(np.asarray(result.data), apply_transforms(stack, ft))
     err = capsys.readouterr()
-    assert "estimate" in err.err  # the progress bar
+    assert "measuring the drift" in err.err  # the progress bar, its stage in words
     assert "correction dy" in err.out and "wrote" in err.out
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from napari_stackalign import FrameTransforms
-from napari_stackalign.cli import main, register
+from napari_stackalign.cli import _positions as positions
+from napari_stackalign.cli import main
 from napari_stackalign.io import read_stack
 from napari_stackalign.synthetic import alignment_error, make_stack
 
@@ -60,8 +61,8 @@ def test_without_axes_an_ambiguous_order_is_an_error(frames_last, tmp_path, caps
 
 def test_axes_on_the_streaming_path(frames_last, tmp_path, monkeypatch):
     path, stack, truth = frames_last
-    real = register.read_stack
-    monkeypatch.setattr(register, "read_stack", lambda *a, **k: real(*a, **k, lazy=True))  # as a big file is read
+    real = positions.read_stack
+    monkeypatch.setattr(positions, "read_stack", lambda *a, **k: real(*a, **{**k, "lazy": True}))  # as a big file
     out, table = tmp_path / "out.h5", tmp_path / "t.csv"
     assert (
         main(

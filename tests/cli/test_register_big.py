@@ -8,7 +8,6 @@ import shlex
 import numpy as np
 import pytest
 
-import napari_stackalign.io._lazy as lazy_io  # the reader's memory probe, patched to make inputs "big"
 from napari_stackalign.cli import main
 from napari_stackalign.io import read_stack, write_stack
 from napari_stackalign.synthetic import make_stack
@@ -53,8 +52,8 @@ def _same_result(folder, expected) -> None:
 
 
 def test_large_input_goes_through_the_streaming_path(movie, single_process, tmp_path, monkeypatch, capsys):
-    # pretend this machine has 1 MB of memory: the input is opened lazily and streamed
-    monkeypatch.setattr(lazy_io, "total_memory", lambda: 1_000_000)
+    # pretend the input fits nowhere under the memory cap: it is opened lazily and streamed
+    monkeypatch.setattr("napari_stackalign.io._api.fraction_for_max_memory", lambda *a, **k: 0.0)
     path, _ = movie
     assert _run(f"-i {path} -o {tmp_path / 'out.h5'} --transforms {tmp_path / 't.csv'} {FLAGS}") == 0
     err = capsys.readouterr()

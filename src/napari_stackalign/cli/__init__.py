@@ -25,6 +25,7 @@ from ..files import (
     reset_interrupt,
 )
 from ..transforms import NoSignalWarning
+from ._batch import dispatch
 from ._safety import EXIT_NO_SIGNAL, handling_signals
 
 __all__ = ["build_parser", "main"]
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         # no trustworthy frame: stop before anything is written (exit 3), unless --force
                         warnings.simplefilter("error", NoSignalWarning)
                     with output_transaction():  # every output of the run, or none
-                        code = int(args.func(args) or 0)
+                        code = dispatch(args)  # one input, or a batch (cli/_batch.py)
                 raise_if_interrupted()  # a signal that came while the outputs were renamed
                 return code
             except NoSignalWarning as exc:

@@ -31,6 +31,8 @@ def run_in_memory(
     options: PyramidOptions,
     data: StackData,
     estimate_on: Any,
+    *,
+    reference: np.ndarray | None = None,
 ) -> tuple[FrameTransforms, str]:
     """Register ``data`` (motion estimated on ``estimate_on``: the stack or one channel), write the output
     and the table; returns the transforms and what was done (for the summary)."""
@@ -44,7 +46,9 @@ def run_in_memory(
             registered, action = None, f"applied {Path(args.apply_transforms).name}"
         else:
             overlap = args.failed == APPLY_DEFAULTS.failed  # the overlapped path applies the default policy
-            transforms, registered = _estimate(stack, estimate_on if overlap else None, options, progress)
+            transforms, registered = _estimate(
+                stack, estimate_on if overlap else None, options, progress, reference=reference
+            )
             action = "estimated"
         if registered is None:
             registered = apply_transforms(_in_memory(stack), transforms, failed=args.failed, progress=progress)
@@ -69,17 +73,18 @@ def run_in_memory(
 
 
 def _estimate(
-    stack: Any, estimate_on: Any, options: PyramidOptions, progress: Any
+    stack: Any, estimate_on: Any, options: PyramidOptions, progress: Any, *, reference: np.ndarray | None = None
 ) -> tuple[FrameTransforms, np.ndarray | None]:
     """The transforms, and the registered stack when it came with them (``estimate_on`` None: the stack,
-    not overlapped with the resampling)."""
+    not overlapped with the resampling); ``reference``: a template shared by a batch (``--template-from``)."""
+    kwargs = {**options.to_dict(), "progress": progress, "reference": reference}
     if estimate_on is None:
-        return register_pyramid(stack, **options.to_dict(), progress=progress), None
+        return register_pyramid(stack, **kwargs), None
     if estimate_on is stack:
         # one channel: estimation and resampling overlapped
-        aligned = register_and_apply(stack, **options.to_dict(), progress=progress)
+        aligned = register_and_apply(stack, **kwargs)
         return aligned.transforms, aligned.data
-    return register_pyramid(estimate_on, **options.to_dict(), progress=progress), None
+    return register_pyramid(estimate_on, **kwargs), None
 
 
 def _in_memory(stack: Any) -> Any:

@@ -1,7 +1,7 @@
 """``stackalign register`` for big inputs and clusters: the streaming path.
 
-``register.run`` hands over here when the input is opened lazily (larger
-than a quarter of this machine's memory), or when ``--scheduler`` or
+``register.run`` hands over here when the input is opened lazily (it does
+not fit under ``--max-memory``, see ``_memory_cap``), or when ``--scheduler`` or
 ``--workers`` asks for a dask.distributed cluster. Everything then goes
 through :func:`~napari_stackalign.core.pyramid.register_file`: flat memory
 whatever the frame count, the output streamed into a temporary file renamed
@@ -19,6 +19,7 @@ from ..core.pyramid import PyramidOptions, register_file, register_stack_to_file
 from ..io import StackData
 from ..transforms import FrameTransforms
 from ._common import terminal_progress
+from ._memory_cap import describe, max_memory_of, streaming_limit
 from ._register_common import RegisterPaths, load_table, messages, without_done_stage
 
 __all__ = ["add_cluster_arguments", "run_streaming", "wants_cluster"]
@@ -61,12 +62,17 @@ def run_streaming(
     channel: int | None,
     n_frames: int,
     data: StackData | None = None,
+    reference: Any = None,
+    frame_pixels: int = 0,
 ) -> tuple[FrameTransforms, str]:
     """Register ``paths.input`` into ``paths.output`` with :func:`register_file`.
 
     With ``data`` (the input opened with ``--axes``: its frames reordered
-    lazily) the frames are streamed from it by :func:`register_stack_to_file`
-    instead, which does not reopen the file in its own axis order.
+    lazily, or one position of the file) the frames are streamed from it by
+    :func:`register_stack_to_file` instead, which does not reopen the file in
+    its own axis order. ``reference``: a template shared by a batch
+    (``--template-from``). With ``--max-memory`` the frame buffers get what the
+    cap leaves (:func:`~napari_stackalign.cli._memory_cap.streaming_limit`).
 
     Returns
     -------
@@ -84,10 +90,15 @@ def run_streaming(
         where = args.scheduler if args.scheduler is not None else f"a local cluster of {args.workers} workers"
         say(f"stackalign register: estimating on {where}")
     else:
+        cap = max_memory_of(args)
         say(
-            f"stackalign register: {paths.input.name} is larger than a quarter of the memory: "
-            "streaming it chunk by chunk"
+            f"stackalign register: {paths.input.name} does not fit in memory"
+            + (f" under --max-memory {describe(cap)}" if cap is not None else "")
+            + ": streaming it chunk by chunk"
         )
+    budget = {}
+    if max_memory_of(args) is not None and not cluster:
+        budget["memory_limit"] = streaming_limit(max_memory_of(args), frame_pixels)
     table = None
     if args.apply_transforms is not None:
         table = load_table(args.apply_transforms, n_frames, paths.input)
@@ -111,6 +122,8 @@ def run_streaming(
                 axes=data.axes,
                 source_path=paths.input,
                 progress=without_done_stage(bar),
+                reference=reference,
+                **budget,
                 **options.to_dict(),
             )
         if paths.table is not None:
@@ -130,6 +143,8 @@ def run_streaming(
             overwrite=args.overwrite,
             compression=args.compression,
             progress=without_done_stage(bar),
+            reference=reference,
+            **budget,
             **options.to_dict(),
         )
     action = f"applied {Path(args.apply_transforms).name}" if table is not None else "estimated"

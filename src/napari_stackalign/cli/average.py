@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..core.pairwise import (
     MASK_KINDS,
     PairwiseOptions,
@@ -23,10 +25,13 @@ from ..core.pairwise import (
     save_pairwise_tiff,
     save_registered_tiff,
 )
-from ..io import input_formats_help, read_mask, read_stack
+from ..io import input_formats_help, read_mask
 from ..parsing import parse_index_list
+from ._batch import add_batch_arguments, record_result
 from ._common import terminal_progress
+from ._memory_cap import add_max_memory_argument, describe
 from ._options import add_option_arguments, options_from_args
+from ._positions import open_stack
 from ._safety import Output, check_outputs
 
 __all__ = ["add_parser", "parse_frames", "parse_optional_float", "run"]
@@ -76,7 +81,10 @@ def _dashed_first(*names: str) -> dict[str, tuple[str, ...]]:
 
 def _add_io_arguments(p: argparse.ArgumentParser) -> None:
     io = p.add_argument_group("input and output")
-    io.add_argument("-i", "--input", required=True, metavar="IN", help=f"input stack: {input_formats_help()}")
+    io.add_argument(
+        "-i", "--input", required=True, action="append", metavar="IN",
+        help=f"input stack: {input_formats_help()}; repeat -i, or quote a glob, for a batch into the -o folder.",
+    )
     io.add_argument("-o", "--output", required=True, metavar="OUT.tif", help="the averaged image (.tif/.tiff).")
     io.add_argument("--dataset", default=None, help="HDF5 input: the dataset to read.")
     io.add_argument("--channel", type=int, default=0, help="for (T, C, Y, X) input: the channel to use (default 0).")
@@ -87,6 +95,8 @@ def _add_io_arguments(p: argparse.ArgumentParser) -> None:
     io.add_argument("--overwrite", action="store_true", help="replace existing output files.")
     io.add_argument("--workers", type=int, default=None, help="threads (default: all cores).")
     io.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary.")
+    add_max_memory_argument(io)
+    add_batch_arguments(io)
 
 
 def _add_method_arguments(p: argparse.ArgumentParser) -> None:
@@ -147,7 +157,16 @@ def _input_stack(args: argparse.Namespace, out: Path | None) -> Any:
     src = Path(args.input).expanduser()
     if out is not None and src.exists() and out.resolve() == src.resolve():
         raise ValueError("the output would replace the input: choose another output name.")
-    data = read_stack(src, dataset=args.dataset)
+    data = open_stack(src, args, dataset=args.dataset)
+    if data.lazy:
+        # every pair of frames is correlated: all the frames' spectra are held at once
+        data.close()
+        need = int(np.prod(data.data.shape, dtype=np.int64)) * 8
+        raise ValueError(
+            f"{src.name} does not fit under --max-memory {describe(args.max_memory)}: average correlates every "
+            f"pair of frames and holds them all in memory (about {describe(need)}); raise --max-memory, or "
+            "average a sub-stack."
+        )
     stack = data.data
     if getattr(data, "channel_axis", None) is not None:
         n_ch = stack.shape[1]
@@ -198,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
     options = cli_options(args, registered=reg is not None)
     with terminal_progress(not args.quiet) as progress:
         result = register_pairwise(stack, options=options, workers=args.workers, progress=progress)
+    record_result(args, result.transforms)
     written = _write_outputs(result, out, reg, table, report, crop=not args.no_crop)
     if not args.quiet:
         print(f"stackalign average: {result.summary()}; crop (rows, cols) {result.crop}", file=sys.stderr)

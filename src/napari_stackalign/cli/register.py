@@ -24,10 +24,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..core.checks import check_stack
 from ..core.pyramid import PyramidOptions
-from ..io import StackData, input_formats_help, read_stack
+from ..io import StackData, input_formats_help
+from ._batch import add_batch_arguments, record_result
+from ._memory_cap import add_max_memory_argument
 from ._options import add_option_arguments
+from ._positions import open_stack
 from ._register_checks import check_paths, read_mask, resolve_output_format, with_region
 from ._register_common import (
     ADDITION_OPTIONS,
@@ -42,6 +47,7 @@ from ._register_common import (
 from ._register_memory import run_in_memory
 from ._register_stream import add_cluster_arguments, run_streaming, wants_cluster
 from ._safety import add_failed_arguments
+from ._template_from import add_template_from_argument, shared_template
 
 __all__ = ["add_parser", "read_mask", "resolve_output_format", "run"]
 
@@ -123,7 +129,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _add_io_arguments(group: Any) -> None:
     """``-i``, ``-o``, ``--save_as_tif``, ``--dataset``, ``--channel``, ``--overwrite``, ``--compression``, ``-q``."""
     group.add_argument(
-        "-i", "--input", required=True, metavar="IN", help=f"input stack: {input_formats_help()}"
+        "-i",
+        "--input",
+        required=True,
+        action="append",
+        metavar="IN",
+        help=f"input stack: {input_formats_help()}; repeat -i, or quote a glob (-i 'runs/*.h5'), "
+        "for a batch into the -o folder.",
     )
     group.add_argument(
         "-o",
@@ -166,6 +178,9 @@ def _add_io_arguments(group: Any) -> None:
         "slow: about 70 MB/s when writing here).",
     )
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary.")
+    add_max_memory_argument(group)
+    add_batch_arguments(group)
+    add_template_from_argument(group)
 
 
 def _add_pyramid_arguments(group: Any, names: tuple[str, ...]) -> None:
@@ -203,20 +218,24 @@ def run(args: argparse.Namespace) -> int:
     paths = check_paths(args, messages(args))
     cluster = wants_cluster(args)
     options = pyramid_options(args)
-    data = read_input(paths.input, dataset=args.dataset, axes=args.axes)
+    reference = shared_template(args, options)
+    data = read_input(paths.input, dataset=args.dataset, axes=args.axes, args=args)
     try:
         stack = data.data
         shape, dtype = tuple(int(n) for n in stack.shape), stack.dtype
         estimate_on, channel = _frames_to_estimate(args, data)
         check_stack(estimate_on, what="registration", min_frames=2)
         options = with_region(options, args.mask, shape[-2:])
+        reopen = args.axes is not None or getattr(args, "position", None) is not None
         if data.lazy or cluster:
             # big input (opened lazily) or a dask cluster: file to file, flat memory
             transforms, action = run_streaming(
-                args, paths, options, channel=channel, n_frames=shape[0], data=data if args.axes else None
+                args, paths, options, channel=channel, n_frames=shape[0], data=data if reopen else None,
+                reference=reference, frame_pixels=int(np.prod(shape[1:], dtype=np.int64)),
             )
         else:
-            transforms, action = run_in_memory(args, paths, options, data, estimate_on)
+            transforms, action = run_in_memory(args, paths, options, data, estimate_on, reference=reference)
+        record_result(args, transforms)
     finally:
         data.close()
     if not args.quiet:
@@ -224,7 +243,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_input(path: Path, *, dataset: str | None, axes: str | None) -> StackData:
+def read_input(
+    path: Path, *, dataset: str | None, axes: str | None, args: argparse.Namespace | None = None
+) -> StackData:
     """``read_stack`` of the input; an axis order the reader had to guess is an error without ``--axes``.
 
     Raises
@@ -236,7 +257,7 @@ def read_input(path: Path, *, dataset: str | None, axes: str | None) -> StackDat
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = read_stack(path, dataset=dataset, axes=axes)
+        data = open_stack(path, args or argparse.Namespace(), dataset=dataset, axes=axes)
     for w in caught:
         text = str(w.message)
         if axes is None and "no axis labels" in text:

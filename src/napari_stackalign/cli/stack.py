@@ -39,10 +39,13 @@ from ..core.apply import APPLY_DEFAULTS, apply_transforms, is_dask
 from ..core.average import FrameAverage, average_frames
 from ..core.similarity import SimilarityOptions, register_similarity
 from ..files import atomic_path, check_writable_dir, jsonable
-from ..io import StackData, frame_chunked_dask, hdf5_writer, input_formats_help, read_stack, write_stack
+from ..io import StackData, frame_chunked_dask, hdf5_writer, input_formats_help, write_stack
 from ..transforms import FrameTransforms
+from ._batch import add_batch_arguments, record_result
 from ._common import terminal_progress
+from ._memory_cap import add_max_memory_argument
 from ._options import add_option_arguments, options_from_args
+from ._positions import open_stack
 from ._safety import Output, add_failed_arguments, check_outputs
 
 __all__ = ["MODE_ALIASES", "OPTION_FLAGS", "add_parser", "parse_pair", "run", "similarity_options", "write_image"]
@@ -116,8 +119,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _add_io_arguments(group: Any) -> None:
     group.add_argument(
-        "-i", "--input", required=True, metavar="IN",
-        help=f"input stack: {input_formats_help()}",
+        "-i", "--input", required=True, action="append", metavar="IN",
+        help=f"input stack: {input_formats_help()}; repeat -i, "
+        "or quote a glob, for a batch into the -o folder.",
     )
     group.add_argument(
         "-o", "--output", required=True, metavar="OUT",
@@ -134,6 +138,8 @@ def _add_io_arguments(group: Any) -> None:
                             "folder of (C, Y, X) files, TYXC for (Y, X, C) files.")
     group.add_argument("--overwrite", action="store_true", help="replace existing output files.")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary.")
+    add_max_memory_argument(group)
+    add_batch_arguments(group)
 
 
 def _add_registration_arguments(group: Any) -> None:
@@ -224,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     opts = similarity_options(args)
     mode = MODE_ALIASES[args.mode]
 
-    data = read_stack(in_path, dataset=args.dataset, axes=args.axes)
+    data = open_stack(in_path, args, dataset=args.dataset, axes=args.axes)
     try:
         channel = _measured_channel(args.channel, data)
         with terminal_progress(enabled=not args.quiet) as progress:
@@ -244,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
             _write_outputs(outputs, data, in_path, transforms, average, block, progress, failed=args.failed)
         if outputs.log is not None:
             transforms.save(outputs.log)
+        record_result(args, transforms)
     finally:
         data.close()
 

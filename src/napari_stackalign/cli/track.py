@@ -40,12 +40,15 @@ from ..core.particles import (
     validate_alignment,
 )
 from ..files import check_writable_dir
-from ..io import frame_chunked_dask, input_formats_help, read_stack, write_stack
+from ..io import frame_chunked_dask, input_formats_help, write_stack
 from ..parsing import parse_index_list
 from ..plots import save_figure
 from ..transforms import FrameTransforms
+from ._batch import add_batch_arguments, record_result
 from ._common import terminal_progress
+from ._memory_cap import add_max_memory_argument
 from ._options import add_option_arguments, options_from_args
+from ._positions import open_stack
 from ._safety import Output, add_failed_arguments, check_outputs
 from .register import resolve_output_format
 
@@ -103,8 +106,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _add_io_arguments(io_group: Any) -> None:
-    io_group.add_argument("-i", "--input", required=True, metavar="IN",
-                          help=f"input stack: {input_formats_help()}")
+    io_group.add_argument("-i", "--input", required=True, action="append", metavar="IN",
+                          help=f"input stack: {input_formats_help()}; repeat -i, or "
+                               "quote a glob, for a batch into the -o folder (every file tracked from the same --picks).")
     io_group.add_argument("--picks", required=True, metavar="CSV", help="picked particles (frame, y, x) as CSV.")
     io_group.add_argument("-o", "--output", required=True, metavar="OUT", help="aligned stack (.tif/.tiff or .h5/.hdf5).")
     io_group.add_argument("--dataset", default=None, help="HDF5 input: the dataset to read.")
@@ -117,6 +121,8 @@ def _add_io_arguments(io_group: Any) -> None:
                           help="write trajectories.png and validation.png into this folder.")
     io_group.add_argument("--overwrite", action="store_true", help="replace existing output files.")
     io_group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary.")
+    add_max_memory_argument(io_group)
+    add_batch_arguments(io_group)
 
 
 def _add_fit_arguments(fit: Any) -> None:
@@ -352,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
     drift_opts = options_from_args(DriftOptions, args, DRIFT_FLAGS)
     picks = read_picks(args.picks, only_ok=not args.all_picks)
 
-    data = read_stack(in_path, dataset=args.dataset)
+    data = open_stack(in_path, args, dataset=args.dataset)
     try:
         measure = _measured(data, args, in_path, picks.shape[0], (chosen, held))
         with terminal_progress(enabled=not args.quiet) as progress:
@@ -367,6 +373,7 @@ def run(args: argparse.Namespace) -> int:
             _write_aligned(args, data, (in_path, out_path), transforms, params, progress)
             validation = validate_alignment(measure, transforms, tracks, particles=used, holdout=held, progress=progress)
         outcome = _Outcome(tracks, outliers, used, held, transforms, validation)
+        record_result(args, transforms)
         _write_tables(outputs, outcome, drift_opts)
     finally:
         data.close()

@@ -20,12 +20,15 @@ from ._gif import GIF_SUFFIXES
 from ._h5sink import hdf5_writer
 from ._hdf5 import HDF5_SUFFIXES, choose_dataset, open_hdf5, stack_candidates
 from ._lazy import (
+    LOADED_COPIES,
     MEMORY_FRACTION,
     FrameReader,
+    available_memory,
     estimate_contrast_limits,
     frame_chunked_dask,
     is_dask,
     lazy_array,
+    process_memory,
     total_memory,
 )
 from ._mask import read_mask
@@ -38,6 +41,7 @@ __all__ = [
     "GIF_SUFFIXES",
     "HDF5_SUFFIXES",
     "INPUT_FORMATS",
+    "LOADED_COPIES",
     "MEMORY_FRACTION",
     "READ_SUFFIXES",
     "SOURCE_KEY",
@@ -46,6 +50,7 @@ __all__ = [
     "FrameReader",
     "InputFormat",
     "StackData",
+    "available_memory",
     "choose_dataset",
     "estimate_contrast_limits",
     "frame_chunked_dask",
@@ -57,6 +62,7 @@ __all__ = [
     "natural_key",
     "normalise_unit",
     "open_hdf5",
+    "process_memory",
     "read_mask",
     "read_stack",
     "same_file",

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..files import atomic_path, check_writable_dir
 from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
+from ..parsing import parse_byte_size
 from ..progress import ProgressCallback
 from ..textfiles import check_regular_file
 from ..transforms import FrameTransforms
@@ -32,7 +33,7 @@ from ._formats import (
 from ._gif import GIF_SUFFIXES, read_gif
 from ._hdf5 import HDF5_SUFFIXES, read_hdf5, write_hdf5
 from ._images import read_image_file
-from ._lazy import MEMORY_FRACTION, check_memory_fraction
+from ._lazy import MEMORY_FRACTION, check_memory_fraction, fraction_for_max_memory, process_memory
 from ._meta import (
     SOURCE_KEY,
     check_transforms_length,
@@ -73,6 +74,7 @@ def read_stack(
     lazy: bool | None = None,
     memory_fraction: float = MEMORY_FRACTION,
     position: int | str | None = None,
+    max_memory: int | str | None = None,
 ) -> StackData:
     """Read a time series from a file or a folder of frames (formats: :data:`INPUT_FORMATS`, docs/formats.md).
 
@@ -128,6 +130,13 @@ def read_stack(
         Files read with bioio (``.nd2``, ``.czi``, ``.lif``, OME-TIFF,
         OME-Zarr): read one scene (position), by index or name, instead of
         all of them along a ``P`` axis.
+    max_memory : int or str, optional
+        The memory (bytes, or a text such as ``"2G"``, ``"500M"``) the work on
+        the stack may use in all, this process included. With ``lazy=None``
+        it replaces ``memory_fraction``: the stack is loaded whole only when
+        ``LOADED_COPIES`` copies of it (the input and a result of the same
+        size) fit beside what the process uses already; otherwise it is
+        opened lazily, and streamed by the code that works on it.
 
     Returns
     -------
@@ -153,6 +162,12 @@ def read_stack(
     check_memory_fraction(memory_fraction)
     if lazy not in (None, True, False):
         raise ValueError(f"lazy must be True, False or None (decide by size), got {lazy!r}.")
+    if max_memory is not None and lazy is None:
+        fraction = fraction_for_max_memory(parse_byte_size(max_memory, what="max_memory"), process_memory())
+        if fraction <= 0.0:
+            lazy = True
+        else:
+            memory_fraction = fraction
     if not isinstance(path, (str, os.PathLike)):
         paths = [Path(p).expanduser() for p in path]
         if not paths:

@@ -14,20 +14,29 @@ import dask.array as da
 import numpy as np
 
 __all__ = [
+    "LOADED_COPIES",
     "MEMORY_FRACTION",
     "FrameReader",
+    "available_memory",
     "decide_lazy",
     "estimate_contrast_limits",
+    "fraction_for_max_memory",
     "frame_chunked_dask",
     "frames_per_chunk",
     "is_dask",
     "iter_frame_chunks",
     "lazy_array",
+    "process_memory",
     "total_memory",
 ]
 
 #: Default share of this machine's RAM above which :func:`~napari_stackalign.io.read_stack` opens files lazily.
 MEMORY_FRACTION = 0.25
+#: Copies of a loaded stack that work on it holds at once (the input and the result, plus a share of
+#: float32 working frames): with ``max_memory``, a stack is loaded whole only when this many copies of it
+#: fit (measured: a 0.2-1 GB stack registered in memory peaks at about 2.1 times its size above the
+#: process itself; see docs/big-data.md).
+LOADED_COPIES = 2.5
 #: Target size of one dask chunk of a lazily opened stack (whole frames).
 CHUNK_BYTES = 2 * 2**20
 #: Largest block of frames read at once while writing or iterating (at least one frame).
@@ -45,6 +54,53 @@ def total_memory() -> int:
             return int(psutil.virtual_memory().total)
         except ImportError:
             return 8 * 2**30
+
+
+def available_memory() -> int:
+    """Memory available to a new process now, in bytes (``MemAvailable``: free plus reclaimable cache).
+
+    Falls back on psutil, then on a quarter of :func:`total_memory`.
+    """
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil is a dependency of the benchmarks only
+        return total_memory() // 4
+
+
+def process_memory() -> int:
+    """Resident memory of this process now, in bytes (0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:  # pragma: no cover
+        return 0
+
+
+def fraction_for_max_memory(max_memory: int, baseline: int = 0) -> float:
+    """The ``memory_fraction`` (of :func:`total_memory`) under which a stack is loaded whole within
+    ``max_memory`` bytes, when ``baseline`` bytes are in use already: ``LOADED_COPIES`` copies must fit.
+
+    Returns 0.0 when nothing fits (open lazily).
+    """
+    room = (int(max_memory) - int(baseline)) / LOADED_COPIES
+    if room <= 0:
+        return 0.0
+    return min(1.0, room / total_memory())
 
 
 def check_memory_fraction(memory_fraction: float) -> float:

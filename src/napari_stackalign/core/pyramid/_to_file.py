@@ -40,6 +40,7 @@ import numpy as np
 from ..._version import __version__
 from ...files import check_writable_dir
 from ...io import write_stack
+from ...parsing import parse_byte_size
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
 from ..apply import APPLY_DEFAULTS, WarpedFrames, check_warp_options, result_dtype
@@ -74,10 +75,6 @@ WORK_IMAGES_PER_THREAD = 12
 BLOCKS_IN_FLIGHT = 4
 #: largest block of registered frames computed at a time (bytes of output)
 APPLY_BLOCK_BYTES = 16 * 2**20
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
 def parse_memory_limit(value: float | str) -> int:
     """Bytes from ``value``: a number of bytes or a text such as ``"2GB"``, ``"512 MiB"``.
 
@@ -86,27 +83,7 @@ def parse_memory_limit(value: float | str) -> int:
     ValueError
         For anything else, or a value that is not positive.
     """
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        number = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-        unit = text[len(digits):]
-        if unit not in _UNITS or not digits:
-            raise ValueError(
-                f"memory_limit {value!r} is not understood: give bytes or a number with a unit "
-                "(B, kB, MB, GB, TB, KiB, MiB, GiB, TiB), e.g. '2GB'."
-            )
-        try:
-            number = float(digits) * _UNITS[unit]
-        except ValueError as exc:
-            raise ValueError(f"memory_limit {value!r} is not understood: use e.g. '2GB' or 2e9.") from exc
-    else:
-        # house rule: a bad value, whatever its type, raises ValueError
-        raise ValueError(f"memory_limit must be a number of bytes or a text like '2GB', got {value!r}.")  # noqa: TRY004
-    if not np.isfinite(number) or number <= 0:
-        raise ValueError(f"memory_limit must be positive, got {value!r}.")
-    return int(number)
+    return parse_byte_size(value, what="memory_limit")
 
 
 @dataclass(frozen=True)
