@@ -31,8 +31,6 @@ def run_in_memory(
     options: PyramidOptions,
     data: StackData,
     estimate_on: Any,
-    *,
-    reference: np.ndarray | None = None,
 ) -> tuple[FrameTransforms, str]:
     """Register ``data`` (motion estimated on ``estimate_on``: the stack or one channel), write the output
     and the table; returns the transforms and what was done (for the summary)."""
@@ -47,7 +45,7 @@ def run_in_memory(
         else:
             overlap = args.failed == APPLY_DEFAULTS.failed  # the overlapped path applies the default policy
             transforms, registered = _estimate(
-                stack, estimate_on if overlap else None, options, progress, reference=reference
+                stack, estimate_on if overlap else None, options, progress
             )
             action = "estimated"
         if registered is None:
@@ -73,11 +71,12 @@ def run_in_memory(
 
 
 def _estimate(
-    stack: Any, estimate_on: Any, options: PyramidOptions, progress: Any, *, reference: np.ndarray | None = None
+    stack: Any, estimate_on: Any, options: PyramidOptions, progress: Any
 ) -> tuple[FrameTransforms, np.ndarray | None]:
     """The transforms, and the registered stack when it came with them (``estimate_on`` None: the stack,
-    not overlapped with the resampling); ``reference``: a template shared by a batch (``--template-from``)."""
-    kwargs = {**options.to_dict(), "progress": progress, "reference": reference}
+    not overlapped with the resampling). A template shared by a batch (``--template-from``) is the
+    options' reference image."""
+    kwargs = {**options.to_dict(), "progress": progress}
     if estimate_on is None:
         return register_pyramid(stack, **kwargs), None
     if estimate_on is stack:

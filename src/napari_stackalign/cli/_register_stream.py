@@ -62,7 +62,6 @@ def run_streaming(
     channel: int | None,
     n_frames: int,
     data: StackData | None = None,
-    reference: Any = None,
     frame_pixels: int = 0,
 ) -> tuple[FrameTransforms, str]:
     """Register ``paths.input`` into ``paths.output`` with :func:`register_file`.
@@ -70,8 +69,8 @@ def run_streaming(
     With ``data`` (the input opened with ``--axes``: its frames reordered
     lazily, or one position of the file) the frames are streamed from it by
     :func:`register_stack_to_file` instead, which does not reopen the file in
-    its own axis order. ``reference``: a template shared by a batch
-    (``--template-from``). With ``--max-memory`` the frame buffers get what the
+    its own axis order. A template shared by a batch
+    (``--template-from``) is the options' reference image. With ``--max-memory`` the frame buffers get what the
     cap leaves (:func:`~napari_stackalign.cli._memory_cap.streaming_limit`).
 
     Returns
@@ -122,7 +121,6 @@ def run_streaming(
                 axes=data.axes,
                 source_path=paths.input,
                 progress=without_done_stage(bar),
-                reference=reference,
                 **budget,
                 **options.to_dict(),
             )
@@ -143,7 +141,6 @@ def run_streaming(
             overwrite=args.overwrite,
             compression=args.compression,
             progress=without_done_stage(bar),
-            reference=reference,
             **budget,
             **options.to_dict(),
         )

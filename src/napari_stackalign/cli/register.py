@@ -218,7 +218,14 @@ def run(args: argparse.Namespace) -> int:
     paths = check_paths(args, messages(args))
     cluster = wants_cluster(args)
     options = pyramid_options(args)
-    reference = shared_template(args, options)
+    template = shared_template(args, options)
+    if template is not None:
+        if options.reference_mode != "template" or options.reference_frames is not None:
+            raise ValueError(
+                "--template-from gives every file the same template: it cannot be combined with --reference, "
+                "--reference-frames or --reference-image."
+            )
+        options = options.replace(reference=template, reference_mode="image")
     data = read_input(paths.input, dataset=args.dataset, axes=args.axes, args=args)
     try:
         stack = data.data
@@ -231,10 +238,10 @@ def run(args: argparse.Namespace) -> int:
             # big input (opened lazily) or a dask cluster: file to file, flat memory
             transforms, action = run_streaming(
                 args, paths, options, channel=channel, n_frames=shape[0], data=data if reopen else None,
-                reference=reference, frame_pixels=int(np.prod(shape[1:], dtype=np.int64)),
+                frame_pixels=int(np.prod(shape[1:], dtype=np.int64)),
             )
         else:
-            transforms, action = run_in_memory(args, paths, options, data, estimate_on, reference=reference)
+            transforms, action = run_in_memory(args, paths, options, data, estimate_on)
         record_result(args, transforms)
     finally:
         data.close()
