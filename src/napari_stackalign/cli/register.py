@@ -39,6 +39,7 @@ from ._register_common import (
     summary,
 )
 from ._register_memory import run_in_memory
+from ._register_piecewise import add_piecewise_arguments, run_piecewise, wants_piecewise
 from ._register_stream import add_cluster_arguments, run_streaming, wants_cluster
 from ._safety import add_failed_arguments
 
@@ -50,6 +51,8 @@ examples:
       --downsample_rates [1/8,1/4,1/2,1] --max_movement 0.5 --save_as_tif 0
   stackalign register -i movie.tif -o registered.tif --transforms shifts.csv --roi 40,290,0,325
   stackalign register -i channel2.tif -o channel2_registered.tif --apply-transforms shifts.csv
+  stackalign register -i movie.tif -o registered.tif --piecewise --patch-size 64 --patch-overlap 32 \
+      --transforms shifts.csv   # also writes the field to shifts.npz (apply it with --apply-transforms shifts.npz)
 
 The transforms table holds, per frame, the correction (dy, dx) in pixels that moves
 the frame onto the reference; the sample's drift is its negative.
@@ -92,6 +95,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     _add_pyramid_arguments(additions, ADDITION_OPTIONS[1:])
     add_failed_arguments(additions)
+    add_piecewise_arguments(p.add_argument_group("piecewise-rigid (non-rigid) registration"))
     add_cluster_arguments(p.add_argument_group("big files and clusters (streamed; see docs/big-data.md)"))
     p.set_defaults(func=run)
     return p
@@ -187,7 +191,14 @@ def run(args: argparse.Namespace) -> int:
         estimate_on, channel = _frames_to_estimate(args, data)
         check_stack(estimate_on, what="registration", min_frames=2)
         options = with_region(options, args.mask, shape[-2:])
-        if data.lazy or cluster:
+        if wants_piecewise(args):
+            if data.lazy or cluster:
+                raise ValueError(
+                    "--piecewise (or applying a .npz field) works on inputs that fit in memory: this one is "
+                    "streamed (big file or cluster); register it rigidly, or a cropped/shorter part piecewise."
+                )
+            transforms, action = run_piecewise(args, paths, options, data, estimate_on)
+        elif data.lazy or cluster:
             # big input (opened lazily) or a dask cluster: file to file, flat memory
             transforms, action = run_streaming(
                 args, paths, options, channel=channel, n_frames=shape[0], data=data if args.axes else None
