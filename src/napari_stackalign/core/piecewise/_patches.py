@@ -55,6 +55,9 @@ FLAG_OUTLIER = 5
 
 #: a patch needs at least this share of template pixels that frames covered
 MIN_VALID_SHARE = 0.5
+#: the sub-pixel step's iterations and the update (px) that ends it (its error is about this squared)
+LK_ITERATIONS = 4
+LK_TOL = 0.005
 #: a refinement that stopped with a last update below this (px) still counts
 LOOSE_TOL = 0.05
 #: the searched part of a patch at the frame's edge must be at least this wide (px)
@@ -164,11 +167,19 @@ class PatchTemplates:
         return r0, c0, lk, search, std, spectrum
 
     def estimate(
-        self, frame: np.ndarray, rigid_shift: tuple[float, float], valid: np.ndarray | None = None
+        self,
+        frame: np.ndarray,
+        rigid_shift: tuple[float, float],
+        valid: np.ndarray | None = None,
+        search: np.ndarray | None = None,
     ) -> PatchEstimate:
         """The residual correction of every patch of ``frame`` (float32, no NaN) whose rigid correction is
         ``rigid_shift`` (dy, dx); ``valid`` (bool, the frame's shape) marks the pixels that hold data
-        (the others are left out of the sub-pixel step)."""
+        (the others are left out of the sub-pixel step). ``search`` (bool, the grid's shape; default all)
+        marks the patches that get the whole-pixel search; the others (already registered to well
+        within a pixel by a previous pass) go straight to the sub-pixel step."""
+        search = np.ones(self.grid.shape, bool) if search is None else np.asarray(search, bool)
+        search = search.reshape(-1)
         weights = None
         if valid is not None and not valid.all():
             m = self.kernel_support
@@ -200,28 +211,32 @@ class PatchTemplates:
                 MIN_SEARCH_SIDE, MIN_VALID_SHARE * sx
             ):
                 continue  # the rigid shift moved the patch (mostly) out of the frame
-            window = frame[iy0 + a0 - k : iy0 + a1 + k, ix0 + b0 - k : ix0 + b1 + k]
-            if (a0, a1, b0, b1) != (0, sy, 0, sx):
-                search = tpl_full[a0:a1, b0:b1]
-                search = cv2.pyrDown(search) if self.coarse else np.ascontiguousarray(search)
+            if search[j]:
+                window = frame[iy0 + a0 - k : iy0 + a1 + k, ix0 + b0 - k : ix0 + b1 + k]
+                if (a0, a1, b0, b1) != (0, sy, 0, sx):
+                    pattern = tpl_full[a0:a1, b0:b1]
+                    pattern = cv2.pyrDown(pattern) if self.coarse else np.ascontiguousarray(pattern)
+                else:
+                    pattern = tpl
+                step = 2 if self.coarse else 1
+                window = cv2.pyrDown(window) if self.coarse else window
+                scores = cv2.matchTemplate(window, pattern, cv2.TM_CCOEFF_NORMED)
+                scores[~np.isfinite(scores)] = -1.0
+                py, px = np.unravel_index(int(np.argmax(scores)), scores.shape)
+                on_edge = py in (0, scores.shape[0] - 1) or px in (0, scores.shape[1] - 1)
+                start = (
+                    iy0 - k + step * (py + _vertex(scores[:, px], py)),
+                    ix0 - k + step * (px + _vertex(scores[py, :], px)),
+                )
             else:
-                search = tpl
-            step = 2 if self.coarse else 1
-            scores = cv2.matchTemplate(cv2.pyrDown(window) if self.coarse else window, search, cv2.TM_CCOEFF_NORMED)
-            scores[~np.isfinite(scores)] = -1.0
-            py, px = np.unravel_index(int(np.argmax(scores)), scores.shape)
-            on_edge = py in (0, scores.shape[0] - 1) or px in (0, scores.shape[1] - 1)
-            start = (
-                iy0 - k + step * (py + _vertex(scores[:, px], py)),
-                ix0 - k + step * (px + _vertex(scores[py, :], px)),
-            )
+                on_edge, start = False, (s0y, s0x)
             iy = min(max(round(start[0]), 0), h - sy)
             ix = min(max(round(start[1]), 0), w - sx)
             local = None
             if weights is not None:
                 near = weights[max(iy0 - k, 0) : iy0 + sy + k, max(ix0 - k, 0) : ix0 + sx + k]
                 local = weights if near.size and near.min() < 1 else None
-            result = lk.refine(frame, start, weights=local)
+            result = lk.refine(frame, start, weights=local, max_iter=LK_ITERATIONS, tol=LK_TOL)
             crops.append(frame[iy : iy + sy, ix : ix + sx])
             spectra.append(spectrum)
             used.append(j)

@@ -23,8 +23,8 @@ import numpy as np
 from ...piecewise_transforms import PiecewiseTransforms
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
+from ..apply import apply_transforms
 from ..apply._remap import remap_frame
-from ..average import average_frames
 from ..checks import check_stack
 from ..pyramid import PyramidOptions, register_pyramid
 from ._grid import patch_grid
@@ -154,7 +154,8 @@ def register_piecewise(
                 else:
                     # later passes measure what the current field leaves, on the frame it registers
                     # (the averaging over each patch shrinks the error by the same factor every pass)
-                    est = patches.estimate(*_registered(chunk[t - start], result, t))
+                    image, no_shift, valid = _registered(chunk[t - start], result, t)
+                    est = patches.estimate(image, no_shift, valid, search=~result.patch_ok[t])
                     total[t] = result.residual[t] + est.residual
                 flag[t], ncc[t], neff[t] = est.flag, est.ncc, est.neff
             report(progress, stop, n_frames, f"patches {stage}")
@@ -187,12 +188,20 @@ def _template_frames(current: PiecewiseTransforms, count: int | None) -> np.ndar
 def _template(
     stack: Any, current: PiecewiseTransforms, frames: np.ndarray, stage: str, progress: ProgressCallback | None
 ) -> np.ndarray:
-    """The average of ``frames`` registered by ``current`` (NaN where none covers), bicubic."""
-
-    def forward(done: int, total: int, _stage: str) -> None:
-        report(progress, done, total, f"template {stage}")
-
-    return average_frames(stack, current, frames=frames, order=3, progress=forward if progress else None).image
+    """The average of ``frames`` registered by ``current`` (bicubic; NaN where none covers)."""
+    total = np.zeros(current.frame_shape)
+    count = np.zeros(current.frame_shape)
+    report(progress, 0, frames.size, f"template {stage}")
+    for start in range(0, frames.size, CHUNK_FRAMES):
+        idx = frames[start : start + CHUNK_FRAMES]
+        chunk = np.stack([np.asarray(stack[int(t)], dtype=np.float32) for t in idx])
+        warped = apply_transforms(chunk, current[idx], order=3, border="nan", failed="apply", workers=1)
+        valid = np.isfinite(warped)
+        total += np.where(valid, warped, 0.0).sum(axis=0)
+        count += valid.sum(axis=0)
+        report(progress, min(start + CHUNK_FRAMES, frames.size), frames.size, f"template {stage}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _registered(frame: np.ndarray, current: PiecewiseTransforms, t: int) -> tuple[np.ndarray, tuple, np.ndarray]:
