@@ -48,3 +48,20 @@ def test_field_matrix_interpolates_and_reproduces_lines():
     assert field_matrix(np.array([5.0]), 9).shape == (9, 1)
     with pytest.raises(ValueError, match="increasing"):
         field_matrix(np.array([3.0, 3.0]), 9)
+
+
+def test_an_outlier_patch_takes_its_neighbours_value():
+    from napari_stackalign.core.piecewise._patches import FLAG_NOT_SIGNIFICANT, FLAG_OUTLIER
+    from napari_stackalign.core.piecewise._regularise import regularise
+
+    residual = np.zeros((4, 5, 2))
+    residual[..., 0] = np.linspace(0, 1, 5)[None, :]  # a smooth ramp
+    residual[1, 2] = (5.0, 0.0)  # one wild patch
+    flag = np.zeros((4, 5), np.uint8)
+    flag[3, 4] = FLAG_NOT_SIGNIFICANT
+    filled, new_flag = regularise(residual, flag, tolerance=2.0)
+    assert new_flag[1, 2] == FLAG_OUTLIER and new_flag[3, 4] == FLAG_NOT_SIGNIFICANT
+    assert np.count_nonzero(new_flag) == 2
+    assert abs(filled[1, 2, 0] - 0.5) < 0.3 and abs(filled[3, 4, 0] - 1.0) < 0.3
+    nothing, _ = regularise(residual, np.full((4, 5), FLAG_NOT_SIGNIFICANT, np.uint8), tolerance=2.0)
+    assert np.all(nothing == 0)

@@ -26,14 +26,19 @@ def regularise(residual: np.ndarray, flag: np.ndarray, tolerance: float) -> tupl
     residual = residual.copy()
     flag = flag.copy()
     good = flag == 0
+    ny, nx = good.shape
+    # the 8 neighbours of every patch, NaN where a neighbour is missing or not trustworthy
+    padded = np.full((ny + 2, nx + 2, 2), np.nan)
+    padded[1:-1, 1:-1] = np.where(good[..., None], residual, np.nan)
+    near = np.stack(
+        [padded[1 + di : 1 + di + ny, 1 + dj : 1 + dj + nx] for di in (-1, 0, 1) for dj in (-1, 0, 1) if di or dj]
+    )
+    count = np.isfinite(near[..., 0]).sum(axis=0)
     outlier = np.zeros_like(good)
-    for i, j in zip(*np.nonzero(good)):
-        block = (slice(max(i - 1, 0), i + 2), slice(max(j - 1, 0), j + 2))
-        near = good[block].copy()
-        near[i - block[0].start, j - block[1].start] = False
-        if near.sum() >= MIN_NEIGHBOURS:
-            median = np.median(residual[block][near], axis=0)
-            outlier[i, j] = np.abs(residual[i, j] - median).max() > tolerance
+    check = good & (count >= MIN_NEIGHBOURS)
+    if check.any():
+        median = np.nanmedian(near[:, check], axis=0)
+        outlier[check] = np.abs(residual[check] - median).max(axis=-1) > tolerance
     flag[outlier] = FLAG_OUTLIER
     good &= ~outlier
     bad = ~good
