@@ -65,3 +65,28 @@ def test_an_outlier_patch_takes_its_neighbours_value():
     assert abs(filled[1, 2, 0] - 0.5) < 0.3 and abs(filled[3, 4, 0] - 1.0) < 0.3
     nothing, _ = regularise(residual, np.full((4, 5), FLAG_NOT_SIGNIFICANT, np.uint8), tolerance=2.0)
     assert np.all(nothing == 0)
+
+
+def test_register_piecewise_signature_matches_the_options():
+    import inspect
+
+    from napari_stackalign.core.piecewise import register_piecewise
+
+    params = inspect.signature(register_piecewise).parameters
+    defaults = PiecewiseOptions.defaults()
+    for name, default in defaults.items():
+        assert name in params, f"register_piecewise lacks the option {name}"
+        assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params[name].default == default, name
+    # every other keyword is not an option: the data, the rigid step, how the work runs, or the options object
+    assert set(params) - set(defaults) == {"stack", "rigid", "rigid_options", "progress", "options"}
+    assert params["options"].default is None
+
+
+def test_cli_flags_come_from_the_options():
+    from napari_stackalign.cli import build_parser
+
+    args = build_parser().parse_args(["register", "-i", "a.tif", "-o", "b.tif", "--piecewise", "--patch-size", "96"])
+    assert args.piecewise and args.patch_size == 96
+    assert args.patch_overlap == PIECEWISE_DEFAULTS.patch_overlap
+    assert args.max_deviation == PIECEWISE_DEFAULTS.max_deviation
