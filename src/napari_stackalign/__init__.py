@@ -54,6 +54,7 @@ from .core.particles import (
     validate_alignment,
     write_picks,
 )
+from .core.piecewise import PiecewiseOptions, register_piecewise
 from .core.pyramid import (
     AlignedStack,
     PyramidOptions,
@@ -74,6 +75,7 @@ from .core.quality import (
 from .core.similarity import SimilarityOptions, register_similarity
 from .core.smoothing import smooth_transforms
 from .io import StackData, read_stack, write_stack
+from .piecewise_transforms import PiecewiseTransforms
 from .transforms import FrameTransforms, NoSignalWarning
 
 __all__ = [
@@ -103,6 +105,10 @@ __all__ = [
     "register_stack_to_file",
     "RegisteredFile",
     "register_pyramid_distributed",
+    # piecewise-rigid (non-rigid) registration
+    "register_piecewise",
+    "PiecewiseOptions",
+    "PiecewiseTransforms",
     # pairwise Fourier-masked averaging
     "register_pairwise",
     "PairwiseOptions",

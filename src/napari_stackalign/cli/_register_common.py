@@ -23,6 +23,7 @@ import tifffile
 
 from ..core.pyramid import PYRAMID_DEFAULTS, PyramidOptions
 from ..parsing import format_downsample_rates, parse_downsample_rates, parse_roi
+from ..piecewise_transforms import PiecewiseTransforms
 from ..transforms import FrameTransforms
 from ._options import options_from_args
 
@@ -180,10 +181,13 @@ def messages(args: argparse.Namespace) -> Callable[..., None]:
     return lambda *a: print(*a, file=sys.stderr)
 
 
-def load_table(path: str | Path, n_frames: int, in_path: Path) -> FrameTransforms:
-    """The saved transform table ``--apply-transforms`` names, checked
-    against the input's frame count."""
-    transforms = FrameTransforms.load(path)
+def load_table(path: str | Path, n_frames: int, in_path: Path) -> FrameTransforms | PiecewiseTransforms:
+    """The saved transform table ``--apply-transforms`` names (a piecewise
+    result for ``.npz``), checked against the input's frame count."""
+    if Path(path).suffix.lower() == ".npz":
+        transforms = PiecewiseTransforms.load(path)
+    else:
+        transforms = FrameTransforms.load(path)
     if len(transforms) != n_frames:
         raise ValueError(
             f"the table {Path(path).name} has {len(transforms)} frames but "

@@ -45,6 +45,7 @@ from ._register_common import (
     summary,
 )
 from ._register_memory import run_in_memory
+from ._register_piecewise import add_piecewise_arguments, run_piecewise, wants_piecewise
 from ._register_stream import add_cluster_arguments, run_streaming, wants_cluster
 from ._safety import add_failed_arguments
 from ._template_from import add_template_from_argument, shared_template
@@ -59,6 +60,8 @@ examples:
   stackalign register -i channel2.tif -o channel2_registered.tif --apply-transforms shifts.csv
   stackalign register -i colloids.tif -o registered.tif --reference previous
   stackalign register -i movie.tif -o registered.tif --reference-frames 10:30
+  stackalign register -i movie.tif -o registered.tif --piecewise --patch-size 64 --patch-overlap 32 \
+      --transforms shifts.csv   # also writes the field to shifts.npz (apply it with --apply-transforms shifts.npz)
 
 The transforms table holds, per frame, the correction (dy, dx) in pixels that moves
 the frame onto the reference; the sample's drift is its negative.
@@ -121,6 +124,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="PATH",
         help="2-D TIFF the size of a frame to register every frame to; selects --reference image.",
     )
+    add_piecewise_arguments(p.add_argument_group("piecewise-rigid (non-rigid) registration"))
     add_cluster_arguments(p.add_argument_group("big files and clusters (streamed; see docs/big-data.md)"))
     p.set_defaults(func=run)
     return p
@@ -234,7 +238,14 @@ def run(args: argparse.Namespace) -> int:
         check_stack(estimate_on, what="registration", min_frames=2)
         options = with_region(options, args.mask, shape[-2:])
         reopen = args.axes is not None or getattr(args, "position", None) is not None
-        if data.lazy or cluster:
+        if wants_piecewise(args):
+            if data.lazy or cluster:
+                raise ValueError(
+                    "--piecewise (or applying a .npz field) works on inputs that fit in memory: this one is "
+                    "streamed (big file or cluster); register it rigidly, or a cropped/shorter part piecewise."
+                )
+            transforms, action = run_piecewise(args, paths, options, data, estimate_on)
+        elif data.lazy or cluster:
             # big input (opened lazily) or a dask cluster: file to file, flat memory
             transforms, action = run_streaming(
                 args, paths, options, channel=channel, n_frames=shape[0], data=data if reopen else None,

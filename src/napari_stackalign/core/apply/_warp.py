@@ -16,11 +16,13 @@ import dask.array as da
 import numpy as np
 
 from ...io import is_dask
+from ...piecewise_transforms import PiecewiseTransforms
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
 from ..checks import CHANNEL_STACK_AXES, STACK_AXES
 from ..workers import default_workers, thread_pool
 from ._options import APPLY_DEFAULTS, BORDERS, ORDERS, ApplyOptions, check_warp_options
+from ._remap import apply_piecewise
 
 __all__ = [
     "FailedFramesWarning",
@@ -211,7 +213,7 @@ def warp_chunk(
 
 def apply_transforms(
     stack: Any,
-    transforms: FrameTransforms,
+    transforms: FrameTransforms | PiecewiseTransforms,
     *,
     order: int = APPLY_DEFAULTS.order,
     border: str = APPLY_DEFAULTS.border,
@@ -231,8 +233,10 @@ def apply_transforms(
     stack : array-like, shape (T, Y, X) or (T, C, Y, X)
         Numpy array, memmap, h5py dataset or dask array. With a channel axis
         every channel of frame ``t`` gets transform ``t``.
-    transforms : FrameTransforms
-        One transform per frame (``len(transforms) == T``).
+    transforms : FrameTransforms or PiecewiseTransforms
+        One transform per frame (``len(transforms) == T``). A
+        :class:`~napari_stackalign.PiecewiseTransforms` (rigid plus residual
+        field) is applied with one ``cv2.remap`` per frame instead.
     order : {0, 1, 3}
         Interpolation: nearest, bilinear (default) or bicubic.
     border : {"constant", "nan", "edge", "reflect"}
@@ -279,6 +283,8 @@ def apply_transforms(
             "use transforms estimated on a stack with the same number of frames."
         )
     out_dtype = result_dtype(np.dtype(stack.dtype), opts.border, opts.output_dtype)
+    if isinstance(transforms, PiecewiseTransforms):
+        return apply_piecewise(stack, transforms, opts, out_dtype, out=out, progress=progress)
     mats = applicable_matrices(transforms, tuple(stack.shape[-2:]), opts.failed)
     kwargs = {
         "order": opts.order,

@@ -1,0 +1,289 @@
+"""Sub-pixel shift of every patch of a frame against the template's patch.
+
+Per patch and frame:
+
+1. the patch of the frame is read where the frame's rigid shift puts it, and
+   a search (``cv2.matchTemplate``, normalised correlation; at half
+   resolution for patches of 32 px and more, with a parabola through the
+   peak) over ``+/- max_deviation`` px finds the best match (at the frame's
+   edge, with the part of the patch whose search range lies inside the
+   frame); a peak on the search bound is flagged;
+2. the pyramid's sub-pixel step refines it (inverse-compositional
+   Gauss-Newton with a gain and an offset, Lagrange interpolation of the
+   frame: :class:`~napari_stackalign.core.pyramid._lucas_kanade.LKTemplate`),
+   straight from the raw frame at rigid + residual shift, so the frame is not
+   resampled twice;
+3. the peak's significance is tested like a whole frame's in
+   :mod:`~napari_stackalign.core.pyramid._trust`:
+   ``z = atanh(r) sqrt(neff - 3)``, with ``neff`` the correlation's effective
+   number of independent pixels (Bartlett, from the template patch's power
+   spectrum and the frame patch's spectrum made isotropic).
+
+Shift convention inside: ``s`` with ``frame[p + s] ~ template_patch[p]``
+(patch coordinates); the residual correction is ``s_rigid - s``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from ..pyramid._lucas_kanade import KERNELS, LKTemplate
+from ..pyramid._trust import leave_one_out
+from ._grid import PatchGrid
+
+__all__ = [
+    "FLAG_AT_BOUND",
+    "FLAG_FAILED",
+    "FLAG_NOT_SIGNIFICANT",
+    "FLAG_OUTLIER",
+    "FLAG_UNUSABLE",
+    "PatchEstimate",
+    "PatchTemplates",
+    "patch_significance",
+]
+
+FLAG_UNUSABLE = 1
+FLAG_NOT_SIGNIFICANT = 2
+FLAG_AT_BOUND = 3
+FLAG_FAILED = 4
+FLAG_OUTLIER = 5
+
+#: a patch needs at least this share of template pixels that frames covered
+MIN_VALID_SHARE = 0.5
+#: the sub-pixel step's iterations and the update (px) that ends it (its error is about this squared)
+LK_ITERATIONS = 4
+LK_TOL = 0.005
+#: a refinement that stopped with a last update below this (px) still counts
+LOOSE_TOL = 0.05
+#: the searched part of a patch at the frame's edge must be at least this wide (px)
+MIN_SEARCH_SIDE = 16
+#: patches at least this large (px) are searched at half resolution first
+COARSE_SEARCH_FROM = 32
+
+
+class PatchEstimate(NamedTuple):
+    """One frame's patches (ny, nx): residual (.., 2), flag (uint8, significance not tested yet),
+    correlation ``r`` of the refined match and its effective pixel count ``neff``."""
+
+    residual: np.ndarray
+    flag: np.ndarray
+    ncc: np.ndarray
+    neff: np.ndarray
+
+
+def patch_significance(ncc: np.ndarray, neff: np.ndarray, in_template: np.ndarray, template_size: int) -> np.ndarray:
+    """``z`` of every patch of every frame, (T, ny, nx) (NaN: unknown).
+
+    As :func:`~napari_stackalign.core.pyramid._trust.significance`, patch by
+    patch: a frame averaged into the template correlates with it through its
+    own noise, so its ``r`` is first corrected to the correlation with the
+    template without it (:func:`~napari_stackalign.core.pyramid._trust.leave_one_out`,
+    ``sigma`` per patch the mean correlation of the template's frames).
+    """
+    r = np.array(ncc, dtype=np.float64)
+    member = np.asarray(in_template, bool)
+    if member.any() and template_size > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a patch no frame could use: NaN
+            sigma = np.nanmean(np.clip(r[member], 0.0, 1.0), axis=0)
+        for i, j in np.ndindex(*sigma.shape):
+            if np.isfinite(sigma[i, j]):
+                r[member, i, j] = leave_one_out(r[member, i, j], template_size, float(sigma[i, j]))
+    with np.errstate(invalid="ignore"):
+        fisher = np.arctanh(np.clip(r, -0.999999, 0.999999))
+        return fisher * np.sqrt(np.maximum(np.asarray(neff, dtype=np.float64) - 3.0, 0.0))
+
+
+def _rings(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ring index of every ``rfft2`` frequency of a ``shape`` patch, the
+    order that sorts the frequencies by ring, and where each ring starts in it."""
+    fy = np.fft.fftfreq(shape[0])[:, None]
+    fx = np.fft.rfftfreq(shape[1])[None, :]
+    rings = np.rint(np.hypot(fy, fx) * max(shape)).astype(int).ravel()
+    order = np.argsort(rings, kind="stable")
+    starts = np.searchsorted(rings[order], np.arange(rings.max() + 1))
+    return rings, order, starts
+
+
+class PatchTemplates:
+    """The template's patches, ready for :meth:`estimate`.
+
+    Parameters
+    ----------
+    template : ndarray (Y, X)
+        The template (NaN where no frame covered it).
+    grid : PatchGrid
+        The patches.
+    max_deviation : float
+        Search range (px) around the rigid shift.
+    kernel : str
+        Interpolation of the sub-pixel step.
+    """
+
+    def __init__(self, template: np.ndarray, grid: PatchGrid, max_deviation: float, kernel: str) -> None:
+        image = np.asarray(template, dtype=np.float32)
+        valid = np.isfinite(image)
+        image = np.where(valid, image, np.float32(0))
+        self.grid = grid
+        self.max_deviation = float(max_deviation)
+        self.search = math.ceil(max_deviation)
+        self.kernel_support = KERNELS[kernel]
+        self.size = grid.size
+        self._rings, self._order, self._starts = _rings(self.size)
+        self._counts = np.maximum(np.bincount(self._rings), 1)
+        # the whole-pixel search runs at half resolution on patches this large
+        self.coarse = min(self.size) >= COARSE_SEARCH_FROM
+        sy, sx = self.size
+        self.patches: list[tuple[int, int, LKTemplate, np.ndarray, np.ndarray, np.ndarray] | None] = []
+        for r0 in grid.row_starts:
+            for c0 in grid.col_starts:
+                self.patches.append(
+                    self._prepare(
+                        image[r0 : r0 + sy, c0 : c0 + sx], valid[r0 : r0 + sy, c0 : c0 + sx], int(r0), int(c0), kernel
+                    )
+                )
+
+    def _prepare(self, patch: np.ndarray, valid: np.ndarray, r0: int, c0: int, kernel: str):
+        """(r0, c0, LK template, search template, standardised patch, power spectrum) or None for an
+        unusable patch."""
+        if valid.mean() < MIN_VALID_SHARE:
+            return None
+        mean = float(patch[valid].mean())
+        std = patch - np.float32(mean)
+        std[~valid] = 0
+        sd = float(np.sqrt(np.mean(std[valid].astype(np.float64) ** 2)))
+        if not sd > 0:
+            return None
+        std = np.ascontiguousarray(std / np.float32(sd))
+        spectrum = np.abs(np.fft.rfft2(std)) ** 2
+        spectrum[0, 0] = 0
+        lk = LKTemplate(std, None if valid.all() else valid, kernel=kernel)
+        search = cv2.pyrDown(std) if min(std.shape) >= COARSE_SEARCH_FROM else std
+        return r0, c0, lk, search, std, spectrum
+
+    def estimate(
+        self,
+        frame: np.ndarray,
+        rigid_shift: tuple[float, float],
+        valid: np.ndarray | None = None,
+        search: np.ndarray | None = None,
+    ) -> PatchEstimate:
+        """The residual correction of every patch of ``frame`` (float32, no NaN) whose rigid correction is
+        ``rigid_shift`` (dy, dx); ``valid`` (bool, the frame's shape) marks the pixels that hold data
+        (the others are left out of the sub-pixel step). ``search`` (bool, the grid's shape; default all)
+        marks the patches that get the whole-pixel search; the others (already registered to well
+        within a pixel by a previous pass) go straight to the sub-pixel step."""
+        search = np.ones(self.grid.shape, bool) if search is None else np.asarray(search, bool)
+        search = search.reshape(-1)
+        weights = None
+        if valid is not None and not valid.all():
+            m = self.kernel_support
+            weights = cv2.erode(
+                valid.astype(np.uint8),
+                np.ones((2 * m + 1, 2 * m + 1), np.uint8),
+                borderType=cv2.BORDER_CONSTANT,
+                borderValue=0,
+            ).astype(np.float32)
+        ny, nx = self.grid.shape
+        n = ny * nx
+        residual = np.zeros((n, 2))
+        flag = np.full(n, FLAG_UNUSABLE, np.uint8)
+        ncc = np.full(n, np.nan)
+        sy, sx = self.size
+        h, w = frame.shape
+        k = self.search
+        crops, spectra, used = [], [], []
+        for j, entry in enumerate(self.patches):
+            if entry is None:
+                continue
+            r0, c0, lk, tpl, tpl_full, spectrum = entry
+            s0y, s0x = r0 - rigid_shift[0], c0 - rigid_shift[1]
+            iy0, ix0 = round(s0y), round(s0x)
+            # the part of the patch whose whole search range lies inside the frame
+            a0, a1 = max(0, k - iy0), min(sy, h - k - iy0)
+            b0, b1 = max(0, k - ix0), min(sx, w - k - ix0)
+            if a1 - a0 < max(MIN_SEARCH_SIDE, MIN_VALID_SHARE * sy) or b1 - b0 < max(
+                MIN_SEARCH_SIDE, MIN_VALID_SHARE * sx
+            ):
+                continue  # the rigid shift moved the patch (mostly) out of the frame
+            if search[j]:
+                window = frame[iy0 + a0 - k : iy0 + a1 + k, ix0 + b0 - k : ix0 + b1 + k]
+                if (a0, a1, b0, b1) != (0, sy, 0, sx):
+                    pattern = tpl_full[a0:a1, b0:b1]
+                    pattern = cv2.pyrDown(pattern) if self.coarse else np.ascontiguousarray(pattern)
+                else:
+                    pattern = tpl
+                step = 2 if self.coarse else 1
+                window = cv2.pyrDown(window) if self.coarse else window
+                scores = cv2.matchTemplate(window, pattern, cv2.TM_CCOEFF_NORMED)
+                scores[~np.isfinite(scores)] = -1.0
+                py, px = np.unravel_index(int(np.argmax(scores)), scores.shape)
+                on_edge = py in (0, scores.shape[0] - 1) or px in (0, scores.shape[1] - 1)
+                start = (
+                    iy0 - k + step * (py + _vertex(scores[:, px], py)),
+                    ix0 - k + step * (px + _vertex(scores[py, :], px)),
+                )
+            else:
+                on_edge, start = False, (s0y, s0x)
+            iy = min(max(round(start[0]), 0), h - sy)
+            ix = min(max(round(start[1]), 0), w - sx)
+            local = None
+            if weights is not None:
+                near = weights[max(iy0 - k, 0) : iy0 + sy + k, max(ix0 - k, 0) : ix0 + sx + k]
+                local = weights if near.size and near.min() < 1 else None
+            result = lk.refine(frame, start, weights=local, max_iter=LK_ITERATIONS, tol=LK_TOL)
+            crops.append(frame[iy : iy + sy, ix : ix + sx])
+            spectra.append(spectrum)
+            used.append(j)
+            ncc[j] = result.ncc
+            if result.failed or not (result.converged or result.step < LOOSE_TOL):
+                flag[j] = FLAG_FAILED
+                residual[j] = (s0y - start[0], s0x - start[1])
+                continue
+            residual[j] = (s0y - result.shift[0], s0x - result.shift[1])
+            if on_edge or np.abs(residual[j]).max() > self.max_deviation + 0.5:
+                flag[j] = FLAG_AT_BOUND
+            else:
+                flag[j] = 0
+        neff = np.full(n, np.nan)
+        if used:
+            neff[used] = self._effective_pixels(np.stack(crops), np.stack(spectra))
+        return PatchEstimate(
+            residual.reshape(ny, nx, 2), flag.reshape(ny, nx), ncc.reshape(ny, nx), neff.reshape(ny, nx)
+        )
+
+    def _effective_pixels(self, crops: np.ndarray, template_spectra: np.ndarray) -> np.ndarray:
+        """Bartlett's effective pixel count of each patch's correlation (see
+        :meth:`~napari_stackalign.core.pyramid._engine.PyramidEstimator.effective_pixels`):
+        the frame patch's spectrum is made isotropic (geometric mean over
+        each ring, times ``exp(euler_gamma)``), so the signal's own peaks barely count."""
+        crops = crops.astype(np.float64)
+        crops -= crops.mean(axis=(1, 2), keepdims=True)
+        spec_f = np.abs(np.fft.rfft2(crops)) ** 2
+        logs = np.log(np.maximum(spec_f.reshape(len(crops), -1), 1e-30))[:, self._order]
+        # sums over each ring (no BLAS: a matrix product here is slow on a loaded machine)
+        logs = np.add.reduceat(logs, self._starts, axis=1)
+        ring_level = np.exp(logs / self._counts + np.euler_gamma)
+        spec_n = ring_level[:, self._rings]
+        spec_n[:, 0] = 0
+        var_t = template_spectra.reshape(len(crops), -1).sum(axis=1)
+        var_n = spec_n.sum(axis=1)
+        cross = (template_spectra.reshape(len(crops), -1) * spec_n).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((var_t > 0) & (var_n > 0) & (cross > 0), var_t * var_n / cross, np.nan)
+
+
+def _vertex(values: np.ndarray, i: int) -> float:
+    """Sub-pixel offset (within +/- 0.5) of a parabola through the peak at ``i`` and its neighbours."""
+    if i <= 0 or i >= values.size - 1:
+        return 0.0
+    left, centre, right = float(values[i - 1]), float(values[i]), float(values[i + 1])
+    den = left - 2 * centre + right
+    if not den < 0:
+        return 0.0
+    return float(np.clip(0.5 * (left - right) / den, -0.5, 0.5))
