@@ -4,9 +4,9 @@ Each widget's parameter form is an :class:`OptionsForm`: one magicgui value
 widget per option, whose default, range, choices, label and tooltip come from
 the method's :class:`~napari_stackalign.core.options.Options` class (the same
 place the API and the command line read them). The form remembers the user's
-last values between sessions the way magicgui's ``persist=True`` does (the
-container's ``_dump`` / ``_load``, to a file under magicgui's user cache
-folder); layers are never stored.
+last values between sessions the way magicgui's ``persist=True`` does (read
+back with the container's ``_load``, from a file under magicgui's user cache
+folder, in the format of its ``_dump``); layers are never stored.
 
 Layer pickers are magicgui's napari layer types (:func:`layer_picker`): napari
 fills them from the viewer and refreshes them when layers are added, renamed,
@@ -15,6 +15,7 @@ reordered or removed (it calls the dock widget's ``reset_choices``).
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,20 @@ class OptionsForm(Container):
         return [w for w in self if hasattr(w, "value")]
 
     def _save(self, *_: Any) -> None:
+        """Keep every value now, in the file format of magicgui's ``persist`` (its ``_dump`` waits a moment
+        in a thread; a form is saved at once so that a widget opened right after finds the values)."""
+        record = {}
+        for name, value in self.values().items():
+            try:
+                record[name] = pickle.dumps(value)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                continue
+        path = self.settings_path
         try:
-            self._dump(self.settings_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(path.name + ".part")
+            part.write_bytes(pickle.dumps(record))
+            part.replace(path)
         except OSError:  # a read-only home: the form still works, it just forgets
             return
 

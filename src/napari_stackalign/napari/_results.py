@@ -66,7 +66,9 @@ class ResultsRow(QWidget):
         self.viewer = viewer
         self.key = key
         self.policy = ComboBox(
-            value=REPLACE, choices=(REPLACE, KEEP), label="Each run",
+            value=REPLACE,
+            choices=(REPLACE, KEEP),
+            label="Each run",
             tooltip="Replace the layers of the previous run on the same input, or keep them next to the new ones.",
         )
         self.compare_button = QPushButton("Compare with input")
@@ -163,4 +165,3 @@ class ResultsRow(QWidget):
         QApplication.clipboard().setText(text)
         show_info(f"The {'command' if what == 'command' else 'Python code'} is on the clipboard.")
         return text
-

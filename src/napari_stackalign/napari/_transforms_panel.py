@@ -98,7 +98,8 @@ class TransformsPanel(QGroupBox):
         self.save_table_button.clicked.connect(self._on_save_table)
         self.load_table_button.clicked.connect(self._on_load_table)
         self.apply_to = Select(
-            choices=self._candidate_names, label="Apply to",
+            choices=self._candidate_names,
+            label="Apply to",
             tooltip="Layers with the same number and size of frames (e.g. other channels).",
         )
         self.apply_to.native.setMaximumHeight(90)
