@@ -175,7 +175,15 @@ class OptionsForm(Container):
         return {name: convert.get(name, lambda v: v)(values[name]) for name in self.option_names}
 
 
-def layer_picker(annotation: Any, name: str, label: str, tip: str, *, nullable: bool = False) -> Widget:
+def layer_picker(
+    annotation: Any,
+    name: str,
+    label: str,
+    tip: str,
+    *,
+    nullable: bool = False,
+    accept: Callable[[Any], bool] | None = None,
+) -> Widget:
     """A magicgui napari layer combo box (it follows the viewer's layers).
 
     Parameters
@@ -186,5 +194,12 @@ def layer_picker(annotation: Any, name: str, label: str, tip: str, *, nullable: 
         Field name, label and tooltip.
     nullable : bool
         Offer "no layer" (the value None) as the first entry.
+    accept : callable, optional
+        ``accept(layer) -> bool``: offer only these layers of the type (e.g. time series, not 2-D images).
     """
-    return create_widget(annotation=annotation, name=name, label=label, options={"nullable": nullable, "tooltip": tip})
+    options: dict[str, Any] = {"nullable": nullable, "tooltip": tip}
+    if accept is not None:
+        from napari.utils._magicgui import get_layers  # the choices napari gives its layer types
+
+        options["choices"] = lambda gui: [layer for layer in get_layers(gui) if accept(layer)]
+    return create_widget(annotation=annotation, name=name, label=label, options=options)

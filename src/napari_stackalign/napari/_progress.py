@@ -64,10 +64,16 @@ def describe_time_left(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of a run: the core's name for it (a prefix) and its share of the work."""
+    """One stage of a run: the core's name for it (a prefix) and its share of the work.
+
+    ``whole_run_count``: the stage's ``done / total`` already counts over all
+    its passes (similarity's bar), so a ``"pass k of n"`` in its name is not
+    split again.
+    """
 
     key: str
     weight: float = 1.0
+    whole_run_count: bool = False
 
 
 class OverallProgress:
@@ -105,7 +111,8 @@ class OverallProgress:
         weights = [s.weight for s in self.stages]
         whole = sum(weights) or 1.0
         within = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
-        within = ((k - 1) + within) / n
+        if not self.stages[index].whole_run_count:
+            within = ((k - 1) + within) / n
         fraction = (sum(weights[:index]) + weights[index] * within) / whole
         self.fraction = max(self.fraction, min(fraction, 1.0))
         return self.fraction

@@ -118,11 +118,13 @@ class ResultsRow(QWidget):
         self._runs[input_name] = run_id
         return run_id
 
-    def add_layers(self, input_name: str, layers: Sequence[tuple[Any, dict]], *, compare_with: int = 0) -> list[Any]:
+    def add_layers(
+        self, input_name: str, layers: Sequence[tuple[Any, dict]], *, compare_with: int | None = 0
+    ) -> list[Any]:
         """Add a run's layers (``(data, kwargs)`` each, as ``viewer.add_image`` takes them).
 
         Each gets the run id in ``metadata["stackalign"]``; the layer at
-        ``compare_with`` becomes the one "Compare with input" opens.
+        ``compare_with`` becomes the one "Compare with input" opens (None: none of them, e.g. a 2-D average).
         """
         run_id = self.new_run(input_name)
         added = []
@@ -131,7 +133,7 @@ class ResultsRow(QWidget):
             block["run_id"] = run_id
             kwargs = dict(kwargs, metadata={**kwargs.get("metadata", {}), "stackalign": block})
             added.append(self.viewer.add_image(data, **kwargs))
-        if added:
+        if added and compare_with is not None:
             self.pair = (input_name, added[compare_with].name)
             self.compare_button.setEnabled(True)
         return added

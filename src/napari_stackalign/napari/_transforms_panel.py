@@ -2,7 +2,8 @@
 
 A summary line, a plot of the transforms (drift, or angle / scale / shift),
 buttons that save and load the table, and a list of other layers (same frame
-count and frame size, never the input itself) that get the same transforms.
+count and frame size; never the input itself, nor a layer a run made) that get
+the same transforms.
 The list is a magicgui ``Select`` of layer names, refreshed with the widget's
 layer pickers.
 """
@@ -130,6 +131,8 @@ class TransformsPanel(QGroupBox):
                 continue
             if int(layer.data.shape[0]) != n or (source is not None and same_layer(layer, source)):
                 continue
+            if (dict(layer.metadata).get("stackalign") or {}).get("run_id"):
+                continue  # a result of a run: already corrected
             if shape and tuple(layer.data.shape[-2:]) != tuple(shape):
                 continue
             names.append(layer.name)
