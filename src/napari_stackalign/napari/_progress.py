@@ -25,7 +25,7 @@ STAGE_WORDS = {
     "average": "Averaging the registered frames",
     "similarity": "Measuring rotation, scale and shift",
     "mean template": "Building the mean template",
-    "mean image": "Computing the mean images",
+    "mean image": "Computing the mean image",
     "correlation": "Comparing each frame with the mean",
     "residual motion": "Measuring the motion left",
     "track": "Tracking the particles",
@@ -47,7 +47,12 @@ def _split(stage: str) -> tuple[str, int, int]:
 def stage_words(stage: str) -> str:
     """A core stage name as a sentence for users, e.g. ``"template 2/3"`` -> ``"Refining the template (pass 2 of 3)"``."""
     key, k, n = _split(stage)
-    words = STAGE_WORDS.get(key) or STAGE_WORDS.get(key.split()[0] if key else key) or key.capitalize()
+    known = [name for name in STAGE_WORDS if key == name or key.startswith(name + " ")]
+    if known:
+        name = max(known, key=len)  # "mean template" before "mean"
+        words = STAGE_WORDS[name] + key[len(name) :]
+    else:
+        words = key[:1].upper() + key[1:]
     return f"{words} (pass {k} of {n})" if n > 1 else words
 
 

@@ -58,10 +58,13 @@ class ResultsRow(QWidget):
     viewer : napari.Viewer
         The viewer the results go to.
     key : str
-        The widget's name (the replace-or-keep choice is remembered per widget).
+        The widget's name.
+    scripting : bool
+        Show "Compare with input" and the command / Python of the last run
+        (False for widgets whose results are views, like Compare's).
     """
 
-    def __init__(self, viewer: Any, key: str, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: Any, key: str, *, scripting: bool = True, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.key = key
@@ -96,8 +99,13 @@ class ResultsRow(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(policy_row)
-        layout.addLayout(buttons)
-        layout.addWidget(self.recipe_view)
+        if scripting:
+            layout.addLayout(buttons)
+            layout.addWidget(self.recipe_view)
+        else:
+            for widget in (self.compare_button, self.copy_command_button, self.copy_python_button, self.recipe_view):
+                widget.setParent(self)
+                widget.hide()
         #: the last run's recipe
         self.recipe: Recipe | None = None
         #: input name and the name of the result to compare it with
