@@ -16,7 +16,7 @@ from typing import Any
 
 from ..parsing import format_downsample_rates
 
-__all__ = ["Recipe", "layer_source", "pyramid_recipe", "similarity_recipe"]
+__all__ = ["Recipe", "layer_source", "pyramid_recipe", "similarity_recipe", "trajectories_recipe"]
 
 #: what the command and the snippet read when the layer has no file
 PLACEHOLDER_INPUT = "INPUT.tif"
@@ -158,5 +158,49 @@ def similarity_recipe(layer: Any, options: Any, *, channel: int | None, mode: st
         f"stack = sa.read_stack({path!r}).data\n"
         f"transforms = {_call('sa.register_similarity', 'stack', keywords)}\n"
         f"average = sa.average_frames(stack, transforms, mode={mode!r})\n"
+    )
+    return Recipe(shlex.join(argv), python, tuple(notes))
+
+
+# ------------------------------------------------------------ trajectories
+def trajectories_recipe(
+    image: Any, tracks_layer: Any, options: Any, *, particles: list[int], holdout: list[int], statistic: str
+) -> Recipe:
+    """The command and the Python of a particle correction of ``image`` from ``tracks_layer``'s tracks.
+
+    The Python starts from the tracks (their CSV, when the layer was loaded
+    from one); the command line starts one step earlier, from the picks, and
+    tracks them again.
+    """
+    path, notes = _input(image)
+    block = dict(tracks_layer.metadata).get("stackalign") or {}
+    tracks_csv = block.get("loaded_from")
+    if not tracks_csv:
+        tracks_csv = "TRACKS.csv"
+        notes.append(
+            f"save the tracks of layer {tracks_layer.name!r} as TRACKS.csv (ParticleTracks.to_csv) for the Python; "
+            "the command starts from the picks saved in the Particles widget (PICKS.csv)"
+        )
+    argv = [
+        "stackalign", "track", "-i", path, "--picks", "PICKS.csv", "-o", _stem(path) + "_aligned.tif",
+        "--transforms", _stem(path) + "_transforms.csv", "--particles", ",".join(str(p) for p in particles),
+        "--min-particles", str(options.min_particles), "--interpolation", options.interpolation,
+        "--reference-frame", str(options.reference_frame), "--statistic", statistic,
+    ]
+    if holdout:
+        argv += ["--holdout", ",".join(str(p) for p in holdout)]
+    if not options.allow_rotation:
+        argv.append("--no-rotation")
+    keywords = {
+        "particles": list(particles), "allow_rotation": options.allow_rotation,
+        "min_particles": options.min_particles, "reference_frame": options.reference_frame,
+        "interpolation": options.interpolation, "weighted": options.weighted, "iterations": options.iterations,
+    }
+    python = (
+        "import napari_stackalign as sa\n\n"
+        f"stack = sa.read_stack({path!r}).data\n"
+        f"tracks = sa.ParticleTracks.from_csv({str(tracks_csv)!r})\n"
+        f"transforms = {_call('sa.rigid_from_tracks', 'tracks', keywords)}\n"
+        "aligned = sa.apply_transforms(stack, transforms)\n"
     )
     return Recipe(shlex.join(argv), python, tuple(notes))
