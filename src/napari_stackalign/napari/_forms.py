@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox, Widget, create_widget
+from qtpy.QtWidgets import QComboBox
 
 from ..core.options import Options
 
 __all__ = ["OptionsForm", "layer_picker", "settings_dir", "tooltip"]
 
+#: the width of a layer picker, in characters (longer names are elided, the list shows them whole)
+PICKER_CHARACTERS = 14
 #: upper end of an integer box whose option has no maximum
 INT_CAP = 10_000_000
 #: upper end of a number box whose option has no maximum
@@ -202,4 +205,8 @@ def layer_picker(
         from napari.utils._magicgui import get_layers  # the choices napari gives its layer types
 
         options["choices"] = lambda gui: [layer for layer in get_layers(gui) if accept(layer)]
-    return create_widget(annotation=annotation, name=name, label=label, options=options)
+    picker = create_widget(annotation=annotation, name=name, label=label, options=options)
+    # long layer names ("pc12 registered (pyramid, smoothed 7/2)") must not widen the dock
+    picker.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    picker.native.setMinimumContentsLength(PICKER_CHARACTERS)
+    return picker

@@ -151,7 +151,10 @@ def _settings(opts: SimilarityOptions, channel: int | None) -> list[str]:
 
 
 def _range_box(name: str, limits: tuple[float, float], value: float, step: float, tip: str) -> Any:
-    return FloatSpinBox(name=name, label="", value=value, min=limits[0], max=limits[1], step=step, tooltip=tip)
+    """One end of the angle or scale range ("angle_min" is labelled "Angle from")."""
+    what, end = name.split("_")
+    label = f"{what.capitalize()} {'from' if end == 'min' else 'to'}"
+    return FloatSpinBox(name=name, label=label, value=value, min=limits[0], max=limits[1], step=step, tooltip=tip)
 
 
 class SimilarityWidget(ScrollingDock):
