@@ -119,3 +119,45 @@ def test_the_copied_command_and_python_give_the_widgets_transforms(
     exec(python, scope)  # noqa: S102 - the snippet the widget offers to copy
     assert scope["transforms"].allclose(ours, atol=1e-9)
     np.testing.assert_array_equal(scope["registered"], viewer.layers[-1].data)
+
+
+def test_a_widget_docked_again_finds_the_users_last_settings(make_napari_viewer, qtbot, dock):
+    viewer = make_napari_viewer()
+    first = dock(viewer, "Pyramid registration")
+    first.form.set_values(num_frames=25, iterate=3, smooth=True, downsample_rates="1/4, 1/2, 1")
+    viewer.window.remove_dock_widget(first)
+    again = dock(viewer, "Pyramid registration")
+    assert again is not first
+    assert again.options() == PyramidOptions(
+        num_frames=25, iterate=3, smooth=True, downsample_rates=(0.25, 0.5, 1.0)
+    )
+    assert again.form.window_length.enabled  # the restored switch set the dependent fields too
+
+
+def test_similarity_copied_command_and_python_give_the_widgets_transforms(
+    make_napari_viewer, qtbot, wait_run, dock, tmp_path, monkeypatch
+):
+    from napari_stackalign.synthetic import make_stack as make
+
+    motion = FrameTransforms(
+        dy=[1.0, -1.0, 0.0, 2.0, 0.5, -2.0], dx=[-2.0, 1.0, 0.0, 1.5, 2.0, -1.0],
+        angle=[4.0, -3.0, 0.0, 6.0, -5.0, 2.0], center=(39.5, 47.5),
+    )
+    stack, _ = make("texture", n_frames=6, shape=(80, 96), motion=motion, snr=10, seed=3)
+    path = tmp_path / "cells.tif"
+    tifffile.imwrite(path, stack)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin="napari-stackalign")
+    widget = dock(viewer, "Similarity stacking")
+    widget.layer.value = layer
+    widget.form.set_values(limit_angle=True, angle_min=-20.0, angle_max=20.0, template="first frame")
+    wait_run(widget, widget._on_run())
+    ours = widget.transforms
+    argv = shlex.split(widget.results.copy("command"))
+    assert argv[:2] == ["stackalign", "stack"] and "--angle-range" in argv
+    monkeypatch.chdir(tmp_path)
+    assert stackalign([*argv[1:], "-q"]) == 0
+    assert FrameTransforms.load(argv[argv.index("--log") + 1]).allclose(ours, atol=1e-9)
+    scope: dict = {}
+    exec(widget.results.copy("python"), scope)  # noqa: S102 - the snippet the widget offers to copy
+    assert scope["transforms"].allclose(ours, atol=1e-9)
