@@ -161,3 +161,29 @@ def test_similarity_copied_command_and_python_give_the_widgets_transforms(
     scope: dict = {}
     exec(widget.results.copy("python"), scope)  # noqa: S102 - the snippet the widget offers to copy
     assert scope["transforms"].allclose(ours, atol=1e-9)
+
+
+def test_the_run_row_shows_the_whole_run_in_words(make_napari_viewer, qtbot, wait_run, dock):
+    stack, _ = make_stack("beads", n_frames=40, shape=(96, 96), drift=6, snr=6, seed=5)
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="movie")
+    widget = dock(viewer, "Pyramid registration")
+    widget.form.set_values(num_frames=20, iterate=3)
+    runner = widget.runner
+    seen: list[tuple[int, str]] = []
+    report = runner._on_progress
+
+    def recording(done, total, stage):
+        report(done, total, stage)
+        seen.append((runner.progress_bar.value(), runner.status.text()))
+
+    runner._bridge.progressed.disconnect()
+    runner._bridge.progressed.connect(recording)
+    wait_run(widget, widget.run())
+    assert seen and runner.status.text() == "Done."
+    values = [value for value, _text in seen]
+    assert values == sorted(values)  # one bar for the whole run: it never restarts at 0 for a stage
+    texts = [text for _value, text in seen]
+    assert all("% of the run" in text for text in texts)
+    assert any(text.startswith("Refining the template (pass 2 of 2)") for text in texts)
+    assert not any(":" in text for text in texts)  # no "template 2/2: 64/100"

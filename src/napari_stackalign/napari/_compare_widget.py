@@ -273,6 +273,13 @@ class CompareWidget(ScrollingDock):
         if len(names) >= 2:
             self.set_pair(names[1], names[0])
 
+    def parameters(self) -> dict[str, Any]:
+        """The views' and the measurement's settings."""
+        return {
+            "source": self.source.value, "tile": int(self.tile.value), "rate": float(self.rate.value),
+            "common_area": bool(self.common_area.value),
+        }
+
     def _pair(self) -> tuple[Any, Any]:
         a, b = self.layer_a.value, self.layer_b.value
         if a is None or b is None:
