@@ -5,7 +5,8 @@ Not a test (pytest does not collect it). Run it under a display, e.g.::
     xvfb-run -a -s "-screen 0 1600x1000x24" /tmp/venv/bin/python tests/napari/make_pyramid_screenshots.py
 
 It opens the bundled bright-field sample, masks its burned-in label, runs
-the registration, measures before/after quality and writes
+the registration (smoothed), opens Compare with the result's "Compare with
+input" button, measures before/after quality and writes
 ``docs/images/pyramid_widget.png`` and ``docs/images/compare_widget.png``.
 """
 
@@ -50,19 +51,16 @@ def main() -> int:
 
     _dock, pyramid = viewer.window.add_plugin_dock_widget("napari-stackalign", "Pyramid registration")
     pyramid.layer.value = image
-    pyramid.mask_layer.value = "label (ignored)"
-    pyramid.smooth.setChecked(True)
-    pyramid.window_length.setValue(7)
-    pyramid.polyorder.setValue(2)
+    pyramid.mask_layer.value = viewer.layers["label (ignored)"]
+    pyramid.form.set_values(smooth=True, window_length=7, polyorder=2)
     pyramid.run()
     _wait(app, pyramid.runner)
     viewer.dims.set_current_step(0, 16)
     viewer.screenshot(str(OUT / "pyramid_widget.png"), canvas_only=False, flash=False)
 
-    dock, compare = viewer.window.add_plugin_dock_widget("napari-stackalign", "Compare", tabify=True)
-    dock.raise_()
-    compare.layer_a.value = "brightfield"
-    compare.layer_b.value = "brightfield registered"
+    # the result's "Compare with input" button docks Compare on the pair
+    compare = pyramid.results.compare_with_input()
+    app.processEvents()
     compare.measure()
     _wait(app, compare.runner)
     compare.add_difference()

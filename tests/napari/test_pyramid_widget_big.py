@@ -40,7 +40,7 @@ def test_lazy_layer_registers_to_disk(make_napari_viewer, qtbot, lazy_file, dock
     timer.stop()
     gaps = np.diff(ticks)
     assert len(ticks) > 5 and gaps.size  # the event loop kept running during the run
-    out = layer.name + " registered"
+    out = layer.name + " registered (pyramid)"
     reg = viewer.layers[out]
     assert type(reg.data).__module__.startswith("dask")
     expected = register_pyramid(stack)
