@@ -37,7 +37,7 @@ class AxesPlan:
 
     @property
     def channel_axis(self) -> int | None:
-        return 1 if self.out_axes == "TCYX" else None
+        return 1 if self.out_axes in ("TCYX", "TCZYX") else None
 
     def apply(self, array: Any) -> Any:
         """Apply the plan to a numpy or dask array (lazy for dask)."""
@@ -70,13 +70,18 @@ def normalise_axes(axes: str, ndim: int, *, what: str = "axes") -> str:
     return axes
 
 
-def plan_axes(file_axes: str, shape: tuple[int, ...], *, source: str = "the data") -> AxesPlan:
+def plan_axes(
+    file_axes: str, shape: tuple[int, ...], *, source: str = "the data", volumes: bool = False
+) -> AxesPlan:
     """Plan the reordering of ``file_axes`` (one letter per dimension) to frames first.
 
     Letters: ``Y`` and ``X`` are the frame rows and columns; ``C`` (channel)
     or ``S`` (colour sample) is the channel axis; any other letter (``T``,
     ``Z``, ``I``, ``Q``, ...) is a frame-like axis. Axes of length 1 other
-    than Y and X are dropped. Exactly one frame-like axis must remain.
+    than Y and X are dropped. Exactly one frame-like axis must remain, or,
+    with ``volumes``, a time axis and ``Z`` (giving (T, Z, Y, X) or
+    (T, C, Z, Y, X); a ``Z`` without another frame-like axis is then read as
+    the time axis, as before).
 
     Raises
     ------
@@ -111,14 +116,22 @@ def plan_axes(file_axes: str, shape: tuple[int, ...], *, source: str = "the data
             f"{source} is {kind} ({described}), not a time series: registration needs several frames "
             f"{STACK_AXES}. Open a multi-frame file, or a folder of single-frame files.{hint}"
         )
+    if volumes and len(frames) == 2 and any(file_axes[d] == "Z" for d in frames):
+        z = next(d for d in frames if file_axes[d] == "Z")
+        t = next(d for d in frames if d != z)
+        ys, xs = file_axes.index("Y"), file_axes.index("X")
+        order = (t, *channel, z, ys, xs)
+        out_axes = "TCZYX" if channel else "TZYX"
+        return AxesPlan(file_axes=file_axes, squeeze=squeeze, order=order, out_axes=out_axes, frame_dim=t)
     if len(frames) > 1:
         letters = "".join(file_axes[d] for d in frames)
         if "Z" in letters:
             z = next(d for d in frames if file_axes[d] == "Z")
             raise ValueError(
-                f"{source} is a volume over time ({described}): 3-D volumes are not supported. "
-                f"Pick one plane (e.g. z = {shape[z] // 2} of {shape[z]}) or a projection along Z, "
-                f"and save it as a {STACK_AXES} or {CHANNEL_STACK_AXES} stack."
+                f"{source} is a volume over time ({described}): 3-D volumes are not supported as frames. "
+                f"Read it with volumes=True for a (T, Z, Y, X) or (T, C, Z, Y, X) stack to register in 3-D "
+                f"(the CLI's stackalign register does), or Pick one plane (e.g. z = {shape[z] // 2} of "
+                f"{shape[z]}) or a projection along Z and save it as a {STACK_AXES} or {CHANNEL_STACK_AXES} stack."
             )
         raise ValueError(
             f"{source} has {len(frames)} frame-like axes ({described}): only one time axis is supported. "

@@ -17,8 +17,9 @@ or ``"TCZYX"``:
 4. The template is built from *registered* frames, as in 2-D: a seed volume
    (the usable one nearest the middle of the first ``num_frames``), up to 24
    template frames registered to it and averaged, then all template frames
-   registered to that average and averaged again. Shifts are re-expressed so
-   that the template frames are, on average, left in place.
+   registered to that average and averaged again (template building stops
+   one level short of the last, as in 2-D). Shifts are re-expressed so that
+   the template frames are, on average, left in place.
 5. ``iterate`` re-estimates against templates refined from the registered
    frames; the result is one translation per frame, applied once.
 6. Every frame is judged as in 2-D (:func:`~napari_stackalign.core.pyramid._trust.judge`):
@@ -273,7 +274,7 @@ def register_volumes(
             read,
             template_frames,
             VolumeEstimator(template, bound, opts.normalize),
-            n_levels=None,
+            n_levels=coarse,
             progress=progress,
             stage="reference",
             total=total_ref,
