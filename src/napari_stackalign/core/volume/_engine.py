@@ -201,17 +201,32 @@ class VolumeEstimator:
         self.normalize = normalize
 
     def estimate(self, volume: np.ndarray | None, *, n_levels: int | None = None) -> Estimate:
-        """Estimate one prepared volume (from :func:`prepare_volume`; None = unusable)."""
-        nan3 = np.full(3, np.nan)
+        """Estimate one prepared volume (from :func:`prepare_volume`; None = unusable).
+
+        The exhaustive search runs at the first level; when the refinement
+        then loses the match (a wrong coarse peak: the first level is too
+        coarse for this content or noise), the search is made again one level
+        finer, down to the last but one level.
+        """
         if volume is None:
-            return Estimate(nan3, float("nan"), FLAG_UNUSABLE, float("nan"))
+            return Estimate(np.full(3, np.nan), float("nan"), FLAG_UNUSABLE, float("nan"))
+        n_levels = len(self.template.levels) if n_levels is None else n_levels
+        est = self._estimate_from(volume, 0, n_levels)
+        start = 1
+        while est.flags & FLAG_FAILED and start < max(n_levels - 1, 1):
+            est = self._estimate_from(volume, start, n_levels)
+            start += 1
+        return est
+
+    def _estimate_from(self, volume: np.ndarray, start: int, n_levels: int) -> Estimate:
+        """Search at level ``start``, refine at it and every finer level up to ``n_levels``."""
+        nan3 = np.full(3, np.nan)
         levels = self.template.levels
-        n_levels = len(levels) if n_levels is None else n_levels
-        first = levels[0]
+        first = levels[start]
         img0 = downsample(volume, first.factors)
         bound0 = tuple(max(1, int(b // f)) for b, f in zip(self.bound, first.factors))
         bound0 = tuple(min(b, n - 1) for b, n in zip(bound0, img0.shape))
-        s = coarse_search(img0, self.template.images[0], bound0)
+        s = coarse_search(img0, self.template.images[start], bound0)
         if s is None:
             return Estimate(nan3, float("nan"), FLAG_FAILED, float("nan"))
         flags = 0
@@ -219,11 +234,12 @@ class VolumeEstimator:
         step = 0.0
         prev_factors = first.factors
         neff = float("nan")
-        for i in range(n_levels):
+        sampled, box = None, None
+        for i in range(start, n_levels):
             level = levels[i]
             s = s * np.array(prev_factors, float) / np.array(level.factors, float)
             prev_factors = level.factors
-            img = img0 if i == 0 else downsample(volume, level.factors)
+            img = img0 if i == start else downsample(volume, level.factors)
             last = i == n_levels - 1
             result = self._refine(img, i, s, FINE_ITERATIONS if last else COARSE_ITERATIONS, FINE_TOL if last else 0.0)
             if result is None:
