@@ -99,7 +99,7 @@ def run(cases: list[tuple[str, float, int]], n_frames: int, shape: tuple[int, in
                     **err,
                     "over": over,
                     "seconds": seconds,
-                    "ok": int(est.ok.sum()),
+                    "flagged": flagged,
                 }
             )
             print(
