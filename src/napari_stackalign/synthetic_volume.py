@@ -98,6 +98,7 @@ def make_volume_stack(
     drift: np.ndarray | None = None,
     channels: int | None = None,
     density: float = 0.3,
+    amplitude: tuple[float, float, float] = (2.0, 6.0, 6.0),
 ) -> SyntheticVolumes:
     """Volumes over time with known drift.
 
@@ -113,7 +114,8 @@ def make_volume_stack(
     seed : int
         Random seed (scene, drift and noise).
     drift : ndarray (T, 3), optional
-        The motion in voxels; a random walk by default (:func:`random_drift`).
+        The motion in voxels; a random walk by default (:func:`random_drift`
+        within about ``+/- amplitude`` (z, y, x)).
     channels : int, optional
         Make a (T, C, Z, Y, X) stack: channel c is the scene times ``c + 1``
         with its own noise (all move together).
@@ -121,7 +123,7 @@ def make_volume_stack(
     if scene not in SCENES:
         raise ValueError(f"scene must be one of {SCENES}, got {scene!r}.")
     rng = np.random.default_rng(seed)
-    drift = random_drift(n_frames, rng) if drift is None else np.asarray(drift, dtype=np.float64)
+    drift = random_drift(n_frames, rng, amplitude=amplitude) if drift is None else np.asarray(drift, dtype=np.float64)
     if drift.shape != (n_frames, 3):
         raise ValueError(f"drift must have shape ({n_frames}, 3), got {drift.shape}.")
     clean = _beads(shape, drift, rng, density) if scene == "beads" else _texture(shape, drift, rng)
