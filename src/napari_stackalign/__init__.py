@@ -15,6 +15,7 @@ The headless API (no napari or Qt needed). Every registration method returns a
 """
 
 from ._version import __version__
+from ._volume_transforms import VolumeTransforms
 from .core import (
     ApplyOptions,
     AverageOptions,
@@ -83,6 +84,7 @@ __all__ = [
     # the result type and what every method shares
     "FrameTransforms",
     "NoSignalWarning",
+    "VolumeTransforms",
     "FailedFramesWarning",
     "apply_transforms",
     "ApplyOptions",

@@ -85,6 +85,8 @@ def csv_fields(path: Path) -> dict[str, Any]:
             ]
         )
     fields["reason"] = table.texts("reason") if "reason" in table.columns else None
+    if "dz" in table.columns:  # a volume table (VolumeTransforms)
+        fields["dz"] = np.array(table.numbers("dz"), dtype=np.float64)
     fields["center"] = _center(meta["center"], f"{path.name}, the 'center=' comment")
     fields["method"] = str(meta["method"])
     params = meta["params"]
@@ -156,6 +158,8 @@ def dict_fields(data: Any, source: str = "transforms") -> dict[str, Any]:
     }
     if fields["dy"] is None or fields["dx"] is None:
         raise ValueError(f"{source}: 'dy' and 'dx' must be lists of numbers, not null.")
+    if data.get("dz") is not None:  # a volume table (VolumeTransforms)
+        fields["dz"] = _column(data, "dz", np.nan, source)
     ok = data.get("ok")
     if ok is not None:
         if not isinstance(ok, (list, tuple, np.ndarray)):
@@ -191,7 +195,7 @@ def _checked(fields: dict[str, Any], source: str) -> dict[str, Any]:
     """Refuse columns of different lengths here, naming the source (the
     dataclass's own checks would not name it)."""
     n = fields["dy"].size
-    for key in ("dx", "angle", "scale", "quality", "ok", "reason"):
+    for key in ("dz", "dx", "angle", "scale", "quality", "ok", "reason"):
         value = fields.get(key)
         if value is None or isinstance(value, str):
             continue

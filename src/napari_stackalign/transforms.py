@@ -633,7 +633,12 @@ class FrameTransforms:
 
 
 def _build(cls: type, fields: dict[str, Any], source: str) -> FrameTransforms:
-    """``cls(**fields)``, its validation errors prefixed with the file they came from."""
+    """``cls(**fields)``, its validation errors prefixed with the file they came from
+    (a table with a ``dz`` column gives a ``VolumeTransforms``)."""
+    if fields.get("dz") is not None:
+        from ._volume_transforms import VolumeTransforms
+
+        cls = VolumeTransforms
     try:
         return cls(**fields)
     except ValueError as exc:

@@ -127,8 +127,8 @@ def test_empty_stack(tmp_path):
 def test_write_2d_and_volume_refused(tmp_path):
     with pytest.raises(ValueError, match="single 2-D image, not a time series"):
         write_stack(tmp_path / "a.tif", _data((16, 16)))
-    with pytest.raises(ValueError, match="volumes over time are not supported"):
-        write_stack(tmp_path / "a.tif", _data((3, 2, 16, 16)), axes="TZYX")
+    with pytest.raises(ValueError, match="axes must be 'TYX', 'TCYX' or, for volumes over time, 'TZYX' or 'TCZYX'"):
+        write_stack(tmp_path / "a.tif", _data((3, 2, 2, 16, 16)), axes="TZCYX")
     with pytest.raises(ValueError, match="5 dimensions"):
         write_stack(tmp_path / "a.tif", _data((3, 2, 2, 16, 16)))
 
@@ -156,6 +156,6 @@ def test_write_bad_values(tmp_path):
         write_stack(out, _data(), metadata=[1, 2])
     with pytest.raises(ValueError, match="empty"):
         write_stack(out, np.zeros((0, 4, 4), np.uint8))
-    with pytest.raises(ValueError, match="axes must be 'TYX' or 'TCYX'"):
+    with pytest.raises(ValueError, match="axes must be 'TYX', 'TCYX' or"):
         write_stack(out, _data(), axes="YXT")
     assert not out.exists()

@@ -31,9 +31,15 @@ POSITION_AXIS = "P"
 
 
 def open_stack(
-    path: str | Path, args: argparse.Namespace, *, dataset: str | None = None, axes: str | None = None
+    path: str | Path,
+    args: argparse.Namespace,
+    *,
+    dataset: str | None = None,
+    axes: str | None = None,
+    volumes: bool = False,
 ) -> StackData:
     """The input of a run: ``read_stack`` under ``--max-memory``, one position when ``args.position`` says so.
+    ``volumes``: read volumes over time as (T, [C,] Z, Y, X) (see :func:`~napari_stackalign.read_stack`).
 
     Raises
     ------
@@ -44,7 +50,7 @@ def open_stack(
     position = getattr(args, "position", None)
     max_memory = getattr(args, "max_memory", None)
     if not _names_positions(axes):
-        data = read_stack(path, dataset=dataset, axes=axes, max_memory=max_memory)
+        data = read_stack(path, dataset=dataset, axes=axes, max_memory=max_memory, volumes=volumes)
         if POSITION_AXIS not in data.axes:
             if position not in (None, 0):
                 data.close()
@@ -52,7 +58,7 @@ def open_stack(
             return data
         return _one_position(data, position, path)
     try:
-        data = read_stack(path, dataset=dataset, axes=axes, max_memory=max_memory)
+        data = read_stack(path, dataset=dataset, axes=axes, max_memory=max_memory, volumes=volumes)
     except ValueError:
         # this reader does not know the P letter: read the position here
         return _read_position(Path(path), dataset, axes or "", position)

@@ -220,7 +220,9 @@ def summary(
     dy, dx = transforms.dy, transforms.dx
     dtype = np.dtype(dtype)
     print(f"{action} transforms for {len(transforms)} frames ({'x'.join(str(int(n)) for n in shape)}, {dtype})")
-    print(f"correction dy: {dy.min():+.2f} .. {dy.max():+.2f} px, dx: {dx.min():+.2f} .. {dx.max():+.2f} px")
+    dz = getattr(transforms, "dz", None)  # volume transforms
+    z_text = f"dz: {dz.min():+.2f} .. {dz.max():+.2f} planes, " if dz is not None else ""
+    print(f"correction {z_text}dy: {dy.min():+.2f} .. {dy.max():+.2f} px, dx: {dx.min():+.2f} .. {dx.max():+.2f} px")
     if not np.all(transforms.ok):
         bad = np.flatnonzero(~transforms.ok)
         print(

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..core.checks import check_stack
 from ..core.pyramid import PyramidOptions
+from ..core.volume import VOLUME_AXES
 from ..io import StackData, input_formats_help
 from ._batch import add_batch_arguments, record_result
 from ._memory_cap import add_max_memory_argument
@@ -47,6 +48,7 @@ from ._register_common import (
 from ._register_memory import run_in_memory
 from ._register_piecewise import add_piecewise_arguments, run_piecewise, wants_piecewise
 from ._register_stream import add_cluster_arguments, run_streaming, wants_cluster
+from ._register_volume import run_volumes
 from ._safety import add_failed_arguments
 from ._template_from import add_template_from_argument, shared_template
 
@@ -165,13 +167,15 @@ def _add_io_arguments(group: Any) -> None:
         default=None,
         metavar="AXES",
         help="the input's axis order when the file does not say it, e.g. YXT for (rows, cols, frames) "
-        "or TCYX; see `stackalign info`.",
+        "or TCYX; TZYX / TCZYX (or a file that says so, e.g. an ImageJ hyperstack) registers volumes "
+        "over time in 3-D (dz, dy, dx); see `stackalign info`.",
     )
     group.add_argument(
         "--channel",
         type=int,
         default=0,
-        help="for (T, C, Y, X) input: the channel to estimate the motion on (default 0); all channels are corrected.",
+        help="for (T, C, Y, X) or (T, C, Z, Y, X) input: the channel to estimate the motion on (default 0); "
+        "all channels are corrected.",
     )
     group.add_argument("--overwrite", action="store_true", help="replace OUT (and the --transforms file) if it exists.")
     group.add_argument(
@@ -230,7 +234,15 @@ def run(args: argparse.Namespace) -> int:
                 "--reference-frames or --reference-image."
             )
         options = options.replace(reference=template, reference_mode="image")
-    data = read_input(paths.input, dataset=args.dataset, axes=args.axes, args=args)
+    data = read_input(paths.input, dataset=args.dataset, axes=args.axes, args=args, volumes=True)
+    if data.axes in VOLUME_AXES:
+        try:
+            transforms, action = run_volumes(args, paths, options, data, cluster=cluster)
+        finally:
+            data.close()
+        if not args.quiet:
+            summary(transforms, data.shape, data.dtype, paths, action, time.perf_counter() - t0)
+        return 0
     try:
         stack = data.data
         shape, dtype = tuple(int(n) for n in stack.shape), stack.dtype
@@ -262,9 +274,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def read_input(
-    path: Path, *, dataset: str | None, axes: str | None, args: argparse.Namespace | None = None
+    path: Path, *, dataset: str | None, axes: str | None, args: argparse.Namespace | None = None,
+    volumes: bool = False,
 ) -> StackData:
     """``read_stack`` of the input; an axis order the reader had to guess is an error without ``--axes``.
+    ``volumes``: read volumes over time as (T, [C,] Z, Y, X) (see :func:`~napari_stackalign.read_stack`).
 
     Raises
     ------
@@ -275,7 +289,7 @@ def read_input(
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = open_stack(path, args or argparse.Namespace(), dataset=dataset, axes=axes)
+        data = open_stack(path, args or argparse.Namespace(), dataset=dataset, axes=axes, volumes=volumes)
     for w in caught:
         text = str(w.message)
         if axes is None and "no axis labels" in text:

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._volume_transforms import VolumeTransforms
 from ..progress import ProgressCallback, report
 from ..transforms import FrameTransforms
 from .apply import (
@@ -161,7 +162,10 @@ def average_frames(
         (never held in memory whole). Without: an already registered stack,
         where NaN marks pixels a frame does not cover.
     transforms : FrameTransforms, optional
-        Per-frame transforms to apply before averaging.
+        Per-frame transforms to apply before averaging. With
+        :class:`~napari_stackalign.VolumeTransforms` the stack is
+        (T, [C,] Z, Y, X): ``image`` is ([C,] Z, Y, X), ``coverage``
+        (Z, Y, X) and ``crop`` the box ``(z0, z1, y0, y1, x0, x1)``.
     mode : {"full", "crop"}
         See the module docstring.
     frames : array-like of int or bool, optional
@@ -182,6 +186,8 @@ def average_frames(
     FrameAverage
     """
     opts = AverageOptions.from_call(options, locals())
+    if isinstance(transforms, VolumeTransforms):
+        return _average_volumes(stack, transforms, frames, opts, progress)
     n_frames, extra, (h, w) = frames_shape(stack)
     if transforms is not None and len(transforms) != n_frames:
         raise ValueError(
@@ -206,6 +212,21 @@ def average_frames(
         mode=opts.mode,
         n_frames=int(selected.size),
     )
+
+
+def _average_volumes(
+    stack: Any, transforms: VolumeTransforms, frames: Any, opts: AverageOptions, progress: ProgressCallback | None
+) -> FrameAverage:
+    """:func:`average_frames` of a volume stack (see :func:`~napari_stackalign.core.volume._apply.average_volumes`)."""
+    from .volume._apply import average_volumes
+
+    if frames is None and transforms.ok.any():
+        frames = transforms.ok
+    selected = _selected_frames(frames, int(stack.shape[0]))
+    image, coverage, crop = average_volumes(
+        stack, transforms, selected, mode=opts.mode, order=opts.order, progress=progress
+    )
+    return FrameAverage(image=image, coverage=coverage, crop=crop, mode=opts.mode, n_frames=int(selected.size))
 
 
 def _selected_frames(frames: Any, n_frames: int) -> np.ndarray:

@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 from scipy.signal import savgol_filter
 
+from .._volume_transforms import VolumeTransforms
 from ..transforms import FrameTransforms
 
 __all__ = ["DEFAULT_POLYORDER", "DEFAULT_WINDOW_LENGTH", "check_savgol", "check_savgol_settings", "smooth_transforms"]
@@ -62,7 +63,7 @@ def check_savgol(n_frames: int, window_length: int, polyorder: int) -> None:
 def smooth_transforms(
     transforms: FrameTransforms, *, window_length: int = DEFAULT_WINDOW_LENGTH, polyorder: int = DEFAULT_POLYORDER
 ) -> FrameTransforms:
-    """Smooth each per-frame series (dy, dx, angle, scale) over time.
+    """Smooth each per-frame series (dy, dx, angle, scale; dz of volume transforms) over time.
 
     A Savitzky-Golay filter (a moving least-squares polynomial fit, as in the
     reference tool's ``--smooth 1``) keeps slow drift and removes frame-to-frame
@@ -105,7 +106,9 @@ def smooth_transforms(
     scale = np.exp(smooth(np.log(transforms.scale)))
     params = dict(transforms.params)
     params["smoothing"] = {"method": "savgol", "window_length": int(window_length), "polyorder": int(polyorder)}
-    return FrameTransforms(
+    extra = {"dz": smooth(transforms.dz)} if isinstance(transforms, VolumeTransforms) else {}
+    return type(transforms)(
+        **extra,
         dy=smooth(transforms.dy),
         dx=smooth(transforms.dx),
         angle=smooth(transforms.angle),

@@ -75,6 +75,7 @@ def read_stack(
     memory_fraction: float = MEMORY_FRACTION,
     position: int | str | None = None,
     max_memory: int | str | None = None,
+    volumes: bool = False,
 ) -> StackData:
     """Read a time series from a file or a folder of frames (formats: :data:`INPUT_FORMATS`, docs/formats.md).
 
@@ -137,6 +138,13 @@ def read_stack(
         ``LOADED_COPIES`` copies of it (the input and a result of the same
         size) fit beside what the process uses already; otherwise it is
         opened lazily, and streamed by the code that works on it.
+    volumes : bool
+        Read volumes over time (a ``Z`` axis next to the time axis: an ImageJ
+        hyperstack, an OME-TIFF, an HDF5 dataset with ``axes="TZYX"``, ...)
+        as (T, Z, Y, X) or (T, C, Z, Y, X) (``axes`` "TZYX" / "TCZYX"; the
+        Z step is in ``scale``, from ImageJ's ``spacing``). TIFF and HDF5
+        only. Off by default: a volume is then refused, so 2-D code never
+        takes its planes for channels.
 
     Returns
     -------
@@ -198,10 +206,12 @@ def read_stack(
     if suffix in OME_TIFF_SUFFIXES:
         suffix = path.suffix.lower()
     if suffix in HDF5_SUFFIXES:
-        result = read_hdf5(path, dataset=dataset, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
+        result = read_hdf5(
+            path, dataset=dataset, axes=axes, lazy=lazy, memory_fraction=memory_fraction, volumes=volumes
+        )
     elif suffix in TIFF_SUFFIXES:
         _reject_dataset(dataset, path)
-        result = read_tiff(path, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
+        result = read_tiff(path, axes=axes, lazy=lazy, memory_fraction=memory_fraction, volumes=volumes)
     elif suffix in RSCIIO_SUFFIXES:
         result = read_rsciio(path, dataset=dataset, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
     elif suffix in GIF_SUFFIXES:
@@ -368,8 +378,10 @@ def write_stack(
         or one value per axis.
     units : str, optional
         Unit of the pixel size, e.g. ``"µm"`` or ``"nm"``.
-    axes : {"TYX", "TCYX"}, optional
-        Default: ``"TYX"`` for 3-D data, ``"TCYX"`` for 4-D data.
+    axes : {"TYX", "TCYX", "TZYX", "TCZYX"}, optional
+        Default: ``"TYX"`` for 3-D data, ``"TCYX"`` for 4-D data. Volumes
+        over time must be named (``"TZYX"``, ``"TCZYX"``); TIFF writes them
+        as an ImageJ hyperstack (TZCYX order, the Z step as ``spacing``).
     overwrite : bool
         Replace an existing file. Without it, an existing ``path`` is refused.
     force : bool
@@ -498,14 +510,17 @@ def _write_axes(shape: tuple[int, ...], axes: str | None) -> str:
         )
     if axes is None:
         if ndim not in (3, 4):
-            raise ValueError(f"data has {ndim} dimensions: write_stack needs {STACK_AXES} or {CHANNEL_STACK_AXES}.")
+            raise ValueError(
+                f"data has {ndim} dimensions: write_stack needs {STACK_AXES} or {CHANNEL_STACK_AXES}, or volumes "
+                "over time named with axes='TZYX' or 'TCZYX'."
+            )
         axes = "TYX" if ndim == 3 else "TCYX"
     axes = str(axes).upper()
-    if axes not in ("TYX", "TCYX"):
-        hint = " (volumes over time are not supported: pick a plane first)" if "Z" in axes else ""
-        if axes.startswith("P"):
-            hint = " (a multi-position stack: write one position at a time, e.g. stack.position(p))"
-        raise ValueError(f"axes must be 'TYX' or 'TCYX', got {axes!r}{hint}.")
+    if axes not in ("TYX", "TCYX", "TZYX", "TCZYX"):
+        hint = " (a multi-position stack: write one position at a time, e.g. stack.position(p))" if axes.startswith("P") else ""
+        raise ValueError(
+            f"axes must be 'TYX', 'TCYX' or, for volumes over time, 'TZYX' or 'TCZYX', got {axes!r}{hint}."
+        )
     if len(axes) != ndim:
         raise ValueError(f"axes={axes!r} needs {len(axes)}-D data but the data has shape {tuple(shape)}.")
     if any(int(n) == 0 for n in shape):

@@ -72,15 +72,20 @@ def normalise_axes(axes: str, ndim: int, *, what: str = "axes") -> str:
     return axes
 
 
-def plan_axes(file_axes: str, shape: tuple[int, ...], *, source: str = "the data") -> AxesPlan:
+def plan_axes(
+    file_axes: str, shape: tuple[int, ...], *, source: str = "the data", volumes: bool = False
+) -> AxesPlan:
     """Plan the reordering of ``file_axes`` (one letter per dimension) to frames first.
 
     Letters: ``Y`` and ``X`` are the frame rows and columns; ``C`` (channel)
     or ``S`` (colour sample) is the channel axis; any other letter (``T``,
     ``Z``, ``I``, ``Q``, ...) is a frame-like axis; ``P`` (position, scene)
     is kept as the first output axis. Axes of length 1 other than Y and X
-    are dropped. Exactly one frame-like axis must remain. The result is
-    ``TYX`` or ``TCYX``, preceded by ``P`` when there are several positions.
+    are dropped. Exactly one frame-like axis must remain, or, with
+    ``volumes``, a time axis and ``Z`` (giving (T, Z, Y, X) or
+    (T, C, Z, Y, X); a ``Z`` without another frame-like axis is then read as
+    the time axis, as before). The result is ``TYX`` or ``TCYX`` (or a
+    volume order), preceded by ``P`` when there are several positions.
 
     Raises
     ------
@@ -116,14 +121,22 @@ def plan_axes(file_axes: str, shape: tuple[int, ...], *, source: str = "the data
             f"{source} is {kind} ({described}), not a time series: registration needs several frames "
             f"{STACK_AXES}. Open a multi-frame file, or a folder of single-frame files.{hint}"
         )
+    if volumes and len(frames) == 2 and any(file_axes[d] == "Z" for d in frames):
+        z = next(d for d in frames if file_axes[d] == "Z")
+        t = next(d for d in frames if d != z)
+        ys, xs = file_axes.index("Y"), file_axes.index("X")
+        order = (t, *channel, z, ys, xs)
+        out_axes = "TCZYX" if channel else "TZYX"
+        return AxesPlan(file_axes=file_axes, squeeze=squeeze, order=order, out_axes=out_axes, frame_dim=t)
     if len(frames) > 1:
         letters = "".join(file_axes[d] for d in frames)
         if "Z" in letters:
             z = next(d for d in frames if file_axes[d] == "Z")
             raise ValueError(
-                f"{source} is a volume over time ({described}): 3-D volumes are not supported. "
-                f"Pick one plane (e.g. z = {shape[z] // 2} of {shape[z]}) or a projection along Z, "
-                f"and save it as a {STACK_AXES} or {CHANNEL_STACK_AXES} stack."
+                f"{source} is a volume over time ({described}): 3-D volumes are not supported as frames. "
+                f"Read it with volumes=True for a (T, Z, Y, X) or (T, C, Z, Y, X) stack to register in 3-D "
+                f"(the CLI's stackalign register does), or pick one plane (e.g. z = {shape[z] // 2} of "
+                f"{shape[z]}) or a projection along Z and save it as a {STACK_AXES} or {CHANNEL_STACK_AXES} stack."
             )
         raise ValueError(
             f"{source} has {len(frames)} frame-like axes ({described}): only one time axis is supported. "

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 
 from .._version import __version__
+from .._volume_transforms import VolumeTransforms
 from ..files import jsonable, raise_if_interrupted
 from ..layouts import STACK_AXES
 from ..progress import ProgressCallback, report
@@ -207,7 +208,9 @@ def _read_transforms(group: h5py.Group, path: Path) -> FrameTransforms:
         if "reason" in group:
             reason = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in group["reason"][()]]
         extra = _read_json_entries(group)
-        return FrameTransforms(
+        volume = {"dz": np.asarray(group["dz"][()])} if "dz" in group else {}
+        return (VolumeTransforms if volume else FrameTransforms)(
+            **volume,
             dy=cols["dy"],
             dx=cols["dx"],
             angle=cols.get("angle"),
@@ -230,6 +233,7 @@ def read_hdf5(
     axes: str | None = None,
     lazy: bool | None = None,
     memory_fraction: float,
+    volumes: bool = False,
 ) -> StackData:
     """Read a stack from an HDF5 file (see :func:`read_stack` for the rules)."""
     f = open_hdf5(path)
@@ -239,7 +243,7 @@ def read_hdf5(
         name = ds.name.lstrip("/")
         hs = _hyperspy_axes(ds) if str(f.attrs.get("file_format", "")) == "HyperSpy" or path.suffix == ".hspy" else None
         file_axes = _file_axes(ds, axes, hs, path, name)
-        plan = plan_axes(file_axes, tuple(ds.shape), source=f"{path} (dataset '{name}')")
+        plan = plan_axes(file_axes, tuple(ds.shape), source=f"{path} (dataset '{name}')", volumes=volumes)
         scale_by_axis, units = _calibration(ds, file_axes, hs)
         metadata = _file_metadata(f, ds, name, hs)
         raw, is_lazy = _pixels(ds, plan, lazy, memory_fraction, path, name)

@@ -217,6 +217,8 @@ def _tiff_metadata(tif: tifffile.TiffFile, series: Any) -> tuple[dict, dict[str,
             units = None
         if ij.get("finterval"):
             scale["T"] = float(ij["finterval"])
+        if units and res and ij.get("spacing"):
+            scale["Z"] = float(ij["spacing"])  # the Z step, in the pixel size's unit
         kept = {k: jsonable(v) for k, v in ij.items() if k not in _IJ_SKIP and isinstance(v, (str, int, float, bool))}
         if kept:
             metadata["imagej"] = kept
@@ -314,7 +316,7 @@ def _lazy_tiff(path: Path, tif: tifffile.TiffFile, series: Any, frame_dim: int) 
 
 
 def read_tiff(
-    path: Path, *, axes: str | None = None, lazy: bool | None = None, memory_fraction: float
+    path: Path, *, axes: str | None = None, lazy: bool | None = None, memory_fraction: float, volumes: bool = False
 ) -> StackData:
     """Read the first series of a TIFF file as frames-first data (see :func:`read_stack`)."""
     tif = open_tiff(path)
@@ -327,7 +329,7 @@ def read_tiff(
         if block is not None and axes is None and len(block["axes"]) == len(shape):
             file_axes = block["axes"]
         _check_complete(path, tif, series)
-        plan = plan_axes(file_axes, shape, source=str(path))
+        plan = plan_axes(file_axes, shape, source=str(path), volumes=volumes)
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(series.dtype).itemsize
         is_lazy = decide_lazy(nbytes, lazy, memory_fraction)
         handles: list = []
@@ -387,9 +389,17 @@ def write_tiff(
     progress: ProgressCallback | None,
     stage: str,
 ) -> None:
-    """Stream ``data`` (frames first) into ``target`` as an ImageJ hyperstack (or plain TIFF)."""
+    """Stream ``data`` (frames first) into ``target`` as an ImageJ hyperstack (or plain TIFF).
+
+    TCZYX volumes are stored in ImageJ's TZCYX order (the block names the file's order, so
+    :func:`read_tiff` puts the axes back)."""
     dtype = np.dtype(data.dtype)
     shape = tuple(int(n) for n in data.shape)
+    to_file = None
+    if axes == "TCZYX":
+        axes, to_file = "TZCYX", (0, 2, 1, 3, 4)
+        shape = tuple(shape[i] for i in to_file)
+        block = {**block, "axes": "TZCYX"}
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     bigtiff = nbytes > BIGTIFF_BYTES
     imagej = dtype in IMAGEJ_DTYPES and not bigtiff
@@ -398,15 +408,14 @@ def write_tiff(
     def pages():
         for start, stop, chunk in iter_frame_chunks(data):
             report(progress, start, n_frames, stage)
+            if to_file is not None:
+                chunk = np.transpose(chunk, to_file)
             if compression is None:
                 # uncompressed data is written contiguously: tifffile takes blocks of any size
                 yield np.ascontiguousarray(chunk)
                 continue
             for frame in chunk:  # compressed: one page (2-D plane) at a time
-                if frame.ndim == 3:  # (C, Y, X)
-                    yield from frame
-                else:
-                    yield frame
+                yield from frame.reshape(-1, *frame.shape[-2:])
         report(progress, n_frames, n_frames, stage)
 
     kwargs: dict[str, Any] = {"shape": shape, "dtype": dtype, "photometric": "minisblack"}
@@ -421,6 +430,8 @@ def write_tiff(
             meta["unit"] = ij_unit
         if scale is not None and scale[0] != 1.0:
             meta["finterval"] = float(scale[0])
+        if scale is not None and ij_unit and "Z" in axes:
+            meta["spacing"] = float(scale[-3])  # ImageJ's Z step (scale is in the data's order, Z third last)
         kwargs["metadata"] = meta
     else:
         kwargs["metadata"] = {"axes": axes, BLOCK_KEY: block}

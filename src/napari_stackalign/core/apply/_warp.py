@@ -15,6 +15,7 @@ import cv2
 import dask.array as da
 import numpy as np
 
+from ..._volume_transforms import VolumeTransforms
 from ...io import is_dask
 from ...piecewise_transforms import PiecewiseTransforms
 from ...progress import ProgressCallback, report
@@ -232,8 +233,11 @@ def apply_transforms(
     ----------
     stack : array-like, shape (T, Y, X) or (T, C, Y, X)
         Numpy array, memmap, h5py dataset or dask array. With a channel axis
-        every channel of frame ``t`` gets transform ``t``.
-    transforms : FrameTransforms or PiecewiseTransforms
+        every channel of frame ``t`` gets transform ``t``. With
+        :class:`~napari_stackalign.VolumeTransforms`: (T, Z, Y, X) or
+        (T, C, Z, Y, X), each volume shifted once by (dz, dy, dx) with
+        :func:`scipy.ndimage.shift` (order 3: cubic B-splines).
+    transforms : FrameTransforms, VolumeTransforms or PiecewiseTransforms
         One transform per frame (``len(transforms) == T``). A
         :class:`~napari_stackalign.PiecewiseTransforms` (rigid plus residual
         field) is applied with one ``cv2.remap`` per frame instead.
@@ -276,6 +280,10 @@ def apply_transforms(
         ``out`` if given; a lazy dask array for dask input; else a numpy array.
     """
     opts = ApplyOptions.from_call(options, locals())
+    if isinstance(transforms, VolumeTransforms):
+        from ..volume._apply import apply_volume_transforms
+
+        return apply_volume_transforms(stack, transforms, opts=opts, out=out, progress=progress)
     n_frames, _, _ = frames_shape(stack)
     if len(transforms) != n_frames:
         raise ValueError(

@@ -41,6 +41,7 @@ import numpy as np
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
 from ..checks import check_stack
+from ..volume import VOLUME_AXES, register_volumes
 from ..workers import estimation_workers, thread_pool
 from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._stages import plan_pyramid, run_stages
@@ -71,6 +72,8 @@ def register_pyramid(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     options: PyramidOptions | None = None,
+    axes: str | None = None,
+    channel: int | None = None,
 ) -> FrameTransforms:
     """Estimate one translation per frame by coarse-to-fine correlation.
 
@@ -167,6 +170,15 @@ def register_pyramid(
     options : PyramidOptions, optional
         All the options above in one object (checked when built); an explicit
         keyword that differs from its default overrides it.
+    axes : {"TYX", "TZYX", "TCZYX"}, optional
+        The stack's layout (default (T, Y, X)). ``"TZYX"`` and ``"TCZYX"``
+        register volumes over time in 3-D (drift along Z included) and return
+        :class:`~napari_stackalign.VolumeTransforms` (``dz`` next to ``dy``
+        and ``dx``), see :func:`~napari_stackalign.core.volume.register_volumes`
+        for what the options mean there and docs/volumes.md.
+    channel : int, optional
+        For ``"TCZYX"``: the channel the transforms are estimated on (default
+        0); they apply to every channel.
 
     Returns
     -------
@@ -199,6 +211,21 @@ def register_pyramid(
         than the stack when smoothing, or a stack without any usable frame.
     """
     opts = PyramidOptions.from_call(options, locals())
+    layout = None if axes is None else str(axes).upper()
+    if layout in VOLUME_AXES:
+        return register_volumes(stack, axes=layout, channel=channel, options=opts, reference=reference,
+                                progress=progress)
+    if layout not in (None, "TYX") or channel is not None:
+        raise ValueError(
+            f"register_pyramid takes axes 'TYX' (default), 'TZYX' or 'TCZYX', got axes={axes!r}"
+            + (f" with channel={channel!r} (channel is for 'TCZYX')" if channel is not None else "") + "."
+        )
+    if len(getattr(stack, "shape", ())) in (4, 5):
+        raise ValueError(
+            f"a {len(stack.shape)}-D stack of shape {tuple(stack.shape)}: name its axes, axes='TZYX' or 'TCZYX' "
+            "for volumes over time; for a (T, C, Y, X) stack use one channel (stack[:, c]) and apply the "
+            "transforms to all channels."
+        )
     n_total = check_stack(stack)[0]
     # one implementation of the orchestration: the stages that the streaming
     # and cluster paths run in pieces

@@ -140,7 +140,7 @@ def jumps(shifts: np.ndarray, trusted: np.ndarray) -> tuple[np.ndarray, np.ndarr
                     if len(before) and len(after)
                     else side[nearest]
                 )
-                best = min(best, float(np.hypot(*(shifts[t] - centre))))
+                best = min(best, float(np.linalg.norm(shifts[t] - centre)))  # 2-D or 3-D shifts
         dist[t] = best
         one_sided[t] = not (len(before) and len(after))
     finite = dist[trusted & np.isfinite(dist) & ~one_sided]
@@ -161,8 +161,8 @@ def judge(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ok, reason) per frame; see the module docstring.
 
-    ``shifts`` are full-resolution px, ``bound`` the ``max_movement`` bound
-    per axis (px).
+    ``shifts`` are full-resolution px, (T, 2) or (T, 3) for volumes, ``bound``
+    the ``max_movement`` bound per axis (px).
     """
     n = len(shifts)
     reasons = [[] for _ in range(n)]
@@ -177,7 +177,7 @@ def judge(
     )
     add(
         (flags & FLAG_AT_EDGE) > 0,
-        f"at the max_movement bound ({bound[0]:.3g} x {bound[1]:.3g} px)",
+        f"at the max_movement bound ({' x '.join(f'{b:.3g}' for b in bound)} px)",
     )
     add((flags & FLAG_FAILED) > 0, "sub-pixel refinement lost the match")
     add((flags & FLAG_NOT_CONVERGED) > 0, "sub-pixel refinement did not converge")
