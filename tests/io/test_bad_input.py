@@ -30,7 +30,7 @@ def test_single_frame_imagej_stack_is_a_single_image(tmp_path):
 
 def test_volume_over_time_tiff(tmp_path):
     tifffile.imwrite(tmp_path / "tzyx.tif", _data((4, 3, 16, 16)), imagej=True, metadata={"axes": "TZYX"})
-    with pytest.raises(ValueError, match=r"volume over time.*not supported.*Pick one plane"):
+    with pytest.raises(ValueError, match=r"volume over time.*not supported.*pick one plane"):
         read_stack(tmp_path / "tzyx.tif")
 
 
@@ -45,7 +45,7 @@ def test_volume_over_time_hdf5(tmp_path):
         ds = f.create_dataset("imaging", data=_data((4, 3, 8, 8, 2), np.uint8))
         for dim, label in zip(ds.dims, "tzyxc"):
             dim.label = label
-    with pytest.raises(ValueError, match=r"volume over time \(T=4 x Z=3 x Y=8 x X=8 x C=2\).*Pick one plane"):
+    with pytest.raises(ValueError, match=r"volume over time \(T=4 x Z=3 x Y=8 x X=8 x C=2\).*pick one plane"):
         read_stack(tmp_path / "vol.h5")
 
 

@@ -74,7 +74,7 @@ def drifting():
         ({"reference_mode": "image"}, "needs a reference image"),
         ({"reference_mode": "running", "reference": np.ones((8, 8))}, "a reference image applies to"),
         ({"reference_frames": (0, 3), "reference": np.ones((8, 8))}, "either reference_frames or a reference image"),
-        ({"reference": np.ones((2, 8, 8))}, r"reference must be one \(Y, X\) image"),
+        ({"reference": np.ones((2, 2, 8, 8))}, r"reference must be one \(Y, X\) image"),
         ({"reference": np.array([["a", "b"]])}, r"reference must be one \(Y, X\) image of numbers"),
         ({"running_frames": 0}, "running_frames"),
         ({"keyframe_every": 0}, "keyframe_every"),
@@ -233,3 +233,10 @@ def test_register_and_apply_and_the_streamed_path_give_the_same_chain(drifting, 
         done = register_stack_to_file(stack, tmp_path / "out.h5", reference_mode="running", running_frames=4)
     np.testing.assert_array_equal(done.transforms.dx, ft.dx)
     np.testing.assert_array_equal(done.transforms.ok, ft.ok)
+
+
+def test_a_volume_reference_on_a_2d_stack_is_refused_when_it_runs():
+    """A (Z, Y, X) reference passes the options (it is the reference of volume stacks) but not a 2-D stack."""
+    stack = np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
+    with pytest.raises(ValueError, match="reference has shape"):
+        register_pyramid(stack, reference=np.ones((2, 16, 16)))

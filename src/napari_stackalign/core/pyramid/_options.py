@@ -55,11 +55,13 @@ def check_frame_range(frames: Any) -> tuple[int, int]:
 
 
 def check_reference_image(image: Any) -> np.ndarray:
-    """``reference`` as a 2-D numeric array (its shape is checked against the stack later)."""
+    """``reference`` as a numeric (Y, X) image, or a (Z, Y, X) volume for volumes over time (its shape is
+    checked against the stack later)."""
     arr = np.asarray(image)
-    if arr.ndim != 2 or arr.dtype.kind not in "biuf":
+    if arr.ndim not in (2, 3) or arr.dtype.kind not in "biuf":
         raise ValueError(
-            f"reference must be one (Y, X) image of numbers, got an array of shape {arr.shape} and dtype {arr.dtype}."
+            f"reference must be one (Y, X) image of numbers (a (Z, Y, X) volume for volumes over time), got an "
+            f"array of shape {arr.shape} and dtype {arr.dtype}."
         )
     return arr
 
