@@ -13,10 +13,11 @@ from ._api import (
     same_file,
     write_stack,
 )
+from ._axes import plan_axes
 from ._folder import natural_key
 from ._gif import GIF_SUFFIXES
 from ._h5sink import hdf5_writer
-from ._hdf5 import HDF5_SUFFIXES, choose_dataset, open_hdf5, stack_candidates
+from ._hdf5 import HDF5_SUFFIXES, choose_dataset, declared_axes, open_hdf5, stack_candidates
 from ._lazy import (
     MEMORY_FRACTION,
     FrameReader,
@@ -43,6 +44,7 @@ __all__ = [
     "FrameReader",
     "StackData",
     "choose_dataset",
+    "declared_axes",
     "estimate_contrast_limits",
     "frame_chunked_dask",
     "hdf5_writer",
@@ -51,6 +53,7 @@ __all__ = [
     "natural_key",
     "normalise_unit",
     "open_hdf5",
+    "plan_axes",
     "read_mask",
     "read_stack",
     "same_file",
