@@ -18,6 +18,7 @@ from ._folder import natural_key
 from ._gif import GIF_SUFFIXES
 from ._h5sink import hdf5_writer
 from ._hdf5 import HDF5_SUFFIXES, choose_dataset, declared_axes, open_hdf5, stack_candidates
+from ._image import IMAGE_SUFFIXES, write_image
 from ._lazy import (
     MEMORY_FRACTION,
     FrameReader,
@@ -36,6 +37,7 @@ __all__ = [
     "COMPRESSIONS",
     "GIF_SUFFIXES",
     "HDF5_SUFFIXES",
+    "IMAGE_SUFFIXES",
     "MEMORY_FRACTION",
     "READ_SUFFIXES",
     "SOURCE_KEY",
@@ -59,5 +61,6 @@ __all__ = [
     "same_file",
     "stack_candidates",
     "total_memory",
+    "write_image",
     "write_stack",
 ]

@@ -465,7 +465,7 @@ class PairwiseWidget(ScrollingDock):
         if layer is None or result.average is None:
             return
         block = self._block(result)
-        kwargs = derived_image_kwargs(layer, "average", block, frame_axis=False)
+        kwargs = derived_image_kwargs(layer, "average", {**block, "role": "average"}, frame_axis=False)
         r0, _, c0, _ = result.crop
         scale = np.asarray(kwargs["scale"], dtype=float)
         translate = np.asarray(kwargs["translate"], dtype=float)

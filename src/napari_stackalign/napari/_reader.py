@@ -24,10 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import napari
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QThread
-from qtpy.QtWidgets import QApplication
 
 from ..io import (
     GIF_SUFFIXES,
@@ -45,6 +42,7 @@ from ..io import (
 )
 from ._read_choice import Candidate, ReadProposal, propose_read
 from ._read_dialog import ask_read_choice
+from ._window import in_napari_window
 
 __all__ = ["get_reader", "read_layers", "stack_to_layer_data"]
 
@@ -107,7 +105,7 @@ def read_layers(path: PathOrPaths) -> list[tuple]:
     (Cancel opens nothing), and a file that cannot be read is an error
     notification that says what to do; elsewhere those raise ``ValueError``.
     """
-    in_window = _in_napari_window()
+    in_window = in_napari_window()
     try:
         return _read_layers(path, in_window=in_window)
     except (ValueError, OSError) as exc:
@@ -163,14 +161,6 @@ def hdf5_proposal(path: str | Path) -> ReadProposal | None:
     if not candidates:
         return None
     return propose_read(candidates)
-
-
-def _in_napari_window() -> bool:
-    """Whether the reader runs in a napari window's GUI thread (so it may ask and notify)."""
-    app = QApplication.instance()
-    if app is None or QThread.currentThread() is not app.thread():
-        return False
-    return napari.current_viewer() is not None
 
 
 def stack_to_layer_data(stack: StackData, *, name: str) -> tuple:

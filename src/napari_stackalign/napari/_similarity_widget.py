@@ -424,7 +424,7 @@ class SimilarityWidget(QWidget):
         self.save_table_button.setEnabled(True)
 
     def _add_average(self, layer: Any, average: FrameAverage, block: dict) -> None:
-        kwargs = derived_image_kwargs(layer, "average", block, frame_axis=False)
+        kwargs = derived_image_kwargs(layer, "average", {**block, "role": "average"}, frame_axis=False)
         r0, _, c0, _ = average.crop if average.mode == "crop" else (0, 0, 0, 0)
         scale = list(kwargs["scale"])
         translate = list(kwargs["translate"])
@@ -432,7 +432,7 @@ class SimilarityWidget(QWidget):
         translate[-1] += c0 * scale[-1]
         kwargs["translate"] = tuple(translate)
         self.viewer.add_image(average.image, **kwargs)
-        cov = derived_image_kwargs(layer, "coverage", block, frame_axis=False)
+        cov = derived_image_kwargs(layer, "coverage", {**block, "role": "coverage"}, frame_axis=False)
         for key in ("scale", "translate", "units", "axis_labels"):
             if key in cov:
                 cov[key] = tuple(cov[key])[-2:]
