@@ -110,6 +110,43 @@ def test_reevaluate_is_instant_and_update_average(make_napari_viewer, qtbot, sce
     assert not widget.update_button.isEnabled()
 
 
+def test_threshold_that_changes_no_outlier_keeps_the_average(make_napari_viewer, qtbot, scene, tmp_path):
+    _viewer, _layer, widget = _widget(make_napari_viewer, scene)
+    _run(qtbot, widget)
+    first = widget.result
+    # the smallest step that changes nothing: the same outliers, the same shifts
+    widget.threshold.setValue(widget.threshold.value() + 0.01)
+    moved = widget.result
+    assert np.array_equal(moved.outliers, first.outliers) and moved.average is first.average
+    assert moved.params["threshold"] == pytest.approx(widget.threshold.value())
+    assert "Update average" not in widget.summary.text()
+    assert widget.tiff_button.isEnabled() and widget.report_button.isEnabled()
+    assert not widget.update_button.isEnabled()
+    # a change that moves the outliers makes the average stale: saving waits for Update average
+    widget.threshold.setValue(0.05)
+    assert widget.result.average is None and "press Update average" in widget.summary.text()
+    assert not widget.tiff_button.isEnabled() and not widget.report_button.isEnabled()
+    assert "Update average first" in widget.report_button.toolTip()
+    with pytest.raises(ValueError, match="press Update average, then save"):
+        widget.save_report(tmp_path / "r.pdf")
+    with pytest.raises(ValueError, match="press Update average, then save"):
+        widget.save_tiff(tmp_path / "a.tif")
+
+
+def test_matrix_titles_and_colour_bars_fit(make_napari_viewer, qtbot, scene):
+    _viewer, _layer, widget = _widget(make_napari_viewer, scene)
+    _run(qtbot, widget)
+    fig = widget.matrices.figure
+    fig.canvas.draw()
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["Vertical shift (rows, px)", "Horizontal shift (columns, px)"]
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+    for ax in fig.axes:  # the matrices and their colour bars, with every tick label
+        box = ax.get_tightbbox(renderer)
+        assert box.x0 >= -1 and box.x1 <= width + 1 and box.y0 >= -1 and box.y1 <= height + 1, ax
+
+
 def test_preview_updates_with_mask(make_napari_viewer, qtbot, scene):
     _stack, truth = scene
     _viewer, _layer, widget = _widget(make_napari_viewer, scene)

@@ -12,6 +12,7 @@ and optionally ``"<input> registered"``. The engine is
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,33 @@ def outlier_method(threshold: float | None, max_shift: float | None) -> str:
 def parse_frame_list(text: str, n_frames: int | None = None) -> list[int]:
     """Frame indices from text like ``"3, 7, 12"`` (empty: none)."""
     return parse_index_list(text, what="bad frames", example="3, 7", count=n_frames)
+
+
+def same_average(old: PairwiseResult, new: PairwiseResult) -> bool:
+    """Whether ``new`` (re-evaluated from ``old``) would average to the same image:
+    the same frames, shifted by the same corrections."""
+    return bool(
+        np.array_equal(old.frame_ok, new.frame_ok)
+        and np.array_equal(old.transforms.dy, new.transforms.dy)
+        and np.array_equal(old.transforms.dx, new.transforms.dx)
+    )
+
+
+def keep_average(old: PairwiseResult, new: PairwiseResult) -> PairwiseResult:
+    """``new`` with ``old``'s average (and registered stack) when :func:`same_average`, else ``new``."""
+    if old.average is None or not same_average(old, new):
+        return new
+    params = {**new.params, "average": old.params.get("average", new.params.get("average"))}
+    warnings = list(dict.fromkeys([*new.warnings, *old.warnings]))
+    return replace(
+        new,
+        average=old.average,
+        average_full=old.average_full,
+        crop=old.crop,
+        registered=old.registered,
+        params=params,
+        warnings=warnings,
+    )
 
 
 def _average_task(result: PairwiseResult, stack: Any, registered: bool, *, progress: Any = None) -> PairwiseResult:
@@ -491,14 +519,23 @@ class PairwiseWidget(ScrollingDock):
             return
         self.matrices.show(result)
         text = result.summary()
-        if result.average is None:
-            text += ". The outliers changed: press Update average to recompute the average."
+        stale = result.average is None
+        if stale:
+            text += (
+                ". The frames averaged or their shifts changed: press Update average to recompute the average "
+                "(saving waits for it)."
+            )
         if result.warnings:
             text += "\n" + "\n".join(result.warnings)
         self.summary.setText(text)
-        self.update_button.setEnabled(result.average is None)
-        self.report_button.setEnabled(True)
-        self.tiff_button.setEnabled(result.average is not None)
+        self.update_button.setEnabled(stale)
+        waiting = "Press Update average first: the average does not match the current outliers." if stale else ""
+        self.report_button.setEnabled(not stale)
+        self.report_button.setToolTip(waiting or "The matrices, the shifts and the average as a PDF or PNG report.")
+        self.tiff_button.setEnabled(not stale)
+        self.tiff_button.setToolTip(
+            waiting or "The average as float32 TIFF with matrices, shifts and parameters as JSON."
+        )
 
     # --------------------------------------------------------- re-evaluation
     def reevaluate(self, *args: Any) -> PairwiseResult | None:
@@ -507,7 +544,7 @@ class PairwiseWidget(ScrollingDock):
             return None
         try:
             params = self.outlier_parameters(self.result.n_frames)
-            self.result = self.result.reevaluate(**params)
+            self.result = keep_average(self.result, self.result.reevaluate(**params))
         except ValueError as exc:
             notify_user_error(exc)
             return None
@@ -538,12 +575,16 @@ class PairwiseWidget(ScrollingDock):
         """Write the report (.pdf or .png) of the current result."""
         if self.result is None:
             raise ValueError("nothing to report yet: run the registration first.")
+        if self.result.average is None:
+            raise ValueError("the average does not match the current outliers: press Update average, then save.")
         return save_pairwise_report(path, self.result)
 
     def save_tiff(self, path: str | Path) -> Path:
         """Write the average as TIFF with the full JSON record."""
         if self.result is None:
             raise ValueError("nothing to save yet: run the registration first.")
+        if self.result.average is None:
+            raise ValueError("the average does not match the current outliers: press Update average, then save.")
         return save_pairwise_tiff(path, self.result)
 
     def _on_save_report(self) -> None:
