@@ -100,8 +100,11 @@ def test_click_fits_and_marks(setup):
     np.testing.assert_allclose(layer.data[1, 1:], empty)
     np.testing.assert_allclose(layer.face_color[1], FAIL_COLOR, atol=1e-6)
     assert str(layer.symbol[1]) in ("x", "Symbol.X")
-    assert reason in layer.features["label"].iloc[1]
-    assert "rejected" in widget.fit_status.text()
+    assert layer.features["label"].iloc[1] == "rejected" and layer.features["particle"].iloc[1] == -1
+    assert "rejected" in widget.fit_status.text() and reason in widget.fit_status.text()
+    # no meaningless numbers for a rejected fit: the reason instead
+    assert widget.fit_labels["center"].text() == f"rejected: {reason}"
+    assert {widget.fit_labels[k].text() for k in widget.fit_labels if k != "center"} == {"-"}
     assert "1 good" in widget.count_label.text()
 
     # undo removes the last pick; delete removes the selected
@@ -157,6 +160,47 @@ def test_track_adds_tracks_layer(setup, qtbot):
     assert tracks_layer.metadata["stackalign"]["source_layer"] == "beads"
     np.testing.assert_allclose(tracks_layer.scale, image.scale)
     assert "failed" in widget.result_label.text()
+
+
+def test_picks_are_numbered_like_the_tracks_and_stay_active_after_track(setup, qtbot):
+    viewer, widget, image, traj = setup
+    widget.pick_button.click()
+    layer = viewer.layers["beads picks"]
+    layer.add([0, *(traj[0, 0] + 0.5)])
+    layer.add([0, *(traj[0, 1] + 0.5)])
+    layer.add([0, *_emptiest_spot(image.data[0])])  # rejected: no number of its own
+    layer.add([0, *(traj[0, 2] + 0.5)])
+    assert list(layer.features["ok"]) == [True, True, False, True]
+    assert list(layer.features["label"]) == ["0", "1", "rejected", "2"]
+    assert list(layer.features["particle"]) == [0, 1, -1, 2]
+    assert "numbered 0..2" in widget.count_label.text()
+    widget.runner.run_button.click()
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30000)
+    tracks_layer = viewer.layers["beads tracks"]
+    tracks = tracks_from_layer(tracks_layer)
+    assert sorted(set(tracks_layer.data[:, 0].astype(int))) == [0, 1, 2]
+    # track k is pick k: its first-frame position is where pick k sits
+    for k in range(3):
+        row = int(np.flatnonzero(layer.features["particle"] == k)[0])
+        assert np.hypot(tracks.y[0, k] - layer.data[row, 1], tracks.x[0, k] - layer.data[row, 2]) < 0.2
+    # the picks layer stays active in add mode: the next click is a pick
+    assert viewer.layers.selection.active.name == "beads picks" and layer.mode == "add"
+
+
+def test_label_colour_reads_on_the_image(setup):
+    viewer, widget, image, traj = setup
+    widget.pick_button.click()
+    layer = viewer.layers["beads picks"]
+    layer.add([0, *(traj[0, 0] + 0.5)])
+    layer.add([0, *_emptiest_spot(image.data[0])])
+    assert list(layer.features["text_color"]) == ["yellow", "yellow"]  # dark background
+    image.data = image.data.max() - image.data  # bright background, dark beads
+    image.reset_contrast_limits()
+    widget.polarity.setCurrentText("dark spots")
+    widget.refit_all()
+    assert list(layer.features["text_color"]) == ["black", "black"]
+    # and napari draws them in those colours
+    np.testing.assert_allclose(layer.text._view_color(np.arange(2))[:, :3], np.zeros((2, 3)))
 
 
 def test_track_without_good_picks_says_so(setup, qtbot):

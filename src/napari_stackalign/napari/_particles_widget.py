@@ -61,7 +61,7 @@ from ._particle_layers import (
 )
 from ._runner import TaskRunner, notify_user_error
 
-__all__ = ["FAIL_COLOR", "FEATURE_COLUMNS", "OK_COLOR", "ParticlesWidget"]
+__all__ = ["FAIL_COLOR", "FEATURE_COLUMNS", "OK_COLOR", "ParticlesWidget", "particle_numbers"]
 
 OK_COLOR = (0.1, 0.85, 0.2, 1.0)
 FAIL_COLOR = (0.95, 0.1, 0.1, 1.0)
@@ -72,6 +72,8 @@ FEATURE_COLUMNS = {
     "ok": False,
     "reason": "not fitted",
     "label": "",
+    "particle": -1,
+    "text_color": "yellow",
     "frame": 0,
     "r2": np.nan,
     "amplitude": np.nan,
@@ -89,6 +91,27 @@ def _empty_features() -> pd.DataFrame:
     return pd.DataFrame(
         {k: pd.Series([], dtype=dtypes.get(type(v), "float64")) for k, v in FEATURE_COLUMNS.items()}
     )
+
+
+def particle_numbers(ok: np.ndarray) -> np.ndarray:
+    """Each pick's particle number: good picks 0, 1, 2, ... in order (the numbers Track and
+    Trajectories use), rejected picks -1."""
+    ok = np.asarray(ok, dtype=bool)
+    numbers = np.full(ok.shape, -1, dtype=np.int64)
+    numbers[ok] = np.arange(int(ok.sum()))
+    return numbers
+
+
+def _label_style(ndim: int, box: float) -> dict:
+    """The picks' labels: centred just above the ring (so they stay inside the view at the image's
+    sides), each in the colour that reads on the image under it."""
+    return {
+        "string": "{label}",
+        "size": 10,
+        "color": {"feature": "text_color"},
+        "anchor": "center",
+        "translation": [0] * (ndim - 2) + [-(box * 0.35 + 5), 0],
+    }
 
 
 class ParticlesWidget(QWidget):
@@ -229,8 +252,7 @@ class ParticlesWidget(QWidget):
                 symbol="ring",
                 features=_empty_features(),
                 feature_defaults=dict(FEATURE_COLUMNS),
-                text={"string": "{label}", "size": 9, "color": "yellow", "anchor": "upper_left",
-                      "translation": [0] * (image.ndim - 2) + [-2, 2]},
+                text=_label_style(image.ndim, float(self.box.value())),
             )
             # an empty layer must not move the viewer off the frame being picked
             self.viewer.dims.current_step = step
@@ -333,10 +355,10 @@ class ParticlesWidget(QWidget):
             if n:
                 features = self._features(layer)
                 ok = features["ok"].to_numpy(dtype=bool)
-                labels = [
-                    f"{i}" if ok[i] else f"{i}: {features['reason'].iloc[i]}" for i in range(n)
-                ]
-                features["label"] = labels
+                particle = particle_numbers(ok)
+                features["particle"] = particle
+                features["label"] = [str(p) if p >= 0 else "rejected" for p in particle]
+                features["text_color"] = self._label_colours(layer)
                 layer.features = features
                 layer.face_color = np.where(ok[:, None], np.array(OK_COLOR)[None], np.array(FAIL_COLOR)[None])
                 layer.symbol = np.array(["ring" if v else "x" for v in ok], dtype=object)
@@ -345,21 +367,44 @@ class ParticlesWidget(QWidget):
             self._updating = False
         self._update_count(layer)
 
+    def _label_colours(self, layer: Points) -> list[str]:
+        """Per pick, the label colour that reads on the image under it: black on bright, yellow on dark."""
+        image = self.image_choice.value
+        n = len(layer.data)
+        if image is None or not n or image.ndim not in (2, 3):
+            return ["yellow"] * n
+        coords = layer_to_image_coords(layer, image, layer.data)
+        low, high = (float(v) for v in image.contrast_limits)
+        colours = []
+        for row in coords:
+            t = int(np.clip(np.round(row[0]), 0, image.data.shape[0] - 1)) if image.ndim == 3 else None
+            frame = image.data[t] if t is not None else image.data
+            y = int(np.clip(np.round(row[-2]), 0, frame.shape[-2] - 1))
+            x = int(np.clip(np.round(row[-1]), 0, frame.shape[-1] - 1))
+            patch = np.asarray(frame[max(y - 4, 0) : y + 5, max(x - 12, 0) : x + 13], dtype=np.float64)
+            level = (float(np.mean(patch)) - low) / (high - low) if high > low else 0.0
+            colours.append("black" if level > 0.5 else "yellow")
+        return colours
+
     def _update_count(self, layer: Points | None) -> None:
         if layer is None or len(layer.data) == 0:
             self.count_label.setText("No picks yet.")
             return
         ok = self._features(layer)["ok"].to_numpy(dtype=bool)
         self.count_label.setText(
-            f"{len(ok)} pick(s): {int(ok.sum())} good (green), {int((~ok).sum())} rejected (red, not tracked)."
+            f"{len(ok)} pick(s): {int(ok.sum())} good (green, numbered 0..{max(int(ok.sum()) - 1, 0)} as in "
+            f"Trajectories), {int((~ok).sum())} rejected (red, not tracked)."
         )
 
     def _show_fit(self, fit: GaussianFit) -> None:
         self.last_fit = fit
-        if fit.ok:
-            self.fit_status.setText(f"<b style='color:#22bb33'>fit OK</b> ({'dark' if fit.dark else 'bright'} spot)")
-        else:
+        if not fit.ok:
+            # a rejected fit's numbers mean nothing (a sigma of 44963 px): show the reason only
             self.fit_status.setText(f"<b style='color:#ee2222'>rejected</b>: {fit.reason}")
+            for key, label in self.fit_labels.items():
+                label.setText(f"rejected: {fit.reason}" if key == "center" else "-")
+            return
+        self.fit_status.setText(f"<b style='color:#22bb33'>fit OK</b> ({'dark' if fit.dark else 'bright'} spot)")
         fmt = lambda v, d=2: "-" if not np.isfinite(v) else f"{v:.{d}f}"
         self.fit_labels["center"].setText(f"{fmt(fit.y)}, {fmt(fit.x)}")
         self.fit_labels["amplitude"].setText(fmt(fit.amplitude, 1))
@@ -480,7 +525,13 @@ class ParticlesWidget(QWidget):
         if name in self.viewer.layers and is_particle_tracks_layer(self.viewer.layers[name]):
             # our own earlier result: replace it rather than pile up copies
             self.viewer.layers.remove(name)
+        picks = self.picks_layer(create=False)
+        picking = picks is not None and str(picks.mode) == "add"
         layer = self.viewer.add_tracks(data, **kwargs)
+        if picking:
+            # napari selects the new layer; keep clicks adding picks
+            self.viewer.layers.selection.active = picks
+            picks.mode = "add"
         failed = int((~tracks.ok).sum())
         total = tracks.ok.size
         per = ", ".join(f"{i}: {100 * r:.0f}%" for i, r in enumerate(tracks.success_rate()))
