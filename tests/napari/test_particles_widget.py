@@ -100,7 +100,7 @@ def test_click_fits_and_marks(setup):
     np.testing.assert_allclose(layer.data[1, 1:], empty)
     np.testing.assert_allclose(layer.face_color[1], FAIL_COLOR, atol=1e-6)
     assert str(layer.symbol[1]) in ("x", "Symbol.X")
-    assert layer.features["label"].iloc[1] == "rejected" and layer.features["particle"].iloc[1] == -1
+    assert layer.features["label"].iloc[1] == "" and layer.features["particle"].iloc[1] == -1
     assert "rejected" in widget.fit_status.text() and reason in widget.fit_status.text()
     # no meaningless numbers for a rejected fit: the reason instead
     assert widget.fit_labels["center"].text() == f"rejected: {reason}"
@@ -171,9 +171,10 @@ def test_picks_are_numbered_like_the_tracks_and_stay_active_after_track(setup, q
     layer.add([0, *_emptiest_spot(image.data[0])])  # rejected: no number of its own
     layer.add([0, *(traj[0, 2] + 0.5)])
     assert list(layer.features["ok"]) == [True, True, False, True]
-    assert list(layer.features["label"]) == ["0", "1", "rejected", "2"]
+    assert list(layer.features["label"]) == ["0", "1", "", "2"]
     assert list(layer.features["particle"]) == [0, 1, -1, 2]
     assert "numbered 0..2" in widget.count_label.text()
+    viewer.dims.set_current_step(0, 4)
     widget.runner.run_button.click()
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30000)
     tracks_layer = viewer.layers["beads tracks"]
@@ -185,6 +186,7 @@ def test_picks_are_numbered_like_the_tracks_and_stay_active_after_track(setup, q
         assert np.hypot(tracks.y[0, k] - layer.data[row, 1], tracks.x[0, k] - layer.data[row, 2]) < 0.2
     # the picks layer stays active in add mode: the next click is a pick
     assert viewer.layers.selection.active.name == "beads picks" and layer.mode == "add"
+    assert viewer.dims.current_step[0] == 4  # still on the frame being picked
 
 
 def test_label_colour_reads_on_the_image(setup):
@@ -193,14 +195,15 @@ def test_label_colour_reads_on_the_image(setup):
     layer = viewer.layers["beads picks"]
     layer.add([0, *(traj[0, 0] + 0.5)])
     layer.add([0, *_emptiest_spot(image.data[0])])
-    assert list(layer.features["text_color"]) == ["yellow", "yellow"]  # dark background
+    layer.add([0, 4.0, 50.0])  # near the top: its label is drawn off the image, on the dark canvas
+    assert list(layer.features["text_color"]) == ["yellow", "yellow", "yellow"]  # dark background
     image.data = image.data.max() - image.data  # bright background, dark beads
     image.reset_contrast_limits()
     widget.polarity.setCurrentText("dark spots")
     widget.refit_all()
-    assert list(layer.features["text_color"]) == ["black", "black"]
+    assert list(layer.features["text_color"]) == ["black", "black", "yellow"]
     # and napari draws them in those colours
-    np.testing.assert_allclose(layer.text._view_color(np.arange(2))[:, :3], np.zeros((2, 3)))
+    np.testing.assert_allclose(layer.text._view_color(np.arange(3))[:, :3], [[0, 0, 0], [0, 0, 0], [1, 1, 0]])
 
 
 def test_track_without_good_picks_says_so(setup, qtbot):

@@ -102,15 +102,19 @@ def particle_numbers(ok: np.ndarray) -> np.ndarray:
     return numbers
 
 
+def _label_offset(box: float) -> float:
+    """How far above its pick (image pixels) a label is drawn: just clear of the ring."""
+    return box * 0.35 + 5
+
+
 def _label_style(ndim: int, box: float) -> dict:
-    """The picks' labels: centred just above the ring (so they stay inside the view at the image's
-    sides), each in the colour that reads on the image under it."""
+    """The picks' labels: centred just above the ring, each in the colour that reads where it is drawn."""
     return {
         "string": "{label}",
         "size": 10,
         "color": {"feature": "text_color"},
         "anchor": "center",
-        "translation": [0] * (ndim - 2) + [-(box * 0.35 + 5), 0],
+        "translation": [0] * (ndim - 2) + [-_label_offset(box), 0],
     }
 
 
@@ -357,7 +361,9 @@ class ParticlesWidget(QWidget):
                 ok = features["ok"].to_numpy(dtype=bool)
                 particle = particle_numbers(ok)
                 features["particle"] = particle
-                features["label"] = [str(p) if p >= 0 else "rejected" for p in particle]
+                # rejected picks carry no number (the red cross says it; the reason is in "Last fit" and the
+                # features): short labels are never cut at the image's sides
+                features["label"] = [str(p) if p >= 0 else "" for p in particle]
                 features["text_color"] = self._label_colours(layer)
                 layer.features = features
                 layer.face_color = np.where(ok[:, None], np.array(OK_COLOR)[None], np.array(FAIL_COLOR)[None])
@@ -368,20 +374,25 @@ class ParticlesWidget(QWidget):
         self._update_count(layer)
 
     def _label_colours(self, layer: Points) -> list[str]:
-        """Per pick, the label colour that reads on the image under it: black on bright, yellow on dark."""
+        """Per pick, the label colour that reads where the label is drawn: black on a bright part of
+        the image, yellow on a dark part or off the image (napari's dark canvas)."""
         image = self.image_choice.value
         n = len(layer.data)
         if image is None or not n or image.ndim not in (2, 3):
             return ["yellow"] * n
         coords = layer_to_image_coords(layer, image, layer.data)
         low, high = (float(v) for v in image.contrast_limits)
+        above = _label_offset(float(self.box.value()))
         colours = []
         for row in coords:
             t = int(np.clip(np.round(row[0]), 0, image.data.shape[0] - 1)) if image.ndim == 3 else None
             frame = image.data[t] if t is not None else image.data
-            y = int(np.clip(np.round(row[-2]), 0, frame.shape[-2] - 1))
-            x = int(np.clip(np.round(row[-1]), 0, frame.shape[-1] - 1))
-            patch = np.asarray(frame[max(y - 4, 0) : y + 5, max(x - 12, 0) : x + 13], dtype=np.float64)
+            y = int(np.round(row[-2] - above))
+            x = int(np.round(row[-1]))
+            if not (0 <= y < frame.shape[-2] and 0 <= x < frame.shape[-1]):
+                colours.append("yellow")
+                continue
+            patch = np.asarray(frame[max(y - 3, 0) : y + 4, max(x - 4, 0) : x + 5], dtype=np.float64)
             level = (float(np.mean(patch)) - low) / (high - low) if high > low else 0.0
             colours.append("black" if level > 0.5 else "yellow")
         return colours
@@ -527,7 +538,9 @@ class ParticlesWidget(QWidget):
             self.viewer.layers.remove(name)
         picks = self.picks_layer(create=False)
         picking = picks is not None and str(picks.mode) == "add"
+        step = tuple(self.viewer.dims.current_step)
         layer = self.viewer.add_tracks(data, **kwargs)
+        self.viewer.dims.current_step = step  # stay on the frame being picked
         if picking:
             # napari selects the new layer; keep clicks adding picks
             self.viewer.layers.selection.active = picks
