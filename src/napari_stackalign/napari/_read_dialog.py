@@ -16,6 +16,7 @@ from typing import Any
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QApplication,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -47,7 +48,7 @@ class ReadChoiceDialog(QDialog):
             item = QListWidgetItem(cand.describe())
             item.setData(Qt.ItemDataRole.UserRole, cand.name)
             self.datasets.addItem(item)
-        self.datasets.setMaximumHeight(24 * min(6, len(proposal.candidates)) + 8)
+        self.datasets.setMaximumHeight(self.datasets.sizeHintForRow(0) * min(6, len(proposal.candidates)) + 8)
         self.axes = QLineEdit(proposal.axes)
         self.axes.setToolTip(
             "One letter per dimension of the stored array, in order: T frames, C channels, Y rows, X columns "
@@ -60,6 +61,9 @@ class ReadChoiceDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         form = QFormLayout()
         form.addRow("Axis order:", self.axes)
+        letters = QLabel("One letter per stored axis, in order: T frames, C channels, Y rows, X columns.")
+        letters.setWordWrap(True)
+        form.addRow("", letters)
         form.addRow("Reads as:", self.preview)
         layout = QVBoxLayout(self)
         layout.addWidget(why)
@@ -126,7 +130,8 @@ class ReadChoiceDialog(QDialog):
 
 def ask_read_choice(proposal: ReadProposal, path: str | Path, parent: Any = None) -> tuple[str, str] | None:
     """Show :class:`ReadChoiceDialog` (modal); the chosen (dataset, axes), or None when cancelled."""
-    dialog = ReadChoiceDialog(proposal, path, parent)
+    # over the napari window (the active one) rather than a free-floating window
+    dialog = ReadChoiceDialog(proposal, path, parent if parent is not None else QApplication.activeWindow())
     try:
         if dialog.exec() == QDialog.DialogCode.Accepted:
             return dialog.choice()
