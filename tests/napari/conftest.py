@@ -8,6 +8,13 @@ from typing import Any
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _fresh_form_settings(monkeypatch, tmp_path_factory) -> None:
+    """Every test starts from the options' defaults: the forms keep their last values in a fresh folder."""
+    folder = tmp_path_factory.mktemp("form-settings")
+    monkeypatch.setattr("napari_stackalign.napari._forms.settings_dir", lambda: folder)
+
+
 @pytest.fixture
 def errors(monkeypatch) -> list[str]:
     """Collect the error notifications the widgets show (instead of showing them)."""

@@ -56,7 +56,7 @@ def test_whole_frame_option_lowers_registered_score(pair, qtbot, wait_run, dock)
     widget = dock(viewer, "Compare")
     wait_run(widget, widget.measure())
     on_area = widget.reports["beads registered"]["correlation_mean"]
-    widget.common_area.setChecked(False)
+    widget.common_area.value = False
     wait_run(widget, widget.measure())
     whole = widget.reports["beads registered"]
     assert whole["roi"] == (0, 96, 0, 96)
@@ -67,7 +67,7 @@ def test_difference_and_checkerboard_of_mean_images(pair, qtbot, wait_run, dock)
     viewer, a, b, stack, registered, _ = pair
     widget = dock(viewer, "Compare")
     wait_run(widget, widget.add_difference())
-    diff = viewer.layers["beads - beads registered"]
+    diff = viewer.layers["beads - beads registered (difference, mean images)"]
     assert diff.data.shape == (96, 96) and diff.data.dtype == np.float32
     expected = stack.astype(np.float64).mean(0) - registered.astype(np.float64).mean(0)
     np.testing.assert_allclose(diff.data, expected, atol=1e-3)
@@ -75,9 +75,9 @@ def test_difference_and_checkerboard_of_mean_images(pair, qtbot, wait_run, dock)
     np.testing.assert_allclose(diff.translate, (10, 20))
     assert diff.metadata["stackalign"]["method"] == "compare-difference"
 
-    widget.tile.setValue(16)
+    widget.tile.value = 16
     wait_run(widget, widget.add_checkerboard())
-    board = viewer.layers["beads | beads registered checkerboard"].data
+    board = viewer.layers["beads | beads registered (checkerboard, mean images, 16 px tiles)"].data
     mean_a, mean_b = stack.mean(0), registered.mean(0)
     np.testing.assert_allclose(board[:16, :16], mean_a[:16, :16], rtol=1e-5)
     np.testing.assert_allclose(board[:16, 16:32], mean_b[:16, 16:32], rtol=1e-5)
@@ -89,16 +89,16 @@ def test_difference_and_checkerboard_of_mean_images(pair, qtbot, wait_run, dock)
 def test_frame_wise_views_are_lazy(pair, dock):
     viewer, _a, _b, stack, registered, _ = pair
     widget = dock(viewer, "Compare")
-    widget.source.setCurrentIndex(1)
+    widget.source.value = "every frame (lazy)"
     assert widget.add_difference() is None  # no worker: lazy
-    diff = viewer.layers["beads - beads registered"]
+    diff = viewer.layers["beads - beads registered (difference, frames)"]
     assert type(diff.data).__module__.startswith("dask")
     assert diff.data.shape == stack.shape
     np.testing.assert_allclose(np.asarray(diff.data[5]), stack[5] - registered[5].astype(np.float32))
     np.testing.assert_allclose(diff.scale, SCALE)
-    widget.tile.setValue(8)
+    widget.tile.value = 8
     widget.add_checkerboard()
-    board = viewer.layers["beads | beads registered checkerboard"].data
+    board = viewer.layers["beads | beads registered (checkerboard, frames, 8 px tiles)"].data
     frame = np.asarray(board[3])
     np.testing.assert_allclose(frame[:8, :8], stack[3, :8, :8])
     np.testing.assert_allclose(frame[:8, 8:16], registered[3, :8, 8:16])
@@ -117,7 +117,7 @@ def test_side_by_side_and_flicker_restore_the_view(pair, qtbot, dock):
     widget.side_by_side_button.setChecked(False)
     assert not grid.enabled and a.visible and not b.visible and other.visible
 
-    widget.rate.setValue(20.0)
+    widget.rate.value = 20.0
     widget.flicker_button.setChecked(True)
     assert widget.timer.isActive() and widget.timer.interval() == 50
     seen = set()
@@ -143,7 +143,7 @@ def test_bad_choices_notify_instead_of_raising(pair, errors, dock):
     assert "same frame size" in errors[-1]
     flat = viewer.add_image(np.ones((16, 96, 96), np.float32), name="flat")
     widget.layer_b.value = flat
-    widget.source.setCurrentIndex(1)
+    widget.source.value = "every frame (lazy)"
     widget.layer_b.value = viewer.add_image(np.ones((4, 96, 96), np.float32), name="short")
     widget.add_checkerboard()
     assert "same number of frames" in errors[-1]
@@ -153,11 +153,11 @@ def test_layer_list_follows_the_viewer(pair, dock):
     viewer, _a, _b, *_ = pair
     widget = dock(viewer, "Compare")
     viewer.add_image(np.ones((4, 8, 8)), name="late")
-    assert "late" in [widget.layer_a.itemText(i) for i in range(widget.layer_a.count())]
+    assert "late" in [layer.name for layer in widget.layer_a.choices]
     viewer.layers["late"].name = "renamed"
-    assert "renamed" in [widget.layer_b.itemText(i) for i in range(widget.layer_b.count())]
+    assert "renamed" in [widget.layer_b.native.itemText(i) for i in range(widget.layer_b.native.count())]
     viewer.layers.remove("renamed")
-    assert "renamed" not in [widget.layer_b.itemText(i) for i in range(widget.layer_b.count())]
+    assert "renamed" not in [layer.name for layer in widget.layer_b.choices]
 
 
 def test_two_d_layers_compare_by_sharpness(make_napari_viewer, qtbot, wait_run, dock):
@@ -171,6 +171,37 @@ def test_two_d_layers_compare_by_sharpness(make_napari_viewer, qtbot, wait_run, 
     wait_run(widget, widget.measure())
     assert widget.reports["sharp"]["sharpness"] > widget.reports["blurred"]["sharpness"]
     wait_run(widget, widget.add_difference())
-    diff = viewer.layers["blurred - sharp"]
+    diff = viewer.layers["blurred - sharp (difference, mean images)"]
     assert diff.data.shape == (64, 64)
     np.testing.assert_allclose(diff.scale, (1, 1))
+
+
+def test_a_new_view_replaces_the_previous_one_unless_kept(pair, qtbot, wait_run, dock):
+    viewer, *_ = pair
+    widget = dock(viewer, "Compare")
+    wait_run(widget, widget.add_difference())
+    wait_run(widget, widget.add_difference())
+    assert [layer.name for layer in viewer.layers] == [
+        "beads", "beads registered", "beads - beads registered (difference, mean images)"
+    ]
+    widget.results.policy.value = "keep the previous results"
+    wait_run(widget, widget.add_difference())
+    assert len(viewer.layers) == 4
+
+
+def test_compare_with_input_opens_compare_on_the_pair(make_napari_viewer, qtbot, wait_run, dock):
+    stack, _ = make_stack("beads", n_frames=8, shape=(64, 64), drift=4, snr=8, seed=1)
+    viewer = make_napari_viewer()
+    viewer.add_image(stack, name="pc12")
+    viewer.add_image(stack[::-1].copy(), name="decoy")
+    pyramid = dock(viewer, "Pyramid registration")
+    pyramid.layer.value = viewer.layers["pc12"]
+    wait_run(pyramid, pyramid.run())
+    compare = pyramid.results.compare_with_input()
+    assert compare is dock(viewer, "Compare")
+    assert compare.layer_a.value.name == "pc12"
+    assert compare.layer_b.value.name == "pc12 registered (pyramid)"
+    compare.side_by_side_button.setChecked(True)  # through the docked proxy: only the pair is shown
+    assert [layer.visible for layer in viewer.layers] == [True, False, True]
+    compare.side_by_side_button.setChecked(False)
+    assert all(layer.visible for layer in viewer.layers)

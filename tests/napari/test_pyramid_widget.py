@@ -11,7 +11,7 @@ from napari_stackalign import FrameTransforms, apply_transforms
 from napari_stackalign.core.pyramid import PyramidOptions
 from napari_stackalign.core.smoothing import smooth_transforms
 from napari_stackalign.napari._layers import transforms_from_layer
-from napari_stackalign.napari._pyramid_widget import roi_from_shape
+from napari_stackalign.napari._pyramid_widget import PyramidWidget, roi_from_shape
 from napari_stackalign.synthetic import alignment_error, make_stack
 
 SCALE = (2.0, 0.25, 0.25)
@@ -38,7 +38,7 @@ def test_run_adds_registered_layer_close_to_truth(viewer_with_stack, beads, qtbo
     # docked from the Plugins menu the widget sees a proxy of the layer: compare by name
     assert widget.layer.value.name == layer.name
     wait_run(widget, widget.run())
-    out = viewer.layers["beads registered"]
+    out = viewer.layers["beads registered (pyramid)"]
     assert out.data.shape == stack.shape and out.data.dtype == np.uint16
     np.testing.assert_allclose(out.scale, SCALE)
     np.testing.assert_allclose(out.translate, TRANSLATE)
@@ -59,12 +59,12 @@ def test_run_adds_registered_layer_close_to_truth(viewer_with_stack, beads, qtbo
 def test_smoothing_stores_raw_and_smoothed(viewer_with_stack, qtbot, wait_run, dock):
     viewer, _layer = viewer_with_stack
     widget = dock(viewer, "Pyramid registration")
-    widget.smooth.setChecked(True)
-    widget.window_length.setValue(7)
-    widget.polyorder.setValue(2)
-    widget.iterate.setValue(2)
+    widget.form.smooth.value = True
+    widget.form.window_length.value = 7
+    widget.form.polyorder.value = 2
+    widget.form.iterate.value = 2
     wait_run(widget, widget.run())
-    block = viewer.layers["beads registered"].metadata["stackalign"]
+    block = viewer.layers["beads registered (pyramid, smoothed 7/2, 2 passes)"].metadata["stackalign"]
     assert block["params"]["smooth"] is True and block["params"]["window_length"] == 7
     raw = FrameTransforms.from_dict(block["raw_transforms"])
     final = FrameTransforms.from_dict(block["transforms"])
@@ -91,7 +91,7 @@ def test_roi_from_a_shapes_rectangle_keeps_a_static_label_out(make_napari_viewer
     widget.layer.value = image
     widget.roi_layer.value = shapes
     wait_run(widget, widget.run())
-    out = viewer.layers["labelled registered"]
+    out = viewer.layers["labelled registered (pyramid, ROI roi)"]
     assert out.metadata["stackalign"]["params"]["roi"] == [30, 112, 0, 112]
     assert out.metadata["stackalign"]["params"]["roi_layer"] == "roi"
     assert alignment_error(transforms_from_layer(out), truth)["rms"] < 0.2
@@ -108,7 +108,7 @@ def test_mask_from_labels_ignores_painted_pixels(make_napari_viewer, qtbot, wait
     widget.layer.value = image
     widget.mask_layer.value = labels
     wait_run(widget, widget.run())
-    out = viewer.layers["labelled registered"]
+    out = viewer.layers["labelled registered (pyramid, mask label mask)"]
     assert out.metadata["stackalign"]["params"]["mask_mode"] == "ignored"
     assert alignment_error(transforms_from_layer(out), truth)["rms"] < 0.2
 
@@ -122,11 +122,13 @@ def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot
     widget = dock(viewer, "Pyramid registration")
     widget.layer.value = ch0
     wait_run(widget, widget.run())
-    offered = [widget.apply_list.item(i).text() for i in range(widget.apply_list.count())]
-    assert "ch1" in offered and "other length" not in offered
+    offered = widget.panel.apply_to.choices
+    assert "ch1" in offered and "other length" not in offered and "ch0" not in offered  # never the input itself
+    with pytest.raises(ValueError, match="not offered"):
+        widget.set_checked(["ch0"])
     widget.set_checked(["ch1"])
     wait_run(widget, widget.apply_to_checked())
-    out1 = viewer.layers["ch1 registered"]
+    out1 = viewer.layers["ch1 registered (pyramid, from ch0)"]
     np.testing.assert_allclose(out1.scale, (1, 0.3, 0.3))
     np.testing.assert_array_equal(out1.data, apply_transforms(stack[:, 1], widget.transforms))
     assert out1.metadata["stackalign"]["params"]["applied_from"] == "ch0"
@@ -134,16 +136,17 @@ def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot
 
     for suffix in (".csv", ".json"):
         path = widget.save_transforms(tmp_path / f"table{suffix}")
-        fresh = dock(viewer, "Pyramid registration")
+        fresh = PyramidWidget(viewer)  # a second widget, not docked
         loaded = fresh.load_transforms(path)
         assert loaded.allclose(widget.transforms, atol=1e-12)
         assert fresh.drift_plot.has_plot
-        fresh.set_checked(["ch0"])
+        fresh.set_checked(["ch0"])  # a loaded table has no input: every layer with its frame count is offered
         n_before = len(viewer.layers)
         wait_run(fresh, fresh.apply_to_checked())
         assert len(viewer.layers) == n_before + 1
         newest = viewer.layers[-1]
-        np.testing.assert_array_equal(newest.data, viewer.layers["ch0 registered"].data)
+        assert newest.name.startswith("ch0 registered (pyramid, from a table)")
+        np.testing.assert_array_equal(newest.data, viewer.layers["ch0 registered (pyramid)"].data)
 
 
 def test_cancel_leaves_no_layer(make_napari_viewer, qtbot, wait_run, dock):
@@ -168,17 +171,17 @@ def test_user_errors_become_notifications(make_napari_viewer, errors, tmp_path, 
     assert widget.run() is None
     assert "single 2-D image" in errors[-1]
     viewer.add_image(np.random.default_rng(0).random((6, 64, 64)), name="short")
-    widget.layer.value = "short"
-    widget.smooth.setChecked(True)
+    widget.layer.value = viewer.layers["short"]
+    widget.form.smooth.value = True
     assert widget.run() is None
     assert "fewer than the smoothing window_length" in errors[-1]
-    widget.smooth.setChecked(False)
-    widget.rates.setText("1/8, one half")
+    widget.form.smooth.value = False
+    widget.form.downsample_rates.value = "1/8, one half"
     assert widget.run() is None
     assert "not a number or fraction" in errors[-1]
-    widget.rates.setText("1/2, 1")
+    widget.form.downsample_rates.value = "1/2, 1"
     viewer.add_shapes(name="empty roi")
-    widget.roi_layer.value = "empty roi"
+    widget.roi_layer.value = viewer.layers["empty roi"]
     assert widget.run() is None
     assert "is empty" in errors[-1]
     with pytest.raises(ValueError, match="no transforms to save"):
@@ -197,7 +200,7 @@ def test_lazy_dask_input_gives_lazy_output(make_napari_viewer, qtbot, beads, tmp
     viewer.add_image(da.from_array(stack, chunks=(5, 96, 96)), name="lazy", contrast_limits=(0, 1000))
     widget = dock(viewer, "Pyramid registration")
     wait_run(widget, widget.run())
-    out = viewer.layers["lazy registered"]
+    out = viewer.layers["lazy registered (pyramid)"]
     assert type(out.data).__module__.startswith("dask")
     ft = transforms_from_layer(out)
     assert alignment_error(ft, truth)["rms"] < 0.1
@@ -209,36 +212,32 @@ def test_form_starts_at_the_options_defaults(make_napari_viewer, dock):
     widget = dock(make_napari_viewer(), "Pyramid registration")
     assert widget.options() == PyramidOptions()
     defaults = PyramidOptions.defaults()
-    for name in ("num_frames", "max_movement", "iterate", "window_length", "polyorder"):
-        assert getattr(widget, name).value() == defaults[name], name
-    assert widget.normalize.isChecked() is defaults["normalize"]
-    assert widget.smooth.isChecked() is defaults["smooth"]
-    assert widget.rates.text() == "1/8, 1/4, 1/2, 1"
-    assert not widget.window_length.isEnabled() and not widget.polyorder.isEnabled()
+    form = widget.form
+    for name in ("num_frames", "max_movement", "iterate", "window_length", "polyorder", "normalize", "smooth"):
+        assert form[name].value == defaults[name], name
+    assert form.downsample_rates.value == "1/8, 1/4, 1/2, 1"
+    assert not form.window_length.enabled and not form.polyorder.enabled
     # ranges and tooltips from the options
     specs = PyramidOptions.specs()
-    assert widget.num_frames.minimum() == specs["num_frames"].minimum
-    assert widget.iterate.minimum() == specs["iterate"].minimum
-    assert widget.polyorder.minimum() == specs["polyorder"].minimum
-    assert 0 < widget.max_movement.minimum() <= 0.01 and widget.max_movement.maximum() == specs["max_movement"].maximum
+    assert form.num_frames.min == specs["num_frames"].minimum
+    assert form.iterate.min == specs["iterate"].minimum
+    assert form.polyorder.min == specs["polyorder"].minimum
+    assert 0 < form.max_movement.min <= 0.01 and form.max_movement.max == specs["max_movement"].maximum
     for name in ("num_frames", "max_movement", "iterate", "normalize", "smooth", "window_length", "polyorder"):
-        assert getattr(widget, name).toolTip().lower().startswith(specs[name].help.lower()), name
-    assert widget.rates.toolTip().lower().startswith(specs["downsample_rates"].help.lower())
+        assert form[name].tooltip.lower().startswith(specs[name].help.lower()), name
+    assert form.downsample_rates.tooltip.lower().startswith(specs["downsample_rates"].help.lower())
 
 
 def test_form_values_become_one_options_object(make_napari_viewer, dock):
     widget = dock(make_napari_viewer(), "Pyramid registration")
-    widget.num_frames.setValue(30)
-    widget.rates.setText("1/4, 1/2, 1")
-    widget.max_movement.setValue(0.3)
-    widget.iterate.setValue(3)
-    widget.normalize.setChecked(False)
-    widget.window_length.setValue(7)  # not used while smoothing is off
+    form = widget.form
+    form.set_values(num_frames=30, downsample_rates="1/4, 1/2, 1", max_movement=0.3, iterate=3, normalize=False)
+    form.window_length.value = 7  # not used while smoothing is off
     assert widget.options() == PyramidOptions(
         num_frames=30, downsample_rates=(0.25, 0.5, 1), max_movement=0.3, iterate=3, normalize=False
     )
-    widget.smooth.setChecked(True)
-    widget.polyorder.setValue(2)
+    form.smooth.value = True
+    form.polyorder.value = 2
     assert widget.options() == PyramidOptions(
         num_frames=30,
         downsample_rates=(0.25, 0.5, 1),
@@ -259,10 +258,7 @@ def test_bad_values_give_the_options_message(make_napari_viewer, errors, window,
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((20, 64, 64)), name="series")
     widget = dock(viewer, "Pyramid registration")
-    widget.smooth.setChecked(True)
-    widget.window_length.setValue(window)
-    widget.polyorder.setValue(order)
-    widget.rates.setText(rates)
+    widget.form.set_values(smooth=True, window_length=window, polyorder=order, downsample_rates=rates)
     with pytest.raises(ValueError) as expected:
         PyramidOptions(
             smooth=True, window_length=window, polyorder=order, downsample_rates=tuple(

@@ -57,20 +57,22 @@ def test_multichannel_layer_crop_average(make_napari_viewer, qtbot, tmp_path, wa
     viewer = make_napari_viewer()
     layer = viewer.add_image(stack, name="cells", scale=(1.0, 1.0, 0.5, 0.5), translate=(0, 0, 10, 20))
     widget = dock(viewer, "Similarity stacking")
-    assert widget.layer_choice.value.name == layer.name
-    assert widget.channel.isEnabled() and widget.channel.maximum() == 1
-    widget.channel.setValue(1)
-    widget.mode.setCurrentIndex(1)  # crop
-    widget.limit_angle.setChecked(True)
-    widget.limit_scale.setChecked(True)
+    assert widget.layer.value.name == layer.name
+    assert widget.channel.enabled and widget.channel.max == 1
+    widget.channel.value = 1
+    widget.form.mode.value = "crop to region all frames cover"
+    widget.form.limit_angle.value = True
+    widget.form.limit_scale.value = True
     widget.runner.run_button.click()
     wait_run(widget, widget.runner.worker)
 
     names = [lyr.name for lyr in viewer.layers]
-    assert names == ["cells", "cells registered", "cells average", "cells coverage"]
-    reg = viewer.layers["cells registered"]
-    avg = viewer.layers["cells average"]
-    cov = viewer.layers["cells coverage"]
+    settings = "similarity, channel 1, angle -30..30°, scale 0.8..1.25"
+    assert names == [
+        "cells", f"cells registered ({settings})", f"cells average ({settings}, cropped)",
+        f"cells coverage ({settings}, cropped)",
+    ]
+    reg, avg, cov = (viewer.layers[name] for name in names[1:])
     ft = transforms_from_layer(reg)
     _check_truth(ft, truth)
     assert reg.metadata["stackalign"]["params"]["channel"] == 1
@@ -115,35 +117,38 @@ def test_split_channels_apply_to_other_layer_full_average(make_napari_viewer, qt
     b = viewer.add_image(stack[:, 1], name="ch1", scale=SCALE)
     viewer.add_image(stack[:3, 0], name="too short")
     widget = dock(viewer, "Similarity stacking")
-    widget.layer_choice.value = a
-    offered = [widget.apply_list.item(i).text() for i in range(widget.apply_list.count())]
-    assert offered == ["ch1"]  # same frame count and size only
-    widget.set_apply_to(["ch1"])
-    widget.template.setCurrentText("frame number…")
-    widget.template_index.setValue(2)
+    widget.layer.value = a
+    widget.form.template.value = "frame number…"
+    widget.form.template_index.value = 2
     assert widget.options().template == 2
     wait_run(widget, widget._on_run())
+    offered = widget.panel.apply_to.choices
+    assert offered == ("ch1",)  # same frame count and size only, never the input itself
+    widget.panel.set_checked(["ch1"])
+    wait_run(widget, widget.panel.apply_to_checked())
+    suffix = {"ch0": "(similarity, template frame 2)", "ch1": "(similarity, from ch0)"}
     for name, data in (("ch0", stack[:, 0]), ("ch1", stack[:, 1])):
-        reg = viewer.layers[f"{name} registered"]
+        reg = viewer.layers[f"{name} registered {suffix[name]}"]
         ft = transforms_from_layer(reg)
         _check_truth(ft, truth)
         np.testing.assert_array_equal(reg.data, apply_transforms(data, ft))
-        avg = viewer.layers[f"{name} average"]
-        cov = viewer.layers[f"{name} coverage"]
+        avg = viewer.layers[f"{name} average {suffix[name]}"]
+        cov = viewer.layers[f"{name} coverage {suffix[name]}"]
         assert avg.data.shape == SHAPE and cov.data.shape == SHAPE
         assert cov.data.max() == 5 and cov.data.min() < 5
         assert tuple(avg.scale) == (0.5, 0.5)
     # both layers got the same transforms (estimated on ch0 only)
-    assert transforms_from_layer(viewer.layers["ch1 registered"]).allclose(
-        transforms_from_layer(viewer.layers["ch0 registered"])
+    ch1_block = viewer.layers[f"ch1 registered {suffix['ch1']}"].metadata["stackalign"]
+    assert FrameTransforms.from_dict(ch1_block["transforms"]).allclose(
+        transforms_from_layer(viewer.layers[f"ch0 registered {suffix['ch0']}"])
     )
-    assert viewer.layers["ch1 registered"].metadata["stackalign"]["params"]["estimated_on"] == "ch0"
+    assert ch1_block["params"]["estimated_on"] == "ch0" and ch1_block["params"]["applied_from"] == "ch0"
     np.testing.assert_array_equal(b.data, stack[:, 1])
 
     # the screenshot for the docs: the widget docked, the average on screen
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
     for layer in viewer.layers:
-        layer.visible = layer.name == "ch0 average"
+        layer.visible = layer.name == f"ch0 average {suffix['ch0']}"
     viewer.window.resize(1400, 1000)
     qtbot.wait(200)
     shot = viewer.screenshot(canvas_only=False, flash=False)
@@ -160,11 +165,13 @@ def test_flagged_frame_is_reported(make_napari_viewer, qtbot, monkeypatch, wait_
     viewer = make_napari_viewer()
     viewer.add_image(stack, name="noisy")
     widget = dock(viewer, "Similarity stacking")
-    assert not widget.channel.isEnabled()
-    widget.add_registered.setChecked(False)
+    assert not widget.channel.enabled
+    widget.form.add_registered.value = False
     wait_run(widget, widget._on_run())
-    assert "noisy registered" not in viewer.layers and "noisy average" in viewer.layers
-    ft = transforms_from_layer(viewer.layers["noisy average"])
+    assert [layer.name for layer in viewer.layers] == [
+        "noisy", "noisy average (similarity)", "noisy coverage (similarity)"
+    ]
+    ft = transforms_from_layer(viewer.layers["noisy average (similarity)"])
     assert list(ft.ok) == [True, True, True, True, False]
     assert "Flagged: frame 4" in widget.summary.text()
     assert warnings
@@ -176,7 +183,7 @@ def test_user_errors_are_notified(make_napari_viewer, qtbot, errors, wait_run, d
     assert widget._on_run() is None
     assert errors and "choose a (T, Y, X) image layer" in errors[-1]
     viewer.add_image(np.zeros((64, 64), np.float32), name="flat 2d")
-    assert widget.layer_choice.value is None  # 2-D layers are not offered
+    assert widget.layer.value is None and not widget.layer.choices  # 2-D layers are not offered
     viewer.add_image(np.ones((3, 64, 64), np.float32), name="constant")
     wait_run(widget, widget._on_run())
     assert "constant" in errors[-1]
@@ -187,16 +194,14 @@ def test_user_errors_are_notified(make_napari_viewer, qtbot, errors, wait_run, d
 def test_form_starts_at_the_options_defaults(make_napari_viewer, qtbot, dock):
     widget = dock(make_napari_viewer(), "Similarity stacking")
     assert widget.options() == SimilarityOptions()
-    assert not widget.limit_angle.isChecked() and not widget.limit_scale.isChecked()
-    assert widget.min_success.specialValueText() == "auto"
+    form = widget.form
+    assert not form.limit_angle.value and not form.limit_scale.value
+    assert form.min_success.native.specialValueText() == "auto"
     spec = SimilarityOptions.specs()["min_success"]
-    assert (widget.min_success.minimum(), widget.min_success.maximum()) == (spec.minimum, spec.maximum)
-    assert [widget.fallback.itemText(i) for i in range(widget.fallback.count())] == list(
-        SimilarityOptions.specs()["fallback"].choices
-    )
-    assert widget.fallback.toolTip() == SimilarityOptions.help("fallback")
-    assert widget.angle_min.toolTip() == SimilarityOptions.help("angle_range")
-    assert widget.template.toolTip() == SimilarityOptions.help("template")
+    assert (form.min_success.min, form.min_success.max) == (spec.minimum, spec.maximum)
+    assert list(form.fallback.choices) == list(SimilarityOptions.specs()["fallback"].choices)
+    for field, option in (("fallback", "fallback"), ("angle_min", "angle_range"), ("template", "template")):
+        assert form[field].tooltip.lower() == SimilarityOptions.help(option).lower(), field
 
 
 def test_set_options_round_trip(make_napari_viewer, qtbot, dock):
@@ -207,7 +212,7 @@ def test_set_options_round_trip(make_napari_viewer, qtbot, dock):
         template=3, angle_range=(-20, 25), scale_range=(0.9, 1.1), min_success=0.35, fallback="identity", sigma=2.0
     )
     widget.set_options(chosen)
-    assert widget.template_index.isEnabled()
+    assert widget.form.template_index.enabled
     assert widget.options() == chosen  # sigma, which the form does not show, is kept too
     widget.set_options(SimilarityOptions(template="mean"))
     assert widget.options() == SimilarityOptions(template="mean")
@@ -217,9 +222,7 @@ def test_bad_form_values_are_notified(make_napari_viewer, qtbot, errors, dock):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((5, 64, 64), np.float32), name="stack")
     widget = dock(viewer, "Similarity stacking")
-    widget.limit_angle.setChecked(True)
-    widget.angle_min.setValue(20.0)
-    widget.angle_max.setValue(-20.0)
+    widget.form.set_values(limit_angle=True, angle_min=20.0, angle_max=-20.0)
     assert widget._on_run() is None
     assert errors and "angle_range must be (min, max) with min <= max" in errors[-1]
     assert widget.runner.worker is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 
 from napari_stackalign.core.particles import (
     DRIFT_DEFAULTS,
@@ -55,17 +56,16 @@ def setup(make_napari_viewer, dock):
 
 def test_settings_start_at_the_options_defaults(make_napari_viewer, dock):
     widget = dock(make_napari_viewer(), "Trajectories")
-    assert widget.statistic.currentText() == DRIFT_DEFAULTS.statistic
-    assert widget.reference_frame.value() == RIGID_DEFAULTS.reference_frame == DRIFT_DEFAULTS.reference_frame
-    assert widget.rotation.isChecked() is RIGID_DEFAULTS.allow_rotation
-    assert widget.interpolation.currentText() == RIGID_DEFAULTS.interpolation
-    assert [widget.interpolation.itemText(i) for i in range(widget.interpolation.count())] == list(
-        RigidOptions.specs()["interpolation"].choices
-    )
-    assert widget.min_particles.value() == RIGID_DEFAULTS.min_particles
-    assert widget.min_particles.minimum() == RigidOptions.specs()["min_particles"].minimum
-    assert widget.min_particles.toolTip() == RigidOptions.help("min_particles")
-    assert widget.statistic.toolTip() == DriftOptions.help("statistic")
+    form = widget.form
+    assert form.statistic.value == DRIFT_DEFAULTS.statistic
+    assert form.reference_frame.value == RIGID_DEFAULTS.reference_frame == DRIFT_DEFAULTS.reference_frame
+    assert form.allow_rotation.value is RIGID_DEFAULTS.allow_rotation
+    assert form.interpolation.value == RIGID_DEFAULTS.interpolation
+    assert list(form.interpolation.choices) == list(RigidOptions.specs()["interpolation"].choices)
+    assert form.min_particles.value == RIGID_DEFAULTS.min_particles
+    assert form.min_particles.min == RigidOptions.specs()["min_particles"].minimum
+    assert form.min_particles.tooltip.lower() == RigidOptions.help("min_particles").lower()
+    assert form.statistic.tooltip.lower() == DriftOptions.help("statistic").lower()
     assert widget.correction_options() == RIGID_DEFAULTS
     assert widget.drift_options() == DRIFT_DEFAULTS
 
@@ -97,10 +97,11 @@ def test_correct_with_rotation_and_validate_holdout(setup, qtbot, tmp_path):
     viewer, widget, truth, traj = setup
     widget.set_particle_state(2, hold_out=True)
     assert widget.used_particles() == [i for i in range(1, widget.tracks.n_particles) if i != 2]
-    assert widget.rotation.isChecked()
+    assert widget.form.allow_rotation.value
     widget.correct_runner.run_button.click()
     qtbot.waitUntil(lambda: widget.correct_runner.worker is None, timeout=60000)  # finished (no race)
-    layer = viewer.layers["beads aligned"]
+    n_used = widget.tracks.n_particles - 2
+    layer = viewer.layers[f"beads aligned (particles, {n_used} particles, rotation)"]
     assert layer.data.shape == (T, *SHAPE)
     tf = transforms_from_layer(layer)
     assert tf is not None and tf.params["rotation_estimated"]
@@ -123,6 +124,19 @@ def test_correct_with_rotation_and_validate_holdout(setup, qtbot, tmp_path):
     path = widget.save_table(tmp_path / "validation.csv", validation=True)
     assert "rms_after" in path.read_text()
 
+    # the copied Python gives the widget's transforms
+    tracks_csv = tmp_path / "TRACKS.csv"
+    widget.tracks.to_csv(tracks_csv)
+    image_path = tmp_path / "beads.tif"
+    tifffile.imwrite(image_path, viewer.layers["beads"].data)
+    python = widget.results.copy("python")
+    assert "TRACKS.csv" in python and "INPUT.tif" in python
+    scope: dict = {}
+    exec(python.replace("INPUT.tif", str(image_path)).replace("TRACKS.csv", str(tracks_csv)), scope)  # noqa: S102
+    assert scope["transforms"].allclose(tf, atol=1e-9)
+    command = widget.results.recipe.command
+    assert f"--particles {','.join(map(str, widget.used_particles()))}" in command and "--holdout 2" in command
+
 
 def test_one_particle_is_translation_only(setup, qtbot):
     viewer, widget, truth, traj = setup
@@ -132,7 +146,7 @@ def test_one_particle_is_translation_only(setup, qtbot):
     assert "translation only" in widget.drift_label.text()
     widget.correct_runner.run_button.click()
     qtbot.waitUntil(lambda: widget.correct_runner.worker is None, timeout=60000)  # finished (no race)
-    tf = transforms_from_layer(viewer.layers["beads aligned"])
+    tf = transforms_from_layer(viewer.layers["beads aligned (particles, 1 particles, translation)"])
     assert not tf.params["rotation_estimated"]
     assert np.all(tf.angle == 0)
     assert "one particle" in tf.params["note"]

@@ -1,13 +1,17 @@
 """Dock widget "Compare": before/after views and quality figures for two layers.
 
-Pick any two image layers (typically ``X`` and ``"X registered"``):
+Pick any two image layers (typically ``X`` and ``"X registered (...)"``; the
+other widgets' "Compare with input" opens this one on such a pair):
 
 - *Side by side* turns on the viewer's grid with only the two layers
   visible; pressing it again restores the grid and every layer's visibility.
-- *Difference* adds ``"<A> - <B>"``: of the mean images, or frame by frame
-  (a lazy dask array, computed only for the frame on screen).
-- *Checkerboard* adds ``"<A> | <B> checkerboard"``: tiles of adjustable size
-  taken alternately from A and B.
+- *Difference* adds ``"<A> - <B> (difference, mean images)"``: of the mean
+  images, or frame by frame (a lazy dask array, computed only for the frame
+  on screen).
+- *Checkerboard* adds ``"<A> | <B> (checkerboard, ...)"``: tiles of
+  adjustable size taken alternately from A and B.
+- Each new view replaces the previous view of the same kind and pair, or is
+  kept next to it, as the user chooses.
 - *Flicker* alternates the two layers' visibility at an adjustable rate;
   Stop restores them.
 - *Measure quality* computes, in a worker, each layer's mean-image
@@ -23,22 +27,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ..core.checks import STACK_AXES
 from ..core.quality import (
@@ -52,8 +45,10 @@ from ..core.quality import (
 )
 from ..plots import draw_correlations
 from ._drift_plot import PlotPanel
-from ._layer_choice import LayerChoice
+from ._forms import layer_picker
 from ._layers import derived_image_kwargs, provenance, same_layer, transforms_from_layer
+from ._progress import Stage
+from ._results import ResultsRow, result_name
 from ._runner import TaskRunner, notify_user_error
 from ._scrolling import ScrollingDock
 
@@ -120,6 +115,19 @@ def _regions(a: Any, b: Any, transforms: tuple) -> tuple:
     return (ra, rb)
 
 
+def _labelled(progress: Any, label: str) -> Any:
+    """``progress`` with ``label`` after each stage's name (both layers go through the same stages)."""
+    if progress is None:
+        return None
+    return lambda done, total, stage: progress(done, total, f"{stage} · {label}")
+
+
+#: the stages of measuring quality, in order, for both layers
+QUALITY_STAGES = tuple(
+    Stage(f"{stage} · layer {which}") for which in "AB" for stage in ("mean image", "correlation")
+)
+
+
 def _quality_task(a: Any, b: Any, transforms: tuple | None, *, progress: Any = None) -> tuple[dict, dict, tuple]:
     """Quality reports of both stacks with the same sharpness normalisation (worker thread).
 
@@ -128,8 +136,8 @@ def _quality_task(a: Any, b: Any, transforms: tuple | None, *, progress: Any = N
     """
     regions = (None, None) if transforms is None else _regions(a, b, transforms)
     region_a, region_b = regions
-    rep_a = quality_report(a, roi=region_a, progress=progress)
-    rep_b = quality_report(b, roi=region_b, progress=progress)
+    rep_a = quality_report(a, roi=region_a, progress=_labelled(progress, "layer A"))
+    rep_b = quality_report(b, roi=region_b, progress=_labelled(progress, "layer B"))
     if rep_a["sharpness_normalization"] != rep_b["sharpness_normalization"]:
         # one of them has a non-positive mean: compare both the same way
         for rep in (rep_a, rep_b):
@@ -155,35 +163,27 @@ class CompareWidget(ScrollingDock):
         self._flicker_saved: dict | None = None
         self._flicker_state = 0
 
-        layout = self.body_layout
-        layout.addLayout(self._layer_form())
-        layout.addWidget(self._views_box())
-        layout.addWidget(self._quality_box(), 1)
+        self.inputs = self.add_magic(self._layer_form())
+        self.layer_a = self.inputs.layer_a
+        self.layer_b = self.inputs.layer_b
+        self.body_layout.addWidget(self._views_box())
+        self.body_layout.addWidget(self._quality_box(), 1)
 
-        self.layer_a.currentIndexChanged.connect(self._stop_views)
-        self.layer_b.currentIndexChanged.connect(self._stop_views)
+        self.layer_a.changed.connect(self._stop_views)
+        self.layer_b.changed.connect(self._stop_views)
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        self.reset_choices()
         self._pick_default_pair()
 
     # ---------------------------------------------------------------- building
-    def _layer_form(self) -> QFormLayout:
-        """The two layer choices (and the margin option, shown with the quality)."""
-        self.layer_a = LayerChoice(self.viewer, Image)
-        self.layer_b = LayerChoice(self.viewer, Image)
-        self.layer_a.setToolTip("Usually the input stack.")
-        self.layer_b.setToolTip("Usually the registered stack ('<input> registered').")
-        self.common_area = QCheckBox("Leave out the registered margin")
-        self.common_area.setChecked(True)
-        self.common_area.setToolTip(
-            "Measure only where every registered frame has data. "
-            "Registration leaves an empty margin where frames were moved. When a layer carries its "
-            "transforms (it was made by this plugin), both layers are measured on the rectangle every "
-            "registered frame covers, so the margin does not count against it."
+    def _layer_form(self) -> Container:
+        """The two layer pickers."""
+        return Container(
+            widgets=[
+                layer_picker(Image, "layer_a", "Layer A (before)", "Usually the input stack."),
+                layer_picker(Image, "layer_b", "Layer B (after)", "Usually the registered stack."),
+            ]
         )
-        form = QFormLayout()
-        form.addRow("Layer A (before):", self.layer_a)
-        form.addRow("Layer B (after):", self.layer_b)
-        return form
 
     def _views_box(self) -> QGroupBox:
         """Side by side, difference, checkerboard and flicker."""
@@ -191,55 +191,48 @@ class CompareWidget(ScrollingDock):
         self.side_by_side_button.setCheckable(True)
         self.side_by_side_button.setToolTip("Grid view with only A and B visible; press again to restore.")
         self.side_by_side_button.toggled.connect(self._on_side_by_side)
-
-        self.source = QComboBox()
-        self.source.addItems(SOURCES)
-        self.source.setToolTip(
-            "Mean images: one 2-D result from the two stacks' means. "
-            "Every frame: a lazy stack, computed for the frame on screen."
+        self.source = ComboBox(
+            name="source", label="Made from", value=SOURCES[0], choices=SOURCES,
+            tooltip="Mean images: one 2-D result from the two stacks' means. "
+            "Every frame: a lazy stack, computed for the frame on screen.",
         )
+        self.tile = SpinBox(name="tile", label="Tiles (px)", value=CHECKER_TILE, min=2, max=4096,
+                            tooltip="The checkerboard's tile size in pixels.")
+        self.rate = FloatSpinBox(name="rate", label="Flicker (Hz)", value=2.0, min=0.2, max=30.0, step=0.5,
+                                 tooltip="How often A and B alternate.")
+        self.rate.changed.connect(self._on_rate_changed)
+        self.view_form = self.add_magic(Container(widgets=[self.source, self.tile, self.rate]))
         self.difference_button = QPushButton("Add A − B")
-        self.difference_button.clicked.connect(self.add_difference)
-        self.tile = QSpinBox()
-        self.tile.setRange(2, 4096)
-        self.tile.setValue(CHECKER_TILE)
-        self.tile.setSuffix(" px")
+        self.difference_button.clicked.connect(lambda *_: self.add_difference())
         self.checker_button = QPushButton("Add checkerboard")
-        self.checker_button.clicked.connect(self.add_checkerboard)
-        flicker_row = self._flicker_row()
-
-        views = QGroupBox("Views")
-        vform = QFormLayout(views)
-        vform.addRow(self.side_by_side_button)
-        vform.addRow("Made from:", self.source)
-        vform.addRow("Difference:", self.difference_button)
-        checker_row = QHBoxLayout()
-        checker_row.addWidget(self.tile)
-        checker_row.addWidget(self.checker_button, 1)
-        vform.addRow("Tiles:", checker_row)
-        vform.addRow("Flicker:", flicker_row)
-        return views
-
-    def _flicker_row(self) -> QHBoxLayout:
-        """The flicker rate, its start/stop button and its timer."""
-        self.rate = QDoubleSpinBox()
-        self.rate.setRange(0.2, 30.0)
-        self.rate.setSingleStep(0.5)
-        self.rate.setValue(2.0)
-        self.rate.setSuffix(" Hz")
-        self.rate.valueChanged.connect(self._on_rate_changed)
+        self.checker_button.clicked.connect(lambda *_: self.add_checkerboard())
         self.flicker_button = QPushButton("Start flicker")
         self.flicker_button.setCheckable(True)
         self.flicker_button.toggled.connect(self._on_flicker_toggled)
         self.timer = QTimer(self)
         self.timer.timeout.connect(self._flick)
+        self.results = ResultsRow(self.viewer, "compare", scripting=False)
+
+        views = QGroupBox("Views")
+        layout = QVBoxLayout(views)
+        layout.addWidget(self.side_by_side_button)
+        layout.addWidget(self.view_form.native)
         row = QHBoxLayout()
-        row.addWidget(self.rate)
-        row.addWidget(self.flicker_button, 1)
-        return row
+        for button in (self.difference_button, self.checker_button, self.flicker_button):
+            row.addWidget(button)
+        layout.addLayout(row)
+        layout.addWidget(self.results)
+        return views
 
     def _quality_box(self) -> QGroupBox:
         """The margin option, the measure button, the figures and the correlation plot."""
+        self.common_area = CheckBox(
+            name="common_area", text="Leave out the registered margin", value=True,
+            tooltip="Measure only where every registered frame has data. "
+            "Registration leaves an empty margin where frames were moved. When a layer carries its "
+            "transforms (it was made by this plugin), both layers are measured on the rectangle every "
+            "registered frame covers, so the margin does not count against it.",
+        )
         self.runner = TaskRunner("Measure quality", self.measure)
         self.table = QLabel("Press 'Measure quality' to compare sharpness and frame-to-mean correlation.")
         self.table.setWordWrap(True)
@@ -250,24 +243,35 @@ class CompareWidget(ScrollingDock):
         )
         quality = QGroupBox("Quality")
         qlayout = QVBoxLayout(quality)
-        qlayout.addWidget(self.common_area)
+        qlayout.addWidget(self.common_area.native)
         qlayout.addWidget(self.runner)
         qlayout.addWidget(self.table)
         qlayout.addWidget(self.plot, 1)
         return quality
 
     # ----------------------------------------------------------- layer choice
+    def _layer_named(self, name: str) -> Any:
+        for layer in self.layer_a.choices:
+            if layer is not None and layer.name == name:
+                return layer
+        raise ValueError(f"there is no image layer {name!r} to compare.")
+
+    def set_pair(self, first: str, second: str) -> None:
+        """Compare layer ``first`` (A) with layer ``second`` (B), by name."""
+        self.reset_choices()
+        self.layer_a.value = self._layer_named(first)
+        self.layer_b.value = self._layer_named(second)
+
     def _pick_default_pair(self) -> None:
-        """Start with ``X`` and ``"X registered"`` when such a pair exists."""
-        names = [layer.name for layer in self.layer_a.layers()]
+        """Start with ``X`` and ``"X registered ..."`` when such a pair exists."""
+        names = [layer.name for layer in reversed(self.layer_a.choices)]
         for name in names:
-            if name.endswith(" registered") and name[: -len(" registered")] in names:
-                self.layer_a.value = name[: -len(" registered")]
-                self.layer_b.value = name
-                return
+            for other in names:
+                if other.startswith(f"{name} registered"):
+                    self.set_pair(name, other)
+                    return
         if len(names) >= 2:
-            self.layer_a.value = names[1]
-            self.layer_b.value = names[0]
+            self.set_pair(names[1], names[0])
 
     def _pair(self) -> tuple[Any, Any]:
         a, b = self.layer_a.value, self.layer_b.value
@@ -282,6 +286,9 @@ class CompareWidget(ScrollingDock):
             self._stop_views()
         except RuntimeError:  # widget already deleted
             return
+
+    def _layers_by_name(self) -> dict[str, Any]:
+        return {layer.name: layer for layer in self.viewer.layers}
 
     # ------------------------------------------------------------- grid view
     def _on_side_by_side(self, checked: bool) -> None:
@@ -298,7 +305,7 @@ class CompareWidget(ScrollingDock):
             grid = _grid(self.viewer)
             self._saved_view = {
                 "grid": (grid.enabled, tuple(grid.shape), grid.stride),
-                "visible": {layer: layer.visible for layer in self.viewer.layers},
+                "visible": {layer.name: layer.visible for layer in self.viewer.layers},
             }
             for layer in self.viewer.layers:
                 layer.visible = same_layer(layer, a) or same_layer(layer, b)
@@ -317,16 +324,17 @@ class CompareWidget(ScrollingDock):
             grid.enabled = enabled
             grid.shape = shape
             grid.stride = stride
-            for layer, visible in saved["visible"].items():
-                if layer in self.viewer.layers:
-                    layer.visible = visible
+            layers = self._layers_by_name()
+            for name, visible in saved["visible"].items():
+                if name in layers:
+                    layers[name].visible = visible
         self.side_by_side_button.blockSignals(True)
         self.side_by_side_button.setChecked(False)
         self.side_by_side_button.setText("Side by side")
         self.side_by_side_button.blockSignals(False)
 
     # --------------------------------------------------------------- flicker
-    def _on_rate_changed(self, value: float) -> None:
+    def _on_rate_changed(self, value: float, *_: Any) -> None:
         self.timer.setInterval(max(1, round(1000.0 / float(value))))
 
     def _on_flicker_toggled(self, checked: bool) -> None:
@@ -346,10 +354,10 @@ class CompareWidget(ScrollingDock):
         if self._flicker_saved is not None:
             return
         self._restore_side_by_side()
-        self._flicker_saved = {a: a.visible, b: b.visible}
+        self._flicker_saved = {a.name: a.visible, b.name: b.visible}
         self._flicker_state = 0
         a.visible, b.visible = True, False
-        self._on_rate_changed(self.rate.value())
+        self._on_rate_changed(self.rate.value)
         self.timer.start()
         self.flicker_button.blockSignals(True)
         self.flicker_button.setChecked(True)
@@ -358,10 +366,11 @@ class CompareWidget(ScrollingDock):
 
     def _flick(self) -> None:
         saved = self._flicker_saved
-        if saved is None or any(layer not in self.viewer.layers for layer in saved):
+        layers = self._layers_by_name()
+        if saved is None or any(name not in layers for name in saved):
             self._stop_flicker()
             return
-        a, b = list(saved)
+        a, b = (layers[name] for name in saved)
         self._flicker_state ^= 1
         a.visible = self._flicker_state == 0
         b.visible = self._flicker_state == 1
@@ -370,9 +379,10 @@ class CompareWidget(ScrollingDock):
         self.timer.stop()
         saved, self._flicker_saved = self._flicker_saved, None
         if saved is not None:
-            for layer, visible in saved.items():
-                if layer in self.viewer.layers:
-                    layer.visible = visible
+            layers = self._layers_by_name()
+            for name, visible in saved.items():
+                if name in layers:
+                    layers[name].visible = visible
         self.flicker_button.blockSignals(True)
         self.flicker_button.setChecked(False)
         self.flicker_button.setText("Start flicker")
@@ -383,13 +393,14 @@ class CompareWidget(ScrollingDock):
         self._stop_flicker()
         self._restore_side_by_side()
 
-    def closeEvent(self, event: Any) -> None:
+    def on_close(self) -> None:
+        """Closing restores what the views changed, and cancels a measurement."""
         self._stop_views()
-        super().closeEvent(event)
+        super().on_close()
 
     # ------------------------------------------------- difference/checkerboard
     def _frame_wise(self) -> bool:
-        return self.source.currentText() == SOURCES[1]
+        return self.source.value == SOURCES[1]
 
     def _check_frame_shapes(self, a: Any, b: Any, frames: bool) -> tuple[Any, Any]:
         da, db = _image_data(a), _image_data(b)
@@ -424,7 +435,7 @@ class CompareWidget(ScrollingDock):
         except ValueError as exc:
             notify_user_error(exc)
             return None
-        tile = int(self.tile.value())
+        tile = int(self.tile.value)
         if frames:
             try:
                 self._add_view_layer(kind, a, b, da, db, tile, frame_axis=a.ndim == 3)
@@ -436,6 +447,7 @@ class CompareWidget(ScrollingDock):
             da,
             db,
             on_result=lambda means: self._add_view_layer(kind, a, b, means[0], means[1], tile, frame_axis=False),
+            stages=(Stage("mean image", 1),),
         )
 
     def _add_view_layer(self, kind: str, a: Any, b: Any, xa: Any, xb: Any, tile: int, *, frame_axis: bool) -> Any:
@@ -447,6 +459,7 @@ class CompareWidget(ScrollingDock):
             kwargs = derived_image_kwargs(
                 a, f"- {b.name}", provenance("compare-difference", params), frame_axis=keep_axes
             )
+            kwargs["name"] = result_name(a.name, f"- {b.name}", "difference", [source])
             kwargs["colormap"] = "coolwarm"
             kwargs["blending"] = "translucent"
             sample = np.asarray(data[0] if frame_axis else data, dtype=np.float32)
@@ -459,12 +472,17 @@ class CompareWidget(ScrollingDock):
             kwargs = derived_image_kwargs(
                 a, f"| {b.name} checkerboard", provenance("compare-checkerboard", params), frame_axis=keep_axes
             )
+            kwargs["name"] = result_name(a.name, f"| {b.name}", "checkerboard", [source, f"{tile} px tiles"])
             sample = np.asarray(data[0] if frame_axis else data, dtype=np.float32)
             finite = sample[np.isfinite(sample)]
             if finite.size:
                 lo, hi = np.percentile(finite, [0.5, 99.5])
                 kwargs["contrast_limits"] = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
-        return self.viewer.add_image(data, **kwargs)
+        if self.closed:
+            return None
+        # a new view of the same kind and pair replaces the previous one (or is kept, as chosen)
+        (added,) = self.results.add_layers(f"{kind}: {a.name} | {b.name}", [(data, kwargs)], compare_with=None)
+        return added
 
     # --------------------------------------------------------------- quality
     def measure(self) -> Any:
@@ -472,16 +490,19 @@ class CompareWidget(ScrollingDock):
         try:
             a, b = self._pair()
             da, db = _image_data(a), _image_data(b)
-            transforms = (transforms_from_layer(a), transforms_from_layer(b)) if self.common_area.isChecked() else None
+            transforms = (transforms_from_layer(a), transforms_from_layer(b)) if self.common_area.value else None
         except ValueError as exc:
             notify_user_error(exc)
             return None
         names = (a.name, b.name)
         return self.runner.start(
-            _quality_task, da, db, transforms, on_result=lambda res: self._show_reports(names, res)
+            _quality_task, da, db, transforms, on_result=lambda res: self._show_reports(names, res),
+            stages=QUALITY_STAGES,
         )
 
     def _show_reports(self, names: tuple[str, str], result: tuple) -> None:
+        if self.closed:
+            return
         *reports, regions = result
         self.reports = dict(zip(names, reports))
         rows = []

@@ -24,26 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from magicgui.widgets import ComboBox, Container, LineEdit
 from napari.layers import Image, Labels, Shapes
 from napari.utils.notifications import show_info
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QGroupBox, QVBoxLayout, QWidget
 
 from ..core.apply import apply_transforms
 from ..core.checks import check_stack
@@ -58,10 +42,14 @@ from ..io import read_stack
 from ..parsing import format_downsample_rates, parse_downsample_rates
 from ..transforms import FrameTransforms
 from ._drift_plot import DriftPlot
-from ._layer_choice import LayerChoice
+from ._forms import OptionsForm, layer_picker, tooltip
 from ._layers import derived_image_kwargs, frame_stack, provenance
+from ._progress import Stage
+from ._results import ResultsRow, result_name
 from ._runner import TaskRunner, notify_user_error
+from ._scripting import layer_source, pyramid_recipe
 from ._scrolling import ScrollingDock
+from ._transforms_panel import TransformsPanel, describe_drift
 
 __all__ = ["PyramidWidget"]
 
@@ -70,6 +58,9 @@ MASK_MODES = ("ignored", "the only ones compared")
 SPIN_MAXIMA = {"num_frames": 10_000_000, "iterate": 20, "window_length": 100_001, "polyorder": 20}
 #: the smallest smoothing window offered (a window of one frame does not smooth)
 MIN_WINDOW = 3
+#: the options the form shows, in order
+FORM_OPTIONS = ("num_frames", "downsample_rates", "max_movement", "iterate", "normalize", "smooth", "window_length",
+                "polyorder")
 #: the estimation options a registered layer records (the smoothing ones only when smoothing is on)
 RECORDED_OPTIONS = ("num_frames", "downsample_rates", "max_movement", "iterate", "normalize")
 
@@ -106,7 +97,7 @@ def _is_lazy(data: Any) -> bool:
 
 def _source_path(layer: Any) -> str | None:
     """The file a layer was read from, if any."""
-    return getattr(getattr(layer, "source", None), "path", None) or layer.metadata.get("source_path")
+    return layer_source(layer)
 
 
 def _apply_task(stacks: list, transforms: FrameTransforms, *, progress: Any = None) -> list:
@@ -181,23 +172,6 @@ def mask_from_labels(labels: Any, frame_shape: tuple[int, int], mode: str) -> np
     return ~labelled if mode == MASK_MODES[0] else labelled
 
 
-def _describe(transforms: FrameTransforms) -> str:
-    drift = -transforms.shifts
-    bad = int(np.sum(~transforms.ok))
-    text = (
-        f"{len(transforms)} frames. Sample drift: rows {drift[:, 0].min():+.2f} … {drift[:, 0].max():+.2f} px, "
-        f"columns {drift[:, 1].min():+.2f} … {drift[:, 1].max():+.2f} px."
-    )
-    if bad == len(transforms):
-        text += " No frame has a trustworthy transform: the stack has no usable signal, nothing was corrected."
-    elif bad:
-        text += (
-            f" {bad} frame(s) failed (× in the plot) and were interpolated from their neighbours, not applied as "
-            f"estimated: {transforms.failure_summary(limit=5)}"
-        )
-    return text
-
-
 def _record(options: PyramidOptions, shapes: Any, labels: Any, mode: str) -> dict:
     """The parameters a registered layer records in ``metadata["stackalign"]``."""
     record: dict[str, Any] = {name: getattr(options, name) for name in RECORDED_OPTIONS}
@@ -214,46 +188,59 @@ def _record(options: PyramidOptions, shapes: Any, labels: Any, mode: str) -> dic
     return record
 
 
-# ----------------------------------------------------------------- form
-def _tooltip(name: str) -> str:
-    """The option's help (with its default and range), as a sentence."""
-    text = PyramidOptions.help(name)
-    return text[:1].upper() + text[1:]
-
-
-def _int_spin(name: str, *, minimum: int | None = None, step: int = 1) -> QSpinBox:
-    """A spin box for an integer option: its default, its range (capped by ``SPIN_MAXIMA``) and its help."""
-    spec = PyramidOptions.specs()[name]
-    spin = QSpinBox()
-    spin.setRange(int(spec.minimum) if minimum is None else minimum, SPIN_MAXIMA[name])
-    spin.setSingleStep(step)
-    spin.setValue(PyramidOptions.default(name))
-    spin.setToolTip(_tooltip(name))
-    return spin
-
-
-def _fraction_spin(name: str, *, decimals: int = 2, step: float = 0.05) -> QDoubleSpinBox:
-    """A spin box for a number option with a range, e.g. ``max_movement`` in (0, 1]."""
-    spec = PyramidOptions.specs()[name]
-    resolution = 10.0**-decimals
-    spin = QDoubleSpinBox()
-    spin.setDecimals(decimals)
-    spin.setRange(spec.minimum + (resolution if spec.exclusive_minimum else 0), spec.maximum)
-    spin.setSingleStep(step)
-    spin.setValue(PyramidOptions.default(name))
-    spin.setToolTip(_tooltip(name))
-    return spin
-
-
-def _check_box(name: str, text: str) -> QCheckBox:
-    """A check box for a switch option: its default and its help."""
-    box = QCheckBox(text)
-    box.setChecked(PyramidOptions.default(name))
-    box.setToolTip(_tooltip(name))
-    return box
-
-
 # ---------------------------------------------------------------- widget
+def _form_overrides() -> dict[str, dict[str, Any]]:
+    """What the form's boxes need beyond the options' own range: caps, steps, the rates as text."""
+    rates_tip = tooltip(PyramidOptions, "downsample_rates") + " Separate them with commas, e.g. 1/4, 1/2, 1."
+    overrides: dict[str, dict[str, Any]] = {
+        "num_frames": {"label": "Template frames"},
+        "downsample_rates": {
+            "widget": LineEdit, "value": format_downsample_rates(PyramidOptions.default("downsample_rates")),
+            "tooltip": rates_tip, "label": "Downsample rates",
+        },
+        "max_movement": {"step": 0.05},
+        "iterate": {"label": "Iterations"},
+        "normalize": {"text": "Normalise intensity", "label": ""},
+        "smooth": {"text": "Smooth the drift", "label": ""},
+        "window_length": {"label": "Smoothing window", "min": MIN_WINDOW, "step": 2},
+        "polyorder": {"label": "Smoothing order"},
+    }
+    for name, top in SPIN_MAXIMA.items():
+        overrides[name]["max"] = top
+    return overrides
+
+
+def _settings(options: PyramidOptions, shapes: Any, labels: Any) -> list[str]:
+    """The key settings a result's name shows."""
+    words = []
+    if options.smooth:
+        words.append(f"smoothed {options.window_length}/{options.polyorder}")
+    if options.iterate > 1:
+        words.append(f"{options.iterate} passes")
+    if shapes is not None:
+        words.append(f"ROI {shapes.name}")
+    if labels is not None:
+        words.append(f"mask {labels.name}")
+    return words
+
+
+def _stages(n_frames: int, options: PyramidOptions) -> tuple[Stage, ...]:
+    """The run's stages with their share of the work (template frames, passes, frames, resampling)."""
+    n_template = min(options.num_frames, n_frames)
+    stages = [Stage("reference", n_template)]
+    if options.iterate > 1:
+        stages.append(Stage("template", n_template * (options.iterate - 1)))
+    stages += [Stage("estimate", n_frames), Stage("apply", 0.3 * n_frames if options.smooth else 0.05 * n_frames)]
+    return tuple(stages)
+
+
+def _show_drift(plot: DriftPlot, raw: FrameTransforms, smoothed: FrameTransforms | None, source: str | None) -> None:
+    title = "Sample drift (= −correction applied)"
+    if source:
+        title = f"{title}\n{source}"
+    plot.show_transforms(raw, smoothed, title=title)
+
+
 class PyramidWidget(ScrollingDock):
     """Pyramid (coarse-to-fine) translation registration of an image layer.
 
@@ -266,111 +253,102 @@ class PyramidWidget(ScrollingDock):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
-        #: the transforms of the last run (smoothed when smoothing was on) or the loaded table
-        self.transforms: FrameTransforms | None = None
-        #: the unsmoothed estimate of the last run
-        self.raw_transforms: FrameTransforms | None = None
-        self.source_name: str | None = None
         self._last_params: dict = {}
 
-        layout = self.body_layout
-        layout.addLayout(self._build_layer_row())
-        layout.addWidget(self._build_parameters())
-        layout.addWidget(self._build_region())
-        self.runner = TaskRunner("Register", self.run)
-        layout.addWidget(self.runner)
-        layout.addWidget(self._build_result(), 1)
-
-        events = napari_viewer.layers.events
-        events.inserted.connect(self._refresh_apply_list)
-        events.removed.connect(self._refresh_apply_list)
-        self._refresh_apply_list()
-
-    # ------------------------------------------------------------ sections
-    def _build_layer_row(self) -> QFormLayout:
-        """The image layer to register."""
-        self.layer = LayerChoice(self.viewer, Image)
-        self.layer.setToolTip("A (T, Y, X) time series.")
-        form = QFormLayout()
-        form.addRow("Image layer:", self.layer)
-        return form
-
-    def _build_parameters(self) -> QGroupBox:
-        """The pyramid options: defaults, ranges and tooltips from :class:`PyramidOptions`."""
-        self.num_frames = _int_spin("num_frames")
-        self.rates = QLineEdit(format_downsample_rates(PyramidOptions.default("downsample_rates")))
-        self.rates.setToolTip(_tooltip("downsample_rates") + " Separate them with commas, e.g. 1/4, 1/2, 1.")
-        self.max_movement = _fraction_spin("max_movement")
-        self.iterate = _int_spin("iterate")
-        self.normalize = _check_box("normalize", "Normalise intensity")
-        self.smooth = _check_box("smooth", "Smooth the drift")
-        self.window_length = _int_spin("window_length", minimum=MIN_WINDOW, step=2)
-        self.polyorder = _int_spin("polyorder")
-        self.smooth.toggled.connect(self._on_smooth_toggled)
-        self._on_smooth_toggled(self.smooth.isChecked())
+        self.inputs = self.add_magic(self._build_inputs())
+        self.layer = self.inputs.layer
+        self.roi_layer = self.inputs.roi_layer
+        self.mask_layer = self.inputs.mask_layer
+        self.mask_mode = self.inputs.mask_mode
         box = QGroupBox("Parameters")
-        form = QFormLayout(box)
-        form.addRow("Template frames:", self.num_frames)
-        form.addRow("Downsample rates:", self.rates)
-        form.addRow("Max movement:", self.max_movement)
-        form.addRow("Iterations:", self.iterate)
-        form.addRow(self.normalize)
-        form.addRow(self.smooth)
-        form.addRow("Smoothing window:", self.window_length)
-        form.addRow("Smoothing order:", self.polyorder)
-        return box
-
-    def _build_region(self) -> QGroupBox:
-        """The ROI (a Shapes layer) and the mask (a Labels layer) that limit the comparison."""
-        self.roi_layer = LayerChoice(self.viewer, Shapes, none_text="(whole frame)")
-        self.roi_layer.setToolTip(
-            "Compare only inside a rectangle drawn in this Shapes layer (selected shape, else the first)."
+        QVBoxLayout(box).setContentsMargins(4, 4, 4, 4)
+        self.form = self.add_magic(OptionsForm(PyramidOptions, FORM_OPTIONS, key="pyramid", overrides=_form_overrides()),
+                                   box.layout())
+        self.body_layout.addWidget(box)
+        self.form.smooth.changed.connect(self._on_smooth_toggled)
+        self._on_smooth_toggled(self.form.smooth.value)
+        self.runner = TaskRunner("Register", self.run)
+        self.body_layout.addWidget(self.runner)
+        self.results = ResultsRow(napari_viewer, "pyramid")
+        self.body_layout.addWidget(self.results)
+        self.panel = TransformsPanel(
+            napari_viewer, DriftPlot(), show=_show_drift, describe=describe_drift, apply=self._apply_to,
         )
-        self.mask_layer = LayerChoice(self.viewer, Labels, none_text="(none)")
-        self.mask_layer.setToolTip("Paint a static label or a bright static object in a Labels layer to keep it out.")
-        self.mask_mode = QComboBox()
-        self.mask_mode.addItems(MASK_MODES)
-        self.mask_mode.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        self.mask_mode.setMinimumContentsLength(10)
-        box = QGroupBox("Region compared")
-        form = QFormLayout(box)
-        form.addRow("ROI (Shapes):", self.roi_layer)
-        form.addRow("Mask (Labels):", self.mask_layer)
-        form.addRow("Labelled pixels are:", self.mask_mode)
-        return box
+        self._magic.append(self.panel)
+        self.body_layout.addWidget(self.panel, 1)
 
-    def _build_result(self) -> QGroupBox:
-        """The drift plot, the summary, the table buttons and the "apply to" list."""
-        self.drift_plot = DriftPlot()
-        self.summary = QLabel("No transforms yet: run, or load a saved table.")
-        self.summary.setWordWrap(True)
-        self.save_table_button = QPushButton("Save table…")
-        self.load_table_button = QPushButton("Load table…")
-        self.save_table_button.setEnabled(False)
-        self.save_table_button.clicked.connect(self._on_save_table)
-        self.load_table_button.clicked.connect(self._on_load_table)
-        table_row = QHBoxLayout()
-        table_row.addWidget(self.save_table_button)
-        table_row.addWidget(self.load_table_button)
-        self.apply_list = QListWidget()
-        self.apply_list.setMaximumHeight(90)
-        self.apply_list.setToolTip("Layers with the same number of frames (e.g. other channels).")
-        self.apply_button = QPushButton("Apply to checked layers")
-        self.apply_button.clicked.connect(self.apply_to_checked)
-        box = QGroupBox("Transforms")
-        layout = QVBoxLayout(box)
-        layout.addWidget(self.summary)
-        layout.addWidget(self.drift_plot)
-        layout.addLayout(table_row)
-        layout.addWidget(QLabel("Apply the same transforms to:"))
-        layout.addWidget(self.apply_list)
-        layout.addWidget(self.apply_button)
-        return box
+    def _build_inputs(self) -> Container:
+        """The image layer, and the ROI (a Shapes layer) and mask (a Labels layer) that limit the comparison."""
+        mode = ComboBox(
+            value=MASK_MODES[0], choices=MASK_MODES, name="mask_mode", label="Labelled pixels are",
+            tooltip="Ignored: paint over a burned-in label. The only ones compared: paint the region to follow.",
+        )
+        return Container(
+            widgets=[
+                layer_picker(Image, "layer", "Image layer", "A (T, Y, X) time series."),
+                layer_picker(
+                    Shapes, "roi_layer", "ROI (Shapes)",
+                    "Compare only inside a rectangle drawn in this Shapes layer (selected shape, else the first); "
+                    "empty: the whole frame.",
+                    nullable=True,
+                ),
+                layer_picker(
+                    Labels, "mask_layer", "Mask (Labels)",
+                    "Paint a static label or a bright static object in a Labels layer to keep it out; empty: none.",
+                    nullable=True,
+                ),
+                mode,
+            ]
+        )
+
+    # ------------------------------------------------- the transforms panel
+    @property
+    def transforms(self) -> FrameTransforms | None:
+        """The transforms of the last run (smoothed when smoothing was on) or the loaded table."""
+        return self.panel.transforms
+
+    @property
+    def raw_transforms(self) -> FrameTransforms | None:
+        """The unsmoothed estimate of the last run."""
+        return self.panel.raw_transforms
+
+    @property
+    def source_name(self) -> str | None:
+        return self.panel.source_name
+
+    @property
+    def drift_plot(self) -> DriftPlot:
+        return self.panel.plot
+
+    @property
+    def summary(self) -> Any:
+        return self.panel.summary
+
+    def save_transforms(self, path: str | Path) -> Path:
+        """Save the current transforms as ``.csv`` or ``.json`` (ValueError when there are none)."""
+        return self.panel.save_transforms(path)
+
+    def load_transforms(self, path: str | Path) -> FrameTransforms:
+        """Load a ``.csv`` or ``.json`` table; it becomes the current transforms."""
+        transforms = self.panel.load_transforms(path)
+        self._last_params = {"table": str(Path(path).resolve())}
+        return transforms
+
+    def set_checked(self, names: list[str]) -> None:
+        """Select exactly these layers in the "apply to" list."""
+        self.panel.set_checked(names)
+
+    def checked_layer_names(self) -> list[str]:
+        return self.panel.checked_layer_names()
+
+    def apply_to_checked(self) -> Any:
+        """Apply the current transforms to every selected layer (in a worker); returns the worker."""
+        return self.panel.apply_to_checked()
 
     # -------------------------------------------------------- parameters
     def _on_smooth_toggled(self, checked: bool) -> None:
-        self.window_length.setEnabled(checked)
-        self.polyorder.setEnabled(checked)
+        self.form.window_length.enabled = bool(checked)
+        self.form.polyorder.enabled = bool(checked)
 
     def options(self) -> PyramidOptions:
         """The pyramid options set in the form (the region compared is added by :meth:`run`).
@@ -381,16 +359,9 @@ class PyramidWidget(ScrollingDock):
             If the rates cannot be read or the values do not fit together
             (the options' message).
         """
-        values = {
-            "num_frames": self.num_frames.value(),
-            "downsample_rates": parse_downsample_rates(self.rates.text()),
-            "max_movement": self.max_movement.value(),
-            "iterate": self.iterate.value(),
-            "normalize": self.normalize.isChecked(),
-            "smooth": self.smooth.isChecked(),
-        }
-        if values["smooth"]:  # the smoothing fields are disabled (and not used) otherwise
-            values.update(window_length=self.window_length.value(), polyorder=self.polyorder.value())
+        values = self.form.option_values({"downsample_rates": parse_downsample_rates})
+        if not values["smooth"]:  # the smoothing fields are disabled (and not used) otherwise
+            del values["window_length"], values["polyorder"]
         return PyramidOptions(**values)
 
     def parameters(self) -> dict:
@@ -412,14 +383,21 @@ class PyramidWidget(ScrollingDock):
         except ValueError as exc:
             notify_user_error(exc)
             return None
-        on_result = functools.partial(self._on_registered, layer, record)
+        shapes, labels = self.roi_layer.value, self.mask_layer.value
+        on_result = functools.partial(
+            self._on_registered, layer, record, options, _settings(options, shapes, labels),
+            labels.name if labels is not None else None,
+        )
+        stages = _stages(int(stack.shape[0]), options)
         if _is_lazy(stack):
             # a big, lazily opened stack: register file to file and open the result lazily
             output = suggest_output_path(_source_path(layer), layer.name)
             record["output"] = str(output)
             show_info(f"Registering {layer.name!r} to disk: {output}")
-            return self.runner.start(_register_to_disk_task, stack, output, options, on_result=on_result)
-        return self.runner.start(_register_task, stack, options, on_result=on_result)
+            return self.runner.start(
+                _register_to_disk_task, stack, output, options, on_result=on_result, stages=stages
+            )
+        return self.runner.start(_register_task, stack, options, on_result=on_result, stages=stages)
 
     def _prepare(self) -> tuple[Any, Any, PyramidOptions, dict]:
         """The layer, its frames, the options (with the region compared) and the parameters to record.
@@ -444,146 +422,50 @@ class PyramidWidget(ScrollingDock):
         shapes = self.roi_layer.value
         roi = roi_from_shape(shapes, layer) if shapes is not None else None
         labels = self.mask_layer.value
-        mode = self.mask_mode.currentText()
+        mode = self.mask_mode.value
         mask = mask_from_labels(labels, frame_shape, mode) if labels is not None else None
         options = options.replace(roi=roi, mask=mask)
         return layer, stack, options, _record(options, shapes, labels, mode)
 
-    def _on_registered(self, layer: Any, params: dict, result: tuple) -> None:
+    def _on_registered(
+        self, layer: Any, params: dict, options: PyramidOptions, settings: list[str], mask_name: str | None,
+        result: tuple,
+    ) -> None:
+        if self.closed:
+            return
         raw, final, registered = result
         smoothed = params.get("smooth", False)
         extra = {"raw_transforms": raw.to_dict()} if smoothed else {}
         block = provenance("pyramid", params, final, **extra)
         kwargs = derived_image_kwargs(layer, "registered", block)
+        kwargs["name"] = result_name(layer.name, "registered", "pyramid", settings)
         kwargs["contrast_limits"] = tuple(layer.contrast_limits)
-        self.viewer.add_image(registered, **kwargs)
-        self._set_transforms(raw, final if smoothed else None, source=layer.name)
+        self.results.add_layers(layer.name, [(registered, kwargs)])
+        self.panel.set_transforms(raw, final if smoothed else None, source=layer.name)
+        self.results.set_recipe(pyramid_recipe(layer, options, mask_layer=mask_name))
         self._last_params = params
 
-    # ------------------------------------------------------ transforms
-    def _set_transforms(self, raw: FrameTransforms, smoothed: FrameTransforms | None, *, source: str | None) -> None:
-        self.raw_transforms = raw
-        self.transforms = smoothed if smoothed is not None else raw
-        self.source_name = source
-        title = "Sample drift (= −correction applied)"
-        if source:
-            title = f"{title}\n{source}"
-        self.drift_plot.show_transforms(raw, smoothed, title=title)
-        self.summary.setText(_describe(self.transforms))
-        self.save_table_button.setEnabled(True)
-        self._refresh_apply_list()
-
-    def save_transforms(self, path: str | Path) -> Path:
-        """Save the current transforms as ``.csv`` or ``.json``.
-
-        Raises
-        ------
-        ValueError
-            When there are no transforms yet or the extension is unknown.
-        """
-        if self.transforms is None:
-            raise ValueError("there are no transforms to save yet: run a registration or load a table first.")
-        return self.transforms.save(path)
-
-    def load_transforms(self, path: str | Path) -> FrameTransforms:
-        """Load a ``.csv`` or ``.json`` table; it becomes the current transforms."""
-        transforms = FrameTransforms.load(path)
-        self._last_params = {"table": str(Path(path).resolve())}
-        self._set_transforms(transforms, None, source=Path(path).name)
-        return transforms
-
-    def _on_save_table(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save transforms", "transforms.csv", "CSV table (*.csv);;JSON (*.json)"
-        )
-        if not path:
-            return
-        if Path(path).suffix.lower() not in (".csv", ".json"):
-            path += ".csv"
-        try:
-            self.save_transforms(path)
-            show_info(f"Transforms saved to {path}")
-        except (ValueError, OSError) as exc:
-            notify_user_error(exc)
-
-    def _on_load_table(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load transforms", "", "Transform tables (*.csv *.json)")
-        if not path:
-            return
-        try:
-            transforms = self.load_transforms(path)
-            show_info(f"Loaded {len(transforms)} transforms from {path}: check layers below and apply.")
-        except (ValueError, OSError) as exc:
-            notify_user_error(exc)
-
     # ------------------------------------------------ apply to others
-    def _candidates(self) -> list[Any]:
-        if self.transforms is None:
-            return []
-        n = len(self.transforms)
-        return [
-            layer
-            for layer in reversed(list(self.viewer.layers))
-            if isinstance(layer, Image)
-            and not getattr(layer, "rgb", False)
-            and layer.ndim == 3
-            and int(layer.data.shape[0]) == n
-        ]
-
-    def _refresh_apply_list(self, event: Any = None) -> None:
+    def _apply_to(self, names: list[str]) -> Any:
         try:
-            checked = set(self.checked_layer_names())
-            self.apply_list.clear()
-            for layer in self._candidates():
-                item = QListWidgetItem(layer.name)
-                item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-                item.setCheckState(Qt.Checked if layer.name in checked else Qt.Unchecked)
-                self.apply_list.addItem(item)
-            self.apply_button.setEnabled(self.apply_list.count() > 0)
-        except RuntimeError:  # widget deleted, viewer still alive
-            return
-
-    def checked_layer_names(self) -> list[str]:
-        """Names of the layers ticked in the "apply to" list."""
-        return [
-            self.apply_list.item(i).text()
-            for i in range(self.apply_list.count())
-            if self.apply_list.item(i).checkState() == Qt.Checked
-        ]
-
-    def set_checked(self, names: list[str]) -> None:
-        """Tick exactly these layers in the "apply to" list."""
-        wanted = set(names)
-        missing = wanted - {self.apply_list.item(i).text() for i in range(self.apply_list.count())}
-        if missing:
-            raise ValueError(f"not offered (no transforms, or a different frame count): {sorted(missing)}")
-        for i in range(self.apply_list.count()):
-            item = self.apply_list.item(i)
-            item.setCheckState(Qt.Checked if item.text() in wanted else Qt.Unchecked)
-
-    def apply_to_checked(self) -> Any:
-        """Apply the current transforms to every ticked layer (in a worker).
-
-        Each layer gets a new ``"<name> registered"``. Returns the worker.
-        """
-        try:
-            if self.transforms is None:
-                raise ValueError("there are no transforms yet: run a registration or load a table first.")
-            names = self.checked_layer_names()
-            if not names:
-                raise ValueError("tick at least one layer in the list to apply the transforms to.")
             layers = [self.viewer.layers[name] for name in names]
             stacks = [frame_stack(layer) for layer in layers]
         except (ValueError, KeyError) as exc:
             notify_user_error(exc if isinstance(exc, ValueError) else ValueError(f"layer {exc} is gone."))
             return None
         transforms = self.transforms
-        params = dict(self._last_params, applied_from=self.source_name)
+        source = self.source_name
+        params = dict(self._last_params, applied_from=source)
+        settings = [f"from {source}"] if source else ["from a table"]
 
         def added(results: list) -> None:
-            for layer, data in zip(layers, results):
+            if self.closed:
+                return
+            for layer, data in zip(layers, results, strict=True):
                 kwargs = derived_image_kwargs(layer, "registered", provenance("pyramid", params, transforms))
+                kwargs["name"] = result_name(layer.name, "registered", "pyramid", settings)
                 kwargs["contrast_limits"] = tuple(layer.contrast_limits)
-                self.viewer.add_image(data, **kwargs)
+                self.results.add_layers(layer.name, [(data, kwargs)])
 
-        return self.runner.start(_apply_task, stacks, transforms, on_result=added)
+        n = len(transforms) * len(stacks)
+        return self.runner.start(_apply_task, stacks, transforms, on_result=added, stages=(Stage("apply", n),))

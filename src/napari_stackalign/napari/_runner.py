@@ -33,8 +33,13 @@ from qtpy.QtWidgets import (
 from ..core import Cancelled
 from ..core.apply import FailedFramesWarning
 from ..transforms import NoSignalWarning
+from ._progress import OverallProgress, Stage
 
 __all__ = ["TaskRunner", "notify_user_error", "notify_warning"]
+
+
+#: progress bar steps (the bar shows the fraction of the whole run)
+BAR_STEPS = 1000
 
 
 class _Bridge(QObject):
@@ -66,6 +71,12 @@ def notify_warning(args: tuple) -> None:
 class TaskRunner(QWidget):
     """Run / Cancel buttons, a status line and a progress bar driving one worker.
 
+    The bar shows the progress of the whole run (every stage weighted by the
+    ``stages`` given to :meth:`start`), the status line says the current
+    stage in words and the time left. :meth:`discard` (called when the
+    widget is closed) cancels the run and drops its result, so nothing
+    appears later.
+
     Parameters
     ----------
     run_text : str
@@ -95,6 +106,8 @@ class TaskRunner(QWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
         self._cancel_event = threading.Event()
+        self._discarded = False
+        self._overall = OverallProgress()
         self._bridge = _Bridge()
         self._bridge.progressed.connect(self._on_progress)
         self.worker: Any = None
@@ -112,6 +125,12 @@ class TaskRunner(QWidget):
             self._cancel_event.set()
             self.status.setText("Cancelling…")
 
+    def discard(self) -> None:
+        """Cancel the run and drop its result (the widget was closed): nothing is added later."""
+        self._discarded = True
+        if self.worker is not None:
+            self._cancel_event.set()
+
     def _progress_callback(self, done: int, total: int, stage: str) -> None:
         # called in the worker thread
         if self._cancel_event.is_set():
@@ -119,10 +138,13 @@ class TaskRunner(QWidget):
         self._bridge.progressed.emit(int(done), int(total), str(stage))
 
     def _on_progress(self, done: int, total: int, stage: str) -> None:
-        self.progress_bar.setRange(0, max(total, 1))
-        self.progress_bar.setValue(min(done, max(total, 1)))
+        if self.worker is None or self._cancel_event.is_set():
+            return
+        fraction = self._overall.update(done, total, stage or "")
+        self.progress_bar.setRange(0, BAR_STEPS)
+        self.progress_bar.setValue(round(BAR_STEPS * fraction))
         if stage:
-            self.status.setText(f"{stage}: {done}/{total}")
+            self.status.setText(self._overall.text(stage))
 
     # -- running ------------------------------------------------------------
     def start(
@@ -131,17 +153,24 @@ class TaskRunner(QWidget):
         *args: Any,
         on_result: Callable[[Any], None],
         on_finish: Callable[[], None] | None = None,
+        stages: tuple[Stage | str, ...] = (),
         **kwargs: Any,
     ) -> Any:
         """Run ``func(*args, progress=callback, **kwargs)`` in a worker thread.
 
-        ``on_result`` gets the return value in the GUI thread. Returns the
-        worker (tests wait on its ``finished`` signal).
+        ``on_result`` gets the return value in the GUI thread (not when the
+        run was discarded). ``stages`` are the core's stage names in the order
+        they run, with their share of the work (see
+        :class:`~napari_stackalign.napari._progress.OverallProgress`).
+        Returns the worker (tests wait on its ``finished`` signal).
         """
         if self.worker is not None:
             show_warning("A run is already in progress: wait for it or press Cancel.")
             return None
+        if self._discarded:
+            return None
         self._cancel_event.clear()
+        self._overall = OverallProgress(stages)
         self.progress_bar.setRange(0, 0)  # busy until the first report
         self.status.setText("Running…")
         self.run_button.setEnabled(False)
@@ -154,6 +183,8 @@ class TaskRunner(QWidget):
         self.worker = worker
 
         def returned(value: Any) -> None:
+            if self._discarded:
+                return
             try:
                 on_result(value)
                 self.status.setText("Done.")
@@ -162,15 +193,19 @@ class TaskRunner(QWidget):
                 self.status.setText(f"Failed: {exc}")
 
         def errored(exc: BaseException) -> None:
+            if self._discarded:
+                return
             notify_user_error(exc)
             self.status.setText("Cancelled." if isinstance(exc, Cancelled) else f"Failed: {exc}")
 
         def finished() -> None:
             self.worker = None
+            if self._discarded:
+                return
             self.run_button.setEnabled(True)
             self.cancel_button.setEnabled(False)
-            self.progress_bar.setRange(0, 1)
-            self.progress_bar.setValue(1 if self.status.text() == "Done." else 0)
+            self.progress_bar.setRange(0, BAR_STEPS)
+            self.progress_bar.setValue(BAR_STEPS if self.status.text() == "Done." else 0)
             if on_finish is not None:
                 on_finish()
 

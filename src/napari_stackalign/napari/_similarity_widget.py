@@ -2,44 +2,33 @@
 
 The motion is measured on one layer (one channel of a (T, C, Y, X) layer) by
 :func:`~napari_stackalign.register_similarity`, then applied to every channel
-of that layer and to the other layers ticked under *Also apply to* (same
-frame count and frame size). For each of them the widget adds
+of that layer; the transforms panel applies it afterwards to other layers
+(same frame count and frame size, e.g. the other channels of a split image).
+For each of them the widget adds, named by the method and its key settings,
 
-- ``"<input> registered"``: the registered stack (all channels),
-- ``"<input> average"``: the mean of the registered frames, full field or
-  cropped to the region every frame covers,
-- ``"<input> coverage"``: how many frames contributed to each average pixel,
+- ``"<input> registered (similarity, ...)"``: the registered stack (all channels),
+- ``"<input> average (similarity, ...)"``: the mean of the registered frames,
+  full field or cropped to the region every frame covers,
+- ``"<input> coverage (similarity, ...)"``: how many frames contributed to
+  each average pixel,
 
 each carrying the transforms in ``metadata["stackalign"]``. The angle, scale
-and shift per frame are plotted (saveable as PNG) and the table can be
-saved as CSV. Input layers are never modified.
+and shift per frame are plotted (saveable as PNG) and the table can be saved
+and loaded. The form comes from :class:`~napari_stackalign.core.similarity.SimilarityOptions`
+and remembers the last values. Input layers are never modified.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 from napari.layers import Image
-from napari.utils.notifications import show_info, show_warning
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QListWidget,
-    QListWidgetItem,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from napari.utils.notifications import show_warning
+from qtpy.QtWidgets import QGroupBox, QVBoxLayout, QWidget
 
 from ..core.apply import apply_transforms
 from ..core.average import FrameAverage, average_frames
@@ -54,10 +43,15 @@ from ..core.similarity import (
 )
 from ..transforms import FrameTransforms
 from ._drift_plot import PlotPanel
-from ._layer_choice import LayerChoice
-from ._layers import derived_image_kwargs, provenance, same_layer
+from ._forms import OptionsForm, layer_picker, tooltip
+from ._layers import derived_image_kwargs, provenance
+from ._progress import Stage
+from ._results import ResultsRow, result_name
 from ._runner import TaskRunner, notify_user_error
+from ._scripting import similarity_recipe
+from ._scrolling import ScrollingDock
 from ._similarity_plot import draw_similarity
+from ._transforms_panel import TransformsPanel
 
 __all__ = ["SimilarityWidget", "similarity_task"]
 
@@ -120,7 +114,47 @@ def similarity_task(
     return {"transforms": transforms, "outputs": outputs}
 
 
-class SimilarityWidget(QWidget):
+def _is_series(layer: Any) -> bool:
+    """A layer the widget can register: (T, Y, X) or (T, C, Y, X), not RGB."""
+    return layer.ndim in (3, 4) and not getattr(layer, "rgb", False)
+
+
+def describe_similarity(ft: FrameTransforms) -> str:
+    """How many frames registered, the angle and scale ranges, the success, and the flagged frames."""
+    flagged = ft.params.get("flagged", {})
+    text = (
+        f"{len(ft) - int((~ft.ok).sum())} of {len(ft)} frames registered; "
+        f"angle {ft.angle.min():.2f}..{ft.angle.max():.2f}°, scale {ft.scale.min():.4f}..{ft.scale.max():.4f}; "
+        f"median success {np.nanmedian(ft.quality):.3f}."
+    )
+    if flagged:
+        listed = "; ".join(f"frame {t}: {why}" for t, why in list(flagged.items())[:5])
+        more = f" (+{len(flagged) - 5} more)" if len(flagged) > 5 else ""
+        text += f" Flagged: {listed}{more}."
+    return text
+
+
+def _show_similarity(plot: PlotPanel, raw: FrameTransforms, _smoothed: Any, source: str | None) -> None:
+    plot.draw(draw_similarity, raw, title=f"{source}: correction per frame" if source else "correction per frame")
+
+
+def _settings(opts: SimilarityOptions, channel: int | None) -> list[str]:
+    """The key settings a result's name shows."""
+    words = [f"channel {channel}"] if channel is not None else []
+    if opts.template != SIMILARITY_DEFAULTS.template:
+        words.append(f"template {opts.template}" if isinstance(opts.template, str) else f"template frame {opts.template}")
+    if opts.angle_range is not None:
+        words.append("angle {:g}..{:g}°".format(*opts.angle_range))
+    if opts.scale_range is not None:
+        words.append("scale {:g}..{:g}".format(*opts.scale_range))
+    return words
+
+
+def _range_box(name: str, limits: tuple[float, float], value: float, step: float, tip: str) -> Any:
+    return FloatSpinBox(name=name, label="", value=value, min=limits[0], max=limits[1], step=step, tooltip=tip)
+
+
+class SimilarityWidget(ScrollingDock):
     """Similarity stacking: measure rotation, scale and shift per frame; register; average.
 
     Parameters
@@ -132,328 +166,286 @@ class SimilarityWidget(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.transforms: FrameTransforms | None = None
         # the options the form does not show (refine, sigma, chunk_size) come from here
         self._options = SIMILARITY_DEFAULTS
+        #: the parameters of the last run (recorded by layers the panel adds later)
+        self._last_params: dict[str, Any] = {}
 
-        layout = QVBoxLayout(self)
-        for group in (self._build_input(), self._build_estimation(), self._build_output()):
-            layout.addWidget(group)
-        for w in self._build_results():
-            layout.addWidget(w)
-        layout.addStretch(1)
-
-        self.layer_choice.currentIndexChanged.connect(self._on_layer_changed)
-        self.template.currentIndexChanged.connect(self._on_template_changed)
-        self.limit_angle.toggled.connect(self._sync_ranges)
-        self.limit_scale.toggled.connect(self._sync_ranges)
-        napari_viewer.layers.events.inserted.connect(self._refresh_apply_list)
-        napari_viewer.layers.events.removed.connect(self._refresh_apply_list)
-        self.set_options(SIMILARITY_DEFAULTS)
-        self._on_layer_changed()
-
-    # -- sections ----------------------------------------------------------
-    def _build_input(self) -> QGroupBox:
-        self.layer_choice = LayerChoice(
-            self.viewer, Image, accept=lambda layer: layer.ndim in (3, 4) and not getattr(layer, "rgb", False)
-        )
-        self.channel = QSpinBox()
-        self.channel.setToolTip("For a (T, C, Y, X) layer: the channel the motion is measured on.")
-        self.apply_list = QListWidget()
-        self.apply_list.setMaximumHeight(72)
-        self.apply_list.setToolTip(
-            "Other layers with the same number and size of frames (e.g. the other channels "
-            "of a split image) that get the same transforms."
-        )
-        inputs = QGroupBox("Input")
-        form = QFormLayout(inputs)
-        form.addRow("Register on", self.layer_choice)
-        form.addRow("Channel", self.channel)
-        form.addRow("Also apply to", self.apply_list)
-        return inputs
-
-    def _build_estimation(self) -> QGroupBox:
-        """The options of ``register_similarity``: ranges and tooltips from :class:`SimilarityOptions`."""
-        help_of = SimilarityOptions.help
-        self.template = QComboBox()
-        self.template.addItems(list(TEMPLATE_CHOICES))
-        self.template_index = QSpinBox()
-        self.template_index.setEnabled(False)
-        self.limit_angle = QCheckBox("limit")
-        self.angle_min = self._spin(ANGLE_BOX_LIMITS, EXAMPLE_ANGLE_RANGE[0], 1.0, " °")
-        self.angle_max = self._spin(ANGLE_BOX_LIMITS, EXAMPLE_ANGLE_RANGE[1], 1.0, " °")
-        self.limit_scale = QCheckBox("limit")
-        self.scale_min = self._spin(SCALE_LIMITS, EXAMPLE_SCALE_RANGE[0], 0.01, "", decimals=3)
-        self.scale_max = self._spin(SCALE_LIMITS, EXAMPLE_SCALE_RANGE[1], 0.01, "", decimals=3)
-        spec = SimilarityOptions.specs()["min_success"]
-        # the lowest value of the box stands for "unset" (automatic)
-        self.min_success = self._spin((spec.minimum, spec.maximum), spec.minimum, 0.05, "", decimals=2)
-        self.min_success.setSpecialValueText("auto")
-        self.fallback = QComboBox()
-        self.fallback.addItems(list(SimilarityOptions.specs()["fallback"].choices))
-        tips = {
-            "template": (self.template, self.template_index),
-            "angle_range": (self.limit_angle, self.angle_min, self.angle_max),
-            "scale_range": (self.limit_scale, self.scale_min, self.scale_max),
-            "min_success": (self.min_success,),
-            "fallback": (self.fallback,),
-        }
-        for name, boxes in tips.items():
-            for box in boxes:
-                box.setToolTip(help_of(name))
-        estimation = QGroupBox("Estimation")
-        form = QFormLayout(estimation)
-        row = QHBoxLayout()
-        row.addWidget(self.template, 1)
-        row.addWidget(self.template_index)
-        form.addRow(_label("template"), row)
-        form.addRow(_label("angle_range"), self._range_row(self.limit_angle, self.angle_min, self.angle_max))
-        form.addRow(_label("scale_range"), self._range_row(self.limit_scale, self.scale_min, self.scale_max))
-        form.addRow(_label("min_success"), self.min_success)
-        form.addRow(_label("fallback"), self.fallback)
-        return estimation
-
-    def _build_output(self) -> QGroupBox:
-        self.mode = QComboBox()
-        self.mode.addItems(list(AVERAGE_MODES))
-        self.add_registered = QCheckBox("registered stack")
-        self.add_registered.setChecked(True)
-        self.add_average = QCheckBox("average + coverage")
-        self.add_average.setChecked(True)
-        output = QGroupBox("Output")
-        form = QFormLayout(output)
-        form.addRow("Averaging", self.mode)
-        adds = QHBoxLayout()
-        adds.addWidget(self.add_registered)
-        adds.addWidget(self.add_average)
-        form.addRow("Add", adds)
-        return output
-
-    def _build_results(self) -> list[QWidget]:
-        """The run button, the summary, the plot and the table button."""
+        self.inputs = self.add_magic(self._build_inputs())
+        self.layer = self.inputs.layer
+        self.channel = self.inputs.channel
+        box = QGroupBox("Estimation and output")
+        QVBoxLayout(box).setContentsMargins(4, 4, 4, 4)
+        self.form = self.add_magic(self._build_form(), box.layout())
+        self.body_layout.addWidget(box)
         self.runner = TaskRunner("Run similarity stacking", self._on_run)
-        self.summary = QLabel("")
-        self.summary.setWordWrap(True)
+        self.body_layout.addWidget(self.runner)
+        self.results = ResultsRow(napari_viewer, "similarity")
+        self.body_layout.addWidget(self.results)
         self.plot = PlotPanel(
             "Angle, scale and shift per frame appear here after a run.", default_name="similarity.png", height=300
         )
-        self.save_table_button = QPushButton("Save table as CSV…")
-        self.save_table_button.setEnabled(False)
-        self.save_table_button.clicked.connect(self._on_save_table)
-        return [self.runner, self.summary, self.plot, self.save_table_button]
+        self.panel = TransformsPanel(
+            napari_viewer, self.plot, show=_show_similarity, describe=describe_similarity, apply=self._apply_to,
+            default_name="similarity.csv",
+        )
+        self._magic.append(self.panel)
+        self.body_layout.addWidget(self.panel, 1)
 
-    # -- small builders ----------------------------------------------------
-    @staticmethod
-    def _spin(
-        limits: tuple[float, float], value: float, step: float, suffix: str, decimals: int = 1
-    ) -> QDoubleSpinBox:
-        box = QDoubleSpinBox()
-        box.setRange(*limits)
-        box.setDecimals(decimals)
-        box.setSingleStep(step)
-        box.setValue(value)
-        box.setSuffix(suffix)
-        return box
+        self.layer.changed.connect(self._on_layer_changed)
+        self.form.template.changed.connect(self._on_template_changed)
+        self.form.limit_angle.changed.connect(self._sync_ranges)
+        self.form.limit_scale.changed.connect(self._sync_ranges)
+        self._sync_ranges()
+        self._on_template_changed()
+        self._on_layer_changed()
 
-    @staticmethod
-    def _range_row(check: QCheckBox, lo: QDoubleSpinBox, hi: QDoubleSpinBox) -> QHBoxLayout:
-        row = QHBoxLayout()
-        row.addWidget(check)
-        row.addWidget(lo, 1)
-        row.addWidget(QLabel("to"))
-        row.addWidget(hi, 1)
-        return row
+    # -- sections ----------------------------------------------------------
+    def _build_inputs(self) -> Container:
+        layer = layer_picker(
+            Image, "layer", "Register on", f"A {STACK_AXES} or (T, C, Y, X) time series.", accept=_is_series
+        )
+        channel = SpinBox(
+            name="channel", label="Channel", value=0, min=0, max=0,
+            tooltip="For a (T, C, Y, X) layer: the channel the motion is measured on (all channels are corrected).",
+        )
+        return Container(widgets=[layer, channel])
+
+    def _build_form(self) -> OptionsForm:
+        """The options of ``register_similarity`` (defaults, ranges, tooltips from
+        :class:`SimilarityOptions`) and the outputs."""
+        tip = functools.partial(tooltip, SimilarityOptions)
+        spec = SimilarityOptions.specs()["min_success"]
+        template = ComboBox(name="template", label="Template", choices=tuple(TEMPLATE_CHOICES), tooltip=tip("template"))
+        template.value = next(k for k, v in TEMPLATE_CHOICES.items() if v == SIMILARITY_DEFAULTS.template)
+        extra = [
+            template,
+            SpinBox(name="template_index", label="Template frame", value=0, min=0, max=100_000, tooltip=tip("template")),
+            CheckBox(name="limit_angle", label="Angle range", text="limit the angle", value=False,
+                     tooltip=tip("angle_range")),
+            _range_box("angle_min", ANGLE_BOX_LIMITS, EXAMPLE_ANGLE_RANGE[0], 1.0, tip("angle_range")),
+            _range_box("angle_max", ANGLE_BOX_LIMITS, EXAMPLE_ANGLE_RANGE[1], 1.0, tip("angle_range")),
+            CheckBox(name="limit_scale", label="Scale range", text="limit the scale", value=False,
+                     tooltip=tip("scale_range")),
+            _range_box("scale_min", SCALE_LIMITS, EXAMPLE_SCALE_RANGE[0], 0.01, tip("scale_range")),
+            _range_box("scale_max", SCALE_LIMITS, EXAMPLE_SCALE_RANGE[1], 0.01, tip("scale_range")),
+            ComboBox(name="mode", label="Averaging", choices=tuple(AVERAGE_MODES), value=next(iter(AVERAGE_MODES)),
+                     tooltip="Full field: the mean where frames cover; crop: the region every frame covers."),
+            CheckBox(name="add_registered", label="Add", text="registered stack", value=True),
+            CheckBox(name="add_average", label="", text="average + coverage", value=True),
+        ]
+        overrides = {
+            "min_success": {"widget": FloatSpinBox, "value": spec.minimum, "min": spec.minimum, "max": spec.maximum,
+                            "step": 0.05},
+            "fallback": {"label": "Failed frames"},
+        }
+        form = OptionsForm(SimilarityOptions, ("min_success", "fallback"), key="similarity", overrides=overrides,
+                           extra=extra)
+        # the lowest value of the box stands for "unset" (automatic)
+        form.min_success.native.setSpecialValueText("auto")
+        for name in ("angle_min", "angle_max"):
+            form[name].native.setSuffix(" °")
+        for name in ("scale_min", "scale_max"):
+            form[name].native.setDecimals(3)
+        return form
 
     # -- state -------------------------------------------------------------
     def _sync_ranges(self, *_: Any) -> None:
-        for box in (self.angle_min, self.angle_max):
-            box.setEnabled(self.limit_angle.isChecked())
-        for box in (self.scale_min, self.scale_max):
-            box.setEnabled(self.limit_scale.isChecked())
+        for name in ("angle_min", "angle_max"):
+            self.form[name].enabled = bool(self.form.limit_angle.value)
+        for name in ("scale_min", "scale_max"):
+            self.form[name].enabled = bool(self.form.limit_scale.value)
 
     def _on_template_changed(self, *_: Any) -> None:
-        self.template_index.setEnabled(TEMPLATE_CHOICES[self.template.currentText()] is None)
+        self.form.template_index.enabled = TEMPLATE_CHOICES[self.form.template.value] is None
 
     def _on_layer_changed(self, *_: Any) -> None:
-        layer = self.layer_choice.value
+        layer = self.layer.value
         if layer is not None and layer.ndim == 4:
-            self.channel.setEnabled(True)
-            self.channel.setSpecialValueText("")
-            self.channel.setRange(0, max(int(layer.data.shape[1]) - 1, 0))
+            self.channel.max = max(int(layer.data.shape[1]) - 1, 0)
+            self.channel.enabled = True
+            self.channel.native.setSpecialValueText("")
         else:
-            self.channel.setEnabled(False)
-            self.channel.setRange(0, 0)
-            self.channel.setSpecialValueText(f"{STACK_AXES} layer: no channel axis")
+            self.channel.value = 0
+            self.channel.max = 0
+            self.channel.enabled = False
+            self.channel.native.setSpecialValueText(f"{STACK_AXES} layer: no channel axis")
         n = int(layer.data.shape[0]) if layer is not None else 1
-        self.template_index.setRange(0, max(n - 1, 0))
-        self.template_index.setValue(n // 2)
-        self._refresh_apply_list()
+        index = self.form.template_index
+        index.max = max(n - 1, 0)
+        if index.value > index.max or not index.enabled:
+            index.value = n // 2
 
-    def _refresh_apply_list(self, *_: Any) -> None:
-        try:
-            checked = {self.apply_list.item(i).text() for i in range(self.apply_list.count())
-                       if self.apply_list.item(i).checkState() == Qt.Checked}
-            self.apply_list.clear()
-        except RuntimeError:  # widget deleted, viewer still alive
-            return
-        main = self.layer_choice.value
-        if main is None:
-            return
-        frames, shape = main.data.shape[0], tuple(main.data.shape[-2:])
-        for layer in self.viewer.layers:
-            if same_layer(layer, main) or not isinstance(layer, Image) or layer.ndim not in (3, 4):
-                continue
-            if getattr(layer, "rgb", False) or layer.data.shape[0] != frames or tuple(layer.data.shape[-2:]) != shape:
-                continue
-            item = QListWidgetItem(layer.name)
-            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(Qt.Checked if layer.name in checked else Qt.Unchecked)
-            self.apply_list.addItem(item)
+    # -- the transforms panel ------------------------------------------------
+    @property
+    def transforms(self) -> FrameTransforms | None:
+        """The last run's transforms (or the loaded table)."""
+        return self.panel.transforms
 
-    def set_apply_to(self, names: list[str]) -> None:
-        """Tick the layers (by name) that get the same transforms."""
-        wanted = set(names)
-        for i in range(self.apply_list.count()):
-            item = self.apply_list.item(i)
-            item.setCheckState(Qt.Checked if item.text() in wanted else Qt.Unchecked)
-        missing = wanted - {self.apply_list.item(i).text() for i in range(self.apply_list.count())}
-        if missing:
-            raise ValueError(f"cannot apply to {sorted(missing)}: not a layer with the same frames.")
+    @property
+    def summary(self) -> Any:
+        return self.panel.summary
 
-    def _apply_layers(self) -> list[Any]:
-        names = [self.apply_list.item(i).text() for i in range(self.apply_list.count())
-                 if self.apply_list.item(i).checkState() == Qt.Checked]
-        return [self.viewer.layers[n] for n in names if n in self.viewer.layers]
+    def save_table(self, path: str | Path) -> Path:
+        """Save the last run's per-frame table as CSV (or JSON by extension)."""
+        if self.transforms is None:
+            raise ValueError("there is no table yet: run first.")
+        return self.panel.save_transforms(path)
 
     # -- parameters --------------------------------------------------------
     def options(self) -> SimilarityOptions:
         """The :class:`SimilarityOptions` chosen in the widget (ValueError for values that do not fit)."""
-        template = TEMPLATE_CHOICES[self.template.currentText()]
+        f = self.form
+        template = TEMPLATE_CHOICES[f.template.value]
         if template is None:
-            template = int(self.template_index.value())
-        auto = self.min_success.value() == self.min_success.minimum()
+            template = int(f.template_index.value)
+        auto = f.min_success.value <= f.min_success.min
         return self._options.replace(
             template=template,
-            angle_range=(self.angle_min.value(), self.angle_max.value()) if self.limit_angle.isChecked() else None,
-            scale_range=(self.scale_min.value(), self.scale_max.value()) if self.limit_scale.isChecked() else None,
-            min_success=None if auto else self.min_success.value(),
-            fallback=self.fallback.currentText(),
+            angle_range=(f.angle_min.value, f.angle_max.value) if f.limit_angle.value else None,
+            scale_range=(f.scale_min.value, f.scale_max.value) if f.limit_scale.value else None,
+            min_success=None if auto else f.min_success.value,
+            fallback=f.fallback.value,
         )
+
+    def parameters(self) -> dict[str, Any]:
+        """The options, the channel and the averaging mode of the next run."""
+        channel = int(self.channel.value) if self.channel.enabled else None
+        return {**self.options().to_dict(), "channel": channel, "mode": AVERAGE_MODES[self.form.mode.value]}
 
     def set_options(self, options: SimilarityOptions) -> None:
         """Show ``options`` in the form (those it has no field for are kept for the next run)."""
         self._options = options
+        f = self.form
         if isinstance(options.template, str):
-            self.template.setCurrentText(next(k for k, v in TEMPLATE_CHOICES.items() if v == options.template))
+            f.template.value = next(k for k, v in TEMPLATE_CHOICES.items() if v == options.template)
         else:
-            self.template.setCurrentText(next(k for k, v in TEMPLATE_CHOICES.items() if v is None))
-            self.template_index.setValue(options.template)
-        self.limit_angle.setChecked(options.angle_range is not None)
+            f.template.value = next(k for k, v in TEMPLATE_CHOICES.items() if v is None)
+            f.template_index.value = options.template
+        f.limit_angle.value = options.angle_range is not None
         if options.angle_range is not None:
-            self.angle_min.setValue(options.angle_range[0])
-            self.angle_max.setValue(options.angle_range[1])
-        self.limit_scale.setChecked(options.scale_range is not None)
+            f.angle_min.value, f.angle_max.value = options.angle_range
+        f.limit_scale.value = options.scale_range is not None
         if options.scale_range is not None:
-            self.scale_min.setValue(options.scale_range[0])
-            self.scale_max.setValue(options.scale_range[1])
-        auto = options.min_success is None
-        self.min_success.setValue(self.min_success.minimum() if auto else options.min_success)
-        self.fallback.setCurrentText(options.fallback)
+            f.scale_min.value, f.scale_max.value = options.scale_range
+        f.min_success.value = f.min_success.min if options.min_success is None else options.min_success
+        f.fallback.value = options.fallback
         self._sync_ranges()
         self._on_template_changed()
 
     # -- running -----------------------------------------------------------
     def _on_run(self) -> Any:
         try:
-            layer = self.layer_choice.value
+            layer = self.layer.value
             if layer is None:
                 raise ValueError(f"add or choose a {STACK_AXES} image layer to register first.")
             data = _layer_stack(layer)
-            channel = int(self.channel.value()) if data.ndim == 4 else None
-            others = self._apply_layers()
-            other_data = [_layer_stack(o) for o in others]
-            if not (self.add_registered.isChecked() or self.add_average.isChecked()):
+            channel = int(self.channel.value) if data.ndim == 4 else None
+            if not (self.form.add_registered.value or self.form.add_average.value):
                 raise ValueError("tick at least one output (registered stack or average).")
             opts = self.options()
         except ValueError as exc:
             notify_user_error(exc)
             return None
-        mode = AVERAGE_MODES[self.mode.currentText()]
-        layers = [layer, *others]
+        mode = AVERAGE_MODES[self.form.mode.value]
+        add_registered, add_average = bool(self.form.add_registered.value), bool(self.form.add_average.value)
 
         def on_result(result: dict[str, Any]) -> None:
-            self._show_result(layers, result, opts, channel, mode)
+            self._show_result([layer], result, opts, channel, mode)
 
-        return self.runner.start(
-            similarity_task,
-            data,
-            other_data,
-            channel=channel,
-            options=opts,
-            mode=mode,
-            add_registered=self.add_registered.isChecked(),
-            add_average=self.add_average.isChecked(),
-            on_result=on_result,
+        n = int(data.shape[0])
+        stages = (
+            Stage("similarity", 2 * n if opts.template == "mean" else n, whole_run_count=True),
+            Stage("mean template", 0.1 * n),
+            Stage("apply", 0.3 * n if add_registered else 0),
+            Stage("average", 0.3 * n if add_average else 0),
         )
+        return self.runner.start(
+            similarity_task, data, [], channel=channel, options=opts, mode=mode, add_registered=add_registered,
+            add_average=add_average, on_result=on_result, stages=stages,
+        )
+
+    def _apply_to(self, names: list[str]) -> Any:
+        """Apply the current transforms to other layers: registered stack and average, as the outputs say."""
+        try:
+            layers = [self.viewer.layers[name] for name in names]
+            stacks = [_layer_stack(layer) for layer in layers]
+            if not (self.form.add_registered.value or self.form.add_average.value):
+                raise ValueError("tick at least one output (registered stack or average).")
+        except (ValueError, KeyError) as exc:
+            notify_user_error(exc if isinstance(exc, ValueError) else ValueError(f"layer {exc} is gone."))
+            return None
+        transforms = self.transforms
+        mode = AVERAGE_MODES[self.form.mode.value]
+        add_registered, add_average = bool(self.form.add_registered.value), bool(self.form.add_average.value)
+        params = {**self._last_params, "applied_from": self.panel.source_name, "mode": mode}
+
+        def task(progress: Any = None) -> list:
+            outputs = []
+            for stack in stacks:
+                registered = apply_transforms(stack, transforms, progress=progress) if add_registered else None
+                average = average_frames(stack, transforms, mode=mode, progress=progress) if add_average else None
+                outputs.append((registered, average))
+            return outputs
+
+        def added(outputs: list) -> None:
+            if self.closed:
+                return
+            block = provenance("similarity", params, transforms)
+            source = self.panel.source_name
+            settings = [f"from {source}" if source else "from a table"]
+            for layer, output in zip(layers, outputs, strict=True):
+                self._add_outputs(layer, output, block, settings, mode)
+
+        n = len(transforms) * len(stacks)
+        return self.runner.start(task, on_result=added, stages=(Stage("apply", n), Stage("average", n)))
 
     def _show_result(
         self, layers: list[Any], result: dict[str, Any], opts: SimilarityOptions, channel: int | None, mode: str
     ) -> None:
+        if self.closed:
+            return
         ft: FrameTransforms = result["transforms"]
-        self.transforms = ft
         params = {**opts.to_dict(), "channel": channel, "mode": mode, "estimated_on": layers[0].name}
+        self._last_params = params
         block = provenance("similarity", params, ft)
-        for layer, (registered, average) in zip(layers, result["outputs"], strict=True):
-            if registered is not None:
-                self.viewer.add_image(registered, **derived_image_kwargs(layer, "registered", block))
-            if average is not None:
-                self._add_average(layer, average, block)
+        for layer, output in zip(layers, result["outputs"], strict=True):
+            self._add_outputs(layer, output, block, _settings(opts, channel), mode)
         flagged = ft.params.get("flagged", {})
-        text = (
-            f"{len(ft) - int((~ft.ok).sum())} of {len(ft)} frames registered; "
-            f"angle {ft.angle.min():.2f}..{ft.angle.max():.2f}°, scale {ft.scale.min():.4f}..{ft.scale.max():.4f}; "
-            f"median success {np.nanmedian(ft.quality):.3f}."
-        )
         if flagged:
-            listed = "; ".join(f"frame {t}: {why}" for t, why in list(flagged.items())[:5])
-            more = f" (+{len(flagged) - 5} more)" if len(flagged) > 5 else ""
-            text += f" Flagged: {listed}{more}."
             show_warning(f"{len(flagged)} frame(s) could not be registered and got the fallback transform.")
-        self.summary.setText(text)
-        self.plot.draw(draw_similarity, ft, title=f"{layers[0].name}: correction per frame")
-        self.save_table_button.setEnabled(True)
+        frame_shape = tuple(int(n) for n in layers[0].data.shape[-2:])
+        self.panel.set_transforms(ft, None, source=layers[0].name, frame_shape=frame_shape)
+        self.results.set_recipe(similarity_recipe(layers[0], opts, channel=channel, mode=mode))
 
-    def _add_average(self, layer: Any, average: FrameAverage, block: dict) -> None:
+    def _add_outputs(self, layer: Any, output: tuple, block: dict, settings: list[str], mode: str) -> None:
+        """Add one layer's registered stack and average + coverage (as present) in one run of results."""
+        registered, average = output
+        name = functools.partial(result_name, layer.name, method="similarity")
+        added: list[tuple[Any, dict]] = []
+        if registered is not None:
+            kwargs = derived_image_kwargs(layer, "registered", block)
+            kwargs["name"] = name("registered", settings=settings)
+            added.append((registered, kwargs))
+        if average is not None:
+            averaged = [*settings, "cropped"] if mode == "crop" else settings
+            added += self._average_layers(layer, average, block, name("average", settings=averaged),
+                                          name("coverage", settings=averaged))
+        self.results.add_layers(layer.name, added, compare_with=0 if registered is not None else None)
+
+    @staticmethod
+    def _average_layers(layer: Any, average: FrameAverage, block: dict, name: str, coverage_name: str) -> list:
         kwargs = derived_image_kwargs(layer, "average", {**block, "role": "average"}, frame_axis=False)
+        kwargs["name"] = name
         r0, _, c0, _ = average.crop if average.mode == "crop" else (0, 0, 0, 0)
         scale = list(kwargs["scale"])
         translate = list(kwargs["translate"])
         translate[-2] += r0 * scale[-2]
         translate[-1] += c0 * scale[-1]
         kwargs["translate"] = tuple(translate)
-        self.viewer.add_image(average.image, **kwargs)
         cov = derived_image_kwargs(layer, "coverage", {**block, "role": "coverage"}, frame_axis=False)
         for key in ("scale", "translate", "units", "axis_labels"):
             if key in cov:
                 cov[key] = tuple(cov[key])[-2:]
-        cov["translate"] = tuple(translate[-2:])
-        cov["colormap"] = "viridis"
-        cov["visible"] = False
-        self.viewer.add_image(average.coverage, **cov)
-
-    # -- saving ------------------------------------------------------------
-    def save_table(self, path: str | Path) -> Path:
-        """Save the last run's per-frame table as CSV (or JSON by extension)."""
-        if self.transforms is None:
-            raise ValueError("there is no table yet: run first.")
-        return self.transforms.save(path)
-
-    def _on_save_table(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save transforms table", "similarity.csv", "CSV (*.csv);;JSON (*.json)")
-        if not path:
-            return
-        try:
-            self.save_table(path)
-            show_info(f"Table saved to {path}")
-        except (ValueError, OSError) as exc:
-            notify_user_error(exc)
+        cov.update(name=coverage_name, translate=tuple(translate[-2:]), colormap="viridis", visible=False)
+        return [(average.image, kwargs), (average.coverage, cov)]

@@ -10,8 +10,13 @@ correction, kept to check it independently.
 
 "Correct" computes the per-frame rotation + translation from the ticked
 particles (:func:`~napari_stackalign.rigid_from_tracks`), warps the image in
-a worker and adds ``"<input> aligned"`` with the transforms in
-``metadata["stackalign"]``. "Validate" fits the particles again on that
+a worker and adds ``"<input> aligned (particles, ...)"`` with the transforms
+in ``metadata["stackalign"]`` (replacing the previous result, or kept next to
+it); the transforms panel saves them and applies them to other layers (other
+channels). The settings form comes from the options objects
+(:class:`~napari_stackalign.core.particles.RigidOptions`,
+:class:`~napari_stackalign.core.particles.DriftOptions`) and remembers the
+last values. "Validate" fits the particles again on that
 aligned layer and plots the residual motion before and after, for used,
 held-out and excluded particles, with the leave-one-out check. Plots save as
 PNG, tables as CSV.
@@ -24,21 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from magicgui.widgets import Container
 from napari.layers import Image, Tracks
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QFrame,
+    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
-    QScrollArea,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -48,7 +48,6 @@ from qtpy.QtWidgets import (
 
 from ..core.apply import apply_transforms
 from ..core.particles import (
-    RIGID_DEFAULTS,
     DriftOptions,
     OutlierReport,
     ParticleTracks,
@@ -62,25 +61,32 @@ from ..core.particles import (
     validate_alignment,
 )
 from ..transforms import FrameTransforms
-from ._drift_plot import PlotPanel
-from ._layer_choice import LayerChoice
+from ._drift_plot import DriftPlot, PlotPanel
+from ._file_dialogs import open_file, save_file
+from ._forms import OptionsForm, layer_picker, option_widget
 from ._layers import (
     derived_image_kwargs,
     frame_stack,
     provenance,
     transforms_from_layer,
 )
-from ._particle_forms import set_choice, set_flag, set_number
 from ._particle_layers import (
     ALIGNED_SUFFIX,
     is_particle_tracks_layer,
     tracks_from_layer,
     tracks_layer_kwargs,
 )
+from ._progress import Stage
+from ._results import ResultsRow, result_name
 from ._runner import TaskRunner, notify_user_error
+from ._scripting import trajectories_recipe
+from ._scrolling import ScrollingDock
+from ._transforms_panel import TransformsPanel
 
 __all__ = ["TrajectoriesWidget"]
 
+#: the correction options the form shows
+FORM_OPTIONS = ("reference_frame", "allow_rotation", "interpolation", "min_particles")
 COLUMNS = ("Particle", "Use", "Hold out", "Found", "Score (px)", "Flag")
 _USE, _HOLD = 1, 2
 
@@ -96,7 +102,18 @@ def _correct_task(
     return transforms, aligned, [str(w.message) for w in caught]
 
 
-class TrajectoriesWidget(QWidget):
+def _show_correction(plot: DriftPlot, raw: FrameTransforms, _smoothed: Any, source: str | None) -> None:
+    title = "Sample drift (= −correction applied)" + (f"\n{source}" if source else "")
+    plot.show_transforms(raw, title=title)
+
+
+def _describe_correction(tf: FrameTransforms) -> str:
+    return f"{len(tf)} frames; rotation up to {np.max(np.abs(tf.angle)):.3f}°, shift up to " + (
+        f"{np.max(np.hypot(tf.dy, tf.dx)):.2f} px."
+    )
+
+
+class TrajectoriesWidget(ScrollingDock):
     """Choose trajectories, correct rotation + translation, validate."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
@@ -104,33 +121,43 @@ class TrajectoriesWidget(QWidget):
         self.viewer = napari_viewer
         self.tracks: ParticleTracks | None = None
         self.outliers: OutlierReport | None = None
-        self.transforms: FrameTransforms | None = None
         self.validation: ParticleValidation | None = None
         self._filling = False
+        #: the name of the last aligned layer this widget added (Validate checks it)
+        self.aligned_name: str | None = None
 
-        source = self._build_source()
+        self._build_source()
         self._build_table()
-        options = self._build_options()
+        self._build_options()
         self._build_plots()
         self.correct_runner = TaskRunner("Correct", self._on_correct_clicked)
+        self.runner = self.correct_runner
         self.validate_runner = TaskRunner("Validate", self._on_validate_clicked)
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
-        self._build_layout(source, options)
-        self.tracks_choice.currentIndexChanged.connect(self._on_tracks_changed)
+        self.results = ResultsRow(napari_viewer, "trajectories")
+        self.panel = TransformsPanel(
+            napari_viewer, DriftPlot(), show=_show_correction, describe=_describe_correction, apply=self._apply_to,
+            default_name="particle_transforms.csv",
+        )
+        self._magic.append(self.panel)
+        self._build_layout()
+        self.tracks_layer.changed.connect(self._on_tracks_changed)
         self._on_tracks_changed()
 
-    def _build_source(self) -> QFormLayout:
+    def _build_source(self) -> None:
         """The Tracks layer, the image to correct, and loading a tracks CSV."""
-        self.tracks_choice = LayerChoice(self.viewer, Tracks, accept=is_particle_tracks_layer)
-        self.image_choice = LayerChoice(self.viewer, Image)
+        self.inputs = Container(
+            widgets=[
+                layer_picker(Tracks, "tracks_layer", "Tracks", "Particle tracks (Particles widget > Track).",
+                             accept=is_particle_tracks_layer),
+                layer_picker(Image, "layer", "Image to correct", "The (T, Y, X) stack the particles were tracked on."),
+            ]
+        )
+        self.tracks_layer = self.inputs.tracks_layer
+        self.layer = self.inputs.layer
         self.load_button = QPushButton("Load tracks CSV…")
         self.load_button.clicked.connect(self._on_load_clicked)
-        source = QFormLayout()
-        source.addRow("Tracks", self.tracks_choice)
-        source.addRow("Image to correct", self.image_choice)
-        source.addRow(self.load_button)
-        return source
 
     def _build_table(self) -> None:
         """One row per particle: Use, Hold out, found, score, flag."""
@@ -141,29 +168,19 @@ class TrajectoriesWidget(QWidget):
         self.table.setMinimumHeight(150)
         self.table.itemChanged.connect(self._on_item_changed)
 
-    def _build_options(self) -> QFormLayout:
+    def _build_options(self) -> None:
         """Drift statistic and the correction's options (defaults, ranges and tooltips from the options objects)."""
-        self.statistic = QComboBox()
-        set_choice(self.statistic, DriftOptions, "statistic")
-        self.reference_frame = QSpinBox()
-        # the last frame is known once tracks are chosen (set_tracks)
-        set_number(self.reference_frame, RigidOptions, "reference_frame", maximum=RIGID_DEFAULTS.reference_frame)
-        self.rotation = QCheckBox("Correct rotation (needs 2+ particles)")
-        set_flag(self.rotation, RigidOptions, "allow_rotation")
-        self.interpolation = QComboBox()
-        set_choice(self.interpolation, RigidOptions, "interpolation")
-        self.min_particles = QSpinBox()
-        set_number(self.min_particles, RigidOptions, "min_particles", maximum=999)
-        options = QFormLayout()
-        options.addRow("Drift statistic", self.statistic)
-        options.addRow("Reference frame", self.reference_frame)
-        options.addRow(self.rotation)
-        options.addRow("Fill failed frames", self.interpolation)
-        options.addRow("Min particles / frame", self.min_particles)
-        self.statistic.currentIndexChanged.connect(self.redraw)
-        self.reference_frame.valueChanged.connect(self.redraw)
-        self.rotation.toggled.connect(self._on_rotation_toggled)
-        return options
+        overrides = {
+            "allow_rotation": {"text": "Correct rotation (needs 2+ particles)", "label": ""},
+            "interpolation": {"label": "Fill failed frames"},
+            "min_particles": {"label": "Min particles / frame", "max": 999},
+        }
+        statistic = option_widget(DriftOptions, "statistic", label="Drift statistic")
+        self.form = OptionsForm(RigidOptions, FORM_OPTIONS, key="trajectories", overrides=overrides,
+                                extra=[statistic])
+        self.form.statistic.changed.connect(self.redraw)
+        self.form.reference_frame.changed.connect(self.redraw)
+        self.form.allow_rotation.changed.connect(self._on_rotation_toggled)
 
     def _build_plots(self) -> None:
         """The drift summary line, the Trajectories and Validation tabs, saving the table."""
@@ -186,35 +203,36 @@ class TrajectoriesWidget(QWidget):
         self.save_table_button.setToolTip("Trajectories tab: the drift per frame; Validation tab: the residuals per particle.")
         self.save_table_button.clicked.connect(self._on_save_table_clicked)
 
-    def _build_layout(self, source: QFormLayout, options: QFormLayout) -> None:
-        """Everything in a scroll area: the plots need room, screens differ."""
-        content = QWidget()
-        self.setMinimumWidth(500)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        scroll.setFrameShape(QFrame.NoFrame)
-        scroll.setWidget(content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        layout = QVBoxLayout(content)
-        layout.addLayout(source)
+    def _build_layout(self) -> None:
+        """Inputs, the particle table, the settings, Correct / Validate, the plots and the transforms."""
+        layout = self.body_layout
+        self.add_magic(self.inputs)
+        layout.addWidget(self.load_button)
         layout.addWidget(self.table)
-        layout.addLayout(options)
+        box = QGroupBox("Settings")
+        QVBoxLayout(box).setContentsMargins(4, 4, 4, 4)
+        self.add_magic(self.form, box.layout())
+        layout.addWidget(box)
         layout.addWidget(self.drift_label)
+        layout.addWidget(self.correct_runner)
+        layout.addWidget(self.results)
+        layout.addWidget(self.validate_runner)
+        layout.addWidget(self.result_label)
         layout.addWidget(self.tabs, 1)
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(self.save_table_button)
         layout.addLayout(row)
-        layout.addWidget(self.correct_runner)
-        layout.addWidget(self.validate_runner)
-        layout.addWidget(self.result_label)
+        layout.addWidget(self.panel)
+
+    @property
+    def transforms(self) -> FrameTransforms | None:
+        """The last correction's transforms (or a loaded table)."""
+        return self.panel.transforms
 
     # ------------------------------------------------------------ loading
     def _on_tracks_changed(self, *_: Any) -> None:
-        layer = self.tracks_choice.value
+        layer = self.tracks_layer.value
         if layer is None:
             self.set_tracks(None)
             return
@@ -224,17 +242,14 @@ class TrajectoriesWidget(QWidget):
             notify_user_error(exc)
             return
         source = dict(layer.metadata).get("stackalign", {}).get("source_layer")
-        if source and source in self.viewer.layers:
-            try:
-                self.image_choice.value = source
-            except ValueError:
-                pass
+        for candidate in self.layer.choices:
+            if source and candidate.name == source:
+                self.layer.value = candidate
         self.set_tracks(tracks)
 
     def set_tracks(self, tracks: ParticleTracks | None) -> None:
         """Show ``tracks``: fill the table (outliers unticked) and plot."""
         self.tracks = tracks
-        self.transforms = None
         self.validation = None
         self.validation_plot.clear()
         if tracks is None:
@@ -242,14 +257,14 @@ class TrajectoriesWidget(QWidget):
             self.trajectory_plot.clear()
             self.drift_label.setText("Choose a particle Tracks layer (Particles widget > Track).")
             return
-        self.reference_frame.setRange(0, tracks.n_frames - 1)
+        self.form.reference_frame.max = tracks.n_frames - 1
         self._update_outliers()
         self._fill_table(initial=True)
         self.redraw()
 
     def load_tracks_csv(self, path: str | Path) -> Tracks:
         """Load a tracks CSV (e.g. from ``stackalign track --tracks``) as a Tracks layer on the chosen image."""
-        image = self.image_choice.value
+        image = self.layer.value
         if image is None:
             raise ValueError("choose the image the tracks were measured on first.")
         tracks = ParticleTracks.from_csv(path)
@@ -259,13 +274,17 @@ class TrajectoriesWidget(QWidget):
                 f"has shape {tuple(image.data.shape)}: choose the matching image."
             )
         data, kwargs = tracks_layer_kwargs(image, tracks, {"loaded_from": str(path)})
-        layer = self.viewer.add_tracks(data, **kwargs)
-        self.tracks_choice.value = layer
+        self.viewer.add_tracks(data, **kwargs)
+        layer = self.viewer.layers[-1]
+        self.reset_choices()
+        for candidate in self.tracks_layer.choices:
+            if candidate.name == layer.name:
+                self.tracks_layer.value = candidate
         return layer
 
     def _on_load_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load particle tracks", "", "CSV (*.csv)")
-        if not path:
+        path = open_file(self, "Load particle tracks", {"CSV": (".csv",)})
+        if path is None:
             return
         try:
             self.load_tracks_csv(path)
@@ -275,7 +294,7 @@ class TrajectoriesWidget(QWidget):
     # -------------------------------------------------------------- table
     def _update_outliers(self) -> None:
         assert self.tracks is not None
-        self.outliers = flag_outliers(self.tracks, allow_rotation=self.rotation.isChecked())
+        self.outliers = flag_outliers(self.tracks, allow_rotation=bool(self.form.allow_rotation.value))
 
     def _fill_table(self, *, initial: bool) -> None:
         tracks = self.tracks
@@ -391,8 +410,8 @@ class TrajectoriesWidget(QWidget):
     def _on_save_table_clicked(self) -> None:
         validation_tab = self.tabs.currentWidget() is self.validation_plot
         name = "validation.csv" if validation_tab else "drift.csv"
-        path, _ = QFileDialog.getSaveFileName(self, "Save table", name, "CSV (*.csv)")
-        if not path:
+        path = save_file(self, "Save table", name, {"CSV": (".csv",)})
+        if path is None:
             return
         try:
             self.save_table(path, validation=validation_tab)
@@ -415,7 +434,7 @@ class TrajectoriesWidget(QWidget):
 
     # ------------------------------------------------------------ correct
     def _stack_and_image(self) -> tuple[Any, Any]:
-        image = self.image_choice.value
+        image = self.layer.value
         if image is None:
             raise ValueError("choose the image to correct.")
         stack = frame_stack(image)
@@ -429,16 +448,18 @@ class TrajectoriesWidget(QWidget):
 
     def drift_options(self) -> DriftOptions:
         """The drift statistic and reference frame from the form."""
-        return DriftOptions(statistic=self.statistic.currentText(), reference_frame=int(self.reference_frame.value()))
+        return DriftOptions(statistic=self.form.statistic.value, reference_frame=int(self.form.reference_frame.value))
 
     def correction_options(self) -> RigidOptions:
         """The options of :func:`rigid_from_tracks` from the form (the particles are the ticked ones)."""
-        return RigidOptions(
-            allow_rotation=self.rotation.isChecked(),
-            min_particles=int(self.min_particles.value()),
-            reference_frame=int(self.reference_frame.value()),
-            interpolation=self.interpolation.currentText(),
-        )
+        return RigidOptions(**self.form.option_values())
+
+    def parameters(self) -> dict[str, Any]:
+        """The correction's options, the drift statistic, and the particles used and held out."""
+        return {
+            **self.correction_options().to_dict(), "statistic": self.form.statistic.value,
+            "particles": self.used_particles(), "holdout": self.held_out_particles(),
+        }
 
     def _ticked(self) -> list[int]:
         used = self.used_particles()
@@ -457,26 +478,64 @@ class TrajectoriesWidget(QWidget):
             notify_user_error(exc)
             return
         holdout = self.held_out_particles()
-        tracks_name = self.tracks_choice.currentText()
+        tracks_layer = self.tracks_layer.value
+        statistic = self.form.statistic.value
         settings = ("allow_rotation", "min_particles", "reference_frame", "interpolation")
         params = {"particles": used, **{name: getattr(options, name) for name in settings}}
+        words = [f"{len(used)} particles", "rotation" if options.allow_rotation and len(used) > 1 else "translation"]
 
         def on_result(result: tuple) -> None:
+            if self.closed:
+                return
             transforms, aligned, messages = result
             for message in messages:
                 show_warning(message)
-            block = provenance("particles", dict(params, holdout=holdout, tracks_layer=tracks_name), transforms)
+            block = provenance(
+                "particles", dict(params, holdout=holdout, tracks_layer=tracks_layer.name), transforms
+            )
             kwargs = derived_image_kwargs(image, ALIGNED_SUFFIX, block)
-            name = kwargs["name"]
-            if name in self.viewer.layers and transforms_from_layer(self.viewer.layers[name]) is not None:
-                self.viewer.layers.remove(name)  # our own earlier result
-            self.viewer.add_image(aligned, **kwargs)
-            self.transforms = transforms
+            kwargs["name"] = result_name(image.name, ALIGNED_SUFFIX, "particles", words)
+            (added,) = self.results.add_layers(image.name, [(aligned, kwargs)])
+            self.aligned_name = added.name
+            self.panel.set_transforms(transforms, None, source=image.name)
+            self.results.set_recipe(
+                trajectories_recipe(image, tracks_layer, options, particles=used, holdout=holdout, statistic=statistic)
+            )
             self.validation = None
             self.validation_plot.clear()
             self.result_label.setText(self._describe(transforms))
 
-        self.correct_runner.start(_correct_task, stack, self.tracks, used, options, on_result=on_result)
+        self.correct_runner.start(
+            _correct_task, stack, self.tracks, used, options, on_result=on_result,
+            stages=(Stage("apply", int(stack.shape[0])),),
+        )
+
+    def _apply_to(self, names: list[str]) -> Any:
+        """The current transforms applied to other layers (e.g. other channels), each as a new layer."""
+        try:
+            layers = [self.viewer.layers[name] for name in names]
+            stacks = [frame_stack(layer) for layer in layers]
+        except (ValueError, KeyError) as exc:
+            notify_user_error(exc if isinstance(exc, ValueError) else ValueError(f"layer {exc} is gone."))
+            return None
+        transforms = self.transforms
+        source = self.panel.source_name
+        words = [f"from {source}" if source else "from a table"]
+
+        def task(progress: Any = None) -> list:
+            return [apply_transforms(stack, transforms, progress=progress) for stack in stacks]
+
+        def added(results: list) -> None:
+            if self.closed:
+                return
+            for layer, data in zip(layers, results, strict=True):
+                block = provenance("particles", {"applied_from": source}, transforms)
+                kwargs = derived_image_kwargs(layer, ALIGNED_SUFFIX, block)
+                kwargs["name"] = result_name(layer.name, ALIGNED_SUFFIX, "particles", words)
+                self.results.add_layers(layer.name, [(data, kwargs)])
+
+        n = len(transforms) * len(stacks)
+        return self.correct_runner.start(task, on_result=added, stages=(Stage("apply", n),))
 
     @staticmethod
     def _describe(tf: FrameTransforms) -> str:
@@ -499,11 +558,12 @@ class TrajectoriesWidget(QWidget):
             if self.tracks is None:
                 raise ValueError("choose a particle Tracks layer first.")
             stack, image = self._stack_and_image()
-            name = f"{image.name} {ALIGNED_SUFFIX}"
-            aligned_layer = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 - LayerList has no get
+            name = self.aligned_name
+            layers = {layer.name: layer for layer in self.viewer.layers}
+            aligned_layer = layers.get(name) if name is not None else None
             transforms = transforms_from_layer(aligned_layer) if aligned_layer is not None else None
             if transforms is None:
-                raise ValueError(f"no {name!r} layer from this widget: press Correct first.")
+                raise ValueError(f"no aligned layer of {image.name!r} from this widget: press Correct first.")
         except ValueError as exc:
             notify_user_error(exc)
             return
@@ -516,6 +576,8 @@ class TrajectoriesWidget(QWidget):
         holdout = params.get("holdout", [])
 
         def on_result(validation: ParticleValidation) -> None:
+            if self.closed:
+                return
             self.validation = validation
             self.validation_plot.draw(lambda fig: plot_validation(validation, fig=fig))
             self.tabs.setCurrentWidget(self.validation_plot)

@@ -202,7 +202,7 @@ def _role(attributes: dict) -> str | None:
 
 
 def _is_coverage(attributes: dict) -> bool:
-    return _role(attributes) == COVERAGE_ROLE or str(attributes.get("name", "")).endswith(" coverage")
+    return _role(attributes) == COVERAGE_ROLE or re.search(r"\bcoverage\b", str(attributes.get("name", ""))) is not None
 
 
 def _write_average(path: Path, layer_data: list[tuple]) -> list[Path]:
