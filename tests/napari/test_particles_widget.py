@@ -13,6 +13,7 @@ from napari_stackalign.core.particles import (
     ParticleTracks,
     read_picks,
 )
+from napari_stackalign.napari._forms import tooltip
 from napari_stackalign.napari._particle_layers import tracks_from_layer
 from napari_stackalign.napari._particles_widget import (
     FAIL_COLOR,
@@ -58,19 +59,40 @@ def setup(make_napari_viewer, dock):
 
 def test_settings_start_at_the_options_defaults(setup):
     widget = setup[1]
-    assert widget.box.value() == FIT_DEFAULTS.box
-    assert (widget.box.minimum(), widget.box.maximum()) == BOX_LIMITS
-    assert widget.min_r2.value() == FIT_DEFAULTS.min_r2
-    assert widget.min_r2.minimum() == FitOptions.specs()["min_r2"].minimum
-    assert widget.min_r2.maximum() < FitOptions.specs()["min_r2"].maximum  # R^2 stays below 1
+    assert widget.box.value == FIT_DEFAULTS.box
+    assert (widget.box.min, widget.box.max) == BOX_LIMITS
+    assert widget.min_r2.value == FIT_DEFAULTS.min_r2
+    assert widget.min_r2.min == FitOptions.specs()["min_r2"].minimum
+    assert widget.min_r2.max < FitOptions.specs()["min_r2"].maximum  # R^2 stays below 1
     assert widget.dark is FIT_DEFAULTS.dark
-    assert widget.box.toolTip() == FitOptions.help("box")
-    assert widget.min_r2.toolTip() == FitOptions.help("min_r2")
-    assert widget.polarity.toolTip() == FitOptions.help("dark")
+    assert widget.box.tooltip == tooltip(FitOptions, "box")
+    assert widget.min_r2.tooltip == tooltip(FitOptions, "min_r2")
+    assert widget.polarity.tooltip == tooltip(FitOptions, "dark")
     assert widget.fit_options() == FIT_DEFAULTS
-    widget.polarity.setCurrentText("dark spots")
-    widget.box.setValue(11)
+    widget.polarity.value = True
+    assert widget.polarity.current_choice == "dark spots"
+    widget.box.value = 11
     assert widget.fit_options() == FitOptions(box=11, dark=True)
+    assert widget.parameters() == {"box": 11, "min_r2": FIT_DEFAULTS.min_r2, "dark": True}
+
+
+def test_settings_are_remembered(make_napari_viewer, dock):
+    """The form keeps the last values (magicgui persist): a widget opened later starts from them."""
+    first = dock(make_napari_viewer(), "Particles")
+    first.box.value = 21
+    first.polarity.value = False
+    second = dock(make_napari_viewer(), "Particles")
+    assert second.parameters() == {"box": 21, "min_r2": FIT_DEFAULTS.min_r2, "dark": False}
+
+
+def test_image_picker_follows_the_layers(setup):
+    viewer, widget, image, _traj = setup
+    assert widget.layer.value.name == "beads"
+    other = viewer.add_image(np.zeros((3, 32, 32), np.float32), name="other")
+    assert "other" in [layer.name for layer in widget.layer.choices]
+    widget.layer.value = other
+    viewer.layers.remove("other")
+    assert widget.layer.value.name == "beads"
 
 
 def test_click_fits_and_marks(setup):
@@ -145,7 +167,7 @@ def test_track_adds_tracks_layer(setup, qtbot):
     for i in range(n):
         layer.add([0, *(traj[0, i] + 0.5)])
     assert layer.features["ok"].all()
-    widget.box.setValue(11)
+    widget.box.value = 11
     widget.runner.run_button.click()
     assert widget.runner.worker is not None
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30000)  # finished (no race)
@@ -199,7 +221,7 @@ def test_label_colour_reads_on_the_image(setup):
     assert list(layer.features["text_color"]) == ["yellow", "yellow", "yellow"]  # dark background
     image.data = image.data.max() - image.data  # bright background, dark beads
     image.reset_contrast_limits()
-    widget.polarity.setCurrentText("dark spots")
+    widget.polarity.value = True  # dark spots
     widget.refit_all()
     assert list(layer.features["text_color"]) == ["black", "black", "yellow"]
     # and napari draws them in those colours
