@@ -274,3 +274,14 @@ def test_form_starts_at_the_options_defaults(make_napari_viewer, dock):
     widget.bad_frames.value = "-1"
     with pytest.raises(ValueError):
         widget.options(5)
+
+
+def test_each_form_sits_in_its_titled_box(make_napari_viewer, dock):
+    widget = dock(make_napari_viewer(), "Pairwise averaging")
+    for form, title in (
+        (widget.mask_form, "Fourier mask (live preview)"),
+        (widget.peaks_form, "Correlation and peaks"),
+        (widget.outlier_form, "Outliers (applied at once, no recomputation)"),
+        (widget.average_form, "Average"),
+    ):
+        assert form.native.parent().title() == title
