@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -188,7 +190,7 @@ def test_writer_refuses_the_layers_source_file(tmp_path):
     assert "source_path" not in read_stack(out[0]).metadata
 
 
-def test_writer_rgb_layer_and_2d_layer(tmp_path):
+def test_writer_rgb_layer_and_single_rgb_image(tmp_path):
     napari = pytest.importorskip("napari")
     rgb = _data(shape=(3, 10, 12, 3), dtype=np.uint8)
     layer = napari.layers.Image(rgb, rgb=True)
@@ -196,6 +198,85 @@ def test_writer_rgb_layer_and_2d_layer(tmp_path):
     back = read_stack(out[0])
     assert back.axes == "TCYX"
     np.testing.assert_array_equal(back.data, np.moveaxis(rgb, -1, 1))
-    flat = napari.layers.Image(_data(shape=(16, 16)))
-    with pytest.raises(ValueError, match="single 2-D image"):
-        npe2.write(str(tmp_path / "flat.tif"), [flat.as_layer_data_tuple()], plugin_name=PLUGIN)
+    single = napari.layers.Image(_data(shape=(10, 12, 3), dtype=np.uint8), rgb=True)
+    with pytest.raises(ValueError, match="single RGB image.*napari's own image writer"):
+        npe2.write(str(tmp_path / "one.tif"), [single.as_layer_data_tuple()], plugin_name=PLUGIN)
+
+
+def _average_layers(napari, ft):
+    block = {"method": "similarity", "params": {"template": "mean"}, "transforms": ft.to_dict()}
+    image = np.random.default_rng(2).random((16, 20)).astype(np.float32)
+    coverage = np.full((16, 20), 6, np.uint16)
+    coverage[0] = 3
+    average = napari.layers.Image(
+        image, name="cells average", scale=(0.2, 0.2), units=("nm", "nm"),
+        metadata={"stackalign": block, "source_path": "/nowhere/cells.tif", "owner": "lab"},
+    )
+    cov = napari.layers.Image(coverage, name="cells coverage", metadata={"stackalign": {**block, "role": "coverage"}})
+    return average, cov
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".h5"])
+def test_2d_average_is_written_with_all_its_metadata(tmp_path, suffix):
+    napari = pytest.importorskip("napari")
+    ft = FrameTransforms(dy=np.arange(6.0), dx=np.zeros(6), method="similarity")
+    average, _ = _average_layers(napari, ft)
+    [out] = npe2.write(str(tmp_path / f"avg{suffix}"), [average.as_layer_data_tuple()], plugin_name=PLUGIN)
+    if suffix == ".tif":
+        with tifffile.TiffFile(out) as tif:
+            image = tif.asarray()
+            meta = json.loads(tif.imagej_metadata["Info"])
+            assert tif.imagej_metadata["unit"] == "nm"
+    else:
+        with h5py.File(out) as f:
+            image = f["image"][()]
+            meta = json.loads(f.attrs["metadata"])
+            assert list(f.attrs["pixel_size"]) == pytest.approx([0.2, 0.2]) and "coverage" not in f
+    np.testing.assert_array_equal(image, average.data)
+    assert meta["owner"] == "lab" and "source_path" not in meta
+    assert meta["stackalign"]["params"] == {"template": "mean"}
+    assert FrameTransforms.from_dict(meta["stackalign"]["transforms"]).allclose(ft)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".h5"])
+def test_average_with_its_coverage(tmp_path, suffix):
+    napari = pytest.importorskip("napari")
+    ft = FrameTransforms(dy=np.arange(6.0), dx=np.zeros(6), method="similarity")
+    average, cov = _average_layers(napari, ft)
+    layers = [cov.as_layer_data_tuple(), average.as_layer_data_tuple()]  # either order
+    written = npe2.write(str(tmp_path / f"avg{suffix}"), layers, plugin_name=PLUGIN)
+    if suffix == ".h5":
+        assert written == [str(tmp_path / "avg.h5")]
+        with h5py.File(written[0]) as f:
+            np.testing.assert_array_equal(f["image"][()], average.data)
+            np.testing.assert_array_equal(f["coverage"][()], cov.data)
+    else:
+        assert written == [str(tmp_path / "avg.tif"), str(tmp_path / "avg-coverage.tif")]
+        np.testing.assert_array_equal(tifffile.imread(written[0]), average.data)
+        np.testing.assert_array_equal(tifffile.imread(written[1]), cov.data)
+    two_averages = [average.as_layer_data_tuple(), average.as_layer_data_tuple()]
+    with pytest.raises(ValueError, match="not an average and its coverage map: select one layer"):
+        npe2.write(str(tmp_path / f"two{suffix}"), two_averages, plugin_name=PLUGIN)
+
+
+def test_in_a_window_writer_errors_are_notifications_that_say_what_to_do(make_napari_viewer, tmp_path, monkeypatch):
+    """Saved through napari's layer save, the message is ours (not "not a valid writer", not a traceback)."""
+    viewer = make_napari_viewer()
+    shown = []
+    monkeypatch.setattr("napari_stackalign.napari._writer.show_error", shown.append)
+    path = write_stack(tmp_path / "src.tif", _data())
+    before = path.read_bytes()
+    viewer.open(str(path), plugin=PLUGIN)
+    with warnings.catch_warnings(record=True) as caught:  # the filters as napari runs them
+        saved = viewer.layers.save(str(path), plugin=PLUGIN)
+    assert saved == [] and path.read_bytes() == before
+    assert len(shown) == 1 and shown[0].startswith("Not saved: refusing to save over src.tif")
+    assert "Choose another file name" in shown[0]
+    assert not [w for w in caught if "not a valid writer" in str(w.message) or "did not return" in str(w.message)]
+    # a 2-D layer saves fine through the same path
+    viewer.add_image(np.ones((8, 9), np.float32), name="flat")
+    viewer.layers.selection = {viewer.layers["flat"]}
+    assert viewer.layers.save(str(tmp_path / "flat.tif"), selected=True, plugin=PLUGIN) == [str(tmp_path / "flat.tif")]
+    missing = tmp_path / "no-such-folder" / "x.h5"
+    assert viewer.layers.save(str(missing), selected=True, plugin=PLUGIN) == []
+    assert "does not exist: create it first" in shown[-1]

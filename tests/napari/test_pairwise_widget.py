@@ -14,6 +14,7 @@ from napari_stackalign.core.pairwise import (
     PairwiseOptions,
     read_pairwise_tiff,
 )
+from napari_stackalign.napari._forms import tooltip
 from napari_stackalign.napari._pairwise_widget import (
     outlier_method,
     parse_frame_list,
@@ -42,7 +43,7 @@ def _widget(make_napari_viewer, scene, **layer_kw):
     layer = viewer.add_image(scene[0], name="stem", scale=(1.0, 0.5, 0.5), translate=(0, 10, 20), **layer_kw)
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-stackalign", "Pairwise averaging")
     widget.layer.value = layer
-    widget.n.setValue(2.0)
+    widget.n.value = 2.0
     return viewer, layer, widget
 
 
@@ -58,7 +59,7 @@ def _run(qtbot, widget):
 def test_run_adds_average_with_metadata(make_napari_viewer, qtbot, scene):
     stack, truth = scene
     viewer, layer, widget = _widget(make_napari_viewer, scene)
-    widget.add_registered.setChecked(True)
+    widget.add_registered.value = True
     _run(qtbot, widget)
     res = widget.result
     avg = viewer.layers["stem average"]
@@ -85,19 +86,19 @@ def test_reevaluate_is_instant_and_update_average(make_napari_viewer, qtbot, sce
     _run(qtbot, widget)
     first = widget.result
     n_out = int(first.outliers.sum())
-    widget.threshold.setValue(0.05)  # strict: many more outliers, no recomputation
+    widget.threshold.value = 0.05  # strict: many more outliers, no recomputation
     strict = widget.result
     assert strict is not first and int(strict.outliers.sum()) > n_out
     np.testing.assert_array_equal(strict.dy, first.dy)
     assert widget.update_button.isEnabled() and "Update average" in widget.summary.text()
-    widget.outlier_method.setCurrentText("none")
+    widget.outlier_method.value = "none"
     assert widget.result.params["threshold"] is None
-    widget.outlier_method.setCurrentText("nearest neighbour")
-    assert widget.result.params["max_shift"] == pytest.approx(widget.max_shift.value())
-    widget.outlier_method.setCurrentText("transitivity")
-    widget.threshold.setValue(2.0)
-    widget.bad_frames.setText("2, 6")
-    widget.bad_frames.editingFinished.emit()
+    widget.outlier_method.value = "nearest neighbour"
+    assert widget.result.params["max_shift"] == pytest.approx(widget.max_shift.value)
+    widget.outlier_method.value = "transitivity"
+    widget.threshold.value = 2.0
+    widget.bad_frames.value = "2, 6"
+    widget.bad_frames.native.editingFinished.emit()
     assert widget.result.bad_frames == (2, 6) and not widget.result.frame_ok[[2, 6]].any()
     before = len(viewer.layers)
     widget.update_average()
@@ -110,6 +111,43 @@ def test_reevaluate_is_instant_and_update_average(make_napari_viewer, qtbot, sce
     assert not widget.update_button.isEnabled()
 
 
+def test_threshold_that_changes_no_outlier_keeps_the_average(make_napari_viewer, qtbot, scene, tmp_path):
+    _viewer, _layer, widget = _widget(make_napari_viewer, scene)
+    _run(qtbot, widget)
+    first = widget.result
+    # the smallest step that changes nothing: the same outliers, the same shifts
+    widget.threshold.value = widget.threshold.value + 0.01
+    moved = widget.result
+    assert np.array_equal(moved.outliers, first.outliers) and moved.average is first.average
+    assert moved.params["threshold"] == pytest.approx(widget.threshold.value)
+    assert "Update average" not in widget.summary.text()
+    assert widget.tiff_button.isEnabled() and widget.report_button.isEnabled()
+    assert not widget.update_button.isEnabled()
+    # a change that moves the outliers makes the average stale: saving waits for Update average
+    widget.threshold.value = 0.05
+    assert widget.result.average is None and "press Update average" in widget.summary.text()
+    assert not widget.tiff_button.isEnabled() and not widget.report_button.isEnabled()
+    assert "Update average first" in widget.report_button.toolTip()
+    with pytest.raises(ValueError, match="press Update average, then save"):
+        widget.save_report(tmp_path / "r.pdf")
+    with pytest.raises(ValueError, match="press Update average, then save"):
+        widget.save_tiff(tmp_path / "a.tif")
+
+
+def test_matrix_titles_and_colour_bars_fit(make_napari_viewer, qtbot, scene):
+    _viewer, _layer, widget = _widget(make_napari_viewer, scene)
+    _run(qtbot, widget)
+    fig = widget.matrices.figure
+    fig.canvas.draw()
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["Vertical shift (rows, px)", "Horizontal shift (columns, px)"]
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+    for ax in fig.axes:  # the matrices and their colour bars, with every tick label
+        box = ax.get_tightbbox(renderer)
+        assert box.x0 >= -1 and box.x1 <= width + 1 and box.y0 >= -1 and box.y1 <= height + 1, ax
+
+
 def test_preview_updates_with_mask(make_napari_viewer, qtbot, scene):
     _stack, truth = scene
     _viewer, _layer, widget = _widget(make_napari_viewer, scene)
@@ -119,17 +157,17 @@ def test_preview_updates_with_mask(make_napari_viewer, qtbot, scene):
     c = truth.shifts
     assert prev.peak == (pytest.approx(round(c[0, 0] - c[4, 0]), abs=1), pytest.approx(round(c[0, 1] - c[4, 1]), abs=1))
     hann = prev.mask.copy()
-    widget.mask_kind.setCurrentText("bandpass")
+    widget.mask_kind.value = "bandpass"
     prev2 = widget.update_preview()
     assert prev2.mask[prev2.mask.shape[0] // 2, prev2.mask.shape[1] // 2] == 0  # bandpass: no DC
-    widget.mask_kind.setCurrentText("hann")
-    widget.n.setValue(6.0)
+    widget.mask_kind.value = "hann"
+    widget.n.value = 6.0
     prev3 = widget.update_preview()
     assert (prev3.mask > 0).sum() < (hann > 0).sum()
     assert widget.last_preview_ms < 2000  # computed in the GUI thread for small frames
     assert "shift of frame 4 relative to frame 0" in widget.preview_status.text()
     # a change schedules a preview through the timer
-    widget.n.setValue(3.0)
+    widget.n.value = 3.0
     qtbot.waitUntil(lambda: widget.preview.last is not prev3, timeout=3000)
 
 
@@ -153,11 +191,11 @@ def test_bad_input_is_a_notification(make_napari_viewer, qtbot, monkeypatch, doc
     widget = dock(viewer, "Pairwise averaging")
     assert widget.run() is None and "choose an image layer" in str(shown[-1])
     viewer.add_image(np.zeros((32, 32)), name="single")  # 2-D: not offered
-    assert widget.layer.count() == 0
+    assert len(widget.layer.choices) == 0
     viewer.add_image(np.random.default_rng(0).random((4, 48, 48)), name="tiny")
-    widget.bad_frames.setText("1, x")
+    widget.bad_frames.value = "1, x"
     assert widget.run() is None and "frame numbers" in str(shown[-1])
-    widget.bad_frames.setText("9")
+    widget.bad_frames.value = "9"
     assert widget.run() is None and "outside the stack" in str(shown[-1])
     assert parse_frame_list("3; 7 ,1") == [1, 3, 7]
 
@@ -192,30 +230,58 @@ def test_cancel_adds_nothing(make_napari_viewer, qtbot):
     assert len(viewer.layers) == before and widget.result is None
 
 
+def test_forms_are_remembered(make_napari_viewer, dock):
+    """Each section keeps the user's last values (magicgui persist); layers are not stored."""
+    first = dock(make_napari_viewer(), "Pairwise averaging")
+    first.mask_kind.value = "elliptical"
+    first.n2.value = 3.5
+    first.maxima.value = "dft"
+    first.outlier_method.value = "both"
+    first.weights.value = "equal"
+    first.average_method.value = "warp"
+    second = dock(make_napari_viewer(), "Pairwise averaging")
+    opts = second.options()
+    assert (opts.mask, opts.n2, opts.maxima, opts.weights, opts.average) == ("elliptical", 3.5, "dft", "equal", "warp")
+    assert second.outlier_method.value == "both" and opts.max_shift is not None
+    assert second.n2.enabled and second.max_shift.enabled
+
+
 def test_form_starts_at_the_options_defaults(make_napari_viewer, dock):
     viewer = make_napari_viewer()
     widget = dock(viewer, "Pairwise averaging")
     assert widget.options() == PairwiseOptions()
-    assert widget.outlier_method.currentText() == outlier_method(PAIRWISE_DEFAULTS.threshold, PAIRWISE_DEFAULTS.max_shift)
+    assert widget.parameters() == PairwiseOptions().to_dict()
+    assert widget.outlier_method.value == outlier_method(PAIRWISE_DEFAULTS.threshold, PAIRWISE_DEFAULTS.max_shift)
     specs = PairwiseOptions.specs()
     for name in ("num_peaks", "window_radius", "upsample", "maxpaths"):
         box = getattr(widget, name)
-        assert (box.minimum(), box.maximum()) == (specs[name].minimum, specs[name].maximum), name
-        assert box.value() == PairwiseOptions.default(name)
+        assert (box.min, box.max) == (specs[name].minimum, specs[name].maximum), name
+        assert box.value == PairwiseOptions.default(name)
     for name in ("sigma_guess", "threshold", "max_shift"):
         box = getattr(widget, name)
-        assert specs[name].minimum < box.minimum() <= specs[name].minimum + 0.01 and box.maximum() == specs[name].maximum
-    assert widget.n.minimum() == specs["n"].minimum and widget.n2.minimum() == specs["n2"].minimum
+        assert specs[name].minimum < box.min <= specs[name].minimum + 0.1 and box.max == specs[name].maximum
+    assert widget.n.min == specs["n"].minimum and widget.n2.min == specs["n2"].minimum
     for box, name in ((widget.maxima, "maxima"), (widget.correlation, "correlation"), (widget.weights, "weights")):
-        assert [box.itemText(k) for k in range(box.count())] == list(specs[name].choices)
-        assert box.toolTip() == PairwiseOptions.help(name)
-    assert widget.n.toolTip() == PairwiseOptions.help("n")
+        assert list(box.choices) == list(specs[name].choices)
+        assert box.tooltip == tooltip(PairwiseOptions, name)
+    assert widget.n.tooltip == tooltip(PairwiseOptions, "n")
     # a bad value in the form is refused when the options are built
-    widget.mask_kind.setCurrentText("elliptical")
-    widget.n2.setValue(3.0)
-    widget.theta.setValue(30.0)
+    widget.mask_kind.value = "elliptical"
+    widget.n2.value = 3.0
+    widget.theta.value = 30.0
     opts = widget.options()
     assert (opts.mask, opts.n2, opts.theta) == ("elliptical", 3.0, 30.0)
-    widget.bad_frames.setText("-1")
+    widget.bad_frames.value = "-1"
     with pytest.raises(ValueError):
         widget.options(5)
+
+
+def test_each_form_sits_in_its_titled_box(make_napari_viewer, dock):
+    widget = dock(make_napari_viewer(), "Pairwise averaging")
+    for form, title in (
+        (widget.mask_form, "Fourier mask (live preview)"),
+        (widget.peaks_form, "Correlation and peaks"),
+        (widget.outlier_form, "Outliers (applied at once, no recomputation)"),
+        (widget.average_form, "Average"),
+    ):
+        assert form.native.parent().title() == title

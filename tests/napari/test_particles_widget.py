@@ -13,6 +13,7 @@ from napari_stackalign.core.particles import (
     ParticleTracks,
     read_picks,
 )
+from napari_stackalign.napari._forms import tooltip
 from napari_stackalign.napari._particle_layers import tracks_from_layer
 from napari_stackalign.napari._particles_widget import (
     FAIL_COLOR,
@@ -58,19 +59,40 @@ def setup(make_napari_viewer, dock):
 
 def test_settings_start_at_the_options_defaults(setup):
     widget = setup[1]
-    assert widget.box.value() == FIT_DEFAULTS.box
-    assert (widget.box.minimum(), widget.box.maximum()) == BOX_LIMITS
-    assert widget.min_r2.value() == FIT_DEFAULTS.min_r2
-    assert widget.min_r2.minimum() == FitOptions.specs()["min_r2"].minimum
-    assert widget.min_r2.maximum() < FitOptions.specs()["min_r2"].maximum  # R^2 stays below 1
+    assert widget.box.value == FIT_DEFAULTS.box
+    assert (widget.box.min, widget.box.max) == BOX_LIMITS
+    assert widget.min_r2.value == FIT_DEFAULTS.min_r2
+    assert widget.min_r2.min == FitOptions.specs()["min_r2"].minimum
+    assert widget.min_r2.max < FitOptions.specs()["min_r2"].maximum  # R^2 stays below 1
     assert widget.dark is FIT_DEFAULTS.dark
-    assert widget.box.toolTip() == FitOptions.help("box")
-    assert widget.min_r2.toolTip() == FitOptions.help("min_r2")
-    assert widget.polarity.toolTip() == FitOptions.help("dark")
+    assert widget.box.tooltip == tooltip(FitOptions, "box")
+    assert widget.min_r2.tooltip == tooltip(FitOptions, "min_r2")
+    assert widget.polarity.tooltip == tooltip(FitOptions, "dark")
     assert widget.fit_options() == FIT_DEFAULTS
-    widget.polarity.setCurrentText("dark spots")
-    widget.box.setValue(11)
+    widget.polarity.value = True
+    assert widget.polarity.current_choice == "dark spots"
+    widget.box.value = 11
     assert widget.fit_options() == FitOptions(box=11, dark=True)
+    assert widget.parameters() == {"box": 11, "min_r2": FIT_DEFAULTS.min_r2, "dark": True}
+
+
+def test_settings_are_remembered(make_napari_viewer, dock):
+    """The form keeps the last values (magicgui persist): a widget opened later starts from them."""
+    first = dock(make_napari_viewer(), "Particles")
+    first.box.value = 21
+    first.polarity.value = False
+    second = dock(make_napari_viewer(), "Particles")
+    assert second.parameters() == {"box": 21, "min_r2": FIT_DEFAULTS.min_r2, "dark": False}
+
+
+def test_image_picker_follows_the_layers(setup):
+    viewer, widget, image, _traj = setup
+    assert widget.layer.value.name == "beads"
+    other = viewer.add_image(np.zeros((3, 32, 32), np.float32), name="other")
+    assert "other" in [layer.name for layer in widget.layer.choices]
+    widget.layer.value = other
+    viewer.layers.remove("other")
+    assert widget.layer.value.name == "beads"
 
 
 def test_click_fits_and_marks(setup):
@@ -100,8 +122,11 @@ def test_click_fits_and_marks(setup):
     np.testing.assert_allclose(layer.data[1, 1:], empty)
     np.testing.assert_allclose(layer.face_color[1], FAIL_COLOR, atol=1e-6)
     assert str(layer.symbol[1]) in ("x", "Symbol.X")
-    assert reason in layer.features["label"].iloc[1]
-    assert "rejected" in widget.fit_status.text()
+    assert layer.features["label"].iloc[1] == "" and layer.features["particle"].iloc[1] == -1
+    assert "rejected" in widget.fit_status.text() and reason in widget.fit_status.text()
+    # no meaningless numbers for a rejected fit: the reason instead
+    assert widget.fit_labels["center"].text() == f"rejected: {reason}"
+    assert {widget.fit_labels[k].text() for k in widget.fit_labels if k != "center"} == {"-"}
     assert "1 good" in widget.count_label.text()
 
     # undo removes the last pick; delete removes the selected
@@ -142,7 +167,7 @@ def test_track_adds_tracks_layer(setup, qtbot):
     for i in range(n):
         layer.add([0, *(traj[0, i] + 0.5)])
     assert layer.features["ok"].all()
-    widget.box.setValue(11)
+    widget.box.value = 11
     widget.runner.run_button.click()
     assert widget.runner.worker is not None
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30000)  # finished (no race)
@@ -157,6 +182,50 @@ def test_track_adds_tracks_layer(setup, qtbot):
     assert tracks_layer.metadata["stackalign"]["source_layer"] == "beads"
     np.testing.assert_allclose(tracks_layer.scale, image.scale)
     assert "failed" in widget.result_label.text()
+
+
+def test_picks_are_numbered_like_the_tracks_and_stay_active_after_track(setup, qtbot):
+    viewer, widget, image, traj = setup
+    widget.pick_button.click()
+    layer = viewer.layers["beads picks"]
+    layer.add([0, *(traj[0, 0] + 0.5)])
+    layer.add([0, *(traj[0, 1] + 0.5)])
+    layer.add([0, *_emptiest_spot(image.data[0])])  # rejected: no number of its own
+    layer.add([0, *(traj[0, 2] + 0.5)])
+    assert list(layer.features["ok"]) == [True, True, False, True]
+    assert list(layer.features["label"]) == ["0", "1", "", "2"]
+    assert list(layer.features["particle"]) == [0, 1, -1, 2]
+    assert "numbered 0..2" in widget.count_label.text()
+    viewer.dims.set_current_step(0, 4)
+    widget.runner.run_button.click()
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30000)
+    tracks_layer = viewer.layers["beads tracks"]
+    tracks = tracks_from_layer(tracks_layer)
+    assert sorted(set(tracks_layer.data[:, 0].astype(int))) == [0, 1, 2]
+    # track k is pick k: its first-frame position is where pick k sits
+    for k in range(3):
+        row = int(np.flatnonzero(layer.features["particle"] == k)[0])
+        assert np.hypot(tracks.y[0, k] - layer.data[row, 1], tracks.x[0, k] - layer.data[row, 2]) < 0.2
+    # the picks layer stays active in add mode: the next click is a pick
+    assert viewer.layers.selection.active.name == "beads picks" and layer.mode == "add"
+    assert viewer.dims.current_step[0] == 4  # still on the frame being picked
+
+
+def test_label_colour_reads_on_the_image(setup):
+    viewer, widget, image, traj = setup
+    widget.pick_button.click()
+    layer = viewer.layers["beads picks"]
+    layer.add([0, *(traj[0, 0] + 0.5)])
+    layer.add([0, *_emptiest_spot(image.data[0])])
+    layer.add([0, 4.0, 50.0])  # near the top: its label is drawn off the image, on the dark canvas
+    assert list(layer.features["text_color"]) == ["yellow", "yellow", "yellow"]  # dark background
+    image.data = image.data.max() - image.data  # bright background, dark beads
+    image.reset_contrast_limits()
+    widget.polarity.value = True  # dark spots
+    widget.refit_all()
+    assert list(layer.features["text_color"]) == ["black", "black", "yellow"]
+    # and napari draws them in those colours
+    np.testing.assert_allclose(layer.text._view_color(np.arange(3))[:, :3], [[0, 0, 0], [0, 0, 0], [1, 1, 0]])
 
 
 def test_track_without_good_picks_says_so(setup, qtbot):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
 
+import h5py
 import imageio.v3 as iio
+import npe2
 import numpy as np
 import pytest
+import tifffile
 
 from napari_stackalign import FrameTransforms, apply_transforms, average_frames
 from napari_stackalign.core.similarity import SimilarityOptions
@@ -93,6 +97,17 @@ def test_multichannel_layer_crop_average(make_napari_viewer, qtbot, tmp_path, wa
     table = FrameTransforms.from_csv(widget.save_table(tmp_path / "table.csv"))
     assert table.allclose(ft, atol=1e-9)
     assert "5 of 5 frames registered" in widget.summary.text()
+    # the (C, Y, X) average and its coverage are saved together, with their metadata
+    layers = [avg.as_layer_data_tuple(), cov.as_layer_data_tuple()]
+    [saved] = npe2.write(str(tmp_path / "average.h5"), layers, plugin_name="napari-stackalign")
+    with h5py.File(saved) as f:
+        np.testing.assert_allclose(f["image"][()], expected.image, rtol=1e-6)
+        np.testing.assert_array_equal(f["coverage"][()], cov.data)
+        meta = json.loads(f.attrs["metadata"])
+    assert meta["stackalign"]["method"] == "similarity" and meta["stackalign"]["params"]["channel"] == 1
+    assert FrameTransforms.from_dict(meta["stackalign"]["transforms"]).allclose(ft)
+    [alone] = npe2.write(str(tmp_path / "average.tif"), [avg.as_layer_data_tuple()], plugin_name="napari-stackalign")
+    assert tifffile.imread(alone).shape == expected.image.shape
 
 
 def test_split_channels_apply_to_other_layer_full_average(make_napari_viewer, qtbot, wait_run, dock):

@@ -23,7 +23,6 @@ letters describe the stacked folder, frames first.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -32,14 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tifffile
 
 from .._version import __version__
 from ..core.apply import APPLY_DEFAULTS, apply_transforms, is_dask
 from ..core.average import FrameAverage, average_frames
 from ..core.similarity import SimilarityOptions, register_similarity
-from ..files import atomic_path, check_writable_dir, jsonable
-from ..io import StackData, frame_chunked_dask, hdf5_writer, input_formats_help, write_stack
+from ..io import StackData, frame_chunked_dask, input_formats_help, write_image, write_stack
 from ..transforms import FrameTransforms
 from ._batch import add_batch_arguments, record_result
 from ._common import terminal_progress
@@ -305,50 +302,6 @@ def _write_outputs(
             source_path=in_path if in_path.is_file() else None,
             progress=progress,
         )
-
-
-def write_image(
-    path: Path,
-    image: np.ndarray,
-    *,
-    metadata: dict,
-    pixel_size: tuple[float, float] | None,
-    units: str | None,
-    coverage: np.ndarray | None = None,
-) -> Path:
-    """Write one (Y, X) or (C, Y, X) image atomically.
-
-    TIFF: an ImageJ image (float32; a coverage map as uint16 when it fits),
-    with the pixel size and unit, and ``metadata`` as JSON in ImageJ's
-    ``Info`` field. HDF5: dataset ``image`` (and ``coverage`` when given)
-    with ``metadata`` as a JSON attribute.
-    """
-    check_writable_dir(path)
-    text = json.dumps(jsonable(metadata))
-    if image.dtype.kind in "iu" and image.max(initial=0) <= np.iinfo(np.uint16).max and image.min(initial=0) >= 0:
-        image = image.astype(np.uint16)
-    else:
-        image = image.astype(np.float32)
-    with atomic_path(path) as tmp:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            meta: dict[str, Any] = {"axes": "CYX" if image.ndim == 3 else "YX", "Info": text}
-            kwargs: dict[str, Any] = {}
-            if pixel_size is not None:
-                kwargs["resolution"] = (1.0 / pixel_size[1], 1.0 / pixel_size[0])
-                if units:
-                    meta["unit"] = units
-            tifffile.imwrite(tmp, image, imagej=True, metadata=meta, **kwargs)
-        else:
-            with hdf5_writer(tmp, image.nbytes) as fh:  # a full disk is a clean error, not a crash
-                fh.create_dataset("image", data=image)
-                if coverage is not None:
-                    fh.create_dataset("coverage", data=coverage)
-                fh.attrs["metadata"] = text
-                if pixel_size is not None:
-                    fh.attrs["pixel_size"] = list(pixel_size)
-                if units:
-                    fh.attrs["units"] = units
-    return path
 
 
 def _frame_chunks(stack: Any) -> Any:

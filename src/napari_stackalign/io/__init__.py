@@ -14,11 +14,13 @@ from ._api import (
     same_file,
     write_stack,
 )
+from ._axes import plan_axes
 from ._folder import natural_key
 from ._formats import INPUT_FORMATS, InputFormat, input_formats_help, is_ome_zarr, suffix_of
 from ._gif import GIF_SUFFIXES
 from ._h5sink import hdf5_writer
-from ._hdf5 import HDF5_SUFFIXES, choose_dataset, open_hdf5, stack_candidates
+from ._hdf5 import HDF5_SUFFIXES, choose_dataset, declared_axes, open_hdf5, stack_candidates
+from ._image_writer import IMAGE_WRITE_SUFFIXES, write_image
 from ._lazy import (
     LOADED_COPIES,
     MEMORY_FRACTION,
@@ -42,6 +44,7 @@ __all__ = [
     "HDF5_SUFFIXES",
     "INPUT_FORMATS",
     "LOADED_COPIES",
+    "IMAGE_WRITE_SUFFIXES",
     "MEMORY_FRACTION",
     "READ_SUFFIXES",
     "SOURCE_KEY",
@@ -52,6 +55,7 @@ __all__ = [
     "StackData",
     "available_memory",
     "choose_dataset",
+    "declared_axes",
     "estimate_contrast_limits",
     "frame_chunked_dask",
     "hdf5_writer",
@@ -63,11 +67,13 @@ __all__ = [
     "normalise_unit",
     "open_hdf5",
     "process_memory",
+    "plan_axes",
     "read_mask",
     "read_stack",
     "same_file",
     "stack_candidates",
     "suffix_of",
     "total_memory",
+    "write_image",
     "write_stack",
 ]

@@ -25,7 +25,7 @@ from ._lazy import decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame
 from ._meta import check_transforms_length, decode_json_value, normalise_unit
 from ._stackdata import StackData
 
-__all__ = ["FORMAT_NAME", "HDF5_SUFFIXES", "open_hdf5", "read_hdf5", "stack_candidates", "write_hdf5"]
+__all__ = ["FORMAT_NAME", "HDF5_SUFFIXES", "declared_axes", "open_hdf5", "read_hdf5", "stack_candidates", "write_hdf5"]
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hd5", ".hspy")
 FORMAT_NAME = "napari-stackalign stack"
@@ -270,19 +270,26 @@ def read_hdf5(
     )
 
 
-def _file_axes(ds: h5py.Dataset, axes: str | None, hs: tuple | None, path: Path, name: str) -> str:
-    """The dataset's axis order: ``axes`` if given, else ours (the ``axes`` attribute), the
-    dimension labels, HyperSpy's axes, or the default for its number of dimensions."""
-    file_axes = axes
+def declared_axes(f: h5py.File, ds: h5py.Dataset) -> str | None:
+    """The axis order the file itself declares for ``ds`` (our ``axes`` attribute, the
+    dimension labels or HyperSpy's axes), or None when the file does not say."""
     stored_axes = ds.attrs.get("axes")
     if isinstance(stored_axes, bytes):
         stored_axes = stored_axes.decode()
-    if file_axes is None and isinstance(stored_axes, str) and len(stored_axes) == ds.ndim:
-        file_axes = stored_axes
-    if file_axes is None:
-        file_axes = _label_axes(ds)
-    if file_axes is None and hs is not None:
-        file_axes = hs[0]
+    if isinstance(stored_axes, str) and len(stored_axes) == ds.ndim:
+        return stored_axes.upper()
+    labelled = _label_axes(ds)
+    if labelled is not None:
+        return labelled
+    is_hyperspy = str(f.attrs.get("file_format", "")) == "HyperSpy" or Path(f.filename).suffix == ".hspy"
+    hs = _hyperspy_axes(ds) if is_hyperspy else None
+    return hs[0] if hs is not None else None
+
+
+def _file_axes(ds: h5py.Dataset, axes: str | None, hs: tuple | None, path: Path, name: str) -> str:
+    """The dataset's axis order: ``axes`` if given, else ours (the ``axes`` attribute), the
+    dimension labels, HyperSpy's axes, or the default for its number of dimensions."""
+    file_axes = axes if axes is not None else declared_axes(ds.file, ds)
     if file_axes is None:
         file_axes = _default_axes(ds, path, name)
     return normalise_axes(file_axes, ds.ndim, what="axes")

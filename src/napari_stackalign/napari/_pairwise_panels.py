@@ -83,7 +83,8 @@ class PreviewCanvas:
 
 
 class MatrixCanvas:
-    """The raw X (dy) and Y (dx) shift matrices, outliers as red crosses."""
+    """The measured shift of every pair (frame j relative to frame i) in rows and in columns,
+    outliers as red crosses."""
 
     def __init__(self, height: int = 220) -> None:
         self.figure = Figure(figsize=(4.6, 2.2), dpi=100)
@@ -95,17 +96,18 @@ class MatrixCanvas:
         """Draw the matrices of ``result`` with its current outliers."""
         fig = self.figure
         fig.clear()
+        # constrained layout keeps the colour bars and their labels inside the figure at any width
+        fig.set_layout_engine("constrained")
         ax_y, ax_x = fig.subplots(1, 2)
         bad = result.bad_frames
         # colours scaled on the pairs kept: outliers saturate instead of washing the rest out
         kept = result.valid
         lim_y = symmetric_limit(np.where(kept, result.dy, np.nan))
         lim_x = symmetric_limit(np.where(kept, result.dx, np.nan))
-        draw_shift_matrix(ax_y, result.dy, result.outliers, "X_ij = dy (rows, px)", limit=lim_y, bad_frames=bad, colorbar_fig=fig)
+        draw_shift_matrix(ax_y, result.dy, result.outliers, "Vertical shift (rows, px)", limit=lim_y, bad_frames=bad, colorbar_fig=fig)
         draw_shift_matrix(
-            ax_x, result.dx, result.outliers, "Y_ij = dx (cols, px)", limit=lim_x, bad_frames=bad, colorbar_fig=fig, ylabel=False
+            ax_x, result.dx, result.outliers, "Horizontal shift (columns, px)", limit=lim_x, bad_frames=bad, colorbar_fig=fig, ylabel=False
         )
-        fig.subplots_adjust(left=0.11, right=0.94, bottom=0.15, top=0.9, wspace=0.35)
         self.canvas.draw_idle()
         self.has_plot = True
 

@@ -12,24 +12,21 @@ and optionally ``"<input> registered"``. The engine is
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, LineEdit
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -48,7 +45,7 @@ from ..core.pairwise import (
     save_pairwise_tiff,
 )
 from ..parsing import parse_index_list
-from ._layer_choice import LayerChoice
+from ._forms import OptionsForm, layer_picker
 from ._layers import derived_image_kwargs, frame_stack, provenance
 from ._pairwise_panels import MatrixCanvas, PreviewCanvas
 from ._runner import TaskRunner, notify_user_error
@@ -88,6 +85,33 @@ def parse_frame_list(text: str, n_frames: int | None = None) -> list[int]:
     return parse_index_list(text, what="bad frames", example="3, 7", count=n_frames)
 
 
+def same_average(old: PairwiseResult, new: PairwiseResult) -> bool:
+    """Whether ``new`` (re-evaluated from ``old``) would average to the same image:
+    the same frames, shifted by the same corrections."""
+    return bool(
+        np.array_equal(old.frame_ok, new.frame_ok)
+        and np.array_equal(old.transforms.dy, new.transforms.dy)
+        and np.array_equal(old.transforms.dx, new.transforms.dx)
+    )
+
+
+def keep_average(old: PairwiseResult, new: PairwiseResult) -> PairwiseResult:
+    """``new`` with ``old``'s average (and registered stack) when :func:`same_average`, else ``new``."""
+    if old.average is None or not same_average(old, new):
+        return new
+    params = {**new.params, "average": old.params.get("average", new.params.get("average"))}
+    warnings = list(dict.fromkeys([*new.warnings, *old.warnings]))
+    return replace(
+        new,
+        average=old.average,
+        average_full=old.average_full,
+        crop=old.crop,
+        registered=old.registered,
+        params=params,
+        warnings=warnings,
+    )
+
+
 def _average_task(result: PairwiseResult, stack: Any, registered: bool, *, progress: Any = None) -> PairwiseResult:
     return result.with_average(stack, registered=registered, progress=progress)
 
@@ -120,13 +144,12 @@ class PairwiseWidget(ScrollingDock):
         self._preview_timer.setInterval(120)
         self._preview_timer.timeout.connect(self.update_preview)
 
-        self.layer = LayerChoice(napari_viewer, Image, accept=_is_stack)
-        self.layer.setToolTip("A (T, Y, X) time series, e.g. a low-dose STEM stack.")
-        form = QFormLayout()
-        form.addRow("Image layer:", self.layer)
+        self.inputs = self.add_magic(Container(widgets=[layer_picker(
+            Image, "layer", "Image layer", "A (T, Y, X) time series, e.g. a low-dose STEM stack.", accept=_is_stack
+        )]))
+        self.layer = self.inputs.layer
         self.runner = TaskRunner("Register and average", self.run)
         layout = self.body_layout
-        layout.addLayout(form)
         layout.addWidget(self._mask_box())
         layout.addWidget(self._peaks_box())
         layout.addWidget(self._outlier_box())
@@ -135,90 +158,104 @@ class PairwiseWidget(ScrollingDock):
         layout.addWidget(self._results_box())
         layout.addStretch(1)
         self._connect()
-        self._on_mask_kind(self.mask_kind.currentText())
-        self._on_outlier_method(self.outlier_method.currentText(), reevaluate=False)
+        self._on_mask_kind(self.mask_kind.value)
+        self._on_outlier_method(self.outlier_method.value, reevaluate=False)
         self._on_layer_changed()
 
     # ------------------------------------------------------------ sections
+    def _section(self, title: str, form: OptionsForm) -> QGroupBox:
+        """A titled box holding a magicgui form (its layer choices kept current by the dock)."""
+        box = QGroupBox(title)
+        QVBoxLayout(box).setContentsMargins(4, 4, 4, 4)
+        self.add_magic(form, box.layout())
+        return box
+
     def _mask_box(self) -> QGroupBox:
-        """Mask design, with the preview of a pair."""
-        self.mask_kind = self._combo("mask", [k for k in MASK_KINDS if k != "user"])
-        self.n = self._dspin("n", 0.5, maximum=_SIZE_MAX)
-        self.n2 = self._dspin("n2", 0.5, maximum=_SIZE_MAX, value=PAIRWISE_DEFAULTS.n2 or PAIRWISE_DEFAULTS.n)
-        self.theta = self._dspin("theta", 5.0, minimum=-_ANGLE_LIMIT, maximum=_ANGLE_LIMIT)
+        """Mask design (a form from :class:`PairwiseOptions`), with the live preview of a pair."""
+        overrides = {
+            "mask": {"widget": ComboBox, "choices": [k for k in MASK_KINDS if k != "user"], "label": "Mask"},
+            "n": {"step": 0.5, "max": _SIZE_MAX, "label": "n (px)"},
+            "n2": {"widget": FloatSpinBox, "value": PAIRWISE_DEFAULTS.n2 or PAIRWISE_DEFAULTS.n,
+                   "min": PairwiseOptions.specs()["n2"].minimum, "max": _SIZE_MAX, "step": 0.5, "label": "n2 (px)"},
+            "theta": {"step": 5.0, "min": -_ANGLE_LIMIT, "max": _ANGLE_LIMIT, "label": "theta (°)"},
+        }
+        self.mask_form = OptionsForm(PairwiseOptions, ("mask", "n", "n2", "theta"), key="pairwise-mask",
+                                     overrides=overrides)
+        form = self.mask_form
+        self.mask_kind, self.n, self.n2, self.theta = form.mask, form.n, form.n2, form.theta
+        # the pair previewed is part of the live preview, not a setting: plain Qt, not remembered
         self.frame_i = QSpinBox()
         self.frame_j = QSpinBox()
         self.frame_i.setToolTip("Frame whose spectrum is shown, and first frame of the previewed pair.")
         self.frame_j.setToolTip("Second frame of the previewed pair.")
         pair_row = QHBoxLayout()
-        pair_row.addWidget(QLabel("i"))
+        pair_row.addWidget(QLabel("Preview pair: i"))
         pair_row.addWidget(self.frame_i)
         pair_row.addWidget(QLabel("j"))
         pair_row.addWidget(self.frame_j)
         self.preview = PreviewCanvas()
         self.preview_status = QLabel("")
         self.preview_status.setWordWrap(True)
-        box = QGroupBox("Fourier mask (live preview)")
-        mform = QFormLayout(box)
-        mform.addRow("Mask:", self.mask_kind)
-        mform.addRow("n (px):", self.n)
-        mform.addRow("n2 (px):", self.n2)
-        mform.addRow("theta (°):", self.theta)
-        mform.addRow("Preview pair:", pair_row)
-        mform.addRow(self.preview.canvas)
-        mform.addRow(self.preview_status)
+        box = self._section("Fourier mask (live preview)", form)
+        box.layout().addLayout(pair_row)
+        box.layout().addWidget(self.preview.canvas)
+        box.layout().addWidget(self.preview_status)
         return box
 
     def _peaks_box(self) -> QGroupBox:
-        self.correlation = self._combo("correlation")
-        self.maxima = self._combo("maxima")
-        self.num_peaks = self._ispin("num_peaks")
-        self.sigma_guess = self._dspin("sigma_guess", 0.5)
-        self.window_radius = self._ispin("window_radius")
-        self.upsample = self._ispin("upsample")
-        box = QGroupBox("Correlation and peaks")
-        pform = QFormLayout(box)
-        pform.addRow("Correlation:", self.correlation)
-        pform.addRow("Peak finding:", self.maxima)
-        pform.addRow("Peaks compared:", self.num_peaks)
-        pform.addRow("Sigma guess (px):", self.sigma_guess)
-        pform.addRow("Fit window radius:", self.window_radius)
-        pform.addRow("Upsampling:", self.upsample)
-        return box
+        overrides = {
+            "correlation": {"label": "Correlation"},
+            "maxima": {"label": "Peak finding"},
+            "sigma_guess": {"step": 0.5, "label": "Sigma guess (px)"},
+            "window_radius": {"label": "Fit window radius"},
+            "upsample": {"label": "Upsampling"},
+        }
+        names = ("correlation", "maxima", "num_peaks", "sigma_guess", "window_radius", "upsample")
+        self.peaks_form = OptionsForm(PairwiseOptions, names, key="pairwise-peaks", overrides=overrides)
+        for name in names:
+            setattr(self, name, self.peaks_form[name])
+        return self._section("Correlation and peaks", self.peaks_form)
 
     def _outlier_box(self) -> QGroupBox:
         """The outlier settings (re-evaluated at once)."""
-        self.outlier_method = QComboBox()
-        self.outlier_method.addItems(list(OUTLIER_METHODS))
-        self.outlier_method.setCurrentText(outlier_method(PAIRWISE_DEFAULTS.threshold, PAIRWISE_DEFAULTS.max_shift))
-        self.outlier_method.setToolTip("How inconsistent pairs are found; changes apply at once.")
-        self.threshold = self._dspin("threshold", 0.25, value=PAIRWISE_DEFAULTS.threshold or _MAX_SHIFT_START)
-        self.maxpaths = self._ispin("maxpaths")
-        self.max_shift = self._dspin("max_shift", 0.25, value=PAIRWISE_DEFAULTS.max_shift or _MAX_SHIFT_START)
-        self.bad_frames = QLineEdit(", ".join(str(i) for i in PAIRWISE_DEFAULTS.bad_frames))
-        self.bad_frames.setPlaceholderText("e.g. 3, 7")
-        self.bad_frames.setToolTip(PairwiseOptions.help("bad_frames"))
-        self.weights = self._combo("weights")
-        box = QGroupBox("Outliers (applied at once, no recomputation)")
-        oform = QFormLayout(box)
-        oform.addRow("Method:", self.outlier_method)
-        oform.addRow("Threshold (px):", self.threshold)
-        oform.addRow("Max paths:", self.maxpaths)
-        oform.addRow("Max shift (px):", self.max_shift)
-        oform.addRow("Bad frames:", self.bad_frames)
-        oform.addRow("Weights:", self.weights)
-        return box
+        method = ComboBox(
+            name="outlier_method", label="Method", choices=list(OUTLIER_METHODS),
+            value=outlier_method(PAIRWISE_DEFAULTS.threshold, PAIRWISE_DEFAULTS.max_shift),
+            tooltip="How inconsistent pairs are found; changes apply at once.",
+        )
+        spec = PairwiseOptions.specs()["max_shift"]
+        overrides = {
+            "threshold": {"widget": FloatSpinBox, "value": PAIRWISE_DEFAULTS.threshold or _MAX_SHIFT_START,
+                          "min": PairwiseOptions.specs()["threshold"].minimum + 0.05,
+                          "max": PairwiseOptions.specs()["threshold"].maximum, "step": 0.25, "label": "Threshold (px)"},
+            "maxpaths": {"label": "Max paths"},
+            # the smoothness check is off by default (None): the box starts at a useful value for when it is on
+            "max_shift": {"widget": FloatSpinBox, "value": PAIRWISE_DEFAULTS.max_shift or _MAX_SHIFT_START,
+                          "min": spec.minimum + 0.05, "max": spec.maximum, "step": 0.25, "label": "Max shift (px)"},
+            "bad_frames": {"widget": LineEdit, "value": ", ".join(str(i) for i in PAIRWISE_DEFAULTS.bad_frames),
+                           "label": "Bad frames"},
+        }
+        names = ("threshold", "maxpaths", "max_shift", "bad_frames", "weights")
+        self.outlier_form = OptionsForm(PairwiseOptions, names, key="pairwise-outliers", overrides=overrides,
+                                        extra=[method])
+        form = self.outlier_form
+        form.remove(method)
+        form.insert(0, method)
+        form.bad_frames.native.setPlaceholderText("e.g. 3, 7")
+        self.outlier_method = method
+        for name in names:
+            setattr(self, name, form[name])
+        return self._section("Outliers (applied at once, no recomputation)", form)
 
     def _average_box(self) -> QGroupBox:
-        self.average_method = self._combo("average")
-        self.add_registered = QCheckBox("Also add the registered stack")
-        self.add_registered.setChecked(PAIRWISE_DEFAULTS.registered)
-        self.add_registered.setToolTip(PairwiseOptions.help("registered"))
-        box = QGroupBox("Average")
-        aform = QFormLayout(box)
-        aform.addRow("Shift frames by:", self.average_method)
-        aform.addRow(self.add_registered)
-        return box
+        overrides = {
+            "average": {"label": "Shift frames by"},
+            "registered": {"label": "", "text": "Also add the registered stack"},
+        }
+        self.average_form = OptionsForm(PairwiseOptions, ("average", "registered"), key="pairwise-average",
+                                        overrides=overrides)
+        self.average_method, self.add_registered = self.average_form.average, self.average_form.registered
+        return self._section("Average", self.average_form)
 
     def _results_box(self) -> QGroupBox:
         """The shift matrices, the summary and the save buttons."""
@@ -249,69 +286,31 @@ class PairwiseWidget(ScrollingDock):
 
     def _connect(self) -> None:
         """Live preview and outlier re-evaluation triggers."""
-        self.mask_kind.currentTextChanged.connect(self._on_mask_kind)
-        for w in (self.n, self.n2, self.theta, self.frame_i, self.frame_j):
+        self.mask_kind.changed.connect(self._on_mask_kind)
+        for w in (self.n, self.n2, self.theta, self.correlation):
+            w.changed.connect(self.schedule_preview)
+        for w in (self.frame_i, self.frame_j):
             w.valueChanged.connect(self.schedule_preview)
-        self.correlation.currentTextChanged.connect(self.schedule_preview)
-        self.layer.currentIndexChanged.connect(self._on_layer_changed)
-        self.outlier_method.currentTextChanged.connect(self._on_outlier_method)
-        for w in (self.threshold, self.max_shift, self.maxpaths):
-            w.valueChanged.connect(self.reevaluate)
-        self.bad_frames.editingFinished.connect(self.reevaluate)
-        self.weights.currentTextChanged.connect(self.reevaluate)
+        self.layer.changed.connect(self._on_layer_changed)
+        self.outlier_method.changed.connect(self._on_outlier_method)
+        for w in (self.threshold, self.max_shift, self.maxpaths, self.weights):
+            w.changed.connect(self.reevaluate)
+        # a typed list is applied when typing ends (Enter, or leaving the field), not at every key
+        self.bad_frames.native.editingFinished.connect(self.reevaluate)
 
-    # ------------------------------------------------------------ helpers
-    @staticmethod
-    def _combo(name: str, items: list[str] | None = None) -> QComboBox:
-        """A choice of option ``name`` (its choices unless ``items``), set to its default."""
-        box = QComboBox()
-        box.addItems(list(items if items is not None else PairwiseOptions.specs()[name].choices))
-        box.setCurrentText(str(PairwiseOptions.default(name)))
-        box.setToolTip(PairwiseOptions.help(name))
-        return box
-
-    @staticmethod
-    def _dspin(
-        name: str, step: float, *, minimum: float | None = None, maximum: float | None = None, value: float | None = None
-    ) -> QDoubleSpinBox:
-        """A number box for option ``name``: its range (``minimum``/``maximum`` where it has
-        none), its default (or ``value``) and its help."""
-        spec = PairwiseOptions.specs()[name]
-        low = spec.minimum if minimum is None else minimum
-        if minimum is None and spec.exclusive_minimum:
-            low += 10.0**-_DECIMALS
-        box = QDoubleSpinBox()
-        box.setRange(low, spec.maximum if maximum is None else maximum)
-        box.setDecimals(_DECIMALS)
-        box.setSingleStep(step)
-        box.setValue(PairwiseOptions.default(name) if value is None else value)
-        box.setToolTip(PairwiseOptions.help(name))
-        box.setKeyboardTracking(False)
-        return box
-
-    @staticmethod
-    def _ispin(name: str) -> QSpinBox:
-        """An integer box for option ``name``: its range, default and help."""
-        spec = PairwiseOptions.specs()[name]
-        box = QSpinBox()
-        box.setRange(int(spec.minimum), int(spec.maximum))
-        box.setValue(PairwiseOptions.default(name))
-        box.setToolTip(PairwiseOptions.help(name))
-        box.setKeyboardTracking(False)
-        return box
-
+    # ------------------------------------------------------------ state
     def _on_mask_kind(self, kind: str) -> None:
         elliptical = kind == "elliptical"
-        self.n2.setEnabled(elliptical)
-        self.theta.setEnabled(elliptical)
-        self.n.setEnabled(kind != "none")
+        self.n2.enabled = elliptical
+        self.theta.enabled = elliptical
+        self.n.enabled = kind != "none"
         self.schedule_preview()
 
     def _on_outlier_method(self, method: str, reevaluate: bool = True) -> None:
         trans, nn = OUTLIER_METHODS[method]
-        self.threshold.setEnabled(trans)
-        self.maxpaths.setEnabled(trans)
-        self.max_shift.setEnabled(nn)
+        self.threshold.enabled = trans
+        self.maxpaths.enabled = trans
+        self.max_shift.enabled = nn
         if reevaluate:
             self.reevaluate()
 
@@ -328,39 +327,43 @@ class PairwiseWidget(ScrollingDock):
     # ----------------------------------------------------------- parameters
     def mask_parameters(self) -> dict:
         """The mask settings (as keyword arguments of the engine)."""
-        kind = self.mask_kind.currentText()
+        kind = self.mask_kind.value
         elliptical = kind == "elliptical"
         return {
             "mask": kind,
-            "n": float(self.n.value()),
-            "n2": float(self.n2.value()) if elliptical else PAIRWISE_DEFAULTS.n2,
-            "theta": float(self.theta.value()) if elliptical else PAIRWISE_DEFAULTS.theta,
-            "correlation": self.correlation.currentText(),
+            "n": float(self.n.value),
+            "n2": float(self.n2.value) if elliptical else PAIRWISE_DEFAULTS.n2,
+            "theta": float(self.theta.value) if elliptical else PAIRWISE_DEFAULTS.theta,
+            "correlation": self.correlation.value,
         }
 
     def outlier_parameters(self, n_frames: int | None = None) -> dict:
         """The outlier settings (threshold / max_shift None when their check is off)."""
-        trans, nn = OUTLIER_METHODS[self.outlier_method.currentText()]
+        trans, nn = OUTLIER_METHODS[self.outlier_method.value]
         return {
-            "threshold": float(self.threshold.value()) if trans else None,
-            "maxpaths": int(self.maxpaths.value()),
-            "max_shift": float(self.max_shift.value()) if nn else None,
-            "bad_frames": parse_frame_list(self.bad_frames.text(), n_frames),
-            "weights": self.weights.currentText(),
+            "threshold": float(self.threshold.value) if trans else None,
+            "maxpaths": int(self.maxpaths.value),
+            "max_shift": float(self.max_shift.value) if nn else None,
+            "bad_frames": parse_frame_list(self.bad_frames.value, n_frames),
+            "weights": self.weights.value,
         }
+
+    def parameters(self, n_frames: int | None = None) -> dict[str, Any]:
+        """Every option set in the form, as :class:`PairwiseOptions` keywords (``ValueError`` for a bad value)."""
+        return self.options(n_frames).to_dict()
 
     def options(self, n_frames: int | None = None) -> PairwiseOptions:
         """Every option set in the form (``ValueError`` for a bad value)."""
         return PairwiseOptions(
             **self.mask_parameters(),
-            maxima=self.maxima.currentText(),
-            num_peaks=int(self.num_peaks.value()),
-            sigma_guess=float(self.sigma_guess.value()),
-            window_radius=int(self.window_radius.value()),
-            upsample=int(self.upsample.value()),
+            maxima=self.maxima.value,
+            num_peaks=int(self.num_peaks.value),
+            sigma_guess=float(self.sigma_guess.value),
+            window_radius=int(self.window_radius.value),
+            upsample=int(self.upsample.value),
             **self.outlier_parameters(n_frames),
-            average=self.average_method.currentText(),
-            registered=bool(self.add_registered.isChecked()),
+            average=self.average_method.value,
+            registered=bool(self.add_registered.value),
         )
 
     # --------------------------------------------------------------- preview
@@ -465,7 +468,7 @@ class PairwiseWidget(ScrollingDock):
         if layer is None or result.average is None:
             return
         block = self._block(result)
-        kwargs = derived_image_kwargs(layer, "average", block, frame_axis=False)
+        kwargs = derived_image_kwargs(layer, "average", {**block, "role": "average"}, frame_axis=False)
         r0, _, c0, _ = result.crop
         scale = np.asarray(kwargs["scale"], dtype=float)
         translate = np.asarray(kwargs["translate"], dtype=float)
@@ -491,14 +494,23 @@ class PairwiseWidget(ScrollingDock):
             return
         self.matrices.show(result)
         text = result.summary()
-        if result.average is None:
-            text += ". The outliers changed: press Update average to recompute the average."
+        stale = result.average is None
+        if stale:
+            text += (
+                ". The frames averaged or their shifts changed: press Update average to recompute the average "
+                "(saving waits for it)."
+            )
         if result.warnings:
             text += "\n" + "\n".join(result.warnings)
         self.summary.setText(text)
-        self.update_button.setEnabled(result.average is None)
-        self.report_button.setEnabled(True)
-        self.tiff_button.setEnabled(result.average is not None)
+        self.update_button.setEnabled(stale)
+        waiting = "Press Update average first: the average does not match the current outliers." if stale else ""
+        self.report_button.setEnabled(not stale)
+        self.report_button.setToolTip(waiting or "The matrices, the shifts and the average as a PDF or PNG report.")
+        self.tiff_button.setEnabled(not stale)
+        self.tiff_button.setToolTip(
+            waiting or "The average as float32 TIFF with matrices, shifts and parameters as JSON."
+        )
 
     # --------------------------------------------------------- re-evaluation
     def reevaluate(self, *args: Any) -> PairwiseResult | None:
@@ -507,7 +519,7 @@ class PairwiseWidget(ScrollingDock):
             return None
         try:
             params = self.outlier_parameters(self.result.n_frames)
-            self.result = self.result.reevaluate(**params)
+            self.result = keep_average(self.result, self.result.reevaluate(**params))
         except ValueError as exc:
             notify_user_error(exc)
             return None
@@ -530,7 +542,7 @@ class PairwiseWidget(ScrollingDock):
             self._show_result()
 
         return self.runner.start(
-            _average_task, self.result, stack, bool(self.add_registered.isChecked()), on_result=done
+            _average_task, self.result, stack, bool(self.add_registered.value), on_result=done
         )
 
     # --------------------------------------------------------------- saving
@@ -538,12 +550,16 @@ class PairwiseWidget(ScrollingDock):
         """Write the report (.pdf or .png) of the current result."""
         if self.result is None:
             raise ValueError("nothing to report yet: run the registration first.")
+        if self.result.average is None:
+            raise ValueError("the average does not match the current outliers: press Update average, then save.")
         return save_pairwise_report(path, self.result)
 
     def save_tiff(self, path: str | Path) -> Path:
         """Write the average as TIFF with the full JSON record."""
         if self.result is None:
             raise ValueError("nothing to save yet: run the registration first.")
+        if self.result.average is None:
+            raise ValueError("the average does not match the current outliers: press Update average, then save.")
         return save_pairwise_tiff(path, self.result)
 
     def _on_save_report(self) -> None:

@@ -22,19 +22,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
 from napari.layers import Image, Points, Tracks
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -49,9 +46,8 @@ from ..core.particles import (
     track_particles,
     write_picks,
 )
-from ._layer_choice import LayerChoice
+from ._forms import OptionsForm, layer_picker
 from ._layers import frame_stack
-from ._particle_forms import set_choice, set_number
 from ._particle_layers import (
     PICKS_SUFFIX,
     image_to_layer_coords,
@@ -60,8 +56,9 @@ from ._particle_layers import (
     tracks_layer_kwargs,
 )
 from ._runner import TaskRunner, notify_user_error
+from ._scrolling import ScrollingDock
 
-__all__ = ["FAIL_COLOR", "FEATURE_COLUMNS", "OK_COLOR", "ParticlesWidget"]
+__all__ = ["FAIL_COLOR", "FEATURE_COLUMNS", "OK_COLOR", "ParticlesWidget", "particle_numbers"]
 
 OK_COLOR = (0.1, 0.85, 0.2, 1.0)
 FAIL_COLOR = (0.95, 0.1, 0.1, 1.0)
@@ -72,6 +69,8 @@ FEATURE_COLUMNS = {
     "ok": False,
     "reason": "not fitted",
     "label": "",
+    "particle": -1,
+    "text_color": "yellow",
     "frame": 0,
     "r2": np.nan,
     "amplitude": np.nan,
@@ -91,8 +90,37 @@ def _empty_features() -> pd.DataFrame:
     )
 
 
-class ParticlesWidget(QWidget):
-    """Pick particles with live Gaussian-fit feedback, then track them."""
+def particle_numbers(ok: np.ndarray) -> np.ndarray:
+    """Each pick's particle number: good picks 0, 1, 2, ... in order (the numbers Track and
+    Trajectories use), rejected picks -1."""
+    ok = np.asarray(ok, dtype=bool)
+    numbers = np.full(ok.shape, -1, dtype=np.int64)
+    numbers[ok] = np.arange(int(ok.sum()))
+    return numbers
+
+
+def _label_offset(box: float) -> float:
+    """How far above its pick (image pixels) a label is drawn: just clear of the ring."""
+    return box * 0.35 + 5
+
+
+def _label_style(ndim: int, box: float) -> dict:
+    """The picks' labels: centred just above the ring, each in the colour that reads where it is drawn."""
+    return {
+        "string": "{label}",
+        "size": 10,
+        "color": {"feature": "text_color"},
+        "anchor": "center",
+        "translation": [0] * (ndim - 2) + [-_label_offset(box), 0],
+    }
+
+
+class ParticlesWidget(ScrollingDock):
+    """Pick particles with live Gaussian-fit feedback, then track them.
+
+    The settings are a magicgui form built from :class:`FitOptions` (remembered
+    between sessions); the image picker is magicgui's napari layer type.
+    """
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -101,7 +129,12 @@ class ParticlesWidget(QWidget):
         self._connected: set[int] = set()
         self.last_fit: GaussianFit | None = None
 
-        settings = self._build_settings()
+        self.inputs = self.add_magic(Container(widgets=[layer_picker(
+            Image, "layer", "Image", "The image (a time series, or one frame) to click particles on."
+        )]))
+        self.layer = self.inputs.layer
+        self.form = self.add_magic(self._build_form())
+        self.box, self.min_r2, self.polarity = self.form.box, self.form.min_r2, self.form.dark
         self.pick_button = QPushButton("Pick particles (click on them)")
         self.pick_button.setToolTip("Creates or selects the Points layer '<image> picks' in add mode.")
         self.pick_button.clicked.connect(self._on_pick_clicked)
@@ -112,8 +145,7 @@ class ParticlesWidget(QWidget):
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
-        layout.addLayout(settings)
+        layout = self.body_layout
         layout.addWidget(self.pick_button)
         layout.addWidget(fit_box)
         layout.addWidget(self.count_label)
@@ -122,27 +154,24 @@ class ParticlesWidget(QWidget):
         layout.addWidget(self.runner)
         layout.addWidget(self.result_label)
         layout.addStretch(1)
-        self.image_choice.currentIndexChanged.connect(self._on_image_changed)
+        self.layer.changed.connect(self._on_image_changed)
         self._on_image_changed()
 
-    def _build_settings(self) -> QFormLayout:
-        """Image, box, R\u00b2 gate and spot type (defaults, ranges and tooltips from :class:`FitOptions`)."""
-        self.image_choice = LayerChoice(self.viewer, Image)
-        self.box = QSpinBox()
-        set_number(self.box, FitOptions, "box", minimum=BOX_LIMITS[0], maximum=BOX_LIMITS[1])
-        self.box.setSingleStep(2)
-        self.box.setSuffix(" px")
-        self.min_r2 = QDoubleSpinBox()
-        set_number(self.min_r2, FitOptions, "min_r2")
-        self.min_r2.setSingleStep(0.05)
-        self.polarity = QComboBox()
-        set_choice(self.polarity, FitOptions, "dark", labels=POLARITIES)
-        settings = QFormLayout()
-        settings.addRow("Image", self.image_choice)
-        settings.addRow("Box", self.box)
-        settings.addRow("Min R\u00b2", self.min_r2)
-        settings.addRow("Spots", self.polarity)
-        return settings
+    def _build_form(self) -> OptionsForm:
+        """Box, R\u00b2 gate and spot type: defaults, ranges and tooltips from :class:`FitOptions`."""
+        r2 = FitOptions.specs()["min_r2"]
+        overrides = {
+            "box": {"widget": SpinBox, "min": BOX_LIMITS[0], "max": BOX_LIMITS[1], "step": 2, "label": "Box (px)"},
+            # R\u00b2 stays below 1: a gate of 1 would reject every fit
+            "min_r2": {"widget": FloatSpinBox, "min": r2.minimum, "max": 0.99, "step": 0.05, "label": "Min R\u00b2"},
+            "dark": {"widget": ComboBox, "choices": list(POLARITIES.items()), "label": "Spots"},
+        }
+        return OptionsForm(FitOptions, ("box", "min_r2", "dark"), key="particles", overrides=overrides)
+
+    def parameters(self) -> dict[str, Any]:
+        """The form's values as :class:`FitOptions` keywords."""
+        values = self.form.option_values()
+        return {"box": int(values["box"]), "min_r2": float(values["min_r2"]), "dark": values["dark"]}
 
     def _build_fit_panel(self) -> QGroupBox:
         """The last fit's status and parameters."""
@@ -191,15 +220,15 @@ class ParticlesWidget(QWidget):
     # ------------------------------------------------------------ settings
     @property
     def dark(self) -> bool | None:
-        return POLARITIES[self.polarity.currentText()]
+        return self.form.dark.value
 
     def fit_options(self) -> FitOptions:
         """The fits' options: box, gate and polarity from the form, the rest at their defaults."""
-        return FitOptions(box=int(self.box.value()), min_r2=float(self.min_r2.value()), dark=self.dark)
+        return FitOptions(**self.parameters())
 
     # ---------------------------------------------------------------- layers
     def _image(self) -> Any:
-        image = self.image_choice.value
+        image = self.layer.value
         if image is None:
             raise ValueError("open an image (a time series) first.")
         if getattr(image, "rgb", False):
@@ -210,7 +239,7 @@ class ParticlesWidget(QWidget):
 
     def picks_layer(self, *, create: bool = True) -> Points | None:
         """The ``"<image> picks"`` Points layer (created when missing)."""
-        image = self.image_choice.value
+        image = self.layer.value
         if image is None:
             return None
         name = f"{image.name} {PICKS_SUFFIX}"
@@ -223,14 +252,13 @@ class ParticlesWidget(QWidget):
                 name=name,
                 scale=tuple(image.scale),
                 translate=tuple(image.translate),
-                size=max(6, int(self.box.value() * 0.7)),
+                size=max(6, int(self.form.box.value * 0.7)),
                 face_color="#1ad933",
                 border_width=0,
                 symbol="ring",
                 features=_empty_features(),
                 feature_defaults=dict(FEATURE_COLUMNS),
-                text={"string": "{label}", "size": 9, "color": "yellow", "anchor": "upper_left",
-                      "translation": [0] * (image.ndim - 2) + [-2, 2]},
+                text=_label_style(image.ndim, float(self.form.box.value)),
             )
             # an empty layer must not move the viewer off the frame being picked
             self.viewer.dims.current_step = step
@@ -333,10 +361,12 @@ class ParticlesWidget(QWidget):
             if n:
                 features = self._features(layer)
                 ok = features["ok"].to_numpy(dtype=bool)
-                labels = [
-                    f"{i}" if ok[i] else f"{i}: {features['reason'].iloc[i]}" for i in range(n)
-                ]
-                features["label"] = labels
+                particle = particle_numbers(ok)
+                features["particle"] = particle
+                # rejected picks carry no number (the red cross says it; the reason is in "Last fit" and the
+                # features): short labels are never cut at the image's sides
+                features["label"] = [str(p) if p >= 0 else "" for p in particle]
+                features["text_color"] = self._label_colours(layer)
                 layer.features = features
                 layer.face_color = np.where(ok[:, None], np.array(OK_COLOR)[None], np.array(FAIL_COLOR)[None])
                 layer.symbol = np.array(["ring" if v else "x" for v in ok], dtype=object)
@@ -345,21 +375,49 @@ class ParticlesWidget(QWidget):
             self._updating = False
         self._update_count(layer)
 
+    def _label_colours(self, layer: Points) -> list[str]:
+        """Per pick, the label colour that reads where the label is drawn: black on a bright part of
+        the image, yellow on a dark part or off the image (napari's dark canvas)."""
+        image = self.layer.value
+        n = len(layer.data)
+        if image is None or not n or image.ndim not in (2, 3):
+            return ["yellow"] * n
+        coords = layer_to_image_coords(layer, image, layer.data)
+        low, high = (float(v) for v in image.contrast_limits)
+        above = _label_offset(float(self.form.box.value))
+        colours = []
+        for row in coords:
+            t = int(np.clip(np.round(row[0]), 0, image.data.shape[0] - 1)) if image.ndim == 3 else None
+            frame = image.data[t] if t is not None else image.data
+            y = int(np.round(row[-2] - above))
+            x = int(np.round(row[-1]))
+            if not (0 <= y < frame.shape[-2] and 0 <= x < frame.shape[-1]):
+                colours.append("yellow")
+                continue
+            patch = np.asarray(frame[max(y - 3, 0) : y + 4, max(x - 4, 0) : x + 5], dtype=np.float64)
+            level = (float(np.mean(patch)) - low) / (high - low) if high > low else 0.0
+            colours.append("black" if level > 0.5 else "yellow")
+        return colours
+
     def _update_count(self, layer: Points | None) -> None:
         if layer is None or len(layer.data) == 0:
             self.count_label.setText("No picks yet.")
             return
         ok = self._features(layer)["ok"].to_numpy(dtype=bool)
         self.count_label.setText(
-            f"{len(ok)} pick(s): {int(ok.sum())} good (green), {int((~ok).sum())} rejected (red, not tracked)."
+            f"{len(ok)} pick(s): {int(ok.sum())} good (green, numbered 0..{max(int(ok.sum()) - 1, 0)} as in "
+            f"Trajectories), {int((~ok).sum())} rejected (red, not tracked)."
         )
 
     def _show_fit(self, fit: GaussianFit) -> None:
         self.last_fit = fit
-        if fit.ok:
-            self.fit_status.setText(f"<b style='color:#22bb33'>fit OK</b> ({'dark' if fit.dark else 'bright'} spot)")
-        else:
+        if not fit.ok:
+            # a rejected fit's numbers mean nothing (a sigma of 44963 px): show the reason only
             self.fit_status.setText(f"<b style='color:#ee2222'>rejected</b>: {fit.reason}")
+            for key, label in self.fit_labels.items():
+                label.setText(f"rejected: {fit.reason}" if key == "center" else "-")
+            return
+        self.fit_status.setText(f"<b style='color:#22bb33'>fit OK</b> ({'dark' if fit.dark else 'bright'} spot)")
         fmt = lambda v, d=2: "-" if not np.isfinite(v) else f"{v:.{d}f}"
         self.fit_labels["center"].setText(f"{fmt(fit.y)}, {fmt(fit.x)}")
         self.fit_labels["amplitude"].setText(fmt(fit.amplitude, 1))
@@ -480,7 +538,15 @@ class ParticlesWidget(QWidget):
         if name in self.viewer.layers and is_particle_tracks_layer(self.viewer.layers[name]):
             # our own earlier result: replace it rather than pile up copies
             self.viewer.layers.remove(name)
+        picks = self.picks_layer(create=False)
+        picking = picks is not None and str(picks.mode) == "add"
+        step = tuple(self.viewer.dims.current_step)
         layer = self.viewer.add_tracks(data, **kwargs)
+        self.viewer.dims.current_step = step  # stay on the frame being picked
+        if picking:
+            # napari selects the new layer; keep clicks adding picks
+            self.viewer.layers.selection.active = picks
+            picks.mode = "add"
         failed = int((~tracks.ok).sum())
         total = tracks.ok.size
         per = ", ".join(f"{i}: {100 * r:.0f}%" for i, r in enumerate(tracks.success_rate()))

@@ -5,6 +5,15 @@ pixels) and returns None for anything it cannot read, as npe2 requires; the
 reader function it returns gives one image layer (or one per channel) with
 scale, units, axis labels, the file's metadata and, for lazily opened big
 files, contrast limits from a few sampled frames.
+
+When an HDF5 file is ambiguous (several candidate datasets, or an axis order
+the file does not declare and the shape leaves unclear, such as a (Y, X, T)
+array), the reader asks: in a napari window a dialog lists the datasets with
+their shapes and proposes the dataset and the axis order
+(:mod:`._read_choice` decides, :mod:`._read_dialog` asks); without a window
+several datasets are an error naming them, and an unclear axis order is read
+as proposed, with a warning. In a napari window a file that cannot be read is
+a notification saying why and what to do, not napari's "failed" dialog.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+from napari.utils.notifications import show_error
 
 from ..io import (
     GIF_SUFFIXES,
@@ -23,18 +33,27 @@ from ..io import (
     SOURCE_KEY,
     TIFF_SUFFIXES,
     StackData,
+    declared_axes,
     estimate_contrast_limits,
     is_ome_zarr,
     natural_key,
+    open_hdf5,
     read_stack,
     stack_candidates,
     suffix_of,
 )
 from ..io._folder import FRAME_SUFFIXES, frame_kind
+from ._read_choice import Candidate, ReadProposal, propose_read
+from ._read_dialog import ask_read_choice
+from ._window import in_napari_window
 
 __all__ = ["get_reader", "read_layers", "stack_to_layer_data"]
 
 PathOrPaths = str | Sequence[str]
+#: how the reader asks the user (the dialog); (proposal, path) -> (dataset, axes) or None for "cancel"
+ASK_USER: Callable[[ReadProposal, str], tuple[str, str] | None] = ask_read_choice
+#: what napari takes for "the file holds nothing": nothing is opened and no error is shown
+NOTHING_OPENED: list[tuple] = [(None,)]
 
 
 def get_reader(path: PathOrPaths) -> Callable[[PathOrPaths], list] | None:
@@ -91,15 +110,68 @@ def _can_read(path: PathOrPaths) -> bool:
 
 
 def read_layers(path: PathOrPaths) -> list[tuple]:
-    """Read ``path`` into napari LayerData tuples (see :func:`stack_to_layer_data`)."""
+    """Read ``path`` into napari LayerData tuples (see :func:`stack_to_layer_data`).
+
+    In a napari window an ambiguous HDF5 file opens the dataset/axes dialog
+    (Cancel opens nothing), and a file that cannot be read is an error
+    notification that says what to do; elsewhere those raise ``ValueError``.
+    """
+    in_window = in_napari_window()
+    try:
+        return _read_layers(path, in_window=in_window)
+    except (ValueError, OSError) as exc:
+        if not in_window:
+            raise
+        name = Path(str(path if isinstance(path, (str, Path)) else next(iter(path)))).name
+        show_error(f"Could not open {name}: {exc}")
+        return NOTHING_OPENED
+
+
+def _read_layers(path: PathOrPaths, *, in_window: bool) -> list[tuple]:
     if not isinstance(path, (str, Path)):
         paths = sorted((str(p) for p in path), key=natural_key)
+        if len(paths) == 1:
+            return _read_layers(paths[0], in_window=in_window)
         stack = read_stack(paths)
         name = Path(paths[0]).parent.name or "frames"
-    else:
-        stack = read_stack(path)
-        name = Path(path).name if Path(path).is_dir() else Path(path).stem
+        return [stack_to_layer_data(stack, name=name)]
+    name = Path(path).name if Path(path).is_dir() else Path(path).stem
+    dataset = axes = None
+    if Path(path).is_file() and Path(path).suffix.lower() in HDF5_SUFFIXES:
+        proposal = hdf5_proposal(path)
+        if proposal is not None:
+            dataset = proposal.dataset
+            if proposal.ask and in_window:
+                picked = ASK_USER(proposal, str(path))
+                if picked is None:
+                    return NOTHING_OPENED
+                dataset, axes = picked
+            elif proposal.ask and len(proposal.candidates) > 1:
+                dataset = None  # read_stack names the candidates and says how to choose
+            elif proposal.ask:
+                axes = proposal.axes
+                warnings.warn(
+                    f"{path}: {'; '.join(proposal.reasons)}. Read with axes={axes!r}; if that is wrong, "
+                    "open it with read_stack(path, axes=...).",
+                    UserWarning,
+                    stacklevel=2,
+                )
+    stack = read_stack(path, dataset=dataset, axes=axes)
     return [stack_to_layer_data(stack, name=name)]
+
+
+def hdf5_proposal(path: str | Path) -> ReadProposal | None:
+    """What :func:`propose_read` proposes for the HDF5 file ``path`` (None: no candidate dataset)."""
+    with open_hdf5(Path(path)) as f:
+        if isinstance(f.get("image_data"), h5py.Dataset):
+            return None  # this package's own layout: nothing to ask
+        candidates = [
+            Candidate(name=name, shape=shape, dtype=str(dtype), declared_axes=declared_axes(f, f[name]))
+            for name, shape, dtype in stack_candidates(f)
+        ]
+    if not candidates:
+        return None
+    return propose_read(candidates)
 
 
 def stack_to_layer_data(stack: StackData, *, name: str) -> tuple:

@@ -47,6 +47,7 @@ class ScrollingDock(QWidget):
     # ------------------------------------------------------------ magicgui
     def add_magic(self, container: Any, layout: Any = None) -> Any:
         """Add a magicgui widget (its ``native``) to ``layout`` (default: the body); returns it."""
+        # "layout or ...": an empty QLayout is falsy (len 0), so test for None
         (layout if layout is not None else self.body_layout).addWidget(container.native)
         self._magic.append(container)
         return container

@@ -438,7 +438,7 @@ class SimilarityWidget(ScrollingDock):
 
     @staticmethod
     def _average_layers(layer: Any, average: FrameAverage, block: dict, name: str, coverage_name: str) -> list:
-        kwargs = derived_image_kwargs(layer, "average", block, frame_axis=False)
+        kwargs = derived_image_kwargs(layer, "average", {**block, "role": "average"}, frame_axis=False)
         kwargs["name"] = name
         r0, _, c0, _ = average.crop if average.mode == "crop" else (0, 0, 0, 0)
         scale = list(kwargs["scale"])
@@ -446,7 +446,7 @@ class SimilarityWidget(ScrollingDock):
         translate[-2] += r0 * scale[-2]
         translate[-1] += c0 * scale[-1]
         kwargs["translate"] = tuple(translate)
-        cov = derived_image_kwargs(layer, "coverage", block, frame_axis=False)
+        cov = derived_image_kwargs(layer, "coverage", {**block, "role": "coverage"}, frame_axis=False)
         for key in ("scale", "translate", "units", "axis_labels"):
             if key in cov:
                 cov[key] = tuple(cov[key])[-2:]
