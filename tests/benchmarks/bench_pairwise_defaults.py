@@ -76,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     import re
 
     rows = []
-    print(f"{'case':24s} {'seed':>4s} {'snr':>6s} {'ours px':>8s} {'loop px':>8s} {'ours s':>7s} {'loop s':>7s} "
-          f"{'ok':>5s}")
+    print(
+        f"{'case':24s} {'seed':>4s} {'snr':>6s} {'ours px':>8s} {'loop px':>8s} {'ours s':>7s} {'loop s':>7s} "
+        f"{'ok':>5s}"
+    )
     for content, size, noise in CASES:
         name = f"{content}-{size}-{noise}"
         if args.cases and not re.search(args.cases, name):
@@ -87,22 +89,35 @@ def main(argv: list[str] | None = None) -> int:
             stack, shifts, _angles, info = anchors.generate_case(case, seed)
             stack = np.ascontiguousarray(stack[:N_FRAMES])
             truth = np.asarray(shifts)[:N_FRAMES]
-            t_ours, (disp, ok) = _best_time(lambda: _ours(stack, params), args.reps)
-            t_loop, est = _best_time(lambda: anchors._allpairs_est(stack, {}), args.reps)
+            t_ours, (disp, ok) = _best_time(lambda s=stack: _ours(s, params), args.reps)
+            t_loop, est = _best_time(lambda s=stack: anchors._allpairs_est(s, {}), args.reps)
             e_ours = anchors.pose_errors(disp, None, truth, None)["rms_px"]
             e_loop = anchors.pose_errors(est["disp"], None, truth, None)["rms_px"]
-            row = dict(case=name, seed=seed, snr=info["snr"], ours=e_ours, loop=e_loop, t_ours=t_ours,
-                       t_loop=t_loop, ok=int(ok.sum()))
+            row = {
+                "case": name,
+                "seed": seed,
+                "snr": info["snr"],
+                "ours": e_ours,
+                "loop": e_loop,
+                "t_ours": t_ours,
+                "t_loop": t_loop,
+                "ok": int(ok.sum()),
+            }
             rows.append(row)
-            print(f"{name:24s} {seed:4d} {info['snr']:6.2f} {e_ours:8.4f} {e_loop:8.4f} {t_ours:7.2f} {t_loop:7.2f} "
-                  f"{int(ok.sum()):3d}/{ok.size}", flush=True)
+            print(
+                f"{name:24s} {seed:4d} {info['snr']:6.2f} {e_ours:8.4f} {e_loop:8.4f} {t_ours:7.2f} {t_loop:7.2f} "
+                f"{int(ok.sum()):3d}/{ok.size}",
+                flush=True,
+            )
     print("\nsummary (median over seeds)")
     print(f"{'case':24s} {'ours px':>8s} {'loop px':>8s} {'ratio':>6s} {'ours s':>7s} {'loop s':>7s} {'speedup':>7s}")
     for name in dict.fromkeys(r["case"] for r in rows):
         sel = [r for r in rows if r["case"] == name]
         med = {k: float(np.median([r[k] for r in sel])) for k in ("ours", "loop", "t_ours", "t_loop")}
-        print(f"{name:24s} {med['ours']:8.4f} {med['loop']:8.4f} {med['ours'] / med['loop']:6.2f} "
-              f"{med['t_ours']:7.2f} {med['t_loop']:7.2f} {med['t_loop'] / med['t_ours']:7.1f}")
+        print(
+            f"{name:24s} {med['ours']:8.4f} {med['loop']:8.4f} {med['ours'] / med['loop']:6.2f} "
+            f"{med['t_ours']:7.2f} {med['t_loop']:7.2f} {med['t_loop'] / med['t_ours']:7.1f}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

@@ -57,7 +57,6 @@ from frame i to frame j), in (row, col) pixels of the padded grid, wrapped to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from scipy import fft as sfft
@@ -65,6 +64,7 @@ from scipy import fft as sfft
 from ._gaussfit import fit_peak_gaussians
 from ._options import PairwiseOptions
 from ._spectra import BandSpectra
+from ._window import envelope_table as _envelope_table
 
 __all__ = ["OVERSAMPLE", "PairPeaks", "coarse_grid", "find_pair_peaks", "pair_correlation_map"]
 
@@ -227,14 +227,6 @@ def _candidates(
     return py, px, valid
 
 
-@lru_cache(maxsize=16)
-def _envelope_table(length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Autocorrelation of the 1-D Hann window of ``length`` samples (lags, values / max)."""
-    w = np.sin(np.pi * np.arange(length) / length) ** 2
-    auto = np.correlate(w, w, mode="full")
-    return np.arange(-(length - 1), length, dtype=np.float64), auto / auto.max()
-
-
 def _envelope(length: int, pos: np.ndarray) -> np.ndarray:
     """Window-overlap envelope at (fractional) shifts ``pos``, at least 0.05."""
     lags, auto = _envelope_table(int(length))
@@ -378,7 +370,7 @@ def _locate(
     b = p.shape[0]
     oy, ox, val = _argmax_inner(win, geo.margin)
     fit_ok = np.zeros(cy.size, dtype=bool)
-    if opts.maxima == "pixel":
+    if opts.maxima in ("pixel", "newton"):
         return (cy + oy).astype(np.float64), (cx + ox).astype(np.float64), val, fit_ok
     if opts.maxima == "gf":
         radius, size = geo.radius, geo.size

@@ -54,30 +54,53 @@ from threadpoolctl import threadpool_limits
 
 from ...progress import ProgressCallback, report
 from ..workers import default_workers, thread_pool
+from ._automask import auto_masks
 from ._decide import PairMeasurement, check_bad_frames
 from ._masks import fourier_mask
-from ._options import PAIRWISE_DEFAULTS, PairwiseOptions
+from ._newton import newton_peaks
+from ._options import PAIRWISE_DEFAULTS, PairwiseOptions, canonical_mask_kind
 from ._peaks import OVERSAMPLE, coarse_grid, find_pair_peaks
 from ._result import PairwiseResult, check_pairwise_stack, make_result, outlier_record
 from ._spectra import BandSpectra, compute_band_spectra
 
 __all__ = ["PairwiseResult", "pairwise_spectra_for", "register_pairwise"]
 
+#: ``mask="auto"`` on a stack without signal in any frequency: the band measured (every frame is then flagged)
+AUTO_FALLBACK_N = 4.0
+
 #: a full-size map is made instead of the coarse one when the coarse grid holds more of the padded grid
 _FULL_MAP_SHARE = 0.45
 
 
 # -------------------------------------------------------------- spectra
-def _mask_for(opts: PairwiseOptions, frame_shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int], dict[str, Any]]:
-    """The mask on the padded grid, the padded shape, and its parameters."""
+def _mask_for(
+    opts: PairwiseOptions, stack: Any, frame_shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int], dict[str, Any]]:
+    """The mask the peaks are found on, the precision mask of ``maxima="newton"``
+    (None otherwise), the padded shape, and the masks' parameters.
+
+    ``"auto"`` with ``"newton"``: the choice mask, then the precision mask;
+    with the other peak finders: the precision mask alone. A fixed mask is
+    both."""
+    newton = opts.maxima == "newton"
     if isinstance(opts.mask, str):
         padded = (sfft.next_fast_len(frame_shape[0]), sfft.next_fast_len(frame_shape[1], real=True))
+        if canonical_mask_kind(opts.mask) == "auto":
+            auto = auto_masks(stack, padded)
+            info = {"mask": "auto", "n": None, "n2": None, "theta": None, "auto": auto.info}
+            if auto.info["signal"] <= 0:
+                # no frequency carries signal: measure on the fixed default band, flag every frame later
+                half = fourier_mask(padded, "hann", AUTO_FALLBACK_N)
+                return half, (half if newton else None), padded, info
+            if newton:
+                return auto.choice, auto.precision, padded, info
+            return auto.precision, None, padded, info
         half = fourier_mask(padded, opts.mask, opts.n, n2=opts.n2, theta=opts.theta)
         n2 = None if opts.n2 is None else float(opts.n2)
         info = {"mask": opts.mask, "n": float(opts.n), "n2": n2, "theta": float(opts.theta)}
-        return half, padded, info
+        return half, (half if newton else None), padded, info
     half = fourier_mask(frame_shape, "user", user_mask=np.asarray(opts.mask))
-    return half, frame_shape, {"mask": "user", "n": None, "n2": None, "theta": None}
+    return half, (half if newton else None), frame_shape, {"mask": "user", "n": None, "n2": None, "theta": None}
 
 
 def pairwise_spectra_for(
@@ -91,12 +114,14 @@ def pairwise_spectra_for(
     :func:`register_pairwise`, also used by the preview), with the mask and
     the correlation of ``options``.
 
-    Returns ``(spectra, mask_half, mask_info)``.
+    Returns ``(spectra, mask_half, mask_info)``; for the ``"auto"`` mask
+    ``mask_half`` is the choice mask.
     """
     _, h, w = check_pairwise_stack(stack)
-    half, padded, info = _mask_for(options, (h, w))
+    half, precision, padded, info = _mask_for(options, stack, (h, w))
     spec = compute_band_spectra(
-        stack, half, padded, correlation=options.correlation, workers=default_workers(workers), progress=progress
+        stack, half, padded, correlation=options.correlation, precision_half=precision,
+        workers=default_workers(workers), progress=progress,
     )
     return spec, half, info
 
@@ -196,6 +221,14 @@ def _measure(
     """Every usable pair correlated; returns the matrices and the coarse grid used."""
     plan = _plan_pairs(spec, workers)
     out = _peaks_on_threads(spec, opts, plan, workers, progress)
+    if opts.maxima == "newton" and spec.precision is not None:
+        with threadpool_limits(limits=workers, user_api="blas"):
+            dy, dx, quality, ok = newton_peaks(spec.precision, plan.pi, plan.pj, out["dy"], out["dx"])
+        hp, wp = spec.padded
+        out["dy"] = ((dy + hp / 2.0) % hp) - hp / 2.0
+        out["dx"] = ((dx + wp / 2.0) % wp) - wp / 2.0
+        out["quality"] = np.where(ok, quality, out["quality"])
+        out["fit_ok"] = ok
     return _pair_matrices(spec.spectra.shape[0], plan.pi, plan.pj, out), plan.grid
 
 

@@ -28,6 +28,7 @@ from scipy import fft as sfft
 
 from ...progress import ProgressCallback, report
 from ..scaling import WorkingScale, to_float32, working_scale
+from ._newton import make_sparse, sparse_indices
 from ._options import CORRELATIONS, validate_option
 
 __all__ = ["BandSpectra", "band_limits", "compute_band_spectra", "hann2d", "read_frames"]
@@ -51,6 +52,9 @@ class BandSpectra:
         False for frames with no signal in the band (constant frames).
     ky, kx : ndarray of int
         Row (signed) and column frequency indices of the band on the padded grid.
+    precision : SparseSpectra or None
+        The spectra on the precision mask's frequencies (``maxima="newton"``,
+        :mod:`~napari_stackalign.core.pairwise._newton`).
     col_weight : ndarray of float, shape (len(kx),)
         Hermitian weight of each column (1 for DC and Nyquist, else 2).
     padded : (int, int)
@@ -67,6 +71,7 @@ class BandSpectra:
     col_weight: np.ndarray
     padded: tuple[int, int]
     frame_shape: tuple[int, int]
+    precision: Any = None
 
 
 def hann2d(shape: tuple[int, int]) -> np.ndarray:
@@ -127,6 +132,7 @@ def compute_band_spectra(
     padded: tuple[int, int],
     *,
     correlation: str,
+    precision_half: np.ndarray | None = None,
     chunk_size: int = 16,
     workers: int = 1,
     progress: ProgressCallback | None = None,
@@ -143,6 +149,9 @@ def compute_band_spectra(
         FFT shape (at least the frame shape).
     correlation : {"cc", "mc", "pc"}
         Normalisation (see :data:`~napari_stackalign.core.pairwise._options.CORRELATIONS`).
+    precision_half : ndarray, optional
+        A second mask (same layout): the spectra are also sampled, times its
+        square root, on the frequencies it keeps (``BandSpectra.precision``).
     chunk_size, workers, progress
         Frames per FFT batch, FFT threads, progress callback.
     """
@@ -159,6 +168,8 @@ def compute_band_spectra(
     window = hann2d((h, w))
     spectra = np.empty((n_frames, rows.size, kx.size), dtype=np.complex64)
     energy = np.empty(n_frames, dtype=np.float64)
+    sparse = None if precision_half is None else sparse_indices(precision_half)
+    sampled = None if sparse is None else np.empty((n_frames, sparse[0].size), dtype=np.complex64)
     report(progress, 0, n_frames, "spectra")
     scale = working_scale(np.stack([np.asarray(stack[i]) for i in sorted({0, n_frames // 2, n_frames - 1})]))
     for start in range(0, n_frames, chunk_size):
@@ -168,6 +179,8 @@ def compute_band_spectra(
         chunk *= window
         full = sfft.rfft2(chunk, s=(hp, wp), axes=(1, 2), workers=workers)
         band = full[:, rows][:, :, : kc + 1]
+        if sampled is not None:
+            sampled[start:stop] = full[:, sparse[0], sparse[1]] * sparse[2]
         if power:
             mag = np.abs(band)
             floor = 1e-6 * mag.max(axis=(1, 2), keepdims=True)
@@ -188,4 +201,5 @@ def compute_band_spectra(
         col_weight=col_weight,
         padded=(hp, wp),
         frame_shape=(h, w),
+        precision=None if sampled is None else make_sparse(sampled, sparse[0], sparse[1], (hp, wp), (h, w)),
     )

@@ -1,0 +1,181 @@
+"""The ``"auto"`` Fourier masks, chosen from the stack's own mean power spectrum.
+
+The frames are windowed and transformed as the correlation sees them
+(mean removed, real-space Hann window, :mod:`._spectra`). Their mean power
+``P(k)`` is signal plus noise; Poisson and read noise are white, so the noise
+floor ``N`` is the lowest median power of the annuli beyond 0.3 cycles/px
+(robust to the sparse Bragg harmonics of a lattice). With the per-frequency
+signal-to-noise ratio ``r(k) = P_s(k) / N - 1`` (``P_s`` the power smoothed
+over 5 x 5 samples) the weight of a frequency in the cross-power is::
+
+    M(k) = r / (1 + 2 r)        where r exceeds its own estimation noise, else 0
+
+the inverse variance of the cross-power's phase at ``k`` divided by its
+amplitude: the maximum-likelihood weighting of the phases of two noisy copies
+of one image (``r`` small: weight ``r``; ``r`` large: weight 1/2). It is a
+low-pass where the spectrum falls with frequency and follows its SNR: a
+noisier stack gets a narrower mask. This is the **precision mask**: the
+sub-pixel position is found on it (``maxima="newton"``).
+
+Periodic content (lattices) puts its power into sharp **Bragg peaks**:
+local maxima of ``r`` far above the median of their annulus. They are
+detected (``periodic``, ``bragg`` in the record) and *kept* in the precision
+mask, where they carry most of the position information. But a correlation
+of Bragg peaks alone is periodic: every lattice vector is a peak of nearly
+the same height, and the frequencies that tell the true one from its
+neighbours are the others. So the **choice mask**, on which the peak is
+*chosen* to the nearest pixel, is the precision mask with discs around the
+Bragg peaks removed, limited to 1/8 cycles/px (a small correlation grid:
+whole-pixel choice needs no more) unless that leaves too little signal.
+
+The spectrum is estimated from up to :data:`SPECTRUM_FRAMES` frames spread
+over the stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage
+
+from ._spectra import hann2d, read_frames
+
+__all__ = ["SPECTRUM_FRAMES", "AutoMasks", "auto_masks", "mean_power_spectrum"]
+
+#: frames used for the mean power spectrum (spread evenly over the stack)
+SPECTRUM_FRAMES = 24
+
+#: side of the smoothing box of the power spectrum (samples)
+_SMOOTH = 5
+
+#: a weight is kept where r exceeds this many times its estimation noise
+_SIGNIFICANT = 4.0
+
+#: a Bragg peak: r at least this many times above its annulus (median + spread)
+_BRAGG_CONTRAST = 8.0
+
+#: the choice mask is limited to this frequency (cycles/px) when enough signal remains there
+_CHOICE_CUTOFF = 0.125
+
+
+@dataclass
+class AutoMasks:
+    """The two ``"auto"`` masks on the padded grid (rfft half-plane layout) and what was found.
+
+    Attributes
+    ----------
+    precision : ndarray (Hp, Wp // 2 + 1)
+        Weights for the sub-pixel position (Bragg peaks included).
+    choice : ndarray (Hp, Wp // 2 + 1)
+        Weights for choosing the peak (Bragg peaks removed, low-pass).
+    info : dict
+        ``noise`` (floor), ``periodic``, ``bragg`` (peak frequencies in
+        cycles/px as (fy, fx)), ``extent`` (largest kept frequency),
+        ``choice_cutoff``, ``frames`` (spectrum frames), ``signal`` (sum of
+        the weights, 0 when no frequency carries signal).
+    """
+
+    precision: np.ndarray
+    choice: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def mean_power_spectrum(stack: Any, padded: tuple[int, int], frames: int = SPECTRUM_FRAMES) -> tuple[np.ndarray, int]:
+    """Mean power (full plane, FFT layout) of up to ``frames`` windowed frames, and how many were used."""
+    n, h, w = (int(s) for s in stack.shape[:3])
+    idx = np.unique(np.linspace(0, n - 1, min(frames, n)).round().astype(np.int64))
+    window = hann2d((h, w))
+    total = np.zeros(padded, dtype=np.float64)
+    for start in range(0, idx.size, 8):
+        sel = idx[start : start + 8]
+        chunk = np.stack([read_frames(stack, int(i), int(i) + 1)[0] for i in sel])
+        chunk -= chunk.mean(axis=(1, 2), keepdims=True)
+        chunk *= window
+        spec = sfft.fft2(chunk, s=padded, axes=(1, 2), workers=2)
+        total += (spec.real**2 + spec.imag**2).sum(axis=0)
+    return total / idx.size, int(idx.size)
+
+
+def _noise_floor(power: np.ndarray, f: np.ndarray) -> float:
+    """Lowest median power of the annuli of width 0.05 beyond 0.3 cycles/px."""
+    meds = []
+    for lo in np.arange(0.3, 0.71, 0.05):
+        ring = (f >= lo) & (f < lo + 0.05)
+        if ring.sum() >= 64:
+            meds.append(float(np.median(power[ring])))
+    if not meds:
+        meds = [float(np.median(power))]
+    return max(min(meds), 1e-30)
+
+
+def _ring_statistic(r: np.ndarray, f: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """Median and median absolute deviation of ``r`` in the annulus of every sample."""
+    bins = np.minimum((f / width).astype(np.int64), int(0.75 / width))
+    med = np.zeros(bins.max() + 1)
+    mad = np.zeros(bins.max() + 1)
+    for b in range(bins.max() + 1):
+        vals = r[bins == b]
+        if vals.size:
+            med[b] = np.median(vals)
+            mad[b] = np.median(np.abs(vals - med[b]))
+    return med[bins], mad[bins]
+
+
+def _bragg_peaks(
+    r: np.ndarray, f: np.ndarray, fy: np.ndarray, fx: np.ndarray, sigma_r: float, step: float
+) -> np.ndarray:
+    """Boolean map of the Bragg peaks: isolated local maxima of ``r`` far above their annulus."""
+    med, mad = _ring_statistic(r, f, max(2.0 * step, 0.01))
+    local_max = r >= ndimage.maximum_filter(r, size=7, mode="wrap")
+    level = med + _BRAGG_CONTRAST * (1.4826 * mad + sigma_r)
+    far = f > max(6.0 * step, 0.02)
+    return local_max & far & (r > level) & (r > 1.0)
+
+
+def auto_masks(stack: Any, padded: tuple[int, int]) -> AutoMasks:
+    """The precision and choice masks of ``stack`` on the ``padded`` grid (see the module docstring)."""
+    hp, wp = padded
+    power, used = mean_power_spectrum(stack, padded)
+    fy = sfft.fftfreq(hp)[:, None] * np.ones((1, wp))
+    fx = np.ones((hp, 1)) * sfft.fftfreq(wp)[None, :]
+    f = np.hypot(fy, fx)
+    noise = _noise_floor(power, f)
+    smooth = ndimage.uniform_filter(power, _SMOOTH, mode="wrap")
+    r = smooth / noise - 1.0
+    # relative noise of a smoothed mean of `used` exponential (chi-square 2) powers
+    sigma_r = 1.0 / np.sqrt(used * _SMOOTH * _SMOOTH)
+    keep = r > _SIGNIFICANT * sigma_r
+    keep[0, 0] = False
+    weight = np.where(keep, r / (1.0 + 2.0 * r), 0.0)
+    step = 1.0 / min(hp, wp)
+    peaks = _bragg_peaks(np.where(keep, r, 0.0), f, fy, fx, sigma_r, step)
+    # each peak and its partner at -k are counted once (fy > 0, or fy == 0 and fx > 0)
+    half_plane = (fy > 0) | ((fy == 0) & (fx > 0))
+    bragg = np.column_stack([fy[peaks & half_plane], fx[peaks & half_plane]])
+    periodic = bragg.shape[0] >= 2
+    choice = weight.copy()
+    if periodic:
+        discs = ndimage.binary_dilation(peaks, structure=np.ones((7, 7), dtype=bool))
+        choice[discs] = 0.0
+    low = np.where(f <= _CHOICE_CUTOFF, choice, 0.0)
+    cutoff: float | None = _CHOICE_CUTOFF
+    if low.sum() < 0.25 * choice.sum() or np.count_nonzero(low) < 16:
+        low, cutoff = choice, None
+    choice = low
+    extent = float(f[weight > 0].max()) if np.any(weight > 0) else 0.0
+    info = {
+        "noise": noise,
+        "periodic": bool(periodic),
+        "bragg": [[round(float(a), 4), round(float(b), 4)] for a, b in bragg[:24]],
+        "extent": round(extent, 4),
+        "choice_cutoff": cutoff,
+        "frames": used,
+        "signal": float(weight.sum()),
+    }
+    w_half = wp // 2 + 1
+    return AutoMasks(
+        precision=weight[:, :w_half].astype(np.float32), choice=choice[:, :w_half].astype(np.float32), info=info
+    )
