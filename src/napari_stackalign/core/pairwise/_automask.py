@@ -26,10 +26,12 @@ the same height, and the frequencies that tell the true one from its
 neighbours are the others. So the **choice mask**, on which the peak is
 *chosen* to the nearest pixel, is the precision mask with discs around the
 Bragg peaks removed, limited to 1/8 cycles/px (a small correlation grid:
-whole-pixel choice needs no more) unless that leaves too little signal.
+whole-pixel choice needs no more) unless that leaves too little signal
+(then no limit).
 
-The spectrum is estimated from up to :data:`SPECTRUM_FRAMES` frames spread
-over the stack.
+The spectrum is the mean over every frame when their spectra fit in memory
+(they are then made once for the masks and the correlations), else over
+:data:`SPECTRUM_FRAMES` frames spread over the stack.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from scipy import ndimage
 
 from ._spectra import hann2d, read_frames
 
-__all__ = ["SPECTRUM_FRAMES", "AutoMasks", "auto_masks", "mean_power_spectrum"]
+__all__ = ["SPECTRUM_FRAMES", "AutoMasks", "auto_masks", "full_plane", "mean_power_spectrum"]
 
 #: frames used for the mean power spectrum (spread evenly over the stack)
 SPECTRUM_FRAMES = 24
@@ -52,13 +54,17 @@ SPECTRUM_FRAMES = 24
 _SMOOTH = 5
 
 #: a weight is kept where r exceeds this many times its estimation noise
-_SIGNIFICANT = 4.0
+_SIGNIFICANT = 5.0
+
+#: fewer significant samples than this is no signal
+_MIN_SAMPLES = 64
 
 #: a Bragg peak: r at least this many times above its annulus (median + spread)
 _BRAGG_CONTRAST = 8.0
 
-#: the choice mask is limited to this frequency (cycles/px) when enough signal remains there
-_CHOICE_CUTOFF = 0.125
+#: the choice mask is limited to the first of these frequencies (cycles/px) that keeps
+#: the given share of its weight (a small correlation grid: a whole-pixel choice needs no more)
+_CHOICE_CUTOFFS = ((1.0 / 8.0, 0.05),)
 
 
 @dataclass
@@ -111,6 +117,14 @@ def _noise_floor(power: np.ndarray, f: np.ndarray) -> float:
     return max(min(meds), 1e-30)
 
 
+def _noise_spread(r: np.ndarray, f: np.ndarray) -> float:
+    """Robust standard deviation of ``r`` beyond 0.3 cycles/px (where the noise floor was measured)."""
+    outer = r[f >= 0.3]
+    if outer.size < 64:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(outer - np.median(outer))))
+
+
 def _ring_statistic(r: np.ndarray, f: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
     """Median and median absolute deviation of ``r`` in the annulus of every sample."""
     bins = np.minimum((f / width).astype(np.int64), int(0.75 / width))
@@ -124,34 +138,74 @@ def _ring_statistic(r: np.ndarray, f: np.ndarray, width: float) -> tuple[np.ndar
     return med[bins], mad[bins]
 
 
-def _bragg_peaks(
-    r: np.ndarray, f: np.ndarray, fy: np.ndarray, fx: np.ndarray, sigma_r: float, step: float
-) -> np.ndarray:
-    """Boolean map of the Bragg peaks: isolated local maxima of ``r`` far above their annulus."""
+def _bragg_peaks(r: np.ndarray, f: np.ndarray, sigma_r: float, step: float) -> np.ndarray:
+    """Boolean map of the Bragg peaks: compact local maxima of ``r`` far above their annulus.
+
+    Compact: at least :data:`_BRAGG_CONTRAST` times the largest ``r`` on the
+    ring 4 samples away, which a ridge (the streak of an edge) is not."""
     med, mad = _ring_statistic(r, f, max(2.0 * step, 0.01))
     local_max = r >= ndimage.maximum_filter(r, size=7, mode="wrap")
+    ring = np.ones((9, 9), dtype=bool)
+    ring[1:-1, 1:-1] = False
+    around = ndimage.maximum_filter(r, footprint=ring, mode="wrap")
     level = med + _BRAGG_CONTRAST * (1.4826 * mad + sigma_r)
     far = f > max(6.0 * step, 0.02)
-    return local_max & far & (r > level) & (r > 1.0)
+    return local_max & far & (r > level) & (r > 1.0) & (r > _BRAGG_CONTRAST * np.maximum(around, sigma_r))
 
 
-def auto_masks(stack: Any, padded: tuple[int, int]) -> AutoMasks:
-    """The precision and choice masks of ``stack`` on the ``padded`` grid (see the module docstring)."""
+def _choice_band(choice: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """The choice mask limited to the lowest of :data:`_CHOICE_CUTOFFS` that keeps enough of its weight."""
+    total = float(choice.sum())
+    for cutoff, share in _CHOICE_CUTOFFS:
+        low = np.where(f <= cutoff, choice, 0.0)
+        if total > 0 and low.sum() >= share * total and np.count_nonzero(low) >= 16:
+            return low, cutoff
+    return choice, None
+
+
+def full_plane(half: np.ndarray, width: int) -> np.ndarray:
+    """A half-plane (rfft layout) array of a real image's spectrum symmetry expanded to the full plane."""
+    h = half.shape[0]
+    full = np.empty((h, width), dtype=half.dtype)
+    full[:, : width // 2 + 1] = half
+    cols = np.arange(width // 2 + 1, width)
+    if cols.size:
+        full[:, cols] = half[(-np.arange(h)) % h][:, width - cols]
+    return full
+
+
+def auto_masks(stack: Any, padded: tuple[int, int], spectra: np.ndarray | None = None) -> AutoMasks:
+    """The precision and choice masks of ``stack`` on the ``padded`` grid (see the module docstring).
+
+    ``spectra``: every frame's windowed spectrum (rfft layout), when already
+    made; their mean power is used (all frames), else :func:`mean_power_spectrum`."""
     hp, wp = padded
-    power, used = mean_power_spectrum(stack, padded)
+    if spectra is not None:
+        half = np.zeros(spectra.shape[1:], dtype=np.float64)
+        for start in range(0, spectra.shape[0], 8):
+            part = spectra[start : start + 8]
+            half += (part.real.astype(np.float64) ** 2 + part.imag.astype(np.float64) ** 2).sum(axis=0)
+        power, used = full_plane(half / spectra.shape[0], wp), int(spectra.shape[0])
+    else:
+        power, used = mean_power_spectrum(stack, padded)
     fy = sfft.fftfreq(hp)[:, None] * np.ones((1, wp))
     fx = np.ones((hp, 1)) * sfft.fftfreq(wp)[None, :]
     f = np.hypot(fy, fx)
     noise = _noise_floor(power, f)
     smooth = ndimage.uniform_filter(power, _SMOOTH, mode="wrap")
     r = smooth / noise - 1.0
-    # relative noise of a smoothed mean of `used` exponential (chi-square 2) powers
-    sigma_r = 1.0 / np.sqrt(used * _SMOOTH * _SMOOTH)
+    # estimation noise of r: a smoothed mean of `used` exponential powers would give 1 / sqrt(used * 25),
+    # but the window correlates neighbouring samples; measured where there is only noise (beyond 0.3)
+    sigma_r = max(1.0 / np.sqrt(used * _SMOOTH * _SMOOTH), _noise_spread(r, f))
     keep = r > _SIGNIFICANT * sigma_r
     keep[0, 0] = False
+    if np.count_nonzero(keep) < _MIN_SAMPLES:
+        keep[:] = (
+            False  # a cluster or two above 5 sigma is what noise alone gives (the smoothing spreads one over 25 samples)
+        )
     weight = np.where(keep, r / (1.0 + 2.0 * r), 0.0)
     step = 1.0 / min(hp, wp)
-    peaks = _bragg_peaks(np.where(keep, r, 0.0), f, fy, fx, sigma_r, step)
+    peaks = _bragg_peaks(np.where(keep, r, 0.0), f, sigma_r, step)
     # each peak and its partner at -k are counted once (fy > 0, or fy == 0 and fx > 0)
     half_plane = (fy > 0) | ((fy == 0) & (fx > 0))
     bragg = np.column_stack([fy[peaks & half_plane], fx[peaks & half_plane]])
@@ -160,11 +214,7 @@ def auto_masks(stack: Any, padded: tuple[int, int]) -> AutoMasks:
     if periodic:
         discs = ndimage.binary_dilation(peaks, structure=np.ones((7, 7), dtype=bool))
         choice[discs] = 0.0
-    low = np.where(f <= _CHOICE_CUTOFF, choice, 0.0)
-    cutoff: float | None = _CHOICE_CUTOFF
-    if low.sum() < 0.25 * choice.sum() or np.count_nonzero(low) < 16:
-        low, cutoff = choice, None
-    choice = low
+    choice, cutoff = _choice_band(choice, f)
     extent = float(f[weight > 0].max()) if np.any(weight > 0) else 0.0
     info = {
         "noise": noise,

@@ -1,25 +1,30 @@
-"""Sub-pixel correlation peaks by Newton steps on the exact masked correlation (``maxima="newton"``).
+"""Every frame's shift refined by Newton steps on the exact masked correlation (``maxima="newton"``).
 
-The masked correlation of frames i and j is a finite Fourier series over the
-frequencies the precision mask keeps (a sparse set ``K`` of the rfft half
-plane, weights ``c_k``: 1 on the DC and Nyquist columns, else 2)::
+The pairwise solve gives corrections ``c_t`` good to a pixel or so (the pair
+peaks are whole pixels of the choice mask's correlation). The precise
+answer maximises the sum of all pair correlations under the precision mask,
+each at the pair's shift ``c_i - c_t``; for frame t that sum is its
+correlation with the *template* ``R_t = sum_{s != t} V_s exp(-i w . c_s)``
+(all the trustworthy frames, aligned, itself left out)::
 
-    C(d) = sum_k c_k Re( P_k exp(i w_k . d) ),   P_k = G_j(k) conj(G_i(k)),   w_k = 2 pi (ky / Hp, kx / Wp)
+    g_t(c) = sum_k c_k Re( conj(R_t(k)) V_t(k) exp(-i w_k . c) ),   w_k = 2 pi (ky / Hp, kx / Wp)
 
-so its value, gradient and Hessian at any ``d`` are exact sums over ``K``
-(no interpolation, no fitted model): with ``S_ab = sum_k c_k P_k e^{i w.d}
-wy**a wx**b``, ``C = Re S_00``, ``dC/dy = -Im S_10``, ``d2C/dy2 = -Re S_20``,
-``d2C/dydx = -Re S_11`` and the same for x. The phase factors are separable,
-``e^{i w.d} = e^{i wy dy} e^{i wx dx}``, so one evaluation costs a few
-multiplications per kept frequency.
+``V`` being each frame's spectrum times ``sqrt(mask)`` on the sparse set of
+frequencies the precision mask keeps and ``c_k`` the Hermitian weights (1 on
+the DC and Nyquist columns, else 2). Its gradient and Hessian are exact sums
+over those frequencies (no interpolation, no fitted model, no upsampling),
+and the phase factors are separable (``e^{-i wy cy} e^{-i wx cx}``), so one
+Newton step for *all* frames costs a few operations per frame and frequency:
+O(T K), where refining every pair would be O(T**2 K).
 
-From the start (the whole-pixel peak chosen on the choice mask) up to
-:data:`ITERATIONS` Newton steps climb to the maximum of ``C(d) / A(d)``,
-``A`` the real-space windows' overlap (see :mod:`._peaks`), each step
-clipped to :data:`MAX_STEP` px; where the Hessian is not negative definite a
-gradient step is taken instead. A start that would have to move more than
-:data:`MAX_TRAVEL` px is not refined (``ok`` False): the chosen peak and the
-precise one disagree.
+All frames step together (Jacobi) for up to :data:`ITERATIONS` rounds, each
+step clipped to :data:`MAX_STEP` px, the corrections kept mean-zero over the
+template frames. The real-space windows weaken each pair by their overlap
+``A(c_s - c_t)`` (:mod:`._window`), which would pull the shifts towards each
+other; the gradient of ``sum_s C_ts / A`` is climbed instead (each pair's
+share of ``g_t`` taken as equal). A frame whose peak is not a maximum, or
+which would move more than :data:`MAX_TRAVEL` px from the pairwise solve,
+keeps its start and is reported (its pairs and its template disagree).
 """
 
 from __future__ import annotations
@@ -30,19 +35,19 @@ import numpy as np
 
 from ._window import envelope_table as _envelope_table
 
-__all__ = ["ITERATIONS", "MAX_STEP", "MAX_TRAVEL", "SparseSpectra", "newton_peaks", "sparse_indices"]
+__all__ = ["ITERATIONS", "MAX_STEP", "MAX_TRAVEL", "SparseSpectra", "make_sparse", "refine_frames", "sparse_indices"]
 
-#: Newton iterations per peak
-ITERATIONS = 6
+#: Newton rounds (all frames step together)
+ITERATIONS = 8
 
 #: largest step of one iteration (px)
 MAX_STEP = 0.5
 
 #: largest distance from the start (px)
-MAX_TRAVEL = 1.5
+MAX_TRAVEL = 2.0
 
-#: pairs refined together (bounds the temporaries: pairs x kept frequencies)
-_CHUNK_ELEMENTS = 4_000_000
+#: a step shorter than this (px) ends the iterations
+TOLERANCE = 1e-3
 
 
 @dataclass
@@ -115,81 +120,100 @@ def _envelope_log_gradient(length: int, pos: np.ndarray) -> tuple[np.ndarray, np
     return env, np.where(env > 0.05, der / env, 0.0)
 
 
-def _sums(p: np.ndarray, sp: SparseSpectra, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Value, gradient (gy, gx) and Hessian (hyy, hxx, hxy) of C at (y, x) for each pair of ``p``."""
+def _phases(sp: SparseSpectra, shifts: np.ndarray) -> np.ndarray:
+    """``exp(-i w . c_t)`` (T, K) for the corrections ``shifts`` (T, 2): separable, one product per sample."""
     hp, wp = sp.padded
     wy = (2.0 * np.pi / hp) * sp.rows.astype(np.float64)
     wx = (2.0 * np.pi / wp) * sp.cols.astype(np.float64)
-    ey = np.exp(1j * y[:, None] * wy[None, :]).astype(np.complex64)
-    ex = np.exp(1j * x[:, None] * wx[None, :]).astype(np.complex64)
-    q = p * ey[:, sp.row_index] * ex[:, sp.col_index]
-    re, im = q.real, q.imag
-    ky = wy[sp.row_index].astype(np.float32)
-    kx = wx[sp.col_index].astype(np.float32)
-    c = re.sum(axis=1, dtype=np.float64)
-    gy = -(im @ ky).astype(np.float64)
-    gx = -(im @ kx).astype(np.float64)
-    hyy = -(re @ (ky * ky)).astype(np.float64)
-    hxx = -(re @ (kx * kx)).astype(np.float64)
-    hxy = -(re @ (ky * kx)).astype(np.float64)
-    return c, gy, gx, hyy, hxx, hxy
+    ey = np.exp(-1j * shifts[:, 0:1] * wy[None, :]).astype(np.complex64)
+    ex = np.exp(-1j * shifts[:, 1:2] * wx[None, :]).astype(np.complex64)
+    return ey[:, sp.row_index] * ex[:, sp.col_index]
 
 
-def _newton_chunk(p: np.ndarray, sp: SparseSpectra, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
+def _envelope_pull(sp: SparseSpectra, shifts: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """``sum_s d log A(c_s - c_t) / d c_t`` over the template frames s != t (T, 2), A the window overlap."""
     h, w = sp.frame_shape
-    y0, x0 = y.copy(), x.copy()
+    d = shifts[None, :, :] - shifts[:, None, :]  # d[t, s] = c_s - c_t: the pair (t, s) peak
+    _, ly = _envelope_log_gradient(h, d[..., 0])
+    _, lx = _envelope_log_gradient(w, d[..., 1])
+    keep = use[None, :] & ~np.eye(shifts.shape[0], dtype=bool)
+    # d/dc_t log A(c_s - c_t) = -(log A)'(c_s - c_t)
+    return -np.stack([(ly * keep).sum(axis=1), (lx * keep).sum(axis=1)], axis=1)
+
+
+def refine_frames(sp: SparseSpectra, shifts: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every frame's correction refined against all the frames in ``use`` (see the module docstring).
+
+    Parameters
+    ----------
+    sp : SparseSpectra
+        The frames' spectra on the precision mask.
+    shifts : ndarray (T, 2)
+        Start corrections (the pairwise solve).
+    use : ndarray of bool (T,)
+        Frames that make the templates (the trustworthy ones); every frame is refined.
+
+    Returns
+    -------
+    shifts : ndarray (T, 2)
+        Refined corrections (mean zero over ``use``); a frame that would move
+        more than :data:`MAX_TRAVEL` px, or whose peak is not a maximum, keeps its start.
+    moved : ndarray (T,)
+        How far each frame moved (px; NaN where refused).
+    height : ndarray (T,)
+        The frame's correlation with its template, normalised by both energies.
+    """
+    start = np.asarray(shifts, dtype=np.float64).copy()
+    use = np.asarray(use, dtype=bool)
+    n = start.shape[0]
+    if use.sum() < 2:
+        return start, np.full(n, np.nan), np.full(n, np.nan)
+    hp, wp = sp.padded
+    ky = ((2.0 * np.pi / hp) * sp.rows.astype(np.float64))[sp.row_index].astype(np.float32)
+    kx = ((2.0 * np.pi / wp) * sp.cols.astype(np.float64))[sp.col_index].astype(np.float32)
+    vals = sp.values * sp.weight[None, :]
+    cur = start.copy()
+    ok = np.ones(n, dtype=bool)
     for _ in range(ITERATIONS):
-        c, gy, gx, hyy, hxx, hxy = _sums(p, sp, y, x)
-        _, ly = _envelope_log_gradient(h, y)
-        _, lx = _envelope_log_gradient(w, x)
-        # gradient of C / A is (grad C - C grad log A) / A; the Hessian of A is neglected (it is smooth)
-        gy = gy - c * ly
-        gx = gx - c * lx
+        aligned = sp.values * _phases(sp, cur)
+        total = aligned[use].sum(axis=0)
+        templates = total[None, :] - np.where(use[:, None], aligned, 0)
+        q = np.conj(templates) * vals * _phases(sp, cur)
+        re, im = q.real, q.imag
+        c = re.sum(axis=1, dtype=np.float64)
+        # g(c_t) = Re sum q e^{-i w . delta}: gradient Im sum q w, Hessian -Re sum q w w
+        gy = (im @ ky).astype(np.float64)
+        gx = (im @ kx).astype(np.float64)
+        hyy = -(re @ (ky * ky)).astype(np.float64)
+        hxx = -(re @ (kx * kx)).astype(np.float64)
+        hxy = -(re @ (ky * kx)).astype(np.float64)
+        # the windows' overlap weakens every pair by A(c_s - c_t): climb sum C / A, not sum C
+        share = c / max(int(use.sum()) - 1, 1)
+        pull = _envelope_pull(sp, cur, use)
+        gy = gy - share * pull[:, 0]
+        gx = gx - share * pull[:, 1]
         det = hyy * hxx - hxy * hxy
         concave = (hyy < 0) & (det > 0)
+        ok &= concave
         with np.errstate(divide="ignore", invalid="ignore"):
             sy = np.where(concave, -(hxx * gy - hxy * gx) / det, 0.0)
             sx = np.where(concave, -(hyy * gx - hxy * gy) / det, 0.0)
-            scale = np.maximum(np.abs(hyy) + np.abs(hxx), 1e-30)
-            sy = np.where(concave, sy, gy / scale)
-            sx = np.where(concave, sx, gx / scale)
         length = np.hypot(sy, sx)
         factor = np.where(length > MAX_STEP, MAX_STEP / np.maximum(length, 1e-30), 1.0)
-        factor = np.where(np.isfinite(length), factor, 0.0)
-        y = y + np.nan_to_num(sy) * factor
-        x = x + np.nan_to_num(sx) * factor
-        if np.all(length < 1e-4):
+        step = np.nan_to_num(np.stack([sy, sx], axis=1)) * np.nan_to_num(factor)[:, None]
+        cur = cur + step
+        cur -= cur[use].mean(axis=0)
+        if np.all(np.nan_to_num(length) < TOLERANCE):
             break
-    c = _sums(p, sp, y, x)[0]
-    ok = np.hypot(y - y0, x - x0) <= MAX_TRAVEL
-    return np.where(ok, y, y0), np.where(ok, x, x0), c, ok
-
-
-def newton_peaks(
-    sp: SparseSpectra, pi: np.ndarray, pj: np.ndarray, y: np.ndarray, x: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Refine the peaks of the pairs ``(pi, pj)`` from ``(y, x)`` (see the module docstring).
-
-    Returns ``(dy, dx, quality, ok)``: the refined positions, the peak height
-    normalised by ``sqrt(E_i E_j)``, and False where the refinement moved
-    more than :data:`MAX_TRAVEL` px (the start is kept there).
-    """
-    n = pi.size
-    out_y, out_x = np.asarray(y, dtype=np.float64).copy(), np.asarray(x, dtype=np.float64).copy()
-    quality = np.full(n, np.nan)
-    ok = np.zeros(n, dtype=bool)
-    k = max(sp.values.shape[1], 1)
-    step = max(1, _CHUNK_ELEMENTS // k)
-    vals = sp.values * sp.weight[None, :]
-    for start in range(0, n, step):
-        sl = slice(start, min(start + step, n))
-        good = np.isfinite(out_y[sl]) & np.isfinite(out_x[sl])
-        if not good.any():
-            continue
-        idx = np.flatnonzero(good) + start
-        p = vals[pj[idx]] * np.conj(sp.values[pi[idx]])
-        ry, rx, height, rok = _newton_chunk(p, sp, out_y[idx], out_x[idx])
-        out_y[idx], out_x[idx], ok[idx] = ry, rx, rok
-        with np.errstate(invalid="ignore", divide="ignore"):
-            quality[idx] = height / np.sqrt(sp.energy[pi[idx]] * sp.energy[pj[idx]])
-    return out_y, out_x, quality, ok
+    moved_vec = cur - start
+    moved_vec -= moved_vec[use].mean(axis=0)
+    moved = np.hypot(moved_vec[:, 0], moved_vec[:, 1])
+    ok &= moved <= MAX_TRAVEL
+    out = np.where(ok[:, None], cur, start)
+    aligned = sp.values * _phases(sp, out)
+    total = aligned[use].sum(axis=0)
+    templates = total[None, :] - np.where(use[:, None], aligned, 0)
+    energy_t = (np.abs(templates) ** 2 * sp.weight[None, :]).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        height = (np.conj(templates) * aligned * sp.weight[None, :]).real.sum(axis=1) / np.sqrt(energy_t * sp.energy)
+    return out, np.where(ok, moved, np.nan), height

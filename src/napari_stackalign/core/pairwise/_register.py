@@ -44,6 +44,7 @@ the reference, here the mean position of the frames that are ``ok``
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import as_completed
 from dataclasses import dataclass
 from typing import Any
@@ -53,20 +54,27 @@ from scipy import fft as sfft
 from threadpoolctl import threadpool_limits
 
 from ...progress import ProgressCallback, report
+from ...transforms import NoSignalWarning
 from ..workers import default_workers, thread_pool
 from ._automask import auto_masks
 from ._decide import PairMeasurement, check_bad_frames
 from ._masks import fourier_mask
-from ._newton import newton_peaks
 from ._options import PAIRWISE_DEFAULTS, PairwiseOptions, canonical_mask_kind
-from ._peaks import OVERSAMPLE, coarse_grid, find_pair_peaks
+from ._peaks import OVERSAMPLE, auto_choice, coarse_grid, find_pair_peaks
 from ._result import PairwiseResult, check_pairwise_stack, make_result, outlier_record
-from ._spectra import BandSpectra, compute_band_spectra
+from ._spectra import BandSpectra, compute_band_spectra, windowed_spectra
 
 __all__ = ["PairwiseResult", "pairwise_spectra_for", "register_pairwise"]
 
 #: ``mask="auto"`` on a stack without signal in any frequency: the band measured (every frame is then flagged)
 AUTO_FALLBACK_N = 4.0
+
+#: ``mask="auto"``: every frame's spectrum is kept (made once) when they fit in this many bytes
+KEEP_SPECTRA_BYTES = 256 * 2**20
+
+#: ``maxima="newton"`` on the ``"auto"`` choice mask (one dominant peak, no Bragg peaks): the coarse map
+#: samples the band at about its Nyquist rate (a lattice's many near-equal peaks need the finer default)
+CHOICE_OVERSAMPLE = 1.0
 
 #: a full-size map is made instead of the coarse one when the coarse grid holds more of the padded grid
 _FULL_MAP_SHARE = 0.45
@@ -74,10 +82,11 @@ _FULL_MAP_SHARE = 0.45
 
 # -------------------------------------------------------------- spectra
 def _mask_for(
-    opts: PairwiseOptions, stack: Any, frame_shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int], dict[str, Any]]:
+    opts: PairwiseOptions, stack: Any, frame_shape: tuple[int, int], workers: int = 1
+) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int], dict[str, Any], np.ndarray | None]:
     """The mask the peaks are found on, the precision mask of ``maxima="newton"``
-    (None otherwise), the padded shape, and the masks' parameters.
+    (None otherwise), the padded shape, the masks' parameters, and the frames'
+    spectra when the ``"auto"`` mask made them (so they are not made twice).
 
     ``"auto"`` with ``"newton"``: the choice mask, then the precision mask;
     with the other peak finders: the precision mask alone. A fixed mask is
@@ -86,21 +95,24 @@ def _mask_for(
     if isinstance(opts.mask, str):
         padded = (sfft.next_fast_len(frame_shape[0]), sfft.next_fast_len(frame_shape[1], real=True))
         if canonical_mask_kind(opts.mask) == "auto":
-            auto = auto_masks(stack, padded)
+            size = int(stack.shape[0]) * padded[0] * (padded[1] // 2 + 1) * 8
+            full = windowed_spectra(stack, padded, workers=workers) if size <= KEEP_SPECTRA_BYTES else None
+            auto = auto_masks(stack, padded, full)
             info = {"mask": "auto", "n": None, "n2": None, "theta": None, "auto": auto.info}
             if auto.info["signal"] <= 0:
                 # no frequency carries signal: measure on the fixed default band, flag every frame later
                 half = fourier_mask(padded, "hann", AUTO_FALLBACK_N)
-                return half, (half if newton else None), padded, info
+                return half, (half if newton else None), padded, info, full
             if newton:
-                return auto.choice, auto.precision, padded, info
-            return auto.precision, None, padded, info
+                return auto.choice, auto.precision, padded, info, full
+            return auto.precision, None, padded, info, full
         half = fourier_mask(padded, opts.mask, opts.n, n2=opts.n2, theta=opts.theta)
         n2 = None if opts.n2 is None else float(opts.n2)
         info = {"mask": opts.mask, "n": float(opts.n), "n2": n2, "theta": float(opts.theta)}
-        return half, (half if newton else None), padded, info
+        return half, (half if newton else None), padded, info, None
     half = fourier_mask(frame_shape, "user", user_mask=np.asarray(opts.mask))
-    return half, (half if newton else None), frame_shape, {"mask": "user", "n": None, "n2": None, "theta": None}
+    info = {"mask": "user", "n": None, "n2": None, "theta": None}
+    return half, (half if newton else None), frame_shape, info, None
 
 
 def pairwise_spectra_for(
@@ -118,10 +130,11 @@ def pairwise_spectra_for(
     ``mask_half`` is the choice mask.
     """
     _, h, w = check_pairwise_stack(stack)
-    half, precision, padded, info = _mask_for(options, stack, (h, w))
+    nthreads = default_workers(workers)
+    half, precision, padded, info, full = _mask_for(options, stack, (h, w), nthreads)
     spec = compute_band_spectra(
-        stack, half, padded, correlation=options.correlation, precision_half=precision,
-        workers=default_workers(workers), progress=progress,
+        stack, half, padded, correlation=options.correlation, precision_half=precision, full_spectra=full,
+        workers=nthreads, progress=progress,
     )
     return spec, half, info
 
@@ -138,9 +151,9 @@ class _PairPlan:
     batch: int
 
 
-def _plan_pairs(spec: BandSpectra, workers: int) -> _PairPlan:
+def _plan_pairs(spec: BandSpectra, workers: int, oversample: float = OVERSAMPLE) -> _PairPlan:
     n = spec.spectra.shape[0]
-    grid = coarse_grid(spec, OVERSAMPLE)
+    grid = coarse_grid(spec, oversample)
     hp, wp = spec.padded
     if grid[0] * grid[1] > _FULL_MAP_SHARE * hp * wp:
         grid = (hp, wp)
@@ -219,16 +232,10 @@ def _measure(
     spec: BandSpectra, opts: PairwiseOptions, workers: int, progress: ProgressCallback | None
 ) -> tuple[PairMeasurement, tuple[int, int]]:
     """Every usable pair correlated; returns the matrices and the coarse grid used."""
-    plan = _plan_pairs(spec, workers)
+    # "newton" on the auto choice mask picks one dominant peak to a pixel (refined later)
+    oversample = CHOICE_OVERSAMPLE if opts.maxima == "newton" and auto_choice(opts) else OVERSAMPLE
+    plan = _plan_pairs(spec, workers, oversample)
     out = _peaks_on_threads(spec, opts, plan, workers, progress)
-    if opts.maxima == "newton" and spec.precision is not None:
-        with threadpool_limits(limits=workers, user_api="blas"):
-            dy, dx, quality, ok = newton_peaks(spec.precision, plan.pi, plan.pj, out["dy"], out["dx"])
-        hp, wp = spec.padded
-        out["dy"] = ((dy + hp / 2.0) % hp) - hp / 2.0
-        out["dx"] = ((dx + wp / 2.0) % wp) - wp / 2.0
-        out["quality"] = np.where(ok, quality, out["quality"])
-        out["fit_ok"] = ok
     return _pair_matrices(spec.spectra.shape[0], plan.pi, plan.pj, out), plan.grid
 
 
@@ -379,7 +386,16 @@ def register_pairwise(
         )
     meas, grid = _measure(spec, opts, nthreads, progress)
     params = _params_record(opts, info, spec, grid, t)
-    result = make_result(meas, opts, half, spec.padded, (h, w), params)
+    no_signal = info.get("auto", {}).get("signal", 1.0) <= 0
+    result = make_result(meas, opts, half, spec.padded, (h, w), params, precision=spec.precision, no_signal=no_signal)
+    if not result.frame_ok.any():
+        warnings.warn(
+            f"pairwise registration: none of the {t} frames has a trustworthy shift, so the stack has no usable "
+            "signal for this method (nothing should be corrected with these estimates). "
+            + result.transforms.failure_summary(),
+            NoSignalWarning,
+            stacklevel=2,
+        )
     if opts.average is not None:
         result = result.with_average(stack, registered=opts.registered, workers=nthreads, progress=progress)
     return result

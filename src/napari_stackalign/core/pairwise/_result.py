@@ -97,6 +97,11 @@ class PairwiseResult:
     options : PairwiseOptions or None
         The options the result was made with (``reevaluate`` and
         ``with_average`` start from them).
+    precision : SparseSpectra or None
+        ``maxima="newton"``: the frames' spectra on the precision mask, so
+        that ``reevaluate`` refines its new solve too (not saved).
+    no_signal : bool
+        The ``"auto"`` mask found no frequency above the noise: every frame is flagged.
     """
 
     dy: np.ndarray
@@ -119,6 +124,8 @@ class PairwiseResult:
     registered: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
     options: PairwiseOptions | None = None
+    precision: Any = field(default=None, repr=False)
+    no_signal: bool = False
 
     # ------------------------------------------------------------- views
     @property
@@ -214,7 +221,10 @@ class PairwiseResult:
         check_bad_frames(opts.bad_frames, self.n_frames)
         params = {**self.params, **outlier_record(opts)}
         meas = PairMeasurement(self.dy, self.dx, self.quality, self.peak_ratio, self.fit_ok, self.measured)
-        return make_result(meas, opts, self.mask, self.padded_shape, self.frame_shape, params)
+        return make_result(
+            meas, opts, self.mask, self.padded_shape, self.frame_shape, params, precision=self.precision,
+            no_signal=self.no_signal,
+        )
 
     def with_average(
         self,
@@ -320,12 +330,18 @@ def make_result(
     padded: tuple[int, int],
     frame_shape: tuple[int, int],
     params: dict,
+    *,
+    precision: Any = None,
+    no_signal: bool = False,
 ) -> PairwiseResult:
-    """Outliers, solve and flags of the measured matrices (no correlation), as a result without average."""
-    dec = decide(meas, opts, frame_shape, params)
+    """Outliers, solve and flags of the measured matrices (no correlation), as a result without average.
+
+    ``precision`` (the frames' spectra on the precision mask) lets ``maxima="newton"``
+    refine the shifts; ``no_signal`` flags every frame (the spectrum held no signal)."""
+    dec = decide(meas, opts, frame_shape, params, precision=precision, no_signal=no_signal)
     return PairwiseResult(
         dy=meas.dy, dx=meas.dx, quality=meas.quality, peak_ratio=meas.peak_ratio, fit_ok=meas.fit_ok,
         measured=meas.measured, outliers=dec.outliers, scores=dec.scores, valid=dec.valid,
         transforms=dec.transforms, mask=mask, padded_shape=padded, frame_shape=frame_shape, params=params,
-        warnings=dec.warnings, options=opts,
+        warnings=dec.warnings, options=opts, precision=precision, no_signal=no_signal,
     )

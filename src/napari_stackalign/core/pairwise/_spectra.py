@@ -31,7 +31,7 @@ from ..scaling import WorkingScale, to_float32, working_scale
 from ._newton import make_sparse, sparse_indices
 from ._options import CORRELATIONS, validate_option
 
-__all__ = ["BandSpectra", "band_limits", "compute_band_spectra", "hann2d", "read_frames"]
+__all__ = ["BandSpectra", "band_limits", "compute_band_spectra", "hann2d", "read_frames", "stack_scale", "windowed_spectra"]
 
 #: mask values below this fraction of the mask's maximum are treated as zero
 BAND_TOL = 1e-4
@@ -126,6 +126,34 @@ def read_frames(stack: Any, start: int, stop: int, scale: WorkingScale | None = 
     return chunk
 
 
+def stack_scale(stack: Any) -> WorkingScale:
+    """The working scale of ``stack`` (from its first, middle and last frames)."""
+    n_frames = int(stack.shape[0])
+    return working_scale(np.stack([np.asarray(stack[i]) for i in sorted({0, n_frames // 2, n_frames - 1})]))
+
+
+def _windowed_chunk(
+    stack: Any, start: int, stop: int, padded: tuple[int, int], scale: WorkingScale, window: np.ndarray, workers: int
+) -> np.ndarray:
+    chunk = read_frames(stack, start, stop, scale)
+    chunk -= chunk.mean(axis=(1, 2), keepdims=True)
+    chunk *= window
+    return sfft.rfft2(chunk, s=padded, axes=(1, 2), workers=workers)
+
+
+def windowed_spectra(stack: Any, padded: tuple[int, int], *, chunk_size: int = 16, workers: int = 1) -> np.ndarray:
+    """Every frame mean-subtracted, Hann-windowed, zero-padded to ``padded`` and
+    transformed (:func:`scipy.fft.rfft2`): (T, Hp, Wp // 2 + 1) complex64."""
+    n_frames, h, w = (int(v) for v in stack.shape[:3])
+    window = hann2d((h, w))
+    scale = stack_scale(stack)
+    out = np.empty((n_frames, padded[0], padded[1] // 2 + 1), dtype=np.complex64)
+    for start in range(0, n_frames, chunk_size):
+        stop = min(start + chunk_size, n_frames)
+        out[start:stop] = _windowed_chunk(stack, start, stop, padded, scale, window, workers)
+    return out
+
+
 def compute_band_spectra(
     stack: Any,
     mask_half: np.ndarray,
@@ -133,6 +161,7 @@ def compute_band_spectra(
     *,
     correlation: str,
     precision_half: np.ndarray | None = None,
+    full_spectra: np.ndarray | None = None,
     chunk_size: int = 16,
     workers: int = 1,
     progress: ProgressCallback | None = None,
@@ -152,6 +181,8 @@ def compute_band_spectra(
     precision_half : ndarray, optional
         A second mask (same layout): the spectra are also sampled, times its
         square root, on the frequencies it keeps (``BandSpectra.precision``).
+    full_spectra : ndarray (T, Hp, Wp // 2 + 1), optional
+        The frames' spectra, already made by :func:`windowed_spectra` (not made again).
     chunk_size, workers, progress
         Frames per FFT batch, FFT threads, progress callback.
     """
@@ -171,13 +202,13 @@ def compute_band_spectra(
     sparse = None if precision_half is None else sparse_indices(precision_half)
     sampled = None if sparse is None else np.empty((n_frames, sparse[0].size), dtype=np.complex64)
     report(progress, 0, n_frames, "spectra")
-    scale = working_scale(np.stack([np.asarray(stack[i]) for i in sorted({0, n_frames // 2, n_frames - 1})]))
+    scale = stack_scale(stack)
     for start in range(0, n_frames, chunk_size):
         stop = min(start + chunk_size, n_frames)
-        chunk = read_frames(stack, start, stop, scale)
-        chunk -= chunk.mean(axis=(1, 2), keepdims=True)
-        chunk *= window
-        full = sfft.rfft2(chunk, s=(hp, wp), axes=(1, 2), workers=workers)
+        if full_spectra is None:
+            full = _windowed_chunk(stack, start, stop, (hp, wp), scale, window, workers)
+        else:
+            full = full_spectra[start:stop]
         band = full[:, rows][:, :, : kc + 1]
         if sampled is not None:
             sampled[start:stop] = full[:, sparse[0], sparse[1]] * sparse[2]
