@@ -17,6 +17,7 @@ import numpy as np
 from ...files import jsonable
 from ...progress import ProgressCallback
 from ...transforms import FrameTransforms
+from ..apply import ApplyOptions
 from ..checks import check_stack
 from ..workers import default_workers
 from ._average import fourier_average, shift_crop, warp_average
@@ -232,10 +233,19 @@ class PairwiseResult:
         *,
         average: str | None = None,
         registered: bool = PAIRWISE_DEFAULTS.registered,
+        failed: str = ApplyOptions.default("failed"),
         workers: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> PairwiseResult:
         """A copy with the average (and optionally the registered stack).
+
+        Failed frames (``ok`` False) are left out of the average and get,
+        in the registered stack, the shift ``failed`` says
+        (:meth:`~napari_stackalign.FrameTransforms.resolve_failed`):
+        ``"interpolate"`` from the trustworthy frames, ``"identity"`` none,
+        ``"apply"`` their estimate (and then they are averaged too). With no
+        trustworthy frame, ``"interpolate"`` and ``"identity"`` average every
+        usable frame unshifted (the registration warned already).
 
         Parameters
         ----------
@@ -245,9 +255,12 @@ class PairwiseResult:
             Default: the method in ``params``.
         registered : bool
             Also return every frame registered (float32).
+        failed : {"interpolate", "identity", "apply"}
+            What becomes of the failed frames (see above).
         workers, progress
             Threads and progress callback.
         """
+        failed = ApplyOptions.specs()["failed"].validate("failed", failed)
         opts = self.settings() if average is None else self.settings().replace(average=average)
         if opts.average is None:
             raise ValueError("average=None measures and solves only: choose 'fourier' or 'warp' to average.")
@@ -258,21 +271,32 @@ class PairwiseResult:
                 f"the stack has shape {tuple(stack.shape)} but the result was measured on "
                 f"{(self.n_frames, *self.frame_shape)}."
             )
-        frames = np.flatnonzero(self.frame_ok)
+        usable = self.measured.any(axis=1) & ~bad_frame_mask(self.bad_frames, self.n_frames)
+        frames = np.flatnonzero(self.frame_ok | (usable if failed == "apply" else False))
         warnings = list(self.warnings)
+        transforms = self.transforms
+        if frames.size == 0 or failed == "identity":
+            # failed frames unshifted (nothing trustworthy: every usable frame, as acquired)
+            keep = transforms.ok if frames.size else np.zeros(self.n_frames, dtype=bool)
+            transforms = transforms.copy()
+            transforms.dy = np.where(keep, transforms.dy, 0.0)
+            transforms.dx = np.where(keep, transforms.dx, 0.0)
+        elif failed == "interpolate":
+            transforms = transforms.resolve_failed("interpolate")[0]
         if frames.size == 0:
-            frames = np.flatnonzero(self.measured.any(axis=1) & ~bad_frame_mask(self.bad_frames, self.n_frames))
+            frames = np.flatnonzero(usable)
             if frames.size == 0:
                 frames = np.arange(self.n_frames)
+        shifts = transforms.shifts
         nthreads = default_workers(workers)
         if method == "fourier":
-            full, reg = fourier_average(
-                stack, self.shifts, frames, registered=registered, workers=nthreads, progress=progress
-            )
-            crop = shift_crop(self.shifts[frames], self.frame_shape)
+            full, reg = fourier_average(stack, shifts, frames, registered=registered, workers=nthreads, progress=progress)
+            crop = shift_crop(shifts[frames], self.frame_shape)
         else:
+            # the policy is applied already: warp every frame with the shift it got
+            applied = FrameTransforms(dy=transforms.dy, dx=transforms.dx, center=transforms.center)
             full, reg, crop = warp_average(
-                stack, self.transforms, frames, registered=registered, workers=nthreads, progress=progress
+                stack, applied, frames, registered=registered, workers=nthreads, progress=progress
             )
         r0, r1, c0, c1 = crop
         if r1 <= r0 or c1 <= c0:
