@@ -63,6 +63,26 @@ def _best_time(fn, reps: int):
     return best, out
 
 
+def markdown(runs: list[list[dict]]) -> str:
+    """Per case, median (and worst) over the seeds of each saved run: ours, the loop, and their times."""
+    head = "| case | seeds |" + "".join(
+        f" run {k + 1}: ours px (worst) | loop px (worst) | ours s | loop s |" for k in range(len(runs))
+    )
+    lines = [head, "|" + "---|" * (2 + 4 * len(runs))]
+    for name in dict.fromkeys(r["case"] for r in runs[0]):
+        cells = []
+        for rows in runs:
+            sel = [r for r in rows if r["case"] == name]
+            med = {k: float(np.median([r[k] for r in sel])) for k in ("ours", "loop", "t_ours", "t_loop")}
+            worst = {k: max(r[k] for r in sel) for k in ("ours", "loop")}
+            cells.append(
+                f" {med['ours']:.4f} ({worst['ours']:.3f}) | {med['loop']:.4f} ({worst['loop']:.3f}) | "
+                f"{med['t_ours']:.2f} | {med['t_loop']:.2f} |"
+            )
+        lines.append(f"| {name} | {len(sel)} |" + "".join(cells))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
@@ -70,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="{}", help="JSON options for register_pairwise")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--json", default="", help="write the rows here")
+    ap.add_argument("--markdown", nargs="+", default=[], metavar="JSON", help="print the markdown table of saved runs")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown([json.loads(Path(p).read_text()) for p in args.markdown]))
+        return 0
     params = json.loads(args.params)
     anchors = _anchors()
     import re

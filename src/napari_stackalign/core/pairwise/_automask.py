@@ -8,7 +8,7 @@ floor ``N`` is the lowest median power of the annuli beyond 0.3 cycles/px
 signal-to-noise ratio ``r(k) = P_s(k) / N - 1`` (``P_s`` the power smoothed
 over 5 x 5 samples) the weight of a frequency in the cross-power is::
 
-    M(k) = r / (1 + 2 r)        where r exceeds its own estimation noise, else 0
+    M(k) = r / (1 + 2 r)        where r exceeds 3 times its own estimation noise, else 0
 
 the inverse variance of the cross-power's phase at ``k`` divided by its
 amplitude: the maximum-likelihood weighting of the phases of two noisy copies
@@ -53,8 +53,11 @@ SPECTRUM_FRAMES = 24
 #: side of the smoothing box of the power spectrum (samples)
 _SMOOTH = 5
 
-#: a weight is kept where r exceeds this many times its estimation noise
+#: a sample is surely signal where r exceeds this many times its estimation noise
 _SIGNIFICANT = 5.0
+
+#: a frequency is weighted where r exceeds this many times its estimation noise (and the stack has signal)
+_WEIGHTED = 3.0
 
 #: fewer significant samples than this is no signal
 _MIN_SAMPLES = 64
@@ -197,12 +200,12 @@ def auto_masks(stack: Any, padded: tuple[int, int], spectra: np.ndarray | None =
     # estimation noise of r: a smoothed mean of `used` exponential powers would give 1 / sqrt(used * 25),
     # but the window correlates neighbouring samples; measured where there is only noise (beyond 0.3)
     sigma_r = max(1.0 / np.sqrt(used * _SMOOTH * _SMOOTH), _noise_spread(r, f))
-    keep = r > _SIGNIFICANT * sigma_r
+    sure = r > _SIGNIFICANT * sigma_r
+    sure[0, 0] = False
+    # weights where r is above its noise (weak frequencies add up); signal at all only with enough sure samples:
+    # a cluster or two above 5 sigma is what noise alone gives (the smoothing spreads one over 25 samples)
+    keep = (r > _WEIGHTED * sigma_r) & (np.count_nonzero(sure) >= _MIN_SAMPLES)
     keep[0, 0] = False
-    if np.count_nonzero(keep) < _MIN_SAMPLES:
-        keep[:] = (
-            False  # a cluster or two above 5 sigma is what noise alone gives (the smoothing spreads one over 25 samples)
-        )
     weight = np.where(keep, r / (1.0 + 2.0 * r), 0.0)
     step = 1.0 / min(hp, wp)
     peaks = _bragg_peaks(np.where(keep, r, 0.0), f, sigma_r, step)
