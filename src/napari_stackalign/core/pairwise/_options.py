@@ -141,7 +141,7 @@ class PairwiseOptions(Options):
         check=check_mask_option,
     )
     n: float = option(
-        4.0, "mask cutoff: features smaller than about n px are ignored", kind="float", minimum=1,
+        4.0, "mask cutoff of the fixed kinds (not auto): features smaller than about n px are ignored", kind="float", minimum=1,
         check=check_mask_size,
     )
     n2: float | None = option(
@@ -155,7 +155,8 @@ class PairwiseOptions(Options):
     )
     maxima: str = option(
         "newton",
-        "peak location: newton (the brightest pixel, then Newton steps on the exact masked correlation), "
+        "peak location: newton (each pair's peak to a pixel, then every frame's shift refined by Newton steps "
+        "on the exact masked correlation with all the others), "
         "brightest pixel, Gaussian fits of the brightest distinct peaks (gf, guards against "
         "unit-cell hops), or upsampled DFT",
         kind="str",

@@ -194,6 +194,16 @@ def _candidates(
     pooled = _pool(maps, pool)
     b, _hs, ws = pooled.shape
     centre = (pool - 1) / 2.0
+    if num == 1:
+        # the brightest sample is a local maximum: no thinning needed
+        flat = pooled.reshape(b, -1)
+        k = np.argmax(flat, axis=1)
+        y = ((k // ws) * pool + centre) * spacing[0]
+        x = ((k % ws) * pool + centre) * spacing[1]
+        span_y, span_x = maps.shape[1] * spacing[0], maps.shape[2] * spacing[1]
+        y = ((y + span_y / 2.0) % span_y) - span_y / 2.0
+        x = ((x + span_x / 2.0) % span_x) - span_x / 2.0
+        return y[:, None], x[:, None], np.isfinite(flat[np.arange(b), k])[:, None]
     score = _local_max_scores(pooled).reshape(b, -1)
     kc = int(min(score.shape[1], 4 * num + 4))
     idx = np.argpartition(-score, kc - 1, axis=1)[:, :kc]
@@ -299,7 +309,8 @@ def _geometry(spec: BandSpectra, opts: PairwiseOptions, grid: tuple[int, int]) -
     hp, wp = spec.padded
     hs, ws = grid
     spacing = (hp / hs, wp / ws)
-    num = max(1, int(opts.num_peaks))
+    # the auto choice mask has one dominant peak (no Bragg peaks): the brightest is the one
+    num = 1 if opts.maxima == "newton" and auto_choice(opts) else max(1, int(opts.num_peaks))
     # detection grid: pool the map down to about the band's Nyquist spacing
     nyquist = min(hp / max(2 * int(np.abs(spec.ky).max()), 1), wp / max(2 * int(spec.kx.max()), 1))
     pool = int(max(1, min(4, np.floor(nyquist / max(spacing) + 1e-9))))

@@ -308,12 +308,16 @@ def register_pairwise(
         numpy, memmap, h5py or dask (read in chunks). Any size, odd or even,
         square or not.
     mask : str or 2-D array
-        Fourier mask kind (see :func:`~napari_stackalign.core.pairwise.fourier_mask`:
+        ``"auto"`` (default): weights chosen from the stack's mean power
+        spectrum, Bragg peaks of periodic content found
+        (:mod:`~napari_stackalign.core.pairwise._automask`); a fixed kind
+        (see :func:`~napari_stackalign.core.pairwise.fourier_mask`:
         ``"bandpass", "lowpass", "hann", "hamming", "blackman", "gaussian",
-        "none", "elliptical"``) or a centred, non-negative user mask of the
+        "none", "elliptical"``); or a centred, non-negative user mask of the
         frame shape.
     n : float
-        Mask cutoff: features smaller than about ``n`` px are ignored.
+        Mask cutoff of the fixed kinds: features smaller than about ``n`` px
+        are ignored (not used by ``"auto"``).
     n2, theta : float
         Second axis size (px) and angle (degrees) of the ``"elliptical"`` mask.
     correlation : {"cc", "mc", "pc"}
@@ -321,10 +325,13 @@ def register_pairwise(
         ``sqrt(|F_i||F_j|)``) or phase correlation (divided by
         ``|F_i||F_j|``; the reference divides by ``|F_j|**2``, which is not
         symmetric in i and j).
-    maxima : {"pixel", "gf", "dft"}
-        Peak location: brightest pixel, Gaussian fit around the brightest
-        distinct peaks, or upsampled DFT (see
-        :mod:`~napari_stackalign.core.pairwise._peaks`).
+    maxima : {"newton", "pixel", "gf", "dft"}
+        Peak location: ``"newton"`` (default) each pair's peak to a pixel,
+        then every frame's shift refined by Newton steps on the exact masked
+        correlation with all the others
+        (:mod:`~napari_stackalign.core.pairwise._newton`); brightest pixel,
+        Gaussian fit around the brightest distinct peaks, or upsampled DFT
+        (see :mod:`~napari_stackalign.core.pairwise._peaks`).
     num_peaks : int
         Distinct peaks compared per pair (the guard against unit-cell hops
         on lattices).
