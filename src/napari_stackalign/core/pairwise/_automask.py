@@ -214,9 +214,6 @@ def auto_masks(stack: Any, padded: tuple[int, int], spectra: np.ndarray | None =
     bragg = np.column_stack([fy[peaks & half_plane], fx[peaks & half_plane]])
     periodic = bragg.shape[0] >= 2
     choice = weight.copy()
-    if periodic:
-        discs = ndimage.binary_dilation(peaks, structure=np.ones((7, 7), dtype=bool))
-        choice[discs] = 0.0
     choice, cutoff = _choice_band(choice, f)
     extent = float(f[weight > 0].max()) if np.any(weight > 0) else 0.0
     info = {

@@ -141,7 +141,9 @@ def _envelope_pull(sp: SparseSpectra, shifts: np.ndarray, use: np.ndarray) -> np
     return -np.stack([(ly * keep).sum(axis=1), (lx * keep).sum(axis=1)], axis=1)
 
 
-def refine_frames(sp: SparseSpectra, shifts: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def refine_frames(
+    sp: SparseSpectra, shifts: np.ndarray, use: np.ndarray, max_travel: float = MAX_TRAVEL
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every frame's correction refined against all the frames in ``use`` (see the module docstring).
 
     Parameters
@@ -152,6 +154,8 @@ def refine_frames(sp: SparseSpectra, shifts: np.ndarray, use: np.ndarray) -> tup
         Start corrections (the pairwise solve).
     use : ndarray of bool (T,)
         Frames that make the templates (the trustworthy ones); every frame is refined.
+    max_travel : float
+        The farthest a frame may move (px).
 
     Returns
     -------
@@ -208,7 +212,7 @@ def refine_frames(sp: SparseSpectra, shifts: np.ndarray, use: np.ndarray) -> tup
     moved_vec = cur - start
     moved_vec -= moved_vec[use].mean(axis=0)
     moved = np.hypot(moved_vec[:, 0], moved_vec[:, 1])
-    ok &= moved <= MAX_TRAVEL
+    ok &= moved <= max_travel
     out = np.where(ok[:, None], cur, start)
     aligned = sp.values * _phases(sp, out)
     total = aligned[use].sum(axis=0)

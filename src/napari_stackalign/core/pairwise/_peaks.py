@@ -36,11 +36,12 @@ band. Its correlation is a band-limited function, so:
                 candidate with the highest refined value wins (the same
                 guard, on the exact band-limited correlation) and is refined
                 further to ``1 / upsample`` px.
-   ``"newton"`` the pair's peak to the nearest pixel only (the frames' shifts
-                are refined after the solve, :mod:`~napari_stackalign.core.pairwise._newton`):
-                on the ``"auto"`` choice mask, which has no Bragg peaks, the
-                brightest pixel; on a fixed mask the candidates compared as
-                ``"dft"`` does, the guard against hops.
+   ``"newton"`` the pair's peak only roughly (the frames' shifts are refined
+                after the solve, :mod:`~napari_stackalign.core.pairwise._newton`):
+                on the ``"auto"`` choice mask of non-periodic content
+                (``BandSpectra.single_peak``) the brightest pixel of the map;
+                otherwise the candidates compared as ``"dft"`` does, the
+                guard against hops.
 
 The real-space Hann windows make the correlation of two frames shifted by
 ``d`` weaker by their overlap ``A(d) = A_y(d_y) A_x(d_x)`` (the window's
@@ -67,11 +68,11 @@ import numpy as np
 from scipy import fft as sfft
 
 from ._gaussfit import fit_peak_gaussians
-from ._options import PairwiseOptions, canonical_mask_kind
+from ._options import PairwiseOptions
 from ._spectra import BandSpectra
 from ._window import envelope_table as _envelope_table
 
-__all__ = ["OVERSAMPLE", "PairPeaks", "auto_choice", "coarse_grid", "find_pair_peaks", "pair_correlation_map"]
+__all__ = ["OVERSAMPLE", "PairPeaks", "coarse_grid", "find_pair_peaks", "pair_correlation_map"]
 
 #: the coarse map samples the band at about this many times its Nyquist rate
 OVERSAMPLE = 2.0
@@ -310,7 +311,7 @@ def _geometry(spec: BandSpectra, opts: PairwiseOptions, grid: tuple[int, int]) -
     hs, ws = grid
     spacing = (hp / hs, wp / ws)
     # the auto choice mask has one dominant peak (no Bragg peaks): the brightest is the one
-    num = 1 if opts.maxima == "newton" and auto_choice(opts) else max(1, int(opts.num_peaks))
+    num = 1 if opts.maxima == "newton" and spec.single_peak else max(1, int(opts.num_peaks))
     # detection grid: pool the map down to about the band's Nyquist spacing
     nyquist = min(hp / max(2 * int(np.abs(spec.ky).max()), 1), wp / max(2 * int(spec.kx.max()), 1))
     pool = int(max(1, min(4, np.floor(nyquist / max(spacing) + 1e-9))))
@@ -386,7 +387,7 @@ def _locate(
     b = p.shape[0]
     oy, ox, val = _argmax_inner(win, geo.margin)
     fit_ok = np.zeros(cy.size, dtype=bool)
-    if opts.maxima == "pixel" or (opts.maxima == "newton" and auto_choice(opts)):
+    if opts.maxima == "pixel" or (opts.maxima == "newton" and spec.single_peak):
         return (cy + oy).astype(np.float64), (cx + ox).astype(np.float64), val, fit_ok
     if opts.maxima == "gf":
         radius, size = geo.radius, geo.size
@@ -399,12 +400,6 @@ def _locate(
     py, px, height = _dft_candidates(p, spec, iy, ix, b, geo.num)
     fit_ok[:] = True
     return py, px, height, fit_ok
-
-
-def auto_choice(opts: PairwiseOptions) -> bool:
-    """``"newton"`` on the ``"auto"`` choice mask (no Bragg peaks: the brightest pixel is the peak).
-    On a fixed mask the candidates are compared as ``"dft"`` does (1/4 px), the guard against hops."""
-    return isinstance(opts.mask, str) and canonical_mask_kind(opts.mask) == "auto"
 
 
 def _refine_winner(

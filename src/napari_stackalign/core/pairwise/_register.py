@@ -60,9 +60,9 @@ from ._automask import auto_masks
 from ._decide import PairMeasurement, check_bad_frames
 from ._masks import fourier_mask
 from ._options import PAIRWISE_DEFAULTS, PairwiseOptions, canonical_mask_kind
-from ._peaks import OVERSAMPLE, auto_choice, coarse_grid, find_pair_peaks
+from ._peaks import OVERSAMPLE, coarse_grid, find_pair_peaks
 from ._result import PairwiseResult, check_pairwise_stack, make_result, outlier_record
-from ._spectra import BandSpectra, compute_band_spectra, windowed_spectra
+from ._spectra import BandSpectra, band_sparse, compute_band_spectra, windowed_spectra
 
 __all__ = ["PairwiseResult", "pairwise_spectra_for", "register_pairwise"]
 
@@ -115,6 +115,15 @@ def _mask_for(
     return half, (half if newton else None), frame_shape, info, None
 
 
+def _bragg_in_choice(auto: dict[str, Any]) -> bool:
+    """Whether the ``"auto"`` choice mask holds some of the Bragg peaks found."""
+    if not auto.get("periodic"):
+        return False
+    cutoff = auto.get("choice_cutoff")
+    radii = [float(np.hypot(fy, fx)) for fy, fx in auto.get("bragg", [])]
+    return cutoff is None or any(r <= cutoff for r in radii)
+
+
 def pairwise_spectra_for(
     stack: Any,
     options: PairwiseOptions,
@@ -136,6 +145,13 @@ def pairwise_spectra_for(
         stack, half, padded, correlation=options.correlation, precision_half=precision, full_spectra=full,
         workers=nthreads, progress=progress,
     )
+    # the auto choice mask of non-periodic content has one dominant peak
+    auto = info.get("auto")
+    spec.single_peak = auto is not None and auto["signal"] > 0 and not auto["periodic"]
+    if spec.precision is not None and auto is not None and _bragg_in_choice(auto):
+        # the choice band holds Bragg peaks: its pairs are already guarded and sub-pixel, and the
+        # precision mask's many near peaks (several atoms per cell) would pull a frame onto the wrong one
+        spec.precision = band_sparse(spec)
     return spec, half, info
 
 
@@ -233,7 +249,7 @@ def _measure(
 ) -> tuple[PairMeasurement, tuple[int, int]]:
     """Every usable pair correlated; returns the matrices and the coarse grid used."""
     # "newton" on the auto choice mask picks one dominant peak to a pixel (refined later)
-    oversample = CHOICE_OVERSAMPLE if opts.maxima == "newton" and auto_choice(opts) else OVERSAMPLE
+    oversample = CHOICE_OVERSAMPLE if opts.maxima == "newton" and spec.single_peak else OVERSAMPLE
     plan = _plan_pairs(spec, workers, oversample)
     out = _peaks_on_threads(spec, opts, plan, workers, progress)
     return _pair_matrices(spec.spectra.shape[0], plan.pi, plan.pj, out), plan.grid

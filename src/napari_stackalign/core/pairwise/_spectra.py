@@ -31,7 +31,7 @@ from ..scaling import WorkingScale, to_float32, working_scale
 from ._newton import make_sparse, sparse_indices
 from ._options import CORRELATIONS, validate_option
 
-__all__ = ["BandSpectra", "band_limits", "compute_band_spectra", "hann2d", "read_frames", "stack_scale", "windowed_spectra"]
+__all__ = ["BandSpectra", "band_limits", "band_sparse", "compute_band_spectra", "hann2d", "read_frames", "stack_scale", "windowed_spectra"]
 
 #: mask values below this fraction of the mask's maximum are treated as zero
 BAND_TOL = 1e-4
@@ -55,6 +55,9 @@ class BandSpectra:
     precision : SparseSpectra or None
         The spectra on the precision mask's frequencies (``maxima="newton"``,
         :mod:`~napari_stackalign.core.pairwise._newton`).
+    single_peak : bool
+        The mask's correlation has one dominant peak (the ``"auto"`` mask of
+        non-periodic content): ``maxima="newton"`` takes the brightest sample.
     col_weight : ndarray of float, shape (len(kx),)
         Hermitian weight of each column (1 for DC and Nyquist, else 2).
     padded : (int, int)
@@ -72,6 +75,7 @@ class BandSpectra:
     padded: tuple[int, int]
     frame_shape: tuple[int, int]
     precision: Any = None
+    single_peak: bool = False
 
 
 def hann2d(shape: tuple[int, int]) -> np.ndarray:
@@ -124,6 +128,19 @@ def read_frames(stack: Any, start: int, stop: int, scale: WorkingScale | None = 
             "registering."
         )
     return chunk
+
+
+def band_sparse(spec: BandSpectra) -> Any:
+    """The band spectra as :class:`~napari_stackalign.core.pairwise._newton.SparseSpectra` (their
+    non-zero frequencies), for the Newton refinement on the (choice) mask itself."""
+    hp = spec.padded[0]
+    t = spec.spectra.shape[0]
+    rows = np.repeat(spec.ky % hp, spec.kx.size)
+    cols = np.tile(spec.kx, spec.ky.size)
+    values = spec.spectra.reshape(t, -1)
+    keep = np.abs(values).max(axis=0) > 0
+    keep &= ~((rows == 0) & (cols == 0))
+    return make_sparse(np.ascontiguousarray(values[:, keep]), rows[keep], cols[keep], spec.padded, spec.frame_shape)
 
 
 def stack_scale(stack: Any) -> WorkingScale:
