@@ -18,16 +18,20 @@ noisier stack gets a narrower mask. This is the **precision mask**: the
 sub-pixel position is found on it (``maxima="newton"``).
 
 Periodic content (lattices) puts its power into sharp **Bragg peaks**:
-local maxima of ``r`` far above the median of their annulus. They are
-detected (``periodic``, ``bragg`` in the record) and *kept* in the precision
-mask, where they carry most of the position information. But a correlation
-of Bragg peaks alone is periodic: every lattice vector is a peak of nearly
-the same height, and the frequencies that tell the true one from its
-neighbours are the others. So the **choice mask**, on which the peak is
-*chosen* to the nearest pixel, is the precision mask with discs around the
-Bragg peaks removed, limited to 1/8 cycles/px (a small correlation grid:
-whole-pixel choice needs no more) unless that leaves too little signal
-(then no limit).
+compact local maxima of ``r`` far above the median of their annulus. They
+are detected (``periodic``, ``bragg`` in the record) and kept in the
+precision mask, where they carry most of the position information.
+
+The **choice mask**, on which each pair's peak is found to about a pixel
+before the frames are refined, is the same weights limited to 1/8
+cycles/px (a small correlation grid; whole-pixel choice needs no more)
+unless that leaves too little signal (then no limit). On a lattice the
+pair peaks are then compared as ``maxima="dft"`` does (the guard against
+unit-cell hops); without Bragg peaks the correlation has one dominant peak
+and its brightest sample is taken (``BandSpectra.single_peak``). When
+Bragg peaks lie inside the choice band the frames are refined on the
+choice band itself: the precision mask's many near peaks (several atoms
+per cell) could pull a frame onto a neighbouring one.
 
 The spectrum is the mean over every frame when their spectra fit in memory
 (they are then made once for the masks and the correlations), else over
