@@ -25,10 +25,10 @@ precision mask, where they carry most of the position information.
 The **choice mask**, on which each pair's peak is found to about a pixel
 before the frames are refined, is the same weights limited to 1/8
 cycles/px (a small correlation grid; whole-pixel choice needs no more)
-unless that leaves too little signal (then no limit). On a lattice the
-pair peaks are then compared as ``maxima="dft"`` does (the guard against
-unit-cell hops); without Bragg peaks the correlation has one dominant peak
-and its brightest sample is taken (``BandSpectra.single_peak``). When
+unless that leaves too little signal (then no limit). With Bragg peaks
+inside it the pair peaks are then compared as ``maxima="dft"`` does (the
+guard against unit-cell hops); without, the correlation has one dominant
+peak and its brightest sample is taken (``BandSpectra.single_peak``). When
 Bragg peaks lie inside the choice band the frames are refined on the
 choice band itself: the precision mask's many near peaks (several atoms
 per cell) could pull a frame onto a neighbouring one.

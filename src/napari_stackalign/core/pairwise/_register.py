@@ -145,9 +145,9 @@ def pairwise_spectra_for(
         stack, half, padded, correlation=options.correlation, precision_half=precision, full_spectra=full,
         workers=nthreads, progress=progress,
     )
-    # the auto choice mask of non-periodic content has one dominant peak
+    # the auto choice mask has one dominant peak unless Bragg peaks lie inside it
     auto = info.get("auto")
-    spec.single_peak = auto is not None and auto["signal"] > 0 and not auto["periodic"]
+    spec.single_peak = auto is not None and auto["signal"] > 0 and not _bragg_in_choice(auto)
     if spec.precision is not None and auto is not None and _bragg_in_choice(auto):
         # the choice band holds Bragg peaks: its pairs are already guarded and sub-pixel, and the
         # precision mask's many near peaks (several atoms per cell) would pull a frame onto the wrong one

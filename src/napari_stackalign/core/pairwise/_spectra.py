@@ -56,8 +56,8 @@ class BandSpectra:
         The spectra on the precision mask's frequencies (``maxima="newton"``,
         :mod:`~napari_stackalign.core.pairwise._newton`).
     single_peak : bool
-        The mask's correlation has one dominant peak (the ``"auto"`` mask of
-        non-periodic content): ``maxima="newton"`` takes the brightest sample.
+        The mask's correlation has one dominant peak (the ``"auto"`` choice mask
+        without Bragg peaks inside it): ``maxima="newton"`` takes the brightest sample.
     col_weight : ndarray of float, shape (len(kx),)
         Hermitian weight of each column (1 for DC and Nyquist, else 2).
     padded : (int, int)
