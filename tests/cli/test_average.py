@@ -93,7 +93,7 @@ def test_user_mask_file(tmp_path, tif_in):
     "args, message",
     [
         ("--n 0.5", "n must be a number of at least 1"),
-        ("--n 60", "keeps no frequency"),
+        ("--mask hann --n 60", "keeps no frequency"),
         ("--bad-frames 40", "outside the stack"),
         ("--window-radius 1", "window_radius"),
         ("--report r.svg", "report r.svg"),

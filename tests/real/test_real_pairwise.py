@@ -44,3 +44,11 @@ def test_unmasked_phase_correlation_is_not_consistent_on_this_lattice(stem):
     # what the mask is for: plain phase correlation hops between lattice positions
     res = register_pairwise(stem, mask="none", correlation="pc", maxima="dft", threshold=2.0)
     assert np.nanmax(res.residuals()) > 2.0 or res.outliers.any()
+
+
+def test_defaults_match_reference(stem):
+    # mask "auto" (12 Bragg peaks found) and maxima "newton": every frame trusted, the reference's shifts
+    res = register_pairwise(stem, average=None)
+    assert res.params["auto"]["periodic"] and res.frame_ok.all()
+    np.testing.assert_allclose(res.shifts[:, 0], REF_SHIFTS_X, atol=0.1)
+    np.testing.assert_allclose(res.shifts[:, 1], REF_SHIFTS_Y, atol=0.1)

@@ -32,7 +32,7 @@ from ._common import terminal_progress
 from ._memory_cap import add_max_memory_argument, describe
 from ._options import add_option_arguments, options_from_args
 from ._positions import open_stack
-from ._safety import Output, check_outputs
+from ._safety import Output, add_failed_arguments, check_outputs
 
 __all__ = ["add_parser", "parse_frames", "parse_optional_float", "run"]
 
@@ -41,6 +41,7 @@ examples:
   stackalign average -i stem.tif -o stem_average.tif --mask hann --n 4 --maxima gf --report report.pdf
   stackalign average -i stem.tif -o avg.tif --mask elliptical --n 6 --n2 2 --theta 60 --threshold 1.5
   stackalign average -i stem.tif -o avg.tif --bad-frames 3,7 --registered registered.tif --transforms shifts.csv
+  stackalign average -i noise.tif -o avg.tif --force     # write even when no frame is trustworthy (else exit 3)
 
 Shift matrices: dy[i][j], dx[i][j] = displacement of frame j relative to frame i (rigidregistration's
 X_ij, Y_ij). The transforms table holds, per frame, the correction (dy, dx) in pixels that moves the
@@ -120,6 +121,12 @@ def _add_method_arguments(p: argparse.ArgumentParser) -> None:
         flags=_dashed_first("max_shift", "bad_frames"),
         parsers={"threshold": parse_optional_float, "max_shift": parse_optional_float, "bad_frames": parse_frames},
     )
+    f = p.add_argument_group(
+        "failed frames",
+        "frames that are not trustworthy (ok=False) are left out of the average; --failed says what shift they get "
+        "in --registered (apply: their estimate, and they are averaged too)",
+    )
+    add_failed_arguments(f)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -215,8 +222,14 @@ def run(args: argparse.Namespace) -> int:
     table = _check_out(args.transforms, (".csv", ".json"), "transforms table", args.overwrite)
     stack = _input_stack(args, out)
     options = cli_options(args, registered=reg is not None)
+    method = options.average
     with terminal_progress(not args.quiet) as progress:
-        result = register_pairwise(stack, options=options, workers=args.workers, progress=progress)
+        result = register_pairwise(stack, options=options.replace(average=None), workers=args.workers, progress=progress)
+        if method is not None:
+            result = result.with_average(
+                stack, average=method, registered=reg is not None, failed=args.failed, workers=args.workers,
+                progress=progress,
+            )
     record_result(args, result.transforms)
     written = _write_outputs(result, out, reg, table, report, crop=not args.no_crop)
     if not args.quiet:

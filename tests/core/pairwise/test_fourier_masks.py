@@ -155,7 +155,11 @@ def test_bad_shape():
 
 
 def test_every_kind_listed_works():
+    with pytest.raises(ValueError, match="power spectrum"):
+        fourier_mask((16, 16), "auto", 2)  # made from a stack, by register_pairwise
     for kind in MASK_KINDS:
+        if kind == "auto":
+            continue
         kw = {"user_mask": np.ones((16, 16))} if kind == "user" else {}
         m = fourier_mask((16, 16), kind, 2, **kw)
         assert m.shape == (16, 9) and np.all(np.isfinite(m)) and m.min() >= 0

@@ -16,6 +16,7 @@ from napari_stackalign.core.pairwise import (
     register_pairwise,
 )
 from napari_stackalign.core.pairwise._gaussfit import fit_peak_gaussians
+from napari_stackalign.core.pairwise._options import FIXED_MASK_DEFAULT
 from napari_stackalign.core.pairwise._outliers import transitivity_scores
 from napari_stackalign.synthetic import stem_stack
 
@@ -56,6 +57,10 @@ def test_other_signatures_read_the_same_defaults(func, rename, names):
     found = _defaults(func, rename)
     if func is PairwiseResult.with_average:
         found.pop("average")  # None there means "the result's own method"
+    if func is fourier_mask:
+        # fourier_mask makes the fixed kinds; the option's default "auto" needs a stack
+        assert found.pop("mask") == FIXED_MASK_DEFAULT != PairwiseOptions.default("mask") == "auto"
+        names = names - {"mask"}
     assert set(found) == names
     assert found == {name: PairwiseOptions.default(name) for name in names}
 
@@ -81,7 +86,7 @@ def test_defaults_object_and_help():
         ({"n2": 0}, "n2 must be a number of at least 1"),
         ({"theta": float("inf")}, "theta must be a finite number"),
         ({"correlation": "xc"}, "correlation must be one of 'cc', 'mc', 'pc', got 'xc'"),
-        ({"maxima": "max"}, "maxima must be one of 'pixel', 'gf', 'dft'"),
+        ({"maxima": "max"}, "maxima must be one of 'newton', 'pixel', 'gf', 'dft'"),
         ({"num_peaks": 0}, "num_peaks must be an integer in \\[1, 20\\], got 0"),
         ({"num_peaks": 2.5}, "num_peaks must be an integer"),
         ({"sigma_guess": 0}, "sigma_guess must be a number in \\(0, 100\\]"),
@@ -105,7 +110,7 @@ def test_validation_messages(changes, match):
 
 
 def test_values_are_converted_once():
-    opts = PairwiseOptions(n=2, num_peaks=4.0, bad_frames=[7, 2, 2], threshold=None, registered=1)
+    opts = PairwiseOptions(mask="hann", n=2, num_peaks=4.0, bad_frames=[7, 2, 2], threshold=None, registered=1)
     assert opts.n == 2.0 and isinstance(opts.n, float)
     assert opts.num_peaks == 4 and isinstance(opts.num_peaks, int)
     assert opts.bad_frames == (2, 7) and opts.threshold is None and opts.registered is True
@@ -157,7 +162,7 @@ def test_preview_reads_the_same_options(stack):
 
 
 def test_reevaluate_starts_from_the_result_options(stack):
-    res = register_pairwise(stack, n=2, threshold=1.0, maxpaths=3, workers=1)
+    res = register_pairwise(stack, mask="hann", n=2, threshold=1.0, maxpaths=3, workers=1)
     strict = res.reevaluate(weights="equal")
     assert strict.options == res.options.replace(weights="equal")
     assert (strict.params["threshold"], strict.params["maxpaths"], strict.params["weights"]) == (1.0, 3, "equal")
@@ -175,13 +180,13 @@ def test_reevaluate_starts_from_the_result_options(stack):
 
 
 def test_checks_that_need_the_stack_stay_with_the_stack(stack):
-    opts = PairwiseOptions(window_radius=40, bad_frames=[9])  # valid on their own
+    opts = PairwiseOptions(maxima="gf", window_radius=40, bad_frames=[9])  # valid on their own
     with pytest.raises(ValueError, match="window_radius 40 needs frames of at least 81 px"):
         register_pairwise(stack, options=opts)
     with pytest.raises(ValueError, match="outside the stack"):
         register_pairwise(stack, options=opts.replace(window_radius=6))
     with pytest.raises(ValueError, match="size of one frame"):
         register_pairwise(stack, mask=np.ones((10, 10)))
-    measured_only = register_pairwise(stack, n=2, average=None, workers=1)
+    measured_only = register_pairwise(stack, mask="hann", n=2, average=None, workers=1)
     with pytest.raises(ValueError, match="measures and solves only"):
         measured_only.with_average(stack)

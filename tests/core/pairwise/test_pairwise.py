@@ -51,14 +51,14 @@ def scene():
 
 @pytest.fixture(scope="module")
 def result(scene):
-    return register_pairwise(scene[0], n=2, maxima="gf", workers=1)
+    return register_pairwise(scene[0], mask="hann", n=2, maxima="gf", workers=1)
 
 
 # ------------------------------------------------------------- accuracy
 @pytest.mark.parametrize("maxima, tol", [("gf", 0.07), ("dft", 0.07), ("pixel", 0.3)])
 def test_known_shifts_recovered(scene, maxima, tol):
     stack, truth = scene
-    res = register_pairwise(stack, n=2, maxima=maxima, workers=1)
+    res = register_pairwise(stack, mask="hann", n=2, maxima=maxima, workers=1)
     err = alignment_error(res.transforms, truth)
     assert err["rms"] < tol, err
     assert res.frame_ok.all() and not res.outliers.any()
@@ -98,14 +98,14 @@ def test_sign_convention_matches_phase_cross_correlation():
 def test_input_stack_is_not_modified(scene):
     stack = scene[0].copy()
     before = stack.copy()
-    register_pairwise(stack, n=2, workers=1, registered=True)
+    register_pairwise(stack, mask="hann", n=2, workers=1, registered=True)
     np.testing.assert_array_equal(stack, before)
 
 
 @pytest.mark.parametrize("correlation", ["cc", "mc", "pc"])
 def test_correlation_kinds(correlation):
     stack, truth = stem_stack(6, (96, 96), snr=4.0, seed=12)
-    res = register_pairwise(stack, n=2, correlation=correlation, maxima="dft", workers=1, average=None)
+    res = register_pairwise(stack, mask="hann", n=2, correlation=correlation, maxima="dft", workers=1, average=None)
     assert alignment_error(res.transforms, truth)["rms"] < 0.1
     np.testing.assert_allclose(res.dy, -res.dy.T)  # symmetric normalisations
 
@@ -136,7 +136,7 @@ def test_gaussian_fit_avoids_unit_cell_hop_that_pixel_makes(seed, d0):
 @pytest.mark.parametrize("maxpaths", [5, 10])
 def test_short_stacks(n_frames, maxpaths):
     stack, truth = stem_stack(n_frames, (64, 64), snr=3.0, drift=2.0, seed=5)
-    res = register_pairwise(stack, n=2, maxpaths=maxpaths, workers=1)
+    res = register_pairwise(stack, mask="hann", n=2, maxpaths=maxpaths, workers=1)
     assert alignment_error(res.transforms, truth)["rms"] < 0.08
     assert np.isfinite(res.scores[np.triu_indices(n_frames, 1)]).all()
     assert res.average.shape[0] > 50
@@ -144,7 +144,7 @@ def test_short_stacks(n_frames, maxpaths):
 
 def test_two_frames_work_without_outlier_check():
     stack, truth = stem_stack(2, (64, 64), snr=3.0, drift=2.0, seed=6)
-    res = register_pairwise(stack, n=2)
+    res = register_pairwise(stack, mask="hann", n=2)
     assert alignment_error(res.transforms, truth)["rms"] < 0.1
     assert any("2 frames" in w for w in res.warnings)
 
@@ -153,7 +153,7 @@ def test_two_frames_work_without_outlier_check():
 def test_odd_and_non_square_frames(shape):
     stack, truth = stem_stack(5, shape, snr=1.0, seed=7)
     for maxima in ("gf", "dft"):
-        res = register_pairwise(stack, n=2, maxima=maxima, workers=1)
+        res = register_pairwise(stack, mask="hann", n=2, maxima=maxima, workers=1)
         assert alignment_error(res.transforms, truth)["rms"] < 0.07
     assert res.average_full.shape == shape
     r0, r1, c0, c1 = res.crop
@@ -165,8 +165,8 @@ def test_band_limited_path_matches_full_resolution(maxima):
     # n = 6 keeps a small band: the coarse inverse FFT + DFT windows must give
     # the same peaks as the full-size inverse FFT of the same masked product.
     stack, truth = stem_stack(6, (128, 128), period=16, texture=0.5, snr=2.0, seed=8)
-    spec, _, _ = pairwise_spectra_for(stack, PairwiseOptions(n=6), workers=1)
-    settings = PairwiseOptions(n=6, maxima=maxima)
+    spec, _, _ = pairwise_spectra_for(stack, PairwiseOptions(mask="hann", n=6), workers=1)
+    settings = PairwiseOptions(mask="hann", n=6, maxima=maxima)
     grid = coarse_grid(spec, OVERSAMPLE)
     assert grid[0] * grid[1] < 0.45 * 128 * 128
     pi, pj = np.triu_indices(6, 1)
@@ -175,7 +175,7 @@ def test_band_limited_path_matches_full_resolution(maxima):
     np.testing.assert_allclose(small.dy, full.dy, atol=0.051)
     np.testing.assert_allclose(small.dx, full.dx, atol=0.051)
     np.testing.assert_allclose(small.quality, full.quality, rtol=1e-3)
-    res = register_pairwise(stack, n=6, maxima=maxima, workers=1, average=None)
+    res = register_pairwise(stack, mask="hann", n=6, maxima=maxima, workers=1, average=None)
     assert res.params["coarse_grid"] == list(grid)
     assert alignment_error(res.transforms, truth)["rms"] < (0.3 if maxima == "pixel" else 0.15)
 
@@ -261,7 +261,7 @@ def test_terminates_with_pure_noise_frames():
     for k in noise_frames:
         stack[k] = rng.poisson(stack[k].mean(), stack[k].shape)
     t0 = time.perf_counter()
-    res = register_pairwise(stack, n=2, threshold=1.0, workers=1)
+    res = register_pairwise(stack, mask="hann", n=2, threshold=1.0, workers=1)
     assert time.perf_counter() - t0 < 30
     assert set(np.flatnonzero(~res.frame_ok)) == set(noise_frames)
     good = res.frame_ok
@@ -272,7 +272,7 @@ def test_terminates_with_pure_noise_frames():
 def test_terminates_when_every_frame_is_noise():
     rng = np.random.default_rng(1)
     stack = rng.poisson(50.0, (6, 64, 64)).astype(np.float32)
-    res = register_pairwise(stack, n=2, threshold=0.5, workers=1)
+    res = register_pairwise(stack, mask="hann", n=2, threshold=0.5, workers=1)
     assert res.average is not None and np.isfinite(res.average).all()
     assert np.isfinite(res.shifts).all()
     if not res.frame_ok.any():
@@ -360,7 +360,7 @@ def test_warp_average_agrees_with_fourier(scene, result):
 def test_average_improves_snr_against_truth():
     stack, _truth = stem_stack(10, (96, 96), snr=0.5, seed=10)
     clean, _ = stem_stack(10, (96, 96), snr=None, seed=10)
-    res = register_pairwise(stack, n=2, workers=1)
+    res = register_pairwise(stack, mask="hann", n=2, workers=1)
     r0, r1, c0, c1 = res.crop
     # the clean frames moved by the same corrections are the ground truth of the average
     target = res.with_average(clean).average
@@ -420,16 +420,16 @@ def test_memmap_and_dask_inputs(tmp_path, scene, result):
     stack = scene[0]
     mm = np.lib.format.open_memmap(tmp_path / "s.npy", mode="w+", dtype=np.float32, shape=stack.shape)
     mm[:] = stack
-    r1 = register_pairwise(mm, n=2, workers=1)
+    r1 = register_pairwise(mm, mask="hann", n=2, maxima="gf", workers=1)
     np.testing.assert_allclose(r1.shifts, result.shifts, atol=1e-9)
     da = pytest.importorskip("dask.array")
-    r2 = register_pairwise(da.from_array(stack, chunks=(3, -1, -1)), n=2, workers=1)
+    r2 = register_pairwise(da.from_array(stack, chunks=(3, -1, -1)), mask="hann", n=2, maxima="gf", workers=1)
     np.testing.assert_allclose(r2.shifts, result.shifts, atol=1e-9)
 
 
 def test_progress_and_cancel(scene):
     seen = []
-    register_pairwise(scene[0], n=2, progress=lambda d, t, s: seen.append((d, t, s)), workers=2)
+    register_pairwise(scene[0], mask="hann", n=2, progress=lambda d, t, s: seen.append((d, t, s)), workers=2)
     stages = {s for _, _, s in seen}
     assert {"spectra", "pairs", "average"} <= stages
     assert (45, 45, "pairs") in seen
@@ -439,7 +439,7 @@ def test_progress_and_cancel(scene):
             raise Cancelled()
 
     with pytest.raises(Cancelled):
-        register_pairwise(scene[0], n=2, progress=cancel, workers=2)
+        register_pairwise(scene[0], mask="hann", n=2, progress=cancel, workers=2)
 
 
 def test_user_and_elliptical_masks(scene):
@@ -454,7 +454,7 @@ def test_user_and_elliptical_masks(scene):
 
 def test_mask_preview(scene):
     stack, truth = scene
-    prev = mask_preview(stack[0], stack[5], n=2)
+    prev = mask_preview(stack[0], stack[5], mask="hann", n=2)
     ty, tx = _true_matrices(truth)
     assert prev.peak == (pytest.approx(round(ty[0, 5]), abs=1), pytest.approx(round(tx[0, 5]), abs=1))
     assert prev.spectrum.shape == prev.mask.shape == prev.padded
@@ -474,9 +474,9 @@ def test_mask_preview(scene):
         (None, {"correlation": "xc"}, "correlation must be one of"),
         (None, {"mask": "cosine"}, "mask kind must be one of"),
         (None, {"n": 0}, "n must be a number of at least 1"),
-        (None, {"n": 40}, "keeps no frequency"),
+        (None, {"mask": "hann", "n": 40}, "keeps no frequency"),
         (None, {"num_peaks": 0}, "num_peaks"),
-        (None, {"window_radius": 40}, "window_radius"),
+        (None, {"maxima": "gf", "window_radius": 40}, "window_radius"),
         (None, {"sigma_guess": -1}, "sigma_guess"),
         (None, {"upsample": 0}, "upsample"),
         (None, {"threshold": 0}, "threshold"),
@@ -505,7 +505,7 @@ def test_nan_frame_is_reported():
 def test_constant_frame_is_left_out_with_a_warning():
     stack, truth = stem_stack(6, (64, 64), snr=3, drift=2, seed=11)
     stack[4] = 7.0
-    res = register_pairwise(stack, n=2, workers=1)
+    res = register_pairwise(stack, mask="hann", n=2, workers=1)
     assert not res.frame_ok[4] and res.frame_ok.sum() == 5
     assert not res.measured[4].any()
     assert any("no signal" in w for w in res.warnings)

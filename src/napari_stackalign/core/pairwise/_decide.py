@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ...files import jsonable
 from ...transforms import FrameTransforms
+from ._newton import MAX_TRAVEL, refine_frames
 from ._options import PairwiseOptions
 from ._outliers import pair_outliers
 from ._solve import solve_shifts
@@ -89,11 +91,40 @@ def _frame_warnings(usable: np.ndarray, rejected: np.ndarray, ok: np.ndarray, ba
     return warnings
 
 
+def _frame_reasons(
+    usable: np.ndarray, rejected: np.ndarray, ok: np.ndarray, bad: np.ndarray, refused: np.ndarray, no_signal: bool
+) -> np.ndarray:
+    """Why each frame that is not ok failed ('' for the ok ones), first reason first."""
+    reasons = np.full(usable.size, "", dtype=object)
+
+    def add(mask: np.ndarray, text: str) -> None:
+        take = mask & (reasons == "")
+        reasons[take] = text
+
+    if no_signal:
+        add(np.ones(usable.size, dtype=bool), "no frequency of the stack's power spectrum is above its noise floor")
+    add(bad, "marked bad")
+    add(~usable, "no signal in the mask's band (constant frame?)")
+    add(rejected, "agrees with fewer than half of the other frames (transitivity)")
+    add(refused, f"Newton refinement found no maximum within {MAX_TRAVEL:g} px of the pairwise solve")
+    add(~ok, "no consistent pair with the main group of frames")
+    reasons[ok] = ""
+    return reasons
+
+
 def decide(
-    meas: PairMeasurement, opts: PairwiseOptions, frame_shape: tuple[int, int], params: dict
+    meas: PairMeasurement,
+    opts: PairwiseOptions,
+    frame_shape: tuple[int, int],
+    params: dict,
+    *,
+    precision: Any = None,
+    no_signal: bool = False,
 ) -> Decision:
     """Outliers (``threshold``, ``maxpaths``, ``max_shift``, ``bad_frames``), the
-    solve (``weights``) and the frame flags; ``params`` is recorded in the transforms."""
+    solve (``weights``), the Newton refinement (``maxima="newton"`` with
+    ``precision`` spectra) and the frame flags with their reasons; ``params``
+    is recorded in the transforms. ``no_signal`` flags every frame."""
     n = meas.dy.shape[0]
     bad = bad_frame_mask(opts.bad_frames, n)
     measured, quality = meas.measured, meas.quality
@@ -105,6 +136,14 @@ def decide(
     usable = measured.any(axis=1)
     shifts, ok = solve_shifts(meas.dy, meas.dx, valid, weights, candidates=usable & ~bad, measured=measured)
     ok &= ~bad
+    refused = np.zeros(n, dtype=bool)
+    if opts.maxima == "newton" and precision is not None and ok.sum() >= 2 and not no_signal:
+        shifts, moved, _height = refine_frames(precision, shifts, ok)
+        refused = ~np.isfinite(moved) & usable & ~bad
+        ok &= ~refused
+    if no_signal:
+        ok[:] = False
+    reasons = _frame_reasons(usable, rejected, ok, bad, refused, no_signal)
     with np.errstate(invalid="ignore"):
         q = np.where(valid, quality, np.nan)
         frame_q = np.array([np.nanmedian(r) if np.isfinite(r).any() else np.nan for r in q])
@@ -115,10 +154,16 @@ def decide(
         center=((h - 1) / 2.0, (w - 1) / 2.0),
         quality=frame_q,
         ok=ok,
+        reason=reasons,
         method="pairwise",
         params=jsonable(params),
     )
-    return Decision(
-        outliers=outliers, scores=scores, valid=valid, transforms=transforms,
-        warnings=_frame_warnings(usable, rejected, ok, bad),
-    )
+    warnings = _frame_warnings(usable, rejected, ok, bad)
+    if refused.any():
+        warnings.append(
+            f"frames {np.flatnonzero(refused).tolist()}: the Newton refinement found no maximum within {MAX_TRAVEL:g} px of "
+            "the pairwise solve (their pairs and the aligned stack disagree) and they were flagged."
+        )
+    if no_signal:
+        warnings.append("no frequency of the stack's power spectrum is above its noise floor: every frame is flagged.")
+    return Decision(outliers=outliers, scores=scores, valid=valid, transforms=transforms, warnings=warnings)

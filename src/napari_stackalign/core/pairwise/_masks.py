@@ -64,6 +64,7 @@ import numpy as np
 from scipy import fft as sfft
 
 from ._options import (
+    FIXED_MASK_DEFAULT,
     MASK_KINDS,
     PAIRWISE_DEFAULTS,
     canonical_mask_kind,
@@ -155,7 +156,7 @@ def _user_half(user_mask: Any, shape: tuple[int, int]) -> np.ndarray:
 
 def fourier_mask(
     shape: tuple[int, int],
-    kind: str = PAIRWISE_DEFAULTS.mask,
+    kind: str = FIXED_MASK_DEFAULT,
     n: float = PAIRWISE_DEFAULTS.n,
     *,
     n2: float | None = PAIRWISE_DEFAULTS.n2,
@@ -171,7 +172,8 @@ def fourier_mask(
         Frame (or padded FFT) shape, rows x cols; any size, odd or even,
         square or not.
     kind : str
-        One of :data:`MASK_KINDS`; see the module docstring for the formulas.
+        One of :data:`MASK_KINDS` but ``"auto"`` (which needs the stack); see the
+        module docstring for the formulas.
     n : float
         Cutoff size in pixels (>= 1): features smaller than about ``n`` px are
         ignored. For ``"elliptical"`` it is the size along the first axis.
@@ -199,6 +201,11 @@ def fourier_mask(
     """
     shape = _check_shape(shape)
     key = canonical_mask_kind(kind)
+    if key == "auto":
+        raise ValueError(
+            "the 'auto' mask is chosen from a stack's power spectrum: register_pairwise and mask_preview make it "
+            "(core.pairwise._automask.auto_masks); fourier_mask makes the fixed kinds."
+        )
     if key == "user":
         half = _user_half(user_mask, shape)
     else:

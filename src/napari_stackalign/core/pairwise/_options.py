@@ -20,6 +20,7 @@ from ..options import Options, option
 __all__ = [
     "AVERAGES",
     "CORRELATIONS",
+    "FIXED_MASK_DEFAULT",
     "MASK_KINDS",
     "MAXIMA",
     "OUTLIER_OPTIONS",
@@ -33,15 +34,20 @@ __all__ = [
     "validate_option",
 ]
 
-#: Mask kinds accepted by :func:`~napari_stackalign.core.pairwise.fourier_mask`
-#: ("user": a centred array, passed as the array itself to ``register_pairwise``).
-MASK_KINDS = ("bandpass", "lowpass", "hann", "hamming", "blackman", "gaussian", "none", "elliptical", "user")
+#: Mask kinds: "auto" is chosen from the stack's spectrum by ``register_pairwise``
+#: (:mod:`~napari_stackalign.core.pairwise._automask`); the others are made by
+#: :func:`~napari_stackalign.core.pairwise.fourier_mask` ("user": a centred array,
+#: passed as the array itself to ``register_pairwise``).
+MASK_KINDS = ("auto", "bandpass", "lowpass", "hann", "hamming", "blackman", "gaussian", "none", "elliptical", "user")
+
+#: the default of :func:`~napari_stackalign.core.pairwise.fourier_mask`, which makes the fixed kinds only
+FIXED_MASK_DEFAULT = "hann"
 
 #: other spellings users may type
 MASK_ALIASES = {"elliptical gaussian": "elliptical", "elliptical_gaussian": "elliptical", "eg": "elliptical"}
 
 #: peak location methods
-MAXIMA = ("pixel", "gf", "dft")
+MAXIMA = ("newton", "pixel", "gf", "dft")
 
 #: correlation kind -> exponent p of the per-frame normalisation |F|**p
 #: ("cc" plain cross-correlation, "mc" mutual correlation, "pc" phase correlation)
@@ -129,12 +135,13 @@ class PairwiseOptions(Options):
     method: ClassVar[str] = "pairwise"
 
     mask: Any = option(  # noqa: RUF009 - option() makes a dataclasses.Field
-        "hann",
-        f"Fourier mask: one of {', '.join(MASK_KINDS[:-1])}, or a centred 2-D array the size of a frame",
+        "auto",
+        f"Fourier mask: one of {', '.join(MASK_KINDS[:-1])} (auto: weights from the stack's own power spectrum, "
+        "Bragg peaks of periodic content found), or a centred 2-D array the size of a frame",
         check=check_mask_option,
     )
     n: float = option(
-        4.0, "mask cutoff: features smaller than about n px are ignored", kind="float", minimum=1,
+        4.0, "mask cutoff of the fixed kinds (not auto): features smaller than about n px are ignored", kind="float", minimum=1,
         check=check_mask_size,
     )
     n2: float | None = option(
@@ -147,8 +154,10 @@ class PairwiseOptions(Options):
         choices=tuple(CORRELATIONS),
     )
     maxima: str = option(
-        "gf",
-        "peak location: brightest pixel, Gaussian fits of the brightest distinct peaks (gf, guards against "
+        "newton",
+        "peak location: newton (each pair's peak to a pixel, then every frame's shift refined by Newton steps "
+        "on the exact masked correlation with all the others), "
+        "brightest pixel, Gaussian fits of the brightest distinct peaks (gf, guards against "
         "unit-cell hops), or upsampled DFT",
         kind="str",
         choices=MAXIMA,

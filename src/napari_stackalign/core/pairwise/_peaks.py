@@ -36,6 +36,12 @@ band. Its correlation is a band-limited function, so:
                 candidate with the highest refined value wins (the same
                 guard, on the exact band-limited correlation) and is refined
                 further to ``1 / upsample`` px.
+   ``"newton"`` the pair's peak only roughly (the frames' shifts are refined
+                after the solve, :mod:`~napari_stackalign.core.pairwise._newton`):
+                on the ``"auto"`` choice mask of non-periodic content
+                (``BandSpectra.single_peak``) the brightest pixel of the map;
+                otherwise the candidates compared as ``"dft"`` does, the
+                guard against hops.
 
 The real-space Hann windows make the correlation of two frames shifted by
 ``d`` weaker by their overlap ``A(d) = A_y(d_y) A_x(d_x)`` (the window's
@@ -57,7 +63,6 @@ from frame i to frame j), in (row, col) pixels of the padded grid, wrapped to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from scipy import fft as sfft
@@ -65,6 +70,7 @@ from scipy import fft as sfft
 from ._gaussfit import fit_peak_gaussians
 from ._options import PairwiseOptions
 from ._spectra import BandSpectra
+from ._window import envelope_table as _envelope_table
 
 __all__ = ["OVERSAMPLE", "PairPeaks", "coarse_grid", "find_pair_peaks", "pair_correlation_map"]
 
@@ -189,6 +195,16 @@ def _candidates(
     pooled = _pool(maps, pool)
     b, _hs, ws = pooled.shape
     centre = (pool - 1) / 2.0
+    if num == 1:
+        # the brightest sample is a local maximum: no thinning needed
+        flat = pooled.reshape(b, -1)
+        k = np.argmax(flat, axis=1)
+        y = ((k // ws) * pool + centre) * spacing[0]
+        x = ((k % ws) * pool + centre) * spacing[1]
+        span_y, span_x = maps.shape[1] * spacing[0], maps.shape[2] * spacing[1]
+        y = ((y + span_y / 2.0) % span_y) - span_y / 2.0
+        x = ((x + span_x / 2.0) % span_x) - span_x / 2.0
+        return y[:, None], x[:, None], np.isfinite(flat[np.arange(b), k])[:, None]
     score = _local_max_scores(pooled).reshape(b, -1)
     kc = int(min(score.shape[1], 4 * num + 4))
     idx = np.argpartition(-score, kc - 1, axis=1)[:, :kc]
@@ -225,14 +241,6 @@ def _candidates(
     py = np.where(valid, np.take_along_axis(y, pick, axis=1), y[:, :1])
     px = np.where(valid, np.take_along_axis(x, pick, axis=1), x[:, :1])
     return py, px, valid
-
-
-@lru_cache(maxsize=16)
-def _envelope_table(length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Autocorrelation of the 1-D Hann window of ``length`` samples (lags, values / max)."""
-    w = np.sin(np.pi * np.arange(length) / length) ** 2
-    auto = np.correlate(w, w, mode="full")
-    return np.arange(-(length - 1), length, dtype=np.float64), auto / auto.max()
 
 
 def _envelope(length: int, pos: np.ndarray) -> np.ndarray:
@@ -302,7 +310,8 @@ def _geometry(spec: BandSpectra, opts: PairwiseOptions, grid: tuple[int, int]) -
     hp, wp = spec.padded
     hs, ws = grid
     spacing = (hp / hs, wp / ws)
-    num = max(1, int(opts.num_peaks))
+    # the auto choice mask has one dominant peak (no Bragg peaks): the brightest is the one
+    num = 1 if opts.maxima == "newton" and spec.single_peak else max(1, int(opts.num_peaks))
     # detection grid: pool the map down to about the band's Nyquist spacing
     nyquist = min(hp / max(2 * int(np.abs(spec.ky).max()), 1), wp / max(2 * int(spec.kx.max()), 1))
     pool = int(max(1, min(4, np.floor(nyquist / max(spacing) + 1e-9))))
@@ -378,7 +387,7 @@ def _locate(
     b = p.shape[0]
     oy, ox, val = _argmax_inner(win, geo.margin)
     fit_ok = np.zeros(cy.size, dtype=bool)
-    if opts.maxima == "pixel":
+    if opts.maxima == "pixel" or (opts.maxima == "newton" and spec.single_peak):
         return (cy + oy).astype(np.float64), (cx + ox).astype(np.float64), val, fit_ok
     if opts.maxima == "gf":
         radius, size = geo.radius, geo.size

@@ -44,6 +44,7 @@ the reference, here the mean position of the frames that are ``ok``
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import as_completed
 from dataclasses import dataclass
 from typing import Any
@@ -53,31 +54,74 @@ from scipy import fft as sfft
 from threadpoolctl import threadpool_limits
 
 from ...progress import ProgressCallback, report
+from ...transforms import NoSignalWarning
 from ..workers import default_workers, thread_pool
+from ._automask import auto_masks
 from ._decide import PairMeasurement, check_bad_frames
 from ._masks import fourier_mask
-from ._options import PAIRWISE_DEFAULTS, PairwiseOptions
+from ._options import PAIRWISE_DEFAULTS, PairwiseOptions, canonical_mask_kind
 from ._peaks import OVERSAMPLE, coarse_grid, find_pair_peaks
 from ._result import PairwiseResult, check_pairwise_stack, make_result, outlier_record
-from ._spectra import BandSpectra, compute_band_spectra
+from ._spectra import BandSpectra, band_sparse, compute_band_spectra, windowed_spectra
 
 __all__ = ["PairwiseResult", "pairwise_spectra_for", "register_pairwise"]
+
+#: ``mask="auto"`` on a stack without signal in any frequency: the band measured (every frame is then flagged)
+AUTO_FALLBACK_N = 4.0
+
+#: ``mask="auto"``: every frame's spectrum is kept (made once) when they fit in this many bytes
+KEEP_SPECTRA_BYTES = 256 * 2**20
+
+#: ``maxima="newton"`` on the ``"auto"`` choice mask (one dominant peak, no Bragg peaks): the coarse map
+#: samples the band at about its Nyquist rate (a lattice's many near-equal peaks need the finer default)
+CHOICE_OVERSAMPLE = 1.0
 
 #: a full-size map is made instead of the coarse one when the coarse grid holds more of the padded grid
 _FULL_MAP_SHARE = 0.45
 
 
 # -------------------------------------------------------------- spectra
-def _mask_for(opts: PairwiseOptions, frame_shape: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int], dict[str, Any]]:
-    """The mask on the padded grid, the padded shape, and its parameters."""
+def _mask_for(
+    opts: PairwiseOptions, stack: Any, frame_shape: tuple[int, int], workers: int = 1
+) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int], dict[str, Any], np.ndarray | None]:
+    """The mask the peaks are found on, the precision mask of ``maxima="newton"``
+    (None otherwise), the padded shape, the masks' parameters, and the frames'
+    spectra when the ``"auto"`` mask made them (so they are not made twice).
+
+    ``"auto"`` with ``"newton"``: the choice mask, then the precision mask;
+    with the other peak finders: the precision mask alone. A fixed mask is
+    both."""
+    newton = opts.maxima == "newton"
     if isinstance(opts.mask, str):
         padded = (sfft.next_fast_len(frame_shape[0]), sfft.next_fast_len(frame_shape[1], real=True))
+        if canonical_mask_kind(opts.mask) == "auto":
+            size = int(stack.shape[0]) * padded[0] * (padded[1] // 2 + 1) * 8
+            full = windowed_spectra(stack, padded, workers=workers) if size <= KEEP_SPECTRA_BYTES else None
+            auto = auto_masks(stack, padded, full)
+            info = {"mask": "auto", "n": None, "n2": None, "theta": None, "auto": auto.info}
+            if auto.info["signal"] <= 0:
+                # no frequency carries signal: measure on the fixed default band, flag every frame later
+                half = fourier_mask(padded, "hann", AUTO_FALLBACK_N)
+                return half, (half if newton else None), padded, info, full
+            if newton:
+                return auto.choice, auto.precision, padded, info, full
+            return auto.precision, None, padded, info, full
         half = fourier_mask(padded, opts.mask, opts.n, n2=opts.n2, theta=opts.theta)
         n2 = None if opts.n2 is None else float(opts.n2)
         info = {"mask": opts.mask, "n": float(opts.n), "n2": n2, "theta": float(opts.theta)}
-        return half, padded, info
+        return half, (half if newton else None), padded, info, None
     half = fourier_mask(frame_shape, "user", user_mask=np.asarray(opts.mask))
-    return half, frame_shape, {"mask": "user", "n": None, "n2": None, "theta": None}
+    info = {"mask": "user", "n": None, "n2": None, "theta": None}
+    return half, (half if newton else None), frame_shape, info, None
+
+
+def _bragg_in_choice(auto: dict[str, Any]) -> bool:
+    """Whether the ``"auto"`` choice mask holds some of the Bragg peaks found."""
+    if not auto.get("periodic"):
+        return False
+    cutoff = auto.get("choice_cutoff")
+    radii = [float(np.hypot(fy, fx)) for fy, fx in auto.get("bragg", [])]
+    return cutoff is None or any(r <= cutoff for r in radii)
 
 
 def pairwise_spectra_for(
@@ -91,13 +135,23 @@ def pairwise_spectra_for(
     :func:`register_pairwise`, also used by the preview), with the mask and
     the correlation of ``options``.
 
-    Returns ``(spectra, mask_half, mask_info)``.
+    Returns ``(spectra, mask_half, mask_info)``; for the ``"auto"`` mask
+    ``mask_half`` is the choice mask.
     """
     _, h, w = check_pairwise_stack(stack)
-    half, padded, info = _mask_for(options, (h, w))
+    nthreads = default_workers(workers)
+    half, precision, padded, info, full = _mask_for(options, stack, (h, w), nthreads)
     spec = compute_band_spectra(
-        stack, half, padded, correlation=options.correlation, workers=default_workers(workers), progress=progress
+        stack, half, padded, correlation=options.correlation, precision_half=precision, full_spectra=full,
+        workers=nthreads, progress=progress,
     )
+    # the auto choice mask has one dominant peak unless Bragg peaks lie inside it
+    auto = info.get("auto")
+    spec.single_peak = auto is not None and auto["signal"] > 0 and not _bragg_in_choice(auto)
+    if spec.precision is not None and auto is not None and _bragg_in_choice(auto):
+        # the choice band holds Bragg peaks: its pairs are already guarded and sub-pixel, and the
+        # precision mask's many near peaks (several atoms per cell) would pull a frame onto the wrong one
+        spec.precision = band_sparse(spec)
     return spec, half, info
 
 
@@ -113,9 +167,9 @@ class _PairPlan:
     batch: int
 
 
-def _plan_pairs(spec: BandSpectra, workers: int) -> _PairPlan:
+def _plan_pairs(spec: BandSpectra, workers: int, oversample: float = OVERSAMPLE) -> _PairPlan:
     n = spec.spectra.shape[0]
-    grid = coarse_grid(spec, OVERSAMPLE)
+    grid = coarse_grid(spec, oversample)
     hp, wp = spec.padded
     if grid[0] * grid[1] > _FULL_MAP_SHARE * hp * wp:
         grid = (hp, wp)
@@ -194,7 +248,9 @@ def _measure(
     spec: BandSpectra, opts: PairwiseOptions, workers: int, progress: ProgressCallback | None
 ) -> tuple[PairMeasurement, tuple[int, int]]:
     """Every usable pair correlated; returns the matrices and the coarse grid used."""
-    plan = _plan_pairs(spec, workers)
+    # "newton" on the auto choice mask picks one dominant peak to a pixel (refined later)
+    oversample = CHOICE_OVERSAMPLE if opts.maxima == "newton" and spec.single_peak else OVERSAMPLE
+    plan = _plan_pairs(spec, workers, oversample)
     out = _peaks_on_threads(spec, opts, plan, workers, progress)
     return _pair_matrices(spec.spectra.shape[0], plan.pi, plan.pj, out), plan.grid
 
@@ -268,12 +324,16 @@ def register_pairwise(
         numpy, memmap, h5py or dask (read in chunks). Any size, odd or even,
         square or not.
     mask : str or 2-D array
-        Fourier mask kind (see :func:`~napari_stackalign.core.pairwise.fourier_mask`:
+        ``"auto"`` (default): weights chosen from the stack's mean power
+        spectrum, Bragg peaks of periodic content found
+        (:mod:`~napari_stackalign.core.pairwise._automask`); a fixed kind
+        (see :func:`~napari_stackalign.core.pairwise.fourier_mask`:
         ``"bandpass", "lowpass", "hann", "hamming", "blackman", "gaussian",
-        "none", "elliptical"``) or a centred, non-negative user mask of the
+        "none", "elliptical"``); or a centred, non-negative user mask of the
         frame shape.
     n : float
-        Mask cutoff: features smaller than about ``n`` px are ignored.
+        Mask cutoff of the fixed kinds: features smaller than about ``n`` px
+        are ignored (not used by ``"auto"``).
     n2, theta : float
         Second axis size (px) and angle (degrees) of the ``"elliptical"`` mask.
     correlation : {"cc", "mc", "pc"}
@@ -281,10 +341,13 @@ def register_pairwise(
         ``sqrt(|F_i||F_j|)``) or phase correlation (divided by
         ``|F_i||F_j|``; the reference divides by ``|F_j|**2``, which is not
         symmetric in i and j).
-    maxima : {"pixel", "gf", "dft"}
-        Peak location: brightest pixel, Gaussian fit around the brightest
-        distinct peaks, or upsampled DFT (see
-        :mod:`~napari_stackalign.core.pairwise._peaks`).
+    maxima : {"newton", "pixel", "gf", "dft"}
+        Peak location: ``"newton"`` (default) each pair's peak to a pixel,
+        then every frame's shift refined by Newton steps on the exact masked
+        correlation with all the others
+        (:mod:`~napari_stackalign.core.pairwise._newton`); brightest pixel,
+        Gaussian fit around the brightest distinct peaks, or upsampled DFT
+        (see :mod:`~napari_stackalign.core.pairwise._peaks`).
     num_peaks : int
         Distinct peaks compared per pair (the guard against unit-cell hops
         on lattices).
@@ -346,7 +409,16 @@ def register_pairwise(
         )
     meas, grid = _measure(spec, opts, nthreads, progress)
     params = _params_record(opts, info, spec, grid, t)
-    result = make_result(meas, opts, half, spec.padded, (h, w), params)
+    no_signal = info.get("auto", {}).get("signal", 1.0) <= 0
+    result = make_result(meas, opts, half, spec.padded, (h, w), params, precision=spec.precision, no_signal=no_signal)
+    if not result.frame_ok.any():
+        warnings.warn(
+            f"pairwise registration: none of the {t} frames has a trustworthy shift, so the stack has no usable "
+            "signal for this method (nothing should be corrected with these estimates). "
+            + result.transforms.failure_summary(),
+            NoSignalWarning,
+            stacklevel=2,
+        )
     if opts.average is not None:
         result = result.with_average(stack, registered=opts.registered, workers=nthreads, progress=progress)
     return result

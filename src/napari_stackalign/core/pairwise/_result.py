@@ -17,6 +17,7 @@ import numpy as np
 from ...files import jsonable
 from ...progress import ProgressCallback
 from ...transforms import FrameTransforms
+from ..apply import ApplyOptions
 from ..checks import check_stack
 from ..workers import default_workers
 from ._average import fourier_average, shift_crop, warp_average
@@ -97,6 +98,11 @@ class PairwiseResult:
     options : PairwiseOptions or None
         The options the result was made with (``reevaluate`` and
         ``with_average`` start from them).
+    precision : SparseSpectra or None
+        ``maxima="newton"``: the frames' spectra on the precision mask, so
+        that ``reevaluate`` refines its new solve too (not saved).
+    no_signal : bool
+        The ``"auto"`` mask found no frequency above the noise: every frame is flagged.
     """
 
     dy: np.ndarray
@@ -119,6 +125,8 @@ class PairwiseResult:
     registered: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
     options: PairwiseOptions | None = None
+    precision: Any = field(default=None, repr=False)
+    no_signal: bool = False
 
     # ------------------------------------------------------------- views
     @property
@@ -214,7 +222,10 @@ class PairwiseResult:
         check_bad_frames(opts.bad_frames, self.n_frames)
         params = {**self.params, **outlier_record(opts)}
         meas = PairMeasurement(self.dy, self.dx, self.quality, self.peak_ratio, self.fit_ok, self.measured)
-        return make_result(meas, opts, self.mask, self.padded_shape, self.frame_shape, params)
+        return make_result(
+            meas, opts, self.mask, self.padded_shape, self.frame_shape, params, precision=self.precision,
+            no_signal=self.no_signal,
+        )
 
     def with_average(
         self,
@@ -222,10 +233,19 @@ class PairwiseResult:
         *,
         average: str | None = None,
         registered: bool = PAIRWISE_DEFAULTS.registered,
+        failed: str = ApplyOptions.default("failed"),
         workers: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> PairwiseResult:
         """A copy with the average (and optionally the registered stack).
+
+        Failed frames (``ok`` False) are left out of the average and get,
+        in the registered stack, the shift ``failed`` says
+        (:meth:`~napari_stackalign.FrameTransforms.resolve_failed`):
+        ``"interpolate"`` from the trustworthy frames, ``"identity"`` none,
+        ``"apply"`` their estimate (and then they are averaged too). With no
+        trustworthy frame, ``"interpolate"`` and ``"identity"`` average every
+        usable frame unshifted (the registration warned already).
 
         Parameters
         ----------
@@ -235,9 +255,12 @@ class PairwiseResult:
             Default: the method in ``params``.
         registered : bool
             Also return every frame registered (float32).
+        failed : {"interpolate", "identity", "apply"}
+            What becomes of the failed frames (see above).
         workers, progress
             Threads and progress callback.
         """
+        failed = ApplyOptions.specs()["failed"].validate("failed", failed)
         opts = self.settings() if average is None else self.settings().replace(average=average)
         if opts.average is None:
             raise ValueError("average=None measures and solves only: choose 'fourier' or 'warp' to average.")
@@ -248,21 +271,32 @@ class PairwiseResult:
                 f"the stack has shape {tuple(stack.shape)} but the result was measured on "
                 f"{(self.n_frames, *self.frame_shape)}."
             )
-        frames = np.flatnonzero(self.frame_ok)
+        usable = self.measured.any(axis=1) & ~bad_frame_mask(self.bad_frames, self.n_frames)
+        frames = np.flatnonzero(self.frame_ok | (usable if failed == "apply" else False))
         warnings = list(self.warnings)
+        transforms = self.transforms
+        if frames.size == 0 or failed == "identity":
+            # failed frames unshifted (nothing trustworthy: every usable frame, as acquired)
+            keep = transforms.ok if frames.size else np.zeros(self.n_frames, dtype=bool)
+            transforms = transforms.copy()
+            transforms.dy = np.where(keep, transforms.dy, 0.0)
+            transforms.dx = np.where(keep, transforms.dx, 0.0)
+        elif failed == "interpolate":
+            transforms = transforms.resolve_failed("interpolate")[0]
         if frames.size == 0:
-            frames = np.flatnonzero(self.measured.any(axis=1) & ~bad_frame_mask(self.bad_frames, self.n_frames))
+            frames = np.flatnonzero(usable)
             if frames.size == 0:
                 frames = np.arange(self.n_frames)
+        shifts = transforms.shifts
         nthreads = default_workers(workers)
         if method == "fourier":
-            full, reg = fourier_average(
-                stack, self.shifts, frames, registered=registered, workers=nthreads, progress=progress
-            )
-            crop = shift_crop(self.shifts[frames], self.frame_shape)
+            full, reg = fourier_average(stack, shifts, frames, registered=registered, workers=nthreads, progress=progress)
+            crop = shift_crop(shifts[frames], self.frame_shape)
         else:
+            # the policy is applied already: warp every frame with the shift it got
+            applied = FrameTransforms(dy=transforms.dy, dx=transforms.dx, center=transforms.center)
             full, reg, crop = warp_average(
-                stack, self.transforms, frames, registered=registered, workers=nthreads, progress=progress
+                stack, applied, frames, registered=registered, workers=nthreads, progress=progress
             )
         r0, r1, c0, c1 = crop
         if r1 <= r0 or c1 <= c0:
@@ -320,12 +354,18 @@ def make_result(
     padded: tuple[int, int],
     frame_shape: tuple[int, int],
     params: dict,
+    *,
+    precision: Any = None,
+    no_signal: bool = False,
 ) -> PairwiseResult:
-    """Outliers, solve and flags of the measured matrices (no correlation), as a result without average."""
-    dec = decide(meas, opts, frame_shape, params)
+    """Outliers, solve and flags of the measured matrices (no correlation), as a result without average.
+
+    ``precision`` (the frames' spectra on the precision mask) lets ``maxima="newton"``
+    refine the shifts; ``no_signal`` flags every frame (the spectrum held no signal)."""
+    dec = decide(meas, opts, frame_shape, params, precision=precision, no_signal=no_signal)
     return PairwiseResult(
         dy=meas.dy, dx=meas.dx, quality=meas.quality, peak_ratio=meas.peak_ratio, fit_ok=meas.fit_ok,
         measured=meas.measured, outliers=dec.outliers, scores=dec.scores, valid=dec.valid,
         transforms=dec.transforms, mask=mask, padded_shape=padded, frame_shape=frame_shape, params=params,
-        warnings=dec.warnings, options=opts,
+        warnings=dec.warnings, options=opts, precision=precision, no_signal=no_signal,
     )

@@ -28,9 +28,10 @@ from scipy import fft as sfft
 
 from ...progress import ProgressCallback, report
 from ..scaling import WorkingScale, to_float32, working_scale
+from ._newton import make_sparse, sparse_indices
 from ._options import CORRELATIONS, validate_option
 
-__all__ = ["BandSpectra", "band_limits", "compute_band_spectra", "hann2d", "read_frames"]
+__all__ = ["BandSpectra", "band_limits", "band_sparse", "compute_band_spectra", "hann2d", "read_frames", "stack_scale", "windowed_spectra"]
 
 #: mask values below this fraction of the mask's maximum are treated as zero
 BAND_TOL = 1e-4
@@ -51,6 +52,12 @@ class BandSpectra:
         False for frames with no signal in the band (constant frames).
     ky, kx : ndarray of int
         Row (signed) and column frequency indices of the band on the padded grid.
+    precision : SparseSpectra or None
+        The spectra on the precision mask's frequencies (``maxima="newton"``,
+        :mod:`~napari_stackalign.core.pairwise._newton`).
+    single_peak : bool
+        The mask's correlation has one dominant peak (the ``"auto"`` choice mask
+        without Bragg peaks inside it): ``maxima="newton"`` takes the brightest sample.
     col_weight : ndarray of float, shape (len(kx),)
         Hermitian weight of each column (1 for DC and Nyquist, else 2).
     padded : (int, int)
@@ -67,6 +74,8 @@ class BandSpectra:
     col_weight: np.ndarray
     padded: tuple[int, int]
     frame_shape: tuple[int, int]
+    precision: Any = None
+    single_peak: bool = False
 
 
 def hann2d(shape: tuple[int, int]) -> np.ndarray:
@@ -121,12 +130,55 @@ def read_frames(stack: Any, start: int, stop: int, scale: WorkingScale | None = 
     return chunk
 
 
+def band_sparse(spec: BandSpectra) -> Any:
+    """The band spectra as :class:`~napari_stackalign.core.pairwise._newton.SparseSpectra` (their
+    non-zero frequencies), for the Newton refinement on the (choice) mask itself."""
+    hp = spec.padded[0]
+    t = spec.spectra.shape[0]
+    rows = np.repeat(spec.ky % hp, spec.kx.size)
+    cols = np.tile(spec.kx, spec.ky.size)
+    values = spec.spectra.reshape(t, -1)
+    keep = np.abs(values).max(axis=0) > 0
+    keep &= ~((rows == 0) & (cols == 0))
+    return make_sparse(np.ascontiguousarray(values[:, keep]), rows[keep], cols[keep], spec.padded, spec.frame_shape)
+
+
+def stack_scale(stack: Any) -> WorkingScale:
+    """The working scale of ``stack`` (from its first, middle and last frames)."""
+    n_frames = int(stack.shape[0])
+    return working_scale(np.stack([np.asarray(stack[i]) for i in sorted({0, n_frames // 2, n_frames - 1})]))
+
+
+def _windowed_chunk(
+    stack: Any, start: int, stop: int, padded: tuple[int, int], scale: WorkingScale, window: np.ndarray, workers: int
+) -> np.ndarray:
+    chunk = read_frames(stack, start, stop, scale)
+    chunk -= chunk.mean(axis=(1, 2), keepdims=True)
+    chunk *= window
+    return sfft.rfft2(chunk, s=padded, axes=(1, 2), workers=workers)
+
+
+def windowed_spectra(stack: Any, padded: tuple[int, int], *, chunk_size: int = 16, workers: int = 1) -> np.ndarray:
+    """Every frame mean-subtracted, Hann-windowed, zero-padded to ``padded`` and
+    transformed (:func:`scipy.fft.rfft2`): (T, Hp, Wp // 2 + 1) complex64."""
+    n_frames, h, w = (int(v) for v in stack.shape[:3])
+    window = hann2d((h, w))
+    scale = stack_scale(stack)
+    out = np.empty((n_frames, padded[0], padded[1] // 2 + 1), dtype=np.complex64)
+    for start in range(0, n_frames, chunk_size):
+        stop = min(start + chunk_size, n_frames)
+        out[start:stop] = _windowed_chunk(stack, start, stop, padded, scale, window, workers)
+    return out
+
+
 def compute_band_spectra(
     stack: Any,
     mask_half: np.ndarray,
     padded: tuple[int, int],
     *,
     correlation: str,
+    precision_half: np.ndarray | None = None,
+    full_spectra: np.ndarray | None = None,
     chunk_size: int = 16,
     workers: int = 1,
     progress: ProgressCallback | None = None,
@@ -143,6 +195,11 @@ def compute_band_spectra(
         FFT shape (at least the frame shape).
     correlation : {"cc", "mc", "pc"}
         Normalisation (see :data:`~napari_stackalign.core.pairwise._options.CORRELATIONS`).
+    precision_half : ndarray, optional
+        A second mask (same layout): the spectra are also sampled, times its
+        square root, on the frequencies it keeps (``BandSpectra.precision``).
+    full_spectra : ndarray (T, Hp, Wp // 2 + 1), optional
+        The frames' spectra, already made by :func:`windowed_spectra` (not made again).
     chunk_size, workers, progress
         Frames per FFT batch, FFT threads, progress callback.
     """
@@ -159,15 +216,19 @@ def compute_band_spectra(
     window = hann2d((h, w))
     spectra = np.empty((n_frames, rows.size, kx.size), dtype=np.complex64)
     energy = np.empty(n_frames, dtype=np.float64)
+    sparse = None if precision_half is None else sparse_indices(precision_half)
+    sampled = None if sparse is None else np.empty((n_frames, sparse[0].size), dtype=np.complex64)
     report(progress, 0, n_frames, "spectra")
-    scale = working_scale(np.stack([np.asarray(stack[i]) for i in sorted({0, n_frames // 2, n_frames - 1})]))
+    scale = stack_scale(stack)
     for start in range(0, n_frames, chunk_size):
         stop = min(start + chunk_size, n_frames)
-        chunk = read_frames(stack, start, stop, scale)
-        chunk -= chunk.mean(axis=(1, 2), keepdims=True)
-        chunk *= window
-        full = sfft.rfft2(chunk, s=(hp, wp), axes=(1, 2), workers=workers)
+        if full_spectra is None:
+            full = _windowed_chunk(stack, start, stop, (hp, wp), scale, window, workers)
+        else:
+            full = full_spectra[start:stop]
         band = full[:, rows][:, :, : kc + 1]
+        if sampled is not None:
+            sampled[start:stop] = full[:, sparse[0], sparse[1]] * sparse[2]
         if power:
             mag = np.abs(band)
             floor = 1e-6 * mag.max(axis=(1, 2), keepdims=True)
@@ -188,4 +249,5 @@ def compute_band_spectra(
         col_weight=col_weight,
         padded=(hp, wp),
         frame_shape=(h, w),
+        precision=None if sampled is None else make_sparse(sampled, sparse[0], sparse[1], (hp, wp), (h, w)),
     )
