@@ -356,8 +356,7 @@ class PyramidEstimator:
             img = np.where(valid, img - np.float32(mean), np.float32(0))
         else:
             img = img - np.float32(img.mean())
-        coef = rfft2(img)
-        spec_f = np.square(coef.real) + np.square(coef.imag)
+        spec_f = np.abs(rfft2(img)) ** 2
         rings, counts, ring_power = self._rings[level]
         logs = np.bincount(rings, weights=np.log(np.maximum(spec_f, 1e-30)).ravel(), minlength=counts.size)
         ring_level = np.exp(logs / np.maximum(counts, 1) + np.euler_gamma)
