@@ -116,6 +116,10 @@ class PyramidEstimator:
     upto : int, optional
         Use only the levels ``levels.rates[:upto]`` (template building stops
         before full resolution).
+    with_neff : bool
+        Measure each frame's effective pixels (``Estimate.neff``, what the
+        trust tests need); False leaves it NaN (template building, which
+        only needs the shifts, saves one FFT per frame).
 
     Notes
     -----
@@ -133,8 +137,11 @@ class PyramidEstimator:
         kernel: str = DEFAULT_KERNEL,
         fit_gain: bool = True,
         upto: int | None = None,
+        with_neff: bool = True,
     ) -> None:
         self.levels = levels
+        #: whether :meth:`estimate` measures the effective pixels (``Estimate.neff``)
+        self.with_neff = with_neff
         h, w = levels.shape
         #: the largest shift per axis (full-resolution px)
         self.bound = (max_movement * h / 2.0, max_movement * w / 2.0)
@@ -169,7 +176,11 @@ class PyramidEstimator:
         fy = np.abs(np.fft.fftfreq(t.shape[0]))[:, None]
         fx = np.fft.rfftfreq(t.shape[1])[None, :]
         rings = np.floor(np.hypot(fy, fx) * min(t.shape)).astype(np.int64).ravel()
-        self._rings = {last: (rings, np.bincount(rings))}
+        counts = np.bincount(rings)
+        #: the template's power summed over each ring (``sum(P_T P_N)`` is
+        #: then one dot product, ``P_N`` being constant over a ring)
+        ring_power = np.bincount(rings, weights=spec.ravel().astype(np.float64), minlength=counts.size)
+        self._rings = {last: (rings, counts, ring_power)}
         self._valid = {} if v_levels is None else {last: v_levels[last] >= 0.999}
 
     @staticmethod
@@ -314,7 +325,8 @@ class PyramidEstimator:
         shift = (sy / scales[prev][0], sx / scales[prev][1])
         if abs(shift[0]) >= self.bound[0] - BOUND_TOL or abs(shift[1]) >= self.bound[1] - BOUND_TOL:
             flags |= FLAG_AT_EDGE
-        return Estimate(shift, quality, flags, self.effective_pixels(imgs[last_level], frame, last_level))
+        neff = self.effective_pixels(imgs[last_level], frame, last_level) if self.with_neff else float("nan")
+        return Estimate(shift, quality, flags, neff)
 
     def effective_pixels(self, image: np.ndarray, frame: PreparedFrame, level: int) -> float:
         """Effective pixels of the correlation of ``image`` (the frame at
@@ -330,7 +342,7 @@ class PyramidEstimator:
         sparse peaks (a lattice's Bragg peaks, the signal itself) barely
         count. NaN: unknown.
         """
-        spec_t, var_t = self._spectra[level]
+        var_t = self._spectra[level][1]
         valid = self._valid.get(level)
         img = image.astype(np.float32, copy=False)
         if frame.weights is not None:
@@ -345,13 +357,13 @@ class PyramidEstimator:
         else:
             img = img - np.float32(img.mean())
         spec_f = np.abs(rfft2(img)) ** 2
-        rings, counts = self._rings[level]
+        rings, counts, ring_power = self._rings[level]
         logs = np.bincount(rings, weights=np.log(np.maximum(spec_f, 1e-30)).ravel(), minlength=counts.size)
         ring_level = np.exp(logs / np.maximum(counts, 1) + np.euler_gamma)
-        spec_n = ring_level[rings].reshape(spec_f.shape)
-        spec_n[0, 0] = 0
-        var_f = float(spec_n.sum())
-        cross = float((spec_t * spec_n).sum())
+        # P_N is ring_level over each ring, 0 at the zero frequency (whose
+        # template power is 0 already): the sums run over the rings
+        var_f = float(ring_level @ counts) - float(ring_level[rings[0]])
+        cross = float(ring_level @ ring_power)
         if not (var_t > 0 and var_f > 0 and cross > 0):
             return float("nan")
         return var_t * var_f / cross

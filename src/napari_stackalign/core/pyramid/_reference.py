@@ -153,7 +153,9 @@ def build_reference(
     shifts = np.zeros((n_frames, 2))
     level = len(levels.rates) - 1
     for indices in (subset, every, every):
-        estimator = PyramidEstimator(template, levels, max_movement, kernel=kernel, fit_gain=fit_gain, upto=upto)
+        estimator = PyramidEstimator(
+            template, levels, max_movement, kernel=kernel, fit_gain=fit_gain, upto=upto, with_neff=False
+        )
         level = estimator.active[-1]
         template, found = _averaging_pass(stack, indices, preparer, estimator, run)
         run.done_offset += indices.size
@@ -218,7 +220,9 @@ def _confirmed(
     """Whether each frame ``indices`` matches ``template`` where ``shifts``
     put it: a full search, expecting that shift (of equally good matches the
     nearest wins), lands within ``REPASS_CHANGE`` of it."""
-    estimator = PyramidEstimator(template, levels, max_movement, kernel=kernel, fit_gain=fit_gain, upto=upto)
+    estimator = PyramidEstimator(
+        template, levels, max_movement, kernel=kernel, fit_gain=fit_gain, upto=upto, with_neff=False
+    )
     for i in indices:
         expected = (float(shifts[i, 0]), float(shifts[i, 1]))
         est = estimator.estimate(preparer(np.asarray(stack[int(i)])), prior=expected)
