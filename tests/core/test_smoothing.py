@@ -78,3 +78,16 @@ def test_nan_values_are_rejected():
     dy[4] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         smooth_transforms(_transforms(dy, np.zeros(20)))
+
+
+def test_smoothing_keeps_each_failed_frames_reason():
+    """A failed frame's reason survives smoothing (it used to become 'flagged (no reason recorded)')."""
+    n = 9
+    ok = np.ones(n, bool)
+    ok[4] = False
+    reason = [""] * n
+    reason[4] = "not significant (z 2.1 < 5.5)"
+    ft = FrameTransforms(dy=np.linspace(0, 2, n), dx=np.zeros(n), ok=ok, reason=reason)
+    smoothed = smooth_transforms(ft, window_length=5, polyorder=2)
+    assert list(smoothed.reason) == reason
+    assert list(smoothed.ok) == list(ok)

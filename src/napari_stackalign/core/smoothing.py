@@ -83,8 +83,8 @@ def smooth_transforms(
     Returns
     -------
     FrameTransforms
-        Smoothed copy; ``quality`` and ``ok`` are kept, and ``params`` gains a
-        ``"smoothing"`` entry.
+        Smoothed copy; ``quality``, ``ok`` and each failed frame's ``reason``
+        are kept, and ``params`` gains a ``"smoothing"`` entry.
 
     Raises
     ------
@@ -116,6 +116,7 @@ def smooth_transforms(
         center=transforms.center,
         quality=transforms.quality,
         ok=transforms.ok,
+        reason=transforms.reason,
         method=transforms.method,
         params=params,
     )

@@ -61,8 +61,44 @@ MIN_WINDOW = 3
 #: the options the form shows, in order
 FORM_OPTIONS = ("num_frames", "downsample_rates", "max_movement", "iterate", "normalize", "smooth", "window_length",
                 "polyorder")
+#: what each frame is registered to: the options of the "Reference" box, in order
+REFERENCE_OPTIONS = ("reference_mode", "reference_frames", "running_frames", "keyframe_every")
 #: the estimation options a registered layer records (the smoothing ones only when smoothing is on)
-RECORDED_OPTIONS = ("num_frames", "downsample_rates", "max_movement", "iterate", "normalize")
+RECORDED_OPTIONS = ("num_frames", "downsample_rates", "max_movement", "iterate", "normalize", *REFERENCE_OPTIONS)
+#: per reference mode, the fields that apply to it (the others are disabled)
+MODE_FIELDS = {
+    "template": ("num_frames", "iterate"),
+    "frames": ("reference_frames", "iterate"),
+    "previous": ("keyframe_every",),
+    "running": ("running_frames",),
+    "image": ("iterate",),
+}
+
+
+def parse_frame_range(text: str) -> tuple[int, int] | None:
+    """``"10:30"`` (frames 10 to 29) as ``(10, 30)``; blank: None.
+
+    Raises
+    ------
+    ValueError
+        When the text is not two whole numbers START:STOP.
+    """
+    text = str(text).strip()
+    if not text:
+        return None
+    parts = text.split(":")
+    try:
+        start, stop = (int(v) for v in parts)
+    except ValueError:
+        raise ValueError(
+            f"reference frames {text!r}: write START:STOP, e.g. 10:30 for frames 10 to 29."
+        ) from None
+    return start, stop
+
+
+def format_frame_range(frames: tuple[int, int] | None) -> str:
+    """``(10, 30)`` as ``"10:30"``; None as ``""``."""
+    return "" if frames is None else f"{int(frames[0])}:{int(frames[1])}"
 
 
 # ------------------------------------------------------------ worker tasks
@@ -210,9 +246,26 @@ def _form_overrides() -> dict[str, dict[str, Any]]:
     return overrides
 
 
+def _reference_overrides() -> dict[str, dict[str, Any]]:
+    """The "Reference" box: the frame range typed as START:STOP."""
+    return {
+        "reference_mode": {"label": "Register each frame to"},
+        "reference_frames": {
+            "widget": LineEdit, "value": "", "label": "Reference frames",
+            "tooltip": tooltip(PyramidOptions, "reference_frames") + " Written START:STOP, e.g. 10:30.",
+        },
+        "running_frames": {"label": "Running template frames", "max": 10_000},
+        "keyframe_every": {"label": "Keyframe every", "max": 10_000},
+    }
+
+
 def _settings(options: PyramidOptions, shapes: Any, labels: Any) -> list[str]:
     """The key settings a result's name shows."""
     words = []
+    if options.reference_mode == "frames" and options.reference_frames is not None:
+        words.append(f"reference frames {options.reference_frames[0]}-{options.reference_frames[1] - 1}")
+    elif options.reference_mode != "template":
+        words.append(f"reference {options.reference_mode}")
     if options.smooth:
         words.append(f"smoothed {options.window_length}/{options.polyorder}")
     if options.iterate > 1:
@@ -226,11 +279,19 @@ def _settings(options: PyramidOptions, shapes: Any, labels: Any) -> list[str]:
 
 def _stages(n_frames: int, options: PyramidOptions) -> tuple[Stage, ...]:
     """The run's stages with their share of the work (template frames, passes, frames, resampling)."""
-    n_template = min(options.num_frames, n_frames)
-    stages = [Stage("reference", n_template)]
+    apply = Stage("apply", 0.3 * n_frames if options.smooth else 0.05 * n_frames)
+    mode = options.reference_mode
+    if mode in ("previous", "running"):  # chained: one pass over the frames
+        return (Stage("estimate", n_frames), apply)
+    if mode == "frames" and options.reference_frames is not None:
+        n_template = options.reference_frames[1] - options.reference_frames[0]
+    else:
+        n_template = 0 if mode == "image" else options.num_frames
+    n_template = min(n_template, n_frames)
+    stages = [Stage("reference", n_template)] if n_template else []
     if options.iterate > 1:
-        stages.append(Stage("template", n_template * (options.iterate - 1)))
-    stages += [Stage("estimate", n_frames), Stage("apply", 0.3 * n_frames if options.smooth else 0.05 * n_frames)]
+        stages.append(Stage("template", max(n_template, n_frames) * (options.iterate - 1)))
+    stages += [Stage("estimate", n_frames), apply]
     return tuple(stages)
 
 
@@ -265,8 +326,26 @@ class PyramidWidget(ScrollingDock):
         self.form = self.add_magic(OptionsForm(PyramidOptions, FORM_OPTIONS, key="pyramid", overrides=_form_overrides()),
                                    box.layout())
         self.body_layout.addWidget(box)
+        ref_box = QGroupBox("Reference")
+        QVBoxLayout(ref_box).setContentsMargins(4, 4, 4, 4)
+        self.reference_form = self.add_magic(
+            OptionsForm(PyramidOptions, REFERENCE_OPTIONS, key="pyramid-reference", overrides=_reference_overrides()),
+            ref_box.layout(),
+        )
+        self.reference_layer = self.add_magic(
+            Container(widgets=[layer_picker(
+                Image, "reference_layer", "Reference image",
+                "Reference 'image': a 2-D image layer the size of a frame (e.g. an average) every frame is "
+                "registered to.",
+                nullable=True,
+            )]),
+            ref_box.layout(),
+        ).reference_layer
+        self.body_layout.addWidget(ref_box)
         self.form.smooth.changed.connect(self._on_smooth_toggled)
         self._on_smooth_toggled(self.form.smooth.value)
+        self.reference_form.reference_mode.changed.connect(self._on_reference_mode)
+        self._on_reference_mode(self.reference_form.reference_mode.value)
         self.runner = TaskRunner("Register", self.run)
         self.body_layout.addWidget(self.runner)
         self.results = ResultsRow(napari_viewer, "pyramid")
@@ -346,6 +425,45 @@ class PyramidWidget(ScrollingDock):
         return self.panel.apply_to_checked()
 
     # -------------------------------------------------------- parameters
+    def _on_reference_mode(self, mode: str) -> None:
+        """Enable the fields that apply to the chosen reference (the others are not used)."""
+        used = MODE_FIELDS.get(mode, ())
+        for name in ("num_frames", "iterate"):
+            getattr(self.form, name).enabled = name in used
+        for name in REFERENCE_OPTIONS[1:]:
+            getattr(self.reference_form, name).enabled = name in used
+        self.reference_layer.enabled = mode == "image"
+
+    def _reference_values(self) -> dict[str, Any]:
+        """The reference options set in the "Reference" box (the image from its layer).
+
+        Raises
+        ------
+        ValueError
+            For a frame range that cannot be read, or mode 'image' without a 2-D image layer.
+        """
+        values = self.reference_form.option_values({"reference_frames": parse_frame_range})
+        mode = values["reference_mode"]
+        if mode != "frames":
+            values["reference_frames"] = None
+        if mode == "frames" and values["reference_frames"] is None:
+            raise ValueError("reference 'frames': type the frames whose registered mean is the template, e.g. 10:30.")
+        if mode == "image":
+            layer = self.reference_layer.value
+            if layer is None:
+                raise ValueError(
+                    "reference 'image': choose the reference image layer (a 2-D image the size of a frame, "
+                    "e.g. an average of the stack)."
+                )
+            image = np.asarray(layer.data)
+            if image.ndim != 2:
+                raise ValueError(
+                    f"reference 'image': layer {layer.name!r} has {image.ndim} dimensions; choose a 2-D image "
+                    "(e.g. an average of the stack)."
+                )
+            values["reference"] = image
+        return values
+
     def _on_smooth_toggled(self, checked: bool) -> None:
         self.form.window_length.enabled = bool(checked)
         self.form.polyorder.enabled = bool(checked)
@@ -362,6 +480,9 @@ class PyramidWidget(ScrollingDock):
         values = self.form.option_values({"downsample_rates": parse_downsample_rates})
         if not values["smooth"]:  # the smoothing fields are disabled (and not used) otherwise
             del values["window_length"], values["polyorder"]
+        values.update(self._reference_values())
+        if values["reference_mode"] in ("previous", "running"):  # a chain has no template to refine
+            values["iterate"] = 1
         return PyramidOptions(**values)
 
     def parameters(self) -> dict:

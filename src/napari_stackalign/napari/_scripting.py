@@ -105,6 +105,7 @@ def pyramid_recipe(layer: Any, options: Any, *, mask_layer: str | None = None) -
         "--polyorder", str(options.polyorder), "--normalize", str(int(options.normalize)),
     ]
     keywords = {name: getattr(options, name) for name in PYRAMID_RECIPE_OPTIONS}
+    _reference_recipe(options, argv, keywords, notes)
     if options.roi is not None:
         argv += ["--roi", ",".join(str(int(v)) for v in options.roi)]
         keywords["roi"] = tuple(int(v) for v in options.roi)
@@ -115,13 +116,40 @@ def pyramid_recipe(layer: Any, options: Any, *, mask_layer: str | None = None) -
             "(nonzero = compared) for the command; the Python below reads it from there too"
         )
         keywords["mask"] = _Raw('sa.read_stack("MASK.tif").data.astype(bool)')
+    imports = "import napari_stackalign as sa\n" + ("import tifffile\n" if options.reference_mode == "image" else "")
     python = (
-        "import napari_stackalign as sa\n\n"
+        f"{imports}\n"
         f"stack = sa.read_stack({path!r}).data\n"
         f"transforms = {_call('sa.register_pyramid', 'stack', keywords)}\n"
         "registered = sa.apply_transforms(stack, transforms)\n"
     )
     return Recipe(shlex.join(argv), python, tuple(notes))
+
+
+def _reference_recipe(options: Any, argv: list[str], keywords: dict[str, Any], notes: list[str]) -> None:
+    """Add the reference mode and its settings (none for the default template) to a pyramid recipe."""
+    mode = options.reference_mode
+    if mode == "template":
+        return
+    argv += ["--reference", mode]
+    keywords["reference_mode"] = mode
+    if mode == "frames":
+        start, stop = options.reference_frames
+        argv += ["--reference-frames", f"{start}:{stop}"]
+        keywords["reference_frames"] = (int(start), int(stop))
+    elif mode == "running":
+        argv += ["--running-frames", str(options.running_frames)]
+        keywords["running_frames"] = int(options.running_frames)
+    elif mode == "previous":
+        argv += ["--keyframe-every", str(options.keyframe_every)]
+        keywords["keyframe_every"] = int(options.keyframe_every)
+    elif mode == "image":
+        argv += ["--reference-image", "REFERENCE.tif"]
+        notes.append(
+            "the reference image is an array: save it as REFERENCE.tif (a 2-D TIFF the size of a frame) for the "
+            "command; the Python below reads it from there too"
+        )
+        keywords["reference"] = _Raw('tifffile.imread("REFERENCE.tif")')
 
 
 class _Raw(str):
