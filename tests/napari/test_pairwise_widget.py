@@ -266,6 +266,11 @@ def test_form_starts_at_the_options_defaults(make_napari_viewer, dock):
         assert list(box.choices) == list(specs[name].choices)
         assert box.tooltip == tooltip(PairwiseOptions, name)
     assert widget.n.tooltip == tooltip(PairwiseOptions, "n")
+    # the default auto mask takes its band from the stack's spectrum: the size boxes do not apply
+    assert widget.mask_kind.value == "auto"
+    assert not widget.n.enabled and not widget.n2.enabled and not widget.theta.enabled
+    widget.mask_kind.value = "hann"
+    assert widget.n.enabled and not widget.n2.enabled
     # a bad value in the form is refused when the options are built
     widget.mask_kind.value = "elliptical"
     widget.n2.value = 3.0

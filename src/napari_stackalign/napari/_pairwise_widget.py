@@ -303,7 +303,7 @@ class PairwiseWidget(ScrollingDock):
         elliptical = kind == "elliptical"
         self.n2.enabled = elliptical
         self.theta.enabled = elliptical
-        self.n.enabled = kind != "none"
+        self.n.enabled = kind not in ("none", "auto")  # the auto mask takes its band from the spectrum
         self.schedule_preview()
 
     def _on_outlier_method(self, method: str, reevaluate: bool = True) -> None:
