@@ -105,7 +105,7 @@ def test_unreadable_file_is_a_notification_that_says_what_to_do(make_napari_view
     monkeypatch.setattr(_reader, "show_error", shown.append)
     viewer.open(str(tmp_path / "vol.h5"), plugin=PLUGIN)
     assert len(viewer.layers) == 0
-    assert len(shown) == 1 and shown[0].startswith("Could not open vol.h5:") and "Pick one plane" in shown[0]
+    assert len(shown) == 1 and shown[0].startswith("Could not open vol.h5:") and "pick one plane" in shown[0]
 
 
 @pytest.mark.skipif(not (SIMA / "example.h5").exists(), reason="real data absent")

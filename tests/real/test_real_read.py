@@ -57,7 +57,7 @@ def test_sima_hdf5_named_dataset_and_axis_order(real_data):
 
 
 def test_sima_volume_is_refused_clearly(real_data):
-    with pytest.raises(ValueError, match=r"volume over time \(T=10 x Z=3 x Y=64 x X=64 x C=2\).*Pick one plane"):
+    with pytest.raises(ValueError, match=r"volume over time \(T=10 x Z=3 x Y=64 x X=64 x C=2\).*pick one plane"):
         read_stack(real_data / "sima-2p/example-volume.h5")
 
 
