@@ -11,7 +11,7 @@ from napari_stackalign import FrameTransforms, apply_transforms
 from napari_stackalign.core.pyramid import PyramidOptions
 from napari_stackalign.core.smoothing import smooth_transforms
 from napari_stackalign.napari._layers import transforms_from_layer
-from napari_stackalign.napari._pyramid_widget import PyramidWidget, roi_from_shape
+from napari_stackalign.napari._pyramid_widget import roi_from_shape
 from napari_stackalign.synthetic import alignment_error, make_stack
 
 SCALE = (2.0, 0.25, 0.25)
@@ -134,11 +134,14 @@ def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot
     assert out1.metadata["stackalign"]["params"]["applied_from"] == "ch0"
     np.testing.assert_array_equal(ch1.data, stack[:, 1])
 
-    for suffix in (".csv", ".json"):
-        path = widget.save_transforms(tmp_path / f"table{suffix}")
-        fresh = PyramidWidget(viewer)  # a second widget, not docked
+    paths = [widget.save_transforms(tmp_path / f"table{suffix}") for suffix in (".csv", ".json")]
+    estimated = widget.transforms
+    viewer.window.remove_dock_widget(widget)
+    for path in paths:
+        fresh = dock(viewer, "Pyramid registration")  # closed and opened again: a widget with no run of its own
+        assert fresh is not widget and fresh.transforms is None
         loaded = fresh.load_transforms(path)
-        assert loaded.allclose(widget.transforms, atol=1e-12)
+        assert loaded.allclose(estimated, atol=1e-12)
         assert fresh.drift_plot.has_plot
         fresh.set_checked(["ch0"])  # a loaded table has no input: every layer with its frame count is offered
         n_before = len(viewer.layers)
@@ -147,6 +150,7 @@ def test_apply_to_another_channel_and_table_round_trip(make_napari_viewer, qtbot
         newest = viewer.layers[-1]
         assert newest.name.startswith("ch0 registered (pyramid, from a table)")
         np.testing.assert_array_equal(newest.data, viewer.layers["ch0 registered (pyramid)"].data)
+        viewer.window.remove_dock_widget(fresh)
 
 
 def test_cancel_leaves_no_layer(make_napari_viewer, qtbot, wait_run, dock):
