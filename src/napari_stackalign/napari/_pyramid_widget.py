@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, LineEdit
+from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit
 from napari.layers import Image, Labels, Shapes
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QGroupBox, QVBoxLayout, QWidget
 
 from ..core.apply import apply_transforms
 from ..core.checks import check_stack
+from ..core.piecewise import PiecewiseOptions, register_piecewise
 from ..core.pyramid import (
     PyramidOptions,
     register_and_apply,
@@ -44,6 +45,7 @@ from ..transforms import FrameTransforms
 from ._drift_plot import DriftPlot
 from ._forms import OptionsForm, layer_picker, tooltip
 from ._layers import derived_image_kwargs, frame_stack, provenance
+from ._piecewise_layers import field_vectors_layer, motion_map_layer
 from ._progress import Stage
 from ._results import ResultsRow, result_name
 from ._runner import TaskRunner, notify_user_error
@@ -65,6 +67,8 @@ FORM_OPTIONS = ("num_frames", "downsample_rates", "max_movement", "iterate", "no
 REFERENCE_OPTIONS = ("reference_mode", "reference_frames", "running_frames", "keyframe_every")
 #: the estimation options a registered layer records (the smoothing ones only when smoothing is on)
 RECORDED_OPTIONS = ("num_frames", "downsample_rates", "max_movement", "iterate", "normalize", *REFERENCE_OPTIONS)
+#: the piecewise-rigid options the form shows
+PIECEWISE_OPTIONS = ("patch_size", "patch_overlap", "max_deviation")
 #: per reference mode, the fields that apply to it (the others are disabled)
 MODE_FIELDS = {
     "template": ("num_frames", "iterate"),
@@ -224,6 +228,14 @@ def _record(options: PyramidOptions, shapes: Any, labels: Any, mode: str) -> dic
     return record
 
 
+def _piecewise_task(
+    stack: Any, options: PyramidOptions, piecewise: PiecewiseOptions, *, progress: Any = None
+) -> tuple[Any, Any]:
+    """The rigid step, each patch's residual shift, and one resampling per frame; runs in the worker thread."""
+    result = register_piecewise(stack, rigid_options=options, options=piecewise, progress=progress)
+    return result, apply_transforms(np.asarray(stack), result, progress=progress)
+
+
 # ---------------------------------------------------------------- widget
 def _form_overrides() -> dict[str, dict[str, Any]]:
     """What the form's boxes need beyond the options' own range: caps, steps, the rates as text."""
@@ -342,6 +354,20 @@ class PyramidWidget(ScrollingDock):
             ref_box.layout(),
         ).reference_layer
         self.body_layout.addWidget(ref_box)
+        pw_box = QGroupBox("Piecewise-rigid (motion that one shift per frame cannot describe)")
+        QVBoxLayout(pw_box).setContentsMargins(4, 4, 4, 4)
+        switch = CheckBox(
+            name="piecewise", value=False, text="Correct patch by patch", label="",
+            tooltip="After the rigid step, register overlapping patches and warp each frame by the smooth field "
+            "(register_piecewise). Adds the residual field as arrows and a map of where it moved.",
+        )
+        self.piecewise_form = self.add_magic(
+            OptionsForm(PiecewiseOptions, PIECEWISE_OPTIONS, key="pyramid-piecewise", extra=[switch]),
+            pw_box.layout(),
+        )
+        self.body_layout.addWidget(pw_box)
+        self.piecewise_form.piecewise.changed.connect(self._on_piecewise_toggled)
+        self._on_piecewise_toggled(self.piecewise_form.piecewise.value)
         self.form.smooth.changed.connect(self._on_smooth_toggled)
         self._on_smooth_toggled(self.form.smooth.value)
         self.reference_form.reference_mode.changed.connect(self._on_reference_mode)
@@ -425,6 +451,10 @@ class PyramidWidget(ScrollingDock):
         return self.panel.apply_to_checked()
 
     # -------------------------------------------------------- parameters
+    def _on_piecewise_toggled(self, checked: bool) -> None:
+        for name in PIECEWISE_OPTIONS:
+            getattr(self.piecewise_form, name).enabled = bool(checked)
+
     def _on_reference_mode(self, mode: str) -> None:
         """Enable the fields that apply to the chosen reference (the others are not used)."""
         used = MODE_FIELDS.get(mode, ())
@@ -510,6 +540,8 @@ class PyramidWidget(ScrollingDock):
             labels.name if labels is not None else None,
         )
         stages = _stages(int(stack.shape[0]), options)
+        if self.piecewise_form.piecewise.value:
+            return self._run_piecewise(layer, stack, options, record, settings=_settings(options, shapes, labels))
         if _is_lazy(stack):
             # a big, lazily opened stack: register file to file and open the result lazily
             output = suggest_output_path(_source_path(layer), layer.name)
@@ -547,6 +579,52 @@ class PyramidWidget(ScrollingDock):
         mask = mask_from_labels(labels, frame_shape, mode) if labels is not None else None
         options = options.replace(roi=roi, mask=mask)
         return layer, stack, options, _record(options, shapes, labels, mode)
+
+    def _run_piecewise(self, layer: Any, stack: Any, options: PyramidOptions, record: dict, *, settings: list) -> Any:
+        """Start a piecewise-rigid run (stacks in memory; the rigid step is not smoothed)."""
+        try:
+            if _is_lazy(stack):
+                raise ValueError(
+                    "piecewise-rigid registration works on stacks that fit in memory: uncheck 'Correct patch by "
+                    "patch', or crop or shorten the stack."
+                )
+            piecewise = PiecewiseOptions(**self.piecewise_form.option_values())
+        except ValueError as exc:
+            notify_user_error(exc)
+            return None
+        options = options.replace(smooth=False)
+        record = dict(record, smooth=False, piecewise=piecewise.to_dict())
+        record.pop("window_length", None)
+        record.pop("polyorder", None)
+        words = [w for w in settings if not w.startswith("smoothed")]
+        words.append(f"piecewise {piecewise.patch_size}/{piecewise.patch_overlap}")
+        recipe = pyramid_recipe(layer, options, mask_layer=getattr(self.mask_layer.value, "name", None), piecewise=piecewise)
+        on_result = functools.partial(self._on_piecewise, layer, record, words, recipe)
+        n = int(stack.shape[0])
+        stages = (*_stages(n, options)[:-1], Stage("patches", 2 * n), Stage("apply", 0.3 * n))
+        return self.runner.start(_piecewise_task, stack, options, piecewise, on_result=on_result, stages=stages)
+
+    def _on_piecewise(self, layer: Any, params: dict, settings: list[str], recipe: Any, result: tuple) -> None:
+        if self.closed:
+            return
+        field, registered = result
+        rms = field.residual_rms()
+        params = dict(params, residual_rms_px=[round(float(v), 4) for v in rms])
+        block = provenance("pyramid", params, field.rigid)
+        kwargs = derived_image_kwargs(layer, "registered", block)
+        kwargs["name"] = result_name(layer.name, "registered", "pyramid", settings)
+        kwargs["contrast_limits"] = tuple(layer.contrast_limits)
+        vectors, vkw, _ = field_vectors_layer(field, kwargs["name"])
+        motion, mkw, _ = motion_map_layer(field, kwargs["name"])
+        for extra in (vkw, mkw):
+            extra["scale"] = tuple(kwargs["scale"])[-2:] if extra is mkw else tuple(kwargs["scale"])
+            extra["translate"] = tuple(kwargs["translate"])[-2:] if extra is mkw else tuple(kwargs["translate"])
+        self.results.add_layers(
+            layer.name, [(registered, kwargs), (vectors, vkw, "vectors"), (motion, mkw)]
+        )
+        self.panel.set_transforms(field, None, source=layer.name)
+        self.results.set_recipe(recipe)
+        self._last_params = params
 
     def _on_registered(
         self, layer: Any, params: dict, options: PyramidOptions, settings: list[str], mask_name: str | None,

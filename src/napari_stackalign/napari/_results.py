@@ -129,18 +129,20 @@ class ResultsRow(QWidget):
     def add_layers(
         self, input_name: str, layers: Sequence[tuple[Any, dict]], *, compare_with: int | None = 0
     ) -> list[Any]:
-        """Add a run's layers (``(data, kwargs)`` each, as ``viewer.add_image`` takes them).
+        """Add a run's layers (``(data, kwargs)`` each, as ``viewer.add_image`` takes them, or
+        ``(data, kwargs, kind)`` for another layer type, e.g. ``"vectors"``).
 
         Each gets the run id in ``metadata["stackalign"]``; the layer at
         ``compare_with`` becomes the one "Compare with input" opens (None: none of them, e.g. a 2-D average).
         """
         run_id = self.new_run(input_name)
         added = []
-        for data, kwargs in layers:
+        for data, kwargs, *kind in layers:
             block = dict(kwargs.get("metadata", {}).get("stackalign") or {})
             block["run_id"] = run_id
             kwargs = dict(kwargs, metadata={**kwargs.get("metadata", {}), "stackalign": block})
-            added.append(self.viewer.add_image(data, **kwargs))
+            add = getattr(self.viewer, f"add_{kind[0] if kind else 'image'}")
+            added.append(add(data, **kwargs))
         if added and compare_with is not None:
             self.pair = (input_name, added[compare_with].name)
             self.compare_button.setEnabled(True)

@@ -75,7 +75,7 @@ def _py(value: Any) -> str:
 
 
 def _call(function: str, first: str, keywords: dict[str, Any]) -> str:
-    args = [first, *(f"{k}={_py(v)}" for k, v in keywords.items())]
+    args = [*([first] if first else []), *(f"{k}={_py(v)}" for k, v in keywords.items())]
     inner = ",\n    ".join(args)
     return f"{function}(\n    {inner},\n)"
 
@@ -87,8 +87,12 @@ PYRAMID_RECIPE_OPTIONS = (
 )
 
 
-def pyramid_recipe(layer: Any, options: Any, *, mask_layer: str | None = None) -> Recipe:
+def pyramid_recipe(layer: Any, options: Any, *, mask_layer: str | None = None, piecewise: Any = None) -> Recipe:
     """The command and the Python of a pyramid registration of ``layer`` with ``options``.
+
+    ``piecewise`` (a :class:`~napari_stackalign.PiecewiseOptions`): the run was
+    piecewise-rigid (``--piecewise`` and :func:`~napari_stackalign.register_piecewise`,
+    with ``options`` as its rigid step).
 
     ``mask_layer`` names the Labels layer a mask came from: a mask is an
     array, which the command reads from a file (``--mask``), so the recipe
@@ -117,10 +121,19 @@ def pyramid_recipe(layer: Any, options: Any, *, mask_layer: str | None = None) -
         )
         keywords["mask"] = _Raw('sa.read_stack("MASK.tif").data.astype(bool)')
     imports = "import napari_stackalign as sa\n" + ("import tifffile\n" if options.reference_mode == "image" else "")
+    estimate = _call("sa.register_pyramid", "stack", keywords)
+    if piecewise is not None:
+        argv += [
+            "--piecewise", "--patch-size", str(piecewise.patch_size), "--patch-overlap", str(piecewise.patch_overlap),
+            "--max-deviation", f"{piecewise.max_deviation:g}",
+        ]
+        fields = {name: getattr(piecewise, name) for name in ("patch_size", "patch_overlap", "max_deviation")}
+        fields["rigid_options"] = _Raw(_call("sa.PyramidOptions", "", keywords))
+        estimate = _call("sa.register_piecewise", "stack", fields)
     python = (
         f"{imports}\n"
         f"stack = sa.read_stack({path!r}).data\n"
-        f"transforms = {_call('sa.register_pyramid', 'stack', keywords)}\n"
+        f"transforms = {estimate}\n"
         "registered = sa.apply_transforms(stack, transforms)\n"
     )
     return Recipe(shlex.join(argv), python, tuple(notes))

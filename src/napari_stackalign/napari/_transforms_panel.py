@@ -209,9 +209,17 @@ class TransformsPanel(QGroupBox):
         self.refresh()
 
     def save_transforms(self, path: str | Path) -> Path:
-        """Save the current transforms as ``.csv`` or ``.json`` (ValueError when there are none yet)."""
+        """Save the current transforms as ``.csv`` or ``.json`` (ValueError when there are none yet).
+
+        A piecewise-rigid result writes its rigid part there and the whole field
+        beside it as ``.npz`` (as ``stackalign register --piecewise --transforms`` does).
+        """
         if self.transforms is None:
             raise ValueError("there are no transforms to save yet: run a registration or load a table first.")
+        rigid = getattr(self.transforms, "rigid", None)
+        if rigid is not None and Path(path).suffix.lower() != ".npz":
+            self.transforms.save(Path(path).with_suffix(".npz"))
+            return rigid.save(path)
         return self.transforms.save(path)
 
     def load_transforms(self, path: str | Path) -> FrameTransforms:
