@@ -16,7 +16,9 @@ from typing import Any
 
 from ..parsing import format_downsample_rates
 
-__all__ = ["Recipe", "layer_source", "pyramid_recipe", "similarity_recipe", "trajectories_recipe"]
+__all__ = [
+    "Recipe", "layer_source", "pairwise_recipe", "pyramid_recipe", "similarity_recipe", "trajectories_recipe",
+]
 
 #: what the command and the snippet read when the layer has no file
 PLACEHOLDER_INPUT = "INPUT.tif"
@@ -186,6 +188,62 @@ def similarity_recipe(layer: Any, options: Any, *, channel: int | None, mode: st
         f"stack = sa.read_stack({path!r}).data\n"
         f"transforms = {_call('sa.register_similarity', 'stack', keywords)}\n"
         f"average = sa.average_frames(stack, transforms, mode={mode!r})\n"
+    )
+    return Recipe(shlex.join(argv), python, tuple(notes))
+
+
+# --------------------------------------------------------------- pairwise
+def _pairwise_flag(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}" if float(f"{value:g}") == value else repr(value)
+    return str(value)
+
+
+def pairwise_recipe(layer: Any, options: Any) -> Recipe:
+    """The command (``stackalign average``) and the Python of a pairwise registration of ``layer``.
+
+    Only the options that differ from :class:`PairwiseOptions`' defaults are
+    written (the command's flags and the snippet's keywords share those
+    defaults); ``registered`` becomes ``--registered OUT_registered.tif``.
+    """
+    from ..cli.average import CLI_OPTIONS  # the options the command offers as flags
+
+    path, notes = _input(layer)
+    if not isinstance(options.mask, str):
+        raise TypeError("a mask array has no recipe here: the widget offers the named mask kinds only.")
+    argv = [
+        "stackalign", "average", "-i", path, "-o", _stem(path) + "_average.tif",
+        "--transforms", _stem(path) + "_transforms.csv",
+    ]
+    if options.registered:
+        argv += ["--registered", _stem(path) + "_registered.tif"]
+    keywords: dict[str, Any] = {}
+    defaults = type(options)()
+    for name in CLI_OPTIONS:
+        value = getattr(options, name)
+        if value == getattr(defaults, name):
+            continue
+        if name == "average" and value is None:  # the command always averages; its shifts are the same
+            keywords[name] = None
+            notes.append("the command also writes the average (it has no 'measure only'): the shifts are the same")
+            continue
+        flag = "--" + name.replace("_", "-")
+        text = ",".join(str(i) for i in value) if name == "bad_frames" else _pairwise_flag(value)
+        argv += [flag, text]
+        keywords[name] = tuple(int(i) for i in value) if name == "bad_frames" else value
+    if options.registered:
+        keywords["registered"] = True
+    inner = "".join(f"\n    {k}={_py(v)}," for k, v in keywords.items())
+    call = f"sa.PairwiseOptions({inner}\n)" if keywords else "sa.PairwiseOptions()"
+    python = (
+        "import napari_stackalign as sa\n\n"
+        f"stack = sa.read_stack({path!r}).data\n"
+        f"options = {call}\n"
+        "result = sa.register_pairwise(stack, options=options)\n"
+        "transforms = result.transforms\n"
+        "average = result.average\n"
     )
     return Recipe(shlex.join(argv), python, tuple(notes))
 
