@@ -127,9 +127,10 @@ class ResultsRow(QWidget):
         return run_id
 
     def add_layers(
-        self, input_name: str, layers: Sequence[tuple[Any, dict]], *, compare_with: int | None = 0
+        self, input_name: str, layers: Sequence[tuple[Any, dict]], *, compare_with: int | None = 0,
+        layer_type: str = "image",
     ) -> list[Any]:
-        """Add a run's layers (``(data, kwargs)`` each, as ``viewer.add_image`` takes them).
+        """Add a run's layers (``(data, kwargs)`` each, as ``viewer.add_<layer_type>`` takes them).
 
         Each gets the run id in ``metadata["stackalign"]``; the layer at
         ``compare_with`` becomes the one "Compare with input" opens (None: none of them, e.g. a 2-D average).
@@ -140,7 +141,7 @@ class ResultsRow(QWidget):
             block = dict(kwargs.get("metadata", {}).get("stackalign") or {})
             block["run_id"] = run_id
             kwargs = dict(kwargs, metadata={**kwargs.get("metadata", {}), "stackalign": block})
-            added.append(self.viewer.add_image(data, **kwargs))
+            added.append(getattr(self.viewer, f"add_{layer_type}")(data, **kwargs))
         if added and compare_with is not None:
             self.pair = (input_name, added[compare_with].name)
             self.compare_button.setEnabled(True)

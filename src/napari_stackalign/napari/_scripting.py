@@ -17,7 +17,8 @@ from typing import Any
 from ..parsing import format_downsample_rates
 
 __all__ = [
-    "Recipe", "layer_source", "pairwise_recipe", "pyramid_recipe", "similarity_recipe", "trajectories_recipe",
+    "Recipe", "layer_source", "pairwise_recipe", "particles_recipe", "pyramid_recipe", "similarity_recipe",
+    "trajectories_recipe",
 ]
 
 #: what the command and the snippet read when the layer has no file
@@ -244,6 +245,44 @@ def pairwise_recipe(layer: Any, options: Any) -> Recipe:
         "result = sa.register_pairwise(stack, options=options)\n"
         "transforms = result.transforms\n"
         "average = result.average\n"
+    )
+    return Recipe(shlex.join(argv), python, tuple(notes))
+
+
+# -------------------------------------------------------------- particles
+#: what the command and the snippet read the picks from (the widget's "Save picks…")
+PICKS_FILE = "PICKS.csv"
+
+
+def particles_recipe(image: Any, options: Any, *, picks_layer: str | None = None) -> Recipe:
+    """The command (``stackalign track``) and the Python of tracking the picks on ``image``.
+
+    The picks are points on a layer: the command and the snippet read them
+    from ``PICKS.csv``, which "Save picks…" writes (the picks whose fit
+    passed are tracked, as in the widget). The command also corrects the
+    stack from the tracks; ``--tracks`` holds the tracks the widget drew.
+    """
+    from ..core.particles import SPOT_TYPES
+
+    path, notes = _input(image)
+    spots = next(name for name, value in SPOT_TYPES.items() if value is options.dark)
+    argv = [
+        "stackalign", "track", "-i", path, "--picks", PICKS_FILE, "-o", _stem(path) + "_aligned.tif",
+        "--tracks", _stem(path) + "_tracks.csv", "--transforms", _stem(path) + "_transforms.csv",
+        "--box", str(int(options.box)), "--min-r2", f"{options.min_r2:g}", "--spots", spots,
+    ]
+    notes.append(
+        f"save the picks (layer {picks_layer or 'picks'!r}) with 'Save picks…' in the Particles widget as "
+        f"{PICKS_FILE} first: the command and the Python read them from there"
+    )
+    keywords = {"box": int(options.box), "min_r2": float(options.min_r2), "dark": options.dark}
+    inner = "".join(f"\n    {k}={_py(v)}," for k, v in keywords.items())
+    python = (
+        "import napari_stackalign as sa\n\n"
+        f"stack = sa.read_stack({path!r}).data\n"
+        f"picks = sa.read_picks({PICKS_FILE!r}, only_ok=True)\n"
+        f"options = sa.TrackOptions({inner}\n)\n"
+        "tracks = sa.track_particles(stack, picks, options=options)\n"
     )
     return Recipe(shlex.join(argv), python, tuple(notes))
 
