@@ -4,8 +4,11 @@ Design the Fourier mask with a live preview (frame i's spectrum with the mask,
 the masked correlation of frames i and j), run the all-pairs registration in
 a worker, inspect the X / Y shift matrices with their outliers, change the
 outlier settings and see the result at once (nothing is correlated again),
-and add ``"<input> average"`` (cropped, crop and parameters in its metadata)
-and optionally ``"<input> registered"``. The engine is
+and add ``"<input> average (pairwise, <mask>)"`` (cropped, crop and parameters
+in its metadata) and optionally ``"<input> registered (pairwise, <mask>)"``,
+replacing or keeping the previous run's (the results row, which also offers
+Compare with input and the run as a ``stackalign average`` command and as
+Python). The engine is
 :func:`napari_stackalign.core.pairwise._register.register_pairwise`.
 """
 
