@@ -2,13 +2,17 @@
 metadata against ground truth, instant outlier re-evaluation, update, save."""
 
 import os
+import shlex
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 
+from napari_stackalign import FrameTransforms
 from napari_stackalign import synthetic as pairwise_scenes
+from napari_stackalign.cli import main as stackalign
 from napari_stackalign.core.pairwise import (
     PAIRWISE_DEFAULTS,
     PairwiseOptions,
@@ -16,6 +20,7 @@ from napari_stackalign.core.pairwise import (
 )
 from napari_stackalign.napari._forms import tooltip
 from napari_stackalign.napari._pairwise_widget import (
+    mask_setting,
     outlier_method,
     parse_frame_list,
 )
@@ -28,6 +33,11 @@ DOCS = (
     if os.environ.get("STACKALIGN_DOCS_SCREENSHOTS")
     else Path(tempfile.gettempdir()) / "stackalign-screenshots"
 )
+
+
+#: the results' names with the mask these tests set (hann, n = 2)
+AVERAGE = "stem average (pairwise, hann mask n=2)"
+REGISTERED = "stem registered (pairwise, hann mask n=2)"
 
 
 @pytest.fixture
@@ -63,8 +73,8 @@ def test_run_adds_average_with_metadata(make_napari_viewer, qtbot, scene):
     widget.add_registered.value = True
     _run(qtbot, widget)
     res = widget.result
-    avg = viewer.layers["stem average"]
-    reg = viewer.layers["stem registered"]
+    avg = viewer.layers[AVERAGE]
+    reg = viewer.layers[REGISTERED]
     r0, r1, c0, c1 = res.crop
     assert avg.data.shape == (r1 - r0, c1 - c0) and avg.data.dtype == np.float32
     np.testing.assert_allclose(avg.scale, (0.5, 0.5))
@@ -107,7 +117,7 @@ def test_reevaluate_is_instant_and_update_average(make_napari_viewer, qtbot, sce
     # thread (waiting on the signal itself can miss a fast worker)
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=60_000)
     assert len(viewer.layers) == before  # the average layer is updated, not duplicated
-    avg = viewer.layers["stem average"]
+    avg = viewer.layers[AVERAGE]
     assert 2 not in avg.metadata["stackalign"]["frames_averaged"]
     assert not widget.update_button.isEnabled()
 
@@ -181,7 +191,7 @@ def test_save_report_and_tiff(make_napari_viewer, qtbot, scene, tmp_path):
     assert pdf.read_bytes()[:4] == b"%PDF"
     tif = widget.save_tiff(tmp_path / "avg.tif")
     image, record = read_pairwise_tiff(tif)
-    np.testing.assert_allclose(image, viewer.layers["stem average"].data)
+    np.testing.assert_allclose(image, viewer.layers[AVERAGE].data)
     np.testing.assert_allclose(record["dy"], widget.result.dy)
 
 
@@ -208,7 +218,7 @@ def test_screenshot(make_napari_viewer, qtbot, scene):
     widget.frame_j.setValue(9)
     widget.update_preview()
     _run(qtbot, widget)
-    viewer.layers["stem average"].visible = True
+    viewer.layers[AVERAGE].visible = True
     layer.visible = False
     qtbot.wait(200)
     DOCS.mkdir(parents=True, exist_ok=True)
@@ -291,3 +301,58 @@ def test_each_form_sits_in_its_titled_box(make_napari_viewer, dock):
         (widget.average_form, "Average"),
     ):
         assert form.native.parent().title() == title
+
+
+def test_results_are_named_by_mask_and_a_rerun_replaces_or_keeps(make_napari_viewer, qtbot, scene):
+    from napari_stackalign.napari._results import KEEP
+
+    viewer, _layer, widget = _widget(make_napari_viewer, scene)
+    widget.add_registered.value = True
+    _run(qtbot, widget)
+    names = [lay.name for lay in viewer.layers]
+    assert names == ["stem", AVERAGE, REGISTERED]
+    _run(qtbot, widget)  # replace (the default): the same layers again, not duplicated
+    assert [lay.name for lay in viewer.layers] == names
+    widget.results.policy.value = KEEP
+    widget.mask_kind.value = "auto"
+    _run(qtbot, widget)
+    assert [lay.name for lay in viewer.layers] == [
+        *names, "stem average (pairwise, auto mask)", "stem registered (pairwise, auto mask)"
+    ]
+    compare = widget.results.compare_with_input()
+    assert compare is not None and widget.results.pair == ("stem", "stem registered (pairwise, auto mask)")
+    assert mask_setting(PairwiseOptions(mask="elliptical", n=6, n2=2, theta=60)) == "elliptical mask n=6/2 at 60°"
+    assert mask_setting(PairwiseOptions(mask="none")) == "no mask"
+
+
+def test_the_copied_command_and_python_give_the_widgets_shifts(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    stack, _truth = pairwise_scenes.stem_stack(8, (96, 96), snr=1.5, seed=7)
+    path = tmp_path / "stem.tif"
+    tifffile.imwrite(path, stack.astype(np.float32))
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin="napari-stackalign")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-stackalign", "Pairwise averaging")
+    widget.layer.value = layer
+    widget.mask_kind.value = "hann"
+    widget.n.value = 2.5
+    widget.maxima.value = "gf"
+    widget.bad_frames.value = "3"
+    widget.add_registered.value = True
+    _run(qtbot, widget)
+    ours = widget.result.transforms
+    command = widget.results.copy("command")
+    python = widget.results.copy("python")
+    argv = shlex.split(command)
+    assert argv[:2] == ["stackalign", "average"] and argv[argv.index("-i") + 1] == str(path)
+    assert "--n" in argv and "--maxima" in argv and argv[argv.index("--bad-frames") + 1] == "3"
+    monkeypatch.chdir(tmp_path)
+    assert stackalign([*argv[1:], "-q"]) == 0
+    table = FrameTransforms.load(argv[argv.index("--transforms") + 1])
+    assert table.allclose(ours, atol=1e-9)
+    registered = tifffile.imread(argv[argv.index("--registered") + 1])
+    np.testing.assert_allclose(registered, viewer.layers[-1].data, atol=1e-4)
+
+    scope: dict = {}
+    exec(python, scope)  # noqa: S102 - the snippet the widget offers to copy
+    assert scope["transforms"].allclose(ours, atol=1e-9)
+    np.testing.assert_allclose(scope["average"], viewer.layers["stem average (pairwise, hann mask n=2.5)"].data)

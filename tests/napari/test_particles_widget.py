@@ -47,6 +47,12 @@ def _emptiest_spot(frame: np.ndarray) -> np.ndarray:
     return np.array([y + 10, x + 10], dtype=float)
 
 
+def _tracks_layer(viewer, image: str = "beads"):
+    """The one tracks layer of ``image`` (its name also says the settings)."""
+    (layer,) = [lay for lay in viewer.layers if lay.name.startswith(f"{image} tracks (particles, ")]
+    return layer
+
+
 @pytest.fixture
 def setup(make_napari_viewer, dock):
     viewer = make_napari_viewer()
@@ -171,7 +177,7 @@ def test_track_adds_tracks_layer(setup, qtbot):
     widget.runner.run_button.click()
     assert widget.runner.worker is not None
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30000)  # finished (no race)
-    tracks_layer = viewer.layers["beads tracks"]
+    tracks_layer = _tracks_layer(viewer)
     tracks = tracks_from_layer(tracks_layer)
     assert isinstance(tracks, ParticleTracks)
     assert tracks.n_particles == n and tracks.n_frames == T
@@ -199,7 +205,7 @@ def test_picks_are_numbered_like_the_tracks_and_stay_active_after_track(setup, q
     viewer.dims.set_current_step(0, 4)
     widget.runner.run_button.click()
     qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30000)
-    tracks_layer = viewer.layers["beads tracks"]
+    tracks_layer = _tracks_layer(viewer)
     tracks = tracks_from_layer(tracks_layer)
     assert sorted(set(tracks_layer.data[:, 0].astype(int))) == [0, 1, 2]
     # track k is pick k: its first-frame position is where pick k sits
@@ -238,4 +244,63 @@ def test_track_without_good_picks_says_so(setup, qtbot):
         widget.good_picks()
     widget.runner.run_button.click()
     assert widget.runner.worker is None
-    assert "beads tracks" not in viewer.layers
+    assert not [lay for lay in viewer.layers if lay.name.startswith("beads tracks")]
+
+
+def test_track_results_are_named_replaced_or_kept_and_the_copied_python_gives_them(
+    make_napari_viewer, dock, qtbot, tmp_path, monkeypatch
+):
+    import shlex
+
+    import tifffile
+
+    from napari_stackalign.cli import main as stackalign
+    from napari_stackalign.napari._results import KEEP
+
+    stack, traj = _bead_stack()
+    path = tmp_path / "beads.tif"
+    tifffile.imwrite(path, stack)
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(path), plugin="napari-stackalign")
+    widget = dock(viewer, "Particles")
+    widget.layer.value = image
+    widget.box.value = 11
+    widget.pick_button.click()
+    picks = viewer.layers["beads picks"]
+    for i in range(min(4, traj.shape[1])):
+        picks.add([0, *(traj[0, i] + 0.5)])
+
+    def track():
+        widget.runner.run_button.click()
+        assert widget.runner.worker is not None
+        qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30000)
+
+    track()
+    name = "beads tracks (particles, box 11, R\u00b2 \u2265 " + f"{FIT_DEFAULTS.min_r2:g}, auto)"
+    assert _tracks_layer(viewer).name == name
+    ours = tracks_from_layer(_tracks_layer(viewer))
+    track()  # replace (the default): still one tracks layer
+    assert _tracks_layer(viewer).name == name
+    widget.results.policy.value = KEEP
+    track()
+    assert [lay.name for lay in viewer.layers].count(name) + [lay.name for lay in viewer.layers].count(
+        name + " [1]"
+    ) == 2
+
+    python = widget.results.copy("python")
+    command = widget.results.copy("command")
+    assert "PICKS.csv" in python and "Save picks" in python  # the note says where the picks go
+    monkeypatch.chdir(tmp_path)
+    widget.save_picks(tmp_path / "PICKS.csv")
+    scope: dict = {}
+    exec(python, scope)  # noqa: S102 - the snippet the widget offers to copy
+    np.testing.assert_allclose(scope["tracks"].y, ours.y)
+    np.testing.assert_allclose(scope["tracks"].x, ours.x)
+    np.testing.assert_array_equal(scope["tracks"].ok, ours.ok)
+
+    argv = shlex.split(command, comments=True)  # the copied text starts with the notes, as comments
+    assert argv[:2] == ["stackalign", "track"] and argv[argv.index("-i") + 1] == str(path)
+    assert stackalign([*argv[1:], "-q"]) == 0
+    written = ParticleTracks.from_csv(argv[argv.index("--tracks") + 1])
+    np.testing.assert_allclose(written.y, ours.y, atol=1e-6)
+    np.testing.assert_allclose(written.x, ours.x, atol=1e-6)

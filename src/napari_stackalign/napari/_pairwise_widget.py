@@ -4,8 +4,11 @@ Design the Fourier mask with a live preview (frame i's spectrum with the mask,
 the masked correlation of frames i and j), run the all-pairs registration in
 a worker, inspect the X / Y shift matrices with their outliers, change the
 outlier settings and see the result at once (nothing is correlated again),
-and add ``"<input> average"`` (cropped, crop and parameters in its metadata)
-and optionally ``"<input> registered"``. The engine is
+and add ``"<input> average (pairwise, <mask>)"`` (cropped, crop and parameters
+in its metadata) and optionally ``"<input> registered (pairwise, <mask>)"``,
+replacing or keeping the previous run's (the results row, which also offers
+Compare with input and the run as a ``stackalign average`` command and as
+Python). The engine is
 :func:`napari_stackalign.core.pairwise._register.register_pairwise`.
 """
 
@@ -48,10 +51,12 @@ from ..parsing import parse_index_list
 from ._forms import OptionsForm, layer_picker
 from ._layers import derived_image_kwargs, frame_stack, provenance
 from ._pairwise_panels import MatrixCanvas, PreviewCanvas
+from ._results import ResultsRow, result_name
 from ._runner import TaskRunner, notify_user_error
+from ._scripting import pairwise_recipe
 from ._scrolling import ScrollingDock
 
-__all__ = ["OUTLIER_METHODS", "PairwiseWidget", "outlier_method", "parse_frame_list"]
+__all__ = ["OUTLIER_METHODS", "PairwiseWidget", "mask_setting", "outlier_method", "parse_frame_list"]
 
 #: outlier checks offered: label -> (transitivity on, smoothness on)
 OUTLIER_METHODS = {
@@ -78,6 +83,19 @@ def outlier_method(threshold: float | None, max_shift: float | None) -> str:
     """The :data:`OUTLIER_METHODS` label of the checks that are on."""
     on = (threshold is not None, max_shift is not None)
     return next(label for label, checks in OUTLIER_METHODS.items() if checks == on)
+
+
+def mask_setting(options: PairwiseOptions) -> str:
+    """The mask in a result's name: ``"auto mask"``, ``"hann mask n=2"``, ``"elliptical mask n=6/2 at 60°"``."""
+    kind = options.mask if isinstance(options.mask, str) else "user"
+    if kind in ("auto", "user"):
+        return f"{kind} mask"
+    if kind == "none":
+        return "no mask"
+    if kind == "elliptical":
+        n2 = options.n if options.n2 is None else options.n2
+        return f"elliptical mask n={options.n:g}/{n2:g} at {options.theta:g}°"
+    return f"{kind} mask n={options.n:g}"
 
 
 def parse_frame_list(text: str, n_frames: int | None = None) -> list[int]:
@@ -135,6 +153,8 @@ class PairwiseWidget(ScrollingDock):
         #: the current result (re-evaluated when the outlier settings change)
         self.result: PairwiseResult | None = None
         self.source_layer: Any = None
+        #: the options of the last run (its mask names the results)
+        self.run_options: PairwiseOptions | None = None
         self.average_layer: Any = None
         self.registered_layer: Any = None
         self.last_preview_ms: float = float("nan")
@@ -156,6 +176,11 @@ class PairwiseWidget(ScrollingDock):
         layout.addWidget(self._average_box())
         layout.addWidget(self.runner)
         layout.addWidget(self._results_box())
+        self.results = ResultsRow(napari_viewer, "pairwise")
+        self.results.compare_button.setToolTip(
+            "Open Compare on the input and the registered stack (tick 'Also add the registered stack')."
+        )
+        layout.addWidget(self.results)
         layout.addStretch(1)
         self._connect()
         self._on_mask_kind(self.mask_kind.value)
@@ -443,14 +468,17 @@ class PairwiseWidget(ScrollingDock):
             notify_user_error(exc)
             return None
         return self.runner.start(
-            register_pairwise, stack, options=options, on_result=lambda result: self._on_result(layer, result)
+            register_pairwise, stack, options=options,
+            on_result=lambda result: self._on_result(layer, options, result),
         )
 
-    def _on_result(self, layer: Any, result: PairwiseResult) -> None:
+    def _on_result(self, layer: Any, options: PairwiseOptions, result: PairwiseResult) -> None:
         self.result = result
         self.source_layer = layer
+        self.run_options = options
         self.average_layer = None
         self.registered_layer = None
+        self.results.set_recipe(pairwise_recipe(layer, options))
         self._add_layers(result)
         self._show_result()
 
@@ -464,29 +492,26 @@ class PairwiseWidget(ScrollingDock):
         return provenance("pairwise", result.params, result.transforms, **extra)
 
     def _add_layers(self, result: PairwiseResult) -> None:
+        """Add the average (and the registered stack), replacing or keeping the previous run's as the row says."""
         layer = self.source_layer
         if layer is None or result.average is None:
             return
         block = self._block(result)
+        settings = [mask_setting(self.run_options)] if self.run_options is not None else []
         kwargs = derived_image_kwargs(layer, "average", {**block, "role": "average"}, frame_axis=False)
+        kwargs["name"] = result_name(layer.name, "average", "pairwise", settings)
         r0, _, c0, _ = result.crop
         scale = np.asarray(kwargs["scale"], dtype=float)
         translate = np.asarray(kwargs["translate"], dtype=float)
         kwargs["translate"] = tuple(translate + scale * np.array([r0, c0], dtype=float))
-        if self.average_layer is not None and self.average_layer in self.viewer.layers:
-            self.average_layer.data = result.average
-            self.average_layer.translate = kwargs["translate"]
-            self.average_layer.metadata = kwargs["metadata"]
-            self.average_layer.reset_contrast_limits()
-        else:
-            self.average_layer = self.viewer.add_image(result.average, **kwargs)
+        layers = [(result.average, kwargs)]
         if result.registered is not None:
             rkw = derived_image_kwargs(layer, "registered", block)
-            if self.registered_layer is not None and self.registered_layer in self.viewer.layers:
-                self.registered_layer.data = result.registered
-                self.registered_layer.metadata = rkw["metadata"]
-            else:
-                self.registered_layer = self.viewer.add_image(result.registered, **rkw)
+            rkw["name"] = result_name(layer.name, "registered", "pairwise", settings)
+            layers.append((result.registered, rkw))
+        added = self.results.add_layers(layer.name, layers, compare_with=1 if len(layers) > 1 else None)
+        self.average_layer = added[0]
+        self.registered_layer = added[1] if len(added) > 1 else None
 
     def _show_result(self) -> None:
         result = self.result
@@ -531,7 +556,7 @@ class PairwiseWidget(ScrollingDock):
         if self.result is None or self.source_layer is None:
             show_warning("Run the registration first.")
             return None
-        if self.source_layer not in self.viewer.layers:
+        if self.source_layer.name not in {lay.name for lay in self.viewer.layers}:
             notify_user_error(ValueError(f"the input layer {self.source_layer.name!r} was removed: run again."))
             return None
         stack = frame_stack(self.source_layer)

@@ -50,15 +50,17 @@ from ._forms import OptionsForm, layer_picker
 from ._layers import frame_stack
 from ._particle_layers import (
     PICKS_SUFFIX,
+    TRACKS_SUFFIX,
     image_to_layer_coords,
-    is_particle_tracks_layer,
     layer_to_image_coords,
     tracks_layer_kwargs,
 )
+from ._results import ResultsRow, result_name
 from ._runner import TaskRunner, notify_user_error
+from ._scripting import particles_recipe
 from ._scrolling import ScrollingDock
 
-__all__ = ["FAIL_COLOR", "FEATURE_COLUMNS", "OK_COLOR", "ParticlesWidget", "particle_numbers"]
+__all__ = ["FAIL_COLOR", "FEATURE_COLUMNS", "OK_COLOR", "ParticlesWidget", "particle_numbers", "track_settings"]
 
 OK_COLOR = (0.1, 0.85, 0.2, 1.0)
 FAIL_COLOR = (0.95, 0.1, 0.1, 1.0)
@@ -88,6 +90,12 @@ def _empty_features() -> pd.DataFrame:
     return pd.DataFrame(
         {k: pd.Series([], dtype=dtypes.get(type(v), "float64")) for k, v in FEATURE_COLUMNS.items()}
     )
+
+
+def track_settings(params: dict) -> list[str]:
+    """The tracking settings in a result's name: ``["box 11", "R² ≥ 0.5", "auto"]``."""
+    spots = next(name for name, value in POLARITIES.items() if value is params["dark"])
+    return [f"box {int(params['box'])}", f"R\u00b2 \u2265 {params['min_r2']:g}", spots]
 
 
 def particle_numbers(ok: np.ndarray) -> np.ndarray:
@@ -153,6 +161,9 @@ class ParticlesWidget(ScrollingDock):
         layout.addLayout(file_row)
         layout.addWidget(self.runner)
         layout.addWidget(self.result_label)
+        self.results = ResultsRow(napari_viewer, "particles")
+        self.results.compare_button.setToolTip("Tracks are points, not an image: nothing to compare here.")
+        layout.addWidget(self.results)
         layout.addStretch(1)
         self.layer.changed.connect(self._on_image_changed)
         self._on_image_changed()
@@ -527,21 +538,22 @@ class ParticlesWidget(ScrollingDock):
         options = TrackOptions(**self.fit_options().to_dict())
         params = {name: getattr(options, name) for name in ("box", "min_r2", "dark")}
 
+        recipe = particles_recipe(image, options, picks_layer=getattr(self.picks_layer(create=False), "name", None))
+
         def on_result(tracks: Any) -> None:
             self._add_tracks_layer(image, tracks, params)
+            self.results.set_recipe(recipe)
 
         self.runner.start(track_particles, stack, picks, on_result=on_result, options=options)
 
     def _add_tracks_layer(self, image: Any, tracks: Any, params: dict) -> Tracks:
         data, kwargs = tracks_layer_kwargs(image, tracks, params)
-        name = kwargs["name"]
-        if name in self.viewer.layers and is_particle_tracks_layer(self.viewer.layers[name]):
-            # our own earlier result: replace it rather than pile up copies
-            self.viewer.layers.remove(name)
+        kwargs["name"] = result_name(image.name, TRACKS_SUFFIX, "particles", track_settings(params))
         picks = self.picks_layer(create=False)
         picking = picks is not None and str(picks.mode) == "add"
         step = tuple(self.viewer.dims.current_step)
-        layer = self.viewer.add_tracks(data, **kwargs)
+        # replace (or keep) the previous run's tracks, found by its run id
+        (layer,) = self.results.add_layers(image.name, [(data, kwargs)], compare_with=None, layer_type="tracks")
         self.viewer.dims.current_step = step  # stay on the frame being picked
         if picking:
             # napari selects the new layer; keep clicks adding picks

@@ -127,10 +127,11 @@ class ResultsRow(QWidget):
         return run_id
 
     def add_layers(
-        self, input_name: str, layers: Sequence[tuple[Any, dict]], *, compare_with: int | None = 0
+        self, input_name: str, layers: Sequence[tuple[Any, dict]], *, compare_with: int | None = 0,
+        layer_type: str = "image",
     ) -> list[Any]:
-        """Add a run's layers (``(data, kwargs)`` each, as ``viewer.add_image`` takes them, or
-        ``(data, kwargs, kind)`` for another layer type, e.g. ``"vectors"``).
+        """Add a run's layers (``(data, kwargs)`` each, as ``viewer.add_<layer_type>`` takes them, or
+        ``(data, kwargs, kind)`` for a layer of another type, e.g. ``"vectors"``).
 
         Each gets the run id in ``metadata["stackalign"]``; the layer at
         ``compare_with`` becomes the one "Compare with input" opens (None: none of them, e.g. a 2-D average).
@@ -141,7 +142,7 @@ class ResultsRow(QWidget):
             block = dict(kwargs.get("metadata", {}).get("stackalign") or {})
             block["run_id"] = run_id
             kwargs = dict(kwargs, metadata={**kwargs.get("metadata", {}), "stackalign": block})
-            add = getattr(self.viewer, f"add_{kind[0] if kind else 'image'}")
+            add = getattr(self.viewer, f"add_{kind[0] if kind else layer_type}")
             added.append(add(data, **kwargs))
         if added and compare_with is not None:
             self.pair = (input_name, added[compare_with].name)

@@ -16,7 +16,10 @@ from typing import Any
 
 from ..parsing import format_downsample_rates
 
-__all__ = ["Recipe", "layer_source", "pyramid_recipe", "similarity_recipe", "trajectories_recipe"]
+__all__ = [
+    "Recipe", "layer_source", "pairwise_recipe", "particles_recipe", "pyramid_recipe", "similarity_recipe",
+    "trajectories_recipe",
+]
 
 #: what the command and the snippet read when the layer has no file
 PLACEHOLDER_INPUT = "INPUT.tif"
@@ -199,6 +202,100 @@ def similarity_recipe(layer: Any, options: Any, *, channel: int | None, mode: st
         f"stack = sa.read_stack({path!r}).data\n"
         f"transforms = {_call('sa.register_similarity', 'stack', keywords)}\n"
         f"average = sa.average_frames(stack, transforms, mode={mode!r})\n"
+    )
+    return Recipe(shlex.join(argv), python, tuple(notes))
+
+
+# --------------------------------------------------------------- pairwise
+def _pairwise_flag(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}" if float(f"{value:g}") == value else repr(value)
+    return str(value)
+
+
+def pairwise_recipe(layer: Any, options: Any) -> Recipe:
+    """The command (``stackalign average``) and the Python of a pairwise registration of ``layer``.
+
+    Only the options that differ from :class:`PairwiseOptions`' defaults are
+    written (the command's flags and the snippet's keywords share those
+    defaults); ``registered`` becomes ``--registered OUT_registered.tif``.
+    """
+    from ..cli.average import CLI_OPTIONS  # the options the command offers as flags
+
+    path, notes = _input(layer)
+    if not isinstance(options.mask, str):
+        raise TypeError("a mask array has no recipe here: the widget offers the named mask kinds only.")
+    argv = [
+        "stackalign", "average", "-i", path, "-o", _stem(path) + "_average.tif",
+        "--transforms", _stem(path) + "_transforms.csv",
+    ]
+    if options.registered:
+        argv += ["--registered", _stem(path) + "_registered.tif"]
+    keywords: dict[str, Any] = {}
+    defaults = type(options)()
+    for name in CLI_OPTIONS:
+        value = getattr(options, name)
+        if value == getattr(defaults, name):
+            continue
+        if name == "average" and value is None:  # the command always averages; its shifts are the same
+            keywords[name] = None
+            notes.append("the command also writes the average (it has no 'measure only'): the shifts are the same")
+            continue
+        flag = "--" + name.replace("_", "-")
+        text = ",".join(str(i) for i in value) if name == "bad_frames" else _pairwise_flag(value)
+        argv += [flag, text]
+        keywords[name] = tuple(int(i) for i in value) if name == "bad_frames" else value
+    if options.registered:
+        keywords["registered"] = True
+    inner = "".join(f"\n    {k}={_py(v)}," for k, v in keywords.items())
+    call = f"sa.PairwiseOptions({inner}\n)" if keywords else "sa.PairwiseOptions()"
+    python = (
+        "import napari_stackalign as sa\n\n"
+        f"stack = sa.read_stack({path!r}).data\n"
+        f"options = {call}\n"
+        "result = sa.register_pairwise(stack, options=options)\n"
+        "transforms = result.transforms\n"
+        "average = result.average\n"
+    )
+    return Recipe(shlex.join(argv), python, tuple(notes))
+
+
+# -------------------------------------------------------------- particles
+#: what the command and the snippet read the picks from (the widget's "Save picks…")
+PICKS_FILE = "PICKS.csv"
+
+
+def particles_recipe(image: Any, options: Any, *, picks_layer: str | None = None) -> Recipe:
+    """The command (``stackalign track``) and the Python of tracking the picks on ``image``.
+
+    The picks are points on a layer: the command and the snippet read them
+    from ``PICKS.csv``, which "Save picks…" writes (the picks whose fit
+    passed are tracked, as in the widget). The command also corrects the
+    stack from the tracks; ``--tracks`` holds the tracks the widget drew.
+    """
+    from ..core.particles import SPOT_TYPES
+
+    path, notes = _input(image)
+    spots = next(name for name, value in SPOT_TYPES.items() if value is options.dark)
+    argv = [
+        "stackalign", "track", "-i", path, "--picks", PICKS_FILE, "-o", _stem(path) + "_aligned.tif",
+        "--tracks", _stem(path) + "_tracks.csv", "--transforms", _stem(path) + "_transforms.csv",
+        "--box", str(int(options.box)), "--min-r2", f"{options.min_r2:g}", "--spots", spots,
+    ]
+    notes.append(
+        f"save the picks (layer {picks_layer or 'picks'!r}) with 'Save picks…' in the Particles widget as "
+        f"{PICKS_FILE} first: the command and the Python read them from there"
+    )
+    keywords = {"box": int(options.box), "min_r2": float(options.min_r2), "dark": options.dark}
+    inner = "".join(f"\n    {k}={_py(v)}," for k, v in keywords.items())
+    python = (
+        "import napari_stackalign as sa\n\n"
+        f"stack = sa.read_stack({path!r}).data\n"
+        f"picks = sa.read_picks({PICKS_FILE!r}, only_ok=True)\n"
+        f"options = sa.TrackOptions({inner}\n)\n"
+        "tracks = sa.track_particles(stack, picks, options=options)\n"
     )
     return Recipe(shlex.join(argv), python, tuple(notes))
 
