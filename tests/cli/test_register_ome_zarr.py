@@ -1,7 +1,8 @@
-"""`stackalign register -o out.ome.zarr`: the in-memory path writes OME-Zarr; the streaming path refuses it."""
+"""`stackalign register -o out.ome.zarr`, in memory and on the streaming (big-file) path."""
 
 from __future__ import annotations
 
+import json
 import shlex
 
 import numpy as np
@@ -57,13 +58,23 @@ def test_an_ome_zarr_input_is_never_its_output(tmp_path, capsys):
     np.testing.assert_array_equal(read_stack(src, lazy=False).data, stack)
 
 
-def test_streaming_path_refuses_ome_zarr_clearly(movie, tmp_path, monkeypatch, capsys):
+def test_streaming_path_writes_ome_zarr(movie, tmp_path, monkeypatch, capsys):
+    reference = tmp_path / "ref.h5"
+    assert _run(f"-i {movie} -o {reference} -q {FLAGS}") == 0
+    # pretend the input fits nowhere under the memory cap: it is opened lazily and streamed
     monkeypatch.setattr("napari_stackalign.io._api.fraction_for_max_memory", lambda *a, **k: 0.0)
     out = tmp_path / "big.ome.zarr"
-    assert _run(f"-i {movie} -o {out} --max-memory 1G {FLAGS}") == 2
-    err = capsys.readouterr().err
-    assert "OME-Zarr output is written from inputs that fit in memory" in err
-    assert list(tmp_path.iterdir()) == []
+    assert _run(f"-i {movie} -o {out} {FLAGS}") == 0
+    assert "streaming it chunk by chunk" in capsys.readouterr().err
+    got, expected = read_stack(out, lazy=False), read_stack(reference, lazy=False)
+    np.testing.assert_array_equal(got.data, expected.data)
+    assert got.scale == expected.scale
+    assert got.units == "µm"
+    assert got.metadata["experiment"] == "e1"
+    assert got.metadata["stackalign"]["method"] == "pyramid"
+    np.testing.assert_array_equal(got.transforms.dy, expected.transforms.dy)
+    assert json.loads((out / "0" / ".zarray").read_text())["chunks"] == [1, 64, 72]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.ome.zarr", "ref.h5"]
 
 
 def test_lzf_and_save_as_tif_are_refused_for_ome_zarr(movie, tmp_path, capsys):

@@ -80,12 +80,6 @@ def run_streaming(
     """
     cluster = wants_cluster(args)
     say = messages(args)
-    if paths.fmt == "zarr":
-        raise ValueError(
-            f"-o {paths.output.name}: OME-Zarr output is written from inputs that fit in memory; this run streams "
-            "(a big input or a cluster) and writes TIFF or HDF5 only: name the output *.h5 or *.tif "
-            "(or raise --max-memory so the stack is loaded)."
-        )
     if getattr(args, "failed", APPLY_DEFAULTS.failed) != APPLY_DEFAULTS.failed:
         raise ValueError(
             f"--failed {args.failed}: big (streamed) inputs and clusters apply the default, "
