@@ -171,3 +171,19 @@ def test_volumes_and_lzf_are_refused(tmp_path):
     with pytest.raises(ValueError, match="lzf"):
         write_stack(tmp_path / "v.ome.zarr", _stack(), compression="lzf")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_transaction_commits_the_folder_with_the_other_outputs(tmp_path):
+    from napari_stackalign.files import atomic_write_text, output_transaction
+
+    with pytest.raises(RuntimeError), output_transaction():
+        write_stack(tmp_path / "t.ome.zarr", _stack((2, 6, 6)))
+        atomic_write_text(tmp_path / "t.csv", "a\n")
+        assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".part")) == []
+        raise RuntimeError("a later step failed")
+    assert list(tmp_path.iterdir()) == []
+    with output_transaction():
+        write_stack(tmp_path / "t.ome.zarr", _stack((2, 6, 6)))
+        atomic_write_text(tmp_path / "t.csv", "a\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.ome.zarr"]
+    np.testing.assert_array_equal(read_stack(tmp_path / "t.ome.zarr", lazy=False).data, _stack((2, 6, 6)))
