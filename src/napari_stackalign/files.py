@@ -15,8 +15,10 @@ import errno
 import math
 import os
 import re
+import shutil
 import socket
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "Interrupted",
+    "atomic_folder",
     "atomic_path",
     "atomic_write_text",
     "check_writable_dir",
@@ -33,6 +36,7 @@ __all__ = [
     "jsonable",
     "output_transaction",
     "raise_if_interrupted",
+    "remove_part",
     "remove_stale_parts",
     "reset_interrupt",
     "signals_deferred",
@@ -263,9 +267,81 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def _commit(tmp: Path, target: Path) -> None:
+    if tmp.is_dir():
+        _commit_folder(tmp, target)
+        return
     with contextlib.suppress(OSError):
         os.chmod(tmp, _new_file_mode(target))
     os.replace(tmp, target)
+
+
+def _commit_folder(tmp: Path, target: Path) -> None:
+    """Rename the finished folder ``tmp`` onto ``target``; a folder already there is moved aside first and
+    removed only once the new one is in place (if the rename fails, it is put back)."""
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, 0o777 & ~_umask())
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.sa-{os.getpid()}@{_host()}.{uuid.uuid4().hex[:8]}.old.part")
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        remove_part(old)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_part(part: Path) -> None:
+    """Remove a temporary file or folder (errors ignored)."""
+    if part.is_dir() and not part.is_symlink():
+        shutil.rmtree(part, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            part.unlink()
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; rename it onto ``path`` on success.
+
+    The folder counterpart of :func:`atomic_path` (for outputs such as
+    OME-Zarr that are folders), with the same part naming, the same place in
+    an :func:`output_transaction`, and the same guarantee: on any exception
+    the temporary folder is removed and an existing ``path`` is untouched.
+    An existing folder at ``path`` is replaced only once the new one is
+    complete.
+    """
+    target = Path(path).expanduser()
+    folder = check_writable_dir(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.sa-{os.getpid()}@{_host()}.", suffix=".part", dir=folder))
+    parts = _TRANSACTION.get()
+    try:
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise disk_full_error(target, getattr(exc, "written", None), getattr(exc, "total", None)) from exc
+            raise
+        raise_if_interrupted()
+        if parts is not None:
+            earlier = parts.pop(target.resolve(), None)
+            if earlier is not None:
+                remove_part(earlier)
+            parts[target.resolve()] = tmp
+            return
+        _commit(tmp, target)
+    except BaseException:
+        remove_part(tmp)
+        raise
 
 
 @contextlib.contextmanager
@@ -293,8 +369,7 @@ def output_transaction() -> Iterator[dict[Path, Path]]:
                 del parts[target]
     except BaseException:
         for tmp in parts.values():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            remove_part(tmp)
         raise
 
 

@@ -19,13 +19,15 @@ import tifffile
 from ..core.checks import check_mask, check_roi
 from ..core.pyramid import PyramidOptions
 from ..io import TIFF_SUFFIXES, WRITE_SUFFIXES, same_file
+from ..io._formats import suffix_of
+from ..io._zarr import ZARR_WRITE_SUFFIXES
 from ._register_common import RegisterPaths
 from ._safety import Output, check_outputs
 
 __all__ = ["check_paths", "read_mask", "resolve_output_format", "with_region"]
 
 #: the HDF5 extensions the output may have
-HDF5_SUFFIXES = tuple(s for s in WRITE_SUFFIXES if s not in TIFF_SUFFIXES)
+HDF5_SUFFIXES = tuple(s for s in WRITE_SUFFIXES if s not in TIFF_SUFFIXES + ZARR_WRITE_SUFFIXES)
 #: extensions of files that are surely not the output stack (a table, an image, a HyperSpy file)
 NOT_OUTPUT_SUFFIXES = (".csv", ".json", ".png", ".gif", ".jpg", ".jpeg", ".hspy")
 
@@ -36,7 +38,7 @@ def resolve_output_format(output: str | os.PathLike, save_as_tif: int | None) ->
     Returns
     -------
     (path, fmt, note)
-        ``fmt`` is ``"tiff"`` or ``"hdf5"``; ``note`` tells the user about a
+        ``fmt`` is ``"tiff"``, ``"hdf5"`` or ``"zarr"`` (an OME-Zarr folder); ``note`` tells the user about a
         file name that was completed (None otherwise).
 
     Raises
@@ -48,6 +50,13 @@ def resolve_output_format(output: str | os.PathLike, save_as_tif: int | None) ->
     if not str(output).strip():
         raise ValueError("-o: the output name is empty: give a file name ending in .h5 or .tif.")
     path = Path(output).expanduser()
+    if suffix_of(path) in ZARR_WRITE_SUFFIXES:
+        if save_as_tif is not None:
+            raise ValueError(
+                f"--save_as_tif {save_as_tif} does not apply to the OME-Zarr output {path.name}: drop the flag "
+                "(the extension decides)."
+            )
+        return Path(str(output).rstrip("/" + os.sep)).expanduser(), "zarr", None
     if str(output).endswith(("/", os.sep)) or path.is_dir():
         raise ValueError(f"-o {path} is a folder: give a file name ending in .h5 or .tif, e.g. {path / 'out.h5'}.")
     suffix = path.suffix.lower()
@@ -64,7 +73,8 @@ def resolve_output_format(output: str | os.PathLike, save_as_tif: int | None) ->
         return path, fmt, None
     if suffix:  # an unknown extension is refused (out.npy never becomes out.npy.h5)
         raise ValueError(
-            f"the output {path.name} must be a TIFF (.tif, .tiff) or HDF5 (.h5, .hdf5, .hd5) file, not {suffix}: "
+            f"the output {path.name} must be a TIFF (.tif, .tiff) or HDF5 (.h5, .hdf5, .hd5) file or an OME-Zarr "
+            f"folder (.ome.zarr), not {suffix}: "
             f"name it {path.stem}.h5 or {path.stem}.tif."
         )
     fmt = "tiff" if save_as_tif == 1 else "hdf5"
@@ -105,9 +115,11 @@ def check_paths(args: argparse.Namespace, say: Callable[..., None]) -> RegisterP
             raise ValueError("--transforms must name a file other than the input and the output.")
         if table.exists() and not args.overwrite:
             raise ValueError(f"{table} already exists: pass --overwrite to replace it, or choose another name.")
-    if args.compression == "lzf" and fmt == "tiff":
-        raise ValueError("--compression lzf exists for HDF5 output only: use zlib (or none) for TIFF.")
-    outputs = [Output("-o", str(out_path), TIFF_SUFFIXES + HDF5_SUFFIXES)]
+    if args.compression == "lzf" and fmt in ("tiff", "zarr"):
+        raise ValueError(
+            f"--compression lzf exists for HDF5 output only: use zlib (or none) for {'TIFF' if fmt == 'tiff' else 'OME-Zarr'}."
+        )
+    outputs = [Output("-o", str(out_path), TIFF_SUFFIXES + HDF5_SUFFIXES + ZARR_WRITE_SUFFIXES)]
     outputs.append(Output("--transforms", args.transforms, (".csv", ".json")))
     check_outputs([in_path, args.mask, args.apply_transforms], outputs, overwrite=args.overwrite, say=say)
     return RegisterPaths(input=in_path, output=out_path, fmt=fmt, table=table)

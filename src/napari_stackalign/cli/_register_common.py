@@ -71,7 +71,7 @@ class RegisterPaths:
         The stack to register.
     output : Path
         The registered stack (its extension completed when it had none).
-    fmt : {"tiff", "hdf5"}
+    fmt : {"tiff", "hdf5", "zarr"}
         The output's format.
     table : Path or None
         Where ``--transforms`` writes the per-frame table.
@@ -232,7 +232,8 @@ def summary(
         details = transforms.failure_summary()
         if details:
             print("failed frames:\n  " + details.replace("\n", "\n  "))
-    print(f"wrote {paths.output} ({'TIFF' if paths.fmt == 'tiff' else 'HDF5'}, {dtype})")
+    label = {"tiff": "TIFF", "zarr": "OME-Zarr"}.get(paths.fmt, "HDF5")
+    print(f"wrote {paths.output} ({label}, {dtype})")
     if paths.table is not None:
         print(f"wrote {paths.table} (per-frame transforms)")
     print(f"done in {seconds:.2f} s")

@@ -25,6 +25,8 @@ from pathlib import Path
 
 from ..core.apply import ApplyOptions
 from ..files import Interrupted, interrupt, remove_stale_parts
+from ..io._formats import suffix_of
+from ..io._zarr import ZARR_WRITE_SUFFIXES
 from ._options import add_option_arguments
 
 __all__ = [
@@ -89,6 +91,10 @@ def _checked_name(out: Output) -> Path:
         if path.exists() and not path.is_dir():
             raise ValueError(f"{out.flag} {path} is a file: give a folder.")
         return path
+    if suffix_of(path) in ZARR_WRITE_SUFFIXES and suffix_of(path) in out.suffixes:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{out.flag} {path} is a file: an OME-Zarr output is a folder; choose another name.")
+        return Path(str(text).rstrip("/" + os.sep)).expanduser()
     if str(text).endswith(("/", os.sep)) or path.is_dir():
         raise ValueError(f"{out.flag} {path} is a folder: give a file name" + _ending(out) + ".")
     if out.suffixes and path.suffix.lower() not in out.suffixes:

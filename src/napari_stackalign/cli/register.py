@@ -148,7 +148,8 @@ def _add_io_arguments(group: Any) -> None:
         "--output",
         required=True,
         metavar="OUT",
-        help="output file; its extension chooses TIFF or HDF5 (without one, --save_as_tif decides).",
+        help="output file; its extension chooses TIFF, HDF5 or an OME-Zarr folder (.ome.zarr) (without one, "
+        "--save_as_tif decides).",
     )
     group.add_argument(
         "--save_as_tif",

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_path, check_writable_dir
+from ..files import atomic_folder, atomic_path, check_writable_dir
 from ..layouts import CHANNEL_STACK_AXES, STACK_AXES
 from ..parsing import parse_byte_size
 from ..progress import ProgressCallback
@@ -45,6 +45,7 @@ from ._meta import (
 from ._rsciio import read_rsciio
 from ._stackdata import StackData
 from ._tiff import TIFF_SUFFIXES, open_tiff, read_tiff, write_tiff
+from ._zarr import ZARR_WRITE_SUFFIXES, restore_zarr_block, write_ome_zarr
 
 __all__ = ["COMPRESSIONS", "READ_SUFFIXES", "WRITE_SUFFIXES", "read_stack", "same_file", "write_stack"]
 
@@ -52,7 +53,7 @@ __all__ = ["COMPRESSIONS", "READ_SUFFIXES", "WRITE_SUFFIXES", "read_stack", "sam
 #: see :data:`~napari_stackalign.io.INPUT_FORMATS` for the library and extra of each.
 READ_SUFFIXES = tuple(dict.fromkeys(suffix for fmt in INPUT_FORMATS for suffix in fmt.suffixes))
 #: File extensions :func:`write_stack` writes.
-WRITE_SUFFIXES = TIFF_SUFFIXES + (".h5", ".hdf5", ".hd5")
+WRITE_SUFFIXES = TIFF_SUFFIXES + (".h5", ".hdf5", ".hd5") + ZARR_WRITE_SUFFIXES
 #: Accepted ``compression`` values of :func:`write_stack`.
 COMPRESSIONS = ("auto", "none", "zlib", "deflate", "gzip", "lzf")
 
@@ -192,7 +193,8 @@ def read_stack(
     if path.is_dir():
         if is_ome_zarr(path):
             _reject_dataset(dataset, path)
-            return _checked(read_bioio(path, position=position, axes=axes, lazy=lazy, memory_fraction=memory_fraction))
+            result = read_bioio(path, position=position, axes=axes, lazy=lazy, memory_fraction=memory_fraction)
+            return _checked(restore_zarr_block(result, path))
         _reject_dataset(dataset, path)
         _reject_position(position, path)
         return _checked(
@@ -301,6 +303,8 @@ def _normalise_compression(compression: str | None, fmt: str) -> str | None:
         raise ValueError(f"compression must be one of {COMPRESSIONS} or None, got {compression!r}.")
     if value == "auto":
         return None if fmt == "tiff" else "zlib"
+    if value == "lzf" and fmt == "zarr":
+        raise ValueError("lzf compression exists for HDF5 only: use compression='zlib' for OME-Zarr.")
     if value in ("deflate", "gzip", "zlib"):
         return "zlib"
     if value == "lzf":
@@ -344,7 +348,7 @@ def write_stack(
     compression: str | None = "auto",
     progress: ProgressCallback | None = None,
 ) -> Path:
-    """Write a (T, Y, X) or (T, C, Y, X) stack to TIFF or HDF5, atomically.
+    """Write a (T, Y, X) or (T, C, Y, X) stack to TIFF, HDF5 or OME-Zarr, atomically.
 
     The data are streamed chunk by chunk (numpy, memmap, h5py and dask
     inputs; a dask array is never computed whole) into a temporary file
@@ -362,8 +366,12 @@ def write_stack(
         tifffile-based readers and this package read back fully.
         ``.h5``/``.hdf5``/``.hd5``: dataset ``image_data`` chunked by frames
         and compressed, a ``metadata`` group and a ``transforms`` table.
-        Either way, metadata, scale, units and transforms are also stored as
-        JSON (in the TIFF description) so :func:`read_stack` restores them.
+        ``.ome.zarr``/``.zarr``: an OME-Zarr (NGFF 0.4) folder, one
+        full-resolution level chunked per frame, axes with types and units
+        and a ``scale`` transformation from the pixel size (TYX and TCYX
+        only). Every format also stores metadata, scale, units and
+        transforms as JSON (the TIFF description, the Zarr group's
+        ``stackalign`` attribute) so :func:`read_stack` restores them.
     data : array_like or StackData
         Frames first. A :class:`StackData` also supplies the defaults of
         ``metadata``, ``transforms``, ``scale``, ``units``, ``axes`` and
@@ -418,7 +426,7 @@ def write_stack(
         scale = data.scale if scale is None else scale
         units = data.units if units is None else units
         axes = data.axes if axes is None else axes
-        if source_path is None and data.path is not None and Path(data.path).is_file():
+        if source_path is None and data.path is not None and Path(data.path).exists():
             source_path = data.path
         data = data.data
     fmt = _write_format(target)
@@ -461,6 +469,22 @@ def _write_file(
 ) -> None:
     """Write the checked data into a temporary file renamed onto ``target`` when complete."""
     stage = f"writing {target.name}"
+    if fmt == "zarr":
+        with atomic_folder(target) as tmp:
+            write_ome_zarr(
+                tmp,
+                data,
+                axes=axes,
+                scale=scale,
+                units=units,
+                metadata=metadata,
+                transforms=transforms,
+                compression=compression,
+                progress=progress,
+                stage=stage,
+                name=target.name.removesuffix(".zarr").removesuffix(".ome"),
+            )
+        return
     with atomic_path(target) as tmp:
         if fmt == "tiff":
             block = make_block(axes=axes, scale=scale, units=units, metadata=metadata, transforms=transforms)
@@ -491,8 +515,10 @@ def _write_file(
 
 
 def _write_format(target: Path) -> str:
-    """``"tiff"`` or ``"hdf5"``, from the file extension."""
+    """``"tiff"``, ``"hdf5"`` or ``"zarr"``, from the file extension."""
     suffix = target.suffix.lower()
+    if suffix_of(target) in ZARR_WRITE_SUFFIXES:
+        return "zarr"
     if suffix in TIFF_SUFFIXES:
         return "tiff"
     if suffix in WRITE_SUFFIXES:
@@ -549,6 +575,9 @@ def _check_target(target: Path, source_path: PathLike | None, *, overwrite: bool
     """Refuse a missing or read-only folder, a folder as target, the source file and (without
     ``overwrite``) an existing file."""
     check_writable_dir(target)
+    if suffix_of(target) in ZARR_WRITE_SUFFIXES:
+        _check_folder_target(target, source_path, overwrite=overwrite, force=force)
+        return
     if target.is_dir():
         raise ValueError(f"{target} is a folder: give a file name ending in {target.suffix.lower()}.")
     if source_path is not None and same_file(target, Path(source_path).expanduser()) and not force:
@@ -558,3 +587,27 @@ def _check_target(target: Path, source_path: PathLike | None, *, overwrite: bool
         )
     if target.exists() and not (overwrite or force):
         raise ValueError(f"{target} already exists: pass overwrite=True to replace it, or choose another name.")
+
+
+def _check_folder_target(target: Path, source_path: PathLike | None, *, overwrite: bool, force: bool) -> None:
+    """An OME-Zarr output is a folder: refuse a file in its place, the source, and (without ``overwrite``)
+    an existing folder; a folder that is not a Zarr is never replaced."""
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{target} is a file, not an OME-Zarr folder: remove it or choose another name.")
+    if source_path is not None:
+        source = Path(source_path).expanduser()
+        if same_file(target, source) or (target.exists() and source.resolve().is_relative_to(target.resolve())):
+            if not force:
+                raise ValueError(
+                    f"refusing to write over {target}: it holds the data being written. Save under a new name "
+                    "(recommended), or pass force=True to replace it."
+                )
+            raise ValueError(
+                f"cannot replace {target} with data read from it: the data would be removed while it is read. "
+                "Save under a new name."
+            )
+    if target.exists():
+        if not (overwrite or force):
+            raise ValueError(f"{target} already exists: pass overwrite=True to replace it, or choose another name.")
+        if not is_ome_zarr(target) or not ((target / ".zattrs").is_file() or (target / "zarr.json").is_file()):
+            raise ValueError(f"{target} is a folder that is not a Zarr: it is not replaced. Choose another name.")

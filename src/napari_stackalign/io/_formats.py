@@ -109,7 +109,7 @@ INPUT_FORMATS: tuple[InputFormat, ...] = (
         OME_ZARR_SUFFIXES,
         "bioio-ome-zarr",
         extra="bio",
-        keeps="pixel size and unit, channel names, full resolution level",
+        keeps="pixel size and unit, channel names, full resolution level; this package's metadata and transforms",
     ),
     InputFormat(
         "High-speed AFM (RIBM/Kanazawa .asd)",

@@ -242,7 +242,7 @@ def test_clear_errors_before_any_work(tmp_path, drifting):
     with pytest.raises(ValueError, match="already exists"):
         register_file(src, tmp_path / "exists.h5", progress=progress)
     with pytest.raises(ValueError, match="HDF5"):
-        register_file(src, tmp_path / "out.zarr", progress=progress)
+        register_file(src, tmp_path / "out.npy", progress=progress)
     with pytest.raises(ValueError, match="input file"):
         register_file(src, src, overwrite=True, progress=progress)
     with pytest.raises(ValueError, match="too small"):
@@ -301,4 +301,4 @@ def test_suggested_output_paths(tmp_path):
     assert anywhere.suffix == ".tif" and "/" not in anywhere.name and ":" not in anywhere.name
     assert os.access(anywhere.parent, os.W_OK)
     with pytest.raises(ValueError, match="suffix"):
-        suggest_output_path(src, "x", suffix=".zarr")
+        suggest_output_path(src, "x", suffix=".npy")

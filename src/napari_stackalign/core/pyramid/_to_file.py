@@ -40,6 +40,8 @@ import numpy as np
 from ..._version import __version__
 from ...files import check_writable_dir
 from ...io import write_stack
+from ...io._formats import suffix_of
+from ...io._zarr import ZARR_WRITE_SUFFIXES
 from ...parsing import parse_byte_size
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
@@ -66,7 +68,7 @@ __all__ = [
 #: default working-memory budget of :func:`register_file`
 DEFAULT_MEMORY_LIMIT = "1GiB"
 #: output formats :func:`register_file` writes (streamed chunk by chunk)
-OUTPUT_SUFFIXES = (".h5", ".hdf5", ".hd5", ".tif", ".tiff")
+OUTPUT_SUFFIXES = (".h5", ".hdf5", ".hd5", ".tif", ".tiff") + ZARR_WRITE_SUFFIXES
 #: float32 images of a frame a worker thread holds at once while estimating
 #: (prepared frame, its pyramid, interpolation and correlation buffers)
 WORK_IMAGES_PER_THREAD = 12
@@ -202,16 +204,20 @@ def suggest_output_path(source_path: str | os.PathLike | None, name: str, *, suf
 def _check_output(output_path: Any, overwrite: bool, inputs: Sequence[Path] = ()) -> Path:
 
     out = Path(output_path).expanduser()
-    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+    folder_output = suffix_of(out) in ZARR_WRITE_SUFFIXES
+    if out.suffix.lower() not in OUTPUT_SUFFIXES and not folder_output:
         raise ValueError(
             f"cannot write the registered stack to {out.name}: use an HDF5 (.h5, .hdf5, .hd5) or TIFF "
-            "(.tif, .tiff) file name (HDF5 is recommended for big stacks: chunked by frames, with the transforms)."
+            "(.tif, .tiff) file name or an OME-Zarr folder (.ome.zarr) (HDF5 is recommended for big stacks: "
+            "chunked by frames, with the transforms)."
         )
     for src in inputs:
         if _same_file(out, src):
             raise ValueError(f"the output {out} is the input file: choose another name (the input is never overwritten).")
     check_writable_dir(out)
-    if out.is_dir():
+    if folder_output and out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not an OME-Zarr folder: remove it or choose another name.")
+    if out.is_dir() and not folder_output:
         raise ValueError(f"{out} is a folder: give a file name ending in {out.suffix}.")
     if out.exists() and not overwrite:
         raise ValueError(f"{out} already exists: pass overwrite=True to replace it, or choose another name.")
@@ -353,8 +359,8 @@ def register_stack_to_file(
     output_path : str or path-like
         ``.h5``/``.hdf5``/``.hd5`` (recommended: ``image_data`` chunked by
         frames, a ``metadata`` group and the ``transforms`` table) or
-        ``.tif``/``.tiff``. Written through a temporary file beside it and
-        renamed when complete.
+        ``.tif``/``.tiff``, or an OME-Zarr folder ``.ome.zarr``. Written
+        through a temporary file (folder) beside it and renamed when complete.
     channel : int, optional
         For (T, C, Y, X) stacks: the channel to estimate on.
     num_frames, reference_mode, reference_frames, running_frames, keyframe_every, downsample_rates, max_movement, iterate, smooth, window_length, polyorder, roi, mask, normalize, reference, kernel
@@ -549,7 +555,9 @@ def register_file(
         ``.h5``/``.hdf5``/``.hd5`` (recommended for big stacks:
         ``image_data`` chunked by frames, the input's metadata with a
         ``stackalign`` block, and the ``transforms`` table) or
-        ``.tif``/``.tiff`` (BigTIFF above 4 GB). Zarr output is not offered.
+        ``.tif``/``.tiff`` (BigTIFF above 4 GB), or an OME-Zarr folder
+        ``.ome.zarr`` (NGFF 0.4, chunks of one frame; see
+        :func:`~napari_stackalign.io.write_stack`).
     dataset : str, optional
         HDF5 input: the dataset holding the stack.
     channel : int, optional
