@@ -272,3 +272,27 @@ def test_bad_values_give_the_options_message(make_napari_viewer, errors, window,
     assert widget.run() is None
     assert errors[-1] == str(expected.value)
     assert [layer.name for layer in viewer.layers] == ["series"]
+
+
+def test_a_lazy_ome_zarr_input_is_registered_into_ome_zarr(make_napari_viewer, qtbot, beads, tmp_path, wait_run, dock):
+    """The big-file path streams an OME-Zarr input into an OME-Zarr output beside it, opened lazily."""
+    from napari_stackalign.io import write_stack
+
+    from napari_stackalign.io import read_stack
+
+    stack, truth = beads
+    source = write_stack(tmp_path / "movie.ome.zarr", stack, scale=0.2, units="um")
+    viewer = make_napari_viewer()
+    # as the reader opens a file larger than its memory share: lazily, with its path
+    lazy = read_stack(source, lazy=True).data
+    assert type(lazy).__module__.startswith("dask")
+    layer = viewer.add_image(lazy, name="movie", metadata={"source_path": str(source)})
+    widget = dock(viewer, "Pyramid registration")
+    widget.layer.value = layer
+    wait_run(widget, widget.run())
+    output = tmp_path / "movie registered.ome.zarr"
+    assert output.is_dir()
+    out = viewer.layers[-1]
+    assert type(out.data).__module__.startswith("dask")
+    ft = transforms_from_layer(out)
+    assert alignment_error(ft, truth)["rms"] < 0.1

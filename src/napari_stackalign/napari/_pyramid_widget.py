@@ -129,6 +129,12 @@ def _register_to_disk_task(
     return result.raw_transforms, result.transforms, read_stack(result.path, lazy=True).data
 
 
+def _big_output_suffix(source: str | None) -> str:
+    """The big-file path's output format: OME-Zarr for an OME-Zarr input (a chunked folder in, a chunked
+    folder out), else HDF5."""
+    return ".ome.zarr" if source is not None and str(source).rstrip("/\\").lower().endswith(".zarr") else ".h5"
+
+
 def _is_lazy(data: Any) -> bool:
     """A dask array: the layer reads its file on demand (napari-stackalign's
     reader does so for files larger than a quarter of the memory)."""
@@ -544,7 +550,8 @@ class PyramidWidget(ScrollingDock):
             return self._run_piecewise(layer, stack, options, record, settings=_settings(options, shapes, labels))
         if _is_lazy(stack):
             # a big, lazily opened stack: register file to file and open the result lazily
-            output = suggest_output_path(_source_path(layer), layer.name)
+            source = _source_path(layer)
+            output = suggest_output_path(source, layer.name, suffix=_big_output_suffix(source))
             record["output"] = str(output)
             show_info(f"Registering {layer.name!r} to disk: {output}")
             return self.runner.start(

@@ -182,7 +182,7 @@ def suggest_output_path(source_path: str | os.PathLike | None, name: str, *, suf
     name : str
         Name to use when there is no source file (e.g. the layer name).
     suffix : str
-        ``".h5"`` (default) or ``".tif"``.
+        ``".h5"`` (default), ``".tif"`` or ``".ome.zarr"``.
     """
     if suffix.lower() not in OUTPUT_SUFFIXES:
         raise ValueError(f"suffix must be one of {OUTPUT_SUFFIXES}, got {suffix!r}.")
@@ -190,6 +190,8 @@ def suggest_output_path(source_path: str | os.PathLike | None, name: str, *, suf
     if source_path is not None:
         src = Path(source_path).expanduser()
         stem = src.stem if src.suffix else src.name
+        if stem.lower().endswith(".ome"):  # x.ome.tif, x.ome.zarr
+            stem = stem[:-4]
         if os.access(src.parent, os.W_OK):
             folder = src.parent
     stem = "".join(c if c.isalnum() or c in " ._-()" else "_" for c in f"{stem} registered").strip() or "registered"
