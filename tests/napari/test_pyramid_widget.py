@@ -276,9 +276,7 @@ def test_bad_values_give_the_options_message(make_napari_viewer, errors, window,
 
 def test_a_lazy_ome_zarr_input_is_registered_into_ome_zarr(make_napari_viewer, qtbot, beads, tmp_path, wait_run, dock):
     """The big-file path streams an OME-Zarr input into an OME-Zarr output beside it, opened lazily."""
-    from napari_stackalign.io import write_stack
-
-    from napari_stackalign.io import read_stack
+    from napari_stackalign.io import read_stack, write_stack
 
     stack, truth = beads
     source = write_stack(tmp_path / "movie.ome.zarr", stack, scale=0.2, units="um")
