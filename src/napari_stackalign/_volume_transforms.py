@@ -11,16 +11,11 @@ Saved and loaded as CSV and JSON like the 2-D table, with a ``dz`` column
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .files import atomic_write_text, jsonable
 from .transforms import (
     FrameTransforms,
     _as_float_array,
@@ -194,29 +189,10 @@ class VolumeTransforms(FrameTransforms):
         data["dz"] = [None if not np.isfinite(v) else float(v) for v in self.dz]
         return data
 
-    def to_csv(self, path: str | Path | None = None) -> str:
-        """As :meth:`FrameTransforms.to_csv`, with a ``dz`` column before ``dy``."""
-        buf = io.StringIO()
-        buf.write(f"# napari-stackalign transforms; method={self.method}\n")
-        buf.write(f"# center={json.dumps(list(self.center))}\n")
-        buf.write(f"# params={json.dumps(jsonable(self.params))}\n")
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(VOLUME_TABLE_COLUMNS)
-        for t in range(len(self)):
-            writer.writerow(
-                [
-                    t,
-                    repr(float(self.dz[t])),
-                    repr(float(self.dy[t])),
-                    repr(float(self.dx[t])),
-                    repr(float(self.angle[t])),
-                    repr(float(self.scale[t])),
-                    repr(float(self.quality[t])),
-                    int(bool(self.ok[t])),
-                    str(self.reason[t]),
-                ]
-            )
-        text = buf.getvalue()
-        if path is not None:
-            atomic_write_text(Path(path), text)
-        return text
+    def _table_columns(self) -> tuple[str, ...]:
+        """The CSV header of :meth:`FrameTransforms.to_csv`, with a ``dz`` column before ``dy``."""
+        return VOLUME_TABLE_COLUMNS
+
+    def _table_row(self, t: int) -> list:
+        row = super()._table_row(t)
+        return [row[0], repr(float(self.dz[t])), *row[1:]]

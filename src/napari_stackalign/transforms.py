@@ -557,6 +557,15 @@ class FrameTransforms:
             ) from exc
         return cls.from_dict(data, source=name)
 
+    def _table_columns(self) -> tuple[str, ...]:
+        """The CSV table's header (a subclass with more per-frame values adds its columns)."""
+        return TABLE_COLUMNS
+
+    def _table_row(self, t: int) -> list:
+        """Frame ``t``'s CSV row, in the order of :meth:`_table_columns` (floats written exactly)."""
+        numbers = (self.dy[t], self.dx[t], self.angle[t], self.scale[t], self.quality[t])
+        return [t, *(repr(float(v)) for v in numbers), int(bool(self.ok[t])), str(self.reason[t])]
+
     def to_csv(self, path: str | Path | None = None) -> str:
         """Write the per-frame table as CSV (one header block of ``#`` comments
         holds the centre, method and parameters). Returns the text."""
@@ -565,20 +574,8 @@ class FrameTransforms:
         buf.write(f"# center={json.dumps(list(self.center))}\n")
         buf.write(f"# params={json.dumps(jsonable(self.params))}\n")
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(TABLE_COLUMNS)
-        for t in range(len(self)):
-            writer.writerow(
-                [
-                    t,
-                    repr(float(self.dy[t])),
-                    repr(float(self.dx[t])),
-                    repr(float(self.angle[t])),
-                    repr(float(self.scale[t])),
-                    repr(float(self.quality[t])),
-                    int(bool(self.ok[t])),
-                    str(self.reason[t]),
-                ]
-            )
+        writer.writerow(self._table_columns())
+        writer.writerows(self._table_row(t) for t in range(len(self)))
         text = buf.getvalue()
         if path is not None:
             atomic_write_text(Path(path), text)
