@@ -22,7 +22,7 @@ from ..transforms import FrameTransforms
 from ._common import terminal_progress
 from ._register_common import CLI_OPTIONS, RegisterPaths, load_table, without_done_stage
 
-__all__ = ["provenance", "run_in_memory"]
+__all__ = ["provenance", "run_in_memory", "write_registered"]
 
 
 def run_in_memory(
@@ -52,22 +52,37 @@ def run_in_memory(
             registered = apply_transforms(_in_memory(stack), transforms, failed=args.failed, progress=progress)
         metadata = dict(data.metadata)
         metadata["stackalign"] = provenance(args, options, paths.input, action)
-        write_stack(
-            paths.output,
-            registered,
-            metadata=metadata,
-            transforms=transforms,
-            scale=data.scale,
-            units=data.units,
-            axes=data.axes,
-            overwrite=args.overwrite,
-            source_path=paths.input,
-            compression=args.compression,
-            progress=progress,
-        )
+        write_registered(args, paths, data, registered, transforms=transforms, metadata=metadata, progress=progress)
     if paths.table is not None:
         transforms.save(paths.table)
     return transforms, action
+
+
+def write_registered(
+    args: argparse.Namespace,
+    paths: RegisterPaths,
+    data: StackData,
+    registered: Any,
+    *,
+    transforms: Any,
+    metadata: dict,
+    progress: Any,
+) -> None:
+    """Write the registered stack to ``paths.output`` with the input's calibration and axes (``-o``,
+    ``--overwrite``, ``--compression``), its transforms and ``metadata``."""
+    write_stack(
+        paths.output,
+        registered,
+        metadata=metadata,
+        transforms=transforms,
+        scale=data.scale,
+        units=data.units,
+        axes=data.axes,
+        overwrite=args.overwrite,
+        source_path=paths.input,
+        compression=args.compression,
+        progress=progress,
+    )
 
 
 def _estimate(

@@ -18,12 +18,12 @@ from typing import Any
 from ..core.apply import apply_transforms
 from ..core.piecewise import PiecewiseOptions, register_piecewise
 from ..core.pyramid import PyramidOptions
-from ..io import StackData, write_stack
+from ..io import StackData
 from ..piecewise_transforms import PiecewiseTransforms
 from ._common import terminal_progress
 from ._options import add_option_arguments, options_from_args
 from ._register_common import RegisterPaths, load_table, without_done_stage
-from ._register_memory import provenance
+from ._register_memory import provenance, write_registered
 
 __all__ = ["PIECEWISE_CLI_OPTIONS", "add_piecewise_arguments", "field_path", "run_piecewise", "wants_piecewise"]
 
@@ -81,19 +81,8 @@ def run_piecewise(
             block["method"] = "piecewise"
             block["params"]["piecewise"] = patch_options.to_dict()
         metadata["stackalign"] = block
-        write_stack(
-            paths.output,
-            registered,
-            metadata=metadata,
-            transforms=result.rigid if isinstance(result, PiecewiseTransforms) else result,
-            scale=data.scale,
-            units=data.units,
-            axes=data.axes,
-            overwrite=args.overwrite,
-            source_path=paths.input,
-            compression=args.compression,
-            progress=progress,
-        )
+        rigid = result.rigid if isinstance(result, PiecewiseTransforms) else result
+        write_registered(args, paths, data, registered, transforms=rigid, metadata=metadata, progress=progress)
     if paths.table is not None:
         rigid = result.rigid if isinstance(result, PiecewiseTransforms) else result
         rigid.save(paths.table)

@@ -11,10 +11,10 @@ import numpy as np
 from .._volume_transforms import VolumeTransforms
 from ..core.apply import apply_transforms
 from ..core.pyramid import PyramidOptions, register_pyramid
-from ..io import StackData, write_stack
+from ..io import StackData
 from ._common import terminal_progress
 from ._register_common import RegisterPaths, load_table, without_done_stage
-from ._register_memory import provenance
+from ._register_memory import provenance, write_registered
 
 __all__ = ["run_volumes"]
 
@@ -62,19 +62,7 @@ def run_volumes(
         registered = apply_transforms(stack, transforms, failed=args.failed, progress=progress)
         metadata = dict(data.metadata)
         metadata["stackalign"] = provenance(args, options, paths.input, action)
-        write_stack(
-            paths.output,
-            registered,
-            metadata=metadata,
-            transforms=transforms,
-            scale=data.scale,
-            units=data.units,
-            axes=data.axes,
-            overwrite=args.overwrite,
-            source_path=paths.input,
-            compression=args.compression,
-            progress=progress,
-        )
+        write_registered(args, paths, data, registered, transforms=transforms, metadata=metadata, progress=progress)
     if paths.table is not None:
         transforms.save(paths.table)
     return transforms, action
