@@ -53,8 +53,10 @@ def test_several_datasets_propose_the_largest_and_ask():
 
 
 def test_describe_reading_refuses_what_the_reader_refuses():
-    with pytest.raises(ValueError, match="volume over time"):
-        describe_reading("TZYX", (10, 3, 64, 64))
+    with pytest.raises(ValueError, match="only one time axis"):
+        describe_reading("TQYX", (10, 3, 64, 64))
+    assert describe_reading("TZYX", (10, 3, 64, 48)) == "10 volumes of 3 x 64 x 48 (Z x Y x X)"
+    assert describe_reading("TZCYX", (10, 3, 2, 64, 48)) == "10 volumes of 3 x 64 x 48 (Z x Y x X), 2 channels"
     assert describe_reading("TCYX", (10, 2, 64, 48)) == "10 frames of 64 x 48, 2 channels"
 
 

@@ -97,15 +97,15 @@ def test_cancel_opens_nothing_and_shows_no_error(make_napari_viewer, qtbot, tmp_
 
 def test_unreadable_file_is_a_notification_that_says_what_to_do(make_napari_viewer, tmp_path, monkeypatch):
     viewer = make_napari_viewer()
-    with h5py.File(tmp_path / "vol.h5", "w") as f:
-        f["movie"] = np.zeros((4, 3, 16, 16), np.uint8)
-        for dim, label in zip(f["movie"].dims, "tzyx"):
+    with h5py.File(tmp_path / "one.h5", "w") as f:
+        f["movie"] = np.zeros((1, 16, 16), np.uint8)
+        for dim, label in zip(f["movie"].dims, "tyx"):
             dim.label = label
     shown = []
     monkeypatch.setattr(_reader, "show_error", shown.append)
-    viewer.open(str(tmp_path / "vol.h5"), plugin=PLUGIN)
+    viewer.open(str(tmp_path / "one.h5"), plugin=PLUGIN)
     assert len(viewer.layers) == 0
-    assert len(shown) == 1 and shown[0].startswith("Could not open vol.h5:") and "pick one plane" in shown[0]
+    assert len(shown) == 1 and shown[0].startswith("Could not open one.h5:") and "not a time series" in shown[0]
 
 
 @pytest.mark.skipif(not (SIMA / "example.h5").exists(), reason="real data absent")

@@ -190,6 +190,9 @@ def _ome_info(tif: tifffile.TiffFile) -> tuple[dict, dict[str, float], str | Non
         scale["X"] = float(pixels["PhysicalSizeX"])
         y_unit = normalise_unit(pixels.get("PhysicalSizeYUnit", units)) or units
         scale["Y"] = float(pixels["PhysicalSizeY"]) * _TO_MICRONS.get(y_unit, 1.0) / _TO_MICRONS.get(units, 1.0)
+    if units and pixels.get("PhysicalSizeZ"):  # the Z step of a volume, in the pixel size's unit
+        z_unit = normalise_unit(pixels.get("PhysicalSizeZUnit", units)) or units
+        scale["Z"] = float(pixels["PhysicalSizeZ"]) * _TO_MICRONS.get(z_unit, 1.0) / _TO_MICRONS.get(units, 1.0)
     if pixels.get("TimeIncrement"):
         scale["T"] = float(pixels["TimeIncrement"])
     info = {k: jsonable(v) for k, v in pixels.items() if not isinstance(v, (dict, list))}

@@ -133,7 +133,8 @@ def proposed_axes(candidate: Candidate) -> tuple[str, str | None]:
 
 
 def describe_reading(axes: str, shape: Sequence[int]) -> str:
-    """What reading an array of ``shape`` with ``axes`` gives, in words ("20 frames of 128 x 256").
+    """What reading an array of ``shape`` with ``axes`` gives, in words ("20 frames of 128 x 256",
+    "20 volumes of 12 x 128 x 256 (Z x Y x X)": the reader opens volumes over time as volumes).
 
     Raises
     ------
@@ -141,8 +142,12 @@ def describe_reading(axes: str, shape: Sequence[int]) -> str:
         When the reader would refuse that axis order (the message says why).
     """
     shape = tuple(int(n) for n in shape)
-    plan = plan_axes(axes, shape, source=f"an array of shape {shape}")
+    plan = plan_axes(axes, shape, source=f"an array of shape {shape}", volumes=True)
     out = [shape[d] for d in plan.order]
+    if plan.out_axes == "TCZYX":
+        return f"{out[0]} volumes of {out[2]} x {out[3]} x {out[4]} (Z x Y x X), {out[1]} channels"
+    if plan.out_axes == "TZYX":
+        return f"{out[0]} volumes of {out[1]} x {out[2]} x {out[3]} (Z x Y x X)"
     if plan.out_axes == "TCYX":
         return f"{out[0]} frames of {out[2]} x {out[3]}, {out[1]} channels"
     return f"{out[0]} frames of {out[1]} x {out[2]}"

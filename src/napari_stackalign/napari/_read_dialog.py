@@ -2,7 +2,7 @@
 
 It shows :func:`._read_choice.propose_read`'s proposal: the candidate
 datasets with their shapes, the proposed one selected, and the axis order
-(one letter per dimension: T frames, C channels, Y rows, X columns) in an
+(one letter per dimension: T frames, C channels, Z planes, Y rows, X columns) in an
 editable field with a live check of what it would read ("20 frames of
 128 x 256"). OK is enabled only for an axis order the reader accepts. Tests
 drive it with :meth:`ReadChoiceDialog.select_dataset`,
@@ -51,8 +51,8 @@ class ReadChoiceDialog(QDialog):
         self.datasets.setMaximumHeight(self.datasets.sizeHintForRow(0) * min(6, len(proposal.candidates)) + 8)
         self.axes = QLineEdit(proposal.axes)
         self.axes.setToolTip(
-            "One letter per dimension of the stored array, in order: T frames, C channels, Y rows, X columns "
-            "(e.g. YXT for an array stored as rows, columns, frames)."
+            "One letter per dimension of the stored array, in order: T frames, C channels, Z planes, Y rows, "
+            "X columns (e.g. YXT for an array stored as rows, columns, frames; TZYX for volumes over time)."
         )
         self.preview = QLabel()
         self.preview.setWordWrap(True)
@@ -61,7 +61,7 @@ class ReadChoiceDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         form = QFormLayout()
         form.addRow("Axis order:", self.axes)
-        letters = QLabel("One letter per stored axis, in order: T frames, C channels, Y rows, X columns.")
+        letters = QLabel("One letter per stored axis, in order: T frames, C channels, Z planes, Y rows, X columns.")
         letters.setWordWrap(True)
         form.addRow("", letters)
         form.addRow("Reads as:", self.preview)

@@ -6,6 +6,11 @@ reader function it returns gives one image layer (or one per channel) with
 scale, units, axis labels, the file's metadata and, for lazily opened big
 files, contrast limits from a few sampled frames.
 
+Volumes over time (a Z axis next to the time axis: ImageJ hyperstacks,
+OME-TIFF, HDF5 with declared axes) open as (T, Z, Y, X) layers with axis
+labels ``t, z, y, x`` and the Z step in ``scale``; a (T, C, Z, Y, X) file
+gives one such layer per channel. The Pyramid widget registers them in 3-D.
+
 When an HDF5 file is ambiguous (several candidate datasets, or an axis order
 the file does not declare and the shape leaves unclear, such as a (Y, X, T)
 array), the reader asks: in a napari window a dialog lists the datasets with
@@ -99,11 +104,12 @@ def _can_read(path: PathOrPaths) -> bool:
         with h5py.File(path, "r") as f:
             # claim it when a stack could be inside; the reader explains ambiguity or bad axes
             return "image_data" in f or bool(stack_candidates(f))
-    # TIFF, PNG, JPEG, BMP: claim only time series (a single 2-D image or a volume is left to other readers)
+    # TIFF, PNG, JPEG, BMP: claim only time series and volumes over time (a single 2-D image or a single
+    # volume is left to other readers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            read_stack(path, lazy=True).close()
+            read_stack(path, lazy=True, volumes=True).close()
         except ValueError:
             return False
     return True
@@ -156,7 +162,9 @@ def _read_layers(path: PathOrPaths, *, in_window: bool) -> list[tuple]:
                     UserWarning,
                     stacklevel=2,
                 )
-    stack = read_stack(path, dataset=dataset, axes=axes)
+    # volumes over time (T, Z, Y, X) / (T, C, Z, Y, X) open as volumes (the Pyramid widget registers them in
+    # 3-D); the 2-D widgets see their 4-D layers and say so
+    stack = read_stack(path, dataset=dataset, axes=axes, volumes=True)
     return [stack_to_layer_data(stack, name=name)]
 
 
@@ -181,7 +189,8 @@ def stack_to_layer_data(stack: StackData, *, name: str) -> tuple:
     ``metadata`` (the file's metadata, ``source_path``, and the transforms
     table as ``metadata["stackalign"]["transforms"]``), ``contrast_limits``
     for lazy data (from a few frames, no full scan) and ``channel_axis`` for
-    (T, C, Y, X) data, which napari splits into one layer per channel.
+    (T, C, Y, X) and (T, C, Z, Y, X) data, which napari splits into one layer
+    per channel.
     """
     metadata: dict[str, Any] = dict(stack.metadata)
     if stack.path is not None:
