@@ -26,6 +26,8 @@ __all__ = ["draw_before_after", "draw_correlations", "draw_drift", "new_figure",
 
 ROW_COLOR = "#1f77b4"
 COL_COLOR = "#d62728"
+#: the drift along Z of volume transforms
+PLANE_COLOR = "#2ca02c"
 
 
 def new_figure(width: float = 6.0, height: float = 3.2, dpi: int = 100) -> Figure:
@@ -42,7 +44,10 @@ def draw_drift(
     pixel_size: float | None = None,
     unit: str = "px",
 ) -> Figure:
-    """Plot the sample drift (rows and columns) per frame.
+    """Plot the sample drift (rows and columns, and planes for volume transforms) per frame.
+
+    The planes (z) line of :class:`~napari_stackalign.VolumeTransforms` is in
+    planes (not multiplied by ``pixel_size``).
 
     Parameters
     ----------
@@ -69,6 +74,13 @@ def draw_drift(
     factor = 1.0 if pixel_size is None else float(pixel_size)
     drift = -transforms.shifts * factor
     style = {"marker": "o", "markersize": 3}
+    dz = getattr(transforms, "dz", None)  # volume transforms: the drift along Z, in planes
+    if dz is not None:
+        smoothed_dz = getattr(smoothed, "dz", None)
+        ax.plot(frames, -np.asarray(dz), color=PLANE_COLOR, lw=1.2 if smoothed_dz is None else 0.8,
+                alpha=1.0 if smoothed_dz is None else 0.45, **style)
+        if smoothed_dz is not None:
+            ax.plot(frames, -np.asarray(smoothed_dz), color=PLANE_COLOR, lw=2.0)
     if smoothed is not None:
         ax.plot(frames, drift[:, 0], color=ROW_COLOR, alpha=0.45, lw=0.8, **style)
         ax.plot(frames, drift[:, 1], color=COL_COLOR, alpha=0.45, lw=0.8, **style)
@@ -79,6 +91,8 @@ def draw_drift(
         ax.plot(frames, drift[:, 0], color=ROW_COLOR, lw=1.2, **style)
         ax.plot(frames, drift[:, 1], color=COL_COLOR, lw=1.2, **style)
     handles = [
+        *([Line2D([], [], color=PLANE_COLOR, lw=2.0, label="planes (z)" + (", planes" if pixel_size else ""))]
+          if dz is not None else []),
         Line2D([], [], color=ROW_COLOR, lw=2.0, label="rows (y)"),
         Line2D([], [], color=COL_COLOR, lw=2.0, label="columns (x)"),
     ]

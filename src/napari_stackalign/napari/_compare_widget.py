@@ -51,6 +51,7 @@ from ._progress import Stage
 from ._results import ResultsRow, result_name
 from ._runner import TaskRunner, notify_user_error
 from ._scrolling import ScrollingDock
+from ._volume_run import volumes_elsewhere
 
 __all__ = ["CompareWidget"]
 
@@ -69,6 +70,7 @@ def _image_data(layer: Any) -> Any:
         raise ValueError(f"layer {layer.name!r} is RGB: split its channels first (right-click > Split RGB).")
     if data.ndim == 2:
         return data[None]
+    volumes_elsewhere(layer, "Compare")
     if data.ndim != 3:
         raise ValueError(f"layer {layer.name!r} has {data.ndim} dimensions: compare {STACK_AXES} stacks or 2-D images.")
     return data

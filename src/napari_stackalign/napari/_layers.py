@@ -9,6 +9,7 @@ import numpy as np
 from .._version import __version__
 from ..core.checks import STACK_AXES
 from ..transforms import FrameTransforms
+from ._volume_run import volumes_elsewhere
 
 __all__ = ["derived_image_kwargs", "frame_stack", "provenance", "same_layer", "transforms_from_layer"]
 
@@ -84,8 +85,9 @@ def transforms_from_layer(layer: Any) -> FrameTransforms | None:
     return FrameTransforms.from_dict(data)
 
 
-def frame_stack(layer: Any) -> Any:
-    """The layer's data as a (T, Y, X) frame-indexable array, with a clear error otherwise."""
+def frame_stack(layer: Any, what: str = "this widget") -> Any:
+    """The layer's data as a (T, Y, X) frame-indexable array, with a clear error otherwise (for a volume
+    over time, that the Pyramid widget registers volumes; ``what`` names the widget in the message)."""
     data = layer.data
     if getattr(layer, "multiscale", False):
         data = data[0]
@@ -93,6 +95,7 @@ def frame_stack(layer: Any) -> Any:
         raise ValueError(f"layer {layer.name!r} is RGB: split its channels first (right-click > Split RGB).")
     if data.ndim == 2:
         raise ValueError(f"layer {layer.name!r} is a single 2-D image: registration needs a time series {STACK_AXES}.")
+    volumes_elsewhere(layer, what)
     if data.ndim != 3:
         raise ValueError(
             f"layer {layer.name!r} has {data.ndim} dimensions: pick a {STACK_AXES} layer, or split channels first."

@@ -165,7 +165,8 @@ class PairwiseWidget(ScrollingDock):
         self._preview_timer.timeout.connect(self.update_preview)
 
         self.inputs = self.add_magic(Container(widgets=[layer_picker(
-            Image, "layer", "Image layer", "A (T, Y, X) time series, e.g. a low-dose STEM stack.", accept=_is_stack
+            Image, "layer", "Image layer", "A (T, Y, X) time series, e.g. a low-dose STEM stack (volumes over time: use the Pyramid widget).",
+            accept=_is_stack,
         )]))
         self.layer = self.inputs.layer
         self.runner = TaskRunner("Register and average", self.run)

@@ -59,6 +59,7 @@ from ._results import ResultsRow, result_name
 from ._runner import TaskRunner, notify_user_error
 from ._scripting import particles_recipe
 from ._scrolling import ScrollingDock
+from ._volume_run import volumes_elsewhere
 
 __all__ = ["FAIL_COLOR", "FEATURE_COLUMNS", "OK_COLOR", "ParticlesWidget", "particle_numbers", "track_settings"]
 
@@ -244,6 +245,7 @@ class ParticlesWidget(ScrollingDock):
             raise ValueError("open an image (a time series) first.")
         if getattr(image, "rgb", False):
             raise ValueError(f"layer {image.name!r} is RGB: split its channels first.")
+        volumes_elsewhere(image, "the Particles widget")
         if image.ndim not in (2, 3):
             raise ValueError(f"layer {image.name!r} has {image.ndim} dimensions: pick particles on a (T, Y, X) image.")
         return image

@@ -14,6 +14,12 @@ first; its bounding box, mapped through both layers' world transforms into
 the image's pixel grid). The mask comes from a Labels layer the size of a
 frame: by default its labelled pixels are *ignored* (paint over a burned-in
 label or a bright static object), or optionally the only ones compared.
+
+A (T, Z, Y, X) layer (volumes over time, see :mod:`._volume_run` for how a
+4-D layer is told from channels) is registered in 3-D: one (dz, dy, dx) per
+volume, the new layer keeps the Z scale, the drift plot and the table show
+dz. The options that do not apply to volumes (piecewise, mask, the chained
+and frame-range references) are disabled or refused with a message.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, LineEdit
 from napari.layers import Image, Labels, Shapes
 from napari.utils.notifications import show_info
-from qtpy.QtWidgets import QGroupBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QGroupBox, QLabel, QVBoxLayout, QWidget
 
 from ..core.apply import apply_transforms
 from ..core.checks import check_stack
@@ -52,6 +58,13 @@ from ._runner import TaskRunner, notify_user_error
 from ._scripting import layer_source, pyramid_recipe
 from ._scrolling import ScrollingDock
 from ._transforms_panel import TransformsPanel, describe_drift
+from ._volume_run import (
+    is_volume_transforms,
+    layer_volume_axes,
+    register_volume_task,
+    volume_option_problems,
+    volume_stack,
+)
 
 __all__ = ["PyramidWidget"]
 
@@ -313,6 +326,13 @@ def _stages(n_frames: int, options: PyramidOptions) -> tuple[Stage, ...]:
     return tuple(stages)
 
 
+def _volume_stages(n_frames: int, options: PyramidOptions) -> tuple[Stage, ...]:
+    """A volume run's stages: the template (seed pass and full pass), each pass over the volumes, resampling."""
+    n_template = 0 if options.reference_mode == "image" else min(options.num_frames, n_frames)
+    stages = [Stage("reference", min(24, n_template) + n_template)] if n_template else []
+    return (*stages, Stage("estimate", n_frames * options.iterate), Stage("apply", 0.5 * n_frames))
+
+
 def _show_drift(plot: DriftPlot, raw: FrameTransforms, smoothed: FrameTransforms | None, source: str | None) -> None:
     title = "Sample drift (= −correction applied)"
     if source:
@@ -339,6 +359,11 @@ class PyramidWidget(ScrollingDock):
         self.roi_layer = self.inputs.roi_layer
         self.mask_layer = self.inputs.mask_layer
         self.mask_mode = self.inputs.mask_mode
+        #: what a volume layer means for the form (shown only for (T, Z, Y, X) layers)
+        self.volume_note = QLabel()
+        self.volume_note.setWordWrap(True)
+        self.volume_note.setVisible(False)
+        self.body_layout.addWidget(self.volume_note)
         box = QGroupBox("Parameters")
         QVBoxLayout(box).setContentsMargins(4, 4, 4, 4)
         self.form = self.add_magic(OptionsForm(PyramidOptions, FORM_OPTIONS, key="pyramid", overrides=_form_overrides()),
@@ -378,6 +403,8 @@ class PyramidWidget(ScrollingDock):
         self._on_smooth_toggled(self.form.smooth.value)
         self.reference_form.reference_mode.changed.connect(self._on_reference_mode)
         self._on_reference_mode(self.reference_form.reference_mode.value)
+        self.layer.changed.connect(self._on_layer_changed)
+        self._on_layer_changed(self.layer.value)
         self.runner = TaskRunner("Register", self.run)
         self.body_layout.addWidget(self.runner)
         self.results = ResultsRow(napari_viewer, "pyramid")
@@ -396,7 +423,10 @@ class PyramidWidget(ScrollingDock):
         )
         return Container(
             widgets=[
-                layer_picker(Image, "layer", "Image layer", "A (T, Y, X) time series."),
+                layer_picker(
+                    Image, "layer", "Image layer",
+                    "A (T, Y, X) time series, or (T, Z, Y, X) volumes over time (registered in 3-D: dz, dy, dx).",
+                ),
                 layer_picker(
                     Shapes, "roi_layer", "ROI (Shapes)",
                     "Compare only inside a rectangle drawn in this Shapes layer (selected shape, else the first); "
@@ -459,7 +489,37 @@ class PyramidWidget(ScrollingDock):
     # -------------------------------------------------------- parameters
     def _on_piecewise_toggled(self, checked: bool) -> None:
         for name in PIECEWISE_OPTIONS:
-            getattr(self.piecewise_form, name).enabled = bool(checked)
+            getattr(self.piecewise_form, name).enabled = bool(checked) and self.piecewise_form.piecewise.enabled
+
+    def _volume_axes(self) -> str | None:
+        """"TZYX" when the chosen layer holds volumes over time, None for a time series (or a layer that
+        cannot be told: the run says why)."""
+        layer = self.layer.value
+        if layer is None:
+            return None
+        try:
+            return layer_volume_axes(layer)
+        except ValueError:
+            return None
+
+    def _on_layer_changed(self, *_: Any) -> None:
+        """For a (T, Z, Y, X) layer: disable what volumes do not take, and say so."""
+        volume = self._volume_axes() == "TZYX"
+        self.piecewise_form.piecewise.enabled = not volume
+        if volume:
+            self.piecewise_form.piecewise.value = False
+        self._on_piecewise_toggled(self.piecewise_form.piecewise.value)
+        self.mask_layer.enabled = not volume
+        self.mask_mode.enabled = not volume
+        if volume:
+            self.mask_layer.value = None
+            shape = tuple(int(n) for n in self.layer.value.data.shape)
+            self.volume_note.setText(
+                f"Volumes over time {shape[0]} x {shape[1]} x {shape[2]} x {shape[3]} (T, Z, Y, X): registered in "
+                "3-D, one (dz, dy, dx) per volume. Reference: 'template' or 'image' (a (Z, Y, X) layer); no mask "
+                "(use an ROI) and no piecewise."
+            )
+        self.volume_note.setVisible(volume)
 
     def _on_reference_mode(self, mode: str) -> None:
         """Enable the fields that apply to the chosen reference (the others are not used)."""
@@ -470,7 +530,7 @@ class PyramidWidget(ScrollingDock):
             getattr(self.reference_form, name).enabled = name in used
         self.reference_layer.enabled = mode == "image"
 
-    def _reference_values(self) -> dict[str, Any]:
+    def _reference_values(self, volume_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
         """The reference options set in the "Reference" box (the image from its layer).
 
         Raises
@@ -492,7 +552,13 @@ class PyramidWidget(ScrollingDock):
                     "e.g. an average of the stack)."
                 )
             image = np.asarray(layer.data)
-            if image.ndim != 2:
+            if volume_shape is not None:
+                if tuple(image.shape) != tuple(volume_shape):
+                    raise ValueError(
+                        f"reference 'image': layer {layer.name!r} has shape {tuple(image.shape)}; volumes need one "
+                        f"(Z, Y, X) volume of shape {tuple(volume_shape)} (e.g. an average of registered volumes)."
+                    )
+            elif image.ndim != 2:
                 raise ValueError(
                     f"reference 'image': layer {layer.name!r} has {image.ndim} dimensions; choose a 2-D image "
                     "(e.g. an average of the stack)."
@@ -504,7 +570,7 @@ class PyramidWidget(ScrollingDock):
         self.form.window_length.enabled = bool(checked)
         self.form.polyorder.enabled = bool(checked)
 
-    def options(self) -> PyramidOptions:
+    def options(self, volume_shape: tuple[int, ...] | None = None) -> PyramidOptions:
         """The pyramid options set in the form (the region compared is added by :meth:`run`).
 
         Raises
@@ -516,7 +582,7 @@ class PyramidWidget(ScrollingDock):
         values = self.form.option_values({"downsample_rates": parse_downsample_rates})
         if not values["smooth"]:  # the smoothing fields are disabled (and not used) otherwise
             del values["window_length"], values["polyorder"]
-        values.update(self._reference_values())
+        values.update(self._reference_values(volume_shape))
         if values["reference_mode"] in ("previous", "running"):  # a chain has no template to refine
             values["iterate"] = 1
         return PyramidOptions(**values)
@@ -536,6 +602,9 @@ class PyramidWidget(ScrollingDock):
     def run(self) -> Any:
         """Register the chosen layer in a worker; returns the worker (None on a user error)."""
         try:
+            layer = self.layer.value
+            if layer is not None and layer_volume_axes(layer) == "TZYX":
+                return self._run_volume(*self._prepare_volume())
             layer, stack, options, record = self._prepare()
         except ValueError as exc:
             notify_user_error(exc)
@@ -587,6 +656,35 @@ class PyramidWidget(ScrollingDock):
         options = options.replace(roi=roi, mask=mask)
         return layer, stack, options, _record(options, shapes, labels, mode)
 
+    def _prepare_volume(self) -> tuple[Any, Any, PyramidOptions, dict]:
+        """As :meth:`_prepare`, for a (T, Z, Y, X) layer (ValueError naming what to change)."""
+        layer = self.layer.value
+        stack = volume_stack(layer)
+        n_frames, volume_shape = int(stack.shape[0]), tuple(int(n) for n in stack.shape[1:])
+        if n_frames < 2:
+            raise ValueError(f"layer {layer.name!r} has {n_frames} volume: registration needs at least 2.")
+        problem = volume_option_problems(
+            piecewise=bool(self.piecewise_form.piecewise.value), mask_layer=self.mask_layer.value,
+            reference_mode=self.reference_form.reference_mode.value,
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        options = self.options(volume_shape)
+        if options.smooth:
+            check_savgol(n_frames, options.window_length, options.polyorder)
+        shapes = self.roi_layer.value
+        options = options.replace(roi=roi_from_shape(shapes, layer) if shapes is not None else None)
+        record = _record(options, shapes, None, self.mask_mode.value)
+        record.update(axes="TZYX", volume_shape=list(volume_shape))
+        return layer, stack, options, record
+
+    def _run_volume(self, layer: Any, stack: Any, options: PyramidOptions, record: dict) -> Any:
+        """Start a 3-D run of a (T, Z, Y, X) layer: estimate, smooth, apply in the worker."""
+        settings = ["3-D", *_settings(options, self.roi_layer.value, None)]
+        on_result = functools.partial(self._on_registered, layer, record, options, settings, None, axes="TZYX")
+        stages = _volume_stages(int(stack.shape[0]), options)
+        return self.runner.start(register_volume_task, stack, options, on_result=on_result, stages=stages)
+
     def _run_piecewise(self, layer: Any, stack: Any, options: PyramidOptions, record: dict, *, settings: list) -> Any:
         """Start a piecewise-rigid run (stacks in memory; the rigid step is not smoothed)."""
         try:
@@ -635,7 +733,7 @@ class PyramidWidget(ScrollingDock):
 
     def _on_registered(
         self, layer: Any, params: dict, options: PyramidOptions, settings: list[str], mask_name: str | None,
-        result: tuple,
+        result: tuple, *, axes: str | None = None,
     ) -> None:
         if self.closed:
             return
@@ -648,14 +746,15 @@ class PyramidWidget(ScrollingDock):
         kwargs["contrast_limits"] = tuple(layer.contrast_limits)
         self.results.add_layers(layer.name, [(registered, kwargs)])
         self.panel.set_transforms(raw, final if smoothed else None, source=layer.name)
-        self.results.set_recipe(pyramid_recipe(layer, options, mask_layer=mask_name))
+        self.results.set_recipe(pyramid_recipe(layer, options, mask_layer=mask_name, axes=axes))
         self._last_params = params
 
     # ------------------------------------------------ apply to others
     def _apply_to(self, names: list[str]) -> Any:
         try:
             layers = [self.viewer.layers[name] for name in names]
-            stacks = [frame_stack(layer) for layer in layers]
+            to_stack = volume_stack if is_volume_transforms(self.transforms) else frame_stack
+            stacks = [to_stack(layer) for layer in layers]
         except (ValueError, KeyError) as exc:
             notify_user_error(exc if isinstance(exc, ValueError) else ValueError(f"layer {exc} is gone."))
             return None

@@ -50,6 +50,7 @@ from ..io import (
 from ..io._folder import FRAME_SUFFIXES, frame_kind
 from ._read_choice import Candidate, ReadProposal, propose_read
 from ._read_dialog import ask_read_choice
+from ._scripting import SOURCE_CHANNEL_KEY
 from ._window import in_napari_window
 
 __all__ = ["get_reader", "read_layers", "stack_to_layer_data"]
@@ -221,4 +222,6 @@ def stack_to_layer_data(stack: StackData, *, name: str) -> tuple:
         n_channels = int(stack.data.shape[stack.channel_axis])
         kwargs["channel_axis"] = stack.channel_axis
         kwargs["name"] = [f"{name} ch{c}" for c in range(n_channels)]
+        if stack.axes == "TCZYX":  # which channel of the file each volume layer is (for the recipes' --channel)
+            kwargs["metadata"] = [dict(metadata, **{SOURCE_CHANNEL_KEY: c}) for c in range(n_channels)]
     return (stack.data, kwargs, "image")

@@ -23,6 +23,8 @@ __all__ = [
 
 #: what the command and the snippet read when the layer has no file
 PLACEHOLDER_INPUT = "INPUT.tif"
+#: the layer metadata key in which the reader records which channel of the file a split layer is
+SOURCE_CHANNEL_KEY = "source_channel"
 
 
 @dataclass(frozen=True)
@@ -90,8 +92,16 @@ PYRAMID_RECIPE_OPTIONS = (
 )
 
 
-def pyramid_recipe(layer: Any, options: Any, *, mask_layer: str | None = None, piecewise: Any = None) -> Recipe:
+def pyramid_recipe(
+    layer: Any, options: Any, *, mask_layer: str | None = None, piecewise: Any = None, axes: str | None = None
+) -> Recipe:
     """The command and the Python of a pyramid registration of ``layer`` with ``options``.
+
+    ``axes="TZYX"``: the layer holds volumes over time, registered in 3-D. The
+    file is read with ``volumes=True`` (the command always reads volumes as
+    volumes); a layer that is one channel of a (T, C, Z, Y, X) file (this
+    plugin's reader records ``source_channel``) adds ``--channel`` and
+    ``channel=``, and the transforms apply to every channel of the file.
 
     ``piecewise`` (a :class:`~napari_stackalign.PiecewiseOptions`): the run was
     piecewise-rigid (``--piecewise`` and :func:`~napari_stackalign.register_piecewise`,
@@ -124,6 +134,18 @@ def pyramid_recipe(layer: Any, options: Any, *, mask_layer: str | None = None, p
         )
         keywords["mask"] = _Raw('sa.read_stack("MASK.tif").data.astype(bool)')
     imports = "import napari_stackalign as sa\n" + ("import tifffile\n" if options.reference_mode == "image" else "")
+    read = f"stack = sa.read_stack({path!r}).data\n"
+    if axes is not None:
+        channel = dict(layer.metadata).get(SOURCE_CHANNEL_KEY)
+        read = f"data = sa.read_stack({path!r}, volumes=True)\nstack = data.data\n"
+        keywords["axes"] = _Raw("data.axes")
+        if channel is not None and path != PLACEHOLDER_INPUT:
+            argv += ["--channel", str(int(channel))]
+            keywords["channel"] = int(channel)
+            notes.append(
+                f"layer {layer.name!r} is channel {int(channel)} of {Path(path).name}: the command and the Python "
+                "estimate on that channel and register every channel of the file"
+            )
     estimate = _call("sa.register_pyramid", "stack", keywords)
     if piecewise is not None:
         argv += [
@@ -133,12 +155,7 @@ def pyramid_recipe(layer: Any, options: Any, *, mask_layer: str | None = None, p
         fields = {name: getattr(piecewise, name) for name in ("patch_size", "patch_overlap", "max_deviation")}
         fields["rigid_options"] = _Raw(_call("sa.PyramidOptions", "", keywords))
         estimate = _call("sa.register_piecewise", "stack", fields)
-    python = (
-        f"{imports}\n"
-        f"stack = sa.read_stack({path!r}).data\n"
-        f"transforms = {estimate}\n"
-        "registered = sa.apply_transforms(stack, transforms)\n"
-    )
+    python = f"{imports}\n{read}transforms = {estimate}\nregistered = sa.apply_transforms(stack, transforms)\n"
     return Recipe(shlex.join(argv), python, tuple(notes))
 
 

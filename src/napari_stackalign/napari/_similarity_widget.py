@@ -52,6 +52,7 @@ from ._scripting import similarity_recipe
 from ._scrolling import ScrollingDock
 from ._similarity_plot import draw_similarity
 from ._transforms_panel import TransformsPanel
+from ._volume_run import is_labelled_volume, volumes_elsewhere
 
 __all__ = ["SimilarityWidget", "similarity_task"]
 
@@ -83,6 +84,8 @@ def _layer_stack(layer: Any) -> Any:
         raise ValueError(f"layer {layer.name!r} is RGB: split its channels first (right-click > Split RGB).")
     if data.ndim == 2:
         raise ValueError(f"layer {layer.name!r} is a single 2-D image: similarity stacking needs a time series.")
+    if is_labelled_volume(layer):
+        volumes_elsewhere(layer, "similarity stacking")
     if data.ndim not in (3, 4):
         raise ValueError(f"layer {layer.name!r} has {data.ndim} dimensions: use a {STACK_AXES} or (T, C, Y, X) layer.")
     return data

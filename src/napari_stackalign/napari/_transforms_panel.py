@@ -24,6 +24,7 @@ from ..transforms import FrameTransforms
 from ._file_dialogs import TABLE_FILTERS, open_file, save_file
 from ._layers import same_layer
 from ._runner import notify_user_error
+from ._volume_run import is_labelled_volume, is_volume_transforms
 
 __all__ = ["TransformsPanel", "describe_drift"]
 
@@ -32,8 +33,12 @@ def describe_drift(transforms: FrameTransforms) -> str:
     """The drift range and the frames that failed, in a sentence or two."""
     drift = -transforms.shifts
     bad = int(np.sum(~transforms.ok))
+    planes = ""
+    if is_volume_transforms(transforms):  # volumes: the drift along Z too
+        dz = -np.asarray(transforms.dz)
+        planes = f"planes {dz.min():+.2f} … {dz.max():+.2f}, "
     text = (
-        f"{len(transforms)} frames. Sample drift: rows {drift[:, 0].min():+.2f} … {drift[:, 0].max():+.2f} px, "
+        f"{len(transforms)} frames. Sample drift: {planes}rows {drift[:, 0].min():+.2f} … {drift[:, 0].max():+.2f} px, "
         f"columns {drift[:, 1].min():+.2f} … {drift[:, 1].max():+.2f} px."
     )
     if bad == len(transforms):
@@ -125,9 +130,12 @@ class TransformsPanel(QGroupBox):
         n = len(self.transforms)
         shape = self.frame_shape
         source = self._source_layer()
+        volume = is_volume_transforms(self.transforms)  # (dz, dy, dx) apply to (T, Z, Y, X) layers only
         names = []
         for layer in reversed(list(self.viewer.layers)):
             if not isinstance(layer, Image) or getattr(layer, "rgb", False) or layer.ndim not in (3, 4):
+                continue
+            if (volume and layer.ndim != 4) or (not volume and is_labelled_volume(layer)):
                 continue
             if int(layer.data.shape[0]) != n or (source is not None and same_layer(layer, source)):
                 continue
