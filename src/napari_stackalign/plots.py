@@ -91,8 +91,7 @@ def draw_drift(
         ax.plot(frames, drift[:, 0], color=ROW_COLOR, lw=1.2, **style)
         ax.plot(frames, drift[:, 1], color=COL_COLOR, lw=1.2, **style)
     handles = [
-        *([Line2D([], [], color=PLANE_COLOR, lw=2.0, label="planes (z)" + (", planes" if pixel_size else ""))]
-          if dz is not None else []),
+        *([Line2D([], [], color=PLANE_COLOR, lw=2.0, label="planes (z)")] if dz is not None else []),
         Line2D([], [], color=ROW_COLOR, lw=2.0, label="rows (y)"),
         Line2D([], [], color=COL_COLOR, lw=2.0, label="columns (x)"),
     ]
@@ -105,12 +104,18 @@ def draw_drift(
     if bad.any():
         ax.plot(frames[bad], drift[bad, 0], "x", color="black", ms=7)
         ax.plot(frames[bad], drift[bad, 1], "x", color="black", ms=7)
+        if dz is not None:
+            ax.plot(frames[bad], -np.asarray(dz)[bad], "x", color="black", ms=7)
         handles.append(Line2D([], [], ls="", marker="x", color="black", ms=7, label="flagged"))
     ax.axhline(0.0, color="0.6", lw=0.6)
     ax.set_xlabel("frame")
-    ax.set_ylabel(f"sample drift ({unit})")
+    ax.set_ylabel(f"sample drift ({unit}; z in planes)" if dz is not None else f"sample drift ({unit})")
     ax.grid(True, alpha=0.3)
-    ax.legend(handles=handles, fontsize="small", loc="best", ncol=2 if len(handles) > 2 else 1)
+    if dz is not None:  # five or more entries: above the axes, where they hide no point
+        ax.legend(handles=handles, fontsize="small", loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3,
+                  frameon=False)
+    else:
+        ax.legend(handles=handles, fontsize="small", loc="best", ncol=2 if len(handles) > 2 else 1)
     fig.suptitle(title or "Sample drift (= −correction applied)", fontsize="medium")
     return fig
 
