@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_stackalign import FrameTransforms
+from napari_stackalign import FrameTransforms, VolumeTransforms
 from napari_stackalign.plots import (
     draw_before_after,
     draw_correlations,
@@ -42,3 +42,14 @@ def test_other_figures_and_png_only(tmp_path):
         save_figure(fig, tmp_path / "x.jpg")
     with pytest.raises(ValueError, match="does not exist"):
         save_figure(fig, tmp_path / "missing" / "x.png")
+
+
+def test_drift_plot_of_volume_transforms_shows_the_planes_too():
+    vt = VolumeTransforms.from_shifts(np.array([[1.0, 0.0, 2.0], [-0.5, 1.0, 0.0], [0.25, 2.0, -1.0]]), ok=[1, 0, 1])
+    fig = draw_drift(new_figure(), vt)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), -vt.dz)  # planes first, then rows and columns
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), -vt.dy)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["planes (z)", "rows (y)", "columns (x)", "flagged"]
+    assert "z in planes" in ax.get_ylabel()

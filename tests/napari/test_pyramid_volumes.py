@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask.array as da
 import numpy as np
 import pytest
 
@@ -172,3 +173,27 @@ def test_pairwise_does_not_offer_volumes(make_napari_viewer, dock, volumes):
     viewer.add_image(volumes.data, name="vol", axis_labels=("t", "z", "y", "x"))
     widget = dock(viewer, "Pairwise averaging")
     assert len(widget.layer.choices) == 0 and "Pyramid widget" in widget.layer.tooltip
+
+
+def test_a_lazy_volume_layer_gives_a_lazy_registered_layer(make_napari_viewer, volumes, wait_run, dock, errors):
+    viewer = make_napari_viewer()
+    lazy = da.from_array(volumes.data, chunks=(1, *SHAPE))
+    viewer.add_image(lazy, name="vol", axis_labels=("t", "z", "y", "x"), contrast_limits=(0.0, 1.0))
+    widget = dock(viewer, "Pyramid registration")
+    wait_run(widget, widget.run())
+    assert errors == []
+    out = viewer.layers[NAME]
+    assert type(out.data).__module__.startswith("dask")
+    direct = register_pyramid(volumes.data, axes="TZYX")
+    np.testing.assert_allclose(widget.transforms.shifts_zyx, direct.shifts_zyx, atol=1e-9)
+    np.testing.assert_array_equal(np.asarray(out.data[5]), apply_transforms(volumes.data, direct)[5])
+
+
+def test_cancel_leaves_no_volume_layer(viewer_with_volumes, wait_run, dock):
+    viewer, _layer = viewer_with_volumes
+    widget = dock(viewer, "Pyramid registration")
+    worker = widget.run()
+    widget.runner.cancel()
+    wait_run(widget, worker)
+    assert [layer.name for layer in viewer.layers] == ["vol"]
+    assert widget.transforms is None and widget.runner.status.text() == "Cancelled."
