@@ -166,7 +166,7 @@ class RegisteredFile:
     frames_read_twice : int or None
         Single-read path: the frames read a second time (their stack-wide
         verdict changed after they were written, see :mod:`._single_read`);
-        None when the input was read twice (see :func:`reads_input_twice`).
+        None when the input was read twice (see ``single_read``).
     """
 
     path: Path
@@ -353,6 +353,7 @@ def register_stack_to_file(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     options: PyramidOptions | None = None,
+    single_read: bool = True,
 ) -> RegisteredFile:
     """Register an open stack and stream the result into a file.
 
@@ -405,6 +406,13 @@ def register_stack_to_file(
     options : PyramidOptions, optional
         The registration's options in one object; an explicit keyword that
         differs from its default overrides it.
+    single_read : bool
+        Read each chunk of the input once: estimate, warp and write it, then
+        move on (default; the few frames whose stack-wide verdict changes at
+        the end are read again and rewritten, so the output is the same bit
+        for bit). ``False``, a dask cluster, the chained reference modes and
+        an OME-Zarr or compressed TIFF output estimate every frame first and
+        read the input a second time to warp and write.
 
     Returns
     -------
@@ -423,7 +431,7 @@ def register_stack_to_file(
     out = _check_output(output_path, overwrite, inputs)
     write = {"metadata": metadata, "scale": scale, "units": units, "axes": axes, "compression": compression, "overwrite": overwrite}
     warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype}
-    run = _FileRun(opts, channel, transforms, memory_limit, workers, warp, write, source_path, progress)
+    run = _FileRun(opts, channel, transforms, memory_limit, workers, warp, write, source_path, progress, single_read)
     return _register_open(stack, out, _estimate_here, run)
 
 
@@ -629,6 +637,7 @@ def register_file(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     options: PyramidOptions | None = None,
+    single_read: bool = True,
 ) -> FrameTransforms:
     """Register a TIFF or HDF5 file of any size into a new file, with flat memory.
 
@@ -692,6 +701,13 @@ def register_file(
     options : PyramidOptions, optional
         The registration's options in one object; an explicit keyword that
         differs from its default overrides it.
+    single_read : bool
+        Read each chunk of the input once: estimate, warp and write it, then
+        move on (default; the few frames whose stack-wide verdict changes at
+        the end are read again and rewritten, so the output is the same bit
+        for bit). ``False``, a dask cluster, the chained reference modes and
+        an OME-Zarr or compressed TIFF output estimate every frame first and
+        read the input a second time to warp and write.
 
     Returns
     -------
@@ -718,7 +734,7 @@ def register_file(
     source = FileFrames(str(src), dataset)
     warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype}
     write = {"compression": compression, "overwrite": overwrite}
-    run = _FileRun(opts, channel, transforms, memory_limit, workers, warp, write, src, progress)
+    run = _FileRun(opts, channel, transforms, memory_limit, workers, warp, write, src, progress, single_read)
     distributed = (scheduler is not None or n_workers is not None) and transforms is None
     if distributed:
         check_cluster_mode(opts)
