@@ -17,7 +17,7 @@ therefore:
   neighbours of the jump test);
 - warps each frame with a *provisional* transform: the stack-wide steps run
   on a window of the frames around it (:data:`BACK_FRAMES` before, the
-  look-ahead after), which gives the final transform of nearly every frame
+  look-ahead after; :func:`back_frames`), which gives the final transform of nearly every frame
   bit for bit;
 - at the end (:meth:`SingleReadFrames.finish`) runs the stack-wide steps
   on the whole table, exactly as the two-read path does, and rewrites the
@@ -47,10 +47,21 @@ from ._engine import FLAG_UNUSABLE, FrameResults
 from ._stages import PyramidJob, TemplateState, corrections, estimate_range, finish
 from ._trust import JUMP_WINDOW, judge
 
-__all__ = ["BACK_FRAMES", "SingleReadFrames", "look_ahead"]
+__all__ = ["BACK_FRAMES", "MIN_BACK_FRAMES", "SingleReadFrames", "back_frames", "look_ahead"]
 
-#: frames before the first frame to warp that the provisional stack-wide steps see
+#: frames before the first frame to warp that the provisional stack-wide steps see (at most; see
+#: :func:`back_frames`)
 BACK_FRAMES = 64
+#: ... and at least
+MIN_BACK_FRAMES = 16
+
+
+def back_frames(job: PyramidJob, chunk: int) -> int:
+    """Frames before a chunk that its provisional stack-wide steps see: up to :data:`BACK_FRAMES`,
+    twice the chunk (the steps' cost per frame stays about twice that of the final ones), and the
+    smoothing window."""
+    opts = job.options
+    return max(min(BACK_FRAMES, 2 * chunk), MIN_BACK_FRAMES, opts.window_length if opts.smooth else 0)
 
 
 def look_ahead(job: PyramidJob) -> int:
@@ -120,6 +131,7 @@ class SingleReadFrames(BlockProducer):
         self._estimator = job.estimator(state.template)
         self._ahead = ReadAhead(stack, self._ranges_in)
         self._look = look_ahead(job)
+        self._back = back_frames(job, chunk)
         self._shifts = np.full((n, 2), np.nan)
         self._quality = np.full(n, np.nan)
         self._flags = np.zeros(n, np.int64)
@@ -168,7 +180,7 @@ class SingleReadFrames(BlockProducer):
         n = self.shape[0]
         stop = n if b == n else b - self._look
         start = self._ready
-        first = max(0, min(start - BACK_FRAMES, b - self._job.options.window_length))
+        first = max(0, min(start - self._back, b - self._job.options.window_length))
         if stop <= start or (self._job.options.smooth and b - first < self._job.options.window_length):
             return start, frames[:0]
         transforms = self._provisional(first, b)[start - first : stop - first]

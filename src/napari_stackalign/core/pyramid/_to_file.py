@@ -92,11 +92,18 @@ def parse_memory_limit(value: float | str) -> int:
 
 @dataclass(frozen=True)
 class ChunkPlan:
-    """Frames per chunk for estimation and for apply+write, within a memory budget."""
+    """Frames per chunk for estimation and for apply+write, within a memory budget.
+
+    ``read_once`` is the chunk of the single-read path: read, estimated,
+    warped and written together, so each chunk in flight holds its input and
+    its output (as an apply block does, without the apply blocks' 16 MB cap:
+    the stack-wide steps run once per chunk on a window of frames around it).
+    """
 
     estimate: int
     apply: int
     memory_limit: int
+    read_once: int = 1
 
 
 def plan_chunks(
@@ -143,8 +150,11 @@ def plan_chunks(
             f"memory_limit of {memory_limit} bytes is too small for frames of {tuple(frame_shape)} "
             f"{np.dtype(in_dtype)} with {workers} thread(s): give at least {need} bytes (e.g. '{_mb(need)}MB')."
         )
+    once = min(chunk_size, app)
     app = min(app, max(1, APPLY_BLOCK_BYTES // max(1, out_frame)))
-    return ChunkPlan(estimate=int(min(chunk_size, est)), apply=int(app), memory_limit=int(memory_limit))
+    return ChunkPlan(
+        estimate=int(min(chunk_size, est)), apply=int(app), memory_limit=int(memory_limit), read_once=int(once)
+    )
 
 
 def _mb(n: int) -> int:
@@ -529,7 +539,7 @@ def _register_single_read(
     """Template first, then each chunk read once: estimated, warped and written (see :mod:`._single_read`)."""
     shape = tuple(int(n) for n in stack.shape)
     frames = _estimation_view(stack, run.channel)
-    chunk = max(1, min(chunks.estimate, chunks.apply))
+    chunk = chunks.read_once
     opts = run.options if chunk == run.options.chunk_size else run.options.replace(chunk_size=chunk)
     job = plan_pyramid(frames.shape, frames.dtype, opts)
     if job.chained:  # checked by the caller; kept here so the path never runs a chain
