@@ -137,11 +137,30 @@ def write_stack_deferred(
     with atomic_path(target) as tmp:
         if fmt == "tiff":
             first = make_block(axes=axes, scale=full_scale, units=units, metadata=meta, transforms=None)
-            write_tiff(tmp, data, axes=axes, scale=full_scale, units=units, block=first, compression=None,
-                       progress=progress, stage=stage)
+            write_tiff(
+                tmp,
+                data,
+                axes=axes,
+                scale=full_scale,
+                units=units,
+                block=first,
+                compression=None,
+                progress=progress,
+                stage=stage,
+            )
         else:
-            write_hdf5(tmp, data, axes=axes, scale=full_scale, units=units, metadata=meta, transforms=None,
-                       compression=codec, progress=progress, stage=stage)
+            write_hdf5(
+                tmp,
+                data,
+                axes=axes,
+                scale=full_scale,
+                units=units,
+                metadata=meta,
+                transforms=None,
+                compression=codec,
+                progress=progress,
+                stage=stage,
+            )
         final = finish()
         final_meta = _write_metadata(final.metadata)
         transforms = _write_transforms(final.transforms, n_frames)

@@ -168,8 +168,15 @@ class SingleReadFrames(BlockProducer):
         frames = np.asarray(self._ahead[a:b])
         view = frames if frames.ndim == 3 else frames[:, int(self._channel or 0)]
         res = estimate_range(
-            view, self._job, self._state, a, b, preparer=self._preparer, estimator=self._estimator,
-            pool=self._pool, offset=a,
+            view,
+            self._job,
+            self._state,
+            a,
+            b,
+            preparer=self._preparer,
+            estimator=self._estimator,
+            pool=self._pool,
+            offset=a,
         )
         self._shifts[a:b] = res.shifts
         self._quality[a:b] = res.quality
