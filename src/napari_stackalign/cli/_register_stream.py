@@ -4,7 +4,9 @@
 not fit under ``--max-memory``, see ``_memory_cap``), or when ``--scheduler`` or
 ``--workers`` asks for a dask.distributed cluster. Everything then goes
 through :func:`~napari_stackalign.core.pyramid.register_file`: flat memory
-whatever the frame count, the output streamed into a temporary file renamed
+whatever the frame count, each chunk of the input read once (estimated, warped
+and written; a cluster, the chained reference modes and OME-Zarr or compressed
+TIFF outputs read it twice), the output streamed into a temporary file renamed
 when complete, and (with a cluster) the estimation spread over its workers.
 """
 

@@ -37,9 +37,11 @@ class DiscardingSink(io.RawIOBase):
         Bytes written before it.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, mode: str = "w+b") -> None:
         super().__init__()
-        self._file = open(Path(path), "w+b", buffering=0)  # noqa: SIM115 (closed by close())
+        if mode not in ("w+b", "r+b"):
+            raise ValueError(f"mode must be 'w+b' (a new file) or 'r+b' (update one), got {mode!r}.")
+        self._file = open(Path(path), mode, buffering=0)  # noqa: SIM115 (closed by close())
         self.error: OSError | None = None
         self.written = 0
 
@@ -98,7 +100,7 @@ class DiscardingSink(io.RawIOBase):
 
 
 @contextlib.contextmanager
-def hdf5_writer(target: str | os.PathLike, total: int | None = None) -> Iterator[h5py.File]:
+def hdf5_writer(target: str | os.PathLike, total: int | None = None, *, update: bool = False) -> Iterator[h5py.File]:
     """An HDF5 file open for writing at ``target``, through a :class:`DiscardingSink`.
 
     Signals are only noted inside the block (an exception raised inside
@@ -114,10 +116,13 @@ def hdf5_writer(target: str | os.PathLike, total: int | None = None) -> Iterator
         The (temporary) file to write.
     total : int, optional
         The bytes expected, for the message.
+    update : bool
+        Open an existing file to change it (``"r+"``) instead of creating
+        one (the streaming writer rewrites frames and its tables last).
     """
-    sink = DiscardingSink(target)
+    sink = DiscardingSink(target, "r+b" if update else "w+b")
     try:
-        with signals_deferred(), h5py.File(sink, "w") as f:
+        with signals_deferred(), h5py.File(sink, "r+" if update else "w") as f:
             f._stackalign_sink = sink  # for write_failed
             yield f
     finally:

@@ -25,7 +25,7 @@ from ._lazy import decide_lazy, frame_chunked_dask, frames_per_chunk, iter_frame
 from ._meta import check_transforms_length, decode_json_value, normalise_unit
 from ._stackdata import StackData
 
-__all__ = ["FORMAT_NAME", "HDF5_SUFFIXES", "declared_axes", "open_hdf5", "read_hdf5", "stack_candidates", "write_hdf5"]
+__all__ = ["FORMAT_NAME", "HDF5_SUFFIXES", "declared_axes", "open_hdf5", "read_hdf5", "stack_candidates", "update_hdf5", "write_hdf5"]
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hd5", ".hspy")
 FORMAT_NAME = "napari-stackalign stack"
@@ -437,6 +437,14 @@ def _write_hdf5_file(
         ds[start:stop] = chunk
     raise_if_interrupted()
     report(progress, shape[0], shape[0], stage)
+    _write_tables(f, metadata, transforms)
+
+
+def _write_tables(f: h5py.File, metadata: dict, transforms: FrameTransforms | None) -> None:
+    """The ``metadata`` group and the ``transforms`` table (replacing earlier ones)."""
+    for name in ("metadata", "transforms"):
+        if name in f:
+            del f[name]
     group = f.create_group("metadata")
     for key, value in metadata.items():
         _put_json(group, str(key), value)
@@ -450,3 +458,41 @@ def _write_hdf5_file(
         _put_json(table, "center", list(transforms.center))
         _put_json(table, "method", transforms.method)
         _put_json(table, "params", transforms.params)
+
+
+def update_hdf5(
+    target: Path,
+    patches: Any,
+    *,
+    metadata: dict,
+    transforms: FrameTransforms | None,
+) -> int:
+    """Rewrite frames of a file :func:`write_hdf5` wrote, then its metadata and transforms.
+
+    Parameters
+    ----------
+    target : Path
+        The (temporary) file.
+    patches : iterable of (int, ndarray)
+        ``(start, frames)``: frames ``start:start + len(frames)`` of
+        ``image_data`` are replaced.
+    metadata, transforms
+        Replace the ``metadata`` group and the ``transforms`` table.
+
+    Returns
+    -------
+    int
+        Frames rewritten.
+    """
+    rewritten = 0
+    with hdf5_writer(target, update=True) as f:
+        ds = f["image_data"]
+        for start, frames in patches:
+            raise_if_interrupted()
+            if write_failed(f):
+                break
+            ds[start : start + len(frames)] = frames
+            rewritten += len(frames)
+        raise_if_interrupted()
+        _write_tables(f, metadata, transforms)
+    return rewritten

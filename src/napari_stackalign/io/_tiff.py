@@ -32,7 +32,7 @@ from ._lazy import (
 from ._meta import BLOCK_KEY, block_transforms, normalise_unit, parse_block
 from ._stackdata import StackData
 
-__all__ = ["IMAGEJ_DTYPES", "TIFF_SUFFIXES", "TiffHeader", "open_tiff", "read_tiff", "tiff_header", "write_tiff"]
+__all__ = ["IMAGEJ_DTYPES", "TIFF_SUFFIXES", "TiffHeader", "open_tiff", "read_tiff", "tiff_header", "update_tiff", "write_tiff"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 #: dtypes an ImageJ hyperstack can hold; others are written as plain TIFF.
@@ -426,7 +426,7 @@ def write_tiff(
         kwargs["compression"] = "zlib"
         kwargs["compressionargs"] = {"level": 6}
     if imagej:
-        meta: dict[str, Any] = {"axes": axes, BLOCK_KEY: json.dumps(block, ensure_ascii=True, separators=(",", ":"))}
+        meta: dict[str, Any] = {"axes": axes, BLOCK_KEY: _block_text(block)}
         ij_unit = _imagej_unit(units)
         if scale is not None and ij_unit:
             kwargs["resolution"] = (1.0 / scale[-1], 1.0 / scale[-2])
@@ -456,6 +456,71 @@ def write_tiff(
             full.total = nbytes  # type: ignore[attr-defined]
             raise full from exc
         raise
+
+
+def _block_text(block: dict) -> str:
+    """The block as the ImageJ description holds it (one line of ASCII JSON)."""
+    return json.dumps(block, ensure_ascii=True, separators=(",", ":"))
+
+
+def update_tiff(target: Path, patches: Any, *, block: dict, written_block: dict) -> int:
+    """Rewrite frames of an uncompressed TIFF :func:`write_tiff` wrote, then its block.
+
+    The frames are overwritten in place (uncompressed pages are stored
+    contiguously); the description that holds the block (ImageJ's, or
+    tifffile's JSON one) is replaced, in place when the new one fits and
+    appended to the file otherwise (the tag then points there).
+
+    Parameters
+    ----------
+    target : Path
+        The (temporary) file, written with ``compression=None`` and (T, Y, X)
+        or (T, C, Y, X) axes.
+    patches : iterable of (int, ndarray)
+        ``(start, frames)`` in the data's order, frames first.
+    block : dict
+        The block to store now (see :func:`~napari_stackalign.io._meta.make_block`).
+    written_block : dict
+        The block :func:`write_tiff` was given.
+
+    Returns
+    -------
+    int
+        Frames rewritten.
+
+    Raises
+    ------
+    ValueError
+        When the file's image data are not contiguous (a compressed file).
+    """
+    rewritten = 0
+    with tifffile.TiffFile(target, mode="r+b") as tif:
+        series = tif.series[0]
+        if series.dataoffset is None:
+            raise ValueError(f"{target.name}: the image data are not contiguous; frames cannot be rewritten in place.")
+        offset = int(series.dataoffset)
+        frame_bytes = int(series.nbytes) // int(series.shape[0])
+        order = "<" if tif.byteorder == "<" else ">"
+        fh = tif.filehandle
+        for start, frames in patches:
+            raw = np.ascontiguousarray(frames, dtype=np.dtype(series.dtype).newbyteorder(order))
+            fh.seek(offset + int(start) * frame_bytes)
+            fh.write(raw.tobytes())
+            rewritten += len(frames)
+        tag = tif.pages[0].tags["ImageDescription"]
+        old_text = tag.value
+        if tif.is_imagej:
+            written = f"{BLOCK_KEY}={_block_text(written_block)}"
+            if written not in old_text:
+                raise ValueError(f"{target.name}: the ImageJ description does not hold the block written.")
+            text = old_text.replace(written, f"{BLOCK_KEY}={_block_text(block)}")
+        else:
+            described = json.loads(old_text)
+            described[BLOCK_KEY] = json.loads(json.dumps(block))
+            text = json.dumps(described)
+        tag.overwrite(text)
+        fh.flush()
+    return rewritten
 
 
 #: numpy's message for a short write (a full disk)

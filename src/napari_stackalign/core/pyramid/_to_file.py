@@ -40,6 +40,7 @@ import numpy as np
 from ..._version import __version__
 from ...files import check_writable_dir
 from ...io import write_stack
+from ...io._deferred import FinalWrite, can_write_deferred, write_stack_deferred
 from ...io._formats import suffix_of
 from ...io._zarr import ZARR_WRITE_SUFFIXES
 from ...parsing import parse_byte_size
@@ -52,6 +53,7 @@ from ..workers import default_workers, estimation_workers, thread_pool
 from ._chain import run_chain
 from ._distributed import check_cluster_mode, cluster_estimator
 from ._options import PYRAMID_DEFAULTS, PyramidOptions
+from ._single_read import SingleReadFrames
 from ._stages import PyramidJob, build_template, estimate_range, finish, plan_pyramid
 
 __all__ = [
@@ -90,11 +92,18 @@ def parse_memory_limit(value: float | str) -> int:
 
 @dataclass(frozen=True)
 class ChunkPlan:
-    """Frames per chunk for estimation and for apply+write, within a memory budget."""
+    """Frames per chunk for estimation and for apply+write, within a memory budget.
+
+    ``read_once`` is the chunk of the single-read path: read, estimated,
+    warped and written together, so each chunk in flight holds its input and
+    its output (as an apply block does, without the apply blocks' 16 MB cap:
+    the stack-wide steps run once per chunk on a window of frames around it).
+    """
 
     estimate: int
     apply: int
     memory_limit: int
+    read_once: int = 1
 
 
 def plan_chunks(
@@ -141,8 +150,11 @@ def plan_chunks(
             f"memory_limit of {memory_limit} bytes is too small for frames of {tuple(frame_shape)} "
             f"{np.dtype(in_dtype)} with {workers} thread(s): give at least {need} bytes (e.g. '{_mb(need)}MB')."
         )
+    once = min(chunk_size, app)
     app = min(app, max(1, APPLY_BLOCK_BYTES // max(1, out_frame)))
-    return ChunkPlan(estimate=int(min(chunk_size, est)), apply=int(app), memory_limit=int(memory_limit))
+    return ChunkPlan(
+        estimate=int(min(chunk_size, est)), apply=int(app), memory_limit=int(memory_limit), read_once=int(once)
+    )
 
 
 def _mb(n: int) -> int:
@@ -161,11 +173,16 @@ class RegisteredFile:
         The transforms applied (smoothed when smoothing was asked for).
     raw_transforms : FrameTransforms
         Before smoothing (the same object without smoothing).
+    frames_read_twice : int or None
+        Single-read path: the frames read a second time (their stack-wide
+        verdict changed after they were written, see :mod:`._single_read`);
+        None when the input was read twice (see ``single_read``).
     """
 
     path: Path
     transforms: FrameTransforms
     raw_transforms: FrameTransforms
+    frames_read_twice: int | None = None
 
 
 def suggest_output_path(source_path: str | os.PathLike | None, name: str, *, suffix: str = ".h5") -> Path:
@@ -346,6 +363,7 @@ def register_stack_to_file(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     options: PyramidOptions | None = None,
+    single_read: bool = True,
 ) -> RegisteredFile:
     """Register an open stack and stream the result into a file.
 
@@ -398,6 +416,13 @@ def register_stack_to_file(
     options : PyramidOptions, optional
         The registration's options in one object; an explicit keyword that
         differs from its default overrides it.
+    single_read : bool
+        Read each chunk of the input once: estimate, warp and write it, then
+        move on (default; the few frames whose stack-wide verdict changes at
+        the end are read again and rewritten, so the output is the same bit
+        for bit). ``False``, a dask cluster, the chained reference modes and
+        an OME-Zarr or compressed TIFF output estimate every frame first and
+        read the input a second time to warp and write.
 
     Returns
     -------
@@ -416,7 +441,7 @@ def register_stack_to_file(
     out = _check_output(output_path, overwrite, inputs)
     write = {"metadata": metadata, "scale": scale, "units": units, "axes": axes, "compression": compression, "overwrite": overwrite}
     warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype}
-    run = _FileRun(opts, channel, transforms, memory_limit, workers, warp, write, source_path, progress)
+    run = _FileRun(opts, channel, transforms, memory_limit, workers, warp, write, source_path, progress, single_read)
     return _register_open(stack, out, _estimate_here, run)
 
 
@@ -439,6 +464,7 @@ class _FileRun:
     write: dict[str, Any]
     source_path: Any
     progress: ProgressCallback | None
+    single_read: bool = True
 
 
 def _check_stack_shape(shape: tuple[int, ...]) -> None:
@@ -471,6 +497,8 @@ def _register_open(stack: Any, out: Path, estimate: Any, run: _FileRun) -> Regis
             )
         raw = final = run.transforms
         method, params = "apply", {"transforms_method": run.transforms.method}
+    elif _second_read_reason(run, out, len(shape), cluster=estimate is not _estimate_here) is None:
+        return _register_single_read(stack, out, run, chunks, n_workers, out_dtype, budget)
     else:
         raw, final = _estimate_file(stack, estimate, run, chunks.estimate)
         method, params = "pyramid", dict(final.params)
@@ -490,6 +518,86 @@ def _register_open(stack: Any, out: Path, estimate: Any, run: _FileRun) -> Regis
     path = _write(stack, final, out, block=chunks.apply, workers=n_workers, warp=warp, write=write, progress=run.progress)
     report(run.progress, shape[0], shape[0], "done")
     return RegisteredFile(path, final, raw)
+
+
+def _second_read_reason(run: _FileRun, out: Path, ndim: int, *, cluster: bool) -> str | None:
+    """Why this run reads its input twice (estimate, then warp and write), or None when it reads it once."""
+    if cluster:
+        return "estimated on a dask cluster (its workers read the frames, this process writes)"
+    if run.options.chained:
+        return f"reference_mode {run.options.reference_mode!r} (each frame waits for the one before it)"
+    if not can_write_deferred(out, run.write.get("compression"), ndim) or run.write.get("axes") not in (None, "TYX", "TCYX"):
+        return "the output cannot be rewritten in place (OME-Zarr, compressed TIFF)"
+    if not run.single_read:
+        return "asked for (single_read=False)"
+    return None
+
+
+def _register_single_read(
+    stack: Any, out: Path, run: _FileRun, chunks: ChunkPlan, n_workers: int, out_dtype: np.dtype, budget: int
+) -> RegisteredFile:
+    """Template first, then each chunk read once: estimated, warped and written (see :mod:`._single_read`)."""
+    shape = tuple(int(n) for n in stack.shape)
+    frames = _estimation_view(stack, run.channel)
+    chunk = chunks.read_once
+    opts = run.options if chunk == run.options.chunk_size else run.options.replace(chunk_size=chunk)
+    job = plan_pyramid(frames.shape, frames.dtype, opts)
+    if job.chained:  # checked by the caller; kept here so the path never runs a chain
+        raise ValueError("the chained reference modes are estimated in order: use the two-read path.")
+    workers = estimation_workers(run.workers)
+    meta = dict(run.write.get("metadata") or {})
+    meta["stackalign"] = {
+        "method": "pyramid",
+        "params": {},
+        "version": __version__,
+        "source": str(Path(run.source_path).expanduser().resolve()) if run.source_path is not None else None,
+        "streaming": {"memory_limit": budget, "estimate_chunk": chunk, "apply_block": chunk},
+    }
+    pool_ctx = thread_pool(workers) if workers > 1 else None
+    pool = pool_ctx.__enter__() if pool_ctx is not None else None
+    result: dict[str, Any] = {}
+    try:
+        state = build_template(frames, job, pool=pool, progress=run.progress)
+        warped = SingleReadFrames(
+            stack, run.channel, job, state, chunk=chunk, pool=pool, workers=n_workers, warp=run.warp,
+            out_dtype=out_dtype,
+        )
+
+        def finish_write() -> FinalWrite:
+            final_write, result["raw"], result["final"] = warped.finish(meta)
+            if run.channel is not None:
+                final_write.metadata["stackalign"]["params"]["channel"] = int(run.channel)
+            return final_write
+
+        write = {k: v for k, v in run.write.items() if k != "metadata"}
+        with warped:
+            path, _ = write_stack_deferred(
+                out, _Reporting(warped, run.progress), finish_write, metadata=meta, source_path=run.source_path,
+                progress=run.progress, **write,
+            )
+    finally:
+        if pool_ctx is not None:
+            pool_ctx.__exit__(None, None, None)
+    report(run.progress, shape[0], shape[0], "done")
+    return RegisteredFile(path, result["final"], result["raw"], frames_read_twice=warped.rewritten)
+
+
+class _Reporting:
+    """``frames`` as an array-like that reports ``"estimate"`` progress as its blocks are read."""
+
+    def __init__(self, frames: Any, progress: ProgressCallback | None) -> None:
+        self._frames = frames
+        self._progress = progress
+        self.shape, self.dtype, self.ndim = frames.shape, frames.dtype, frames.ndim
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        block = self._frames[key]
+        if isinstance(key, slice):
+            report(self._progress, key.indices(self.shape[0])[1], int(self.shape[0]), "estimate")
+        return block
 
 
 def _estimate_file(
@@ -539,6 +647,7 @@ def register_file(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     options: PyramidOptions | None = None,
+    single_read: bool = True,
 ) -> FrameTransforms:
     """Register a TIFF or HDF5 file of any size into a new file, with flat memory.
 
@@ -602,6 +711,13 @@ def register_file(
     options : PyramidOptions, optional
         The registration's options in one object; an explicit keyword that
         differs from its default overrides it.
+    single_read : bool
+        Read each chunk of the input once: estimate, warp and write it, then
+        move on (default; the few frames whose stack-wide verdict changes at
+        the end are read again and rewritten, so the output is the same bit
+        for bit). ``False``, a dask cluster, the chained reference modes and
+        an OME-Zarr or compressed TIFF output estimate every frame first and
+        read the input a second time to warp and write.
 
     Returns
     -------
@@ -628,7 +744,7 @@ def register_file(
     source = FileFrames(str(src), dataset)
     warp = {"order": order, "border": border, "cval": cval, "output_dtype": output_dtype}
     write = {"compression": compression, "overwrite": overwrite}
-    run = _FileRun(opts, channel, transforms, memory_limit, workers, warp, write, src, progress)
+    run = _FileRun(opts, channel, transforms, memory_limit, workers, warp, write, src, progress, single_read)
     distributed = (scheduler is not None or n_workers is not None) and transforms is None
     if distributed:
         check_cluster_mode(opts)
