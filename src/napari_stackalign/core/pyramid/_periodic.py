@@ -199,12 +199,15 @@ class _LowPass:
         self.blobs = h * w / (4 * np.pi * (self.sigma / self.step) ** 2)
 
     def low(self, image: np.ndarray) -> np.ndarray:
-        out = cv2.GaussianBlur(image.astype(np.float32), (0, 0), self.sigma)
-        return np.ascontiguousarray(out[:: self.step, :: self.step])
+        """``image`` area-averaged by ``step`` and blurred (a Gaussian of ``sigma`` full-resolution px)."""
+        img = image.astype(np.float32, copy=False)
+        if self.step > 1:
+            h, w = img.shape
+            img = cv2.resize(img, (w // self.step, h // self.step), interpolation=cv2.INTER_AREA)
+        return cv2.GaussianBlur(img, (0, 0), self.sigma / self.step)
 
-    def costs(self, image: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """``-log-likelihood`` of the frame (prepared image) at each of ``positions`` (k, 2) px."""
-        low = self.low(image)
+    def costs(self, low: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """``-log-likelihood`` of a frame (its :meth:`low` image) at each of ``positions`` (k, 2) px."""
         scores = self.search.scores(low - np.float32(low.mean()))
         scores = np.where(np.isfinite(scores), scores, -1.0)
         at = positions / self.step + np.array(self.radius, float)
@@ -262,17 +265,24 @@ class _Choice:
 
 
 def _choose(
-    frames: list[np.ndarray], centres: np.ndarray, offsets: np.ndarray, evidence: _LowPass, sigma: float,
+    lows: list[np.ndarray], centres: np.ndarray, offsets: np.ndarray, evidence: _LowPass, sigma: float,
     bound: tuple[float, float],
 ) -> _Choice:
     positions = centres[:, None, :] + offsets[None]
     outside = (np.abs(positions[..., 0]) > bound[0]) | (np.abs(positions[..., 1]) > bound[1])
-    costs = np.array([evidence.costs(img, pos) for img, pos in zip(frames, positions)])
+    costs = np.array([evidence.costs(low, pos) for low, pos in zip(lows, positions)])
     costs[outside] = 1e6  # beyond max_movement: never chosen
     best, margin, second = _path(positions, costs, sigma)
-    n = len(frames)
+    n = len(lows)
     chosen = positions[np.arange(n), best]
     return _Choice(chosen, margin, positions[np.arange(n), second] - chosen)
+
+
+def _holds(est: Any, start: tuple[float, float], quality_before: float) -> bool:
+    """Whether a moved frame's refinement from ``start`` kept the match, about as good as before."""
+    if est.flags & (FLAG_UNUSABLE | FLAG_FAILED) or np.hypot(est.shift[0] - start[0], est.shift[1] - start[1]) >= 1.0:
+        return False
+    return not (np.isfinite(quality_before) and est.quality < quality_before - SWITCH_TOLERANCE * abs(quality_before))
 
 
 def resolve_periodic(
@@ -318,10 +328,12 @@ def resolve_periodic(
     notes = [""] * len(results.shifts)
     if idx.size < 2:
         return results, notes, {"lattice": info | {"moved_frames": 0, "ambiguous_frames": 0}}
-    frames = [preparer(np.asarray(stack[int(t)])).image for t in idx]
+    evidence = _LowPass(state.template, lattice, bound)
+    # the frames low-passed once (the same for a rebuilt template)
+    frames = [evidence.low(preparer(np.asarray(stack[int(t)])).image) for t in idx]
     raw = results.shifts[idx]
     sigma = _step_sigma(raw, offsets)
-    choice = _choose(frames, raw, offsets, _LowPass(state.template, lattice, bound), sigma, bound)
+    choice = _choose(frames, raw, offsets, evidence, sigma, bound)
     member = job.in_template()[idx]
     moved = np.hypot(*(choice.positions - raw).T) > 0.5
     rebuilt = bool((moved & member).any())
@@ -330,23 +342,23 @@ def resolve_periodic(
         acc = TemplateAccumulator(job.crop_shape, job.options.normalize, job.options.kernel)
         for t, pos in zip(np.flatnonzero(member), choice.positions[member]):
             acc.add(acc.register(preparer(np.asarray(stack[int(idx[t])])), (float(pos[0]), float(pos[1]))))
-        evidence = _LowPass(acc.template(), lattice, bound)
-        choice = _choose(frames, choice.positions, offsets, evidence, sigma, bound)
+        rebuilt_template = acc.template()
+        choice = _choose(frames, choice.positions, offsets, _LowPass(rebuilt_template, lattice, bound), sigma, bound)
         moved = np.hypot(*(choice.positions - raw).T) > 0.5
+        # every frame is refined against the rebuilt template (the old one favours the frames put off)
+        estimator = job.estimator(rebuilt_template)
     out = FrameResults(results.shifts.copy(), results.quality.copy(), results.flags.copy(), results.neff.copy())
     last = estimator.active[-1]
     n_moved = 0
-    for t in np.flatnonzero(moved):
+    for t in np.flatnonzero(moved | rebuilt):
         frame = int(idx[t])
         start = (float(choice.positions[t, 0]), float(choice.positions[t, 1]))
-        est = estimator.estimate(preparer(np.asarray(stack[frame])), start, last - 1)
-        q_raw = float(results.quality[frame])
-        good = not est.flags & (FLAG_UNUSABLE | FLAG_FAILED) and np.hypot(
-            est.shift[0] - start[0], est.shift[1] - start[1]
-        ) < 1.0
-        if good and np.isfinite(q_raw) and est.quality < q_raw - SWITCH_TOLERANCE * abs(q_raw):
-            good = False
-        if not good:
+        prepared = preparer(np.asarray(stack[frame]))
+        est = estimator.estimate(prepared, start, last - 1)
+        before = float(results.quality[frame])
+        if moved[t] and rebuilt:  # compared against the same template
+            before = estimator.estimate(prepared, (float(raw[t, 0]), float(raw[t, 1])), last - 1).quality
+        if moved[t] and not _holds(est, start, before):
             dy, dx = start[0] - raw[t, 0], start[1] - raw[t, 1]
             notes[frame] = (
                 f"lattice ambiguity: the motion and the non-repeating content put it ({dy:+.1f}, {dx:+.1f}) px "
@@ -357,7 +369,7 @@ def resolve_periodic(
         out.quality[frame] = est.quality
         out.flags[frame] = est.flags
         out.neff[frame] = est.neff
-        n_moved += 1
+        n_moved += int(moved[t])
     ambiguous = choice.margin < MIN_MARGIN
     for t in np.flatnonzero(ambiguous):
         frame = int(idx[t])
