@@ -36,13 +36,14 @@ Shifts are the engine's ``s`` (``frame[p + s] ~ template[p]``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import cv2
 import numpy as np
+from scipy import fft as sfft
 from scipy import ndimage
 
-from ..fourier import rfft2
 from ._engine import (
     FLAG_FAILED,
     FLAG_UNUSABLE,
@@ -66,6 +67,8 @@ __all__ = [
 
 #: the template is high-passed (minus its Gaussian blur of this sigma, px) before its autocorrelation
 HIGHPASS_SIGMA = 8.0
+#: the autocorrelation is that of the template's central square of at most this side (px)
+AUTOCORRELATION_SIZE = 256
 #: a lattice vector's autocorrelation (of the high-passed template, 1 at zero lag) is at least this
 MIN_CONTRAST = 0.4
 #: shortest lattice vector detected (px)
@@ -104,17 +107,35 @@ class Lattice:
         return ij, ij @ self.vectors
 
 
-def _autocorrelation(template: Template) -> np.ndarray:
-    """The high-passed template's circular autocorrelation, 1 at zero lag, zero lag at the centre."""
-    img = template.image.astype(np.float32)
-    hp = img - cv2.GaussianBlur(img, (0, 0), HIGHPASS_SIGMA)
-    if template.valid is not None:
-        hp = np.where(template.valid, hp, np.float32(0))
-    spec = rfft2(hp.astype(np.float64))
-    ac = np.fft.irfft2(np.abs(spec) ** 2, s=hp.shape)
+@lru_cache(maxsize=8)
+def _highpass(h: int, w: int) -> np.ndarray:
+    """The squared gain of "minus a Gaussian blur of ``HIGHPASS_SIGMA``" on an (h, w) rfft grid (float32):
+    the background and thickness, which do not repeat, are left out of the autocorrelation."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    keep = 1.0 - np.exp(-2.0 * np.pi**2 * HIGHPASS_SIGMA**2 * (fy**2 + fx**2))
+    return (keep**2).astype(np.float32)
+
+
+def _autocorrelation(template: Template, reach: int) -> np.ndarray:
+    """The high-passed template's circular autocorrelation at lags ``-reach..reach`` (1 at zero lag, which
+    sits at the centre), from its central ``AUTOCORRELATION_SIZE`` square at most (a lattice repeats)."""
+    img = template.image
+    valid = template.valid
+    h, w = img.shape
+    ch, cw = min(h, AUTOCORRELATION_SIZE), min(w, AUTOCORRELATION_SIZE)
+    r0, c0 = (h - ch) // 2, (w - cw) // 2
+    crop = img[r0 : r0 + ch, c0 : c0 + cw].astype(np.float32)
+    if valid is not None:
+        crop = np.where(valid[r0 : r0 + ch, c0 : c0 + cw], crop, np.float32(0))
+    spec = sfft.rfft2(crop - np.float32(crop.mean()), workers=1)
+    power = spec.real**2 + spec.imag**2
+    power *= _highpass(ch, cw)
+    ac = sfft.irfft2(power, s=(ch, cw), workers=1)
     if not ac[0, 0] > 0:
-        return np.zeros_like(ac)
-    return np.fft.fftshift(ac / ac[0, 0])
+        return np.zeros((2 * reach + 1, 2 * reach + 1))
+    lags = np.arange(-reach, reach + 1)
+    return ac[np.ix_(lags % ch, lags % cw)] / ac[0, 0]
 
 
 def _subpixel(ac: np.ndarray, y: int, x: int) -> np.ndarray:
@@ -142,9 +163,7 @@ def detect_lattice(template: Template) -> Lattice | None:
     reach = int(min(MAX_PERIOD, h // 4, w // 4))
     if reach < 2 * MIN_PERIOD:
         return None
-    ac = _autocorrelation(template)
-    cy, cx = h // 2, w // 2
-    win = ac[cy - reach : cy + reach + 1, cx - reach : cx + reach + 1]
+    win = _autocorrelation(template, reach)
     is_peak = (win == ndimage.maximum_filter(win, 3)) & (win >= MIN_CONTRAST)
     is_peak[[0, -1], :] = False
     is_peak[:, [0, -1]] = False

@@ -52,6 +52,7 @@ from ..workers import default_workers, estimation_workers, thread_pool
 from ._chain import run_chain
 from ._distributed import check_cluster_mode, cluster_estimator
 from ._options import PYRAMID_DEFAULTS, PyramidOptions
+from ._periodic import resolve_periodic
 from ._stages import PyramidJob, build_template, estimate_range, finish, plan_pyramid
 
 __all__ = [
@@ -286,10 +287,13 @@ def _estimate_here(
             results = estimate_range(
                 ahead, job, state, 0, job.n_frames, estimator=estimator, pool=pool, progress=progress
             )
+        results, notes, extra = resolve_periodic(
+            frames, job, state, results, preparer=job.preparer(), estimator=estimator
+        )
     finally:
         if pool_ctx is not None:
             pool_ctx.__exit__(None, None, None)
-    return finish(job, state, results, levels_used=estimator.active_rates)
+    return finish(job, state, results, levels_used=estimator.active_rates, notes=notes, extra_params=extra)
 
 
 def _write(
