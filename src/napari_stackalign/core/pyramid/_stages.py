@@ -54,6 +54,7 @@ from ._engine import (
 )
 from ._lucas_kanade import KERNELS
 from ._options import PYRAMID_DEFAULTS, PyramidOptions
+from ._periodic import resolve_periodic
 from ._reference import build_reference
 from ._trust import QUALITY_FRACTION, judge
 
@@ -658,4 +659,7 @@ def run_stages(
         )
         if on_chunk is not None:
             on_chunk(start, stop, parts, state)
-    return finish(job, state, concat_results(parts), levels_used=estimator.active_rates)
+    results, notes, extra = resolve_periodic(
+        stack, job, state, concat_results(parts), preparer=preparer, estimator=estimator
+    )
+    return finish(job, state, results, levels_used=estimator.active_rates, notes=notes, extra_params=extra)

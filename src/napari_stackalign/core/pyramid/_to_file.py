@@ -53,6 +53,7 @@ from ..workers import default_workers, estimation_workers, thread_pool
 from ._chain import run_chain
 from ._distributed import check_cluster_mode, cluster_estimator
 from ._options import PYRAMID_DEFAULTS, PyramidOptions
+from ._periodic import detect_lattice, resolve_periodic
 from ._single_read import SingleReadFrames
 from ._stages import PyramidJob, build_template, estimate_range, finish, plan_pyramid
 
@@ -303,10 +304,13 @@ def _estimate_here(
             results = estimate_range(
                 ahead, job, state, 0, job.n_frames, estimator=estimator, pool=pool, progress=progress
             )
+        results, notes, extra = resolve_periodic(
+            frames, job, state, results, preparer=job.preparer(), estimator=estimator
+        )
     finally:
         if pool_ctx is not None:
             pool_ctx.__exit__(None, None, None)
-    return finish(job, state, results, levels_used=estimator.active_rates)
+    return finish(job, state, results, levels_used=estimator.active_rates, notes=notes, extra_params=extra)
 
 
 def _write(
@@ -497,8 +501,10 @@ def _register_open(stack: Any, out: Path, estimate: Any, run: _FileRun) -> Regis
             )
         raw = final = run.transforms
         method, params = "apply", {"transforms_method": run.transforms.method}
-    elif _second_read_reason(run, out, len(shape), cluster=estimate is not _estimate_here) is None:
-        return _register_single_read(stack, out, run, chunks, n_workers, out_dtype, budget)
+    elif _second_read_reason(run, out, len(shape), cluster=estimate is not _estimate_here) is None and (
+        single := _register_single_read(stack, out, run, chunks, n_workers, out_dtype, budget)
+    ) is not None:
+        return single
     else:
         raw, final = _estimate_file(stack, estimate, run, chunks.estimate)
         method, params = "pyramid", dict(final.params)
@@ -535,8 +541,13 @@ def _second_read_reason(run: _FileRun, out: Path, ndim: int, *, cluster: bool) -
 
 def _register_single_read(
     stack: Any, out: Path, run: _FileRun, chunks: ChunkPlan, n_workers: int, out_dtype: np.dtype, budget: int
-) -> RegisteredFile:
-    """Template first, then each chunk read once: estimated, warped and written (see :mod:`._single_read`)."""
+) -> RegisteredFile | None:
+    """Template first, then each chunk read once: estimated, warped and written (see :mod:`._single_read`).
+
+    Returns None, having written nothing, when the template holds a lattice: resolving the lattice-vector
+    ambiguity (:func:`._periodic.resolve_periodic`) needs every frame's estimate first, so such a stack is
+    read twice.
+    """
     shape = tuple(int(n) for n in stack.shape)
     frames = _estimation_view(stack, run.channel)
     chunk = chunks.read_once
@@ -558,6 +569,8 @@ def _register_single_read(
     result: dict[str, Any] = {}
     try:
         state = build_template(frames, job, pool=pool, progress=run.progress)
+        if detect_lattice(state.template) is not None:
+            return None
         warped = SingleReadFrames(
             stack, run.channel, job, state, chunk=chunk, pool=pool, workers=n_workers, warp=run.warp,
             out_dtype=out_dtype,

@@ -1,0 +1,408 @@
+"""Periodic content (lattices): no frame one lattice vector off without a flag.
+
+On a lattice, matches one lattice vector apart are nearly equally good, so
+the final pass (which picks the match nearest the template frames' median
+position) can put a frame a whole number of lattice vectors off, with a high
+quality. After the final pass, :func:`resolve_periodic`:
+
+1. detects the lattice in the template (:func:`detect_lattice`: the peaks of
+   its high-passed autocorrelation; two vectors ``a``, ``b``, refined by a
+   least-squares fit over every peak). Without one it returns at once (one
+   FFT of the template, a few ms);
+2. gives every frame the candidates ``s + i a + j b`` (``|i|, |j| <= 2``,
+   within ``max_movement``) and scores them with evidence that the lattice
+   does not repeat: the correlation of the frame and the template *low-passed
+   beyond the lattice* (a Gaussian of 0.6 times the longest lattice vector:
+   the background, thickness and defects, which do not repeat). Its
+   log-likelihood is ``-(n/2) log(1 - r**2)`` with ``n`` the independent
+   blobs of the low-passed image;
+3. links the frames by their motion: consecutive frames' positions differ
+   by a step of Gaussian spread ``sigma`` (the median step, measured), the
+   cost of a step capped at ``STEP_CAP`` (a stage move is not forbidden).
+   The most likely path (Viterbi) uses both the frames before and after a
+   frame, so it does not favour the template frames;
+4. when the path moves template frames, the template held the lattice at
+   several offsets (a mixture): it is rebuilt from the resolved template
+   frames and step 2-3 run once more against it;
+5. re-refines every moved frame at the last level from its new position; a
+   move whose match there is clearly worse than before is not made (and the
+   frame is flagged);
+6. flags each frame whose best candidate wins by less than ``MIN_MARGIN``
+   (log-likelihood, max-marginals of the path): ``"lattice ambiguity: ..."``.
+
+Shifts are the engine's ``s`` (``frame[p + s] ~ template[p]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import cv2
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage
+
+from ._engine import (
+    FLAG_FAILED,
+    FLAG_UNUSABLE,
+    FramePreparer,
+    FrameResults,
+    PyramidEstimator,
+    Template,
+    TemplateAccumulator,
+)
+from ._ncc_search import NCCSearch
+
+__all__ = [
+    "LOWPASS_FACTOR",
+    "MIN_CONTRAST",
+    "MIN_MARGIN",
+    "STEP_CAP",
+    "Lattice",
+    "detect_lattice",
+    "resolve_periodic",
+]
+
+#: the template is high-passed (minus its Gaussian blur of this sigma, px) before its autocorrelation
+HIGHPASS_SIGMA = 8.0
+#: the autocorrelation is that of the template's central square of at most this side (px)
+AUTOCORRELATION_SIZE = 256
+#: a lattice vector's autocorrelation (of the high-passed template, 1 at zero lag) is at least this
+MIN_CONTRAST = 0.4
+#: shortest lattice vector detected (px)
+MIN_PERIOD = 3.0
+#: longest lattice vector looked for (px; also at most a quarter of the frame)
+MAX_PERIOD = 40.0
+#: the evidence that does not repeat: low-pass of this many times the longest lattice vector (Gaussian sigma)
+LOWPASS_FACTOR = 0.6
+#: candidates s + i a + j b with |i|, |j| <= this
+REACH = 2
+#: a step's cost (-log-likelihood) is capped here: a stage move is possible, only unlikely
+STEP_CAP = 12.0
+#: smallest step spread (px)
+MIN_STEP_SIGMA = 0.3
+#: a frame whose best candidate wins by less than this (log-likelihood) is ambiguous
+MIN_MARGIN = 4.0
+#: a move is made only when the match at the new position is at most this much (relative) worse
+SWITCH_TOLERANCE = 0.1
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """Two lattice vectors (rows, ``(dy, dx)`` px) and their autocorrelation contrast."""
+
+    vectors: np.ndarray
+    contrast: float
+
+    @property
+    def longest(self) -> float:
+        return float(np.max(np.hypot(self.vectors[:, 0], self.vectors[:, 1])))
+
+    def offsets(self, reach: int = REACH) -> tuple[np.ndarray, np.ndarray]:
+        """(integer coefficients (k, 2), offsets ``i a + j b`` (k, 2) px); the zero offset first."""
+        ij = np.array([(i, j) for i in range(-reach, reach + 1) for j in range(-reach, reach + 1)])
+        ij = ij[np.argsort(np.abs(ij).sum(axis=1), kind="stable")]
+        return ij, ij @ self.vectors
+
+
+@lru_cache(maxsize=8)
+def _highpass(h: int, w: int) -> np.ndarray:
+    """The squared gain of "minus a Gaussian blur of ``HIGHPASS_SIGMA``" on an (h, w) rfft grid (float32):
+    the background and thickness, which do not repeat, are left out of the autocorrelation."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    keep = 1.0 - np.exp(-2.0 * np.pi**2 * HIGHPASS_SIGMA**2 * (fy**2 + fx**2))
+    return (keep**2).astype(np.float32)
+
+
+def _autocorrelation(template: Template, reach: int) -> np.ndarray:
+    """The high-passed template's circular autocorrelation at lags ``-reach..reach`` (1 at zero lag, which
+    sits at the centre), from its central ``AUTOCORRELATION_SIZE`` square at most (a lattice repeats)."""
+    img = template.image
+    valid = template.valid
+    h, w = img.shape
+    ch, cw = min(h, AUTOCORRELATION_SIZE), min(w, AUTOCORRELATION_SIZE)
+    r0, c0 = (h - ch) // 2, (w - cw) // 2
+    crop = img[r0 : r0 + ch, c0 : c0 + cw].astype(np.float32)
+    if valid is not None:
+        crop = np.where(valid[r0 : r0 + ch, c0 : c0 + cw], crop, np.float32(0))
+    spec = sfft.rfft2(crop - np.float32(crop.mean()), workers=1)
+    power = spec.real**2 + spec.imag**2
+    power *= _highpass(ch, cw)
+    ac = sfft.irfft2(power, s=(ch, cw), workers=1)
+    if not ac[0, 0] > 0:
+        return np.zeros((2 * reach + 1, 2 * reach + 1))
+    lags = np.arange(-reach, reach + 1)
+    return ac[np.ix_(lags % ch, lags % cw)] / ac[0, 0]
+
+
+def _subpixel(ac: np.ndarray, y: int, x: int) -> np.ndarray:
+    """Parabolic peak position around the integer maximum ``(y, x)``."""
+    out = [float(y), float(x)]
+    for axis, (lo, mid, hi) in enumerate(
+        ((ac[y - 1, x], ac[y, x], ac[y + 1, x]), (ac[y, x - 1], ac[y, x], ac[y, x + 1]))
+    ):
+        den = lo - 2 * mid + hi
+        if den < 0:
+            out[axis] += float(np.clip(0.5 * (lo - hi) / den, -0.5, 0.5))
+    return np.array(out)
+
+
+def detect_lattice(template: Template) -> Lattice | None:
+    """The template's lattice, or None when it has none.
+
+    Peaks of the high-passed autocorrelation of at least ``MIN_CONTRAST``,
+    between ``MIN_PERIOD`` and ``MAX_PERIOD`` px from zero: ``a`` is the
+    shortest, ``b`` the shortest at least 30 degrees from it, and ``a - b``
+    must be a peak too. Both are refined by least squares over every peak
+    within reach (each an integer combination of them).
+    """
+    h, w = template.image.shape
+    reach = int(min(MAX_PERIOD, h // 4, w // 4))
+    if reach < 2 * MIN_PERIOD:
+        return None
+    win = _autocorrelation(template, reach)
+    is_peak = (win == ndimage.maximum_filter(win, 3)) & (win >= MIN_CONTRAST)
+    is_peak[[0, -1], :] = False
+    is_peak[:, [0, -1]] = False
+    found = np.argwhere(is_peak)
+    if not found.size:
+        return None
+    vecs = np.array([_subpixel(win, y, x) for y, x in found]) - reach
+    length = np.hypot(vecs[:, 0], vecs[:, 1])
+    keep = length >= MIN_PERIOD
+    vecs, length, found = vecs[keep], length[keep], found[keep]
+    if len(vecs) < 4:
+        return None
+    order = np.argsort(length, kind="stable")
+    vecs, length = vecs[order], length[order]
+    a = vecs[0]
+    cross = np.abs(a[0] * vecs[:, 1] - a[1] * vecs[:, 0])
+    second = np.flatnonzero(cross >= 0.5 * length[0] * length)
+    if not second.size:
+        return None
+    b = vecs[second[0]]
+    diff = np.rint(a - b).astype(int) + reach
+    if not (0 <= diff[0] < win.shape[0] and 0 <= diff[1] < win.shape[1]):
+        return None
+    if ndimage.maximum_filter(win, 3)[diff[0], diff[1]] < MIN_CONTRAST:
+        return None
+    basis = np.array([a, b])
+    coef = np.linalg.solve(basis.T, vecs.T).T
+    ints = np.rint(coef)
+    fits = np.hypot(*(ints @ basis - vecs).T) < 0.15 * length[0] + 0.5
+    if fits.sum() >= 3:
+        basis = np.linalg.lstsq(ints[fits], vecs[fits], rcond=None)[0]
+    contrast = float(min(win[tuple(np.rint(v).astype(int) + reach)] for v in basis))
+    return Lattice(basis, contrast)
+
+
+# ----------------------------------------------------------------- evidence
+class _LowPass:
+    """The correlation of frames with the template, both low-passed beyond the lattice."""
+
+    def __init__(self, template: Template, lattice: Lattice, bound: tuple[float, float]) -> None:
+        self.sigma = LOWPASS_FACTOR * lattice.longest
+        self.step = max(1, int(self.sigma / 1.5))
+        low = self.low(template.image)
+        h, w = low.shape
+        reach = lattice.longest * (REACH + 0.5)
+        self.radius = (
+            int(min(np.ceil((bound[0] + reach) / self.step), h - 1)),
+            int(min(np.ceil((bound[1] + reach) / self.step), w - 1)),
+        )
+        self.search = NCCSearch(low - np.float32(low.mean()), self.radius, min_overlap=0.1)
+        #: independent blobs of a low-passed image
+        self.blobs = h * w / (4 * np.pi * (self.sigma / self.step) ** 2)
+
+    def low(self, image: np.ndarray) -> np.ndarray:
+        """``image`` area-averaged by ``step`` and blurred (a Gaussian of ``sigma`` full-resolution px)."""
+        img = image.astype(np.float32, copy=False)
+        if self.step > 1:
+            h, w = img.shape
+            img = cv2.resize(img, (w // self.step, h // self.step), interpolation=cv2.INTER_AREA)
+        return cv2.GaussianBlur(img, (0, 0), self.sigma / self.step)
+
+    def costs(self, low: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """``-log-likelihood`` of a frame (its :meth:`low` image) at each of ``positions`` (k, 2) px."""
+        scores = self.search.scores(low - np.float32(low.mean()))
+        scores = np.where(np.isfinite(scores), scores, -1.0)
+        at = positions / self.step + np.array(self.radius, float)
+        r = ndimage.map_coordinates(scores, at.T, order=1, cval=-1.0)
+        r = np.clip(r, 0.0, 0.999)
+        return 0.5 * self.blobs * np.log1p(-(r**2))
+
+
+def _step_sigma(shifts: np.ndarray, offsets: np.ndarray) -> float:
+    """Typical step (px): the median of the shortest lattice-equivalent steps, as a Rayleigh sigma."""
+    if len(shifts) < 2:
+        return 1.0
+    steps = np.diff(shifts, axis=0)
+    nearest = np.min(np.hypot(*(steps[:, None, :] + offsets[None]).transpose(2, 0, 1)), axis=1)
+    return max(MIN_STEP_SIGMA, float(np.median(nearest)) / np.sqrt(2 * np.log(2)))
+
+
+def _path(positions: np.ndarray, costs: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(best candidate per frame, its margin over the next best, the next best) of the chain of frames.
+
+    ``positions`` (n, k, 2) px, ``costs`` (n, k) ``-log-likelihood``; steps
+    cost ``min(d**2 / (2 sigma**2), STEP_CAP)``. Margins are max-marginals
+    (forward plus backward minimum costs).
+    """
+    n, k = costs.shape
+
+    def step(t: int) -> np.ndarray:  # (k_t, k_{t-1})
+        d = positions[t][:, None, :] - positions[t - 1][None, :, :]
+        return np.minimum((d**2).sum(-1) / (2 * sigma**2), STEP_CAP)
+
+    fwd = np.empty((n, k))
+    fwd[0] = costs[0]
+    for t in range(1, n):
+        fwd[t] = costs[t] + (fwd[t - 1][None, :] + step(t)).min(axis=1)
+    bwd = np.zeros((n, k))
+    for t in range(n - 2, -1, -1):
+        bwd[t] = ((costs[t + 1] + bwd[t + 1])[:, None] + step(t + 1)).min(axis=0)
+    total = fwd + bwd
+    # the decoded path (consistent choices), then each frame's max-marginal margin
+    best = np.empty(n, np.int64)
+    best[-1] = int(np.argmin(total[-1]))
+    for t in range(n - 1, 0, -1):
+        best[t - 1] = int(np.argmin(fwd[t - 1] + step(t)[best[t]]))
+    chosen = total[np.arange(n), best]
+    others = total.copy()
+    others[np.arange(n), best] = np.inf
+    return best, others.min(axis=1) - chosen, np.argmin(others, axis=1)
+
+
+@dataclass
+class _Choice:
+    positions: np.ndarray  # (n, 2) chosen
+    margin: np.ndarray  # (n,)
+    runner_up: np.ndarray  # (n, 2) offset of the runner-up to the chosen (px)
+
+
+def _choose(
+    lows: list[np.ndarray], centres: np.ndarray, offsets: np.ndarray, evidence: _LowPass, sigma: float,
+    bound: tuple[float, float],
+) -> _Choice:
+    positions = centres[:, None, :] + offsets[None]
+    outside = (np.abs(positions[..., 0]) > bound[0]) | (np.abs(positions[..., 1]) > bound[1])
+    costs = np.array([evidence.costs(low, pos) for low, pos in zip(lows, positions)])
+    costs[outside] = 1e6  # beyond max_movement: never chosen
+    best, margin, second = _path(positions, costs, sigma)
+    n = len(lows)
+    chosen = positions[np.arange(n), best]
+    return _Choice(chosen, margin, positions[np.arange(n), second] - chosen)
+
+
+def _holds(est: Any, start: tuple[float, float], quality_before: float) -> bool:
+    """Whether a moved frame's refinement from ``start`` kept the match, about as good as before."""
+    if est.flags & (FLAG_UNUSABLE | FLAG_FAILED) or np.hypot(est.shift[0] - start[0], est.shift[1] - start[1]) >= 1.0:
+        return False
+    return not (np.isfinite(quality_before) and est.quality < quality_before - SWITCH_TOLERANCE * abs(quality_before))
+
+
+def resolve_periodic(
+    stack: Any,
+    job: Any,
+    state: Any,
+    results: FrameResults,
+    *,
+    preparer: FramePreparer,
+    estimator: PyramidEstimator,
+) -> tuple[FrameResults, list[str] | None, dict[str, Any]]:
+    """Resolve the lattice-vector ambiguity of every frame (see the module docstring).
+
+    Parameters
+    ----------
+    stack : array-like (T, Y, X)
+        The frames (read once more, one at a time, when the template holds a lattice).
+    job, state
+        The :class:`~._stages.PyramidJob` and :class:`~._stages.TemplateState`.
+    results : FrameResults
+        Every frame's estimate (final pass), in frame order.
+    preparer, estimator
+        Those of the final pass.
+
+    Returns
+    -------
+    (results, notes, params)
+        ``results`` with the moved frames re-refined, ``notes`` a reason per
+        frame ('' for none; None without a lattice) and ``params`` for the
+        result's ``params`` (``{"lattice": ...}``; empty without a lattice).
+    """
+    lattice = detect_lattice(state.template)
+    if lattice is None:
+        return results, None, {}
+    h, w = job.crop_shape
+    bound = (job.options.max_movement * h / 2.0, job.options.max_movement * w / 2.0)
+    ij, offsets = lattice.offsets()
+    near = np.hypot(offsets[:, 0], offsets[:, 1]) <= (REACH + 0.01) * lattice.longest
+    ij, offsets = ij[near], offsets[near]
+    usable = (results.flags & (FLAG_UNUSABLE | FLAG_FAILED)) == 0
+    idx = np.flatnonzero(usable)
+    info: dict[str, Any] = {"vectors": lattice.vectors.round(3).tolist(), "contrast": round(lattice.contrast, 3)}
+    notes = [""] * len(results.shifts)
+    if idx.size < 2:
+        return results, notes, {"lattice": info | {"moved_frames": 0, "ambiguous_frames": 0}}
+    evidence = _LowPass(state.template, lattice, bound)
+    # the frames low-passed once (the same for a rebuilt template)
+    frames = [evidence.low(preparer(np.asarray(stack[int(t)])).image) for t in idx]
+    raw = results.shifts[idx]
+    sigma = _step_sigma(raw, offsets)
+    choice = _choose(frames, raw, offsets, evidence, sigma, bound)
+    member = job.in_template()[idx]
+    moved = np.hypot(*(choice.positions - raw).T) > 0.5
+    rebuilt = bool((moved & member).any())
+    if rebuilt:
+        # the template held the lattice at several offsets: rebuild it from the resolved frames, decide again
+        acc = TemplateAccumulator(job.crop_shape, job.options.normalize, job.options.kernel)
+        for t, pos in zip(np.flatnonzero(member), choice.positions[member]):
+            acc.add(acc.register(preparer(np.asarray(stack[int(idx[t])])), (float(pos[0]), float(pos[1]))))
+        rebuilt_template = acc.template()
+        choice = _choose(frames, choice.positions, offsets, _LowPass(rebuilt_template, lattice, bound), sigma, bound)
+        moved = np.hypot(*(choice.positions - raw).T) > 0.5
+        # every frame is refined against the rebuilt template (the old one favours the frames put off)
+        estimator = job.estimator(rebuilt_template)
+    out = FrameResults(results.shifts.copy(), results.quality.copy(), results.flags.copy(), results.neff.copy())
+    last = estimator.active[-1]
+    n_moved = 0
+    for t in np.flatnonzero(moved | rebuilt):
+        frame = int(idx[t])
+        start = (float(choice.positions[t, 0]), float(choice.positions[t, 1]))
+        prepared = preparer(np.asarray(stack[frame]))
+        est = estimator.estimate(prepared, start, last - 1)
+        before = float(results.quality[frame])
+        if moved[t] and rebuilt:  # compared against the same template
+            before = estimator.estimate(prepared, (float(raw[t, 0]), float(raw[t, 1])), last - 1).quality
+        if moved[t] and not _holds(est, start, before):
+            dy, dx = start[0] - raw[t, 0], start[1] - raw[t, 1]
+            notes[frame] = (
+                f"lattice ambiguity: the motion and the non-repeating content put it ({dy:+.1f}, {dx:+.1f}) px "
+                "away, where it does not match the template"
+            )
+            continue
+        out.shifts[frame] = est.shift
+        out.quality[frame] = est.quality
+        out.flags[frame] = est.flags
+        out.neff[frame] = est.neff
+        n_moved += int(moved[t])
+    ambiguous = choice.margin < MIN_MARGIN
+    for t in np.flatnonzero(ambiguous):
+        frame = int(idx[t])
+        if notes[frame]:
+            continue
+        dy, dx = choice.runner_up[t]
+        notes[frame] = (
+            f"lattice ambiguity: the position ({dy:+.1f}, {dx:+.1f}) px away, one lattice vector off, is "
+            f"nearly as likely (log-likelihood margin {choice.margin[t]:.1f} < {MIN_MARGIN:g})"
+        )
+    info |= {
+        "step_sigma": round(sigma, 3),
+        "template_rebuilt": rebuilt,
+        "moved_frames": n_moved,
+        "ambiguous_frames": int(sum(1 for n in notes if n)),
+    }
+    return out, notes, {"lattice": info}
