@@ -7,6 +7,7 @@ importing this checkout's ``src``::
         --candidate pyramid=tests/benchmarks/anchors_candidates.py:pyramid \\
         --candidate pairwise=tests/benchmarks/anchors_candidates.py:pairwise \\
         --candidate similarity=tests/benchmarks/anchors_candidates.py:similarity \\
+        --candidate pyramid_previous=tests/benchmarks/anchors_candidates.py:pyramid_previous \\
         --candidate-convention correction
 
 The contract (``shared/bench/README.md``): ``fn(stack, apply=...)`` with a
@@ -40,7 +41,7 @@ from napari_stackalign.core.pyramid import register_pyramid
 from napari_stackalign.core.similarity import register_similarity
 from napari_stackalign.transforms import FrameTransforms
 
-__all__ = ["pairwise", "pyramid", "similarity", "to_harness"]
+__all__ = ["pairwise", "pyramid", "pyramid_previous", "similarity", "to_harness"]
 
 
 def to_harness(ft: FrameTransforms, shape: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -72,6 +73,11 @@ def _result(
 def pyramid(stack: np.ndarray, apply: bool = False, **params: Any) -> dict[str, Any]:
     """``register_pyramid`` (defaults unless ``params``), applied with ``apply_transforms``."""
     return _result(register_pyramid(stack, **params), stack, apply)
+
+
+def pyramid_previous(stack: np.ndarray, apply: bool = False, **params: Any) -> dict[str, Any]:
+    """``register_pyramid(reference_mode="previous")``: each frame chained to the frame before it."""
+    return _result(register_pyramid(stack, reference_mode="previous", **params), stack, apply)
 
 
 def pairwise(stack: np.ndarray, apply: bool = False, **params: Any) -> dict[str, Any]:

@@ -38,19 +38,22 @@ is trusted as far as its link with the frame registered to it is.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
+from ._chain_check import gradient_power, link_sigma, tolerance
 from ._engine import FLAG_UNUSABLE, Estimate, FrameResults, PreparedFrame, Template, TemplateAccumulator
 from ._trust import MIN_Z, significance
 
-__all__ = ["MAX_GAP", "run_chain"]
+__all__ = ["HISTORY", "MAX_GAP", "run_chain"]
 
 #: untrustworthy links in a row after which the chain is re-anchored on the newest frame
 MAX_GAP = 5
+#: trustworthy anchors kept: the newest, and the earlier ones a second and a third link are made to
+HISTORY = 3
 
 
 def _trusted(est: Estimate) -> bool:
@@ -70,6 +73,100 @@ class _Anchor:
         self.template = template
         self.offset = np.asarray(offset, dtype=np.float64)
         self.frame = frame
+        #: whether this frame's own position was confirmed by a second path (the start of a chain is)
+        self.verified = True
+        self._gradient: np.ndarray | None = None
+
+    @property
+    def gradient(self) -> np.ndarray:
+        """The template's mean squared gradient per axis (:func:`._chain_check.gradient_power`)."""
+        if self._gradient is None:
+            self._gradient = gradient_power(self.template)
+        return self._gradient
+
+
+def _link(anchor: _Anchor, t: int, prepared: PreparedFrame, prior: np.ndarray) -> Estimate:
+    """Frame ``t`` registered to ``anchor``; ``prior`` is the expected link (decides between
+    equally good matches of periodic content)."""
+    return anchor.estimator.estimate(prepared, prior=(float(prior[0]), float(prior[1])))
+
+
+class _Path(NamedTuple):
+    """Frame ``t``'s position through one link."""
+
+    anchor: _Anchor
+    est: Estimate
+
+    @property
+    def position(self) -> np.ndarray:
+        return self.anchor.offset + np.asarray(self.est.shift)
+
+    @property
+    def sigma(self) -> float:
+        return link_sigma(self.est, self.anchor.gradient)
+
+
+def _fmt(p: np.ndarray) -> str:
+    return f"({p[0]:+.2f}, {p[1]:+.2f})"
+
+
+def _cross_check(
+    t: int, prepared: PreparedFrame, first: _Path, others: list[_Path], older: list[_Anchor], last_link: np.ndarray
+) -> tuple[_Path | None, str, str, int]:
+    """Check the path ``first`` to frame ``t`` against a second one.
+
+    ``others`` are trustworthy paths already measured (the keyframe's);
+    ``older`` the anchors a second and a third link may be made to, in the
+    order they are tried. Returns ``(path, outcome, note, links)``: the
+    path to chain on (None when the paths disagree and no third link
+    decides, then ``note`` says why); ``outcome`` is ``'unchecked'`` (no
+    second trustworthy path), ``'agree'``, ``'resolved'`` (a third link
+    agreed with ``first``), ``'corrected'`` (it agreed with the second path,
+    which is returned) or ``'disagree'``; and how many links were made.
+    """
+    links = 0
+    pool = list(others)
+
+    def next_path(used: set[int]) -> _Path | None:
+        nonlocal links
+        for path in pool:
+            if id(path.anchor) not in used:
+                return path
+        for a in older:
+            if id(a) in used:
+                continue
+            est = _link(a, t, prepared, last_link * (t - a.frame))
+            links += 1
+            path = _Path(a, est)
+            if _trusted(est):
+                pool.append(path)
+                return path
+            used.add(id(a))
+        return None
+
+    used = {id(first.anchor)}
+    second = next_path(used)
+    if second is None:
+        return first, "unchecked", "", links
+    d12 = float(np.linalg.norm(first.position - second.position))
+    tol12 = tolerance(first.sigma, second.sigma)
+    if d12 <= tol12:
+        return first, "agree", "", links
+    used.add(id(second.anchor))
+    third = next_path(used)
+    text = (
+        f"chain links disagree by {d12:.1f} px (limit {tol12:.2g} px): through frame {first.anchor.frame} at "
+        f"{_fmt(first.position)}, through frame {second.anchor.frame} at {_fmt(second.position)}"
+    )
+    if third is None:
+        return None, "disagree", f"{text}; no third link to decide", links
+    agree = [
+        float(np.linalg.norm(path.position - third.position)) <= tolerance(path.sigma, third.sigma)
+        for path in (first, second)
+    ]
+    if agree[0] != agree[1]:
+        return (first, "resolved", "", links) if agree[0] else (second, "corrected", "", links)
+    return None, "disagree", f"{text}; the link through frame {third.anchor.frame} at {_fmt(third.position)} does not decide", links
 
 
 def _frames(stack: Any, n: int, chunk_size: int):
@@ -100,8 +197,13 @@ def run_chain(
     (raw, final) : FrameTransforms
         As :func:`._stages.finish` returns them; ``params`` add
         ``"chain_breaks"`` (the frames the chain was re-anchored on),
-        ``"gap_links"`` (frames registered across untrustworthy frames) and
-        ``"keyframe_links"`` (frames registered to their keyframe).
+        ``"gap_links"`` (frames registered across untrustworthy frames),
+        ``"keyframe_links"`` (frames registered to their keyframe),
+        ``"check_links"`` (links made only to check a frame's position),
+        ``"links_resolved"`` (frames whose two paths disagreed and a third
+        link decided, ``"links_corrected"`` of them when it decided against
+        the link to the newest frame) and ``"links_disagree"`` (frames
+        flagged because their paths disagree).
     """
     from ._stages import TemplateState, finish  # the stages import this module lazily
 
@@ -115,6 +217,8 @@ def run_chain(
     neff = np.full(n, np.nan)
     notes = [""] * n
     window: deque = deque(maxlen=opts.running_frames)
+    #: the last trustworthy anchors, newest last (the second and third links are made to them)
+    history: deque[_Anchor] = deque(maxlen=HISTORY)
     anchor: _Anchor | None = None
     seed: _Anchor | None = None
     seed_link: Estimate | None = None
@@ -122,6 +226,7 @@ def run_chain(
     gap = 0
     breaks: list[int] = []
     gap_links = 0
+    counts = {"check_links": 0, "links_resolved": 0, "links_corrected": 0, "links_disagree": 0}
     #: the anchor is a frame the chain was re-anchored on that no link has confirmed yet
     provisional = False
     #: the last trustworthy anchor before the chain was re-anchored
@@ -134,13 +239,18 @@ def run_chain(
     def anchor_at(t: int, prepared: PreparedFrame, position: np.ndarray) -> _Anchor:
         """The next frames' reference once frame ``t`` sits at ``position``."""
         if running:
-            window.append((prepared, position.copy()))
+            window.append((prepared, position.copy(), t))
             if len(window) > 1:
-                return _Anchor(job, _window_template(window, position, job, opts), position, t)
-        return _Anchor(job, Template.from_prepared(prepared, opts.normalize), position, t)
+                made = _Anchor(job, _window_template(window, position, job, opts), position, t)
+                history.append(made)
+                return made
+        made = _Anchor(job, Template.from_prepared(prepared, opts.normalize), position, t)
+        history.append(made)
+        return made
 
     def start_at(t: int, prepared: PreparedFrame, position: np.ndarray) -> _Anchor:
         window.clear()
+        history.clear()
         return anchor_at(t, prepared, position)
 
     report(progress, 0, n, "estimate")
@@ -156,25 +266,55 @@ def run_chain(
             report(progress, t + 1, n, "estimate")
             continue
         steps = t - anchor.frame
-        # the expected link (decides between equally good matches of periodic content)
-        prior = last_link * steps
-        est = anchor.estimator.estimate(prepared, prior=(float(prior[0]), float(prior[1])))
+        est = _link(anchor, t, prepared, last_link * steps)
         if anchor is seed and not est.flags & FLAG_UNUSABLE and (seed_link is None or not _trusted(seed_link)):
             # the seed is judged by its first trustworthy link (else its first link)
             seed_link = est
-        base = anchor
+        path = _Path(anchor, est)
+        measured: list[_Path] = []
         due = keyframe is not None and keyframe is not anchor and t - keyframe.frame >= every
         if every > 1 and not provisional and due:
             # the keyframe link: one link for `every` frames, so the chain's
             # random walk takes `every` times fewer steps
-            key_est = keyframe.estimator.estimate(prepared, prior=tuple(last_link * (t - keyframe.frame)))
+            key_est = _link(keyframe, t, prepared, last_link * (t - keyframe.frame))
             if _trusted(key_est):
-                est, base = key_est, keyframe
+                if _trusted(est):
+                    measured.append(path)  # the second path, measured already
+                path = _Path(keyframe, key_est)
                 key_links += 1
+        trusted = _trusted(path.est)
+        verified = False
+        if trusted and not provisional:
+            # a second path to this frame (a third when they disagree)
+            older = [a for a in reversed(history) if a is not path.anchor and a.frame < t]
+            checked, outcome, note, made = _cross_check(t, prepared, path, measured, older, last_link)
+            counts["check_links"] += made
+            verified = outcome in ("agree", "resolved", "corrected")
+            if checked is None:
+                notes[t] = note
+                counts["links_disagree"] += 1
+                trusted = False
+                if not path.anchor.verified and len(history) > 1 and path.anchor is history[-1]:
+                    # the newest anchor's own link was never confirmed: it may
+                    # be the wrong one, so the chain does not go on from it
+                    dropped = history.pop()
+                    if window and window[-1][2] == dropped.frame:
+                        window.pop()
+                    notes[dropped.frame] = (
+                        f"its link was not confirmed: the next frame's {note[0].lower()}{note[1:]}"
+                    )
+                    anchor = history[-1]
+                    if keyframe is dropped:
+                        keyframe = anchor
+            elif outcome in ("resolved", "corrected"):
+                counts["links_resolved"] += 1
+                counts["links_corrected"] += outcome == "corrected"
+                path = checked
+        est = path.est
         quality[t], flags[t], neff[t] = est.quality, est.flags, est.neff
-        position = base.offset + np.asarray(est.shift)
+        position = path.position
         shifts[t] = position
-        if _trusted(est):
+        if trusted:
             if provisional:
                 notes[anchor.frame] = (
                     f"chain re-anchored here after {MAX_GAP} untrustworthy links: its offset to the frames "
@@ -186,6 +326,7 @@ def run_chain(
                 gap_links += 1
             last_link = (position - anchor.offset) / steps
             anchor = anchor_at(t, prepared, position)
+            anchor.verified = verified
             if keyframe is None or t - keyframe.frame >= every:
                 keyframe = anchor
             gap = 0
@@ -194,7 +335,7 @@ def run_chain(
             if provisional and bridge is not None:
                 # register across the gap: this frame against the last
                 # trustworthy anchor before it
-                est = bridge.estimator.estimate(prepared, prior=tuple(last_link * (t - bridge.frame)))
+                est = _link(bridge, t, prepared, last_link * (t - bridge.frame))
                 if _trusted(est):
                     quality[t], flags[t], neff[t] = est.quality, est.flags, est.neff
                     shifts[t] = bridge.offset + np.asarray(est.shift)
@@ -225,17 +366,17 @@ def run_chain(
         notes[seed.frame] = "no other usable frame was registered to it"
     results = FrameResults(shifts, quality, flags, neff)
     state = TemplateState(seed.template, None, -1, 0, None)
-    extra = {"chain_breaks": breaks, "gap_links": gap_links, "keyframe_links": key_links}
+    extra = {"chain_breaks": breaks, "gap_links": gap_links, "keyframe_links": key_links, **counts}
     return finish(job, state, results, levels_used=seed.estimator.active_rates, notes=notes, extra_params=extra)
 
 
 def _window_template(window: deque, position: np.ndarray, job: Any, opts: Any) -> Template:
-    """The mean of the frames in ``window`` (``(prepared, shift)`` pairs),
+    """The mean of the frames in ``window`` (``(prepared, shift, frame)``),
     each resampled onto the grid of the frame at ``position`` (the newest):
     the running template moves with the sample, so it keeps the whole field
     of view however far the stack drifts."""
     acc = TemplateAccumulator(job.crop_shape, opts.normalize, opts.kernel)
-    for prepared, shift in window:
+    for prepared, shift, _ in window:
         rel = shift - position
         acc.add(acc.register(prepared, (float(rel[0]), float(rel[1]))))
     return acc.template()
