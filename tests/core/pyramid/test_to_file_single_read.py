@@ -159,3 +159,18 @@ def test_multichannel_single_read(tmp_path, stack_with_failures):
     np.testing.assert_array_equal(read_stack(tmp_path / "one.h5", lazy=False).data, ref_pixels)
     _same(done.transforms, ref.transforms)
     assert read_stack(tmp_path / "one.h5").metadata["stackalign"]["params"]["channel"] == 0
+
+
+def test_a_lattice_is_read_twice_and_resolved_like_in_memory(tmp_path):
+    """A lattice template sends the run to the two-read path, where the period ambiguity is resolved."""
+    from napari_stackalign.core.pyramid import register_pyramid
+
+    stack, _ = make_stack("lattice", n_frames=24, shape=(64, 64), drift=6, snr=5, dtype=np.float32, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        done = register_stack_to_file(stack, tmp_path / "lattice.h5", memory_limit=BUDGET, workers=1)
+        in_memory = register_pyramid(stack)
+    assert done.frames_read_twice is None  # the two-read path ran
+    assert "lattice" in done.transforms.params
+    np.testing.assert_allclose(done.transforms.dy, in_memory.dy, atol=1e-6)
+    np.testing.assert_allclose(done.transforms.dx, in_memory.dx, atol=1e-6)
