@@ -129,8 +129,6 @@ class BatchLK:
         failed = np.zeros(n_all, bool)
         step = np.full(n_all, np.inf)
         active = np.arange(n_all)
-        rows_h = np.arange(h)
-        cols_w = np.arange(w)
         for _ in range(max_iter):
             if active.size == 0:
                 break
@@ -163,15 +161,19 @@ class BatchLK:
                 rows = cv2.filter2D(padded[a : a + wy, b : b + wx], cv2.CV_32F, taps[i, 1][None, :], **along_x)
                 out = cv2.filter2D(rows, cv2.CV_32F, taps[i, 0][:, None], **along_y)
                 buf[i] = out[m - 1 : m - 1 + h, m - 1 : m - 1 + w]
-            inside = ((rows_h >= r0[:, None]) & (rows_h < r1[:, None]))[:, :, None] & (
-                (cols_w >= c0[:, None]) & (cols_w < c1[:, None])
-            )[:, None, :]
-            buf *= inside
+            # zero outside each patch's region: the 1 px border always, the rest where the frame ends
+            buf[:, 0] = 0
+            buf[:, h - 1] = 0
+            buf[:, :, 0] = 0
+            buf[:, :, w - 1] = 0
+            part = np.flatnonzero((r0 > 1) | (r1 < h - 1) | (c0 > 1) | (c1 < w - 1))
+            if part.size:
+                buf[part] *= _inside(r0[part], r1[part], c0[part], c1[part], h, w)
             sums = _corner_sums(self._sats, which[active], r0, r1, c0, c1)
             wsel = weighted[active]
             if wsel.any():
                 sel = np.flatnonzero(wsel)
-                wbuf = wwindows[ny[sel] + pad, nx[sel] + pad] * inside[sel]
+                wbuf = wwindows[ny[sel] + pad, nx[sel] + pad] * _inside(r0[sel], r1[sel], c0[sel], c1[sel], h, w)
                 buf[sel] *= wbuf
                 prods = self._products()
                 for i, j in enumerate(which[active[sel]].tolist()):
@@ -222,3 +224,10 @@ def _corner_sums(
     """(A, K) sums of the K products of patches ``idx`` over their rectangles, from the summed-area
     tables ``sats`` (N, K, h+1, w+1)."""
     return sats[idx, :, r1, c1] - sats[idx, :, r0, c1] - sats[idx, :, r1, c0] + sats[idx, :, r0, c0]
+
+
+def _inside(r0: np.ndarray, r1: np.ndarray, c0: np.ndarray, c1: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(A, h, w) bool: the rectangles ``[r0, r1) x [c0, c1)`` of A patches."""
+    rows = (np.arange(h) >= r0[:, None]) & (np.arange(h) < r1[:, None])
+    cols = (np.arange(w) >= c0[:, None]) & (np.arange(w) < c1[:, None])
+    return rows[:, :, None] & cols[:, None, :]

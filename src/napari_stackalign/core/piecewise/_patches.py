@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..pyramid._lucas_kanade import KERNELS, LKTemplate
@@ -283,10 +284,12 @@ class PatchTemplates:
         :meth:`~napari_stackalign.core.pyramid._engine.PyramidEstimator.effective_pixels`):
         the frame patch's spectrum is made isotropic (geometric mean over
         each ring, times ``exp(euler_gamma)``), so the signal's own peaks barely count."""
-        crops = crops.astype(np.float64)
+        crops = crops.astype(np.float32)
         crops -= crops.mean(axis=(1, 2), keepdims=True)
-        spec_f = np.abs(np.fft.rfft2(crops)) ** 2
-        logs = np.log(np.maximum(spec_f.reshape(len(crops), -1), 1e-30))[:, self._order]
+        spectrum = scipy.fft.rfft2(crops)  # float32 in, complex64 out
+        power = spectrum.real**2 + spectrum.imag**2
+        # the log of the power, in float64 from here (the ring means of logs need the range)
+        logs = np.log(np.maximum(power.reshape(len(crops), -1)[:, self._order].astype(np.float64), 1e-30))
         # sums over each ring (no BLAS: a matrix product here is slow on a loaded machine)
         logs = np.add.reduceat(logs, self._starts, axis=1)
         ring_level = np.exp(logs / self._counts + np.euler_gamma)
@@ -307,4 +310,4 @@ def _vertex(values: np.ndarray, i: int) -> float:
     den = left - 2 * centre + right
     if not den < 0:
         return 0.0
-    return float(np.clip(0.5 * (left - right) / den, -0.5, 0.5))
+    return min(max(0.5 * (left - right) / den, -0.5), 0.5)
