@@ -31,9 +31,12 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+import scipy.fft
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..pyramid._lucas_kanade import KERNELS, LKTemplate
 from ..pyramid._trust import leave_one_out
+from ._batch_lk import BatchLK
 from ._grid import PatchGrid
 
 __all__ = [
@@ -148,6 +151,16 @@ class PatchTemplates:
                     )
                 )
 
+        # the usable patches' sub-pixel step, all at once; _row: a patch's row in it (-1: unusable)
+        self._row = np.full(len(self.patches), -1)
+        usable = [j for j, entry in enumerate(self.patches) if entry is not None]
+        self._row[usable] = np.arange(len(usable))
+        self._batch = BatchLK([self.patches[j][2] for j in usable]) if usable else None
+        self._spectra = np.zeros((len(self.patches), *self._rings.shape))
+        self._spectra = np.stack(
+            [entry[5] if entry is not None else np.zeros((sy, sx // 2 + 1)) for entry in self.patches]
+        )
+
     def _prepare(self, patch: np.ndarray, valid: np.ndarray, r0: int, c0: int, kernel: str):
         """(r0, c0, LK template, search template, standardised patch, power spectrum) or None for an
         unusable patch."""
@@ -194,14 +207,14 @@ class PatchTemplates:
         residual = np.zeros((n, 2))
         flag = np.full(n, FLAG_UNUSABLE, np.uint8)
         ncc = np.full(n, np.nan)
+        neff = np.full(n, np.nan)
         sy, sx = self.size
         h, w = frame.shape
         k = self.search
-        crops, spectra, used = [], [], []
-        for j, entry in enumerate(self.patches):
-            if entry is None:
-                continue
-            r0, c0, lk, tpl, tpl_full, spectrum = entry
+        step = 2 if self.coarse else 1
+        used, starts, rigid_starts, on_edge, weighted = [], [], [], [], []
+        for j in np.flatnonzero(self._row >= 0).tolist():
+            r0, c0, _, tpl, tpl_full, _ = self.patches[j]
             s0y, s0x = r0 - rigid_shift[0], c0 - rigid_shift[1]
             iy0, ix0 = round(s0y), round(s0x)
             # the part of the patch whose whole search range lies inside the frame
@@ -211,6 +224,8 @@ class PatchTemplates:
                 MIN_SEARCH_SIDE, MIN_VALID_SHARE * sx
             ):
                 continue  # the rigid shift moved the patch (mostly) out of the frame
+            edge = False
+            start = (s0y, s0x)
             if search[j]:
                 window = frame[iy0 + a0 - k : iy0 + a1 + k, ix0 + b0 - k : ix0 + b1 + k]
                 if (a0, a1, b0, b1) != (0, sy, 0, sx):
@@ -218,41 +233,48 @@ class PatchTemplates:
                     pattern = cv2.pyrDown(pattern) if self.coarse else np.ascontiguousarray(pattern)
                 else:
                     pattern = tpl
-                step = 2 if self.coarse else 1
                 window = cv2.pyrDown(window) if self.coarse else window
                 scores = cv2.matchTemplate(window, pattern, cv2.TM_CCOEFF_NORMED)
                 scores[~np.isfinite(scores)] = -1.0
                 py, px = np.unravel_index(int(np.argmax(scores)), scores.shape)
-                on_edge = py in (0, scores.shape[0] - 1) or px in (0, scores.shape[1] - 1)
+                edge = py in (0, scores.shape[0] - 1) or px in (0, scores.shape[1] - 1)
                 start = (
                     iy0 - k + step * (py + _vertex(scores[:, px], py)),
                     ix0 - k + step * (px + _vertex(scores[py, :], px)),
                 )
-            else:
-                on_edge, start = False, (s0y, s0x)
-            iy = min(max(round(start[0]), 0), h - sy)
-            ix = min(max(round(start[1]), 0), w - sx)
-            local = None
+            local = False
             if weights is not None:
                 near = weights[max(iy0 - k, 0) : iy0 + sy + k, max(ix0 - k, 0) : ix0 + sx + k]
-                local = weights if near.size and near.min() < 1 else None
-            result = lk.refine(frame, start, weights=local, max_iter=LK_ITERATIONS, tol=LK_TOL)
-            crops.append(frame[iy : iy + sy, ix : ix + sx])
-            spectra.append(spectrum)
+                local = bool(near.size and near.min() < 1)
             used.append(j)
-            ncc[j] = result.ncc
-            if result.failed or not (result.converged or result.step < LOOSE_TOL):
-                flag[j] = FLAG_FAILED
-                residual[j] = (s0y - start[0], s0x - start[1])
-                continue
-            residual[j] = (s0y - result.shift[0], s0x - result.shift[1])
-            if on_edge or np.abs(residual[j]).max() > self.max_deviation + 0.5:
-                flag[j] = FLAG_AT_BOUND
-            else:
-                flag[j] = 0
-        neff = np.full(n, np.nan)
+            starts.append(start)
+            rigid_starts.append((s0y, s0x))
+            on_edge.append(edge)
+            weighted.append(local)
         if used:
-            neff[used] = self._effective_pixels(np.stack(crops), np.stack(spectra))
+            used_idx = np.asarray(used)
+            starts_arr = np.asarray(starts, dtype=np.float64)
+            rigid_arr = np.asarray(rigid_starts, dtype=np.float64)
+            res = self._batch.refine(
+                frame,
+                starts_arr,
+                which=self._row[used_idx],
+                weights=weights,
+                weighted=np.asarray(weighted),
+                max_iter=LK_ITERATIONS,
+                tol=LK_TOL,
+            )
+            shift = res.shift
+            ncc[used_idx] = res.ncc
+            lost = res.failed | ~(res.converged | (res.step < LOOSE_TOL))
+            residual[used_idx] = np.where(lost[:, None], rigid_arr - starts_arr, rigid_arr - shift)
+            at_bound = np.asarray(on_edge) | (np.abs(residual[used_idx]).max(axis=1) > self.max_deviation + 0.5)
+            flag[used_idx] = np.where(lost, FLAG_FAILED, np.where(at_bound, FLAG_AT_BOUND, 0))
+            # the frame's patch where the search put it, for the effective pixel count
+            iy = np.clip(np.rint(starts_arr[:, 0]), 0, h - sy).astype(int)
+            ix = np.clip(np.rint(starts_arr[:, 1]), 0, w - sx).astype(int)
+            crops = sliding_window_view(frame, (sy, sx))[iy, ix]
+            neff[used_idx] = self._effective_pixels(crops, self._spectra[used_idx])
         return PatchEstimate(
             residual.reshape(ny, nx, 2), flag.reshape(ny, nx), ncc.reshape(ny, nx), neff.reshape(ny, nx)
         )
@@ -262,10 +284,12 @@ class PatchTemplates:
         :meth:`~napari_stackalign.core.pyramid._engine.PyramidEstimator.effective_pixels`):
         the frame patch's spectrum is made isotropic (geometric mean over
         each ring, times ``exp(euler_gamma)``), so the signal's own peaks barely count."""
-        crops = crops.astype(np.float64)
+        crops = crops.astype(np.float32)
         crops -= crops.mean(axis=(1, 2), keepdims=True)
-        spec_f = np.abs(np.fft.rfft2(crops)) ** 2
-        logs = np.log(np.maximum(spec_f.reshape(len(crops), -1), 1e-30))[:, self._order]
+        spectrum = scipy.fft.rfft2(crops)  # float32 in, complex64 out
+        power = spectrum.real**2 + spectrum.imag**2
+        # the log of the power, in float64 from here (the ring means of logs need the range)
+        logs = np.log(np.maximum(power.reshape(len(crops), -1)[:, self._order].astype(np.float64), 1e-30))
         # sums over each ring (no BLAS: a matrix product here is slow on a loaded machine)
         logs = np.add.reduceat(logs, self._starts, axis=1)
         ring_level = np.exp(logs / self._counts + np.euler_gamma)
@@ -286,4 +310,4 @@ def _vertex(values: np.ndarray, i: int) -> float:
     den = left - 2 * centre + right
     if not den < 0:
         return 0.0
-    return float(np.clip(0.5 * (left - right) / den, -0.5, 0.5))
+    return min(max(0.5 * (left - right) / den, -0.5), 0.5)

@@ -165,9 +165,7 @@ def register_piecewise(
         z = patch_significance(ncc, neff, in_template, members.size)
         flag[(flag == 0) & ~(z >= opts.min_z)] = FLAG_NOT_SIGNIFICANT
         flag[(flag == 0) & (np.abs(total).max(axis=-1) > opts.max_deviation + 0.5)] = FLAG_AT_BOUND
-        residual = np.zeros_like(total)
-        for t in range(n_frames):
-            residual[t], flag[t] = regularise(total[t], flag[t], opts.neighbour_tolerance)
+        residual, flag = regularise(total, flag, opts.neighbour_tolerance)
         params = {**params, "patches_used": float(np.mean(flag == 0)), "passes": p + 1}
         result = PiecewiseTransforms(rigid, grid.rows, grid.cols, residual, (height, width), flag, z, params)
     report(progress, n_frames, n_frames, "done")

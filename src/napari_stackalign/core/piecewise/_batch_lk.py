@@ -1,0 +1,233 @@
+"""The sub-pixel step of all patches of a frame at once.
+
+The same inverse-compositional Gauss-Newton iterations as
+:meth:`~napari_stackalign.core.pyramid._lucas_kanade.LKTemplate.refine`
+(gain and offset fitted, separable Lagrange interpolation of the frame,
+the same stopping rule, failure tests and step bound), but every patch of a
+frame iterates together: the frame's windows are gathered into one
+``(N, h + 2m - 1, w + 2m - 1)`` array, interpolated by ``2 x 2m`` multiply-adds
+over the whole batch, and the normal equations' sums come from the
+templates' summed-area tables (or, where the frame's pixels carry weights,
+from one weighted sum per patch) in a few array operations. A patch leaves
+the batch when it converges or fails.
+
+Shift convention as in ``LKTemplate``: ``s`` with ``frame[p + s] ~ gain * template[p] + offset``
+(patch coordinates).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..pyramid._lucas_kanade import _COEFFS, KERNELS, LKTemplate
+
+__all__ = ["BatchLK", "BatchResult"]
+
+
+class BatchResult(NamedTuple):
+    """Per patch refined (n,): shift (n, 2), ncc, converged, failed, the last update's size (px)."""
+
+    shift: np.ndarray
+    ncc: np.ndarray
+    converged: np.ndarray
+    failed: np.ndarray
+    step: np.ndarray
+
+
+class BatchLK:
+    """The templates of N patches of one shape, refined together.
+
+    Parameters
+    ----------
+    templates : list of LKTemplate
+        One per patch, all of the same shape and kernel.
+    """
+
+    def __init__(self, templates: list[LKTemplate]) -> None:
+        if not templates:
+            raise ValueError("BatchLK needs at least one template.")
+        self.shape = templates[0].shape
+        self.kernel = templates[0].kernel
+        if any(t.shape != self.shape or t.kernel != self.kernel for t in templates):
+            raise ValueError("all templates of a BatchLK must have one shape and one kernel.")
+        self.m = KERNELS[self.kernel]
+        self._coeffs = _COEFFS[self.kernel]
+        self._powers = np.arange(self._coeffs.shape[1])
+        h, w = self.shape
+        # rows gy, gx, t per patch, as LKTemplate's (3, h*w) matrix
+        self._g = np.stack([t._g for t in templates]).reshape(len(templates), 3, h, w)
+        self._sats = np.stack([t._sats for t in templates])  # (N, 10, h + 1, w + 1)
+        self._templates = templates
+        self._prods: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self._templates)
+
+    def _products(self) -> np.ndarray:
+        """(N, 10, h * w): the products whose weighted sums the normal equations need (as LKTemplate's)."""
+        if self._prods is None:
+            h, w = self.shape
+            self._prods = np.stack([np.stack(t._products()) for t in self._templates]).reshape(len(self), 10, h * w)
+        return self._prods
+
+    def refine(
+        self,
+        frame: np.ndarray,
+        starts: np.ndarray,
+        *,
+        which: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+        weighted: np.ndarray | None = None,
+        max_iter: int = 5,
+        tol: float = 0.002,
+        min_area: float = 0.1,
+    ) -> BatchResult:
+        """Gauss-Newton iterations of every patch from ``starts`` (N, 2), as ``LKTemplate.refine``
+        (``fit_gain=True``).
+
+        Parameters
+        ----------
+        frame : ndarray (H, W), float32
+            The frame (no NaN).
+        starts : ndarray (n, 2)
+            Starting shift of each patch refined (its template's coordinates into the frame's).
+        which : ndarray (n,) of int, optional
+            The patches refined (rows of the templates; default all); the results follow its order.
+        weights : ndarray (H, W) of float32, optional
+            Per frame-pixel weights, already eroded by the kernel support.
+        weighted : ndarray (n,) of bool, optional
+            The patches that use ``weights`` (default: all when ``weights`` is given).
+        max_iter, tol, min_area
+            As in ``LKTemplate.refine``.
+        """
+        frame = np.ascontiguousarray(frame, dtype=np.float32)
+        which = np.arange(len(self)) if which is None else np.asarray(which, dtype=np.int64)
+        n_all = which.size
+        starts = np.asarray(starts, dtype=np.float64).reshape(n_all, 2)
+        if weights is None:
+            weighted = np.zeros(n_all, bool)
+        else:
+            weighted = np.ones(n_all, bool) if weighted is None else np.asarray(weighted, bool)
+        fh, fw = frame.shape
+        h, w = self.shape
+        m = self.m
+        wy, wx = h + 2 * m - 1, w + 2 * m - 1
+        pad = max(h, w) + 2 * m
+        padded = np.pad(frame, pad, mode="edge")
+        along_x = {"anchor": (m - 1, 0), "borderType": cv2.BORDER_REPLICATE}
+        along_y = {"anchor": (0, m - 1), "borderType": cv2.BORDER_REPLICATE}
+        wwindows = None
+        if weighted.any():
+            wwindows = sliding_window_view(np.pad(np.asarray(weights, np.float32), pad), (h, w))
+        shift = starts.copy()
+        ncc = np.full(n_all, np.nan)
+        converged = np.zeros(n_all, bool)
+        failed = np.zeros(n_all, bool)
+        step = np.full(n_all, np.inf)
+        active = np.arange(n_all)
+        for _ in range(max_iter):
+            if active.size == 0:
+                break
+            s = shift[active]
+            ny = np.floor(s[:, 0]).astype(np.int64)
+            nx = np.floor(s[:, 1]).astype(np.int64)
+            r0 = np.maximum(1, m - 1 - ny)
+            r1 = np.minimum(h - 1, fh - m - ny)
+            c0 = np.maximum(1, m - 1 - nx)
+            c1 = np.minimum(w - 1, fw - m - nx)
+            small = (r1 - r0 < 4) | (c1 - c0 < 4) | ((r1 - r0) * (c1 - c0) < min_area * h * w)
+            lost = active[small]
+            failed[lost] = True
+            ncc[lost] = np.nan
+            shift[lost] = starts[lost]
+            keep = ~small
+            active, s, ny, nx = active[keep], s[keep], ny[keep], nx[keep]
+            r0, r1, c0, c1 = r0[keep], r1[keep], c0[keep], c1[keep]
+            if active.size == 0:
+                break
+            # the frame at p + s for every p of the patch: a (wy, wx) window, two 1-D passes of the taps
+            # (cv2.filter2D per patch: faster than any batched form tried, see the module's docstring)
+            fy, fx = s[:, 0] - ny, s[:, 1] - nx
+            taps = (np.stack([fy, fx], axis=1)[:, :, None] ** self._powers) @ self._coeffs.T
+            taps = taps.astype(np.float32)
+            y0 = ny - (m - 1) + pad
+            x0 = nx - (m - 1) + pad
+            buf = np.empty((active.size, h, w), np.float32)
+            for i, (a, b) in enumerate(zip(y0.tolist(), x0.tolist())):
+                rows = cv2.filter2D(padded[a : a + wy, b : b + wx], cv2.CV_32F, taps[i, 1][None, :], **along_x)
+                out = cv2.filter2D(rows, cv2.CV_32F, taps[i, 0][:, None], **along_y)
+                buf[i] = out[m - 1 : m - 1 + h, m - 1 : m - 1 + w]
+            # zero outside each patch's region: the 1 px border always, the rest where the frame ends
+            buf[:, 0] = 0
+            buf[:, h - 1] = 0
+            buf[:, :, 0] = 0
+            buf[:, :, w - 1] = 0
+            part = np.flatnonzero((r0 > 1) | (r1 < h - 1) | (c0 > 1) | (c1 < w - 1))
+            if part.size:
+                buf[part] *= _inside(r0[part], r1[part], c0[part], c1[part], h, w)
+            sums = _corner_sums(self._sats, which[active], r0, r1, c0, c1)
+            wsel = weighted[active]
+            if wsel.any():
+                sel = np.flatnonzero(wsel)
+                wbuf = wwindows[ny[sel] + pad, nx[sel] + pad] * _inside(r0[sel], r1[sel], c0[sel], c1[sel], h, w)
+                buf[sel] *= wbuf
+                prods = self._products()
+                for i, j in enumerate(which[active[sel]].tolist()):
+                    sums[sel[i]] = prods[j] @ wbuf[i].ravel()
+            flat = buf.reshape(active.size, -1)
+            g = np.einsum("akp,ap->ak", self._g[which[active]].reshape(active.size, 3, -1), flat).astype(np.float64)
+            sf = flat.sum(axis=1, dtype=np.float64)
+            sff = np.einsum("ap,ap->a", flat, flat).astype(np.float64)
+            n, st, stt, sgy, sgx, sgyt, sgxt, hyy, hxy, hxx = sums.T
+            gyf, gxf, sft = g.T
+            with np.errstate(invalid="ignore", divide="ignore"):
+                tvar = stt - st * st / n
+                fvar = sff - sf * sf / n
+                cov = sft - sf * st / n
+                bad = (n < 16) | ~(tvar > 0) | ~(fvar > 0)
+                r = np.where(bad, np.nan, cov / np.sqrt(np.where(bad, 1.0, tvar * fvar)))
+                gain = cov / tvar
+                bad_gain = ~bad & ~(gain > 1e-6 * np.sqrt(np.abs(fvar / tvar)))
+                offset = (sf - gain * st) / n
+                by = (gyf - offset * sgy) / gain - sgyt
+                bx = (gxf - offset * sgx) / gain - sgxt
+                det = hyy * hxx - hxy * hxy
+                bad_det = ~bad & ~bad_gain & ~(det > 1e-12 * np.maximum(hyy * hxx, 1e-30))
+                dy = -(hxx * by - hxy * bx) / det
+                dx = -(-hxy * by + hyy * bx) / det
+            stop = bad | bad_gain | bad_det
+            lost = active[stop]
+            failed[lost] = True
+            ncc[lost] = r[stop]
+            shift[lost] = starts[lost]
+            go = ~stop
+            active, dy, dx, r = active[go], dy[go], dx[go], r[go]
+            size = np.hypot(dy, dx)
+            scale = np.where(size > 2.0, 2.0 / np.maximum(size, 1e-300), 1.0)
+            shift[active, 0] += dy * scale
+            shift[active, 1] += dx * scale
+            step[active] = size
+            ncc[active] = r
+            done = size < tol
+            converged[active[done]] = True
+            active = active[~done]
+        return BatchResult(shift, ncc, converged, failed, step)
+
+
+def _corner_sums(
+    sats: np.ndarray, idx: np.ndarray, r0: np.ndarray, r1: np.ndarray, c0: np.ndarray, c1: np.ndarray
+) -> np.ndarray:
+    """(A, K) sums of the K products of patches ``idx`` over their rectangles, from the summed-area
+    tables ``sats`` (N, K, h+1, w+1)."""
+    return sats[idx, :, r1, c1] - sats[idx, :, r0, c1] - sats[idx, :, r1, c0] + sats[idx, :, r0, c0]
+
+
+def _inside(r0: np.ndarray, r1: np.ndarray, c0: np.ndarray, c1: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(A, h, w) bool: the rectangles ``[r0, r1) x [c0, c1)`` of A patches."""
+    rows = (np.arange(h) >= r0[:, None]) & (np.arange(h) < r1[:, None])
+    cols = (np.arange(w) >= c0[:, None]) & (np.arange(w) < c1[:, None])
+    return rows[:, :, None] & cols[:, None, :]
