@@ -87,9 +87,6 @@ def test_smoothing_volumes_keeps_the_raw_estimate(viewer_with_volumes, volumes, 
 def test_options_volumes_do_not_take_are_a_notification(viewer_with_volumes, wait_run, dock, errors):
     viewer, _layer = viewer_with_volumes
     widget = dock(viewer, "Pyramid registration")
-    widget.reference_form.reference_mode.value = "previous"
-    assert widget.run() is None
-    assert len(errors) == 1 and "not available for volumes" in errors[0] and "'template'" in errors[0]
     widget.reference_form.reference_mode.value = "image"
     viewer.add_image(np.zeros((48, 48), np.float32), name="flat")
     widget.reference_layer.value = viewer.layers["flat"]
@@ -197,3 +194,17 @@ def test_cancel_leaves_no_volume_layer(viewer_with_volumes, wait_run, dock):
     wait_run(widget, worker)
     assert [layer.name for layer in viewer.layers] == ["vol"]
     assert widget.transforms is None and widget.runner.status.text() == "Cancelled."
+
+
+@pytest.mark.parametrize("mode", ["previous", "running", "frames"])
+def test_chained_and_frame_range_references_register_volumes(viewer_with_volumes, volumes, wait_run, dock, mode):
+    viewer, _layer = viewer_with_volumes
+    widget = dock(viewer, "Pyramid registration")
+    widget.reference_form.reference_mode.value = mode
+    if mode == "frames":
+        widget.reference_form.reference_frames.value = "2:6"
+    wait_run(widget, widget.run())
+    options = widget.options(tuple(volumes.data.shape[1:]))
+    direct = register_pyramid(volumes.data, **options.replace(smooth=False).to_dict(), axes="TZYX")
+    np.testing.assert_allclose(widget.raw_transforms.shifts_zyx, direct.shifts_zyx, atol=1e-9)
+    assert widget.raw_transforms.params.get("reference_mode", mode) == mode

@@ -664,8 +664,7 @@ class PyramidWidget(ScrollingDock):
         if n_frames < 2:
             raise ValueError(f"layer {layer.name!r} has {n_frames} volume: registration needs at least 2.")
         problem = volume_option_problems(
-            piecewise=bool(self.piecewise_form.piecewise.value), mask_layer=self.mask_layer.value,
-            reference_mode=self.reference_form.reference_mode.value,
+            piecewise=bool(self.piecewise_form.piecewise.value), mask_layer=self.mask_layer.value
         )
         if problem is not None:
             raise ValueError(problem)

@@ -26,7 +26,6 @@ from ..transforms import FrameTransforms
 
 __all__ = [
     "MAX_UNNAMED_CHANNELS",
-    "VOLUME_MODES",
     "is_labelled_volume",
     "is_volume_transforms",
     "layer_volume_axes",
@@ -38,8 +37,6 @@ __all__ = [
 
 #: a 4-D layer with unnamed axes whose second axis is at most this long may hold channels: it is not guessed
 MAX_UNNAMED_CHANNELS = 4
-#: the reference modes volumes support (the 3-D pyramid builds a template, or registers to a given volume)
-VOLUME_MODES = ("template", "image")
 #: axis labels that name a channel axis
 _CHANNEL_LABELS = ("c", "ch", "channel", "channels")
 
@@ -115,7 +112,7 @@ def is_volume_transforms(transforms: FrameTransforms | None) -> bool:
     return transforms is not None and getattr(transforms, "dz", None) is not None
 
 
-def volume_option_problems(*, piecewise: bool, mask_layer: Any, reference_mode: str) -> str | None:
+def volume_option_problems(*, piecewise: bool, mask_layer: Any) -> str | None:
     """Why the widget's settings cannot register volumes (one sentence saying what to change), or None."""
     if piecewise:
         return (
@@ -126,11 +123,6 @@ def volume_option_problems(*, piecewise: bool, mask_layer: Any, reference_mode: 
         return (
             "a mask is not supported for volumes: set 'Mask (Labels)' to empty and draw an ROI rectangle instead "
             "(it crops the rows and columns of every plane)."
-        )
-    if reference_mode not in VOLUME_MODES:
-        return (
-            f"reference {reference_mode!r} is not available for volumes: choose 'template' (the registered average "
-            "of the first template frames) or 'image' (a (Z, Y, X) volume layer)."
         )
     return None
 
