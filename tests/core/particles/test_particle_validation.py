@@ -147,5 +147,17 @@ def test_plots_draw_and_save(scene, tmp_path):
     fig.savefig(tmp_path / "t.png")
     fig2 = plot_validation(v)
     assert len(fig2.axes) == 2
+    # the Cramér-Rao bound of each used particle is marked on the bars, and the correction's bound is in the title
+    assert v.bound is not None
+    marks = [c for c in fig2.axes[1].collections if c.get_label() == "Cramér-Rao bound of the fit"]
+    assert len(marks) == 1
+    marked = marks[0].get_offsets()
+    assert sorted(int(round(x)) for x in marked[:, 0]) == sorted(v.particles.index(p) for p in v.bound.particles)
+    assert np.all(np.asarray(marked[:, 1]) > 0)
+    assert "Cramér-Rao bound of the correction" in fig2._suptitle.get_text()
+    # used particles sit near their bound: the fits here are at the noise, not far above it
+    used = [v.particles.index(p) for p in v.bound.particles]
+    ratio = v.rms_after[used] / np.asarray(marked[:, 1])[np.argsort(marked[:, 0])]
+    assert np.all(ratio < 5)
     fig2.savefig(tmp_path / "v.png")
     assert (tmp_path / "t.png").stat().st_size > 5000 and (tmp_path / "v.png").stat().st_size > 5000

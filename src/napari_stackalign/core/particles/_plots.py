@@ -14,6 +14,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ._bound import RigidBound
 from ._options import DRIFT_DEFAULTS, DriftOptions
 from ._tracks import ParticleTracks
 from ._trajectories import displacements, drift_summary
@@ -157,14 +158,56 @@ def plot_trajectories(
     return fig
 
 
+def _particle_bounds(validation: ParticleValidation) -> np.ndarray:
+    """Per particle of the validation, the RMS over frames of its fit's Cramér-Rao bound (NaN: not bounded)."""
+    out = np.full(len(validation.particles), np.nan)
+    bound = validation.bound
+    if bound is None:
+        return out
+    where = {p: i for i, p in enumerate(validation.particles)}
+    for col, particle in enumerate(bound.particles):
+        v = bound.position[:, col]
+        v = v[np.isfinite(v)]
+        if particle in where and v.size:
+            out[where[particle]] = float(np.sqrt(np.mean(v**2)))
+    return out
+
+
+def _draw_bound(ax_bar: Any, validation: ParticleValidation) -> float:
+    """Mark each bounded particle's Cramér-Rao bound on the RMS bars; return the smallest (NaN: none)."""
+    per_particle = _particle_bounds(validation)
+    shown = np.isfinite(per_particle)
+    if not shown.any():
+        return float("nan")
+    x = np.arange(len(per_particle))
+    ax_bar.scatter(x[shown], per_particle[shown], marker="_", s=260, linewidths=2.0, color="black", zorder=3,
+                   label="Cramér-Rao bound of the fit")
+    return float(np.min(per_particle[shown]))
+
+
+def _bound_line(bound: RigidBound) -> str:
+    """One title line: the correction's bounds and, when known, how close the fits came."""
+    parts = []
+    if np.isfinite(bound.rotation_rms):
+        parts.append(f"rotation {bound.rotation_rms:.2g} deg")
+    parts.append(f"translation {bound.translation_rms:.2g} px")
+    text = "Cramér-Rao bound of the correction: " + ", ".join(parts)
+    if np.isfinite(bound.scatter_ratio):
+        text += f"; achieved ~{bound.scatter_ratio:.2f}x the bound"
+    return text
+
+
 def plot_validation(validation: ParticleValidation, *, fig: Figure | None = None) -> Figure:
     """Residual motion after the correction, per particle and per frame.
 
     Top: distance of each particle from its mean position on the aligned
     stack, per frame (held-out particles dashed, excluded ones dotted grey).
     Bottom: RMS per particle before and after (log scale), with the
-    leave-one-out RMS of the used particles. The pooled numbers per role are
-    in the title.
+    leave-one-out RMS of the used particles; a black mark on each used
+    particle is the Cramér-Rao bound of its fit (RMS over the frames), the
+    floor its "after" bar can reach. The pooled numbers per role, and the
+    bound of the correction's rotation and translation with how close the
+    fits came, are in the title.
     """
     fig = _new_figure(fig, (7.0, 6.5))
     ax_a, ax_bar = fig.subplots(2, 1, height_ratios=(1.0, 1.1))
@@ -193,8 +236,13 @@ def plot_validation(validation: ParticleValidation, *, fig: Figure | None = None
             b.set_hatch("//")
     ax_bar.bar(x + 0.27, np.nan_to_num(validation.rms_loo, nan=0.0), width=0.27, color="black", alpha=0.6,
                label="leave-one-out")
+    floor = _draw_bound(ax_bar, validation)
     ax_bar.set_yscale("log")
     tallest = np.nanmax(np.concatenate([validation.rms_before, validation.rms_after, [1e-3]]))
+    shortest = np.concatenate([validation.rms_after, validation.rms_loo, [floor]])
+    shortest = shortest[np.isfinite(shortest) & (shortest > 0)]
+    if shortest.size:
+        ax_bar.set_ylim(bottom=float(shortest.min()) / 3)  # the after bars and the bound marks stay readable
     ax_bar.set_ylim(top=tallest * 8)  # room for the legend above the bars
     ax_bar.set_xticks(x, [f"{i}\n{validation.role[i][:4]}" for i in range(n)], fontsize=7)
     ax_bar.set_ylabel("RMS residual motion (px)")
@@ -202,7 +250,10 @@ def plot_validation(validation: ParticleValidation, *, fig: Figure | None = None
     lines = []
     for role, s in validation.summary.items():
         lines.append(f"{role}: RMS {s['rms_before']:.3g} \u2192 {s['rms_after']:.3g} px")
-    fig.suptitle("residual motion (distance from mean position)\n" + "; ".join(lines), fontsize=9)
+    title = "residual motion (distance from mean position)\n" + "; ".join(lines)
+    if validation.bound is not None:
+        title += "\n" + _bound_line(validation.bound)
+    fig.suptitle(title, fontsize=9)
     for ax in (ax_a, ax_bar):
         ax.grid(True, alpha=0.3)
     ax_a.xaxis.set_major_locator(MaxNLocator(integer=True))
