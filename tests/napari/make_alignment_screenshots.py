@@ -2,10 +2,10 @@
 
 Not a test (pytest does not collect it). Run it under a display, e.g.::
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python tests/napari/make_alignment_screenshots.py
+    QT_API=pyqt6 PYTHONPATH=src xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python tests/napari/make_alignment_screenshots.py
 
 Both widgets are docked from the Plugins menu (``add_plugin_dock_widget``),
-as a user docks them. Similarity stacking runs on a synthetic two-channel
+as a user docks them, in a 1366x768 window. Similarity stacking runs on a synthetic two-channel
 stack with known rotation and scale; Trajectories corrects beads tracked
 through a rotating, drifting stack (one particle moving on its own), then
 validates. Writes ``docs/images/similarity_widget.png``,
@@ -16,31 +16,15 @@ validates. Writes ``docs/images/similarity_widget.png``,
 from __future__ import annotations
 
 import sys
-import time
-from pathlib import Path
 
-import napari
 import numpy as np
+from _screenshots import IMAGES as OUT
+from _screenshots import laptop_viewer, shoot, wait_for
 from qtpy.QtWidgets import QApplication
 
 from napari_stackalign import FrameTransforms, track_particles
 from napari_stackalign.napari._particle_layers import tracks_layer_kwargs
 from napari_stackalign.synthetic import make_stack
-
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "docs" / "images"
-SIZE = (1500, 950)
-
-
-def _wait(app, runner, seconds: float = 120.0) -> None:
-    start = time.time()
-    while runner.worker is not None:
-        app.processEvents()
-        if time.time() - start > seconds:
-            raise RuntimeError("the run did not finish in time")
-        time.sleep(0.02)
-    for _ in range(20):
-        app.processEvents()
 
 
 def similarity(app) -> None:
@@ -50,21 +34,20 @@ def similarity(app) -> None:
         scale=[1.05, 0.96, 1.0, 1.08, 0.93], center=((shape[0] - 1) / 2, (shape[1] - 1) / 2),
     )
     stack, _ = make_stack("texture", n_frames=5, shape=shape, motion=motion, snr=10, n_channels=2, seed=21)
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(*SIZE)
+    viewer = laptop_viewer()
     viewer.add_image(stack[:, 0], name="ch0", scale=(1, 0.5, 0.5))
     viewer.add_image(stack[:, 1], name="ch1", scale=(1, 0.5, 0.5))
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-stackalign", "Similarity stacking")
     widget.layer.value = viewer.layers["ch0"]
     widget.form.set_values(limit_angle=True, limit_scale=True)
     widget._on_run()
-    _wait(app, widget.runner)
+    wait_for(widget.runner)
     average = next(layer for layer in viewer.layers if layer.name.startswith("ch0 average"))
     for layer in viewer.layers:
         layer.visible = layer is average
     viewer.reset_view()
     app.processEvents()
-    viewer.screenshot(str(OUT / "similarity_widget.png"), canvas_only=False, flash=False)
+    shoot(viewer, "similarity_widget.png")
     viewer.close()
 
 
@@ -85,27 +68,25 @@ def trajectories(app) -> None:
     picks = traj[0][np.flatnonzero(inside & (dist.min(axis=1) > 13))[:6]]
     tracks = track_particles(stack, picks, box=11)
     tracks.x[:, 0] += np.linspace(0, 3, t)  # particle 0 moves on its own
-    viewer = napari.Viewer(show=True)
-    viewer.window.resize(*SIZE)
+    viewer = laptop_viewer()
     image = viewer.add_image(stack, name="beads")
     data, kwargs = tracks_layer_kwargs(image, tracks, {"box": 11})
     viewer.add_tracks(data, **kwargs)
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-stackalign", "Trajectories")
     widget.set_particle_state(2, hold_out=True)
     widget._on_correct_clicked()
-    _wait(app, widget.correct_runner)
-    viewer.screenshot(str(OUT / "trajectories_widget.png"), canvas_only=False, flash=False)
+    wait_for(widget.correct_runner)
+    shoot(viewer, "trajectories_widget.png")
     widget._on_validate_clicked()
-    _wait(app, widget.validate_runner)
+    wait_for(widget.validate_runner)
     area = widget._scroll
     area.ensureWidgetVisible(widget.tabs)
     app.processEvents()
-    viewer.screenshot(str(OUT / "trajectories_widget_validation.png"), canvas_only=False, flash=False)
+    shoot(viewer, "trajectories_widget_validation.png")
     viewer.close()
 
 
 def main() -> int:
-    OUT.mkdir(parents=True, exist_ok=True)
     app = QApplication.instance() or QApplication([])
     similarity(app)
     trajectories(app)

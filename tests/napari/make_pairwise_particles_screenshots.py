@@ -12,17 +12,12 @@ Each widget is docked from the Plugins menu (``add_plugin_dock_widget``) in a
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-# the widgets with their defaults, not the last values this machine's user set (the forms remember them)
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="stackalign-shots-")
-
-import napari
 import numpy as np
+from _screenshots import IMAGES as OUT
+from _screenshots import ROOT, laptop_viewer, pump, shoot, wait_for
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication
 
@@ -30,8 +25,6 @@ from napari_stackalign import synthetic
 from napari_stackalign.synthetic import make_stack
 from napari_stackalign.transforms import FrameTransforms
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "docs" / "images"
 #: the real two-photon HDF5 with (y, x, t) axes (../shared/data/real, see its README)
 SIMA = next(
     (p for p in (ROOT.parent / "shared", Path("/work/shared")) if (p / "data/real/sima-2p/example.h5").is_file()),
@@ -39,31 +32,9 @@ SIMA = next(
 ) / "data" / "real" / "sima-2p" / "example.h5"
 
 
-def _pump(n: int = 30) -> None:
-    for _ in range(n):
-        QApplication.instance().processEvents()
-        time.sleep(0.01)
-
-
-def _wait(runner, seconds: float = 120.0) -> None:
-    start = time.time()
-    while runner.worker is not None:
-        QApplication.instance().processEvents()
-        time.sleep(0.02)
-        if time.time() - start > seconds:
-            raise RuntimeError("the run did not finish in time")
-    _pump()
-
-
-def _viewer() -> napari.Viewer:
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1366, 768)
-    return viewer
-
-
 def particles() -> None:
     """Dark beads on a bright field, picks near the edges (two rejected), after Track."""
-    viewer = _viewer()
+    viewer = laptop_viewer()
     n, shape = 12, (96, 112)
     centre = ((shape[0] - 1) / 2, (shape[1] - 1) / 2)
     motion = FrameTransforms(dy=np.linspace(0, 6, n), dx=np.linspace(0, -4, n), center=centre)
@@ -82,25 +53,25 @@ def particles() -> None:
         picks.add([0, *(beads[k] + 0.4)])
     picks.add([0, 50.0, 2.0])  # rejected: at the left edge
     picks.add([0, 3.0, 108.0])  # rejected: in the top-right corner
-    _pump()
+    pump()
     widget.runner.run_button.click()
-    _wait(widget.runner)
+    wait_for(widget.runner)
     viewer.reset_view()
-    _pump()
-    viewer.screenshot(str(OUT / "particles_widget.png"), canvas_only=False, flash=False)
+    pump()
+    shoot(viewer, "particles_widget.png")
     viewer.close()
 
 
 def pairwise() -> None:
     """A low-dose lattice, registered with the defaults (the mask chosen from the stack's spectrum)."""
-    viewer = _viewer()
+    viewer = laptop_viewer()
     stack, _truth = synthetic.stem_stack(10, (128, 128), snr=1.0, seed=4)
     layer = viewer.add_image(stack, name="stem")
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-stackalign", "Pairwise averaging")
     widget.layer.value = layer
     widget.run()
-    _wait(widget.runner)
-    viewer.screenshot(str(OUT / "pairwise_widget.png"), canvas_only=False, flash=False)
+    wait_for(widget.runner)
+    shoot(viewer, "pairwise_widget.png")
     viewer.close()
 
 
@@ -111,20 +82,20 @@ def read_dialog() -> None:
         return
     from napari_stackalign.napari._read_dialog import ReadChoiceDialog
 
-    viewer = _viewer()
+    viewer = laptop_viewer()
 
     def drive() -> None:
         dialog = QApplication.activeModalWidget()
         if not isinstance(dialog, ReadChoiceDialog):
             QTimer.singleShot(50, drive)
             return
-        _pump(10)
+        pump(10)
         dialog.grab().save(str(OUT / "read_dialog.png"))
         dialog.accept()
 
     QTimer.singleShot(0, drive)
     viewer.open(str(SIMA), plugin="napari-stackalign")
-    _pump()
+    pump()
     viewer.close()
 
 

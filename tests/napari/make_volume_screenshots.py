@@ -16,28 +16,15 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import napari
+from _screenshots import IMAGES, laptop_viewer, wait_for
 from qtpy.QtWidgets import QApplication
 
 from napari_stackalign.io import write_stack
 from napari_stackalign.synthetic_volume import make_volume_stack
 
-ROOT = Path(__file__).resolve().parents[2]
-OUT = ROOT / "docs" / "images" / "pyramid_volumes.png"
-
-
-def _wait(app, runner, seconds: float = 300.0) -> None:
-    start = time.time()
-    while runner.worker is not None:
-        app.processEvents()
-        if time.time() - start > seconds:
-            raise RuntimeError("the run did not finish in time")
-        time.sleep(0.02)
-    for _ in range(20):
-        app.processEvents()
+OUT = IMAGES / "pyramid_volumes.png"
 
 
 def main(out: Path = OUT) -> int:
@@ -45,15 +32,14 @@ def main(out: Path = OUT) -> int:
     vols = make_volume_stack(12, (24, 96, 96), scene="beads", snr=5.0, seed=1)
     folder = Path(tempfile.mkdtemp())
     path = write_stack(folder / "beads volumes.tif", vols.data, axes="TZYX", scale=(1.0, 2.0, 0.5, 0.5), units="µm")
-    viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1366, 768)
+    viewer = laptop_viewer()
     [image] = viewer.open(str(path), plugin="napari-stackalign")
     app = QApplication.instance()
     _dock, pyramid = viewer.window.add_plugin_dock_widget("napari-stackalign", "Pyramid registration")
     pyramid.layer.value = image
     pyramid.form.set_values(smooth=True, window_length=5, polyorder=2)
     pyramid.run()
-    _wait(app, pyramid.runner)
+    wait_for(pyramid.runner, seconds=300)
     viewer.dims.set_current_step(0, 11)
     viewer.dims.set_current_step(1, 12)  # the middle plane
     for layer in viewer.layers:

@@ -385,7 +385,8 @@ class PyramidWidget(ScrollingDock):
             ref_box.layout(),
         ).reference_layer
         self.body_layout.addWidget(ref_box)
-        pw_box = QGroupBox("Piecewise-rigid (motion that one shift per frame cannot describe)")
+        pw_box = QGroupBox("Piecewise-rigid")
+        pw_box.setToolTip("For motion that one shift per frame cannot describe (brain tissue, warping samples).")
         QVBoxLayout(pw_box).setContentsMargins(4, 4, 4, 4)
         switch = CheckBox(
             name="piecewise", value=False, text="Correct patch by patch", label="",

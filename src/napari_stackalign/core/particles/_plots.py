@@ -7,6 +7,7 @@ and the command line (``fig.savefig("plot.png")``).
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -197,6 +198,12 @@ def _bound_line(bound: RigidBound) -> str:
     return text
 
 
+def _wrapped(lines: list[str], fig: Figure, fontsize: float) -> str:
+    """``lines`` folded to the figure's width (a docked plot is narrow), one after the other."""
+    chars = max(30, int(fig.get_figwidth() * 72 / (0.66 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) for line in lines)
+
+
 def plot_validation(validation: ParticleValidation, *, fig: Figure | None = None) -> Figure:
     """Residual motion after the correction, per particle and per frame.
 
@@ -250,10 +257,10 @@ def plot_validation(validation: ParticleValidation, *, fig: Figure | None = None
     lines = []
     for role, s in validation.summary.items():
         lines.append(f"{role}: RMS {s['rms_before']:.3g} \u2192 {s['rms_after']:.3g} px")
-    title = "residual motion (distance from mean position)\n" + "; ".join(lines)
+    parts = ["residual motion (distance from mean position)", "; ".join(lines)]
     if validation.bound is not None:
-        title += "\n" + _bound_line(validation.bound)
-    fig.suptitle(title, fontsize=9)
+        parts.append(_bound_line(validation.bound))
+    fig.suptitle(_wrapped(parts, fig, fontsize=9), fontsize=9)
     for ax in (ax_a, ax_bar):
         ax.grid(True, alpha=0.3)
     ax_a.xaxis.set_major_locator(MaxNLocator(integer=True))
