@@ -41,10 +41,10 @@ from ...io._deferred import FinalWrite
 from ...transforms import FrameTransforms
 from ..apply import APPLY_DEFAULTS
 from ..apply._warp import applicable_matrices, apply_transforms
-from ..frames import READ_AHEAD_BLOCKS, BlockProducer, ReadAhead, frame_ranges
+from ..frames import READ_AHEAD_BLOCKS, BlockProducer, ChannelFrames, ReadAhead, frame_ranges
 from ..smoothing import smooth_transforms
 from ._engine import FLAG_UNUSABLE, FrameResults
-from ._stages import PyramidJob, TemplateState, corrections, estimate_range, finish
+from ._stages import PyramidJob, TemplateState, corrections, cross_checked, estimate_range, finish
 from ._trust import JUMP_WINDOW, judge
 
 __all__ = ["BACK_FRAMES", "MIN_BACK_FRAMES", "SingleReadFrames", "back_frames", "look_ahead"]
@@ -286,7 +286,11 @@ class SingleReadFrames(BlockProducer):
         if self._next != self.shape[0]:
             raise RuntimeError("finish() before every frame was read.")
         results = FrameResults(self._shifts, self._quality, self._flags, self._neff)
-        raw, final = finish(self._job, self._state, results, levels_used=self._estimator.active_rates)
+        view = self._stack if len(self._stack.shape) == 3 else ChannelFrames(self._stack, int(self._channel or 0))
+        notes, extra = cross_checked(view, self._job, self._state, results, self._preparer, None, None, self._pool)
+        raw, final = finish(
+            self._job, self._state, results, levels_used=self._estimator.active_rates, notes=notes, extra_params=extra
+        )
         applicable_matrices(final, self.shape[-2:], self._failed)  # its checks and warning, as the two-read path
         resolved, _ = final.resolve_failed(self._failed)
         exact = np.stack([resolved.dy, resolved.dx, resolved.angle, resolved.scale], 1)

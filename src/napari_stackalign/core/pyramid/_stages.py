@@ -69,6 +69,7 @@ __all__ = [
     "build_template",
     "concat_results",
     "corrections",
+    "cross_checked",
     "estimate_range",
     "finish",
     "plan_pyramid",
@@ -586,12 +587,8 @@ def finish(
         in_template=in_template,
         usable_template=int(usable[in_template].sum()),
         bound=bound,
+        notes=None if notes is None else list(notes),
     )
-    if notes is not None:
-        for j, note in enumerate(notes):
-            if note:
-                reason[j] = f"{reason[j]}; {note}" if reason[j] else note
-        ok = reason == ""
     if not ok.any():
         warnings.warn(
             f"pyramid registration: none of the {job.n_frames} frames has a trustworthy shift, so the stack "
@@ -615,6 +612,25 @@ def finish(
     opts = job.options
     final = smooth_transforms(raw, window_length=opts.window_length, polyorder=opts.polyorder) if opts.smooth else raw
     return raw, final
+
+
+def cross_checked(
+    stack: Any,
+    job: PyramidJob,
+    state: TemplateState,
+    results: FrameResults,
+    preparer: FramePreparer,
+    notes: list[str] | None,
+    extra: dict | None,
+    pool: Any,
+) -> tuple[list[str] | None, dict | None]:
+    """:func:`._cross_check.cross_check`'s notes added to ``notes``, what it did to ``extra["cross_check"]``."""
+    from ._cross_check import cross_check  # it builds on the engine, as this module does
+
+    notes, info = cross_check(stack, job, state, results, preparer=preparer, notes=notes, pool=pool)
+    if info:
+        extra = {**(extra or {}), "cross_check": info}
+    return notes, extra
 
 
 def run_stages(
@@ -662,4 +678,5 @@ def run_stages(
     results, notes, extra = resolve_periodic(
         stack, job, state, concat_results(parts), preparer=preparer, estimator=estimator
     )
+    notes, extra = cross_checked(stack, job, state, results, preparer, notes, extra, pool)
     return finish(job, state, results, levels_used=estimator.active_rates, notes=notes, extra_params=extra)

@@ -55,7 +55,7 @@ from ._distributed import check_cluster_mode, cluster_estimator
 from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._periodic import detect_lattice, resolve_periodic
 from ._single_read import SingleReadFrames
-from ._stages import PyramidJob, build_template, estimate_range, finish, plan_pyramid
+from ._stages import PyramidJob, build_template, cross_checked, estimate_range, finish, plan_pyramid
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -304,9 +304,9 @@ def _estimate_here(
             results = estimate_range(
                 ahead, job, state, 0, job.n_frames, estimator=estimator, pool=pool, progress=progress
             )
-        results, notes, extra = resolve_periodic(
-            frames, job, state, results, preparer=job.preparer(), estimator=estimator
-        )
+        preparer = job.preparer()
+        results, notes, extra = resolve_periodic(frames, job, state, results, preparer=preparer, estimator=estimator)
+        notes, extra = cross_checked(frames, job, state, results, preparer, notes, extra, pool)
     finally:
         if pool_ctx is not None:
             pool_ctx.__exit__(None, None, None)

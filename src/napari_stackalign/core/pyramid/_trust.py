@@ -158,11 +158,16 @@ def judge(
     in_template: np.ndarray,
     usable_template: int,
     bound: tuple[float, float],
+    notes: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ok, reason) per frame; see the module docstring.
 
     ``shifts`` are full-resolution px, (T, 2) or (T, 3) for volumes, ``bound``
-    the ``max_movement`` bound per axis (px).
+    the ``max_movement`` bound per axis (px). ``notes`` (per frame, '' for
+    none) are reasons the caller found (a broken chain link, a lattice
+    ambiguity, an unconfirmed template frame): they count before the
+    stack-wide tests, so a frame they flag is not a trustworthy template
+    frame nor a neighbour the jump test compares with.
     """
     n = len(shifts)
     reasons = [[] for _ in range(n)]
@@ -195,6 +200,8 @@ def judge(
     z = significance(quality, neff, in_template, usable_template)
     weak = finite_q & ~(z >= MIN_Z)
     add(weak, lambda j: f"correlation peak not significant (z={z[j]:.1f} < {MIN_Z:g})")
+    if notes is not None:
+        add(np.array([bool(note) for note in notes], dtype=bool), lambda j: notes[j])
     trusted = np.array([not r for r in reasons])
     member = np.asarray(in_template, bool) & ((flags & FLAG_UNUSABLE) == 0)
     n_member = int(member.sum())
