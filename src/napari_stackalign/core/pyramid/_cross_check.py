@@ -107,11 +107,18 @@ def cross_check(
     sound = member_idx[(results.flags[member_idx] == 0) & (z[member_idx] >= MIN_Z)]
     halves = (sound[0::2], sound[1::2])
     info: dict[str, Any] = {"frame_snr": round(snr, 3), "checked": 0, "unconfirmed": 0}
-    if min(h.size for h in halves) < MIN_HALF:
-        info["skipped"] = f"fewer than {MIN_HALF} trustworthy template frames in a half"
-        return notes, info
-    templates = _half_templates(stack, halves, results.shifts, job, preparer)
     out = list(notes) if notes is not None else [""] * len(results.shifts)
+    if min(h.size for h in halves) < MIN_HALF:
+        # too few to build two templates from: on a weak stack, nothing confirms these frames
+        reason = (
+            f"not confirmed: only {sound.size} of the {member_idx.size} template frames match, too few to "
+            f"check them against each other (weak signal: signal-to-noise power {snr:.2g})"
+        )
+        for t in sound:
+            out[t] = f"{out[t]}; {reason}" if out[t] else reason
+        info.update(checked=int(sound.size), unconfirmed=int(sound.size))
+        return out, info
+    templates = _half_templates(stack, halves, results.shifts, job, preparer)
     # each sound frame against the half it is not in; the other template frames against either
     in_first = np.isin(member_idx, halves[0])
     for other, frames in ((templates[1], member_idx[in_first]), (templates[0], member_idx[~in_first])):
@@ -141,10 +148,10 @@ def _last_but_one(estimator: Any) -> int:
 def frame_snr(quality: np.ndarray, k: int) -> float:
     """The frames' signal-to-noise power ratio ``q``, from the template frames' median correlation.
 
-    A template of ``k`` frames of signal-to-noise ``q`` has ``q k`` and correlates with
-    the signal by ``sqrt(q k / (q k + 1))``, a frame by ``sqrt(q / (q + 1))``. The median
-    correlation of a template frame with the template *without* it
-    (:func:`._trust.leave_one_out`) is their product, ``r**2 = q k / (q k + 1) * q / (q + 1)``,
+    A mean of ``m`` frames of signal-to-noise ``q`` has ``q m`` and correlates with the
+    signal by ``sqrt(q m / (q m + 1))``, a frame by ``sqrt(q / (q + 1))``. The median
+    correlation of a template frame with the template *without* it (``m = k - 1`` frames,
+    :func:`._trust.leave_one_out`) is their product, ``r**2 = q m / (q m + 1) * q / (q + 1)``,
     a quadratic in ``q``. NaN when unknown.
     """
     r = np.asarray(quality, dtype=np.float64)
@@ -156,8 +163,9 @@ def frame_snr(quality: np.ndarray, k: int) -> float:
     if not np.isfinite(r_loo):
         return float("nan")
     r2 = min(max(r_loo, 0.0), 0.999999) ** 2
-    # k (1 - r2) q**2 - r2 (k + 1) q - r2 = 0, the positive root
-    a, b, c = k * (1.0 - r2), r2 * (k + 1.0), r2
+    m = k - 1  # the frames of the template without it
+    # m (1 - r2) q**2 - r2 (m + 1) q - r2 = 0, the positive root
+    a, b, c = m * (1.0 - r2), r2 * (m + 1.0), r2
     return float((b + np.sqrt(b * b + 4.0 * a * c)) / (2.0 * a))
 
 

@@ -56,6 +56,7 @@ from ._lucas_kanade import KERNELS
 from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._periodic import resolve_periodic
 from ._reference import build_reference
+from ._reference_image import without_fill
 from ._trust import QUALITY_FRACTION, judge
 
 __all__ = [
@@ -357,7 +358,7 @@ def _user_template(reference: np.ndarray, job: PyramidJob, preparer: FramePrepar
     ref = np.asarray(reference)
     if ref.shape != job.frame_shape:
         raise ValueError(f"reference has shape {ref.shape}; it must be one (Y, X) = {job.frame_shape} image.")
-    prepared_ref = preparer(ref)
+    prepared_ref = preparer(without_fill(ref))  # a registered frame's fill bands are not content
     if not (prepared_ref.usable and float(prepared_ref.image.max()) > float(prepared_ref.image.min())):
         raise ValueError("the reference image is constant (or entirely masked/NaN); it cannot be matched.")
     return TemplateState(Template.from_prepared(prepared_ref, job.options.normalize), None, -1, 0, None)

@@ -1,0 +1,100 @@
+"""Weak stacks: template frames must be confirmed by the half of the template that never saw them."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from napari_stackalign.core.pyramid import register_pyramid
+from napari_stackalign.core.pyramid._cross_check import SNR_CROSS, frame_snr
+from napari_stackalign.core.pyramid._trust import judge
+from napari_stackalign.synthetic import make_stack
+
+
+def _errors(ft, truth) -> np.ndarray:
+    """Per-frame error (px) after removing the offset of the trusted frames (all frames if none)."""
+    err = ft.with_center(truth.center).shifts - truth.shifts
+    use = ft.ok if ft.ok.any() else np.ones(len(err), bool)
+    return np.hypot(*(err - np.median(err[use], axis=0)).T)
+
+
+def _register(stack):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a NoSignalWarning is an answer here
+        return register_pyramid(stack)
+
+
+@pytest.mark.parametrize("k", [10, 60])
+@pytest.mark.parametrize("q", [0.02, 0.2, 3.0])
+def test_frame_snr_inverts_the_template_correlation(q, k):
+    # the correlation of a template frame with the template of the k-1 others (what leave_one_out gives)
+    r_loo = np.sqrt(q * (k - 1) / (q * (k - 1) + 1) * q / (q + 1))
+    # template frames of signal-to-noise q, and their correlations with their own mean (which holds them)
+    rng = np.random.default_rng(1)
+    signal = rng.standard_normal(40_000)
+    frames = signal + rng.standard_normal((k, signal.size)) / np.sqrt(q)
+    template = frames.mean(axis=0)
+    r = np.array([np.corrcoef(f, template)[0, 1] for f in frames])
+    estimate = frame_snr(r, k)
+    assert estimate == pytest.approx(q, rel=0.1)
+    # and the leave-one-out correlation it inverts is the one of the k - 1 other frames
+    assert np.median(r) > r_loo
+
+
+def test_frame_snr_unknown_without_correlations():
+    assert np.isnan(frame_snr(np.array([np.nan, np.nan]), 10))
+    assert np.isnan(frame_snr(np.array([0.5]), 1))
+
+
+def test_strong_stack_is_not_cross_checked():
+    stack, truth = make_stack("beads", n_frames=30, shape=(96, 96), snr=3.0, seed=2)
+    ft = _register(stack)
+    assert "cross_check" not in ft.params
+    assert ft.ok.all()
+    assert _errors(ft, truth).max() < 0.2
+
+
+def test_weak_but_registrable_stack_is_confirmed():
+    stack, truth = make_stack("beads", n_frames=60, shape=(96, 64), drift=7, snr=0.3, seed=0)
+    ft = _register(stack)
+    check = ft.params["cross_check"]
+    assert check["frame_snr"] < SNR_CROSS
+    assert check["checked"] == 60
+    assert check["unconfirmed"] <= 6  # a few imprecise frames, not the stack
+    assert ft.ok.sum() >= 50
+    assert _errors(ft, truth)[ft.ok].max() < 1.0
+
+
+@pytest.mark.parametrize("kind,snr,seed", [("texture", 0.1, 0), ("beads", 0.1, 1), ("beads", 0.15, 2)])
+def test_frames_that_agree_on_noise_are_flagged(kind, snr, seed):
+    # at this signal-to-noise the frames pass the significance test against a template built from
+    # themselves, with shifts pixels off; without the cross-check 2-6 of them were marked ok
+    stack, truth = make_stack(kind, n_frames=60, shape=(96, 64), drift=7, snr=snr, seed=seed)
+    ft = _register(stack)
+    err = _errors(ft, truth)
+    assert not np.any(ft.ok & (err > 1.0))
+    flagged = [r for r in ft.reason if "not confirmed" in r]
+    assert flagged, "the cross-check flagged nothing"
+    assert all("weak signal" in r or "other half" in r for r in flagged)
+
+
+def test_judge_counts_the_callers_notes_before_the_template_share():
+    # 20 template frames, all significant, 19 of them flagged by the caller: the one left cannot
+    # be trusted alone (the template holds no signal), and the notes keep their text
+    n = 20
+    shifts = np.zeros((n, 2))
+    quality = np.full(n, 0.9)
+    flags = np.zeros(n, np.int64)
+    neff = np.full(n, 5000.0)
+    notes = ["unconfirmed here"] * (n - 1) + [""]
+    ok, reason = judge(
+        shifts, quality, flags, neff, in_template=np.ones(n, bool), usable_template=n, bound=(50.0, 50.0),
+        notes=notes,
+    )
+    assert not ok.any()
+    assert all(r == "unconfirmed here" for r in reason[:-1])
+    assert "template frames are trustworthy" in reason[-1]
+    ok2, _ = judge(shifts, quality, flags, neff, in_template=np.ones(n, bool), usable_template=n, bound=(50.0, 50.0))
+    assert ok2.all()
