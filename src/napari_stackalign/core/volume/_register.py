@@ -180,6 +180,7 @@ def _template_and_estimates(
             done=0,
             threads=threads,
         )
+        del seed_template  # memory: each template holds about 5 volumes (its pyramid and gradients)
         avg = _average(read, first_frames, np.array([e.shift for e in first]), shape, threads)
         template = VolumeTemplate(avg.volume, levels)
         second = _estimate_all(
@@ -194,6 +195,7 @@ def _template_and_estimates(
             threads=threads,
         )
         built = np.array([e.shift for e in second])
+        template = avg = None  # released before the next is built
         avg = _average(read, template_frames, built, shape, threads)
         template = VolumeTemplate(avg.volume, levels)
         members = avg
@@ -204,6 +206,7 @@ def _template_and_estimates(
     for k in range(opts.iterate):
         if k:
             built = np.array([estimates[t].shift for t in template_frames])
+            template = members = estimator = None  # released before the next is built
             refined = _average(read, template_frames, built, shape, threads)
             if refined is None:
                 break
