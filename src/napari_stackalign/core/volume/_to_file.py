@@ -210,6 +210,7 @@ def register_volumes_to_file(
     options: PyramidOptions | None = None,
     transforms: VolumeTransforms | None = None,
     workers: int | None = None,
+    apply_workers: int | None = None,
     order: int = APPLY_DEFAULTS.order,
     border: str = APPLY_DEFAULTS.border,
     cval: float = APPLY_DEFAULTS.cval,
@@ -246,10 +247,12 @@ def register_volumes_to_file(
     transforms : VolumeTransforms, optional
         Skip estimation and apply these (one per volume).
     workers : int, optional
-        Threads: the estimation's (default 1, see
-        :func:`~napari_stackalign.core.volume.register_volumes`) and the
-        resampling's (default all cores); each holds about one input and
-        one output volume.
+        Threads that estimate volumes (default 1, see
+        :func:`~napari_stackalign.core.volume.register_volumes`).
+    apply_workers : int, optional
+        Threads that resample volumes, each a volume ahead of the writer
+        (default all cores); each holds about four float32 copies of one
+        volume (all channels).
     order, border, cval, output_dtype, failed
         Resampling, as for :func:`~napari_stackalign.apply_transforms`.
     average : bool
@@ -284,6 +287,7 @@ def register_volumes_to_file(
     layout = volume_layout(stack, str(axes).upper(), channel=channel)
     check_warp_options(order, border)
     check_workers(workers)
+    check_workers(apply_workers)
     out = _check_volume_output(output_path, overwrite, source_path)
     n_frames, extra, zyx = volume_stack_shape(stack)
     out_dtype = result_dtype(np.dtype(stack.dtype), border, output_dtype)
@@ -302,7 +306,7 @@ def register_volumes_to_file(
         final = transforms
         method = "apply"
     shifts = applicable_shifts(final, zyx, failed)
-    apply_workers = default_workers(workers)
+    apply_workers = default_workers(apply_workers)
     meta = dict(metadata or {})
     block = dict(meta.get("stackalign") or {}) or {
         "method": method,
