@@ -81,7 +81,10 @@ class ShiftedVolumes:
     ``stack`` and shifts each once (every channel), computed on ``workers`` threads with at most
     ``workers`` volumes ahead of the one asked for.
 
-    Meant to be read in order, once (as :func:`~napari_stackalign.io.write_stack` does); with
+    Meant to be read in order, once (as :func:`~napari_stackalign.io.write_stack` does). With
+    ``reuse_buffer`` a slice is returned in one buffer that the next slice overwrites (for a
+    writer that has written each block before it asks for the next: one block in memory, not
+    two). With
     ``mean`` each volume is also added to that running mean the first time it is produced, with
     ``mean_shifts`` (failed volumes interpolated) and ``mean_order``, for the ``mean_frames``
     selected.
@@ -101,6 +104,7 @@ class ShiftedVolumes:
         mean_shifts: np.ndarray | None = None,
         mean_order: int = 1,
         mean_frames: np.ndarray | None = None,
+        reuse_buffer: bool = False,
     ) -> None:
         n_frames, extra, zyx = volume_stack_shape(stack)
         self.stack = stack
@@ -124,7 +128,8 @@ class ShiftedVolumes:
         self._pool = ThreadPoolExecutor(max_workers=self._ahead, thread_name_prefix="stackalign-shift")
         self._pending: dict[int, Future] = {}
         self._read_lock = threading.Lock()
-        self._next = 0
+        self._reuse_buffer = reuse_buffer
+        self._buffer: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -180,10 +185,19 @@ class ShiftedVolumes:
         if not isinstance(key, slice):
             raise TypeError(f"ShiftedVolumes takes an integer or a slice of frames, got {type(key).__name__}.")
         frames = range(*key.indices(self.shape[0]))
-        out = np.empty((len(frames), *self.shape[1:]), dtype=self.dtype)
+        out = self._block(len(frames))
         for k, t in enumerate(frames):
             out[k] = self.volume(t)
         return out[(slice(None), *rest)] if rest else out
+
+    def _block(self, n: int) -> np.ndarray:
+        """An array for ``n`` registered volumes (the shared buffer with ``reuse_buffer``)."""
+        if not self._reuse_buffer:
+            return np.empty((n, *self.shape[1:]), dtype=self.dtype)
+        if self._buffer is None or self._buffer.shape[0] < n:
+            self._buffer = None
+            self._buffer = np.empty((n, *self.shape[1:]), dtype=self.dtype)
+        return self._buffer[:n]
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[:]
@@ -322,9 +336,13 @@ def register_volumes_to_file(
         resolved, _ = final.resolve_failed("interpolate")
         selected = np.flatnonzero(final.ok) if final.ok.any() else np.arange(n_frames)
         mean_kwargs = {"mean_shifts": resolved.shifts_zyx, "mean_order": order, "mean_frames": selected}
+    # HDF5 and uncompressed TIFF write each block before asking for the next; compressed TIFF pages
+    # may still be encoded from the block while the next is made
+    tiff = out.suffix.lower() in (".tif", ".tiff")
+    reuse = not tiff or compression in (None, "none", "auto")
     with ShiftedVolumes(
         stack, shifts, order=order, border=border, cval=cval, out_dtype=out_dtype, workers=apply_workers,
-        mean=mean, **(mean_kwargs or {}),
+        mean=mean, reuse_buffer=reuse, **(mean_kwargs or {}),
     ) as shifted:
         path = write_stack(
             out, shifted, metadata=meta, transforms=final, scale=scale, units=units, axes=layout.axes,
