@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 import napari_stackalign.core.volume._to_file as to_file
-from napari_stackalign import VolumeTransforms, apply_transforms, average_frames, read_stack, register_pyramid, write_stack
+from napari_stackalign import (
+    VolumeTransforms,
+    apply_transforms,
+    average_frames,
+    read_stack,
+    register_pyramid,
+    write_stack,
+)
 from napari_stackalign.core import Cancelled
 from napari_stackalign.core.pyramid import PyramidOptions
 from napari_stackalign.core.volume import register_volumes, register_volumes_to_file
