@@ -32,9 +32,10 @@ from ._register_memory import provenance
 
 __all__ = ["STREAM_VOLUMES", "VOLUMES_PER_THREAD", "run_volumes_streaming", "stream_threads"]
 
-#: float32 volumes (one channel) the streamed estimation holds at once: measured peak 25 with
-#: tracemalloc (32x128x128, docs/volumes.md), with room for the allocator's slack and the readers' caches
-STREAM_VOLUMES = 40
+#: float32 volumes (one channel) a streamed run holds beside the process: measured 25 with tracemalloc
+#: (numpy arrays only) and 51-59 in resident memory above the imports (allocator slack, FFT plans, h5py;
+#: 32x128x128, 30, 60 and 120 volumes alike, docs/volumes.md), with some margin
+STREAM_VOLUMES = 64
 #: float32 volumes (all channels) each resampling thread holds: the input, its float copy, the
 #: shifted volume and its rounded output
 VOLUMES_PER_THREAD = 4
