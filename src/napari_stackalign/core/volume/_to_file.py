@@ -17,8 +17,9 @@
   same pass (a running float64 sum, as
   :func:`~napari_stackalign.average_frames` makes it).
 
-Memory holds the template's pyramid and sums (about 12 float32 volumes at the
-estimation), the volumes in flight (``workers``), and the writer's block of
+Memory holds the template's pyramid and sums and one volume's estimation
+(about 25 float32 volumes of numpy arrays, measured with tracemalloc), the
+volumes in flight (``apply_workers``, about 4 each) and the writer's block of
 volumes (16 MiB, at least one volume): it does not grow with the number of
 volumes. The transforms and pixels are those of the in-memory path
 (``register_pyramid`` then ``apply_transforms``) on the same stack.
