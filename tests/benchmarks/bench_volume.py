@@ -16,6 +16,14 @@ exact sub-voxel drift in z, y and x, a random walk of about +/-2 planes and
   against the previous frame with the shifts summed (its "relative" mode,
   ``cc100_prev``) or against the mean of the stack (``pcc100_mean``).
 
+``--stream`` measures the file-to-file path instead: the same volume file
+(HDF5, uint16) registered in memory (``read_stack`` whole, ``register_pyramid``,
+``apply_transforms``, ``write_stack``) and streamed
+(``register_volumes_to_file`` on the lazily opened file; also with 2
+estimating threads), each in a fresh process: seconds, peak RSS, and RSS above
+the process after its imports, in MB and in float32 volumes; the outputs are
+checked to be equal.
+
 Per case: RMS error per axis (z, y, x) and of the 3-D error norm (voxels,
 after removing one constant offset, ``synthetic_volume.volume_error``) of
 what would be applied (frames a method flags as failed are interpolated from
@@ -28,10 +36,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import skimage
@@ -160,6 +172,78 @@ def _pairs(rows: list[dict], name: str) -> list[tuple[dict, dict]]:
     return out
 
 
+def _status_mb(field: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (its peak) of this process in MB (``ru_maxrss`` is not used:
+    Linux carries it over from the parent process across fork and exec)."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stream_case(how: str, src: str, out: str) -> None:
+    """One run in this (fresh) process; prints its seconds and memory as JSON."""
+    from napari_stackalign import apply_transforms, read_stack, write_stack
+    from napari_stackalign.core.volume import register_volumes_to_file
+
+    base = _status_mb("VmRSS")
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if how == "memory":
+            data = read_stack(src, volumes=True, lazy=False)
+            tf = register_pyramid(data.data, axes=data.axes)
+            write_stack(out, apply_transforms(data.data, tf), axes=data.axes, transforms=tf, compression="none")
+        else:
+            data = read_stack(src, volumes=True, lazy=True)
+            workers = 2 if how == "stream2" else None
+            register_volumes_to_file(data.data, out, axes=data.axes, workers=workers)
+    seconds = time.perf_counter() - start
+    peak = _status_mb("VmHWM")
+    print(json.dumps({"seconds": seconds, "peak_mb": peak, "base_mb": base}))
+
+
+def stream_bench(frame_counts: list[int], shape: tuple[int, int, int], seed: int) -> str:
+    from napari_stackalign import read_stack, write_stack
+
+    volume_mb = int(np.prod(shape)) * 4 / 2**20
+    lines = [
+        "| volumes | input (uint16) MB | path | s | s / in memory | peak RSS MB | above imports MB | "
+        "above imports, float32 volumes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in frame_counts:
+            vols = make_volume_stack(n, shape, scene="texture", snr=5.0, seed=seed)
+            src = Path(tmp) / f"in{n}.h5"
+            write_stack(src, (vols.data * 300 + 400).clip(0, 65535).astype(np.uint16), axes="TZYX", compression="none")
+            del vols
+            results = {}
+            for how in ("memory", "stream", "stream2"):
+                out = Path(tmp) / f"{how}{n}.h5"
+                done = subprocess.run(
+                    [sys.executable, __file__, "--stream-case", how, str(src), str(out)],
+                    check=True, capture_output=True, text=True,
+                )
+                results[how] = json.loads(done.stdout.strip().splitlines()[-1])
+                print(n, how, results[how], flush=True)
+            ref = read_stack(Path(tmp) / f"memory{n}.h5", volumes=True, lazy=False).data
+            for how in ("stream", "stream2"):
+                same = np.array_equal(read_stack(Path(tmp) / f"{how}{n}.h5", volumes=True, lazy=False).data, ref)
+                if not same:
+                    raise AssertionError(f"{how} output differs from the in-memory output ({n} volumes)")
+            for how, name in (("memory", "in memory"), ("stream", "streamed"), ("stream2", "streamed, 2 threads")):
+                r = results[how]
+                above = r["peak_mb"] - r["base_mb"]
+                lines.append(
+                    f"| {n} | {src.stat().st_size / 1e6:.0f} | {name} | {r['seconds']:.1f} | "
+                    f"{r['seconds'] / results['memory']['seconds']:.2f} | {r['peak_mb']:.0f} | {above:.0f} | "
+                    f"{above / volume_mb:.0f} |"
+                )
+    return "\n".join(lines) + "\n\nStreamed outputs equal to the in-memory ones (checked)."
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="12 frames of 16x64x64, one seed")
@@ -168,7 +252,27 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=(0, 1))
     parser.add_argument("--snr", type=float, nargs="+", default=(1.0, 5.0))
     parser.add_argument("--out", help="write the markdown table to this file (printed anyway)")
+    parser.add_argument(
+        "--stream", type=int, nargs="+", metavar="T",
+        help="measure the streaming path instead, on files of T volumes of --shape (e.g. --stream 30 60)",
+    )
+    parser.add_argument("--stream-case", nargs=3, metavar=("HOW", "IN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stream_case:
+        stream_case(*args.stream_case)
+        return
+    if args.stream:
+        text = (
+            f"volumes of {args.shape[0]}x{args.shape[1]}x{args.shape[2]} voxels (texture, SNR 5, seed "
+            f"{args.seeds[0]}); numpy {np.__version__}, Python {platform.python_version()}, command: "
+            f"{' '.join(sys.argv)}\n\n" + stream_bench(args.stream, tuple(args.shape), args.seeds[0])
+        )
+        print()
+        print(text)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+        return
     n_frames, shape, seeds = args.frames, tuple(args.shape), tuple(args.seeds)
     if args.quick:
         n_frames, shape, seeds = 12, (16, 64, 64), (0,)

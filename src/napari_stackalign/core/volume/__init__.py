@@ -8,5 +8,14 @@ to every channel.
 
 from ._checks import VOLUME_AXES, VolumeLayout, volume_axes_of, volume_layout
 from ._register import register_volumes
+from ._to_file import RegisteredVolumes, register_volumes_to_file
 
-__all__ = ["VOLUME_AXES", "VolumeLayout", "register_volumes", "volume_axes_of", "volume_layout"]
+__all__ = [
+    "VOLUME_AXES",
+    "RegisteredVolumes",
+    "VolumeLayout",
+    "register_volumes",
+    "register_volumes_to_file",
+    "volume_axes_of",
+    "volume_layout",
+]

@@ -19,8 +19,17 @@ from ..._volume_transforms import VolumeTransforms
 from ...io import is_dask
 from ...progress import ProgressCallback, report
 from ..workers import default_workers, thread_pool
+from ._mean import VolumeMean
 
-__all__ = ["apply_volume_transforms", "average_volumes", "volume_footprint", "volume_stack_shape"]
+__all__ = [
+    "apply_volume_transforms",
+    "applicable_shifts",
+    "average_volumes",
+    "mean_contribution",
+    "shift_frame",
+    "volume_footprint",
+    "volume_stack_shape",
+]
 
 #: the package's border names -> scipy.ndimage modes ("nan" is resampled with edges, then marked)
 _MODES = {"constant": "grid-constant", "nan": "nearest", "edge": "nearest", "reflect": "mirror"}
@@ -67,7 +76,7 @@ def _shift_volume(
     return moved.astype(out_dtype, copy=False)
 
 
-def _shift_frame(frame: np.ndarray, shift: np.ndarray, extra: tuple[int, ...], **kwargs: Any) -> np.ndarray:
+def shift_frame(frame: np.ndarray, shift: np.ndarray, extra: tuple[int, ...], **kwargs: Any) -> np.ndarray:
     out = np.empty(frame.shape, dtype=kwargs["out_dtype"])
     for idx in np.ndindex(*extra):
         out[idx] = _shift_volume(frame[idx], shift, **kwargs)
@@ -128,7 +137,7 @@ def apply_volume_transforms(
 
         def block(chunk: np.ndarray, block_info: dict | None = None) -> np.ndarray:
             t = block_info[0]["array-location"][0][0]
-            return _shift_frame(chunk[0], shifts[t], extra, **kwargs)[None]
+            return shift_frame(chunk[0], shifts[t], extra, **kwargs)[None]
 
         return da.map_blocks(block, frames, dtype=out_dtype)
     if out is None:
@@ -143,7 +152,7 @@ def apply_volume_transforms(
             chunk = np.asarray(stack[start:stop])
 
             def one(k: int, chunk: np.ndarray = chunk, start: int = start) -> np.ndarray:
-                return _shift_frame(chunk[k], shifts[start + k], extra, **kwargs)
+                return shift_frame(chunk[k], shifts[start + k], extra, **kwargs)
 
             moved = list(pool.map(one, range(stop - start)))
             out[start:stop] = np.stack(moved)
@@ -168,28 +177,15 @@ def average_volumes(
         raise ValueError(f"the stack has {n_frames} frames but there are {len(transforms)} transforms.")
     resolved, _ = transforms.resolve_failed("interpolate")
     shifts = resolved.shifts_zyx
-    total = np.zeros((*extra, *zyx), np.float64)
-    coverage = np.zeros(zyx, np.int32)
-    common = [[0, n] for n in zyx]
+    mean = VolumeMean(extra, zyx)
     report(progress, 0, selected.size, "average")
     for k, t in enumerate(selected):
         frame = np.asarray(stack[int(t)])
-        box = volume_footprint(zyx, shifts[t])
-        moved = _shift_frame(
-            frame, shifts[t], extra, order=order, border="nan", cval=0.0, out_dtype=np.dtype(np.float32)
-        )
-        total += np.nan_to_num(moved, nan=0.0)
-        coverage[box] += 1
-        for a, sl in enumerate(box):
-            common[a][0] = max(common[a][0], sl.start)
-            common[a][1] = min(common[a][1], sl.stop)
+        mean.add(mean_contribution(frame, shifts[t], extra, order), volume_footprint(zyx, shifts[t]))
         report(progress, k + 1, selected.size, "average")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        image = (total / coverage).astype(np.float32)
-    image[..., coverage == 0] = np.nan
-    crop = tuple(int(v) for lo_hi in common for v in (lo_hi[0], max(lo_hi[0], lo_hi[1])))
-    if mode == "crop":
-        sl = tuple(slice(crop[2 * a], crop[2 * a + 1]) for a in range(3))
-        image = image[(..., *sl)]
-        coverage = coverage[sl]
-    return image, coverage, crop
+    return mean.result(mode)
+
+
+def mean_contribution(frame: np.ndarray, shift: np.ndarray, extra: tuple[int, ...], order: int) -> np.ndarray:
+    """Volume ``frame`` ([C,] Z, Y, X) registered for a mean: float32, NaN outside its footprint."""
+    return shift_frame(frame, shift, extra, order=order, border="nan", cval=0.0, out_dtype=np.dtype(np.float32))

@@ -51,6 +51,7 @@ from ._engine import Estimate, VolumeEstimator, VolumeTemplate, _ncc, prepare_vo
 from ._finish import VolumeResults, finish_volumes
 from ._levels import downsample, plan_levels
 from ._reader import VolumeReader
+from ._threads import VolumeThreads, volume_threads
 
 __all__ = ["register_volumes"]
 
@@ -58,16 +59,19 @@ __all__ = ["register_volumes"]
 SEED_PASS_FRAMES = 24
 
 
-def _average(read: VolumeReader, frames: list[int], shifts: np.ndarray, shape: tuple[int, ...]) -> Average | None:
+def _average(
+    read: VolumeReader, frames: list[int], shifts: np.ndarray, shape: tuple[int, ...], threads: VolumeThreads
+) -> Average | None:
     """The mean of ``frames`` resampled at ``p + shift`` (counted where each covers), zero-mean;
-    None when no frame is usable."""
+    None when no frame is usable. The volumes are read and prefiltered on ``threads`` and summed
+    here in frame order (the same sum as on one thread)."""
 
-    def items():
-        for t, s in zip(frames, shifts):
-            vol = read(t) if np.all(np.isfinite(s)) else None
-            yield t, None if vol is None else spline_coefficients(vol), s
+    def item(pair: tuple[int, np.ndarray]) -> tuple[int, np.ndarray | None, np.ndarray]:
+        t, s = pair
+        vol = read(t) if np.all(np.isfinite(s)) else None
+        return t, None if vol is None else spline_coefficients(vol), s
 
-    return average_of(items(), shape)
+    return average_of(threads.map(item, list(zip(frames, shifts))), shape)
 
 
 def _estimate_all(
@@ -80,12 +84,14 @@ def _estimate_all(
     stage: str,
     total: int,
     done: int,
+    threads: VolumeThreads,
     members: Average | None = None,
 ) -> list[Estimate]:
-    """Estimate ``frames``; with ``members`` (the template's sums), a member's ``quality`` is its
-    correlation with the template without itself (leave one out, measured)."""
-    out = []
-    for k, t in enumerate(frames):
+    """Estimate ``frames`` on ``threads`` (at most ``threads.in_flight`` volumes held at once);
+    with ``members`` (the template's sums), a member's ``quality`` is its correlation with the
+    template without itself (leave one out, measured)."""
+
+    def one(t: int) -> Estimate:
         vol = read(t)
         est = estimator.estimate(vol, n_levels=n_levels)
         if members is not None and est.sampled is not None and vol is not None:
@@ -95,6 +101,10 @@ def _estimate_all(
                 rest = downsample(rest, level.factors)
                 est.quality = _ncc(est.sampled, rest[est.box])
         est.sampled = None
+        return est
+
+    out = []
+    for k, est in enumerate(threads.map(one, frames)):
         out.append(est)
         report(progress, done + k + 1, total, stage)
     return out
@@ -123,6 +133,105 @@ def _template_range(opts: PyramidOptions, n: int) -> tuple[int, int]:
     return 0, min(opts.num_frames, n)
 
 
+def _template_and_estimates(
+    read: VolumeReader,
+    n: int,
+    shape: tuple[int, int, int],
+    levels: list,
+    bound: tuple[float, ...],
+    opts: PyramidOptions,
+    threads: VolumeThreads,
+    progress: ProgressCallback | None,
+) -> tuple[tuple[int, int], np.ndarray, int, list[Estimate]]:
+    """The template (built from registered frames, or the user's volume), then every volume
+    estimated against it (``iterate`` times): (template range, anchor, passes, estimates)."""
+    z, h, w = read.layout.volume_shape
+    start, stop = _template_range(opts, n)
+    template_frames = list(range(start, stop))
+    passes = 0
+    anchor = np.zeros(3)
+    total_ref = 0
+    members: Average | None = None
+    user = opts.reference_mode == "image"
+    if user:
+        ref = np.asarray(opts.reference)
+        if ref.shape != (z, h, w):
+            raise ValueError(f"reference has shape {ref.shape}, expected one volume {(z, h, w)} (Z, Y, X).")
+        prepared = prepare_volume(read.crop(ref), opts.normalize)
+        if prepared is None:
+            raise ValueError("the reference volume is constant, empty or NaN: it cannot be registered to.")
+        template = VolumeTemplate(prepared, levels)
+    else:
+        seed = _seed(read, template_frames)
+        first_frames = sorted(
+            {template_frames[round(float(v))] for v in np.linspace(0, stop - start - 1, min(SEED_PASS_FRAMES, stop - start))}
+        )
+        total_ref = len(first_frames) + len(template_frames)
+        seed_template = VolumeTemplate(read(seed), levels)
+        coarse = max(len(levels) - 1, 1)
+        first = _estimate_all(
+            read,
+            first_frames,
+            VolumeEstimator(seed_template, bound, opts.normalize),
+            n_levels=coarse,
+            progress=progress,
+            stage="reference",
+            total=total_ref,
+            done=0,
+            threads=threads,
+        )
+        del seed_template  # memory: each template holds about 5 volumes (its pyramid and gradients)
+        avg = _average(read, first_frames, np.array([e.shift for e in first]), shape, threads)
+        template = VolumeTemplate(avg.volume, levels)
+        second = _estimate_all(
+            read,
+            template_frames,
+            VolumeEstimator(template, bound, opts.normalize),
+            n_levels=coarse,
+            progress=progress,
+            stage="reference",
+            total=total_ref,
+            done=len(first_frames),
+            threads=threads,
+        )
+        built = np.array([e.shift for e in second])
+        template = avg = None  # released before the next is built
+        avg = _average(read, template_frames, built, shape, threads)
+        template = VolumeTemplate(avg.volume, levels)
+        members = avg
+        good = np.all(np.isfinite(built), axis=1)
+        anchor = built[good].mean(axis=0)
+        passes = 2
+    estimates: list[Estimate] = []
+    for k in range(opts.iterate):
+        if k:
+            built = np.array([estimates[t].shift for t in template_frames])
+            template = members = estimator = None  # released before the next is built
+            refined = _average(read, template_frames, built, shape, threads)
+            if refined is None:
+                break
+            template = VolumeTemplate(refined.volume, levels)
+            members = refined
+            good = np.all(np.isfinite(built), axis=1)
+            anchor = built[good].mean(axis=0) if not user else np.zeros(3)
+            passes += 1
+        estimator = VolumeEstimator(template, bound, opts.normalize)
+        stage = "estimate" if opts.iterate == 1 else f"estimate {k + 1}/{opts.iterate}"
+        estimates = _estimate_all(
+            read,
+            list(range(n)),
+            estimator,
+            n_levels=None,
+            progress=progress,
+            stage=stage,
+            total=n,
+            done=0,
+            threads=threads,
+            members=members,
+        )
+    return ((start, stop) if not user else (0, 0)), anchor, passes, estimates
+
+
 def register_volumes(
     stack: Any,
     *,
@@ -130,6 +239,7 @@ def register_volumes(
     channel: int | None = None,
     options: PyramidOptions,
     reference: np.ndarray | None = None,
+    workers: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> VolumeTransforms:
     """One sub-voxel translation per volume; see the module docstring.
@@ -150,11 +260,17 @@ def register_volumes(
         ``reference`` volume). ``roi`` crops the rows and columns of every
         plane; ``mask`` is not supported for volumes; ``downsample_rates``
         must be powers of two; ``kernel`` (the 2-D sampler) cannot be changed
-        (volumes are sampled with cubic splines); ``chunk_size`` does not
-        apply (volumes are read one at a time).
+        (volumes are sampled with cubic splines); ``chunk_size`` is the most
+        volumes read and held at once by the estimating threads (memory).
     reference : ndarray, shape (Z, Y, X), optional
         A template volume to register to instead of building one (the same
         as ``options.reference``).
+    workers : int, optional
+        Threads that estimate volumes at once (default 1). ``min(workers,
+        chunk_size)`` volumes are in flight; each holds a few float32 copies
+        of one volume. The chained modes register each volume to the ones
+        before it, so there a second thread reads and prepares the next
+        volume while this one is estimated. The results do not depend on it.
     progress : callable, optional
         ``progress(done, total, stage)``, stages ``"reference"`` and ``"estimate"``.
 
@@ -200,98 +316,28 @@ def register_volumes(
     bound = tuple(opts.max_movement * size / 2.0 for size in shape)
     read = VolumeReader(stack, layout, channel, roi, opts.normalize)
     finish = {"roi": roi, "bound": bound, "levels": levels, "channel": channel}
+    threads = volume_threads(workers, opts.chunk_size)
     if opts.reference_mode in CHAINED_MODES:
-        results, notes, extra = run_volume_chain(
-            read, n, shape=shape, levels=levels, bound=bound, opts=opts, progress=progress
-        )
+        with threads:
+            results, notes, extra = run_volume_chain(
+                read.ahead(threads.pool) if threads.pool is not None else read,
+                n, shape=shape, levels=levels, bound=bound, opts=opts, progress=progress,
+            )
         report(progress, n, n, "done")
         return finish_volumes(
             results, opts, layout, template_range=(0, 0), anchor=np.zeros(3), passes=0, notes=notes,
             extra_params=extra, **finish,
         )
-    start, stop = _template_range(opts, n)
-    template_frames = list(range(start, stop))
-    passes = 0
-    anchor = np.zeros(3)
-    total_ref = 0
-    members: Average | None = None
-    user = opts.reference_mode == "image"
-    if user:
-        ref = np.asarray(opts.reference)
-        if ref.shape != (z, h, w):
-            raise ValueError(f"reference has shape {ref.shape}, expected one volume {(z, h, w)} (Z, Y, X).")
-        prepared = prepare_volume(read.crop(ref), opts.normalize)
-        if prepared is None:
-            raise ValueError("the reference volume is constant, empty or NaN: it cannot be registered to.")
-        template = VolumeTemplate(prepared, levels)
-    else:
-        seed = _seed(read, template_frames)
-        first_frames = sorted(
-            {template_frames[round(float(v))] for v in np.linspace(0, stop - start - 1, min(SEED_PASS_FRAMES, stop - start))}
-        )
-        total_ref = len(first_frames) + len(template_frames)
-        seed_template = VolumeTemplate(read(seed), levels)
-        coarse = max(len(levels) - 1, 1)
-        first = _estimate_all(
-            read,
-            first_frames,
-            VolumeEstimator(seed_template, bound, opts.normalize),
-            n_levels=coarse,
-            progress=progress,
-            stage="reference",
-            total=total_ref,
-            done=0,
-        )
-        avg = _average(read, first_frames, np.array([e.shift for e in first]), shape)
-        template = VolumeTemplate(avg.volume, levels)
-        second = _estimate_all(
-            read,
-            template_frames,
-            VolumeEstimator(template, bound, opts.normalize),
-            n_levels=coarse,
-            progress=progress,
-            stage="reference",
-            total=total_ref,
-            done=len(first_frames),
-        )
-        built = np.array([e.shift for e in second])
-        avg = _average(read, template_frames, built, shape)
-        template = VolumeTemplate(avg.volume, levels)
-        members = avg
-        good = np.all(np.isfinite(built), axis=1)
-        anchor = built[good].mean(axis=0)
-        passes = 2
-    estimates: list[Estimate] = []
-    for k in range(opts.iterate):
-        if k:
-            built = np.array([estimates[t].shift for t in template_frames])
-            refined = _average(read, template_frames, built, shape)
-            if refined is None:
-                break
-            template = VolumeTemplate(refined.volume, levels)
-            members = refined
-            good = np.all(np.isfinite(built), axis=1)
-            anchor = built[good].mean(axis=0) if not user else np.zeros(3)
-            passes += 1
-        estimator = VolumeEstimator(template, bound, opts.normalize)
-        stage = "estimate" if opts.iterate == 1 else f"estimate {k + 1}/{opts.iterate}"
-        estimates = _estimate_all(
-            read,
-            list(range(n)),
-            estimator,
-            n_levels=None,
-            progress=progress,
-            stage=stage,
-            total=n,
-            done=0,
-            members=members,
+    with threads:
+        template_range, anchor, passes, estimates = _template_and_estimates(
+            read, n, shape, levels, bound, opts, threads, progress
         )
     report(progress, n, n, "done")
     return finish_volumes(
         VolumeResults.from_estimates(estimates),
         opts,
         layout,
-        template_range=(start, stop) if not user else (0, 0),
+        template_range=template_range,
         anchor=anchor,
         passes=passes,
         **finish,
