@@ -214,7 +214,7 @@ def register_pyramid(
     layout = None if axes is None else str(axes).upper()
     if layout in VOLUME_AXES:
         return register_volumes(stack, axes=layout, channel=channel, options=opts, reference=reference,
-                                progress=progress)
+                                workers=workers, progress=progress)
     if layout not in (None, "TYX") or channel is not None:
         raise ValueError(
             f"register_pyramid takes axes 'TYX' (default), 'TZYX' or 'TCZYX', got axes={axes!r}"

@@ -82,12 +82,10 @@ def finish_volumes(
     if not known.all() and known.any():
         index = np.arange(n)
         shifts = np.stack([np.interp(index, index[known], shifts[known, a]) for a in range(3)], axis=1)
-    ok, reason = judge(shifts, quality, flags, neff, in_template=np.zeros(n, bool), usable_template=1, bound=bound)
-    if notes is not None:
-        for j, note in enumerate(notes):
-            if note:
-                reason[j] = f"{reason[j]}; {note}" if reason[j] else note
-        ok = reason == ""
+    ok, reason = judge(
+        shifts, quality, flags, neff, in_template=np.zeros(n, bool), usable_template=1, bound=bound,
+        notes=None if notes is None else list(notes),
+    )
     if not ok.any():
         warnings.warn(
             f"volume registration: none of the {n} volumes has a trustworthy shift, so the stack has no usable "
