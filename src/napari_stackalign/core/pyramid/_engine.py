@@ -20,7 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
+from scipy import sparse
 
 from ...progress import ProgressCallback, report
 from ..fourier import rfft2
@@ -173,14 +175,7 @@ class PyramidEstimator:
         spec = np.abs(rfft2(t)) ** 2
         spec[0, 0] = 0
         self._spectra = {last: (spec, float(spec.sum()))}
-        fy = np.abs(np.fft.fftfreq(t.shape[0]))[:, None]
-        fx = np.fft.rfftfreq(t.shape[1])[None, :]
-        rings = np.floor(np.hypot(fy, fx) * min(t.shape)).astype(np.int64).ravel()
-        counts = np.bincount(rings)
-        #: the template's power summed over each ring (``sum(P_T P_N)`` is
-        #: then one dot product, ``P_N`` being constant over a ring)
-        ring_power = np.bincount(rings, weights=spec.ravel().astype(np.float64), minlength=counts.size)
-        self._rings = {last: (rings, counts, ring_power)}
+        self._rings = {last: _RingSums(t.shape, spec)}
         self._valid = {} if v_levels is None else {last: v_levels[last] >= 0.999}
 
     @staticmethod
@@ -354,19 +349,54 @@ class PyramidEstimator:
             n = max(int(valid.sum()), 1)
             mean = float(img.sum()) / n
             img = np.where(valid, img - np.float32(mean), np.float32(0))
-        else:
-            img = img - np.float32(img.mean())
-        spec_f = np.abs(rfft2(img)) ** 2
-        rings, counts, ring_power = self._rings[level]
-        logs = np.bincount(rings, weights=np.log(np.maximum(spec_f, 1e-30)).ravel(), minlength=counts.size)
-        ring_level = np.exp(logs / np.maximum(counts, 1) + np.euler_gamma)
-        # P_N is ring_level over each ring, 0 at the zero frequency (whose
-        # template power is 0 already): the sums run over the rings
-        var_f = float(ring_level @ counts) - float(ring_level[rings[0]])
-        cross = float(ring_level @ ring_power)
+        # without ignored pixels the frame's mean moves only the zero frequency, which is in no ring
+        rings = self._rings[level]
+        ring_level = rings.levels(rfft2(img))
+        # P_N is ring_level over each ring (the zero frequency, whose
+        # template power is 0, in no ring): the sums run over the rings
+        var_f = float(ring_level @ rings.counts)
+        cross = float(ring_level @ rings.power)
         if not (var_t > 0 and var_f > 0 and cross > 0):
             return float("nan")
         return var_t * var_f / cross
+
+
+class _RingSums:
+    """Rings of frequencies of an (h, w) real FFT (``floor(|f| min(h, w))``,
+    the zero frequency in none) and the template's power summed over each.
+
+    :meth:`levels` gives a spectrum's isotropic level per ring: the geometric
+    mean of its power over the ring times ``exp(euler_gamma)`` (the mean of
+    an exponential periodogram). The ring sums are one sparse
+    matrix-vector product and the logarithms OpenCV's (float32, several
+    times faster than numpy's): 1.1 ms instead of 3.4 ms per 512x512 frame.
+    """
+
+    def __init__(self, shape: tuple[int, int], template_power: np.ndarray) -> None:
+        fy = np.abs(np.fft.fftfreq(shape[0]))[:, None]
+        fx = np.fft.rfftfreq(shape[1])[None, :]
+        rings = np.floor(np.hypot(fy, fx) * min(shape)).astype(np.int64).ravel()
+        n_rings = int(rings.max()) + 1
+        member = np.ones(rings.size, bool)
+        member[0] = False  # the zero frequency (the frame's mean) says nothing about its noise
+        #: (n_rings, frequencies) 0/1: which frequencies each ring holds
+        self.matrix = sparse.csr_matrix(
+            (np.ones(int(member.sum()), np.float32), (rings[member], np.flatnonzero(member))),
+            shape=(n_rings, rings.size),
+        )
+        #: frequencies per ring
+        self.counts = np.bincount(rings[member], minlength=n_rings).astype(np.float64)
+        #: the template's power summed over each ring (``sum(P_T P_N)`` is
+        #: then one dot product, ``P_N`` being constant over a ring)
+        self.power = self.matrix @ template_power.ravel().astype(np.float64)
+
+    def levels(self, spectrum: np.ndarray) -> np.ndarray:
+        """The isotropic power level of ``spectrum`` (complex, the real FFT's shape) per ring."""
+        power = np.square(spectrum.real)
+        power += np.square(spectrum.imag)
+        logs = cv2.log(np.maximum(power, np.float32(1e-30)))
+        sums = self.matrix @ logs.ravel()
+        return np.exp(sums.astype(np.float64) / np.maximum(self.counts, 1.0) + np.euler_gamma)
 
 
 # ------------------------------------------------------------------- loop
