@@ -86,6 +86,8 @@ FOLLOW_BATCH = 2
 BOUND_TOL = 0.05
 #: the last update must be below this (px) for the frame to count as converged
 CONVERGED_STEP = 0.05
+#: frames whose effective pixels share one FFT call (memory: two float32 images each)
+NEFF_BATCH = 16
 
 
 class Estimate(NamedTuple):
@@ -265,10 +267,27 @@ class PyramidEstimator:
         Estimate
             Shift ``s`` (full-resolution px; ``frame[p + s] ~ template[p]``),
             quality (normalised correlation at the last level), flags and
-            the coarse peak's significance ``z``.
+            the effective pixels ``neff`` (NaN unless ``with_neff``).
         """
+        est, last = self.estimate_deferred(frame, init, init_level, prior)
+        if last is None or not self.with_neff:
+            return est
+        return est._replace(neff=self.effective_pixels(last, frame, self.active[-1]))
+
+    def estimate_deferred(
+        self,
+        frame: PreparedFrame,
+        init: tuple[float, float] | None = None,
+        init_level: int = -1,
+        prior: tuple[float, float] = (0.0, 0.0),
+    ) -> tuple[Estimate, np.ndarray | None]:
+        """:meth:`estimate` without the effective pixels (``neff`` NaN), and
+        the frame at the last level when the estimate reached it (None when
+        it stopped before: no usable pixels, no match found), whose
+        effective pixels :meth:`effective_pixels_many` measures, many frames
+        at once, to the same values :meth:`estimate` gives."""
         if not frame.usable:
-            return Estimate((0.0, 0.0), float("nan"), FLAG_UNUSABLE)
+            return Estimate((0.0, 0.0), float("nan"), FLAG_UNUSABLE), None
         levels = self.levels
         scales = levels.scales
         todo = self.active
@@ -278,14 +297,15 @@ class PyramidEstimator:
         imgs = levels.build(frame.image, set(todo))
         first = todo[0]
         head = imgs[first]
-        if not float(head.max()) > float(head.min()):
-            return Estimate((0.0, 0.0), float("nan"), FLAG_UNUSABLE)
+        low, high = cv2.minMaxLoc(head)[:2]  # one pass over the image
+        if not high > low:
+            return Estimate((0.0, 0.0), float("nan"), FLAG_UNUSABLE), None
         flags = 0
         if init is None:
             sc = scales[first]
             found = self._first_level(head, frame, (prior[0] * sc[0], prior[1] * sc[1]))
             if found is None:
-                return Estimate((0.0, 0.0), float("nan"), FLAG_FAILED)
+                return Estimate((0.0, 0.0), float("nan"), FLAG_FAILED), None
             if found.at_edge:
                 flags |= FLAG_AT_EDGE
             sy, sx = found.shift
@@ -312,7 +332,7 @@ class PyramidEstimator:
             sy, sx = res.shift
             # max_movement holds at every level
             by, bx = self.bound[0] * scales[i][0], self.bound[1] * scales[i][1]
-            sy, sx = float(np.clip(sy, -by, by)), float(np.clip(sx, -bx, bx))
+            sy, sx = min(max(sy, -by), by), min(max(sx, -bx), bx)
             if last:
                 quality = res.ncc
                 if res.step > CONVERGED_STEP:
@@ -320,8 +340,34 @@ class PyramidEstimator:
         shift = (sy / scales[prev][0], sx / scales[prev][1])
         if abs(shift[0]) >= self.bound[0] - BOUND_TOL or abs(shift[1]) >= self.bound[1] - BOUND_TOL:
             flags |= FLAG_AT_EDGE
-        neff = self.effective_pixels(imgs[last_level], frame, last_level) if self.with_neff else float("nan")
-        return Estimate(shift, quality, flags, neff)
+        return Estimate(shift, quality, flags), imgs[last_level]
+
+    def effective_pixels_many(self, images: list[np.ndarray], frames: list[PreparedFrame]) -> np.ndarray:
+        """:meth:`effective_pixels` of each of ``images`` (``frames`` at the
+        last level, from :meth:`estimate_deferred`), the same values, with
+        one batched FFT and one sparse ring sum per ``NEFF_BATCH`` frames
+        (less overhead per frame)."""
+        level = self.active[-1]
+        out = np.full(len(frames), np.nan)
+        var_t = self._spectra[level][1]
+        rings = self._rings[level]
+        for b0 in range(0, len(frames), NEFF_BATCH):
+            group = range(b0, min(b0 + NEFF_BATCH, len(frames)))
+            block = np.stack([self._compared(images[k], frames[k], level) for k in group])
+            for k, ring_level in zip(group, rings.levels_many(rfft2(block))):
+                out[k] = self._neff(var_t, ring_level, rings)
+        return out
+
+    @staticmethod
+    def _neff(var_t: float, ring_level: np.ndarray, rings: _RingSums) -> float:
+        """``var_t var_f / cross`` (NaN unless all three are positive), ``P_N`` being ``ring_level``."""
+        # P_N is ring_level over each ring, 0 at the zero frequency (whose
+        # template power is 0 already): the sums run over the rings
+        var_f = float(ring_level @ rings.counts) - float(ring_level[rings.zero_ring])
+        cross = float(ring_level @ rings.power)
+        if not (var_t > 0 and var_f > 0 and cross > 0):
+            return float("nan")
+        return var_t * var_f / cross
 
     def effective_pixels(self, image: np.ndarray, frame: PreparedFrame, level: int) -> float:
         """Effective pixels of the correlation of ``image`` (the frame at
@@ -337,7 +383,12 @@ class PyramidEstimator:
         sparse peaks (a lattice's Bragg peaks, the signal itself) barely
         count. NaN: unknown.
         """
-        var_t = self._spectra[level][1]
+        rings = self._rings[level]
+        return self._neff(self._spectra[level][1], rings.levels(rfft2(self._compared(image, frame, level))), rings)
+
+    def _compared(self, image: np.ndarray, frame: PreparedFrame, level: int) -> np.ndarray:
+        """``image`` (the frame at ``level``) as its effective pixels see it:
+        zero-mean over the pixels compared, 0 elsewhere."""
         valid = self._valid.get(level)
         img = image.astype(np.float32, copy=False)
         if frame.weights is not None:
@@ -349,21 +400,14 @@ class PyramidEstimator:
             n = max(int(valid.sum()), 1)
             mean = float(img.sum()) / n
             img = np.where(valid, img - np.float32(mean), np.float32(0))
-        # without ignored pixels the frame's mean moves only the zero frequency, which is in no ring
-        rings = self._rings[level]
-        ring_level = rings.levels(rfft2(img))
-        # P_N is ring_level over each ring (the zero frequency, whose
-        # template power is 0, in no ring): the sums run over the rings
-        var_f = float(ring_level @ rings.counts)
-        cross = float(ring_level @ rings.power)
-        if not (var_t > 0 and var_f > 0 and cross > 0):
-            return float("nan")
-        return var_t * var_f / cross
+        else:
+            img = img - np.float32(img.mean())
+        return img
 
 
 class _RingSums:
-    """Rings of frequencies of an (h, w) real FFT (``floor(|f| min(h, w))``,
-    the zero frequency in none) and the template's power summed over each.
+    """Rings of frequencies of an (h, w) real FFT (``floor(|f| min(h, w))``)
+    and the template's power summed over each.
 
     :meth:`levels` gives a spectrum's isotropic level per ring: the geometric
     mean of its power over the ring times ``exp(euler_gamma)`` (the mean of
@@ -377,15 +421,14 @@ class _RingSums:
         fx = np.fft.rfftfreq(shape[1])[None, :]
         rings = np.floor(np.hypot(fy, fx) * min(shape)).astype(np.int64).ravel()
         n_rings = int(rings.max()) + 1
-        member = np.ones(rings.size, bool)
-        member[0] = False  # the zero frequency (the frame's mean) says nothing about its noise
         #: (n_rings, frequencies) 0/1: which frequencies each ring holds
         self.matrix = sparse.csr_matrix(
-            (np.ones(int(member.sum()), np.float32), (rings[member], np.flatnonzero(member))),
-            shape=(n_rings, rings.size),
+            (np.ones(rings.size, np.float32), (rings, np.arange(rings.size))), shape=(n_rings, rings.size)
         )
         #: frequencies per ring
-        self.counts = np.bincount(rings[member], minlength=n_rings).astype(np.float64)
+        self.counts = np.bincount(rings, minlength=n_rings).astype(np.float64)
+        #: the ring of the zero frequency
+        self.zero_ring = int(rings[0])
         #: the template's power summed over each ring (``sum(P_T P_N)`` is
         #: then one dot product, ``P_N`` being constant over a ring)
         self.power = self.matrix @ template_power.ravel().astype(np.float64)
@@ -395,7 +438,20 @@ class _RingSums:
         power = np.square(spectrum.real)
         power += np.square(spectrum.imag)
         logs = cv2.log(np.maximum(power, np.float32(1e-30)))
-        sums = self.matrix @ logs.ravel()
+        return self._from_sums(self.matrix @ logs.ravel())
+
+    def levels_many(self, spectra: np.ndarray) -> list[np.ndarray]:
+        """:meth:`levels` of each of ``spectra`` (k, h, w'), the same values."""
+        k = spectra.shape[0]
+        power = np.square(spectra.real)
+        power += np.square(spectra.imag)
+        logs = cv2.log(np.maximum(power.reshape(k, -1), np.float32(1e-30)))
+        sums = self.matrix @ logs.T  # (rings, k)
+        # row by row: numpy's exp may round a long array's elements differently from a short one's
+        return [self._from_sums(np.ascontiguousarray(sums[:, i])) for i in range(k)]
+
+    def _from_sums(self, sums: np.ndarray) -> np.ndarray:
+        """Ring levels from the ring sums of the log-power."""
         return np.exp(sums.astype(np.float64) / np.maximum(self.counts, 1.0) + np.euler_gamma)
 
 
@@ -490,16 +546,22 @@ class _FrameTask:
         #: the expected shift (updated between batches when following)
         self.prior = (float(run.prior[0]), float(run.prior[1]))
 
-    def __call__(self, args: tuple[int, np.ndarray]) -> tuple[Estimate, PreparedFrame | None]:
+    def __call__(
+        self, args: tuple[int, np.ndarray]
+    ) -> tuple[Estimate, PreparedFrame | None, tuple[np.ndarray, PreparedFrame] | None]:
+        """(estimate, the frame when it is accumulated, the frame at the last
+        level and the frame when its effective pixels are left to
+        :func:`_estimate_batch`)."""
         j, raw = args
         prepared = self.preparer(raw)
         init = self.init
         start = None
         if init is not None and np.all(np.isfinite(init[j])):
             start = (float(init[j, 0]), float(init[j, 1]))
-        est = self.estimator.estimate(prepared, start, self.init_level, self.prior)
+        est, last = self.estimator.estimate_deferred(prepared, start, self.init_level, self.prior)
         keep = self.keep is not None and self.keep[j] and not est.flags & FLAG_UNUSABLE
-        return est, prepared if keep else None
+        pending = (last, prepared) if last is not None and self.estimator.with_neff else None
+        return est, prepared if keep else None, pending
 
 
 class _BackgroundAdder:
@@ -551,13 +613,19 @@ def _estimate_batch(
     items = [(j, chunk[j - b0]) for j in range(b0, b1)]
     results = pool.map(task, items) if pool is not None else map(task, items)
     shifts, quality, flags = out.shifts, out.quality, out.flags
-    for j, (est, prepared) in zip(range(b0, b1), results):
+    pending: list[tuple[int, np.ndarray, PreparedFrame]] = []
+    for j, (est, prepared, measure) in zip(range(b0, b1), results):
         shifts[j] = est.shift
         quality[j] = est.quality
         flags[j] = est.flags
         out.neff[j] = est.neff
+        if measure is not None:
+            pending.append((j, *measure))
         if prepared is not None and adder is not None:
             adder.submit(prepared, est.shift)
+    if pending:
+        rows = [p[0] for p in pending]
+        out.neff[rows] = task.estimator.effective_pixels_many([p[1] for p in pending], [p[2] for p in pending])
 
 
 def run_frames(
