@@ -599,6 +599,40 @@ class _BackgroundAdder:
         self.thread.shutdown(wait=True, cancel_futures=True)
 
 
+class _InlineAdder(_BackgroundAdder):
+    """:class:`_BackgroundAdder`'s work done at once, in the calling thread
+    (the same sums in the same order). For small frames the hand-over to a
+    thread costs more than the overlap gains: template building, 100 frames
+    of 256x256, 0.13 s with the background thread against 0.10 s without
+    (512x512: 0.21-0.27 s against 0.22 s)."""
+
+    def __init__(self, accumulator: TemplateAccumulator) -> None:
+        self.accumulator = accumulator
+
+    def submit(self, prepared: PreparedFrame, shift: tuple[float, float]) -> None:
+        self._add(prepared, shift)
+
+    def throttle(self) -> None:
+        pass
+
+    def wait(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+#: frames of at most this many pixels are added to the next template in the estimating thread
+INLINE_ADD_PIXELS = 512 * 512
+
+
+def _adder(accumulator: TemplateAccumulator, shape: tuple[int, int], max_waiting: int) -> _BackgroundAdder:
+    """The adder for frames of ``shape``: inline up to ``INLINE_ADD_PIXELS``, else in the background."""
+    if shape[0] * shape[1] <= INLINE_ADD_PIXELS:
+        return _InlineAdder(accumulator)
+    return _BackgroundAdder(accumulator, max_waiting)
+
+
 def _read_batch(stack: Any, indices: np.ndarray, b0: int, b1: int, chunk_size: int) -> np.ndarray:
     """Frames ``indices[b0:b1]``, read in pieces of at most ``chunk_size`` frames."""
     pieces = [_read(stack, indices[r0 : min(r0 + chunk_size, b1)]) for r0 in range(b0, b1, chunk_size)]
@@ -662,7 +696,7 @@ def run_frames(
     # chunk size), each read in pieces of at most chunk_size frames
     step = FOLLOW_BATCH if run.follow else run.chunk_size
     # at most a few frames wait for the background thread (memory)
-    adder = _BackgroundAdder(run.accumulator, 2 * step + 4) if run.accumulator is not None else None
+    adder = _adder(run.accumulator, preparer.shape, 2 * step + 4) if run.accumulator is not None else None
     try:
         report(run.progress, run.done_offset, total, run.stage)
         for b0 in range(0, n, step):
