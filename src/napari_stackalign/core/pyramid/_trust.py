@@ -120,33 +120,43 @@ def jumps(shifts: np.ndarray, trusted: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """
     n = len(shifts)
     idx = np.flatnonzero(trusted)
-    dist = np.full(n, np.inf)
-    one_sided = np.zeros(n, bool)
     if idx.size < 2:
-        return dist, np.full(n, np.inf)
+        return np.full(n, np.inf), np.full(n, np.inf)
+    shifts = np.asarray(shifts, dtype=np.float64)
     pts = shifts[idx]
-    for t in range(n):
-        pos = np.searchsorted(idx, t)
-        before = pts[max(pos - JUMP_WINDOW, 0) : pos]
-        after_start = pos + 1 if pos < idx.size and idx[pos] == t else pos
-        after = pts[after_start : after_start + JUMP_WINDOW]
-        best = np.inf
-        for side, nearest in ((before, -1), (after, 0)):
-            if len(side):
-                # one side only (an end of the stack): the nearest frame, as
-                # the motion may turn there
-                centre = (
-                    np.median(side, axis=0)
-                    if len(before) and len(after)
-                    else side[nearest]
-                )
-                best = min(best, float(np.linalg.norm(shifts[t] - centre)))  # 2-D or 3-D shifts
-        dist[t] = best
-        one_sided[t] = not (len(before) and len(after))
+    t = np.arange(n)
+    pos = np.searchsorted(idx, t)
+    # trustworthy frames before t: idx[pos - n_before : pos]; after t: idx[start : start + n_after]
+    start = pos + (idx[np.minimum(pos, idx.size - 1)] == t)
+    n_before = np.minimum(pos, JUMP_WINDOW)
+    n_after = np.clip(idx.size - start, 0, JUMP_WINDOW)
+    both = (n_before > 0) & (n_after > 0)
+    one_sided = ~both
+    dist = np.full(n, np.inf)
+    for first, count, nearest in ((pos - n_before, n_before, n_before - 1), (start, n_after, 0)):
+        has = count > 0
+        # one side only (an end of the stack): the nearest frame, as the motion may turn there
+        centre = pts[np.clip(first + nearest, 0, idx.size - 1)]
+        centre[both] = _window_median(pts, first[both], count[both])
+        d = np.linalg.norm(shifts - centre, axis=1)  # 2-D or 3-D shifts
+        dist = np.where(has, np.minimum(dist, d), dist)
     finite = dist[trusted & np.isfinite(dist) & ~one_sided]
     typical = float(np.median(finite)) if finite.size else 0.0
     limit = max(JUMP_MIN, JUMP_FACTOR * typical)
     return dist, np.where(one_sided, END_FACTOR * limit, limit)
+
+
+def _window_median(pts: np.ndarray, first: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per row ``i``, ``np.median(pts[first[i] : first[i] + count[i]], axis=0)`` (``1 <= count <= JUMP_WINDOW``),
+    the same values: the middle value, or the mean of the two middle ones."""
+    k = np.arange(JUMP_WINDOW)
+    rows = np.minimum(first[:, None] + k[None, :], len(pts) - 1)
+    window = np.where((k[None, :] < count[:, None])[..., None], pts[rows], np.inf)  # (m, JUMP_WINDOW, dims)
+    window.sort(axis=1)  # the missing rows (inf) last
+    m = np.arange(len(first))
+    lo = window[m, (count - 1) // 2]
+    hi = window[m, count // 2]
+    return np.where((count % 2 == 1)[:, None], lo, (lo + hi) / 2.0)
 
 
 def judge(
