@@ -1,6 +1,6 @@
-"""The pyramid's fast paths give the values of the plain ones: effective pixels
-measured many frames at once, the jump test's vectorised windows, and the
-template sums added in the estimating thread."""
+"""The pyramid's fast paths give the values of the plain ones: the effective
+pixels, the jump test's vectorised windows, and the template sums added in
+the estimating thread."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ def _smooth(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("shape", [(256, 256), (96, 64), (131, 200)])
-def test_effective_pixels_many_equals_one_by_one(shape):
+def test_effective_pixels_as_before(shape):
+    """The ring sums by one sparse product and OpenCV's logarithm give what
+    numpy's bincount and logarithm gave (the implementation before)."""
     rng = np.random.default_rng(3)
     levels = Levels(shape, (1 / 4, 1 / 2, 1))
     base = _smooth(rng, shape)
@@ -32,29 +34,23 @@ def test_effective_pixels_many_equals_one_by_one(shape):
     templates = [Template.from_prepared(plain(base)), Template(Template.from_prepared(plain(base)).image * valid, valid)]
     for template in templates:
         estimator = PyramidEstimator(template, levels, 0.5)
-        # more frames than one batch; noise from far below to far above the signal; masked frames among them
-        frames = [
-            (masked if k % 5 == 0 else plain)(base + rng.normal(scale=s, size=shape).astype(np.float32))
-            for k, s in enumerate(np.geomspace(0.01, 1e3, _engine.NEFF_BATCH + 7))
-        ]
-        one = np.array([estimator.effective_pixels(f.image, f, estimator.active[-1]) for f in frames])
-        many = estimator.effective_pixels_many([f.image for f in frames], frames)
-        assert np.all(np.isfinite(one))
-        np.testing.assert_array_equal(many, one)
-
-
-def test_estimate_measures_what_the_batch_measures():
-    stack, _ = make_stack("texture", n_frames=6, shape=(96, 96), drift=3, snr=2.0, seed=4)
-    job = plan_pyramid(stack.shape, stack.dtype)
-    state = build_template(stack, job)
-    estimator, preparer = job.estimator(state.template), job.preparer()
-    frames = [preparer(f) for f in stack]
-    whole = [estimator.estimate(f) for f in frames]
-    deferred = [estimator.estimate_deferred(f) for f in frames]
-    batch = estimator.effective_pixels_many([d[1] for d in deferred], frames)
-    for est, (est_deferred, _), neff in zip(whole, deferred, batch):
-        assert est_deferred.shift == est.shift and est_deferred.quality == est.quality
-        assert np.isnan(est_deferred.neff) and neff == est.neff
+        last = estimator.active[-1]
+        t = estimator._lk_image(template.image, template.valid)
+        spec = np.abs(np.fft.rfft2(t)) ** 2
+        spec[0, 0] = 0
+        fy = np.abs(np.fft.fftfreq(shape[0]))[:, None]
+        fx = np.fft.rfftfreq(shape[1])[None, :]
+        rings = np.floor(np.hypot(fy, fx) * min(shape)).astype(np.int64).ravel()
+        counts = np.bincount(rings)
+        ring_power = np.bincount(rings, weights=spec.ravel(), minlength=counts.size)
+        for k, scale in enumerate(np.geomspace(0.01, 1e3, 12)):
+            frame = (masked if k % 3 == 0 else plain)(base + rng.normal(scale=scale, size=shape).astype(np.float32))
+            img = estimator._compared(frame.image, frame, last).astype(np.float64)
+            logs = np.bincount(rings, weights=np.log(np.maximum(np.abs(np.fft.rfft2(img)) ** 2, 1e-30)).ravel())
+            level = np.exp(logs / np.maximum(counts, 1) + np.euler_gamma)
+            var_f = float(level @ counts) - float(level[rings[0]])
+            expected = float(spec.sum()) * var_f / float(level @ ring_power)
+            assert estimator.effective_pixels(frame.image, frame, last) == pytest.approx(expected, rel=2e-5)
 
 
 def _jumps_loop(shifts: np.ndarray, trusted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
