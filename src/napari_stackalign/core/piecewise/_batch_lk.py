@@ -4,12 +4,15 @@ The same inverse-compositional Gauss-Newton iterations as
 :meth:`~napari_stackalign.core.pyramid._lucas_kanade.LKTemplate.refine`
 (gain and offset fitted, separable Lagrange interpolation of the frame,
 the same stopping rule, failure tests and step bound), but every patch of a
-frame iterates together: the frame's windows are gathered into one
-``(N, h + 2m - 1, w + 2m - 1)`` array, interpolated by ``2 x 2m`` multiply-adds
-over the whole batch, and the normal equations' sums come from the
-templates' summed-area tables (or, where the frame's pixels carry weights,
-from one weighted sum per patch) in a few array operations. A patch leaves
-the batch when it converges or fails.
+frame iterates together: each patch's ``(h + 2m - 1, w + 2m - 1)`` window of
+the frame is interpolated by one ``cv2.sepFilter2D``, and the frame's sums
+(gy.f, gx.f, t.f, sum f: one float32 matrix-vector product against the
+template rows laid out in that window; sum f^2: ``cv2.norm`` over the region)
+come straight from its output, with no (N, h, w) batch gathered; the
+template's sums come from its summed-area tables (or, where the frame's
+pixels carry weights, one weighted sum per patch). The Gauss-Newton updates
+run on all patches in a few array operations. A patch leaves the batch when
+it converges or fails.
 
 Shift convention as in ``LKTemplate``: ``s`` with ``frame[p + s] ~ gain * template[p] + offset``
 (patch coordinates).
@@ -63,6 +66,7 @@ class BatchLK:
         self._sats = np.stack([t._sats for t in templates])  # (N, 10, h + 1, w + 1)
         self._templates = templates
         self._prods: np.ndarray | None = None
+        self._a_pad: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self._templates)
@@ -73,6 +77,23 @@ class BatchLK:
             h, w = self.shape
             self._prods = np.stack([np.stack(t._products()) for t in self._templates]).reshape(len(self), 10, h * w)
         return self._prods
+
+    def _padded_rows(self) -> np.ndarray:
+        """(N, 4, wy * wx) float32: gy, gx, t and ones of every patch, zero outside its interior
+        ``[1, h-1) x [1, w-1)``, placed in the interpolation window (the patch at ``(m-1, m-1)``)."""
+        if self._a_pad is None:
+            h, w = self.shape
+            m = self.m
+            wy, wx = h + 2 * m - 1, w + 2 * m - 1
+            a = np.zeros((len(self), 4, wy, wx), np.float32)
+            a[:, :3, m - 1 : m - 1 + h, m - 1 : m - 1 + w] = self._g
+            a[:, 3, m - 1 : m - 1 + h, m - 1 : m - 1 + w] = 1
+            a[:, :, : m, :] = 0
+            a[:, :, m - 2 + h :, :] = 0
+            a[:, :, :, : m] = 0
+            a[:, :, :, m - 2 + w :] = 0
+            self._a_pad = a.reshape(len(self), 4, wy * wx)
+        return self._a_pad
 
     def refine(
         self,
@@ -118,8 +139,7 @@ class BatchLK:
         wy, wx = h + 2 * m - 1, w + 2 * m - 1
         pad = max(h, w) + 2 * m
         padded = np.pad(frame, pad, mode="edge")
-        along_x = {"anchor": (m - 1, 0), "borderType": cv2.BORDER_REPLICATE}
-        along_y = {"anchor": (0, m - 1), "borderType": cv2.BORDER_REPLICATE}
+        anchor = {"anchor": (m - 1, m - 1), "borderType": cv2.BORDER_REPLICATE}
         wwindows = None
         if weighted.any():
             wwindows = sliding_window_view(np.pad(np.asarray(weights, np.float32), pad), (h, w))
@@ -149,41 +169,44 @@ class BatchLK:
             r0, r1, c0, c1 = r0[keep], r1[keep], c0[keep], c1[keep]
             if active.size == 0:
                 break
-            # the frame at p + s for every p of the patch: a (wy, wx) window, two 1-D passes of the taps
-            # (cv2.filter2D per patch: faster than any batched form tried, see the module's docstring)
+            # the frame at p + s for every p of the patch: one separable filter over a (wy, wx) window,
+            # then the five sums the normal equations need (gy.f, gx.f, t.f, sum f, sum f^2) over the
+            # patch's region straight from the filter's output (no (n, h, w) batch is ever gathered)
             fy, fx = s[:, 0] - ny, s[:, 1] - nx
             taps = (np.stack([fy, fx], axis=1)[:, :, None] ** self._powers) @ self._coeffs.T
             taps = taps.astype(np.float32)
-            y0 = ny - (m - 1) + pad
-            x0 = nx - (m - 1) + pad
-            buf = np.empty((active.size, h, w), np.float32)
-            for i, (a, b) in enumerate(zip(y0.tolist(), x0.tolist())):
-                rows = cv2.filter2D(padded[a : a + wy, b : b + wx], cv2.CV_32F, taps[i, 1][None, :], **along_x)
-                out = cv2.filter2D(rows, cv2.CV_32F, taps[i, 0][:, None], **along_y)
-                buf[i] = out[m - 1 : m - 1 + h, m - 1 : m - 1 + w]
-            # zero outside each patch's region: the 1 px border always, the rest where the frame ends
-            buf[:, 0] = 0
-            buf[:, h - 1] = 0
-            buf[:, :, 0] = 0
-            buf[:, :, w - 1] = 0
-            part = np.flatnonzero((r0 > 1) | (r1 < h - 1) | (c0 > 1) | (c1 < w - 1))
-            if part.size:
-                buf[part] *= _inside(r0[part], r1[part], c0[part], c1[part], h, w)
+            y0 = (ny - (m - 1) + pad).tolist()
+            x0 = (nx - (m - 1) + pad).tolist()
+            part = ((r0 > 1) | (r1 < h - 1) | (c0 > 1) | (c1 < w - 1)).tolist()
             sums = _corner_sums(self._sats, which[active], r0, r1, c0, c1)
             wsel = weighted[active]
-            if wsel.any():
-                sel = np.flatnonzero(wsel)
-                wbuf = wwindows[ny[sel] + pad, nx[sel] + pad] * _inside(r0[sel], r1[sel], c0[sel], c1[sel], h, w)
-                buf[sel] *= wbuf
-                prods = self._products()
-                for i, j in enumerate(which[active[sel]].tolist()):
-                    sums[sel[i]] = prods[j] @ wbuf[i].ravel()
-            flat = buf.reshape(active.size, -1)
-            g = np.einsum("akp,ap->ak", self._g[which[active]].reshape(active.size, 3, -1), flat).astype(np.float64)
-            sf = flat.sum(axis=1, dtype=np.float64)
-            sff = np.einsum("ap,ap->a", flat, flat).astype(np.float64)
+            stats = np.empty((active.size, 4))
+            sff = np.empty(active.size)
+            a_pad = self._padded_rows()
+            rows_l, cols_l = (r0 + m - 1).tolist(), (c0 + m - 1).tolist()
+            rowe_l, cole_l = (r1 + m - 1).tolist(), (c1 + m - 1).tolist()
+            which_l = which[active].tolist()
+            for i in range(active.size):
+                a, b = y0[i], x0[i]
+                out = cv2.sepFilter2D(padded[a : a + wy, b : b + wx], cv2.CV_32F, taps[i, 1], taps[i, 0], **anchor)
+                ra, rb, ca, cb = rows_l[i], rowe_l[i], cols_l[i], cole_l[i]
+                if part[i]:
+                    out[:ra] = 0
+                    out[rb:] = 0
+                    out[:, :ca] = 0
+                    out[:, cb:] = 0
+                if wsel[i]:
+                    wbuf = wwindows[ny[i] + pad, nx[i] + pad]
+                    out[m - 1 : m - 1 + h, m - 1 : m - 1 + w] *= wbuf
+                    inner = np.zeros((h, w), np.float32)
+                    inner[ra - m + 1 : rb - m + 1, ca - m + 1 : cb - m + 1] = wbuf[
+                        ra - m + 1 : rb - m + 1, ca - m + 1 : cb - m + 1
+                    ]
+                    sums[i] = self._products()[which_l[i]] @ inner.ravel()
+                stats[i] = a_pad[which_l[i]] @ out.ravel()
+                sff[i] = cv2.norm(out[ra:rb, ca:cb], cv2.NORM_L2SQR)
             n, st, stt, sgy, sgx, sgyt, sgxt, hyy, hxy, hxx = sums.T
-            gyf, gxf, sft = g.T
+            gyf, gxf, sft, sf = stats.T
             with np.errstate(invalid="ignore", divide="ignore"):
                 tvar = stt - st * st / n
                 fvar = sff - sf * sf / n
@@ -224,10 +247,3 @@ def _corner_sums(
     """(A, K) sums of the K products of patches ``idx`` over their rectangles, from the summed-area
     tables ``sats`` (N, K, h+1, w+1)."""
     return sats[idx, :, r1, c1] - sats[idx, :, r0, c1] - sats[idx, :, r1, c0] + sats[idx, :, r0, c0]
-
-
-def _inside(r0: np.ndarray, r1: np.ndarray, c0: np.ndarray, c1: np.ndarray, h: int, w: int) -> np.ndarray:
-    """(A, h, w) bool: the rectangles ``[r0, r1) x [c0, c1)`` of A patches."""
-    rows = (np.arange(h) >= r0[:, None]) & (np.arange(h) < r1[:, None])
-    cols = (np.arange(w) >= c0[:, None]) & (np.arange(w) < c1[:, None])
-    return rows[:, :, None] & cols[:, None, :]
