@@ -40,10 +40,21 @@ def big_input(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return path, table
 
 
+#: runs the command with SIGINT and SIGHUP at their defaults first: a test run launched in the background
+#: (``nohup pytest &``) passes them on ignored, and the command rightly leaves an ignored signal ignored
+_DEFAULT_SIGNALS_THEN_CLI = (
+    "import runpy, signal\n"
+    "for name in ('SIGINT', 'SIGHUP'):\n"
+    "    if hasattr(signal, name):\n"
+    "        signal.signal(getattr(signal, name), signal.SIG_DFL)\n"
+    "runpy.run_module('napari_stackalign.cli', run_name='__main__', alter_sys=True)\n"
+)
+
+
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen(
-        [sys.executable, "-m", "napari_stackalign.cli", *args],
+        [sys.executable, "-c", _DEFAULT_SIGNALS_THEN_CLI, *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -107,6 +118,32 @@ def test_a_signal_while_writing_leaves_no_output_and_the_previous_one_intact(
     assert out.read_bytes() == PREVIOUS
     assert _parts(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_a_sighup_that_was_ignored_at_launch_stays_ignored(big_input: tuple[Path, Path], tmp_path: Path) -> None:
+    """``nohup stackalign ...``: a hang-up does not stop the run, which finishes and writes its output."""
+    inp, table = big_input
+    out = tmp_path / "out.tif"
+    launcher = (
+        "import runpy, signal\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "runpy.run_module('napari_stackalign.cli', run_name='__main__', alter_sys=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", launcher, *_register_args(inp, table, out)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    _wait_for_part(proc, tmp_path)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert _parts(tmp_path) == []
+    assert tifffile.imread(out).shape == (N_FRAMES, SIZE, SIZE)
 
 
 def test_a_sigint_while_writing_hdf5_with_a_local_cluster(big_input: tuple[Path, Path], tmp_path: Path) -> None:
