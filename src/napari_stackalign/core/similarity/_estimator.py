@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from scipy import fft as sfft
 
+from ._ambiguity import Peak, ambiguity_note, analyse_surface
 from ._logpolar import (
     SCALE_LIMITS,
     LogPolarGrid,
@@ -51,11 +52,15 @@ def _wrap_angle(angle: float) -> float:
 @dataclass
 class FrameResult:
     """One frame's estimate: the correction matrix (frame -> template,
-    (row, col)), the success score, and why it failed (empty if it did not)."""
+    (row, col)), the success score, why it failed (empty if it did not), its
+    predicted error in px at the frame corners (NaN: not known) and why the
+    chosen candidate is ambiguous (empty if it is not)."""
 
     matrix: np.ndarray
     success: float
     failure: str
+    predicted_error: float = float("nan")
+    ambiguity: str = ""
 
 
 class SimilarityEstimator:
@@ -189,6 +194,11 @@ class SimilarityEstimator:
         when inside the ranges, is applied to a reduced copy of the frame
         and phase-correlated with the template; the highest peak wins.
         """
+        return self.coarse_search(frame, n_peaks=n_peaks)[0]
+
+    def coarse_search(self, frame: np.ndarray, *, n_peaks: int = 3) -> tuple[np.ndarray, str]:
+        """:meth:`coarse`, and why its choice is ambiguous ("" when the winner
+        beats the runner-up clearly, see :mod:`._ambiguity`)."""
         frame = np.ascontiguousarray(frame, dtype=np.float32)
         tol = self.grid.angle_step
         pairs = []
@@ -209,17 +219,17 @@ class SimilarityEstimator:
         f = 2.0**self.search_level
         down = np.diag([1.0 / f, 1.0 / f, 1.0])
         up = np.diag([f, f, 1.0])
-        best = None
+        tried: list[tuple[float, float, Peak]] = []
         for a, sc in candidates:
             m_small = down @ similarity_matrix(a, sc, self.center) @ up
-            dy, dx, peak = self._search.shift(small, m_small)
-            if best is None or peak > best[0]:
-                best = (peak, a, sc, dy * f, dx * f)
-        _, a, sc, dy, dx = best
+            tried.append((a, sc, self._search.peak(small, m_small)))
+        a, sc, best = max(tried, key=lambda item: item[2].value)
+        note = ambiguity_note(tried, small.shape)
+        dy, dx = best.dy * f, best.dx * f
         a = _wrap_angle(a)
         if self._full is not None:
             dy, dx, _ = self._full.shift(frame, similarity_matrix(a, sc, self.center))
-        return similarity_matrix(a, sc, self.center, (dy, dx))
+        return similarity_matrix(a, sc, self.center, (dy, dx)), note
 
     def estimate(self, frame: np.ndarray, initial: np.ndarray | None = None) -> FrameResult:
         """Register one frame.
@@ -238,15 +248,19 @@ class SimilarityEstimator:
         problem = _frame_problem(frame)
         if problem:
             return FrameResult(np.eye(3), np.nan, problem)
-        m = self.coarse(frame) if initial is None else np.asarray(initial, dtype=np.float64)
+        note = ""
+        if initial is None:
+            m, note = self.coarse_search(frame)
+        else:
+            m = np.asarray(initial, dtype=np.float64)
         if self.refiner is None:
             ncc, overlap = self.score(frame, m)
-            return FrameResult(m, ncc, _overlap_problem(overlap))
+            return FrameResult(m, ncc, _overlap_problem(overlap), ambiguity=note)
         res = self.refiner.refine(frame, np.linalg.inv(m))
         correction = np.linalg.inv(res.matrix)
         if not np.isfinite(res.ncc):
-            return FrameResult(m, np.nan, "refinement diverged")
-        return FrameResult(correction, res.ncc, _overlap_problem(res.overlap))
+            return FrameResult(m, np.nan, "refinement diverged", ambiguity=note)
+        return FrameResult(correction, res.ncc, _overlap_problem(res.overlap), res.predicted_error, note)
 
     def score(self, frame: np.ndarray, correction: np.ndarray) -> tuple[float, float]:
         """Success score (see the module docstring) and overlap share of a
@@ -293,6 +307,20 @@ class _Correlator:
         """Resample ``image`` with ``correction`` ((row, col) matrix, forward)
         and phase-correlate it with the template: the remaining shift
         (dy, dx) and the height of the correlation peak."""
+        corr = self._surface(image, correction)
+        r, c, value = subpixel_peak(corr)
+        hf, wf = self.fft_shape
+        dy = r - hf if r > hf / 2 else r
+        dx = c - wf if c > wf / 2 else c
+        return float(dy), float(dx), value
+
+    def peak(self, image: np.ndarray, correction: np.ndarray) -> Peak:
+        """:meth:`shift`, with the surface's noise and its second local maximum."""
+        corr = self._surface(image, correction)
+        r, c, value = subpixel_peak(corr)
+        return analyse_surface(corr, r, c, value)
+
+    def _surface(self, image: np.ndarray, correction: np.ndarray) -> np.ndarray:
         h, w = self.shape
         warped = cv2.warpAffine(
             image, _rc_to_cv(correction), (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
@@ -301,12 +329,7 @@ class _Correlator:
         cross = self.spec * np.conj(self.spectrum(warped))
         cross /= np.abs(cross) + 1e-30
         cross *= self.lowpass
-        corr = sfft.irfft2(cross, s=self.fft_shape, workers=1)
-        r, c, value = subpixel_peak(corr)
-        hf, wf = self.fft_shape
-        dy = r - hf if r > hf / 2 else r
-        dx = c - wf if c > wf / 2 else c
-        return float(dy), float(dx), value
+        return sfft.irfft2(cross, s=self.fft_shape, workers=1)
 
 
 def _frame_problem(frame: np.ndarray) -> str:

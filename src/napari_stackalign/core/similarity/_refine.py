@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ._options import SIMILARITY_DEFAULTS
+from ._precision import predicted_error, steepest_descent
 
 __all__ = ["RefineResult", "SimilarityRefiner", "similarity_matrix"]
 
@@ -75,6 +76,10 @@ class RefineResult:
         Gauss-Newton steps taken (all levels).
     converged : bool
         Whether the last level reached the step tolerance.
+    predicted_error : float
+        Predicted error (px, 1 sigma) of the estimate at the frame corners,
+        from the noise in the residual (see :mod:`._precision`); NaN when the
+        refinement stopped early.
     """
 
     matrix: np.ndarray
@@ -82,6 +87,7 @@ class RefineResult:
     overlap: float
     iterations: int
     converged: bool
+    predicted_error: float = float("nan")
 
 
 class _Level:
@@ -102,7 +108,6 @@ class _Level:
         self.shape = template.shape
         h, w = template.shape
         self.template = cv2.GaussianBlur(template, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
-        gy, gx = np.gradient(self.template)
         f = 2.0**level
         cy, cx = center[0] / f, center[1] / f
         self.center = (cy, cx)
@@ -110,12 +115,22 @@ class _Level:
         self.norm = 0.5 * float(np.hypot(h, w))
         yy = ((np.arange(h, dtype=np.float32) - cy) / self.norm)[:, None]
         xx = ((np.arange(w, dtype=np.float32) - cx) / self.norm)[None, :]
-        sd = np.empty((4, h, w), dtype=np.float32)
-        sd[0] = gy * yy + gx * xx  # d/d a (scale part of A = [[1+a, -b], [b, 1+a]])
-        sd[1] = -gy * xx + gx * yy  # d/d b (rotation part)
-        sd[2] = gy  # d/d ty
-        sd[3] = gx  # d/d tx
-        self.sd = sd.reshape(4, -1)
+        # d/d a (scale part of A = [[1+a, -b], [b, 1+a]]), d/d b (rotation part), d/d ty, d/d tx
+        self.sd = steepest_descent(self.template, yy, xx)
+        self.yy, self.xx = yy, xx
+        # the frame corners in normalised units, and (full resolution only) the
+        # steepest-descent images smoothed once more: what the predicted error needs
+        self.corners = np.array(
+            [[sy * (h - 1) / 2.0 / self.norm, sx * (w - 1) / 2.0 / self.norm] for sy in (-1, 1) for sx in (-1, 1)]
+        )
+        self.sd_blurred = None
+        if level == 0:
+            self.sd_blurred = np.stack(
+                [
+                    cv2.GaussianBlur(img.reshape(h, w), (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101).reshape(-1)
+                    for img in self.sd
+                ]
+            )
         inner = np.zeros((h, w), dtype=bool)
         inner[margin : h - margin, margin : w - margin] = True
         if valid is not None:
@@ -266,6 +281,8 @@ class SimilarityRefiner:
                 if lv == 0:
                     ncc = cov / np.sqrt(var_t * var_f)
                 err = fc * np.float32(var_t / cov) - tc
+                if lv == 0:
+                    last = (warped, var_t / cov, err, mask)
                 dp = hess_inv @ (level.sd @ err).astype(np.float64)
                 if not np.all(np.isfinite(dp)):
                     return RefineResult(_level_matrix(m, -lv), np.nan, overlap, total, False)
@@ -282,7 +299,21 @@ class SimilarityRefiner:
                     converged = True
                     break
             m_full = _level_matrix(m, -lv)
-        return RefineResult(m_full, float(ncc), float(overlap), total, converged)
+        level = self.levels[0]
+        warped, gain, err, mask = last
+        error = predicted_error(
+            level.sd,
+            level.sd_blurred,
+            warped.reshape(level.shape),
+            gain,
+            err,
+            mask,
+            yy=level.yy,
+            xx=level.xx,
+            sigma=level.sigma,
+            corners=level.corners,
+        )
+        return RefineResult(m_full, float(ncc), float(overlap), total, converged, error)
 
     def _warp(self, level: _Level, src: np.ndarray, m: np.ndarray) -> np.ndarray:
         """The frame resampled onto the template grid (bicubic), then smoothed; flat."""

@@ -83,6 +83,7 @@ from ._estimator import (
 )
 from ._logpolar import LogPolarGrid
 from ._options import SIMILARITY_DEFAULTS, SimilarityOptions
+from ._precision import IMPRECISE_PX
 from ._refine import SimilarityRefiner
 
 __all__ = ["fill_failed", "register_similarity"]
@@ -244,6 +245,7 @@ class _Outcome:
     ok: np.ndarray
     failures: dict[int, str]
     min_success_used: float
+    ambiguity: dict[int, str]
 
 
 #: a frame's success must be this many times the chance level (:func:`chance_success`);
@@ -269,6 +271,8 @@ def _judge(
     shape: tuple[int, int],
     reference: int,
     exclude: int | None = None,
+    predicted: np.ndarray | None = None,
+    ambiguity: dict[int, str] | None = None,
 ) -> tuple[np.ndarray, float]:
     """The ok flags and the success threshold used; adds a reason to
     ``failures`` for each flagged frame.
@@ -277,7 +281,11 @@ def _judge(
     the finite scores (frame ``exclude``, a template frame, left out). The
     ``reference`` frame defines the template's coordinates and is exempt from
     the range checks, which allow one log-polar bin (of ``grid``) of slack.
+    ``ambiguity`` holds why a frame's candidate choice was ambiguous, and
+    ``predicted`` each frame's predicted error (px at the frame corners;
+    NaN where unknown), flagged beyond :data:`IMPRECISE_PX`.
     """
+    ambiguity = ambiguity or {}
     min_success = opts.min_success
     angle_range, scale_range = opts.angle_range, opts.scale_range
     if min_success is None:
@@ -311,6 +319,11 @@ def _judge(
                 <= np.log(scale_range[1]) + grid.log_step
             ):
                 reason = f"scale {ft.scale[t]:.5f} outside scale_range {scale_range}"
+        if not reason and t != reference:
+            reason = ambiguity.get(t, "")
+        if not reason and t != reference and predicted is not None and not predicted[t] <= IMPRECISE_PX:
+            if not np.isnan(predicted[t]):
+                reason = f"imprecise: predicted error {predicted[t]:.2f} px > {IMPRECISE_PX:g} px at the frame corners"
         if reason:
             ok[t] = False
             failures[t] = reason
@@ -330,6 +343,8 @@ def _outcome(
     mats = np.stack([results[t].matrix for t in range(n_frames)])
     success = np.array([results[t].success for t in range(n_frames)], dtype=np.float64)
     failures = {t: results[t].failure for t in range(n_frames) if results[t].failure}
+    ambiguity = {t: results[t].ambiguity for t in range(n_frames) if results[t].ambiguity}
+    predicted = np.array([results[t].predicted_error for t in range(n_frames)], dtype=np.float64)
     ft = FrameTransforms.from_matrices(mats, center=est.center)
     ok, threshold = _judge(
         ft,
@@ -340,9 +355,11 @@ def _outcome(
         shape=est.shape,
         reference=reference,
         exclude=exclude,
+        predicted=predicted,
+        ambiguity=ambiguity,
     )
     return _Outcome(
-        fill_failed(ft, ok, opts.fallback), success, ok, failures, threshold
+        fill_failed(ft, ok, opts.fallback), success, ok, failures, threshold, ambiguity
     )
 
 
@@ -589,6 +606,9 @@ def _refine_against_mean(
     total, count = _sum_registered(source, first.transforms, first.ok, est.shape)
     task = _LeaveOneOut(first.transforms, first.ok, total, count, opts.sigma)
     results = source.run(np.arange(source.n_frames), task, "similarity (pass 2 of 2)")
+    # the refinement does not revisit the candidate choice: an ambiguous first pass stays ambiguous
+    for t, note in first.ambiguity.items():
+        results[t].ambiguity = note
     return _outcome(results, est, opts, reference=reference)
 
 
@@ -659,5 +679,5 @@ class _LeaveOneOut:
         if not np.isfinite(res.ncc):
             return FrameResult(start_matrix, np.nan, "refinement diverged")
         return FrameResult(
-            np.linalg.inv(res.matrix), res.ncc, _overlap_problem(res.overlap)
+            np.linalg.inv(res.matrix), res.ncc, _overlap_problem(res.overlap), res.predicted_error
         )
