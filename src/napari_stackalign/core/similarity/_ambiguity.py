@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from ._refine import similarity_matrix
 
-__all__ = ["AMBIGUITY_SIGMA", "DISTINCT_PX", "Peak", "ambiguity_note", "analyse_surface"]
+__all__ = ["AMBIGUITY_SIGMA", "DISTINCT_PX", "Peak", "analyse_surface", "coarse_note", "contenders", "describe"]
 
 #: the best candidate must beat the runner-up by this many standard deviations of the score difference
 AMBIGUITY_SIGMA = 4.0
@@ -98,13 +98,13 @@ def _corner_distance(m1: np.ndarray, m2: np.ndarray, shape: tuple[int, int]) -> 
     return float(np.sqrt((d**2).sum(axis=0)).max())
 
 
-def ambiguity_note(
+def contenders(
     candidates: list[tuple[float, float, Peak]],
     shape: tuple[int, int],
     *,
     min_sigma: float = AMBIGUITY_SIGMA,
-) -> str:
-    """Why the best candidate is not clearly the best ("" when it is).
+) -> list[tuple[float, float, float, float, float]]:
+    """The distinct candidates that score within ``min_sigma`` of the best, best first.
 
     Parameters
     ----------
@@ -115,32 +115,116 @@ def ambiguity_note(
         The reduced frame shape.
     min_sigma : float
         The margin needed, in standard deviations of the score difference.
+
+    Returns
+    -------
+    list of (angle, scale, dy, dx, margin)
+        The runner-ups (shift in reduced px, margin in sigma), at most one per
+        solution; the best's own second local maximum is one of them.
     """
     center = ((shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0)
     k_best = int(np.argmax([p.value for _, _, p in candidates]))
     a0, s0, best = candidates[k_best]
     spread = np.sqrt(2.0) * best.noise
     if not spread > 0:
+        return []
+    found = [(a0, s0, best.dy, best.dx, 0.0)]
+    options = [(a0, s0, best.second, best.second_dy, best.second_dx)] if np.isfinite(best.second) else []
+    options += [(a, s, p.value, p.dy, p.dx) for k, (a, s, p) in enumerate(candidates) if k != k_best]
+    for a, s, value, dy, dx in sorted(options, key=lambda o: -o[2]):
+        margin = (best.value - value) / spread
+        if margin >= min_sigma:
+            break
+        m = similarity_matrix(a, s, center, (dy, dx))
+        if all(
+            _corner_distance(m, similarity_matrix(fa, fs, center, (fy, fx)), shape) > DISTINCT_PX
+            for fa, fs, fy, fx, _ in found
+        ):
+            found.append((a, s, dy, dx, float(margin)))
+    return found[1:]
+
+
+def describe(angle: float, scale: float, shift: tuple[float, float], best: tuple[float, float, tuple[float, float]]) -> str:
+    """Where a runner-up lies, in words, relative to the best (angles in degrees, shifts in px)."""
+    turn = float(np.mod(angle - best[0] + 180.0, 360.0) - 180.0)
+    if abs(turn) < 0.5 and abs(np.log(scale / best[1])) < 0.005:
+        return f"the same angle shifted by ({shift[0] - best[2][0]:.1f}, {shift[1] - best[2][1]:.1f}) px"
+    wrapped = float(np.mod(angle + 180.0, 360.0) - 180.0)
+    return f"angle {wrapped:.1f} deg ({turn:+.1f} from the best), scale {scale:.3f}"
+
+
+def coarse_note(runner_ups: list[tuple[float, float, float, float, float]], best: tuple[float, float, tuple[float, float]],
+                f: float, min_sigma: float = AMBIGUITY_SIGMA) -> str:
+    """The flag reason for the closest runner-up of :func:`contenders` ("" when there is none)."""
+    if not runner_ups:
         return ""
-    m_best = similarity_matrix(a0, s0, center, (best.dy, best.dx))
-    runner = None  # (value, description)
-    if np.isfinite(best.second):
-        runner = (best.second, f"the same angle shifted by ({best.second_dy - best.dy:.1f}, "
-                  f"{best.second_dx - best.dx:.1f}) reduced px")
-    for k, (a, s, p) in enumerate(candidates):
-        if k == k_best or (runner is not None and p.value <= runner[0]):
+    a, s, dy, dx, margin = runner_ups[0]
+    where = describe(a, s, (dy * f, dx * f), best)
+    return f"ambiguous: runner-up at {where} within {margin:.1f} sigma of the best match (at least {min_sigma:g} needed)"
+
+
+#: runner-ups refined at most per frame (the closest ones first)
+MAX_RIVALS = 2
+
+
+def score_spread(ncc: float, overlap: float, shape: tuple[int, int], sigma: float) -> float:
+    """Standard deviation of a success score (Pearson's r of frames smoothed by ``sigma``):
+    ``(1 - r^2) / sqrt(n - 3)`` with ``n`` the independent smoothed pixels the two frames share."""
+    n = overlap * shape[0] * shape[1] / (4.0 * np.pi * max(sigma, 0.5) ** 2)
+    return float((1.0 - min(ncc, 1.0) ** 2) / np.sqrt(max(n - 3.0, 1.0)))
+
+
+def pose(correction: np.ndarray, center: tuple[float, float]) -> tuple[float, float, tuple[float, float]]:
+    """(angle in degrees, scale, shift at ``center``) of a (row, col) similarity correction matrix."""
+    angle = float(np.degrees(np.arctan2(correction[1, 0], correction[0, 0])))
+    scale = float(np.sqrt(abs(np.linalg.det(correction[:2, :2]))))
+    c = np.asarray(center, dtype=np.float64)
+    moved = correction[:2, :2] @ c + correction[:2, 2] - c
+    return angle, scale, (float(moved[0]), float(moved[1]))
+
+
+def refined_choice(
+    solutions: list[tuple[np.ndarray, float, float, float]],
+    shape: tuple[int, int],
+    sigma: float,
+    *,
+    min_sigma: float = AMBIGUITY_SIGMA,
+) -> tuple[int, str]:
+    """The best of several refined solutions, and why it is ambiguous ("" when it is not).
+
+    Parameters
+    ----------
+    solutions : list of (correction, success, overlap, predicted_error)
+        Refined corrections (full resolution) with their success scores.
+    shape : (int, int)
+        Frame shape.
+    sigma : float
+        The smoothing of the success score.
+
+    Returns
+    -------
+    (index of the best, note)
+        Solutions within ``max(1, 3 * predicted error)`` px of the best at
+        every frame corner are the same solution; the closest other one in
+        score must be ``min_sigma`` standard deviations of the score
+        difference behind.
+    """
+    k_best = int(np.argmax([s[1] for s in solutions]))
+    m0, r0, o0, e0 = solutions[k_best]
+    same = max(1.0, 3.0 * e0) if np.isfinite(e0) else 1.0
+    center = ((shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0)
+    note, closest = "", np.inf
+    for k, (m, r, o, _) in enumerate(solutions):
+        if k == k_best or _corner_distance(m, m0, shape) <= same:
             continue
-        m = similarity_matrix(a, s, center, (p.dy, p.dx))
-        if _corner_distance(m, m_best, shape) > DISTINCT_PX:
-            turn = float(np.mod(a - a0 + 180.0, 360.0) - 180.0)
-            runner = (p.value, f"angle {np.mod(a + 180.0, 360.0) - 180.0:.1f} deg ({turn:+.1f} from the best), "
-                      f"scale {s:.3f}")
-    if runner is None:
-        return ""
-    margin = (best.value - runner[0]) / spread
-    if margin >= min_sigma:
-        return ""
-    return (
-        f"ambiguous: runner-up at {runner[1]} within {margin:.1f} sigma of the best match "
-        f"(at least {min_sigma:g} needed)"
-    )
+        spread = np.hypot(score_spread(r0, min(o0, o), shape, sigma), score_spread(r, min(o0, o), shape, sigma))
+        margin = (r0 - r) / spread if spread > 0 else np.inf
+        if margin < min_sigma and margin < closest:
+            closest = margin
+            a, s, shift = pose(m, center)
+            where = describe(a, s, shift, pose(m0, center))
+            note = (
+                f"ambiguous: runner-up at {where} within {margin:.1f} sigma of the best match "
+                f"(success {r:.3f} against {r0:.3f}; at least {min_sigma:g} sigma needed)"
+            )
+    return k_best, note

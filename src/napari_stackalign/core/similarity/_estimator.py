@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from scipy import fft as sfft
 
-from ._ambiguity import Peak, ambiguity_note, analyse_surface
+from ._ambiguity import MAX_RIVALS, Peak, analyse_surface, coarse_note, contenders, refined_choice
 from ._logpolar import (
     SCALE_LIMITS,
     LogPolarGrid,
@@ -196,9 +196,13 @@ class SimilarityEstimator:
         """
         return self.coarse_search(frame, n_peaks=n_peaks)[0]
 
-    def coarse_search(self, frame: np.ndarray, *, n_peaks: int = 3) -> tuple[np.ndarray, str]:
-        """:meth:`coarse`, and why its choice is ambiguous ("" when the winner
-        beats the runner-up clearly, see :mod:`._ambiguity`)."""
+    def coarse_search(
+        self, frame: np.ndarray, *, n_peaks: int = 3
+    ) -> tuple[np.ndarray, list[np.ndarray], str]:
+        """:meth:`coarse`, the correction matrices of the distinct runner-ups
+        that scored within :data:`~._ambiguity.AMBIGUITY_SIGMA` of it (closest
+        first, at most :data:`~._ambiguity.MAX_RIVALS`), and why the choice is
+        ambiguous on this evidence alone ("" when it is not; see :mod:`._ambiguity`)."""
         frame = np.ascontiguousarray(frame, dtype=np.float32)
         tol = self.grid.angle_step
         pairs = []
@@ -224,12 +228,16 @@ class SimilarityEstimator:
             m_small = down @ similarity_matrix(a, sc, self.center) @ up
             tried.append((a, sc, self._search.peak(small, m_small)))
         a, sc, best = max(tried, key=lambda item: item[2].value)
-        note = ambiguity_note(tried, small.shape)
+        runner_ups = contenders(tried, small.shape)
         dy, dx = best.dy * f, best.dx * f
+        note = coarse_note(runner_ups, (a, sc, (dy, dx)), f)
+        rivals = [
+            similarity_matrix(ra, rs, self.center, (ry * f, rx * f)) for ra, rs, ry, rx, _ in runner_ups[:MAX_RIVALS]
+        ]
         a = _wrap_angle(a)
         if self._full is not None:
             dy, dx, _ = self._full.shift(frame, similarity_matrix(a, sc, self.center))
-        return similarity_matrix(a, sc, self.center, (dy, dx)), note
+        return similarity_matrix(a, sc, self.center, (dy, dx)), rivals, note
 
     def estimate(self, frame: np.ndarray, initial: np.ndarray | None = None) -> FrameResult:
         """Register one frame.
@@ -248,18 +256,25 @@ class SimilarityEstimator:
         problem = _frame_problem(frame)
         if problem:
             return FrameResult(np.eye(3), np.nan, problem)
-        note = ""
+        note, rivals = "", []
         if initial is None:
-            m, note = self.coarse_search(frame)
+            m, rivals, note = self.coarse_search(frame)
         else:
             m = np.asarray(initial, dtype=np.float64)
         if self.refiner is None:
             ncc, overlap = self.score(frame, m)
             return FrameResult(m, ncc, _overlap_problem(overlap), ambiguity=note)
         res = self.refiner.refine(frame, np.linalg.inv(m))
-        correction = np.linalg.inv(res.matrix)
         if not np.isfinite(res.ncc):
             return FrameResult(m, np.nan, "refinement diverged", ambiguity=note)
+        correction, note = np.linalg.inv(res.matrix), ""
+        if rivals:
+            # close runner-ups: refine them too and decide on the refined success scores
+            refined = [res] + [self.refiner.refine(frame, np.linalg.inv(r)) for r in rivals]
+            refined = [r for r in refined if np.isfinite(r.ncc) and r.overlap >= MIN_OVERLAP] or [res]
+            solutions = [(np.linalg.inv(r.matrix), r.ncc, r.overlap, r.predicted_error) for r in refined]
+            k, note = refined_choice(solutions, self.shape, self.sigma)
+            res, correction = refined[k], solutions[k][0]
         return FrameResult(correction, res.ncc, _overlap_problem(res.overlap), res.predicted_error, note)
 
     def score(self, frame: np.ndarray, correction: np.ndarray) -> tuple[float, float]:
