@@ -37,9 +37,13 @@ import numpy as np
 __all__ = ["IMPRECISE_PX", "blur_noise_factor", "corner_error", "predicted_error"]
 
 #: a frame whose predicted error at the frame corners (1 sigma, px) exceeds this is flagged
-#: "imprecise": at 0.3 px a 1 px error is more than 3 sigma away, beyond it errors of 1 px
-#: and more start to occur
-IMPRECISE_PX = 0.3
+#: "imprecise" and not applied. A flagged frame gets the fallback (interpolated or no correction),
+#: which for a drifting sample is worse than an estimate good to half a pixel, so the bar is where
+#: the estimate stops being sub-pixel, not where it stops being perfect: real stacks whose content
+#: changes between frames (the pystackreg PC12 cell: predicted 0.53-0.66 px, agreeing with
+#: TurboReg within 0.6 px) pass, and the generator's wrong frames caught by this test had a
+#: predicted error of 0.83 px and more (``bench_similarity_trust.py --seed 3``)
+IMPRECISE_PX = 0.75
 
 
 @lru_cache(maxsize=16)

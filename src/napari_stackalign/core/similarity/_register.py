@@ -246,6 +246,7 @@ class _Outcome:
     failures: dict[int, str]
     min_success_used: float
     ambiguity: dict[int, str]
+    predicted: np.ndarray
 
 
 #: a frame's success must be this many times the chance level (:func:`chance_success`);
@@ -359,7 +360,7 @@ def _outcome(
         ambiguity=ambiguity,
     )
     return _Outcome(
-        fill_failed(ft, ok, opts.fallback), success, ok, failures, threshold, ambiguity
+        fill_failed(ft, ok, opts.fallback), success, ok, failures, threshold, ambiguity, predicted
     )
 
 
@@ -496,7 +497,9 @@ def register_similarity(
         score, ``ok`` False for flagged frames (whose transform is the
         fallback), ``params["flagged"]`` maps each flagged frame to the
         reason, ``params["template_index"]`` is the template frame (the
-        middle frame for ``"mean"``).
+        middle frame for ``"mean"``), ``params["predicted_error_px"]`` each
+        frame's predicted error (px, one sigma, at the frame corners; None
+        where it is not known, e.g. the template frame or a failed frame).
 
     Raises
     ------
@@ -565,6 +568,7 @@ def _result(
         "refine": opts.refine,
         "sigma": opts.sigma,
         "flagged": {str(t): r for t, r in sorted(outcome.failures.items())},
+        "predicted_error_px": [None if not np.isfinite(e) else round(float(e), 4) for e in outcome.predicted],
     }
     ft = outcome.transforms
     ok = outcome.ok.copy()
