@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
 from ._refine import similarity_matrix
 
@@ -55,10 +55,25 @@ class Peak:
     second_dy: float
     second_dx: float
 
+    @classmethod
+    def at(cls, r: float, c: float, value: float, shape: tuple[int, int]) -> Peak:
+        """A peak at sub-pixel indices ``(r, c)`` of a periodic surface of ``shape``, not analysed further
+        (no noise, no second maximum)."""
+        hf, wf = shape
+        dy, dx = (r - hf if r > hf / 2 else r), (c - wf if c > wf / 2 else c)
+        return cls(float(dy), float(dx), float(value), float("nan"), -np.inf, float("nan"), float("nan"))
+
+
+#: the robust spread of a surface is taken from about this many of its values (a regular subsample)
+_NOISE_SAMPLES = 4096
+
 
 def _robust_std(values: np.ndarray) -> float:
-    med = float(np.median(values))
-    return 1.4826 * float(np.median(np.abs(values - med)))
+    """1.4826 times the median absolute deviation, from a regular subsample of ``values``."""
+    flat = values.ravel()
+    flat = flat[:: max(1, flat.size // _NOISE_SAMPLES)]
+    med = float(np.median(flat))
+    return 1.4826 * float(np.median(np.abs(flat - med)))
 
 
 def analyse_surface(corr: np.ndarray, r: float, c: float, value: float) -> Peak:
@@ -76,7 +91,9 @@ def analyse_surface(corr: np.ndarray, r: float, c: float, value: float) -> Peak:
         curv = 2.0 * value - float(lo) - float(hi)
         widths.append(np.sqrt(value / curv) if curv > 0 and value > 0 else 1.0)
     radius = max(DISTINCT_PX, 3.0 * max(widths))
-    local = ndimage.maximum_filter(corr, size=3, mode="wrap") == corr
+    # local maxima of the periodic surface: a 3x3 dilation of the surface padded by one wrapped row and column
+    padded = np.pad(corr.astype(np.float32, copy=False), 1, mode="wrap")
+    local = cv2.dilate(padded, np.ones((3, 3), np.uint8))[1:-1, 1:-1] == corr.astype(np.float32, copy=False)
     dr = np.abs(np.arange(hf) - ri)
     dr = np.minimum(dr, hf - dr)
     dc = np.abs(np.arange(wf) - ci)

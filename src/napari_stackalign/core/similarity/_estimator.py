@@ -224,10 +224,19 @@ class SimilarityEstimator:
         down = np.diag([1.0 / f, 1.0 / f, 1.0])
         up = np.diag([f, f, 1.0])
         tried: list[tuple[float, float, Peak]] = []
+        surfaces = []
         for a, sc in candidates:
             m_small = down @ similarity_matrix(a, sc, self.center) @ up
-            tried.append((a, sc, self._search.peak(small, m_small)))
-        a, sc, best = max(tried, key=lambda item: item[2].value)
+            corr = self._search.surface(small, m_small)
+            r, c, value = subpixel_peak(corr)
+            surfaces.append((corr, r, c))
+            tried.append((a, sc, Peak.at(r, c, value, corr.shape)))
+        k_best = int(np.argmax([p.value for _, _, p in tried]))
+        # only the winner's surface is analysed further (its noise and second maximum)
+        corr, r, c = surfaces[k_best]
+        a, sc, _ = tried[k_best]
+        best = analyse_surface(corr, r, c, tried[k_best][2].value)
+        tried[k_best] = (a, sc, best)
         runner_ups = contenders(tried, small.shape)
         dy, dx = best.dy * f, best.dx * f
         note = coarse_note(runner_ups, (a, sc, (dy, dx)), f)
@@ -329,11 +338,10 @@ class _Correlator:
         dx = c - wf if c > wf / 2 else c
         return float(dy), float(dx), value
 
-    def peak(self, image: np.ndarray, correction: np.ndarray) -> Peak:
-        """:meth:`shift`, with the surface's noise and its second local maximum."""
-        corr = self._surface(image, correction)
-        r, c, value = subpixel_peak(corr)
-        return analyse_surface(corr, r, c, value)
+    def surface(self, image: np.ndarray, correction: np.ndarray) -> np.ndarray:
+        """The (periodic) phase-correlation surface of ``image`` resampled with ``correction``
+        against the template (its peak is the remaining shift, see :meth:`shift`)."""
+        return self._surface(image, correction)
 
     def _surface(self, image: np.ndarray, correction: np.ndarray) -> np.ndarray:
         h, w = self.shape
