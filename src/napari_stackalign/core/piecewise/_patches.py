@@ -138,7 +138,7 @@ class PatchTemplates:
         self.kernel_support = KERNELS[kernel]
         self.size = grid.size
         self._rings, self._order, self._starts = _rings(self.size)
-        self._counts = np.maximum(np.bincount(self._rings), 1)
+        self._counts = np.bincount(self._rings)
         # the whole-pixel search runs at half resolution on patches this large
         self.coarse = min(self.size) >= COARSE_SEARCH_FROM
         sy, sx = self.size
@@ -156,10 +156,11 @@ class PatchTemplates:
         usable = [j for j, entry in enumerate(self.patches) if entry is not None]
         self._row[usable] = np.arange(len(usable))
         self._batch = BatchLK([self.patches[j][2] for j in usable]) if usable else None
-        self._spectra = np.zeros((len(self.patches), *self._rings.shape))
-        self._spectra = np.stack(
-            [entry[5] if entry is not None else np.zeros((sy, sx // 2 + 1)) for entry in self.patches]
-        )
+        spectra = np.stack([entry[5] if entry is not None else np.zeros((sy, sx // 2 + 1)) for entry in self.patches])
+        # what the effective pixel count needs of each template patch's spectrum: its sum and its sums over
+        # each ring (the frame patch's isotropic spectrum is constant on a ring); ring 0 is the DC term alone
+        self._var_t = spectra.reshape(len(self.patches), -1).sum(axis=1)
+        self._ring_sums = np.stack([np.bincount(self._rings, s.ravel(), self._counts.size) for s in spectra])
 
     def _prepare(self, patch: np.ndarray, valid: np.ndarray, r0: int, c0: int, kernel: str):
         """(r0, c0, LK template, search template, standardised patch, power spectrum) or None for an
@@ -274,30 +275,34 @@ class PatchTemplates:
             iy = np.clip(np.rint(starts_arr[:, 0]), 0, h - sy).astype(int)
             ix = np.clip(np.rint(starts_arr[:, 1]), 0, w - sx).astype(int)
             crops = sliding_window_view(frame, (sy, sx))[iy, ix]
-            neff[used_idx] = self._effective_pixels(crops, self._spectra[used_idx])
+            neff[used_idx] = self._effective_pixels(crops, used_idx)
         return PatchEstimate(
             residual.reshape(ny, nx, 2), flag.reshape(ny, nx), ncc.reshape(ny, nx), neff.reshape(ny, nx)
         )
 
-    def _effective_pixels(self, crops: np.ndarray, template_spectra: np.ndarray) -> np.ndarray:
-        """Bartlett's effective pixel count of each patch's correlation (see
+    def _effective_pixels(self, crops: np.ndarray, used: np.ndarray) -> np.ndarray:
+        """Bartlett's effective pixel count of the correlation of each patch ``used`` (see
         :meth:`~napari_stackalign.core.pyramid._engine.PyramidEstimator.effective_pixels`):
         the frame patch's spectrum is made isotropic (geometric mean over
-        each ring, times ``exp(euler_gamma)``), so the signal's own peaks barely count."""
-        crops = crops.astype(np.float32)
+        each ring, times ``exp(euler_gamma)``), so the signal's own peaks barely count.
+
+        With ``T`` the template patch's power spectrum and ``L_r`` the isotropic level of the frame
+        patch's on ring ``r`` (``c_r`` frequencies, DC left out), ``neff = sum T * sum_r c_r L_r /
+        sum_r L_r T_r`` where ``T_r`` is the sum of ``T`` over ring ``r`` (precomputed): no spectrum is
+        expanded back to every frequency."""
+        crops = crops.astype(np.float32, copy=False)
         crops -= crops.mean(axis=(1, 2), keepdims=True)
         spectrum = scipy.fft.rfft2(crops)  # float32 in, complex64 out
         power = spectrum.real**2 + spectrum.imag**2
-        # the log of the power, in float64 from here (the ring means of logs need the range)
-        logs = np.log(np.maximum(power.reshape(len(crops), -1)[:, self._order].astype(np.float64), 1e-30))
+        # the mean log power of each ring (float32 is plenty: a ring holds at most a few hundred terms)
+        logs = np.log(np.maximum(power.reshape(len(crops), -1)[:, self._order], np.float32(1e-30)))
         # sums over each ring (no BLAS: a matrix product here is slow on a loaded machine)
         logs = np.add.reduceat(logs, self._starts, axis=1)
-        ring_level = np.exp(logs / self._counts + np.euler_gamma)
-        spec_n = ring_level[:, self._rings]
-        spec_n[:, 0] = 0
-        var_t = template_spectra.reshape(len(crops), -1).sum(axis=1)
-        var_n = spec_n.sum(axis=1)
-        cross = (template_spectra.reshape(len(crops), -1) * spec_n).sum(axis=1)
+        counts = self._counts[1:]
+        level = np.exp(logs[:, 1:] / np.maximum(counts, 1) + np.euler_gamma)  # float64 from here
+        var_t = self._var_t[used]
+        var_n = (level * counts).sum(axis=1)
+        cross = (self._ring_sums[used, 1:] * level).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where((var_t > 0) & (var_n > 0) & (cross > 0), var_t * var_n / cross, np.nan)
 
