@@ -193,7 +193,13 @@ def _template(
     for start in range(0, frames.size, CHUNK_FRAMES):
         idx = frames[start : start + CHUNK_FRAMES]
         chunk = np.stack([np.asarray(stack[int(t)], dtype=np.float32) for t in idx])
-        warped = apply_transforms(chunk, current[idx], order=3, border="nan", failed="apply", workers=1)
+        part = current[idx]
+        # no residual yet (the first pass): the rigid transforms alone, resampled by warpAffine (the
+        # same bicubic resampling, without building a map of every pixel)
+        rigid_only = not part.residual.any()
+        warped = apply_transforms(
+            chunk, part.rigid if rigid_only else part, order=3, border="nan", failed="apply", workers=1
+        )
         valid = np.isfinite(warped)
         total += np.where(valid, warped, 0.0).sum(axis=0)
         count += valid.sum(axis=0)
