@@ -142,3 +142,16 @@ def test_first_template_through_the_rigid_path_equals_the_field_path():
     want = np.where(valid.any(axis=0), np.nansum(plain, axis=0) / np.maximum(valid.sum(axis=0), 1), np.nan)
     np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
     np.testing.assert_allclose(got[np.isfinite(got)], want[np.isfinite(want)], atol=1e-4)
+
+
+def test_later_passes_reuse_the_registered_frames_with_the_same_answer(monkeypatch):
+    from napari_stackalign.core.piecewise import _register
+    from napari_stackalign.synthetic_warp import deformed_stack
+
+    stack = deformed_stack("neurons", n_frames=12, shape=(128, 128), snr=5, amplitude=2.0, seed=3).stack
+    cached = sa.register_piecewise(stack, patch_size=48, patch_overlap=24)
+    monkeypatch.setattr(_register, "REGISTERED_CACHE_BYTES", 0)  # each pass resamples every frame twice
+    plain = sa.register_piecewise(stack, patch_size=48, patch_overlap=24)
+    np.testing.assert_array_equal(cached.residual, plain.residual)
+    np.testing.assert_array_equal(cached.patch_flag, plain.patch_flag)
+    np.testing.assert_array_equal(cached.patch_quality, plain.patch_quality)
