@@ -155,3 +155,20 @@ def test_later_passes_reuse_the_registered_frames_with_the_same_answer(monkeypat
     np.testing.assert_array_equal(cached.residual, plain.residual)
     np.testing.assert_array_equal(cached.patch_flag, plain.patch_flag)
     np.testing.assert_array_equal(cached.patch_quality, plain.patch_quality)
+
+
+def test_a_start_on_the_pixel_grid_skips_the_filter_with_the_same_answer():
+    from napari_stackalign.core.piecewise._batch_lk import BatchLK
+    from napari_stackalign.core.pyramid._lucas_kanade import LKTemplate
+
+    base = _image(7, (96, 96))
+    moved = ndimage.shift(base, (0.41, -0.66), order=3, mode="nearest").astype(np.float32)
+    corners = [(y, x) for y in (4, 36, 68) for x in (4, 36, 68)]
+    templates = [LKTemplate(base[y : y + 24, x : x + 24]) for y, x in corners]
+    starts = np.array(corners, float)  # whole pixels: the first step reads the frame as it is
+    batch = BatchLK(templates).refine(moved, starts)
+    for k, template in enumerate(templates):
+        one = template.refine(moved, tuple(starts[k]))
+        np.testing.assert_allclose(batch.shift[k], one.shift, atol=1e-4)
+        np.testing.assert_allclose(batch.ncc[k], one.ncc, atol=1e-4)
+        np.testing.assert_allclose(batch.shift[k], np.add(corners[k], (0.41, -0.66)), atol=0.05)

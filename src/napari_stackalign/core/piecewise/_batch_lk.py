@@ -192,13 +192,17 @@ class BatchLK:
             regions = list(zip(ra.tolist(), rb.tolist(), ca.tolist(), cb.tolist()))
             part = set(np.flatnonzero((r0 > 1) | (r1 < h - 1) | (c0 > 1) | (c1 < w - 1)).tolist())
             wsel = set(np.flatnonzero(weighted[active]).tolist())
+            whole = set(np.flatnonzero((fy == 0) & (fx == 0)).tolist())  # on the pixel grid (a later pass's start)
             stats, sff = [], []
             norm, filt, l2sqr, f32 = cv2.norm, cv2.sepFilter2D, cv2.NORM_L2SQR, cv2.CV_32F
             anchor, replicate = (m - 1, m - 1), cv2.BORDER_REPLICATE
             for i, (a, b, ky, kx, (ya, yb, xa, xb), row) in enumerate(
                 zip(y0, x0, taps[:, 0], taps[:, 1], regions, which_l)
             ):
-                out = filt(padded[a : a + wy, b : b + wx], f32, kx, ky, None, anchor, 0, replicate)
+                if i in whole:
+                    out = np.array(padded[a : a + wy, b : b + wx])  # the taps at 0 are the identity
+                else:
+                    out = filt(padded[a : a + wy, b : b + wx], f32, kx, ky, None, anchor, 0, replicate)
                 if i in part:
                     out[:ya] = 0
                     out[yb:] = 0
