@@ -67,6 +67,7 @@ class BatchLK:
         self._templates = templates
         self._prods: np.ndarray | None = None
         self._a_pad: np.ndarray | None = None
+        self._a_rows: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self._templates)
@@ -94,6 +95,12 @@ class BatchLK:
             a[:, :, :, m - 2 + w :] = 0
             self._a_pad = a.reshape(len(self), 4, wy * wx)
         return self._a_pad
+
+    def _padded_row_list(self) -> list[np.ndarray]:
+        """:meth:`_padded_rows` as a list of (4, wy * wx) rows, one per patch (list indexing is cheaper)."""
+        if self._a_rows is None:
+            self._a_rows = list(self._padded_rows())
+        return self._a_rows
 
     def refine(
         self,
@@ -138,8 +145,7 @@ class BatchLK:
         m = self.m
         wy, wx = h + 2 * m - 1, w + 2 * m - 1
         pad = max(h, w) + 2 * m
-        padded = np.pad(frame, pad, mode="edge")
-        anchor = {"anchor": (m - 1, m - 1), "borderType": cv2.BORDER_REPLICATE}
+        padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         wwindows = None
         if weighted.any():
             wwindows = sliding_window_view(np.pad(np.asarray(weights, np.float32), pad), (h, w))
@@ -177,34 +183,43 @@ class BatchLK:
             taps = taps.astype(np.float32)
             y0 = (ny - (m - 1) + pad).tolist()
             x0 = (nx - (m - 1) + pad).tolist()
-            part = ((r0 > 1) | (r1 < h - 1) | (c0 > 1) | (c1 < w - 1)).tolist()
             sums = _corner_sums(self._sats, which[active], r0, r1, c0, c1)
-            wsel = weighted[active]
-            stats = np.empty((active.size, 4))
-            sff = np.empty(active.size)
-            a_pad = self._padded_rows()
-            rows_l, cols_l = (r0 + m - 1).tolist(), (c0 + m - 1).tolist()
-            rowe_l, cole_l = (r1 + m - 1).tolist(), (c1 + m - 1).tolist()
+            a_rows = self._padded_row_list()
             which_l = which[active].tolist()
-            for i in range(active.size):
-                a, b = y0[i], x0[i]
-                out = cv2.sepFilter2D(padded[a : a + wy, b : b + wx], cv2.CV_32F, taps[i, 1], taps[i, 0], **anchor)
-                ra, rb, ca, cb = rows_l[i], rowe_l[i], cols_l[i], cole_l[i]
-                if part[i]:
-                    out[:ra] = 0
-                    out[rb:] = 0
-                    out[:, :ca] = 0
-                    out[:, cb:] = 0
-                if wsel[i]:
+            # the filter's output regions (window coordinates); only a patch whose region is not the whole
+            # interior has its output cut to it, only a patch with weighted pixels takes the weighted sums
+            ra, rb, ca, cb = r0 + m - 1, r1 + m - 1, c0 + m - 1, c1 + m - 1
+            regions = list(zip(ra.tolist(), rb.tolist(), ca.tolist(), cb.tolist()))
+            part = set(np.flatnonzero((r0 > 1) | (r1 < h - 1) | (c0 > 1) | (c1 < w - 1)).tolist())
+            wsel = set(np.flatnonzero(weighted[active]).tolist())
+            whole = set(np.flatnonzero((fy == 0) & (fx == 0)).tolist())  # on the pixel grid (a later pass's start)
+            stats, sff = [], []
+            norm, filt, l2sqr, f32 = cv2.norm, cv2.sepFilter2D, cv2.NORM_L2SQR, cv2.CV_32F
+            anchor, replicate = (m - 1, m - 1), cv2.BORDER_REPLICATE
+            for i, (a, b, ky, kx, (ya, yb, xa, xb), row) in enumerate(
+                zip(y0, x0, taps[:, 0], taps[:, 1], regions, which_l)
+            ):
+                if i in whole:
+                    out = np.array(padded[a : a + wy, b : b + wx])  # the taps at 0 are the identity
+                else:
+                    out = filt(padded[a : a + wy, b : b + wx], f32, kx, ky, None, anchor, 0, replicate)
+                if i in part:
+                    out[:ya] = 0
+                    out[yb:] = 0
+                    out[:, :xa] = 0
+                    out[:, xb:] = 0
+                if i in wsel:
                     wbuf = wwindows[ny[i] + pad, nx[i] + pad]
                     out[m - 1 : m - 1 + h, m - 1 : m - 1 + w] *= wbuf
                     inner = np.zeros((h, w), np.float32)
-                    inner[ra - m + 1 : rb - m + 1, ca - m + 1 : cb - m + 1] = wbuf[
-                        ra - m + 1 : rb - m + 1, ca - m + 1 : cb - m + 1
+                    inner[ya - m + 1 : yb - m + 1, xa - m + 1 : xb - m + 1] = wbuf[
+                        ya - m + 1 : yb - m + 1, xa - m + 1 : xb - m + 1
                     ]
-                    sums[i] = self._products()[which_l[i]] @ inner.ravel()
-                stats[i] = a_pad[which_l[i]] @ out.ravel()
-                sff[i] = cv2.norm(out[ra:rb, ca:cb], cv2.NORM_L2SQR)
+                    sums[i] = self._products()[row] @ inner.ravel()
+                stats.append(a_rows[row] @ out.ravel())
+                sff.append(norm(out[ya:yb, xa:xb], l2sqr))
+            stats = np.array(stats, dtype=np.float64)
+            sff = np.array(sff)
             n, st, stt, sgy, sgx, sgyt, sgxt, hyy, hxy, hxx = sums.T
             gyf, gxf, sft, sf = stats.T
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -138,7 +138,7 @@ class PatchTemplates:
         self.kernel_support = KERNELS[kernel]
         self.size = grid.size
         self._rings, self._order, self._starts = _rings(self.size)
-        self._counts = np.maximum(np.bincount(self._rings), 1)
+        self._counts = np.bincount(self._rings)
         # the whole-pixel search runs at half resolution on patches this large
         self.coarse = min(self.size) >= COARSE_SEARCH_FROM
         sy, sx = self.size
@@ -156,10 +156,17 @@ class PatchTemplates:
         usable = [j for j, entry in enumerate(self.patches) if entry is not None]
         self._row[usable] = np.arange(len(usable))
         self._batch = BatchLK([self.patches[j][2] for j in usable]) if usable else None
-        self._spectra = np.zeros((len(self.patches), *self._rings.shape))
-        self._spectra = np.stack(
-            [entry[5] if entry is not None else np.zeros((sy, sx // 2 + 1)) for entry in self.patches]
-        )
+        # the usable patches' corners, standardised patches and search templates, in that order
+        self._usable = np.asarray(usable, dtype=np.int64)
+        self._r0 = np.array([self.patches[j][0] for j in usable], dtype=np.float64)
+        self._c0 = np.array([self.patches[j][1] for j in usable], dtype=np.float64)
+        self._coarse = [self.patches[j][3] for j in usable]
+        self._std = [self.patches[j][4] for j in usable]
+        spectra = np.stack([entry[5] if entry is not None else np.zeros((sy, sx // 2 + 1)) for entry in self.patches])
+        # what the effective pixel count needs of each template patch's spectrum: its sum and its sums over
+        # each ring (the frame patch's isotropic spectrum is constant on a ring); ring 0 is the DC term alone
+        self._var_t = spectra.reshape(len(self.patches), -1).sum(axis=1)
+        self._ring_sums = np.stack([np.bincount(self._rings, s.ravel(), self._counts.size) for s in spectra])
 
     def _prepare(self, patch: np.ndarray, valid: np.ndarray, r0: int, c0: int, kernel: str):
         """(r0, c0, LK template, search template, standardised patch, power spectrum) or None for an
@@ -211,103 +218,151 @@ class PatchTemplates:
         sy, sx = self.size
         h, w = frame.shape
         k = self.search
-        step = 2 if self.coarse else 1
-        used, starts, rigid_starts, on_edge, weighted = [], [], [], [], []
-        for j in np.flatnonzero(self._row >= 0).tolist():
-            r0, c0, _, tpl, tpl_full, _ = self.patches[j]
-            s0y, s0x = r0 - rigid_shift[0], c0 - rigid_shift[1]
-            iy0, ix0 = round(s0y), round(s0x)
-            # the part of the patch whose whole search range lies inside the frame
-            a0, a1 = max(0, k - iy0), min(sy, h - k - iy0)
-            b0, b1 = max(0, k - ix0), min(sx, w - k - ix0)
-            if a1 - a0 < max(MIN_SEARCH_SIDE, MIN_VALID_SHARE * sy) or b1 - b0 < max(
-                MIN_SEARCH_SIDE, MIN_VALID_SHARE * sx
-            ):
-                continue  # the rigid shift moved the patch (mostly) out of the frame
-            edge = False
-            start = (s0y, s0x)
-            if search[j]:
-                window = frame[iy0 + a0 - k : iy0 + a1 + k, ix0 + b0 - k : ix0 + b1 + k]
-                if (a0, a1, b0, b1) != (0, sy, 0, sx):
-                    pattern = tpl_full[a0:a1, b0:b1]
-                    pattern = cv2.pyrDown(pattern) if self.coarse else np.ascontiguousarray(pattern)
-                else:
-                    pattern = tpl
-                window = cv2.pyrDown(window) if self.coarse else window
-                scores = cv2.matchTemplate(window, pattern, cv2.TM_CCOEFF_NORMED)
-                scores[~np.isfinite(scores)] = -1.0
-                py, px = np.unravel_index(int(np.argmax(scores)), scores.shape)
-                edge = py in (0, scores.shape[0] - 1) or px in (0, scores.shape[1] - 1)
-                start = (
-                    iy0 - k + step * (py + _vertex(scores[:, px], py)),
-                    ix0 - k + step * (px + _vertex(scores[py, :], px)),
-                )
-            local = False
-            if weights is not None:
-                near = weights[max(iy0 - k, 0) : iy0 + sy + k, max(ix0 - k, 0) : ix0 + sx + k]
-                local = bool(near.size and near.min() < 1)
-            used.append(j)
-            starts.append(start)
-            rigid_starts.append((s0y, s0x))
-            on_edge.append(edge)
-            weighted.append(local)
-        if used:
-            used_idx = np.asarray(used)
-            starts_arr = np.asarray(starts, dtype=np.float64)
-            rigid_arr = np.asarray(rigid_starts, dtype=np.float64)
-            res = self._batch.refine(
-                frame,
-                starts_arr,
-                which=self._row[used_idx],
-                weights=weights,
-                weighted=np.asarray(weighted),
-                max_iter=LK_ITERATIONS,
-                tol=LK_TOL,
+        # where the rigid shift puts every usable patch, and the part of it whose whole search range lies
+        # inside the frame; a patch the rigid shift moved (mostly) out of the frame is left unusable
+        js = self._usable
+        s0y = self._r0 - float(rigid_shift[0])
+        s0x = self._c0 - float(rigid_shift[1])
+        iy0 = np.rint(s0y).astype(np.int64)
+        ix0 = np.rint(s0x).astype(np.int64)
+        a0, a1 = np.maximum(0, k - iy0), np.minimum(sy, h - k - iy0)
+        b0, b1 = np.maximum(0, k - ix0), np.minimum(sx, w - k - ix0)
+        keep = (a1 - a0 >= max(MIN_SEARCH_SIDE, MIN_VALID_SHARE * sy)) & (
+            b1 - b0 >= max(MIN_SEARCH_SIDE, MIN_VALID_SHARE * sx)
+        )
+        if not keep.any():
+            return PatchEstimate(
+                residual.reshape(ny, nx, 2), flag.reshape(ny, nx), ncc.reshape(ny, nx), neff.reshape(ny, nx)
             )
-            shift = res.shift
-            ncc[used_idx] = res.ncc
-            lost = res.failed | ~(res.converged | (res.step < LOOSE_TOL))
-            residual[used_idx] = np.where(lost[:, None], rigid_arr - starts_arr, rigid_arr - shift)
-            at_bound = np.asarray(on_edge) | (np.abs(residual[used_idx]).max(axis=1) > self.max_deviation + 0.5)
-            flag[used_idx] = np.where(lost, FLAG_FAILED, np.where(at_bound, FLAG_AT_BOUND, 0))
-            # the frame's patch where the search put it, for the effective pixel count
-            iy = np.clip(np.rint(starts_arr[:, 0]), 0, h - sy).astype(int)
-            ix = np.clip(np.rint(starts_arr[:, 1]), 0, w - sx).astype(int)
-            crops = sliding_window_view(frame, (sy, sx))[iy, ix]
-            neff[used_idx] = self._effective_pixels(crops, self._spectra[used_idx])
+        rows = np.flatnonzero(keep)
+        used_idx = js[rows]
+        rigid_arr = np.stack([s0y[rows], s0x[rows]], axis=1)
+        starts_arr = rigid_arr.copy()
+        on_edge = np.zeros(rows.size, bool)
+        searched = np.flatnonzero(search[used_idx])
+        if searched.size:
+            found, edge = self._search(frame, rows[searched], iy0, ix0, a0, a1, b0, b1)
+            starts_arr[searched] = found
+            on_edge[searched] = edge
+        weighted = np.zeros(rows.size, bool)
+        if weights is not None:
+            # the patches whose (searched) surroundings hold a pixel with less than full weight
+            below = cv2.integral((weights < 1).astype(np.uint8))
+            y0 = np.clip(iy0[rows] - k, 0, h)
+            y1 = np.clip(iy0[rows] + sy + k, 0, h)
+            x0 = np.clip(ix0[rows] - k, 0, w)
+            x1 = np.clip(ix0[rows] + sx + k, 0, w)
+            weighted = (below[y1, x1] - below[y0, x1] - below[y1, x0] + below[y0, x0]) > 0
+        res = self._batch.refine(
+            frame,
+            starts_arr,
+            which=self._row[used_idx],
+            weights=weights,
+            weighted=weighted,
+            max_iter=LK_ITERATIONS,
+            tol=LK_TOL,
+        )
+        shift = res.shift
+        ncc[used_idx] = res.ncc
+        lost = res.failed | ~(res.converged | (res.step < LOOSE_TOL))
+        residual[used_idx] = np.where(lost[:, None], rigid_arr - starts_arr, rigid_arr - shift)
+        at_bound = on_edge | (np.abs(residual[used_idx]).max(axis=1) > self.max_deviation + 0.5)
+        flag[used_idx] = np.where(lost, FLAG_FAILED, np.where(at_bound, FLAG_AT_BOUND, 0))
+        # the frame's patch where the search put it, for the effective pixel count
+        iy = np.clip(np.rint(starts_arr[:, 0]), 0, h - sy).astype(int)
+        ix = np.clip(np.rint(starts_arr[:, 1]), 0, w - sx).astype(int)
+        crops = sliding_window_view(frame, (sy, sx))[iy, ix]
+        neff[used_idx] = self._effective_pixels(crops, used_idx)
         return PatchEstimate(
             residual.reshape(ny, nx, 2), flag.reshape(ny, nx), ncc.reshape(ny, nx), neff.reshape(ny, nx)
         )
 
-    def _effective_pixels(self, crops: np.ndarray, template_spectra: np.ndarray) -> np.ndarray:
-        """Bartlett's effective pixel count of each patch's correlation (see
+    def _effective_pixels(self, crops: np.ndarray, used: np.ndarray) -> np.ndarray:
+        """Bartlett's effective pixel count of the correlation of each patch ``used`` (see
         :meth:`~napari_stackalign.core.pyramid._engine.PyramidEstimator.effective_pixels`):
         the frame patch's spectrum is made isotropic (geometric mean over
-        each ring, times ``exp(euler_gamma)``), so the signal's own peaks barely count."""
-        crops = crops.astype(np.float32)
+        each ring, times ``exp(euler_gamma)``), so the signal's own peaks barely count.
+
+        With ``T`` the template patch's power spectrum and ``L_r`` the isotropic level of the frame
+        patch's on ring ``r`` (``c_r`` frequencies, DC left out), ``neff = sum T * sum_r c_r L_r /
+        sum_r L_r T_r`` where ``T_r`` is the sum of ``T`` over ring ``r`` (precomputed): no spectrum is
+        expanded back to every frequency."""
+        crops = crops.astype(np.float32, copy=False)
         crops -= crops.mean(axis=(1, 2), keepdims=True)
         spectrum = scipy.fft.rfft2(crops)  # float32 in, complex64 out
         power = spectrum.real**2 + spectrum.imag**2
-        # the log of the power, in float64 from here (the ring means of logs need the range)
-        logs = np.log(np.maximum(power.reshape(len(crops), -1)[:, self._order].astype(np.float64), 1e-30))
+        # the mean log power of each ring (float32 is plenty: a ring holds at most a few hundred terms)
+        logs = np.log(np.maximum(power.reshape(len(crops), -1)[:, self._order], np.float32(1e-30)))
         # sums over each ring (no BLAS: a matrix product here is slow on a loaded machine)
         logs = np.add.reduceat(logs, self._starts, axis=1)
-        ring_level = np.exp(logs / self._counts + np.euler_gamma)
-        spec_n = ring_level[:, self._rings]
-        spec_n[:, 0] = 0
-        var_t = template_spectra.reshape(len(crops), -1).sum(axis=1)
-        var_n = spec_n.sum(axis=1)
-        cross = (template_spectra.reshape(len(crops), -1) * spec_n).sum(axis=1)
+        counts = self._counts[1:]
+        level = np.exp(logs[:, 1:] / np.maximum(counts, 1) + np.euler_gamma)  # float64 from here
+        var_t = self._var_t[used]
+        var_n = (level * counts).sum(axis=1)
+        cross = (self._ring_sums[used, 1:] * level).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where((var_t > 0) & (var_n > 0) & (cross > 0), var_t * var_n / cross, np.nan)
 
 
-def _vertex(values: np.ndarray, i: int) -> float:
-    """Sub-pixel offset (within +/- 0.5) of a parabola through the peak at ``i`` and its neighbours."""
-    if i <= 0 or i >= values.size - 1:
-        return 0.0
-    left, centre, right = float(values[i - 1]), float(values[i]), float(values[i + 1])
+    def _search(
+        self,
+        frame: np.ndarray,
+        rows: np.ndarray,
+        iy0: np.ndarray,
+        ix0: np.ndarray,
+        a0: np.ndarray,
+        a1: np.ndarray,
+        b0: np.ndarray,
+        b1: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The whole-pixel search of the usable patches ``rows`` (indices into the usable patches, with
+        their rounded rigid positions ``iy0, ix0`` and searchable parts ``[a0, a1) x [b0, b1)``): the
+        start of each (n, 2) and whether its peak lies on the search bound (n,)."""
+        sy, sx = self.size
+        k = self.search
+        step = 2 if self.coarse else 1
+        scores = []
+        for i in rows.tolist():
+            y, x = int(iy0[i]), int(ix0[i])
+            ra, rb, ca, cb = int(a0[i]), int(a1[i]), int(b0[i]), int(b1[i])
+            window = frame[y + ra - k : y + rb + k, x + ca - k : x + cb + k]
+            if (ra, rb, ca, cb) != (0, sy, 0, sx):
+                pattern = self._std[i][ra:rb, ca:cb]
+                pattern = cv2.pyrDown(pattern) if self.coarse else np.ascontiguousarray(pattern)
+            else:
+                pattern = self._coarse[i]
+            window = cv2.pyrDown(window) if self.coarse else window
+            scores.append(cv2.matchTemplate(window, pattern, cv2.TM_CCOEFF_NORMED))
+        # every patch has the same lags (the window is the pattern plus the search range on each side)
+        scores = np.stack(scores)
+        scores[~np.isfinite(scores)] = -1.0
+        n, ly, lx = scores.shape
+        py, px = np.divmod(scores.reshape(n, -1).argmax(axis=1), lx)
+        edge = (py == 0) | (py == ly - 1) | (px == 0) | (px == lx - 1)
+        found = np.stack(
+            [
+                iy0[rows] - k + step * (py + _vertices(scores[np.arange(n), :, px], py)),
+                ix0[rows] - k + step * (px + _vertices(scores[np.arange(n), py, :], px)),
+            ],
+            axis=1,
+        )
+        return found, edge
+
+
+def _vertices(values: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """Sub-pixel offset (within +/- 0.5) of a parabola through each row's peak and its neighbours:
+    ``values`` (n, L), ``peaks`` (n,); 0 for a peak on the row's end or without curvature."""
+    n, length = values.shape
+    if length < 3:
+        return np.zeros(n)
+    inner = (peaks > 0) & (peaks < length - 1)
+    at = np.clip(peaks, 1, length - 2)
+    idx = np.arange(n)
+    left = values[idx, at - 1].astype(np.float64)
+    centre = values[idx, at].astype(np.float64)
+    right = values[idx, at + 1].astype(np.float64)
     den = left - 2 * centre + right
-    if not den < 0:
-        return 0.0
-    return min(max(0.5 * (left - right) / den, -0.5), 0.5)
+    ok = inner & (den < 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset = np.clip(0.5 * (left - right) / np.where(ok, den, -1.0), -0.5, 0.5)
+    return np.where(ok, offset, 0.0)

@@ -36,6 +36,9 @@ __all__ = ["register_piecewise"]
 
 #: frames read at a time
 CHUNK_FRAMES = 64
+#: a later pass keeps every frame it registered (float32) for the template and the estimate alike,
+#: when they take at most this many bytes (else each is resampled twice, once for each)
+REGISTERED_CACHE_BYTES = 256 * 2**20
 
 
 def register_piecewise(
@@ -136,7 +139,8 @@ def register_piecewise(
     for p in range(opts.iterate):
         stage = f"{p + 1}/{opts.iterate}"
         members = _template_frames(result, opts.template_frames)
-        template = _template(stack, result, members, stage, progress)
+        cache = _registered_frames(stack, result) if p > 0 else None
+        template = _template(stack, result, members, stage, progress, cache)
         patches = PatchTemplates(template, grid, opts.max_deviation, opts.kernel)
         total = np.zeros_like(result.residual)
         flag = np.zeros(result.patch_flag.shape, np.uint8)
@@ -145,8 +149,9 @@ def register_piecewise(
         report(progress, 0, n_frames, f"patches {stage}")
         for start in range(0, n_frames, CHUNK_FRAMES):
             stop = min(start + CHUNK_FRAMES, n_frames)
-            chunk = np.asarray(stack[start:stop], dtype=np.float32)
-            chunk[~np.isfinite(chunk)] = 0.0
+            if cache is None:
+                chunk = np.asarray(stack[start:stop], dtype=np.float32)
+                chunk[~np.isfinite(chunk)] = 0.0
             for t in range(start, stop):
                 if p == 0:
                     est = patches.estimate(chunk[t - start], tuple(shifts[t]))
@@ -154,7 +159,10 @@ def register_piecewise(
                 else:
                     # later passes measure what the current field leaves, on the frame it registers
                     # (the averaging over each patch shrinks the error by the same factor every pass)
-                    image, no_shift, valid = _registered(chunk[t - start], result, t)
+                    if cache is None:
+                        image, no_shift, valid = _registered(chunk[t - start], result, t)
+                    else:
+                        image, no_shift, valid = _filled(cache[t])
                     est = patches.estimate(image, no_shift, valid, search=~result.patch_ok[t])
                     total[t] = result.residual[t] + est.residual
                 flag[t], ncc[t], neff[t] = est.flag, est.ncc, est.neff
@@ -183,17 +191,52 @@ def _template_frames(current: PiecewiseTransforms, count: int | None) -> np.ndar
     return good
 
 
+def _registered_frames(stack: Any, current: PiecewiseTransforms) -> np.ndarray | None:
+    """Every frame registered by ``current`` (bicubic, NaN outside the frame), as :func:`_template` and
+    :func:`_registered` resample them; None when they would take more than ``REGISTERED_CACHE_BYTES``
+    or the stack holds a value that is not finite (the template and the estimate treat it differently)."""
+    n_frames = len(current)
+    h, w = current.frame_shape
+    if n_frames * h * w * 4 > REGISTERED_CACHE_BYTES:
+        return None
+    out = np.empty((n_frames, h, w), np.float32)
+    for start in range(0, n_frames, CHUNK_FRAMES):
+        stop = min(start + CHUNK_FRAMES, n_frames)
+        chunk = np.asarray(stack[start:stop], dtype=np.float32)
+        if not np.isfinite(chunk).all():
+            return None
+        apply_transforms(
+            chunk, current[start:stop], order=3, border="nan", failed="apply", workers=1, out=out[start:stop]
+        )
+    return out
+
+
 def _template(
-    stack: Any, current: PiecewiseTransforms, frames: np.ndarray, stage: str, progress: ProgressCallback | None
+    stack: Any,
+    current: PiecewiseTransforms,
+    frames: np.ndarray,
+    stage: str,
+    progress: ProgressCallback | None,
+    registered: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The average of ``frames`` registered by ``current`` (bicubic; NaN where none covers)."""
+    """The average of ``frames`` registered by ``current`` (bicubic; NaN where none covers);
+    ``registered``: every frame so registered already (:func:`_registered_frames`)."""
     total = np.zeros(current.frame_shape)
     count = np.zeros(current.frame_shape)
     report(progress, 0, frames.size, f"template {stage}")
     for start in range(0, frames.size, CHUNK_FRAMES):
         idx = frames[start : start + CHUNK_FRAMES]
-        chunk = np.stack([np.asarray(stack[int(t)], dtype=np.float32) for t in idx])
-        warped = apply_transforms(chunk, current[idx], order=3, border="nan", failed="apply", workers=1)
+        if registered is not None:
+            warped = registered[idx]
+        else:
+            chunk = np.stack([np.asarray(stack[int(t)], dtype=np.float32) for t in idx])
+            part = current[idx]
+            # no residual yet (the first pass): the rigid transforms alone, resampled by warpAffine (the
+            # same bicubic resampling, without building a map of every pixel)
+            rigid_only = not part.residual.any()
+            warped = apply_transforms(
+                chunk, part.rigid if rigid_only else part, order=3, border="nan", failed="apply", workers=1
+            )
         valid = np.isfinite(warped)
         total += np.where(valid, warped, 0.0).sum(axis=0)
         count += valid.sum(axis=0)
@@ -206,7 +249,11 @@ def _registered(frame: np.ndarray, current: PiecewiseTransforms, t: int) -> tupl
     """Frame ``t`` registered by ``current`` (bicubic), for estimation only: the image (the pixels from
     outside the frame filled with the mean), no rigid shift left, and where it holds data."""
     map_x, map_y = current.source_maps(t)
-    image = remap_frame(frame, map_x, map_y, order=3, border="nan", cval=0.0, out_dtype=np.dtype(np.float32))
+    return _filled(remap_frame(frame, map_x, map_y, order=3, border="nan", cval=0.0, out_dtype=np.dtype(np.float32)))
+
+
+def _filled(image: np.ndarray) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """A registered frame (NaN outside the frame; filled in place) as :func:`_registered` returns it."""
     valid = np.isfinite(image)
     image[~valid] = float(image[valid].mean()) if valid.any() else 0.0
     return image, (0.0, 0.0), valid
