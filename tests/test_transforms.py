@@ -207,3 +207,17 @@ def test_hdf5_table_keeps_reasons(tmp_path):
     path = write_stack(tmp_path / "o.h5", np.zeros((2, 8, 8), np.float32), transforms=ft)
     back = read_stack(path).transforms
     assert list(back.reason) == ["", "drift at the search bound"]
+
+
+def test_to_matrices_of_chosen_frames_equal_the_rows_of_all_matrices() -> None:
+    rng = np.random.default_rng(3)
+    ft = FrameTransforms(
+        dy=rng.normal(size=7), dx=rng.normal(size=7), angle=rng.normal(size=7), scale=1 + 0.01 * rng.normal(size=7),
+        center=(10.5, 20.0),
+    )
+    every = ft.to_matrices()
+    np.testing.assert_array_equal(ft.to_matrices(3), every[3])
+    assert ft.to_matrices(3).shape == (3, 3)
+    np.testing.assert_array_equal(ft.to_matrices(np.int64(-1)), every[-1])
+    np.testing.assert_array_equal(ft.to_matrices(slice(2, 5)), every[2:5])
+    np.testing.assert_array_equal(ft.to_matrices([0, 6]), every[[0, 6]])

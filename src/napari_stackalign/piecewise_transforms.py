@@ -285,7 +285,7 @@ class PiecewiseTransforms:
         row) every registered pixel is read from (for ``cv2.remap``)."""
         h, w = self.frame_shape
         res = self.residual_field(frame)
-        inv = np.linalg.inv(self.rigid.to_matrices()[int(frame)])
+        inv = np.linalg.inv(self.rigid.to_matrices(int(frame)))
         rows = np.arange(h, dtype=np.float64)[:, None] - res[0]
         cols = np.arange(w, dtype=np.float64)[None, :] - res[1]
         map_y = inv[0, 0] * rows + inv[0, 1] * cols + inv[0, 2]

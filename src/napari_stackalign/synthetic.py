@@ -146,7 +146,7 @@ def random_motion(
 
 def _inverse_coords(motion: FrameTransforms, t: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Canvas coordinates (rows, cols) seen by each pixel of frame ``t``."""
-    inv = np.linalg.inv(motion.to_matrices()[t])
+    inv = np.linalg.inv(motion.to_matrices(t))
     rr, cc = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
     u = inv[0, 0] * rr + inv[0, 1] * cc + inv[0, 2]
     v = inv[1, 0] * rr + inv[1, 1] * cc + inv[1, 2]

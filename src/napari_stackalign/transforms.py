@@ -366,15 +366,26 @@ class FrameTransforms:
         )
 
     # ---------------------------------------------------------------- matrices
-    def to_matrices(self) -> np.ndarray:
+    def to_matrices(self, frames: Any = None) -> np.ndarray:
         """Homogeneous 3x3 matrices in (row, col) order, shape (T, 3, 3).
 
         Each matrix maps input-frame coordinates to registered coordinates
         (napari's affine convention for a layer's data-to-world transform).
+        ``frames`` (an index, a slice or an index array) computes only those
+        frames' matrices: ``to_matrices(t)`` is ``to_matrices()[t]``.
         """
-        n = len(self)
-        theta = np.deg2rad(self.angle)
-        c, s = np.cos(theta) * self.scale, np.sin(theta) * self.scale
+        angle, scale = self.angle, self.scale
+        dy, dx = self.dy, self.dx
+        if frames is not None:
+            angle, scale, dy, dx = angle[frames], scale[frames], dy[frames], dx[frames]
+            if np.ndim(angle) == 0:
+                return self._matrices(np.atleast_1d(angle), np.atleast_1d(scale), np.atleast_1d(dy), np.atleast_1d(dx))[0]
+        return self._matrices(angle, scale, dy, dx)
+
+    def _matrices(self, angle: np.ndarray, scale: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+        n = len(angle)
+        theta = np.deg2rad(angle)
+        c, s = np.cos(theta) * scale, np.sin(theta) * scale
         cy, cx = self.center
         mats = np.zeros((n, 3, 3), dtype=np.float64)
         mats[:, 0, 0] = c
@@ -382,8 +393,8 @@ class FrameTransforms:
         mats[:, 1, 0] = s
         mats[:, 1, 1] = c
         # t = -A c + c + d
-        mats[:, 0, 2] = -(c * cy - s * cx) + cy + self.dy
-        mats[:, 1, 2] = -(s * cy + c * cx) + cx + self.dx
+        mats[:, 0, 2] = -(c * cy - s * cx) + cy + dy
+        mats[:, 1, 2] = -(s * cy + c * cx) + cx + dx
         mats[:, 2, 2] = 1.0
         return mats
 
