@@ -51,10 +51,16 @@ _DEFAULT_SIGNALS_THEN_CLI = (
 )
 
 
-def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+#: as :data:`_DEFAULT_SIGNALS_THEN_CLI`, but SIGHUP ignored at launch (``nohup stackalign ...``)
+_SIGHUP_IGNORED_THEN_CLI = _DEFAULT_SIGNALS_THEN_CLI.replace(
+    "runpy.run_module", "signal.signal(signal.SIGHUP, signal.SIG_IGN)\nrunpy.run_module"
+)
+
+
+def _start(args: list[str], cwd: Path, launcher: str = _DEFAULT_SIGNALS_THEN_CLI) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen(
-        [sys.executable, "-c", _DEFAULT_SIGNALS_THEN_CLI, *args],
+        [sys.executable, "-c", launcher, *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -124,20 +130,7 @@ def test_a_sighup_that_was_ignored_at_launch_stays_ignored(big_input: tuple[Path
     """``nohup stackalign ...``: a hang-up does not stop the run, which finishes and writes its output."""
     inp, table = big_input
     out = tmp_path / "out.tif"
-    launcher = (
-        "import runpy, signal\n"
-        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
-        "runpy.run_module('napari_stackalign.cli', run_name='__main__', alter_sys=True)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", launcher, *_register_args(inp, table, out)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proc = _start(_register_args(inp, table, out), tmp_path, _SIGHUP_IGNORED_THEN_CLI)
     _wait_for_part(proc, tmp_path)
     proc.send_signal(signal.SIGHUP)
     _, err = proc.communicate(timeout=240)

@@ -331,7 +331,7 @@ class _Correlator:
         """Resample ``image`` with ``correction`` ((row, col) matrix, forward)
         and phase-correlate it with the template: the remaining shift
         (dy, dx) and the height of the correlation peak."""
-        corr = self._surface(image, correction)
+        corr = self.surface(image, correction)
         r, c, value = subpixel_peak(corr)
         hf, wf = self.fft_shape
         dy = r - hf if r > hf / 2 else r
@@ -341,9 +341,6 @@ class _Correlator:
     def surface(self, image: np.ndarray, correction: np.ndarray) -> np.ndarray:
         """The (periodic) phase-correlation surface of ``image`` resampled with ``correction``
         against the template (its peak is the remaining shift, see :meth:`shift`)."""
-        return self._surface(image, correction)
-
-    def _surface(self, image: np.ndarray, correction: np.ndarray) -> np.ndarray:
         h, w = self.shape
         warped = cv2.warpAffine(
             image, _rc_to_cv(correction), (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
