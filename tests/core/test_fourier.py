@@ -41,3 +41,20 @@ def test_rfft2_pads_the_last_two_axes_and_keeps_single_precision():
     spectrum = fourier.rfft2(image, (16, 16))
     assert spectrum.dtype == np.complex64 and spectrum.shape == (3, 16, 9)
     np.testing.assert_allclose(spectrum, sfft.rfft2(image.astype(np.float64), s=(16, 16)), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "shape", [(2, 2), (3, 5), (8, 8), (9, 16), (16, 9), (15, 15), (64, 80), (81, 75), (100, 100), (97, 101), (256, 256)]
+)
+def test_power_spectrum_matches_numpy_in_the_real_fft_layout(shape):
+    image = np.random.default_rng(sum(shape)).normal(size=shape).astype(np.float32)
+    expected = np.abs(np.fft.rfft2(image.astype(np.float64))) ** 2
+    power = fourier.power_spectrum(image)
+    assert power.dtype == np.float32
+    assert power.shape == expected.shape
+    np.testing.assert_allclose(power, expected, rtol=0, atol=2e-6 * expected.max())
+
+
+def test_power_spectrum_needs_a_2d_image():
+    with pytest.raises(ValueError, match="2-D"):
+        fourier.power_spectrum(np.zeros((2, 4, 4), np.float32))

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import cv2
 import numpy as np
 from scipy import fft as sfft
 
-__all__ = ["fast_shape", "hann_window", "parabolic_peak", "rfft2"]
+__all__ = ["fast_shape", "hann_window", "parabolic_peak", "power_spectrum", "rfft2"]
 
 
 def fast_shape(shape: tuple[int, ...], pad: tuple[int, ...] | int = 0) -> tuple[int, ...]:
@@ -44,6 +45,51 @@ def rfft2(image: np.ndarray, shape: tuple[int, int] | None = None, *, workers: i
     -1 = all cores).
     """
     return sfft.rfft2(image, s=shape, axes=(-2, -1), workers=workers)
+
+
+@lru_cache(maxsize=64)
+def _packed_rows(n: int) -> np.ndarray:
+    """Where OpenCV's packed (CCS) real DFT keeps ``|X[r]|**2`` along a
+    real-transformed column of length ``n``, for every full-FFT row ``r``."""
+    r = np.arange(n)
+    half = np.minimum(r, n - r)  # X[n - r] is conj(X[r]): the same power
+    rows = np.where(half == 0, 0, 2 * half - 1)
+    if n % 2 == 0:
+        rows[n // 2] = n - 1  # the Nyquist row, real, stored last
+    rows.setflags(write=False)
+    return rows
+
+
+def power_spectrum(image: np.ndarray) -> np.ndarray:
+    """``|rfft2(image)|**2`` (float32, shape ``(h, w // 2 + 1)``) of a 2-D image.
+
+    When OpenCV's DFT is fast at both sizes (``cv2.getOptimalDFTSize(n) ==
+    n``) this squares OpenCV's packed real spectrum in place
+    (``cv2.mulSpectrums`` with its conjugate) and gathers it into numpy's
+    real-FFT layout by strided slicing: at 256x256 about 0.2 ms against
+    0.25 ms for scipy's transform and a complex square, at 512x512 about
+    40 % less. Other sizes use :func:`rfft2`. The values agree with numpy's
+    to float32 rounding.
+    """
+    img = np.asarray(image)
+    if img.ndim != 2:
+        raise ValueError(f"power_spectrum needs a 2-D image, got shape {img.shape!r}.")
+    h, w = img.shape
+    if h < 2 or w < 2 or cv2.getOptimalDFTSize(h) != h or cv2.getOptimalDFTSize(w) != w:
+        spec = rfft2(img.astype(np.float32, copy=False))
+        power = np.square(spec.real)
+        power += np.square(spec.imag)
+        return power.astype(np.float32, copy=False)
+    packed = cv2.dft(np.ascontiguousarray(img, dtype=np.float32))
+    packed = cv2.mulSpectrums(packed, packed, 0, conjB=True)
+    out = np.empty((h, w // 2 + 1), np.float32)
+    rows = _packed_rows(h)
+    out[:, 0] = packed[rows, 0]
+    inner = (w - 1) // 2  # complex columns 1 .. inner
+    out[:, 1 : inner + 1] = packed[:, 1 : 2 * inner : 2]
+    if w % 2 == 0:
+        out[:, w // 2] = packed[rows, w - 1]
+    return out
 
 
 @lru_cache(maxsize=32)

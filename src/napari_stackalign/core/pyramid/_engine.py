@@ -25,7 +25,7 @@ import numpy as np
 from scipy import sparse
 
 from ...progress import ProgressCallback, report
-from ..fourier import rfft2
+from ..fourier import power_spectrum
 from ._frames import FramePreparer, FrameWeights, PreparedFrame
 from ._levels import MIN_LEVEL_POWER, MIN_LEVEL_SIZE, Levels, level_power
 from ._lucas_kanade import DEFAULT_KERNEL, LKTemplate
@@ -172,7 +172,7 @@ class PyramidEstimator:
             self._lk[i] = LKTemplate(t, v, kernel=kernel)
         last = self.active[-1]
         t = self._lk_image(t_levels[last], None if v_levels is None else v_levels[last] >= 0.999)
-        spec = np.abs(rfft2(t)) ** 2
+        spec = power_spectrum(t)
         spec[0, 0] = 0
         self._spectra = {last: (spec, float(spec.sum()))}
         self._rings = {last: _RingSums(t.shape, spec)}
@@ -350,7 +350,7 @@ class PyramidEstimator:
         count. NaN: unknown.
         """
         rings = self._rings[level]
-        return self._neff(self._spectra[level][1], rings.levels(rfft2(self._compared(image, frame, level))), rings)
+        return self._neff(self._spectra[level][1], rings.levels(power_spectrum(self._compared(image, frame, level))), rings)
 
     def _compared(self, image: np.ndarray, frame: PreparedFrame, level: int) -> np.ndarray:
         """``image`` (the frame at ``level``) as its effective pixels see it:
@@ -400,10 +400,9 @@ class _RingSums:
         #: then one dot product, ``P_N`` being constant over a ring)
         self.power = self.matrix @ template_power.ravel().astype(np.float64)
 
-    def levels(self, spectrum: np.ndarray) -> np.ndarray:
-        """The isotropic power level of ``spectrum`` (complex, the real FFT's shape) per ring."""
-        power = np.square(spectrum.real)
-        power += np.square(spectrum.imag)
+    def levels(self, power: np.ndarray) -> np.ndarray:
+        """The isotropic level per ring of ``power`` (float32, a real FFT's
+        power spectrum, :func:`~napari_stackalign.core.fourier.power_spectrum`)."""
         logs = cv2.log(np.maximum(power, np.float32(1e-30)))
         sums = self.matrix @ logs.ravel()
         return np.exp(sums.astype(np.float64) / np.maximum(self.counts, 1.0) + np.euler_gamma)

@@ -100,18 +100,25 @@ class Levels:
 def level_power(template: np.ndarray, valid: np.ndarray | None, scales: list[tuple[float, float]]) -> list[float]:
     """Share of the template's signal power each level represents well.
 
-    The power spectrum of the (Hann-windowed) template, less a white-noise
+    The power spectrum of the template (its weighted mean removed, then
+    Hann-windowed, invalid pixels set to zero), less a white-noise
     floor estimated from the outer band, is summed inside each level's band
     ``|f| < LEVEL_BAND * scale / 2`` (cycles per full-resolution pixel).
     Periodic detail finer than a level (an atomic lattice at 1/8) scores
     near 0 there: that level cannot see it and is skipped.
     """
     img = template.astype(np.float32)
-    if valid is not None:
-        img = np.where(valid, img, np.float32(0))
     h, w = img.shape
-    win = hann_window((h, w))
-    power = np.abs(rfft2(img * win)) ** 2
+    weights = hann_window((h, w)).astype(np.float32)
+    if valid is not None:
+        weights = np.where(valid, weights, np.float32(0))
+    # remove the weighted mean first: a constant offset times the window
+    # leaks into the lowest frequencies and would make every coarse level
+    # look useful for content it cannot see (a fine lattice on a pedestal)
+    wsum = float(weights.sum())
+    mean = float((img * weights).sum() / wsum) if wsum > 0 else 0.0
+    img = np.where(weights > 0, img - np.float32(mean), np.float32(0))
+    power = np.abs(rfft2(img * weights)) ** 2
     fy = np.abs(np.fft.fftfreq(h))[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
     outer = (fy > 0.35) | (fx > 0.35)
