@@ -98,3 +98,16 @@ def test_judge_counts_the_callers_notes_before_the_template_share():
     assert "template frames are trustworthy" in reason[-1]
     ok2, _ = judge(shifts, quality, flags, neff, in_template=np.ones(n, bool), usable_template=n, bound=(50.0, 50.0))
     assert ok2.all()
+
+
+def test_when_most_frames_are_unconfirmed_none_is_confirmed():
+    # frame SNR about 0.02: 41 of the 60 template frames were unconfirmed, and of the 11 the
+    # other half "confirmed" (refined from their own shift, they land near it by construction)
+    # two were more than 1 px off
+    stack, truth = make_stack("beads", n_frames=60, shape=(96, 96), drift=3.82, snr=0.119, seed=10)
+    ft = _register(stack)
+    check = ft.params["cross_check"]
+    assert check["template_in_doubt"]
+    assert check["unconfirmed"] == check["checked"] == 60
+    assert not ft.ok.any()
+    assert sum("the template itself is in doubt" in r for r in ft.reason) > 0

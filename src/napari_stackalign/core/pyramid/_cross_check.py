@@ -45,7 +45,7 @@ from ._engine import (
 )
 from ._trust import MIN_Z, leave_one_out, significance
 
-__all__ = ["AGREE", "MIN_HALF", "MIN_Z_FRESH", "SNR_CROSS", "cross_check", "frame_snr"]
+__all__ = ["AGREE", "MIN_HALF", "MIN_Z_FRESH", "MOSTLY_UNCONFIRMED", "SNR_CROSS", "cross_check", "frame_snr"]
 
 #: stacks whose frames' signal-to-noise power ratio (:func:`frame_snr`) is below this are cross-checked
 SNR_CROSS = 0.3
@@ -57,6 +57,9 @@ AGREE = 0.75
 MIN_Z_FRESH = 3.0
 #: fewer trustworthy frames than this in a half and there is nothing to check against
 MIN_HALF = 4
+#: when more than this share of the checked frames is not confirmed, the few that are prove
+#: nothing (the halves' templates are mostly noise): none is confirmed
+MOSTLY_UNCONFIRMED = 0.5
 
 
 def cross_check(
@@ -121,6 +124,7 @@ def cross_check(
     templates = _half_templates(stack, halves, results.shifts, job, preparer)
     # each sound frame against the half it is not in; the other template frames against either
     in_first = np.isin(member_idx, halves[0])
+    confirmed: list[int] = []
     for other, frames in ((templates[1], member_idx[in_first]), (templates[0], member_idx[~in_first])):
         if frames.size == 0:
             continue
@@ -136,6 +140,19 @@ def cross_check(
             if reason:
                 info["unconfirmed"] += 1
                 out[t] = f"{out[t]}; {reason}" if out[t] else reason
+            else:
+                confirmed.append(int(t))
+    if confirmed and info["unconfirmed"] > MOSTLY_UNCONFIRMED * info["checked"]:
+        # the halves disagree on most frames: their templates hold little but noise, and a frame
+        # refined against one from its own shift lands near it by construction; nothing is confirmed
+        reason = (
+            f"not confirmed: {info['unconfirmed']} of the {info['checked']} template frames are not confirmed "
+            f"by the other half, so the template itself is in doubt (weak signal: signal-to-noise power {snr:.2g})"
+        )
+        for t in confirmed:
+            out[t] = f"{out[t]}; {reason}" if out[t] else reason
+        info["unconfirmed"] += len(confirmed)
+        info["template_in_doubt"] = True
     return out, info
 
 
