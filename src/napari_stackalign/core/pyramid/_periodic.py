@@ -69,6 +69,10 @@ __all__ = [
 HIGHPASS_SIGMA = 8.0
 #: the autocorrelation is that of the template's central square of at most this side (px)
 AUTOCORRELATION_SIZE = 256
+#: the template's white-noise level is the median power beyond this frequency (cycles/px, either axis)
+NOISE_BAND = 0.35
+#: the template's high-passed power above its noise must exceed this many spreads of the noise's
+MIN_SIGNAL_SIGMA = 5.0
 #: a lattice vector's autocorrelation (of the high-passed template, 1 at zero lag) is at least this
 MIN_CONTRAST = 0.4
 #: shortest lattice vector detected (px)
@@ -130,7 +134,21 @@ def _autocorrelation(template: Template, reach: int) -> np.ndarray:
         crop = np.where(valid[r0 : r0 + ch, c0 : c0 + cw], crop, np.float32(0))
     spec = sfft.rfft2(crop - np.float32(crop.mean()), workers=1)
     power = spec.real**2 + spec.imag**2
-    power *= _highpass(ch, cw)
+    # the template's noise (white: a template of few or weak frames holds much of it) adds only to the
+    # zero lag and would drown the lattice's peaks there: its level, the median power beyond
+    # NOISE_BAND cycles/px (a lattice's sparse peaks barely move a median), is taken out
+    fy = np.abs(np.fft.fftfreq(ch))[:, None]
+    fx = np.fft.rfftfreq(cw)[None, :]
+    outer = (fy > NOISE_BAND) | (fx > NOISE_BAND)
+    floor = float(np.median(power[outer])) if outer.any() else 0.0
+    gain = _highpass(ch, cw)
+    signal = float(((power - floor) * gain).sum())
+    # the noise's own spread: each frequency's power is exponential, so the sum over the weighted
+    # frequencies has the spread floor * sqrt(sum(gain**2)); a signal within a few of it is none
+    if not signal > MIN_SIGNAL_SIGMA * floor * float(np.sqrt(np.square(gain).sum())):
+        return np.zeros((2 * reach + 1, 2 * reach + 1))
+    power -= np.float32(floor)
+    power *= gain
     ac = sfft.irfft2(power, s=(ch, cw), workers=1)
     if not ac[0, 0] > 0:
         return np.zeros((2 * reach + 1, 2 * reach + 1))
