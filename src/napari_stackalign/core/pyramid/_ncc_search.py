@@ -149,6 +149,11 @@ class NCCSearch:
         ncc[self._invalid_template | ~(fvar > 1e-9 * (sff + 1e-30))] = -np.inf
         return ncc
 
+    def overlap_fraction(self) -> np.ndarray:
+        """The overlap of frame and template at every shift of :meth:`scores`, as a fraction of the frame."""
+        h, w = self.shape
+        return self._n / (h * w)
+
     def significance(self, ncc: np.ndarray | float, shift: tuple[float, float] | None = None) -> np.ndarray | float:
         """``ncc * sqrt(overlap / frame area)``: the correlation in units of
         its noise level (up to a constant), which does not favour small

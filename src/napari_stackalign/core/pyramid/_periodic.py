@@ -20,7 +20,11 @@ quality. After the final pass, :func:`resolve_periodic`:
    by a step of Gaussian spread ``sigma`` (the median step, measured), the
    cost of a step capped at ``STEP_CAP`` (a stage move is not forbidden).
    The most likely path (Viterbi) uses both the frames before and after a
-   frame, so it does not favour the template frames;
+   frame, so it does not favour the template frames. When ``sigma`` exceeds
+   ``WRAP_SIGMA`` of the shortest lattice vector, steps cross half a lattice
+   vector too often for the shortest lattice-equivalent step to be the step
+   made: the motion then links nothing and the non-repeating content alone
+   decides (``params["lattice"]["motion_prior"]`` False);
 4. when the path moves template frames, the template held the lattice at
    several offsets (a mixture): it is rebuilt from the resolved template
    frames and step 2-3 run once more against it;
@@ -28,7 +32,12 @@ quality. After the final pass, :func:`resolve_periodic`:
    move whose match there is clearly worse than before is not made (and the
    frame is flagged);
 6. flags each frame whose best candidate wins by less than ``MIN_MARGIN``
-   (log-likelihood, max-marginals of the path): ``"lattice ambiguity: ..."``.
+   (log-likelihood, max-marginals of the path): ``"lattice ambiguity: ..."``,
+   and each frame that the non-repeating content matches better farther
+   than ``REACH + 1/2`` lattice vectors away (beyond the candidates), by more
+   than ``MIN_MARGIN`` once the look-elsewhere allowance (the log of the
+   independent positions searched) is taken off: such a frame is several
+   lattice vectors off.
 
 Shifts are the engine's ``s`` (``frame[p + s] ~ template[p]``).
 """
@@ -81,6 +90,9 @@ MIN_PERIOD = 3.0
 MAX_PERIOD = 40.0
 #: the evidence that does not repeat: low-pass of this many times the longest lattice vector (Gaussian sigma)
 LOWPASS_FACTOR = 0.6
+#: the motion links the frames only while the typical step (Rayleigh sigma) is at most this share of the
+#: shortest lattice vector: then a step crosses half of it less than once in a thousand
+WRAP_SIGMA = 0.25
 #: candidates s + i a + j b with |i|, |j| <= this
 REACH = 2
 #: a step's cost (-log-likelihood) is capped here: a stage move is possible, only unlikely
@@ -243,14 +255,45 @@ class _LowPass:
             img = cv2.resize(img, (w // self.step, h // self.step), interpolation=cv2.INTER_AREA)
         return cv2.GaussianBlur(img, (0, 0), self.sigma / self.step)
 
-    def costs(self, low: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """``-log-likelihood`` of a frame (its :meth:`low` image) at each of ``positions`` (k, 2) px."""
+    def surface(self, low: np.ndarray) -> np.ndarray:
+        """The correlation of a frame (its :meth:`low` image) at every shift of the window (-1: undefined)."""
         scores = self.search.scores(low - np.float32(low.mean()))
-        scores = np.where(np.isfinite(scores), scores, -1.0)
+        return np.where(np.isfinite(scores), scores, -1.0)
+
+    def costs(self, low: np.ndarray, positions: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+        """``-log-likelihood`` of a frame (its :meth:`low` image, or its :meth:`surface` ``scores``) at each of
+        ``positions`` (k, 2) px."""
+        if scores is None:
+            scores = self.surface(low)
         at = positions / self.step + np.array(self.radius, float)
         r = ndimage.map_coordinates(scores, at.T, order=1, cval=-1.0)
         r = np.clip(r, 0.0, 0.999)
         return 0.5 * self.blobs * np.log1p(-(r**2))
+
+    def best_elsewhere(
+        self, scores: np.ndarray, chosen: np.ndarray, exclude: float, bound: tuple[float, float]
+    ) -> tuple[float, np.ndarray, float]:
+        """The best match of the non-repeating content farther than ``exclude`` px from ``chosen``.
+
+        Returns ``(cost, position, positions searched)``: its ``-log-likelihood``
+        (the independent blobs counted over the overlap there, so a small
+        overlap does not win on noise), its position (px) and the number of
+        independent positions it was the best of (inf cost when none).
+        """
+        ry, rx = self.radius
+        gy = (np.arange(scores.shape[0]) - ry) * float(self.step)
+        gx = (np.arange(scores.shape[1]) - rx) * float(self.step)
+        far = np.hypot(gy[:, None] - chosen[0], gx[None, :] - chosen[1]) > exclude
+        far &= (np.abs(gy)[:, None] <= bound[0]) & (np.abs(gx)[None, :] <= bound[1])
+        if not far.any():
+            return float("inf"), np.array(chosen, float), 0.0
+        frac = self.search.overlap_fraction()
+        r = np.clip(scores, 0.0, 0.999)
+        cost = np.where(far, 0.5 * self.blobs * frac * np.log1p(-(r**2)), np.inf)
+        k = int(np.argmin(cost))
+        iy, ix = np.unravel_index(k, cost.shape)
+        blob_cells = 4 * np.pi * (self.sigma / self.step) ** 2
+        return float(cost[iy, ix]), np.array([gy[iy], gx[ix]]), max(1.0, float(far.sum()) / blob_cells)
 
 
 def _step_sigma(shifts: np.ndarray, offsets: np.ndarray) -> float:
@@ -299,6 +342,8 @@ class _Choice:
     positions: np.ndarray  # (n, 2) chosen
     margin: np.ndarray  # (n,)
     runner_up: np.ndarray  # (n, 2) offset of the runner-up to the chosen (px)
+    farther: np.ndarray  # (n, 2) offset of the best match beyond the candidates (px)
+    far_margin: np.ndarray  # (n,) how much more likely that match is, less the look-elsewhere allowance
 
 
 def _choose(
@@ -307,12 +352,23 @@ def _choose(
 ) -> _Choice:
     positions = centres[:, None, :] + offsets[None]
     outside = (np.abs(positions[..., 0]) > bound[0]) | (np.abs(positions[..., 1]) > bound[1])
-    costs = np.array([evidence.costs(low, pos) for low, pos in zip(lows, positions)])
+    surfaces = [evidence.surface(low) for low in lows]
+    costs = np.array([evidence.costs(low, pos, sc) for low, pos, sc in zip(lows, positions, surfaces)])
     costs[outside] = 1e6  # beyond max_movement: never chosen
     best, margin, second = _path(positions, costs, sigma)
     n = len(lows)
     chosen = positions[np.arange(n), best]
-    return _Choice(chosen, margin, positions[np.arange(n), second] - chosen)
+    # the candidates reach REACH lattice vectors; a frame put farther off is seen only by a match of the
+    # non-repeating content elsewhere in the window that beats the chosen one by more than chance
+    exclude = (REACH + 0.5) * evidence.sigma / LOWPASS_FACTOR  # REACH + 1/2 longest lattice vectors
+    farther = np.zeros((n, 2))
+    far_margin = np.full(n, -np.inf)
+    for t in range(n):
+        cost, pos, searched = evidence.best_elsewhere(surfaces[t], chosen[t], exclude, bound)
+        if np.isfinite(cost):
+            far_margin[t] = float(costs[t, best[t]]) - cost - float(np.log(searched))
+            farther[t] = pos - chosen[t]
+    return _Choice(chosen, margin, positions[np.arange(n), second] - chosen, farther, far_margin)
 
 
 def _holds(est: Any, start: tuple[float, float], quality_before: float) -> bool:
@@ -370,6 +426,12 @@ def resolve_periodic(
     frames = [evidence.low(preparer(np.asarray(stack[int(t)])).image) for t in idx]
     raw = results.shifts[idx]
     sigma = _step_sigma(raw, offsets)
+    shortest = float(np.min(np.hypot(lattice.vectors[:, 0], lattice.vectors[:, 1])))
+    motion_prior = bool(sigma <= WRAP_SIGMA * shortest)
+    if not motion_prior:
+        # steps this large cross half a lattice vector often: the shortest lattice-equivalent step is then
+        # not the step made, and the motion says nothing; the non-repeating content alone decides
+        sigma = float("inf")
     choice = _choose(frames, raw, offsets, evidence, sigma, bound)
     member = job.in_template()[idx]
     moved = np.hypot(*(choice.positions - raw).T) > 0.5
@@ -407,6 +469,16 @@ def resolve_periodic(
         out.flags[frame] = est.flags
         out.neff[frame] = est.neff
         n_moved += int(moved[t])
+    for t in np.flatnonzero(choice.far_margin > MIN_MARGIN):
+        frame = int(idx[t])
+        if notes[frame]:
+            continue
+        dy, dx = choice.farther[t]
+        notes[frame] = (
+            f"lattice ambiguity: the non-repeating content matches ({dy:+.1f}, {dx:+.1f}) px away, more than "
+            f"{REACH} lattice vectors off, better than here (log-likelihood by {choice.far_margin[t]:.1f} "
+            "beyond chance)"
+        )
     ambiguous = choice.margin < MIN_MARGIN
     for t in np.flatnonzero(ambiguous):
         frame = int(idx[t])
@@ -418,7 +490,8 @@ def resolve_periodic(
             f"nearly as likely (log-likelihood margin {choice.margin[t]:.1f} < {MIN_MARGIN:g})"
         )
     info |= {
-        "step_sigma": round(sigma, 3),
+        "step_sigma": round(sigma, 3) if motion_prior else None,
+        "motion_prior": motion_prior,
         "template_rebuilt": rebuilt,
         "moved_frames": n_moved,
         "ambiguous_frames": int(sum(1 for n in notes if n)),
