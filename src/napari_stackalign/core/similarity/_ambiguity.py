@@ -23,10 +23,19 @@ values are sums of such random terms); the difference of two peak heights has
   vector away).
 
 The frame is flagged when the margin is below :data:`AMBIGUITY_SIGMA`.
+
+Content that matches itself at another pose (a lattice, a point-symmetric
+scene) can also be won by the wrong pose by a wide margin, or the right pose
+can be missing from the candidates: :mod:`._symmetry` finds the template's
+own symmetries and compares each frame's winner with its images under them.
+Two poses that differ by such a symmetry share the template's content, and
+the spread of their score difference is :func:`paired_spread`, not that of
+two independent scores.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -34,7 +43,18 @@ import numpy as np
 
 from ._refine import similarity_matrix
 
-__all__ = ["AMBIGUITY_SIGMA", "DISTINCT_PX", "Peak", "analyse_surface", "coarse_note", "contenders", "describe"]
+__all__ = [
+    "AMBIGUITY_SIGMA",
+    "DISTINCT_PX",
+    "Peak",
+    "analyse_surface",
+    "coarse_note",
+    "contenders",
+    "describe",
+    "paired_spread",
+    "refined_choice",
+    "score_spread",
+]
 
 #: the best candidate must beat the runner-up by this many standard deviations of the score difference
 AMBIGUITY_SIGMA = 4.0
@@ -191,6 +211,27 @@ def score_spread(ncc: float, overlap: float, shape: tuple[int, int], sigma: floa
     return float((1.0 - min(ncc, 1.0) ** 2) / np.sqrt(max(n - 3.0, 1.0)))
 
 
+def paired_spread(best: float, other: float, overlap: float, shape: tuple[int, int], sigma: float) -> float:
+    """Standard deviation of the success difference of one frame at a pose and at its image under a
+    template symmetry.
+
+    Both scores correlate the same frame with the same template; the
+    template at the two poses differs only by what breaks the symmetry (its
+    noise, defects). The frame's signal times the template's noise then
+    cancels, and what is left is the frame's noise times that difference:
+    the product of the two noise shares plus the frame's noise share times
+    the mismatch, ``2 (1 - best) ((1 - best) + (best - other)) / n`` with
+    ``n`` the independent smoothed pixels shared (the noise shares taken as
+    equal, ``1 - best`` each: the largest product for a given ``best``). Two
+    independent spreads (:func:`score_spread`) would count the
+    cancelled term twice, and flag right frames of lattices that their
+    defects tell apart.
+    """
+    n = max(overlap * shape[0] * shape[1] / (4.0 * np.pi * max(sigma, 0.5) ** 2), 1.0)
+    noise = max(1.0 - min(best, 1.0), 0.0)
+    return float(np.sqrt(2.0 * noise * (noise + max(best - other, 0.0)) / n))
+
+
 def pose(correction: np.ndarray, center: tuple[float, float]) -> tuple[float, float, tuple[float, float]]:
     """(angle in degrees, scale, shift at ``center``) of a (row, col) similarity correction matrix."""
     angle = float(np.degrees(np.arctan2(correction[1, 0], correction[0, 0])))
@@ -206,6 +247,7 @@ def refined_choice(
     sigma: float,
     *,
     min_sigma: float = AMBIGUITY_SIGMA,
+    symmetric: Callable[[np.ndarray, np.ndarray], tuple[float, float, float] | None] | None = None,
 ) -> tuple[int, str]:
     """The best of several refined solutions, and why it is ambiguous ("" when it is not).
 
@@ -217,6 +259,15 @@ def refined_choice(
         Frame shape.
     sigma : float
         The smoothing of the success score.
+    min_sigma : float
+        The margin needed, in standard deviations of the score difference.
+    symmetric : callable, optional
+        ``symmetric(best, other) -> (r_best, r_other, share) or None``: for
+        two corrections that differ by a symmetry of the template, both
+        scores over the frame pixels both cover and their share (None for
+        others). Such a pair is judged on those scores, with the spread of
+        :func:`paired_spread` (what the template shares at both poses
+        cancels); others by their own scores and two independent spreads.
 
     Returns
     -------
@@ -234,8 +285,14 @@ def refined_choice(
     for k, (m, r, o, _) in enumerate(solutions):
         if k == k_best or _corner_distance(m, m0, shape) <= same:
             continue
-        spread = np.hypot(score_spread(r0, min(o0, o), shape, sigma), score_spread(r, min(o0, o), shape, sigma))
-        margin = (r0 - r) / spread if spread > 0 else np.inf
+        paired = symmetric(m0, m) if symmetric is not None else None
+        if paired is not None and np.isfinite(paired[0]) and np.isfinite(paired[1]):
+            p0, p1, share = paired
+            spread = paired_spread(p0, p1, share, shape, sigma)
+            margin = (p0 - p1) / spread if spread > 0 else (np.inf if p0 > p1 else 0.0)
+        else:
+            spread = np.hypot(score_spread(r0, min(o0, o), shape, sigma), score_spread(r, min(o0, o), shape, sigma))
+            margin = (r0 - r) / spread if spread > 0 else np.inf
         if margin < min_sigma and margin < closest:
             closest = margin
             a, s, shift = pose(m, center)

@@ -25,12 +25,15 @@ from ._logpolar import (
     subpixel_peak,
 )
 from ._options import SIMILARITY_DEFAULTS, SimilarityOptions
-from ._refine import SimilarityRefiner, _rc_to_cv, similarity_matrix
+from ._refine import RefineResult, SimilarityRefiner, _rc_to_cv, similarity_matrix
+from ._symmetry import SymmetryRivals, close_rivals, common_scores, symmetric_choice
 
 __all__ = ["MIN_OVERLAP", "FrameResult", "SimilarityEstimator"]
 
 #: smallest share of the template a frame must cover to count as registered
 MIN_OVERLAP = 0.25
+#: times a frame's pose may move to a better image under the template's symmetries before it is flagged
+SYMMETRY_ROUNDS = 3
 
 
 def _angle_in_range(angle: np.ndarray | float, rng: tuple[float, float] | None, tol: float = 0.0) -> np.ndarray:
@@ -68,7 +71,8 @@ class SimilarityEstimator:
 
     Holds everything computed once per template: its apodised spectrum, its
     log-polar map's spectrum, the allowed-shift mask of the log-polar
-    correlation and the pyramid of the refinement. Thread-safe: ``estimate``
+    correlation, the pyramid of the refinement and the template's own
+    symmetries (:class:`~._symmetry.SymmetryRivals`, with ``refine`` only). Thread-safe: ``estimate``
     only reads these.
 
     Parameters
@@ -118,6 +122,13 @@ class SimilarityEstimator:
         # without refinement the winner's shift is measured again at full resolution
         self._full = _Correlator(tpl) if not options.refine else None
         self.refiner = SimilarityRefiner(tpl, sigma=options.sigma) if options.refine else None
+        # the template's own symmetries (lattices, point-symmetric scenes): each frame's winner is
+        # compared with its images under them (see ._symmetry); empty, and free, for other content
+        self.symmetry = (
+            SymmetryRivals(tpl, self.sigma, angle_range=self.angle_range, tol=self.grid.angle_step)
+            if options.refine
+            else None
+        )
         self._tpl_smooth = cv2.GaussianBlur(tpl, (0, 0), self.sigma, borderType=cv2.BORDER_REFLECT_101)
 
     # -- helpers -------------------------------------------------------------
@@ -282,9 +293,61 @@ class SimilarityEstimator:
             refined = [res] + [self.refiner.refine(frame, np.linalg.inv(r)) for r in rivals]
             refined = [r for r in refined if np.isfinite(r.ncc) and r.overlap >= MIN_OVERLAP] or [res]
             solutions = [(np.linalg.inv(r.matrix), r.ncc, r.overlap, r.predicted_error) for r in refined]
-            k, note = refined_choice(solutions, self.shape, self.sigma)
+            k, note = refined_choice(
+                solutions, self.shape, self.sigma, symmetric=self._paired(frame) if self.symmetry else None
+            )
             res, correction = refined[k], solutions[k][0]
+        if self.symmetry and not note:
+            res, correction, note = self._symmetric(frame, res, correction)
         return FrameResult(correction, res.ncc, _overlap_problem(res.overlap), res.predicted_error, note)
+
+    def _symmetric(
+        self, frame: np.ndarray, res: RefineResult, correction: np.ndarray
+    ) -> tuple[RefineResult, np.ndarray, str]:
+        """The winner against its images under the template's symmetries: the close ones are refined and
+        the best kept; the note says why the choice is ambiguous ("" when it is not).
+
+        A rival that wins is checked the same way once more (its own images may hold a better pose still,
+        e.g. one that covers more of the template); when that one would move again the frame is flagged.
+        """
+        for round_ in range(SYMMETRY_ROUNDS):
+            own, rivals = self.symmetry.rivals(frame, correction)
+            close = close_rivals(
+                own, rivals, self.shape, self.sigma, best=res.ncc, score=lambda m: self.score(frame, m),
+                min_overlap=MIN_OVERLAP,
+            )
+            refined, syms = [res], [None]
+            for rv in close:
+                # the rival's pose is already precise (the winner's, moved by a measured symmetry): full
+                # resolution only (a lattice's coarse levels can alias and walk away)
+                r = self.refiner.refine(frame, np.linalg.inv(rv.correction), start_level=0)
+                if np.isfinite(r.ncc) and r.overlap >= MIN_OVERLAP:
+                    refined.append(r)
+                    syms.append(rv.symmetry)
+            if len(refined) == 1:
+                return res, correction, ""
+            solutions = [(np.linalg.inv(r.matrix), r.ncc, r.overlap, r.predicted_error) for r in refined]
+            k, note = symmetric_choice(solutions, syms, self.shape, self.sigma, self._common(frame))
+            if note or k == 0:
+                return refined[k], solutions[k][0], note
+            res, correction = refined[k], solutions[k][0]
+            moved = syms[k]
+        return res, correction, (
+            f"ambiguous: the template matches itself {moved.describe()}, and the frame's best pose moved under "
+            f"its symmetries {SYMMETRY_ROUNDS} times without settling"
+        )
+
+    def _common(self, frame: np.ndarray):
+        """``common(m_a, m_b)``: both success scores of ``frame`` over the pixels both poses cover
+        (:func:`~._symmetry.common_scores`)."""
+        smooth = cv2.GaussianBlur(frame, (0, 0), self.sigma, borderType=cv2.BORDER_REFLECT_101)
+        margin = int(np.ceil(3 * self.sigma)) + 1
+        return lambda m_a, m_b: common_scores(smooth, self._tpl_smooth, m_a, m_b, margin)
+
+    def _paired(self, frame: np.ndarray):
+        """``paired(m_a, m_b)``: :meth:`_common` for two poses that differ by a template symmetry, else None."""
+        common = self._common(frame)
+        return lambda m_a, m_b: common(m_a, m_b) if self.symmetry.relates(m_a, m_b) else None
 
     def score(self, frame: np.ndarray, correction: np.ndarray) -> tuple[float, float]:
         """Success score (see the module docstring) and overlap share of a

@@ -20,6 +20,12 @@ once):
    pyramid, with gain and offset removed (see :mod:`._refine`).
    This removes the sub-pixel bias of peak interpolation and reaches
    about 0.01 degree, 1e-4 in scale and 0.01-0.03 px on textured frames.
+4. **Symmetry rivals** (only for a template that matches itself turned by
+   60, 90 or 180 degrees or shifted by a lattice vector, see
+   :mod:`._symmetry`): the refined winner's images under those symmetries
+   are scored, the two closest refined; a better one replaces the winner,
+   one within 4 sigma flags the frame (``ambiguous: the template matches
+   itself turned by 60 deg ...``).
 
 With ``template="mean"`` a second pass refines every frame (stage 3 only)
 against the mean of the *other* well-registered frames of the first pass
