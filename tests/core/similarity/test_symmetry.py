@@ -208,3 +208,52 @@ def test_point_symmetric_frames_within_a_narrow_angle_range_are_not_flagged() ->
     ref = ft.params["template_index"]
     assert ft.ok.all(), list(ft.reason)
     assert np.all(_corner_errors(ft, motion.invert(), ref, shape) < 1.0)
+
+
+def _pose(dy: float, dx: float) -> np.ndarray:
+    m = np.eye(3)
+    m[:2, 2] = (dy, dx)
+    return m
+
+
+def _results_with_one_frame_one_vector_off(step: float):
+    from types import SimpleNamespace
+
+    from napari_stackalign.core.similarity._estimator import FrameResult
+
+    vector = np.array([23.0, 18.0])
+    results = {}
+    for t in range(6):
+        right = _pose(step * t, -step * t)
+        results[t] = FrameResult(right, 0.9, "")
+    wrong = results[4].matrix.copy()
+    wrong[:2, 2] += vector
+    note = "ambiguous: the template matches itself shifted by (23.0, 18.0) px, and ..."
+    # frame 4's winner is the image one lattice vector away; its refined poses hold the right one too
+    results[4] = FrameResult(wrong, 0.91, "", 0.05, note, [(wrong, 0.91, 0.05), (results[3].matrix @ _pose(step, -step), 0.9, 0.06)])
+    results[1] = FrameResult(results[1].matrix, 0.9, "", 0.05, note, [(results[1].matrix, 0.9, 0.05), (results[1].matrix @ _pose(*-vector), 0.89, 0.05)])
+    return results, SimpleNamespace(shape=(256, 256))
+
+
+def test_smooth_drift_settles_the_symmetry_ambiguity():
+    from napari_stackalign.core.similarity._register import resolve_by_motion
+
+    results, est = _results_with_one_frame_one_vector_off(step=2.0)
+    ambiguity, settled = resolve_by_motion(results, {}, est)
+    assert settled == [1, 4]
+    assert ambiguity == {}
+    np.testing.assert_allclose(results[4].matrix[:2, 2], [8.0, -8.0])
+    np.testing.assert_allclose(results[1].matrix[:2, 2], [2.0, -2.0])
+    assert results[4].success == 0.9 and results[4].ambiguity == ""
+
+
+def test_motion_as_large_as_the_symmetry_settles_nothing():
+    from napari_stackalign.core.similarity._register import resolve_by_motion
+
+    results, est = _results_with_one_frame_one_vector_off(step=6.0)  # steps of 8.5 px, over a quarter of 29 px
+    before = {t: r.matrix.copy() for t, r in results.items()}
+    ambiguity, settled = resolve_by_motion(results, {}, est)
+    assert settled == []
+    assert set(ambiguity) == {1, 4}
+    for t, r in results.items():
+        np.testing.assert_array_equal(r.matrix, before[t])

@@ -8,7 +8,7 @@ meaning of the success score.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -64,6 +64,9 @@ class FrameResult:
     failure: str
     predicted_error: float = float("nan")
     ambiguity: str = ""
+    #: the refined poses the template's symmetries offered, the chosen one among them:
+    #: (correction, success, predicted error) each (empty when there were none)
+    alternatives: list = field(default_factory=list)
 
 
 class SimilarityEstimator:
@@ -297,19 +300,24 @@ class SimilarityEstimator:
                 solutions, self.shape, self.sigma, symmetric=self._paired(frame) if self.symmetry else None
             )
             res, correction = refined[k], solutions[k][0]
+        alternatives: list[tuple[np.ndarray, float, float]] = []
         if self.symmetry and not note:
-            res, correction, note = self._symmetric(frame, res, correction)
-        return FrameResult(correction, res.ncc, _overlap_problem(res.overlap), res.predicted_error, note)
+            res, correction, note, alternatives = self._symmetric(frame, res, correction)
+        return FrameResult(
+            correction, res.ncc, _overlap_problem(res.overlap), res.predicted_error, note, alternatives
+        )
 
     def _symmetric(
         self, frame: np.ndarray, res: RefineResult, correction: np.ndarray
-    ) -> tuple[RefineResult, np.ndarray, str]:
+    ) -> tuple[RefineResult, np.ndarray, str, list[tuple[np.ndarray, float, float]]]:
         """The winner against its images under the template's symmetries: the close ones are refined and
-        the best kept; the note says why the choice is ambiguous ("" when it is not).
+        the best kept; the note says why the choice is ambiguous ("" when it is not), and the refined
+        poses compared (correction, success, predicted error), for the stack to choose among by its motion.
 
         A rival that wins is checked the same way once more (its own images may hold a better pose still,
         e.g. one that covers more of the template); when that one would move again the frame is flagged.
         """
+        seen: list[tuple[np.ndarray, float, float]] = []
         for round_ in range(SYMMETRY_ROUNDS):
             own, rivals = self.symmetry.rivals(frame, correction)
             close = close_rivals(
@@ -325,17 +333,18 @@ class SimilarityEstimator:
                     refined.append(r)
                     syms.append(rv.symmetry)
             if len(refined) == 1:
-                return res, correction, ""
+                return res, correction, "", seen
             solutions = [(np.linalg.inv(r.matrix), r.ncc, r.overlap, r.predicted_error) for r in refined]
+            seen.extend((m, float(ncc), float(err)) for m, ncc, _, err in (solutions if not seen else solutions[1:]))
             k, note = symmetric_choice(solutions, syms, self.shape, self.sigma, self._common(frame))
             if note or k == 0:
-                return refined[k], solutions[k][0], note
+                return refined[k], solutions[k][0], note, seen
             res, correction = refined[k], solutions[k][0]
             moved = syms[k]
         return res, correction, (
             f"ambiguous: the template matches itself {moved.describe()}, and the frame's best pose moved under "
             f"its symmetries {SYMMETRY_ROUNDS} times without settling"
-        )
+        ), seen
 
     def _common(self, frame: np.ndarray):
         """``common(m_a, m_b)``: both success scores of ``frame`` over the pixels both poses cover

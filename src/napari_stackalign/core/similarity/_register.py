@@ -78,6 +78,7 @@ from ..apply import coverage_mask, warp_frame
 from ..checks import STACK_AXES, check_stack
 from ..scaling import WorkingScale, has_spread, to_float32, working_scale
 from ..workers import default_workers, thread_pool
+from ._ambiguity import _corner_distance
 from ._estimator import (
     MIN_OVERLAP,
     FrameResult,
@@ -253,7 +254,15 @@ class _Outcome:
     min_success_used: float
     ambiguity: dict[int, str]
     predicted: np.ndarray
+    #: frames whose symmetry ambiguity the smooth motion of the stack settled (:func:`resolve_by_motion`)
+    resolved: list[int]
 
+
+#: a symmetry ambiguity's note starts so (see ``._symmetry``)
+SYMMETRY_NOTE = "ambiguous: the template matches itself"
+#: the stack's motion settles a symmetry ambiguity when its largest frame-to-frame step is below this
+#: share of the jump the symmetry would make (:func:`resolve_by_motion`)
+MOTION_SHARE = 0.25
 
 #: a frame's success must be this many times the chance level (:func:`chance_success`);
 #: on pure noise the best match found reaches about 5 (64 to 256 px frames)
@@ -347,10 +356,10 @@ def _outcome(
 ) -> _Outcome:
     """Judge one pass's per-frame results and replace the flagged frames' transforms."""
     n_frames = len(results)
+    failures = {t: results[t].failure for t in range(n_frames) if results[t].failure}
+    ambiguity, resolved = resolve_by_motion(results, failures, est)
     mats = np.stack([results[t].matrix for t in range(n_frames)])
     success = np.array([results[t].success for t in range(n_frames)], dtype=np.float64)
-    failures = {t: results[t].failure for t in range(n_frames) if results[t].failure}
-    ambiguity = {t: results[t].ambiguity for t in range(n_frames) if results[t].ambiguity}
     predicted = np.array([results[t].predicted_error for t in range(n_frames)], dtype=np.float64)
     ft = FrameTransforms.from_matrices(mats, center=est.center)
     ok, threshold = _judge(
@@ -366,8 +375,66 @@ def _outcome(
         ambiguity=ambiguity,
     )
     return _Outcome(
-        fill_failed(ft, ok, opts.fallback), success, ok, failures, threshold, ambiguity, predicted
+        fill_failed(ft, ok, opts.fallback), success, ok, failures, threshold, ambiguity, predicted, resolved
     )
+
+
+def resolve_by_motion(
+    results: dict[int, FrameResult], failures: dict[int, str], est: SimilarityEstimator
+) -> tuple[dict[int, str], list[int]]:
+    """Settle the symmetry ambiguities by the stack's own motion, when it is smooth.
+
+    A frame flagged because the template matches itself at another pose (a
+    lattice vector, a turn) has rivals as good as its pose; its refined
+    poses are in ``FrameResult.alternatives``. Among them, the path through
+    the usable frames (the template frame's identity among them) with the
+    least squared steps between consecutive frames (at the frame corners) is
+    found. When its largest step is below :data:`MOTION_SHARE` of the
+    smallest distance between any frame's alternatives, the stack drifts
+    smoothly at the scale of its symmetries: each flagged frame takes its
+    pose on that path (``results`` are updated) and loses its note. A frame
+    really put one symmetry off is then a jump of a whole symmetry, and
+    nothing is settled.
+
+    Returns
+    -------
+    (ambiguity, settled)
+        The ambiguity notes left, and the frames settled.
+    """
+    ambiguity = {t: r.ambiguity for t, r in results.items() if r.ambiguity}
+    symmetric = {t for t, note in ambiguity.items() if note.startswith(SYMMETRY_NOTE) and results[t].alternatives}
+    usable = [t for t in sorted(results) if t not in failures]
+    if not symmetric or len(usable) < 3:
+        return ambiguity, []
+    shape = est.shape
+    options = [
+        [m for m, _, _ in results[t].alternatives] if t in symmetric else [results[t].matrix] for t in usable
+    ]
+    apart = min(
+        _corner_distance(a, b, shape) for opts in options for i, a in enumerate(opts) for b in opts[i + 1 :]
+    ) if any(len(o) > 1 for o in options) else np.inf
+    # least squared steps through the options (Viterbi over the frames in order)
+    cost = np.zeros(len(options[0]))
+    back: list[np.ndarray] = []
+    for prev, cur in zip(options[:-1], options[1:]):
+        step = np.array([[_corner_distance(a, b, shape) ** 2 for a in prev] for b in cur])
+        total = step + cost[None, :]
+        back.append(np.argmin(total, axis=1))
+        cost = total.min(axis=1)
+    pick = [int(np.argmin(cost))]
+    for b in reversed(back):
+        pick.append(int(b[pick[-1]]))
+    pick.reverse()
+    chosen = [opts[k] for opts, k in zip(options, pick)]
+    largest = max(_corner_distance(a, b, shape) for a, b in zip(chosen[:-1], chosen[1:]))
+    if not largest < MOTION_SHARE * apart:
+        return ambiguity, []
+    for t, opts_k in zip(usable, pick):
+        if t in symmetric:
+            m, success, error = results[t].alternatives[opts_k]
+            results[t].matrix, results[t].success, results[t].predicted_error = m, success, error
+            results[t].ambiguity = ""
+    return {t: note for t, note in ambiguity.items() if t not in symmetric}, sorted(symmetric)
 
 
 def fill_failed(
@@ -575,6 +642,7 @@ def _result(
         "sigma": opts.sigma,
         "flagged": {str(t): r for t, r in sorted(outcome.failures.items())},
         "predicted_error_px": [None if not np.isfinite(e) else round(float(e), 4) for e in outcome.predicted],
+        "symmetry_settled_by_motion": list(outcome.resolved),
     }
     ft = outcome.transforms
     ok = outcome.ok.copy()
