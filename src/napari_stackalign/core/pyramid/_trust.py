@@ -13,7 +13,13 @@
   of the template correlates with it through its own noise, about
   ``1/sqrt(K)`` for a template of ``K`` frames, however many pixels: for
   those frames ``r`` is first corrected to the correlation with the template
-  *without* the frame (:func:`leave_one_out`);
+  *without* the frame (:func:`leave_one_out`). A frame below the bar but
+  with ``z >= MIN_Z_TRACK`` is still trusted when it lies within
+  ``TRACK_PX`` of the trajectory its neighbours on both sides predict, in a
+  search window so large that a chance peak lands there with probability
+  below ``TRACK_CHANCE``, and at least half such frames do (:func:`on_track`;
+  2-D shifts only): the stack's consistency is evidence a single frame's
+  peak is not;
 - consistency with the trustworthy neighbours (:func:`jumps`): a frame far
   from both the frames just before and the frames just after it, by more
   than ``JUMP_FACTOR`` times the typical frame-to-neighbours distance (and at
@@ -39,15 +45,28 @@ __all__ = [
     "MIN_TEMPLATE_TRUSTED",
     "MIN_Z",
     "QUALITY_FRACTION",
+    "MIN_Z_TRACK",
+    "TRACK_CHANCE",
+    "TRACK_PX",
+    "TRACK_SHARE",
     "judge",
     "jumps",
     "leave_one_out",
+    "on_track",
     "significance",
 ]
 
 #: a frame's correlation must stand this many standard deviations of chance
 #: above 0 (pure-noise stacks: 99 % below 4.7, see tests/benchmarks/bench_pyramid_trust.py)
 MIN_Z = 5.5
+#: a frame below MIN_Z but at least this, lying on the stack's trajectory (:func:`on_track`), is trusted
+MIN_Z_TRACK = 3.0
+#: ... within this many px of the medians of its neighbours on both sides
+TRACK_PX = 1.0
+#: ... when a chance peak would land that close with at most this probability
+TRACK_CHANCE = 0.005
+#: ... and at least this share of such frames is on track
+TRACK_SHARE = 0.5
 #: fewer trustworthy template frames than this (or this share of them) and
 #: none is trusted: a template built from noise matches its own seed frame
 MIN_TEMPLATE_TRUSTED = 3
@@ -159,6 +178,51 @@ def _window_median(pts: np.ndarray, first: np.ndarray, count: np.ndarray) -> np.
     return np.where((count % 2 == 1)[:, None], lo, (lo + hi) / 2.0)
 
 
+def on_track(shifts: np.ndarray, weak: np.ndarray, candidates: np.ndarray, bound: tuple[float, float]) -> np.ndarray:
+    """Which ``candidates`` (frames whose peak is below ``MIN_Z`` but at least ``MIN_Z_TRACK``) lie on the
+    stack's own trajectory, so closely that chance cannot have put them there.
+
+    A chance peak lands anywhere in the search window (``+/- bound`` px per axis). A frame is carried
+    when it lies within ``TRACK_PX`` of where its ``JUMP_WINDOW`` neighbours on both sides (frames that
+    pass, or are candidates themselves) put the trajectory, which a chance peak does with probability
+    about ``pi TRACK_PX**2 / (4 bound_y bound_x)``; and only when the window makes that below
+    ``TRACK_CHANCE`` and at least ``TRACK_SHARE`` of the candidates are on track (a coherent trajectory,
+    not a few lucky frames). Noise-only stacks: their chance peaks scatter over the window.
+    """
+    n = len(shifts)
+    out = np.zeros(n, bool)
+    pool = candidates | ~weak
+    if candidates.sum() < 3 or len(bound) != 2:
+        return out
+    area = 4.0 * float(bound[0]) * float(bound[1])
+    if not area > 0 or np.pi * TRACK_PX**2 / area > TRACK_CHANCE:
+        return out
+    dist = _two_sided(np.asarray(shifts, dtype=np.float64), pool)
+    close = candidates & (dist <= TRACK_PX)
+    if close.sum() < TRACK_SHARE * candidates.sum():
+        return out
+    return close
+
+
+def _two_sided(shifts: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Per frame, its distance to the trajectory its neighbours predict: the line through the medians
+    (in time and position) of the ``JUMP_WINDOW`` frames of ``pool`` before and after it, itself
+    excluded (inf at the ends or without such frames)."""
+    n = len(shifts)
+    idx = np.flatnonzero(pool)
+    out = np.full(n, np.inf)
+    for t in range(n):
+        before = idx[idx < t][-JUMP_WINDOW:]
+        after = idx[idx > t][:JUMP_WINDOW]
+        if before.size == 0 or after.size == 0:
+            continue
+        tb, ta = float(np.median(before)), float(np.median(after))
+        pb, pa = np.median(shifts[before], axis=0), np.median(shifts[after], axis=0)
+        predicted = pb + (pa - pb) * (t - tb) / (ta - tb)
+        out[t] = float(np.linalg.norm(shifts[t] - predicted))
+    return out
+
+
 def judge(
     shifts: np.ndarray,
     quality: np.ndarray,
@@ -208,10 +272,15 @@ def judge(
             ),
         )
     z = significance(quality, neff, in_template, usable_template)
-    weak = finite_q & ~(z >= MIN_Z)
-    add(weak, lambda j: f"correlation peak not significant (z={z[j]:.1f} < {MIN_Z:g})")
     if notes is not None:
         add(np.array([bool(note) for note in notes], dtype=bool), lambda j: notes[j])
+    weak = finite_q & ~(z >= MIN_Z)
+    carried = weak & np.array([not r for r in reasons]) & (z >= MIN_Z_TRACK)
+    carried &= on_track(shifts, weak, carried, bound)
+    add(
+        weak & ~carried,
+        lambda j: f"correlation peak not significant (z={z[j]:.1f} < {MIN_Z:g})",
+    )
     trusted = np.array([not r for r in reasons])
     member = np.asarray(in_template, bool) & ((flags & FLAG_UNUSABLE) == 0)
     n_member = int(member.sum())
