@@ -73,12 +73,12 @@ def test_best_match_beyond_the_candidates_is_found_with_its_look_elsewhere_allow
     exclude = (REACH + 0.5) * evidence.sigma / LOWPASS_FACTOR
     here = np.array([0.0, 0.0])
     cost_far, where, searched = evidence.best_elsewhere(scores, here, exclude, bound)
-    cost_here = float(evidence.costs(None, here[None], scores)[0])
+    cost_here = float(evidence.costs(scores, here[None])[0])
     assert np.hypot(*(where - true)) < 2.5
     assert cost_here - cost_far - np.log(searched) > 4.0
     # the true position itself is not elsewhere: nothing beyond it beats it
     cost_far2, _, searched2 = evidence.best_elsewhere(scores, true, exclude, bound)
-    cost_true = float(evidence.costs(None, true[None], scores)[0])
+    cost_true = float(evidence.costs(scores, true[None])[0])
     assert cost_true - cost_far2 - np.log(searched2) < 0.0
     assert isinstance(found, Lattice)
 

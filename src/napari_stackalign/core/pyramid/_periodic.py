@@ -260,11 +260,8 @@ class _LowPass:
         scores = self.search.scores(low - np.float32(low.mean()))
         return np.where(np.isfinite(scores), scores, -1.0)
 
-    def costs(self, low: np.ndarray, positions: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
-        """``-log-likelihood`` of a frame (its :meth:`low` image, or its :meth:`surface` ``scores``) at each of
-        ``positions`` (k, 2) px."""
-        if scores is None:
-            scores = self.surface(low)
+    def costs(self, scores: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """``-log-likelihood`` of a frame (its :meth:`surface`) at each of ``positions`` (k, 2) px."""
         at = positions / self.step + np.array(self.radius, float)
         r = ndimage.map_coordinates(scores, at.T, order=1, cval=-1.0)
         r = np.clip(r, 0.0, 0.999)
@@ -353,7 +350,7 @@ def _choose(
     positions = centres[:, None, :] + offsets[None]
     outside = (np.abs(positions[..., 0]) > bound[0]) | (np.abs(positions[..., 1]) > bound[1])
     surfaces = [evidence.surface(low) for low in lows]
-    costs = np.array([evidence.costs(low, pos, sc) for low, pos, sc in zip(lows, positions, surfaces)])
+    costs = np.array([evidence.costs(sc, pos) for sc, pos in zip(surfaces, positions)])
     costs[outside] = 1e6  # beyond max_movement: never chosen
     best, margin, second = _path(positions, costs, sigma)
     n = len(lows)
