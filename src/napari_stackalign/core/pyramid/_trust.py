@@ -197,29 +197,40 @@ def on_track(shifts: np.ndarray, weak: np.ndarray, candidates: np.ndarray, bound
     area = 4.0 * float(bound[0]) * float(bound[1])
     if not area > 0 or np.pi * TRACK_PX**2 / area > TRACK_CHANCE:
         return out
-    dist = _two_sided(np.asarray(shifts, dtype=np.float64), pool)
+    dist = _off_track(np.asarray(shifts, dtype=np.float64), pool)
     close = candidates & (dist <= TRACK_PX)
     if close.sum() < TRACK_SHARE * candidates.sum():
         return out
     return close
 
 
-def _two_sided(shifts: np.ndarray, pool: np.ndarray) -> np.ndarray:
+def _off_track(shifts: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """Per frame, its distance to the trajectory its neighbours predict: the line through the medians
-    (in time and position) of the ``JUMP_WINDOW`` frames of ``pool`` before and after it, itself
-    excluded (inf at the ends or without such frames)."""
+    (in time and position, :func:`_window_median`) of the ``JUMP_WINDOW`` frames of ``pool`` before and
+    after it, itself excluded (inf at the ends or without such frames)."""
     n = len(shifts)
     idx = np.flatnonzero(pool)
     out = np.full(n, np.inf)
-    for t in range(n):
-        before = idx[idx < t][-JUMP_WINDOW:]
-        after = idx[idx > t][:JUMP_WINDOW]
-        if before.size == 0 or after.size == 0:
-            continue
-        tb, ta = float(np.median(before)), float(np.median(after))
-        pb, pa = np.median(shifts[before], axis=0), np.median(shifts[after], axis=0)
-        predicted = pb + (pa - pb) * (t - tb) / (ta - tb)
-        out[t] = float(np.linalg.norm(shifts[t] - predicted))
+    if idx.size < 2:
+        return out
+    t = np.arange(n)
+    pos = np.searchsorted(idx, t)  # pool frames before t: idx[pos - n_before : pos]
+    start = pos + (idx[np.minimum(pos, idx.size - 1)] == t)  # after t: idx[start : start + n_after]
+    n_before = np.minimum(pos, JUMP_WINDOW)
+    n_after = np.clip(idx.size - start, 0, JUMP_WINDOW)
+    both = np.flatnonzero((n_before > 0) & (n_after > 0))
+    if both.size == 0:
+        return out
+    times = idx[:, None].astype(np.float64)
+    pts = shifts[idx]
+    first_b, count_b = pos[both] - n_before[both], n_before[both]
+    first_a, count_a = start[both], n_after[both]
+    tb = _window_median(times, first_b, count_b)[:, 0]
+    ta = _window_median(times, first_a, count_a)[:, 0]
+    pb = _window_median(pts, first_b, count_b)
+    pa = _window_median(pts, first_a, count_a)
+    predicted = pb + (pa - pb) * ((both - tb) / (ta - tb))[:, None]
+    out[both] = np.linalg.norm(shifts[both] - predicted, axis=1)
     return out
 
 
