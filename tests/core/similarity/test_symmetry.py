@@ -23,17 +23,6 @@ from napari_stackalign.core.similarity._symmetry import SymmetryRivals, find_sym
 from napari_stackalign.synthetic import make_stack
 
 
-def _corner_errors(est: FrameTransforms, truth: FrameTransforms, ref: int, shape: tuple[int, int]) -> np.ndarray:
-    h, w = shape
-    corners = np.array([[0, 0, 1], [0, w - 1, 1], [h - 1, 0, 1], [h - 1, w - 1, 1]], float).T
-    t_mats, e_mats = truth.to_matrices(), est.to_matrices()
-    ref_inv = np.linalg.inv(t_mats[ref])
-    return np.array(
-        [float(np.sqrt(((e @ corners - (ref_inv @ t) @ corners)[:2] ** 2).sum(axis=0)).max()) for e, t in
-         zip(e_mats, t_mats)]
-    )
-
-
 def _lattice(
     motion: FrameTransforms, shape: tuple[int, int], rng: np.random.Generator, *, period: float, hexagonal: bool,
     noise: float, vacancy: float = 0.04,
@@ -62,17 +51,6 @@ def _lattice(
         img = 0.1 + site * np.exp(-(dy**2 + dx**2) / (2 * (0.18 * period) ** 2))
         out[t] = img + rng.normal(0.0, noise, shape)
     return out
-
-
-def _poses(n: int, shape: tuple[int, int], rng: np.random.Generator, angle: float) -> FrameTransforms:
-    shift = 0.06 * min(shape)
-    return FrameTransforms(
-        dy=rng.uniform(-shift, shift, n),
-        dx=rng.uniform(-shift, shift, n),
-        angle=rng.uniform(-angle, angle, n),
-        scale=np.ones(n),
-        center=((shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0),
-    )
 
 
 def _one(shape: tuple[int, int], rng: np.random.Generator, **kwargs) -> np.ndarray:
@@ -125,20 +103,20 @@ def test_an_angle_range_that_excludes_the_turn_leaves_no_rotation_to_look_for() 
 
 
 @pytest.mark.parametrize("hexagonal", [True, False])
-def test_a_lattice_frame_at_a_symmetric_pose_is_never_silently_wrong(hexagonal: bool) -> None:
+def test_a_lattice_frame_at_a_symmetric_pose_is_never_silently_wrong(hexagonal: bool, scenes) -> None:
     # without the symmetry rivals 14 of these 160 frames (9 hexagonal, 5 square) come out off by tens of px
     # yet marked ok
     shape = (128, 128)
     silent_total = 0
     for seed in range(10, 20):
         rng = np.random.default_rng(seed)
-        motion = _poses(9, shape, rng, angle=180.0)
+        motion = scenes.poses(9, shape, rng, angle=180.0, log_scale=0.0)
         stack = _lattice(motion, shape, rng, period=10.0, hexagonal=hexagonal, noise=0.4)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ft = register_similarity(stack, fallback="identity", workers=1)
         ref = ft.params["template_index"]
-        err = _corner_errors(ft, motion.invert(), ref, shape)
+        err = scenes.corner_errors(ft, motion.invert(), ref, shape)
         silent_total += int(np.sum((err > 1.0) & ft.ok))
         # a flagged frame says why; a symmetry flag names the turn or the shift
         for t, r in enumerate(ft.reason):
@@ -184,30 +162,17 @@ def test_the_paired_spread_is_below_two_independent_ones_and_grows_with_the_mism
     assert paired_spread(1.0, 1.0, 0.8, shape, 1.0) == 0.0
 
 
-def test_point_symmetric_frames_within_a_narrow_angle_range_are_not_flagged() -> None:
+def test_point_symmetric_frames_within_a_narrow_angle_range_are_not_flagged(scenes) -> None:
     """A scene that is its own 180-degree turn is no ambiguity when angle_range rules the turn out."""
     rng = np.random.default_rng(4)
     shape = (128, 128)
-    h, w = shape
-    c = np.array([(h - 1) / 2.0, (w - 1) / 2.0])
-    p = rng.uniform(-0.3 * h, 0.3 * h, (6, 2))
-    pts = np.concatenate([c + p, c - p])
-    sig = np.tile(rng.uniform(2.0, 5.0, 6), 2)
-    motion = _poses(8, shape, rng, angle=20.0)
-    rr, cc = np.mgrid[0:h, 0:w].astype(np.float64)
-    stack = np.empty((8, h, w), np.float32)
-    for t, m in enumerate(motion.to_matrices()):
-        inv = np.linalg.inv(m)
-        u = inv[0, 0] * rr + inv[0, 1] * cc + inv[0, 2]
-        v = inv[1, 0] * rr + inv[1, 1] * cc + inv[1, 2]
-        img = np.full(shape, 0.1)
-        for (py, px), s in zip(pts, sig):
-            img += np.exp(-((u - py) ** 2 + (v - px) ** 2) / (2 * s * s))
-        stack[t] = img + rng.normal(0.0, 0.02, shape)
+    scene = scenes.point_symmetric_scene(shape, rng)
+    motion = scenes.poses(8, shape, rng, angle=20.0, log_scale=0.0)
+    stack = scenes.render_blobs(motion, shape, scene, rng)
     ft = register_similarity(stack, angle_range=(-30.0, 30.0), workers=1)
     ref = ft.params["template_index"]
     assert ft.ok.all(), list(ft.reason)
-    assert np.all(_corner_errors(ft, motion.invert(), ref, shape) < 1.0)
+    assert np.all(scenes.corner_errors(ft, motion.invert(), ref, shape) < 1.0)
 
 
 def _pose(dy: float, dx: float) -> np.ndarray:

@@ -27,60 +27,16 @@ from napari_stackalign.core.similarity._refine import similarity_matrix
 from napari_stackalign.synthetic import make_stack
 
 
-def _corner_errors(est: FrameTransforms, truth: FrameTransforms, ref: int, shape: tuple[int, int]) -> np.ndarray:
-    """Per frame, the largest distance over the frame corners between the estimated and the true correction."""
-    h, w = shape
-    corners = np.array([[0, 0, 1], [0, w - 1, 1], [h - 1, 0, 1], [h - 1, w - 1, 1]], float).T
-    t_mats, e_mats = truth.to_matrices(), est.to_matrices()
-    ref_inv = np.linalg.inv(t_mats[ref])
-    out = []
-    for t in range(len(est)):
-        d = (e_mats[t] @ corners - (ref_inv @ t_mats[t]) @ corners)[:2]
-        out.append(float(np.sqrt((d**2).sum(axis=0)).max()))
-    return np.array(out)
-
-
-def _poses(n: int, shape: tuple[int, int], rng: np.random.Generator, angle: float) -> FrameTransforms:
-    shift = 0.06 * min(shape)
-    return FrameTransforms(
-        dy=rng.uniform(-shift, shift, n),
-        dx=rng.uniform(-shift, shift, n),
-        angle=rng.uniform(-angle, angle, n),
-        scale=np.exp(rng.uniform(-0.05, 0.05, n)),
-        center=((shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0),
-    )
-
-
-def _point_symmetric_stack(motion: FrameTransforms, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Blobs at +p and -p about the centre (the scene is its own 180-degree turn), moved by ``motion``, noisy."""
-    h, w = shape
-    c = np.array([(h - 1) / 2.0, (w - 1) / 2.0])
-    p = rng.uniform(-0.3 * min(shape), 0.3 * min(shape), (6, 2))
-    pts = np.concatenate([c + p, c - p])
-    sig = np.tile(rng.uniform(2.0, 5.0, 6), 2)
-    rr, cc = np.mgrid[0:h, 0:w].astype(np.float64)
-    out = np.empty((len(motion), h, w), np.float32)
-    for t, m in enumerate(motion.to_matrices()):
-        inv = np.linalg.inv(m)
-        u = inv[0, 0] * rr + inv[0, 1] * cc + inv[0, 2]
-        v = inv[1, 0] * rr + inv[1, 1] * cc + inv[1, 2]
-        img = np.full(shape, 0.1)
-        for (py, px), s in zip(pts, sig):
-            img += np.exp(-((u - py) ** 2 + (v - px) ** 2) / (2 * s * s))
-        out[t] = img + rng.normal(0.0, 0.02, shape)
-    return out
-
-
-def test_a_point_symmetric_object_turned_at_random_is_flagged_ambiguous_never_silently_wrong() -> None:
+def test_a_point_symmetric_object_turned_at_random_is_flagged_ambiguous_never_silently_wrong(scenes) -> None:
     rng = np.random.default_rng(4)
     shape = (128, 128)
-    motion = _poses(10, shape, rng, angle=180.0)
-    stack = _point_symmetric_stack(motion, shape, rng)
+    motion = scenes.poses(10, shape, rng, angle=180.0)
+    stack = scenes.render_blobs(motion, shape, scenes.point_symmetric_scene(shape, rng), rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ft = register_similarity(stack, fallback="identity", workers=1)
     ref = ft.params["template_index"]
-    err = _corner_errors(ft, motion.invert(), ref, shape)
+    err = scenes.corner_errors(ft, motion.invert(), ref, shape)
     # each frame is right or 180 degrees off (the scene cannot tell): a wrong one must be flagged
     wrong = err > 1.0
     assert not np.any(wrong & ft.ok), (err, ft.ok)
@@ -91,10 +47,10 @@ def test_a_point_symmetric_object_turned_at_random_is_flagged_ambiguous_never_si
     assert any("180" in r or "-180" in r or "+18" in r for r in flagged), flagged
 
 
-def test_clean_frames_are_not_flagged_and_their_predicted_error_is_small() -> None:
+def test_clean_frames_are_not_flagged_and_their_predicted_error_is_small(scenes) -> None:
     shape = (128, 128)
     rng = np.random.default_rng(2)
-    motion = _poses(8, shape, rng, angle=20.0)
+    motion = scenes.poses(8, shape, rng, angle=20.0)
     stack, truth = make_stack("texture", n_frames=8, shape=shape, motion=motion, snr=10.0, seed=3)
     ft = register_similarity(stack, workers=1)
     ref = ft.params["template_index"]
@@ -103,11 +59,11 @@ def test_clean_frames_are_not_flagged_and_their_predicted_error_is_small() -> No
     assert predicted[ref] is None
     others = np.array([p for t, p in enumerate(predicted) if t != ref], dtype=float)
     assert np.all(others < IMPRECISE_PX)
-    err = np.delete(_corner_errors(ft, truth, ref, shape), ref)
+    err = np.delete(scenes.corner_errors(ft, truth, ref, shape), ref)
     assert np.sqrt(np.mean(err**2)) < 0.2
 
 
-def test_the_predicted_error_follows_the_measured_spread_of_the_estimates() -> None:
+def test_the_predicted_error_follows_the_measured_spread_of_the_estimates(scenes) -> None:
     """The same pose under fresh noise: the RMS corner error over frames is what the prediction said (within 2x)."""
     shape = (96, 96)
     n = 16
@@ -120,7 +76,7 @@ def test_the_predicted_error_follows_the_measured_spread_of_the_estimates() -> N
         motion.scale[0] = 1.0
         stack, truth = make_stack("texture", n_frames=n, shape=shape, motion=motion, snr=snr, noise="gaussian", seed=11)
         ft = register_similarity(stack, template="first", workers=1)
-        err = _corner_errors(ft, truth, 0, shape)[1:]
+        err = scenes.corner_errors(ft, truth, 0, shape)[1:]
         predicted = np.array(ft.params["predicted_error_px"][1:], dtype=float)
         measured = float(np.sqrt(np.mean(err**2)))
         expected = float(np.median(predicted))
