@@ -31,6 +31,7 @@ from ._levels import MIN_LEVEL_POWER, MIN_LEVEL_SIZE, Levels, level_power
 from ._lucas_kanade import DEFAULT_KERNEL, LKTemplate
 from ._ncc_search import NCCSearch, SearchResult
 from ._template import Registered, Template, TemplateAccumulator
+from ._trajectory import Trajectory
 
 __all__ = [
     "FLAG_AT_EDGE",
@@ -421,16 +422,6 @@ class FrameResults:
             self.neff = np.full(len(self.quality), np.nan)
 
 
-def _median_rows(rows: np.ndarray) -> tuple[float, float]:
-    """``np.median(rows, axis=0)`` as a tuple; one or two rows without
-    np.median's overhead (same values: the mean of the two middle ones)."""
-    if len(rows) == 1:
-        return float(rows[0, 0]), float(rows[0, 1])
-    if len(rows) == 2:
-        return float((rows[0, 0] + rows[1, 0]) / 2.0), float((rows[0, 1] + rows[1, 1]) / 2.0)
-    return tuple(float(v) for v in np.median(rows, axis=0))
-
-
 def _read(stack: Any, idx: np.ndarray) -> np.ndarray:
     """Frames ``idx`` (one slice read when they are consecutive)."""
     if idx.size and idx[-1] - idx[0] == idx.size - 1 and np.all(np.diff(idx) == 1):
@@ -466,7 +457,14 @@ class FrameRun:
         content).
     follow : bool
         Estimate in batches of ``FOLLOW_BATCH``, each expecting the median
-        shift of the previous one (template building).
+        shift of the previous one (template building); see
+        :class:`~._trajectory.Trajectory`.
+    trajectory : Trajectory, optional
+        Follow this trajectory (implies ``follow``): frame ``j`` of the run
+        is frame ``first + j`` of it, and the run records its estimates
+        there, so consecutive runs follow one trajectory.
+    first : int
+        The trajectory's index of the run's first frame.
     accumulate : ndarray of bool, optional
         The frames that are also resampled and added to ``accumulator``.
     accumulator : TemplateAccumulator, optional
@@ -483,6 +481,8 @@ class FrameRun:
     init_level: int = -1
     prior: tuple[float, float] = (0.0, 0.0)
     follow: bool = False
+    trajectory: Trajectory | None = None
+    first: int = 0
     accumulate: np.ndarray | None = None
     accumulator: TemplateAccumulator | None = None
 
@@ -603,6 +603,29 @@ def _estimate_batch(
             adder.submit(prepared, est.shift)
 
 
+def _follow(
+    chunk: np.ndarray,
+    c0: int,
+    task: _FrameTask,
+    run: FrameRun,
+    trajectory: Trajectory,
+    out: FrameResults,
+    adder: _BackgroundAdder | None,
+) -> None:
+    """Estimate the frames of ``chunk`` (frames ``c0:`` of the run) batch by batch of ``trajectory``,
+    each batch expecting the trajectory's prior, and record them there."""
+    c1 = c0 + len(chunk)
+    b0 = c0
+    while b0 < c1:
+        b1 = min(trajectory.next_boundary(run.first + b0) - run.first, c1)
+        task.prior = trajectory.prior(run.first + b0)
+        _estimate_batch(chunk[b0 - c0 : b1 - c0], b0, task, run.pool, out, adder)
+        usable = (out.flags[b0:b1] & (FLAG_UNUSABLE | FLAG_FAILED)) == 0
+        for j in range(b0, b1):
+            trajectory.record(run.first + j, out.shifts[j], bool(usable[j - b0]))
+        b0 = b1
+
+
 def run_frames(
     stack: Any,
     indices: np.ndarray,
@@ -614,12 +637,13 @@ def run_frames(
 
     ``run.prior`` is the expected shift (it only decides between equally good
     matches of periodic content; templates are centred so that 0 is right).
-    By default every frame gets it, so a frame's estimate depends on the
-    frame, the template and its ``init`` only, never on the chunking or the
-    thread that runs it. With ``run.follow`` (template building), frames are
-    estimated in batches of ``FOLLOW_BATCH`` and each batch expects the
-    median shift of the previous one, so a slowly drifting lattice is
-    followed across periods.
+    Without ``run.follow`` or ``run.trajectory`` every frame gets it, so a
+    frame's estimate depends on the frame, the template and its ``init``
+    only. With them, frames are estimated in batches of ``FOLLOW_BATCH`` at
+    fixed positions and each batch expects the median usable shift of the
+    batch before (:class:`~._trajectory.Trajectory`), so a drifting lattice
+    is followed across periods; the estimates then depend on the frames
+    before, still never on the chunking or the thread that runs them.
 
     ``run.init`` (one full-resolution shift per index, NaN for none) starts
     frames from an earlier estimate (see :meth:`PyramidEstimator.estimate`).
@@ -633,22 +657,23 @@ def run_frames(
     total = n if run.total is None else run.total
     out = FrameResults(np.zeros((n, 2), np.float64), np.full(n, np.nan), np.zeros(n, np.int64))
     task = _FrameTask(preparer, estimator, run)
-    # following: batches of FOLLOW_BATCH at fixed positions (whatever the
-    # chunk size), each read in pieces of at most chunk_size frames
-    step = FOLLOW_BATCH if run.follow else run.chunk_size
+    trajectory = run.trajectory
+    if trajectory is None and run.follow:
+        trajectory = Trajectory(FOLLOW_BATCH, run.prior)
     # at most a few frames wait for the background thread (memory)
-    adder = _adder(run.accumulator, preparer.shape, 2 * step + 4) if run.accumulator is not None else None
+    adder = _adder(run.accumulator, preparer.shape, 2 * run.chunk_size + 4) if run.accumulator is not None else None
     try:
         report(run.progress, run.done_offset, total, run.stage)
-        for b0 in range(0, n, step):
-            b1 = min(b0 + step, n)
-            _estimate_batch(_read_batch(stack, indices, b0, b1, run.chunk_size), b0, task, run.pool, out, adder)
-            good = (out.flags[b0:b1] & (FLAG_UNUSABLE | FLAG_FAILED)) == 0
-            if run.follow and good.any():
-                task.prior = _median_rows(out.shifts[b0:b1][good])
+        for c0 in range(0, n, run.chunk_size):
+            c1 = min(c0 + run.chunk_size, n)
+            chunk = _read_batch(stack, indices, c0, c1, run.chunk_size)
+            if trajectory is None:
+                _estimate_batch(chunk, c0, task, run.pool, out, adder)
+            else:
+                _follow(chunk, c0, task, run, trajectory, out, adder)
             if adder is not None:
                 adder.throttle()
-            report(run.progress, run.done_offset + b1, total, run.stage)
+            report(run.progress, run.done_offset + c1, total, run.stage)
         if adder is not None:
             adder.wait()
     finally:

@@ -1,9 +1,10 @@
 """Periodic content (lattices): no frame one lattice vector off without a flag.
 
 On a lattice, matches one lattice vector apart are nearly equally good, so
-the final pass (which picks the match nearest the template frames' median
-position) can put a frame a whole number of lattice vectors off, with a high
-quality. After the final pass, :func:`resolve_periodic`:
+the final pass (which picks the match nearest the shift of the frames
+before it, :mod:`._trajectory`) can put a frame a whole number of lattice
+vectors off, with a high quality (a jump of the stage, a batch of frames
+that lost the match). After the final pass, :func:`resolve_periodic`:
 
 1. detects the lattice in the template (:func:`detect_lattice`: the peaks of
    its high-passed autocorrelation; two vectors ``a``, ``b``, refined by a

@@ -44,7 +44,7 @@ from ..apply._warp import applicable_matrices, apply_transforms
 from ..frames import READ_AHEAD_BLOCKS, BlockProducer, ChannelFrames, ReadAhead, frame_ranges
 from ..smoothing import smooth_transforms
 from ._engine import FLAG_UNUSABLE, FrameResults
-from ._stages import PyramidJob, TemplateState, corrections, cross_checked, estimate_range, finish
+from ._stages import PyramidJob, TemplateState, corrections, cross_checked, estimate_range, finish, new_trajectory
 from ._trust import JUMP_WINDOW, judge
 
 __all__ = ["BACK_FRAMES", "MIN_BACK_FRAMES", "SingleReadFrames", "back_frames", "look_ahead"]
@@ -141,6 +141,7 @@ class SingleReadFrames(BlockProducer):
         self._held: deque = deque()  # (start, input frames) not yet warped
         self._ready = 0  # first frame not yet warped
         self._estimated = 0
+        self._trajectory = new_trajectory()
         self.shape = tuple(int(s) for s in stack.shape)
         self.dtype = np.dtype(out_dtype)
         self.ndim = len(self.shape)
@@ -177,6 +178,7 @@ class SingleReadFrames(BlockProducer):
             estimator=self._estimator,
             pool=self._pool,
             offset=a,
+            trajectory=self._trajectory,
         )
         self._shifts[a:b] = res.shifts
         self._quality[a:b] = res.quality

@@ -42,6 +42,7 @@ from ._engine import (
     FLAG_FAILED,
     FLAG_NOT_CONVERGED,
     FLAG_UNUSABLE,
+    FOLLOW_BATCH,
     MIN_LEVEL_SIZE,
     FramePreparer,
     FrameResults,
@@ -57,6 +58,7 @@ from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._periodic import resolve_periodic
 from ._reference import build_reference
 from ._reference_image import without_fill
+from ._trajectory import Trajectory
 from ._trust import QUALITY_FRACTION, judge
 
 __all__ = [
@@ -73,6 +75,7 @@ __all__ = [
     "cross_checked",
     "estimate_range",
     "finish",
+    "new_trajectory",
     "plan_pyramid",
     "run_stages",
 ]
@@ -441,6 +444,11 @@ def _mean_position(shifts: np.ndarray, usable: np.ndarray) -> np.ndarray:
     return shifts[usable].mean(axis=0)
 
 
+def new_trajectory() -> Trajectory:
+    """The trajectory :func:`estimate_range` follows from frame 0 (expects 0 there)."""
+    return Trajectory(FOLLOW_BATCH)
+
+
 def estimate_range(
     stack: Any,
     job: PyramidJob,
@@ -455,8 +463,15 @@ def estimate_range(
     done_offset: int | None = None,
     total: int | None = None,
     offset: int = 0,
+    trajectory: Trajectory | None = None,
 ) -> FrameResults:
     """Estimate frames ``start:stop`` of the stack against the template.
+
+    Each frame searched from scratch (every frame but the template frames,
+    which start from the template pass's estimate) expects the shift of the
+    frames just before it (:class:`~._trajectory.Trajectory`), so a lattice
+    that drifts by many lattice vectors is followed, not put back by whole
+    lattice vectors to the template frames' median.
 
     Parameters
     ----------
@@ -476,6 +491,11 @@ def estimate_range(
         (default ``start`` and ``job.n_frames``).
     offset : int
         Index of the stack's first frame in the whole stack.
+    trajectory : Trajectory, optional
+        The trajectory of the frames before ``start`` (pass the same one to
+        consecutive ranges, in order; the estimates are then those of one
+        range ``0:stop``). Default: a new one, which expects 0 (the template
+        frames' median) of the first frames.
 
     Returns
     -------
@@ -495,6 +515,8 @@ def estimate_range(
         total=job.n_frames if total is None else total,
         init=state.init_for(start, stop),
         init_level=state.init_level,
+        trajectory=new_trajectory() if trajectory is None else trajectory,
+        first=start,
     )
     return run_frames(stack, np.arange(start - offset, stop - offset), preparer, estimator, run)
 
@@ -667,11 +689,21 @@ def run_stages(
     estimator = job.estimator(state.template)
     preparer = job.preparer()
     parts: list[FrameResults] = []
+    trajectory = new_trajectory()
     for start in range(0, job.n_frames, job.chunk_size):
         stop = min(start + job.chunk_size, job.n_frames)
         parts.append(
             estimate_range(
-                stack, job, state, start, stop, preparer=preparer, estimator=estimator, pool=pool, progress=progress
+                stack,
+                job,
+                state,
+                start,
+                stop,
+                preparer=preparer,
+                estimator=estimator,
+                pool=pool,
+                progress=progress,
+                trajectory=trajectory,
             )
         )
         if on_chunk is not None:
