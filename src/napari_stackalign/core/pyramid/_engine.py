@@ -89,6 +89,35 @@ BOUND_TOL = 0.05
 CONVERGED_STEP = 0.05
 
 
+#: a lattice whose first-order frequencies exceed this (cycles per level pixel, either axis) is fine at
+#: that level: two-point differences have a gain below 0.76 there and Gauss-Newton overshoots by more
+#: than 1.3 (beyond 2, it diverges: 6 px lattices at the 1/2 level lost the match), so the template's
+#: gradients take the sixth-order filter (``WIDE_DERIVATIVE``, see ``_lucas_kanade.DERIVATIVE_TAPS``)
+FINE_LATTICE = 0.2
+#: the derivative filter's half support at the levels of a fine lattice
+WIDE_DERIVATIVE = 3
+
+
+def fine_lattice_levels(template: Template, scales: Any, levels: Any) -> set[int]:
+    """The ``levels`` (indices into ``scales``, level px per full-resolution px) at which the
+    template's lattice (if any, :func:`~._periodic.detect_lattice`) is finer than ``FINE_LATTICE``."""
+    from ._periodic import detect_lattice  # the lattice module builds on this one
+
+    lattice = detect_lattice(template)
+    if lattice is None:
+        return set()
+    # reciprocal vectors (cycles per full-resolution px, (fy, fx)) and the first-order Bragg peaks: both,
+    # and the shorter of their sum and difference when it is no longer than them (hexagonal lattices)
+    recip = np.linalg.inv(np.asarray(lattice.vectors, np.float64)).T
+    peaks = [recip[0], recip[1]]
+    other = min((recip[0] + recip[1], recip[0] - recip[1]), key=lambda v: float(np.hypot(*v)))
+    if np.hypot(*other) <= 1.01 * max(np.hypot(*recip[0]), np.hypot(*recip[1])):
+        peaks.append(other)
+    peaks = np.array(peaks)
+    fy, fx = float(np.abs(peaks[:, 0]).max()), float(np.abs(peaks[:, 1]).max())
+    return {int(i) for i in levels if max(fy / scales[i][0], fx / scales[i][1]) > FINE_LATTICE}
+
+
 class Estimate(NamedTuple):
     shift: tuple[float, float]  # full-resolution px, frame[p + s] ~ template[p]
     quality: float
@@ -161,6 +190,8 @@ class PyramidEstimator:
         if template.valid is not None:
             v_levels = levels.build(template.valid.astype(np.float32), needed)
         self._lk: dict[int, LKTemplate] = {}
+        #: the levels whose template holds a lattice finer than ``FINE_LATTICE`` cycles per level pixel
+        self.fine_lattice_levels = fine_lattice_levels(template, scales, self.active)
         for i in self.active:
             t = t_levels[i]
             v = None if v_levels is None else v_levels[i] >= 0.999
@@ -170,7 +201,8 @@ class PyramidEstimator:
                 sc = scales[i]
                 bound = (int(np.floor(self.bound[0] * sc[0] + 1e-9)), int(np.floor(self.bound[1] * sc[1] + 1e-9)))
                 self._search = NCCSearch(t, bound)
-            self._lk[i] = LKTemplate(t, v, kernel=kernel)
+            radius = WIDE_DERIVATIVE if i in self.fine_lattice_levels else 1
+            self._lk[i] = LKTemplate(t, v, kernel=kernel, derivative_radius=radius)
         last = self.active[-1]
         t = self._lk_image(t_levels[last], None if v_levels is None else v_levels[last] >= 0.999)
         spec = power_spectrum(t)
@@ -465,6 +497,9 @@ class FrameRun:
         there, so consecutive runs follow one trajectory.
     first : int
         The trajectory's index of the run's first frame.
+    priors : ndarray (n, 2), optional
+        One expected shift per frame (instead of ``prior``; not with
+        ``follow`` or ``trajectory``).
     accumulate : ndarray of bool, optional
         The frames that are also resampled and added to ``accumulator``.
     accumulator : TemplateAccumulator, optional
@@ -483,6 +518,7 @@ class FrameRun:
     follow: bool = False
     trajectory: Trajectory | None = None
     first: int = 0
+    priors: np.ndarray | None = None
     accumulate: np.ndarray | None = None
     accumulator: TemplateAccumulator | None = None
 
@@ -498,6 +534,7 @@ class _FrameTask:
         self.keep = run.accumulate if run.accumulator is not None else None
         #: the expected shift (updated between batches when following)
         self.prior = (float(run.prior[0]), float(run.prior[1]))
+        self.priors = run.priors
 
     def __call__(self, args: tuple[int, np.ndarray]) -> tuple[Estimate, PreparedFrame | None]:
         j, raw = args
@@ -506,7 +543,8 @@ class _FrameTask:
         start = None
         if init is not None and np.all(np.isfinite(init[j])):
             start = (float(init[j, 0]), float(init[j, 1]))
-        est = self.estimator.estimate(prepared, start, self.init_level, self.prior)
+        prior = self.prior if self.priors is None else (float(self.priors[j, 0]), float(self.priors[j, 1]))
+        est = self.estimator.estimate(prepared, start, self.init_level, prior)
         keep = self.keep is not None and self.keep[j] and not est.flags & FLAG_UNUSABLE
         return est, prepared if keep else None
 

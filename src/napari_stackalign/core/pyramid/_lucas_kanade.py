@@ -110,6 +110,40 @@ class LKResult(NamedTuple):
     step: float
 
 
+#: central-difference derivative filters by half support r (orders 2, 4 and 6; 3, 5 and 7 taps)
+DERIVATIVE_TAPS = {
+    1: np.array([-1.0, 0.0, 1.0], np.float32) / np.float32(2.0),
+    2: np.array([1.0, -8.0, 0.0, 8.0, -1.0], np.float32) / np.float32(12.0),
+    3: np.array([-1.0, 9.0, -45.0, 0.0, 45.0, -9.0, 1.0], np.float32) / np.float32(60.0),
+}
+#: the gain of the derivative filters (radius 1 and 3) at 0.2, 0.25 and 1/3 cycles/px: 0.76, 0.64, 0.41
+#: (two-point differences) and 0.98, 0.93, 0.75 (sixth order). A Gauss-Newton step overshoots by the
+#: inverse of that gain: with two-point differences, content near 1/3 cycles/px (a 6 px lattice at the
+#: 1/2 level) made the iteration diverge (an overshoot beyond 2) and frames lost the match. The fixed
+#: point (the estimate) does not depend on the filter; two-point differences damp a noisy template's
+#: power near the Nyquist frequency, so they stay the default
+
+
+def _gradients(t: np.ndarray, valid: np.ndarray | None = None, radius: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(d/dy, d/dx) of ``t``: at each pixel by the widest of :data:`DERIVATIVE_TAPS` (up to ``radius``)
+    whose square neighbourhood lies inside the image and within ``valid`` (0 where none does)."""
+    h, w = t.shape
+    inside = np.ones((h, w), np.uint8) if valid is None else np.asarray(valid, dtype=np.uint8)
+    one = np.ones(1, np.float32)
+    gy = np.zeros_like(t)
+    gx = np.zeros_like(t)
+    for r in range(1, radius + 1):  # narrow to wide: the wider overwrite where their support is valid
+        taps = DERIVATIVE_TAPS[r]
+        ok = cv2.erode(inside, np.ones((2 * r + 1, 2 * r + 1), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        ok = ok.astype(bool)
+        if not ok.any():
+            break
+        # OpenCV correlates: out[x] = sum(taps[i] * t[x + i - r])
+        gy[ok] = cv2.sepFilter2D(t, cv2.CV_32F, one, taps, borderType=cv2.BORDER_CONSTANT)[ok]
+        gx[ok] = cv2.sepFilter2D(t, cv2.CV_32F, taps, one, borderType=cv2.BORDER_CONSTANT)[ok]
+    return gy, gx
+
+
 class LKTemplate:
     """Pre-computed template data for sub-pixel refinement at one level.
 
@@ -122,9 +156,22 @@ class LKTemplate:
         them). Gradients next to invalid pixels are set to 0.
     kernel : {"lagrange4", "lagrange6", "lagrange8"}
         Interpolation kernel for the fractional shift of the frame.
+    derivative_radius : {1, 2, 3}
+        Half support of the template's derivative filter (two-point, fourth-
+        or sixth-order central differences, :data:`DERIVATIVE_TAPS`); near
+        invalid pixels and the border the widest filter that fits is used.
+        3 for content above 0.2 cycles/px (a fine lattice), where two-point
+        differences make Gauss-Newton overshoot.
     """
 
-    def __init__(self, template: np.ndarray, valid: np.ndarray | None = None, *, kernel: str = DEFAULT_KERNEL) -> None:
+    def __init__(
+        self,
+        template: np.ndarray,
+        valid: np.ndarray | None = None,
+        *,
+        kernel: str = DEFAULT_KERNEL,
+        derivative_radius: int = 1,
+    ) -> None:
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}.")
         t = np.ascontiguousarray(template, dtype=np.float32)
@@ -132,19 +179,11 @@ class LKTemplate:
         self.shape = (h, w)
         self.kernel = kernel
         self.m = KERNELS[kernel]
-        gy = np.zeros_like(t)
-        gx = np.zeros_like(t)
-        gy[1:-1, :] = 0.5 * (t[2:, :] - t[:-2, :])
-        gx[:, 1:-1] = 0.5 * (t[:, 2:] - t[:, :-2])
-        ok = np.zeros((h, w), dtype=bool)
-        ok[1:-1, 1:-1] = True
-        if valid is not None:
-            v = np.asarray(valid, dtype=bool)
-            # a gradient is only trusted where its 3x3 neighbourhood is valid
-            v = cv2.erode(v.astype(np.uint8), np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-            ok &= v.astype(bool)
-        gy[~ok] = 0
-        gx[~ok] = 0
+        if derivative_radius not in DERIVATIVE_TAPS:
+            raise ValueError(f"derivative_radius must be one of {sorted(DERIVATIVE_TAPS)}, got {derivative_radius!r}.")
+        #: half support of the derivative filter of the gradients (:data:`DERIVATIVE_TAPS`)
+        self.derivative_radius = int(derivative_radius)
+        gy, gx = _gradients(t, valid, self.derivative_radius)
         self.template = t
         self._gy, self._gx = gy, gx
         # rows: gy, gx, t -> one matrix-vector product per iteration
