@@ -11,12 +11,18 @@ that lost the match). After the final pass, :func:`resolve_periodic`:
    least-squares fit over every peak). Without one it returns at once (one
    FFT of the template, a few ms);
 2. gives every frame the candidates ``s + i a + j b`` (``|i|, |j| <= 2``,
-   within ``max_movement``) and scores them with evidence that the lattice
+   within ``max_movement``) around its estimate ``s`` and, with the motion
+   prior (step 3), around the *unwrapped* path too (each frame moved to the
+   lattice site nearest the median of the 3 frames before it: estimates put
+   whole lattice vectors off in blocks can be beyond the reach of their
+   own candidates), and scores them with evidence that the lattice
    does not repeat: the correlation of the frame and the template *low-passed
    beyond the lattice* (a Gaussian of 0.6 times the longest lattice vector:
    the background, thickness and defects, which do not repeat). Its
    log-likelihood is ``-(n/2) log(1 - r**2)`` with ``n`` the independent
-   blobs of the low-passed image;
+   blobs of the low-passed image *over the overlap at that position* (a
+   small overlap's correlation is noisier; counting the whole frame made
+   far candidates win on noise);
 3. links the frames by their motion: consecutive frames' positions differ
    by a step of Gaussian spread ``sigma`` (the median step, measured), the
    cost of a step capped at ``STEP_CAP`` (a stage move is not forbidden).
@@ -26,19 +32,21 @@ that lost the match). After the final pass, :func:`resolve_periodic`:
    vector too often for the shortest lattice-equivalent step to be the step
    made: the motion then links nothing and the non-repeating content alone
    decides (``params["lattice"]["motion_prior"]`` False);
-4. when the path moves template frames, the template held the lattice at
-   several offsets (a mixture): it is rebuilt from the resolved template
-   frames and step 2-3 run once more against it;
+4. when the unwrapped path moves template frames, the template held their
+   non-repeating content at several offsets (each block of frames matches
+   its own copy): it is rebuilt along the unwrapped path before step 2-3.
+   When the chosen path moves template frames (elsewhere), it is rebuilt
+   from the resolved template frames and step 2-3 run once more against it;
 5. re-refines every moved frame at the last level from its new position; a
    move whose match there is clearly worse than before is not made (and the
    frame is flagged);
 6. flags each frame whose best candidate wins by less than ``MIN_MARGIN``
    (log-likelihood, max-marginals of the path): ``"lattice ambiguity: ..."``,
-   and each frame that the non-repeating content matches better farther
-   than ``REACH + 1/2`` lattice vectors away (beyond the candidates), by more
-   than ``MIN_MARGIN`` once the look-elsewhere allowance (the log of the
-   independent positions searched) is taken off: such a frame is several
-   lattice vectors off.
+   and each frame that the non-repeating content matches better at another
+   of its lattice sites (any ``i, j`` within ``max_movement``: beyond the
+   candidates, or where the motion held it), by more than ``MIN_MARGIN``
+   once the look-elsewhere allowance (the log of the sites compared) is
+   taken off.
 
 Shifts are the engine's ``s`` (``frame[p + s] ~ template[p]``).
 """
@@ -96,6 +104,11 @@ LOWPASS_FACTOR = 0.6
 WRAP_SIGMA = 0.25
 #: candidates s + i a + j b with |i|, |j| <= this
 REACH = 2
+#: with the motion prior, each frame's candidates surround the lattice site nearest the median of this
+#: many frames before it (unwrapped)
+UNWRAP_WINDOW = 3
+#: the other lattice sites compared with the chosen one reach at most this many lattice vectors
+MAX_SITES_REACH = 40
 #: a step's cost (-log-likelihood) is capped here: a stage move is possible, only unlikely
 STEP_CAP = 12.0
 #: smallest step spread (px)
@@ -264,36 +277,62 @@ class _LowPass:
         return np.where(np.isfinite(scores), scores, -1.0)
 
     def costs(self, scores: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """``-log-likelihood`` of a frame (its :meth:`surface`) at each of ``positions`` (k, 2) px."""
+        """``-log-likelihood`` of a frame (its :meth:`surface`) at each of ``positions`` (k, 2) px:
+        the independent blobs counted over the overlap there (a small overlap holds fewer, and its
+        correlation is noisier: counting the whole frame's made far candidates win on noise)."""
         at = positions / self.step + np.array(self.radius, float)
         r = ndimage.map_coordinates(scores, at.T, order=1, cval=-1.0)
         r = np.clip(r, 0.0, 0.999)
-        return 0.5 * self.blobs * np.log1p(-(r**2))
+        frac = ndimage.map_coordinates(self.search.overlap_fraction(), at.T, order=1, cval=0.0)
+        return 0.5 * self.blobs * np.clip(frac, 0.0, 1.0) * np.log1p(-(r**2))
 
-    def best_elsewhere(
-        self, scores: np.ndarray, chosen: np.ndarray, exclude: float, bound: tuple[float, float]
-    ) -> tuple[float, np.ndarray, float]:
-        """The best match of the non-repeating content farther than ``exclude`` px from ``chosen``.
+    def best_site(
+        self, scores: np.ndarray, chosen: np.ndarray, vectors: np.ndarray, bound: tuple[float, float]
+    ) -> tuple[float, np.ndarray, int]:
+        """The best match of the non-repeating content among the other lattice sites of ``chosen``
+        (``chosen + i a + j b``, any ``i, j`` within ``bound``): where the lattice matches as well.
 
-        Returns ``(cost, position, positions searched)``: its ``-log-likelihood``
-        (the independent blobs counted over the overlap there, so a small
-        overlap does not win on noise), its position (px) and the number of
-        independent positions it was the best of (inf cost when none).
+        Returns ``(cost, position, sites)``: its ``-log-likelihood`` (:meth:`costs`, the blobs of the
+        overlap), its position (px) and the number of sites it was the best of (inf cost when none).
         """
-        ry, rx = self.radius
-        gy = (np.arange(scores.shape[0]) - ry) * float(self.step)
-        gx = (np.arange(scores.shape[1]) - rx) * float(self.step)
-        far = np.hypot(gy[:, None] - chosen[0], gx[None, :] - chosen[1]) > exclude
-        far &= (np.abs(gy)[:, None] <= bound[0]) & (np.abs(gx)[None, :] <= bound[1])
-        if not far.any():
-            return float("inf"), np.array(chosen, float), 0.0
-        frac = self.search.overlap_fraction()
-        r = np.clip(scores, 0.0, 0.999)
-        cost = np.where(far, 0.5 * self.blobs * frac * np.log1p(-(r**2)), np.inf)
+        basis = np.asarray(vectors, np.float64)
+        shortest = float(np.min(np.hypot(basis[:, 0], basis[:, 1])))
+        reach = int(min(np.ceil(2.0 * max(bound) / shortest) + 1, MAX_SITES_REACH))
+        i, j = np.meshgrid(np.arange(-reach, reach + 1), np.arange(-reach, reach + 1), indexing="ij")
+        ij = np.column_stack([i.ravel(), j.ravel()])
+        ij = ij[np.any(ij != 0, axis=1)]
+        sites = np.asarray(chosen, np.float64)[None, :] + ij @ basis
+        sites = sites[(np.abs(sites[:, 0]) <= bound[0]) & (np.abs(sites[:, 1]) <= bound[1])]
+        if not len(sites):
+            return float("inf"), np.array(chosen, float), 0
+        cost = self.costs(scores, sites)
         k = int(np.argmin(cost))
-        iy, ix = np.unravel_index(k, cost.shape)
-        blob_cells = 4 * np.pi * (self.sigma / self.step) ** 2
-        return float(cost[iy, ix]), np.array([gy[iy], gx[ix]]), max(1.0, float(far.sum()) / blob_cells)
+        return float(cost[k]), sites[k], int(len(sites))
+
+
+def _nearest_lattice_point(d: np.ndarray, basis: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+    """The integer combination of the rows of ``basis`` nearest ``d`` (px)."""
+    corner = np.floor(inverse @ d)
+    points = (corner[None, :] + _CORNERS) @ basis
+    return points[int(np.argmin(((points - d) ** 2).sum(axis=1)))]
+
+
+_CORNERS = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [-1, 0], [0, -1], [-1, 1], [1, -1], [-1, -1], [2, 0], [0, 2]], float)
+
+
+def _unwrapped(shifts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``shifts`` (n, 2), each moved by the lattice vector that puts it nearest the median of the
+    ``UNWRAP_WINDOW`` unwrapped frames before it (a continuous path: steps shorter than half a
+    lattice vector, as the motion prior assumes), then all by the one lattice vector that keeps the
+    path's median where the shifts' median is (the template frames' position)."""
+    basis = np.asarray(vectors, np.float64)
+    inverse = np.linalg.inv(basis.T)
+    out = np.asarray(shifts, np.float64).copy()
+    for t in range(1, len(out)):
+        expected = np.median(out[max(0, t - UNWRAP_WINDOW) : t], axis=0)
+        out[t] = shifts[t] + _nearest_lattice_point(expected - shifts[t], basis, inverse)
+    common = _nearest_lattice_point(np.median(out - shifts, axis=0), basis, inverse)
+    return out - common
 
 
 def _step_sigma(shifts: np.ndarray, offsets: np.ndarray) -> float:
@@ -347,26 +386,32 @@ class _Choice:
 
 
 def _choose(
-    lows: list[np.ndarray], centres: np.ndarray, offsets: np.ndarray, evidence: _LowPass, sigma: float,
-    bound: tuple[float, float],
+    lows: list[np.ndarray], centres: list[np.ndarray], offsets: np.ndarray, evidence: _LowPass, sigma: float,
+    bound: tuple[float, float], vectors: np.ndarray,
 ) -> _Choice:
-    positions = centres[:, None, :] + offsets[None]
+    """The most likely path through the candidates ``centre + offsets`` of every set of ``centres``
+    (each (n, 2): the estimates, the path the motion implies); a candidate repeated by a later set
+    is never chosen (nor the runner-up)."""
+    positions = np.concatenate([c[:, None, :] + offsets[None] for c in centres], axis=1)
     outside = (np.abs(positions[..., 0]) > bound[0]) | (np.abs(positions[..., 1]) > bound[1])
     surfaces = [evidence.surface(low) for low in lows]
     costs = np.array([evidence.costs(sc, pos) for sc, pos in zip(surfaces, positions)])
     costs[outside] = 1e6  # beyond max_movement: never chosen
+    k = offsets.shape[0]
+    for j in range(k, positions.shape[1]):
+        gap = np.hypot(*(positions[:, :j] - positions[:, j : j + 1]).transpose(2, 0, 1))
+        costs[(gap < 0.5).any(axis=1), j] = 1e6  # the same candidate twice
     best, margin, second = _path(positions, costs, sigma)
     n = len(lows)
     chosen = positions[np.arange(n), best]
-    # the candidates reach REACH lattice vectors; a frame put farther off is seen only by a match of the
-    # non-repeating content elsewhere in the window that beats the chosen one by more than chance
-    exclude = (REACH + 0.5) * evidence.sigma / LOWPASS_FACTOR  # REACH + 1/2 longest lattice vectors
+    # a frame the motion holds against its content, or put beyond the candidates' reach, is seen by a
+    # better match of the non-repeating content at another of its lattice sites, by more than chance
     farther = np.zeros((n, 2))
     far_margin = np.full(n, -np.inf)
     for t in range(n):
-        cost, pos, searched = evidence.best_elsewhere(surfaces[t], chosen[t], exclude, bound)
+        cost, pos, sites = evidence.best_site(surfaces[t], chosen[t], vectors, bound)
         if np.isfinite(cost):
-            far_margin[t] = float(costs[t, best[t]]) - cost - float(np.log(searched))
+            far_margin[t] = float(costs[t, best[t]]) - cost - float(np.log(sites))
             farther[t] = pos - chosen[t]
     return _Choice(chosen, margin, positions[np.arange(n), second] - chosen, farther, far_margin)
 
@@ -432,18 +477,37 @@ def resolve_periodic(
         # steps this large cross half a lattice vector often: the shortest lattice-equivalent step is then
         # not the step made, and the motion says nothing; the non-repeating content alone decides
         sigma = float("inf")
-    choice = _choose(frames, raw, offsets, evidence, sigma, bound)
+    # the candidates surround the path the motion implies: frames put whole lattice vectors off in
+    # blocks (a template of few frames, a search that settled on a farther site) can be more than
+    # REACH lattice vectors from it
+    centres = _unwrapped(raw, lattice.vectors) if motion_prior else raw
     member = job.in_template()[idx]
-    moved = np.hypot(*(choice.positions - raw).T) > 0.5
-    rebuilt = bool((moved & member).any())
-    if rebuilt:
-        # the template held the lattice at several offsets: rebuild it from the resolved frames, decide again
+
+    def rebuild(positions: np.ndarray) -> Template:
         acc = TemplateAccumulator(job.crop_shape, job.options.normalize, job.options.kernel)
-        for t, pos in zip(np.flatnonzero(member), choice.positions[member]):
+        for t, pos in zip(np.flatnonzero(member), positions[member]):
             acc.add(acc.register(preparer(np.asarray(stack[int(idx[t])])), (float(pos[0]), float(pos[1]))))
-        rebuilt_template = acc.template()
-        choice = _choose(frames, choice.positions, offsets, _LowPass(rebuilt_template, lattice, bound), sigma, bound)
+        return acc.template()
+
+    rebuilt_template = None
+    if motion_prior and (np.hypot(*(centres - raw).T) > 0.5)[member].any():
+        # the template frames hop by whole lattice vectors along their path: the template holds their
+        # non-repeating content at several offsets and each block matches its own copy. Rebuilt along
+        # the continuous path first, the evidence does not favour the hops
+        rebuilt_template = rebuild(centres)
+        evidence = _LowPass(rebuilt_template, lattice, bound)
+    choice = _choose(frames, [raw, centres], offsets, evidence, sigma, bound, lattice.vectors)
+    moved = np.hypot(*(choice.positions - raw).T) > 0.5
+    if (moved & member).any() and (rebuilt_template is None or (np.hypot(*(choice.positions - centres).T) > 0.5)[member].any()):
+        # the template held the lattice at several offsets: rebuild it from the resolved frames, decide again
+        rebuilt_template = rebuild(choice.positions)
+        choice = _choose(
+            frames, [choice.positions, raw], offsets, _LowPass(rebuilt_template, lattice, bound), sigma, bound,
+            lattice.vectors,
+        )
         moved = np.hypot(*(choice.positions - raw).T) > 0.5
+    rebuilt = rebuilt_template is not None
+    if rebuilt:
         # every frame is refined against the rebuilt template (the old one favours the frames put off)
         estimator = job.estimator(rebuilt_template)
     out = FrameResults(results.shifts.copy(), results.quality.copy(), results.flags.copy(), results.neff.copy())
@@ -475,9 +539,8 @@ def resolve_periodic(
             continue
         dy, dx = choice.farther[t]
         notes[frame] = (
-            f"lattice ambiguity: the non-repeating content matches ({dy:+.1f}, {dx:+.1f}) px away, more than "
-            f"{REACH} lattice vectors off, better than here (log-likelihood by {choice.far_margin[t]:.1f} "
-            "beyond chance)"
+            f"lattice ambiguity: the non-repeating content matches ({dy:+.1f}, {dx:+.1f}) px away better than "
+            f"here (log-likelihood by {choice.far_margin[t]:.1f} beyond chance)"
         )
     ambiguous = choice.margin < MIN_MARGIN
     for t in np.flatnonzero(ambiguous):
