@@ -107,6 +107,9 @@ REACH = 2
 #: with the motion prior, each frame's candidates surround the lattice site nearest the median of this
 #: many frames before it (unwrapped)
 UNWRAP_WINDOW = 3
+#: a frame's candidates are compared over the template pixels they all cover, when that region is at
+#: least this many low-passed pixels per axis (else each over its own overlap)
+MIN_COMMON = 4
 #: the other lattice sites compared with the chosen one reach at most this many lattice vectors
 MAX_SITES_REACH = 40
 #: a step's cost (-log-likelihood) is capped here: a stage move is possible, only unlikely
@@ -259,7 +262,8 @@ class _LowPass:
             int(min(np.ceil((bound[0] + reach) / self.step), h - 1)),
             int(min(np.ceil((bound[1] + reach) / self.step), w - 1)),
         )
-        self.search = NCCSearch(low - np.float32(low.mean()), self.radius, min_overlap=0.1)
+        self.template_low = low - np.float32(low.mean())
+        self.search = NCCSearch(self.template_low, self.radius, min_overlap=0.1)
         #: independent blobs of a low-passed image
         self.blobs = h * w / (4 * np.pi * (self.sigma / self.step) ** 2)
 
@@ -285,6 +289,32 @@ class _LowPass:
         r = np.clip(r, 0.0, 0.999)
         frac = ndimage.map_coordinates(self.search.overlap_fraction(), at.T, order=1, cval=0.0)
         return 0.5 * self.blobs * np.clip(frac, 0.0, 1.0) * np.log1p(-(r**2))
+
+    def common_costs(self, low: np.ndarray, positions: np.ndarray, usable: np.ndarray) -> np.ndarray | None:
+        """``-log-likelihood`` of a frame (its :meth:`low` image) at each of ``positions`` (k, 2) px, all
+        compared over the same template pixels: those the frame covers at every ``usable`` position. So
+        no position wins by its overlap (the whole frame's blobs favour small overlaps, which are noisier;
+        the blobs of each overlap favour the positions nearest 0). None when that region is too small."""
+        h, w = self.template_low.shape
+        at = np.asarray(positions, np.float64) / self.step  # frame[p + s] ~ template[p], level px
+        use = at[usable] if np.any(usable) else at
+        y0, y1 = max(0, int(np.ceil(-use[:, 0].min()))), min(h, int(np.floor(h - 1 - use[:, 0].max())))
+        x0, x1 = max(0, int(np.ceil(-use[:, 1].min()))), min(w, int(np.floor(w - 1 - use[:, 1].max())))
+        if y1 - y0 < MIN_COMMON or x1 - x0 < MIN_COMMON:
+            return None
+        t = self.template_low[y0:y1, x0:x1].astype(np.float64)
+        t = t - t.mean()
+        t_norm = float(np.sqrt((t * t).sum()))
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        coords = np.stack([yy[None] + at[:, 0, None, None], xx[None] + at[:, 1, None, None]])  # (2, k, ny, nx)
+        f = ndimage.map_coordinates(low.astype(np.float64), coords.reshape(2, -1), order=1, mode="nearest")
+        f = f.reshape(len(at), -1)
+        f = f - f.mean(axis=1, keepdims=True)
+        denom = t_norm * np.sqrt((f * f).sum(axis=1))
+        r = np.where(denom > 0, (f @ t.ravel()) / np.where(denom > 0, denom, 1.0), 0.0)
+        r = np.clip(r, 0.0, 0.999)
+        frac = (y1 - y0) * (x1 - x0) / float(h * w)
+        return 0.5 * self.blobs * frac * np.log1p(-(r**2))
 
     def best_site(
         self, scores: np.ndarray, chosen: np.ndarray, vectors: np.ndarray, bound: tuple[float, float]
@@ -395,7 +425,10 @@ def _choose(
     positions = np.concatenate([c[:, None, :] + offsets[None] for c in centres], axis=1)
     outside = (np.abs(positions[..., 0]) > bound[0]) | (np.abs(positions[..., 1]) > bound[1])
     surfaces = [evidence.surface(low) for low in lows]
-    costs = np.array([evidence.costs(sc, pos) for sc, pos in zip(surfaces, positions)])
+    costs = np.empty(positions.shape[:2])
+    for t, (low, sc, pos) in enumerate(zip(lows, surfaces, positions)):
+        common = evidence.common_costs(low, pos, ~outside[t])
+        costs[t] = evidence.costs(sc, pos) if common is None else common
     costs[outside] = 1e6  # beyond max_movement: never chosen
     k = offsets.shape[0]
     for j in range(k, positions.shape[1]):
@@ -411,7 +444,8 @@ def _choose(
     for t in range(n):
         cost, pos, sites = evidence.best_site(surfaces[t], chosen[t], vectors, bound)
         if np.isfinite(cost):
-            far_margin[t] = float(costs[t, best[t]]) - cost - float(np.log(sites))
+            here = float(evidence.costs(surfaces[t], chosen[t][None])[0])  # on the same scale as the sites'
+            far_margin[t] = here - cost - float(np.log(sites))
             farther[t] = pos - chosen[t]
     return _Choice(chosen, margin, positions[np.arange(n), second] - chosen, farther, far_margin)
 
