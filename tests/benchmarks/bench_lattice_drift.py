@@ -28,9 +28,9 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core" / "pyramid"))
-from test_lattice_detection import _hex_lattice, _square_lattice  # noqa: E402
+from test_lattice_detection import _hex_lattice, _square_lattice
 
-from napari_stackalign.core.pyramid import register_pyramid  # noqa: E402
+from napari_stackalign.core.pyramid import register_pyramid
 
 
 def stack_for(index: int) -> tuple[np.ndarray, np.ndarray, tuple]:

@@ -7,9 +7,17 @@ import numpy as np
 import pytest
 
 from napari_stackalign.core.pyramid import register_pyramid
-from napari_stackalign.core.pyramid._engine import FINE_LATTICE, PyramidEstimator, fine_lattice_levels
+from napari_stackalign.core.pyramid._engine import (
+    FINE_LATTICE,
+    PyramidEstimator,
+    fine_lattice_levels,
+)
 from napari_stackalign.core.pyramid._levels import Levels
-from napari_stackalign.core.pyramid._lucas_kanade import DERIVATIVE_TAPS, LKTemplate, _gradients
+from napari_stackalign.core.pyramid._lucas_kanade import (
+    DERIVATIVE_TAPS,
+    LKTemplate,
+    _gradients,
+)
 from napari_stackalign.core.pyramid._template import Template
 from napari_stackalign.synthetic import make_stack
 
@@ -37,7 +45,7 @@ def test_two_point_differences_lose_gain_where_the_sixth_order_filter_keeps_it(f
 
 
 def test_the_widest_filter_that_fits_is_used_next_to_invalid_pixels():
-    t, dy, _ = _waves((40, 40), 0.1, 0.1)
+    t, _, _ = _waves((40, 40), 0.1, 0.1)
     valid = np.ones(t.shape, bool)
     valid[20:, :] = False
     gy, _ = _gradients(t, valid, 3)

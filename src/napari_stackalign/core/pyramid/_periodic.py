@@ -20,9 +20,10 @@ that lost the match). After the final pass, :func:`resolve_periodic`:
    beyond the lattice* (a Gaussian of 0.6 times the longest lattice vector:
    the background, thickness and defects, which do not repeat). Its
    log-likelihood is ``-(n/2) log(1 - r**2)`` with ``n`` the independent
-   blobs of the low-passed image *over the overlap at that position* (a
-   small overlap's correlation is noisier; counting the whole frame made
-   far candidates win on noise);
+   blobs of the low-passed image over the template pixels every candidate
+   of the frame covers (:meth:`_LowPass.common_costs`: counting the whole
+   frame made far candidates win on noise, counting each candidate's own
+   overlap moved frames towards 0, where the overlap is larger);
 3. links the frames by their motion: consecutive frames' positions differ
    by a step of Gaussian spread ``sigma`` (the median step, measured), the
    cost of a step capped at ``STEP_CAP`` (a stage move is not forbidden).
@@ -310,7 +311,8 @@ class _LowPass:
         for k, (sy, sx) in enumerate(at):
             # bilinear: moved[p] = low[p + s] (OpenCV's warpAffine, about 30x faster than map_coordinates here)
             m = np.array([[1.0, 0.0, sx], [0.0, 1.0, sy]])
-            moved = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            moved = cv2.warpAffine(src, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
             f[k] = moved[y0:y1, x0:x1].ravel()
         f = f - f.mean(axis=1, keepdims=True)
         denom = t_norm * np.sqrt((f * f).sum(axis=1))
@@ -340,7 +342,7 @@ class _LowPass:
             return float("inf"), np.array(chosen, float), 0
         cost = self.costs(scores, sites)
         k = int(np.argmin(cost))
-        return float(cost[k]), sites[k], int(len(sites))
+        return float(cost[k]), sites[k], len(sites)
 
 
 def _nearest_lattice_point(d: np.ndarray, basis: np.ndarray, inverse: np.ndarray) -> np.ndarray:
