@@ -497,9 +497,6 @@ class FrameRun:
         there, so consecutive runs follow one trajectory.
     first : int
         The trajectory's index of the run's first frame.
-    priors : ndarray (n, 2), optional
-        One expected shift per frame (instead of ``prior``; not with
-        ``follow`` or ``trajectory``).
     accumulate : ndarray of bool, optional
         The frames that are also resampled and added to ``accumulator``.
     accumulator : TemplateAccumulator, optional
@@ -518,7 +515,6 @@ class FrameRun:
     follow: bool = False
     trajectory: Trajectory | None = None
     first: int = 0
-    priors: np.ndarray | None = None
     accumulate: np.ndarray | None = None
     accumulator: TemplateAccumulator | None = None
 
@@ -534,7 +530,6 @@ class _FrameTask:
         self.keep = run.accumulate if run.accumulator is not None else None
         #: the expected shift (updated between batches when following)
         self.prior = (float(run.prior[0]), float(run.prior[1]))
-        self.priors = run.priors
 
     def __call__(self, args: tuple[int, np.ndarray]) -> tuple[Estimate, PreparedFrame | None]:
         j, raw = args
@@ -543,8 +538,7 @@ class _FrameTask:
         start = None
         if init is not None and np.all(np.isfinite(init[j])):
             start = (float(init[j, 0]), float(init[j, 1]))
-        prior = self.prior if self.priors is None else (float(self.priors[j, 0]), float(self.priors[j, 1]))
-        est = self.estimator.estimate(prepared, start, self.init_level, prior)
+        est = self.estimator.estimate(prepared, start, self.init_level, self.prior)
         keep = self.keep is not None and self.keep[j] and not est.flags & FLAG_UNUSABLE
         return est, prepared if keep else None
 
