@@ -572,25 +572,28 @@ def resolve_periodic(
         out.flags[frame] = est.flags
         out.neff[frame] = est.neff
         n_moved += int(moved[t])
-    for t in np.flatnonzero(choice.far_margin > MIN_MARGIN):
-        frame = int(idx[t])
-        if notes[frame]:
-            continue
-        dy, dx = choice.farther[t]
-        notes[frame] = (
-            f"lattice ambiguity: the non-repeating content matches ({dy:+.1f}, {dx:+.1f}) px away better than "
-            f"here (log-likelihood by {choice.far_margin[t]:.1f} beyond chance)"
-        )
-    ambiguous = choice.margin < MIN_MARGIN
-    for t in np.flatnonzero(ambiguous):
-        frame = int(idx[t])
-        if notes[frame]:
-            continue
-        dy, dx = choice.runner_up[t]
-        notes[frame] = (
-            f"lattice ambiguity: the position ({dy:+.1f}, {dx:+.1f}) px away, one lattice vector off, is "
-            f"nearly as likely (log-likelihood margin {choice.margin[t]:.1f} < {MIN_MARGIN:g})"
-        )
+    def note(frames: np.ndarray, reason: Any) -> None:
+        """``reason(t)`` for each frame ``t`` (index into ``idx``) that has no note yet."""
+        for t in frames:
+            if not notes[int(idx[t])]:
+                notes[int(idx[t])] = reason(t)
+
+    note(
+        np.flatnonzero(choice.far_margin > MIN_MARGIN),
+        lambda t: (
+            f"lattice ambiguity: the non-repeating content matches ({choice.farther[t][0]:+.1f}, "
+            f"{choice.farther[t][1]:+.1f}) px away better than here (log-likelihood by "
+            f"{choice.far_margin[t]:.1f} beyond chance)"
+        ),
+    )
+    note(
+        np.flatnonzero(choice.margin < MIN_MARGIN),
+        lambda t: (
+            f"lattice ambiguity: the position ({choice.runner_up[t][0]:+.1f}, {choice.runner_up[t][1]:+.1f}) px "
+            f"away, one lattice vector off, is nearly as likely (log-likelihood margin {choice.margin[t]:.1f} < "
+            f"{MIN_MARGIN:g})"
+        ),
+    )
     info |= {
         "step_sigma": round(sigma, 3) if motion_prior else None,
         "motion_prior": motion_prior,
