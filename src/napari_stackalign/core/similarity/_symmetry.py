@@ -533,8 +533,7 @@ def symmetric_choice(
             k_best = k
         elif not unsure:
             # better on fewer pixels: a small patch of a lattice can miss the defects that would tell
-            sym = symmetries[k] or symmetries[k_best]
-            what = sym.describe() if sym is not None else "at another pose"
+            what = _rival_pose(symmetries, k, k_best)
             unsure = (
                 f"ambiguous: the template matches itself {what}, and the frame matches that pose better on the "
                 f"pixels both cover ({r_k:.3f} against {r_best:.3f}) while covering less of the template "
@@ -554,11 +553,16 @@ def symmetric_choice(
         margin = (r0 - r) / spread if spread > 0 else (np.inf if r0 > r else 0.0)
         if margin < min_sigma and margin < closest:
             closest = margin
-            sym = symmetries[k] or symmetries[k_best]
-            what = sym.describe() if sym is not None else "at another pose"
+            what = _rival_pose(symmetries, k, k_best)
             note = (
                 f"ambiguous: the template matches itself {what}, and the frame matches that pose within "
                 f"{max(margin, 0.0):.1f} sigma of the best (success {r:.3f} against {r0:.3f} on the pixels both "
                 f"cover; at least {min_sigma:g} sigma needed)"
             )
     return k_best, note
+
+
+def _rival_pose(symmetries: list[Symmetry | None], k: int, k_best: int) -> str:
+    """How the template matches itself between the best solution ``k_best`` and its rival ``k``."""
+    sym = symmetries[k] or symmetries[k_best]
+    return sym.describe() if sym is not None else "at another pose"
