@@ -48,7 +48,7 @@ from ._trust import MIN_Z, leave_one_out, significance
 __all__ = ["AGREE", "MIN_HALF", "MIN_Z_FRESH", "MOSTLY_UNCONFIRMED", "SNR_CROSS", "cross_check", "frame_snr"]
 
 #: stacks whose frames' signal-to-noise power ratio (:func:`frame_snr`) is below this are cross-checked
-SNR_CROSS = 0.3
+SNR_CROSS = 0.6
 #: the fresh match must land this close to the frame's shift (full-resolution px)
 AGREE = 0.75
 #: the fresh match must stand this many standard deviations of chance above 0: lower than
