@@ -37,7 +37,12 @@ that lost the match). After the final pass, :func:`resolve_periodic`:
    non-repeating content at several offsets (each block of frames matches
    its own copy): it is rebuilt along the unwrapped path before step 2-3.
    When the chosen path moves template frames (elsewhere), it is rebuilt
-   from the resolved template frames and step 2-3 run once more against it;
+   from the resolved template frames and step 2-3 run once more against it.
+   With the motion prior, blocks of consecutive frames one lattice vector
+   off each other are then looked for by comparing the block means, not each
+   frame with the template (:func:`._lattice_blocks.fix_blocks`: a block
+   matches its own copy in the template, never in the other block); when a
+   block is moved the template is rebuilt and step 2-3 run again;
 5. re-refines every moved frame at the last level from its new position; a
    move whose match there is clearly worse than before is not made (and the
    frame is flagged);
@@ -72,6 +77,7 @@ from ._engine import (
     Template,
     TemplateAccumulator,
 )
+from ._lattice_blocks import fix_blocks
 from ._ncc_search import NCCSearch
 
 __all__ = [
@@ -308,12 +314,13 @@ class _LowPass:
         t_norm = float(np.sqrt((t * t).sum()))
         src = np.ascontiguousarray(low, dtype=np.float32)
         f = np.empty((len(at), (y1 - y0) * (x1 - x0)))
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         for k, (sy, sx) in enumerate(at):
-            # bilinear: moved[p] = low[p + s] (OpenCV's warpAffine, about 30x faster than map_coordinates here)
-            m = np.array([[1.0, 0.0, sx], [0.0, 1.0, sy]])
-            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-            moved = cv2.warpAffine(src, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-            f[k] = moved[y0:y1, x0:x1].ravel()
+            # bilinear, the common region only: moved[q] = low[q + (y0, x0) + s] (OpenCV's warpAffine,
+            # about 30x faster than map_coordinates here)
+            m = np.array([[1.0, 0.0, sx + x0], [0.0, 1.0, sy + y0]])
+            moved = cv2.warpAffine(src, m, (x1 - x0, y1 - y0), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+            f[k] = moved.ravel()
         f = f - f.mean(axis=1, keepdims=True)
         denom = t_norm * np.sqrt((f * f).sum(axis=1))
         r = np.where(denom > 0, (f @ t.ravel()) / np.where(denom > 0, denom, 1.0), 0.0)
@@ -545,6 +552,18 @@ def resolve_periodic(
             lattice.vectors,
         )
         moved = np.hypot(*(choice.positions - raw).T) > 0.5
+    if motion_prior:
+        # blocks of consecutive frames one lattice vector off each other match their own copies in the
+        # template: compared block mean against block mean instead, they cannot agree with themselves
+        fixed, fixes = fix_blocks(frames, choice.positions, offsets, evidence.step, evidence.blobs, bound, MIN_MARGIN)
+        if fixes:
+            info["block_moves"] = fixes
+            rebuilt_template = rebuild(fixed)
+            choice = _choose(
+                frames, [fixed, raw], offsets, _LowPass(rebuilt_template, lattice, bound), sigma, bound,
+                lattice.vectors,
+            )
+            moved = np.hypot(*(choice.positions - raw).T) > 0.5
     rebuilt = rebuilt_template is not None
     if rebuilt:
         # every frame is refined against the rebuilt template (the old one favours the frames put off)
