@@ -29,7 +29,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-__all__ = ["MAX_BLOCK_FIXES", "MAX_BOUNDARIES", "MIN_BLOCK", "fix_blocks"]
+__all__ = ["MAX_BLOCK_FIXES", "MAX_BOUNDARIES", "MIN_BLOCK", "correlation", "fix_blocks", "moved_low"]
 
 #: a block holds at least this many frames (a single frame off is the frame-by-frame choice's job)
 MIN_BLOCK = 3
@@ -136,13 +136,13 @@ def _prefix_sums(
     template at their positions: two passes over the frames, two sums held (not one per boundary)."""
     total = np.zeros(lows[0].shape, np.float64)
     for low, p in zip(lows, positions):
-        total += _moved(low, p / step)
+        total += moved_low(low, p / step)
     wanted = set(boundaries)
     acc = np.zeros_like(total)
     for t, (low, p) in enumerate(zip(lows, positions)):
         if t in wanted:
             yield t, acc, total
-        acc += _moved(low, p / step)
+        acc += moved_low(low, p / step)
 
 
 def _gain(
@@ -151,14 +151,14 @@ def _gain(
     """(log-likelihood gained by the best of ``offsets`` between two block means against none, its
     index): the correlation over ``inside``, ``dof`` independent blobs."""
     a = first[inside]
-    r0 = _corr(a, second[inside])
-    rs = np.array([_corr(a, _moved(second, o / step)[inside]) for o in offsets])
+    r0 = correlation(a, second[inside])
+    rs = np.array([correlation(a, moved_low(second, o / step)[inside]) for o in offsets])
     k = int(np.argmax(rs))
     r0, rk = (float(np.clip(r, 0.0, 0.999)) for r in (r0, rs[k]))
     return float(0.5 * dof * (np.log1p(-(r0**2)) - np.log1p(-(rk**2)))), k
 
 
-def _moved(low: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def moved_low(low: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """``out[p] = low[p + shift]`` (bilinear, borders replicated)."""
     h, w = low.shape
     m = np.array([[1.0, 0.0, float(shift[1])], [0.0, 1.0, float(shift[0])]])
@@ -166,7 +166,7 @@ def _moved(low: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(np.asarray(low, np.float32), m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two images (0 when either is constant)."""
     a = a.astype(np.float64) - a.mean()
     b = b.astype(np.float64) - b.mean()

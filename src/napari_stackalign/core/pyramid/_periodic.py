@@ -32,7 +32,12 @@ that lost the match). After the final pass, :func:`resolve_periodic`:
    ``WRAP_SIGMA`` of the shortest lattice vector, steps cross half a lattice
    vector too often for the shortest lattice-equivalent step to be the step
    made: the motion then links nothing and the non-repeating content alone
-   decides (``params["lattice"]["motion_prior"]`` False);
+   decides (``params["lattice"]["motion_prior"]`` False). The template then
+   held the template frames' content at every site the search put them, so
+   their sites are first agreed among themselves from a seed frame, the even
+   and the odd frames apart, and kept when the two halves agree with each
+   other (:func:`._lattice_consensus.consensus_sites`); the template is
+   rebuilt from them;
 4. when the unwrapped path moves template frames, the template held their
    non-repeating content at several offsets (each block of frames matches
    its own copy): it is rebuilt along the unwrapped path before step 2-3.
@@ -78,6 +83,7 @@ from ._engine import (
     TemplateAccumulator,
 )
 from ._lattice_blocks import fix_blocks
+from ._lattice_consensus import consensus_sites
 from ._ncc_search import NCCSearch
 
 __all__ = [
@@ -536,6 +542,21 @@ def resolve_periodic(
         return acc.template()
 
     rebuilt_template = None
+    if not motion_prior:
+        # nothing links the frames: each is decided by its content against the template, which holds the
+        # template frames' content at every site the search put them. Agreed among the template frames
+        # from a seed frame instead (two halves apart, which must agree with each other)
+        lows_t = [frames[t] for t in np.flatnonzero(member)]
+        found = consensus_sites(lows_t, raw[member], lattice.vectors, evidence.step, bound, evidence.blobs, MIN_MARGIN)
+        if found is not None:
+            agreed = raw.copy()
+            agreed[member] = found[0]
+            moved_t = int((np.hypot(*(agreed - raw).T) > 0.5)[member].sum())
+            info["consensus"] = found[1] | {"moved": moved_t}
+            if moved_t:
+                centres = agreed
+                rebuilt_template = rebuild(agreed)
+                evidence = _LowPass(rebuilt_template, lattice, bound)
     if motion_prior and (np.hypot(*(centres - raw).T) > 0.5)[member].any():
         # the template frames hop by whole lattice vectors along their path: the template holds their
         # non-repeating content at several offsets and each block matches its own copy. Rebuilt along
