@@ -585,6 +585,17 @@ def resolve_periodic(
                 lattice.vectors,
             )
             moved = np.hypot(*(choice.positions - raw).T) > 0.5
+    if not motion_prior and "consensus" in info:
+        # nothing holds a frame where it is, and the template frames agree among themselves: a frame whose
+        # content matches another of its lattice sites better, beyond chance, goes there (re-refined below,
+        # and kept only where it matches the template as well as before)
+        far = np.flatnonzero(choice.far_margin > MIN_MARGIN)
+        if far.size:
+            choice.positions[far] = choice.positions[far] + choice.farther[far]
+            choice.margin[far] = choice.far_margin[far]
+            choice.far_margin[far] = -np.inf
+            moved = np.hypot(*(choice.positions - raw).T) > 0.5
+            info["consensus"]["far_moves"] = int(far.size)
     rebuilt = rebuilt_template is not None
     if rebuilt:
         # every frame is refined against the rebuilt template (the old one favours the frames put off)
