@@ -89,6 +89,9 @@ def fix_blocks(
             break  # no region every frame covers at every offset
         inside = (slice(my, h - my), slice(mx, w - mx))
         dof = blobs * (h - 2 * my) * (w - 2 * mx) / float(h * w)
+        total = np.zeros((h, w), np.float64)  # every frame moved to the template, summed once per round
+        for low, p in zip(lows, pos):
+            total += moved_low(low, p / step)
         tried = 0
         best: tuple[float, int, int] = (0.0, -1, -1)
         coarse = list(_boundaries(n, best_near=None))
@@ -97,7 +100,7 @@ def fix_blocks(
                 candidates = _boundaries(n, best_near=best[1]) if best[1] >= 0 else []
             if not candidates:
                 continue
-            for b, before, total in _prefix_sums(lows, pos, step, candidates):
+            for b, before in _prefix_sums(lows, pos, step, candidates):
                 gain, k = _gain(before / b, (total - before) / (n - b), nonzero, step, inside, dof)
                 tried += 1
                 if gain > best[0]:
@@ -131,17 +134,17 @@ def _boundaries(n: int, best_near: int | None) -> range | list[int]:
 
 def _prefix_sums(
     lows: list[np.ndarray], positions: np.ndarray, step: int, boundaries: list[int] | range
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(b, sum of the frames [0, b), sum of all)`` for each boundary ``b``, the frames moved to the
-    template at their positions: two passes over the frames, two sums held (not one per boundary)."""
-    total = np.zeros(lows[0].shape, np.float64)
-    for low, p in zip(lows, positions):
-        total += moved_low(low, p / step)
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(b, sum of the frames [0, b))`` for each boundary ``b``, the frames moved to the template at
+    their positions: one pass over the frames up to the last boundary, one sum held."""
     wanted = set(boundaries)
-    acc = np.zeros_like(total)
+    last = max(wanted)
+    acc = np.zeros(lows[0].shape, np.float64)
     for t, (low, p) in enumerate(zip(lows, positions)):
         if t in wanted:
-            yield t, acc, total
+            yield t, acc
+        if t >= last:
+            break
         acc += moved_low(low, p / step)
 
 
