@@ -185,3 +185,44 @@ def test_template_frames_hopping_by_a_lattice_vector_are_put_back_on_their_path(
     off = np.hypot(*err.T)
     assert int(np.sum(ft.ok & (off > 1.0))) == 0
     assert ft.ok.sum() >= 36, ft.failure_summary()
+
+
+def _peaks_window(reach, peaks):
+    """A synthetic autocorrelation window: narrow peaks of the given heights at the given lags."""
+    yy, xx = np.mgrid[-reach : reach + 1, -reach : reach + 1].astype(float)
+    win = np.zeros_like(yy)
+    win[reach, reach] = 1.0
+    for (y, x), height in peaks.items():
+        win += height * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 0.7**2))
+    return win
+
+
+def test_a_weak_centred_sublattice_on_one_diagonal_does_not_hide_the_lattice(monkeypatch):
+    # a square lattice of 10 px with a weak second sublattice at the cell centres (grid seed 202, case 5:
+    # 192x1024, rotating): the half-diagonal peaks passed MIN_CONTRAST on one diagonal only (0.42 against
+    # 0.35), the shortest peak then had no partner and the lattice was not found at all
+    import napari_stackalign.core.pyramid._periodic as periodic
+
+    peaks = {(10 * i, 10 * j): 0.76 for i in range(-4, 5) for j in range(-4, 5) if (i, j) != (0, 0)}
+    peaks |= {(5, 5): 0.42, (-5, -5): 0.42, (5, -5): 0.35, (-5, 5): 0.35}
+    monkeypatch.setattr(periodic, "_autocorrelation", lambda template, r: _peaks_window(r, peaks))
+    found = detect_lattice(Template(np.zeros((256, 256), np.float32), None))
+    assert found is not None
+    np.testing.assert_allclose(np.hypot(*found.vectors.T), [10.0, 10.0], atol=0.05)
+    assert abs(found.vectors[0] @ found.vectors[1]) < 1.0  # the square cell's sides, not its diagonal
+
+
+def test_the_basis_is_reduced_to_the_shortest_vectors():
+    from napari_stackalign.core.pyramid._periodic import _reduced
+
+    # the square lattice of 10 px, spanned by a diagonal and a side
+    reduced = _reduced(np.array([[-10.4, -9.6], [0.4, 10.0]]))
+    np.testing.assert_allclose(np.sort(np.hypot(*reduced.T)), [np.hypot(0.4, 10.0)] * 2, atol=1e-9)
+    hexagonal = np.array([[8.0, 0.0], [4.0, 6.93]])
+    np.testing.assert_allclose(_reduced(hexagonal), hexagonal)
+    long_basis = np.array([hexagonal[0] + 2 * hexagonal[1], hexagonal[1]])
+    found = _reduced(long_basis)
+    np.testing.assert_allclose(np.sort(np.hypot(*found.T)), [8.0, 8.0], atol=0.01)
+    # the same lattice: each basis is an integer combination of the other
+    coef = np.linalg.solve(long_basis.T, found.T).T
+    np.testing.assert_allclose(coef, np.rint(coef), atol=1e-9)

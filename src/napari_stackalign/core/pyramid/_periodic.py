@@ -8,8 +8,8 @@ that lost the match). After the final pass, :func:`resolve_periodic`:
 
 1. detects the lattice in the template (:func:`detect_lattice`: the peaks of
    its high-passed autocorrelation; two vectors ``a``, ``b``, refined by a
-   least-squares fit over every peak). Without one it returns at once (one
-   FFT of the template, a few ms);
+   least-squares fit over every peak and reduced to the shortest pair).
+   Without one it returns at once (one FFT of the template, a few ms);
 2. gives every frame the candidates ``s + i a + j b`` (``|i|, |j| <= 2``,
    within ``max_movement``) around its estimate ``s`` and, with the motion
    prior (step 3), around the *unwrapped* path too (each frame moved to the
@@ -57,7 +57,15 @@ that lost the match). After the final pass, :func:`resolve_periodic`:
    of its lattice sites (any ``i, j`` within ``max_movement``: beyond the
    candidates, or where the motion held it), by more than ``MIN_MARGIN``
    once the look-elsewhere allowance (the log of the sites compared) is
-   taken off.
+   taken off;
+7. without the motion prior and without the template frames' consensus,
+   flags each template frame whose site the *other* template frames do not
+   single out by ``MIN_MARGIN`` (:func:`._lattice_confirm.confirm_sites`:
+   against a template that holds the frame, its own copy always agrees);
+8. flags each frame rotated or deformed against the template so much that
+   the frame-wide lattice match is not its centre's
+   (:mod:`._lattice_regions`: the residual shifts of its regions, fitted by
+   a translation plus a linear field; long stacks are screened first).
 
 Shifts are the engine's ``s`` (``frame[p + s] ~ template[p]``).
 """
@@ -83,7 +91,18 @@ from ._engine import (
     TemplateAccumulator,
 )
 from ._lattice_blocks import fix_blocks
+from ._lattice_confirm import confirm_sites
 from ._lattice_consensus import consensus_sites
+from ._lattice_regions import (
+    CENTRE_TOLERANCE,
+    SCREEN_FRAMES,
+    SPREAD_LIMIT,
+    RegionCheck,
+    centre_error,
+    off_centre,
+    screen,
+    turned_frames,
+)
 from ._ncc_search import NCCSearch
 
 __all__ = [
@@ -240,25 +259,57 @@ def detect_lattice(template: Template) -> Lattice | None:
         return None
     order = np.argsort(length, kind="stable")
     vecs, length = vecs[order], length[order]
-    a = vecs[0]
-    cross = np.abs(a[0] * vecs[:, 1] - a[1] * vecs[:, 0])
-    second = np.flatnonzero(cross >= 0.5 * length[0] * length)
-    if not second.size:
+    basis = _basis(win, vecs, length, reach)
+    if basis is None:
         return None
-    b = vecs[second[0]]
-    diff = np.rint(a - b).astype(int) + reach
-    if not (0 <= diff[0] < win.shape[0] and 0 <= diff[1] < win.shape[1]):
-        return None
-    if ndimage.maximum_filter(win, 3)[diff[0], diff[1]] < MIN_CONTRAST:
-        return None
-    basis = np.array([a, b])
     coef = np.linalg.solve(basis.T, vecs.T).T
     ints = np.rint(coef)
     fits = np.hypot(*(ints @ basis - vecs).T) < 0.15 * length[0] + 0.5
     if fits.sum() >= 3:
         basis = np.linalg.lstsq(ints[fits], vecs[fits], rcond=None)[0]
+    basis = _reduced(basis)
     contrast = float(min(win[tuple(np.rint(v).astype(int) + reach)] for v in basis))
     return Lattice(basis, contrast)
+
+
+def _reduced(basis: np.ndarray) -> np.ndarray:
+    """The same lattice's shortest basis (Lagrange-Gauss reduction): ``a`` the shortest vector, ``b``
+    the shortest not parallel to it. A basis found through a longer peak (``_basis``) spans the lattice
+    too, but its candidates ``i a + j b`` (``|i|, |j| <= REACH``) would miss near sites."""
+    a, b = np.asarray(basis[0], np.float64), np.asarray(basis[1], np.float64)
+    if a @ a > b @ b:
+        a, b = b, a
+    for _ in range(32):
+        k = float(np.rint((a @ b) / (a @ a)))
+        b = b - k * a
+        if b @ b >= a @ a:
+            break
+        a, b = b, a
+    return np.array([a, b])
+
+
+def _basis(win: np.ndarray, vecs: np.ndarray, length: np.ndarray, reach: int) -> np.ndarray | None:
+    """The first pair ``(a, b)`` of peaks (``vecs``, by increasing ``length``) that spans a lattice:
+    ``b`` the shortest at least 30 degrees from ``a``, and ``a - b`` a peak too.
+
+    ``a`` is the shortest peak that has such a ``b``: a weak second sublattice (the centred site of a
+    square cell) gives peaks at half a diagonal that, on one diagonal only, pass ``MIN_CONTRAST``; they
+    span no lattice and are passed over (before, the lattice was then not found at all).
+    """
+    peak_max = ndimage.maximum_filter(win, 3)
+    for first in range(len(vecs)):
+        a = vecs[first]
+        cross = np.abs(a[0] * vecs[:, 1] - a[1] * vecs[:, 0])
+        second = np.flatnonzero(cross >= 0.5 * length[first] * length)
+        if not second.size:
+            continue
+        b = vecs[second[0]]
+        diff = np.rint(a - b).astype(int) + reach
+        if not (0 <= diff[0] < win.shape[0] and 0 <= diff[1] < win.shape[1]):
+            continue
+        if peak_max[diff[0], diff[1]] >= MIN_CONTRAST:
+            return np.array([a, b])
+    return None
 
 
 # ----------------------------------------------------------------- evidence
@@ -520,10 +571,24 @@ def resolve_periodic(
         return results, notes, {"lattice": info | {"moved_frames": 0, "ambiguous_frames": 0}}
     evidence = _LowPass(state.template, lattice, bound)
     # the frames low-passed once (the same for a rebuilt template)
-    frames = [evidence.low(preparer(np.asarray(stack[int(t)])).image) for t in idx]
     raw = results.shifts[idx]
-    sigma = _step_sigma(raw, offsets)
     shortest = float(np.min(np.hypot(lattice.vectors[:, 0], lattice.vectors[:, 1])))
+    # frames rotated or deformed against the template (checked below); a long stack is screened first
+    regions = RegionCheck(state.template.image, state.template.valid, lattice.longest)
+    check_regions = regions.usable and len(idx) <= SCREEN_FRAMES
+    if regions.usable and not check_regions:
+        for k in screen(results.quality[idx]):
+            residual = regions.residuals(preparer(np.asarray(stack[int(idx[k])])).image, (raw[k, 0], raw[k, 1]))
+            if off_centre(centre_error(residual, regions.centres, lattice.vectors), shortest, 0.5):
+                check_regions = True
+                break
+    frames, region_residuals = [], []
+    for k, t in enumerate(idx):
+        image = preparer(np.asarray(stack[int(t)])).image
+        frames.append(evidence.low(image))
+        if check_regions:
+            region_residuals.append(regions.residuals(image, (float(raw[k, 0]), float(raw[k, 1]))))
+    sigma = _step_sigma(raw, offsets)
     motion_prior = bool(sigma <= WRAP_SIGMA * shortest)
     if not motion_prior:
         # steps this large cross half a lattice vector often: the shortest lattice-equivalent step is then
@@ -596,6 +661,23 @@ def resolve_periodic(
             choice.far_margin[far] = -np.inf
             moved = np.hypot(*(choice.positions - raw).T) > 0.5
             info["consensus"]["far_moves"] = int(far.size)
+    unconfirmed = np.zeros(len(idx), bool)
+    confirm_best = np.zeros((len(idx), 2))
+    confirm_margin = np.full(len(idx), np.inf)
+    if not motion_prior and "consensus" not in info:
+        # nothing links the frames and the template frames did not agree among themselves: each template
+        # frame's site was decided against a template holding its own copy. The other frames must confirm it
+        mem = np.flatnonzero(member)
+        checked = confirm_sites([frames[t] for t in mem], choice.positions[mem], offsets, evidence.step, evidence.blobs)
+        if checked is not None:
+            confirm_margin[mem], confirm_best[mem] = checked
+            unconfirmed[mem] = checked[0] < MIN_MARGIN
+            info["unconfirmed"] = int(unconfirmed.sum())
+    # a frame rotated or deformed against the template: on a lattice, the frame-wide match can settle
+    # pixels from its centre's displacement (lattice-vector moves above leave the residuals as they are)
+    turned, centre_found, centre_spread = turned_frames(region_residuals, len(idx), regions.centres, lattice.vectors)
+    if regions.usable:
+        info["rotated_frames"] = int(turned.sum()) if check_regions else None
     rebuilt = rebuilt_template is not None
     if rebuilt:
         # every frame is refined against the rebuilt template (the old one favours the frames put off)
@@ -629,6 +711,23 @@ def resolve_periodic(
             if not notes[int(idx[t])]:
                 notes[int(idx[t])] = reason(t)
 
+    note(
+        np.flatnonzero(turned),
+        lambda t: (
+            f"rotated or deformed against the template: its regions depart from one translation by up to "
+            f"{centre_spread[t]:.1f} px and put its centre ({centre_found[t][0]:+.1f}, {centre_found[t][1]:+.1f}) "
+            f"px from the translation found; on a lattice the frame-wide match is then not the centre's "
+            f"(flagged beyond {SPREAD_LIMIT * shortest:.1f} px of departure or {CENTRE_TOLERANCE:g} px at the centre)"
+        ),
+    )
+    note(
+        np.flatnonzero(unconfirmed),
+        lambda t: (
+            f"lattice ambiguity: the other template frames do not confirm its lattice site (the position "
+            f"({confirm_best[t][0]:+.1f}, {confirm_best[t][1]:+.1f}) px away matches them within "
+            f"{confirm_margin[t]:.1f} < {MIN_MARGIN:g} of log-likelihood), and nothing links the frames"
+        ),
+    )
     note(
         np.flatnonzero(choice.far_margin > MIN_MARGIN),
         lambda t: (
