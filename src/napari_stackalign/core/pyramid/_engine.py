@@ -202,7 +202,8 @@ class PyramidEstimator:
                 bound = (int(np.floor(self.bound[0] * sc[0] + 1e-9)), int(np.floor(self.bound[1] * sc[1] + 1e-9)))
                 self._search = NCCSearch(t, bound)
             radius = WIDE_DERIVATIVE if i in self.fine_lattice_levels else 1
-            self._lk[i] = LKTemplate(t, v, kernel=kernel, derivative_radius=radius)
+            # the last level's shift is the translation of the template's centre, also when frames turn
+            self._lk[i] = LKTemplate(t, v, kernel=kernel, derivative_radius=radius, rotation=i == self.active[-1])
         last = self.active[-1]
         t = self._lk_image(t_levels[last], None if v_levels is None else v_levels[last] >= 0.999)
         spec = power_spectrum(t)
@@ -344,6 +345,8 @@ class PyramidEstimator:
                     flags |= FLAG_FAILED
                 continue
             sy, sx = res.shift
+            if last:
+                sy, sx = sy + res.centre[0], sx + res.centre[1]
             # max_movement holds at every level
             by, bx = self.bound[0] * scales[i][0], self.bound[1] * scales[i][1]
             sy, sx = min(max(sy, -by), by), min(max(sx, -bx), bx)

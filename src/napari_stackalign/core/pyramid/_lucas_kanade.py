@@ -108,8 +108,21 @@ class LKResult(NamedTuple):
     converged: bool
     failed: bool
     step: float
+    #: with ``rotation``: what moves ``shift`` to the translation of the template's centre when the frame
+    #: also turns about it (``(0, 0)`` otherwise, or where the turn is beyond the linearisation)
+    centre: tuple[float, float] = (0.0, 0.0)
+    #: with ``rotation``: the frame's turn against the template (radians; NaN when not measured)
+    turn: float = float("nan")
 
 
+#: a frame's turn is corrected for (:attr:`LKResult.centre`) while it moves the template's farthest pixel
+#: by at most this much (px): beyond, the linearisation of the turn no longer holds
+MAX_TURN_PX = 4.0
+#: ... and while the turn exceeds this many of its standard errors (the residual taken as white noise).
+#: The standard error is optimistic: on stacks that do not turn, the turn over its standard error spread
+#: by 1.3-1.5 (camera content), 2.4-3.0 (beads: sparse, their noise is not white after the template's);
+#: on the anchors stack camera-256x100-medium-rot (turning up to 1 degree) its median was 83
+MIN_TURN_Z = 12.0
 #: central-difference derivative filters by half support r (orders 2, 4 and 6; 3, 5 and 7 taps)
 DERIVATIVE_TAPS = {
     1: np.array([-1.0, 0.0, 1.0], np.float32) / np.float32(2.0),
@@ -162,6 +175,15 @@ class LKTemplate:
         invalid pixels and the border the widest filter that fits is used.
         3 for content above 0.2 cycles/px (a fine lattice), where two-point
         differences make Gauss-Newton overshoot.
+    rotation : bool
+        Also measure, at the converged shift, the frame's turn about the
+        template's centre, and the correction that makes the shift the
+        centre's translation (:attr:`LKResult.centre`). The least-squares
+        translation of a turned frame is the displacement at the centroid of
+        the template's gradient energy, which need not be the centre (a
+        camera image whose detail sits on one side; the region the frames
+        have in common after a drift): the shift is then off by the turn
+        times that offset.
     """
 
     def __init__(
@@ -171,6 +193,7 @@ class LKTemplate:
         *,
         kernel: str = DEFAULT_KERNEL,
         derivative_radius: int = 1,
+        rotation: bool = False,
     ) -> None:
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}.")
@@ -195,6 +218,20 @@ class LKTemplate:
             cv2.integral(np.ascontiguousarray(p), self._sats[k], sdepth=cv2.CV_64F)
         self._prods_flat: np.ndarray | None = None
         self._local = threading.local()
+        #: the rotation column (d/dtheta of the template turned about its centre), its sums' tables
+        self._turn: np.ndarray | None = None
+        if rotation:
+            yy = (np.arange(h, dtype=np.float32) - np.float32((h - 1) / 2))[:, None]
+            xx = (np.arange(w, dtype=np.float32) - np.float32((w - 1) / 2))[None, :]
+            # the template turned by theta about its centre moves p by theta * (x, -y) (rows, cols)
+            jr = gy * xx - gx * yy
+            self._turn = jr
+            self._turn_prods = [jr, jr * t, jr * gy, jr * gx, jr * jr]
+            self._turn_sats = np.empty((5, h + 1, w + 1), np.float64)
+            for k, p in enumerate(self._turn_prods):
+                cv2.integral(np.ascontiguousarray(p), self._turn_sats[k], sdepth=cv2.CV_64F)
+            #: the largest distance of a template pixel from the centre (px)
+            self._radius = float(np.hypot((h - 1) / 2, (w - 1) / 2))
 
     def _products(self) -> list[np.ndarray]:
         t, gy, gx = self.template, self._gy, self._gx
@@ -282,12 +319,16 @@ class LKTemplate:
         converged = False
         step = float("inf")
         gauss_newton = self._gauss_newton
-        for _ in range(max_iter):
+        centre, turn = (0.0, 0.0), float("nan")
+        for k in range(max_iter):
             dy, dx, ncc = gauss_newton(frame, sy, sx, weights, fit_gain, min_area)
             if dy is None:
                 return LKResult(start, ncc, False, True, step)
             # a Gauss-Newton step larger than ~2 px leaves its region of validity
             step = (dy * dy + dx * dx) ** 0.5
+            if self._turn is not None and (step < tol or k == max_iter - 1):
+                # the last iteration: the turn from the same sample (still in the buffer)
+                centre, turn = self._centre(weights, (dy, dx))
             if step > 2.0:
                 dy, dx = 2.0 * dy / step, 2.0 * dx / step
             sy += dy
@@ -295,7 +336,7 @@ class LKTemplate:
             if step < tol:
                 converged = True
                 break
-        return LKResult((sy, sx), float(ncc), converged, False, step)
+        return LKResult((sy, sx), float(ncc), converged, False, step, centre, turn)
 
     def _gauss_newton(
         self,
@@ -355,4 +396,42 @@ class LKTemplate:
             return None, float("nan"), float(ncc)
         dy = -(hxx * by - hxy * bx) / det
         dx = -(-hxy * by + hyy * bx) / det
+        if self._turn is not None:
+            # what the turn of this sample needs (:meth:`_centre`): the residual's variance per pixel in
+            # template units (its standard error scales with it), the fit and the normal equations
+            noise = max(fvar - cov * cov / tvar, 0.0) / (gain * gain * n)
+            self._local.last = (region, flat, gain, offset, hyy, hxy, hxx, by, bx, noise)
         return dy, dx, ncc
+
+    def _centre(self, weights: np.ndarray | None, step: tuple[float, float]) -> tuple[tuple[float, float], float]:
+        """(correction, turn) of the last sample (:meth:`_gauss_newton`): the Gauss-Newton step of
+        translation and turn about the centre, solved together, less the translation-only ``step``.
+
+        The correction is (0, 0) unless the turn is significant (``MIN_TURN_Z`` standard errors, from the
+        residual's variance: a frame that does not turn keeps the translation-only estimate, which is less
+        noisy) and moves the template's farthest pixel by at most ``MAX_TURN_PX`` (the linearisation
+        holds); and when the system is singular.
+        """
+        assert self._turn is not None
+        region, flat, gain, offset, hyy, hxy, hxx, by, bx, noise = self._local.last
+        if weights is None:
+            r0, r1, c0, c1 = region
+            sat = self._turn_sats
+            sj, sjt, sjy, sjx, sjj = (sat[:, r1, c1] - sat[:, r0, c1] - sat[:, r1, c0] + sat[:, r0, c0]).tolist()
+        else:
+            wflat = self._local.wbuf.ravel()
+            sj, sjt, sjy, sjx, sjj = (float(np.dot(p.ravel(), wflat)) for p in self._turn_prods)
+        bj = (float(np.dot(self._turn.ravel(), flat)) - offset * sj) / gain - sjt
+        # the symmetric 3x3 system [[hyy, hxy, sjy], [hxy, hxx, sjx], [sjy, sjx, sjj]] by its cofactors
+        c00, c01, c02 = hxx * sjj - sjx * sjx, sjx * sjy - hxy * sjj, hxy * sjx - hxx * sjy
+        c11, c12, c22 = hyy * sjj - sjy * sjy, hxy * sjy - hyy * sjx, hyy * hxx - hxy * hxy
+        det = hyy * c00 + hxy * c01 + sjy * c02
+        if not abs(det) > 1e-12 * abs(hyy * hxx * sjj):
+            return (0.0, 0.0), float("nan")
+        d_y = -(c00 * by + c01 * bx + c02 * bj) / det
+        d_x = -(c01 * by + c11 * bx + c12 * bj) / det
+        turn = -(c02 * by + c12 * bx + c22 * bj) / det
+        stderr = math.sqrt(max(noise * c22 / det, 0.0))
+        if not math.isfinite(turn) or abs(turn) * self._radius > MAX_TURN_PX or not abs(turn) > MIN_TURN_Z * stderr:
+            return (0.0, 0.0), turn
+        return (d_y - step[0], d_x - step[1]), turn
