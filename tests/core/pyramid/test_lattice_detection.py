@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_stackalign.core.pyramid._periodic import detect_lattice
+from napari_stackalign.core.pyramid._periodic import Lattice, detect_lattice
 from napari_stackalign.core.pyramid._template import Template
 
 
@@ -226,3 +226,39 @@ def test_the_basis_is_reduced_to_the_shortest_vectors():
     # the same lattice: each basis is an integer combination of the other
     coef = np.linalg.solve(long_basis.T, found.T).T
     np.testing.assert_allclose(coef, np.rint(coef), atol=1e-9)
+
+
+def test_the_motion_prior_needs_evidence_that_the_steps_are_a_motion():
+    from napari_stackalign.core.pyramid._periodic import MIN_MARGIN, _step_evidence, _step_sigma
+
+    lattice = Lattice(np.array([[8.0, 0.0], [4.0, 6.928]]), 0.8)
+    _, offsets = lattice.offsets()
+    rng = np.random.default_rng(0)
+    walk = np.cumsum(rng.normal(0.0, 0.5, (40, 2)), axis=0)  # slow drift: steps far below half a vector
+    assert _step_evidence(walk, offsets, lattice.vectors, _step_sigma(walk, offsets)) > 5 * MIN_MARGIN
+    jumps = rng.uniform(-100.0, 100.0, (40, 2))  # steps of any length, seen modulo the lattice
+    assert _step_evidence(jumps, offsets, lattice.vectors, _step_sigma(jumps, offsets)) < 0.0
+    assert _step_evidence(walk[:2], offsets, lattice.vectors, 0.5) == 0.0  # too few steps to tell
+
+
+def test_few_large_steps_whose_median_looks_small_do_not_link_the_frames():
+    # 16 frames of 384 px, an 8 px lattice, random steps of 9 px (some frames sit still along one axis,
+    # held at the edge of the canvas): the median lattice-equivalent step was 0.28 lattice vectors,
+    # under WRAP_SIGMA, and the motion held all 16 frames one or more lattice vectors off, marked ok
+    silent, ft = _silent(*_lattice_stack(16, (384, 384), 8.0, 9.0, seed=0, background=0.05, noise=2.5))
+    assert ft.params["lattice"]["motion_prior"] is False
+    assert ft.params["lattice"]["step_evidence"] < 6.0
+    assert silent == 0
+
+
+def test_a_slow_drift_with_a_few_hops_is_still_a_motion():
+    # bench_lattice_drift stack 0 (hex 5 px, 0.24 px per frame): the raw estimates hop now and then; a spread
+    # fitted to every step made them look like no motion (evidence -43) and all 90 frames were flagged
+    from napari_stackalign.core.pyramid._periodic import MIN_MARGIN, _step_evidence, _step_sigma
+
+    lattice = Lattice(np.array([[5.0, 0.0], [2.5, 4.33]]), 0.8)
+    _, offsets = lattice.offsets()
+    rng = np.random.default_rng(1)
+    walk = np.cumsum(rng.normal(0.0, 0.3, (90, 2)), axis=0)
+    walk[rng.choice(90, 9, replace=False)] += lattice.vectors[0] * 0.5  # a tenth of the frames half a vector off
+    assert _step_evidence(walk, offsets, lattice.vectors, _step_sigma(walk, offsets)) > 5 * MIN_MARGIN
