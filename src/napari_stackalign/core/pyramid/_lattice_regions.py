@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from ..fourier import parabolic_peak
+from ._lattice_geometry import nearest_lattice_point
 from ._ncc_search import NCCSearch
 
 __all__ = ["CENTRE_TOLERANCE", "SCREEN_FRAMES", "SPREAD_LIMIT", "RegionCheck", "centre_error", "off_centre", "screen", "turned_frames"]
@@ -218,7 +219,7 @@ def centre_error(
             expected = placed[done].mean(axis=0)
         else:
             expected = np.zeros(2)
-        placed[k] = res[k] + _nearest(expected - res[k], basis, inverse)
+        placed[k] = res[k] + nearest_lattice_point(expected - res[k], basis, inverse)
         done.append(int(k))
     coef, *_ = np.linalg.lstsq(design, placed, rcond=None)
     fitted = design @ coef
@@ -230,15 +231,5 @@ def centre_error(
     spread = float(np.max(np.hypot(*(fitted - coef[0]).T)))
     # the residuals say where the lattice lies, not which of its sites: the centre's error is known up to
     # a lattice vector (which site is the resolver's choice), and is reported as its shortest equivalent
-    centre = coef[0] + _nearest(-coef[0], basis, inverse)
+    centre = coef[0] + nearest_lattice_point(-coef[0], basis, inverse)
     return centre, spread, stderr
-
-
-def _nearest(d: np.ndarray, basis: np.ndarray, inverse: np.ndarray) -> np.ndarray:
-    """The lattice point (integer combination of the rows of ``basis``) nearest ``d``."""
-    corner = np.floor(inverse @ d)
-    points = (corner[None, :] + _NEAR) @ basis
-    return points[int(np.argmin(((points - d) ** 2).sum(axis=1)))]
-
-
-_NEAR = np.array([[i, j] for i in range(-1, 3) for j in range(-1, 3)], float)

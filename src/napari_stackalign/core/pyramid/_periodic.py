@@ -96,6 +96,7 @@ from ._engine import (
 from ._lattice_blocks import fix_blocks
 from ._lattice_confirm import confirm_sites
 from ._lattice_consensus import consensus_sites
+from ._lattice_geometry import nearest_lattice_point
 from ._lattice_regions import (
     CENTRE_TOLERANCE,
     SCREEN_FRAMES,
@@ -415,16 +416,6 @@ class _LowPass:
         return float(cost[k]), sites[k], len(sites)
 
 
-def _nearest_lattice_point(d: np.ndarray, basis: np.ndarray, inverse: np.ndarray) -> np.ndarray:
-    """The integer combination of the rows of ``basis`` nearest ``d`` (px)."""
-    corner = np.floor(inverse @ d)
-    points = (corner[None, :] + _CORNERS) @ basis
-    return points[int(np.argmin(((points - d) ** 2).sum(axis=1)))]
-
-
-_CORNERS = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [-1, 0], [0, -1], [-1, 1], [1, -1], [-1, -1], [2, 0], [0, 2]], float)
-
-
 def _unwrapped(shifts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """``shifts`` (n, 2), each moved by the lattice vector that puts it nearest the median of the
     ``UNWRAP_WINDOW`` unwrapped frames before it (a continuous path: steps shorter than half a
@@ -435,8 +426,8 @@ def _unwrapped(shifts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     out = np.asarray(shifts, np.float64).copy()
     for t in range(1, len(out)):
         expected = np.median(out[max(0, t - UNWRAP_WINDOW) : t], axis=0)
-        out[t] = shifts[t] + _nearest_lattice_point(expected - shifts[t], basis, inverse)
-    common = _nearest_lattice_point(np.median(out - shifts, axis=0), basis, inverse)
+        out[t] = shifts[t] + nearest_lattice_point(expected - shifts[t], basis, inverse)
+    common = nearest_lattice_point(np.median(out - shifts, axis=0), basis, inverse)
     return out - common
 
 
