@@ -224,30 +224,6 @@ def test_weak_frames_on_a_smooth_trajectory_are_trusted_and_noise_is_not():
     assert not on_track(smooth, weak, weak, (10.0, 10.0)).any()
 
 
-def test_a_jittering_trajectory_widens_the_track_to_the_frames_own_scatter():
-    # anchors.py camera-256x100-vlow in kind: steps of about a pixel, every frame below the bar. Fewer
-    # than half lie within 1 px of their neighbours' trajectory, so none was carried (0 of these 100);
-    # within 2.5 times the frames' median distance to it, nearly all do
-    from napari_stackalign.core.pyramid._trust import TRACK_CHANCE, TRACK_PX, on_track, track_radius
-
-    n = 100
-    t = np.arange(n, dtype=float)
-    rng = np.random.default_rng(3)
-    jittery = np.column_stack([0.2 * t, 0.1 * t]) + rng.normal(0, 0.8, (n, 2))
-    weak = np.ones(n, bool)
-    carried = on_track(jittery, weak, weak, (64.0, 64.0))
-    assert carried.sum() >= 90
-    # the radius: 1 px at the least, 2.5 medians, at most where a chance peak lands with TRACK_CHANCE
-    area = 4 * 64.0 * 64.0
-    assert track_radius(np.full(10, 0.1), area) == TRACK_PX
-    assert track_radius(np.full(10, 0.9), area) == pytest.approx(2.25)
-    assert track_radius(np.full(10, 30.0), area) == pytest.approx(np.sqrt(TRACK_CHANCE * area / np.pi))
-    assert track_radius(np.array([5.0, np.inf]), area) == TRACK_PX  # too few to tell
-    # chance peaks scatter over the window: even at the widest radius, no half of them lands that close
-    scattered = rng.uniform(-64, 64, (n, 2))
-    assert not on_track(scattered, weak, weak, (64.0, 64.0)).any()
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_noise_stacks_stay_untrusted_with_the_trajectory_test(seed):
     from scipy import ndimage

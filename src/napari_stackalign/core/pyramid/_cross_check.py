@@ -43,7 +43,7 @@ from ._engine import (
     TemplateAccumulator,
     run_frames,
 )
-from ._trust import MIN_Z, MIN_Z_TRACK, leave_one_out, on_track, significance
+from ._trust import MIN_Z, leave_one_out, significance
 
 __all__ = ["AGREE", "MIN_HALF", "MIN_Z_FRESH", "MOSTLY_UNCONFIRMED", "SNR_CROSS", "cross_check", "frame_snr"]
 
@@ -106,14 +106,8 @@ def cross_check(
     if not snr < SNR_CROSS:
         return notes, {}
     z = significance(results.quality, results.neff, member, int(member_idx.size))
-    # the frames the halves are built from: those the other tests would keep, the weak frames the
-    # trajectory carries (:func:`._trust.on_track`) included: they are checked like the others
-    clean = (results.flags == 0) & np.isfinite(results.quality)
-    weak = clean & ~(z >= MIN_Z)
-    h, w = job.crop_shape
-    bound = (job.options.max_movement * h / 2.0, job.options.max_movement * w / 2.0)  # as finish() judges
-    carried = on_track(results.shifts, weak, weak & (z >= MIN_Z_TRACK), bound)
-    sound = member_idx[clean[member_idx] & ((z[member_idx] >= MIN_Z) | carried[member_idx])]
+    # the frames the halves are built from: those the other tests would keep
+    sound = member_idx[(results.flags[member_idx] == 0) & (z[member_idx] >= MIN_Z)]
     halves = (sound[0::2], sound[1::2])
     info: dict[str, Any] = {"frame_snr": round(snr, 3), "checked": 0, "unconfirmed": 0}
     out = list(notes) if notes is not None else [""] * len(results.shifts)

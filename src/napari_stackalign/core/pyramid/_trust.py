@@ -15,8 +15,7 @@
   those frames ``r`` is first corrected to the correlation with the template
   *without* the frame (:func:`leave_one_out`). A frame below the bar but
   with ``z >= MIN_Z_TRACK`` is still trusted when it lies within
-  ``TRACK_PX`` of the trajectory its neighbours on both sides predict (or
-  within the frames' own scatter about it, :func:`track_radius`), in a
+  ``TRACK_PX`` of the trajectory its neighbours on both sides predict, in a
   search window so large that a chance peak lands there with probability
   below ``TRACK_CHANCE``, and at least half such frames do (:func:`on_track`;
   2-D shifts only): the stack's consistency is evidence a single frame's
@@ -50,13 +49,11 @@ __all__ = [
     "TRACK_CHANCE",
     "TRACK_PX",
     "TRACK_SHARE",
-    "TRACK_SPREAD",
     "judge",
     "jumps",
     "leave_one_out",
     "on_track",
     "significance",
-    "track_radius",
 ]
 
 #: a frame's correlation must stand this many standard deviations of chance
@@ -64,12 +61,8 @@ __all__ = [
 MIN_Z = 5.5
 #: a frame below MIN_Z but at least this, lying on the stack's trajectory (:func:`on_track`), is trusted
 MIN_Z_TRACK = 3.0
-#: ... within this many px of the medians of its neighbours on both sides, or, where the frames scatter
-#: more about the trajectory their neighbours predict (jitter), within ``TRACK_SPREAD`` times their median
-#: distance to it (2.5: the 99th percentile of a two-dimensional Gaussian scatter), as long as a chance
-#: peak lands that close with at most ``TRACK_CHANCE`` (:func:`track_radius`)
+#: ... within this many px of the medians of its neighbours on both sides
 TRACK_PX = 1.0
-TRACK_SPREAD = 2.5
 #: ... when a chance peak would land that close with at most this probability
 TRACK_CHANCE = 0.005
 #: ... and at least this share of such frames is on track
@@ -205,31 +198,10 @@ def on_track(shifts: np.ndarray, weak: np.ndarray, candidates: np.ndarray, bound
     if not area > 0 or np.pi * TRACK_PX**2 / area > TRACK_CHANCE:
         return out
     dist = _off_track(np.asarray(shifts, dtype=np.float64), pool)
-    close = candidates & (dist <= track_radius(dist[pool], area))
+    close = candidates & (dist <= TRACK_PX)
     if close.sum() < TRACK_SHARE * candidates.sum():
         return out
     return close
-
-
-def track_radius(distances: np.ndarray, area: float) -> float:
-    """How close to the trajectory a weak frame must lie (px): ``TRACK_PX``, or ``TRACK_SPREAD`` times the
-    median of ``distances`` (those of the frames that pass or are candidates, to the trajectory their
-    neighbours predict) when that is larger; at most the radius a chance peak reaches with probability
-    ``TRACK_CHANCE`` in a search window of ``area`` px^2. Frames of noise scatter over the window: the
-    radius is then the largest, and no ``TRACK_SHARE`` of them lands that close.
-
-    A stack that jitters by about a pixel from frame to frame (anchors.py ``camera-256x100-vlow``, steps
-    of 0.94 px median) put its frames 0.88 px median off that trajectory: 43 of 100 frames, none of them
-    more than 0.26 px wrong, were flagged and interpolated (0.834 px RMS, against 0.135 px for the
-    estimates). Frames carried this way are cross-checked like those that pass
-    (:mod:`._cross_check`): frames that agree on a pattern of their own noise lie on a trajectory too.
-    """
-    finite = np.asarray(distances, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if finite.size < 3:
-        return TRACK_PX
-    widest = float(np.sqrt(TRACK_CHANCE * area / np.pi))
-    return float(min(max(TRACK_PX, TRACK_SPREAD * float(np.median(finite))), max(widest, TRACK_PX)))
 
 
 def _off_track(shifts: np.ndarray, pool: np.ndarray) -> np.ndarray:
