@@ -48,16 +48,21 @@ def rfft2(image: np.ndarray, shape: tuple[int, int] | None = None, *, workers: i
 
 
 @lru_cache(maxsize=64)
-def _packed_rows(n: int) -> np.ndarray:
-    """Where OpenCV's packed (CCS) real DFT keeps ``|X[r]|**2`` along a
-    real-transformed column of length ``n``, for every full-FFT row ``r``."""
+def _packed_rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where OpenCV's packed (CCS) real DFT keeps the real and the imaginary
+    part of ``X[r]`` along a real-transformed column of length ``n``, for
+    every full-FFT row ``r`` (``n``: no imaginary part, the DC and Nyquist
+    terms; index a column with one zero appended)."""
     r = np.arange(n)
     half = np.minimum(r, n - r)  # X[n - r] is conj(X[r]): the same power
-    rows = np.where(half == 0, 0, 2 * half - 1)
+    real = np.where(half == 0, 0, 2 * half - 1)
+    imag = np.where(half == 0, n, 2 * half)
     if n % 2 == 0:
-        rows[n // 2] = n - 1  # the Nyquist row, real, stored last
-    rows.setflags(write=False)
-    return rows
+        real[n // 2] = n - 1  # the Nyquist row, real, stored last
+        imag[n // 2] = n
+    real.setflags(write=False)
+    imag.setflags(write=False)
+    return real, imag
 
 
 def power_spectrum(image: np.ndarray) -> np.ndarray:
@@ -65,10 +70,10 @@ def power_spectrum(image: np.ndarray) -> np.ndarray:
 
     When OpenCV's DFT is fast at both sizes (``cv2.getOptimalDFTSize(n) ==
     n``) this squares OpenCV's packed real spectrum in place
-    (``cv2.mulSpectrums`` with its conjugate) and gathers it into numpy's
-    real-FFT layout by strided slicing: at 256x256 about 0.2 ms against
-    0.25 ms for scipy's transform and a complex square, at 512x512 about
-    40 % less. Other sizes use :func:`rfft2`. The values agree with numpy's
+    and adds the squared real and imaginary parts in numpy's real-FFT layout
+    (strided slicing): at 256x256 about 0.11 ms against 0.16 ms for
+    OpenCV's ``cv2.mulSpectrums`` with its conjugate and a gather, and
+    0.155 ms for scipy's transform; at 512x512 0.45 against 0.6 ms. Other sizes use :func:`rfft2`. The values agree with numpy's
     to float32 rounding.
     """
     img = np.asarray(image)
@@ -81,14 +86,15 @@ def power_spectrum(image: np.ndarray) -> np.ndarray:
         power += np.square(spec.imag)
         return power.astype(np.float32, copy=False)
     packed = cv2.dft(np.ascontiguousarray(img, dtype=np.float32))
-    packed = cv2.mulSpectrums(packed, packed, 0, conjB=True)
+    squares = np.square(packed, out=packed)
     out = np.empty((h, w // 2 + 1), np.float32)
-    rows = _packed_rows(h)
-    out[:, 0] = packed[rows, 0]
-    inner = (w - 1) // 2  # complex columns 1 .. inner
-    out[:, 1 : inner + 1] = packed[:, 1 : 2 * inner : 2]
-    if w % 2 == 0:
-        out[:, w // 2] = packed[rows, w - 1]
+    real, imag = _packed_rows(h)
+    inner = (w - 1) // 2  # complex columns 1 .. inner: (re, im) at packed columns (2k - 1, 2k)
+    np.add(squares[:, 1 : 2 * inner : 2], squares[:, 2 : 2 * inner + 1 : 2], out=out[:, 1 : inner + 1])
+    edges = [(0, 0)] + ([(w // 2, w - 1)] if w % 2 == 0 else [])
+    for col, packed_col in edges:  # the DC and Nyquist columns: packed along the rows
+        column = np.append(squares[:, packed_col], np.float32(0))
+        np.add(column[real], column[imag], out=out[:, col])
     return out
 
 

@@ -1,15 +1,18 @@
 """The pyramid's fast paths give the values of the plain ones: the effective
-pixels, the jump test's vectorised windows, and the template sums added in
-the estimating thread."""
+pixels (measured inline or in the background), the jump test's vectorised
+windows, the template sums added in the estimating thread, and the lattice
+resolver's correlations without warping."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from napari_stackalign.core.pyramid import _engine
 from napari_stackalign.core.pyramid._engine import FramePreparer, Levels, PyramidEstimator, Template
-from napari_stackalign.core.pyramid._stages import build_template, plan_pyramid
+from napari_stackalign.core.pyramid._periodic import _bilinear_correlations
+from napari_stackalign.core.pyramid._stages import build_template, estimate_range, plan_pyramid
 from napari_stackalign.core.pyramid._trust import JUMP_WINDOW, jumps
 from napari_stackalign.synthetic import make_stack
 
@@ -103,3 +106,77 @@ def test_template_added_inline_equals_added_in_the_background(monkeypatch):
     background = build_template(stack, job)
     np.testing.assert_array_equal(inline.template.image, background.template.image)
     np.testing.assert_array_equal(inline.init, background.init)
+
+
+def test_compared_image_is_zero_mean_over_the_pixels_compared():
+    """The masked mean by one dot product and the in-place passes give numpy's where (the code before)."""
+    rng = np.random.default_rng(5)
+    shape = (96, 80)
+    levels = Levels(shape, (1 / 2, 1))
+    base = _smooth(rng, shape) + 50.0
+    valid = np.ones(shape, bool)
+    valid[:7] = False
+    valid[:, -5:] = False
+    mask = np.ones(shape, bool)
+    mask[20:40, 10:30] = False
+    template = Template(Template.from_prepared(FramePreparer(shape, None, None, True, levels, 3)(base)).image * valid, valid)
+    estimator = PyramidEstimator(template, levels, 0.5)
+    last = estimator.active[-1]
+    for frame_mask in (None, mask):
+        frame = FramePreparer(shape, None, frame_mask, True, levels, 3)(base + rng.normal(size=shape).astype(np.float32))
+        compared = valid.copy()
+        if frame.weights is not None:
+            compared &= frame.weights.eroded(last) > 0
+        img = frame.image.astype(np.float64)
+        expected = np.where(compared, img - img[compared].mean(), 0.0)
+        got = estimator._compared(frame.image, frame, last)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(img).max())
+
+
+def test_effective_pixels_measured_in_the_background_equal_those_measured_inline(monkeypatch):
+    stack, _ = make_stack("beads", n_frames=24, shape=(128, 128), drift=6, snr=3.0, seed=4)
+    stack[5] = 0  # an unusable frame: nothing to measure
+    job = plan_pyramid(stack.shape, stack.dtype)
+    state = build_template(stack, job)
+    monkeypatch.setattr(_engine, "BACKGROUND_NEFF_PIXELS", 10**9)
+    inline = estimate_range(stack, job, state, 0, job.n_frames)
+    monkeypatch.setattr(_engine, "BACKGROUND_NEFF_PIXELS", 0)
+    background = estimate_range(stack, job, state, 0, job.n_frames)
+    assert np.isfinite(inline.neff).sum() == job.n_frames - 1 and np.isnan(inline.neff[5])
+    np.testing.assert_array_equal(background.neff, inline.neff)
+    np.testing.assert_array_equal(background.shifts, inline.shifts)
+    np.testing.assert_array_equal(background.quality, inline.quality)
+
+
+def _warped_correlations(low: np.ndarray, t: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """Each corner's correlation by warping (the resolver's code before)."""
+    h, w = t.shape
+    out = []
+    for cy, cx in corners:
+        m = np.array([[1.0, 0.0, cx], [0.0, 1.0, cy]])
+        moved = cv2.warpAffine(
+            low, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+        ).astype(np.float64)
+        moved -= moved.mean()
+        out.append(float((moved * t).sum() / np.sqrt((moved * moved).sum() * (t * t).sum())))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_correlations_without_warping_equal_the_warped_ones(seed):
+    rng = np.random.default_rng(seed)
+    big = (int(rng.integers(40, 90)), int(rng.integers(40, 90)))
+    low = (cv2.GaussianBlur(rng.normal(size=big).astype(np.float32), (0, 0), 2.0) + 3.0).astype(np.float32)
+    size = (int(rng.integers(10, big[0] - 4)), int(rng.integers(10, big[1] - 4)))
+    t = cv2.GaussianBlur(rng.normal(size=size), (0, 0), 2.0)
+    t -= t.mean()
+    span = np.array([big[0] - size[0], big[1] - size[1]], float)
+    corners = np.concatenate(
+        [
+            rng.uniform(0, 1, size=(30, 2)) * span,  # inside
+            np.array([[0.0, 0.0], span, [span[0], 0.0], [0.0, span[1]], [span[0] - 0.25, span[1] - 0.5]]),  # edges
+            np.array([[-0.5, 1.0], [1.0, span[1] + 0.25], [span[0] + 2.0, -3.0]]),  # samples leave the image
+        ]
+    )
+    np.testing.assert_allclose(_bilinear_correlations(low, t, corners), _warped_correlations(low, t, corners), atol=1e-6)

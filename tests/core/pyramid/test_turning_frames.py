@@ -93,3 +93,40 @@ def test_turning_stack_is_registered_at_the_frame_centre():
     assert ft.ok.all()
     rms = np.sqrt(np.mean(np.sum(err**2, axis=1)))
     assert rms < 0.08, (rms, np.round(err, 2))  # 0.038 px; 0.40 px before
+
+
+def _turning_stack(turn_deg: float, n: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of a (full-frame) texture turning steadily to ``turn_deg`` while they drift a little."""
+    rng = np.random.default_rng(6)
+    canvas = ndimage.gaussian_filter(rng.normal(size=(512, 512)), 2.5)
+    angles = np.linspace(-turn_deg, turn_deg, n)
+    shifts = np.cumsum(rng.normal(0, 0.5, (n, 2)), axis=0)
+    stack = np.stack([_turned(canvas, a, s) for a, s in zip(angles, shifts)])
+    return stack + rng.normal(0.0, 0.05, stack.shape).astype(np.float32), angles
+
+
+def test_the_measured_turn_is_reported_and_a_large_one_points_to_the_similarity_method():
+    from napari_stackalign.core.pyramid import register_pyramid
+
+    stack, angles = _turning_stack(1.2)
+    with pytest.warns(UserWarning, match="register_similarity"):
+        ft = register_pyramid(stack)
+    turn = ft.params["turn"]
+    assert turn["frames"] == int(ft.ok.sum()) > 0
+    # the frames turn about the template (the mean of all of them, at about 0 degrees)
+    expected = np.abs(angles[ft.ok])
+    assert abs(turn["max_deg"] - expected.max()) < 0.25 * expected.max()
+    assert abs(turn["median_deg"] - np.median(expected)) < 0.25 * np.median(expected) + 0.02
+    assert turn["median_px_at_corners"] > 1.0
+
+
+def test_frames_that_do_not_turn_report_a_negligible_turn_and_no_advice():
+    from napari_stackalign.core.pyramid import register_pyramid
+
+    stack, _ = _turning_stack(0.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ft = register_pyramid(stack)
+    assert not [w for w in caught if "register_similarity" in str(w.message)]
+    assert ft.params["turn"]["median_px_at_corners"] < 0.1
+    assert ft.params["turn"]["frames"] == len(stack)

@@ -92,6 +92,7 @@ from ._engine import (
     PyramidEstimator,
     Template,
     TemplateAccumulator,
+    background_neff,
 )
 from ._lattice_blocks import fix_blocks
 from ._lattice_confirm import confirm_sites
@@ -320,6 +321,81 @@ def _basis(win: np.ndarray, vecs: np.ndarray, length: np.ndarray, reach: int) ->
 
 
 # ----------------------------------------------------------------- evidence
+def _bilinear_correlations(low: np.ndarray, t: np.ndarray, corners: np.ndarray) -> np.ndarray:
+    """The normalised correlation of the zero-mean ``t`` (H, W) with ``low`` sampled bilinearly over
+    ``[c, c + (H, W))`` for each corner ``c`` of ``corners`` (k, 2) (fractional ``low`` px): what warping
+    ``low`` by each corner with ``cv2.warpAffine`` (bilinear) and correlating gives (to 1e-7), without
+    warping.
+
+    A bilinear sample is linear in the image, so its product with ``t`` is the four whole-pixel
+    correlations around the corner, weighted (one FFT correlation for every corner); its sum and sum of
+    squares are the image's and its neighbour products' box sums, weighted (summed-area tables). The
+    whole resolver on the anchors lattice stacks of 100 frames, 38 candidates a frame: 383 -> 365 ms at
+    256x256, 625 -> 475 ms at 512x512 (best of 5, the same result). A corner whose samples leave ``low``
+    (beyond ``max_movement``: never chosen) is warped with edge replication, as before.
+    """
+    big_h, big_w = low.shape
+    h, w = t.shape
+    img = low.astype(np.float64)
+    img -= img.mean()  # sums of squares without cancellation
+    t_norm = float(np.sqrt((t * t).sum()))
+    q = np.asarray(corners, np.float64)
+    whole = np.floor(q).astype(np.int64)
+    a, b = q[:, 0] - whole[:, 0], q[:, 1] - whole[:, 1]
+    span_y, span_x = big_h - h, big_w - w  # the largest whole corner with every sample inside
+    inside = (
+        (whole[:, 0] >= 0) & (whole[:, 1] >= 0)
+        & (whole[:, 0] + (a > 0) <= span_y) & (whole[:, 1] + (b > 0) <= span_x)
+    )
+    out = np.zeros(len(q))
+    if inside.any():
+        wy, wx = whole[inside, 0], whole[inside, 1]
+        ai, bi = a[inside], b[inside]
+        y1, x1 = np.minimum(wy + 1, span_y), np.minimum(wx + 1, span_x)  # weight 0 where clipped
+        # products with t at every whole corner (no wrap-around: corners stay within the spans)
+        size = (sfft.next_fast_len(big_h, real=True), sfft.next_fast_len(big_w, real=True))
+        cross = sfft.irfft2(sfft.rfft2(img, s=size) * np.conj(sfft.rfft2(t, s=size)), s=size)
+        # the four whole corners around each corner (00, 01, 10, 11) and their bilinear weights
+        ys, xs = np.stack([wy, wy, y1, y1]), np.stack([wx, x1, wx, x1])
+        w00, w01, w10, w11 = (1 - ai) * (1 - bi), (1 - ai) * bi, ai * (1 - bi), ai * bi
+        cov = w00 * cross[wy, wx] + w01 * cross[wy, x1] + w10 * cross[y1, wx] + w11 * cross[y1, x1]
+        zero = np.zeros_like(img)
+
+        def neighbours(dy: int, dx: int) -> np.ndarray:
+            """``img[p] * img[p + (dy, dx)]`` where both exist, 0 elsewhere (dy 0 or 1, dx -1 .. 1)."""
+            prod = zero.copy()
+            x_lo, x_hi = max(0, -dx), big_w - max(0, dx)
+            prod[: big_h - dy, x_lo:x_hi] = img[: big_h - dy, x_lo:x_hi] * img[dy:, x_lo + dx : x_hi + dx]
+            return prod
+
+        # box sums over (H, W) of the image and of its products with itself and its neighbours to the
+        # right, below, below right and below left, at each whole corner: (6, 4, k)
+        images = (img, img * img, neighbours(0, 1), neighbours(1, 0), neighbours(1, 1), neighbours(1, -1))
+        tables = np.stack([cv2.integral(im, sdepth=cv2.CV_64F) for im in images])
+        box = tables[:, ys + h, xs + w] - tables[:, ys, xs + w] - tables[:, ys + h, xs] + tables[:, ys, xs]
+        total, same, across, down, diagonal, anti = box
+        s1 = w00 * total[0] + w01 * total[1] + w10 * total[2] + w11 * total[3]
+        s2 = (
+            w00 * w00 * same[0] + w01 * w01 * same[1] + w10 * w10 * same[2] + w11 * w11 * same[3]
+            + 2 * (w00 * w01 * across[0] + w10 * w11 * across[2])
+            + 2 * (w00 * w10 * down[0] + w01 * w11 * down[1])
+            + 2 * w00 * w11 * diagonal[0] + 2 * w01 * w10 * anti[1]
+        )
+        var = s2 - s1 * s1 / (h * w)
+        denom = t_norm * np.sqrt(np.maximum(var, 0.0))
+        out[inside] = np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0)
+    if not inside.all():
+        src = np.ascontiguousarray(low, dtype=np.float32)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        for k in np.flatnonzero(~inside):
+            m = np.array([[1.0, 0.0, corners[k, 1]], [0.0, 1.0, corners[k, 0]]])
+            moved = cv2.warpAffine(src, m, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
+            moved -= moved.mean()
+            denom = t_norm * float(np.sqrt((moved * moved).sum()))
+            out[k] = float((moved * t).sum()) / denom if denom > 0 else 0.0
+    return out
+
+
 class _LowPass:
     """The correlation of frames with the template, both low-passed beyond the lattice."""
 
@@ -375,19 +451,7 @@ class _LowPass:
             return None
         t = self.template_low[y0:y1, x0:x1].astype(np.float64)
         t = t - t.mean()
-        t_norm = float(np.sqrt((t * t).sum()))
-        src = np.ascontiguousarray(low, dtype=np.float32)
-        f = np.empty((len(at), (y1 - y0) * (x1 - x0)))
-        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-        for k, (sy, sx) in enumerate(at):
-            # bilinear, the common region only: moved[q] = low[q + (y0, x0) + s] (OpenCV's warpAffine,
-            # about 30x faster than map_coordinates here)
-            m = np.array([[1.0, 0.0, sx + x0], [0.0, 1.0, sy + y0]])
-            moved = cv2.warpAffine(src, m, (x1 - x0, y1 - y0), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-            f[k] = moved.ravel()
-        f = f - f.mean(axis=1, keepdims=True)
-        denom = t_norm * np.sqrt((f * f).sum(axis=1))
-        r = np.where(denom > 0, (f @ t.ravel()) / np.where(denom > 0, denom, 1.0), 0.0)
+        r = _bilinear_correlations(low, t, at + np.array([y0, x0], np.float64))
         r = np.clip(r, 0.0, 0.999)
         frac = (y1 - y0) * (x1 - x0) / float(h * w)
         return 0.5 * self.blobs * frac * np.log1p(-(r**2))
@@ -711,29 +775,47 @@ def resolve_periodic(
     if rebuilt:
         # every frame is refined against the rebuilt template (the old one favours the frames put off)
         estimator = job.estimator(rebuilt_template)
-    out = FrameResults(results.shifts.copy(), results.quality.copy(), results.flags.copy(), results.neff.copy())
+    out = FrameResults(
+        results.shifts.copy(), results.quality.copy(), results.flags.copy(), results.neff.copy(), results.turn.copy()
+    )
     last = estimator.active[-1]
     n_moved = 0
-    for t in np.flatnonzero(moved | rebuilt):
-        frame = int(idx[t])
-        start = (float(choice.positions[t, 0]), float(choice.positions[t, 1]))
-        prepared = preparer(np.asarray(stack[frame]))
-        est = estimator.estimate(prepared, start, last - 1)
-        before = float(results.quality[frame])
-        if moved[t] and rebuilt:  # compared against the same template
-            before = estimator.estimate(prepared, (float(raw[t, 0]), float(raw[t, 1])), last - 1).quality
-        if moved[t] and not _holds(est, start, before):
-            dy, dx = start[0] - raw[t, 0], start[1] - raw[t, 1]
-            notes[frame] = (
-                f"lattice ambiguity: the motion and the non-repeating content put it ({dy:+.1f}, {dx:+.1f}) px "
-                "away, where it does not match the template"
-            )
-            continue
-        out.shifts[frame] = est.shift
-        out.quality[frame] = est.quality
-        out.flags[frame] = est.flags
-        out.neff[frame] = est.neff
-        n_moved += int(moved[t])
+    again = np.flatnonzero(moved | rebuilt)
+    background = background_neff(estimator, again.size, 2 * job.chunk_size + 4)
+    try:
+        for t in again:
+            frame = int(idx[t])
+            start = (float(choice.positions[t, 0]), float(choice.positions[t, 1]))
+            prepared = preparer(np.asarray(stack[frame]))
+            est, neff = estimator.estimate_deferred(prepared, start, last - 1)
+            before = float(results.quality[frame])
+            if moved[t] and rebuilt:  # compared against the same template (its quality only)
+                before = estimator.estimate_deferred(prepared, (float(raw[t, 0]), float(raw[t, 1])), last - 1)[0].quality
+            if moved[t] and not _holds(est, start, before):
+                dy, dx = start[0] - raw[t, 0], start[1] - raw[t, 1]
+                notes[frame] = (
+                    f"lattice ambiguity: the motion and the non-repeating content put it ({dy:+.1f}, {dx:+.1f}) px "
+                    "away, where it does not match the template"
+                )
+                continue
+            out.shifts[frame] = est.shift
+            out.quality[frame] = est.quality
+            out.flags[frame] = est.flags
+            out.turn[frame] = est.turn
+            out.neff[frame] = np.nan
+            if neff is not None and background is not None:
+                background.submit(frame, neff)
+            elif neff is not None:
+                out.neff[frame] = neff()
+            if background is not None:
+                background.throttle()
+            n_moved += int(moved[t])
+        if background is not None:
+            background.collect(out.neff)
+    finally:
+        if background is not None:
+            background.shutdown()
+
     def note(frames: np.ndarray, reason: Any) -> None:
         """``reason(t)`` for each frame ``t`` (index into ``idx``) that has no note yet."""
         for t in frames:

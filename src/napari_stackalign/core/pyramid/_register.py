@@ -187,8 +187,12 @@ def register_pyramid(
         frame[p - (dy, dx)]``), ``center`` the frame centre, ``method
         "pyramid"`` and all parameters in ``params`` (plus
         ``"template_frames"``, ``"reference_passes"``, ``"levels_used"``, the
-        rates the estimation actually used, and ``"flags"``, counts of the
-        reasons frames were flagged; the chained modes add
+        rates the estimation actually used, ``"flags"``, counts of the
+        reasons frames were flagged, and ``"turn"``, the trustworthy frames'
+        turn against the template as measured, not corrected (``"frames"``,
+        ``"median_deg"``, ``"max_deg"``, ``"median_px_at_corners"``; a
+        warning points to the similarity method beyond 1 px at the corners;
+        absent in the chained modes); the chained modes add
         ``"chain_breaks"``, the frames the chain was re-anchored on,
         ``"gap_links"`` and ``"keyframe_links"``). With a built template the transforms are expressed
         so that the template frames are, on average, left where they are; in

@@ -136,6 +136,7 @@ class SingleReadFrames(BlockProducer):
         self._quality = np.full(n, np.nan)
         self._flags = np.zeros(n, np.int64)
         self._neff = np.full(n, np.nan)
+        self._turn = np.full(n, np.nan)
         #: the transform each frame was warped with (dy, dx, angle, scale)
         self._applied = np.full((n, 4), np.nan)
         self._held: deque = deque()  # (start, input frames) not yet warped
@@ -184,6 +185,7 @@ class SingleReadFrames(BlockProducer):
         self._quality[a:b] = res.quality
         self._flags[a:b] = res.flags
         self._neff[a:b] = res.neff
+        self._turn[a:b] = res.turn
         self._estimated = b
         self._held.append((a, frames))
         n = self.shape[0]
@@ -287,7 +289,7 @@ class SingleReadFrames(BlockProducer):
         """
         if self._next != self.shape[0]:
             raise RuntimeError("finish() before every frame was read.")
-        results = FrameResults(self._shifts, self._quality, self._flags, self._neff)
+        results = FrameResults(self._shifts, self._quality, self._flags, self._neff, self._turn)
         view = self._stack if len(self._stack.shape) == 3 else ChannelFrames(self._stack, int(self._channel or 0))
         notes, extra = cross_checked(view, self._job, self._state, results, self._preparer, None, None, self._pool)
         raw, final = finish(

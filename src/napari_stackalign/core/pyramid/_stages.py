@@ -540,6 +540,7 @@ def concat_results(parts: Sequence[FrameResults]) -> FrameResults:
         np.concatenate([p.quality for p in parts]),
         np.concatenate([p.flags for p in parts]),
         np.concatenate([p.neff for p in parts]),
+        np.concatenate([p.turn for p in parts]),
     )
 
 
@@ -550,6 +551,29 @@ def corrections(job: PyramidJob, shifts: np.ndarray, **fields: Any) -> FrameTran
     return FrameTransforms(
         dy=-shifts[:, 0], dx=-shifts[:, 1], center=((height - 1) / 2.0, (width - 1) / 2.0), **fields
     )
+
+
+#: when the trustworthy frames' median turn moves the frame's corners by more than this (px), the user is
+#: told to use the similarity method (translation is corrected at the centre only)
+TURN_ADVICE_PX = 1.0
+
+
+def turn_summary(turn: np.ndarray, ok: np.ndarray, shape: tuple[int, int]) -> dict[str, Any] | None:
+    """What the last level measured of the trustworthy frames' turns against the template (``params["turn"]``):
+    how many frames, the median and largest turn (degrees, absolute) and the median's displacement of the
+    compared area's corners (px). None when no trustworthy frame had its turn measured."""
+    measured = np.asarray(ok, bool) & np.isfinite(turn)
+    if not measured.any():
+        return None
+    degrees = np.degrees(np.abs(np.asarray(turn, np.float64)[measured]))
+    radius = float(np.hypot((shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0))
+    median = float(np.median(degrees))
+    return {
+        "frames": int(measured.sum()),
+        "median_deg": round(median, 4),
+        "max_deg": round(float(degrees.max()), 4),
+        "median_px_at_corners": round(float(np.radians(median)) * radius, 3),
+    }
 
 
 def finish(
@@ -630,6 +654,18 @@ def finish(
         "refinement_failed": int(np.sum((flags & FLAG_FAILED) > 0)),
         "not_converged": int(np.sum((flags & FLAG_NOT_CONVERGED) > 0)),
     }
+    turn = turn_summary(results.turn, ok, job.crop_shape)
+    if turn is not None:
+        params["turn"] = turn
+        if turn["median_px_at_corners"] > TURN_ADVICE_PX:
+            warnings.warn(
+                f"pyramid registration: the frames turn against the template (median {turn['median_deg']:.2f} "
+                f"degrees, up to {turn['max_deg']:.2f}; {turn['median_px_at_corners']:.1f} px at the corners). "
+                "This method corrects translation only, at the frame centre: use the similarity method "
+                "(register_similarity) to correct the rotation too.",
+                UserWarning,
+                stacklevel=3,
+            )
     params.update(extra_params or {})
     raw = corrections(job, shifts, quality=quality, ok=ok, reason=reason, method="pyramid", params=params)
     opts = job.options
