@@ -51,12 +51,15 @@ _LABEL_LETTERS = {
 }
 
 
-def open_hdf5(path: Path) -> h5py.File:
+def open_hdf5(path: Path, chunk_cache: int | None = None) -> h5py.File:
     """Open an HDF5 file read-only, turning format errors into a clear ValueError (a file
-    locked by another program, truncated, a FIFO or device: each said so)."""
+    locked by another program, truncated, a FIFO or device: each said so).
+
+    ``chunk_cache``: bytes of HDF5's chunk cache per dataset (None: the library's default).
+    """
     path = check_regular_file(path, "HDF5 file")
     try:
-        return h5py.File(path, "r")
+        return h5py.File(path, "r") if chunk_cache is None else h5py.File(path, "r", rdcc_nbytes=int(chunk_cache))
     except OSError as exc:
         message = str(exc)
         if "unable to lock file" in message:

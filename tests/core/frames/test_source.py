@@ -61,3 +61,45 @@ def test_as_frames_reads_dask_arrays_slice_by_slice():
     assert isinstance(frames, FrameReader)
     _check_indexing(frames, data)
     assert as_frames(data) is data
+
+
+@pytest.mark.parametrize(
+    "layout, cache",
+    [({"chunks": (2, 12, 14)}, 0), ({"chunks": (2, 12, 14), "compression": "gzip"}, 2**20), ({}, None)],
+)
+def test_hdf5_reader_chunk_cache_fits_one_sequential_pass(tmp_path, layout, cache):
+    """Uncompressed chunks bypass HDF5's cache (read straight into the block), compressed ones keep two
+    chunks cached (one straddling two blocks is decompressed once), contiguous data keep h5py's default;
+    blocks that cut through chunks still give the file's pixels."""
+    import h5py
+
+    from napari_stackalign.core.frames._source import _sequential_chunk_cache
+
+    data = _data(shape=(11, 12, 14))
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("image_data", data=data, **layout)
+        assert _sequential_chunk_cache(f["image_data"]) == cache
+    with FileFrames(str(path)).open() as opened:
+        assert opened.kind == "hdf5"
+        blocks = [opened.frames[a : min(a + 3, 11)] for a in range(0, 11, 3)]
+        np.testing.assert_array_equal(np.concatenate(blocks), data)
+
+
+def test_reading_through_dask_does_not_import_distributed(tmp_path):
+    """dask looks for a distributed client, importing ``distributed`` (0.1-0.3 s), whenever a scheduler is
+    named: the reader passes its scheduler as a function instead."""
+    import subprocess
+    import sys
+
+    path = write_stack(tmp_path / "z.tif", _data(), compression="zlib")  # no fast path: read through dask
+    code = (
+        "import sys\n"
+        "from napari_stackalign.core.frames import FileFrames\n"
+        f"with FileFrames({str(path)!r}).open() as opened:\n"
+        "    assert opened.kind == 'dask', opened.kind\n"
+        "    opened.frames[2:5]\n"
+        "print('distributed' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False"

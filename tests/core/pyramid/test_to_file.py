@@ -23,6 +23,8 @@ from napari_stackalign.core.pyramid._stages import (
     plan_pyramid,
 )
 from napari_stackalign.core.pyramid._to_file import (
+    BLOCKS_IN_FLIGHT,
+    WORK_IMAGES_PER_THREAD,
     parse_memory_limit,
     plan_chunks,
     register_file,
@@ -272,6 +274,12 @@ def test_memory_limit_parsing_and_chunk_plan():
     assert big.estimate == 64 and big.apply == 32  # 16 MB output blocks
     small = plan_chunks((512, 512), np.uint16, np.uint16, memory_limit=40 * 2**20, chunk_size=64, workers=2)
     assert 1 <= small.estimate < 64 and 1 <= small.apply < 32
+    # the single read holds each chunk in flight's input and output, the input of the chunk being warped
+    # while the next is estimated, and one output being written
+    frame = 512 * 512 * 2
+    spare = 40 * 2**20 - 2 * WORK_IMAGES_PER_THREAD * 512 * 512 * 4
+    assert 1 <= small.read_once and small.read_once * (2 * (BLOCKS_IN_FLIGHT + 1) * frame) <= spare
+    assert (small.read_once + 1) * (2 * (BLOCKS_IN_FLIGHT + 1) * frame) > spare  # and no smaller than needed
     # a 4x larger frame gets 4x fewer frames per chunk in the same budget
     four = plan_chunks((1024, 1024), np.uint16, np.uint16, memory_limit=2**30, chunk_size=10_000, workers=1)
     one = plan_chunks((512, 512), np.uint16, np.uint16, memory_limit=2**30, chunk_size=10_000, workers=1)

@@ -36,7 +36,8 @@ class CountingStack:
     def __getitem__(self, key):
         idx = np.arange(self.shape[0])[key]
         self.reads[idx] += 1
-        if self._fail is not None and np.any(self.reads[np.atleast_1d(idx)] > 2) and self._fail in np.atleast_1d(idx):
+        # frame ``fail`` read a third time (template, pass, rewrite): the rewrite is cancelled
+        if self._fail is not None and self._fail in np.atleast_1d(idx) and self.reads[self._fail] > 2:
             raise Cancelled()
         return np.asarray(self._array[key])
 
@@ -174,3 +175,27 @@ def test_a_lattice_is_read_twice_and_resolved_like_in_memory(tmp_path):
     assert "lattice" in done.transforms.params
     np.testing.assert_allclose(done.transforms.dy, in_memory.dy, atol=1e-6)
     np.testing.assert_allclose(done.transforms.dx, in_memory.dx, atol=1e-6)
+
+
+def test_a_failed_warp_stops_the_run_and_leaves_no_output_or_thread(tmp_path, stack_with_failures, monkeypatch):
+    """Chunks are warped in their own thread while the next is estimated: a warp that fails is raised
+    where the frames are written, the output is not left behind and no thread outlives the run."""
+    import threading
+
+    names = []
+    real = _single_read.apply_transforms
+
+    def failing(block, transforms, **kw):
+        names.append(threading.current_thread().name)
+        if len(names) == 2:
+            raise RuntimeError("warp failed")
+        return real(block, transforms, **kw)
+
+    monkeypatch.setattr(_single_read, "apply_transforms", failing)
+    out = tmp_path / "out.h5"
+    with warnings.catch_warnings(), pytest.raises(RuntimeError, match="warp failed"):
+        warnings.simplefilter("ignore")
+        register_stack_to_file(stack_with_failures, out, memory_limit=BUDGET, workers=1)
+    assert names[0].startswith("stackalign-single-read-warp")
+    assert list(tmp_path.iterdir()) == []
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("stackalign-single-read")]

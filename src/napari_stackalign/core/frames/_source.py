@@ -110,11 +110,15 @@ def _dask_frames(array: Any) -> FrameReader:
     Never through a dask.distributed client that may be the default: inside
     a dask worker that would submit tasks from a task and wait on them (a
     deadlock on single-thread workers), and in a client it would ship the
-    pixels through the cluster.
+    pixels through the cluster. The scheduler is passed as the function
+    itself, not by name: a name makes dask import ``distributed`` to look for
+    a client (0.12 s at the first read of every run here, 4 % of streaming a
+    0.5 GB file).
     """
+    from dask.threaded import get as threaded_scheduler
 
     def read(a: int, b: int) -> np.ndarray:
-        return np.asarray(array[a:b].compute(scheduler="threads"))
+        return np.asarray(array[a:b].compute(scheduler=threaded_scheduler))
 
     return FrameReader(array.shape, array.dtype, read, lock=False)
 
@@ -231,7 +235,9 @@ def _fast_reader(path: Path, dataset: str | None, info: Any) -> tuple[Any, str, 
     suffix = path.suffix.lower()
     lazy = as_frames(info.data)
     if suffix in HDF5_SUFFIXES:
-        f = open_hdf5(path)
+        with open_hdf5(path) as probe:
+            cache = _sequential_chunk_cache(choose_dataset(probe, dataset, path))
+        f = open_hdf5(path, cache)
         try:
             ds = choose_dataset(f, dataset, path)
             if ds.dtype.kind in "biuf" and tuple(ds.shape) == tuple(lazy.shape):
@@ -249,6 +255,24 @@ def _fast_reader(path: Path, dataset: str | None, info: Any) -> tuple[Any, str, 
                 return reader, "tiff", [reader]
             reader.close()
     return lazy, "dask", []
+
+
+def _sequential_chunk_cache(ds: Any) -> int | None:
+    """HDF5 chunk cache (bytes) for reading ``ds`` once, in order, by blocks of frames.
+
+    Uncompressed chunks are read straight into the destination without the
+    cache (0 bytes: the default cache copies every chunk that fits it twice;
+    reading a 0.5 GB stack of 512 KB chunks in blocks of 37 frames took
+    0.069-0.073 s instead of 0.099-0.187 s here). Filtered chunks keep two
+    chunks cached, so a chunk that straddles two blocks is decompressed once.
+    None (the default) for a contiguous dataset.
+    """
+    if ds.chunks is None:
+        return None
+    if ds.id.get_create_plist().get_nfilters() == 0:
+        return 0
+    chunk_bytes = int(np.prod(ds.chunks, dtype=np.int64)) * ds.dtype.itemsize
+    return max(2 * chunk_bytes, 2**20)
 
 
 def _raw_tiff(path: Path, shape: tuple[int, ...]) -> _RawFrames | None:

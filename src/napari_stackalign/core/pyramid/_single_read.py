@@ -19,6 +19,8 @@ therefore:
   on a window of the frames around it (:data:`BACK_FRAMES` before, the
   look-ahead after; :func:`back_frames`), which gives the final transform of nearly every frame
   bit for bit;
+- warps a chunk in its own thread while the next one is estimated (the
+  in-memory path overlaps them the same way);
 - at the end (:meth:`SingleReadFrames.finish`) runs the stack-wide steps
   on the whole table, exactly as the two-read path does, and rewrites the
   frames whose final transform differs in any bit from the provisional one
@@ -33,6 +35,7 @@ from __future__ import annotations
 import warnings
 from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -149,24 +152,32 @@ class SingleReadFrames(BlockProducer):
         self._buffer: deque = deque()
         self._next = 0
         self.rewritten = 0
+        #: warps chunk k while chunk k + 1 is estimated (one chunk at a time, in order)
+        self._warper: ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
         return self.shape[0]
 
     # ----------------------------------------------------------- production
     def start(self) -> SingleReadFrames:
+        if self._warper is None:
+            self._warper = ThreadPoolExecutor(1, thread_name_prefix="stackalign-single-read-warp")
         self._ahead.start()
         return super().start()
 
     def close(self) -> None:
         """Stop the threads and drop what they made."""
         super().close()
+        if self._warper is not None:
+            self._warper.shutdown(wait=True, cancel_futures=True)
+            self._warper = None
         self._ahead.close()
         self._buffer.clear()
         self._held.clear()
 
-    def _step(self, a: int, b: int) -> tuple[int, np.ndarray]:
-        """Read, estimate frames ``a:b``; warp the frames whose neighbours are known."""
+    def _step(self, a: int, b: int) -> tuple[int, np.ndarray | Future]:
+        """Read, estimate frames ``a:b``; warp the frames whose neighbours are known (in the warp
+        thread: the block comes out as a future of the warped frames)."""
         frames = np.asarray(self._ahead[a:b])
         view = frames if frames.ndim == 3 else frames[:, int(self._channel or 0)]
         res = estimate_range(
@@ -197,7 +208,8 @@ class SingleReadFrames(BlockProducer):
         transforms = self._provisional(first, b)[start - first : stop - first]
         self._applied[start:stop] = np.stack([transforms.dy, transforms.dx, transforms.angle, transforms.scale], 1)
         block = self._take_held(start, stop)
-        out = apply_transforms(block, transforms, chunk_size=max(1, stop - start), **self._warp)
+        assert self._warper is not None, "start() first"
+        out = self._warper.submit(apply_transforms, block, transforms, chunk_size=max(1, stop - start), **self._warp)
         self._ready = stop
         return start, out
 
@@ -254,6 +266,8 @@ class SingleReadFrames(BlockProducer):
         while pos < b:
             if not self._buffer:
                 _, _, (start, block) = self._next_item()
+                if isinstance(block, Future):
+                    block = block.result()
                 if len(block):
                     self._buffer.append((start, block))
                 continue

@@ -98,7 +98,9 @@ class ChunkPlan:
     ``read_once`` is the chunk of the single-read path: read, estimated,
     warped and written together, so each chunk in flight holds its input and
     its output (as an apply block does, without the apply blocks' 16 MB cap:
-    the stack-wide steps run once per chunk on a window of frames around it).
+    the stack-wide steps run once per chunk on a window of frames around it),
+    and one more input is in flight: the chunk being warped while the next is
+    estimated.
     """
 
     estimate: int
@@ -151,7 +153,8 @@ def plan_chunks(
             f"memory_limit of {memory_limit} bytes is too small for frames of {tuple(frame_shape)} "
             f"{np.dtype(in_dtype)} with {workers} thread(s): give at least {need} bytes (e.g. '{_mb(need)}MB')."
         )
-    once = min(chunk_size, app)
+    # the single read also holds the input of the chunk being warped while the next is estimated
+    once = min(chunk_size, max(1, spare // (per_apply + in_frame)))
     app = min(app, max(1, APPLY_BLOCK_BYTES // max(1, out_frame)))
     return ChunkPlan(
         estimate=int(min(chunk_size, est)), apply=int(app), memory_limit=int(memory_limit), read_once=int(once)
