@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import tifffile
@@ -61,3 +63,16 @@ def test_a_bad_failed_policy_is_refused(tmp_path, files, capsys):
     with pytest.raises(SystemExit):
         main(["register", "-i", str(inp), "-o", str(tmp_path / "o.h5"), "--failed", "guess"])
     assert "interpolate" in capsys.readouterr().err
+
+
+def test_library_warnings_read_as_the_commands_own_lines(tmp_path, files, capsys):
+    """A warning is the command's line on stderr: its message, not the library's file and source line."""
+    _, inp, one_failed, _ = files
+    out = tmp_path / "out.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # whatever the test run's own filters
+        assert main(["register", "-i", str(inp), "-o", str(out), "--apply-transforms", str(one_failed), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "stackalign register: warning: 1 of 8 frames failed and were interpolated" in err
+    assert "\n  1 frame(s) 3: test: no peak" in err  # the message's later lines indented under it
+    assert ".py:" not in err and "Warning:" not in err

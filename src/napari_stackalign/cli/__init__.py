@@ -15,7 +15,8 @@ import importlib
 import pkgutil
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._version import __version__
 from ..files import (
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with handling_signals():
             try:
                 with warnings.catch_warnings():
+                    warnings.showwarning = _warning_printer(args.command)
                     if not getattr(args, "force", False):
                         # no trustworthy frame: stop before anything is written (exit 3), unless --force
                         warnings.simplefilter("error", NoSignalWarning)
@@ -84,6 +86,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         reset_interrupt()  # what this run noted does not stop a later one in the same process
+
+
+def _warning_printer(command: str) -> Callable[..., None]:
+    """What shows a warning during a command: its message as the command's own lines on stderr
+    (``stackalign register: warning: ...``), not Python's default, which adds the library's file, line
+    number and source line."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, *rest: Any) -> None:
+        _say(f"stackalign {command}: warning: " + str(message).replace("\n", "\n  "))
+
+    return show
 
 
 def _say(text: str) -> None:
