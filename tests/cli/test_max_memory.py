@@ -9,6 +9,7 @@ import pytest
 
 import napari_stackalign.io._lazy as lazy_io
 from napari_stackalign.cli import _memory_cap, main
+from napari_stackalign.cli._chunk_advice import FAST_CHUNK_FRAMES, _chunk_frames, chunk_advice
 from napari_stackalign.io import read_stack, total_memory, write_stack
 from napari_stackalign.synthetic import make_stack
 
@@ -84,3 +85,17 @@ def test_every_subcommand_takes_max_memory():
     for command in ("register", "average", "stack", "track"):
         sub = parser._subparsers._group_actions[0].choices[command]
         assert any("--max-memory" in a.option_strings for a in sub._actions), command
+
+
+def test_a_cap_that_leaves_small_chunks_says_which_cap_reaches_full_speed(monkeypatch):
+    """Chunks of 1-5 frames stream up to 2x slower: the advice gives the least cap with 16-frame chunks,
+    and that cap indeed gives them (and no advice)."""
+    monkeypatch.setattr(_memory_cap, "process_memory", lambda: 230 * 10**6)
+    text = chunk_advice(450 * 10**6, (512, 512), np.uint16)
+    assert text is not None and "leaves room for 1 frame(s) per chunk" in text
+    need = int(text.split("--max-memory ")[-1].split(" MB")[0]) * 10**6
+    assert _chunk_frames(need, (512, 512), np.dtype(np.uint16), np.dtype(np.uint16)) >= FAST_CHUNK_FRAMES
+    assert _chunk_frames(need - 2 * 10**6, (512, 512), np.dtype(np.uint16), np.dtype(np.uint16)) < FAST_CHUNK_FRAMES
+    assert chunk_advice(need, (512, 512), np.uint16) is None
+    assert chunk_advice(300 * 10**6, (512, 512), np.uint16) is None  # cannot stream at all: the error says so
+    assert chunk_advice(4 * 10**9, (512, 512), np.uint16) is None

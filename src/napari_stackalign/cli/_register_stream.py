@@ -20,6 +20,7 @@ from ..core.apply import APPLY_DEFAULTS
 from ..core.pyramid import PyramidOptions, register_file, register_stack_to_file
 from ..io import StackData
 from ..transforms import FrameTransforms
+from ._chunk_advice import chunk_advice
 from ._common import terminal_progress
 from ._memory_cap import describe, max_memory_of, streaming_limit
 from ._register_common import RegisterPaths, load_table, messages, without_done_stage
@@ -65,6 +66,8 @@ def run_streaming(
     n_frames: int,
     data: StackData | None = None,
     frame_pixels: int = 0,
+    frame_shape: tuple[int, ...] = (),
+    dtype: Any = None,
 ) -> tuple[FrameTransforms, str]:
     """Register ``paths.input`` into ``paths.output`` with :func:`register_file`.
 
@@ -73,7 +76,9 @@ def run_streaming(
     :func:`register_stack_to_file` instead, which does not reopen the file in
     its own axis order. A template shared by a batch
     (``--template-from``) is the options' reference image. With ``--max-memory`` the frame buffers get what the
-    cap leaves (:func:`~napari_stackalign.cli._memory_cap.streaming_limit`).
+    cap leaves (:func:`~napari_stackalign.cli._memory_cap.streaming_limit`); with ``frame_shape`` and
+    ``dtype`` (one frame of the input), a cap that leaves chunks too small for full speed is said
+    (:func:`~napari_stackalign.cli._chunk_advice.chunk_advice`).
 
     Returns
     -------
@@ -100,6 +105,9 @@ def run_streaming(
     budget = {}
     if max_memory_of(args) is not None and not cluster:
         budget["memory_limit"] = streaming_limit(max_memory_of(args), frame_pixels)
+        advice = chunk_advice(max_memory_of(args), frame_shape, dtype) if frame_shape else None
+        if advice is not None:
+            say(f"stackalign register: {advice}")
     table = None
     if args.apply_transforms is not None:
         table = load_table(args.apply_transforms, n_frames, paths.input)

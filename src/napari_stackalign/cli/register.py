@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
             # big input (opened lazily) or a dask cluster: file to file, flat memory
             transforms, action = run_streaming(
                 args, paths, options, channel=channel, n_frames=shape[0], data=data if reopen else None,
-                frame_pixels=int(np.prod(shape[1:], dtype=np.int64)),
+                frame_pixels=int(np.prod(shape[1:], dtype=np.int64)), frame_shape=shape[1:], dtype=dtype,
             )
         else:
             transforms, action = run_in_memory(args, paths, options, data, estimate_on)
