@@ -47,6 +47,7 @@ from ..apply._warp import applicable_matrices, apply_transforms
 from ..frames import READ_AHEAD_BLOCKS, BlockProducer, ChannelFrames, ReadAhead, frame_ranges
 from ..smoothing import smooth_transforms
 from ._engine import FLAG_UNUSABLE, FrameResults
+from ._jump_evidence import SignalAutocorrelation
 from ._stages import PyramidJob, TemplateState, corrections, cross_checked, estimate_range, finish, new_trajectory
 from ._trust import JUMP_WINDOW, judge
 
@@ -132,6 +133,7 @@ class SingleReadFrames(BlockProducer):
         self._failed = failed
         self._preparer = job.preparer()
         self._estimator = job.estimator(state.template)
+        self._autocorrelation = SignalAutocorrelation(state.template)
         self._ahead = ReadAhead(stack, self._ranges_in)
         self._look = look_ahead(job)
         self._back = back_frames(job, chunk)
@@ -248,6 +250,7 @@ class SingleReadFrames(BlockProducer):
             in_template=in_template[first:stop],
             usable_template=int(member.sum()),
             bound=bound,
+            autocorrelation=self._autocorrelation,
         )
         if self._state.anchor is not None:
             shifts = shifts - self._state.anchor

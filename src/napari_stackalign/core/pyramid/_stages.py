@@ -53,6 +53,7 @@ from ._engine import (
     TemplateAccumulator,
     run_frames,
 )
+from ._jump_evidence import SignalAutocorrelation
 from ._lucas_kanade import KERNELS
 from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._periodic import resolve_periodic
@@ -635,6 +636,7 @@ def finish(
         usable_template=int(usable[in_template].sum()),
         bound=bound,
         notes=None if notes is None else list(notes),
+        autocorrelation=None if job.chained else SignalAutocorrelation(state.template),
     )
     if not ok.any():
         warnings.warn(

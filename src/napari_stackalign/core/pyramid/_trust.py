@@ -24,7 +24,10 @@
   from both the frames just before and the frames just after it, by more
   than ``JUMP_FACTOR`` times the typical frame-to-neighbours distance (and at
   least ``JUMP_MIN`` px), is flagged. A step in the motion (a stage move)
-  is close to one side, so it is not;
+  is close to one side, so it is not; nor is a frame whose own match
+  vouches for its jump (it matches the template as well as its neighbours,
+  where a misplacement by the jump would have cost a clear drop:
+  :mod:`._jump_evidence`);
 - too few trustworthy template frames (a template of noise matches the
   frame it was seeded with): then none is trusted;
 - the relative quality test of old (below ``QUALITY_FRACTION`` of the median).
@@ -35,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._engine import FLAG_AT_EDGE, FLAG_FAILED, FLAG_NOT_CONVERGED, FLAG_UNUSABLE
+from ._jump_evidence import SignalAutocorrelation, vouched_jumps
 
 __all__ = [
     "END_FACTOR",
@@ -244,6 +248,7 @@ def judge(
     usable_template: int,
     bound: tuple[float, float],
     notes: list[str] | None = None,
+    autocorrelation: SignalAutocorrelation | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ok, reason) per frame; see the module docstring.
 
@@ -252,7 +257,10 @@ def judge(
     none) are reasons the caller found (a broken chain link, a lattice
     ambiguity, an unconfirmed template frame): they count before the
     stack-wide tests, so a frame they flag is not a trustworthy template
-    frame nor a neighbour the jump test compares with.
+    frame nor a neighbour the jump test compares with. With the template's
+    ``autocorrelation`` (2-D shifts against a fixed template), a frame whose
+    own match vouches for its jump is not flagged by the jump test
+    (:func:`~._jump_evidence.vouched_jumps`).
     """
     n = len(shifts)
     reasons = [[] for _ in range(n)]
@@ -307,6 +315,8 @@ def judge(
         trusted = np.array([not r for r in reasons])
     dist, limit = jumps(shifts, trusted)
     far = trusted & (dist > limit) & np.isfinite(dist)
+    if autocorrelation is not None and far.any():
+        far &= ~vouched_jumps(far, shifts, quality, trusted, autocorrelation)
     add(
         far,
         lambda j: (
