@@ -15,6 +15,7 @@ from napari_stackalign import (
     register_similarity,
     track_particles,
 )
+from napari_stackalign.core.pyramid._levels import MIN_SEARCH_SIZE
 
 METHODS = {
     "pyramid": (lambda s: register_pyramid(s), 8),
@@ -43,14 +44,25 @@ def test_tiny_frames_are_too_small(method, shape):
 
 @pytest.mark.parametrize("side", [8, 12, 40])
 def test_pyramid_rate_advice_is_possible(side):
-    """Frames large enough but a first rate too coarse: the advice stays at most 1."""
+    """Frames large enough but a finest rate too coarse: the advice stays at most 1."""
     stack = np.random.default_rng(1).random((4, side, side)).astype(np.float32)
-    with pytest.raises(ValueError, match="first downsample rate") as info:
-        register_pyramid(stack, downsample_rates=[0.1, 1])
+    with pytest.raises(ValueError, match="finest downsample rate") as info:
+        register_pyramid(stack, downsample_rates=[0.1])
     message = str(info.value)
-    for number in re.findall(r"start at ([0-9.]+)", message):
+    for number in re.findall(r"end at ([0-9.]+)", message):
         assert float(number) <= 1
     assert "up to 1" in message or "downsample_rates=[1]" in message
+
+
+@pytest.mark.parametrize("side", [8, 12, 40])
+def test_pyramid_levels_too_small_to_search_are_skipped(side):
+    """The default rates, or a first rate too coarse, on small frames: the levels under 12 px are skipped."""
+    stack = np.random.default_rng(1).random((4, side, side)).astype(np.float32)
+    for rates in (None, [0.1, 1]):
+        kwargs = {} if rates is None else {"downsample_rates": rates}
+        ft = register_pyramid(stack, **kwargs)
+        assert all(side * rate >= MIN_SEARCH_SIZE for rate in ft.params["levels_used"][:-1])
+        assert ft.params["levels_used"][-1] == 1.0
 
 
 def test_particles_box_larger_than_frames_says_the_range():

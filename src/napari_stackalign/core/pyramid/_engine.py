@@ -28,7 +28,7 @@ from scipy import sparse
 from ...progress import ProgressCallback, report
 from ..fourier import power_spectrum
 from ._frames import FramePreparer, FrameWeights, PreparedFrame
-from ._levels import MIN_LEVEL_POWER, MIN_LEVEL_SIZE, Levels, level_power
+from ._levels import MIN_LEVEL_POWER, MIN_LEVEL_SIZE, MIN_SEARCH_SIZE, Levels, level_power
 from ._lucas_kanade import DEFAULT_KERNEL, LKTemplate
 from ._ncc_search import NCCSearch, SearchResult
 from ._template import Registered, Template, TemplateAccumulator
@@ -184,10 +184,18 @@ class PyramidEstimator:
         self.fit_gain = fit_gain
         self.kernel = kernel
         n_levels = len(levels.rates) if upto is None else max(1, min(upto, len(levels.rates)))
+        shapes = levels.shapes
+        # the last level is always used: not one too small to search when a finer one is allowed
+        while n_levels < len(levels.rates) and min(shapes[n_levels - 1]) < MIN_SEARCH_SIZE:
+            n_levels += 1
         scales = levels.scales
         power = level_power(template.image, template.valid, scales[:n_levels])
         self.level_power = power
-        self.active = [i for i in range(n_levels) if power[i] >= MIN_LEVEL_POWER or i == n_levels - 1]
+        self.active = [
+            i
+            for i in range(n_levels)
+            if (power[i] >= MIN_LEVEL_POWER and min(shapes[i]) >= MIN_SEARCH_SIZE) or i == n_levels - 1
+        ]
         needed = set(self.active)
         t_levels = levels.build(template.image, needed)
         v_levels = None

@@ -11,10 +11,12 @@ import numpy as np
 
 from ..fourier import hann_window, rfft2
 
-__all__ = ["LEVEL_BAND", "MIN_LEVEL_POWER", "MIN_LEVEL_SIZE", "Levels", "level_power"]
+__all__ = ["LEVEL_BAND", "MIN_LEVEL_POWER", "MIN_LEVEL_SIZE", "MIN_SEARCH_SIZE", "Levels", "level_power"]
 
 #: the smallest level (px per axis) the exhaustive search accepts
 MIN_LEVEL_SIZE = 8
+#: a level is used when its shorter side keeps at least this many px (the last level always is)
+MIN_SEARCH_SIZE = 12
 #: a level is used when at least this share of the template's (noise-free)
 #: power lies in the band the level represents well
 MIN_LEVEL_POWER = 0.05

@@ -244,25 +244,29 @@ def plan_pyramid(
             f"reference has shape {opts.reference.shape}; it must be one (Y, X) = {(height, width)} image."
         )
     job = PyramidJob(n_total, (height, width), opts)
-    _check_first_level(job)
+    _check_levels(job)
     return job
 
 
-def _check_first_level(job: PyramidJob) -> None:
-    """Raise unless the first pyramid level keeps at least ``MIN_LEVEL_SIZE`` px."""
+def _check_levels(job: PyramidJob) -> None:
+    """Raise unless the finest pyramid level keeps at least ``MIN_LEVEL_SIZE`` px.
+
+    Coarser levels under ``MIN_SEARCH_SIZE`` px are skipped by the estimator
+    (``params["levels_used"]`` says which were used).
+    """
     crop = job.crop_shape
-    lh, lw = job.levels.shapes[0]
+    lh, lw = job.levels.shapes[-1]
     if min(lh, lw) < MIN_LEVEL_SIZE:
-        first = job.options.downsample_rates[0]
-        start = MIN_LEVEL_SIZE / min(crop)
-        if start > 1:
+        last = job.options.downsample_rates[-1]
+        end = MIN_LEVEL_SIZE / min(crop)
+        if end > 1:
             advice = "the compared area is too small to register: use a larger ROI or larger frames"
-        elif start > 0.999:
-            advice = "register at full resolution only: downsample_rates=[1]"
+        elif end > 0.999:
+            advice = "end at full resolution: downsample_rates=[1]"
         else:
-            advice = f"start at {start:.3g} or higher, up to 1 (full resolution)"
+            advice = f"end at {end:.3g} or higher, up to 1 (full resolution)"
         raise ValueError(
-            f"the first downsample rate {first:g} makes {lh}x{lw} px images from "
+            f"the finest downsample rate {last:g} makes {lh}x{lw} px images from "
             f"{crop[0]}x{crop[1]} px frames; use rates that keep at least {MIN_LEVEL_SIZE} px ({advice})."
         )
 
