@@ -137,7 +137,9 @@ MAX_PERIOD = 40.0
 #: the evidence that does not repeat: low-pass of this many times the longest lattice vector (Gaussian sigma)
 LOWPASS_FACTOR = 0.6
 #: the motion links the frames only while the typical step (Rayleigh sigma) is at most this share of the
-#: shortest lattice vector: then a step crosses half of it less than once in a thousand
+#: shortest lattice vector. A step then still crosses half of it with probability up to exp(-2), 13 %
+#: (``exp(-(1/2)**2 / (2 * 0.25**2))``): the candidates around the unwrapped path and the non-repeating
+#: content must correct those steps, and the path's margins flag where they do not
 WRAP_SIGMA = 0.25
 #: candidates s + i a + j b with |i|, |j| <= this
 REACH = 2
