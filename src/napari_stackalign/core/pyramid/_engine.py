@@ -160,8 +160,10 @@ class PyramidEstimator:
     Notes
     -----
     Levels whose band holds less than ``MIN_LEVEL_POWER`` of the template's
-    signal power are skipped (the last level is always used); the exhaustive
-    search runs at the first level used.
+    signal power, or whose shorter side is under ``MIN_SEARCH_SIZE`` px, are
+    skipped (the last level is always used, and with ``upto`` it is moved to
+    the first level large enough); the exhaustive search runs at the first
+    level used.
     """
 
     def __init__(

@@ -155,16 +155,7 @@ class SignalAutocorrelation:
 
     def _overlap_at(self, lags: np.ndarray) -> np.ndarray:
         """Overlapping valid pixels at each lag (bilinear between whole lags)."""
-        y0 = np.floor(lags[:, 0]).astype(int)
-        x0 = np.floor(lags[:, 1]).astype(int)
-        ty, tx = lags[:, 0] - y0, lags[:, 1] - x0
-        at = self._overlap_whole
-        return (
-            at(y0, x0) * (1 - ty) * (1 - tx)
-            + at(y0 + 1, x0) * ty * (1 - tx)
-            + at(y0, x0 + 1) * (1 - ty) * tx
-            + at(y0 + 1, x0 + 1) * ty * tx
-        )
+        return _bilinear(self._overlap_whole, lags[:, 0], lags[:, 1])
 
     def __call__(self, lags: np.ndarray) -> np.ndarray:
         """``rho`` at each lag ``(dy, dx)`` of ``lags`` (k, 2), full-resolution px (1 at 0; 0 for a
@@ -218,17 +209,24 @@ class SignalAutocorrelation:
         steps = np.linspace(0.0, 1.0, 17)[1:-1]
         py = ry + steps[None, :] * (rows[:, None] - ry)
         px = rx + steps[None, :] * (cols[:, None] - rx)
-        y0 = np.clip(np.floor(py).astype(int), 0, 2 * ry - 1)
-        x0 = np.clip(np.floor(px).astype(int), 0, 2 * rx - 1)
-        ty, tx = py - y0, px - x0
-        along = (
-            table[y0, x0] * (1 - ty) * (1 - tx)
-            + table[y0 + 1, x0] * ty * (1 - tx)
-            + table[y0, x0 + 1] * (1 - ty) * tx
-            + table[y0 + 1, x0 + 1] * ty * tx
-        )
+        along = _bilinear(lambda y, x: table[y, x], py, px, upper=(2 * ry - 1, 2 * rx - 1))
         second = along.min(axis=1) < values - PEAK_DIP
         return np.stack([rows[second] - ry, cols[second] - rx], 1).astype(np.float64)
+
+
+def _bilinear(at, y: np.ndarray, x: np.ndarray, upper: tuple[int, int] | None = None) -> np.ndarray:
+    """Bilinear interpolation of ``at(rows, cols)`` (whole-pixel values) at ``(y, x)``; ``upper``: the
+    largest corner rows and columns (the sample points lie within the table)."""
+    y0, x0 = np.floor(y).astype(int), np.floor(x).astype(int)
+    if upper is not None:
+        y0, x0 = np.clip(y0, 0, upper[0]), np.clip(x0, 0, upper[1])
+    ty, tx = y - y0, x - x0
+    return (
+        at(y0, x0) * (1 - ty) * (1 - tx)
+        + at(y0 + 1, x0) * ty * (1 - tx)
+        + at(y0, x0 + 1) * (1 - ty) * tx
+        + at(y0 + 1, x0 + 1) * ty * tx
+    )
 
 
 def _side_median(values: np.ndarray, idx: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
