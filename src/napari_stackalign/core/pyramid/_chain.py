@@ -37,6 +37,7 @@ is trusted as far as its link with the frame registered to it is.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from typing import Any, NamedTuple
 
@@ -45,6 +46,7 @@ import numpy as np
 from ...progress import ProgressCallback, report
 from ...transforms import FrameTransforms
 from ._chain_check import gradient_power, link_sigma, tolerance
+from ._chain_lattice import chain_lattice, lattice_warning
 from ._engine import FLAG_UNUSABLE, Estimate, FrameResults, PreparedFrame, Template, TemplateAccumulator
 from ._trust import MIN_Z, significance
 
@@ -367,6 +369,10 @@ def run_chain(
     results = FrameResults(shifts, quality, flags, neff)
     state = TemplateState(seed.template, None, -1, 0, None)
     extra = {"chain_breaks": breaks, "gap_links": gap_links, "keyframe_links": key_links, **counts}
+    lattice = chain_lattice(stack, shifts, (flags & FLAG_UNUSABLE) == 0, job)
+    if lattice is not None:
+        extra["lattice"] = {"vectors": lattice.vectors.round(3).tolist(), "contrast": round(lattice.contrast, 3)}
+        warnings.warn(lattice_warning(opts.reference_mode, lattice), UserWarning, stacklevel=4)
     return finish(job, state, results, levels_used=seed.estimator.active_rates, notes=notes, extra_params=extra)
 
 
