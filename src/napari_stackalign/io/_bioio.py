@@ -76,6 +76,12 @@ def _scene_array(image: Any, index: int) -> tuple[Any, str]:
     return image.dask_data, str(image.dims.order)
 
 
+#: what bioio readers raise for metadata their format does not hold: the readers' base class raises
+#: NotImplementedError for properties a plugin does not provide (not unfinished code here), others an
+#: AttributeError, KeyError or TypeError on incomplete metadata
+_METADATA_ABSENT = (AttributeError, NotImplementedError, KeyError, TypeError)
+
+
 def _calibration(image: Any, is_zarr: bool) -> tuple[dict[str, float], str | None]:
     """Pixel size per axis letter (Y, X, and T when bioio knows the frame interval) and the unit."""
     sizes = image.physical_pixel_sizes
@@ -87,14 +93,14 @@ def _calibration(image: Any, is_zarr: bool) -> tuple[dict[str, float], str | Non
     unit = None
     try:
         unit = normalise_unit(getattr(image.dimension_properties.Y, "unit", None))
-    except (AttributeError, NotImplementedError, KeyError, TypeError):
+    except _METADATA_ABSENT:
         unit = None
     if unit is None and scale and not is_zarr:
         unit = "µm"  # bioio's physical_pixel_sizes are micrometres for these readers
     # an OME-Zarr without units keeps its pixel size in the file's (unnamed) unit: units stay None
     try:
         interval = image.time_interval
-    except (AttributeError, NotImplementedError, KeyError, TypeError, ValueError):
+    except (*_METADATA_ABSENT, ValueError):
         interval = None
     if isinstance(interval, (int, float, np.number)) and np.isfinite(float(interval)) and float(interval) > 0:
         scale["T"] = float(interval)
