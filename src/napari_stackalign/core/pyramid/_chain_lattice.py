@@ -15,6 +15,8 @@ So after a chain, :func:`chain_lattice` looks for a lattice in the mean of
 up to :data:`LATTICE_FRAMES` frames spread over the stack, each at its
 chained position (a frame a whole lattice vector off still adds the same
 lattice; a single frame at that SNR shows none), and the caller warns.
+Those frames are read a second time (24 frames, whatever the stack's
+length: a streamed chain reads them from the file again).
 """
 
 from __future__ import annotations
