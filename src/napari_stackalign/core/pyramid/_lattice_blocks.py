@@ -29,7 +29,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-__all__ = ["MAX_BLOCK_FIXES", "MAX_BOUNDARIES", "MIN_BLOCK", "correlation", "fix_blocks", "moved_low"]
+__all__ = ["MAX_BLOCK_FIXES", "MAX_BOUNDARIES", "MIN_BLOCK", "Centred", "correlation", "fix_blocks", "moved_low"]
 
 #: a block holds at least this many frames (a single frame off is the frame-by-frame choice's job)
 MIN_BLOCK = 3
@@ -153,9 +153,9 @@ def _gain(
 ) -> tuple[float, int]:
     """(log-likelihood gained by the best of ``offsets`` between two block means against none, its
     index): the correlation over ``inside``, ``dof`` independent blobs."""
-    a = first[inside]
-    r0 = correlation(a, second[inside])
-    rs = np.array([correlation(a, moved_low(second, o / step)[inside]) for o in offsets])
+    a = Centred(first[inside])
+    r0 = a.correlation(second[inside])
+    rs = np.array([a.correlation(moved_low(second, o / step)[inside]) for o in offsets])
     k = int(np.argmax(rs))
     r0, rk = (float(np.clip(r, 0.0, 0.999)) for r in (r0, rs[k]))
     return float(0.5 * dof * (np.log1p(-(r0**2)) - np.log1p(-(rk**2)))), k
@@ -171,7 +171,19 @@ def moved_low(low: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two images (0 when either is constant)."""
-    a = a.astype(np.float64) - a.mean()
-    b = b.astype(np.float64) - b.mean()
-    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / denom) if denom > 0 else 0.0
+    return Centred(a).correlation(b)
+
+
+class Centred:
+    """An image made zero-mean once, correlated with many others (the same sums as :func:`correlation`
+    computed afresh each time: the block fix correlates one block mean with every lattice offset)."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a = a.astype(np.float64) - a.mean()
+        self.aa = (self.a * self.a).sum()
+
+    def correlation(self, b: np.ndarray) -> float:
+        """Pearson correlation with ``b`` (0 when either is constant)."""
+        b = b.astype(np.float64) - b.mean()
+        denom = float(np.sqrt(self.aa * (b * b).sum()))
+        return float((self.a * b).sum() / denom) if denom > 0 else 0.0

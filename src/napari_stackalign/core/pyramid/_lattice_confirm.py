@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._lattice_blocks import correlation, moved_low
+from ._lattice_blocks import Centred, moved_low
 
 __all__ = ["confirm_sites"]
 
@@ -73,8 +73,8 @@ def confirm_sites(
     margin = np.empty(m)
     best = np.zeros((m, 2))
     for t in range(m):
-        others = ((total - placed[t]) / (m - 1))[inside]
-        rs = np.array([correlation(others, moved_low(lows[t], (pos[t] + o) / step)[inside]) for o in offs])
+        others = Centred(((total - placed[t]) / (m - 1))[inside])
+        rs = np.array([others.correlation(moved_low(lows[t], (pos[t] + o) / step)[inside]) for o in offs])
         rs = np.clip(rs, 0.0, 0.999)
         cost = 0.5 * dof * np.log1p(-(rs**2))  # -log-likelihood
         k = 1 + int(np.argmin(cost[1:]))

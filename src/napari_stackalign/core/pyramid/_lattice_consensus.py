@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._lattice_blocks import correlation, moved_low
+from ._lattice_blocks import Centred, correlation, moved_low
 
 __all__ = ["MAX_ROUNDS", "MAX_WALK", "consensus_sites"]
 
@@ -94,7 +94,8 @@ def consensus_sites(
     means = [_mean([lows[t] for t in half], agreed[half], step) for half in halves]
     # each half's sites are relative to its own seed: the halves can be up to two walks apart
     relative = _lattice_points(basis, 2.0 * walk)
-    rs = np.array([correlation(means[0][inside], moved_low(means[1], o / step)[inside]) for o in relative])
+    first = Centred(means[0][inside])
+    rs = np.array([first.correlation(moved_low(means[1], o / step)[inside]) for o in relative])
     order = np.argsort(rs)[::-1]
     r1, r2 = (float(np.clip(rs[k], 0.0, 0.999)) for k in order[:2])
     gain = float(0.5 * dof * (np.log1p(-(r2**2)) - np.log1p(-(r1**2))))
@@ -149,12 +150,12 @@ def _best(
     """The site ``given + reachable[k]`` (within ``bound``) whose content matches ``reference`` best
     over ``inside``."""
     best, best_r = np.asarray(given, np.float64), -np.inf
-    target = reference[inside]
+    target = Centred(reference[inside])
     for o in reachable:
         cand = given + o
         if abs(cand[0]) > bound[0] or abs(cand[1]) > bound[1]:
             continue
-        r = correlation(target, moved_low(low, cand / step)[inside])
+        r = target.correlation(moved_low(low, cand / step)[inside])
         if r > best_r:
             best, best_r = cand, r
     return best
