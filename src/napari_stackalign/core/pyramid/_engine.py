@@ -38,6 +38,7 @@ __all__ = [
     "FLAG_AT_EDGE",
     "FLAG_FAILED",
     "FLAG_NOT_CONVERGED",
+    "FLAG_TURNED",
     "FLAG_UNUSABLE",
     "MIN_LEVEL_POWER",
     "MIN_LEVEL_SIZE",
@@ -64,6 +65,9 @@ FLAG_AT_EDGE = 2
 FLAG_FAILED = 4
 #: the sub-pixel refinement did not converge at the last level
 FLAG_NOT_CONVERGED = 8
+#: the frame turns against the template too far for its translation to be corrected to the centre's
+#: (:attr:`._lucas_kanade.LKResult.uncorrected` over ``TURNED_OFF_PX``)
+FLAG_TURNED = 16
 
 
 # -------------------------------------------------------------- estimator
@@ -88,6 +92,10 @@ FOLLOW_BATCH = 2
 BOUND_TOL = 0.05
 #: the last update must be below this (px) for the frame to count as converged
 CONVERGED_STEP = 0.05
+#: a turned frame whose uncorrected translation may be this far (full-resolution px) from its centre's is
+#: flagged (``FLAG_TURNED``). Grid seed 1004, case 23 (a 1024x320 camera crop turning by up to 1.1 degrees,
+#: at SNR 20): the three frames turning most were 2.2-3.9 px off and marked ok
+TURNED_OFF_PX = 0.5
 
 
 #: a lattice whose first-order frequencies exceed this (cycles per level pixel, either axis) is fine at
@@ -241,6 +249,10 @@ class PyramidEstimator:
     def active_rates(self) -> list[float]:
         return [self.levels.rates[i] for i in self.active]
 
+    def lk_template(self, level: int) -> LKTemplate:
+        """The sub-pixel refinement's template at ``level`` (one of :attr:`active`)."""
+        return self._lk[level]
+
     def _first_level(
         self, image: np.ndarray, frame: PreparedFrame, prior: tuple[float, float] = (0.0, 0.0)
     ) -> SearchResult | None:
@@ -369,15 +381,18 @@ class PyramidEstimator:
             weights = None if frame.weights is None else frame.weights.eroded(i)
             max_iter, tol = FINAL_ITER if last else COARSE_ITER
             res = self._lk[i].refine(imgs[i], (sy, sx), weights=weights, max_iter=max_iter, tol=tol, fit_gain=self.fit_gain)
-            # a refinement that fails, or wanders more than ~2 level pixels
-            # from its start, has lost the match: keep the coarser answer
-            if res.failed or np.hypot(res.shift[0] - sy, res.shift[1] - sx) > 2.0:
+            # at the last level the shift is the centre's translation (the translation-only fit of a
+            # frame that turns settles where the template's detail is, pixels away when it turns far)
+            ey, ex = (res.shift[0] + res.centre[0], res.shift[1] + res.centre[1]) if last else res.shift
+            # a refinement that fails, or wanders more than ~2 level pixels from its start (both the
+            # translation-only fit and the centre's: a start from a coarser level's centre lies between
+            # them), has lost the match: keep the coarser answer
+            wander = min(np.hypot(ey - sy, ex - sx), np.hypot(res.shift[0] - sy, res.shift[1] - sx))
+            if res.failed or wander > 2.0:
                 if last:
                     flags |= FLAG_FAILED
                 continue
-            sy, sx = res.shift
-            if last:
-                sy, sx = sy + res.centre[0], sx + res.centre[1]
+            sy, sx = ey, ex
             # max_movement holds at every level
             by, bx = self.bound[0] * scales[i][0], self.bound[1] * scales[i][1]
             sy, sx = min(max(sy, -by), by), min(max(sx, -bx), bx)
@@ -386,6 +401,8 @@ class PyramidEstimator:
                 turn = res.turn
                 if res.step > CONVERGED_STEP:
                     flags |= FLAG_NOT_CONVERGED
+                if res.uncorrected > TURNED_OFF_PX * min(scales[i]):
+                    flags |= FLAG_TURNED
         shift = (sy / scales[prev][0], sx / scales[prev][1])
         if abs(shift[0]) >= self.bound[0] - BOUND_TOL or abs(shift[1]) >= self.bound[1] - BOUND_TOL:
             flags |= FLAG_AT_EDGE

@@ -48,7 +48,17 @@ from ..frames import READ_AHEAD_BLOCKS, BlockProducer, ChannelFrames, ReadAhead,
 from ..smoothing import smooth_transforms
 from ._engine import FLAG_UNUSABLE, FrameResults
 from ._jump_evidence import SignalAutocorrelation
-from ._stages import PyramidJob, TemplateState, corrections, cross_checked, estimate_range, finish, new_trajectory
+from ._periodic import detect_lattice
+from ._stages import (
+    PyramidJob,
+    TemplateState,
+    corrections,
+    cross_checked,
+    estimate_range,
+    finish,
+    new_trajectory,
+    turn_checked,
+)
 from ._trust import JUMP_WINDOW, judge
 
 __all__ = ["BACK_FRAMES", "MIN_BACK_FRAMES", "SingleReadFrames", "back_frames", "look_ahead"]
@@ -251,6 +261,7 @@ class SingleReadFrames(BlockProducer):
             usable_template=int(member.sum()),
             bound=bound,
             autocorrelation=self._autocorrelation,
+            turn=self._turn[first:stop],
         )
         if self._state.anchor is not None:
             shifts = shifts - self._state.anchor
@@ -308,7 +319,9 @@ class SingleReadFrames(BlockProducer):
             raise RuntimeError("finish() before every frame was read.")
         results = FrameResults(self._shifts, self._quality, self._flags, self._neff, self._turn)
         view = self._stack if len(self._stack.shape) == 3 else ChannelFrames(self._stack, int(self._channel or 0))
-        notes, extra = cross_checked(view, self._job, self._state, results, self._preparer, None, None, self._pool)
+        lattice = detect_lattice(self._state.template) is not None
+        notes, extra = turn_checked(view, self._job, self._estimator, results, self._preparer, None, None, lattice)
+        notes, extra = cross_checked(view, self._job, self._state, results, self._preparer, notes, extra, self._pool)
         raw, final = finish(
             self._job, self._state, results, levels_used=self._estimator.active_rates, notes=notes, extra_params=extra
         )

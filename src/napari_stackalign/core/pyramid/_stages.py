@@ -41,6 +41,7 @@ from ._engine import (
     FLAG_AT_EDGE,
     FLAG_FAILED,
     FLAG_NOT_CONVERGED,
+    FLAG_TURNED,
     FLAG_UNUSABLE,
     FOLLOW_BATCH,
     MIN_LEVEL_SIZE,
@@ -74,6 +75,7 @@ __all__ = [
     "concat_results",
     "corrections",
     "cross_checked",
+    "turn_checked",
     "estimate_range",
     "finish",
     "new_trajectory",
@@ -641,6 +643,7 @@ def finish(
         bound=bound,
         notes=None if notes is None else list(notes),
         autocorrelation=None if job.chained else SignalAutocorrelation(state.template),
+        turn=results.turn,
     )
     if not ok.any():
         warnings.warn(
@@ -659,6 +662,7 @@ def finish(
         "at_search_edge": int(np.sum((flags & FLAG_AT_EDGE) > 0)),
         "refinement_failed": int(np.sum((flags & FLAG_FAILED) > 0)),
         "not_converged": int(np.sum((flags & FLAG_NOT_CONVERGED) > 0)),
+        "turned": int(np.sum((flags & FLAG_TURNED) > 0)),
     }
     turn = turn_summary(results.turn, ok, job.crop_shape)
     if turn is not None:
@@ -677,6 +681,31 @@ def finish(
     opts = job.options
     final = smooth_transforms(raw, window_length=opts.window_length, polyorder=opts.polyorder) if opts.smooth else raw
     return raw, final
+
+
+def turn_checked(
+    stack: Any,
+    job: PyramidJob,
+    estimator: PyramidEstimator,
+    results: FrameResults,
+    preparer: FramePreparer,
+    notes: list[str] | None,
+    extra: dict | None,
+    lattice: bool | None = None,
+) -> tuple[list[str] | None, dict | None]:
+    """:func:`._turn_check.check_turns`'s notes added to ``notes``, what it did to ``extra["turn_check"]``.
+
+    ``lattice``: whether the template holds one (default: whether ``extra`` has the lattice resolver's
+    ``"lattice"`` block).
+    """
+    from ._turn_check import check_turns  # it builds on the engine, as this module does
+
+    if lattice is None:
+        lattice = "lattice" in (extra or {})
+    notes, info = check_turns(stack, job, estimator, results, preparer=preparer, notes=notes, lattice=lattice)
+    if info:
+        extra = {**(extra or {}), **info}
+    return notes, extra
 
 
 def cross_checked(
@@ -753,5 +782,6 @@ def run_stages(
     results, notes, extra = resolve_periodic(
         stack, job, state, concat_results(parts), preparer=preparer, estimator=estimator
     )
+    notes, extra = turn_checked(stack, job, estimator, results, preparer, notes, extra)
     notes, extra = cross_checked(stack, job, state, results, preparer, notes, extra, pool)
     return finish(job, state, results, levels_used=estimator.active_rates, notes=notes, extra_params=extra)

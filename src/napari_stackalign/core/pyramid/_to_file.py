@@ -55,7 +55,15 @@ from ._distributed import check_cluster_mode, cluster_estimator
 from ._options import PYRAMID_DEFAULTS, PyramidOptions
 from ._periodic import detect_lattice, resolve_periodic
 from ._single_read import SingleReadFrames
-from ._stages import PyramidJob, build_template, cross_checked, estimate_range, finish, plan_pyramid
+from ._stages import (
+    PyramidJob,
+    build_template,
+    cross_checked,
+    estimate_range,
+    finish,
+    plan_pyramid,
+    turn_checked,
+)
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -309,6 +317,7 @@ def _estimate_here(
             )
         preparer = job.preparer()
         results, notes, extra = resolve_periodic(frames, job, state, results, preparer=preparer, estimator=estimator)
+        notes, extra = turn_checked(frames, job, estimator, results, preparer, notes, extra)
         notes, extra = cross_checked(frames, job, state, results, preparer, notes, extra, pool)
     finally:
         if pool_ctx is not None:

@@ -3,7 +3,8 @@
 :func:`judge` gives every frame a reason to distrust it ('' when none):
 
 - the engine's flags (no usable pixels, refinement failed or not converged,
-  a shift at the ``max_movement`` bound);
+  a shift at the ``max_movement`` bound, a turn too large for the
+  translation to be corrected to the frame centre's);
 - the correlation peak's significance against chance: ``z = atanh(r) sqrt(neff - 3)``
   (Fisher),
   with ``r`` the final-level correlation with the template and ``neff`` the
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._engine import FLAG_AT_EDGE, FLAG_FAILED, FLAG_NOT_CONVERGED, FLAG_UNUSABLE
+from ._engine import FLAG_AT_EDGE, FLAG_FAILED, FLAG_NOT_CONVERGED, FLAG_TURNED, FLAG_UNUSABLE
 from ._jump_evidence import SignalAutocorrelation, vouched_jumps
 
 __all__ = [
@@ -249,6 +250,7 @@ def judge(
     bound: tuple[float, float],
     notes: list[str] | None = None,
     autocorrelation: SignalAutocorrelation | None = None,
+    turn: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ok, reason) per frame; see the module docstring.
 
@@ -260,7 +262,8 @@ def judge(
     frame nor a neighbour the jump test compares with. With the template's
     ``autocorrelation`` (2-D shifts against a fixed template), a frame whose
     own match vouches for its jump is not flagged by the jump test
-    (:func:`~._jump_evidence.vouched_jumps`).
+    (:func:`~._jump_evidence.vouched_jumps`). ``turn`` (radians per frame,
+    NaN: not measured) goes into the reason of a frame flagged as turned.
     """
     n = len(shifts)
     reasons = [[] for _ in range(n)]
@@ -279,6 +282,17 @@ def judge(
     )
     add((flags & FLAG_FAILED) > 0, "sub-pixel refinement lost the match")
     add((flags & FLAG_NOT_CONVERGED) > 0, "sub-pixel refinement did not converge")
+
+    def turned(j: int) -> str:
+        angle = float("nan") if turn is None else float(np.degrees(turn[j]))
+        by = f" by {abs(angle):.2f} degrees" if np.isfinite(angle) else ""
+        return (
+            f"turns{by} against the template, and its translation could not be corrected to the frame centre's "
+            "(the turn is too large, or too faint at full resolution at this SNR): it may be a pixel or more off "
+            "(the similarity method corrects the rotation too)"
+        )
+
+    add((flags & FLAG_TURNED) > 0, turned)
     finite_q = np.isfinite(quality)
     add(~finite_q & ((flags & FLAG_UNUSABLE) == 0), "no correlation at full resolution")
     if finite_q.any():
