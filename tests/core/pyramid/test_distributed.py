@@ -114,3 +114,19 @@ def test_options_equal_keywords(client, movie):
     by_options = register_pyramid_distributed(path, scheduler=client, options=PyramidOptions(**chosen))
     _identical(by_options, by_keywords)
     _identical(by_keywords, register_pyramid(stack, **chosen))
+
+
+@pytest.mark.parametrize(
+    "kind, snr", [("lattice", 3.0), ("texture", 0.3)], ids=["lattice-resolver", "weak-cross-check"]
+)
+def test_cluster_runs_the_stack_wide_checks_a_single_process_runs(client, tmp_path, kind, snr):
+    # the lattice resolver and the cross-check read frames again once all are estimated: before, the
+    # cluster path skipped them (and the first-level turn check), so a lattice frame one period off or an
+    # unconfirmed weak frame could pass as ok there and not here
+    stack, _ = make_stack(kind, n_frames=24, shape=(96, 96), drift=10, snr=snr, dtype=np.uint16, seed=3)
+    path = tmp_path / "stack.h5"
+    write_stack(path, stack)
+    expected = register_pyramid(stack)
+    got = register_pyramid_distributed(path, scheduler=client, task_frames=6)
+    _identical(got, expected)
+    assert ("lattice" if kind == "lattice" else "cross_check") in got.params

@@ -50,6 +50,7 @@ from ._stages import (
     estimate_range,
     finish,
     plan_pyramid,
+    stack_wide_checks,
 )
 
 __all__ = [
@@ -352,10 +353,12 @@ def cluster_estimator(source: FileFrames, channel: int | None, *, scheduler: Any
         check_cluster_mode(job.options)
         with thread_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
             state = build_template(frames, job, pool=pool, progress=progress)
-        levels_used = job.estimator(state.template).active_rates
+        estimator = job.estimator(state.template)
         with connect(scheduler=scheduler, n_workers=n_workers) as client:
             results = estimate_on_cluster(client, source, channel, job, state, progress=progress)
-        return finish(job, state, results, levels_used=levels_used)
+        # the stack-wide checks read frames here, as a single process does (lattice sites, turns, weak stacks)
+        results, notes, extra = stack_wide_checks(frames, job, state, results, estimator=estimator)
+        return finish(job, state, results, levels_used=estimator.active_rates, notes=notes, extra_params=extra)
 
     return estimate
 
@@ -447,11 +450,14 @@ def register_pyramid_distributed(
         job = plan_pyramid(frames.shape, frames.dtype, opts)
         with thread_pool(default_workers(workers)) as pool:
             state = build_template(frames, job, pool=pool, progress=progress)
-    levels_used = job.estimator(state.template).active_rates
+    estimator = job.estimator(state.template)
     with connect(scheduler=scheduler, n_workers=n_workers) as client:
         results = estimate_on_cluster(
             client, source, channel, job, state, task_frames=task_frames, progress=progress
         )
-    _, final = finish(job, state, results, levels_used=levels_used)
+    # the stack-wide checks read frames here, as a single process does (lattice sites, turns, weak stacks)
+    with source.open() as opened:
+        results, notes, extra = stack_wide_checks(opened.channel(channel), job, state, results, estimator=estimator)
+    _, final = finish(job, state, results, levels_used=estimator.active_rates, notes=notes, extra_params=extra)
     report(progress, job.n_frames, job.n_frames, "done")
     return final

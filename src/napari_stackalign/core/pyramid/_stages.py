@@ -81,6 +81,7 @@ __all__ = [
     "new_trajectory",
     "plan_pyramid",
     "run_stages",
+    "stack_wide_checks",
 ]
 
 #: smallest ROI height and width (px)
@@ -683,6 +684,28 @@ def finish(
     return raw, final
 
 
+def stack_wide_checks(
+    stack: Any,
+    job: PyramidJob,
+    state: TemplateState,
+    results: FrameResults,
+    *,
+    estimator: PyramidEstimator | None = None,
+    preparer: FramePreparer | None = None,
+    pool: Any = None,
+) -> tuple[FrameResults, list[str] | None, dict | None]:
+    """The checks that read frames again once every frame is estimated, in order: the lattice resolver
+    (:func:`._periodic.resolve_periodic`), the first-level turn check (:func:`turn_checked`) and the
+    cross-check (:func:`cross_checked`). Returns the results (lattice frames moved), the notes per frame
+    (None: none) and the ``params`` they add, for :func:`finish`."""
+    estimator = job.estimator(state.template) if estimator is None else estimator
+    preparer = job.preparer() if preparer is None else preparer
+    results, notes, extra = resolve_periodic(stack, job, state, results, preparer=preparer, estimator=estimator)
+    notes, extra = turn_checked(stack, job, estimator, results, preparer, notes, extra)
+    notes, extra = cross_checked(stack, job, state, results, preparer, notes, extra, pool)
+    return results, notes, extra
+
+
 def turn_checked(
     stack: Any,
     job: PyramidJob,
@@ -779,9 +802,7 @@ def run_stages(
         )
         if on_chunk is not None:
             on_chunk(start, stop, parts, state)
-    results, notes, extra = resolve_periodic(
-        stack, job, state, concat_results(parts), preparer=preparer, estimator=estimator
+    results, notes, extra = stack_wide_checks(
+        stack, job, state, concat_results(parts), estimator=estimator, preparer=preparer, pool=pool
     )
-    notes, extra = turn_checked(stack, job, estimator, results, preparer, notes, extra)
-    notes, extra = cross_checked(stack, job, state, results, preparer, notes, extra, pool)
     return finish(job, state, results, levels_used=estimator.active_rates, notes=notes, extra_params=extra)

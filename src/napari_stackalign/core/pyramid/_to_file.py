@@ -53,17 +53,9 @@ from ..workers import default_workers, estimation_workers, thread_pool
 from ._chain import run_chain
 from ._distributed import check_cluster_mode, cluster_estimator
 from ._options import PYRAMID_DEFAULTS, PyramidOptions
-from ._periodic import detect_lattice, resolve_periodic
+from ._periodic import detect_lattice
 from ._single_read import SingleReadFrames
-from ._stages import (
-    PyramidJob,
-    build_template,
-    cross_checked,
-    estimate_range,
-    finish,
-    plan_pyramid,
-    turn_checked,
-)
+from ._stages import PyramidJob, build_template, estimate_range, finish, plan_pyramid, stack_wide_checks
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -315,10 +307,7 @@ def _estimate_here(
             results = estimate_range(
                 ahead, job, state, 0, job.n_frames, estimator=estimator, pool=pool, progress=progress
             )
-        preparer = job.preparer()
-        results, notes, extra = resolve_periodic(frames, job, state, results, preparer=preparer, estimator=estimator)
-        notes, extra = turn_checked(frames, job, estimator, results, preparer, notes, extra)
-        notes, extra = cross_checked(frames, job, state, results, preparer, notes, extra, pool)
+        results, notes, extra = stack_wide_checks(frames, job, state, results, estimator=estimator, pool=pool)
     finally:
         if pool_ctx is not None:
             pool_ctx.__exit__(None, None, None)
