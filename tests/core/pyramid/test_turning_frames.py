@@ -41,12 +41,17 @@ def _zero_mean(img: np.ndarray) -> np.ndarray:
     return (img - img.mean()).astype(np.float32)
 
 
+def _template_and_frame(angle: float, shift: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The lopsided texture as a template (zero-mean, not turned) and as a frame turned by ``angle``
+    degrees and displaced by ``shift``."""
+    canvas = _lopsided_texture()
+    return _zero_mean(_turned(canvas, 0.0, (0.0, 0.0))), _turned(canvas, angle, shift)
+
+
 @pytest.mark.parametrize("angle", [0.6, -0.9])
 def test_a_turned_frame_gets_the_translation_of_the_centre(angle):
-    canvas = _lopsided_texture()
-    template = _zero_mean(_turned(canvas, 0.0, (0.0, 0.0)))
     shift = (2.3, -1.7)
-    frame = _turned(canvas, angle, shift)
+    template, frame = _template_and_frame(angle, shift)
     plain = LKTemplate(template).refine(frame, (2.0, -2.0), max_iter=10, tol=1e-4)
     turning = LKTemplate(template, rotation=True).refine(frame, (2.0, -2.0), max_iter=10, tol=1e-4)
     np.testing.assert_allclose(plain.shift, turning.shift, atol=1e-9)  # the iteration itself is unchanged
@@ -155,10 +160,8 @@ def _centre_errors(ft, shifts: np.ndarray, angles: np.ndarray) -> np.ndarray:
 def test_a_frame_turned_beyond_one_linearised_step_gets_the_centre_by_iterating(angle):
     from napari_stackalign.core.pyramid._rigid_refine import refine_turned
 
-    canvas = _lopsided_texture()
-    template = _zero_mean(_turned(canvas, 0.0, (0.0, 0.0)))
     shift = (1.4, -0.8)
-    frame = _turned(canvas, angle, shift)
+    template, frame = _template_and_frame(angle, shift)
     lk = LKTemplate(template, rotation=True)
     res = lk.refine(frame, (1.0, -1.0), max_iter=10, tol=1e-3)
     assert res.uncorrected == 0.0

@@ -229,6 +229,7 @@ class LKTemplate:
         self._local = threading.local()
         #: the rotation column (d/dtheta of the template turned about its centre), its sums' tables
         self._turn: np.ndarray | None = None
+        self._rigid: np.ndarray | None = None
         if rotation:
             yy = (np.arange(h, dtype=np.float32) - np.float32((h - 1) / 2))[:, None]
             xx = (np.arange(w, dtype=np.float32) - np.float32((w - 1) / 2))[None, :]
@@ -241,6 +242,16 @@ class LKTemplate:
                 cv2.integral(np.ascontiguousarray(p), self._turn_sats[k], sdepth=cv2.CV_64F)
             #: the largest distance of a template pixel from the centre (px)
             self._radius = float(np.hypot((h - 1) / 2, (w - 1) / 2))
+
+    @property
+    def rigid_columns(self) -> np.ndarray:
+        """(3, N) float32: the template's gradients (rows, columns) and its turn column about the centre,
+        flattened: the Jacobian :func:`._rigid_refine.refine_turned` solves with (``rotation=True`` only)."""
+        if self._turn is None:
+            raise ValueError("the turn column is built with rotation=True.")
+        if self._rigid is None:
+            self._rigid = np.stack([self._gy.ravel(), self._gx.ravel(), self._turn.ravel()])
+        return self._rigid
 
     def _products(self) -> list[np.ndarray]:
         t, gy, gx = self.template, self._gy, self._gx

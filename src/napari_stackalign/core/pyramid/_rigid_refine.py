@@ -81,8 +81,7 @@ def refine_turned(
     sy, sx, theta = float(shift[0]), float(shift[1]), float(turn)
     start = (sy, sx)
     template = lk.template.ravel()
-    gy, gx, jr = lk._gy.ravel(), lk._gx.ravel(), lk._turn.ravel()
-    columns = np.stack([gy, gx, jr])
+    columns = lk.rigid_columns
     src = np.ascontiguousarray(frame, dtype=np.float32)
     ones = np.ones(src.shape, np.float32) if weights is None else np.ascontiguousarray(weights, np.float32)
     for _ in range(MAX_RIGID_ITER):

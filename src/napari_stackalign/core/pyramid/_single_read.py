@@ -48,7 +48,6 @@ from ..frames import READ_AHEAD_BLOCKS, BlockProducer, ChannelFrames, ReadAhead,
 from ..smoothing import smooth_transforms
 from ._engine import FLAG_UNUSABLE, FrameResults
 from ._jump_evidence import SignalAutocorrelation
-from ._periodic import detect_lattice
 from ._stages import (
     PyramidJob,
     TemplateState,
@@ -319,8 +318,8 @@ class SingleReadFrames(BlockProducer):
             raise RuntimeError("finish() before every frame was read.")
         results = FrameResults(self._shifts, self._quality, self._flags, self._neff, self._turn)
         view = self._stack if len(self._stack.shape) == 3 else ChannelFrames(self._stack, int(self._channel or 0))
-        lattice = detect_lattice(self._state.template) is not None
-        notes, extra = turn_checked(view, self._job, self._estimator, results, self._preparer, None, None, lattice)
+        # no lattice: a template that holds one is read twice instead (``_to_file._register_single_read``)
+        notes, extra = turn_checked(view, self._job, self._estimator, results, self._preparer, None, None, False)
         notes, extra = cross_checked(view, self._job, self._state, results, self._preparer, notes, extra, self._pool)
         raw, final = finish(
             self._job, self._state, results, levels_used=self._estimator.active_rates, notes=notes, extra_params=extra
