@@ -108,6 +108,7 @@ from ._lattice_regions import (
     screen,
     turned_frames,
 )
+from ._lattice_segments import check_runs
 from ._ncc_search import NCCSearch
 
 __all__ = [
@@ -745,6 +746,28 @@ def resolve_periodic(
                 lattice.vectors,
             )
             moved = np.hypot(*(choice.positions - raw).T) > 0.5
+    runs = None
+    if motion_prior:
+        # runs of frames between steps the motion cannot tell from a lattice vector longer: each placed by
+        # the defects and background of all the other frames, at full resolution with the lattice taken out
+        runs = check_runs(
+            lambda k: preparer(np.asarray(stack[int(idx[k])])).image, frames, choice.positions, lattice.vectors,
+            offsets, sigma=sigma, cap=STEP_CAP, bound=bound, margin=MIN_MARGIN, step=evidence.step,
+            blobs=evidence.blobs, lowpass_sigma=evidence.sigma,
+        )
+        if runs is not None:
+            info["runs"] = {"count": len(runs.runs), "moves": runs.moves}
+            # a placed run's site won against the frames placed before it (not against a template that holds
+            # its own copy), and the motion links its frames: the path's margins (that template's) give way
+            choice.margin[np.isinf(runs.margin)] = np.inf
+            if runs.moves:
+                shifted = np.hypot(*(runs.positions - choice.positions).T) > 0.5
+                choice.positions = runs.positions
+                choice.margin[shifted] = np.inf  # the path's margins were those of the old sites
+                choice.far_margin[shifted] = -np.inf
+                moved = np.hypot(*(choice.positions - raw).T) > 0.5
+                if (shifted & member).any():
+                    rebuilt_template = rebuild(choice.positions)
     if not motion_prior and "consensus" in info:
         # nothing holds a frame where it is, and the template frames agree among themselves: a frame whose
         # content matches another of its lattice sites better, beyond chance, goes there (re-refined below,
@@ -857,6 +880,18 @@ def resolve_periodic(
             f"{MIN_MARGIN:g})"
         ),
     )
+    if runs is not None:
+        note(
+            np.flatnonzero(runs.margin < MIN_MARGIN),
+            lambda t: (
+                f"lattice ambiguity: frames {int(idx[runs.runs[runs.run[t]][0]])}-"
+                f"{int(idx[runs.runs[runs.run[t]][1] - 1])} sit between steps the motion cannot tell from a "
+                f"lattice vector longer, and the other frames' defects and background do not single out their "
+                f"site (({runs.rival[t][0]:+.1f}, {runs.rival[t][1]:+.1f}) px away is within "
+                f"{max(runs.margin[t], 0.0):.1f} < {MIN_MARGIN:g} of log-likelihood)"
+            ),
+        )
+        info["runs"]["ambiguous"] = int(sum(1 for r, (a, b) in enumerate(runs.runs) if runs.margin[a] < MIN_MARGIN))
     info |= {
         "step_sigma": round(sigma, 3) if motion_prior else None,
         "motion_prior": motion_prior,
