@@ -50,7 +50,12 @@ that lost the match). After the final pass, :func:`resolve_periodic`:
    off each other are then looked for by comparing the block means, not each
    frame with the template (:func:`._lattice_blocks.fix_blocks`: a block
    matches its own copy in the template, never in the other block); when a
-   block is moved the template is rebuilt and step 2-3 run again;
+   block is moved the template is rebuilt and step 2-3 run again. Then the
+   path is cut at every step the motion cannot tell from a lattice vector
+   longer, and those runs are placed one by one against the runs placed
+   before them, by their background and their defects at full resolution
+   with the lattice taken out (:func:`._lattice_segments.check_runs`); a run
+   that no offset places by ``MIN_MARGIN`` is flagged;
 5. re-refines every moved frame at the last level from its new position; a
    move whose match there is clearly worse than before is not made (and the
    frame is flagged);
