@@ -51,10 +51,9 @@ __all__ = ["ATOM_FACTOR", "MAX_SPECTRA_BYTES", "RunCheck", "check_runs", "runs_o
 
 #: the filtered images are smoothed by a Gaussian of this share of the shortest lattice vector (an atom)
 ATOM_FACTOR = 0.15
-#: the runs' spectra are kept within this many bytes (beyond it, only the background band is compared)
-MAX_SPECTRA_BYTES = 256 * 2**20
-#: the window's taper on each side (share of the side)
-TAPER = 0.125
+#: the runs' spectra are kept within this many bytes (beyond it, only the background band is compared; a
+#: round holds them twice: the streamed paths cap their memory at 1 GiB by default)
+MAX_SPECTRA_BYTES = 96 * 2**20
 #: the defects band needs a window of at least this many pixels per axis inside its zero border
 MIN_FINE = 16
 #: the defects band says nothing of an offset at which the placed frames' filtered mean correlates with
@@ -134,7 +133,10 @@ class _Fine:
             weight[-1] = 1.0
         self.weight = weight.astype(np.float32)
         edge = int(np.ceil(float(np.max(np.hypot(near[:, 0], near[:, 1]))) + 2.0 * atom)) + 1
-        self.window = np.outer(_taper(h, edge), _taper(w, edge)).astype(np.float32)
+        # a taper of two atoms: the filtered image is that smooth already (tapers of an eighth of the side
+        # left 64 px frames too little to place their runs: grid 1011/13 29 of 47 frames ok, 36 with this)
+        taper = max(2, int(np.ceil(2.0 * atom)))
+        self.window = np.outer(_taper(h, edge, taper), _taper(w, edge, taper)).astype(np.float32)
         self.usable = min(h, w) - 2 * edge >= MIN_FINE
         # independent samples of the correlation of two such (white-noise) images: (sum g^2)^2 / sum g^4
         # over the spectrum, times the share of the frame the window keeps (weighted as it weighs)
@@ -162,14 +164,14 @@ class _Fine:
         return float((np.abs(spectrum) ** 2 * self.weight[None, :]).sum()) / float(self.shape[0] * self.shape[1])
 
 
-def _taper(n: int, edge: int) -> np.ndarray:
+def _taper(n: int, edge: int, taper: int) -> np.ndarray:
     """A window of ``n`` samples: 0 within ``edge`` of either end (where the filter wrapped around),
-    then cosine tapers of ``TAPER * n`` samples, 1 inside."""
+    then cosine tapers of ``taper`` samples, 1 inside."""
     out = np.zeros(n)
     inner = n - 2 * edge
     if inner <= 0:
         return out
-    k = max(1, min(int(TAPER * n), inner // 2))
+    k = max(1, min(taper, inner // 2))
     out[edge : n - edge] = 1.0
     ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(k) + 0.5) / k)
     out[edge : edge + k] = ramp
