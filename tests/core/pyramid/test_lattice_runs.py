@@ -80,6 +80,16 @@ def test_right_runs_are_placed_where_they_are(seed):
     assert not found.moves and np.isinf(found.margin).all()
 
 
+def test_a_path_the_motion_links_throughout_is_one_placed_run():
+    truth = _two_runs()
+    truth[20:] -= 0.5 * BASIS[0]  # no step of half a lattice vector: every step is the motion's
+    frames = noisy(render((128, 128), truth, BASIS, salt=5), 1.0, seed=1)
+    found = _check(frames, -truth)
+    assert found.runs == [(0, 30)] and not found.moves
+    assert np.isinf(found.margin).all()
+    np.testing.assert_allclose(found.positions, -truth, atol=1e-12)
+
+
 def test_a_lattice_without_defects_leaves_the_run_ambiguous():
     truth = _two_runs()
     # nothing on the sample breaks the lattice: a run's site is anyone's guess, and it is said

@@ -252,15 +252,18 @@ def check_runs(
     Returns
     -------
     RunCheck or None
-        None when the motion links every frame (one run), or when no region is seen by every frame
-        at every offset.
+        One run, placed, when the motion links every frame (only the whole path could then move,
+        which leaves the frames as they are to each other); None when no band can compare the runs
+        (no region every frame covers at every offset, frames too small for the defects band).
     """
     pos = np.asarray(positions, np.float64).copy()
     n = len(pos)
     offs = np.asarray(offsets, np.float64)
     runs = runs_of(pos, offs, sigma, margin)
     if len(runs) < 2:
-        return None
+        # the motion links every frame: only the whole path could move, which leaves the frames as they
+        # are to each other
+        return RunCheck(pos, np.zeros(n, np.int64), np.full(n, np.inf), np.zeros((n, 2)), runs, [])
     # the comparisons are relative: the frames are moved about their median position (less border lost)
     centre = np.median(pos, axis=0)
     reach = float(np.abs(pos - centre).max() + np.abs(offs).max())
