@@ -896,7 +896,7 @@ def resolve_periodic(
                 f"{max(runs.margin[t], 0.0):.1f} < {MIN_MARGIN:g} of log-likelihood)"
             ),
         )
-        info["runs"]["ambiguous"] = int(sum(1 for r, (a, b) in enumerate(runs.runs) if runs.margin[a] < MIN_MARGIN))
+        info["runs"]["ambiguous"] = int(sum(1 for a, _ in runs.runs if runs.margin[a] < MIN_MARGIN))
     info |= {
         "step_sigma": round(sigma, 3) if motion_prior else None,
         "motion_prior": motion_prior,
