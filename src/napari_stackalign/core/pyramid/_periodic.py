@@ -155,6 +155,12 @@ UNWRAP_WINDOW = 3
 #: a frame's candidates are compared over the template pixels they all cover, when that region is at
 #: least this many low-passed pixels per axis (else each over its own overlap)
 MIN_COMMON = 4
+#: ... and at least this share of the template: the frames all see the same small region, so a chance
+#: match of its content at another lattice site repeats in every frame and the path sums it (grid seed 17,
+#: case 10: a 192x96 hexagonal 10 px lattice whose candidates spanned 2 lattice vectors, left 18 of 32
+#: low-passed columns in common; every frame preferred v1 - v2 there by about 3, the path moved twice by
+#: it, and the far-site test then flagged 54 right frames)
+MIN_COMMON_SHARE = 0.5
 #: the other lattice sites compared with the chosen one reach at most this many lattice vectors
 MAX_SITES_REACH = 40
 #: a step's cost (-log-likelihood) is capped here: a stage move is possible, only unlikely
@@ -455,7 +461,7 @@ class _LowPass:
         use = at[usable] if np.any(usable) else at
         y0, y1 = max(0, int(np.ceil(-use[:, 0].min()))), min(h, int(np.floor(h - 1 - use[:, 0].max())))
         x0, x1 = max(0, int(np.ceil(-use[:, 1].min()))), min(w, int(np.floor(w - 1 - use[:, 1].max())))
-        if y1 - y0 < MIN_COMMON or x1 - x0 < MIN_COMMON:
+        if y1 - y0 < MIN_COMMON or x1 - x0 < MIN_COMMON or (y1 - y0) * (x1 - x0) < MIN_COMMON_SHARE * h * w:
             return None
         t = self.template_low[y0:y1, x0:x1].astype(np.float64)
         t = t - t.mean()
