@@ -29,7 +29,10 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-__all__ = ["MAX_BLOCK_FIXES", "MAX_BOUNDARIES", "MIN_BLOCK", "Centred", "correlation", "fix_blocks", "moved_low"]
+__all__ = [
+    "MAX_BLOCK_FIXES", "MAX_BOUNDARIES", "MIN_BLOCK", "Centred", "correlation", "fix_blocks", "moved_low",
+    "offset_correlations",
+]
 
 #: a block holds at least this many frames (a single frame off is the frame-by-frame choice's job)
 MIN_BLOCK = 3
@@ -153,12 +156,20 @@ def _gain(
 ) -> tuple[float, int]:
     """(log-likelihood gained by the best of ``offsets`` between two block means against none, its
     index): the correlation over ``inside``, ``dof`` independent blobs."""
-    a = Centred(first[inside])
-    r0 = a.correlation(second[inside])
-    rs = np.array([a.correlation(moved_low(second, o / step)[inside]) for o in offsets])
+    r0 = correlation(first[inside], second[inside])
+    rs = offset_correlations(first, second, offsets, step, inside)
     k = int(np.argmax(rs))
     r0, rk = (float(np.clip(r, 0.0, 0.999)) for r in (r0, rs[k]))
     return float(0.5 * dof * (np.log1p(-(r0**2)) - np.log1p(-(rk**2)))), k
+
+
+def offset_correlations(
+    reference: np.ndarray, moving: np.ndarray, offsets: np.ndarray, step: int, inside: tuple[slice, slice]
+) -> np.ndarray:
+    """The correlation over ``inside`` of ``reference`` with ``moving`` moved by each of ``offsets``
+    (full-resolution px; the images are at ``1 / step`` scale): the reference is centred once."""
+    a = Centred(reference[inside])
+    return np.array([a.correlation(moved_low(moving, o / step)[inside]) for o in offsets])
 
 
 def moved_low(low: np.ndarray, shift: np.ndarray) -> np.ndarray:

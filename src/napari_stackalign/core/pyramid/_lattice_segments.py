@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as sfft
 
-from ._lattice_blocks import Centred, moved_low
+from ._lattice_blocks import moved_low, offset_correlations
 
 __all__ = ["ATOM_FACTOR", "MAX_SPECTRA_BYTES", "RunCheck", "check_runs", "runs_of"]
 
@@ -194,8 +194,7 @@ class _Coarse:
 
     def correlations(self, run: np.ndarray, reference: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """The correlation of the run's mean moved by each offset with the reference's, over ``inside``."""
-        ref = Centred(reference[self.inside])
-        return np.array([ref.correlation(moved_low(run, o / self.step)[self.inside]) for o in offsets])
+        return offset_correlations(reference, run, offsets, self.step, self.inside)
 
 
 def _loglik(r: np.ndarray, dof: float) -> np.ndarray:
