@@ -25,7 +25,7 @@ import numpy as np
 
 from ._lattice_blocks import Centred, correlation, moved_low
 
-__all__ = ["MAX_ROUNDS", "MAX_WALK", "consensus_sites"]
+__all__ = ["MAX_ROUNDS", "MAX_WALK", "consensus_sites", "lattice_points"]
 
 #: at most this many rounds of every template frame against the mean of the others
 MAX_ROUNDS = 8
@@ -86,14 +86,14 @@ def consensus_sites(
     h, w = lows[0].shape
     dof = blobs * (inside[0].stop - inside[0].start) * (inside[1].stop - inside[1].start) / float(h * w)
     halves = (np.arange(0, m, 2), np.arange(1, m, 2))
-    reachable = _lattice_points(basis, walk)  # every site within the walk of a frame's own
+    reachable = lattice_points(basis, walk)  # every site within the walk of a frame's own
     agreed = given.copy()
     for half in halves:
         agreed[half] = _agree([lows[t] for t in half], given[half], reachable, step, bound, inside)
     # the two halves' means at every relative offset: one must win clearly
     means = [_mean([lows[t] for t in half], agreed[half], step) for half in halves]
     # each half's sites are relative to its own seed: the halves can be up to two walks apart
-    relative = _lattice_points(basis, 2.0 * walk)
+    relative = lattice_points(basis, 2.0 * walk)
     first = Centred(means[0][inside])
     rs = np.array([first.correlation(moved_low(means[1], o / step)[inside]) for o in relative])
     order = np.argsort(rs)[::-1]
@@ -161,7 +161,7 @@ def _best(
     return best
 
 
-def _lattice_points(basis: np.ndarray, radius: float) -> np.ndarray:
+def lattice_points(basis: np.ndarray, radius: float) -> np.ndarray:
     """Every ``i a + j b`` (rows of ``basis``) within ``radius`` px of 0, 0 included."""
     shortest = float(np.min(np.hypot(basis[:, 0], basis[:, 1])))
     # |i a + j b| >= |(i, j)| times the smallest singular value of the basis

@@ -47,7 +47,17 @@ from scipy import fft as sfft
 
 from ._lattice_blocks import moved_low, offset_correlations
 
-__all__ = ["ATOM_FACTOR", "MAX_SPECTRA_BYTES", "RunCheck", "check_runs", "runs_of"]
+__all__ = [
+    "ATOM_FACTOR",
+    "MAX_SPECTRA_BYTES",
+    "SELF_SIMILAR",
+    "Fine",
+    "RunCheck",
+    "check_runs",
+    "fine_loglik",
+    "runs_of",
+    "self_correlation",
+]
 
 #: the filtered images are smoothed by a Gaussian of this share of the shortest lattice vector (an atom)
 ATOM_FACTOR = 0.15
@@ -103,7 +113,7 @@ def runs_of(positions: np.ndarray, offsets: np.ndarray, sigma: float, margin: fl
     return [(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-class _Fine:
+class Fine:
     """The defects band: frames filtered by the lattice notch (``1 - mean_k cos(2 pi f . v_k)``, the six
     nearest lattice vectors), smoothed
     at an atom and without the background band, on a tapered window, moved by exact Fourier phases."""
@@ -157,7 +167,17 @@ class _Fine:
         return (spec * self.phase(shift)).astype(np.complex64)
 
     def phase(self, shift: np.ndarray) -> np.ndarray:
-        return np.exp(2j * np.pi * (self.fy * float(shift[0]) + self.fx * float(shift[1]))).astype(np.complex64)
+        """The Fourier phases that move an image by ``shift`` (``out[p] = image[p + shift]``)."""
+        along_y, along_x = self.phase_factors(shift)
+        return along_y[:, None] * along_x[None, :]
+
+    def phase_factors(self, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`phase` as its two factors, along y (h,) and along x (w // 2 + 1,): the phases are
+        separable (their outer product; 0.5 -> 0.02 ms at 256x256 instead of one exponential per
+        frequency)."""
+        along_y = np.exp(2j * np.pi * self.fy[:, 0] * float(shift[0])).astype(np.complex64)
+        along_x = np.exp(2j * np.pi * self.fx[0] * float(shift[1])).astype(np.complex64)
+        return along_y, along_x
 
     def energy(self, spectrum: np.ndarray) -> float:
         """The image's energy (Parseval, on the rfft grid)."""
@@ -200,6 +220,52 @@ class _Coarse:
 def _loglik(r: np.ndarray, dof: float) -> np.ndarray:
     r = np.clip(r, 0.0, 0.999)
     return -0.5 * dof * np.log1p(-(r**2))
+
+
+def self_correlation(fine: Fine, power: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """An image's correlation with itself moved by each of ``offsets`` (k,), unnormalised, from its
+    weighted power spectrum ``power`` (the spectrum times ``fine.weight``)."""
+    spectrum = np.asarray(power).astype(np.complex64)
+    out = np.empty(len(offsets))
+    for j, o in enumerate(offsets):
+        along_y, along_x = fine.phase_factors(o)
+        out[j] = float(np.real((spectrum @ along_x) @ along_y))
+    return out
+
+
+def fine_loglik(
+    fine: Fine,
+    cross: np.ndarray,
+    energy: np.ndarray,
+    ref_energy: float | np.ndarray,
+    ref_power: np.ndarray,
+    offsets: np.ndarray,
+    zero: int,
+) -> np.ndarray:
+    """The defects band's log-likelihood (m, k) of each of m images at each of ``offsets`` against a
+    reference.
+
+    ``cross`` (m, h, w // 2 + 1): each image's spectrum (:meth:`Fine.of`) times the reference's
+    conjugate and ``fine.weight``; ``energy`` (m,) the images' energies and ``ref_energy`` the
+    reference's (one, or one per image); ``ref_power`` the reference's weighted power spectrum (its
+    correlation with itself decides the offsets it repeats at). Offset ``o``'s correlation is that of
+    the image moved by ``o`` (``fine.phase(o)``). An offset under which the reference's own filtered
+    content repeats by ``SELF_SIMILAR`` or more (a sublattice the detected vectors do not span, a
+    superlattice) is not told from ``zero`` by this band: it gets the zero offset's value.
+    """
+    m = len(cross)
+    k = len(offsets)
+    num = np.empty((m, k))
+    for j, o in enumerate(offsets):
+        along_y, along_x = fine.phase_factors(o)
+        num[:, j] = np.real((cross @ along_x) @ along_y)
+    own = self_correlation(fine, ref_power, offsets)
+    num /= float(fine.shape[0] * fine.shape[1])
+    scale = np.sqrt(np.maximum(np.asarray(energy, np.float64) * np.asarray(ref_energy, np.float64), 1e-30))
+    ll = _loglik(num / np.broadcast_to(scale, (m,))[:, None], fine.dof)
+    repeats = own / max(float(own[zero]), 1e-30) >= SELF_SIMILAR
+    ll[:, repeats] = ll[:, zero : zero + 1]
+    return ll
 
 
 def check_runs(
@@ -267,7 +333,7 @@ def check_runs(
     centre = np.median(pos, axis=0)
     reach = float(np.abs(pos - centre).max() + np.abs(offs).max())
     first = np.asarray(image(0))
-    fine = _Fine(first.shape, vectors, lowpass_sigma)
+    fine = Fine(first.shape, vectors, lowpass_sigma)
     fine.usable = fine.usable and len(runs) * fine.gain.size * 8 <= MAX_SPECTRA_BYTES
     coarse = _Coarse(lows[0].shape, step, blobs, reach)
     if not (fine.usable or coarse.usable):
@@ -288,10 +354,6 @@ def check_runs(
     k = len(offs)
     zero = int(np.argmin(np.hypot(offs[:, 0], offs[:, 1])))
     energy = np.array([fine.energy(g) for g in spectra]) if spectra is not None else None
-    # each offset's phases, once (when they fit the budget too)
-    phases = None
-    if spectra is not None and k * fine.gain.size * 8 <= MAX_SPECTRA_BYTES // 4:
-        phases = [fine.phase(o).reshape(-1) for o in offs]
     placed = np.zeros(len(runs), bool)
     placed[int(np.argmax([b - a for a, b in runs]))] = True
     run_margin = np.full(len(runs), -np.inf)
@@ -303,22 +365,9 @@ def check_runs(
         ll = np.zeros((len(left), k))
         if spectra is not None:
             ref = spectra[placed].sum(axis=0)
-            ref_energy = fine.energy(ref)
-            cross = (spectra[left] * (np.conj(ref) * fine.weight[None, :])[None]).reshape(len(left), -1)
-            power = (np.abs(ref) ** 2 * fine.weight[None, :]).reshape(-1)
-            num = np.empty((len(left), k))
-            own = np.empty(k)
-            for j, o in enumerate(offs):
-                phase = phases[j] if phases is not None else fine.phase(o).reshape(-1)
-                num[:, j] = np.real(cross @ phase)
-                own[j] = float(np.real(power @ phase))
-            num /= float(fine.shape[0] * fine.shape[1])
-            fine_ll = _loglik(num / np.sqrt(np.maximum(energy[left] * ref_energy, 1e-30))[:, None], fine.dof)
-            # an offset under which the placed frames' own filtered content repeats (a sublattice the
-            # detected vectors do not span, a superlattice) is not told from the zero offset by this band
-            repeats = own / max(float(own[zero]), 1e-30) >= SELF_SIMILAR
-            fine_ll[:, repeats] = fine_ll[:, zero : zero + 1]
-            ll += fine_ll
+            weight = fine.weight[None, :]
+            cross = spectra[left] * (np.conj(ref) * weight)[None]
+            ll += fine_loglik(fine, cross, energy[left], fine.energy(ref), np.abs(ref) ** 2 * weight, offs, zero)
         if coarse.usable:
             ref_low = np.sum([low_sums[q] for q in np.flatnonzero(placed)], axis=0)
             for row, q in enumerate(left):

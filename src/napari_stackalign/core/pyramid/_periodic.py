@@ -82,7 +82,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -102,6 +102,7 @@ from ._engine import (
 from ._lattice_blocks import fix_blocks
 from ._lattice_confirm import confirm_sites
 from ._lattice_consensus import consensus_sites
+from ._lattice_frames import MIN_REFERENCE, agree_frames, check_frames
 from ._lattice_geometry import nearest_lattice_point
 from ._lattice_regions import (
     CENTRE_TOLERANCE,
@@ -174,6 +175,10 @@ MIN_STEP_SIGMA = 0.3
 #: At 4 (55 to 1) the grid's lattice frames (6 seeds, 1858 frames) kept 5 more wrong frames marked ok
 #: (10 against 5) for 27 more right ones
 MIN_MARGIN = 6.0
+#: without the motion prior, where the defects band singles out the trusted frames' sites by this median
+#: margin or more, a trusted frame it does not single out (by ``MIN_MARGIN``) is flagged. Right frames: 80
+#: to 500 on the grid's stacks where it decides; frames far off: -1.2 to 0.2
+STRONG_SUPPORT = 30.0
 #: a move is made only when the match at the new position is at most this much (relative) worse
 SWITCH_TOLERANCE = 0.1
 
@@ -624,6 +629,104 @@ def _choose(
     return _Choice(chosen, margin, positions[np.arange(n), second] - chosen, farther, far_margin)
 
 
+class _Defects(NamedTuple):
+    """What the defects band made of the frames (:func:`_defects_band`)."""
+
+    check: Any  # the check against the trusted frames (None when none was made)
+    doubted: np.ndarray  # the frames whose sites it doubts
+    unsupported: np.ndarray  # ... of them, those it does not single out where it singles out the others
+    typical: float  # the trusted frames' median margin (NaN without a check)
+    moved: bool  # whether any frame was moved
+
+
+def _defects_band(
+    read: Any, lows: list[np.ndarray], choice: _Choice, unconfirmed: np.ndarray, confirm_margin: np.ndarray,
+    evidence: _LowPass, lattice: Lattice, offsets: np.ndarray, bound: tuple[float, float], info: dict[str, Any],
+) -> _Defects:
+    """The frames' sites (no motion prior) checked in the defects band (:mod:`._lattice_frames`).
+
+    With enough trusted frames, each frame is compared with them: an untrusted frame whose site the
+    defects single out is confirmed (the background favoured that site too), and a site the defects
+    beat by ``MIN_MARGIN`` is given up for theirs when both bands together favour it by the margin
+    beyond the offsets compared (:func:`_pair_costs`), else doubted. With too few, the frames agree
+    among themselves in that band (:func:`~._lattice_frames.agree_frames`), and those whose agreed
+    site the other half singles out are placed there. ``choice`` and ``unconfirmed`` are updated in
+    place; ``info["defects"]`` says what was done.
+
+    Where the defects single out the trusted frames' sites by far (median margin at least
+    ``STRONG_SUPPORT``), a trusted frame they do not single out (margin below ``MIN_MARGIN``) is doubted
+    too: its site may lie beyond the offsets compared.
+
+    Returns
+    -------
+    _Defects
+    """
+    trusted = (choice.margin >= MIN_MARGIN) & ~(choice.far_margin > MIN_MARGIN) & ~unconfirmed
+    doubted = np.zeros(len(trusted), bool)
+    if int(trusted.sum()) - 1 < MIN_REFERENCE:
+        # none (or too few) to compare with: the frames agree among themselves in that band, or not
+        agreed = agree_frames(
+            read, choice.positions, lattice.vectors, offsets, bound=bound, lowpass_sigma=evidence.sigma,
+            margin=MIN_MARGIN,
+        )
+        if agreed is None:
+            return _Defects(None, doubted, doubted, float("nan"), False)
+        sites, check, found = agreed
+        shifted = np.hypot(*(sites - choice.positions).T) > 0.5
+        # a frame the agreement moves must win beyond the offsets it was compared at
+        sure = check.support >= MIN_MARGIN + np.where(shifted, check.look_elsewhere, 0.0)
+        choice.positions[sure] = sites[sure]
+        choice.margin[sure] = np.inf
+        choice.far_margin[sure] = -np.inf
+        unconfirmed &= ~sure
+        info["defects"] = found | {"agreed": int(sure.sum()), "moved": int((sure & shifted).sum())}
+        return _Defects(None, doubted, doubted, float("nan"), bool((sure & shifted).any()))
+    defects = check_frames(
+        read, choice.positions, trusted, lattice.vectors, offsets, bound=bound, lowpass_sigma=evidence.sigma,
+    )
+    if defects is None:
+        return _Defects(None, doubted, doubted, float("nan"), False)
+    # the background favoured the site (the frame's best, or within the margin of the other frames'
+    # best), so both bands together favour it by at least the defects' support plus that
+    confirmed = ~trusted & (choice.margin + defects.support >= MIN_MARGIN) & ~(choice.far_margin > MIN_MARGIN)
+    confirmed &= ~unconfirmed | (confirm_margin + defects.support >= MIN_MARGIN)
+    confirmed &= defects.support >= MIN_MARGIN
+    choice.margin[confirmed] = np.inf
+    unconfirmed &= ~confirmed
+    # a site the defects beat by the margin contradicts the background's: the frame goes there when
+    # both bands together favour it by the margin beyond the offsets compared, else it is doubted
+    doubted = defects.gain >= MIN_MARGIN
+    hops = 0
+    for t in np.flatnonzero(doubted):
+        here = choice.positions[t]
+        there = here + defects.best[t]
+        background = _pair_costs(evidence, lows[t], np.array([here, there]))
+        combined = float(defects.gain[t] + background[0] - background[1])
+        if combined >= MIN_MARGIN + defects.look_elsewhere:
+            choice.positions[t] = there
+            choice.margin[t] = combined
+            doubted[t] = False
+            hops += 1
+    # where the defects single out the trusted frames' sites by far, a trusted frame whose site they do
+    # not single out lies beyond the offsets compared (grid seed 2014, case 8: three frames 51-162 px off,
+    # marked ok, at -1.2 to 0.2 where the others had 81 to 125)
+    typical = float(np.median(defects.support[trusted]))
+    unsupported = trusted & (defects.gain < MIN_MARGIN) & (defects.support < MIN_MARGIN) & (typical >= STRONG_SUPPORT)
+    doubted |= unsupported
+    info["defects"] = {
+        "confirmed": int(confirmed.sum()), "moved": hops, "doubted": int(doubted.sum()),
+        "unsupported": int(unsupported.sum()), "typical_support": round(typical, 1),
+    }
+    return _Defects(defects, doubted, unsupported, typical, hops > 0)
+
+
+def _pair_costs(evidence: _LowPass, low: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``-log-likelihood`` of a frame (its low-passed image) at each of ``positions``, compared over the
+    template pixels it covers at all of them (over each one's overlap when that region is too small)."""
+    common = evidence.common_costs(low, positions, np.ones(len(positions), bool))
+    return evidence.costs(evidence.surface(low), positions) if common is None else common
+
+
 def _holds(est: Any, start: tuple[float, float], quality_before: float) -> bool:
     """Whether a moved frame's refinement from ``start`` kept the match, about as good as before."""
     if est.flags & (FLAG_UNUSABLE | FLAG_FAILED) or np.hypot(est.shift[0] - start[0], est.shift[1] - start[1]) >= 1.0:
@@ -802,6 +905,23 @@ def resolve_periodic(
             confirm_margin[mem], confirm_best[mem] = checked
             unconfirmed[mem] = checked[0] < MIN_MARGIN
             info["unconfirmed"] = int(unconfirmed.sum())
+    doubted = np.zeros(len(idx), bool)
+    unsupported = doubted
+    defects = None
+    typical = float("nan")
+    if not motion_prior:
+        # nothing links the frames and the background decided each site: the defects of the other trusted
+        # frames, at full resolution with the lattice taken out, must not put it elsewhere
+        now = _LowPass(rebuilt_template if rebuilt_template is not None else state.template, lattice, bound)
+        outcome = _defects_band(
+            lambda k: preparer(np.asarray(stack[int(idx[k])])).image, frames, choice, unconfirmed,
+            confirm_margin, now, lattice, offsets, bound, info,
+        )
+        defects, doubted, unsupported, typical = outcome.check, outcome.doubted, outcome.unsupported, outcome.typical
+        if outcome.moved:
+            moved = np.hypot(*(choice.positions - raw).T) > 0.5
+            if (moved & member).any():
+                rebuilt_template = rebuild(choice.positions)
     # a frame rotated or deformed against the template: on a lattice, the frame-wide match can settle
     # pixels from its centre's displacement (lattice-vector moves above leave the residuals as they are)
     turned, centre_found, centre_spread = turned_frames(region_residuals, len(idx), regions.centres, lattice.vectors)
@@ -865,6 +985,22 @@ def resolve_periodic(
             f"{centre_spread[t]:.1f} px and put its centre ({centre_found[t][0]:+.1f}, {centre_found[t][1]:+.1f}) "
             f"px from the translation found; on a lattice the frame-wide match is then not the centre's "
             f"(flagged beyond {SPREAD_LIMIT * shortest:.1f} px of departure or {CENTRE_TOLERANCE:g} px at the centre)"
+        ),
+    )
+    note(
+        np.flatnonzero(unsupported),
+        lambda t: (
+            f"lattice ambiguity: the other frames' defects (the lattice taken out) do not single out its site "
+            f"(log-likelihood margin {defects.support[t]:.1f} < {MIN_MARGIN:g}, where the other frames' median is "
+            f"{typical:.0f}): it may lie beyond the {len(offsets)} lattice offsets compared"
+        ),
+    )
+    note(
+        np.flatnonzero(doubted),
+        lambda t: (
+            f"lattice ambiguity: the other frames' defects (the lattice taken out) match it "
+            f"({defects.best[t][0]:+.1f}, {defects.best[t][1]:+.1f}) px away better than where its background "
+            f"put it (log-likelihood by {defects.gain[t]:.1f} >= {MIN_MARGIN:g}), and nothing links the frames"
         ),
     )
     note(
