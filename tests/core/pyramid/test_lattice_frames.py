@@ -169,3 +169,14 @@ def test_without_the_motion_prior_such_a_frame_is_flagged_where_the_defects_deci
     assert np.flatnonzero(outcome.doubted).tolist() == [5]
     assert info["defects"]["typical_support"] >= periodic.STRONG_SUPPORT
     np.testing.assert_array_equal(choice.positions, positions)  # nothing moved
+
+
+def test_shifted_sums_are_the_sums_of_the_moved_spectra():
+    from napari_stackalign.core.pyramid._lattice_segments import Fine, shifted_sums
+
+    rng = np.random.default_rng(0)
+    fine = Fine((48, 40), BASIS, LOWPASS_FACTOR * 6.0)
+    spectra = (rng.normal(size=(3, *fine.gain.shape)) + 1j * rng.normal(size=(3, *fine.gain.shape))).astype(np.complex64)
+    offsets = _offsets(1) + 0.37
+    direct = np.array([[np.real(np.sum(s * fine.phase(o))) for o in offsets] for s in spectra])
+    np.testing.assert_allclose(shifted_sums(fine, spectra, offsets), direct, rtol=1e-4, atol=1e-3)
