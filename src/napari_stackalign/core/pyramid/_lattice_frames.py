@@ -11,12 +11,17 @@ the bar, marked ok).
 :func:`check_frames` compares each frame, in the defects band of
 :mod:`._lattice_segments` (the lattice notched out, full resolution, moved by
 exact Fourier phases), with the sum of the other trusted frames at their
-sites, at every lattice offset. A frame whose best offset beats its own site
-by the margin plus the look-elsewhere allowance of the offsets compared is
-moved there; one whose own site is not the best, but not clearly beaten, is
-ambiguous. Frames the background left ambiguous whose own site the defects
-single out by the margin are confirmed: the background already favoured that
-site, so the two bands together favour it by more than the margin.
+sites, at every lattice offset: how much its best offset beats its own site
+(``gain``) and its own site every other offset (``support``). The resolver
+(``_periodic._defects_band``) decides from those: it confirms, moves or flags.
+
+When too few frames can be trusted, :func:`agree_frames` lets the frames
+agree among themselves in that band (two halves apart, which must agree with
+each other) and judges each against the half it did not help place.
+
+The band is notched again at the superlattice when the trusted frames' sum
+repeats at lattice offsets (a centred square lattice detected by its
+half-diagonals), and not used when it still does (``PERIODIC_RESIDUE``).
 """
 
 from __future__ import annotations
@@ -127,8 +132,8 @@ def agree_frames(
     Returns
     -------
     (positions, check, info) or None
-        The agreed sites, each frame's check against the others there, and what was measured; None
-        when the band cannot compare the frames or the halves do not agree.
+        The agreed sites, each frame's check there against the other half, and what was measured
+        (the halves' margin); None when the band cannot compare the frames or the halves do not agree.
     """
     pos = np.asarray(positions, np.float64).copy()
     n = len(pos)
@@ -183,7 +188,7 @@ def agree_frames(
 @dataclass
 class _Band:
     """The frames' spectra in the defects band (:class:`~._lattice_segments.Fine`), moved to their
-    sites about ``centre``."""
+    sites (about the median site, so the window loses the least)."""
 
     fine: Fine
     spectra: np.ndarray  # (n, h, w // 2 + 1) complex64
@@ -196,7 +201,7 @@ def _band(
     """The frames in the defects band, notched at the lattice, or at the superlattice the trusted frames'
     sum repeats at (None when the band cannot be used)."""
     n = len(pos)
-    zero = int(np.argmin(np.hypot(offs[:, 0], offs[:, 1])))
+    zero = _zero(offs)
     centre = np.median(pos, axis=0)
     shape = np.asarray(image(0)).shape
     basis = np.asarray(vectors, np.float64)

@@ -80,6 +80,7 @@ Shifts are the engine's ``s`` (``frame[p + s] ~ template[p]``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -640,7 +641,7 @@ class _Defects(NamedTuple):
 
 
 def _defects_band(
-    read: Any, lows: list[np.ndarray], choice: _Choice, unconfirmed: np.ndarray, confirm_margin: np.ndarray,
+    read: Callable[[int], np.ndarray], lows: list[np.ndarray], choice: _Choice, unconfirmed: np.ndarray, confirm_margin: np.ndarray,
     evidence: _LowPass, lattice: Lattice, offsets: np.ndarray, bound: tuple[float, float], info: dict[str, Any],
 ) -> _Defects:
     """The frames' sites (no motion prior) checked in the defects band (:mod:`._lattice_frames`).
