@@ -180,3 +180,12 @@ def test_shifted_sums_are_the_sums_of_the_moved_spectra():
     offsets = _offsets(1) + 0.37
     direct = np.array([[np.real(np.sum(s * fine.phase(o))) for o in offsets] for s in spectra])
     np.testing.assert_allclose(shifted_sums(fine, spectra, offsets), direct, rtol=1e-4, atol=1e-3)
+
+
+def test_a_margin_of_chance_size_is_not_support_where_the_others_are_far_stronger():
+    support = np.array([9000.0, 12000.0, 15000.0, 12.9, 20000.0])
+    among = np.ones(5, bool)
+    assert periodic._unsupported(support, among).tolist() == [False, False, False, True, False]
+    # a weak band (median under STRONG_SUPPORT) judges nothing this way
+    assert not periodic._unsupported(support / 1000.0, among).any()
+    assert not periodic._unsupported(support, np.zeros(5, bool)).any()

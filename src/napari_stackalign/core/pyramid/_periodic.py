@@ -180,6 +180,11 @@ MIN_MARGIN = 6.0
 #: margin or more, a trusted frame it does not single out (by ``MIN_MARGIN``) is flagged. Right frames: 80
 #: to 500 on the grid's stacks where it decides; frames far off: -1.2 to 0.2
 STRONG_SUPPORT = 30.0
+#: ... and a frame's margin below this share of that median is of chance's size, not support: a frame whose
+#: site lies beyond the offsets compared still finds one of them best by up to 10-20 (fresh grid seed 2040,
+#: case 4: a 1024 px hexagonal lattice drifting 144 px at SNR 4.9, one frame 86 px off at 12.9 where the
+#: other frames had 8,500-39,000). A right frame 10x dimmer than the others (in amplitude) would fall there too
+CHANCE_SHARE = 0.01
 #: a move is made only when the match at the new position is at most this much (relative) worse
 SWITCH_TOLERANCE = 0.1
 
@@ -676,6 +681,8 @@ def _defects_band(
         shifted = np.hypot(*(sites - choice.positions).T) > 0.5
         # a frame the agreement moves must win beyond the offsets it was compared at
         sure = check.support >= MIN_MARGIN + np.where(shifted, check.look_elsewhere, 0.0)
+        # where the band singles out most sites by far, a margin of chance's size is not support
+        sure &= ~_unsupported(check.support, sure)
         choice.positions[sure] = sites[sure]
         choice.margin[sure] = np.inf
         choice.far_margin[sure] = -np.inf
@@ -712,13 +719,25 @@ def _defects_band(
     # not single out lies beyond the offsets compared (grid seed 2014, case 8: three frames 51-162 px off,
     # marked ok, at -1.2 to 0.2 where the others had 81 to 125)
     typical = float(np.median(defects.support[trusted]))
-    unsupported = trusted & (defects.gain < MIN_MARGIN) & (defects.support < MIN_MARGIN) & (typical >= STRONG_SUPPORT)
+    unsupported = trusted & (defects.gain < MIN_MARGIN) & (_unsupported(defects.support, trusted) | (defects.support < MIN_MARGIN))
+    unsupported &= typical >= STRONG_SUPPORT
     doubted |= unsupported
     info["defects"] = {
         "confirmed": int(confirmed.sum()), "moved": hops, "doubted": int(doubted.sum()),
         "unsupported": int(unsupported.sum()), "typical_support": round(typical, 1),
     }
     return _Defects(defects, doubted, unsupported, typical, hops > 0)
+
+
+def _unsupported(support: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """The frames whose defects-band margin is below ``CHANCE_SHARE`` of the median margin of the frames
+    ``among``, where that median is at least ``STRONG_SUPPORT`` (none otherwise)."""
+    if not among.any():
+        return np.zeros(len(support), bool)
+    typical = float(np.median(support[among]))
+    if typical < STRONG_SUPPORT:
+        return np.zeros(len(support), bool)
+    return support < CHANCE_SHARE * typical
 
 
 def _pair_costs(evidence: _LowPass, low: np.ndarray, positions: np.ndarray) -> np.ndarray:
