@@ -203,15 +203,15 @@ def _band(
     n = len(pos)
     zero = _zero(offs)
     centre = np.median(pos, axis=0)
-    shape = np.asarray(image(0)).shape
+    first = np.asarray(image(0))  # read once: its shape decides the band
     basis = np.asarray(vectors, np.float64)
     for _ in range(2):
-        fine = Fine(shape, basis, lowpass_sigma)
+        fine = Fine(first.shape, basis, lowpass_sigma)
         if not fine.usable or n * fine.gain.size * 8 > MAX_SPECTRA_BYTES:
             return None
         spectra = np.empty((n, *fine.gain.shape), np.complex64)
         for t in range(n):
-            spectra[t] = fine.of(image(t), pos[t] - centre)
+            spectra[t] = fine.of(first if t == 0 else image(t), pos[t] - centre)
         total = spectra[trusted].sum(axis=0)
         repeats = self_correlation(fine, np.abs(total) ** 2 * fine.weight[None, :], offs)
         repeats = (repeats >= PERIODIC_RESIDUE * repeats[zero]) & (np.arange(len(offs)) != zero)

@@ -682,7 +682,7 @@ def _defects_band(
         # a frame the agreement moves must win beyond the offsets it was compared at
         sure = check.support >= MIN_MARGIN + np.where(shifted, check.look_elsewhere, 0.0)
         # where the band singles out most sites by far, a margin of chance's size is not support
-        sure &= ~_unsupported(check.support, sure)
+        sure &= ~_chance_sized(check.support, float(np.median(check.support[sure])) if sure.any() else 0.0)
         choice.positions[sure] = sites[sure]
         choice.margin[sure] = np.inf
         choice.far_margin[sure] = -np.inf
@@ -719,8 +719,8 @@ def _defects_band(
     # not single out lies beyond the offsets compared (grid seed 2014, case 8: three frames 51-162 px off,
     # marked ok, at -1.2 to 0.2 where the others had 81 to 125)
     typical = float(np.median(defects.support[trusted]))
-    unsupported = trusted & (defects.gain < MIN_MARGIN) & (_unsupported(defects.support, trusted) | (defects.support < MIN_MARGIN))
-    unsupported &= typical >= STRONG_SUPPORT
+    weak = (defects.support < MIN_MARGIN) & (typical >= STRONG_SUPPORT)
+    unsupported = trusted & (defects.gain < MIN_MARGIN) & (weak | _chance_sized(defects.support, typical))
     doubted |= unsupported
     info["defects"] = {
         "confirmed": int(confirmed.sum()), "moved": hops, "doubted": int(doubted.sum()),
@@ -729,13 +729,10 @@ def _defects_band(
     return _Defects(defects, doubted, unsupported, typical, hops > 0)
 
 
-def _unsupported(support: np.ndarray, among: np.ndarray) -> np.ndarray:
-    """The frames whose defects-band margin is below ``CHANCE_SHARE`` of the median margin of the frames
-    ``among``, where that median is at least ``STRONG_SUPPORT`` (none otherwise)."""
-    if not among.any():
-        return np.zeros(len(support), bool)
-    typical = float(np.median(support[among]))
-    if typical < STRONG_SUPPORT:
+def _chance_sized(support: np.ndarray, typical: float) -> np.ndarray:
+    """The frames whose defects-band margin is below ``CHANCE_SHARE`` of ``typical`` (the median margin of
+    the frames that count), where ``typical`` is at least ``STRONG_SUPPORT`` (none otherwise)."""
+    if not typical >= STRONG_SUPPORT:
         return np.zeros(len(support), bool)
     return support < CHANCE_SHARE * typical
 
