@@ -63,8 +63,10 @@ def test_weak_but_registrable_stack_is_confirmed():
     check = ft.params["cross_check"]
     assert check["frame_snr"] < SNR_CROSS
     assert check["checked"] == 60
-    assert check["unconfirmed"] <= 6  # a few imprecise frames, not the stack
-    assert ft.ok.sum() >= 50
+    # a few imprecise frames, not the stack: 9 since the fresh match is a search from scratch (8 of them
+    # because that search's last refinement did not converge, which confirms nothing on a weak stack)
+    assert check["unconfirmed"] <= 10
+    assert ft.ok.sum() >= 48
     assert _errors(ft, truth)[ft.ok].max() < 1.0
 
 
@@ -146,3 +148,35 @@ def test_when_most_frames_are_unconfirmed_none_is_confirmed():
     assert check["unconfirmed"] == check["checked"] == 60
     assert not ft.ok.any()
     assert sum("the template itself is in doubt" in r for r in ft.reason) > 0
+
+
+@pytest.mark.parametrize("kind,seed", [("beads", 0), ("texture", 1)])
+def test_frames_put_off_are_searched_afresh_and_found_where_they_are(kind, seed):
+    # a weak stack (frame signal-to-noise power about 0.14) whose template frames 10, 25 and 40 are
+    # given shifts 3 px off: searched afresh against the half they are not in, each lands where the
+    # frame is (about 3 px from the shift it was given), so it is flagged with how far, and most
+    # other frames are still confirmed. Refined from the shift instead (the lattice path), the
+    # damped Gauss-Newton steps of a weak stack do not converge and say nothing about where it is
+    import dataclasses
+
+    from napari_stackalign.core.pyramid._cross_check import AGREE, cross_check
+    from napari_stackalign.core.pyramid._stages import build_template, estimate_range, plan_pyramid
+
+    stack, _ = make_stack(kind, n_frames=60, shape=(96, 64), drift=7, snr=0.3, seed=seed)
+    job = plan_pyramid(stack.shape, stack.dtype)
+    state = build_template(stack, job)
+    results = estimate_range(stack, job, state, 0, len(stack))
+    moved = [10, 25, 40]
+    shifts = results.shifts.copy()
+    shifts[moved, 0] += 3.0
+    notes, info = cross_check(
+        stack, job, state, dataclasses.replace(results, shifts=shifts), preparer=job.preparer(), lattice=False
+    )
+    assert info["checked"] == 60 and info["frame_snr"] < SNR_CROSS
+    assert not info.get("template_in_doubt")
+    for t in moved:
+        assert "lands" in notes[t], notes[t]
+        apart = float(notes[t].split("lands ")[1].split(" px")[0])
+        assert abs(apart - 3.0) < AGREE
+    # the others: at most the few whose fresh search did not converge (7 of 57 here)
+    assert sum(1 for t, note in enumerate(notes) if note and t not in moved) <= 9

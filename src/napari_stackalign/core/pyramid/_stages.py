@@ -741,10 +741,13 @@ def cross_checked(
     extra: dict | None,
     pool: Any,
 ) -> tuple[list[str] | None, dict | None]:
-    """:func:`._cross_check.cross_check`'s notes added to ``notes``, what it did to ``extra["cross_check"]``."""
+    """:func:`._cross_check.cross_check`'s notes added to ``notes``, what it did to ``extra["cross_check"]``
+    (a lattice template, the lattice resolver's ``"lattice"`` block in ``extra``, is refined from the shifts
+    instead of searched afresh)."""
     from ._cross_check import cross_check  # it builds on the engine, as this module does
 
-    notes, info = cross_check(stack, job, state, results, preparer=preparer, notes=notes, pool=pool)
+    lattice = "lattice" in (extra or {})
+    notes, info = cross_check(stack, job, state, results, preparer=preparer, notes=notes, pool=pool, lattice=lattice)
     if info:
         extra = {**(extra or {}), "cross_check": info}
     return notes, extra
