@@ -1,4 +1,5 @@
-"""Each frame's lattice site checked by the other frames' defects (no motion prior): ``_lattice_frames``."""
+"""Each frame's lattice site checked by the other frames' defects (no motion prior, or a path of several runs):
+``_lattice_frames``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from napari_stackalign.core.pyramid import register_pyramid
 from napari_stackalign.core.pyramid._lattice_frames import check_frames
 from napari_stackalign.core.pyramid._periodic import LOWPASS_FACTOR
 
-from ._defect_lattice import hex_basis, noisy, render
+from ._defect_lattice import hex_basis, jumpy_walk, noisy, render
 
 BASIS = hex_basis(6.0, 0.3)
 BOUND = (40.0, 40.0)
@@ -189,3 +190,26 @@ def test_a_margin_of_chance_size_is_not_support_where_the_others_are_far_stronge
     # a weak band (median under STRONG_SUPPORT) judges nothing this way
     assert not periodic._chance_sized(support / 1000.0, typical / 1000.0).any()
     assert not periodic._chance_sized(support, float("nan")).any()
+
+
+def _runs_stack(seed: int):
+    """``bench_lattice_runs.py``'s stack: a 6 px hexagonal lattice, 60 frames of 160 px at SNR 0.4, steps of
+    1.5 px RMS per axis (often beyond half a lattice vector); shifts in the engine's convention."""
+    rng = np.random.default_rng(seed)
+    basis = hex_basis(6.0, rng.uniform(0, np.pi))
+    truth = jumpy_walk(60, 1.5, seed)
+    frames = render((160, 160), truth, basis, salt=seed + 1, vacancy=0.02, dopant=0.01)
+    return noisy(frames, 0.4, seed), -truth
+
+
+def test_a_path_of_several_runs_is_checked_by_the_defects_too(monkeypatch):
+    # with the motion prior, the runs' check cuts this path into runs; one frame 1 px or more off stayed ok
+    # when the defects band checked only the stacks without the motion prior (seed 1 of bench_lattice_runs)
+    stack, truth = _runs_stack(1)
+    wrong_ok, right_ok, info = _wrong_and_ok(stack, truth)
+    assert info["motion_prior"] is True and info["runs"]["count"] > 1
+    assert "defects" in info
+    assert wrong_ok == 0 and right_ok == 60
+    monkeypatch.setattr(periodic, "check_frames", lambda *args, **kwargs: None)
+    wrong_ok, _, info = _wrong_and_ok(stack, truth)
+    assert wrong_ok == 1
