@@ -213,3 +213,31 @@ def test_a_path_of_several_runs_is_checked_by_the_defects_too(monkeypatch):
     monkeypatch.setattr(periodic, "check_frames", lambda *args, **kwargs: None)
     wrong_ok, _, info = _wrong_and_ok(stack, truth)
     assert wrong_ok == 1
+
+
+def test_kept_spectra_are_the_band_s_and_read_each_frame_once(monkeypatch):
+    from napari_stackalign.core.pyramid import _lattice_segments as segments
+
+    frames, truth = _stack(n=4)
+    fine = segments.Fine(frames[0].shape, BASIS, LOWPASS_FACTOR * 6.0)
+    kept = segments.KeptSpectra()
+    reads = []
+
+    def read(t):
+        return lambda: reads.append(t) or frames[t]
+
+    for shift in (np.zeros(2), np.array([1.3, -2.7])):
+        for t in range(4):
+            got = kept.of(fine, t, read(t), shift)
+            np.testing.assert_allclose(got, fine.of(frames[t], shift), rtol=1e-5, atol=1e-3)
+    assert reads == [0, 1, 2, 3]  # each frame read (and filtered) once
+    # another band (the superlattice notch) is computed afresh, not from the kept spectra
+    other = segments.Fine(frames[0].shape, 2 * BASIS, LOWPASS_FACTOR * 6.0)
+    np.testing.assert_allclose(kept.of(other, 0, read(0), np.zeros(2)), other.of(frames[0], np.zeros(2)), atol=1e-3)
+    assert reads == [0, 1, 2, 3, 0]
+    # beyond the budget nothing more is kept
+    monkeypatch.setattr(segments, "MAX_SPECTRA_BYTES", 0)
+    small = segments.KeptSpectra()
+    small.of(fine, 0, read(0), np.zeros(2))
+    small.of(fine, 0, read(0), np.zeros(2))
+    assert reads[-2:] == [0, 0]

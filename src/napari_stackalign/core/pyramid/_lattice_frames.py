@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._lattice_consensus import MAX_WALK, lattice_points
-from ._lattice_segments import MAX_SPECTRA_BYTES, Fine, fine_loglik, self_correlation
+from ._lattice_segments import MAX_SPECTRA_BYTES, Fine, KeptSpectra, fine_loglik, self_correlation
 
 __all__ = ["MAX_ROUNDS", "MIN_REFERENCE", "PERIODIC_RESIDUE", "FrameCheck", "agree_frames", "check_frames"]
 
@@ -74,6 +74,7 @@ def check_frames(
     *,
     bound: tuple[float, float],
     lowpass_sigma: float,
+    kept: KeptSpectra | None = None,
 ) -> FrameCheck | None:
     """Each frame against the other trusted frames, in the defects band, at every lattice offset.
 
@@ -94,6 +95,8 @@ def check_frames(
         ``max_movement`` (px): no frame is moved beyond it.
     lowpass_sigma : float
         The resolver's background blur (full-resolution px), left out of the band.
+    kept : KeptSpectra, optional
+        The frames' spectra an earlier check kept in the same band (the runs' check): not computed again.
 
     Returns
     -------
@@ -107,7 +110,7 @@ def check_frames(
     if int(trusted.sum()) - 1 < MIN_REFERENCE:
         return None
     offs = np.asarray(offsets, np.float64)
-    band = _band(image, pos, trusted, vectors, offs, lowpass_sigma)
+    band = _band(image, pos, trusted, vectors, offs, lowpass_sigma, kept)
     if band is None:
         return None
     return _judge(_against(band, trusted, offs), pos, offs, bound)
@@ -201,10 +204,10 @@ class _Band:
 
 def _band(
     image: Callable[[int], np.ndarray], pos: np.ndarray, trusted: np.ndarray, vectors: np.ndarray,
-    offs: np.ndarray, lowpass_sigma: float,
+    offs: np.ndarray, lowpass_sigma: float, kept: KeptSpectra | None = None,
 ) -> _Band | None:
     """The frames in the defects band, notched at the lattice, or at the superlattice the trusted frames'
-    sum repeats at (None when the band cannot be used)."""
+    sum repeats at (None when the band cannot be used); ``kept``: spectra already computed in that band."""
     n = len(pos)
     zero = _zero(offs)
     centre = np.median(pos, axis=0)
@@ -216,7 +219,10 @@ def _band(
             return None
         spectra = np.empty((n, *fine.gain.shape), np.complex64)
         for t in range(n):
-            spectra[t] = fine.of(first if t == 0 else image(t), pos[t] - centre)
+            if kept is None:
+                spectra[t] = fine.of(first if t == 0 else image(t), pos[t] - centre)
+            else:
+                spectra[t] = kept.of(fine, t, (lambda: first) if t == 0 else (lambda t=t: image(t)), pos[t] - centre)
         total = spectra[trusted].sum(axis=0)
         repeats = self_correlation(fine, np.abs(total) ** 2 * fine.weight[None, :], offs)
         repeats = (repeats >= PERIODIC_RESIDUE * repeats[zero]) & (np.arange(len(offs)) != zero)

@@ -121,7 +121,7 @@ from ._lattice_regions import (
     screen,
     turned_frames,
 )
-from ._lattice_segments import check_runs
+from ._lattice_segments import KeptSpectra, check_runs
 from ._ncc_search import NCCSearch
 
 __all__ = [
@@ -654,6 +654,7 @@ class _Defects(NamedTuple):
 def _defects_band(
     read: Callable[[int], np.ndarray], lows: list[np.ndarray], choice: _Choice, unconfirmed: np.ndarray, confirm_margin: np.ndarray,
     evidence: _LowPass, lattice: Lattice, offsets: np.ndarray, bound: tuple[float, float], info: dict[str, Any],
+    kept: KeptSpectra | None = None,
 ) -> _Defects:
     """The frames' sites (no motion prior, or a path of several runs) checked in the defects band
     (:mod:`._lattice_frames`).
@@ -698,6 +699,7 @@ def _defects_band(
         return _Defects(None, doubted, doubted, float("nan"), bool((sure & shifted).any()))
     defects = check_frames(
         read, choice.positions, trusted, lattice.vectors, offsets, bound=bound, lowpass_sigma=evidence.sigma,
+        kept=kept,
     )
     if defects is None:
         return _Defects(None, doubted, doubted, float("nan"), False)
@@ -885,13 +887,15 @@ def resolve_periodic(
             )
             moved = np.hypot(*(choice.positions - raw).T) > 0.5
     runs = None
+    # the frames' defects-band spectra, computed once for the runs' check and the frames' check below
+    kept = KeptSpectra() if motion_prior else None
     if motion_prior:
         # runs of frames between steps the motion cannot tell from a lattice vector longer: each placed by
         # the defects and background of all the other frames, at full resolution with the lattice taken out
         runs = check_runs(
             lambda k: preparer(np.asarray(stack[int(idx[k])])).image, frames, choice.positions, lattice.vectors,
             offsets, sigma=sigma, cap=STEP_CAP, bound=bound, margin=MIN_MARGIN, step=evidence.step,
-            blobs=evidence.blobs, lowpass_sigma=evidence.sigma,
+            blobs=evidence.blobs, lowpass_sigma=evidence.sigma, kept=kept,
         )
         if runs is not None:
             info["runs"] = {"count": len(runs.runs), "moves": runs.moves}
@@ -945,8 +949,9 @@ def resolve_periodic(
         now = _LowPass(rebuilt_template if rebuilt_template is not None else state.template, lattice, bound)
         outcome = _defects_band(
             lambda k: preparer(np.asarray(stack[int(idx[k])])).image, frames, choice, unconfirmed,
-            confirm_margin, now, lattice, offsets, bound, info,
+            confirm_margin, now, lattice, offsets, bound, info, kept,
         )
+        kept = None  # the spectra are not needed again
         defects, doubted, unsupported, typical = outcome.check, outcome.doubted, outcome.unsupported, outcome.typical
         if outcome.moved:
             moved = np.hypot(*(choice.positions - raw).T) > 0.5
