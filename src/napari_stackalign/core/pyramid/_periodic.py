@@ -943,6 +943,8 @@ def resolve_periodic(
     # moved both back). Grid, 68 seeds, the 114 lattice stacks with several runs: wrong and ok 2 -> 0,
     # right and ok 4,631 -> 4,632; bench_lattice_runs 1 -> 0 (seed 1), bench_lattice_drift 0-60 unchanged
     several_runs = motion_prior and runs is not None and len(runs.runs) > 1
+    if not several_runs:
+        kept = None
     if not motion_prior or several_runs:
         # nothing links the frames (or not all of them) and the background decided each site: the defects of
         # the other trusted frames, at full resolution with the lattice taken out, must not put it elsewhere
